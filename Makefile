@@ -1,0 +1,48 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both set up what they need (venv, system packages, Docker Engine) themselves.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: help venv system demo test test-fast lint bench clean
+
+help:
+	@echo "make demo   - build the approved set from source, sign, attest, publish, serve"
+	@echo "make test   - run the whole test suite (sets up venv, Docker, builder image)"
+	@echo "make bench  - benchmarks side by side with the peers"
+	@echo "make lint   - ruff and mypy"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system:
+	scripts/setup-system.sh
+
+demo: venv system
+	$(BIN)/python -m factory.demo
+
+test: venv system
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not docker and not network and not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check factory flows tests
+	$(BIN)/mypy factory flows
+
+bench: venv system
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .factory .pytest_cache .mypy_cache .ruff_cache

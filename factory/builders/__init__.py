@@ -1,0 +1,1 @@
+"""Isolation backends that turn a verified sdist into a wheel."""

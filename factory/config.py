@@ -1,0 +1,193 @@
+"""Settings: factory.toml at the project root, overridden by FACTORY_* variables.
+
+The project root holds the policy (recipes/, recipes.lock, keys/); the state
+directory holds everything the factory makes (caches, builds, the index, private
+keys, the ledger). Unknown keys in factory.toml are errors, like in recipes.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from factory.errors import ConfigError
+
+PYPI_SIMPLE = "https://pypi.org/simple/"
+CONFIG_FILE = "factory.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    state_dir: Path
+    upstream: str = PYPI_SIMPLE
+    advisories: str | None = None
+    cooldown_days: float = 0.0
+    python_version: str = "3.11"  # the builder image's Python; markers are evaluated for it
+    builder_image: str = "factory-builder:bookworm"
+    build_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    build_timeout: int = 1800
+    build_memory: str = "2g"
+    build_pids: int = 512
+    build_cpus: float = 2.0
+    index_url: str = "http://127.0.0.1:8700"
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8700
+    ledger_url: str | None = None
+    signing_mode: str = "embedded"
+    trust_config: str | None = None
+    identity: str = "https://factory.invalid/builders/docker"
+    issuer: str = "https://factory.invalid/oidc"
+    authority_host: str = "127.0.0.1"
+    http_retries: int = 4
+    http_timeout: float = 30.0
+
+    # -- paths of the project -------------------------------------------------
+    @property
+    def recipes_dir(self) -> Path:
+        return self.root / "recipes"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "recipes.lock"
+
+    @property
+    def public_keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    # -- paths of the state directory -----------------------------------------
+    @property
+    def sources_dir(self) -> Path:
+        return self.state_dir / "sources"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.state_dir / "builds"
+
+    @property
+    def wheels_dir(self) -> Path:
+        return self.state_dir / "wheels"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.state_dir / "index"
+
+    @property
+    def private_keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def authority_dir(self) -> Path:
+        return self.state_dir / "authority"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def ledger(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.db'}"
+
+
+# factory.toml section/key -> Settings field
+_TOML_KEYS: dict[str, dict[str, str]] = {
+    "factory": {
+        "state_dir": "state_dir",
+        "upstream": "upstream",
+        "advisories": "advisories",
+        "cooldown_days": "cooldown_days",
+        "python_version": "python_version",
+    },
+    "build": {
+        "image": "builder_image",
+        "concurrency": "build_concurrency",
+        "timeout": "build_timeout",
+        "memory": "build_memory",
+        "pids": "build_pids",
+        "cpus": "build_cpus",
+    },
+    "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
+    "ledger": {"url": "ledger_url"},
+    "signing": {
+        "mode": "signing_mode",
+        "trust_config": "trust_config",
+        "identity": "identity",
+        "issuer": "issuer",
+        "authority_host": "authority_host",
+    },
+    "http": {"retries": "http_retries", "timeout": "http_timeout"},
+}
+
+_ENV_PREFIX = "FACTORY_"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory upwards holding recipes/ or factory.toml."""
+    env = os.environ.get("FACTORY_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_FILE).is_file() or (candidate / "recipes").is_dir():
+            return candidate
+    return here
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        keys = _TOML_KEYS.get(section)
+        if keys is None or not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: unknown section [{section}]",
+                f"known sections: {', '.join(sorted(_TOML_KEYS))}",
+            )
+        for key, value in table.items():
+            if key not in keys:
+                raise ConfigError(
+                    f"{path}: unknown key {section}.{key}",
+                    f"known keys in [{section}]: {', '.join(sorted(keys))}",
+                )
+            values[keys[key]] = value
+    return values
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        return raw
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}={raw!r} is not a {kind}") from None
+
+
+def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
+    """Settings for the project at ``root`` (found from the cwd by default)."""
+    root = (root or find_root()).resolve()
+    values: dict[str, Any] = {}
+    config = root / CONFIG_FILE
+    if config.is_file():
+        values.update(_read_toml(config))
+    kinds = {f.name: f.type for f in fields(Settings)}
+    for name in kinds:
+        env = os.environ.get(_ENV_PREFIX + name.upper())
+        if env is not None and name != "root":
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for name, raw in list(values.items()):
+        values[name] = _coerce(name, raw, kinds[name])
+    state = Path(values.pop("state_dir", ".factory"))
+    state = state if state.is_absolute() else root / state
+    if "advisories" not in values:
+        default_db = root.parent / "shared" / "advisory-database"
+        values["advisories"] = str(default_db) if default_db.is_dir() else None
+    return Settings(root=root, state_dir=state.resolve(), **values)

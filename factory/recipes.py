@@ -1,0 +1,217 @@
+"""Recipes: the approved components, one TOML file each under recipes/.
+
+A recipe is policy written by a human, so it is parsed strictly: an unknown
+key, a bad specifier or a wrong type is an error naming the file and the field.
+A typo must never silently approve something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
+from factory.config import Settings
+from factory.errors import RecipeError
+
+TRACKS = ("patch", "minor", "any")
+KINDS = ("runtime", "build-tool")
+
+_TOP_KEYS = {
+    "name", "versions", "track", "kind", "licenses", "cooldown_days",
+    "system_packages", "patches", "source", "upstream_wheel", "description",
+}
+_SOURCE_KEYS = {"index", "git", "tag"}
+_WHEEL_KEYS = {"filename", "sha256"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the component's source comes from: an sdist index or a git tag."""
+
+    index: str | None = None
+    git: str | None = None
+    tag: str = "v{version}"
+
+
+@dataclass(frozen=True)
+class UpstreamWheel:
+    """An explicitly allowed, pinned upstream wheel (build tools only)."""
+
+    filename: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    versions: SpecifierSet
+    path: Path
+    digest: str
+    track: str = "minor"
+    kind: str = "runtime"
+    licenses: tuple[str, ...] = ()
+    cooldown_days: float | None = None
+    system_packages: tuple[str, ...] = ()
+    patches: tuple[Path, ...] = ()
+    source: Source = field(default_factory=Source)
+    upstream_wheel: UpstreamWheel | None = None
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return canonicalize_name(self.name)
+
+
+class _Fields:
+    """Typed access to a TOML table, with errors that name file and field."""
+
+    def __init__(self, path: Path, table: dict[str, Any], prefix: str = "") -> None:
+        self.path, self.table, self.prefix = path, table, prefix
+
+    def fail(self, key: str, message: str, hint: str | None = None) -> RecipeError:
+        return RecipeError(f"{self.path.name}: field '{self.prefix}{key}': {message}", hint)
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for key in self.table:
+            if key not in allowed:
+                raise self.fail(key, "unknown key", f"allowed keys: {', '.join(sorted(allowed))}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.table:
+            if default is _REQUIRED:
+                raise self.fail(key, "missing (required)")
+            return default
+        value = self.table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(key, f"expected {names}, got {type(value).__name__}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        values = self.get(key, list, [])
+        if not all(isinstance(v, str) and v for v in values):
+            raise self.fail(key, "expected a list of non-empty strings")
+        return tuple(values)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return str(value)
+
+
+_REQUIRED = object()
+
+
+def _parse_source(path: Path, table: dict[str, Any]) -> Source:
+    fields = _Fields(path, table, "source.")
+    fields.check_keys(_SOURCE_KEYS)
+    index, git = fields.get("index", str), fields.get("git", str)
+    if index and git:
+        raise fields.fail("git", "give either an sdist index or a git URL, not both")
+    tag = fields.get("tag", str, "v{version}")
+    if "{version}" not in tag:
+        raise fields.fail("tag", "the tag pattern must contain {version}")
+    return Source(index=index, git=git, tag=tag)
+
+
+def _parse_wheel(path: Path, table: dict[str, Any], kind: str) -> UpstreamWheel:
+    fields = _Fields(path, table, "upstream_wheel.")
+    fields.check_keys(_WHEEL_KEYS)
+    sha = fields.get("sha256", str, _REQUIRED)
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise fields.fail("sha256", "expected 64 lowercase hex digits")
+    if kind != "build-tool":
+        raise fields.fail("filename", "an upstream wheel may only be allowed for a build tool")
+    return UpstreamWheel(filename=fields.get("filename", str, _REQUIRED), sha256=sha)
+
+
+def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path.name}: not valid TOML ({exc})") from None
+    fields = _Fields(path, data)
+    fields.check_keys(_TOP_KEYS)
+    name = fields.get("name", str, _REQUIRED)
+    if canonicalize_name(name) != canonicalize_name(path.stem):
+        raise fields.fail("name", f"{name!r} does not match the file name {path.name}")
+    spec_text = fields.get("versions", str, _REQUIRED)
+    try:
+        versions = SpecifierSet(spec_text)
+    except InvalidSpecifier:
+        raise fields.fail("versions", f"{spec_text!r} is not a PEP 440 specifier",
+                          "for example \">=2.31,<3\"") from None
+    kind = fields.choice("kind", KINDS, "runtime")
+    cooldown = fields.get("cooldown_days", (int, float))
+    if cooldown is not None and cooldown < 0:
+        raise fields.fail("cooldown_days", "must not be negative")
+    patches = tuple(recipes_dir / p for p in fields.strings("patches"))
+    for patch in patches:
+        if not patch.is_file():
+            raise fields.fail("patches", f"{patch} does not exist")
+    source_table = fields.get("source", dict, {})
+    wheel_table = fields.get("upstream_wheel", dict)
+    return Recipe(
+        name=name,
+        versions=versions,
+        path=path,
+        digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+        track=fields.choice("track", TRACKS, "minor"),
+        kind=kind,
+        licenses=fields.strings("licenses"),
+        cooldown_days=float(cooldown) if cooldown is not None else None,
+        system_packages=fields.strings("system_packages"),
+        patches=patches,
+        source=_parse_source(path, source_table),
+        upstream_wheel=_parse_wheel(path, wheel_table, kind) if wheel_table else None,
+        description=fields.get("description", str, ""),
+    )
+
+
+def recipe_files(settings: Settings) -> list[Path]:
+    directory = settings.recipes_dir
+    if not directory.is_dir():
+        raise RecipeError(f"no recipes directory at {directory}",
+                          "create recipes/<name>.toml, one per approved component")
+    return sorted(directory.glob("*.toml"))
+
+
+def check_recipes(settings: Settings) -> tuple[dict[str, Recipe], list[RecipeError]]:
+    """Parse every recipe; return the good ones and every error (not just the first)."""
+    recipes: dict[str, Recipe] = {}
+    errors: list[RecipeError] = []
+    for path in recipe_files(settings):
+        try:
+            recipe = parse_recipe(path, settings.recipes_dir)
+        except RecipeError as exc:
+            errors.append(exc)
+            continue
+        if recipe.key in recipes:
+            errors.append(RecipeError(f"{path.name}: field 'name': {recipe.name!r} is "
+                                      f"already approved by {recipes[recipe.key].path.name}"))
+            continue
+        recipes[recipe.key] = recipe
+    return recipes, errors
+
+
+def load_recipes(settings: Settings) -> dict[str, Recipe]:
+    """All recipes, keyed by normalized name; the first error is raised."""
+    recipes, errors = check_recipes(settings)
+    if errors:
+        first = errors[0]
+        more = ""
+        if len(errors) > 1:
+            more = f" (and {len(errors) - 1} more; run `factory recipes check`)"
+        raise RecipeError(first.message + more, first.hint)
+    if not recipes:
+        raise RecipeError(f"no recipes in {settings.recipes_dir}",
+                          "add recipes/<name>.toml, one per approved component")
+    return recipes

@@ -1,0 +1,285 @@
+"""Verified sources: a content-addressed sdist cache and safe unpacking.
+
+An sdist is kept under ``sources/sha256/<hex>/<filename>`` only after its size
+and sha256 match the lock. Unpacking refuses absolute paths, ``..``, links that
+leave the tree, device files, setuid/setgid bits, control characters in names,
+and members or totals above limits; it unpacks into a temp directory and
+renames it into place, so a half-unpacked tree is never visible.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from factory.atomic import sha256_file
+from factory.config import Settings
+from factory.errors import IntegrityError, RecipeError, UnsafeArchiveError
+from factory.upstream import Upstream
+
+if TYPE_CHECKING:
+    from factory.lock import LockedComponent
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 20_000
+    max_member_bytes: int = 256 << 20
+    max_total_bytes: int = 1 << 30
+    max_ratio: int = 200  # uncompressed / compressed, beyond which we call it a bomb
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
+    return settings.sources_dir / "sha256" / sha256 / filename
+
+
+def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None = None,
+          progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """The locked sdist, verified, from the cache or downloaded into it."""
+    sdist = locked.sdist
+    path = cache_path(settings, sdist.sha256, sdist.filename)
+    if path.is_file():
+        actual = sha256_file(path)
+        if actual == sdist.sha256:
+            return path
+        path.unlink()  # a corrupted cache entry is replaced, never used
+    own = upstream is None
+    client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
+                                  timeout=settings.http_timeout)
+    try:
+        return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
+                               progress=progress)
+    finally:
+        if own:
+            client.client.close()
+
+
+def verify_cached(path: Path, sha256: str) -> None:
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise IntegrityError(f"{path.name}: sha256 mismatch: expected {sha256}, got {actual}")
+
+
+# -- safe unpacking -------------------------------------------------------------
+
+def _check_name(archive: str, name: str) -> PurePosixPath:
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has control characters in its name")
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if ".." in path.parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} climbs out with '..'")
+    return path
+
+
+def _link_stays_inside(member: PurePosixPath, target: str) -> bool:
+    if target.startswith("/"):
+        return False
+    depth = len(member.parent.parts)
+    for part in PurePosixPath(target).parts:
+        depth = depth - 1 if part == ".." else depth + (part != ".")
+        if depth < 0:
+            return False
+    return True
+
+
+def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> None:
+    path = _check_name(archive, info.name)
+    if info.isdev() or info.isfifo() or not (info.isfile() or info.isdir() or info.issym()
+                                             or info.islnk()):
+        raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device or special file")
+    if info.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise UnsafeArchiveError(f"{archive}: member {info.name!r} has a setuid/setgid bit")
+    if info.issym() and not _link_stays_inside(path, info.linkname):
+        raise UnsafeArchiveError(
+            f"{archive}: symlink {info.name!r} -> {info.linkname!r} points outside the tree")
+    if info.islnk():
+        _check_name(archive, info.linkname)
+        if info.linkname not in seen:
+            raise UnsafeArchiveError(
+                f"{archive}: hardlink {info.name!r} -> {info.linkname!r} has no target in the tree")
+
+
+def _check_totals(archive: str, count: int, total: int, compressed: int, limits: Limits) -> None:
+    if count > limits.max_members:
+        raise UnsafeArchiveError(f"{archive}: {count} members, over the limit of "
+                                 f"{limits.max_members}")
+    if total > limits.max_total_bytes:
+        raise UnsafeArchiveError(f"{archive}: unpacks to {total} bytes, over the limit of "
+                                 f"{limits.max_total_bytes}")
+    if compressed > 0 and total > 1 << 20 and total / compressed > limits.max_ratio:
+        raise UnsafeArchiveError(f"{archive}: expands {total // compressed}x; a decompression bomb")
+
+
+def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
+    name = archive.name
+    try:
+        with tarfile.open(archive) as tar:
+            members: list[tarfile.TarInfo] = []
+            seen: set[str] = set()
+            total = 0
+            for info in tar:  # streaming: a huge member count is caught before it is all read
+                _check_tar_member(name, info, seen)
+                if info.size > limits.max_member_bytes:
+                    raise UnsafeArchiveError(f"{name}: member {info.name!r} is {info.size} bytes, "
+                                             f"over the limit of {limits.max_member_bytes}")
+                total += info.size
+                seen.add(info.name)
+                members.append(info)
+                _check_totals(name, len(members), total, archive.stat().st_size, limits)
+            tar.extractall(into, members=members, filter="data")
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"{name}: {exc}") from None
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, UnsafeArchiveError):
+            raise
+        raise UnsafeArchiveError(f"{name}: not a readable archive ({exc})") from None
+
+
+def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
+    name = archive.name
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            total = 0
+            for info in infos:
+                _check_name(name, info.filename)
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip says nothing
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise UnsafeArchiveError(f"{name}: member {info.filename!r} is a link or "
+                                             "special file")
+                if info.file_size > limits.max_member_bytes:
+                    raise UnsafeArchiveError(f"{name}: member {info.filename!r} is too large")
+                total += info.file_size
+            _check_totals(name, len(infos), total, archive.stat().st_size, limits)
+            for info in infos:
+                target = into / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, target.open("wb") as dst:
+                    # The header's size may lie: copy at most what it declared.
+                    shutil.copyfileobj(_Bounded(src, info.file_size), dst)  # type: ignore[misc]
+    except zipfile.BadZipFile as exc:
+        raise UnsafeArchiveError(f"{name}: not a readable zip ({exc})") from None
+
+
+class _Bounded:
+    def __init__(self, raw: object, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(65536 if size < 0 else size)  # type: ignore[attr-defined]
+        self.left -= len(data)
+        if self.left < 0:
+            raise UnsafeArchiveError("a zip member is larger than its header says")
+        return data
+
+
+def extract(sdist: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Unpack ``sdist`` safely as ``dest``; return the source tree root inside it."""
+    if dest.exists():
+        return _tree_root(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-unpack-", dir=dest.parent))
+    try:
+        if sdist.name.endswith(".zip"):
+            _extract_zip(sdist, staging, limits)
+        else:
+            _extract_tar(sdist, staging, limits)
+        _check_links_resolve_inside(sdist.name, staging)
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _tree_root(dest)
+
+
+def _check_links_resolve_inside(archive: str, tree: Path) -> None:
+    """Each link was checked alone; a chain of them (``x -> y/..``, ``y -> .``) can
+    still leave the tree, so check where every link really ends up."""
+    top = os.path.realpath(tree)
+    for path in tree.rglob("*"):
+        if path.is_symlink():
+            real = os.path.realpath(path)
+            if real != top and not real.startswith(top + os.sep):
+                raise UnsafeArchiveError(f"{archive}: symlink {path.relative_to(tree)} "
+                                         "points outside the tree through other links")
+
+
+def _tree_root(dest: Path) -> Path:
+    entries = [p for p in dest.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return dest
+
+
+def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes | None:
+    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking."""
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            for zinfo in zf.infolist():
+                parts = PurePosixPath(zinfo.filename).parts
+                if len(parts) == 2 and parts[1] == relative and zinfo.file_size <= max_bytes:
+                    return zf.read(zinfo)
+        return None
+    with tarfile.open(sdist) as tar:
+        for tinfo in tar:
+            parts = PurePosixPath(tinfo.name).parts
+            if len(parts) == 2 and parts[1] == relative and tinfo.isfile():
+                if tinfo.size > max_bytes:
+                    return None
+                handle = tar.extractfile(tinfo)
+                return handle.read() if handle else None
+    return None
+
+
+@dataclass(frozen=True)
+class SdistMetadata:
+    name: str
+    version: str
+    license_expression: str | None
+    license: str | None
+    classifiers: tuple[str, ...]
+    requires_dist: tuple[str, ...]
+
+
+def read_metadata(sdist: Path) -> SdistMetadata | None:
+    raw = read_member(sdist, "PKG-INFO")
+    if raw is None:
+        return None
+    msg = email.parser.BytesHeaderParser().parsebytes(raw)
+    return SdistMetadata(
+        name=str(msg.get("Name", "")),
+        version=str(msg.get("Version", "")),
+        license_expression=msg.get("License-Expression"),
+        license=msg.get("License"),
+        classifiers=tuple(msg.get_all("Classifier") or ()),
+        requires_dist=tuple(msg.get_all("Requires-Dist") or ()),
+    )
+
+
+def apply_patches(tree: Path, patches: list[Path]) -> None:
+    """Apply recipe patches (``-p1``) to an unpacked tree; any failure is an error."""
+    for patch in patches:
+        result = subprocess.run(["patch", "-p1", "--batch", "--forward", "-i", str(patch)],
+                                cwd=tree, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RecipeError(f"patch {patch.name} does not apply: "
+                                     f"{(result.stdout + result.stderr).strip().splitlines()[-1:]}",
+                                     "refresh the patch against the locked version")

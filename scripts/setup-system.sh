@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the factory and its tests use, installed only when missing.
+# Debian as root: apt-get; elsewhere it says what is missing and stops.
+set -euo pipefail
+
+need=()
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v patch >/dev/null 2>&1 || need+=(patch)
+command -v git >/dev/null 2>&1 || need+=(git)
+if [ "${FACTORY_BROWSER_TESTS:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: missing system packages: ${need[*]}; hint: install them with your package manager" >&2
+    exit 1
+  fi
+  echo "installing ${need[*]} from Debian ..." >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+"$(dirname "$0")/ensure-docker.sh"

@@ -1,0 +1,47 @@
+"""Shared fixtures: a project root with recipes, and a local upstream index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factory.config import Settings, load_settings
+from tests.local_upstream import LocalUpstream, start, stop
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[LocalUpstream]:
+    server = start(LocalUpstream(tmp_path / "upstream"))
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def write_recipe(root: Path, name: str, body: str = "") -> Path:
+    path = root / "recipes" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f'name = "{name}"\n'
+    if "versions" not in body:
+        text += 'versions = ">=0"\n'
+    path.write_text(text + body)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, upstream: LocalUpstream) -> Settings:
+    """A project root in tmp_path pointed at the local upstream, no advisories."""
+    root = tmp_path / "project"
+    (root / "recipes").mkdir(parents=True)
+    (root / "factory.toml").write_text(
+        f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'
+        f'advisories = "{tmp_path / "advisories"}"\n'
+        '[http]\nretries = 2\n')
+    (tmp_path / "advisories").mkdir()
+    return load_settings(root)

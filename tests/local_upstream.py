@@ -1,0 +1,200 @@
+"""A local upstream index for tests: PEP 691 JSON + PEP 503 HTML on 127.0.0.1.
+
+It serves sdists that the tests generate, so unit tests never touch the
+network. Faults can be switched on to test the client: HTML only, a number of
+503 answers before a good one, truncated files, or a server that is down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import textwrap
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def make_sdist(directory: Path, name: str, version: str, *,
+               build_requires: list[str] | None = None,
+               backend: str = "setuptools.build_meta",
+               requires_dist: list[str] | None = None,
+               license_expression: str | None = "MIT",
+               setup_py: str | None = None,
+               extra_members: dict[str, bytes] | None = None) -> Path:
+    """Write a small but real sdist (a buildable setuptools project by default)."""
+    dist = name.replace("-", "_")
+    root = f"{dist}-{version}"
+    requires = build_requires if build_requires is not None else ["setuptools>=61"]
+    pkg_info = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
+    if license_expression:
+        pkg_info.append(f"License-Expression: {license_expression}")
+    pkg_info += [f"Requires-Dist: {r}" for r in requires_dist or []]
+    deps = ", ".join(json.dumps(r) for r in requires_dist or [])
+    pyproject = textwrap.dedent(f"""\
+        [build-system]
+        requires = {json.dumps(requires)}
+        build-backend = "{backend}"
+
+        [project]
+        name = "{name}"
+        version = "{version}"
+        dependencies = [{deps}]
+        requires-python = ">=3.8"
+
+        [tool.setuptools]
+        packages = ["{dist}"]
+        """)
+    members = {
+        f"{root}/PKG-INFO": ("\n".join(pkg_info) + "\n").encode(),
+        f"{root}/pyproject.toml": pyproject.encode(),
+        f"{root}/{dist}/__init__.py": f'__version__ = "{version}"\n'.encode(),
+    }
+    if setup_py is not None:
+        members[f"{root}/setup.py"] = setup_py.encode()
+    for rel, data in (extra_members or {}).items():
+        members[f"{root}/{rel}"] = data
+    path = directory / f"{dist}-{version}.tar.gz"
+    directory.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in sorted(members.items()):
+            info = tarfile.TarInfo(member)
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@dataclass
+class Release:
+    path: Path
+    upload_time: datetime
+    yanked: str | bool = False
+    requires_python: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+@dataclass
+class LocalUpstream:
+    """The index's content plus its fault switches; `url` is the /simple/ base."""
+
+    directory: Path
+    projects: dict[str, list[Release]] = field(default_factory=dict)
+    html_only: bool = False
+    failures_left: int = 0
+    truncate: bool = False
+    corrupt: bool = False
+    requests: list[str] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/simple/"
+
+    def add(self, name: str, version: str, *, age_days: float = 30, yanked: str | bool = False,
+            requires_python: str | None = None, **sdist_options: object) -> Release:
+        path = make_sdist(self.directory / "files", name, version, **sdist_options)  # type: ignore[arg-type]
+        release = Release(path, datetime.now(UTC) - timedelta(days=age_days), yanked,
+                          requires_python)
+        self.projects.setdefault(canonicalize_name(name), []).append(release)
+        return release
+
+    def add_file(self, name: str, path: Path, age_days: float = 30) -> Release:
+        release = Release(path, datetime.now(UTC) - timedelta(days=age_days))
+        self.projects.setdefault(canonicalize_name(name), []).append(release)
+        return release
+
+    def find(self, filename: str) -> Release | None:
+        return next((r for rs in self.projects.values() for r in rs
+                     if r.path.name == filename), None)
+
+    def json_page(self, key: str) -> bytes:
+        files = [{
+            "filename": r.path.name,
+            "url": f"../../files/{r.path.name}",
+            "hashes": {"sha256": r.sha256},
+            "size": r.path.stat().st_size,
+            "upload-time": r.upload_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "yanked": r.yanked,
+            "requires-python": r.requires_python,
+        } for r in self.projects[key]]
+        return json.dumps({"meta": {"api-version": "1.1"}, "name": key, "files": files}).encode()
+
+    def html_page(self, key: str) -> bytes:
+        links = []
+        for r in self.projects[key]:
+            attrs = f' data-yanked="{r.yanked if isinstance(r.yanked, str) else ""}"' \
+                if r.yanked else ""
+            links.append(f'<a href="../../files/{r.path.name}#sha256={r.sha256}"{attrs}>'
+                         f"{r.path.name}</a><br>")
+        return ("<!DOCTYPE html><html><body>" + "\n".join(links) + "</body></html>").encode()
+
+
+def _handler(upstream: LocalUpstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str, length: int | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body) if length is None else length))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            upstream.requests.append(self.path)
+            if upstream.failures_left > 0:
+                upstream.failures_left -= 1
+                return self._send(503, b"busy", "text/plain")
+            parts = [p for p in self.path.split("?")[0].split("/") if p]
+            if len(parts) == 2 and parts[0] == "simple":
+                key = canonicalize_name(parts[1])
+                if key not in upstream.projects:
+                    return self._send(404, b"not found", "text/plain")
+                wants_json = JSON_TYPE in self.headers.get("Accept", "")
+                if wants_json and not upstream.html_only:
+                    return self._send(200, upstream.json_page(key), JSON_TYPE)
+                return self._send(200, upstream.html_page(key), "text/html")
+            if len(parts) == 2 and parts[0] == "files":
+                release = upstream.find(parts[1])
+                if release is None:
+                    return self._send(404, b"not found", "text/plain")
+                data = release.path.read_bytes()
+                if upstream.corrupt:
+                    data = data[:-1] + bytes([data[-1] ^ 1])
+                if upstream.truncate:
+                    return self._send(200, data[: len(data) // 2], "application/octet-stream")
+                return self._send(200, data, "application/octet-stream")
+            self._send(404, b"not found", "text/plain")
+
+    return Handler
+
+
+def start(upstream: LocalUpstream) -> LocalUpstream:
+    upstream.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))
+    upstream.server.daemon_threads = True
+    threading.Thread(target=upstream.server.serve_forever, daemon=True).start()
+    return upstream
+
+
+def stop(upstream: LocalUpstream) -> None:
+    if upstream.server is not None:
+        upstream.server.shutdown()
+        upstream.server.server_close()

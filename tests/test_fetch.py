@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from factory import pipeline, sources
+from factory.config import Settings
+from factory.errors import IntegrityError, PolicyError
+from tests.conftest import write_recipe
+from tests.local_upstream import LocalUpstream
+
+
+@pytest.fixture
+def locked(project: Settings, upstream: LocalUpstream) -> Settings:
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("demo", "1.0.0")
+    write_recipe(project.root, "demo", 'licenses = ["MIT"]\n')
+    pipeline.lock_stage(project)
+    # lock reads pyproject.toml from the sdists; start fetch from an empty cache
+    for path in project.sources_dir.rglob("*.tar.gz"):
+        path.unlink()
+    return project
+
+
+def cached_files(settings: Settings) -> list[Path]:
+    return sorted(p for p in settings.sources_dir.rglob("*") if p.is_file())
+
+
+def test_fetch_verifies_and_caches_by_content(locked: Settings, upstream: LocalUpstream) -> None:
+    fetched = pipeline.fetch_stage(locked)
+    assert {f.component.name for f in fetched} == {"demo", "setuptools"}
+    for item in fetched:
+        assert item.path == sources.cache_path(locked, item.component.sdist.sha256,
+                                               item.component.sdist.filename)
+        assert item.path.is_file()
+    served = len(upstream.requests)
+    pipeline.fetch_stage(locked)  # a second fetch is served from the cache
+    assert len(upstream.requests) == served
+
+
+def test_hash_mismatch_is_refused_and_nothing_kept(locked: Settings,
+                                                   upstream: LocalUpstream) -> None:
+    upstream.corrupt = True
+    with pytest.raises(IntegrityError) as info:
+        pipeline.fetch_stage(locked, {"demo"})
+    entry = next(c for c in pipeline.load_lock(locked).components if c.name == "demo")
+    assert f"expected {entry.sdist.sha256}, got " in info.value.message
+    assert cached_files(locked) == []
+
+
+def test_truncated_download_is_refused(locked: Settings, upstream: LocalUpstream) -> None:
+    upstream.truncate = True
+    with pytest.raises(IntegrityError, match="truncated"):
+        pipeline.fetch_stage(locked, {"demo"})
+    assert cached_files(locked) == []
+
+
+def test_corrupted_cache_entry_is_replaced(locked: Settings) -> None:
+    (item,) = pipeline.fetch_stage(locked, {"demo"})
+    item.path.write_bytes(b"tampered")
+    (again,) = pipeline.fetch_stage(locked, {"demo"})
+    assert sources.sha256_file(again.path) == item.component.sdist.sha256
+
+
+def test_licence_outside_allowlist_is_refused(project: Settings,
+                                              upstream: LocalUpstream) -> None:
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("gpl", "1.0.0", license_expression="GPL-3.0-only")
+    write_recipe(project.root, "gpl", 'licenses = ["MIT", "BSD-3-Clause"]\n')
+    pipeline.lock_stage(project)
+    with pytest.raises(PolicyError, match="licence GPL-3.0-only is not in the allowlist"):
+        pipeline.fetch_stage(project)
