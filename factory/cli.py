@@ -169,6 +169,187 @@ def fetch(
     out.print(f"fetched and verified {len(fetched)} sdists")
 
 
+# -- build ------------------------------------------------------------------------
+
+builder_app = typer.Typer(help="The builder image the containers run.", no_args_is_help=True)
+app.add_typer(builder_app, name="builder")
+keys_app = typer.Typer(help="Signing keys and the embedded Sigstore authority.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+authority_app = typer.Typer(help="The embedded Sigstore authority (CA, log, tokens).",
+                            no_args_is_help=True)
+app.add_typer(authority_app, name="authority")
+
+
+@builder_app.command("bootstrap")
+def builder_bootstrap(
+    packages: Annotated[str, typer.Option(help="Extra Debian packages, comma-separated.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the builder image offline (debootstrap + docker import), or reuse it."""
+    from factory.builders.image import bootstrap_image
+
+    extra = [p for p in packages.split(",") if p]
+    with err.status("making the builder image (about a minute the first time) ..."):
+        image = bootstrap_image(settings(), extra)
+    if as_json:
+        emit_json({"tag": image.tag, "id": image.id, "origin": image.origin})
+    else:
+        out.print(f"{image.tag}  {image.id}  ({image.origin})", highlight=False)
+
+
+@app.command()
+def plan(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these components.")] = None,
+) -> None:
+    """Print the build order and why each component is in it."""
+    from factory.plan import make_plan
+
+    out.print(make_plan(settings(), list(map(_key, names)) if names else None).explain(),
+              highlight=False)
+
+
+@app.command()
+def build(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these (and the build tools "
+                                                      "they still lack).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel builds (default: cores).")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build from source in network-less containers, without an orchestrator."""
+    from factory.plan import execute, make_plan
+
+    s = settings()
+    pipeline.fetch_stage(s)
+    the_plan = make_plan(s, list(map(_key, names)) if names else None)
+    with err.status(f"building {len(the_plan.order)} components ..."):
+        records = execute(s, the_plan, concurrency)
+    if as_json:
+        emit_json([{"component": r.component, "version": r.version, "wheel": r.wheel_filename,
+                    "sha256": r.wheel_sha256} for r in records])
+        return
+    for r in records:
+        out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…", highlight=False)
+    out.print(f"{len(records)} wheels built from source in {s.wheels_dir}")
+
+
+# -- keys, sign, publish ---------------------------------------------------------------
+
+@keys_app.command("init")
+def keys_init(as_json: JsonOpt = False) -> None:
+    """Create the per-role keys and the embedded authority (never overwrites)."""
+    from factory.keys import ROLES, key_info
+    from factory.release import ensure_keys
+
+    s = settings()
+    ensure_keys(s)
+    infos = [key_info(s, role) for role in ROLES]
+    if as_json:
+        emit_json([{"role": i.role, "keyid": i.keyid, "spki_sha256": i.spki_sha256,
+                    "public_key": str(i.public_key_path)} for i in infos])
+        return
+    for i in infos:
+        out.print(f"  {i.role:9} {i.keyid[:16]}…  {i.public_key_path}", highlight=False)
+    out.print(f"private keys in {s.private_keys_dir} (never commit them); "
+              f"public material in {s.public_keys_dir}")
+
+
+@keys_app.command("show")
+def keys_show(as_json: JsonOpt = False) -> None:
+    """Show the public keys' ids and fingerprints."""
+    from factory.keys import ROLES, key_info
+
+    infos = [key_info(settings(), role) for role in ROLES]
+    if as_json:
+        emit_json([{"role": i.role, "keyid": i.keyid, "spki_sha256": i.spki_sha256}
+                   for i in infos])
+        return
+    table = Table("role", "key id", "SPKI sha256")
+    for i in infos:
+        table.add_row(i.role, i.keyid, i.spki_sha256)
+    out.print(table)
+
+
+@authority_app.command("serve")
+def authority_serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8710) -> None:
+    """Run the embedded authority so stock sigstore tools can sign against it."""
+    from factory.signing.authority import serve_authority
+
+    serve_authority(settings(), port)
+
+
+@app.command()
+def publish(as_json: JsonOpt = False) -> None:
+    """Attest, sign and publish every built wheel the index does not serve yet."""
+    from factory.builders.record import RECORD_SUFFIX, BuildRecord
+    from factory.release import release
+
+    s = settings()
+    records = [BuildRecord.load(p) for p in sorted(s.wheels_dir.glob("*" + RECORD_SUFFIX))]
+    with err.status(f"signing and publishing up to {len(records)} wheels ..."):
+        published = release(s, records)
+    if as_json:
+        emit_json([p.__dict__ for p in published])
+        return
+    for p in published:
+        out.print(f"  published {p.filename}", highlight=False)
+    out.print(f"{len(published)} published; index at {s.index_dir}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8700).")] = None,
+) -> None:
+    """Serve the index (PEP 503/691/658/740) and its human pages."""
+    from factory.index.serve import serve as run
+
+    s = settings()
+    out.print(f"serving {s.index_dir} at http://{host or s.serve_host}:{port or s.serve_port}/"
+              "simple/", highlight=False)
+    run(s, host, port)
+
+
+@app.command()
+def yank(
+    spec: Annotated[str, typer.Argument(help="NAME==VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (shown to installers).")] = "",
+    undo: Annotated[bool, typer.Option("--undo", help="Unyank instead.")] = False,
+) -> None:
+    """Yank (PEP 592) a published version, with a reason; never deletes."""
+    from factory.errors import FactoryError as _Error
+    from factory.index.publish import unyank as do_unyank
+    from factory.index.publish import yank as do_yank
+
+    name, sep, version = spec.partition("==")
+    if not sep or not name or not version:
+        raise _Error(f"{spec!r} is not NAME==VERSION", "for example: factory yank flask==3.1.0")
+    files = (do_unyank(settings(), name, version) if undo
+             else do_yank(settings(), name, version, reason))
+    out.print(f"{'unyanked' if undo else 'yanked'} {len(files)} files of {name} {version}",
+              highlight=False)
+
+
+@app.command()
+def upload(
+    to: Annotated[str, typer.Option("--to", help="Upload URL of the registry (legacy API).")],
+    username: Annotated[str | None, typer.Option(envvar="FACTORY_UPLOAD_USERNAME")] = None,
+    password: Annotated[str | None, typer.Option(envvar="FACTORY_UPLOAD_PASSWORD")] = None,
+    simple_url: Annotated[str | None, typer.Option(help="Its Simple API, to skip what it "
+                                                   "has.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Only these projects.")] = None,
+) -> None:
+    """Mirror the published wheels to an existing registry with twine."""
+    from factory.index.upload import upload as run
+
+    result = run(settings(), to, username, password, projects=names, simple_url=simple_url)
+    for line in result.skipped:
+        out.print(f"  skipped {line}", highlight=False)
+    out.print(f"uploaded {len(result.uploaded)}, already there {len(result.present)}, "
+              f"skipped {len(result.skipped)}")
+
+
 def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import tomli_w
@@ -222,9 +222,8 @@ class Resolver:
             return "no longer offered upstream"
         if file.sha256 and file.sha256 != old.sdist.sha256:
             return "upstream file changed its hash"
-        ctx = self.context(version)
-        ctx = Context(ctx.now, 0.0, ctx.python_version, ctx.advisories, ctx.current, ctx.extra)
-        return allowed_version(recipe, file, version, ctx)
+        # a pin that was taken stays taken whatever the cooldown says now
+        return allowed_version(recipe, file, version, replace(self.context(version), urgent=True))
 
     def choose(self, recipe: Recipe, reason: str, extra: SpecifierSet | None = None,
                ) -> tuple[LockedComponent, str]:
@@ -241,8 +240,10 @@ class Resolver:
                                    self._skipped_above(recipe, old)), "kept"
             why = refusal
         current = Version(old.version) if old is not None else None
-        selection = select_version(recipe, self.listing(recipe).sdists(),
-                                   self.context(current, extra))
+        ctx = self.context(current, extra)
+        if why.startswith("advisory"):  # a security fix does not wait out the cooldown
+            ctx = replace(ctx, urgent=True)
+        selection = select_version(recipe, self.listing(recipe).sdists(), ctx)
         if old is not None and why == "new":
             why = "update" if selection.version != current else "kept"
         return self._from_selection(recipe, selection, reason), why

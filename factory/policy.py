@@ -45,6 +45,7 @@ class Context:
     advisories: AdvisoryDatabase | None
     current: Version | None = None
     extra: SpecifierSet | None = None  # e.g. a build requirement's own specifier
+    urgent: bool = False  # the current pin is affected by an advisory: skip the cooldown
 
 
 def in_track(track: str, current: Version | None, candidate: Version) -> bool:
@@ -81,7 +82,7 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
         except InvalidSpecifier:
             return f"invalid requires-python {file.requires_python!r}"
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
-    if cooldown > 0:
+    if cooldown > 0 and not ctx.urgent:
         uploaded = _parse_time(file.upload_time) if file.upload_time else None
         if uploaded is None:
             return "cooldown: upstream gives no upload time"

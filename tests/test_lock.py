@@ -131,7 +131,8 @@ def test_plain_lock_moves_off_an_advisory(project: Settings, upstream: LocalUpst
     upstream.add("demo", "1.0.1", age_days=0)
     write_recipe(project.root, "demo", 'versions = "==1.0.0"\n')
     pipeline.lock_stage(project)
-    write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\n')
+    # the fix is younger than the cooldown: a security fix does not wait it out
+    write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\ncooldown_days = 5\n')
     (project.root.parent / "advisories" / "A.json").write_text(
         '{"id": "A-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "demo"},'
         ' "versions": ["1.0.0"]}]}')

@@ -1,0 +1,167 @@
+"""SLSA Provenance v1 for one wheel, as an unsigned in-toto Statement v1.
+
+Written by the control plane from the build record alone (never from anything
+the build container reported about itself beyond its output files, which the
+control plane hashed). Field by field meaning: docs/provenance.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from packageurl import PackageURL
+from packaging.utils import canonicalize_name
+
+from factory import __version__
+from factory.builders.record import BuildRecord
+from factory.config import Settings
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+# The schema of our external/internal parameters; bump the /v1 on any
+# incompatible change. A name, not a page: docs/provenance.md describes it.
+BUILD_TYPE = "https://factory.invalid/build-types/python-wheel-from-sdist/v1"
+# in-toto media type of upstream's PEP 740 provenance object (the Integrity API)
+PEP740_MEDIA_TYPE = "application/vnd.pypi.integrity.v1+json"
+
+
+def split_digest(value: str, default_alg: str = "sha256") -> dict[str, str]:
+    """``"sha256:abc"`` or ``"abc"`` -> ``{"sha256": "abc"}`` (a DigestSet)."""
+    alg, sep, hexdigest = value.partition(":")
+    return {alg.lower(): hexdigest.lower()} if sep else {default_alg: value.lower()}
+
+
+def pypi_purl(name: str, version: str, filename: str | None = None) -> str:
+    qualifiers = {"file_name": filename} if filename else None
+    return PackageURL(
+        type="pypi", name=canonicalize_name(name), version=version, qualifiers=qualifiers
+    ).to_string()
+
+
+def docker_purl(image: str) -> str:
+    """pkg:docker purl of an image reference (``repo[:tag][@digest]``)."""
+    ref, _, digest = image.partition("@")
+    repo, tag = ref, None
+    slash, colon = ref.rfind("/"), ref.rfind(":")
+    if colon > slash:
+        repo, tag = ref[:colon], ref[colon + 1 :]
+    registry, _, path = repo.partition("/")
+    qualifiers = None
+    if path and ("." in registry or ":" in registry or registry == "localhost"):
+        qualifiers, repo = {"repository_url": registry}, path  # purl-spec: registry apart
+    namespace, _, name = repo.rpartition("/")
+    return PackageURL(
+        type="docker",
+        namespace=namespace or None,
+        name=name,
+        version=digest or tag,
+        qualifiers=qualifiers,
+    ).to_string()
+
+
+def subject(record: BuildRecord) -> list[dict[str, Any]]:
+    return [{"name": record.wheel_filename, "digest": {"sha256": record.wheel_sha256}}]
+
+
+def external_parameters(record: BuildRecord) -> dict[str, Any]:
+    src = record.source
+    params: dict[str, Any] = {
+        "recipe": {"name": record.recipe_name, "digest": split_digest(record.recipe_digest)},
+        "source": {
+            "name": canonicalize_name(src.name),
+            "version": src.version,
+            "filename": src.filename,
+            "url": src.url,
+            "digest": {"sha256": src.sha256},
+            "size": src.size,
+        },
+    }
+    if record.patches:
+        params["patches"] = record.patches
+    return params
+
+
+def internal_parameters(record: BuildRecord) -> dict[str, Any]:
+    return {"builderImage": record.builder_image, "builder": record.builder_settings}
+
+
+def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
+    src = record.source
+    deps: list[dict[str, Any]] = [
+        {
+            "uri": src.url,
+            "name": src.filename,
+            "digest": {"sha256": src.sha256},
+            "annotations": {"role": "source"},
+        }
+    ]
+    if src.upstream_provenance_sha256:
+        deps.append(
+            {
+                "name": f"{src.filename}.provenance",
+                "digest": {"sha256": src.upstream_provenance_sha256},
+                "mediaType": PEP740_MEDIA_TYPE,
+                "annotations": {"role": "upstream-provenance"},
+            }
+        )
+    deps.append(
+        {
+            "uri": docker_purl(record.builder_image),
+            "name": record.builder_image,
+            "digest": split_digest(record.builder_image_id),
+            "annotations": {"role": "builder-image", "digestOf": "image-id"},
+        }
+    )
+    for tool in sorted(record.build_tools, key=lambda t: (canonicalize_name(t.name), t.version)):
+        deps.append(
+            {
+                "uri": pypi_purl(tool.name, tool.version, tool.filename),
+                "name": tool.filename,
+                "digest": {"sha256": tool.sha256},
+                "annotations": {"role": "build-tool"},
+            }
+        )
+    return deps
+
+
+def run_details(record: BuildRecord, settings: Settings) -> dict[str, Any]:
+    return {
+        "builder": {"id": builder_id(settings), "version": {"artifact-factory": __version__}},
+        "metadata": {
+            "invocationId": record.invocation_id,
+            "startedOn": record.started_on,
+            "finishedOn": record.finished_on,
+        },
+        "byproducts": [
+            {
+                "name": record.log_filename,
+                "digest": {"sha256": record.log_sha256},
+                "mediaType": "text/plain",
+                "annotations": {"role": "build-log"},
+            },
+            {"name": "network", "annotations": {"role": "isolation", "mode": record.network_mode}},
+        ],
+    }
+
+
+def builder_id(settings: Settings) -> str:
+    """Our builder.id: the signing identity of the control plane (see docs)."""
+    return settings.identity
+
+
+def build_statement(record: BuildRecord, settings: Settings) -> dict[str, Any]:
+    """The SLSA v1 provenance Statement for ``record``'s wheel (unsigned)."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subject(record),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": external_parameters(record),
+                "internalParameters": internal_parameters(record),
+                "resolvedDependencies": resolved_dependencies(record),
+            },
+            "runDetails": run_details(record, settings),
+        },
+    }

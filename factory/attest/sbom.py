@@ -1,0 +1,285 @@
+"""CycloneDX 1.6 SBOM of one wheel, with the build environment as ``formulation``.
+
+The BOM is built with cyclonedx-python-lib from what the wheel itself says (its
+core metadata and its files) and from the build record. The library has no
+model for ``formulation`` (CycloneDX 1.5+), so that part is added to the JSON
+and the whole document is checked against the strict 1.6 schema before anyone
+sees it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import uuid
+import zipfile
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cyclonedx.contrib.license.factories import LicenseFactory
+from cyclonedx.contrib.this.builders import this_component
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentScope, ComponentType
+from cyclonedx.model.license import License, LicenseExpression
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
+from packaging.metadata import RawMetadata, parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from factory import __version__
+from factory.atomic import canonical_json, sha256_file, write_bytes
+from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, split_digest
+from factory.builders.record import BuildRecord
+from factory.errors import BuildError, VerificationError
+
+PREDICATE_TYPE = "https://cyclonedx.org/bom"
+SBOM_SUFFIX = ".cdx.json"
+PROP = "artifact-factory"  # our namespace for CycloneDX property names
+# Shared libraries vendored into a wheel by auditwheel (pkg.libs/), delocate
+# (.dylibs/) or delvewheel (pkg.libs/ with .dll); extension modules are not these.
+_LIB_DIR = re.compile(r"(^|/)[^/]*\.(libs|dylibs)/")
+_SHARED_LIB = re.compile(r"(^|/)lib[^/]*\.so(\.\d+)*$|\.(so(\.\d+)*|dylib|dll)$")
+
+
+def sbom_path_for(wheel: Path) -> Path:
+    return wheel.with_name(wheel.name + SBOM_SUFFIX)
+
+
+# -- reading the wheel --------------------------------------------------------
+def read_core_metadata(wheel: Path) -> RawMetadata:
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        if len(names) != 1:
+            raise BuildError(f"{wheel.name}: expected one .dist-info/METADATA, found {len(names)}")
+        raw, _unparsed = parse_email(zf.read(names[0]))
+    if "name" not in raw or "version" not in raw:
+        raise BuildError(f"{wheel.name}: core metadata lacks Name or Version")
+    return raw
+
+
+def bundled_libraries(wheel: Path) -> list[tuple[str, str]]:
+    """(path in wheel, sha256) of every vendored shared library."""
+    found = []
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if info.is_dir() or not _SHARED_LIB.search(name):
+                continue
+            if _LIB_DIR.search(name) or PurePosixPath(name).name.startswith("lib"):
+                found.append((name, hashlib.sha256(zf.read(info)).hexdigest()))
+    return sorted(found)
+
+
+# -- the model ------------------------------------------------------------------
+def _licenses(raw: RawMetadata) -> list[License]:
+    factory = LicenseFactory()
+    if expression := raw.get("license_expression"):
+        return [LicenseExpression(expression)]
+    text = (raw.get("license") or "").strip()
+    if text and "\n" not in text and len(text) <= 100:  # a name, not a licence text
+        return [factory.make_from_string(text)]
+    names = [
+        c.split("::")[-1].strip() for c in raw.get("classifiers", []) if c.startswith("License ::")
+    ]
+    return [factory.make_with_name(n) for n in names]
+
+
+def _sha256(hexdigest: str) -> HashType:
+    return HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)
+
+
+def _root_component(wheel: Path, raw: RawMetadata, sha256: str) -> Component:
+    purl = PackageURL.from_string(pypi_purl(raw["name"], raw["version"], wheel.name))
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=canonicalize_name(raw["name"]),
+        version=raw["version"],
+        description=raw.get("summary"),
+        bom_ref=purl.to_string(),
+        purl=purl,
+        hashes=[_sha256(sha256)],
+        licenses=_licenses(raw),
+    )
+
+
+def _requirement_components(raw: RawMetadata) -> list[Component]:
+    lines: dict[str, list[Requirement]] = defaultdict(list)
+    for line in raw.get("requires_dist", []):
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            raise BuildError(f"invalid Requires-Dist {line!r}: {exc}") from None
+        lines[canonicalize_name(req.name)].append(req)
+    components = []
+    for name, reqs in sorted(lines.items()):
+        # only wanted through an extra -> optional; otherwise always installed
+        optional = all(r.marker is not None and "extra" in str(r.marker) for r in reqs)
+        props = [Property(name=f"{PROP}:requirement", value=str(r)) for r in reqs]
+        components.append(
+            Component(
+                type=ComponentType.LIBRARY,
+                name=name,
+                bom_ref=f"requirement:{name}",
+                purl=PackageURL(type="pypi", name=name),
+                scope=ComponentScope.OPTIONAL if optional else ComponentScope.REQUIRED,
+                properties=props,
+            )
+        )
+    return components
+
+
+def _library_components(wheel: Path) -> list[Component]:
+    return [
+        Component(
+            type=ComponentType.LIBRARY,
+            name=PurePosixPath(path).name,
+            bom_ref=f"bundled:{path}",
+            hashes=[_sha256(digest)],
+            properties=[Property(name=f"{PROP}:wheel-path", value=path)],
+        )
+        for path, digest in bundled_libraries(wheel)
+    ]
+
+
+def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata) -> Bom:
+    bom = Bom(
+        serial_number=uuid.uuid5(
+            uuid.NAMESPACE_URL, f"{record.wheel_sha256}/{record.invocation_id}"
+        )
+    )
+    bom.metadata.timestamp = datetime.fromisoformat(record.finished_on.replace("Z", "+00:00"))
+    root = _root_component(wheel, raw, record.wheel_sha256)
+    bom.metadata.component = root
+    factory_tool = Component(
+        type=ComponentType.APPLICATION,
+        name="artifact-factory",
+        version=__version__,
+        bom_ref="tool:artifact-factory",
+    )
+    bom.metadata.tools.components.update([factory_tool, this_component()])
+    requirements = _requirement_components(raw)
+    libraries = _library_components(wheel)
+    bom.components.update(requirements + libraries)
+    bom.register_dependency(root, requirements + libraries)
+    for component in requirements + libraries:
+        bom.register_dependency(component)
+    return bom
+
+
+# -- formulation (added to the JSON) ---------------------------------------------
+def _hashes(digest: dict[str, str]) -> list[dict[str, str]]:
+    names = {"sha256": "SHA-256", "sha512": "SHA-512", "sha384": "SHA-384"}
+    return [{"alg": names[a], "content": v} for a, v in digest.items() if a in names]
+
+
+def formulation(record: BuildRecord, root_ref: str) -> list[dict[str, Any]]:
+    src = record.source
+    source_ref = f"source:{src.filename}"
+    image = {
+        "type": "container",
+        "bom-ref": "builder-image",
+        "name": record.builder_image,
+        "purl": docker_purl(record.builder_image),
+        "hashes": _hashes(split_digest(record.builder_image_id)),
+        "properties": [{"name": f"{PROP}:digest-of", "value": "image-id"}],
+    }
+    source = {
+        "type": "library",
+        "bom-ref": source_ref,
+        "name": canonicalize_name(src.name),
+        "version": src.version,
+        "purl": pypi_purl(src.name, src.version, src.filename),
+        "hashes": _hashes({"sha256": src.sha256}),
+        "externalReferences": [{"type": "distribution", "url": src.url}],
+    }
+    tools = [
+        {
+            "type": "library",
+            "bom-ref": f"build-tool:{t.filename}",
+            "name": canonicalize_name(t.name),
+            "version": t.version,
+            "purl": pypi_purl(t.name, t.version, t.filename),
+            "hashes": _hashes({"sha256": t.sha256}),
+        }
+        for t in sorted(record.build_tools, key=lambda t: t.filename)
+    ]
+    workflow = {
+        "bom-ref": f"workflow:{record.invocation_id}",
+        "uid": record.invocation_id,
+        "name": f"build {record.wheel_filename}",
+        "taskTypes": ["build"],
+        "timeStart": record.started_on,
+        "timeEnd": record.finished_on,
+        "inputs": [{"resource": {"ref": source_ref}}, {"resource": {"ref": "builder-image"}}]
+        + [{"resource": {"ref": t["bom-ref"]}} for t in tools],
+        "outputs": [{"type": "artifact", "resource": {"ref": root_ref}}],
+        "properties": [
+            {"name": f"{PROP}:network-mode", "value": record.network_mode},
+            {"name": f"{PROP}:build-log-sha256", "value": record.log_sha256},
+            {"name": f"{PROP}:recipe", "value": record.recipe_name},
+        ],
+    }
+    return [
+        {
+            "bom-ref": f"formula:{record.invocation_id}",
+            "components": [image, source, *tools],
+            "workflows": [workflow],
+        }
+    ]
+
+
+@functools.cache
+def _validator() -> JsonStrictValidator:
+    return JsonStrictValidator(SchemaVersion.V1_6)  # compiles the schema once
+
+
+def validate(sbom: dict[str, Any]) -> None:
+    """Raise VerificationError unless ``sbom`` is valid CycloneDX 1.6 JSON."""
+    error = _validator().validate_str(json.dumps(sbom))
+    if error is not None:
+        raise VerificationError(f"SBOM is not valid CycloneDX 1.6: {error}")
+
+
+def build_sbom(wheel: Path, record: BuildRecord) -> dict[str, Any]:
+    """The wheel's CycloneDX 1.6 SBOM as a JSON object, schema-validated."""
+    actual = sha256_file(wheel)
+    if actual != record.wheel_sha256:
+        raise VerificationError(
+            f"{wheel.name}: sha256 {actual} differs from the build record's {record.wheel_sha256}",
+            "the wheel changed after it was built; rebuild it",
+        )
+    raw = read_core_metadata(wheel)
+    bom = _bom(wheel, record, raw)
+    doc: dict[str, Any] = json.loads(JsonV1Dot6(bom).output_as_string())
+    doc["formulation"] = formulation(record, doc["metadata"]["component"]["bom-ref"])
+    validate(doc)
+    return doc
+
+
+def sbom_bytes(sbom: dict[str, Any]) -> bytes:
+    """The sidecar's exact bytes: the project's canonical JSON of the predicate."""
+    return canonical_json(sbom).encode("utf-8")
+
+
+def write_sbom(wheel: Path, sbom: dict[str, Any]) -> Path:
+    path = sbom_path_for(wheel)
+    write_bytes(path, sbom_bytes(sbom))
+    return path
+
+
+def sbom_statement(wheel: Path, sbom: dict[str, Any]) -> dict[str, Any]:
+    """An unsigned in-toto Statement v1 carrying the SBOM as its predicate."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": wheel.name, "digest": {"sha256": sha256_file(wheel)}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": sbom,
+    }

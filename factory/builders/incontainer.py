@@ -1,0 +1,182 @@
+"""The PEP 517 front end that runs INSIDE the build container (standalone script).
+
+It imports nothing from the factory. The host mounts it at /kit/driver.py and
+runs it with ``python3 -I -S`` so that neither PYTHONPATH nor the image's
+dist-packages (Debian's pip, setuptools 66, ...) can leak in. The front-end
+libraries come from the factory's own verified sdists, mounted read-only as
+source trees under /kit/lib/<name> (pyproject-hooks, packaging, installer are
+pure Python and run from source, which breaks the "a front end needs a front
+end" cycle honestly).
+
+Layout inside the container:
+  /source   the unpacked (and patched) sdist, read-only
+  /wheels   exactly the build-tool wheels this build may use, read-only
+  /build    tmpfs: the writable copy of the source (fixed path) and the venv
+  /out      the only writable host mount: wheel, requires.json, env.json
+
+Modes: ``probe`` reports get_requires_for_build_wheel; ``build`` also builds,
+after checking every dynamic requirement is met by the installed wheels.
+Exit 3 means requirements are missing (listed in /out/requires.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path("/source")
+WHEELS = Path("/wheels")
+KIT = Path("/kit/lib")
+WORK = Path("/build")
+OUT = Path("/out")
+SRC = WORK / "src"
+VENV = WORK / "env"
+PYTHON = VENV / "bin" / "python"
+EXIT_MISSING = 3
+DEFAULT_SYSTEM = {
+    "requires": ["setuptools>=40.8.0"],
+    "build-backend": "setuptools.build_meta:__legacy__",
+}
+
+
+def log(message: str) -> None:
+    print(f"[factory] {message}", flush=True)
+
+
+def use_kit() -> None:
+    for entry in sorted(KIT.iterdir()) if KIT.is_dir() else []:
+        sys.path.insert(0, str(entry))
+
+
+def copy_source() -> None:
+    # Backends write into the tree (build/, *.egg-info); the mount is read-only.
+    shutil.copytree(SOURCE, SRC, symlinks=True)
+
+
+def make_venv() -> None:
+    # --without-pip: ensurepip would add Debian's setuptools 66 and pip, which are
+    # not locked tools. The venv holds exactly the mounted wheels.
+    subprocess.run([sys.executable, "-I", "-m", "venv", "--without-pip", str(VENV)], check=True)
+
+
+def venv_paths() -> dict[str, str]:
+    code = "import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"
+    out = subprocess.run([str(PYTHON), "-I", "-c", code], check=True, capture_output=True)
+    return dict(json.loads(out.stdout))
+
+
+def install_wheels() -> None:
+    wheels = sorted(WHEELS.glob("*.whl")) if WHEELS.is_dir() else []
+    if not wheels:
+        return
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    paths = venv_paths()
+    scheme = {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
+    scheme["headers"] = paths["include"]
+    destination = SchemeDictionaryDestination(
+        scheme, interpreter=str(PYTHON), script_kind="posix", bytecode_optimization_levels=()
+    )
+    for wheel in wheels:
+        log(f"install {wheel.name}")
+        with WheelFile.open(wheel) as source:
+            install(source, destination, additional_metadata={"INSTALLER": b"factory\n"})
+
+
+def inventory() -> list[dict[str, str]]:
+    code = (
+        "import json, importlib.metadata as m; print(json.dumps(sorted("
+        "[d.metadata['Name'], d.version] for d in m.distributions())))"
+    )
+    out = subprocess.run([str(PYTHON), "-I", "-c", code], check=True, capture_output=True)
+    return [{"name": n, "version": v} for n, v in json.loads(out.stdout)]
+
+
+def build_system() -> dict[str, Any]:
+    path = SRC / "pyproject.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    system = data.get("build-system")
+    if not system or "build-backend" not in system:
+        merged = dict(DEFAULT_SYSTEM)
+        merged.update(system or {})
+        return merged
+    return dict(system)
+
+
+def hook_caller(system: dict[str, Any]) -> Any:
+    from pyproject_hooks import BuildBackendHookCaller
+
+    return BuildBackendHookCaller(
+        str(SRC),
+        system["build-backend"],
+        backend_path=system.get("backend-path"),
+        python_executable=str(PYTHON),
+    )
+
+
+def unmet(requires: list[str], installed: list[dict[str, str]]) -> list[str]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    have = {canonicalize_name(d["name"]): d["version"] for d in installed}
+    missing = []
+    for text in requires:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        version = have.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            missing.append(text)
+    return missing
+
+
+def write_json(name: str, value: Any) -> None:
+    (OUT / name).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def main(mode: str) -> int:
+    os.umask(0o022)
+    use_kit()
+    copy_source()
+    make_venv()
+    install_wheels()
+    installed = inventory()
+    write_json("env.json", installed)
+    system = build_system()
+    hooks = hook_caller(system)
+    dynamic = list(hooks.get_requires_for_build_wheel())
+    missing = unmet([*system.get("requires", []), *dynamic], installed)
+    write_json(
+        "requires.json",
+        {"static": system.get("requires", []), "dynamic": dynamic, "missing": missing,
+         "backend": system["build-backend"], "backend_path": system.get("backend-path")},
+    )
+    log(f"backend {system['build-backend']}; dynamic requires {dynamic}")
+    if mode == "probe":
+        return 0
+    if missing:
+        log(f"missing build requirements: {missing}")
+        return EXIT_MISSING
+    dist = WORK / "dist"
+    dist.mkdir()
+    name = hooks.build_wheel(str(dist))
+    shutil.copyfile(dist / name, OUT / name)
+    log(f"built {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "build"))
+    except subprocess.CalledProcessError as exc:
+        # The backend's own traceback is already in the log, just above.
+        log(f"the build backend failed (exit {exc.returncode})")
+        sys.exit(1)

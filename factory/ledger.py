@@ -1,0 +1,115 @@
+"""The ledger: build and decision records, in a database through SQLAlchemy.
+
+What was built, when, from which source, by which run, with what outcome; and
+what was decided (locked, refused, yanked, published) and why. SQLite in the
+state directory by default; any SQLAlchemy URL (e.g. PostgreSQL) in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from factory.config import Settings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BuildEntry(Base):
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(20))  # built | failed | skipped
+    sdist_sha256: Mapped[str] = mapped_column(String(64))
+    wheel_filename: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    wheel_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    invocation_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    component: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    action: Mapped[str] = mapped_column(String(30))  # locked | refused | published | yanked ...
+    reason: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+
+@cache
+def _engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if url.startswith("sqlite"):
+        # Several processes (CLI, flows, server) share the file: wait, don't fail.
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    Base.metadata.create_all(engine)
+    return engine
+
+
+@contextmanager
+def session(settings: Settings) -> Iterator[Session]:
+    if settings.ledger.startswith("sqlite:///"):
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with Session(_engine(settings.ledger)) as db, db.begin():
+        yield db
+
+
+def record_build(settings: Settings, **fields: Any) -> None:
+    with session(settings) as db:
+        db.add(BuildEntry(**fields))
+
+
+def record_decision(settings: Settings, component: str, action: str, reason: str = "",
+                    version: str | None = None, run_id: str | None = None) -> None:
+    with session(settings) as db:
+        db.add(Decision(component=component, version=version, action=action, reason=reason,
+                        run_id=run_id))
+
+
+def builds(settings: Settings, component: str | None = None,
+           limit: int = 100) -> list[dict[str, Any]]:
+    with session(settings) as db:
+        query = select(BuildEntry).order_by(BuildEntry.id.desc()).limit(limit)
+        if component:
+            query = query.where(BuildEntry.component == component)
+        return [_row(b) for b in db.scalars(query)]
+
+
+def decisions(settings: Settings, component: str | None = None,
+              limit: int = 100) -> list[dict[str, Any]]:
+    with session(settings) as db:
+        query = select(Decision).order_by(Decision.id.desc()).limit(limit)
+        if component:
+            query = query.where(Decision.component == component)
+        return [_row(d) for d in db.scalars(query)]
+
+
+def _row(obj: Base) -> dict[str, Any]:
+    return {c.name: getattr(obj, c.name) for c in obj.__table__.columns}

@@ -1,0 +1,524 @@
+"""The build plan: which locked sdists to build, in which order, and why.
+
+Every node is one locked (name, version). Its build environment is the closure
+of its build requirements -- static ``[build-system].requires`` plus the
+backend's dynamic ``get_requires_for_build_wheel`` -- together with the runtime
+requirements (Requires-Dist) of every build tool in it, each resolved to the
+newest locked version that satisfies every specifier on that name. A node is
+built after every node of its environment; nothing comes from an upstream
+binary wheel. Self-bootstrapping backends (flit_core, setuptools, hatchling's
+ouroboros, poetry-core, pdm-backend) build from their own tree through
+``backend-path`` and need no node before them (hatchling's ouroboros asks for
+its runtime deps dynamically, and those are built first). A cycle that remains
+is an error naming it, unless a member's recipe allows a pinned upstream wheel:
+then that wheel breaks the cycle, and the plan records it.
+
+Dynamic requirements are learnt by running the hook in a network-less
+container once the node's static environment exists (at plan time when it
+already does; otherwise at build time, where the build reports what is missing
+and the executor adds it) and are cached per sdist and builder image.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from factory import sources
+from factory.atomic import sha256_file, write_json
+from factory.builders import build as builder
+from factory.builders.env import KIT_TOOLS, Kit, KitPart, import_root
+from factory.builders.image import ImageRef, bootstrap_image
+from factory.builders.record import RECORD_SUFFIX, BuildRecord, SourceRef
+from factory.config import Settings
+from factory.errors import BuildError, FactoryError
+from factory.lock import Lock, LockedComponent, load_lock, marker_environment
+from factory.recipes import Recipe, load_recipes
+
+
+class PlanError(FactoryError):
+    default_hint = "approve the missing build tool (recipes/<name>.toml) and run `factory lock`"
+
+
+@dataclass
+class Node:
+    name: str
+    version: str
+    kind: str
+    locked: LockedComponent
+    static: list[str]
+    dynamic: list[str] | None = None  # None: not probed yet
+    env: list[str] = field(default_factory=list)  # node ids of its build environment
+    reasons: list[str] = field(default_factory=list)
+    self_bootstrap: str = ""  # the backend-path, when the backend builds itself
+
+    @property
+    def id(self) -> str:
+        return node_id(self.name, self.version)
+
+
+@dataclass
+class Plan:
+    nodes: dict[str, Node]
+    order: list[str]
+    cycles: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        lines = []
+        for number, nid in enumerate(self.order, 1):
+            node = self.nodes[nid]
+            tag = " (self-bootstrapping: backend-path " + node.self_bootstrap + ")" \
+                if node.self_bootstrap else ""
+            lines.append(f"{number:3}. {node.name} {node.version} [{node.kind}]{tag}")
+            for reason in node.reasons:
+                lines.append(f"       why: {reason}")
+            dynamic = "not probed yet" if node.dynamic is None else (", ".join(node.dynamic)
+                                                                       or "none")
+            lines.append(f"       build env: {', '.join(node.env) or 'empty'}; "
+                         f"dynamic requires: {dynamic}")
+        for cycle in self.cycles:
+            lines.append(f"cycle broken: {cycle}")
+        return "\n".join(lines)
+
+
+def node_id(name: str, version: str) -> str:
+    return f"{canonicalize_name(name)}=={version}"
+
+
+# -- building the graph ---------------------------------------------------------
+
+class _Graph:
+    """The lock, the marker environment and the nodes found so far."""
+
+    def __init__(self, settings: Settings, lock: Lock) -> None:
+        self.settings, self.lock = settings, lock
+        self.markers = marker_environment(settings)
+        self.nodes: dict[str, Node] = {}
+
+    def requirements(self, lines: list[str] | tuple[str, ...], origin: str,
+                     extras: frozenset[str] = frozenset()) -> list[Requirement]:
+        found = []
+        for line in lines:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                raise PlanError(f"{origin}: invalid requirement {line!r}") from None
+            if req.marker is None or any(
+                req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras)
+            ):
+                found.append(req)
+        return found
+
+    def add(self, locked: LockedComponent, reason: str) -> Node:
+        nid = node_id(locked.name, locked.version)
+        node = self.nodes.get(nid)
+        if node is None:
+            node = Node(locked.name, locked.version, locked.kind, locked,
+                        static=list(locked.build_requires))
+            node.self_bootstrap = _backend_path(self.settings, locked)
+            node.dynamic = _cached_dynamic(self.settings, locked)
+            self.nodes[nid] = node
+        if reason not in node.reasons:
+            node.reasons.append(reason)
+        return node
+
+    def environment(self, node: Node) -> list[LockedComponent]:
+        """The locked components of ``node``'s build environment (a fixed point)."""
+        origin = f"{node.name} {node.version}"
+        wanted: dict[str, list[Requirement]] = {}
+        queue = self.requirements([*node.static, *(node.dynamic or [])], origin)
+        chosen: dict[str, LockedComponent] = {}
+        while queue:
+            req = queue.pop(0)
+            key = canonicalize_name(req.name)
+            wanted.setdefault(key, []).append(req)
+            pick = self._pick(key, wanted[key], node)
+            if chosen.get(key) is pick:
+                continue
+            chosen[key] = pick
+            extras = frozenset().union(*(r.extras for r in wanted[key]))
+            queue += self.requirements(pick.requires_dist, f"{pick.name} {pick.version}", extras)
+        return sorted(chosen.values(), key=lambda c: c.key)
+
+    def _pick(self, key: str, reqs: list[Requirement], node: Node) -> LockedComponent:
+        spec = reqs[0].specifier
+        for req in reqs[1:]:
+            spec &= req.specifier
+        found = self.lock.find(key, spec)
+        if found is None:
+            asked = "; ".join(str(r) for r in reqs)
+            raise PlanError(
+                f"{node.name} {node.version} needs {asked} to build, and no locked version "
+                "satisfies it",
+                f"approve it (recipes/{key}.toml, kind = \"build-tool\") and run `factory lock`",
+            )
+        return found
+
+
+def _backend_path(settings: Settings, locked: LockedComponent) -> str:
+    """The backend-path of a backend that builds itself, read from the cached sdist."""
+    path = sources.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
+    if not path.is_file():
+        return ""
+    raw = sources.read_member(path, "pyproject.toml")
+    if raw is None:
+        return ""
+    import tomllib
+
+    try:
+        system = tomllib.loads(raw.decode("utf-8")).get("build-system", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return ""
+    if system.get("backend-path") and not system.get("requires"):
+        return json.dumps(system["backend-path"])
+    return ""
+
+
+def make_plan(settings: Settings, names: list[str] | None = None, probe: bool = False) -> Plan:
+    """The build graph of ``names`` (default: every approved component), in build order."""
+    lock = load_lock(settings)
+    graph = _Graph(settings, lock)
+    if names is None:
+        for c in lock.components:
+            if c.is_primary:
+                graph.add(c, "approved (recipes/" + c.key + ".toml)")
+    else:
+        for name in names:
+            found = lock.primary(name)
+            if found is None:
+                raise PlanError(f"{name} is not in the lock",
+                                f"approve it in recipes/{canonicalize_name(name)}.toml and run "
+                                "`factory lock`")
+            graph.add(found, "asked for")
+    _expand(graph)
+    if probe:
+        _probe_ready(settings, graph)
+    return _ordered(graph)
+
+
+def _expand(graph: _Graph) -> None:
+    """Add the environment of every node, transitively."""
+    pending = list(graph.nodes.values())
+    while pending:
+        node = pending.pop(0)
+        env = graph.environment(node)
+        node.env = [node_id(c.name, c.version) for c in env]
+        for comp in env:
+            if node_id(comp.name, comp.version) == node.id:
+                continue  # a self-requirement is a cycle; _ordered reports it
+            known = node_id(comp.name, comp.version) in graph.nodes
+            child = graph.add(comp, f"in the build environment of {node.name} {node.version}")
+            if not known:
+                pending.append(child)
+
+
+def _ordered(graph: _Graph) -> Plan:
+    """Kahn's algorithm, stable by name; what remains is a cycle."""
+    nodes = graph.nodes
+    done: set[str] = set()
+    order: list[str] = []
+    while len(done) < len(nodes):
+        ready = sorted(n for n in nodes if n not in done
+                       and all(d in done for d in nodes[n].env if d != n))
+        if not ready:
+            left = sorted(set(nodes) - done)
+            raise PlanError(
+                "build-dependency cycle: " + " -> ".join(left),
+                "allow a pinned upstream wheel for one member ([upstream_wheel] in its recipe) "
+                "to break it",
+            )
+        order += ready
+        done.update(ready)
+    for nid in order:
+        if nid in nodes[nid].env:
+            raise PlanError(f"{nid} needs itself to build (and has no backend-path)",
+                            "allow a pinned upstream wheel for it in its recipe")
+    return Plan(nodes=nodes, order=order)
+
+
+# -- dynamic requirements ---------------------------------------------------------
+
+def _requires_cache(settings: Settings, locked: LockedComponent) -> Path:
+    return settings.builds_dir / "requires" / f"{locked.sdist.sha256}.json"
+
+
+def _cached_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | None:
+    path = _requires_cache(settings, locked)
+    if not path.is_file():
+        return None
+    return list(json.loads(path.read_text(encoding="utf-8"))["dynamic"])
+
+
+def _remember_dynamic(settings: Settings, locked: LockedComponent, dynamic: list[str],
+                      image: ImageRef) -> None:
+    write_json(_requires_cache(settings, locked), {
+        "component": node_id(locked.name, locked.version), "dynamic": dynamic,
+        "builder_image_id": image.id,
+    })
+
+
+def _probe_ready(settings: Settings, graph: _Graph) -> None:
+    """Probe the nodes whose static environment is already built."""
+    session = _Session(settings, graph.lock)
+    for node in list(graph.nodes.values()):
+        if node.dynamic is not None:
+            continue
+        env = graph.environment(replace(node, dynamic=[]))
+        wheels = [session.built_wheel(c) for c in env]
+        if any(w is None for w in wheels):
+            continue
+        inputs = session.inputs(node, [w for w in wheels if w is not None])
+        result = builder.probe(settings, inputs)
+        node.dynamic = result.dynamic
+        _remember_dynamic(settings, node.locked, result.dynamic, inputs.image)
+    _expand(graph)
+
+
+# -- executing ------------------------------------------------------------------
+
+class _Session:
+    """Shared inputs of one run: recipes, kit, images, unpacked trees."""
+
+    def __init__(self, settings: Settings, lock: Lock) -> None:
+        self.settings, self.lock = settings, lock
+        self.recipes: dict[str, Recipe] = load_recipes(settings)
+        self._kit: Kit | None = None
+        self._images: dict[tuple[str, ...], ImageRef] = {}
+        self._mutex = threading.RLock()  # builds run in threads; preparation is shared
+
+    def kit(self) -> Kit:
+        with self._mutex:
+            return self._make_kit()
+
+    def _make_kit(self) -> Kit:
+        if self._kit is None:
+            parts = []
+            for tool in KIT_TOOLS:
+                locked = self.lock.find(tool)
+                if locked is None:
+                    raise PlanError(f"the build front end needs {tool}, which is not locked",
+                                    f"add recipes/{tool}.toml (kind = \"build-tool\") and run "
+                                    "`factory lock`")
+                sdist, tree = self.tree(locked)
+                parts.append(KitPart(locked.key, locked.version, locked.sdist.filename,
+                                     locked.sdist.sha256, import_root(tree)))
+            self._kit = Kit(tuple(parts))
+        return self._kit
+
+    def image(self, locked: LockedComponent) -> ImageRef:
+        recipe = self.recipes.get(locked.key)
+        packages = tuple(sorted(recipe.system_packages)) if recipe else ()
+        with self._mutex:
+            if packages not in self._images:
+                self._images[packages] = bootstrap_image(self.settings, packages)
+            return self._images[packages]
+
+    def patches(self, locked: LockedComponent) -> list[Path]:
+        recipe = self.recipes.get(locked.key)
+        return list(recipe.patches) if recipe else []
+
+    def tree(self, locked: LockedComponent) -> tuple[Path, Path]:
+        """The verified sdist and its unpacked, patched tree (made once, then reused)."""
+        with self._mutex:
+            return self._tree(locked)
+
+    def _tree(self, locked: LockedComponent) -> tuple[Path, Path]:
+        sdist = sources.fetch(self.settings, locked)
+        patches = self.patches(locked)
+        tag = "-".join([locked.sdist.sha256[:32], *(sha256_file(p)[:12] for p in patches)])
+        dest = self.settings.builds_dir / "trees" / tag
+        if dest.exists():
+            return sdist, sources.extract(sdist, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-tree-", dir=dest.parent)) / "t"
+        try:
+            root = sources.extract(sdist, staging)
+            sources.apply_patches(root, patches)
+            staging.rename(dest)
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+        return sdist, sources.extract(sdist, dest)
+
+    def built_wheel(self, locked: LockedComponent) -> Path | None:
+        """The wheel the factory built from exactly this locked sdist, if any."""
+        for record_path in sorted(self.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
+            record = BuildRecord.load(record_path)
+            wheel = record_path.with_name(record.wheel_filename)
+            if (record.component == locked.key and record.version == locked.version
+                    and record.source.sha256 == locked.sdist.sha256 and wheel.is_file()):
+                return wheel
+        return None
+
+    def inputs(self, node: Node, wheels: list[Path]) -> builder.BuildInputs:
+        locked = node.locked
+        sdist, tree = self.tree(locked)
+        ref = SourceRef(locked.key, locked.version, locked.sdist.filename, locked.sdist.url,
+                        locked.sdist.sha256, locked.sdist.size)
+        patches = tuple({"path": str(p.name), "sha256": sha256_file(p)}
+                        for p in self.patches(locked))
+        recipe = self.recipes.get(locked.key)
+        return builder.BuildInputs(
+            name=locked.key, version=locked.version, sdist=sdist, source=ref, tree=tree,
+            tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
+            recipe_name=recipe.path.name if recipe else locked.key,
+            recipe_digest=locked.recipe_digest, patches=patches,
+        )
+
+
+def _up_to_date(session: _Session, inputs: builder.BuildInputs) -> BuildRecord | None:
+    """The existing record when a wheel was built from the very same inputs."""
+    wanted_tools = sorted([*(sha256_file(w) for w in inputs.tools),
+                           *(p.sha256 for p in inputs.kit.parts)])
+    for record_path in sorted(session.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
+        record = BuildRecord.load(record_path)
+        if (record.component == inputs.name and record.version == inputs.version
+                and record.source.sha256 == inputs.source.sha256
+                and record.recipe_digest == inputs.recipe_digest
+                and record.builder_image_id == inputs.image.id
+                and sorted(t.sha256 for t in record.build_tools) == wanted_tools
+                and record.patches == [dict(p) for p in inputs.patches]
+                and record_path.with_name(record.wheel_filename).is_file()):
+            return record
+    return None
+
+
+# How each build is run: the flows wrap it in an orchestrator task; by default
+# it is simply called.
+BuildWrapper = Callable[[Node, Callable[[], BuildRecord]], BuildRecord]
+
+
+def _call(node: Node, build: Callable[[], BuildRecord]) -> BuildRecord:
+    return build()
+
+
+class _Executor:
+    def __init__(self, settings: Settings, plan: Plan, concurrency: int,
+                 wrap: BuildWrapper = _call) -> None:
+        self.settings, self.plan, self.wrap = settings, plan, wrap
+        self.concurrency = max(1, concurrency)
+        self.lock = load_lock(settings)
+        self.graph = _Graph(settings, self.lock)
+        self.graph.nodes = plan.nodes
+        self.session = _Session(settings, self.lock)
+        self.done: dict[str, BuildRecord] = {}
+        self.failed: dict[str, str] = {}
+
+    def ready(self, running: set[str]) -> list[Node]:
+        out = []
+        for nid in sorted(self.plan.nodes):
+            node = self.plan.nodes[nid]
+            if nid in self.done or nid in self.failed or nid in running:
+                continue
+            deps = [d for d in node.env if d != nid]
+            if any(d in self.failed for d in deps):
+                self.failed[nid] = "a build requirement failed: " + ", ".join(
+                    d for d in deps if d in self.failed)
+                continue
+            if all(d in self.done for d in deps):
+                out.append(node)
+        return out
+
+    def build(self, node: Node) -> BuildRecord:
+        wheels = [self.settings.wheels_dir / self.done[d].wheel_filename
+                  for d in node.env if d != node.id]
+        inputs = self.session.inputs(node, wheels)
+        existing = _up_to_date(self.session, inputs)
+        if existing is not None:
+            return existing
+        try:
+            record = builder.build(self.settings, inputs)
+        except builder.MissingRequirementsError as exc:
+            node.dynamic = exc.requires.dynamic
+            _remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image)
+            raise
+        if node.dynamic is None:
+            node.dynamic = list(record.builder_settings["build_requires"]["dynamic"])
+            _remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image)
+        return record
+
+    def grow(self, node: Node) -> None:
+        """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
+        before = list(node.env)
+        _expand(self.graph)
+        if node.env == before:
+            raise PlanError(f"{node.name} {node.version}: its build requirements "
+                            f"{node.dynamic} are locked but still not met")
+        self.plan.order = _ordered(self.graph).order
+
+    def run(self) -> list[BuildRecord]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            running: dict[Future[BuildRecord], Node] = {}
+            while True:
+                for node in self.ready({n.id for n in running.values()}):
+                    if len(running) >= self.concurrency:
+                        break
+                    job = functools.partial(self.build, node)
+                    running[pool.submit(self.wrap, node, job)] = node
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self.collect(running.pop(future), future)
+        return [self.done[n] for n in self.plan.order if n in self.done]
+
+    def collect(self, node: Node, future: Future[BuildRecord]) -> None:
+        try:
+            self.done[node.id] = future.result()
+        except builder.MissingRequirementsError:
+            try:
+                self.grow(node)
+            except FactoryError as exc:
+                self.failed[node.id] = exc.message
+        except FactoryError as exc:
+            self.failed[node.id] = exc.message
+
+
+@dataclass
+class Outcome:
+    """What an execution did: records of what stands built, and what failed (why)."""
+
+    records: list[BuildRecord]
+    failed: dict[str, str]
+
+
+def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
+             wrap: BuildWrapper = _call) -> Outcome:
+    """Build every node of ``plan`` (independent ones concurrently); skip up-to-date ones.
+
+    A failure stops only what depends on it; everything else is built.
+    """
+    executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap)
+    records = executor.run()
+    return Outcome(records, dict(sorted(executor.failed.items())))
+
+
+def execute(settings: Settings, plan: Plan, concurrency: int | None = None) -> list[BuildRecord]:
+    """run_plan, raising one BuildError naming every node that failed."""
+    outcome = run_plan(settings, plan, concurrency)
+    if outcome.failed:
+        detail = "; ".join(f"{nid}: {why}" for nid, why in outcome.failed.items())
+        raise BuildError(f"{len(outcome.failed)} build(s) failed: {detail}")
+    return outcome.records
+
+
+def build_one(settings: Settings, name: str) -> BuildRecord:
+    """Build one approved component and whatever build tools it still lacks."""
+    plan = make_plan(settings, [name])
+    records = execute(settings, plan)
+    wanted = next(n for n in plan.nodes.values() if "asked for" in n.reasons)
+    for record in records:
+        if record.component == canonicalize_name(wanted.name) and \
+                Version(record.version) == Version(wanted.version):
+            return record
+    raise BuildError(f"{name}: nothing was built")

@@ -1,0 +1,172 @@
+"""CycloneDX 1.6 SBOMs of wheels, with formulation, checked against the schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from factory.atomic import canonical_json, sha256_file
+from factory.attest import attest_wheel
+from factory.attest.sbom import (
+    PREDICATE_TYPE,
+    build_sbom,
+    bundled_libraries,
+    sbom_bytes,
+    sbom_path_for,
+    sbom_statement,
+    validate,
+)
+from factory.config import load_settings
+from factory.errors import VerificationError
+from factory.keys import init_keys
+from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record, make_sdist, make_wheel
+
+REQUIRES = (
+    "idna<4,>=2.5",
+    "charset_normalizer<4,>=2",
+    "PySocks!=1.5.7,>=1.5.6; extra == 'socks'",
+)
+LIB = "tinypkg.libs/libfoo-1234abcd.so.1.2"
+
+
+def _sbom(tmp_path: Path, **wheel_args) -> tuple[Path, dict]:
+    wheel = make_wheel(tmp_path / "wheels", **wheel_args)
+    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    return wheel, build_sbom(wheel, record)
+
+
+def _components(sbom: dict) -> dict[str, dict]:
+    return {c["bom-ref"]: c for c in sbom.get("components", [])}
+
+
+def test_root_component_is_the_wheel(tmp_path: Path) -> None:
+    wheel, sbom = _sbom(tmp_path, license_expression="MIT OR Apache-2.0")
+    assert sbom["specVersion"] == "1.6" and sbom["bomFormat"] == "CycloneDX"
+    root = sbom["metadata"]["component"]
+    assert root["name"] == "tinypkg" and root["version"] == "1.0.0"
+    assert root["purl"] == f"pkg:pypi/tinypkg@1.0.0?file_name={wheel.name}"
+    assert root["hashes"] == [{"alg": "SHA-256", "content": sha256_file(wheel)}]
+    assert root["licenses"] == [{"expression": "MIT OR Apache-2.0"}]
+
+
+def test_runtime_requirements_are_components_and_dependencies(tmp_path: Path) -> None:
+    _, sbom = _sbom(tmp_path, requires=REQUIRES)
+    comps = _components(sbom)
+    assert comps["requirement:idna"]["scope"] == "required"
+    assert comps["requirement:charset-normalizer"]["purl"] == "pkg:pypi/charset-normalizer"
+    assert comps["requirement:pysocks"]["scope"] == "optional"  # only through an extra
+    assert comps["requirement:idna"]["properties"] == [
+        {"name": "artifact-factory:requirement", "value": "idna<4,>=2.5"}
+    ]
+    root_ref = sbom["metadata"]["component"]["bom-ref"]
+    [root_dep] = [d for d in sbom["dependencies"] if d["ref"] == root_ref]
+    assert set(root_dep["dependsOn"]) == {
+        "requirement:idna",
+        "requirement:charset-normalizer",
+        "requirement:pysocks",
+    }
+
+
+def test_bundled_native_libraries_are_components(tmp_path: Path) -> None:
+    wheel, sbom = _sbom(tmp_path, libs=(LIB, "tinypkg/_speedups.cpython-311-x86_64-linux-gnu.so"))
+    [(path, digest)] = bundled_libraries(wheel)  # the extension module is not bundled
+    lib = _components(sbom)[f"bundled:{LIB}"]
+    assert path == LIB and lib["name"] == "libfoo-1234abcd.so.1.2"
+    assert lib["hashes"] == [{"alg": "SHA-256", "content": digest}]
+
+
+def test_pure_wheel_has_no_native_components(tmp_path: Path) -> None:
+    _, sbom = _sbom(tmp_path)
+    assert not [r for r in _components(sbom) if r.startswith("bundled:")]
+
+
+def test_formulation_lists_image_source_and_build_tools(tmp_path: Path) -> None:
+    _, sbom = _sbom(tmp_path)
+    [formula] = sbom["formulation"]
+    comps = {c["bom-ref"]: c for c in formula["components"]}
+    image = comps["builder-image"]
+    assert image["type"] == "container"
+    assert image["hashes"] == [{"alg": "SHA-256", "content": BUILDER_IMAGE_ID[7:]}]
+    for tool in TOOLS:
+        entry = comps[f"build-tool:{tool.filename}"]
+        assert entry["hashes"] == [{"alg": "SHA-256", "content": tool.sha256}]
+        assert entry["version"] == tool.version
+    assert comps["source:tinypkg-1.0.0.tar.gz"]["externalReferences"][0]["type"] == "distribution"
+    [workflow] = formula["workflows"]
+    assert workflow["outputs"] == [
+        {"type": "artifact", "resource": {"ref": sbom["metadata"]["component"]["bom-ref"]}}
+    ]
+    props = {p["name"]: p["value"] for p in workflow["properties"]}
+    assert props["artifact-factory:network-mode"] == "none"
+
+
+def test_sbom_passes_the_strict_1_6_schema_and_broken_ones_fail(tmp_path: Path) -> None:
+    _, sbom = _sbom(tmp_path, requires=REQUIRES, libs=(LIB,))
+    validate(sbom)  # raises when invalid
+    broken = copy.deepcopy(sbom)
+    broken["formulation"][0]["workflows"][0].pop("taskTypes")
+    with pytest.raises(VerificationError, match="CycloneDX 1.6"):
+        validate(broken)
+    broken = copy.deepcopy(sbom)
+    broken["metadata"]["component"]["hashes"][0]["alg"] = "SHA-1024"
+    with pytest.raises(VerificationError):
+        validate(broken)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "licenses"),
+    [
+        ((), None),  # nothing declared, nothing claimed
+        (("License: BSD-3-Clause",), [{"license": {"id": "BSD-3-Clause"}}]),
+        (("License: Some Custom Licence",), [{"license": {"name": "Some Custom Licence"}}]),
+        (
+            ("Classifier: License :: OSI Approved :: MIT License",),
+            [{"license": {"name": "MIT License"}}],
+        ),
+    ],
+)
+def test_licence_without_expression_falls_back(tmp_path: Path, metadata, licenses) -> None:
+    _, sbom = _sbom(tmp_path, license_expression=None, extra_metadata=metadata)
+    assert sbom["metadata"]["component"].get("licenses") == licenses
+
+
+def test_wheel_changed_since_build_is_refused(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "wheels")
+    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    with wheel.open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(VerificationError, match="differs from the build record"):
+        build_sbom(wheel, record)
+
+
+def test_sbom_is_deterministic(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "wheels", requires=REQUIRES)
+    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    assert sbom_bytes(build_sbom(wheel, record)) == sbom_bytes(build_sbom(wheel, record))
+    other = build_sbom(wheel, replace(record, invocation_id="another-build"))
+    assert other["serialNumber"] != build_sbom(wheel, record)["serialNumber"]
+
+
+def test_sidecar_is_byte_identical_to_the_statement_predicate(tmp_path: Path) -> None:
+    settings = load_settings(root=tmp_path)
+    init_keys(settings)
+    wheel = make_wheel(tmp_path / "wheels", requires=REQUIRES)
+    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    att = attest_wheel(settings, record, wheel)
+    assert att.sbom_path == sbom_path_for(wheel) == wheel.with_name(wheel.name + ".cdx.json")
+    statement = att.sbom_statement
+    assert statement["predicateType"] == PREDICATE_TYPE == "https://cyclonedx.org/bom"
+    assert statement["subject"] == [{"name": wheel.name, "digest": {"sha256": sha256_file(wheel)}}]
+    # what a verifier does: re-serialise the signed predicate, compare with the file
+    on_disk = att.sbom_path.read_bytes()
+    assert canonical_json(json.loads(json.dumps(statement["predicate"]))).encode() == on_disk
+    validate(json.loads(on_disk))
+
+
+def test_sbom_statement_subject_follows_the_file(tmp_path: Path) -> None:
+    wheel, sbom = _sbom(tmp_path)
+    assert sbom_statement(wheel, sbom)["subject"][0]["digest"]["sha256"] == sha256_file(wheel)
