@@ -350,6 +350,95 @@ def upload(
               f"skipped {len(result.skipped)}")
 
 
+# -- orchestration ----------------------------------------------------------------------
+
+def _prefect() -> str:
+    """Point at a Prefect server (PREFECT_API_URL, or the embedded one) before importing it."""
+    from flows.server import ensure_server, ui_url
+
+    with err.status("connecting to the Prefect server (the embedded one starts once) ..."):
+        url = ensure_server(settings())
+    err.print(f"Prefect UI: {ui_url(url)}", highlight=False)
+    return url
+
+
+@app.command()
+def rebuild(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these components.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the rebuild flow (fetch, build, attest, sign, publish) on Prefect."""
+    _prefect()
+    from flows.rebuild import rebuild as flow
+
+    summary = flow(components=list(map(_key, names)) if names else None)
+    if as_json:
+        emit_json(summary)
+    else:
+        out.print(", ".join(f"{k} {v}" for k, v in summary.items()), highlight=False)
+
+
+@app.command()
+def watch(
+    once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 600,
+    as_json: JsonOpt = False,
+) -> None:
+    """Poll upstream and advisories; rebuild what moved, yank what an advisory hits."""
+    import time
+
+    _prefect()
+    from flows.watch import watch as flow
+
+    while True:
+        started = time.monotonic()
+        result = flow()
+        if as_json:
+            emit_json(result)
+        else:
+            for line in result["moved"] + result["yanked"]:
+                out.print(f"  {line}", highlight=False)
+            out.print(f"watch cycle done: {len(result['moved'])} moved, "
+                      f"{len(result['yanked'])} yanked", highlight=False)
+        if once:
+            return
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+@app.command()
+def deploy(interval: Annotated[int, typer.Option(help="Watch every N seconds.")] = 600) -> None:
+    """Serve the rebuild and watch flows as Prefect deployments (until interrupted)."""
+    _prefect()
+    from prefect import serve as serve_deployments
+
+    from flows.deploy import deployments
+
+    serve_deployments(*deployments(interval))  # type: ignore[arg-type]
+
+
+@app.command()
+def status(
+    offline: Annotated[bool, typer.Option(help="Do not ask upstream.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each component: allowed range, newest upstream, locked, published, advisories."""
+    from factory.status import component_status
+
+    rows = component_status(settings(), offline)
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    table = Table("component", "kind", "allowed", "upstream", "locked", "published",
+                  "advisories", "waiting")
+    for r in rows:
+        behind = r.published != r.locked
+        table.add_row(r.name, r.kind, r.allowed, r.newest_upstream or "?", r.locked or "-",
+                      f"[yellow]{r.published or '-'}[/]" if behind else r.published or "-",
+                      ", ".join(r.advisories) or "none",
+                      f"{r.waiting_days:g} d" if r.waiting_days is not None else "")
+    out.print(table)
+
+
 def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
     try:

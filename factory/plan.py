@@ -436,6 +436,10 @@ class _Executor:
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing
+        # Only real builds go through the wrapper (an orchestrator task, say).
+        return self.wrap(node, functools.partial(self._build_fresh, node, inputs))
+
+    def _build_fresh(self, node: Node, inputs: builder.BuildInputs) -> BuildRecord:
         try:
             record = builder.build(self.settings, inputs)
         except builder.MissingRequirementsError as exc:
@@ -463,8 +467,7 @@ class _Executor:
                 for node in self.ready({n.id for n in running.values()}):
                     if len(running) >= self.concurrency:
                         break
-                    job = functools.partial(self.build, node)
-                    running[pool.submit(self.wrap, node, job)] = node
+                    running[pool.submit(self.build, node)] = node
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -7,8 +7,11 @@ need=()
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v patch >/dev/null 2>&1 || need+=(patch)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 if [ "${FACTORY_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

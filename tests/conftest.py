@@ -45,3 +45,24 @@ def project(tmp_path: Path, upstream: LocalUpstream) -> Settings:
         '[http]\nretries = 2\n')
     (tmp_path / "advisories").mkdir()
     return load_settings(root)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded Prefect server for the whole session, stopped at its end."""
+    from flows.server import ensure_server, stop_server
+
+    home = tmp_path_factory.mktemp("prefect")
+    settings = Settings(root=home, state_dir=home / "state")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_HOME"] = str(home / "state" / "prefect")
+    try:
+        yield ensure_server(settings)
+    finally:
+        stop_server(settings)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

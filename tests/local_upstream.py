@@ -47,6 +47,7 @@ def make_sdist(directory: Path, name: str, version: str, *,
         [project]
         name = "{name}"
         version = "{version}"
+        description = "A test package"
         dependencies = [{deps}]
         requires-python = ">=3.8"
 

@@ -1,0 +1,169 @@
+"""Human pages: the index home and one page per project, for people and auditors.
+
+Rendered with Jinja2 (autoescaping on) from the same records as the Simple API.
+Self-contained HTML: inline CSS, no script, no external resource, so a page
+renders the same offline, behind any web server, and under a strict CSP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+from factory.index.records import SIDECAR_SUFFIXES, ProjectRecord, version_key
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
+header{background:#0b3d5c;color:#fff;padding:1rem 2rem}
+header a{color:#fff}
+main{padding:1rem 2rem;max-width:72rem}
+h1{margin:.2rem 0;font-size:1.6rem}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border:1px solid #d0d7de;padding:.4rem .6rem;text-align:left;vertical-align:top}
+th{background:#eaeef2}
+code,.digest{font-family:ui-monospace,monospace;font-size:.85rem;word-break:break-all}
+.file{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:1rem;margin:1rem 0}
+.file.yanked{border-color:#cf222e;background:#fff5f5}
+.badge{display:inline-block;border-radius:1rem;padding:.1rem .6rem;font-size:.8rem}
+.ok{background:#dafbe1;color:#116329}.warn{background:#fff8c5;color:#7d4e00}
+.bad{background:#ffebe9;color:#a40e26}.muted{color:#57606a}
+dl{display:grid;grid-template-columns:12rem 1fr;gap:.3rem 1rem;margin:.5rem 0}
+dt{font-weight:600}dd{margin:0}
+pre{background:#0d1117;color:#e6edf3;padding:.8rem;border-radius:6px;overflow-x:auto}
+"""
+
+_BASE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{% block title %}{% endblock %}</title><style>{{ style }}</style></head>
+<body><header><a href="{{ root }}">Artifact factory</a> · internal package index</header>
+<main>{% block main %}{% endblock %}</main></body></html>
+"""
+
+_HOME = """{% extends "base" %}
+{% block title %}Artifact factory index{% endblock %}
+{% block main %}
+<h1>Approved components</h1>
+<p>Every file here was built from verified upstream source in an isolated,
+network-less builder, and carries signed provenance and an SBOM.
+Install with <code>pip install --index-url {{ base_url }}/simple/ NAME</code>.
+Trust material: <a href=".well-known/factory/">/.well-known/factory/</a>.</p>
+<p class="muted">{{ projects|length }} project(s); page generated {{ generated }}.</p>
+<table id="projects"><thead><tr><th>Project</th><th>Latest</th><th>Files</th>
+<th>Status</th><th>Advisories</th><th>Last published</th></tr></thead><tbody>
+{% for p in projects %}<tr>
+<td><a href="project/{{ p.name }}/">{{ p.display_name }}</a></td>
+<td>{{ p.latest or "—" }}</td>
+<td>{{ p.files }}{% if p.yanked %} ({{ p.yanked }} yanked){% endif %}</td>
+<td><span class="badge {{ 'ok' if p.status == 'active' else 'bad' }}">{{ p.status }}</span></td>
+<td>{% if p.advisories is none %}<span class="badge warn">not checked</span>
+{% elif p.advisories %}<span class="badge bad">{{ p.advisories }} affected file(s)</span>
+{% else %}<span class="badge ok">none known</span>{% endif %}</td>
+<td>{{ p.updated or "—" }}</td></tr>
+{% else %}<tr><td colspan="6">Nothing published yet.</td></tr>{% endfor %}
+</tbody></table>
+{% endblock %}
+"""
+
+_PROJECT = """{% extends "base" %}
+{% block title %}{{ r.display_name }} · Artifact factory{% endblock %}
+{% block main %}
+<h1 id="project-name">{{ r.display_name }}</h1>
+<p>Status: <span class="badge {{ 'ok' if r.status == 'active' else 'bad' }}">{{ r.status }}</span>
+{% if r.status_reason %} — {{ r.status_reason }}{% endif %}</p>
+<p>Install: <code>pip install --index-url {{ base_url }}/simple/ {{ r.name }}</code>
+· Simple API: <a href="../../simple/{{ r.name }}/">HTML</a>,
+<a href="../../simple/{{ r.name }}/?format=application/vnd.pypi.simple.v1%2Bjson">JSON</a></p>
+{% for f in files %}
+<section class="file{{ ' yanked' if f.yanked }}" id="{{ f.filename }}">
+<h2>{{ r.display_name }} {{ f.version }}
+{% if f.yanked %}<span class="badge bad">yanked
+{%- if f.yanked_reason %}: {{ f.yanked_reason }}{% endif %}</span>{% endif %}</h2>
+<dl>
+<dt>File</dt><dd><a href="{{ files_url }}/{{ f.filename }}">{{ f.filename }}</a>
+ ({{ f.size }} bytes)</dd>
+<dt>SHA-256</dt><dd class="digest">{{ f.sha256 }}</dd>
+<dt>Requires Python</dt><dd>{{ f.requires_python or "any" }}</dd>
+<dt>Published</dt><dd>{{ f.upload_time }}</dd>
+<dt>Built</dt><dd>{{ f.built_from.get("finished_on") or "unknown" }}
+{% if f.built_from.get("builder_image") %} in
+<code>{{ f.built_from.get("builder_image") }}</code>{% endif %}
+{% if f.built_from.get("builder_image_id") %}
+<span class="digest">({{ f.built_from.get("builder_image_id") }})</span>{% endif %}</dd>
+<dt>Built from</dt><dd>{% if f.source %}
+{% if f.source.stored %}<a href="../../{{ f.source.stored }}">{{ f.source.filename }}</a>
+{%- else %}{{ f.source.filename }}{% endif %}
+<br>upstream SHA-256 <span class="digest">{{ f.source.sha256 }}</span>
+{% if f.source.upstream_url %}<br>from <code>{{ f.source.upstream_url }}</code>{% endif %}
+{% else %}unknown{% endif %}</dd>
+<dt>Signed by</dt><dd>{% if f.signer %}<code>{{ f.signer.get("identity", "?") }}</code>
+{% if f.signer.get("issuer") %}, issuer <code>{{ f.signer.get("issuer") }}</code>{% endif %}
+{% else %}<span class="badge warn">no signer identity recorded</span>{% endif %}</dd>
+<dt>Advisories</dt><dd>{% if f.advisories is none %}<span class="badge warn">not checked</span>
+{% elif f.advisories %}{% for a in f.advisories %}<span class="badge bad">{{ a.get("id") }}</span>
+{{ a.get("summary", "") }}
+{%- if a.get("fixed") %} (fixed in {{ a.get("fixed") }}){% endif %}<br>{% endfor %}
+{% else %}<span class="badge ok">none known</span>{% endif %}
+{% if f.advisories_checked %}
+<span class="muted"> checked {{ f.advisories_checked }}</span>{% endif %}</dd>
+<dt>Attestations</dt><dd>{% for kind, label in links %}{% if kind in f.sidecars %}
+<a class="sidecar"
+ href="{{ files_url }}/{{ f.filename }}{{ suffixes[kind] }}{{ '/' if kind == 'in-toto' }}">
+{{- label }}</a> ·
+{% endif %}{% endfor %}<a href="{{ files_url }}/{{ f.filename }}.metadata">core metadata</a></dd>
+</dl>
+<details><summary>How to verify this file</summary>
+<pre>pip download --no-deps --index-url {{ base_url }}/simple/ "{{ r.name }}=={{ f.version }}"
+echo "{{ f.sha256 }}  {{ f.filename }}" | sha256sum -c -
+factory verify {{ f.filename }}   # signature, SLSA provenance, SBOM, in-toto layout</pre>
+<p>The trusted root and public keys are at
+<a href="../../.well-known/factory/">/.well-known/factory/</a>;
+the provenance object (PEP 740) is also at
+<code>{{ base_url }}/integrity/{{ r.name }}/{{ f.version }}/{{ f.filename }}/provenance</code>.</p>
+</details>
+</section>
+{% else %}<p>No files published.</p>{% endfor %}
+{% endblock %}
+"""
+
+_LINKS = [
+    ("provenance", "provenance (PEP 740)"),
+    ("intoto", "SLSA provenance (in-toto)"),
+    ("sbom", "SBOM (CycloneDX)"),
+    ("sigstore", "Sigstore bundle"),
+    ("build", "build record"),
+    ("in-toto", "in-toto layout and links"),
+]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "project": _PROJECT}),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def render_home(projects: list[dict[str, Any]], base_url: str, generated: str) -> str:
+    template = _ENV.get_template("home")
+    return template.render(
+        style=_STYLE,
+        root="./",
+        projects=projects,
+        base_url=base_url.rstrip("/"),
+        generated=generated,
+    )
+
+
+def render_project(record: ProjectRecord, base_url: str) -> str:
+    by_name = sorted(record.files, key=lambda f: f.filename)
+    files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
+    return _ENV.get_template("project").render(
+        style=_STYLE,
+        root="../../",
+        r=record,
+        files=files,
+        files_url=f"../../files/{record.name}",
+        base_url=base_url.rstrip("/"),
+        links=_LINKS,
+        suffixes=SIDECAR_SUFFIXES,
+    )

@@ -1,0 +1,394 @@
+"""The index over HTTP: a Starlette ASGI app, run by uvicorn.
+
+It serves the static tree that publishing writes, and adds what a plain web
+server cannot: content negotiation by q-value (PEP 691), redirects to
+normalized names, a 404 for any unknown project (never a fallback to a public
+index), the Integrity API (PEP 740), and a digest check of every file against
+its published record before it is sent (cached by size, mtime and inode, so a
+file is hashed once, not on every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+
+from factory.atomic import sha256_file
+from factory.config import Settings
+from factory.index import human, pages
+from factory.index.records import (
+    Layout,
+    ProjectRecord,
+    StoredFile,
+    is_normalized,
+    load_record,
+    normalize,
+)
+
+log = logging.getLogger("factory.index.serve")
+
+INTEGRITY_TYPE = "application/vnd.pypi.integrity.v1+json"
+PAGE_CACHE = "no-cache"  # always revalidate (cheap with the ETag): yanks show at once
+FILE_CACHE = "public, max-age=31536000, immutable"
+SMALL_FILE = 256 * 1024  # sent from memory; larger files stream (with Range support)
+
+_CONTENT_TYPES = [  # longest suffix first
+    (".metadata", "text/plain; charset=utf-8"),
+    (".provenance", "application/json"),
+    (".sigstore.json", "application/vnd.dev.sigstore.bundle.v0.3+json"),
+    (".intoto.jsonl", "application/jsonl"),
+    (".cdx.json", "application/vnd.cyclonedx+json"),
+    (".json", "application/json"),
+    (".whl", "application/octet-stream"),
+    (".tar.gz", "application/gzip"),
+    (".zip", "application/zip"),
+    (".pem", "application/x-pem-file"),
+    (".pub", "application/x-pem-file"),
+    (".html", "text/html; charset=utf-8"),
+]
+_ACCEPTED = {
+    pages.JSON_TYPE: pages.JSON_TYPE,
+    "application/vnd.pypi.simple.latest+json": pages.JSON_TYPE,
+    pages.HTML_TYPE: pages.HTML_TYPE,
+    "application/vnd.pypi.simple.latest+html": pages.HTML_TYPE,
+    "text/html": "text/html",
+    "text/*": "text/html",
+    "*/*": "text/html",
+}
+
+
+def content_type(name: str) -> str:
+    for suffix, kind in _CONTENT_TYPES:
+        if name.endswith(suffix):
+            return kind
+    return "application/octet-stream"
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The Simple API serialization to answer with, or None (406)."""
+    if not accept or not accept.strip():
+        return "text/html"
+    choices = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        choices.append((quality, -position, media.lower()))
+    for quality, _, media in sorted(choices, reverse=True):
+        if quality > 0 and media in _ACCEPTED:
+            return _ACCEPTED[media]
+    return None
+
+
+@dataclass
+class _Cached:
+    key: tuple[int, int, int]
+    value: Any
+
+
+class _StatCache:
+    """Values derived from a file, recomputed only when its stat changes."""
+
+    def __init__(self) -> None:
+        self._items: dict[Path, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, key: tuple[int, int, int]) -> Any | None:
+        with self._lock:
+            hit = self._items.get(path)
+        return hit.value if hit and hit.key == key else None
+
+    def put(self, path: Path, key: tuple[int, int, int], value: Any) -> None:
+        with self._lock:
+            self._items[path] = _Cached(key, value)
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class IndexApp:
+    """Request handlers over one index directory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.layout = Layout(settings.index_dir)
+        self._records = _StatCache()
+        self._digests = _StatCache()
+        self._pages = _StatCache()
+
+    # -- helpers -------------------------------------------------------------
+    def record(self, project: str) -> ProjectRecord | None:
+        path = self.layout.record(project)
+        key = _stat_key(path)
+        if key is None:
+            return None
+        cached = self._records.get(path, key)
+        if cached is None:
+            cached = load_record(self.layout, project)
+            self._records.put(path, key, cached)
+        return cached  # type: ignore[no-any-return]
+
+    def page(self, path: Path) -> tuple[bytes, str] | None:
+        key = _stat_key(path)
+        if key is None:
+            return None
+        cached = self._pages.get(path, key)
+        if cached is None:
+            body = path.read_bytes()
+            cached = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+            self._pages.put(path, key, cached)
+        return cached  # type: ignore[no-any-return]
+
+    async def intact(self, path: Path, stored: StoredFile) -> bool:
+        key = _stat_key(path)
+        if key is None or key[0] != stored.size:
+            return False
+        digest = self._digests.get(path, key)
+        if digest is None:
+            digest = await run_in_threadpool(sha256_file, path)
+            self._digests.put(path, key, digest)
+        return bool(digest == stored.sha256)
+
+    # -- pages ---------------------------------------------------------------
+    async def simple_root(self, request: Request) -> Response:
+        kind = _kind(request)
+        if kind is None:
+            return _not_acceptable()
+        name = "index.json" if kind == pages.JSON_TYPE else "index.html"
+        found = self.page(self.layout.simple / name)
+        if found is None:  # nothing published yet: an empty, valid list
+            body = (
+                pages.project_list_json([])
+                if kind == pages.JSON_TYPE
+                else (pages.project_list_html([]))
+            )
+            found = (body.encode(), f'"{hashlib.sha256(body.encode()).hexdigest()[:32]}"')
+        return _page_response(request, found, kind)
+
+    async def simple_project(self, request: Request) -> Response:
+        name = request.path_params["project"]
+        project = normalize(name)
+        folder = self.layout.simple_project(project)
+        if not (folder / "index.json").is_file():
+            return _unknown(request, name, project)
+        if name != project:
+            return _redirect(request, f"/simple/{project}/")
+        kind = _kind(request)
+        if kind is None:
+            return _not_acceptable()
+        found = self.page(folder / ("index.json" if kind == pages.JSON_TYPE else "index.html"))
+        if found is None:
+            return _unknown(request, name, project)
+        return _page_response(request, found, kind)
+
+    async def home(self, request: Request) -> Response:
+        found = self.page(self.layout.root / "index.html")
+        if found is None:
+            body = human.render_home([], self.settings.index_url, "now").encode()
+            found = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+        return _page_response(request, found, "text/html")
+
+    async def human_project(self, request: Request) -> Response:
+        name = request.path_params["project"]
+        project = normalize(name)
+        found = self.page(self.layout.human_project(project) / "index.html")
+        if found is None:
+            return _unknown(request, name, project)
+        if name != project:
+            return _redirect(request, f"/project/{project}/")
+        return _page_response(request, found, "text/html")
+
+    # -- files ---------------------------------------------------------------
+    async def files(self, request: Request) -> Response:
+        return await self._recorded(request, "files")
+
+    async def sources(self, request: Request) -> Response:
+        return await self._recorded(request, "sources")
+
+    async def _recorded(self, request: Request, area: str) -> Response:
+        project, rest = request.path_params["project"], request.path_params["path"]
+        if not is_normalized(project) or ".." in rest.split("/"):
+            return PlainTextResponse("not found\n", status_code=404)
+        record = self.record(project)
+        rel = f"{area}/{project}/{rest}"
+        stored = record.served().get(rel) if record else None
+        if record is None or stored is None:
+            if record is not None and rest.rstrip("/").endswith(".in-toto"):
+                return self._listing(record, rel.rstrip("/"))
+            log.info("not found: %s", rel)
+            return PlainTextResponse("not found\n", status_code=404)
+        if record.status == "quarantined":
+            log.warning("refused %s: project %s is quarantined", rel, project)
+            return PlainTextResponse(f"{project} is quarantined\n", status_code=410)
+        return await self._send(request, rel, stored, content_type(rest))
+
+    def _listing(self, record: ProjectRecord | None, rel: str) -> Response:
+        inside = sorted(p for p in (record.served() if record else {}) if p.startswith(rel + "/"))
+        if not inside:
+            return PlainTextResponse("not found\n", status_code=404)
+        return JSONResponse({"files": [p[len(rel) + 1 :] for p in inside]})
+
+    async def _send(
+        self, request: Request, rel: str, stored: StoredFile, media_type: str
+    ) -> Response:
+        path = self.layout.root / rel
+        if not await self.intact(path, stored):
+            log.error(
+                "REFUSED %s: missing, or its bytes no longer match the published sha256 %s",
+                rel,
+                stored.sha256,
+            )
+            return PlainTextResponse(
+                "this file no longer matches its published digest; refused\n", status_code=500
+            )
+        etag = f'"{stored.sha256}"'
+        headers = {"ETag": etag, "Cache-Control": FILE_CACHE}
+        if _etag_matches(request, etag):
+            return Response(status_code=304, headers=headers)
+        if stored.size <= SMALL_FILE:  # one read beats FileResponse's thread hops,
+            body = await run_in_threadpool(path.read_bytes)  # and the very bytes sent
+            if hashlib.sha256(body).hexdigest() == stored.sha256:  # are checked
+                return Response(body, media_type=media_type, headers=headers)
+            log.error("REFUSED %s: its bytes no longer match sha256 %s", rel, stored.sha256)
+            return PlainTextResponse("this file no longer matches its published digest\n", 500)
+        return FileResponse(path, media_type=media_type, headers=headers)
+
+    async def integrity(self, request: Request) -> Response:
+        params = request.path_params
+        project = normalize(params["project"])
+        record = self.record(project)
+        entry = record.find(params["filename"]) if record else None
+        if record is None or entry is None or not _same(entry.version, params["version"]):
+            return PlainTextResponse("no such file\n", status_code=404)
+        group = entry.sidecars.get("provenance")
+        if not group:
+            return PlainTextResponse("no provenance for this file\n", status_code=404)
+        return await self._send(request, group[0].path, group[0], INTEGRITY_TYPE)
+
+    # -- trust material --------------------------------------------------------
+    async def trust_index(self, request: Request) -> Response:
+        trust = self.layout.trust
+        items = sorted(p for p in trust.rglob("*") if p.is_file()) if trust.is_dir() else []
+        listing = [
+            {
+                "name": p.relative_to(trust).as_posix(),
+                "sha256": sha256_file(p),
+                "size": p.stat().st_size,
+            }
+            for p in items
+            if not p.name.startswith(".")
+        ]
+        return JSONResponse({"files": listing}, headers={"Cache-Control": PAGE_CACHE})
+
+    async def trust_file(self, request: Request) -> Response:
+        rest = request.path_params["path"]
+        path = self.layout.trust / rest
+        if ".." in rest.split("/") or rest.startswith(".") or not path.is_file():
+            return PlainTextResponse("not found\n", status_code=404)
+        found = self.page(path)
+        assert found is not None
+        return _page_response(request, found, content_type(rest))
+
+
+def _kind(request: Request) -> str | None:
+    override = request.query_params.get("format")
+    if override:  # an unescaped "+" in a typed URL arrives as a space
+        override = override.replace(" ", "+")
+    return negotiate(override if override else request.headers.get("accept"))
+
+
+def _page_response(request: Request, found: tuple[bytes, str], kind: str) -> Response:
+    body, etag = found
+    media = kind if kind != "text/html" else "text/html; charset=utf-8"
+    headers = {"ETag": etag, "Cache-Control": PAGE_CACHE, "Vary": "Accept"}
+    if _etag_matches(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media, headers=headers)
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    wanted = request.headers.get("if-none-match")
+    if not wanted:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _unknown(request: Request, name: str, project: str) -> Response:
+    # Never redirect or fall back to a public index: that is dependency confusion.
+    log.warning("unknown project requested: %r (normalized %r) -> 404", name, project)
+    return PlainTextResponse(
+        f"{project} is not an approved component of this index\n", status_code=404
+    )
+
+
+def _redirect(request: Request, path: str) -> Response:
+    query = request.url.query
+    return RedirectResponse(path + (f"?{query}" if query else ""), status_code=301)
+
+
+def _not_acceptable() -> Response:
+    accepted = ", ".join(sorted(set(_ACCEPTED.values())))
+    return PlainTextResponse(f"not acceptable; this index serves {accepted}\n", status_code=406)
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b or normalize(a) == normalize(b)
+
+
+def create_app(settings: Settings) -> Starlette:
+    index = IndexApp(settings)
+    routes = [
+        Route("/", index.home),
+        Route("/simple/", index.simple_root),
+        Route("/simple/{project}/", index.simple_project),
+        Route("/project/{project}/", index.human_project),
+        Route("/files/{project}/{path:path}", index.files),
+        Route("/sources/{project}/{path:path}", index.sources),
+        Route("/integrity/{project}/{version}/{filename}/provenance", index.integrity),
+        Route("/.well-known/factory/", index.trust_index),
+        Route("/.well-known/factory/{path:path}", index.trust_file),
+    ]
+    app = Starlette(routes=routes)
+    app.state.index = index
+    return app
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the index server until interrupted (binds 127.0.0.1 by default)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.serve_host,
+        port=port or settings.serve_port,
+        log_level="info",
+        server_header=False,
+    )

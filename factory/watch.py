@@ -1,0 +1,74 @@
+"""The watch cycle: notice new patch releases and advisories, and say what to rebuild.
+
+One cycle: re-resolve the lock as far as each recipe's track allows (one
+conditional request per approved component: listings are cached by ETag),
+check every published version against the advisories (yanking the affected
+ones, with the advisory ids as the reason), and return the components whose
+pins moved so that the rebuild runs for exactly those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from packaging.version import Version
+
+from factory import ledger
+from factory.advisories import AdvisoryDatabase
+from factory.config import Settings
+from factory.index.publish import record_advisories, yank
+from factory.index.records import Layout, list_projects, load_record
+from factory.lock import Change
+from factory.pipeline import lock_stage
+
+
+@dataclass
+class WatchResult:
+    moved: list[Change] = field(default_factory=list)
+    rebuild: list[str] = field(default_factory=list)
+    yanked: list[tuple[str, str, str]] = field(default_factory=list)  # project, version, why
+
+    def summary(self) -> str:
+        parts = [c.describe() for c in self.moved]
+        parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
+        return "; ".join(parts) or "nothing new upstream, no new advisories"
+
+
+def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
+    result = WatchResult()
+    _, changes = lock_stage(settings, update=True)
+    result.moved = [c for c in changes if c.new is not None]
+    result.rebuild = sorted({c.name for c in result.moved})
+    for change in result.moved:
+        ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
+    result.yanked = check_advisories(settings, run_id)
+    return result
+
+
+def check_advisories(settings: Settings, run_id: str | None = None) -> list[tuple[str, str, str]]:
+    """Record the advisory status of every published version; yank the affected ones."""
+    if not settings.advisories:
+        return []
+    db = AdvisoryDatabase(settings.advisories)
+    layout = Layout(settings.index_dir)
+    yanked = []
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for project in list_projects(layout):
+        record = load_record(layout, project)
+        if record is None:
+            continue
+        for version in sorted({f.version for f in record.files}, key=Version):
+            hits = db.affecting(project, version)
+            found = [{"id": a.id, "summary": a.summary, "aliases": list(a.aliases),
+                      "fixed": ", ".join(str(v) for v in a.fixed_versions(project))}
+                     for a in hits]
+            entries = [f for f in record.files if f.version == version]
+            if any(f.advisories != found for f in entries):
+                record_advisories(settings, project, version, found, now)
+            if hits and not all(f.yanked for f in entries):
+                why = "advisory " + ", ".join(sorted(a.id for a in hits))
+                yank(settings, project, version, why)
+                ledger.record_decision(settings, project, "yanked", why, version, run_id)
+                yanked.append((project, version, why))
+    return yanked

@@ -1,0 +1,41 @@
+"""Serve both flows as deployments: watch on a schedule, rebuild on demand and on events.
+
+``python -m flows.deploy`` (or ``factory deploy``) runs a long-lived process
+that serves the deployments (Prefect's ``serve``: a process worker in one).
+Scale-out: create a docker or kubernetes work pool and deploy the same flows
+to it, see docs/orchestration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from prefect import serve
+from prefect.events import DeploymentEventTrigger
+
+from flows.rebuild import rebuild
+from flows.watch import CHANGED_EVENT, watch
+
+
+def deployments(interval_seconds: int) -> list[object]:
+    rebuild_on_change = DeploymentEventTrigger(
+        expect={CHANGED_EVENT},
+        match={"prefect.resource.id": "factory.components"},
+        parameters={"components": "{{ event.payload.components }}"},
+    )
+    return [
+        rebuild.to_deployment(name="rebuild", triggers=[rebuild_on_change]),
+        watch.to_deployment(name="watch", interval=interval_seconds,
+                            parameters={"via_deployment": True}),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--interval", type=int, default=600, help="watch every N seconds")
+    args = parser.parse_args()
+    serve(*deployments(args.interval))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The rebuild flow: lock check, fetch, plan, build, attest, sign, publish.
+
+Builds run as Prefect tasks capped by the global concurrency limit
+``factory-builds``. Downloads retry (transient); builds do not (deterministic).
+A component whose inputs (sdist, recipe, image, build tools, patches) are
+unchanged is skipped by input digest without starting a container, and an
+already published wheel is not signed again. One component's failure stops
+only what depends on it; it is recorded in the ledger and in the run's
+artifacts, and the flow ends Failed after publishing everything else.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.runtime import flow_run
+
+from factory import ledger, pipeline
+from factory.builders.record import BuildRecord
+from factory.config import Settings, load_settings
+from factory.errors import BuildError, UpstreamError
+from factory.plan import Node, Plan, make_plan, run_plan
+from factory.release import release
+
+BUILD_LIMIT = "factory-builds"
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on a second try: the network."""
+    try:
+        state.result()
+    except UpstreamError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is deterministic
+        return False
+    return False
+
+
+def ensure_build_limit(limit: int) -> None:
+    """Create (or resize) the global concurrency limit the builds take slots from."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(BUILD_LIMIT)
+            if current.limit != limit:
+                client.update_global_concurrency_limit(
+                    BUILD_LIMIT, GlobalConcurrencyLimitUpdate(limit=limit))
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=BUILD_LIMIT, limit=limit))
+
+
+@task(name="fetch", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient)
+def fetch_sources(settings: Settings, names: list[str] | None) -> int:
+    return len(pipeline.fetch_stage(settings, set(names) if names else None))
+
+
+@task(name="plan")
+def plan_builds(settings: Settings, names: list[str] | None) -> Plan:
+    return make_plan(settings, names)
+
+
+@task(name="build", task_run_name="build {name} {version}")
+def build_component(name: str, version: str, job: Callable[[], BuildRecord]) -> BuildRecord:
+    with concurrency(BUILD_LIMIT, occupy=1):
+        return job()
+
+
+@task(name="sign-and-publish")
+def publish_records(settings: Settings, records: list[BuildRecord], run_id: str | None) -> int:
+    return len(release(settings, records, run_id=run_id))
+
+
+def _task_wrapper() -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
+    """Run each real build as a Prefect task from the executor's worker threads."""
+    parent = contextvars.copy_context()
+
+    def wrap(node: Node, job: Callable[[], BuildRecord]) -> BuildRecord:
+        return parent.copy().run(build_component, node.name, node.version, job)
+
+    return wrap
+
+
+def _outcomes(plan: Plan, built: list[BuildRecord], failed: dict[str, str],
+              skipped: set[str]) -> list[dict[str, str]]:
+    by_node = {f"{r.component}=={r.version}": r for r in built}
+    rows = []
+    for nid in plan.order:
+        node = plan.nodes[nid]
+        key = f"{node.locked.key}=={node.version}"
+        if nid in failed:
+            rows.append({"component": node.name, "version": node.version, "outcome": "failed",
+                         "detail": failed[nid]})
+        elif key in by_node:
+            outcome = "unchanged" if key in skipped else "built"
+            rows.append({"component": node.name, "version": node.version, "outcome": outcome,
+                         "detail": by_node[key].wheel_filename})
+    return rows
+
+
+def _record_outcomes(settings: Settings, rows: list[dict[str, str]], records: list[BuildRecord],
+                     run_id: str | None) -> None:
+    by_key = {(r.component, r.version): r for r in records}
+    for row in rows:
+        if row["outcome"] == "unchanged":
+            continue
+        record = by_key.get((row["component"], row["version"]))
+        ledger.record_build(
+            settings, component=row["component"], version=row["version"],
+            outcome=row["outcome"], sdist_sha256=record.source.sha256 if record else "",
+            wheel_filename=record.wheel_filename if record else None,
+            wheel_sha256=record.wheel_sha256 if record else None,
+            invocation_id=record.invocation_id if record else None, run_id=run_id,
+            error=None if record else row["detail"])
+
+
+@flow(name="factory-rebuild", log_prints=True)
+def rebuild(components: list[str] | None = None) -> dict[str, Any]:
+    """Rebuild ``components`` (default: every approved one) and publish what changed."""
+    started = time.monotonic()
+    settings = load_settings()
+    logger = get_run_logger()
+    run_id = str(flow_run.get_id() or "")
+    ensure_build_limit(settings.build_concurrency)
+    fetch_sources(settings, components)
+    the_plan = plan_builds(settings, components)
+    before = {p.name for p in settings.wheels_dir.glob("*.whl")} \
+        if settings.wheels_dir.is_dir() else set()
+    get_run_context()  # the executor's threads inherit this flow's context
+    outcome = run_plan(settings, the_plan, wrap=_task_wrapper())
+    skipped = {f"{r.component}=={r.version}" for r in outcome.records
+               if r.wheel_filename in before}
+    rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
+    _record_outcomes(settings, rows, outcome.records, run_id)
+    published = publish_records(settings, outcome.records, run_id) if outcome.records else 0
+    summary = {"built": sum(r["outcome"] == "built" for r in rows),
+               "unchanged": sum(r["outcome"] == "unchanged" for r in rows),
+               "failed": sum(r["outcome"] == "failed" for r in rows),
+               "published": published, "seconds": round(time.monotonic() - started, 2)}
+    _artifacts(rows, summary)
+    logger.info("rebuild: %s", summary)
+    if outcome.failed:
+        raise BuildError(f"{len(outcome.failed)} component(s) failed to build: "
+                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+    return summary
+
+
+def _artifacts(rows: list[dict[str, str]], summary: dict[str, Any]) -> None:
+    create_table_artifact(key="rebuild-outcomes", table=rows,
+                          description="Outcome of each component in this rebuild")
+    lines = [f"# Rebuild: {summary['built']} built, {summary['unchanged']} unchanged, "
+             f"{summary['failed']} failed, {summary['published']} published",
+             "", f"Took {summary['seconds']} s."]
+    failed = [r for r in rows if r["outcome"] == "failed"]
+    if failed:
+        lines += ["", "## Failed", ""] + [f"- **{r['component']} {r['version']}**: "
+                                         f"{r['detail']}" for r in failed]
+    create_markdown_artifact(key="rebuild-summary", markdown="\n".join(lines))

@@ -1,0 +1,260 @@
+"""Test data and servers for the index tests.
+
+Wheels are written directly as zip files (METADATA, WHEEL, RECORD with
+hashes): real, installable wheels in milliseconds and with no network, which
+build isolation would need. Sidecars are small fabricated JSON files; the
+provenance carries a real X.509 certificate so the signer identity is parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from factory.config import Settings
+
+SIGNER = "https://factory.invalid/builders/docker"
+ISSUER = "https://factory.invalid/oidc"
+
+
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def make_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    requires_python: str | None = None,
+    marker: str = "",
+) -> Path:
+    """A pure-Python wheel whose module exposes VERSION (and ``marker``)."""
+    module = re.sub(r"[-_.]+", "_", name).lower()
+    dist = f"{module}-{version}"
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta += [f"Requires-Dist: {r}" for r in requires or []]
+    if requires_python:
+        meta.append(f"Requires-Python: {requires_python}")
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\nMARKER = {marker!r}\n".encode(),
+        f"{dist}.dist-info/METADATA": ("\n".join(meta) + "\n\n").encode(),
+        f"{dist}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: factory-tests\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n"
+        ),
+    }
+    record = [f"{p},sha256={_b64(hashlib.sha256(d).digest())},{len(d)}" for p, d in files.items()]
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member, data in files.items():
+            info = zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0))
+            archive.writestr(info, data)
+    return path
+
+
+def make_sdist(directory: Path, name: str, version: str) -> Path:
+    module = re.sub(r"[-_.]+", "_", name).lower()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{module}-{version}.tar.gz"
+    data = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo(f"{module}-{version}/PKG-INFO")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _certificate(identity: str = SIGNER, issuer: str = ISSUER) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "test")])
+    issuer_ext = issuer.encode()
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(minutes=10))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]), True
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"),
+                bytes([0x0C, len(issuer_ext)]) + issuer_ext,
+            ),
+            False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+_CERT_CACHE: list[str] = []
+
+
+def make_sidecars(directory: Path, wheel: Path, sdist: Path | None) -> dict[str, Path]:
+    """Fabricated sidecars of the right shapes (provenance, SBOM, build record...)."""
+    if not _CERT_CACHE:
+        _CERT_CACHE.append(_certificate())
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    directory.mkdir(parents=True, exist_ok=True)
+    base = directory / wheel.name
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": wheel.name, "digest": {"sha256": digest}}],
+    }
+    envelope = {
+        "statement": base64.b64encode(json.dumps(statement).encode()).decode(),
+        "signature": "c2ln",
+    }
+    material = {"certificate": _CERT_CACHE[0], "transparency_entries": []}
+    attestation = {"version": 1, "verification_material": material, "envelope": envelope}
+    provenance = {
+        "version": 1,
+        "attestation_bundles": [
+            {"publisher": {"kind": "factory", "builder": "docker"}, "attestations": [attestation]}
+        ],
+    }
+    source: dict[str, Any] = {}
+    if sdist is not None:
+        source = {
+            "name": wheel.name.split("-")[0],
+            "version": wheel.name.split("-")[1],
+            "filename": sdist.name,
+            "url": f"https://upstream.invalid/packages/{sdist.name}",
+            "sha256": hashlib.sha256(sdist.read_bytes()).hexdigest(),
+            "size": sdist.stat().st_size,
+        }
+    build = {
+        "invocation_id": "test",
+        "finished_on": "2024-01-01T00:00:00Z",
+        "builder_image": "factory-builder:bookworm",
+        "builder_image_id": "sha256:abc",
+        "wheel_filename": wheel.name,
+        "wheel_sha256": digest,
+        "source": source,
+    }
+    paths = {
+        "provenance": (base.with_name(wheel.name + ".provenance"), provenance),
+        "sbom": (
+            base.with_name(wheel.name + ".cdx.json"),
+            {"bomFormat": "CycloneDX", "specVersion": "1.6"},
+        ),
+        "build": (base.with_name(wheel.name + ".build.json"), build),
+        "sigstore": (
+            base.with_name(wheel.name + ".sigstore.json"),
+            {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"},
+        ),
+    }
+    out = {}
+    for kind, (path, value) in paths.items():
+        path.write_text(json.dumps(value))
+        out[kind] = path
+    intoto = base.with_name(wheel.name + ".intoto.jsonl")
+    intoto.write_text(json.dumps({"payloadType": "application/vnd.in-toto+json"}) + "\n")
+    out["intoto"] = intoto
+    links = base.with_name(wheel.name + ".in-toto")
+    links.mkdir(exist_ok=True)
+    (links / "root.layout").write_text("{}")
+    (links / "build.abcdef12.link").write_text("{}")
+    out["in-toto"] = links
+    return out
+
+
+def publish_wheel(
+    settings: Settings,
+    work: Path,
+    name: str,
+    version: str,
+    requires: list[str] | None = None,
+    requires_python: str | None = None,
+    marker: str = "",
+) -> Any:
+    from factory.index import publish
+
+    wheel = make_wheel(work / "dist", name, version, requires, requires_python, marker)
+    sdist = make_sdist(work / "sdist", name, version)
+    sidecars = make_sidecars(work / "side", wheel, sdist)
+    return publish(settings, wheel, sidecars, sdist, {})
+
+
+class RequestLog:
+    """ASGI middleware recording (method, path, status) of every request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str, int]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [0]
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        self.seen.append((scope["method"], scope["path"], status[0]))
+
+    def paths(self) -> list[str]:
+        return [p for _, p, _ in self.seen]
+
+
+@contextlib.contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve ``app`` on a free 127.0.0.1 port in a thread; yields the base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

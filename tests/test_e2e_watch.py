@@ -1,0 +1,122 @@
+"""End to end, on a local upstream: publish, patch release, advisory, all hands-off.
+
+X.Y.Z is built from source, signed, published and installed. Then X.Y.(Z+1)
+appears upstream: one watch cycle later pip -U picks it up. Then an advisory
+hits that version: the fixed one is built and published, the hit one yanked.
+Real Prefect server, real containers, real pip. Build tools are the real
+flit_core, pyproject-hooks, packaging and installer sdists (pinned, hashed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from factory.config import Settings, load_settings
+from factory.index.serve import create_app
+from factory.pipeline import lock_stage
+from tests.builders_fixtures import PINNED, download
+from tests.conftest import write_recipe
+from tests.index_fixtures import running
+from tests.local_upstream import LocalUpstream
+
+pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
+
+TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
+FLIT = ["flit_core>=3.4,<5"]
+
+
+@pytest.fixture
+def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.FixtureRequest,
+                    monkeypatch: pytest.MonkeyPatch) -> Settings:
+    cache = Path(request.config.cache.mkdir("pinned-sdists"))
+    for name in TOOLS:
+        url, sha = PINNED[name]
+        upstream.add_file(name, download(cache, url, sha))
+    root = tmp_path / "project"
+    for name in TOOLS:
+        write_recipe(root, name, 'kind = "build-tool"\n')
+    write_recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
+    (root / "factory.toml").write_text(
+        f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'
+        f'advisories = "{tmp_path / "advisories"}"\n')
+    (tmp_path / "advisories").mkdir()
+    monkeypatch.setenv("FACTORY_ROOT", str(root))
+    return load_settings(root)
+
+
+def add_demo(upstream: LocalUpstream, version: str) -> None:
+    upstream.add("demo", version, build_requires=FLIT, backend="flit_core.buildapi",
+                 extra_members={"README.md": b"demo\n"})
+
+
+@pytest.fixture
+def index_url(factory_project: Settings) -> Iterator[str]:
+    with running(create_app(factory_project)) as base:
+        yield base + "/simple/"
+
+
+def pip(venv: Path, *args: str) -> str:
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--isolated",
+                             "--disable-pip-version-check", "--no-cache-dir", *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def installed(venv: Path) -> str:
+    out = pip(venv, "list", "--format", "json")
+    return next(p["version"] for p in json.loads(out) if p["name"] == "demo")
+
+
+def test_patch_release_and_advisory_flow_through_without_a_human(
+        prefect_api: str, factory_project: Settings, upstream: LocalUpstream, index_url: str,
+        tmp_path: Path) -> None:
+    from flows.rebuild import rebuild
+    from flows.watch import watch
+
+    settings = factory_project
+    add_demo(upstream, "1.0.0")
+    lock_stage(settings)
+    summary = rebuild()
+    assert summary["failed"] == 0 and summary["published"] == 5  # demo + 4 build tools
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip(venv, "install", "--index-url", index_url, "demo")
+    assert installed(venv) == "1.0.0"
+
+    add_demo(upstream, "1.0.1")
+    result = watch()
+    assert result["rebuild"] == ["demo"] and result["rebuilt"]["published"] == 1
+    pip(venv, "install", "-U", "--index-url", index_url, "demo")
+    assert installed(venv) == "1.0.1"
+
+    add_demo(upstream, "1.0.2")
+    (tmp_path / "advisories" / "DEMO-1.json").write_text(json.dumps({
+        "id": "DEMO-2026-1", "summary": "demo leaks secrets",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "demo"},
+                      "ranges": [{"type": "ECOSYSTEM",
+                                  "events": [{"introduced": "1.0.1"}, {"fixed": "1.0.2"}]}]}]}))
+    result = watch()
+    assert "demo==1.0.1: advisory DEMO-2026-1" in result["yanked"]
+    assert result["rebuild"] == ["demo"]
+    pip(venv, "install", "-U", "--index-url", index_url, "demo")
+    assert installed(venv) == "1.0.2"
+
+    page = httpx.get(index_url + "demo/",
+                     headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+    yanked = {f["filename"]: f["yanked"] for f in page["files"]}
+    assert yanked["demo-1.0.1-py3-none-any.whl"] == "advisory DEMO-2026-1"
+    assert yanked["demo-1.0.2-py3-none-any.whl"] is False
+
+    quiet = watch()  # nothing new: nothing moves, nothing is rebuilt
+    assert quiet["moved"] == [] and quiet["rebuilt"] is None
+    assert os.environ["PREFECT_API_URL"] == prefect_api

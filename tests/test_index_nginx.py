@@ -1,0 +1,181 @@
+"""The static tree behind plain nginx, with the configuration docs/nginx.md gives."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from factory.config import load_settings
+from factory.index import publish_trust, yank
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
+from index_fixtures import free_port, publish_wheel  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+UV = REPO / ".venv" / "bin" / "uv"
+JSON = "application/vnd.pypi.simple.v1+json"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(NGINX).is_file(), reason="nginx is not installed (apt-get install nginx-light)"
+    ),
+]
+
+_MAIN = """daemon off;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{}}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/factory-index.conf;
+}}
+"""
+
+
+def _documented_config() -> str:
+    text = (REPO / "docs" / "nginx.md").read_text()
+    (block,) = re.findall(r"```nginx\n(.*?)```", text, re.S)
+    return block
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
+    root = tmp_path_factory.mktemp("nginx-index")
+    settings = load_settings(root=root)
+    published = {}
+    for name, version, requires in [
+        ("alpha", "1.0", []),
+        ("alpha", "1.1", []),
+        ("beta", "2.0", ["alpha>=1.0"]),
+    ]:
+        published[name, version] = publish_wheel(settings, root / "w", name, version, requires)
+    yank(settings, "alpha", "1.1", "broken")
+    trusted = root / "trusted_root.json"
+    trusted.write_text("{}")
+    publish_trust(settings, {"trusted_root.json": trusted})
+    port = free_port()
+    tmp = root / "nginx"
+    tmp.mkdir()
+    config = _documented_config().replace("/srv/factory/.factory/index", str(settings.index_dir))
+    config = config.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    (tmp / "factory-index.conf").write_text(config)
+    (tmp / "nginx.conf").write_text(_MAIN.format(tmp=tmp))
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")],
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
+                    pytest.fail(f"nginx did not start: {err}")
+                time.sleep(0.1)
+        yield url, published
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_negotiation_and_status_codes(nginx):
+    url, _ = nginx
+    pip_accept = f"{JSON}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+    as_json = httpx.get(f"{url}/simple/alpha/", headers={"Accept": pip_accept})
+    assert as_json.headers["content-type"] == JSON and as_json.json()["name"] == "alpha"
+    assert as_json.headers["vary"] == "Accept" and "etag" in as_json.headers
+    as_html = httpx.get(f"{url}/simple/alpha/", headers={"Accept": "text/html"})
+    assert as_html.headers["content-type"].startswith("text/html") and "<a " in as_html.text
+    for fmt in (JSON, JSON.replace("+", "%2B")):
+        forced = httpx.get(f"{url}/simple/alpha/?format={fmt}", headers={"Accept": "text/html"})
+        assert forced.headers["content-type"] == JSON
+    assert httpx.get(f"{url}/simple/", headers={"Accept": JSON}).json()["projects"]
+    assert httpx.get(f"{url}/simple/alpah/").status_code == 404
+    assert httpx.get(f"{url}/simple/alpha").status_code == 301
+    assert httpx.get(f"{url}/records/alpha.json").status_code == 404
+    assert httpx.get(f"{url}/.publish.lock").status_code == 404
+    assert httpx.get(f"{url}/").status_code == 200
+    assert httpx.get(f"{url}/project/alpha/").status_code == 200
+
+
+def test_files_integrity_and_trust(nginx):
+    url, _ = nginx
+    wheel = httpx.get(f"{url}/files/alpha/alpha-1.0-py3-none-any.whl")
+    assert wheel.status_code == 200 and "immutable" in wheel.headers["cache-control"]
+    provenance = httpx.get(f"{url}/integrity/alpha/1.0/alpha-1.0-py3-none-any.whl/provenance")
+    assert provenance.status_code == 200
+    assert provenance.headers["content-type"] == "application/vnd.pypi.integrity.v1+json"
+    trust = httpx.get(f"{url}/.well-known/factory/trusted_root.json")
+    assert trust.status_code == 200 and trust.headers["content-type"] == "application/json"
+
+
+@pytest.mark.skipif(not UV.is_file(), reason="uv is not installed (pip install uv==0.13.9)")
+def test_uv_installs_through_nginx_with_hashes(nginx, tmp_path: Path):
+    url, published = nginx
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["UV_NO_CONFIG"] = "1"
+    subprocess.run([str(UV), "venv", "-q", str(tmp_path / "v")], check=True, env=env)
+    req = tmp_path / "req.txt"
+    req.write_text(
+        "".join(
+            f"{n}=={v} --hash=sha256:{published[n, v].sha256}\n"
+            for n, v in [("alpha", "1.0"), ("beta", "2.0")]
+        )
+    )
+    done = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            str(tmp_path / "v" / "bin" / "python"),
+            "--index-url",
+            f"{url}/simple/",
+            "--require-hashes",
+            "-r",
+            str(req),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    plain = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--no-cache",
+            "--reinstall",
+            "--python",
+            str(tmp_path / "v" / "bin" / "python"),
+            "--index-url",
+            f"{url}/simple/",
+            "alpha",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert plain.returncode == 0 and "alpha==1.0" in plain.stderr, plain.stderr
