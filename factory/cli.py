@@ -311,6 +311,51 @@ def serve(
     run(s, host, port)
 
 
+index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("check")
+def index_check(
+    quick: Annotated[bool, typer.Option("--quick", help="Skip re-hashing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that every page names only complete, recorded files with matching digests."""
+    from factory.index.regen import check_index
+
+    problems = check_index(settings(), deep=not quick)
+    if as_json:
+        emit_json({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:
+            err.print(f"[red]problem:[/] {problem}", highlight=False)
+        if not problems:
+            out.print("the index is consistent")
+    if problems:
+        raise typer.Exit(1)
+
+
+@index_app.command("rebuild")
+def index_rebuild() -> None:
+    """Regenerate every page from the published records."""
+    from factory.index.regen import rebuild_all
+
+    out.print(f"regenerated the pages of {rebuild_all(settings())} projects")
+
+
+@index_app.command("status")
+def index_status(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    state: Annotated[str, typer.Argument(help="active | archived | quarantined | deprecated")],
+    reason: Annotated[str | None, typer.Option(help="Shown to users.")] = None,
+) -> None:
+    """Set a project's status (PEP 792); quarantined hides every file."""
+    from factory.index.publish import set_status
+
+    set_status(settings(), name, state, reason)
+    out.print(f"{name}: {state}", highlight=False)
+
+
 @app.command()
 def yank(
     spec: Annotated[str, typer.Argument(help="NAME==VERSION")],

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from factory import ledger
 from factory.atomic import sha256_file, write_json, write_text
 from factory.attest import attest_wheel
@@ -56,7 +58,7 @@ def trust_files(settings: Settings) -> dict[str, Path]:
 
 def is_published(settings: Settings, record: BuildRecord) -> bool:
     """True when the index already serves this exact wheel."""
-    index_record = load_record(Layout(settings.index_dir), record.component)
+    index_record = load_record(Layout(settings.index_dir), canonicalize_name(record.component))
     entry = index_record.find(record.wheel_filename) if index_record else None
     return entry is not None and entry.sha256 == record.wheel_sha256
 

@@ -1,0 +1,96 @@
+"""Advisory yanks, status and the ledger, on a published index (no containers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from factory import ledger
+from factory.config import Settings
+from factory.index.records import Layout, load_record
+from factory.pipeline import lock_stage
+from factory.status import component_status
+from factory.watch import check_advisories
+from tests.conftest import write_recipe
+from tests.index_fixtures import publish_wheel
+from tests.local_upstream import LocalUpstream
+
+
+def advisory(project: Settings, ident: str, name: str, introduced: str, fixed: str) -> None:
+    (project.root.parent / "advisories" / f"{ident}.json").write_text(json.dumps({
+        "id": ident, "summary": f"{name} is broken",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": name}, "ranges": [
+            {"type": "ECOSYSTEM", "events": [{"introduced": introduced}, {"fixed": fixed}]}]}]}))
+
+
+def test_advisory_yanks_affected_published_versions(project: Settings, tmp_path: Path) -> None:
+    publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+    publish_wheel(project, tmp_path / "b", "alpha", "1.1")
+    assert check_advisories(project) == []
+    advisory(project, "ADV-7", "alpha", "1.0", "1.1")
+    assert check_advisories(project) == [("alpha", "1.0", "advisory ADV-7")]
+    record = load_record(Layout(project.index_dir), "alpha")
+    assert record is not None
+    files = {f.version: f for f in record.files}
+    assert files["1.0"].yanked and files["1.0"].yanked_reason == "advisory ADV-7"
+    assert files["1.0"].advisories and files["1.0"].advisories[0]["id"] == "ADV-7"
+    assert not files["1.1"].yanked and files["1.1"].advisories == []
+    assert check_advisories(project) == []  # already yanked: not again
+    decisions = ledger.decisions(project, "alpha")
+    assert [(d["action"], d["version"], d["reason"]) for d in decisions] == [
+        ("yanked", "1.0", "advisory ADV-7")]
+
+
+def test_status_shows_what_waits_to_be_published(project: Settings, upstream: LocalUpstream,
+                                                  tmp_path: Path) -> None:
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("alpha", "1.0", age_days=10)
+    write_recipe(project.root, "alpha", 'versions = "<2"\n')
+    lock_stage(project)
+    publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+    upstream.add("alpha", "1.1", age_days=2)
+    upstream.add("alpha", "2.0", age_days=1)
+    rows = {r.name: r for r in component_status(project)}
+    alpha = rows["alpha"]
+    assert (alpha.newest_upstream, alpha.locked, alpha.published) == ("2.0", "1.0", "1.0")
+    assert alpha.waiting_days is not None and 1.9 < alpha.waiting_days < 2.1  # 1.1, in range
+    assert rows["setuptools"].published is None
+    offline = {r.name: r for r in component_status(project, offline=True)}
+    assert offline["alpha"].newest_upstream is None and offline["alpha"].published == "1.0"
+
+
+def test_ledger_keeps_builds_in_order(project: Settings) -> None:
+    for version in ("1.0", "1.1"):
+        ledger.record_build(project, component="alpha", version=version, outcome="built",
+                            sdist_sha256="a" * 64, wheel_filename=f"alpha-{version}.whl")
+    ledger.record_build(project, component="alpha", version="1.2", outcome="failed",
+                        sdist_sha256="b" * 64, error="compiler exploded")
+    rows = ledger.builds(project, "alpha")
+    assert [(r["version"], r["outcome"]) for r in rows] == [
+        ("1.2", "failed"), ("1.1", "built"), ("1.0", "built")]
+    assert rows[0]["error"] == "compiler exploded"
+    assert (project.state_dir / "ledger.db").is_file()
+
+
+def test_status_and_index_check_cli(project: Settings, tmp_path: Path) -> None:
+    import os
+
+    write_recipe(project.root, "alpha")
+    publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+    env = {**os.environ, "FACTORY_ROOT": str(project.root)}
+    run = [sys.executable, "-m", "factory.cli"]
+    result = subprocess.run([*run, "status", "--offline", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["published"] == "1.0"
+    check = subprocess.run([*run, "index", "check", "--json"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert json.loads(check.stdout) == {"ok": True, "problems": []}
+    wheel = next((project.index_dir / "files" / "alpha").glob("*.whl"))
+    wheel.write_bytes(b"tampered")
+    check = subprocess.run([*run, "index", "check"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert check.returncode == 1 and wheel.name in check.stderr
