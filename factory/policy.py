@@ -56,7 +56,7 @@ def in_track(track: str, current: Version | None, candidate: Version) -> bool:
     return candidate.release[:2] == current.release[:2]
 
 
-def _parse_time(text: str) -> datetime | None:
+def parse_time(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -83,7 +83,7 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
             return f"invalid requires-python {file.requires_python!r}"
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
     if cooldown > 0 and not ctx.urgent:
-        uploaded = _parse_time(file.upload_time) if file.upload_time else None
+        uploaded = parse_time(file.upload_time) if file.upload_time else None
         if uploaded is None:
             return "cooldown: upstream gives no upload time"
         if ctx.now - uploaded < timedelta(days=cooldown):
