@@ -9,10 +9,12 @@ bytes.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import tomli_w
 from packaging.markers import default_environment
@@ -124,9 +126,18 @@ class Lock:
 
 def load_lock(settings: Settings) -> Lock:
     path = settings.lock_path
-    if not path.is_file():
-        raise LockError(f"no lock file at {path}", "run `factory lock` to create it")
-    return Lock.from_toml(path.read_text(encoding="utf-8"), path.name)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise LockError(f"no lock file at {path}", "run `factory lock` to create it") from None
+    cached = _parsed_lock(str(path), info.st_mtime_ns, info.st_size, info.st_ino)
+    return Lock(list(cached.components))  # callers may change their copy
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_lock(path: str, _mtime: int, _size: int, _inode: int) -> Lock:
+    # Keyed by the file's identity: several stages of one run read the same lock.
+    return Lock.from_toml(Path(path).read_text(encoding="utf-8"), Path(path).name)
 
 
 def save_lock(settings: Settings, lock: Lock) -> None:

@@ -16,13 +16,14 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from factory.atomic import sha256_file
+from factory.atomic import sha256_file, write_bytes
 from factory.config import Settings
 from factory.errors import IntegrityError, RecipeError, UnsafeArchiveError
 from factory.upstream import Upstream
@@ -75,9 +76,20 @@ def verify_cached(path: Path, sha256: str) -> None:
 
 # -- safe unpacking -------------------------------------------------------------
 
+# Characters that make a name display as something it is not (a reviewer reads
+# "evil\u202egnp.py" as "evilyp.png"): bidirectional overrides, isolates and marks.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _check_name(archive: str, name: str) -> PurePosixPath:
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI for c in name):  # C0, DEL, C1
         raise UnsafeArchiveError(f"{archive}: member {name!r} has control characters in its name")
+    if any(unicodedata.category(c) == "Cs" for c in name):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} is not valid UTF-8")
+    if "\\" in name:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has a backslash in its name")
+    if any(part == "." for part in name.rstrip("/").split("/")[1:]):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has '.' components")
     path = PurePosixPath(name)
     if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
@@ -104,6 +116,8 @@ def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> No
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device or special file")
     if info.mode & (stat.S_ISUID | stat.S_ISGID):
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} has a setuid/setgid bit")
+    if (info.issym() or info.islnk()) and not info.linkname:
+        raise UnsafeArchiveError(f"{archive}: link {info.name!r} has no target")
     if info.issym() and not _link_stays_inside(path, info.linkname):
         raise UnsafeArchiveError(
             f"{archive}: symlink {info.name!r} -> {info.linkname!r} points outside the tree")
@@ -144,6 +158,8 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
             tar.extractall(into, members=members, filter="data")
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"{name}: {exc}") from None
+    except RecursionError:  # tarfile's link fallback can chase a link into itself
+        raise UnsafeArchiveError(f"{name}: a link in it refers to itself") from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, UnsafeArchiveError):
             raise
@@ -203,7 +219,12 @@ def extract(sdist: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
         else:
             _extract_tar(sdist, staging, limits)
         _check_links_resolve_inside(sdist.name, staging)
-        staging.rename(dest)
+        try:
+            staging.rename(dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another process unpacked it first
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -230,7 +251,32 @@ def _tree_root(dest: Path) -> Path:
 
 
 def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes | None:
-    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking."""
+    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking.
+
+    In the content-addressed cache the answer never changes, so it is kept
+    beside the sdist: a no-op run must not decompress every archive again.
+    """
+    memo = sdist.parent / f".member-{relative}"
+    if _is_cached(sdist):
+        if memo.is_file():
+            return memo.read_bytes()
+        if memo.with_suffix(".absent").is_file():
+            return None
+    data = _read_member(sdist, relative, max_bytes)
+    if _is_cached(sdist):
+        if data is None:
+            write_bytes(memo.with_suffix(".absent"), b"")
+        else:
+            write_bytes(memo, data)
+    return data
+
+
+def _is_cached(sdist: Path) -> bool:
+    """True for a file of the content-addressed cache (sha256/<hex>/<file>)."""
+    return sdist.parent.parent.name == "sha256" and len(sdist.parent.name) == 64
+
+
+def _read_member(sdist: Path, relative: str, max_bytes: int) -> bytes | None:
     if sdist.name.endswith(".zip"):
         with zipfile.ZipFile(sdist) as zf:
             for zinfo in zf.infolist():

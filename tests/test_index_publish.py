@@ -348,7 +348,7 @@ def _publish_many(root: str, work: str, versions: list[str]) -> None:
 
 
 def test_concurrent_publishers_lose_nothing(tmp_path: Path):
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # no threads inherited (Prefect runs in-process)
     jobs = [
         ctx.Process(
             target=_publish_many,

@@ -53,6 +53,11 @@ HOSTILE = [
     ([member("pkg-1/fifo", tarfile.FIFOTYPE)], "device or special"),
     ([member("pkg-1/run", mode=0o4755)], "setuid"),
     ([member("pkg-1/bad\x1bname")], "control characters"),
+    # found by the fuzzer: tarfile's link fallback chased these into endless recursion
+    ([member("a\\/.", tarfile.SYMTYPE, "")], "backslash"),
+    ([member("pkg-1/", tarfile.DIRTYPE), member("pkg-1/.", tarfile.SYMTYPE, "x")],
+     "'.' components"),
+    ([member("pkg-1/empty", tarfile.SYMTYPE, "")], "has no target"),
 ]
 
 
