@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.runtime import flow_run
@@ -63,23 +64,26 @@ def ensure_build_limit(limit: int) -> None:
                 GlobalConcurrencyLimitCreate(name=BUILD_LIMIT, limit=limit))
 
 
-@task(name="fetch", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient)
+# Our own skip logic compares input digests (factory.plan); Prefect's input
+# hashing would only re-hash large arguments on every run.
+@task(name="fetch", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
 def fetch_sources(settings: Settings, names: list[str] | None) -> int:
     return len(pipeline.fetch_stage(settings, set(names) if names else None))
 
 
-@task(name="plan")
+@task(name="plan", cache_policy=NO_CACHE)
 def plan_builds(settings: Settings, names: list[str] | None) -> Plan:
     return make_plan(settings, names)
 
 
-@task(name="build", task_run_name="build {name} {version}")
+@task(name="build", task_run_name="build {name} {version}", cache_policy=NO_CACHE)
 def build_component(name: str, version: str, job: Callable[[], BuildRecord]) -> BuildRecord:
     with concurrency(BUILD_LIMIT, occupy=1):
         return job()
 
 
-@task(name="sign-and-publish")
+@task(name="sign-and-publish", cache_policy=NO_CACHE)
 def publish_records(settings: Settings, records: list[BuildRecord], run_id: str | None) -> int:
     return len(release(settings, records, run_id=run_id))
 

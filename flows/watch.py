@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
@@ -24,7 +25,8 @@ from flows.rebuild import rebuild
 CHANGED_EVENT = "factory.components.changed"
 
 
-@task(name="poll-upstream-and-advisories", retries=2, retry_delay_seconds=[5, 20])
+@task(name="poll-upstream-and-advisories", retries=2, retry_delay_seconds=[5, 20],
+      cache_policy=NO_CACHE)
 def poll(settings: Settings, run_id: str) -> WatchResult:
     return watch_cycle(settings, run_id)
 

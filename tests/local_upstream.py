@@ -101,8 +101,8 @@ class LocalUpstream:
     @property
     def url(self) -> str:
         assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/simple/"
+        address = self.server.server_address
+        return f"http://{address[0]!s}:{address[1]}/simple/"
 
     def add(self, name: str, version: str, *, age_days: float = 30, yanked: str | bool = False,
             requires_python: str | None = None, **sdist_options: object) -> Release:

@@ -1,0 +1,160 @@
+"""Comparison 3: patch latency, from a release appearing upstream to its signed wheel
+being installable from the factory, with `factory watch --interval 10`.
+
+A local upstream (PEP 691 on 127.0.0.1) serves the real flit-core,
+pyproject-hooks, packaging and installer sdists (from the project's verified
+source cache: they are the build tools a flit-based component needs) and a small
+flit-based component `demo`. A project approving them is locked and rebuilt
+once (untimed), `factory watch --interval 10` and `factory serve` run as their
+own processes against an embedded Prefect server, and then, per sample, a new
+patch release of demo is added upstream. The clock starts when the file is
+added and stops when the factory's PEP 691 page lists the new wheel with its
+provenance (a pip download of it then confirms it installs). Peers poll every
+5 minutes to weekly; the goal is 60 s for a pure-Python component.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.servers import factory_serve
+
+GOAL_SECONDS = 60.0
+INTERVAL = 10
+CASE = "pure-Python patch release"
+TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _tool_sdists(ctx: Context) -> list[tuple[str, Path]]:
+    from factory.lock import load_lock
+    from factory.sources import cache_path
+
+    lock = load_lock(ctx.settings)
+    found = []
+    for entry in lock.components:
+        if entry.key in TOOLS:
+            path = cache_path(ctx.settings, entry.sdist.sha256, entry.sdist.filename)
+            if not path.is_file():
+                raise BenchSetupError(f"{entry.sdist.filename} is not in the source cache",
+                                      "run `factory fetch` (or `make demo`) first")
+            found.append((entry.key, path))
+    return found
+
+
+def _project(ctx: Context, upstream_url: str) -> Path:
+    root = ctx.work / "project"
+    (root / "recipes").mkdir(parents=True)
+    for name in TOOLS:
+        (root / "recipes" / f"{name}.toml").write_text(
+            f'name = "{name}"\nversions = ">=0"\ntrack = "any"\nkind = "build-tool"\n')
+    (root / "recipes" / "demo.toml").write_text(
+        'name = "demo"\nversions = ">=1,<2"\ntrack = "minor"\n')
+    (ctx.work / "advisories").mkdir()
+    (root / "factory.toml").write_text(
+        f'[factory]\nupstream = "{upstream_url}"\nstate_dir = "state"\n'
+        f'advisories = "{ctx.work / "advisories"}"\n')
+    return root
+
+
+def _add_demo(upstream: object, version: str) -> None:
+    upstream.add("demo", version, build_requires=["flit_core>=3.4,<5"],  # type: ignore[attr-defined]
+                 backend="flit_core.buildapi", age_days=0)
+
+
+def _factory(env: dict[str, str], *args: str, timeout: float = 900) -> None:
+    result = subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise BenchSetupError(f"factory {' '.join(args)} failed: "
+                              f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
+def _wait_listed(page: str, filename: str, limit: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        try:
+            files = httpx.get(page, headers={"Accept": JSON}, timeout=5).json().get("files", [])
+            if any(f["filename"] == filename and f.get("provenance") for f in files):
+                return time.monotonic()
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.25)
+    return None
+
+
+def run(ctx: Context) -> None:
+    from factory.config import Settings
+    from flows.server import ensure_server, stop_server
+    from tests.local_upstream import LocalUpstream, start, stop
+
+    upstream = start(LocalUpstream(ctx.work / "upstream"))
+    server_settings = Settings(root=ctx.work, state_dir=ctx.work / "prefect-state")
+    saved = os.environ.pop("PREFECT_API_URL", None)
+    watcher: subprocess.Popen[bytes] | None = None
+    try:
+        for name, path in _tool_sdists(ctx):
+            upstream.add_file(name, path)
+        _add_demo(upstream, "1.0.0")
+        root = _project(ctx, upstream.url)
+        api = ensure_server(server_settings)
+        env = {**os.environ, "FACTORY_ROOT": str(root), "PREFECT_API_URL": api,
+               "PREFECT_LOGGING_LEVEL": "WARNING"}
+        ctx.log("  locking and building the starting point (untimed) ...")
+        _factory(env, "lock")
+        _factory(env, "rebuild")
+        with factory_serve(root, root / "state", ctx.work / "serve.log") as served:
+            page = served.simple + "demo/"
+            with (ctx.work / "watch.log").open("wb") as log:
+                watcher = subprocess.Popen(
+                    [sys.executable, "-m", "factory.cli", "watch", "--interval", str(INTERVAL)],
+                    env=env, stdout=log, stderr=subprocess.STDOUT)
+            for n in range(1, ctx.repeats + 1):
+                version = f"1.0.{n}"
+                time.sleep(INTERVAL * 0.37 * n % INTERVAL)  # land at varied points of a cycle
+                added = time.monotonic()
+                _add_demo(upstream, version)
+                seen = _wait_listed(page, f"demo-{version}-py3-none-any.whl", 180)
+                if seen is None:
+                    ctx.fail(CASE, "factory watch", "seconds", "s", f"{version} not published "
+                             "within 180 s (see watch.log)")
+                    continue
+                ctx.record(CASE, "factory watch", "seconds", seen - added, "s")
+                ctx.record(CASE, "goal", "seconds", GOAL_SECONDS, "s")
+                ctx.log(f"  demo {version}: installable {seen - added:.1f} s after release")
+            _confirm_install(ctx, served.simple, f"demo=={version}")
+    finally:
+        if watcher is not None:
+            watcher.terminate()
+            watcher.wait(timeout=30)
+        stop(upstream)
+        stop_server(server_settings)
+        if saved is not None:
+            os.environ["PREFECT_API_URL"] = saved
+
+
+def _confirm_install(ctx: Context, index: str, requirement: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
+                             "--no-cache-dir", "-d", str(ctx.work / "dl"), "--index-url", index,
+                             requirement], capture_output=True, text=True, timeout=120)
+    ctx.describe("pip download of the last release", "ok" if result.returncode == 0
+                 else f"failed: {result.stderr.strip()[-200:]}")
+
+
+COMPARISON = Comparison(
+    number=3,
+    name="patch_latency",
+    title="Patch latency: upstream release to installable signed wheel (watch every 10 s)",
+    run=run,
+    ratios=(RatioSpec("seconds", "factory watch", "goal", goal=1.0),),
+    method=__doc__ or "",
+    repeats=3,
+    quick_repeats=2,
+)
