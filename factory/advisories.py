@@ -136,12 +136,19 @@ class AdvisoryDatabase:
         path = Path(self.source)
         if path.is_file() and zipfile.is_zipfile(path):
             return self._all_from_zip.get(key, [])
-        for folder in (path / "vulns" / key, path / key):
-            if folder.is_dir():
-                return self._read_files(sorted(folder.iterdir()))
-        if (path / "vulns").is_dir() and not any(path.glob("*.*")):
-            return []  # per-package layout and no folder for this package
+        if (path / "vulns").is_dir():  # the PyPA layout: vulns/<package>/<id>.yaml
+            folders = self._folders.get(key, [])
+            return self._read_files(f for folder in folders for f in sorted(folder.iterdir()))
         return self._all_from_dir.get(key, [])
+
+    @cached_property
+    def _folders(self) -> dict[str, list[Path]]:
+        """Package folders by normalized name: a listing, no parsing (names vary in form)."""
+        folders: dict[str, list[Path]] = {}
+        for folder in sorted((Path(self.source) / "vulns").iterdir()):
+            if folder.is_dir():
+                folders.setdefault(canonicalize_name(folder.name), []).append(folder)
+        return folders
 
     @staticmethod
     def _read_files(files: Iterable[Path]) -> list[Advisory]:

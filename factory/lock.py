@@ -23,9 +23,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from factory import sources
+from factory import gitsource, sources
 from factory.advisories import AdvisoryDatabase
-from factory.atomic import write_text
+from factory.atomic import sha256_file, write_text
 from factory.config import Settings
 from factory.errors import LockError, UpstreamError
 from factory.policy import Context, Selection, Skipped, allowed_version, select_version
@@ -211,9 +211,9 @@ class Resolver:
     def listing(self, recipe: Recipe) -> ProjectListing:
         if recipe.key not in self._listings:
             if recipe.source.git:
-                raise LockError(f"{recipe.path.name}: git sources are not supported yet",
-                                "use an sdist from an index for now")
-            self._listings[recipe.key] = self.upstream_for(recipe).project(recipe.name)
+                self._listings[recipe.key] = _git_listing(recipe)
+            else:
+                self._listings[recipe.key] = self.upstream_for(recipe).project(recipe.name)
         return self._listings[recipe.key]
 
     def context(self, current: Version | None, extra: SpecifierSet | None = None) -> Context:
@@ -233,6 +233,8 @@ class Resolver:
             return "no longer offered upstream"
         if file.sha256 and file.sha256 != old.sdist.sha256:
             return "upstream file changed its hash"
+        if file.url != old.sdist.url and old.sdist.url.startswith(gitsource.PREFIX):
+            return "the tag now names another commit"
         # a pin that was taken stays taken whatever the cooldown says now
         return allowed_version(recipe, file, version, replace(self.context(version), urgent=True))
 
@@ -269,6 +271,8 @@ class Resolver:
 
     def _from_selection(self, recipe: Recipe, sel: Selection, reason: str) -> LockedComponent:
         file: UpstreamFile = sel.file
+        if file.url.startswith(gitsource.PREFIX):
+            return self._from_git(recipe, file, sel, reason)
         if not file.sha256:
             raise UpstreamError(f"upstream gives no sha256 for {file.filename}",
                                 "use an index that publishes hashes (PEP 503 #sha256=...)")
@@ -276,6 +280,18 @@ class Resolver:
         if size is None:
             raise UpstreamError(f"upstream gives no size for {file.filename}")
         ref = SdistRef(file.filename, file.url, file.sha256, size, file.upload_time)
+        return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
+
+    def _from_git(self, recipe: Recipe, file: UpstreamFile, sel: Selection,
+                  reason: str) -> LockedComponent:
+        """Archive the tag's commit once to pin its digest; the archive is then cached."""
+        staging = self.settings.sources_dir / "git-staging" / file.filename
+        gitsource.make_archive(file.url, recipe.key, str(sel.version), staging)
+        sha = sha256_file(staging)
+        ref = SdistRef(file.filename, file.url, sha, staging.stat().st_size, None)
+        final = sources.cache_path(self.settings, sha, file.filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.replace(final)
         return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
 
     def _entry(self, recipe: Recipe, ref: SdistRef, version: str, reason: str,
@@ -309,6 +325,18 @@ class Resolver:
         reqs = [(r, "build") for r in parse_requirements(entry.build_requires, self.env, origin)]
         reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin)]
         return reqs
+
+
+def _git_listing(recipe: Recipe) -> ProjectListing:
+    """Tags matching the recipe's pattern, as files of a listing (no hashes, no times)."""
+    assert recipe.source.git is not None
+    files = tuple(UpstreamFile(
+        filename=gitsource.archive_name(recipe.key, str(tag.version)),
+        url=gitsource.source_url(recipe.source.git, tag), sha256=None, size=None,
+        upload_time=None, yanked=False, yanked_reason=None, requires_python=None,
+        declared_version=str(tag.version),
+    ) for tag in gitsource.list_tags(recipe.source.git, recipe.source.tag))
+    return ProjectListing(recipe.key, files)
 
 
 def resolve(settings: Settings, recipes: dict[str, Recipe], previous: Lock | None = None,

@@ -8,9 +8,10 @@ A typo must never silently approve something.
 from __future__ import annotations
 
 import hashlib
+import math
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -132,6 +133,19 @@ def _parse_wheel(path: Path, table: dict[str, Any], kind: str) -> UpstreamWheel:
     return UpstreamWheel(filename=fields.get("filename", str, _REQUIRED), sha256=sha)
 
 
+def _patch_path(fields: _Fields, recipes_dir: Path, relative: str) -> Path:
+    """A patch file under recipes/: a recipe must not apply a file from elsewhere."""
+    if "\0" in relative or PurePosixPath(relative).is_absolute() or \
+            ".." in PurePosixPath(relative).parts:
+        raise fields.fail("patches", f"{relative!r} is not a relative path inside recipes/")
+    patch = recipes_dir / relative
+    if not patch.resolve().is_relative_to(recipes_dir.resolve()):
+        raise fields.fail("patches", f"{relative!r} leads outside recipes/ (through a link)")
+    if not patch.is_file():
+        raise fields.fail("patches", f"{patch} does not exist")
+    return patch
+
+
 def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
     raw = path.read_bytes()
     try:
@@ -151,14 +165,14 @@ def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
                           "for example \">=2.31,<3\"") from None
     kind = fields.choice("kind", KINDS, "runtime")
     cooldown = fields.get("cooldown_days", (int, float))
-    if cooldown is not None and cooldown < 0:
-        raise fields.fail("cooldown_days", "must not be negative")
-    patches = tuple(recipes_dir / p for p in fields.strings("patches"))
-    for patch in patches:
-        if not patch.is_file():
-            raise fields.fail("patches", f"{patch} does not exist")
+    if cooldown is not None and not 0 <= cooldown < math.inf:  # also refuses NaN
+        raise fields.fail("cooldown_days", "must be a finite number of days, not negative")
+    patches = tuple(_patch_path(fields, recipes_dir, p) for p in fields.strings("patches"))
     source_table = fields.get("source", dict, {})
     wheel_table = fields.get("upstream_wheel", dict)
+    if source_table.get("git") and cooldown:
+        raise fields.fail("cooldown_days", "git tags carry no upload time, so a cooldown "
+                          "cannot be checked", "set cooldown_days = 0 for a git source")
     return Recipe(
         name=name,
         versions=versions,

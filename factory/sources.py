@@ -16,6 +16,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import tomllib
 import unicodedata
 import zipfile
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from factory import gitsource
 from factory.atomic import sha256_file, write_bytes
 from factory.config import Settings
 from factory.errors import IntegrityError, RecipeError, UnsafeArchiveError
@@ -57,6 +59,9 @@ def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None
         if actual == sdist.sha256:
             return path
         path.unlink()  # a corrupted cache entry is replaced, never used
+    if sdist.url.startswith(gitsource.PREFIX):
+        return gitsource.fetch(sdist.url, locked.key, locked.version, path, sdist.sha256,
+                               sdist.size)
     own = upstream is None
     client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
                                   timeout=settings.http_timeout)
@@ -306,9 +311,11 @@ class SdistMetadata:
 
 
 def read_metadata(sdist: Path) -> SdistMetadata | None:
+    """Core metadata from PKG-INFO, or from pyproject's [project] (a git archive has no
+    PKG-INFO); None when neither says anything."""
     raw = read_member(sdist, "PKG-INFO")
     if raw is None:
-        return None
+        return _pyproject_metadata(sdist)
     msg = email.parser.BytesHeaderParser().parsebytes(raw)
     return SdistMetadata(
         name=str(msg.get("Name", "")),
@@ -318,6 +325,25 @@ def read_metadata(sdist: Path) -> SdistMetadata | None:
         classifiers=tuple(msg.get_all("Classifier") or ()),
         requires_dist=tuple(msg.get_all("Requires-Dist") or ()),
     )
+
+
+def _pyproject_metadata(sdist: Path) -> SdistMetadata | None:
+    raw = read_member(sdist, "pyproject.toml")
+    try:
+        project = tomllib.loads(raw.decode("utf-8")).get("project") if raw else None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(project, dict):
+        return None
+    licence = project.get("license")
+    expression = licence if isinstance(licence, str) else None  # PEP 639
+    text = licence.get("text") if isinstance(licence, dict) else None
+    dynamic = project.get("dependencies") is None and "dependencies" in project.get("dynamic", [])
+    return SdistMetadata(
+        name=str(project.get("name", "")), version=str(project.get("version", "")),
+        license_expression=expression, license=text,
+        classifiers=tuple(project.get("classifiers", ())),
+        requires_dist=() if dynamic else tuple(project.get("dependencies", ())))
 
 
 def apply_patches(tree: Path, patches: list[Path]) -> None:

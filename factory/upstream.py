@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from factory import __version__
 from factory.atomic import TMP_PREFIX, write_json
@@ -48,18 +50,21 @@ class UpstreamFile:
     yanked_reason: str | None
     requires_python: str | None
     has_provenance: bool = False
+    declared_version: str | None = None  # git tags: the version comes from the tag
 
     @property
     def is_sdist(self) -> bool:
-        return self.filename.endswith((".tar.gz", ".zip"))
+        return self.filename.endswith((".tar.gz", ".zip")) or self.declared_version is not None
 
     @property
     def version(self) -> Version | None:
         try:
+            if self.declared_version is not None:
+                return Version(self.declared_version)
             if self.filename.endswith(".whl"):
                 return parse_wheel_filename(self.filename)[1]
             return parse_sdist_filename(self.filename)[1]
-        except (InvalidSdistFilename, InvalidWheelFilename):
+        except (InvalidSdistFilename, InvalidWheelFilename, InvalidVersion):
             return None
 
 
@@ -217,7 +222,11 @@ class Upstream:
                  progress: Callable[[int, int | None], None] | None = None) -> Path:
         """Stream ``url`` to ``dest``, verifying size and sha256; never leaves a partial file."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}")
+        # A name of its own: two processes fetching the same file must not write into
+        # one temp file (one's O_TRUNC would corrupt what the other verified and renames).
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         try:
             digest, received = self._stream(url, tmp, progress, size)
             if size is not None and received != size:
@@ -227,6 +236,7 @@ class Upstream:
             if digest != sha256:
                 raise IntegrityError(
                     f"{dest.name}: sha256 mismatch: expected {sha256}, got {digest}")
+            tmp.chmod(0o644)  # mkstemp made it 0600; the cache is as readable as before
             tmp.replace(dest)
             return dest
         finally:

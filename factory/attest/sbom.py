@@ -20,6 +20,10 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from factory._deferred import defer_rfc3987
+
+defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
+
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.contrib.this.builders import this_component
 from cyclonedx.model import HashAlgorithm, HashType, Property

@@ -21,7 +21,14 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory.atomic import sha256_file, write_bytes
-from factory.builders.docker import Bind, ContainerRun, hardening, prepare_output, run_container
+from factory.builders.docker import (
+    Bind,
+    ContainerRun,
+    hardening,
+    max_output,
+    prepare_output,
+    run_container,
+)
 from factory.builders.engine import connect, engine_info
 from factory.builders.env import (
     BUILD_PATH,
@@ -112,6 +119,7 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
         log_name, log_sha = _save_log(settings, run, result)
         _check_exit(settings, run, result, work, log_name)
         out = work / "out"
+        _check_output_size(settings, run, out, log_name)
         _check_inventory(run, out)
         wheel = _the_wheel(run, out, log_name)
         requires = _requires(out)
@@ -141,6 +149,9 @@ def _execute(
         *(Bind(part.root, f"/kit/lib/{part.name}") for part in inputs.kit.parts),
     ]
     environment = container_environment(source_date_epoch(inputs.sdist))
+    if inputs.source.url.startswith("git+"):
+        # A git archive has no .git: tell setuptools-scm/hatch-vcs the locked version.
+        environment["SETUPTOOLS_SCM_PRETEND_VERSION"] = inputs.version
     command = ["python3", "-I", "-S", "/kit/driver.py", mode]
     labels = {"org.factory.component": f"{inputs.name}=={inputs.version}",
               "org.factory.invocation": run.invocation}
@@ -170,6 +181,24 @@ def _check_exit(
 ) -> None:
     inputs = run.inputs
     where = f" (log: {settings.logs_dir / log_name})" if log_name else ""
+    what = f"{inputs.name} {inputs.version}"
+    if result.output_exceeded is not None:
+        raise BuildError(
+            f"{what}: build killed: it wrote {result.output_exceeded} bytes of output, over the "
+            f"limit of {max_output(settings)}{where}",
+            "a wheel that large is suspect; raise build.max_output only if it is legitimate",
+        )
+    if result.oom_killed:
+        raise BuildError(
+            f"{what}: build killed: out of memory (limit {settings.build_memory}){where}",
+            "raise build.memory in factory.toml if the build legitimately needs more",
+        )
+    if result.pids_limit_hit and result.exit_code != 0:
+        raise BuildError(
+            f"{what}: build failed: it hit the limit of {settings.build_pids} processes "
+            f"(exit {result.exit_code}){where}\n{_tail(result)}",
+            "raise build.pids in factory.toml only if the build legitimately needs more",
+        )
     if result.timed_out:
         raise BuildError(
             f"{inputs.name} {inputs.version}: build killed after the {settings.build_timeout} s "
@@ -182,6 +211,18 @@ def _check_exit(
         raise BuildError(
             f"{inputs.name} {inputs.version}: build failed (exit {result.exit_code}){where}\n"
             f"{_tail(result)}",
+        )
+
+
+def _check_output_size(settings: Settings, run: _Run, out: Path, log_name: str) -> None:
+    """The watcher polls; this catches what a burst between two polls got past it."""
+    limit = max_output(settings)
+    total = sum(p.lstat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    if total > limit:
+        raise BuildError(
+            f"{run.inputs.name} {run.inputs.version}: the build wrote {total} bytes of output, "
+            f"over the limit of {limit} (log: {log_name})",
+            "a wheel that large is suspect; raise build.max_output only if it is legitimate",
         )
 
 
@@ -219,6 +260,9 @@ def _the_wheel(run: _Run, out: Path, log_name: str) -> Path:
     if len(wheels) != 1:
         raise BuildError(f"{inputs.name} {inputs.version}: expected one wheel, got "
                          f"{[w.name for w in wheels]} (log: {log_name})")
+    if wheels[0].is_symlink() or not wheels[0].is_file():
+        raise BuildError(f"{inputs.name} {inputs.version}: {wheels[0].name} is not a regular "
+                         f"file (log: {log_name})")
     name, version, _, _ = parse_wheel_filename(wheels[0].name)
     if name != canonicalize_name(inputs.name) or version != Version(inputs.version):
         raise BuildError(
@@ -266,6 +310,7 @@ def _builder_settings(
     settings: Settings, inputs: BuildInputs, environment: dict[str, str], requires: Requires
 ) -> dict[str, Any]:
     options = {k: v for k, v in hardening(settings).items() if k != "tmpfs"}
+    options["ulimits"] = [dict(u) for u in options.get("ulimits", [])]  # plain JSON
     return {
         "backend": "docker",
         "engine": engine_info(connect()),

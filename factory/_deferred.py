@@ -1,0 +1,51 @@
+"""Defer a costly import that jsonschema makes eagerly.
+
+jsonschema imports ``rfc3987_syntax.is_valid_syntax`` when it loads, and that
+module builds an Earley parser at import: 1.6 s, paid by every `factory`
+process that validates an SBOM even when no IRI needs it (ASCII IRIs are
+checked with the RFC 3986 grammar, see factory/verification/sbom.py). This
+puts a stand-in module in its place whose ``is_valid_syntax`` imports the real
+module on its first call. Call ``defer_rfc3987()`` before importing jsonschema.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+_NAME = "rfc3987_syntax"
+
+
+def _real() -> Any:
+    module = sys.modules.get(_NAME)
+    if module is not None and not getattr(module, "_factory_stand_in", False):
+        return module
+    stand_in = sys.modules.pop(_NAME, None)
+    try:
+        return importlib.import_module(_NAME)
+    except ImportError:
+        if stand_in is not None:
+            sys.modules[_NAME] = stand_in
+        raise
+
+
+def _is_valid_syntax(rule: str, value: str) -> bool:
+    return bool(_real().is_valid_syntax(rule, value))
+
+
+def defer_rfc3987() -> None:
+    if _NAME in sys.modules or "jsonschema" in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(_NAME)
+    except ValueError:
+        spec = None
+    if spec is None:
+        return  # not installed: jsonschema does without it, as it would anyway
+    stand_in = types.ModuleType(_NAME)
+    stand_in.is_valid_syntax = _is_valid_syntax  # type: ignore[attr-defined]
+    stand_in._factory_stand_in = True  # type: ignore[attr-defined]
+    sys.modules[_NAME] = stand_in

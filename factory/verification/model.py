@@ -1,0 +1,153 @@
+"""Verification results: one Check per property, grouped per artifact, in one Report.
+
+A check passes, fails, or is skipped (it could not apply, e.g. no advisory
+database is configured); only a failure makes the report fail. Everything here
+serialises to plain JSON (``to_dict``), which is also what ``--json`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+# The checks, in the order they run and are shown.
+DIGEST = "digest"
+SIGNATURE = "signature"
+PROVENANCE = "provenance"
+SBOM = "sbom"
+PEP740 = "pep740"
+INTOTO = "in-toto"
+ADVISORIES = "advisories"
+INSTALLED = "installed"
+UPSTREAM = "upstream"  # only when a signed equivalence statement exists
+ALL_CHECKS = (DIGEST, SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO, ADVISORIES, INSTALLED,
+              UPSTREAM)
+
+CHECK_TITLES = {
+    DIGEST: "sha256 matches the index record and every attestation subject",
+    SIGNATURE: "Sigstore bundle verifies against the pinned root and identity policy",
+    PROVENANCE: "signed SLSA provenance: allowed builder, locked source, network none",
+    SBOM: "CycloneDX 1.6 SBOM is valid, binds to the wheel, equals the signed one",
+    PEP740: "PEP 740 attestations (publish, provenance, SBOM) verify for this file",
+    INTOTO: "in-toto layout (owner key) and fetch/build/attest links verify",
+    ADVISORIES: "no known advisory affects this version",
+    INSTALLED: "installed files match the published wheel's RECORD",
+    UPSTREAM: "signed statement: same files as upstream's wheel of this version",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+def passed(name: str, message: str) -> Check:
+    return Check(name, PASS, message)
+
+
+def failed(name: str, message: str) -> Check:
+    return Check(name, FAIL, message)
+
+
+def skipped(name: str, message: str) -> Check:
+    return Check(name, SKIP, message)
+
+
+@dataclass
+class ArtifactReport:
+    """Everything verified about one file (and, for a venv, its installed copy)."""
+
+    label: str  # how the target named it: a path, "name==version", "venv: name 1.0"
+    filename: str | None
+    project: str | None
+    version: str | None
+    sha256: str | None
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.failed for c in self.checks)
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.failed]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+@dataclass
+class TrustInfo:
+    """What the verification trusted, with fingerprints a reviewer can compare."""
+
+    trusted_root: str
+    trusted_root_sha256: str
+    certificate_authorities: list[dict[str, str]]
+    transparency_logs: list[str]  # log IDs (base64), as in the trusted root
+    ct_logs: list[str]
+    owner_key: str
+    owner_key_spki_sha256: str | None
+    identity: str
+    issuer: str
+    builder_ids: list[str]
+    index: str
+    advisories: str | None
+
+
+@dataclass
+class Report:
+    target: str
+    started: str  # RFC 3339 UTC
+    finished: str
+    seconds: float
+    trust: TrustInfo
+    artifacts: list[ArtifactReport]
+    tool: str = "artifact-factory verify"
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.artifacts) and all(a.ok for a in self.artifacts)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        failing = [a for a in self.artifacts if not a.ok]
+        per_second = len(self.artifacts) / self.seconds if self.seconds > 0 else None
+        return {
+            "artifacts": len(self.artifacts),
+            "passed": len(self.artifacts) - len(failing),
+            "failed": len(failing),
+            "ok": self.ok,
+            "artifacts_per_second": round(per_second, 1) if per_second else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": self.tool,
+            "target": self.target,
+            "started": self.started,
+            "finished": self.finished,
+            "seconds": round(self.seconds, 3),
+            "summary": self.summary,
+            "trust": asdict(self.trust),
+            "checks": CHECK_TITLES,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+        }
+
+
+def exit_code(report: Report) -> int:
+    """0 when every artifact passed every check, 1 otherwise (2 is for usage errors)."""
+    return 0 if report.ok else 1

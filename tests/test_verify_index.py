@@ -1,0 +1,354 @@
+"""factory verify against a real published index (built, signed, published by the fixture).
+
+Every published wheel passes every check; each kind of tampering fails with a
+message naming the check that caught it; lock and requirements files pin
+artifacts by digest; reports render as JSON and HTML; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from factory.attest.intoto import verify_intoto
+from factory.errors import VerificationError
+from factory.keys import public_key_path
+from factory.signing import init_authority
+from factory.verification.model import FAIL, PASS
+from factory.verify import Report, TargetError, exit_code, report_json, verify, write_html
+from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
+    PublishedIndex,
+    clone,
+    fixture_settings,
+    published_index,
+)
+
+CHECKS = ("digest", "signature", "provenance", "sbom", "pep740", "in-toto", "advisories")
+
+
+def statuses(report: Report) -> dict[str, dict[str, str]]:
+    return {a.label: {c.name: c.status for c in a.checks} for a in report.artifacts}
+
+
+def only(report: Report) -> dict[str, str]:
+    assert len(report.artifacts) == 1, [a.label for a in report.artifacts]
+    return {c.name: c.status for c in report.artifacts[0].checks}
+
+
+def message(report: Report, check: str) -> str:
+    found = report.artifacts[0].check(check)
+    assert found is not None
+    return found.message
+
+
+@pytest.fixture
+def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
+    return clone(published_index, tmp_path / "copy")
+
+
+# -- everything published passes --------------------------------------------------------------
+def test_every_published_wheel_passes_every_check(published_index: PublishedIndex) -> None:  # noqa: F811
+    report = verify(published_index.settings, everything=True)
+    assert report.ok, report_json(report)
+    assert exit_code(report) == 0
+    assert sorted(str(a.project) for a in report.artifacts) == ["alpha", "beta", "gamma"]
+    for artifact in report.artifacts:
+        assert {c.name: c.status for c in artifact.checks} == dict.fromkeys(CHECKS, PASS)
+    provenance = report.artifacts[0].check("provenance")
+    assert provenance is not None and "network none" in provenance.message
+    assert "stored sdist" in provenance.message and "index record" in provenance.message
+
+
+def test_name_version_and_wheel_file_targets(published_index: PublishedIndex) -> None:  # noqa: F811
+    by_name = verify(published_index.settings, "beta==2.0")
+    assert by_name.ok and by_name.artifacts[0].filename == "beta-2.0-py3-none-any.whl"
+    by_file = verify(published_index.settings, str(published_index.wheel("gamma")))
+    assert by_file.ok, report_json(by_file)
+    missing = verify(published_index.settings, "beta==9.9")
+    assert only(missing)["digest"] == FAIL and "no file of beta==9.9" in message(missing, "digest")
+    assert exit_code(missing) == 1
+
+
+def test_a_bare_wheel_copy_is_verified_with_the_index_evidence(
+        published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    bare = tmp_path / published_index.wheel("alpha").name
+    bare.write_bytes(published_index.wheel("alpha").read_bytes())
+    assert verify(published_index.settings, str(bare)).ok
+    bare.write_bytes(bare.read_bytes() + b"\0")
+    report = verify(published_index.settings, str(bare))
+    assert only(report)["digest"] == FAIL and only(report)["signature"] == FAIL
+    assert "differs from the index record" in message(report, "digest")
+
+
+# -- tampering ---------------------------------------------------------------------------------
+def _jsonl(path: Path, predicate_suffix: str, change) -> None:  # type: ignore[no-untyped-def]
+    lines = path.read_text().splitlines()
+    out = []
+    for line in lines:
+        bundle = json.loads(line)
+        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        if statement["predicateType"].endswith(predicate_suffix):
+            change(statement)
+            payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+            bundle["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+        out.append(json.dumps(bundle, sort_keys=True))
+    path.write_text("\n".join(out) + "\n")
+
+
+def _flip_b64(value: str) -> str:
+    raw = bytearray(base64.b64decode(value))
+    raw[len(raw) // 2] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def test_changed_wheel_bytes_fail_digest_signature_and_in_toto(copy: PublishedIndex) -> None:
+    wheel = copy.wheel("alpha")
+    data = bytearray(wheel.read_bytes())
+    data[100] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    report = verify(copy.settings, "alpha==1.0")
+    checks = only(report)
+    assert checks["digest"] == checks["signature"] == checks["in-toto"] == FAIL
+    assert "differs from the index record" in message(report, "digest")
+    assert exit_code(report) == 1
+    assert verify(copy.settings, "beta==2.0").ok  # the others are untouched
+
+
+def test_changed_bundle_fails_signature(copy: PublishedIndex) -> None:
+    path = copy.wheel("alpha").with_name(copy.wheel("alpha").name + ".sigstore.json")
+    bundle = json.loads(path.read_text())
+    bundle["messageSignature"]["signature"] = _flip_b64(bundle["messageSignature"]["signature"])
+    path.write_text(json.dumps(bundle))
+    report = verify(copy.settings, "alpha==1.0")
+    assert only(report)["signature"] == FAIL
+    assert "Sigstore bundle does not verify" in message(report, "signature")
+    assert only(report)["provenance"] == PASS  # only what changed fails
+
+
+def test_changed_provenance_fails_provenance(copy: PublishedIndex) -> None:
+    path = copy.wheel("beta").with_name(copy.wheel("beta").name + ".intoto.jsonl")
+
+    def network_host(statement: dict) -> None:  # type: ignore[type-arg]
+        for product in statement["predicate"]["runDetails"]["byproducts"]:
+            product.setdefault("annotations", {})["mode"] = "host"
+
+    _jsonl(path, "slsa.dev/provenance/v1", network_host)
+    report = verify(copy.settings, "beta==2.0")
+    checks = only(report)
+    assert checks["provenance"] == FAIL
+    assert "signature does not verify" in message(report, "provenance")
+    assert checks["in-toto"] == FAIL  # the signed statements are an attest product
+    assert checks["sbom"] == PASS
+
+
+def test_changed_sbom_fails_sbom(copy: PublishedIndex) -> None:
+    path = copy.wheel("beta").with_name(copy.wheel("beta").name + ".cdx.json")
+    sbom = json.loads(path.read_text())
+    sbom["metadata"]["component"]["version"] = "2.0.post1"
+    path.write_text(json.dumps(sbom, indent=2, sort_keys=True) + "\n")
+    report = verify(copy.settings, "beta==2.0")
+    assert only(report)["sbom"] == FAIL
+    assert "differs from the signed SBOM" in message(report, "sbom")
+
+
+def test_invalid_sbom_fails_schema_validation(copy: PublishedIndex) -> None:
+    path = copy.wheel("beta").with_name(copy.wheel("beta").name + ".cdx.json")
+    sbom = json.loads(path.read_text())
+    sbom["metadata"]["component"]["unexpected"] = True
+    path.write_text(json.dumps(sbom))
+    report = verify(copy.settings, "beta==2.0")
+    assert only(report)["sbom"] == FAIL
+    assert "not valid CycloneDX 1.6" in message(report, "sbom")
+
+
+def test_changed_link_fails_in_toto(copy: PublishedIndex) -> None:
+    links = copy.wheel("gamma").with_name(copy.wheel("gamma").name + ".in-toto")
+    link = next(links.glob("build.*.link"))
+    envelope = json.loads(link.read_text())
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    product = next(iter(payload["products"]))
+    payload["products"][product]["sha256"] = "0" * 64
+    envelope["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    link.write_text(json.dumps(envelope))
+    report = verify(copy.settings, "gamma==0.3")
+    checks = only(report)
+    assert checks["in-toto"] == FAIL
+    assert {k for k, v in checks.items() if v == FAIL} == {"in-toto"}
+    # The stock in-toto-verify agrees with the in-process verification.
+    with pytest.raises(VerificationError):
+        verify_intoto(links, copy.wheel("gamma"), public_key_path(copy.settings, "owner"))
+
+
+def test_stock_in_toto_verify_accepts_what_we_accept(published_index: PublishedIndex) -> None:  # noqa: F811
+    wheel = published_index.wheel("gamma")
+    verify_intoto(wheel.with_name(wheel.name + ".in-toto"), wheel,
+                  public_key_path(published_index.settings, "owner"))
+
+
+def test_wrong_identity_fails_signature(published_index: PublishedIndex) -> None:  # noqa: F811
+    report = verify(published_index.settings, "alpha==1.0",
+                    identity="https://ci.example.invalid/other-builder")
+    checks = only(report)
+    assert checks["signature"] == checks["provenance"] == checks["pep740"] == FAIL
+    assert "https://ci.example.invalid/other-builder" in message(report, "signature")
+    assert checks["digest"] == checks["in-toto"] == PASS
+
+
+def test_wrong_issuer_fails_signature(published_index: PublishedIndex) -> None:  # noqa: F811
+    report = verify(published_index.settings, "alpha==1.0", issuer="https://evil.invalid")
+    assert only(report)["signature"] == FAIL
+
+
+def test_disallowed_builder_id_fails_provenance(published_index: PublishedIndex) -> None:  # noqa: F811
+    report = verify(published_index.settings, "alpha==1.0",
+                    builder_ids=("https://factory.invalid/builders/other",))
+    assert only(report)["provenance"] == FAIL
+    assert "is not allowed" in message(report, "provenance")
+
+
+def test_foreign_trust_root_fails_signature(published_index: PublishedIndex,  # noqa: F811
+                                            tmp_path: Path) -> None:
+    other = fixture_settings(tmp_path / "other")
+    init_authority(other)  # a second, unrelated authority
+    root = other.public_keys_dir / "trusted_root.json"
+    report = verify(published_index.settings, "alpha==1.0", trusted_root=root)
+    checks = only(report)
+    assert checks["signature"] == checks["provenance"] == checks["sbom"] == FAIL
+    assert "Sigstore bundle does not verify" in message(report, "signature")
+    assert report.trust.trusted_root == str(root)
+
+
+def test_advisory_affecting_the_version_fails_with_its_id(copy: PublishedIndex) -> None:
+    folder = Path(copy.settings.advisories or "") / "alpha"
+    folder.mkdir(parents=True)
+    (folder / "PYSEC-2099-1.json").write_text(json.dumps({
+        "id": "PYSEC-2099-1", "aliases": ["CVE-2099-0001"], "summary": "bad",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                      "ranges": [{"type": "ECOSYSTEM",
+                                  "events": [{"introduced": "0"}, {"fixed": "1.1"}]}]}],
+    }))
+    report = verify(copy.settings, "alpha==1.0")
+    assert only(report)["advisories"] == FAIL
+    assert "PYSEC-2099-1" in message(report, "advisories")
+    assert "CVE-2099-0001" in message(report, "advisories")
+    assert "fixed in 1.1" in message(report, "advisories")
+    assert verify(copy.settings, "alpha==1.0", check_advisories=False).ok
+
+
+# -- pinned targets ------------------------------------------------------------------------------
+def _sha(published: PublishedIndex, name: str) -> str:
+    return published.record(name).wheel_sha256
+
+
+def test_requirements_file_with_hashes(published_index: PublishedIndex,  # noqa: F811
+                                       tmp_path: Path) -> None:
+    good = tmp_path / "requirements.txt"
+    good.write_text(
+        "--index-url http://127.0.0.1:1/simple/\n"
+        f"alpha==1.0 \\\n    --hash=sha256:{_sha(published_index, 'alpha')}\n"
+        f"beta==2.0 ; python_version >= '3.8' --hash=sha256:{_sha(published_index, 'beta')}"
+        "  # comment\n")
+    report = verify(published_index.settings, str(good))
+    assert report.ok and len(report.artifacts) == 2
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"alpha==1.0 --hash=sha256:{'ab' * 32}\ngamma==0.3\nflask\n")
+    report = verify(published_index.settings, str(bad))
+    assert [a.ok for a in report.artifacts] == [False, False, False]
+    messages = [a.check("digest").message for a in report.artifacts]  # type: ignore[union-attr]
+    assert "is not a file the index publishes" in messages[0]
+    assert "no --hash" in messages[1] and "not pinned" in messages[2]
+
+
+def test_pylock_toml(published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    lock = tmp_path / "pylock.toml"
+    rows = []
+    for name in ("alpha", "beta"):
+        record = published_index.record(name)
+        rows.append(f'[[packages]]\nname = "{name}"\nversion = "{record.version}"\n'
+                    f'wheels = [{{ name = "{record.wheel_filename}", '
+                    f'url = "http://127.0.0.1/files/{record.wheel_filename}", '
+                    f'hashes = {{ sha256 = "{record.wheel_sha256}" }} }}]\n')
+    rows.append('[[packages]]\nname = "evil"\nversion = "1.0"\n'
+                'sdist = { name = "evil-1.0.tar.gz", hashes = { sha256 = "00" } }\n')
+    lock.write_text('lock-version = "1.0"\ncreated-by = "tests"\n' + "\n".join(rows))
+    report = verify(published_index.settings, str(lock))
+    assert [a.ok for a in report.artifacts] == [True, True, False]
+    assert "evil" in report.artifacts[2].check("digest").message  # type: ignore[union-attr]
+
+
+def test_uv_lock(published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    lock = tmp_path / "uv.lock"
+    text = ('version = 1\nrequires-python = ">=3.11"\n\n'
+            '[[package]]\nname = "app"\nversion = "0.1"\nsource = { virtual = "." }\n\n')
+    record = published_index.record("gamma")
+    text += ('[[package]]\nname = "gamma"\nversion = "0.3"\n'
+             'source = { registry = "http://127.0.0.1/simple" }\n'
+             f'wheels = [{{ url = "http://127.0.0.1/files/{record.wheel_filename}", '
+             f'hash = "sha256:{record.wheel_sha256}", size = 1 }}]\n')
+    lock.write_text(text)
+    report = verify(published_index.settings, str(lock))
+    assert report.ok and [a.project for a in report.artifacts] == ["gamma"]
+    lock.write_text(text.replace(record.wheel_sha256, "cd" * 32))
+    assert not verify(published_index.settings, str(lock)).ok
+
+
+# -- usage and reports -----------------------------------------------------------------------
+def test_usage_errors_exit_2(published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(TargetError) as info:
+        verify(published_index.settings, str(tmp_path / "nope.whl"))
+    assert info.value.exit_code == 2
+    with pytest.raises(TargetError):
+        verify(published_index.settings, "alpha==1.0", everything=True)
+    with pytest.raises(TargetError):
+        verify(published_index.settings, "alpha==1.0", index_dir=tmp_path)
+
+
+def test_json_and_html_reports(published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    report = verify(published_index.settings, everything=True)
+    data = json.loads(report_json(report))
+    assert data["summary"] == {**data["summary"], "artifacts": 3, "passed": 3, "ok": True}
+    assert data["trust"]["trusted_root_sha256"] == report.trust.trusted_root_sha256
+    assert data["artifacts"][0]["checks"][0]["name"] == "digest"
+    page = write_html(report, tmp_path / "report.html").read_text()
+    assert "PASS" in page and report.trust.trusted_root_sha256 in page
+    assert report.trust.certificate_authorities[0]["sha256"] in page
+    assert str(report.trust.owner_key_spki_sha256) in page and report.started in page
+    for check in CHECKS:
+        assert f"<th>{check}</th>" in page
+
+
+def test_html_shows_failures_escaped(copy: PublishedIndex, tmp_path: Path) -> None:
+    wheel = copy.wheel("alpha")
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    report = verify(copy.settings, str(wheel))
+    report.artifacts[0].notes.append("<script>alert(1)</script>")
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "FAIL" in page and "differs from the index record" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_run_prints_and_returns_the_exit_code(copy: PublishedIndex, tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from factory.verify import run
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200)
+    html = tmp_path / "audit.html"
+    assert run(copy.settings, everything=True, html=html, console=console) == 0
+    assert "PASS" in buffer.getvalue() and "3/3 artifacts passed" in buffer.getvalue()
+    assert html.is_file()
+    copy.wheel("beta").write_bytes(b"not a wheel")
+    buffer.truncate(0)
+    assert run(copy.settings, "beta==2.0", json_output=True, console=console) == 1
+    data = json.loads(buffer.getvalue().lstrip("\0"))
+    assert data["summary"]["failed"] == 1
+    with pytest.raises(TargetError):
+        run(copy.settings, "beta==2.0", everything=True, console=console)
+    with pytest.raises(TargetError):
+        run(copy.settings, console=console)
