@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from factory import __version__, pipeline
+from factory import __version__
 from factory.config import Settings, load_settings
 from factory.errors import FactoryError
 from factory.recipes import check_recipes
@@ -111,6 +111,8 @@ def lock(
     as_json: JsonOpt = False,
 ) -> None:
     """Resolve the recipes against upstream and write recipes.lock."""
+    from factory import pipeline
+
     if check:
         problems = pipeline.check_stage(settings())
         if as_json:
@@ -149,6 +151,8 @@ def fetch(
     as_json: JsonOpt = False,
 ) -> None:
     """Download every locked sdist into the cache, verifying size and sha256."""
+    from factory import pipeline
+
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   console=err, transient=True, disable=as_json) as progress:
         tasks: dict[str, Any] = {}
@@ -219,6 +223,7 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build from source in network-less containers, without an orchestrator."""
+    from factory import pipeline
     from factory.plan import execute, make_plan
 
     s = settings()

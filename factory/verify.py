@@ -24,6 +24,7 @@ reproducibility and equivalence with upstream: ``rebuild_and_compare`` and
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -42,7 +43,6 @@ from factory.config import Settings
 from factory.errors import FactoryError
 from factory.lock import Lock, load_lock
 from factory.verification.checks import Auditor
-from factory.verification.equivalence import Equivalence, compare_with_upstream
 from factory.verification.index import IndexView
 from factory.verification.model import (
     ALL_CHECKS,
@@ -52,10 +52,29 @@ from factory.verification.model import (
     Report,
     exit_code,
 )
-from factory.verification.rebuild import Rebuild, rebuild_and_compare
 from factory.verification.render import print_report, report_json, write_html
 from factory.verification.targets import Item, TargetError, resolve
 from factory.verification.trust import TrustError, load_trust
+
+if TYPE_CHECKING:
+    from factory.verification.equivalence import Equivalence, compare_with_upstream
+    from factory.verification.rebuild import Rebuild, rebuild_and_compare
+
+# Rebuilding needs the Docker SDK, upstream comparison the HTTP client: both are
+# imported only when asked for, so that `verify --all` starts fast.
+_LAZY = {
+    "Equivalence": "factory.verification.equivalence",
+    "compare_with_upstream": "factory.verification.equivalence",
+    "Rebuild": "factory.verification.rebuild",
+    "rebuild_and_compare": "factory.verification.rebuild",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ALL_CHECKS",
@@ -218,9 +237,13 @@ def _run_comparison(settings: Settings, rebuild: str | None, upstream: str | Non
                     json_output: bool, console: Console, index_dir: Path | None) -> int:
     results: list[Rebuild] | list[Equivalence]
     if rebuild:
+        from factory.verification.rebuild import rebuild_and_compare
+
         results = rebuild_and_compare(settings, rebuild, index_dir=index_dir)
         good = all(r.reproducible for r in results)
     else:
+        from factory.verification.equivalence import compare_with_upstream
+
         results = compare_with_upstream(settings, str(upstream), index_dir=index_dir)
         good = all(r.equivalent for r in results)
     if json_output:
