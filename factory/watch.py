@@ -19,8 +19,10 @@ from factory.advisories import AdvisoryDatabase
 from factory.config import Settings
 from factory.index.publish import record_advisories, yank
 from factory.index.records import Layout, list_projects, load_record
+from factory.index.regen import write_status
 from factory.lock import Change
 from factory.pipeline import lock_stage
+from factory.status import component_status
 
 
 @dataclass
@@ -43,7 +45,13 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
     result.yanked = check_advisories(settings, run_id)
+    publish_status(settings)
     return result
+
+
+def publish_status(settings: Settings) -> None:
+    """Show `factory status` on the index home page (listings come from the ETag cache)."""
+    write_status(settings, [row.to_dict() for row in component_status(settings)])
 
 
 def check_advisories(settings: Settings, run_id: str | None = None) -> list[tuple[str, str, str]]:

@@ -94,3 +94,23 @@ def test_status_and_index_check_cli(project: Settings, tmp_path: Path) -> None:
     check = subprocess.run([*run, "index", "check"], env=env, capture_output=True, text=True,
                            timeout=60)
     assert check.returncode == 1 and wheel.name in check.stderr
+
+
+def test_watch_cycle_puts_the_status_on_the_home_page(project: Settings, upstream: LocalUpstream,
+                                                      tmp_path: Path) -> None:
+    from factory.watch import watch_cycle
+
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("alpha", "1.0", age_days=10)
+    write_recipe(project.root, "alpha", 'versions = "<2"\ntrack = "patch"\n')
+    lock_stage(project)
+    publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+    upstream.add("alpha", "1.0.1", age_days=1)
+    result = watch_cycle(project)
+    assert result.rebuild == ["alpha"]  # the lock moved; the rebuild flow takes it from here
+    home = (project.index_dir / "index.html").read_text()
+    assert 'id="status"' in home
+    row = home[home.index("<td>alpha</td>"):]
+    row = row[: row.index("</tr>")]
+    assert "1.0.1" in row and "1 d" in row  # locked 1.0.1, published 1.0, waiting a day

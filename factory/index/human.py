@@ -63,6 +63,23 @@ Trust material: <a href=".well-known/factory/">/.well-known/factory/</a>.</p>
 <td>{{ p.updated or "—" }}</td></tr>
 {% else %}<tr><td colspan="6">Nothing published yet.</td></tr>{% endfor %}
 </tbody></table>
+{% if status %}
+<h2>Upstream and policy</h2>
+<p class="muted">As of the last watch cycle: what each recipe allows, the newest release
+upstream, what is locked and published, and how long an allowed release has waited.</p>
+<table id="status"><thead><tr><th>Component</th><th>Kind</th><th>Allowed</th>
+<th>Upstream</th><th>Locked</th><th>Published</th><th>Advisories</th><th>Waiting</th>
+</tr></thead><tbody>
+{% for s in status %}<tr>
+<td>{{ s.name }}</td><td>{{ s.kind }}</td><td><code>{{ s.allowed }}</code></td>
+<td>{{ s.newest_upstream or "?" }}</td><td>{{ s.locked or "—" }}</td>
+<td>{% if s.published != s.locked %}<span class="badge warn">{{ s.published or "—" }}</span>
+{% else %}{{ s.published or "—" }}{% endif %}</td>
+<td>{% for a in s.advisories %}<span class="badge bad">{{ a }}</span>
+{% else %}none{% endfor %}</td>
+<td>{{ "%g d"|format(s.waiting_days) if s.waiting_days is not none else "" }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
 {% endblock %}
 """
 
@@ -143,7 +160,8 @@ _ENV = jinja2.Environment(
 )
 
 
-def render_home(projects: list[dict[str, Any]], base_url: str, generated: str) -> str:
+def render_home(projects: list[dict[str, Any]], base_url: str, generated: str,
+                status: list[dict[str, Any]] | None = None) -> str:
     template = _ENV.get_template("home")
     return template.render(
         style=_STYLE,
@@ -151,6 +169,7 @@ def render_home(projects: list[dict[str, Any]], base_url: str, generated: str) -
         projects=projects,
         base_url=base_url.rstrip("/"),
         generated=generated,
+        status=status or [],
     )
 
 

@@ -78,10 +78,31 @@ def read_catalog(layout: Layout) -> dict[str, dict[str, Any]]:
     return data
 
 
+STATUS_FILE = "_status.json"  # in records/: the watch cycle's view of upstream and policy
+
+
+def read_status(layout: Layout) -> list[dict[str, Any]]:
+    try:
+        rows: list[dict[str, Any]] = json.loads(
+            (layout.records / STATUS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return []
+    return rows
+
+
+def write_status(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """Record each component's status (as `factory status` shows it) on the home page."""
+    layout = Layout(settings.index_dir)
+    with publish_lock(layout.lock):
+        write_json(layout.records / STATUS_FILE, rows)
+        write_home(layout, read_catalog(layout), settings.index_url)
+
+
 def write_home(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str) -> None:
     projects = [catalog[name] for name in sorted(catalog)]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    write_text(layout.root / "index.html", human.render_home(projects, base_url, generated))
+    write_text(layout.root / "index.html",
+               human.render_home(projects, base_url, generated, read_status(layout)))
 
 
 def rebuild_all(settings: Settings) -> int:
