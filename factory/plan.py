@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory import sources
@@ -45,6 +45,7 @@ from factory.config import Settings
 from factory.errors import BuildError, FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, load_recipes
+from factory.upstream import Upstream
 
 
 class PlanError(FactoryError):
@@ -62,6 +63,7 @@ class Node:
     env: list[str] = field(default_factory=list)  # node ids of its build environment
     reasons: list[str] = field(default_factory=list)
     self_bootstrap: str = ""  # the backend-path, when the backend builds itself
+    upstream_wheel: tuple[str, str] | None = None  # (filename, sha256) a recipe allows
 
     @property
     def id(self) -> str:
@@ -80,6 +82,8 @@ class Plan:
             node = self.nodes[nid]
             tag = " (self-bootstrapping: backend-path " + node.self_bootstrap + ")" \
                 if node.self_bootstrap else ""
+            if node.upstream_wheel:
+                tag = f" (pinned upstream wheel {node.upstream_wheel[0]}, allowed by its recipe)"
             lines.append(f"{number:3}. {node.name} {node.version} [{node.kind}]{tag}")
             for reason in node.reasons:
                 lines.append(f"       why: {reason}")
@@ -105,6 +109,7 @@ class _Graph:
         self.settings, self.lock = settings, lock
         self.markers = marker_environment(settings)
         self.nodes: dict[str, Node] = {}
+        self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
 
     def requirements(self, lines: list[str] | tuple[str, ...], origin: str,
                      extras: frozenset[str] = frozenset()) -> list[Requirement]:
@@ -126,8 +131,16 @@ class _Graph:
         if node is None:
             node = Node(locked.name, locked.version, locked.kind, locked,
                         static=list(locked.build_requires))
-            node.self_bootstrap = _backend_path(self.settings, locked)
-            node.dynamic = _cached_dynamic(self.settings, locked)
+            recipe = self.recipes.get(locked.key)
+            if recipe is not None and recipe.upstream_wheel is not None:
+                # Explicitly allowed by the recipe: taken, not built, so it needs no
+                # build environment, and it breaks any cycle through it.
+                node.upstream_wheel = (recipe.upstream_wheel.filename,
+                                       recipe.upstream_wheel.sha256)
+                node.static, node.dynamic = [], []
+            else:
+                node.self_bootstrap = _backend_path(self.settings, locked)
+                node.dynamic = _cached_dynamic(self.settings, locked)
             self.nodes[nid] = node
         if reason not in node.reasons:
             node.reasons.append(reason)
@@ -345,7 +358,12 @@ class _Session:
         try:
             root = sources.extract(sdist, staging)
             sources.apply_patches(root, patches)
-            staging.rename(dest)
+            try:
+                staging.rename(dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+                # Another factory process on this state dir made the same tree first.
         finally:
             shutil.rmtree(staging.parent, ignore_errors=True)
         return sdist, sources.extract(sdist, dest)
@@ -360,6 +378,29 @@ class _Session:
                 return wheel
         return None
 
+    def upstream_wheel(self, node: Node) -> Path:
+        """The recipe's allowed upstream wheel, downloaded once and checked by sha256."""
+        assert node.upstream_wheel is not None
+        filename, sha256 = node.upstream_wheel
+        _, version, _, _ = parse_wheel_filename(filename)
+        if version != Version(node.version):
+            raise PlanError(f"{node.name}: the allowed upstream wheel {filename} is version "
+                            f"{version}, the lock has {node.version}",
+                            f"pin the wheel of {node.version} in recipes/{node.locked.key}.toml")
+        target = self.settings.state_dir / "upstream-wheels" / sha256 / filename
+        if target.is_file() and sha256_file(target) == sha256:
+            return target
+        recipe = self.recipes.get(node.locked.key)
+        index = (recipe.source.index if recipe else None) or self.settings.upstream
+        with Upstream(index, retries=self.settings.http_retries,
+                      timeout=self.settings.http_timeout) as upstream:
+            offered = next((f for f in upstream.project(node.name).files
+                            if f.filename == filename), None)
+            if offered is None:
+                raise PlanError(f"{node.name}: upstream does not offer {filename}",
+                                "check [upstream_wheel] filename in its recipe")
+            return upstream.download(offered.url, target, sha256=sha256, size=offered.size)
+
     def inputs(self, node: Node, wheels: list[Path]) -> builder.BuildInputs:
         locked = node.locked
         sdist, tree = self.tree(locked)
@@ -373,6 +414,7 @@ class _Session:
             tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
             recipe_name=recipe.path.name if recipe else locked.key,
             recipe_digest=locked.recipe_digest, patches=patches,
+            upstream_wheels=tuple(w.name for w in wheels if "upstream-wheels" in w.parts),
         )
 
 
@@ -412,26 +454,40 @@ class _Executor:
         self.graph.nodes = plan.nodes
         self.session = _Session(settings, self.lock)
         self.done: dict[str, BuildRecord] = {}
+        self.taken: dict[str, Path] = {}  # allowed upstream wheels, by node id
         self.failed: dict[str, str] = {}
 
     def ready(self, running: set[str]) -> list[Node]:
+        for node in self.plan.nodes.values():  # taken, not built: first, and at once
+            if node.upstream_wheel is not None and node.id not in self.taken | self.failed.keys():
+                self._take(node)
         out = []
         for nid in sorted(self.plan.nodes):
             node = self.plan.nodes[nid]
-            if nid in self.done or nid in self.failed or nid in running:
+            if nid in self.done or nid in self.taken or nid in self.failed or nid in running:
                 continue
             deps = [d for d in node.env if d != nid]
             if any(d in self.failed for d in deps):
                 self.failed[nid] = "a build requirement failed: " + ", ".join(
                     d for d in deps if d in self.failed)
                 continue
-            if all(d in self.done for d in deps):
+            if all(d in self.done or d in self.taken for d in deps):
                 out.append(node)
         return out
 
+    def _take(self, node: Node) -> None:
+        try:
+            self.taken[node.id] = self.session.upstream_wheel(node)
+        except FactoryError as exc:
+            self.failed[node.id] = exc.message
+
+    def _wheel(self, nid: str) -> Path:
+        if nid in self.taken:
+            return self.taken[nid]
+        return self.settings.wheels_dir / self.done[nid].wheel_filename
+
     def build(self, node: Node) -> BuildRecord:
-        wheels = [self.settings.wheels_dir / self.done[d].wheel_filename
-                  for d in node.env if d != node.id]
+        wheels = [self._wheel(d) for d in node.env if d != node.id]
         inputs = self.session.inputs(node, wheels)
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
