@@ -110,13 +110,17 @@ def run(serve_for: float | None) -> int:
 
 
 def _verify(settings: Settings) -> None:
-    try:
-        from factory.verify import verify_all  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    step("verifying every published wheel (signature, provenance, SBOM, in-toto)")
-    report = verify_all(settings)
-    console.print(f"    {report.summary()}", highlight=False)
+    from factory.verify import verify
+
+    step("verifying every published wheel offline (digests, Sigstore, SLSA provenance, "
+         "SBOM, in-toto, advisories)")
+    report = verify(settings, everything=True)
+    failing = [a for a in report.artifacts if not a.ok]
+    console.print(f"    {len(report.artifacts) - len(failing)}/{len(report.artifacts)} passed "
+                  f"in {report.seconds:.1f} s", highlight=False)
+    if failing:
+        raise FactoryError(f"{len(failing)} published wheel(s) failed verification",
+                           "run `factory verify --all` to see which check failed")
 
 
 def _keep_serving(server: object, serve_for: float | None) -> None:

@@ -24,6 +24,7 @@ from prefect.context import get_run_context
 from prefect.runtime import flow_run
 
 from factory import ledger, pipeline
+from factory.builders.build import MissingRequirementsError
 from factory.builders.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import BuildError, UpstreamError
@@ -78,9 +79,15 @@ def plan_builds(settings: Settings, names: list[str] | None) -> Plan:
 
 
 @task(name="build", task_run_name="build {name} {version}", cache_policy=NO_CACHE)
-def build_component(name: str, version: str, job: Callable[[], BuildRecord]) -> BuildRecord:
+def build_component(name: str, version: str,
+                    job: Callable[[], BuildRecord]) -> BuildRecord | MissingRequirementsError:
     with concurrency(BUILD_LIMIT, occupy=1):
-        return job()
+        try:
+            return job()
+        except MissingRequirementsError as learnt:
+            # Not a failure: the backend named dynamic requirements; the executor adds
+            # them to the plan and builds this component again once they are built.
+            return learnt
 
 
 @task(name="sign-and-publish", cache_policy=NO_CACHE)
@@ -93,7 +100,10 @@ def _task_wrapper() -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
     parent = contextvars.copy_context()
 
     def wrap(node: Node, job: Callable[[], BuildRecord]) -> BuildRecord:
-        return parent.copy().run(build_component, node.name, node.version, job)
+        result = parent.copy().run(build_component, node.name, node.version, job)
+        if isinstance(result, MissingRequirementsError):
+            raise result
+        return result
 
     return wrap
 
