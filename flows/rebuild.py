@@ -12,6 +12,7 @@ artifacts, and the flow ends Failed after publishing everything else.
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from factory.builders.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import BuildError, UpstreamError
 from factory.plan import Node, Plan, make_plan, run_plan
-from factory.release import release
+from factory.release import is_published, release
 
 BUILD_LIMIT = "factory-builds"
 
@@ -67,14 +68,11 @@ def ensure_build_limit(limit: int) -> None:
 
 # Our own skip logic compares input digests (factory.plan); Prefect's input
 # hashing would only re-hash large arguments on every run.
-@task(name="fetch", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient,
-      cache_policy=NO_CACHE)
-def fetch_sources(settings: Settings, names: list[str] | None) -> int:
-    return len(pipeline.fetch_stage(settings, set(names) if names else None))
-
-
-@task(name="plan", cache_policy=NO_CACHE)
-def plan_builds(settings: Settings, names: list[str] | None) -> Plan:
+@task(name="fetch-and-plan", retries=3, retry_delay_seconds=[2, 10, 30],
+      retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def fetch_and_plan(settings: Settings, names: list[str] | None) -> Plan:
+    """Verified sources, then the build order (one task: a run pays per task)."""
+    pipeline.fetch_stage(settings, set(names) if names else None)
     return make_plan(settings, names)
 
 
@@ -95,11 +93,20 @@ def publish_records(settings: Settings, records: list[BuildRecord], run_id: str 
     return len(release(settings, records, run_id=run_id))
 
 
-def _task_wrapper() -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
-    """Run each real build as a Prefect task from the executor's worker threads."""
+def _task_wrapper(settings: Settings) -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
+    """Run each real build as a Prefect task from the executor's worker threads.
+
+    The concurrency limit is made on the first real build: a no-op run needs none.
+    """
     parent = contextvars.copy_context()
+    limit_ready = threading.Lock()
+    made: list[bool] = []
 
     def wrap(node: Node, job: Callable[[], BuildRecord]) -> BuildRecord:
+        with limit_ready:
+            if not made:
+                parent.copy().run(ensure_build_limit, settings.build_concurrency)
+                made.append(True)
         result = parent.copy().run(build_component, node.name, node.version, job)
         if isinstance(result, MissingRequirementsError):
             raise result
@@ -148,18 +155,17 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     settings = load_settings()
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or "")
-    ensure_build_limit(settings.build_concurrency)
-    fetch_sources(settings, components)
-    the_plan = plan_builds(settings, components)
+    the_plan = fetch_and_plan(settings, components)
     before = {p.name for p in settings.wheels_dir.glob("*.whl")} \
         if settings.wheels_dir.is_dir() else set()
     get_run_context()  # the executor's threads inherit this flow's context
-    outcome = run_plan(settings, the_plan, wrap=_task_wrapper())
+    outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings))
     skipped = {f"{r.component}=={r.version}" for r in outcome.records
                if r.wheel_filename in before}
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
     _record_outcomes(settings, rows, outcome.records, run_id)
-    published = publish_records(settings, outcome.records, run_id) if outcome.records else 0
+    pending = [r for r in outcome.records if not is_published(settings, r)]
+    published = publish_records(settings, pending, run_id) if pending else 0
     summary = {"built": sum(r["outcome"] == "built" for r in rows),
                "unchanged": sum(r["outcome"] == "unchanged" for r in rows),
                "failed": sum(r["outcome"] == "failed" for r in rows),
