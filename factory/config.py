@@ -33,6 +33,8 @@ class Settings:
     build_memory: str = "2g"
     build_pids: int = 512
     build_cpus: float = 2.0
+    build_max_output: int = 1 << 30  # bytes a build may write; more is killed as suspect
+    build_repair: str = "auditwheel"  # "auditwheel" | "none": native wheels to manylinux
     index_url: str = "http://127.0.0.1:8700"
     serve_host: str = "127.0.0.1"
     serve_port: int = 8700
@@ -108,6 +110,8 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "memory": "build_memory",
         "pids": "build_pids",
         "cpus": "build_cpus",
+        "max_output": "build_max_output",
+        "repair": "build_repair",
     },
     "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
     "ledger": {"url": "ledger_url"},

@@ -26,6 +26,7 @@ from factory.config import Settings
 from factory.errors import IntegrityError
 from factory.index.publish import PublishedFile, publish, publish_trust
 from factory.index.records import Layout, load_record
+from factory.index.store import publish_lock
 from factory.keys import init_keys
 from factory.signing import (
     Signer,
@@ -101,7 +102,13 @@ def release(settings: Settings, records: Iterable[BuildRecord],
     publish_trust(settings, trust_files(settings))
     with open_signer(settings) as signer:
         for record in pending:
-            published.append(_release_one(settings, signer, record, run_id))
+            # Two factory processes on one state dir would write the same sidecars
+            # beside the wheel; one lock per wheel keeps each set whole, and the
+            # second finds the wheel published and signs nothing twice.
+            with publish_lock(settings.wheels_dir / ".locks" / record.wheel_filename):
+                if is_published(settings, record):
+                    continue
+                published.append(_release_one(settings, signer, record, run_id))
             if on_done:
                 on_done(record, published[-1])
     return published

@@ -19,6 +19,7 @@ import tempfile
 import tomllib
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -87,6 +88,8 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 
 
 def _check_name(archive: str, name: str) -> PurePosixPath:
+    if not name.strip("/"):
+        raise UnsafeArchiveError(f"{archive}: a member has an empty name")
     if any(unicodedata.category(c) == "Cc" or c in _BIDI for c in name):  # C0, DEL, C1
         raise UnsafeArchiveError(f"{archive}: member {name!r} has control characters in its name")
     if any(unicodedata.category(c) == "Cs" for c in name):
@@ -165,7 +168,7 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
         raise UnsafeArchiveError(f"{name}: {exc}") from None
     except RecursionError:  # tarfile's link fallback can chase a link into itself
         raise UnsafeArchiveError(f"{name}: a link in it refers to itself") from None
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
         if isinstance(exc, UnsafeArchiveError):
             raise
         raise UnsafeArchiveError(f"{name}: not a readable archive ({exc})") from None
@@ -196,7 +199,8 @@ def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
                 with zf.open(info) as src, target.open("wb") as dst:
                     # The header's size may lie: copy at most what it declared.
                     shutil.copyfileobj(_Bounded(src, info.file_size), dst)  # type: ignore[misc]
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError,
+            NotImplementedError) as exc:  # what a corrupt, encrypted or exotic zip raises
         raise UnsafeArchiveError(f"{name}: not a readable zip ({exc})") from None
 
 

@@ -25,7 +25,9 @@ def locked(project: Settings, upstream: LocalUpstream) -> Settings:
 
 
 def cached_files(settings: Settings) -> list[Path]:
-    return sorted(p for p in settings.sources_dir.rglob("*") if p.is_file())
+    """What the cache holds, but the member memos lock left beside verified sdists."""
+    return sorted(p for p in settings.sources_dir.rglob("*")
+                  if p.is_file() and not p.name.startswith(".member-"))
 
 
 def test_fetch_verifies_and_caches_by_content(locked: Settings, upstream: LocalUpstream) -> None:

@@ -36,7 +36,6 @@ from factory.errors import EngineError
 
 BUILD_UID = 1000
 TMPFS_OPTIONS = "rw,exec,mode=1777,size=4g"
-MAX_OUTPUT_BYTES = 1 << 30  # default limit of a build's output (wheel, logs of the driver)
 ROLE_LABEL = "org.factory.role"
 OWNER_LABEL = "org.factory.owner"  # host:pid:start-time of the factory process
 WATCH_INTERVAL = 0.25
@@ -85,8 +84,8 @@ def prepare_output(directory: Path) -> None:
 
 
 def max_output(settings: Settings) -> int:
-    """Bytes a build may write to its output (``build_max_output`` when Settings has it)."""
-    return int(getattr(settings, "build_max_output", MAX_OUTPUT_BYTES))
+    """Bytes a build may write to its output ([build] max_output)."""
+    return int(settings.build_max_output)
 
 
 def hardening(settings: Settings) -> dict[str, Any]:

@@ -13,8 +13,11 @@ bytes: nothing to copy) and finishes the pages.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -88,7 +91,7 @@ def publish(
     display_name, requires_python = _check_metadata(wheel, metadata, project, version)
     provenance = _read_provenance(sidecars.get("provenance"))
     layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
+    with publish_lock(layout.lock), index_writes(layout):
         _clean(layout, project)
         record = load_record(layout, project)
         is_new = record is None
@@ -109,6 +112,25 @@ def publish(
         save_record(layout, record)
         _regenerate(settings, layout, record, is_new)
     return _published(record, entry, already=False)
+
+
+@contextmanager
+def index_writes(layout: Layout) -> Iterator[None]:
+    """A failed write (disk full, quota, read-only) is a PublishError, not a traceback.
+
+    Every write is temp + rename, so what failed was never visible; a rerun
+    after the cause is fixed completes the publish.
+    """
+    try:
+        yield
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        cause = "the filesystem is full" if full else (exc.strerror or type(exc).__name__)
+        raise PublishError(
+            f"cannot write to the index at {layout.root}: {cause} ({exc})",
+            ("free space there and publish again; " if full else "fix the cause and publish "
+             "again; ") + "pages still name only complete files",
+        ) from None
 
 
 def _republish(
@@ -428,7 +450,7 @@ def _set_yanked(
     settings: Settings, project: str, version: str, yanked: bool, reason: str | None
 ) -> list[str]:
     layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
+    with publish_lock(layout.lock), index_writes(layout):
         record = _existing(layout, project)
         files = [f for f in record.files if _same_version(f.version, version)]
         if not files:
@@ -451,7 +473,7 @@ def set_status(settings: Settings, project: str, status: str, reason: str | None
             f"unknown project status {status!r}", f"one of: {', '.join(PROJECT_STATUSES)}"
         )
     layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
+    with publish_lock(layout.lock), index_writes(layout):
         record = _existing(layout, project)
         record.status, record.status_reason = status, reason
         save_record(layout, record)
@@ -467,7 +489,7 @@ def record_advisories(
 ) -> None:
     """Record the advisory check of one version (``[]``: checked, none known)."""
     layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
+    with publish_lock(layout.lock), index_writes(layout):
         record = _existing(layout, project)
         for entry in record.files:
             if _same_version(entry.version, version):
@@ -500,7 +522,7 @@ def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
     """
     layout = Layout(settings.index_dir)
     written = []
-    with publish_lock(layout.lock):
+    with publish_lock(layout.lock), index_writes(layout):
         for name, src in sorted(files.items()):
             if "/" in name or name.startswith(".") or not src.is_file():
                 raise PublishError(f"trust file {name!r} ({src}) is not a plain file name/file")

@@ -127,7 +127,7 @@ class _StatCache:
 def _stat_key(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except OSError:  # missing, or a name no file can have (too long, ...): not there
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
@@ -141,6 +141,7 @@ class IndexApp:
         self._records = _StatCache()
         self._digests = _StatCache()
         self._pages = _StatCache()
+        self._rendered_pages = _StatCache()
 
     # -- helpers -------------------------------------------------------------
     def record(self, project: str) -> ProjectRecord | None:
@@ -195,17 +196,52 @@ class IndexApp:
         name = request.path_params["project"]
         project = normalize(name)
         folder = self.layout.simple_project(project)
-        if not (folder / "index.json").is_file():
+        if not _plausible(project) or not (folder / "index.json").is_file():
             return _unknown(request, name, project)
         if name != project:
             return _redirect(request, f"/simple/{project}/")
         kind = _kind(request)
         if kind is None:
             return _not_acceptable()
-        found = self.page(folder / ("index.json" if kind == pages.JSON_TYPE else "index.html"))
+        found = self.project_page(project, kind == pages.JSON_TYPE)
         if found is None:
             return _unknown(request, name, project)
         return _page_response(request, found, kind)
+
+    def project_page(self, project: str, as_json: bool) -> tuple[bytes, str] | None:
+        """The project's page as on disk, if it is what its record says; else the record's.
+
+        Pages are derived from records: a page that differs (replaced to point at
+        other files or hashes, or un-yank something) is never sent. A page with no
+        record behind it is no project at all.
+        """
+        record = self.record(project)
+        if record is None:
+            return None
+        path = self.layout.simple_project(project) / ("index.json" if as_json else "index.html")
+        found = self.page(path)
+        expected = self._rendered(project, record, as_json)
+        if found is not None and found[0] == expected:
+            return found
+        page_key, record_key = _stat_key(path), _stat_key(self.layout.record(project))
+        if page_key and record_key and page_key[1] < record_key[1]:
+            log.info("page %s is older than its record (a publish is under way)", path.name)
+        else:
+            log.error("REFUSED page %s: it differs from the published record of %s; serving the "
+                      "page the record gives (run the index regeneration to rewrite it)",
+                      path.relative_to(self.layout.root), project)
+        return expected, f'"{hashlib.sha256(expected).hexdigest()[:32]}"'
+
+    def _rendered(self, project: str, record: ProjectRecord, as_json: bool) -> bytes:
+        path = self.layout.record(project)
+        key = _stat_key(path) or (0, 0, 0)
+        cached = self._rendered_pages.get(path, key)
+        if cached is None:
+            base = self.settings.index_url
+            cached = (pages.project_json(record, base).encode(),
+                      pages.project_html(record, base).encode())
+            self._rendered_pages.put(path, key, cached)
+        return bytes(cached[0] if as_json else cached[1])
 
     async def home(self, request: Request) -> Response:
         found = self.page(self.layout.root / "index.html")
@@ -217,6 +253,8 @@ class IndexApp:
     async def human_project(self, request: Request) -> Response:
         name = request.path_params["project"]
         project = normalize(name)
+        if not _plausible(project):
+            return _unknown(request, name, project)
         found = self.page(self.layout.human_project(project) / "index.html")
         if found is None:
             return _unknown(request, name, project)
@@ -346,6 +384,11 @@ def _unknown(request: Request, name: str, project: str) -> Response:
     return PlainTextResponse(
         f"{project} is not an approved component of this index\n", status_code=404
     )
+
+
+def _plausible(project: str) -> bool:
+    """A normalized name a project directory can have (so no lookup can fail oddly)."""
+    return is_normalized(project) and len(project) <= 200
 
 
 def _redirect(request: Request, path: str) -> Response:

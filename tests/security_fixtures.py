@@ -1,0 +1,111 @@
+"""Shared helpers of the security and fault tests: a staged build, a released index,
+a factory process to kill, and a loopback server in a subprocess.
+
+A "staged build" is what the builder leaves behind (a wheel and its BuildRecord
+in the wheels directory, its verified sdist in the source cache), made without
+Docker, so that the release stages (attest, sign, publish) run for real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from factory.builders.record import BuildRecord
+from factory.config import Settings
+from factory.sources import cache_path
+from tests.attest_fixtures import make_record, make_sdist, make_wheel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def state(base: Path, **overrides: object) -> Settings:
+    """Settings for a fresh project and state dir under ``base``."""
+    (base / "project").mkdir(parents=True, exist_ok=True)
+    return Settings(root=base / "project", state_dir=base / "state", **overrides)  # type: ignore[arg-type]
+
+
+def stage_build(settings: Settings, name: str = "tinypkg", version: str = "1.0.0") -> BuildRecord:
+    """A finished build, as the builder places it: wheel + record, sdist in the cache."""
+    work = settings.root / "work" / f"{name}-{version}"
+    wheel = make_wheel(settings.wheels_dir, name, version)
+    sdist = make_sdist(work, name, version)
+    record = make_record(wheel, sdist)
+    cached = cache_path(settings, record.source.sha256, sdist.name)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(sdist.read_bytes())
+    record.save(settings.wheels_dir)
+    return record
+
+
+def python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child Python running ``code`` from the repository root, its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT,
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def kill9(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, as a crash or the OOM killer would: no handler, no cleanup."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SlowFiles:
+    """A loopback file server that sends ``data`` in small, slow chunks (for kills mid-download)."""
+
+    def __init__(self, data: bytes, chunk: int = 64 << 10, delay: float = 0.02) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(outer.data)))
+                self.end_headers()
+                try:
+                    for start in range(0, len(outer.data), outer.chunk):
+                        self.wfile.write(outer.data[start:start + outer.chunk])
+                        time.sleep(outer.delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed: that is the point
+
+        self.data, self.chunk, self.delay = data, chunk, delay
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/files/big-1.0.tar.gz"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,226 @@
+"""kill -9 of the factory in the middle of each stage, and a full disk.
+
+After every crash: nothing partial is visible (no cached sdist that is not
+verified, no wheel without its record, no page naming an incomplete file),
+no orphan build container survives the next run, and a rerun completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from factory.config import Settings
+from factory.errors import PublishError
+from factory.index.regen import check_index
+from factory.release import release
+from factory.signing._authority.log import ENTRIES_FILE
+from factory.sources import cache_path, fetch
+from factory.verify import verify
+from tests.index_fixtures import make_sdist, make_sidecars, make_wheel
+from tests.security_fixtures import SlowFiles, kill9, python, stage_build, state, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+# -- fetch -------------------------------------------------------------------------
+
+def _locked(url: str, data: bytes) -> SimpleNamespace:
+    sdist = SimpleNamespace(filename="big-1.0.tar.gz", url=url, size=len(data),
+                            sha256=hashlib.sha256(data).hexdigest())
+    return SimpleNamespace(sdist=sdist)
+
+
+FETCH = """
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+    from factory.config import Settings
+    from factory.sources import fetch
+    base, url, sha, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+    settings = Settings(root=base / "project", state_dir=base / "state", http_retries=0)
+    sdist = SimpleNamespace(filename="big-1.0.tar.gz", url=url, sha256=sha, size=size)
+    print(fetch(settings, SimpleNamespace(sdist=sdist)), flush=True)
+"""
+
+
+def test_kill_9_during_a_download_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+    data = os.urandom(4 << 20)
+    server = SlowFiles(data)  # about 1.3 s for the whole file
+    settings = state(tmp_path)
+    locked = _locked(server.url, data)
+    target = cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
+    try:
+        child = python(FETCH, str(tmp_path), server.url, locked.sdist.sha256, str(len(data)))
+        wait_for(lambda: any(p.stat().st_size > 256 << 10 for p in target.parent.glob(".tmp-*"))
+                 if target.parent.is_dir() else False, 30, "the download to be under way")
+        kill9(child)
+        assert not target.exists()  # only a verified file ever has the cache's name
+        server.delay = 0
+        assert fetch(settings, locked) == target  # type: ignore[arg-type]  # the rerun
+        assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
+    finally:
+        server.close()
+
+
+def test_two_processes_fetching_one_file_both_get_it_whole(tmp_path: Path) -> None:
+    data = os.urandom(2 << 20)
+    server = SlowFiles(data, delay=0.005)
+    locked = _locked(server.url, data)
+    args = (str(tmp_path), server.url, locked.sdist.sha256, str(len(data)))
+    try:
+        children = [python(FETCH, *args) for _ in range(3)]
+        outs = [c.communicate(timeout=120) for c in children]
+    finally:
+        server.close()
+    assert [c.returncode for c in children] == [0, 0, 0], [o[1][-500:] for o in outs]
+    target = cache_path(state(tmp_path), locked.sdist.sha256, locked.sdist.filename)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == locked.sdist.sha256
+
+
+# -- sign and publish ------------------------------------------------------------------
+
+RELEASE = """
+    import sys
+    from pathlib import Path
+    from factory.builders.record import BuildRecord
+    from factory.config import Settings
+    from factory.release import release
+    base = Path(sys.argv[1])
+    settings = Settings(root=base / "project", state_dir=base / "state")
+    records = [BuildRecord.load(p) for p in sorted(settings.wheels_dir.glob("*.build.json"))]
+    print(len(release(settings, records)), flush=True)
+"""
+
+
+def _log_size(settings: Settings) -> int:
+    path = settings.authority_dir / "log" / ENTRIES_FILE
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
+@pytest.mark.parametrize("entries", [2, 9])
+def test_kill_9_while_signing_then_a_rerun_completes(tmp_path: Path, entries: int) -> None:
+    """Each wheel takes 4 log entries (wheel, SLSA, SBOM, publish statement)."""
+    settings = state(tmp_path)
+    records = [stage_build(settings, f"pkg{i}") for i in range(4)]
+    child = python(RELEASE, str(tmp_path))
+    wait_for(lambda: _log_size(settings) >= entries or child.poll() is not None, 60,
+             f"{entries} signatures")
+    kill9(child)
+    assert check_index(settings) == []  # consistent at the moment of the crash
+    release(settings, records)  # the rerun
+    assert check_index(settings) == []
+    report = verify(settings, everything=True, check_advisories=False)
+    assert report.ok and len(report.artifacts) == 4
+    lines = (settings.authority_dir / "log" / ENTRIES_FILE).read_bytes().splitlines()
+    assert [json.loads(line)["logIndex"] for line in lines] == list(range(len(lines)))
+
+
+# -- build (Docker) --------------------------------------------------------------------
+
+BUILD = """
+    import sys
+    from pathlib import Path
+    from factory.builders import build as builder
+    from factory.builders.image import bootstrap_image
+    from tests.builders_fixtures import host_kit, inputs_for, offline_settings
+    base, sdist, tree = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    settings = offline_settings(base, build_timeout=600)
+    kit = host_kit(base / "kit")
+    image = bootstrap_image(settings)
+    print(builder.build(settings, inputs_for(sdist, tree, kit, image)).wheel_filename)
+"""
+
+
+@pytest.mark.docker
+def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) -> None:
+    from factory.builders import build as builder
+    from factory.builders.docker import OWNER_LABEL
+    from factory.builders.engine import connect
+    from factory.builders.image import bootstrap_image
+    from tests.builders_fixtures import (
+        backend_sdist,
+        host_kit,
+        inputs_for,
+        offline_settings,
+        unpack,
+    )
+
+    payload = 'import time; time.sleep(float(open("delay").read()))'
+    sdist = backend_sdist(tmp_path / "sdists", "slowpoke", payload)
+    tree = unpack(sdist, tmp_path / "tree")
+    (tree / "delay").write_text("300")
+    child = python(BUILD, str(tmp_path), str(sdist), str(tree))
+    client = connect()
+    label = {"label": "org.factory.component=slowpoke==1.0"}
+    wait_for(lambda: [c for c in client.containers.list(filters=label)], 120,
+             "the build container to run")
+    (orphan,) = client.containers.list(filters=label)
+    kill9(child)
+    settings = offline_settings(tmp_path, build_timeout=120)
+    assert not settings.wheels_dir.exists() or not list(settings.wheels_dir.iterdir())
+    orphan.reload()
+    assert orphan.status == "running"  # nobody is left to stop it ...
+    assert orphan.labels[OWNER_LABEL].split(":")[1] == str(child.pid)
+
+    (tree / "delay").write_text("0")  # ... until the next run, which also completes
+    record = builder.build(settings, inputs_for(sdist, tree, host_kit(tmp_path / "kit2"),
+                                                bootstrap_image(settings)))
+    assert (settings.wheels_dir / record.wheel_filename).is_file()
+    assert client.containers.list(all=True, filters=label) == []
+
+
+# -- disk full during publish ------------------------------------------------------------
+
+@pytest.fixture
+def small_index(tmp_path: Path) -> Iterator[Settings]:
+    settings = state(tmp_path)
+    settings.index_dir.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
+                              str(settings.index_dir)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield settings
+    finally:
+        subprocess.run(["umount", "-l", str(settings.index_dir)], check=False)
+
+
+def _publish(settings: Settings, work: Path, name: str, version: str) -> None:
+    from factory.index import publish
+
+    wheel = make_wheel(work / "dist", name, version, marker="x" * 20_000)
+    sdist = make_sdist(work / "sdist", name, version)
+    publish(settings, wheel, make_sidecars(work / "side", wheel, sdist), sdist, {})
+
+
+def test_a_full_disk_during_publish_publishes_nothing_half_way(small_index: Settings,
+                                                               tmp_path: Path) -> None:
+    settings = small_index
+    ballast = settings.index_dir / ".ballast"
+    ballast.write_bytes(os.urandom(200 << 10))  # freed later, to make room again
+    published = 0
+    with pytest.raises(PublishError) as caught:
+        for n in range(200):
+            _publish(settings, tmp_path / "work", f"proj{n % 3}", f"1.{n}")
+            published += 1
+            assert check_index(settings) == []
+    assert "filesystem is full" in caught.value.message
+    assert published > 0
+    assert check_index(settings) == []  # every page names only complete, recorded files
+    failed = f"1.{published}"
+    page = (settings.index_dir / "simple" / f"proj{published % 3}" / "index.json")
+    if page.is_file():
+        assert failed not in [v for v in json.loads(page.read_text())["versions"]]
+    ballast.unlink()
+    _publish(settings, tmp_path / "work", f"proj{published % 3}", failed)  # the rerun
+    assert check_index(settings) == []
+    data = json.loads(page.read_text())
+    assert failed in data["versions"]
