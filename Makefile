@@ -38,11 +38,13 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not docker and not network and not slow" $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check factory flows tests
-	$(BIN)/mypy factory flows
+	$(BIN)/ruff check factory flows tests bench fuzz
+	$(BIN)/mypy factory flows bench
 
+BENCH_ARGS ?=
 bench: venv system
-	$(BIN)/python -m bench.run
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[bench]"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .factory .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v patch >/dev/null 2>&1 || need+=(patch)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)  # make bench: load against the index
 if [ "${FACTORY_BROWSER_TESTS:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
