@@ -13,6 +13,11 @@ its runtime deps dynamically, and those are built first). A cycle that remains
 is an error naming it, unless a member's recipe allows a pinned upstream wheel:
 then that wheel breaks the cycle, and the plan records it.
 
+Native wheels are repaired to a manylinux tag after their build (see
+factory/builders/repair.py): auditwheel's run-time closure is then part of the
+plan, and every node outside the build closure of auditwheel itself waits for
+it (``Node.repair``); those inside that closure are built without it.
+
 Dynamic requirements are learnt by running the hook in a network-less
 container once the node's static environment exists (at plan time when it
 already does; otherwise at build time, where the build reports what is missing
@@ -38,6 +43,7 @@ from packaging.version import Version
 from factory import sources
 from factory.atomic import sha256_file, write_json
 from factory.builders import build as builder
+from factory.builders import repair as repairing
 from factory.builders.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.builders.image import ImageRef, bootstrap_image
 from factory.builders.record import RECORD_SUFFIX, BuildRecord, SourceRef
@@ -64,6 +70,13 @@ class Node:
     reasons: list[str] = field(default_factory=list)
     self_bootstrap: str = ""  # the backend-path, when the backend builds itself
     upstream_wheel: tuple[str, str] | None = None  # (filename, sha256) a recipe allows
+    repair: list[str] = field(default_factory=list)  # node ids of the repair tools (auditwheel)
+    repair_note: str = ""  # why it has no repair tools, when repair is on
+
+    @property
+    def deps(self) -> list[str]:
+        """The nodes built before this one: its build environment and its repair tools."""
+        return [d for d in (*self.env, *self.repair) if d != self.id]
 
     @property
     def id(self) -> str:
@@ -93,7 +106,21 @@ class Plan:
                          f"dynamic requires: {dynamic}")
         for cycle in self.cycles:
             lines.append(f"cycle broken: {cycle}")
+        lines += self._explain_repair()
         return "\n".join(lines)
+
+    def _explain_repair(self) -> list[str]:
+        tools = next((n.repair for n in self.nodes.values() if n.repair), [])
+        notes: dict[str, list[str]] = {}
+        for nid in self.order:
+            if self.nodes[nid].repair_note:
+                notes.setdefault(self.nodes[nid].repair_note, []).append(nid)
+        lines = []
+        if tools:
+            lines.append("native wheels are repaired to a manylinux tag after their build with "
+                         + ", ".join(tools))
+        lines += [f"not repaired ({note}): {', '.join(ids)}" for note, ids in notes.items()]
+        return lines
 
 
 def node_id(name: str, version: str) -> str:
@@ -105,8 +132,9 @@ def node_id(name: str, version: str) -> str:
 class _Graph:
     """The lock, the marker environment and the nodes found so far."""
 
-    def __init__(self, settings: Settings, lock: Lock) -> None:
+    def __init__(self, settings: Settings, lock: Lock, repair: bool = True) -> None:
         self.settings, self.lock = settings, lock
+        self.repair = repair and repairing.mode(settings) == repairing.TOOL
         self.markers = marker_environment(settings)
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
@@ -221,8 +249,14 @@ def make_plan(settings: Settings, names: list[str] | None = None, probe: bool = 
 
 
 def _expand(graph: _Graph) -> None:
-    """Add the environment of every node, transitively."""
+    """Add the environment of every node, transitively, and the repair tools."""
     pending = list(graph.nodes.values())
+    while pending:
+        _expand_env(graph, pending)
+        pending = _attach_repair(graph)
+
+
+def _expand_env(graph: _Graph, pending: list[Node]) -> None:
     while pending:
         node = pending.pop(0)
         env = graph.environment(node)
@@ -236,6 +270,48 @@ def _expand(graph: _Graph) -> None:
                 pending.append(child)
 
 
+def _repair_closure(graph: _Graph) -> tuple[list[LockedComponent], set[str]] | None:
+    """auditwheel's run-time closure, and the ids of every node needed to build it."""
+    tool = graph.lock.find(repairing.TOOL)
+    if tool is None:
+        return None
+    scratch = _Graph(graph.settings, graph.lock, repair=False)
+    wanted = Node(tool.name, tool.version, tool.kind, tool, static=[f"{tool.key}=={tool.version}"],
+                  dynamic=[])
+    closure = graph.environment(wanted)
+    for comp in closure:
+        scratch.add(comp, "")
+    _expand(scratch)
+    return closure, set(scratch.nodes)
+
+
+def _attach_repair(graph: _Graph) -> list[Node]:
+    """Make the nodes that may produce a native wheel wait for auditwheel; the new nodes."""
+    if not graph.repair:
+        return []
+    found = _repair_closure(graph)
+    if found is None:
+        for node in graph.nodes.values():
+            node.repair, node.repair_note = [], repairing.NOT_LOCKED
+        return []
+    closure, builders = found
+    tools = [node_id(c.name, c.version) for c in closure]
+    users = [n for n in graph.nodes.values() if n.id not in builders and n.upstream_wheel is None]
+    for node in graph.nodes.values():
+        node.repair, node.repair_note = [], ""
+        if node.id in builders and node.upstream_wheel is None:
+            node.repair_note = f"built before {repairing.TOOL}, whose own build needs it"
+    for node in users:
+        node.repair = list(tools)
+    added = []
+    for comp in closure if users else []:
+        known = node_id(comp.name, comp.version) in graph.nodes
+        child = graph.add(comp, f"repairs native wheels after their build ({repairing.TOOL})")
+        if not known:
+            added.append(child)
+    return added
+
+
 def _ordered(graph: _Graph) -> Plan:
     """Kahn's algorithm, stable by name; what remains is a cycle."""
     nodes = graph.nodes
@@ -243,7 +319,7 @@ def _ordered(graph: _Graph) -> Plan:
     order: list[str] = []
     while len(done) < len(nodes):
         ready = sorted(n for n in nodes if n not in done
-                       and all(d in done for d in nodes[n].env if d != n))
+                       and all(d in done for d in nodes[n].deps))
         if not ready:
             left = sorted(set(nodes) - done)
             raise PlanError(
@@ -401,7 +477,8 @@ class _Session:
                                 "check [upstream_wheel] filename in its recipe")
             return upstream.download(offered.url, target, sha256=sha256, size=offered.size)
 
-    def inputs(self, node: Node, wheels: list[Path]) -> builder.BuildInputs:
+    def inputs(self, node: Node, wheels: list[Path],
+               repair_wheels: list[Path] | None = None) -> builder.BuildInputs:
         locked = node.locked
         sdist, tree = self.tree(locked)
         ref = SourceRef(locked.key, locked.version, locked.sdist.filename, locked.sdist.url,
@@ -414,7 +491,9 @@ class _Session:
             tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
             recipe_name=recipe.path.name if recipe else locked.key,
             recipe_digest=locked.recipe_digest, patches=patches,
-            upstream_wheels=tuple(w.name for w in wheels if "upstream-wheels" in w.parts),
+            upstream_wheels=tuple(w.name for w in [*wheels, *(repair_wheels or [])]
+                                  if "upstream-wheels" in w.parts),
+            repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
         )
 
 
@@ -422,13 +501,15 @@ def _up_to_date(session: _Session, inputs: builder.BuildInputs) -> BuildRecord |
     """The existing record when a wheel was built from the very same inputs."""
     wanted_tools = sorted([*(sha256_file(w) for w in inputs.tools),
                            *(p.sha256 for p in inputs.kit.parts)])
+    repair_tools = [sha256_file(w) for w in inputs.repair_tools]
     for record_path in sorted(session.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
         record = BuildRecord.load(record_path)
         if (record.component == inputs.name and record.version == inputs.version
                 and record.source.sha256 == inputs.source.sha256
                 and record.recipe_digest == inputs.recipe_digest
                 and record.builder_image_id == inputs.image.id
-                and sorted(t.sha256 for t in record.build_tools) == wanted_tools
+                and repairing.build_env_shas(record) == wanted_tools
+                and repairing.up_to_date(record, session.settings, repair_tools)
                 and record.patches == [dict(p) for p in inputs.patches]
                 and record_path.with_name(record.wheel_filename).is_file()):
             return record
@@ -466,10 +547,11 @@ class _Executor:
             node = self.plan.nodes[nid]
             if nid in self.done or nid in self.taken or nid in self.failed or nid in running:
                 continue
-            deps = [d for d in node.env if d != nid]
+            deps = node.deps
             if any(d in self.failed for d in deps):
-                self.failed[nid] = "a build requirement failed: " + ", ".join(
-                    d for d in deps if d in self.failed)
+                bad = [d for d in deps if d in self.failed]
+                what = "a build requirement" if set(bad) & set(node.env) else "a repair tool"
+                self.failed[nid] = f"{what} failed: " + ", ".join(bad)
                 continue
             if all(d in self.done or d in self.taken for d in deps):
                 out.append(node)
@@ -488,7 +570,7 @@ class _Executor:
 
     def build(self, node: Node) -> BuildRecord:
         wheels = [self._wheel(d) for d in node.env if d != node.id]
-        inputs = self.session.inputs(node, wheels)
+        inputs = self.session.inputs(node, wheels, [self._wheel(d) for d in node.repair])
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing

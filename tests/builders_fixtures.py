@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from factory import sources
 from factory.atomic import sha256_file
 from factory.builders.build import BuildInputs
 from factory.builders.env import Kit, KitPart, import_root
 from factory.builders.image import ImageRef
 from factory.builders.record import SourceRef
 from factory.config import Settings
+from factory.lock import LockedComponent, SdistRef
 
 EPOCH = 1_700_000_000
 
@@ -172,3 +174,18 @@ def kit_from_sdists(sdists: dict[str, Path], into: Path) -> Kit:
         version = sdist.name.removesuffix(".tar.gz").rpartition("-")[2]
         parts.append(KitPart(name, version, sdist.name, sha256_file(sdist), import_root(tree)))
     return Kit(tuple(parts))
+
+
+def lock_entry(settings: Settings, sdist: Path, kind: str, reason: str,
+               requires: tuple[str, ...]) -> LockedComponent:
+    """A lock entry for ``sdist``, which is put in the source cache (no download)."""
+    name, _, version = sdist.name.removesuffix(".tar.gz").rpartition("-")
+    digest = sha256_file(sdist)
+    cached = sources.cache_path(settings, digest, sdist.name)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sdist, cached)
+    ref = SdistRef(sdist.name, f"https://files.invalid/{sdist.name}", digest,
+                   sdist.stat().st_size)
+    return LockedComponent(name=name, version=version, kind=kind, reason=reason,
+                           recipe_digest="sha256:" + "0" * 64, sdist=ref,
+                           build_requires=requires)

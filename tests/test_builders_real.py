@@ -105,6 +105,8 @@ def test_markupsafe_c_extension_builds_with_the_right_tag(
     assert used["setuptools"].filename == tools["setuptools"].name
     assert used["pyproject-hooks"].filename == "pyproject_hooks-1.3.3.tar.gz"
     assert record.builder_settings["environment"]["SOURCE_DATE_EPOCH"].isdigit()
+    # No auditwheel was given: the wheel keeps its tag, and the record says why.
+    assert record.builder_settings["repair"]["action"] == "unavailable"
 
 
 def test_a_setup_py_that_connects_out_fails(

@@ -21,6 +21,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory.atomic import sha256_file, write_bytes
+from factory.builders import repair
 from factory.builders.docker import (
     Bind,
     ContainerRun,
@@ -64,6 +65,8 @@ class BuildInputs:
     recipe_digest: str
     patches: tuple[dict[str, str], ...] = ()
     upstream_wheels: tuple[str, ...] = ()  # tool wheels a recipe allowed from upstream
+    repair_tools: tuple[Path, ...] = ()  # auditwheel and its run-time deps, for native wheels
+    repair_note: str = ""  # why there are no repair tools, when there are none
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class _Run:
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: str = field(default_factory=lambda: _now())
     tools: list[InstalledTool] = field(default_factory=list)
+    repair_tools: list[InstalledTool] = field(default_factory=list)
 
 
 def probe(settings: Settings, inputs: BuildInputs) -> Requires:
@@ -123,7 +127,10 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
         _check_inventory(run, out)
         wheel = _the_wheel(run, out, log_name)
         requires = _requires(out)
-        record = _record(settings, run, wheel, environment, requires, log_name, log_sha)
+        repaired = repair.outcome(settings, out, run.repair_tools, inputs.repair_note,
+                                  f"{inputs.name} {inputs.version}")
+        record = _record(settings, run, wheel, environment, requires, log_name, log_sha,
+                         repaired)
         _place(settings, wheel, record)
         return record
     finally:
@@ -148,6 +155,9 @@ def _execute(
         Bind(DRIVER, "/kit/driver.py"),
         *(Bind(part.root, f"/kit/lib/{part.name}") for part in inputs.kit.parts),
     ]
+    if mode == "build" and inputs.repair_tools and repair.mode(settings) == repair.TOOL:
+        run.repair_tools = make_wheelhouse(work / "repair-wheels", list(inputs.repair_tools))
+        binds.append(Bind(work / "repair-wheels", "/repair-wheels"))
     environment = container_environment(source_date_epoch(inputs.sdist))
     if inputs.source.url.startswith("git+"):
         # A git archive has no .git: tell setuptools-scm/hatch-vcs the locked version.
@@ -281,9 +291,12 @@ def _record(
     requires: Requires,
     log_name: str,
     log_sha: str,
+    repaired: dict[str, Any],
 ) -> BuildRecord:
     inputs = run.inputs
     frontend = [p.as_tool() for p in inputs.kit.parts]
+    # The repair tools are inputs only when they ran (a pure wheel never meets them).
+    repair_tools = run.repair_tools if repaired["action"] in repair.INSTALLED else []
     return BuildRecord(
         invocation_id=run.invocation,
         component=canonicalize_name(inputs.name),
@@ -295,8 +308,9 @@ def _record(
         recipe_digest=inputs.recipe_digest,
         builder_image=inputs.image.tag,
         builder_image_id=inputs.image.id,
-        builder_settings=_builder_settings(settings, inputs, environment, requires),
-        build_tools=[*run.tools, *frontend],
+        builder_settings={**_builder_settings(settings, inputs, environment, requires),
+                          "repair": repaired},
+        build_tools=[*run.tools, *repair_tools, *frontend],
         started_on=run.started,
         finished_on=_now(),
         log_filename=log_name,

@@ -33,7 +33,10 @@ from factory.errors import EngineError
 SUITE = "bookworm"
 # Overridable so a site can use its own Debian mirror.
 MIRROR = os.environ.get("FACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "python3-dev", "gcc", "libc6-dev")
+# patchelf: auditwheel grafts shared libraries with it. It must be >= 0.14.5; bookworm's
+# 0.14.3 is older, so there only wheels that need no grafted library are repaired.
+BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "python3-dev", "gcc", "libc6-dev",
+                 "patchelf")
 BUILD_UID = 1000
 _CHANGES = [
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -82,6 +85,8 @@ def bootstrap_image(settings: Settings, extra_packages: Iterable[str] = ()) -> I
         return _registry_image(settings, client)
     tag = tag_for(settings, extra)
     ref = _existing(settings, client, tag)
+    if ref is not None and not _holds(ref, [*BASE_PACKAGES, *extra]):
+        ref = None  # made before a package joined the list: make it again, same tag
     if ref is None:
         ref = _debootstrap_image(settings, client, tag, [*BASE_PACKAGES, *extra])
     _remember(settings, ref)
@@ -107,6 +112,12 @@ def _existing(settings: Settings, client: docker.DockerClient, tag: str) -> Imag
     if not packages:
         packages = _packages_in_image(client, str(found.id))
     return ImageRef(tag=tag, id=str(found.id), origin="debootstrap", packages=packages)
+
+
+def _holds(ref: ImageRef, packages: list[str]) -> bool:
+    """Whether the image holds every package (an image we cannot list is taken as is)."""
+    held = {p.split("=", 1)[0] for p in ref.packages}
+    return not held or set(packages) <= held
 
 
 def _registry_image(settings: Settings, client: docker.DockerClient) -> ImageRef:

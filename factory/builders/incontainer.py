@@ -12,15 +12,21 @@ Layout inside the container:
   /source   the unpacked (and patched) sdist, read-only
   /wheels   exactly the build-tool wheels this build may use, read-only
   /build    tmpfs: the writable copy of the source (fixed path) and the venv
-  /out      the only writable host mount: wheel, requires.json, env.json
+  /out      the only writable host mount: wheel, requires.json, env.json, repair.json
+  /repair-wheels  (optional, read-only) auditwheel and its run-time deps
 
 Modes: ``probe`` reports get_requires_for_build_wheel; ``build`` also builds,
-after checking every dynamic requirement is met by the installed wheels.
+after checking every dynamic requirement is met by the installed wheels. A
+wheel that is not pure is then repaired with auditwheel, installed in a venv of
+its own (made like the build venv), to the best manylinux policy auditwheel
+finds for this image; when it cannot be repaired the original wheel is kept and
+repair.json says why.
 Exit 3 means requirements are missing (listed in /out/requires.json).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +44,9 @@ OUT = Path("/out")
 SRC = WORK / "src"
 VENV = WORK / "env"
 PYTHON = VENV / "bin" / "python"
+REPAIR_WHEELS = Path("/repair-wheels")
+REPAIR_VENV = WORK / "repair-env"
+REPAIRED = WORK / "repaired"
 EXIT_MISSING = 3
 DEFAULT_SYSTEM = {
     "requires": ["setuptools>=40.8.0"],
@@ -59,31 +68,32 @@ def copy_source() -> None:
     shutil.copytree(SOURCE, SRC, symlinks=True)
 
 
-def make_venv() -> None:
+def make_venv(venv: Path = VENV) -> None:
     # --without-pip: ensurepip would add Debian's setuptools 66 and pip, which are
     # not locked tools. The venv holds exactly the mounted wheels.
-    subprocess.run([sys.executable, "-I", "-m", "venv", "--without-pip", str(VENV)], check=True)
+    subprocess.run([sys.executable, "-I", "-m", "venv", "--without-pip", str(venv)], check=True)
 
 
-def venv_paths() -> dict[str, str]:
+def venv_paths(python: Path = PYTHON) -> dict[str, str]:
     code = "import json, sysconfig; print(json.dumps(sysconfig.get_paths()))"
-    out = subprocess.run([str(PYTHON), "-I", "-c", code], check=True, capture_output=True)
+    out = subprocess.run([str(python), "-I", "-c", code], check=True, capture_output=True)
     return dict(json.loads(out.stdout))
 
 
-def install_wheels() -> None:
-    wheels = sorted(WHEELS.glob("*.whl")) if WHEELS.is_dir() else []
+def install_wheels(wheelhouse: Path = WHEELS, venv: Path = VENV) -> None:
+    wheels = sorted(wheelhouse.glob("*.whl")) if wheelhouse.is_dir() else []
     if not wheels:
         return
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
 
-    paths = venv_paths()
+    python = venv / "bin" / "python"
+    paths = venv_paths(python)
     scheme = {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
     scheme["headers"] = paths["include"]
     destination = SchemeDictionaryDestination(
-        scheme, interpreter=str(PYTHON), script_kind="posix", bytecode_optimization_levels=()
+        scheme, interpreter=str(python), script_kind="posix", bytecode_optimization_levels=()
     )
     for wheel in wheels:
         log(f"install {wheel.name}")
@@ -91,12 +101,12 @@ def install_wheels() -> None:
             install(source, destination, additional_metadata={"INSTALLER": b"factory\n"})
 
 
-def inventory() -> list[dict[str, str]]:
+def inventory(python: Path = PYTHON) -> list[dict[str, str]]:
     code = (
         "import json, importlib.metadata as m; print(json.dumps(sorted("
         "[d.metadata['Name'], d.version] for d in m.distributions())))"
     )
-    out = subprocess.run([str(PYTHON), "-I", "-c", code], check=True, capture_output=True)
+    out = subprocess.run([str(python), "-I", "-c", code], check=True, capture_output=True)
     return [{"name": n, "version": v} for n, v in json.loads(out.stdout)]
 
 
@@ -138,6 +148,80 @@ def unmet(requires: list[str], installed: list[dict[str, str]]) -> list[str]:
     return missing
 
 
+def is_pure(filename: str) -> bool:
+    from packaging.utils import parse_wheel_filename
+
+    return all(tag.platform == "any" for tag in parse_wheel_filename(filename)[3])
+
+
+def auditwheel(*args: str) -> subprocess.CompletedProcess[str]:
+    python = REPAIR_VENV / "bin" / "python"
+    return subprocess.run([str(python), "-I", "-m", "auditwheel", *args],
+                          capture_output=True, text=True, check=False)
+
+
+def tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def patchelf_version() -> str | None:
+    found = shutil.which("patchelf")
+    if found is None:
+        return None
+    done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
+def patcher(patchelf: str | None) -> str:
+    """auditwheel's ELF patcher: patchelf when it is recent enough, else "none".
+
+    auditwheel needs patchelf >= 0.14.5 (Debian bookworm has 0.14.3). The "none"
+    patcher still repairs wheels that need no grafted library (only their tags
+    change); one that needs grafting then fails, and the wheel is kept as built.
+    """
+    parts = (patchelf or "").split()[-1:] or ["0"]
+    try:
+        version = tuple(int(x) for x in parts[0].split("."))
+    except ValueError:
+        return "none"
+    return "patchelf" if version >= (0, 14, 5) else "none"
+
+
+def repair(wheel: Path) -> tuple[Path, dict[str, Any]]:
+    """The wheel to keep (repaired, or the original) and what was done, for the record."""
+    if is_pure(wheel.name):
+        return wheel, {"action": "pure"}
+    if not (REPAIR_WHEELS.is_dir() and any(REPAIR_WHEELS.glob("*.whl"))):
+        return wheel, {"action": "unavailable"}
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    info: dict[str, Any] = {"original": {"filename": wheel.name, "sha256": digest}}
+    make_venv(REPAIR_VENV)
+    install_wheels(REPAIR_WHEELS, REPAIR_VENV)
+    info["env"] = inventory(REPAIR_VENV / "bin" / "python")
+    info["patchelf"] = patchelf_version()
+    info["patcher"] = patcher(info["patchelf"])
+    shown = auditwheel("show", "--json", str(wheel))
+    try:  # the JSON document is all of stdout (pretty-printed); logs go to stderr
+        report = json.loads(shown.stdout)
+    except ValueError:
+        return wheel, {**info, "action": "not-repairable",
+                       "reason": "auditwheel show failed: " + tail(shown.stdout + shown.stderr)}
+    policy = str(report.get("overall_tag", ""))
+    if "error" in report or not policy or policy.startswith("linux_"):
+        why = report.get("error") or tail(auditwheel("show", str(wheel)).stdout)
+        return wheel, {**info, "action": "not-repairable", "show": report,
+                       "reason": f"no manylinux policy fits: {why}"}
+    log(f"auditwheel: {wheel.name} fits {policy}; repairing")
+    done = auditwheel("repair", "--plat", policy, "--patcher", info["patcher"],
+                      "-w", str(REPAIRED), str(wheel))
+    repaired = sorted(REPAIRED.glob("*.whl")) if REPAIRED.is_dir() else []
+    if done.returncode != 0 or len(repaired) != 1:
+        return wheel, {**info, "action": "not-repairable", "policy": policy,
+                       "reason": f"auditwheel repair failed (exit {done.returncode}): "
+                                 + tail(done.stdout + done.stderr)}
+    return repaired[0], {**info, "action": "repaired", "policy": policy}
+
+
 def write_json(name: str, value: Any) -> None:
     (OUT / name).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -168,8 +252,12 @@ def main(mode: str) -> int:
     dist = WORK / "dist"
     dist.mkdir()
     name = hooks.build_wheel(str(dist))
-    shutil.copyfile(dist / name, OUT / name)
     log(f"built {name}")
+    kept, repaired = repair(dist / name)
+    write_json("repair.json", repaired)
+    if repaired.get("reason"):
+        log(f"kept {name} as built: {repaired['reason']}")
+    shutil.copyfile(kept, OUT / kept.name)
     return 0
 
 

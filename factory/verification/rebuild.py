@@ -16,6 +16,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from docker.errors import DockerException, ImageNotFound
 
 from factory.atomic import sha256_file
 from factory.builders import build as builder
+from factory.builders import repair
 from factory.builders.engine import connect
 from factory.builders.env import Kit, KitPart, import_root
 from factory.builders.image import ImageRef
@@ -71,7 +73,10 @@ def _rebuild_one(settings: Settings, index: IndexView, item: Published) -> Rebui
     try:
         inputs = _inputs(settings, index, record, scratch)
         # A scratch state directory: the rebuild never replaces the factory's wheels.
-        rebuilt = builder.build(dataclasses.replace(settings, state_dir=scratch / "state"), inputs)
+        repaired = record.builder_settings.get("repair") or {}
+        again = dataclasses.replace(settings, state_dir=scratch / "state",
+                                    build_repair=str(repaired.get("tool") or "none"))
+        rebuilt = builder.build(again, inputs)
         wheel = scratch / "state" / "wheels" / rebuilt.wheel_filename
         log = settings.logs_dir / rebuilt.log_filename
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -105,11 +110,21 @@ def _inputs(settings: Settings, index: IndexView, record: BuildRecord,
             for p in record.patches])
     frontend = record.builder_settings.get("frontend") or []
     kit_files = {part["sdist"] for part in frontend}
-    tools = tuple(_tool_wheel(settings, index, t.filename, t.sha256)
-                  for t in record.build_tools if t.filename not in kit_files)
+    # The repair tools (auditwheel...) sat in their own venv: take them out of the
+    # build environment once each (a wheel may have been in both), and pass them apart.
+    build_env = Counter(repair.build_env_shas(record))
+    tools = []
+    for tool in record.build_tools:
+        if tool.filename not in kit_files and build_env[tool.sha256] > 0:
+            build_env[tool.sha256] -= 1
+            tools.append(_tool_wheel(settings, index, tool.filename, tool.sha256))
+    repaired = record.builder_settings.get("repair") or {}
+    repair_tools = tuple(_tool_wheel(settings, index, str(t["filename"]), str(t["sha256"]))
+                         for t in repaired.get("tools", []))
     return builder.BuildInputs(
         name=record.component, version=record.version, sdist=sdist, source=src, tree=tree,
-        tools=tools, kit=_kit(settings, index, frontend, scratch), image=_image(record),
+        tools=tuple(tools), kit=_kit(settings, index, frontend, scratch), image=_image(record),
+        repair_tools=repair_tools,
         recipe_name=record.recipe_name, recipe_digest=record.recipe_digest,
         patches=tuple(dict(p) for p in record.patches),
         upstream_wheels=tuple(record.builder_settings.get("upstream_wheels") or ()),

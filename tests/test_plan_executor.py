@@ -1,0 +1,172 @@
+"""The build executor on real containers: concurrency, failures, skips, dynamic requirements.
+
+Every component is a tiny generated sdist with an in-tree backend, so no build
+tool has to be built first; the front-end kit is locked like in production,
+from sdists made of the test venv's own pure-Python copies. Builds are counted
+by wrapping builder.build (the only place a build container is started).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from factory.builders import build as builder
+from factory.builders.image import ImageRef, bootstrap_image, images_record
+from factory.builders.record import BuildRecord
+from factory.config import Settings
+from factory.lock import Lock, save_lock
+from factory.plan import build_one, make_plan, run_plan
+from tests.builders_fixtures import backend_sdist, lock_entry, make_sdist, offline_settings
+from tests.conftest import write_recipe
+
+pytestmark = pytest.mark.docker
+
+SLOW = "import time; time.sleep(2)"  # long enough to see overlap at one-second resolution
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImageRef, Path]:
+    settings = offline_settings(tmp_path_factory.mktemp("executor-image"))
+    return bootstrap_image(settings), images_record(settings)
+
+
+@pytest.fixture(scope="session")
+def kit_sdists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """pyproject-hooks, packaging and installer as sdists, from the test venv's copies."""
+    import installer
+    import packaging
+    import pyproject_hooks
+
+    out = tmp_path_factory.mktemp("kit-sdists")
+    made = []
+    for module, name in ((pyproject_hooks, "pyproject_hooks"), (packaging, "packaging"),
+                         (installer, "installer")):
+        package = Path(str(module.__file__)).parent
+        files = {f"{module.__name__}/{p.relative_to(package)}": p.read_text(encoding="utf-8")
+                 for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts}
+        made.append(make_sdist(out, name, files, getattr(module, "__version__", "0")))
+    return made
+
+
+Spec = tuple[str, str, tuple[str, ...]]  # payload, reason ("approved" or why), build_requires
+
+
+def project(root: Path, image: tuple[ImageRef, Path], kit: list[Path],
+            components: dict[str, Spec], extra: dict[str, str] | None = None) -> Settings:
+    """A project whose lock holds the kit and ``components`` (sdists in the source cache)."""
+    settings = offline_settings(root)
+    entries = [lock_entry(settings, sdist, "build-tool", "front end", ()) for sdist in kit]
+    for name, (payload, reason, requires) in components.items():
+        sdist = backend_sdist(root / "sdists", name, payload, (extra or {}).get(name, ""))
+        kind = "runtime" if reason == "approved" else "build-tool"
+        entries.append(lock_entry(settings, sdist, kind, reason, requires))
+        if reason == "approved":
+            write_recipe(root, name)
+    save_lock(settings, Lock(entries))
+    target = images_record(settings)  # the image's package list, so no container lists it
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image[1], target)
+    return settings
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The components built, in call order (each call is one build container)."""
+    calls: list[str] = []
+    real: Callable[..., BuildRecord] = builder.build
+
+    def counted(settings: Settings, inputs: builder.BuildInputs) -> BuildRecord:
+        calls.append(inputs.name)
+        return real(settings, inputs)
+
+    monkeypatch.setattr(builder, "build", counted)
+    return calls
+
+
+def _overlap(one: BuildRecord, two: BuildRecord) -> bool:
+    return one.started_on < two.finished_on and two.started_on < one.finished_on
+
+
+def test_independent_nodes_build_concurrently_up_to_the_limit(
+        tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
+        builds: list[str]) -> None:
+    overlapped = {}
+    for limit in (1, 2):
+        settings = project(tmp_path / f"limit{limit}", image, kit_sdists,
+                           {"alpha": (SLOW, "approved", ()), "beta": (SLOW, "approved", ())})
+        outcome = run_plan(settings, make_plan(settings), concurrency=limit)
+        assert outcome.failed == {}
+        first, second = outcome.records
+        overlapped[limit] = _overlap(first, second)
+    assert overlapped == {1: False, 2: True}
+    assert sorted(builds) == ["alpha", "alpha", "beta", "beta"]
+
+    # The same lock again: both are up to date, and no container is started.
+    again = run_plan(settings, make_plan(settings), concurrency=2)
+    assert len(builds) == 4
+    assert [r.invocation_id for r in again.records] == [r.invocation_id for r in outcome.records]
+
+
+def test_a_failed_dependency_stops_only_what_needs_it(
+        tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
+        builds: list[str]) -> None:
+    settings = project(tmp_path, image, kit_sdists, {
+        "broken": ("raise SystemExit('broken on purpose')", "build requirement of needsbroken",
+                   ()),
+        "needsbroken": ("", "approved", ("broken",)),
+        "fine": ("", "approved", ()),
+    })
+    outcome = run_plan(settings, make_plan(settings))
+    assert sorted(builds) == ["broken", "fine"]  # needsbroken never got a container
+    assert [r.component for r in outcome.records] == ["fine"]
+    assert set(outcome.failed) == {"broken==1.0", "needsbroken==1.0"}
+    assert "build failed" in outcome.failed["broken==1.0"]
+    assert outcome.failed["needsbroken==1.0"] == "a build requirement failed: broken==1.0"
+    wheels = sorted(p.name for p in settings.wheels_dir.glob("*.whl"))
+    assert wheels == ["fine-1.0-py3-none-any.whl"]
+
+
+def test_dynamic_requirements_learnt_at_build_time_add_nodes(
+        tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
+        builds: list[str]) -> None:
+    # The backend asks for helper only when asked (get_requires_for_build_wheel), and
+    # its build imports helper: the rebuild must really have it installed.
+    asks = "\ndef get_requires_for_build_wheel(config_settings=None):\n    return ['helper>=1']\n"
+    settings = project(tmp_path, image, kit_sdists, {
+        "dyn": ("import helper", "approved", ()),
+        "helper": ("", "build requirement of nobody yet", ()),
+    }, extra={"dyn": asks})
+    plan = make_plan(settings, ["dyn"])
+    assert list(plan.nodes) == ["dyn==1.0"]
+    outcome = run_plan(settings, plan)
+    assert outcome.failed == {}
+    assert builds == ["dyn", "helper", "dyn"]  # tried, learnt, built the tool, rebuilt
+    assert [r.component for r in outcome.records] == ["helper", "dyn"]
+    dyn = outcome.records[1]
+    assert "helper" in [t.name for t in dyn.build_tools]
+    assert dyn.builder_settings["build_requires"]["dynamic"] == ["helper>=1"]
+    assert "in the build environment of dyn 1.0" in plan.nodes["helper==1.0"].reasons
+    # What was learnt is remembered: the next plan knows helper from the start.
+    assert list(make_plan(settings, ["dyn"]).nodes) == ["dyn==1.0", "helper==1.0"]
+
+
+def test_build_one_builds_the_component_and_only_the_tools_it_lacks(
+        tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
+        builds: list[str]) -> None:
+    settings = project(tmp_path, image, kit_sdists, {
+        "tool": ("", "build requirement of app1", ()),
+        "app1": ("", "approved", ("tool",)),
+        "app2": ("", "approved", ("tool",)),
+        "other": ("", "approved", ()),
+    })
+    record = build_one(settings, "app1")
+    assert builds == ["tool", "app1"]
+    assert record.component == "app1" and "tool" in [t.name for t in record.build_tools]
+    record = build_one(settings, "app2")
+    assert builds == ["tool", "app1", "app2"]  # the tool is up to date: not built again
+    assert record.component == "app2"
+    assert not list(settings.wheels_dir.glob("other-*"))
