@@ -54,6 +54,20 @@ def test_two_releases_at_once_lose_nothing_and_duplicate_nothing(tmp_path: Path)
     assert entries == 4 * len(names)
 
 
+async def _get(client: httpx.AsyncClient, url: str, stats: dict[str, int],
+               **kwargs: object) -> httpx.Response:
+    """GET as an installer does: a connection that drops before any answer (a keep-alive
+    connection the server closed as it was reused) is retried; an HTTP error is not."""
+    for attempt in range(3):
+        try:
+            return await client.get(url, **kwargs)  # type: ignore[arg-type]
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            stats["retried"] = stats.get("retried", 0) + 1
+    raise AssertionError("unreachable")
+
+
 async def _install_loop(client: httpx.AsyncClient, projects: list[str], stop: threading.Event,
                         stats: dict[str, int]) -> None:
     n = 0
@@ -61,12 +75,12 @@ async def _install_loop(client: httpx.AsyncClient, projects: list[str], stop: th
         project = projects[n % len(projects)]
         n += 1
         try:
-            page = await client.get(f"/simple/{project}/", headers={"Accept": JSON})
+            page = await _get(client, f"/simple/{project}/", stats, headers={"Accept": JSON})
             page.raise_for_status()
             for item in page.json()["files"][-2:]:
                 url = page.url.join(item["url"])
-                meta = await client.get(str(url) + ".metadata")
-                wheel = await client.get(url)
+                meta = await _get(client, str(url) + ".metadata", stats)
+                wheel = await _get(client, str(url), stats)
                 meta.raise_for_status()
                 wheel.raise_for_status()
                 if (hashlib.sha256(wheel.content).hexdigest() != item["hashes"]["sha256"]
