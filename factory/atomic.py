@@ -20,8 +20,13 @@ TMP_PREFIX = ".tmp-"
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path``; on success fsync and rename it into place."""
+def atomic_writer(path: Path, mode: str = "wb",
+                  permissions: int | None = None) -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path``; on success fsync and rename it into place.
+
+    The temp file is private (0600) until renamed; ``permissions`` widens it first
+    (files a web server must read, say).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
@@ -29,6 +34,8 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if permissions is not None:
+            os.chmod(tmp, permissions)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,6 @@ Use the session fixture ``published_index`` (read only!) or, to change files,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -26,11 +25,8 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,7 +37,6 @@ from pathlib import Path
 
 import build
 import pytest
-import uvicorn
 
 from factory.atomic import sha256_file
 from factory.builders.env import source_date_epoch
@@ -50,6 +45,7 @@ from factory.config import Settings
 from factory.index.serve import create_app
 from factory.release import release
 from factory.sources import cache_path, extract
+from tests.index_fixtures import running
 from tests.local_upstream import make_sdist
 
 IDENTITY = "https://factory.invalid/builders/docker"
@@ -272,25 +268,8 @@ def serve_index(settings: Settings) -> Iterator[str]:
 
     Yields the base URL; pip/uv use ``<url>/simple/``. Stops when the block ends.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the index server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with running(create_app(settings)) as base:
+        yield base
 
 
 _SHARED: dict[str, PublishedIndex] = {}

@@ -12,15 +12,16 @@ import errno
 import fcntl
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from factory.atomic import TMP_PREFIX, sha256_file
+from factory.atomic import TMP_PREFIX, atomic_writer, sha256_file
 from factory.errors import PublishError
 from factory.index.records import StoredFile
+
+SERVED = 0o644  # published files: readable by any web server in front of the tree
 
 LOCK_TIMEOUT = 600.0
 
@@ -92,37 +93,17 @@ def place_bytes(data: bytes, dest: Path, rel: str, protected: bool) -> StoredFil
                 f"{rel} is already published with different bytes",
                 "published files are immutable: publish a new version instead",
             )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(dest, "wb", SERVED) as out:
+        out.write(data)
     return StoredFile(rel, digest, len(data))
 
 
 def _copy_in(src: Path, dest: Path, rel: str) -> StoredFile:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
     digest = hashlib.sha256()
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as source:
-            while block := source.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-                size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(dest, "wb", SERVED) as out, src.open("rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+            out.write(block)
+            size += len(block)
     return StoredFile(rel, digest.hexdigest(), size)
