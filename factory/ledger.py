@@ -95,20 +95,22 @@ def record_decision(settings: Settings, component: str, action: str, reason: str
 
 def builds(settings: Settings, component: str | None = None,
            limit: int = 100) -> list[dict[str, Any]]:
-    with session(settings) as db:
-        query = select(BuildEntry).order_by(BuildEntry.id.desc()).limit(limit)
-        if component:
-            query = query.where(BuildEntry.component == component)
-        return [_row(b) for b in db.scalars(query)]
+    return _recent(settings, BuildEntry, component, limit)
 
 
 def decisions(settings: Settings, component: str | None = None,
               limit: int = 100) -> list[dict[str, Any]]:
+    return _recent(settings, Decision, component, limit)
+
+
+def _recent(settings: Settings, model: type[BuildEntry] | type[Decision],
+            component: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest rows of ``model`` first, optionally of one component."""
     with session(settings) as db:
-        query = select(Decision).order_by(Decision.id.desc()).limit(limit)
+        query = select(model).order_by(model.id.desc()).limit(limit)
         if component:
-            query = query.where(Decision.component == component)
-        return [_row(d) for d in db.scalars(query)]
+            query = query.where(model.component == component)
+        return [_row(row) for row in db.scalars(query)]
 
 
 def _row(obj: Base) -> dict[str, Any]:

@@ -94,20 +94,16 @@ def _requirements(tmp_path: Path, published: dict) -> Path:
     return path
 
 
+def _pip_install(python: Path, url: str) -> list[str]:
+    """pip install from the index under test alone, no cache, no user configuration."""
+    return [str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", "install",
+            "--no-cache-dir", "--index-url", f"{url}/simple/"]
+
+
 def test_pip_installs_with_required_hashes_and_skips_yanked(index, pip_python, tmp_path: Path):
     url, log, published = index
     python = pip_python
-    pip = [
-        str(python),
-        "-m",
-        "pip",
-        "--isolated",
-        "--disable-pip-version-check",
-        "install",
-        "--no-cache-dir",
-        "--index-url",
-        f"{url}/simple/",
-    ]
+    pip = _pip_install(python, url)
     hashed = subprocess.run(
         [*pip, "--require-hashes", "-r", str(_requirements(tmp_path, published))],
         capture_output=True,
@@ -134,18 +130,7 @@ def test_pip_gets_404_for_a_typo(index, pip_python):
     url, log, _ = index
     python = pip_python
     typo = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "--isolated",
-            "--disable-pip-version-check",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            f"{url}/simple/",
-            "gama",
-        ],
+        [*_pip_install(python, url), "gama"],
         capture_output=True,
         text=True,
         env=_clean_env(),
