@@ -1,8 +1,14 @@
-"""The two indexes compared: `factory serve` on the published index, and pypiserver on
-a directory holding the very same wheel files (hard links)."""
+"""The indexes compared: `factory serve` on the published index, and pypiserver on a
+directory holding the very same wheel files (hard links); and, as floors, nginx
+serving the published tree as static files, as is and without its PEP 658
+metadata."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -50,3 +56,58 @@ def both(ctx: Context) -> Iterator[dict[str, Running]]:
         pypi = stack.enter_context(servers.pypiserver(
             venv, packages, ctx.work / "pypiserver.log"))
         yield {"factory": factory, "pypiserver": pypi}
+
+
+_METADATA_KEYS = ("core-metadata", "dist-info-metadata", "data-dist-info-metadata")
+_METADATA_ATTRS = re.compile(r' data-(?:core|dist-info)-metadata="[^"]*"')
+
+
+def without_core_metadata(index: Path, target: Path) -> Path:
+    """A copy of the published tree whose Simple pages announce no PEP 658/714 metadata.
+
+    Everything is hard-linked except the project pages, which are rewritten (after
+    unlinking, so the published tree is never touched).
+    """
+    shutil.copytree(index, target, copy_function=_link_or_copy, dirs_exist_ok=True)
+    for page in sorted((target / "simple").glob("*/index.json")):
+        data = json.loads(page.read_text())
+        for entry in data.get("files", []):
+            for key in _METADATA_KEYS:
+                entry.pop(key, None)
+        page.unlink()
+        page.write_text(json.dumps(data, indent=1, sort_keys=True))
+    for page in sorted((target / "simple").glob("*/index.html")):
+        text = _METADATA_ATTRS.sub("", page.read_text())
+        page.unlink()
+        page.write_text(text)
+    return target
+
+
+def _link_or_copy(source: str, dest: str) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
+@contextmanager
+def static_floors(ctx: Context) -> Iterator[dict[str, Running]]:
+    """nginx serving the published tree, as is and without PEP 658 metadata.
+
+    Not contenders for the goal: they show what a static server costs an installer
+    (nginx answers in a fraction of a millisecond), and what announcing PEP 658
+    metadata costs it. Without nginx on this machine there are none.
+    """
+    if servers.nginx_binary() is None:
+        ctx.note("nginx is not installed: the static-server floors were not measured "
+                 "(apt-get install nginx-light)")
+        yield {}
+        return
+    index = published_index(ctx)
+    stripped = without_core_metadata(index, ctx.work / "index-without-metadata")
+    with ExitStack() as stack:
+        yield {
+            "nginx": stack.enter_context(servers.nginx(index, ctx.work / "nginx")),
+            "nginx, no PEP 658": stack.enter_context(
+                servers.nginx(stripped, ctx.work / "nginx-no-658", name="nginx, no PEP 658")),
+        }

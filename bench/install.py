@@ -1,5 +1,6 @@
 """Comparison 4: install the approved set into a fresh venv, from `factory serve` and from
-pypiserver serving the same wheels, with pip and with uv."""
+pypiserver serving the same wheels, with pip and with uv; nginx serving the same
+tree (with and without PEP 658 metadata) measures the floor any server can reach."""
 
 from __future__ import annotations
 
@@ -10,26 +11,36 @@ from pathlib import Path
 
 from bench import peers
 from bench.harness import Comparison, Context, RatioSpec
-from bench.indexes import TOP_LEVEL, both
+from bench.indexes import TOP_LEVEL, both, static_floors
 from bench.proxy import counting_proxy
 from bench.servers import Running
 
 PIP = ("pip==26.3",)
 UV = ("uv==0.13.9",)
 CLIENTS = ("pip", "uv")
-SERVERS = ("factory", "pypiserver")
 TIMEOUT = 600
 
 METHOD = """
 Each run makes a fresh venv (not timed) and times one install of `requests flask`
 (the twelve approved runtime components) with `--index-url` set to one server:
-pip with `--no-cache-dir`, uv with `--no-cache`. Both servers run at once on
+pip with `--no-cache-dir --no-compile`, uv with `--no-cache` (uv compiles no bytecode
+by default; compiling is the same interpreter work whatever the index, about half
+of pip's run time and most of its run-to-run noise, so pip skips it too and the
+figures measure what the index changes). Both servers run at once on
 127.0.0.1, `factory serve` on the published index and pypiserver (waitress) on a
 directory holding hard links to the same wheel files; runs alternate between
 them. Installers run in a clean environment (no pip configuration, no
 find-links), so every byte comes from the server under test. Bytes are counted
 on the wire (headers included, server to client) by a TCP proxy in front of each
 server, during one untimed warm-up install per client and server.
+
+Two more servers, not contenders for the goal, show where the time goes: nginx
+(with the configuration of docs/nginx.md) serving the same published tree as
+static files, which answers in about 0.15 ms and so is the floor of any server;
+and nginx serving a copy of that tree whose pages announce no PEP 658 core
+metadata. pip fetches every announced `.metadata` file during resolution and
+the wheel afterwards: one more request and one more parse per package, which
+the index cannot save it. uv fetches the metadata files too but in parallel.
 """
 
 
@@ -49,7 +60,7 @@ def _fresh_venv(uv: list[str], path: Path) -> Path:
 def install_command(client: str, tool: list[str], python: Path, simple: str) -> list[str]:
     if client == "pip":
         return [*tool, "-m", "pip", "--python", str(python), "install", "--quiet",
-                "--no-cache-dir", "--disable-pip-version-check", "--no-input",
+                "--no-cache-dir", "--no-compile", "--disable-pip-version-check", "--no-input",
                 "--progress-bar", "off", "--index-url", simple, *TOP_LEVEL]
     return [*tool, "pip", "install", "--quiet", "--no-cache", "--no-config", "--python",
             str(python), "--index-url", simple, *TOP_LEVEL]
@@ -79,7 +90,7 @@ def _port(running: Running) -> int:
 def _warm_and_count(ctx: Context, tools: dict[str, list[str]],
                     running: dict[str, Running]) -> None:
     for client in CLIENTS:
-        for name in SERVERS:
+        for name in running:
             with counting_proxy(_port(running[name])) as counter:
                 tag = f"count-{client}-{name}"
                 try:
@@ -101,10 +112,12 @@ def run(ctx: Context) -> None:
     pip_version = peers.version_of([*tools["pip"], "-m", "pip", "--version"])
     ctx.describe("pip", pip_version.split(" from")[0])
     ctx.describe("uv", peers.version_of([*tools["uv"], "--version"]))
-    with both(ctx) as running:
+    with both(ctx) as contenders, static_floors(ctx) as floors:
+        running = {**contenders, **floors}
         _warm_and_count(ctx, tools, running)
+        names = list(running)
         for i in range(ctx.repeats):
-            order = SERVERS if i % 2 == 0 else SERVERS[::-1]
+            order = names[i % len(names):] + names[:i % len(names)]  # each takes each slot
             for client in CLIENTS:
                 for name in order:
                     action = partial(_install, ctx, tools, client, running[name].simple,
@@ -118,9 +131,11 @@ COMPARISON = Comparison(
     title="Install requests+flask into a fresh venv",
     run=run,
     ratios=(RatioSpec("seconds", "factory", "pypiserver", goal=1.0),
-            RatioSpec("bytes", "factory", "pypiserver")),
+            RatioSpec("bytes", "factory", "pypiserver"),
+            RatioSpec("seconds", "nginx", "pypiserver"),
+            RatioSpec("seconds", "nginx, no PEP 658", "pypiserver")),
     method=METHOD,
-    repeats=7,  # short runs: more of them, so a busy moment does not decide the median
+    repeats=9,  # short runs: more of them, so a busy moment does not decide the median
     quick_repeats=3,
     chart_metrics=("seconds", "bytes"),
 )

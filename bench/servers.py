@@ -2,12 +2,14 @@
 
 Both are started as a user would start them: `factory serve` (the CLI, uvicorn,
 one process) and `pypi-server run` (waitress, one process) with fallback to
-the public index disabled.
+the public index disabled. nginx, with the configuration docs/nginx.md gives,
+serves a published tree as static files: the floor of what any server can do.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +26,8 @@ from bench import peers
 from bench.harness import BenchSetupError
 
 HOST = "127.0.0.1"
+DOCS_NGINX = Path(__file__).resolve().parents[1] / "docs" / "nginx.md"
+DOCUMENTED_ROOT = "/srv/factory/.factory/index"  # what docs/nginx.md names
 
 
 def free_port() -> int:
@@ -116,3 +120,54 @@ def link_tree(files: list[Path], target: Path) -> None:
             os.link(path, dest)
         except OSError:
             shutil.copyfile(path, dest)
+
+
+_NGINX_MAIN = """daemon off;
+{user}pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{}}
+http {{
+    access_log {access_log};
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/factory-index.conf;
+}}
+"""
+
+
+def nginx_binary() -> Path | None:
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    return Path(found) if Path(found).is_file() else None
+
+
+def documented_nginx_config(index_dir: Path, port: int) -> str:
+    """The server block of docs/nginx.md, pointed at ``index_dir`` and 127.0.0.1:``port``."""
+    (block,) = re.findall(r"```nginx\n(.*?)```", DOCS_NGINX.read_text(), re.S)
+    return block.replace(DOCUMENTED_ROOT, str(index_dir)).replace(
+        "listen 8080;", f"listen {HOST}:{port};")
+
+
+@contextmanager
+def nginx(index_dir: Path, workdir: Path, name: str = "nginx",
+          access_log: bool = False) -> Iterator[Running]:
+    """nginx in the foreground serving ``index_dir`` with the documented configuration."""
+    binary = nginx_binary()
+    if binary is None:
+        raise BenchSetupError("nginx is not installed", "apt-get install nginx-light")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "factory-index.conf").write_text(documented_nginx_config(index_dir, port))
+    # As root, workers would drop to nobody and could not read a private tree.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    log = str(workdir / "access.log") if access_log else "off"
+    (workdir / "nginx.conf").write_text(
+        _NGINX_MAIN.format(user=user, tmp=workdir, access_log=log))
+    command = [str(binary), "-p", str(workdir), "-c", str(workdir / "nginx.conf"),
+               "-e", str(workdir / "error.log")]
+    url = f"http://{HOST}:{port}"
+    with process(name, command, url + "/", url, workdir / "stderr.log",
+                 dict(os.environ)) as running:
+        yield running

@@ -69,7 +69,7 @@ def test_install_commands_name_the_server_and_disable_caches() -> None:
     python = Path("/v/bin/python")
     pip = install.install_command("pip", ["/p/bin/python"], python, "http://127.0.0.1:9/simple/")
     assert pip[:4] == ["/p/bin/python", "-m", "pip", "--python"]
-    assert "--no-cache-dir" in pip and pip[-2:] == ["requests", "flask"]
+    assert "--no-cache-dir" in pip and "--no-compile" in pip and pip[-2:] == ["requests", "flask"]
     assert pip[pip.index("--index-url") + 1] == "http://127.0.0.1:9/simple/"
     uv = install.install_command("uv", ["/uv"], python, "http://127.0.0.1:9/simple/")
     assert uv[:3] == ["/uv", "pip", "install"] and "--no-cache" in uv and "--no-config" in uv
@@ -154,3 +154,33 @@ def test_counting_proxy_forwards_and_counts_both_directions(http_server: int) ->
     assert 3 * 100_000 < down < 3 * 100_000 + 3 * 400  # bodies plus status lines and headers
     assert 0 < up < 3 * 400
     assert requests == 3
+
+
+def test_tree_without_core_metadata_drops_only_the_announcement(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from index_fixtures import publish_wheel
+
+    from bench.indexes import without_core_metadata
+    from factory.config import load_settings
+
+    settings = load_settings(root=tmp_path / "root")
+    publish_wheel(settings, tmp_path / "w", "alpha", "1.0")
+    index = settings.index_dir
+    before = {p: p.read_bytes() for p in index.rglob("*") if p.is_file()}
+    copy = without_core_metadata(index, tmp_path / "copy")
+
+    page = json.loads((copy / "simple" / "alpha" / "index.json").read_text())
+    original = json.loads((index / "simple" / "alpha" / "index.json").read_text())
+    assert "core-metadata" in original["files"][0]
+    (entry,) = page["files"]
+    assert not {"core-metadata", "dist-info-metadata"} & set(entry)
+    assert entry["hashes"] == original["files"][0]["hashes"] and entry["url"]
+    html = (copy / "simple" / "alpha" / "index.html").read_text()
+    assert "metadata" not in html and "alpha-1.0-py3-none-any.whl#sha256=" in html
+    # The published tree is untouched (pages were unlinked, not written through).
+    assert {p: p.read_bytes() for p in index.rglob("*") if p.is_file()} == before
+    wheel = next((index / "files" / "alpha").glob("*.whl"))
+    assert (copy / wheel.relative_to(index)).stat().st_ino == wheel.stat().st_ino

@@ -3,55 +3,31 @@
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bench import servers
 from factory.config import load_settings
 from factory.index import publish_trust, yank
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import free_port, publish_wheel  # noqa: E402
+from index_fixtures import publish_wheel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 UV = REPO / ".venv" / "bin" / "uv"
 JSON = "application/vnd.pypi.simple.v1+json"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not Path(NGINX).is_file(), reason="nginx is not installed (apt-get install nginx-light)"
+        servers.nginx_binary() is None,
+        reason="nginx is not installed (apt-get install nginx-light)",
     ),
 ]
-
-_MAIN = """daemon off;
-user root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{}}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/factory-index.conf;
-}}
-"""
-
-
-def _documented_config() -> str:
-    text = (REPO / "docs" / "nginx.md").read_text()
-    (block,) = re.findall(r"```nginx\n(.*?)```", text, re.S)
-    return block
 
 
 @pytest.fixture(scope="module")
@@ -69,33 +45,8 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]
     trusted = root / "trusted_root.json"
     trusted.write_text("{}")
     publish_trust(settings, {"trusted_root.json": trusted})
-    port = free_port()
-    tmp = root / "nginx"
-    tmp.mkdir()
-    config = _documented_config().replace("/srv/factory/.factory/index", str(settings.index_dir))
-    config = config.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    (tmp / "factory-index.conf").write_text(config)
-    (tmp / "nginx.conf").write_text(_MAIN.format(tmp=tmp))
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")],
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = (tmp / "error.log").read_text() if (tmp / "error.log").exists() else ""
-                    pytest.fail(f"nginx did not start: {err}")
-                time.sleep(0.1)
-        yield url, published
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with servers.nginx(settings.index_dir, root / "nginx", access_log=True) as running:
+        yield running.url, published
 
 
 def test_negotiation_and_status_codes(nginx):
