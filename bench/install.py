@@ -38,9 +38,10 @@ Two more servers, not contenders for the goal, show where the time goes: nginx
 (with the configuration of docs/nginx.md) serving the same published tree as
 static files, which answers in about 0.15 ms and so is the floor of any server;
 and nginx serving a copy of that tree whose pages announce no PEP 658 core
-metadata. pip fetches every announced `.metadata` file during resolution and
-the wheel afterwards: one more request and one more parse per package, which
-the index cannot save it. uv fetches the metadata files too but in parallel.
+metadata. pip fetches every announced `.metadata` file during resolution, one
+after the other, and the wheel afterwards: one more request and one more parse
+per package, which no server can save it (compare the two nginx rows). uv fetches
+concurrently; without PEP 658 it reads wheel metadata with range requests.
 """
 
 

@@ -215,3 +215,17 @@ def test_tampering_that_keeps_size_and_mtime_is_still_refused(
     path.write_bytes(bytes(data))  # same inode and size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime
     assert client.get(f"/files/demo-pkg/{WHEEL}.metadata").status_code == 500
+
+
+def test_verified_bytes_stay_within_their_budget_least_recently_used_first(tmp_path: Path):
+    from factory.index.serve import _VerifiedBytes
+
+    cache = _VerifiedBytes(budget=10)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    cache.put(a, (4, 1, 1, 1), b"aaaa")
+    cache.put(b, (4, 1, 2, 1), b"bbbb")
+    assert cache.get(a, (4, 1, 1, 1)) == b"aaaa"  # a is now the most recently used
+    cache.put(c, (4, 1, 3, 1), b"cccc")  # 12 bytes > 10: b goes
+    assert cache.get(b, (4, 1, 2, 1)) is None
+    assert cache.get(a, (4, 1, 1, 1)) == b"aaaa" and cache.get(c, (4, 1, 3, 1)) == b"cccc"
+    assert cache.get(a, (4, 1, 1, 2)) is None  # changed since (ctime): not served from memory

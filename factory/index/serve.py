@@ -4,10 +4,10 @@ It serves the static tree that publishing writes, and adds what a plain web
 server cannot: content negotiation by q-value (PEP 691), redirects to
 normalized names, a 404 for any unknown project (never a fallback to a public
 index), the Integrity API (PEP 740), and a digest check of every file against
-its published record before it is sent (cached by size, mtime and inode, so a
-file is hashed once, not on every request). Small files (core metadata, most
-wheels) are read whole and the very bytes sent are checked, in the event loop:
-a read of at most 256 KiB from the page cache costs less than a hop to a thread.
+its published record before it is sent (cached by size, mtime, inode and ctime,
+so a file is hashed once per change, not on every request). Small files (core
+metadata, most wheels) are kept in memory once verified, within a byte budget,
+so a repeat request costs one stat: no read, no hash, no hop to a thread.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ INTEGRITY_TYPE = "application/vnd.pypi.integrity.v1+json"
 PAGE_CACHE = "no-cache"  # always revalidate (cheap with the ETag): yanks show at once
 FILE_CACHE = "public, max-age=31536000, immutable"
 SMALL_FILE = 256 * 1024  # sent from memory; larger files stream (with Range support)
+VERIFIED_BYTES_BUDGET = 64 * 1024 * 1024  # small files kept in memory once verified
 
 _CONTENT_TYPES = [  # longest suffix first
     (".metadata", "text/plain; charset=utf-8"),
@@ -103,9 +105,14 @@ def negotiate(accept: str | None) -> str | None:
     return None
 
 
+# size, mtime, inode and ctime: a write can restore the size and the mtime, not the
+# ctime (the kernel sets it on every change), so a file changed in place misses.
+StatKey = tuple[int, int, int, int]
+
+
 @dataclass
 class _Cached:
-    key: tuple[int, int, int]
+    key: StatKey
     value: Any
 
 
@@ -116,14 +123,43 @@ class _StatCache:
         self._items: dict[Path, _Cached] = {}
         self._lock = threading.Lock()
 
-    def get(self, path: Path, key: tuple[int, int, int]) -> Any | None:
+    def get(self, path: Path, key: StatKey) -> Any | None:
         with self._lock:
             hit = self._items.get(path)
         return hit.value if hit and hit.key == key else None
 
-    def put(self, path: Path, key: tuple[int, int, int], value: Any) -> None:
+    def put(self, path: Path, key: StatKey, value: Any) -> None:
         with self._lock:
             self._items[path] = _Cached(key, value)
+
+
+class _VerifiedBytes:
+    """Small files whose bytes matched their published digest, by path and stat key;
+    the least recently used go first once the budget is spent."""
+
+    def __init__(self, budget: int) -> None:
+        self._items: OrderedDict[Path, tuple[StatKey, bytes]] = OrderedDict()
+        self._size = 0
+        self._budget = budget
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, key: StatKey) -> bytes | None:
+        with self._lock:
+            hit = self._items.get(path)
+            if hit is None or hit[0] != key:
+                return None
+            self._items.move_to_end(path)
+            return hit[1]
+
+    def put(self, path: Path, key: StatKey, body: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(path, None)
+            self._size -= len(old[1]) if old else 0
+            self._items[path] = (key, body)
+            self._size += len(body)
+            while self._size > self._budget:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._size -= len(dropped)
 
 
 @dataclass(frozen=True)
@@ -132,12 +168,12 @@ class _Loaded:
     served: dict[str, StoredFile]  # built once per record, not on every request
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
+def _stat_key(path: Path) -> StatKey | None:
     try:
         st = path.stat()
     except OSError:  # missing, or a name no file can have (too long, ...): not there
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 class IndexApp:
@@ -150,6 +186,7 @@ class IndexApp:
         self._digests = _StatCache()
         self._pages = _StatCache()
         self._rendered_pages = _StatCache()
+        self._bytes = _VerifiedBytes(VERIFIED_BYTES_BUDGET)
 
     # -- helpers -------------------------------------------------------------
     def record(self, project: str) -> ProjectRecord | None:
@@ -249,7 +286,7 @@ class IndexApp:
 
     def _rendered(self, project: str, record: ProjectRecord, as_json: bool) -> bytes:
         path = self.layout.record(project)
-        key = _stat_key(path) or (0, 0, 0)
+        key = _stat_key(path) or (0, 0, 0, 0)
         cached = self._rendered_pages.get(path, key)
         if cached is None:
             base = self.settings.index_url
@@ -327,15 +364,23 @@ class IndexApp:
             return Response(status_code=304, headers=headers)
         return FileResponse(path, media_type=media_type, headers=headers)
 
-    @staticmethod
-    def _small(path: Path, stored: StoredFile) -> bytes | None:
-        """The file's bytes if they are the published ones (the very bytes sent are checked)."""
-        try:
-            body = path.read_bytes()
-        except OSError:  # missing, or a name no file can have
+    def _small(self, path: Path, stored: StoredFile) -> bytes | None:
+        """The file's bytes if they are the published ones (read and checked once per change).
+
+        Read in the event loop: at most 256 KiB, once, costs less than a hop to a thread.
+        """
+        key = _stat_key(path)
+        if key is None or key[0] != stored.size:
             return None
-        if len(body) != stored.size or hashlib.sha256(body).hexdigest() != stored.sha256:
-            return None
+        body = self._bytes.get(path, key)
+        if body is None:
+            try:
+                body = path.read_bytes()
+            except OSError:
+                return None
+            if len(body) != stored.size or hashlib.sha256(body).hexdigest() != stored.sha256:
+                return None
+            self._bytes.put(path, key, body)
         return body
 
     async def integrity(self, request: Request) -> Response:
