@@ -13,45 +13,18 @@ with the SBOM and the signed bundle as the attest step's products.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from factory.attest.provenance import build_statement
-from factory.attest.sbom import build_sbom, sbom_statement, write_sbom
-from factory.builders.record import BuildRecord
-from factory.config import Settings
-from factory.errors import SigningError
-from factory.keys import find_key_material
+if TYPE_CHECKING:
+    from factory.attest.wheel import Attestation, attest_wheel, ensure_no_key_material
+
+__all__ = ["Attestation", "attest_wheel", "ensure_no_key_material"]
 
 
-@dataclass(frozen=True)
-class Attestation:
-    provenance: dict[str, Any]  # in-toto Statement v1, SLSA provenance v1 predicate
-    sbom_statement: dict[str, Any]  # in-toto Statement v1, CycloneDX predicate
-    sbom_path: Path  # W.cdx.json
-
-    @property
-    def statements(self) -> list[dict[str, Any]]:
-        return [self.provenance, self.sbom_statement]
-
-
-def ensure_no_key_material(document: Any, settings: Settings, what: str) -> None:
-    """Refuse to publish anything that carries a private key or its path."""
-    found = find_key_material(json.dumps(document), settings)
-    if found:
-        raise SigningError(
-            f"{what} would carry private key material or a private key path",
-            "a build record or setting leaks a secret; fix it before attesting",
-        )
-
-
-def attest_wheel(settings: Settings, record: BuildRecord, wheel: Path) -> Attestation:
-    """Build the provenance and SBOM of ``wheel``; write ``W.cdx.json``."""
-    provenance = build_statement(record, settings)
-    sbom = build_sbom(wheel, record)
-    ensure_no_key_material(provenance, settings, "the provenance")
-    ensure_no_key_material(sbom, settings, "the SBOM")
-    path = write_sbom(wheel, sbom)
-    return Attestation(provenance, sbom_statement(wheel, sbom), path)
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: a verifier importing factory.attest.types must not pay
+    # for the builders (CycloneDX's models, the build record).
+    if name in __all__:
+        return getattr(importlib.import_module("factory.attest.wheel"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,14 +13,11 @@ from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 
 from factory import __version__
+from factory.attest.types import BUILD_TYPE, STATEMENT_TYPE
+from factory.attest.types import SLSA_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.builders.record import BuildRecord
 from factory.config import Settings
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-# The schema of our external/internal parameters; bump the /v1 on any
-# incompatible change. A name, not a page: docs/provenance.md describes it.
-BUILD_TYPE = "https://factory.invalid/build-types/python-wheel-from-sdist/v1"
 # in-toto media type of upstream's PEP 740 provenance object (the Integrity API)
 PEP740_MEDIA_TYPE = "application/vnd.pypi.integrity.v1+json"
 

@@ -27,9 +27,9 @@ from sigstore_models.common.v1 import HashAlgorithm
 
 from factory.advisories import AdvisoryDatabase
 from factory.atomic import canonical_json
-from factory.attest.provenance import BUILD_TYPE
-from factory.attest.provenance import PREDICATE_TYPE as SLSA_PREDICATE
-from factory.attest.sbom import PREDICATE_TYPE as SBOM_PREDICATE
+from factory.attest.types import BUILD_TYPE
+from factory.attest.types import SBOM_PREDICATE_TYPE as SBOM_PREDICATE
+from factory.attest.types import SLSA_PREDICATE_TYPE as SLSA_PREDICATE
 from factory.errors import FactoryError, VerificationError
 from factory.lock import Lock
 from factory.signing.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
