@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from pypi_attestations import Attestation, AttestationBundle, AttestationError, Provenance
 from sigstore.errors import Error as SigstoreError
 
+from factory.attest.types import STATEMENT_TYPE
 from factory.config import Settings
 from factory.errors import SigningError, VerificationError
 from factory.signing.verify import check_subject, load_bundle, verify_statement_bundle
 
 PUBLISH_PREDICATE = "https://docs.pypi.org/attestations/publish/v1"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PUBLISHER_KIND = "artifact-factory"
 _KNOWN_KINDS = {"GitHub", "GitLab", "Google", "CircleCI"}
 

@@ -23,10 +23,10 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
 from sigstore_models.common.v1 import HashAlgorithm
 
+from factory.attest.types import STATEMENT_TYPE
 from factory.errors import VerificationError
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 _CHUNK = 1 << 20
 
 
