@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,12 +70,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def clean_temporaries(directory: Path) -> int:
-    """Remove temp files a crash left behind; returns how many."""
+def clean_temporaries(directory: Path, older_than: float | None = None) -> int:
+    """Remove temp files and directories a crash left behind; returns how many.
+
+    ``older_than`` (seconds) spares those touched more recently: another process
+    may still be writing them.
+    """
     removed = 0
-    if directory.is_dir():
-        for leftover in directory.rglob(TMP_PREFIX + "*"):
-            if leftover.is_file():
+    if not directory.is_dir():
+        return 0
+    horizon = None if older_than is None else time.time() - older_than
+    for leftover in sorted(directory.rglob(TMP_PREFIX + "*"), reverse=True):
+        try:
+            if horizon is not None and leftover.lstat().st_mtime > horizon:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
                 leftover.unlink(missing_ok=True)
-                removed += 1
+        except OSError:  # gone already (another sweeper, or its owner finished)
+            continue
+        removed += 1
     return removed

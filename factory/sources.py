@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from factory import gitsource
-from factory.atomic import sha256_file, write_bytes
+from factory.atomic import clean_temporaries, sha256_file, write_bytes
 from factory.config import Settings
 from factory.errors import IntegrityError, RecipeError, UnsafeArchiveError
 from factory.upstream import Upstream
@@ -44,6 +44,9 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+# A download a crash interrupted leaves a .tmp-* file beside its cache entry; one
+# untouched this long has no live writer (the stream rewrites it as bytes arrive).
+STALE_TEMPORARY_SECONDS = 3600.0
 
 
 def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
@@ -55,6 +58,7 @@ def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None
     """The locked sdist, verified, from the cache or downloaded into it."""
     sdist = locked.sdist
     path = cache_path(settings, sdist.sha256, sdist.filename)
+    clean_temporaries(path.parent, older_than=STALE_TEMPORARY_SECONDS)
     if path.is_file():
         actual = sha256_file(path)
         if actual == sdist.sha256:

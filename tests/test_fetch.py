@@ -75,3 +75,21 @@ def test_licence_outside_allowlist_is_refused(project: Settings,
     pipeline.lock_stage(project)
     with pytest.raises(PolicyError, match="licence GPL-3.0-only is not in the allowlist"):
         pipeline.fetch_stage(project)
+
+
+def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
+        locked: Settings) -> None:
+    import os
+    import time
+
+    entry = next(c for c in pipeline.load_lock(locked).components if c.name == "demo")
+    folder = sources.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / f".tmp-{entry.sdist.filename}.dead"
+    live = folder / f".tmp-{entry.sdist.filename}.live"
+    stale.write_bytes(b"half a download")
+    live.write_bytes(b"another fetcher, still writing")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    (item,) = pipeline.fetch_stage(locked, {"demo"})
+    assert item.path.is_file() and not stale.exists() and live.exists()
