@@ -6,7 +6,6 @@ metadata."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -68,7 +67,7 @@ def without_core_metadata(index: Path, target: Path) -> Path:
     Everything is hard-linked except the project pages, which are rewritten (after
     unlinking, so the published tree is never touched).
     """
-    shutil.copytree(index, target, copy_function=_link_or_copy, dirs_exist_ok=True)
+    shutil.copytree(index, target, copy_function=servers.link_or_copy, dirs_exist_ok=True)
     for page in sorted((target / "simple").glob("*/index.json")):
         data = json.loads(page.read_text())
         for entry in data.get("files", []):
@@ -81,13 +80,6 @@ def without_core_metadata(index: Path, target: Path) -> Path:
         page.unlink()
         page.write_text(text)
     return target
-
-
-def _link_or_copy(source: str, dest: str) -> None:
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
 
 
 @contextmanager

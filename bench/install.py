@@ -26,11 +26,12 @@ Each run makes a fresh venv (not timed) and times one install of `requests flask
 pip with `--no-cache-dir --no-compile`, uv with `--no-cache` (uv compiles no bytecode
 by default; compiling is the same interpreter work whatever the index, about half
 of pip's run time and most of its run-to-run noise, so pip skips it too and the
-figures measure what the index changes). Both servers run at once on
+figures measure what the index changes). All servers run at once on
 127.0.0.1, `factory serve` on the published index and pypiserver (waitress) on a
-directory holding hard links to the same wheel files; runs alternate between
-them. Installers run in a clean environment (no pip configuration, no
-find-links), so every byte comes from the server under test. Bytes are counted
+directory holding hard links to the same wheel files; the order of the servers
+rotates from one repeat to the next, so each takes each slot. Installers run in a
+clean environment (no pip configuration, no find-links), so every byte comes from
+the server under test. Bytes are counted
 on the wire (headers included, server to client) by a TCP proxy in front of each
 server, during one untimed warm-up install per client and server.
 

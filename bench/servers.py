@@ -109,17 +109,21 @@ def pypiserver(venv: Path, packages: Path, log: Path) -> Iterator[Running]:
         yield running
 
 
+def link_or_copy(source: str | Path, dest: str | Path) -> None:
+    """Hard-link ``source`` as ``dest``, or copy it where links cannot go."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def link_tree(files: list[Path], target: Path) -> None:
     """Hard-link (or copy) ``files`` into ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     for path in files:
         dest = target / path.name
-        if dest.exists():
-            continue
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copyfile(path, dest)
+        if not dest.exists():
+            link_or_copy(path, dest)
 
 
 _NGINX_MAIN = """daemon off;

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -70,25 +69,20 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def clean_temporaries(directory: Path, older_than: float | None = None) -> int:
-    """Remove temp files and directories a crash left behind; returns how many.
+def clean_temporaries(directory: Path, older_than: float) -> int:
+    """Remove the temp files a crash left under ``directory``; returns how many.
 
-    ``older_than`` (seconds) spares those touched more recently: another process
-    may still be writing them.
+    Only those untouched for ``older_than`` seconds: a younger one may still have
+    a writer (another process streaming into it).
     """
+    horizon = time.time() - older_than
     removed = 0
-    if not directory.is_dir():
-        return 0
-    horizon = None if older_than is None else time.time() - older_than
-    for leftover in sorted(directory.rglob(TMP_PREFIX + "*"), reverse=True):
+    for leftover in directory.rglob(TMP_PREFIX + "*"):
         try:
-            if horizon is not None and leftover.lstat().st_mtime > horizon:
+            if not leftover.is_file() or leftover.stat().st_mtime > horizon:
                 continue
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-        except OSError:  # gone already (another sweeper, or its owner finished)
+            leftover.unlink()
+        except OSError:  # gone already: its writer finished, or another sweeper was first
             continue
         removed += 1
     return removed

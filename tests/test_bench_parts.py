@@ -3,6 +3,8 @@ bare loop's plan, the clean environment and the byte-counting proxy (no timing h
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,9 +14,14 @@ import httpx
 import pytest
 
 from bench import cold_build, install, peers, serve_load
+from bench.indexes import without_core_metadata
 from bench.proxy import counting_proxy
+from factory.config import load_settings
 from factory.lock import LockedComponent, SdistRef
 from factory.plan import Node, Plan
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
+from index_fixtures import publish_wheel  # noqa: E402
 
 WRK = """Running 10s test @ http://127.0.0.1:8700/simple/requests/
   2 threads and 50 connections
@@ -157,15 +164,6 @@ def test_counting_proxy_forwards_and_counts_both_directions(http_server: int) ->
 
 
 def test_tree_without_core_metadata_drops_only_the_announcement(tmp_path: Path) -> None:
-    import json
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from index_fixtures import publish_wheel
-
-    from bench.indexes import without_core_metadata
-    from factory.config import load_settings
-
     settings = load_settings(root=tmp_path / "root")
     publish_wheel(settings, tmp_path / "w", "alpha", "1.0")
     index = settings.index_dir

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -79,9 +81,6 @@ def test_licence_outside_allowlist_is_refused(project: Settings,
 
 def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
         locked: Settings) -> None:
-    import os
-    import time
-
     entry = next(c for c in pipeline.load_lock(locked).components if c.name == "demo")
     folder = sources.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
     folder.mkdir(parents=True, exist_ok=True)

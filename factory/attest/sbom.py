@@ -41,11 +41,10 @@ from packaging.utils import canonicalize_name
 from factory import __version__
 from factory.atomic import canonical_json, sha256_file, write_bytes
 from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, split_digest
-from factory.attest.types import SBOM_PREDICATE_TYPE
+from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.builders.record import BuildRecord
 from factory.errors import BuildError, VerificationError
 
-PREDICATE_TYPE = SBOM_PREDICATE_TYPE
 SBOM_SUFFIX = ".cdx.json"
 PROP = "artifact-factory"  # our namespace for CycloneDX property names
 # Shared libraries vendored into a wheel by auditwheel (pkg.libs/), delocate

@@ -330,20 +330,14 @@ class IndexApp:
         rel = f"{area}/{project}/{rest}"
         stored = loaded.served.get(rel) if loaded else None
         if record is None or stored is None:
-            if record is not None and rest.rstrip("/").endswith(".in-toto"):
-                return self._listing(record, rel.rstrip("/"))
+            if loaded is not None and rest.rstrip("/").endswith(".in-toto"):
+                return _listing(loaded.served, rel.rstrip("/"))
             log.info("not found: %s", rel)
             return PlainTextResponse("not found\n", status_code=404)
         if record.status == "quarantined":
             log.warning("refused %s: project %s is quarantined", rel, project)
             return PlainTextResponse(f"{project} is quarantined\n", status_code=410)
         return await self._send(request, rel, stored, content_type(rest))
-
-    def _listing(self, record: ProjectRecord | None, rel: str) -> Response:
-        inside = sorted(p for p in (record.served() if record else {}) if p.startswith(rel + "/"))
-        if not inside:
-            return PlainTextResponse("not found\n", status_code=404)
-        return JSONResponse({"files": [p[len(rel) + 1 :] for p in inside]})
 
     async def _send(
         self, request: Request, rel: str, stored: StoredFile, media_type: str
@@ -418,6 +412,13 @@ class IndexApp:
         found = self.page(path)
         assert found is not None
         return _page_response(request, found, content_type(rest))
+
+
+def _listing(served: dict[str, StoredFile], rel: str) -> Response:
+    inside = sorted(p for p in served if p.startswith(rel + "/"))
+    if not inside:
+        return PlainTextResponse("not found\n", status_code=404)
+    return JSONResponse({"files": [p[len(rel) + 1 :] for p in inside]})
 
 
 def _refused(rel: str, stored: StoredFile) -> Response:
