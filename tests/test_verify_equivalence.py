@@ -13,7 +13,6 @@ import base64
 import dataclasses
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from factory.verification.equivalence import SUFFIX, compare_wheels
 from factory.verification.model import FAIL, PASS
 from factory.verify import compare_with_upstream, verify
-from tests.local_upstream import LocalUpstream, start, stop
+from tests.local_upstream import LocalUpstream
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
     clone,
@@ -46,15 +45,6 @@ def repack(wheel: Path, dest: Path, change: dict[str, bytes] | None = None) -> P
 @pytest.fixture
 def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
     return clone(published_index, tmp_path / "copy")
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[LocalUpstream]:
-    server = start(LocalUpstream(tmp_path / "upstream"))
-    try:
-        yield server
-    finally:
-        stop(server)
 
 
 def test_compare_wheels_ignores_container_and_record_order(copy: PublishedIndex,

@@ -18,7 +18,6 @@ own root. A bundle that would fail an auditor fails here instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -40,6 +39,7 @@ from sigstore.sign import SigningContext
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
+from factory.atomic import sha256_file
 from factory.config import Settings
 from factory.errors import ConfigError, SigningError
 from factory.signing._authority.server import serve
@@ -48,7 +48,6 @@ from factory.signing.trust import load_client_trust_config
 
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
 MODES = ("embedded", "private", "public")
-_CHUNK = 1 << 20
 CERT_RENEWAL = 300.0  # seconds a signing certificate is reused
 
 # What the stock client raises when a service or token fails (KeyError: a
@@ -81,11 +80,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.digest()
+    return bytes.fromhex(sha256_file(path))
 
 
 def has_signed_time(bundle: Bundle) -> bool:

@@ -10,7 +10,6 @@ does, and callers must use it to tie a statement to their file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -23,11 +22,11 @@ from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
 from sigstore_models.common.v1 import HashAlgorithm
 
+from factory.atomic import sha256_file
 from factory.attest.types import STATEMENT_TYPE
 from factory.errors import VerificationError
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-_CHUNK = 1 << 20
 
 
 @lru_cache(maxsize=8)
@@ -58,14 +57,10 @@ def load_bundle(bundle_json: str, what: str = "bundle") -> Bundle:
 
 
 def _file_digest(path: Path) -> bytes:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            while block := handle.read(_CHUNK):
-                digest.update(block)
+        return bytes.fromhex(sha256_file(path))
     except OSError as exc:
         raise VerificationError(f"cannot read {path}: {exc}") from None
-    return digest.digest()
 
 
 def verify_artifact(

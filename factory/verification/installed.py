@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -20,12 +19,12 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from factory.atomic import sha256_file
 from factory.verification.index import Published
 
 # Files an installer adds to a dist-info directory (PEP 376, PEP 610, PEP 627).
 _INSTALLER_FILES = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD", "uv_cache.json",
                     "uv_build.json"}
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -121,11 +120,8 @@ def _installed_path(wheel_path: str) -> str | None:
 
 
 def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    digest = bytes.fromhex(sha256_file(path))
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def _installer_added(path: str, dist_info: str) -> bool:
