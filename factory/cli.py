@@ -184,6 +184,19 @@ app.add_typer(keys_app, name="keys")
 authority_app = typer.Typer(help="The embedded Sigstore authority (CA, log, tokens).",
                             no_args_is_help=True)
 app.add_typer(authority_app, name="authority")
+prefect_app = typer.Typer(help="The embedded Prefect server that the demo and the CLI start.",
+                          no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
+
+
+@prefect_app.command("stop")
+def prefect_stop() -> None:
+    """Stop the embedded Prefect server of this state directory (it outlives the demo)."""
+    from flows.server import stop_server
+
+    stopped = stop_server(settings())
+    out.print("stopped the embedded Prefect server" if stopped
+              else "no embedded Prefect server was running", highlight=False)
 
 
 @builder_app.command("bootstrap")

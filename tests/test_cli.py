@@ -85,3 +85,20 @@ def test_repo_lock_matches_recipes() -> None:
     result = subprocess.run([sys.executable, "-m", "factory.cli", "lock", "--check"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_prefect_stop_ends_the_embedded_server_process_group(project: Settings) -> None:
+    assert "no embedded Prefect server" in factory(project, "prefect", "stop").stdout
+    home = project.state_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands in for it
+    try:
+        (home / "server.pid").write_text(str(server.pid))
+        (home / "api-url").write_text("http://127.0.0.1:9/api")
+        result = factory(project, "prefect", "stop")
+        assert result.returncode == 0 and "stopped" in result.stdout
+        assert server.wait(timeout=10) != 0  # terminated by the signal
+        assert not (home / "server.pid").exists() and not (home / "api-url").exists()
+    finally:
+        server.kill()
+        server.wait()
