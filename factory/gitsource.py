@@ -20,9 +20,25 @@ from urllib.parse import quote, unquote
 from packaging.version import InvalidVersion, Version
 
 from factory.atomic import TMP_PREFIX, sha256_file
-from factory.errors import IntegrityError, UpstreamError
+from factory.errors import AlarmError, UpstreamError
 
 PREFIX = "git+"
+SCHEMES = ("https", "http", "ssh", "git", "file")
+
+
+def url_problem(url: str) -> str | None:
+    """Why a locked ``git+<repo>@<commit>#tag=<tag>`` URL is not one we will use, or None."""
+    if len(url) > 4096 or any(not c.isprintable() or c.isspace() for c in url):
+        return "the URL is too long or has spaces or control characters"
+    repo, commit, tag = parse_url(url)
+    scheme = repo.partition("://")[0]
+    if "://" not in repo or scheme not in SCHEMES:
+        return f"the repository URL's scheme is not one of {', '.join(SCHEMES)}"
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        return "the commit is not a full hex object id"
+    if not tag or tag.startswith("-"):
+        return "the tag is empty or starts with '-'"
+    return None
 
 
 @dataclass(frozen=True)
@@ -34,7 +50,9 @@ class Tag:
 
 def _git(*args: str, cwd: Path | None = None, timeout: float = 300) -> str:
     env = {"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin",
-           "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent"}
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
+           # no ext:: or fd:: transports (they run commands), whatever a URL says
+           "GIT_ALLOW_PROTOCOL": ":".join(SCHEMES)}
     try:
         result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                                 timeout=timeout, env=env)
@@ -100,8 +118,9 @@ def make_archive(url: str, name: str, version: str, dest: Path) -> Path:
         _git("clone", "--quiet", "--depth", "1", "--branch", tag, "--", repo, str(work / "repo"))
         head = _git("rev-parse", "HEAD", cwd=work / "repo").strip()
         if head != commit:
-            raise IntegrityError(f"tag {tag} of {repo} now names commit {head}, the lock has "
-                                 f"{commit}", "a moved tag is refused; re-lock if it is expected")
+            raise AlarmError(f"tag {tag} of {repo} now names commit {head}, the lock has "
+                             f"{commit}", f"a moved tag is refused and the old pin kept; accept "
+                             f"it with `factory lock --accept-change {name}` if it is expected")
         out = work / "archive.tar"
         _git("archive", "--format=tar", f"--prefix={name}-{version}/", "-o", str(out), "HEAD",
              cwd=work / "repo")
@@ -118,8 +137,8 @@ def fetch(url: str, name: str, version: str, dest: Path, sha256: str, size: int)
         make_archive(url, name, version, tmp)
         actual = sha256_file(tmp)
         if actual != sha256 or tmp.stat().st_size != size:
-            raise IntegrityError(f"{dest.name}: sha256 mismatch: expected {sha256}, got {actual}",
-                                 "the archive of the locked commit changed; re-lock if expected")
+            raise AlarmError(f"{dest.name}: sha256 mismatch: expected {sha256}, got {actual}",
+                             "the archive of the locked commit changed; the old pin is kept")
         tmp.replace(dest)
         return dest
     finally:

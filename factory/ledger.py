@@ -52,7 +52,8 @@ class Decision(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
     component: Mapped[str] = mapped_column(String(200), index=True)
     version: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    action: Mapped[str] = mapped_column(String(30))  # locked | refused | published | yanked ...
+    # locked | refused | published | yanked | alarm | alarm-accepted ...
+    action: Mapped[str] = mapped_column(String(30))
     reason: Mapped[str] = mapped_column(Text, default="")
     run_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
@@ -91,6 +92,50 @@ def record_decision(settings: Settings, component: str, action: str, reason: str
     with session(settings) as db:
         db.add(Decision(component=component, version=version, action=action, reason=reason,
                         run_id=run_id))
+
+
+# Upstream alarms: a pinned file whose bytes or host changed upstream. An alarm stays
+# open until an operator accepts it (`factory lock --accept-change NAME`).
+ALARM = "alarm"
+ALARM_ACCEPTED = "alarm-accepted"
+
+
+def open_alarms(settings: Settings) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """(component, version) -> the newest alarm about it that no later acceptance
+    of that component closed."""
+    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    with session(settings) as db:
+        query = (select(Decision).where(Decision.action.in_((ALARM, ALARM_ACCEPTED)))
+                 .order_by(Decision.id))
+        for row in db.scalars(query):
+            if row.action == ALARM:
+                found[(row.component, row.version)] = _row(row)
+            else:
+                found = {k: v for k, v in found.items() if k[0] != row.component}
+    return found
+
+
+# Release decisions: a wheel the admission gate (or signing, or the index) refused
+# stays refused until the same component and version is published.
+REFUSED = "refused"
+PUBLISHED = "published"
+
+
+def open_refusals(settings: Settings,
+                  component: str | None = None) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """(component, version) -> the newest refusal that no later publication closed."""
+    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    with session(settings) as db:
+        query = (select(Decision).where(Decision.action.in_((REFUSED, PUBLISHED)))
+                 .order_by(Decision.id))
+        if component:
+            query = query.where(Decision.component == component)
+        for row in db.scalars(query):
+            if row.action == REFUSED:
+                found[(row.component, row.version)] = _row(row)
+            else:
+                found.pop((row.component, row.version), None)
+    return found
 
 
 def builds(settings: Settings, component: str | None = None,

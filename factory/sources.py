@@ -25,11 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
 from factory import gitsource
 from factory.atomic import clean_temporaries, sha256_file, write_bytes
 from factory.config import Settings
-from factory.errors import IntegrityError, RecipeError, UnsafeArchiveError
-from factory.upstream import Upstream
+from factory.errors import (
+    AlarmError,
+    IntegrityError,
+    LockError,
+    RecipeError,
+    UnsafeArchiveError,
+    printable,
+)
+from factory.upstream import Upstream, is_project_name, is_sha256
 
 if TYPE_CHECKING:
     from factory.lock import LockedComponent
@@ -50,12 +60,40 @@ STALE_TEMPORARY_SECONDS = 3600.0
 
 
 def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
-    return settings.sources_dir / "sha256" / sha256 / filename
+    """Where the sdist of ``sha256`` named ``filename`` is kept: always a file directly in
+    ``sources/sha256/<sha256>/``. The lock and the listings are checked long before
+    this; the check here holds even if they were not (defence in depth)."""
+    base = settings.sources_dir / "sha256"
+    if not is_sha256(sha256) or not _plain_file_name(filename):
+        raise IntegrityError(f"refusing to cache {printable(repr(filename))[:120]} under "
+                             f"{printable(repr(sha256))[:80]}: not a sha256 and a plain file name",
+                             "recipes.lock or the upstream listing is corrupt; run `factory lock`")
+    path = base / sha256 / filename
+    # a symlinked directory in the cache would carry the write elsewhere
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise IntegrityError(f"{filename}: its cache path leaves {base}",
+                             f"remove the links under {base}")
+    return path
+
+
+def _plain_file_name(filename: str) -> bool:
+    return (isinstance(filename, str) and 0 < len(filename) <= 255 and filename not in (".", "..")
+            and not filename.startswith(".")
+            and all(c.isprintable() and c not in "/\\" for c in filename))
 
 
 def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None = None,
           progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """The locked sdist, verified, from the cache or downloaded into it."""
+    """The locked sdist, verified (bytes, then the project and version its own metadata
+    names), from the cache or downloaded into it."""
+    path = _fetch(settings, locked, upstream, progress)
+    check_identity(path, locked.key, locked.version,
+                   git=locked.sdist.url.startswith(gitsource.PREFIX))
+    return path
+
+
+def _fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None,
+           progress: Callable[[int, int | None], None] | None) -> Path:
     sdist = locked.sdist
     path = cache_path(settings, sdist.sha256, sdist.filename)
     clean_temporaries(path.parent, older_than=STALE_TEMPORARY_SECONDS)
@@ -64,18 +102,59 @@ def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None
         if actual == sdist.sha256:
             return path
         path.unlink()  # a corrupted cache entry is replaced, never used
-    if sdist.url.startswith(gitsource.PREFIX):
-        return gitsource.fetch(sdist.url, locked.key, locked.version, path, sdist.sha256,
-                               sdist.size)
-    own = upstream is None
-    client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
-                                  timeout=settings.http_timeout)
     try:
-        return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
-                               progress=progress)
-    finally:
-        if own:
-            client.client.close()
+        if sdist.url.startswith(gitsource.PREFIX):
+            return gitsource.fetch(sdist.url, locked.key, locked.version, path, sdist.sha256,
+                                   sdist.size)
+        own = upstream is None
+        client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
+                                      timeout=settings.http_timeout)
+        try:
+            return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
+                                   progress=progress)
+        finally:
+            if own:
+                client.client.close()
+    except AlarmError as exc:  # say which pin the alarm is about, for the ledger
+        raise AlarmError(exc.message, exc.hint, component=locked.key,
+                         version=locked.version) from None
+
+
+def check_identity(sdist: Path, name: str, version: str, git: bool = False) -> None:
+    """The sdist's own metadata (PKG-INFO) names ``name`` and ``version``, or LockError.
+
+    A file filed under one project that says it is another would otherwise be
+    built, attested and published as the project it was filed under. A git
+    archive has no PKG-INFO: its pyproject's [project] is checked where it says.
+    """
+    try:
+        raw = read_member(sdist, "PKG-INFO")
+        if raw is None and not git:
+            raise LockError(f"{sdist.name}: the sdist has no PKG-INFO to say what it is",
+                            "an sdist must carry PKG-INFO; report it upstream or pin another "
+                            "version")
+        meta = _pkg_info(raw) if raw is not None else _pyproject_metadata(sdist)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError,
+            ValueError) as exc:  # what a corrupt or hostile archive raises
+        raise LockError(f"{sdist.name}: not a readable sdist ({printable(str(exc))[:120]})",
+                        "report it upstream or pin another version") from None
+    if meta is None:
+        return
+    said = f"its {'PKG-INFO' if raw is not None else 'pyproject.toml'} says"
+    if (meta.name or raw is not None) and not (
+            is_project_name(meta.name) and canonicalize_name(meta.name) == canonicalize_name(name)):
+        raise LockError(f"{sdist.name}: {said} Name: {printable(meta.name)[:100]!r}, the lock "
+                        f"has {name}", "the sdist is not the project it is filed under; "
+                        "report it upstream and do not lock it")
+    if meta.version or raw is not None:
+        try:
+            same = Version(meta.version) == Version(version)
+        except InvalidVersion:
+            same = False
+        if not same:
+            raise LockError(f"{sdist.name}: {said} Version: {printable(meta.version)[:60]!r}, "
+                            f"the lock has {version}", "the sdist is not the version it is filed "
+                            "under; report it upstream and pin another version")
 
 
 def verify_cached(path: Path, sha256: str) -> None:
@@ -270,13 +349,13 @@ def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes |
     beside the sdist: a no-op run must not decompress every archive again.
     """
     memo = sdist.parent / f".member-{relative}"
-    if _is_cached(sdist):
+    if is_cached(sdist):
         if memo.is_file():
             return memo.read_bytes()
         if memo.with_suffix(".absent").is_file():
             return None
     data = _read_member(sdist, relative, max_bytes)
-    if _is_cached(sdist):
+    if is_cached(sdist):
         if data is None:
             write_bytes(memo.with_suffix(".absent"), b"")
         else:
@@ -284,7 +363,7 @@ def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes |
     return data
 
 
-def _is_cached(sdist: Path) -> bool:
+def is_cached(sdist: Path) -> bool:
     """True for a file of the content-addressed cache (sha256/<hex>/<file>)."""
     return sdist.parent.parent.name == "sha256" and len(sdist.parent.name) == 64
 
@@ -324,6 +403,10 @@ def read_metadata(sdist: Path) -> SdistMetadata | None:
     raw = read_member(sdist, "PKG-INFO")
     if raw is None:
         return _pyproject_metadata(sdist)
+    return _pkg_info(raw)
+
+
+def _pkg_info(raw: bytes) -> SdistMetadata:
     msg = email.parser.BytesHeaderParser().parsebytes(raw)
     return SdistMetadata(
         name=str(msg.get("Name", "")),

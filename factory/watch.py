@@ -5,6 +5,10 @@ conditional request per approved component: listings are cached by ETag),
 check every published version against the advisories (yanking the affected
 ones, with the advisory ids as the reason), and return the components whose
 pins moved so that the rebuild runs for exactly those.
+
+A pinned file that changed upstream (other bytes, another host) is an alarm:
+the pin stays, the component is not rebuilt (its published build keeps
+serving), and the alarm is recorded and returned until an operator accepts it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from factory.config import Settings
 from factory.index.publish import record_advisories, yank
 from factory.index.records import Layout, list_projects, load_record
 from factory.index.regen import write_status
-from factory.lock import Change
-from factory.pipeline import lock_stage
+from factory.lock import Alarm, Change
+from factory.pipeline import lock_report
 from factory.status import component_status
 
 
@@ -30,18 +34,22 @@ class WatchResult:
     moved: list[Change] = field(default_factory=list)
     rebuild: list[str] = field(default_factory=list)
     yanked: list[tuple[str, str, str]] = field(default_factory=list)  # project, version, why
+    alarms: list[Alarm] = field(default_factory=list)  # pins kept: upstream changed under them
 
     def summary(self) -> str:
-        parts = [c.describe() for c in self.moved]
+        parts = [f"ALARM {a.describe()}" for a in self.alarms]
+        parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
         return "; ".join(parts) or "nothing new upstream, no new advisories"
 
 
 def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     result = WatchResult()
-    _, changes = lock_stage(settings, update=True)
-    result.moved = [c for c in changes if c.new is not None]
-    result.rebuild = sorted({c.name for c in result.moved})
+    report = lock_report(settings, update=True)
+    result.alarms = report.alarms
+    alarmed = {a.name for a in report.alarms}
+    result.moved = [c for c in report.changes if c.new is not None]
+    result.rebuild = sorted({c.name for c in result.moved} - alarmed)
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
     result.yanked = check_advisories(settings, run_id)

@@ -6,7 +6,8 @@ published versions a new advisory affects (the advisory ids are the reason),
 emits a ``factory.components.changed`` event, and rebuilds the moved
 components: as a subflow, or, when the flows are served as deployments
 (flows/deploy.py), through the rebuild deployment's DeploymentEventTrigger on
-that event.
+that event. A pinned file that changed upstream (other bytes, another host)
+is an alarm: logged as an error, returned under ``alarms``, never rebuilt.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def watch(via_deployment: bool = False) -> dict[str, Any]:
     logger = get_run_logger()
     result = poll(settings, str(flow_run.get_id() or ""))
     logger.info("watch: %s", result.summary())
+    for alarm in result.alarms:  # kept pins, not rebuilt; an operator must look
+        logger.error("upstream alarm: %s (pin kept; accept with `factory lock "
+                     "--accept-change %s` if legitimate)", alarm.describe(), alarm.name)
     rebuilt: dict[str, Any] | None = None
     if result.rebuild:
         emit_event(event=CHANGED_EVENT,
@@ -46,4 +50,5 @@ def watch(via_deployment: bool = False) -> dict[str, Any]:
         if not via_deployment:  # served deployments rebuild on the event instead
             rebuilt = rebuild(components=result.rebuild)
     return {"moved": [c.describe() for c in result.moved], "rebuild": result.rebuild,
-            "yanked": [f"{p}=={v}: {why}" for p, v, why in result.yanked], "rebuilt": rebuilt}
+            "yanked": [f"{p}=={v}: {why}" for p, v, why in result.yanked],
+            "alarms": [a.describe() for a in result.alarms], "rebuilt": rebuilt}

@@ -9,7 +9,7 @@ import pytest
 
 from factory import pipeline, sources
 from factory.config import Settings
-from factory.errors import IntegrityError, RecipeError
+from factory.errors import AlarmError, IntegrityError, RecipeError
 from factory.recipes import load_recipes
 from tests.conftest import write_recipe
 from tests.local_upstream import LocalUpstream
@@ -92,10 +92,15 @@ def test_a_moved_tag_is_refused_then_relocked(git_project: Settings, repo: Path)
         path.unlink()
     with pytest.raises(IntegrityError, match="now names commit"):
         pipeline.fetch_stage(git_project, {"gitdemo"})
-    lock, changes = pipeline.lock_stage(git_project)
+    # a moved tag is an upstream alarm: never a silent re-pin; the old pin is kept
+    with pytest.raises(AlarmError, match="now names commit"):
+        pipeline.lock_stage(git_project)
+    assert pipeline.load_lock(git_project).primary("gitdemo") == old
+    lock, changes = pipeline.lock_stage(git_project, accept={"gitdemo"})
     entry = lock.primary("gitdemo")
     assert entry is not None and moved in entry.sdist.url
-    assert any("the tag now names another commit" in c.why for c in changes)
+    assert any(c.why.startswith("accepted upstream change") and "now names commit" in c.why
+               for c in changes)
 
 
 def test_git_source_with_a_cooldown_is_a_recipe_error(project: Settings, repo: Path) -> None:

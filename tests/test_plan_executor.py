@@ -48,7 +48,10 @@ def kit_sdists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         package = Path(str(module.__file__)).parent
         files = {f"{module.__name__}/{p.relative_to(package)}": p.read_text(encoding="utf-8")
                  for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts}
-        made.append(make_sdist(out, name, files, getattr(module, "__version__", "0")))
+        version = getattr(module, "__version__", "0")
+        # an sdist says what it is (fetch checks PKG-INFO against the lock)
+        files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        made.append(make_sdist(out, name, files, version))
     return made
 
 
