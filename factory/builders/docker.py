@@ -10,9 +10,13 @@ is killed. The environment is given in full; nothing is inherited from the host.
 
 What a build writes is bounded too: no single file may exceed the output limit
 (RLIMIT_FSIZE, enforced by the kernel), and a watcher kills the container as
-soon as the output directory as a whole grows past it. Every container is
-labelled with the process that owns it, so containers a killed factory process
-left behind are removed by the next run.
+soon as the output directory as a whole grows past it, holds too many entries or
+nests too deep (factory.builders.confined measures it). Its log is bounded
+twice: the engine keeps at most LOG_ENGINE_FILES files of LOG_ENGINE_SIZE (the
+json-file driver rotates), and the factory keeps the first LOG_HEAD and the last
+LOG_TAIL bytes of the stream, with a line saying how much it left out between.
+Every container is labelled with the process that owns it, so containers a
+killed factory process left behind are removed by the next run.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 from docker.errors import DockerException, NotFound
-from docker.types import Mount, Ulimit
+from docker.types import LogConfig, Mount, Ulimit
 
+from factory.builders.confined import Usage, measure
 from factory.builders.engine import connect
 from factory.config import Settings
 from factory.errors import EngineError
@@ -39,6 +45,12 @@ TMPFS_OPTIONS = "rw,exec,mode=1777,size=4g"
 ROLE_LABEL = "org.factory.role"
 OWNER_LABEL = "org.factory.owner"  # host:pid:start-time of the factory process
 WATCH_INTERVAL = 0.25
+LOG_HEAD = 256 << 10  # bytes of a build's log kept from its start ...
+LOG_TAIL = 4 << 20  # ... and from its end; what lies between is left out, and said so
+LOG_ENGINE_SIZE = "16m"  # what the engine itself keeps meanwhile (json-file, rotated)
+LOG_ENGINE_FILES = "2"
+LOG_DRAIN_SECONDS = 60  # after the exit, for the engine to hand over the rest of the log
+LOG_TAIL_ENTRIES = 4096  # log entries (16 KiB at most each) read again for the true tail
 
 
 @dataclass(frozen=True)
@@ -60,8 +72,9 @@ class ContainerRun:
     log: bytes
     seconds: float
     inspect: dict[str, Any] = field(default_factory=dict)
-    output_exceeded: int | None = None  # bytes seen in the output when it was killed for it
+    output_refused: Usage | None = None  # the output the watcher killed it for, if it did
     pids_limit_hit: bool = False  # the kernel refused a fork or clone (pids limit)
+    log_omitted: int = 0  # bytes of the log left out of ``log`` (kept: head and tail)
 
     @property
     def oom_killed(self) -> bool:
@@ -129,22 +142,28 @@ def run_container(
             environment=environment,
             mounts=[b.mount() for b in binds],
             labels={ROLE_LABEL: "build", OWNER_LABEL: owner_id(), **(labels or {})},
+            log_config=LogConfig(type=LogConfig.types.JSON,
+                                 config={"max-size": LOG_ENGINE_SIZE,
+                                         "max-file": LOG_ENGINE_FILES}),
             **hardening(settings),
         )
     except DockerException as exc:
         raise EngineError(f"cannot create the build container: {str(exc)[:300]}") from None
     outputs = [b.source for b in binds if not b.read_only]
     watcher = _Watcher(container, outputs, max_output(settings))
+    keeper = LogKeeper()
     started = time.monotonic()
     try:
         container.start()
+        keeper.follow(container)
         watcher.start()
         exit_code, timed_out = _wait(container, timeout)
         watcher.stop()
-        log = container.logs(stdout=True, stderr=True)
+        log = keeper.finish(container, LOG_DRAIN_SECONDS)
         container.reload()
         return ContainerRun(exit_code, timed_out, log, time.monotonic() - started, container.attrs,
-                            watcher.exceeded, watcher.pids_hit or _forks_refused(log))
+                            watcher.refused, watcher.pids_hit or _forks_refused(log),
+                            keeper.omitted)
     finally:
         watcher.stop()
         _remove(container)
@@ -160,6 +179,100 @@ def _wait(container: Any, timeout: float) -> tuple[int | None, bool]:
     return int(result.get("StatusCode", -1)), False
 
 
+class LogKeeper:
+    """Keeps a bounded log of a stream: its first ``head`` and last ``tail`` bytes.
+
+    What lies between is counted, not kept, and the log says so where it was left
+    out, so memory and the saved file stay bounded whatever the build prints.
+
+    The head is read as the build writes it. A reader that falls behind a flood
+    loses what the engine rotated away meanwhile, and may see the stream end
+    before the end of the log, so after a flood the tail is read again, from the
+    last LOG_TAIL_ENTRIES entries the engine kept (the count of bytes left out is
+    then a lower bound).
+    """
+
+    def __init__(self, head: int = LOG_HEAD, tail: int = LOG_TAIL) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.omitted = 0
+        self.problem = ""
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        with self._lock:
+            room = self.head_limit - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            if not chunk:
+                return
+            self.tail.append(chunk)
+            self.tail_size += len(chunk)
+            while self.tail_size - len(self.tail[0]) >= self.tail_limit:
+                self.tail_size -= len(self.tail[0])
+                self.omitted += len(self.tail.popleft())
+
+    def follow(self, container: Any) -> None:
+        """Read the container's log in a thread until the container stops."""
+        self._thread = threading.Thread(target=self._follow, args=(container,),
+                                        name="build-log", daemon=True)
+        self._thread.start()
+
+    def _follow(self, container: Any) -> None:
+        try:
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True):
+                self.feed(chunk)
+        except (DockerException, requests.exceptions.RequestException, OSError) as exc:
+            self.problem = f"the engine stopped sending the log: {type(exc).__name__}"
+
+    def finish(self, container: Any, timeout: float) -> bytes:
+        """The kept log, once the stream ended (or ``timeout`` seconds passed)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.problem = f"the engine did not finish sending the log in {timeout:g} s"
+                return self.value()
+        if self.problem:  # the stream broke: read again all the engine kept
+            self._reread(container, LogKeeper(self.head_limit, self.tail_limit), "all")
+        elif self.omitted:  # a flood: the followed tail may stop short of the end
+            self._reread(container, LogKeeper(0, self.tail_limit), LOG_TAIL_ENTRIES)
+        return self.value()
+
+    def _reread(self, container: Any, fresh: LogKeeper, entries: int | str) -> None:
+        try:
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False,
+                                        tail=entries):
+                fresh.feed(chunk)
+        except (DockerException, requests.exceptions.RequestException, OSError):
+            return  # keep the log as followed
+        with self._lock:
+            if fresh.head_limit:  # read again whole: that replaces the broken stream
+                self.head, self.omitted = fresh.head, max(self.omitted, fresh.omitted)
+                self.problem = ""
+            self.tail, self.tail_size = fresh.tail, fresh.tail_size
+
+    def value(self) -> bytes:
+        with self._lock:
+            tail = b"".join(self.tail)
+            excess = max(0, len(tail) - self.tail_limit)
+            omitted = self.omitted + excess
+            parts = [bytes(self.head)]
+            if omitted:
+                parts.append(f"\n[factory] ... {omitted} bytes of this log left out here (or "
+                             "more: the engine rotates what it keeps): the log is truncated to "
+                             f"its first {self.head_limit} and last {self.tail_limit} bytes "
+                             "...\n".encode())
+            parts.append(tail[excess:])
+            if self.problem:
+                parts.append(f"\n[factory] the log may be incomplete: {self.problem}\n"
+                             .encode())
+            return b"".join(parts)
+
+
 def _remove(container: Any) -> None:
     try:
         container.remove(force=True)
@@ -173,12 +286,13 @@ def _remove(container: Any) -> None:
 
 
 class _Watcher:
-    """Polls a running build: kills it when its output outgrows the limit, and
-    notes whether the kernel refused it processes (the pids cgroup's counter)."""
+    """Polls a running build: kills it when its output outgrows the limits (bytes,
+    entries, depth), and notes whether the kernel refused it processes (the pids
+    cgroup's counter)."""
 
     def __init__(self, container: Any, outputs: list[Path], limit: int) -> None:
         self.container, self.outputs, self.limit = container, outputs, limit
-        self.exceeded: int | None = None
+        self.refused: Usage | None = None
         self.pids_hit = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="build-watcher", daemon=True)
@@ -194,9 +308,10 @@ class _Watcher:
     def _run(self) -> None:
         events = _pids_events(self.container.id)
         while not self._stop.wait(WATCH_INTERVAL):
-            used = sum(_tree_bytes(path) for path in self.outputs)
-            if used > self.limit:
-                self.exceeded = used
+            refused = next((u for u in (measure(p, self.limit) for p in self.outputs)
+                            if u.problem), None)
+            if refused is not None:
+                self.refused = refused
                 with contextlib.suppress(DockerException):  # gone already: exit code says
                     self.container.kill()
                 return
@@ -204,15 +319,6 @@ class _Watcher:
                 self.pids_hit = _pids_refused(events)
 
 
-def _tree_bytes(root: Path) -> int:
-    total = 0
-    for directory, _, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
-            except OSError:
-                continue  # removed while we looked
-    return total
 
 
 def _pids_events(container_id: str) -> Path | None:
@@ -261,7 +367,7 @@ def owner_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '0'}"
 
 
-def _owner_alive(owner: str) -> bool:
+def owner_alive(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid, _, started = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -279,7 +385,7 @@ def reap_orphans(client: Any) -> list[str]:
     removed = []
     for container in found:
         owner = container.labels.get(OWNER_LABEL)
-        if owner and not _owner_alive(owner):
+        if owner and not owner_alive(owner):
             _remove(container)
             removed.append(container.id)
     return removed

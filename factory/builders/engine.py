@@ -17,6 +17,7 @@ from factory.errors import EngineError
 
 # The API calls we make need 1.41 (Docker Engine 20.10) at most.
 _MIN_TIMEOUT = 60
+_POOL = 64
 
 
 def _where() -> str:
@@ -26,7 +27,8 @@ def _where() -> str:
 @functools.lru_cache(maxsize=4)
 def _cached_client(docker_host: str | None) -> docker.DockerClient:
     del docker_host  # the cache key only: a changed DOCKER_HOST gets a new client
-    return docker.from_env(timeout=_MIN_TIMEOUT)
+    # Each running build holds two connections (its wait and its followed log).
+    return docker.from_env(timeout=_MIN_TIMEOUT, max_pool_size=_POOL)
 
 
 def connect() -> docker.DockerClient:

@@ -13,6 +13,7 @@ Layout inside the container:
   /wheels   exactly the build-tool wheels this build may use, read-only
   /build    tmpfs: the writable copy of the source (fixed path) and the venv
   /out      the only writable host mount: wheel, requires.json, env.json, repair.json
+  /kit/system.json  the build system the host read from the source's pyproject.toml
   /repair-wheels  (optional, read-only) auditwheel and its run-time deps
 
 Modes: ``probe`` reports get_requires_for_build_wheel; ``build`` also builds,
@@ -22,6 +23,11 @@ its own (made like the build venv), to the best manylinux policy auditwheel
 finds for this image; when it cannot be repaired the original wheel is kept and
 repair.json says why.
 Exit 3 means requirements are missing (listed in /out/requires.json).
+
+Everything written to /out is a report the host treats as untrusted: the build
+backend runs in this same container and can overwrite any of it. The host takes
+the build system from its own reading of pyproject.toml (/kit/system.json), the
+tools from the wheelhouse it mounted, and uses env.json only as a check.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any
 SOURCE = Path("/source")
 WHEELS = Path("/wheels")
 KIT = Path("/kit/lib")
+SYSTEM = Path("/kit/system.json")
 WORK = Path("/build")
 OUT = Path("/out")
 SRC = WORK / "src"
@@ -111,6 +118,9 @@ def inventory(python: Path = PYTHON) -> list[dict[str, str]]:
 
 
 def build_system() -> dict[str, Any]:
+    if SYSTEM.is_file():  # what the host read (and records): run exactly that
+        given = json.loads(SYSTEM.read_text(encoding="utf-8"))
+        return {k: v for k, v in given.items() if v is not None}
     path = SRC / "pyproject.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     system = data.get("build-system")
