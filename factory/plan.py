@@ -41,6 +41,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory import sources
+from factory.admission import admit_sdist
 from factory.atomic import sha256_file, write_json
 from factory.builders import build as builder
 from factory.builders import repair as repairing
@@ -424,6 +425,9 @@ class _Session:
 
     def _tree(self, locked: LockedComponent) -> tuple[Path, Path]:
         sdist = sources.fetch(self.settings, locked)
+        recipe = self.recipes.get(locked.key)
+        if recipe is not None:  # prebuilt files the recipe does not allow: no build
+            admit_sdist(sdist, recipe)
         patches = self.patches(locked)
         tag = "-".join([locked.sdist.sha256[:32], *(sha256_file(p)[:12] for p in patches)])
         dest = self.settings.builds_dir / "trees" / tag

@@ -26,6 +26,7 @@ KINDS = ("runtime", "build-tool")
 _TOP_KEYS = {
     "name", "versions", "track", "kind", "licenses", "cooldown_days",
     "system_packages", "patches", "source", "upstream_wheel", "description",
+    "allow_pth", "allow_prebuilt",
 }
 _SOURCE_KEYS = {"index", "git", "tag"}
 _WHEEL_KEYS = {"filename", "sha256"}
@@ -63,6 +64,10 @@ class Recipe:
     source: Source = field(default_factory=Source)
     upstream_wheel: UpstreamWheel | None = None
     description: str = ""
+    # Allowances the admission gate (factory.admission) honours and records in the
+    # provenance: start-up hooks (.pth) in the wheel, prebuilt files in the sdist.
+    allow_pth: bool = False
+    allow_prebuilt: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -146,6 +151,20 @@ def _patch_path(fields: _Fields, recipes_dir: Path, relative: str) -> Path:
     return patch
 
 
+def _prebuilt_globs(fields: _Fields) -> tuple[str, ...]:
+    """Globs of sdist paths (below its top directory) whose prebuilt files are accepted."""
+    globs = fields.strings("allow_prebuilt")
+    for glob in globs:
+        parts = PurePosixPath(glob).parts
+        if "\0" in glob or "\\" in glob or glob.startswith("/") or ".." in parts:
+            raise fields.fail("allow_prebuilt", f"{glob!r} is not a relative path glob",
+                              'for example "tests/data/*.so"')
+        if not glob.strip("*?/[]!"):
+            raise fields.fail("allow_prebuilt", f"{glob!r} would allow every file",
+                              "name the directory or files that are legitimately prebuilt")
+    return globs
+
+
 def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
     raw = path.read_bytes()
     try:
@@ -187,6 +206,8 @@ def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
         source=_parse_source(path, source_table),
         upstream_wheel=_parse_wheel(path, wheel_table, kind) if wheel_table else None,
         description=fields.get("description", str, ""),
+        allow_pth=fields.get("allow_pth", bool, False),
+        allow_prebuilt=_prebuilt_globs(fields),
     )
 
 

@@ -12,6 +12,7 @@ artifacts, and the flow ends Failed after publishing everything else.
 from __future__ import annotations
 
 import contextvars
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.runtime import flow_run
 
@@ -28,11 +28,10 @@ from factory import ledger, pipeline
 from factory.builders.build import MissingRequirementsError
 from factory.builders.record import BuildRecord
 from factory.config import Settings, load_settings
-from factory.errors import BuildError, UpstreamError
+from factory.errors import BuildError, UpstreamError, printable
 from factory.plan import Node, Plan, make_plan, run_plan
-from factory.release import is_published, release
-
-BUILD_LIMIT = "factory-builds"
+from factory.release import ReleaseReport, is_published, release_all
+from flows.slots import BUILD_LIMIT, build_slot
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -71,15 +70,21 @@ def ensure_build_limit(limit: int) -> None:
 @task(name="fetch-and-plan", retries=3, retry_delay_seconds=[2, 10, 30],
       retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def fetch_and_plan(settings: Settings, names: list[str] | None) -> Plan:
-    """Verified sources, then the build order (one task: a run pays per task)."""
-    pipeline.fetch_stage(settings, set(names) if names else None)
+    """Verified sources, then the build order (one task: a run pays per task).
+
+    A component refused at fetch stays in the plan: its build fails on the same
+    refusal, and only what depends on it is skipped."""
+    refused: dict[str, str] = {}
+    pipeline.fetch_stage(settings, set(names) if names else None, failed=refused)
+    for component, reason in sorted(refused.items()):
+        get_run_logger().error("refused at fetch: %s: %s", component, reason)
     return make_plan(settings, names)
 
 
 @task(name="build", task_run_name="build {name} {version}", cache_policy=NO_CACHE)
-def build_component(name: str, version: str,
+def build_component(settings: Settings, name: str, version: str,
                     job: Callable[[], BuildRecord]) -> BuildRecord | MissingRequirementsError:
-    with concurrency(BUILD_LIMIT, occupy=1):
+    with build_slot(settings):
         try:
             return job()
         except MissingRequirementsError as learnt:
@@ -89,8 +94,10 @@ def build_component(name: str, version: str,
 
 
 @task(name="sign-and-publish", cache_policy=NO_CACHE)
-def publish_records(settings: Settings, records: list[BuildRecord], run_id: str | None) -> int:
-    return len(release(settings, records, run_id=run_id))
+def publish_records(settings: Settings, records: list[BuildRecord],
+                    run_id: str | None) -> ReleaseReport:
+    # A refused wheel (gate, attest, sign, index) is recorded and skipped: the rest publish.
+    return release_all(settings, records, run_id=run_id)
 
 
 def _task_wrapper(settings: Settings) -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
@@ -107,7 +114,7 @@ def _task_wrapper(settings: Settings) -> Callable[[Node, Callable[[], BuildRecor
             if not made:
                 parent.copy().run(ensure_build_limit, settings.build_concurrency)
                 made.append(True)
-        result = parent.copy().run(build_component, node.name, node.version, job)
+        result = parent.copy().run(build_component, settings, node.name, node.version, job)
         if isinstance(result, MissingRequirementsError):
             raise result
         return result
@@ -165,27 +172,46 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
     _record_outcomes(settings, rows, outcome.records, run_id)
     pending = [r for r in outcome.records if not is_published(settings, r)]
-    published = publish_records(settings, pending, run_id) if pending else 0
+    report = publish_records(settings, pending, run_id) if pending else ReleaseReport()
+    published = len(report.published)
     summary = {"built": sum(r["outcome"] == "built" for r in rows),
                "unchanged": sum(r["outcome"] == "unchanged" for r in rows),
                "failed": sum(r["outcome"] == "failed" for r in rows),
-               "published": published, "seconds": round(time.monotonic() - started, 2)}
-    _artifacts(rows, summary)
+               "published": published, "refused": len(report.refused),
+               "seconds": round(time.monotonic() - started, 2)}
+    _artifacts(rows, summary, [r.line() for r in report.refused])
     logger.info("rebuild: %s", summary)
+    for refusal in report.refused:
+        logger.error("%s", refusal.line())
     if outcome.failed:
+        refused = f"; {len(report.refused)} wheel(s) refused" if report.refused else ""
         raise BuildError(f"{len(outcome.failed)} component(s) failed to build: "
-                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()))
+                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) + refused)
+    report.raise_for_refusals()
     return summary
 
 
-def _artifacts(rows: list[dict[str, str]], summary: dict[str, Any]) -> None:
+def _artifacts(rows: list[dict[str, str]], summary: dict[str, Any],
+               refused: list[str]) -> None:
     create_table_artifact(key="rebuild-outcomes", table=rows,
                           description="Outcome of each component in this rebuild")
     lines = [f"# Rebuild: {summary['built']} built, {summary['unchanged']} unchanged, "
-             f"{summary['failed']} failed, {summary['published']} published",
+             f"{summary['failed']} failed, {summary['published']} published, "
+             f"{summary['refused']} refused",
              "", f"Took {summary['seconds']} s."]
     failed = [r for r in rows if r["outcome"] == "failed"]
+    # The details quote build logs and upstream text: fenced, so nothing in them is
+    # rendered as Markdown (links, images) in the Prefect UI.
     if failed:
-        lines += ["", "## Failed", ""] + [f"- **{r['component']} {r['version']}**: "
-                                         f"{r['detail']}" for r in failed]
+        lines += ["", "## Failed", ""] + [
+            f"- **{r['component']} {r['version']}**\n\n{_fenced(r['detail'])}" for r in failed]
+    if refused:  # not signed, not published: recorded in the ledger with the reason
+        lines += ["", "## Refused", "", _fenced("\n".join(refused))]
     create_markdown_artifact(key="rebuild-summary", markdown="\n".join(lines))
+
+
+def _fenced(text: str) -> str:
+    """``text`` as a Markdown code block that it cannot close early."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{printable(text)}\n{fence}"

@@ -45,6 +45,7 @@ from factory.config import Settings
 from factory.index.serve import create_app
 from factory.release import release
 from factory.sources import cache_path, extract
+from tests.approval_fixtures import approve
 from tests.index_fixtures import running
 from tests.local_upstream import make_sdist
 
@@ -222,6 +223,7 @@ def make_published_index(root: Path, packages: Sequence[Package] = PACKAGES,
     with ThreadPoolExecutor(max_workers=len(packages) or 1) as pool:
         records = list(pool.map(
             lambda p: build_package(settings, p, root / "upstream", prefix), packages))
+    records = [approve(settings, r) for r in records]  # the lock the admission gate wants
     release(settings, records)
     return PublishedIndex(root, settings, tuple(records))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from factory.builders.record import BuildRecord
 from factory.config import Settings
 from factory.sources import cache_path
+from tests.approval_fixtures import approve
 from tests.attest_fixtures import make_record, make_sdist, make_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ def stage_build(settings: Settings, name: str = "tinypkg", version: str = "1.0.0
     cached = cache_path(settings, record.source.sha256, sdist.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_bytes(sdist.read_bytes())
+    record = approve(settings, record)  # recipe + recipes.lock pin: the gate signs only those
     record.save(settings.wheels_dir)
     return record
 

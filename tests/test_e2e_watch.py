@@ -30,6 +30,10 @@ from tests.local_upstream import LocalUpstream
 pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
 
 TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
+# The real sdists ship prebuilt files (packaging: ELF test fixtures; installer: Windows
+# launchers it copies into its wheel): the admission gate signs them only when allowed.
+ALLOWANCES = {"packaging": 'allow_prebuilt = ["tests/manylinux/*", "tests/musllinux/*"]\n',
+              "installer": 'allow_prebuilt = ["src/installer/_scripts/*.exe"]\n'}
 FLIT = ["flit_core>=3.4,<5"]
 
 
@@ -42,7 +46,7 @@ def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.Fix
         upstream.add_file(name, download(cache, url, sha))
     root = tmp_path / "project"
     for name in TOOLS:
-        write_recipe(root, name, 'kind = "build-tool"\n')
+        write_recipe(root, name, 'kind = "build-tool"\n' + ALLOWANCES.get(name, ""))
     write_recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
     (root / "factory.toml").write_text(
         f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'

@@ -22,6 +22,7 @@ from factory.config import Settings
 from factory.release import release
 from factory.sources import cache_path
 from factory.verify import rebuild_and_compare, verify
+from tests.approval_fixtures import approve
 from tests.builders_fixtures import backend_sdist, inputs_for, kit_from_sdists, offline_settings
 from tests.pipeline_fixtures import fixture_settings
 
@@ -72,7 +73,7 @@ def _publish(tmp_path: Path, image: ImageRef, name: str, extra: str = "") -> Set
     with tarfile.open(sdist) as tar:
         tar.extractall(tree, filter="data")
     record = builder.build(settings, inputs_for(sdist, next(tree.iterdir()), kit, image))
-    release(settings, [record])
+    release(settings, [approve(settings, record)])
     return settings
 
 

@@ -7,7 +7,8 @@ control plane hashed). Field by field meaning: docs/provenance.md.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name
@@ -17,6 +18,9 @@ from factory.attest.types import BUILD_TYPE, STATEMENT_TYPE
 from factory.attest.types import SLSA_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.builders.record import BuildRecord
 from factory.config import Settings
+
+if TYPE_CHECKING:
+    from factory.admission.model import Allowance
 
 # in-toto media type of upstream's PEP 740 provenance object (the Integrity API)
 PEP740_MEDIA_TYPE = "application/vnd.pypi.integrity.v1+json"
@@ -121,7 +125,21 @@ def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     return deps
 
 
-def run_details(record: BuildRecord, settings: Settings) -> dict[str, Any]:
+def allowance_byproducts(allowances: Sequence[Allowance]) -> list[dict[str, Any]]:
+    """Files admitted only by a recipe allowance (factory.admission): an auditor sees each."""
+    return [
+        {
+            "name": f"{a.location}:{a.path}",
+            "digest": {"sha256": a.sha256},
+            "annotations": {"role": "allowance", "rule": a.rule, "allowedBy": a.allowed_by,
+                            "location": a.location, "what": a.what},
+        }
+        for a in allowances
+    ]
+
+
+def run_details(record: BuildRecord, settings: Settings,
+                allowances: Sequence[Allowance] = ()) -> dict[str, Any]:
     return {
         "builder": {"id": builder_id(settings), "version": {"artifact-factory": __version__}},
         "metadata": {
@@ -137,6 +155,7 @@ def run_details(record: BuildRecord, settings: Settings) -> dict[str, Any]:
                 "annotations": {"role": "build-log"},
             },
             {"name": "network", "annotations": {"role": "isolation", "mode": record.network_mode}},
+            *allowance_byproducts(allowances),
         ],
     }
 
@@ -146,7 +165,8 @@ def builder_id(settings: Settings) -> str:
     return settings.identity
 
 
-def build_statement(record: BuildRecord, settings: Settings) -> dict[str, Any]:
+def build_statement(record: BuildRecord, settings: Settings,
+                    allowances: Sequence[Allowance] = ()) -> dict[str, Any]:
     """The SLSA v1 provenance Statement for ``record``'s wheel (unsigned)."""
     return {
         "_type": STATEMENT_TYPE,
@@ -159,6 +179,6 @@ def build_statement(record: BuildRecord, settings: Settings) -> dict[str, Any]:
                 "internalParameters": internal_parameters(record),
                 "resolvedDependencies": resolved_dependencies(record),
             },
-            "runDetails": run_details(record, settings),
+            "runDetails": run_details(record, settings, allowances),
         },
     }

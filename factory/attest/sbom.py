@@ -16,9 +16,10 @@ import re
 import uuid
 import zipfile
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory._deferred import defer_rfc3987
 
@@ -44,6 +45,9 @@ from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, sp
 from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.builders.record import BuildRecord
 from factory.errors import BuildError, VerificationError
+
+if TYPE_CHECKING:
+    from factory.admission.model import Allowance
 
 SBOM_SUFFIX = ".cdx.json"
 PROP = "artifact-factory"  # our namespace for CycloneDX property names
@@ -184,7 +188,27 @@ def _hashes(digest: dict[str, str]) -> list[dict[str, str]]:
     return [{"alg": names[a], "content": v} for a, v in digest.items() if a in names]
 
 
-def formulation(record: BuildRecord, root_ref: str) -> list[dict[str, Any]]:
+def allowance_components(allowances: Sequence[Allowance]) -> list[dict[str, Any]]:
+    """Files admitted only by a recipe allowance (factory.admission), as file components."""
+    return [
+        {
+            "type": "file",
+            "bom-ref": f"allowance:{a.location}:{a.path}",
+            "name": a.path,
+            "hashes": _hashes({"sha256": a.sha256}),
+            "properties": [
+                {"name": f"{PROP}:allowance", "value": a.rule},
+                {"name": f"{PROP}:allowed-by", "value": a.allowed_by},
+                {"name": f"{PROP}:location", "value": a.location},
+                {"name": f"{PROP}:what", "value": a.what},
+            ],
+        }
+        for a in allowances
+    ]
+
+
+def formulation(record: BuildRecord, root_ref: str,
+                allowances: Sequence[Allowance] = ()) -> list[dict[str, Any]]:
     src = record.source
     source_ref = f"source:{src.filename}"
     image = {
@@ -234,7 +258,7 @@ def formulation(record: BuildRecord, root_ref: str) -> list[dict[str, Any]]:
     return [
         {
             "bom-ref": f"formula:{record.invocation_id}",
-            "components": [image, source, *tools],
+            "components": [image, source, *tools, *allowance_components(allowances)],
             "workflows": [workflow],
         }
     ]
@@ -252,7 +276,8 @@ def validate(sbom: dict[str, Any]) -> None:
         raise VerificationError(f"SBOM is not valid CycloneDX 1.6: {error}")
 
 
-def build_sbom(wheel: Path, record: BuildRecord) -> dict[str, Any]:
+def build_sbom(wheel: Path, record: BuildRecord,
+               allowances: Sequence[Allowance] = ()) -> dict[str, Any]:
     """The wheel's CycloneDX 1.6 SBOM as a JSON object, schema-validated."""
     actual = sha256_file(wheel)
     if actual != record.wheel_sha256:
@@ -263,7 +288,8 @@ def build_sbom(wheel: Path, record: BuildRecord) -> dict[str, Any]:
     raw = read_core_metadata(wheel)
     bom = _bom(wheel, record, raw)
     doc: dict[str, Any] = json.loads(JsonV1Dot6(bom).output_as_string())
-    doc["formulation"] = formulation(record, doc["metadata"]["component"]["bom-ref"])
+    doc["formulation"] = formulation(record, doc["metadata"]["component"]["bom-ref"],
+                                     allowances)
     validate(doc)
     return doc
 

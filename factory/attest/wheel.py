@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory.attest.provenance import build_statement
 from factory.attest.sbom import build_sbom, sbom_statement, write_sbom
@@ -13,6 +14,9 @@ from factory.builders.record import BuildRecord
 from factory.config import Settings
 from factory.errors import SigningError
 from factory.keys import find_key_material
+
+if TYPE_CHECKING:
+    from factory.admission.model import Allowance
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,15 @@ def ensure_no_key_material(document: Any, settings: Settings, what: str) -> None
         )
 
 
-def attest_wheel(settings: Settings, record: BuildRecord, wheel: Path) -> Attestation:
-    """Build the provenance and SBOM of ``wheel``; write ``W.cdx.json``."""
-    provenance = build_statement(record, settings)
-    sbom = build_sbom(wheel, record)
+def attest_wheel(settings: Settings, record: BuildRecord, wheel: Path,
+                 allowances: Sequence[Allowance] = ()) -> Attestation:
+    """Build the provenance and SBOM of ``wheel``; write ``W.cdx.json``.
+
+    ``allowances``: files the admission gate let through only by a recipe allowance;
+    both documents list them.
+    """
+    provenance = build_statement(record, settings, allowances)
+    sbom = build_sbom(wheel, record, allowances)
     ensure_no_key_material(provenance, settings, "the provenance")
     ensure_no_key_material(sbom, settings, "the SBOM")
     path = write_sbom(wheel, sbom)
