@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from factory.errors import printable
 from factory.index.records import SIDECAR_SUFFIXES, ProjectRecord, version_key
 
 _STYLE = """
@@ -71,7 +72,11 @@ upstream, what is locked and published, and how long an allowed release has wait
 <th>Upstream</th><th>Locked</th><th>Published</th><th>Advisories</th><th>Waiting</th>
 </tr></thead><tbody>
 {% for s in status %}<tr>
-<td>{{ s.name }}</td><td>{{ s.kind }}</td><td><code>{{ s.allowed }}</code></td>
+<td>{{ s.name }}{% if s.get("alarm") %}
+<span class="badge bad" title="{{ s.get('alarm') }}">upstream alarm: pin kept</span>{% endif %}
+{%- if s.get("refused") %}
+<span class="badge bad" title="{{ s.get('refused') }}">refused at signing</span>{% endif %}</td>
+<td>{{ s.kind }}</td><td><code>{{ s.allowed }}</code></td>
 <td>{{ s.newest_upstream or "?" }}</td><td>{{ s.locked or "—" }}</td>
 <td>{% if s.published != s.locked %}<span class="badge warn">{{ s.published or "—" }}</span>
 {% else %}{{ s.published or "—" }}{% endif %}</td>
@@ -157,6 +162,9 @@ _ENV = jinja2.Environment(
     loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "project": _PROJECT}),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    # Values come from records on disk: no raw control or bidi character reaches a page
+    # (a terminal that shows it, or a name displayed reversed).
+    finalize=lambda value: printable(value) if isinstance(value, str) else value,
 )
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +30,7 @@ from cryptography import x509
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
-from factory.atomic import sha256_file, write_bytes
+from factory.atomic import sha256_file, write_bytes, write_json
 from factory.config import Settings
 from factory.errors import PublishError
 from factory.index.records import (
@@ -513,18 +515,25 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
+TRUST_MANIFEST = "_trust.json"  # in records/: the trust files published, with their digests
+TRUST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")  # a plain file name: no separator
+
+
 def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
     """Copy public trust material (trusted root, layout, public keys) to trust/.
 
     Served under /.well-known/factory/<name>. Unlike distributions these files
     may be replaced (key rotation), each atomically. Refuses anything that
-    looks like a private key.
+    looks like a private key. Each name and digest goes into the trust manifest
+    (records/_trust.json): `factory serve` sends only what it names, with those
+    bytes, never whatever else is in trust/.
     """
     layout = Layout(settings.index_dir)
     written = []
     with publish_lock(layout.lock), index_writes(layout):
+        manifest = read_trust_manifest(layout)
         for name, src in sorted(files.items()):
-            if "/" in name or name.startswith(".") or not src.is_file():
+            if not TRUST_NAME.fullmatch(name) or not src.is_file():
                 raise PublishError(f"trust file {name!r} ({src}) is not a plain file name/file")
             data = src.read_bytes()
             if b"PRIVATE KEY" in data:
@@ -533,5 +542,17 @@ def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
                     "publish the public key (SPKI PEM) instead",
                 )
             write_bytes(layout.trust / name, data)
+            manifest[name] = {"path": f"trust/{name}", "size": len(data),
+                              "sha256": hashlib.sha256(data).hexdigest()}
             written.append(name)
+        write_json(layout.records / TRUST_MANIFEST, {"files": manifest})
     return written
+
+
+def read_trust_manifest(layout: Layout) -> dict[str, Any]:
+    """Trust file name -> {path, sha256, size}, as last published (empty if none or unreadable)."""
+    try:
+        files = json.loads((layout.records / TRUST_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return dict(files) if isinstance(files, dict) else {}
