@@ -41,16 +41,24 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from factory.advisories import AdvisoryDatabase
 from factory.config import Settings
 from factory.errors import FactoryError
+from factory.index.check import inspect_index
+from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
 from factory.lock import Lock, load_lock
 from factory.verification.checks import Auditor
 from factory.verification.index import IndexView
 from factory.verification.model import (
     ALL_CHECKS,
     CHECK_TITLES,
+    FILES,
+    PAGES,
+    RECORDS,
+    UNRECORDED,
     ArtifactReport,
     Check,
     Report,
     exit_code,
+    failed,
+    passed,
 )
 from factory.verification.render import print_report, report_json, write_html
 from factory.verification.targets import Item, TargetError, resolve
@@ -118,20 +126,26 @@ def _verify_in_child(item: Item) -> ArtifactReport:
     return _AUDITOR.verify(item)
 
 
-def _verify_all(auditor: Auditor, items: list[Item], workers: int) -> Iterator[ArtifactReport]:
+def _verify_all(auditor: Auditor, items: list[Item], workers: int,
+                meanwhile: Callable[[], None] = lambda: None) -> Iterator[ArtifactReport]:
     """In order. Signature checks and schema validation hold the GIL, so an index is
-    spread over forked processes (they inherit the loaded trust root and modules)."""
+    spread over forked processes (they inherit the loaded trust root and modules).
+    ``meanwhile`` runs in this process once the workers are forked (no thread is
+    running when they fork)."""
     global _AUDITOR
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if workers <= 1 or len(items) < _PROCESSES_FROM or not forkable:
+        meanwhile()
         yield from map(auditor.verify, items)
         return
     _AUDITOR = auditor
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            yield from pool.map(_verify_in_child, items,
-                                chunksize=max(1, len(items) // (workers * 4)))
+            results = pool.map(_verify_in_child, items,
+                               chunksize=max(1, len(items) // (workers * 4)))
+            meanwhile()
+            yield from results
     finally:
         _AUDITOR = None
 
@@ -169,9 +183,14 @@ def verify(
     source = (advisories or settings.advisories) if check_advisories else None
     database = AdvisoryDatabase(source) if source else None
     auditor = Auditor(index, trust, database, _lock(settings))
+    whole: list[Check] = []
+
+    def check_the_index() -> None:  # while the workers verify the artifacts
+        if everything:
+            whole.extend(index_checks(index, _base_url(settings, index.root)))
 
     results = []
-    for result in _verify_all(auditor, items, workers or default_workers()):
+    for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
         if on_result is not None:
             on_result(result)
         results.append(result)
@@ -182,7 +201,50 @@ def verify(
         seconds=time.perf_counter() - clock,
         trust=trust.info(index.root, source),
         artifacts=results,
+        index=whole,
     )
+
+
+def _base_url(settings: Settings, root: Path) -> str | None:
+    """The URL the pages were rendered with: the settings' for the settings' own index;
+    for another directory (an auditor's copy), read from its pages (None)."""
+    try:
+        same = root.resolve() == settings.index_dir.resolve()
+    except OSError:
+        same = False
+    return settings.index_url if same else None
+
+
+def index_checks(index: IndexView, base_url: str | None) -> list[Check]:
+    """The index as a whole: one failed Check per problem, else one passed Check per kind.
+
+    Files are checked for type and size here; their bytes by each artifact's checks
+    (the wheel and every sidecar beside it against the record in `digest`, the
+    .metadata against the wheel in `metadata`, the rest by their signatures).
+    """
+    def load(project: str) -> ProjectRecord | None:
+        record = index.record(project)
+        if record is None and project in index.corrupt:
+            raise IndexCorruptError(index.corrupt[project])
+        return record
+
+    findings = inspect_index(index.root, base_url, deep=False, wheels=False, load=load)
+    projects = len(list_projects(index.layout)) if index.exists() else 0
+    checks: list[Check] = []
+    for name in (RECORDS, PAGES, FILES, UNRECORDED):
+        found = [f for f in findings if f.area == name]
+        checks += [failed(name, str(f)) for f in found] or [passed(name, _INDEX_PASSED[name]
+                                                                   .format(projects))]
+    return checks
+
+
+_INDEX_PASSED = {
+    RECORDS: "all {} project records load, every path inside the index",
+    PAGES: "every page of the {} projects is what the records render",
+    FILES: "every recorded file is a regular file of the recorded size and sha256, with its "
+           "sidecars",
+    UNRECORDED: "no file in a served area that no record names",
+}
 
 
 def run(

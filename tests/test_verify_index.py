@@ -26,7 +26,8 @@ from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture
     published_index,
 )
 
-CHECKS = ("digest", "signature", "provenance", "sbom", "pep740", "in-toto", "advisories")
+CHECKS = ("digest", "metadata", "signature", "provenance", "sbom", "pep740", "in-toto",
+          "advisories")
 
 
 def statuses(report: Report) -> dict[str, dict[str, str]]:

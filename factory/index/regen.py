@@ -3,22 +3,21 @@
 ``write_project_pages`` touches one project's pages, its line in the catalog
 and the home page; ``write_project_list`` is needed only when a project is
 new. ``rebuild_all`` regenerates everything (recovery, or a new base URL), and
-``check_index`` verifies that every page names only complete, recorded files.
+``check_index`` checks the tree against the records (factory.index.check).
+A corrupt record stops only its own project: the others are listed and rebuilt.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from factory.atomic import sha256_file, write_json, write_text
+from factory.atomic import write_json, write_text
 from factory.config import Settings
 from factory.index import human, pages
 from factory.index.records import (
-    REQUIRED_SIDECARS,
-    SIDECAR_SUFFIXES,
+    IndexCorruptError,
     Layout,
     ProjectRecord,
     list_projects,
@@ -38,16 +37,29 @@ def write_project_pages(layout: Layout, record: ProjectRecord, base_url: str) ->
 
 
 def write_project_list(layout: Layout) -> None:
-    names = []
-    for project in list_projects(layout):
-        record = load_record(layout, project)
-        if record is not None:
-            names.append((record.name, record.display_name))
-    write_text(layout.simple / "index.json", pages.project_list_json(names))
+    names = [(r.name, r.display_name) for r in readable_records(layout)[0]]
+    # JSON last: a publish finds the project listed in it and then rewrites no list,
+    # so a run killed between the two renames must not leave the HTML list behind.
     write_text(layout.simple / "index.html", pages.project_list_html(names))
+    write_text(layout.simple / "index.json", pages.project_list_json(names))
 
 
-def _summary(record: ProjectRecord) -> dict[str, Any]:
+def readable_records(layout: Layout) -> tuple[list[ProjectRecord], list[IndexCorruptError]]:
+    """Every record that loads, and the error of each that does not (in name order)."""
+    records, corrupt = [], []
+    for project in list_projects(layout):
+        try:
+            record = load_record(layout, project)
+        except IndexCorruptError as exc:
+            corrupt.append(exc)
+            continue
+        if record is not None:
+            records.append(record)
+    return records, corrupt
+
+
+def summary(record: ProjectRecord) -> dict[str, Any]:
+    """The record's line in the catalog (and on the home page)."""
     checked = [f for f in record.files if f.advisories is not None]
     return {
         "name": record.name,
@@ -65,7 +77,7 @@ def _summary(record: ProjectRecord) -> dict[str, Any]:
 
 def _update_catalog(layout: Layout, record: ProjectRecord, base_url: str) -> None:
     catalog = read_catalog(layout)
-    catalog[record.name] = _summary(record)
+    catalog[record.name] = summary(record)
     write_json(layout.catalog, catalog)
     write_home(layout, catalog, base_url)
 
@@ -91,30 +103,44 @@ def read_status(layout: Layout) -> list[dict[str, Any]]:
 
 
 def write_status(settings: Settings, rows: list[dict[str, Any]]) -> None:
-    """Record each component's status (as `factory status` shows it) on the home page."""
+    """Record each component's status (as `factory status` shows it) for the home page.
+
+    The record (records/_status.json, replaced atomically) is the data: `factory
+    serve` renders the home page from it and the catalog on request; the
+    index.html written here is the static copy for other web servers only.
+    """
     layout = Layout(settings.index_dir)
     with publish_lock(layout.lock):
         write_json(layout.records / STATUS_FILE, rows)
         write_home(layout, read_catalog(layout), settings.index_url)
 
 
+GENERATED_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def write_home(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str) -> None:
+    generated = datetime.now(UTC).strftime(GENERATED_FORMAT)
+    write_text(layout.root / "index.html", home_page(layout, catalog, base_url, generated))
+
+
+def home_page(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str,
+              generated: str) -> str:
+    """The home page as written at ``generated`` (`factory index check` re-renders it)."""
     projects = [catalog[name] for name in sorted(catalog)]
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    write_text(layout.root / "index.html",
-               human.render_home(projects, base_url, generated, read_status(layout)))
+    return human.render_home(projects, base_url, generated, read_status(layout))
 
 
 def rebuild_all(settings: Settings) -> int:
-    """Regenerate every page from the records; returns the number of projects."""
+    """Regenerate every page from the records; returns the number of projects.
+
+    A corrupt record is skipped (its old pages are left as they are) and, once
+    every other project is done, raised as IndexCorruptError.
+    """
     layout = Layout(settings.index_dir)
     with publish_lock(layout.lock):
         catalog: dict[str, dict[str, Any]] = {}
-        projects = list_projects(layout)
-        for project in projects:
-            record = load_record(layout, project)
-            if record is None:
-                continue
+        records, corrupt = readable_records(layout)
+        for record in records:
             simple = layout.simple_project(record.name)
             write_text(simple / "index.json", pages.project_json(record, settings.index_url))
             write_text(simple / "index.html", pages.project_html(record, settings.index_url))
@@ -122,50 +148,26 @@ def rebuild_all(settings: Settings) -> int:
                 layout.human_project(record.name) / "index.html",
                 human.render_project(record, settings.index_url),
             )
-            catalog[record.name] = _summary(record)
+            catalog[record.name] = summary(record)
         write_json(layout.catalog, catalog)
         write_home(layout, catalog, settings.index_url)
         write_project_list(layout)
-    return len(projects)
+    if corrupt:
+        more = f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else ""
+        raise IndexCorruptError(f"{corrupt[0].message}{more}; the pages of the other "
+                                f"{len(records)} projects were regenerated", corrupt[0].hint)
+    return len(records)
 
 
-def check_index(settings: Settings, *, deep: bool = True) -> list[str]:
-    """Problems found: pages naming missing, incomplete or unrecorded files."""
-    layout = Layout(settings.index_dir)
-    problems: list[str] = []
-    paged = {p.parent.name for p in layout.simple.glob("*/index.json")}
-    for project in sorted(paged | set(list_projects(layout))):
-        record = load_record(layout, project)
-        served = record.served() if record else {}
-        for stored in served.values():
-            problems += _check_stored(layout.root, stored.path, stored.sha256, stored.size, deep)
-        problems += _check_page(layout, project, served)
-    return problems
+def check_index(settings: Settings, *, deep: bool = True,
+                allow_interrupted: bool = False) -> list[str]:
+    """Every problem of the index tree, one line each naming the file (none: it is sound).
 
+    See factory.index.check. ``allow_interrupted`` tolerates what a publish that
+    stopped half way leaves (pages behind their record, files no record names
+    yet), as long as every page names only recorded files with their digests.
+    """
+    from factory.index.check import inspect_index
 
-def _check_stored(root: Path, rel: str, sha256: str, size: int, deep: bool) -> list[str]:
-    path = root / rel
-    if not path.is_file():
-        return [f"{rel}: recorded but missing"]
-    if path.stat().st_size != size:
-        return [f"{rel}: size {path.stat().st_size} != recorded {size}"]
-    if deep and sha256_file(path) != sha256:
-        return [f"{rel}: sha256 differs from the record"]
-    return []
-
-
-def _check_page(layout: Layout, project: str, served: dict[str, Any]) -> list[str]:
-    page = layout.simple_project(project) / "index.json"
-    if not page.is_file():
-        return []  # not yet visible: consistent
-    data = json.loads(page.read_text(encoding="utf-8"))
-    problems = []
-    for item in data["files"]:
-        rel = f"files/{project}/{item['filename']}"
-        stored = served.get(rel)
-        if stored is None or stored.sha256 != item["hashes"]["sha256"]:
-            problems.append(f"{page}: names {item['filename']}, which is not recorded as is")
-        for suffix in [".metadata", *(SIDECAR_SUFFIXES[k] for k in sorted(REQUIRED_SIDECARS))]:
-            if served.get(rel + suffix) is None:
-                problems.append(f"{page}: {item['filename']} has no recorded {suffix} file")
-    return problems
+    findings = inspect_index(settings.index_dir, settings.index_url, deep=deep)
+    return [str(f) for f in findings if not (allow_interrupted and f.interrupted)]

@@ -12,6 +12,8 @@ import base64
 import copy
 import hashlib
 import json
+import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from factory.attest.types import BUILD_TYPE
 from factory.attest.types import SBOM_PREDICATE_TYPE as SBOM_PREDICATE
 from factory.attest.types import SLSA_PREDICATE_TYPE as SLSA_PREDICATE
 from factory.errors import FactoryError, VerificationError
+from factory.index.check import NotReadable, TooLarge, metadata_in, read_regular
+from factory.index.records import FileEntry, StoredFile
 from factory.lock import Lock
 from factory.signing.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
 from factory.signing.verify import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE, check_subject
@@ -44,6 +48,7 @@ from factory.verification.model import (
     DIGEST,
     INSTALLED,
     INTOTO,
+    METADATA,
     PEP740,
     PROVENANCE,
     SBOM,
@@ -60,6 +65,7 @@ from factory.verification.targets import Item
 from factory.verification.trust import Trust
 
 _CHUNK = 1 << 20
+_SIDECAR_LIMIT = 256 << 20  # a sidecar larger than this is not one the factory wrote
 _SIDECAR_KINDS = ("sigstore", "intoto", "provenance", "sbom", "build")
 _SHORT = {PUBLISH_PREDICATE: "publish", SLSA_PREDICATE: "SLSA provenance",
           SBOM_PREDICATE: "CycloneDX SBOM"}
@@ -116,13 +122,28 @@ def gather(item: Item) -> Evidence:
         base = item.published.path  # a bare wheel: its evidence is in the index
     evidence = Evidence(wheel, sha, size, base)
     for kind in _SIDECAR_KINDS:
-        path = sidecar(base, kind)
-        evidence.sidecars[kind] = path.read_bytes() if path.is_file() else None
+        evidence.sidecars[kind] = _plain_bytes(sidecar(base, kind))
     evidence.held[wheel.name] = sha
     for path in base.parent.glob(base.name + ".*"):
-        if path.is_file():
-            evidence.held[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        data = _plain_bytes(path)
+        if data is not None:
+            evidence.held[path.name] = hashlib.sha256(data).hexdigest()
     return evidence
+
+
+def _plain_bytes(path: Path) -> bytes | None:
+    """The bytes of a regular file; None for a link, FIFO, device, directory or absence
+    (evidence is never read through a link, and a FIFO never blocks the verifier)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(_SIDECAR_LIMIT + 1)
+    return data if len(data) <= _SIDECAR_LIMIT else None
 
 
 def _unverified_statement(bundle: dict[str, Any]) -> dict[str, Any] | None:
@@ -158,10 +179,11 @@ class Auditor:
         report.checks.append(_run(DIGEST, lambda: self.digest(item, evidence)))
         if evidence is None:
             report.checks += [skipped(n, "nothing to verify") for n in
-                              (SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO)]
+                              (METADATA, SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO)]
         else:
             ev = evidence
             report.checks += [
+                _run(METADATA, lambda: self.metadata(item, ev)),
                 _run(SIGNATURE, lambda: self.signature(ev)),
                 _run(PROVENANCE, lambda: self.provenance(item, ev)),
                 _run(SBOM, lambda: self.sbom(item, ev)),
@@ -192,6 +214,12 @@ class Auditor:
         if item.pinned_sha256 and item.pinned_sha256.lower() != ev.sha256:
             return failed(DIGEST, f"the target pins sha256 {item.pinned_sha256}, the file is "
                                   f"{ev.sha256}")
+        if ev.base == item.published.path:  # the index's own sidecars: as recorded?
+            changed = [s.path.rsplit("/", 1)[-1] for s in _siblings(item.published.entry)
+                       if ev.held.get(s.path.rsplit("/", 1)[-1]) != s.sha256]
+            if changed:
+                return failed(DIGEST, f"{', '.join(changed)} differ(s) from the index record "
+                                      "(or is not a regular file)")
         count = self._subjects(ev)
         return passed(DIGEST, f"sha256 {ev.sha256[:16]}… equals the index record and "
                               f"{count} attestation subjects")
@@ -219,6 +247,37 @@ class Auditor:
                 raise VerificationError("the build record names another file or digest")
             count += 1
         return count
+
+    # -- core metadata (PEP 658) ------------------------------------------------------------
+    def metadata(self, item: Item, ev: Evidence) -> Check:
+        """The .metadata installers read before the wheel is the wheel's own METADATA, and
+        has the recorded digest (the one the pages give: the pages check holds them equal)."""
+        if item.published is None:
+            return skipped(METADATA, "not a file the index publishes")
+        stored = item.published.entry.metadata
+        name = stored.path.rsplit("/", 1)[-1]
+        try:
+            served = read_regular(self.index.root, stored.path, stored.size)
+        except TooLarge:
+            return failed(METADATA, f"{name} is larger than the record says ({stored.size} "
+                                    "bytes)")
+        except NotReadable as exc:
+            return failed(METADATA, f"{name} {exc}")
+        digest = hashlib.sha256(served).hexdigest()
+        if digest != stored.sha256 or len(served) != stored.size:
+            return failed(METADATA, f"{name} has sha256 {digest}, the record (and the pages' "
+                                    f"PEP 658 hash) {stored.sha256}")
+        try:
+            with ev.wheel.open("rb") as handle:
+                inside: bytes | None = metadata_in(handle, len(served))
+        except TooLarge:
+            inside = None
+        except NotReadable as exc:
+            return failed(METADATA, f"{ev.filename} {exc}")
+        if inside != served:
+            return failed(METADATA, f"{name} is not the METADATA inside {ev.filename}")
+        return passed(METADATA, f"{name} is the wheel's own METADATA (sha256 {digest[:16]}…, "
+                                "as recorded)")
 
     # -- signature ---------------------------------------------------------------------------
     def signature(self, ev: Evidence) -> Check:
@@ -422,6 +481,15 @@ class Auditor:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _siblings(entry: FileEntry) -> list[StoredFile]:
+    """The recorded files published beside the wheel (not inside its .in-toto/)."""
+    out = [entry.metadata]
+    for kind, group in entry.sidecars.items():
+        if kind != "in-toto":
+            out.extend(group)
+    return out
+
+
 def _run(name: str, check: Callable[[], Check]) -> Check:
     try:
         return check()

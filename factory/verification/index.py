@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from factory.index.records import (
     SIDECAR_SUFFIXES,
     FileEntry,
+    IndexCorruptError,
     Layout,
     ProjectRecord,
     list_projects,
@@ -50,6 +51,7 @@ class IndexView:
         self.root = root
         self.layout = Layout(root)
         self._records: dict[str, ProjectRecord | None] = {}
+        self.corrupt: dict[str, str] = {}  # project -> why its record cannot be read
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
@@ -59,8 +61,17 @@ class IndexView:
         key = str(canonicalize_name(project))
         with self._lock:
             if key not in self._records:
-                self._records[key] = load_record(self.layout, key)
+                try:
+                    self._records[key] = load_record(self.layout, key)
+                except IndexCorruptError as exc:  # reported per project, never a crash
+                    self._records[key] = None
+                    self.corrupt[key] = exc.message
             return self._records[key]
+
+    def unreadable(self, project: str) -> str | None:
+        """Why the index cannot say what it publishes of ``project`` (a corrupt record)."""
+        key = str(canonicalize_name(project))
+        return self.corrupt.get(key) if self.record(key) is None else None
 
     def published(self, record: ProjectRecord, entry: FileEntry) -> Published:
         return Published(record.name, entry, self.layout.files(record.name) / entry.filename)

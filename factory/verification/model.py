@@ -22,11 +22,26 @@ INTOTO = "in-toto"
 ADVISORIES = "advisories"
 INSTALLED = "installed"
 UPSTREAM = "upstream"  # only when a signed equivalence statement exists
-ALL_CHECKS = (DIGEST, SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO, ADVISORIES, INSTALLED,
-              UPSTREAM)
+METADATA = "metadata"
+ALL_CHECKS = (DIGEST, METADATA, SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO, ADVISORIES,
+              INSTALLED, UPSTREAM)
+
+# The checks of the index as a whole (`verify --all`), as factory.index.check names them.
+RECORDS, PAGES, FILES, UNRECORDED = "records", "pages", "files", "unrecorded"
+INDEX_CHECKS = (RECORDS, PAGES, FILES, METADATA, UNRECORDED)
+INDEX_CHECK_TITLES = {
+    RECORDS: "every project record loads: JSON of the right shape, paths inside the index",
+    PAGES: "every page served (Simple API HTML and JSON, human pages) is what the records "
+           "render",
+    FILES: "every file a record names is a regular file of the recorded size and sha256, "
+           "with its required sidecars",
+    METADATA: "every .metadata (PEP 658) is the METADATA inside its wheel",
+    UNRECORDED: "no file in a served area that no record names",
+}
 
 CHECK_TITLES = {
     DIGEST: "sha256 matches the index record and every attestation subject",
+    METADATA: ".metadata (PEP 658) is the wheel's own METADATA, with the recorded sha256",
     SIGNATURE: "Sigstore bundle verifies against the pinned root and identity policy",
     PROVENANCE: "signed SLSA provenance: allowed builder, locked source, network none",
     SBOM: "CycloneDX 1.6 SBOM is valid, binds to the wheel, equals the signed one",
@@ -117,10 +132,16 @@ class Report:
     trust: TrustInfo
     artifacts: list[ArtifactReport]
     tool: str = "artifact-factory verify"
+    # The index as a whole (pages, records, unrecorded files): `verify --all` only.
+    index: list[Check] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.artifacts) and all(a.ok for a in self.artifacts)
+        return (bool(self.artifacts) and all(a.ok for a in self.artifacts)
+                and not any(c.failed for c in self.index))
+
+    def index_failures(self) -> list[Check]:
+        return [c for c in self.index if c.failed]
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -132,6 +153,7 @@ class Report:
             "failed": len(failing),
             "ok": self.ok,
             "artifacts_per_second": round(per_second, 1) if per_second else None,
+            "index_failed": len(self.index_failures()),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +167,8 @@ class Report:
             "trust": asdict(self.trust),
             "checks": CHECK_TITLES,
             "artifacts": [a.to_dict() for a in self.artifacts],
+            "index_checks": INDEX_CHECK_TITLES if self.index else {},
+            "index": [asdict(c) for c in self.index],
         }
 
 

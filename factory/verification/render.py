@@ -55,11 +55,17 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
             console.print(Text(f"{artifact.label}: {check.name}: {check.message}", style=style))
         for note in artifact.notes:
             console.print(Text(f"{artifact.label}: note: {note}", style="yellow"))
+    for check in report.index if verbose else report.index_failures():
+        console.print(Text(f"index: {check.name}: {check.message}",
+                           style="red" if check.failed else "dim"))
     summary = report.summary
     rate = summary["artifacts_per_second"]
     verdict = Text("PASS" if report.ok else "FAIL", style="bold green" if report.ok else "bold red")
     console.print(verdict, Text(
-        f" {summary['passed']}/{summary['artifacts']} artifacts passed in "
+        f" {summary['passed']}/{summary['artifacts']} artifacts passed"
+        + (f", {summary['index_failed']} index problem(s)" if summary["index_failed"]
+           else ", index sound" if report.index else "")
+        + " in "
         f"{report.seconds:.2f} s" + (f" ({rate}/s)" if rate else "")
         + f"; trusted root {report.trust.trusted_root} "
           f"(sha256 {report.trust.trusted_root_sha256[:16]}…)"))
@@ -86,7 +92,8 @@ th{background:#f6f8fa} code{font-size:.92em;word-break:break-all}
 </style></head><body>
 <h1>Verification report</h1>
 <p class="verdict {{ 'ok' if r.ok else 'bad' }}">{{ 'PASS' if r.ok else 'FAIL' }}:
-{{ s.passed }} of {{ s.artifacts }} artifacts passed every check</p>
+{{ s.passed }} of {{ s.artifacts }} artifacts passed every check
+{%- if r.index %}; {{ s.index_failed or 'no' }} index problem(s){% endif %}</p>
 <table>
 <tr><th>target</th><td><code>{{ r.target }}</code></td></tr>
 <tr><th>verified</th><td>{{ r.started }} to {{ r.finished }} (UTC),
@@ -127,6 +134,13 @@ SPKI sha256 <code>{{ t.owner_key_spki_sha256 }}</code></td></tr>
 {% for name in columns %}{% set c = a.check(name) %}<td class="{{ c.status if c else '' }}">
 {{ marks[c.status] if c else '' }}</td>{% endfor %}</tr>{% endfor %}
 </table>
+
+{% if r.index %}
+<h2>Index</h2>
+<table>{% for c in r.index %}
+<tr><th>{{ c.name }}</th><td class="{{ c.status }}">{{ c.status }}</td>
+<td>{{ c.message }}</td></tr>{% endfor %}</table>
+{% endif %}
 
 <h2>Artifacts</h2>
 {% for a in r.artifacts %}

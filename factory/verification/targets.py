@@ -107,7 +107,8 @@ def wheel_item(index: IndexView, path: Path) -> Item:
     item = Item(label=str(path), project=str(name), version=str(version), filename=path.name,
                 wheel=path, published=found)
     if found is None:
-        item.problem = f"{path.name} is not a file the index publishes"
+        item.problem = (index.unreadable(str(name))
+                        or f"{path.name} is not a file the index publishes")
     return item
 
 
@@ -115,7 +116,8 @@ def pinned_items(index: IndexView, name: str, version: str, label: str) -> list[
     found = index.by_version(name, version)
     if not found:
         return [Item(label=label, project=str(canonicalize_name(name)), version=version,
-                     problem=f"the index publishes no file of {name}=={version}")]
+                     problem=index.unreadable(name)
+                     or f"the index publishes no file of {name}=={version}")]
     return [published_item(p, f"{label} ({p.filename})") for p in found]
 
 
@@ -129,7 +131,8 @@ def by_digest(index: IndexView, name: str, version: str | None, filename: str | 
     what = filename or f"{name} {version or ''}".strip()
     return Item(label=label, project=str(canonicalize_name(name)), version=version,
                 filename=filename, pinned_sha256=sha256,
-                problem=f"{what} (sha256 {sha256[:16]}…) is not a file the index publishes")
+                problem=index.unreadable(name)
+                or f"{what} (sha256 {sha256[:16]}…) is not a file the index publishes")
 
 
 # -- requirements files ---------------------------------------------------------------
@@ -289,8 +292,9 @@ def venv_items(index: IndexView, venv: Path, ignore: set[str]) -> list[Item]:
             candidates = index.by_version(dist.name, dist.version)
             chosen = pick_wheel(dist, candidates)
             if chosen is None:
-                item.problem = (f"{dist.name} {dist.version} is installed but the index "
-                                "publishes no wheel of it")
+                item.problem = index.unreadable(dist.name) or (
+                    f"{dist.name} {dist.version} is installed but the index publishes no "
+                    "wheel of it")
             else:
                 item.published, item.wheel, item.filename = chosen, chosen.path, chosen.filename
         items.append(item)
