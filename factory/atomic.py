@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,10 +26,14 @@ def atomic_writer(path: Path, mode: str = "wb",
                   permissions: int | None = None) -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on success fsync and rename it into place.
 
-    The temp file is private (0600) until renamed; ``permissions`` widens it first
+    The temp file is private (0600) until renamed. A file that replaces another
+    keeps the mode of the one it replaces (recipes.lock stays as readable as the
+    user made it); a new file stays private unless ``permissions`` widens it
     (files a web server must read, say).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if permissions is None:
+        permissions = _mode_of(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode) as handle:
@@ -41,6 +46,15 @@ def atomic_writer(path: Path, mode: str = "wb",
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_of(path: Path) -> int | None:
+    """The permission bits of an existing regular file, else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else None
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -163,15 +163,54 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return values
 
 
+# Settings that must be positive (a zero or negative limit is a typo, not a policy).
+_POSITIVE = frozenset({"build_concurrency", "build_timeout", "build_pids", "build_cpus",
+                       "build_max_output", "serve_port", "http_timeout"})
+
+
 def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    """``raw`` (from TOML or the environment) as the field's type, or a ConfigError."""
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if isinstance(raw, bool) and kind in ("int", "float"):
+        raise ConfigError(f"setting {name}={raw!r} is not a number")
     try:
-        if kind in (int, "int"):
-            return int(raw)
-        if kind in (float, "float"):
-            return float(raw)
-        return raw
-    except (TypeError, ValueError):
+        if kind == "int":
+            value: Any = int(raw)
+        elif kind == "float":
+            value = float(raw)
+        elif kind.startswith("str") and not isinstance(raw, str):
+            raise ConfigError(f"setting {name}={raw!r} is not a string",
+                              "quote the value in factory.toml")
+        else:
+            value = raw
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"setting {name}={raw!r} is not a {kind}") from None
+    if name in _POSITIVE and not value > 0:
+        raise ConfigError(f"setting {name}={raw!r} must be greater than zero")
+    if name == "http_retries" and value < 0:
+        raise ConfigError(f"setting {name}={raw!r} must not be negative")
+    return value
+
+
+def _state_dir(root: Path, raw: Any) -> Path:
+    """The state directory, absolute; an error when it cannot be one.
+
+    It need not exist yet (commands create it), but it must not be, or lie
+    under, something that is not a directory.
+    """
+    if not isinstance(raw, str | os.PathLike) or not str(raw).strip() or "\0" in str(raw):
+        raise ConfigError(f"setting state_dir={raw!r} is not a path",
+                          "set state_dir in factory.toml or FACTORY_STATE_DIR to a directory")
+    state = Path(raw)
+    state = (state if state.is_absolute() else root / state).resolve()
+    for candidate in (state, *state.parents):
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise ConfigError(
+                    f"the state directory {state} cannot be used: {candidate} is not a directory",
+                    "set state_dir in factory.toml or FACTORY_STATE_DIR to a directory")
+            break
+    return state
 
 
 def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
@@ -189,9 +228,8 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     values.update({k: v for k, v in overrides.items() if v is not None})
     for name, raw in list(values.items()):
         values[name] = _coerce(name, raw, kinds[name])
-    state = Path(values.pop("state_dir", ".factory"))
-    state = state if state.is_absolute() else root / state
+    state = _state_dir(root, values.pop("state_dir", ".factory"))
     if "advisories" not in values:
         default_db = root.parent / "shared" / "advisory-database"
         values["advisories"] = str(default_db) if default_db.is_dir() else None
-    return Settings(root=root, state_dir=state.resolve(), **values)
+    return Settings(root=root, state_dir=state, **values)

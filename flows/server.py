@@ -89,6 +89,11 @@ def _start(settings: Settings, home: Path, url_file: Path, wait: float) -> str:
             raise ConfigError(f"the embedded Prefect server exited (code {process.returncode})",
                               f"read {home / 'server.log'}")
         if _healthy(url):
+            # A fresh server holds no lease (its lease store is in memory); slots the
+            # database still counts belong to builds of the previous server.
+            from flows.slots import reset_slots
+
+            reset_slots(url)
             (home / "server.pid").write_text(str(process.pid))
             url_file.write_text(url)
             os.environ["PREFECT_API_URL"] = url

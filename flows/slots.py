@@ -1,0 +1,137 @@
+"""Build slots: Prefect global-concurrency leases that a killed process cannot keep.
+
+A build holds one slot of the ``factory-builds`` limit while it runs. The slot
+is a lease on the Prefect server that a thread of the holder renews every few
+seconds, so a holder killed with -9 stops renewing and the server's repossessor
+takes the slot back once the short lease runs out (``LEASE_SECONDS``, not
+Prefect's default of five minutes). Sooner still: every holder leaves a note in
+the state directory (lease id, owner process), and the next acquisition on this
+host first returns the slots of notes whose owner process is gone.
+
+A lease the server forgot (its lease store is in memory, so a restarted embedded
+server knows none) would keep its slot counted for ever; ``reset_slots`` clears
+the count when the embedded server starts, when no lease can exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from factory.atomic import write_json
+from factory.builders.docker import owner_alive, owner_id
+from factory.config import Settings
+from factory.errors import BuildError
+
+log = logging.getLogger("factory.slots")
+
+BUILD_LIMIT = "factory-builds"
+LEASE_SECONDS = 60.0  # the shortest the server accepts
+RENEW_SECONDS = 15.0
+_LOCKED = 423  # the server's answer while every slot is taken
+
+
+def notes_dir(settings: Settings) -> Path:
+    return settings.state_dir / "slots"
+
+
+@contextlib.contextmanager
+def build_slot(settings: Settings, timeout: float | None = None) -> Iterator[UUID]:
+    """Hold one build slot for the body of the ``with``; yields the lease id."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        reclaim(settings, client)
+        lease = _acquire(client, timeout)
+        note = notes_dir(settings) / f"{lease}.json"
+        write_json(note, {"lease": str(lease), "limit": BUILD_LIMIT, "owner": owner_id()})
+        stop = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lease, stop), daemon=True,
+                                   name="build-slot-lease")
+        renewer.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            renewer.join(timeout=RENEW_SECONDS)
+            _release(client, lease)
+            note.unlink(missing_ok=True)
+
+
+def reclaim(settings: Settings, client: Any) -> list[UUID]:
+    """Return the slots of holders on this host whose process is gone; their ids."""
+    freed = []
+    for note in sorted(notes_dir(settings).glob("*.json")):
+        try:
+            data = json.loads(note.read_text(encoding="utf-8"))
+            lease, owner = UUID(str(data["lease"])), str(data["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            note.unlink(missing_ok=True)  # unreadable: a torn note holds nothing we can use
+            continue
+        if owner_alive(owner):
+            continue
+        _release(client, lease)
+        note.unlink(missing_ok=True)
+        freed.append(lease)
+        log.warning("returned build slot %s of a holder that is gone (%s)", lease, owner)
+    return freed
+
+
+def _acquire(client: Any, timeout: float | None) -> UUID:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                names=[BUILD_LIMIT], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS)
+            return UUID(str(response.json()["lease_id"]))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != _LOCKED:
+                raise
+            wait = _retry_after(exc.response)
+        if deadline is not None and time.monotonic() + wait > deadline:
+            raise BuildError(f"no build slot of {BUILD_LIMIT!r} came free within {timeout:.0f} s",
+                             "another rebuild holds them; wait for it or raise build.concurrency")
+        time.sleep(wait)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(max(float(response.headers.get("Retry-After", 1)), 0.1), 5.0)
+    except ValueError:
+        return 1.0
+
+
+def _renew(lease: UUID, stop: threading.Event) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        while not stop.wait(RENEW_SECONDS):
+            try:
+                client.renew_concurrency_lease(lease_id=lease, lease_duration=LEASE_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the build goes on; the lease may lapse
+                log.warning("could not renew build slot %s: %s", lease, exc)
+
+
+def _release(client: Any, lease: UUID) -> None:
+    try:
+        client.release_concurrency_slots_with_lease(lease_id=lease)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 404:  # 404: the server already took it back
+            raise
+
+
+def reset_slots(api_url: str) -> None:
+    """Count no slot as held (call only when no lease can exist: a fresh server)."""
+    response = httpx.patch(f"{api_url.rstrip('/')}/v2/concurrency_limits/{BUILD_LIMIT}",
+                           json={"active_slots": 0}, timeout=10)
+    if response.status_code not in (204, 404):
+        response.raise_for_status()
