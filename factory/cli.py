@@ -16,7 +16,7 @@ from rich.table import Table
 
 from factory import __version__
 from factory.config import Settings, load_settings
-from factory.errors import FactoryError
+from factory.errors import FactoryError, FileSystemError, printable
 from factory.recipes import check_recipes
 
 app = typer.Typer(
@@ -53,6 +53,13 @@ def emit_json(value: Any) -> None:
     out.print_json(json.dumps(value, default=str))
 
 
+def plain(text: str, console: Console | None = None) -> None:
+    """Print a line that quotes what others wrote (upstream, builds, files on disk):
+    as text, never as Rich markup, emoji or highlighting, every control escaped."""
+    (console or err).print(printable(text), highlight=False, markup=False, emoji=False,
+                           soft_wrap=True)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"factory {__version__}")
@@ -78,7 +85,7 @@ def recipes_check(as_json: JsonOpt = False) -> None:
         emit_json({"recipes": sorted(recipes), "errors": [e.message for e in errors]})
     else:
         for error in errors:
-            err.print(f"[red]error:[/] {error.message}", highlight=False)
+            plain(f"error: {error.message}")
         if not errors:
             out.print(f"{len(recipes)} recipes OK")
     if errors:
@@ -108,17 +115,22 @@ def lock(
     check: Annotated[bool, typer.Option("--check", help="Offline: fail when recipes.lock does "
                                         "not match the recipes.")] = False,
     names: Annotated[list[str] | None, typer.Argument(help="With --update: only these.")] = None,
+    accept: Annotated[list[str] | None, typer.Option(
+        "--accept-change", metavar="NAME", help="Accept NAME's upstream alarm (a pinned file "
+        "re-uploaded or moved): re-pin it to what upstream serves now.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Resolve the recipes against upstream and write recipes.lock."""
+    """Resolve the recipes against upstream and write recipes.lock. Exit 1 when upstream
+    changed a pinned file (an alarm: the old pin is kept)."""
     from factory import pipeline
+    from factory.lock import alarm_error
 
     if check:
         problems = pipeline.check_stage(settings())
         if as_json:
             emit_json({"ok": not problems, "problems": problems})
         for problem in problems if not as_json else []:
-            err.print(f"[red]mismatch:[/] {problem}", highlight=False)
+            plain(f"mismatch: {problem}")
         if problems:
             raise typer.Exit(1)
         if not as_json:
@@ -126,17 +138,25 @@ def lock(
         return
     target: bool | set[str] = set(map(_key, names)) if (update and names) else update
     with err.status("resolving against upstream ...") as status:
-        lock_, changes = pipeline.lock_stage(
-            settings(), target, on_fetch=lambda f: status.update(f"reading {f} ..."))
+        report = pipeline.lock_report(
+            settings(), target, on_fetch=lambda f: status.update(f"reading {f} ..."),
+            accept=set(map(_key, accept or ())))
+    lock_, changes = report.lock, report.changes
     if as_json:
         emit_json({"components": len(lock_.components),
-                   "changes": [c.__dict__ for c in changes]})
-        return
-    for change in changes:
-        out.print(f"  {change.describe()}", highlight=False)
-    out.print(f"locked {len(lock_.components)} sdists "
-              f"({sum(c.is_primary for c in lock_.components)} approved components)"
-              + ("" if changes else "; nothing moved"))
+                   "changes": [c.__dict__ for c in changes],
+                   "alarms": [a.__dict__ for a in report.alarms]})
+    else:
+        for change in changes:
+            plain(f"  {change.describe()}", out)
+        for alarm in report.alarms:  # upstream text: printed plain, controls escaped
+            plain(f"  ALARM {alarm.describe()}")
+        kept = f"; {len(report.alarms)} pin(s) kept under upstream alarm" if report.alarms \
+            else "" if changes else "; nothing moved"
+        out.print(f"locked {len(lock_.components)} sdists "
+                  f"({sum(c.is_primary for c in lock_.components)} approved components){kept}")
+    if report.alarms:
+        raise alarm_error(report.alarms)
 
 
 def _key(name: str) -> str:
@@ -162,16 +182,27 @@ def fetch(
                 tasks[filename] = progress.add_task(filename, total=total)
             progress.update(tasks[filename], completed=done)
 
+        failed: dict[str, str] = {}
         fetched = pipeline.fetch_stage(settings(), set(map(_key, names)) if names else None,
-                                       report)
+                                       report, failed)
     if as_json:
         emit_json([{"name": f.component.name, "version": f.component.version,
                     "path": str(f.path), "sha256": f.component.sdist.sha256} for f in fetched])
-        return
-    for item in fetched:
-        out.print(f"  {item.component.sdist.filename}  sha256:{item.component.sdist.sha256[:16]}…",
-                  highlight=False)
-    out.print(f"fetched and verified {len(fetched)} sdists")
+    else:
+        for item in fetched:
+            out.print(f"  {item.component.sdist.filename}  "
+                      f"sha256:{item.component.sdist.sha256[:16]}…", highlight=False)
+        out.print(f"fetched and verified {len(fetched)} sdists")
+    _refused_at_fetch(failed)
+
+
+def _refused_at_fetch(failed: dict[str, str]) -> None:
+    """One line per component refused at fetch (the others went on), then fail."""
+    for component, reason in sorted(failed.items()):
+        plain(f"  refused {component}: {reason}")
+    if failed:
+        raise FactoryError(f"{len(failed)} component(s) refused at fetch; the others were fetched",
+                           "each line above says why; `factory status` shows upstream alarms")
 
 
 # -- build ------------------------------------------------------------------------
@@ -240,7 +271,10 @@ def build(
     from factory.plan import execute, make_plan
 
     s = settings()
-    pipeline.fetch_stage(s)
+    refused: dict[str, str] = {}
+    pipeline.fetch_stage(s, failed=refused)  # a refused one fails its node, not the build
+    for component, reason in sorted(refused.items()):
+        plain(f"  refused {component}: {reason}")
     the_plan = make_plan(s, list(map(_key, names)) if names else None)
     with err.status(f"building {len(the_plan.order)} components ..."):
         records = execute(s, the_plan, concurrency)
@@ -302,18 +336,21 @@ def authority_serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")
 def publish(as_json: JsonOpt = False) -> None:
     """Attest, sign and publish every built wheel the index does not serve yet."""
     from factory.builders.record import RECORD_SUFFIX, BuildRecord
-    from factory.release import release
+    from factory.release import release_all
 
     s = settings()
     records = [BuildRecord.load(p) for p in sorted(s.wheels_dir.glob("*" + RECORD_SUFFIX))]
     with err.status(f"signing and publishing up to {len(records)} wheels ..."):
-        published = release(s, records)
+        report = release_all(s, records)
     if as_json:
-        emit_json([p.__dict__ for p in published])
-        return
-    for p in published:
-        out.print(f"  published {p.filename}", highlight=False)
-    out.print(f"{len(published)} published; index at {s.index_dir}")
+        emit_json({"published": [p.__dict__ for p in report.published],
+                   "refused": [r.__dict__ for r in report.refused]})
+    else:
+        for p in report.published:
+            out.print(f"  published {p.filename}", highlight=False)
+        out.print(f"{len(report.published)} published; index at {s.index_dir}",
+                  highlight=False)
+    report.raise_for_refusals()  # one line per refused wheel on stderr, exit non-zero
 
 
 @app.command()
@@ -339,15 +376,18 @@ def index_check(
     quick: Annotated[bool, typer.Option("--quick", help="Skip re-hashing files.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check that every page names only complete, recorded files with matching digests."""
+    """Check every served page and file against the records: pages, digests, .metadata,
+    corrupt records, files no record names. Exit 0 sound, 1 any problem."""
+    from rich.markup import escape
+
     from factory.index.regen import check_index
 
     problems = check_index(settings(), deep=not quick)
     if as_json:
         emit_json({"ok": not problems, "problems": problems})
     else:
-        for problem in problems:
-            err.print(f"[red]problem:[/] {problem}", highlight=False)
+        for problem in problems:  # names from disk: printed as text, never as markup
+            err.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
         if not problems:
             out.print("the index is consistent")
     if problems:
@@ -356,10 +396,16 @@ def index_check(
 
 @index_app.command("rebuild")
 def index_rebuild() -> None:
-    """Regenerate every page from the published records."""
+    """Regenerate every page from the published records, and the trust manifest."""
+    from factory.index.publish import publish_trust
     from factory.index.regen import rebuild_all
+    from factory.release import trust_files
 
-    out.print(f"regenerated the pages of {rebuild_all(settings())} projects")
+    s = settings()
+    trust = trust_files(s)
+    if trust:  # an index published before the manifest existed serves no trust file
+        publish_trust(s, trust)
+    out.print(f"regenerated the pages of {rebuild_all(s)} projects")
 
 
 @index_app.command("status")
@@ -508,9 +554,12 @@ def watch(
             emit_json(result)
         else:
             for line in result["moved"] + result["yanked"]:
-                out.print(f"  {line}", highlight=False)
+                plain(f"  {line}", out)
+            for line in result.get("alarms", []):
+                plain(f"  ALARM {line}")
             out.print(f"watch cycle done: {len(result['moved'])} moved, "
-                      f"{len(result['yanked'])} yanked", highlight=False)
+                      f"{len(result['yanked'])} yanked, {len(result.get('alarms', []))} "
+                      "upstream alarms", highlight=False)
         if once:
             return
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -548,6 +597,19 @@ def status(
                       ", ".join(r.advisories) or "none",
                       f"{r.waiting_days:g} d" if r.waiting_days is not None else "")
     out.print(table)
+    for r in rows:  # upstream text: printed plain, controls escaped
+        if r.alarm:
+            plain(f"ALARM {r.name} {r.alarm} (pin kept; `factory lock --accept-change "
+                  f"{r.name}` if legitimate)")
+        if r.refused:
+            plain(f"REFUSED {r.name} {r.refused}")
+
+
+def print_error(exc: FactoryError) -> None:
+    """The one place an error reaches the operator's terminal. Messages quote what
+    attackers wrote (build logs, file names): printed as plain text (no Rich markup,
+    emoji codes or highlighting) with every control character escaped."""
+    plain(exc.diagnostics())
 
 
 def main() -> None:
@@ -557,8 +619,14 @@ def main() -> None:
     except FactoryError as exc:
         if _State.debug or os.environ.get("FACTORY_DEBUG"):
             raise
-        err.print(exc.diagnostics(), highlight=False, markup=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the machine refused a file operation: where, and why
+        if _State.debug or os.environ.get("FACTORY_DEBUG"):
+            raise
+        error = FileSystemError.from_os_error(exc, _State.settings)
+        print_error(error)
+        sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         sys.exit(130)

@@ -3,9 +3,35 @@
 The CLI prints ``error: <cause>`` and ``hint: <hint>`` and exits non-zero, with
 no traceback. Anything a user can cause (bad recipe, hash mismatch, unsafe
 archive, policy refusal, missing engine) raises one of these.
+
+Messages often quote what an attacker wrote (a build's log, a file name from an
+archive, a listing): every message and hint is made printable when the error is
+made, so no terminal, log viewer or ledger row that shows it ever receives a
+raw control character (see ``printable``).
 """
 
 from __future__ import annotations
+
+
+def printable(text: str, keep: str = "\n\t") -> str:
+    """``text`` with every character that could drive a terminal shown as an escape.
+
+    C0 and C1 controls (ESC, CR, BEL, backspace, CSI ...), DEL, bidi overrides and
+    other format characters, line/paragraph separators, surrogates, and anything
+    else Python calls unprintable become ``\\x1b``, ``\\u202e`` ...; the characters
+    in ``keep`` (newline and tab) stay. The result is printable, so applying it
+    again changes nothing.
+    """
+    if all(c.isprintable() or c in keep for c in text):
+        return text
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class FactoryError(Exception):
@@ -15,9 +41,10 @@ class FactoryError(Exception):
     default_hint = "run with --debug for details"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = printable(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint or self.default_hint
+        self.hint = printable(hint or self.default_hint)
 
     def diagnostics(self) -> str:
         """One line: the cause, then what to do about it."""
@@ -42,6 +69,22 @@ class UpstreamError(FactoryError):
 
 class IntegrityError(FactoryError):
     default_hint = "the file changed upstream or in transit; re-lock only if the change is expected"
+
+
+class AlarmError(IntegrityError):
+    """Upstream changed what a pin names (its bytes, or the host that serves it).
+
+    Refused and recorded, never re-pinned: the old pin and the build made from it
+    stay until an operator accepts the change (``factory lock --accept-change``).
+    """
+
+    default_hint = ("the old pin is kept; if the change is legitimate accept it with "
+                    "`factory lock --accept-change NAME`")
+
+    def __init__(self, message: str, hint: str | None = None, *,
+                 component: str | None = None, version: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.component, self.version = component, version
 
 
 class UnsafeArchiveError(FactoryError):
@@ -70,3 +113,21 @@ class SigningError(FactoryError):
 
 class VerificationError(FactoryError):
     default_hint = "the artifact or its attestations do not match; do not install it"
+
+
+class FileSystemError(FactoryError):
+    """A file operation the machine refused (not a directory, permission, disk full)."""
+
+    default_hint = ("check that the state directory is a directory you can read and write "
+                    "(state_dir in factory.toml or FACTORY_STATE_DIR), with free space")
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, settings: object | None = None) -> FileSystemError:
+        where = f" {exc.filename}" if exc.filename else ""
+        state = getattr(settings, "state_dir", None)
+        hint = None
+        if state is not None:
+            hint = (f"check that the state directory {state} and what it holds are "
+                    "directories and files you can read and write, with free space "
+                    "(state_dir in factory.toml or FACTORY_STATE_DIR)")
+        return cls(f"cannot use{where}: {exc.strerror or type(exc).__name__}", hint)
