@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from factory import __version__
 from factory.config import Settings, load_settings
@@ -60,6 +61,12 @@ def plain(text: str, console: Console | None = None) -> None:
                            soft_wrap=True)
 
 
+def cell(text: str, style: str = "") -> Text:
+    """A table cell that quotes what others wrote: text, never markup, controls escaped
+    (Rich applies markup in plain string cells and sends their escapes raw)."""
+    return Text(printable(text, keep=""), style=style)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"factory {__version__}")
@@ -102,7 +109,8 @@ def recipes_list(as_json: JsonOpt = False) -> None:
         return
     table = Table("name", "kind", "versions", "track", "licences")
     for r in recipes.values():
-        table.add_row(r.key, r.kind, str(r.versions), r.track, ", ".join(r.licenses))
+        table.add_row(*map(cell, (r.key, r.kind, str(r.versions), r.track,
+                                  ", ".join(r.licenses))))
     out.print(table)
 
 
@@ -254,8 +262,8 @@ def plan(
     """Print the build order and why each component is in it."""
     from factory.plan import make_plan
 
-    out.print(make_plan(settings(), list(map(_key, names)) if names else None).explain(),
-              highlight=False)
+    # Names, reasons and the builds' reported requirements: text, never markup.
+    plain(make_plan(settings(), list(map(_key, names)) if names else None).explain(), out)
 
 
 @app.command()
@@ -592,10 +600,11 @@ def status(
                   "advisories", "waiting")
     for r in rows:
         behind = r.published != r.locked
-        table.add_row(r.name, r.kind, r.allowed, r.newest_upstream or "?", r.locked or "-",
-                      f"[yellow]{r.published or '-'}[/]" if behind else r.published or "-",
-                      ", ".join(r.advisories) or "none",
-                      f"{r.waiting_days:g} d" if r.waiting_days is not None else "")
+        table.add_row(*map(cell, (r.name, r.kind, r.allowed, r.newest_upstream or "?",
+                                  r.locked or "-")),
+                      cell(r.published or "-", "yellow" if behind else ""),
+                      cell(", ".join(r.advisories) or "none"),  # ids from the OSV source
+                      cell(f"{r.waiting_days:g} d" if r.waiting_days is not None else ""))
     out.print(table)
     for r in rows:  # upstream text: printed plain, controls escaped
         if r.alarm:

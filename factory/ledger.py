@@ -14,10 +14,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from factory.config import Settings
+from factory.errors import FactoryError
 
 
 class Base(DeclarativeBase):
@@ -74,12 +76,22 @@ def _engine(url: str) -> Engine:
     return engine
 
 
+class LedgerError(FactoryError):
+    default_hint = ("move the damaged ledger aside (a new one is made), or fix `ledger` in "
+                    "factory.toml; check that the state directory is writable")
+
+
 @contextmanager
 def session(settings: Settings) -> Iterator[Session]:
     if settings.ledger.startswith("sqlite:///"):
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    with Session(_engine(settings.ledger)) as db, db.begin():
-        yield db
+    try:
+        with Session(_engine(settings.ledger)) as db, db.begin():
+            yield db
+    except DatabaseError as exc:  # not a database, read-only, locked, disk I/O ...
+        where = make_url(settings.ledger).render_as_string(hide_password=True)
+        cause = str(getattr(exc, "orig", None) or type(exc).__name__)
+        raise LedgerError(f"the ledger {where} cannot be used: {cause}") from None
 
 
 def record_build(settings: Settings, **fields: Any) -> None:

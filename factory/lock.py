@@ -16,6 +16,7 @@ sizes, URLs), since the lock names files that are written and fetched.
 from __future__ import annotations
 
 import functools
+import stat
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -134,7 +135,9 @@ class Lock:
         except tomllib.TOMLDecodeError as exc:
             raise LockError(f"{origin}: unreadable ({type(exc).__name__}: {exc})",
                             "restore it from git or run `factory lock`") from None
-        return cls([_component(row, number, origin) for number, row in enumerate(rows, 1)])
+        components = [_component(row, number, origin) for number, row in enumerate(rows, 1)]
+        _check_unique(components, origin)
+        return cls(components)
 
 
 _SDIST_KEYS = frozenset(SdistRef.__dataclass_fields__)
@@ -160,6 +163,18 @@ def _component(row: object, number: int, origin: str) -> LockedComponent:
     )
 
 
+def _check_unique(components: list[LockedComponent], origin: str) -> None:
+    """One row per (project, version): in a badly merged lock with two pins of one
+    version, which one is built, signed and served would be left to each reader."""
+    versions: dict[tuple[str, Version], int] = {}
+    for number, component in enumerate(components, 1):
+        earlier = versions.setdefault((component.key, Version(component.version)), number)
+        if earlier != number:
+            raise LockError(f"{origin}: component #{number} ({component.key!r} "
+                            f"{component.version!r}): pins the same version as component "
+                            f"#{earlier}", "restore recipes.lock from git or run `factory lock`")
+
+
 def _row_problem(row: object) -> str | None:
     if not isinstance(row, dict):
         return "not a table"
@@ -167,7 +182,8 @@ def _row_problem(row: object) -> str | None:
     if not is_project_name(name):
         return "name is not a project name"
     assert isinstance(name, str)
-    if not isinstance(version, str) or len(version) > 100 or _parse_version(version) is None:
+    if (not isinstance(version, str) or len(version) > 100 or _parse_version(version) is None
+            or version != version.strip() or not version.isprintable()):
         return "version is not a PEP 440 version"
     for key in _ROW_TEXT:
         if not isinstance(row.get(key), str):
@@ -229,6 +245,9 @@ def load_lock(settings: Settings) -> Lock:
         info = path.stat()
     except FileNotFoundError:
         raise LockError(f"no lock file at {path}", "run `factory lock` to create it") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read for ever
+        raise LockError(f"{path} is not a regular file",
+                        "move it aside and run `factory lock` (or restore it from git)")
     cached = _parsed_lock(str(path), info.st_mtime_ns, info.st_size, info.st_ino)
     return Lock(list(cached.components))  # callers may change their copy
 
@@ -307,7 +326,12 @@ def parse_requirements(lines: Iterable[str], env: dict[str, str],
             req = Requirement(line)
         except InvalidRequirement:
             raise LockError(f"{origin}: invalid requirement {line!r}") from None
-        if req.marker is None or req.marker.evaluate({**env, "extra": ""}):
+        try:
+            applies = req.marker is None or req.marker.evaluate({**env, "extra": ""})
+        except (KeyError, ValueError, TypeError):  # a marker variable no environment has
+            raise LockError(f"{origin}: requirement {line!r} has a marker that cannot be "
+                            "evaluated", "report it upstream or pin another version") from None
+        if applies:
             found.append(req)
     return found
 
@@ -437,6 +461,11 @@ class Resolver:
             if alarm is None:
                 self.accepted.append(Alarm(old.key, old.version, change))
             why = f"{ACCEPTED}: {alarm or change}"
+        elif (old is not None and not accepting and entry.version == old.version
+              and entry.sdist.sha256 == old.sdist.sha256):
+            # the same bytes: the verified pin stands (a listing that now says another
+            # size or upload time for them does not rewrite it)
+            entry = replace(entry, sdist=old.sdist)
         return entry, why
 
     def _choose(self, recipe: Recipe, reason: str, extra: SpecifierSet | None,

@@ -148,9 +148,13 @@ class _Graph:
                 req = Requirement(line)
             except InvalidRequirement:
                 raise PlanError(f"{origin}: invalid requirement {line!r}") from None
-            if req.marker is None or any(
-                req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras)
-            ):
+            try:
+                applies = req.marker is None or any(
+                    req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras))
+            except (ValueError, KeyError):  # KeyError: a name the environment lacks
+                raise PlanError(f"{origin}: requirement {line!r} has a marker that cannot be "
+                                "evaluated") from None
+            if applies:
                 found.append(req)
         return found
 

@@ -157,7 +157,14 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
                 run_id: str | None = None) -> ReleaseReport:
     """Like ``release``, but returns the refusals instead of raising for them."""
     report = ReleaseReport()
-    pending = [r for r in records if not _served(settings, r)]
+    pending: list[BuildRecord] = []
+    served: list[BuildRecord] = []
+    for record in records:
+        (served if _served(settings, record) else pending).append(record)
+    # Asked first, so that a ledger that cannot record a decision fails the run before
+    # anything is signed, not after.
+    refusals = ledger.open_refusals(settings)
+    _close_refusals(settings, served, refusals, run_id)
     if not pending:
         return report
     ensure_keys(settings)
@@ -180,6 +187,17 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
             if on_done:
                 on_done(record, result)
     return report
+
+
+def _close_refusals(settings: Settings, served: list[BuildRecord],
+                    refusals: dict[tuple[str, str | None], dict[str, Any]],
+                    run_id: str | None) -> None:
+    """A served wheel whose version the ledger still calls refused: a run killed
+    between publishing it and recording that. Record the publication now."""
+    for record in served:
+        if (record.component, record.version) in refusals:
+            ledger.record_decision(settings, record.component, ledger.PUBLISHED,
+                                   record.wheel_filename, version=record.version, run_id=run_id)
 
 
 def _served(settings: Settings, record: BuildRecord) -> bool:

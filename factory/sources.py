@@ -51,6 +51,7 @@ class Limits:
     max_member_bytes: int = 256 << 20
     max_total_bytes: int = 1 << 30
     max_ratio: int = 200  # uncompressed / compressed, beyond which we call it a bomb
+    max_depth: int = 256  # path components: far below what recursive walks (rglob, rmtree) hit
 
 
 DEFAULT_LIMITS = Limits()
@@ -138,6 +139,12 @@ def check_identity(sdist: Path, name: str, version: str, git: bool = False) -> N
             ValueError) as exc:  # what a corrupt or hostile archive raises
         raise LockError(f"{sdist.name}: not a readable sdist ({printable(str(exc))[:120]})",
                         "report it upstream or pin another version") from None
+    if raw is not None:  # each exactly once, as admission requires: a second one is ambiguous
+        headers = email.parser.BytesHeaderParser().parsebytes(raw)
+        if any(len(headers.get_all(field) or ()) > 1 for field in ("Name", "Version")):
+            raise LockError(f"{sdist.name}: its PKG-INFO has more than one Name or Version",
+                            "the sdist does not say clearly what it is; report it upstream "
+                            "and do not lock it")
     if meta is None:
         return
     said = f"its {'PKG-INFO' if raw is not None else 'pyproject.toml'} says"
@@ -219,6 +226,12 @@ def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> No
                 f"{archive}: hardlink {info.name!r} -> {info.linkname!r} has no target in the tree")
 
 
+def _check_depth(archive: str, name: str, limits: Limits) -> None:
+    if name.strip("/").count("/") >= limits.max_depth:
+        raise UnsafeArchiveError(f"{archive}: member {name[:100]!r}... is nested more than "
+                                 f"{limits.max_depth} levels deep")
+
+
 def _check_totals(archive: str, count: int, total: int, compressed: int, limits: Limits) -> None:
     if count > limits.max_members:
         raise UnsafeArchiveError(f"{archive}: {count} members, over the limit of "
@@ -236,9 +249,12 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
         with tarfile.open(archive) as tar:
             members: list[tarfile.TarInfo] = []
             seen: set[str] = set()
+            files: set[str] = set()
             total = 0
             for info in tar:  # streaming: a huge member count is caught before it is all read
                 _check_tar_member(name, info, seen)
+                _check_depth(name, info.name, limits)
+                _check_unique(name, info.name, info.isdir(), files)
                 if info.size > limits.max_member_bytes:
                     raise UnsafeArchiveError(f"{name}: member {info.name!r} is {info.size} bytes, "
                                              f"over the limit of {limits.max_member_bytes}")
@@ -251,10 +267,21 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
         raise UnsafeArchiveError(f"{name}: {exc}") from None
     except RecursionError:  # tarfile's link fallback can chase a link into itself
         raise UnsafeArchiveError(f"{name}: a link in it refers to itself") from None
-    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError,
+            OverflowError) as exc:  # OverflowError: a PAX time os.utime cannot set
         if isinstance(exc, UnsafeArchiveError):
             raise
         raise UnsafeArchiveError(f"{name}: not a readable archive ({exc})") from None
+
+
+def _check_unique(archive: str, member: str, is_dir: bool, files: set[str]) -> None:
+    """A second member of one name: what a reader of the archive finds first is not
+    what unpacking leaves (the last one wins), so the archive says two things."""
+    if is_dir:
+        return
+    if member in files:
+        raise UnsafeArchiveError(f"{archive}: member {member!r} appears twice")
+    files.add(member)
 
 
 def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
@@ -263,8 +290,11 @@ def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
             total = 0
+            files: set[str] = set()
             for info in infos:
                 _check_name(name, info.filename)
+                _check_depth(name, info.filename, limits)
+                _check_unique(name, info.filename, info.is_dir(), files)
                 kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip says nothing
                 if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                     raise UnsafeArchiveError(f"{name}: member {info.filename!r} is a link or "
@@ -369,22 +399,26 @@ def is_cached(sdist: Path) -> bool:
 
 
 def _read_member(sdist: Path, relative: str, max_bytes: int) -> bytes | None:
+    """The one root member named ``relative``; two of them (under one or two top
+    directories) are refused: which one a reader sees must not be a matter of order."""
+    found: list[bytes | None] = []
     if sdist.name.endswith(".zip"):
         with zipfile.ZipFile(sdist) as zf:
             for zinfo in zf.infolist():
                 parts = PurePosixPath(zinfo.filename).parts
-                if len(parts) == 2 and parts[1] == relative and zinfo.file_size <= max_bytes:
-                    return zf.read(zinfo)
-        return None
-    with tarfile.open(sdist) as tar:
-        for tinfo in tar:
-            parts = PurePosixPath(tinfo.name).parts
-            if len(parts) == 2 and parts[1] == relative and tinfo.isfile():
-                if tinfo.size > max_bytes:
-                    return None
-                handle = tar.extractfile(tinfo)
-                return handle.read() if handle else None
-    return None
+                if len(parts) == 2 and parts[1] == relative and not zinfo.is_dir():
+                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
+    else:
+        with tarfile.open(sdist) as tar:
+            for tinfo in tar:
+                parts = PurePosixPath(tinfo.name).parts
+                if len(parts) == 2 and parts[1] == relative and not tinfo.isdir():
+                    handle = tar.extractfile(tinfo) if tinfo.isfile() else None
+                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    if len(found) > 1:
+        raise UnsafeArchiveError(f"{sdist.name}: {len(found)} root members named {relative}",
+                                 "the sdist says two things about itself; it is refused")
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)

@@ -624,7 +624,14 @@ class Upstream:
             request = self.client.build_request(method, current, headers=headers,
                                                 timeout=timeout,
                                                 extensions={"trace": deadline.trace})
-            response = self.client.send(request, stream=True)
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx.InvalidURL as exc:  # httpx builds the redirect it will not follow:
+                # a Location such as "javascript:x" (a scheme, no host) is refused there
+                raise AlarmError(f"{url} redirects to a URL that is not http(s) "
+                                 f"({printable(str(exc))[:80]})",
+                                 "refused: redirects may not leave the index or its files "
+                                 "host; check the upstream index") from None
             if not response.has_redirect_location:
                 return response
             target = _join(current, response.headers["location"]) or "(not a URL)"

@@ -21,6 +21,7 @@ from packaging.version import Version
 from factory import ledger
 from factory.advisories import AdvisoryDatabase
 from factory.config import Settings
+from factory.errors import printable
 from factory.index.publish import record_advisories, yank
 from factory.index.records import Layout, list_projects, load_record
 from factory.index.regen import write_status
@@ -40,7 +41,8 @@ class WatchResult:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
         parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
-        return "; ".join(parts) or "nothing new upstream, no new advisories"
+        # Logged through Prefect's console handler: upstream and OSV text, made inert.
+        return printable("; ".join(parts)) or "nothing new upstream, no new advisories"
 
 
 def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
@@ -83,7 +85,8 @@ def check_advisories(settings: Settings, run_id: str | None = None) -> list[tupl
             if any(f.advisories != found for f in entries):
                 record_advisories(settings, project, version, found, now)
             if hits and not all(f.yanked for f in entries):
-                why = "advisory " + ", ".join(sorted(a.id for a in hits))
+                # Shown by pip to whoever installs it: the OSV source's ids, made inert.
+                why = "advisory " + ", ".join(sorted(printable(a.id, keep="") for a in hits))
                 yank(settings, project, version, why)
                 ledger.record_decision(settings, project, "yanked", why, version, run_id)
                 yanked.append((project, version, why))

@@ -172,7 +172,10 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
     _record_outcomes(settings, rows, outcome.records, run_id)
     pending = [r for r in outcome.records if not is_published(settings, r)]
-    report = publish_records(settings, pending, run_id) if pending else ReleaseReport()
+    # With nothing new no task is run (a no-op run stays cheap); release_all still
+    # closes what a run killed between publishing and recording it left open.
+    report = publish_records(settings, outcome.records, run_id) if pending \
+        else release_all(settings, outcome.records, run_id=run_id)
     published = len(report.published)
     summary = {"built": sum(r["outcome"] == "built" for r in rows),
                "unchanged": sum(r["outcome"] == "unchanged" for r in rows),

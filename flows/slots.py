@@ -28,6 +28,7 @@ from uuid import UUID
 import httpx
 
 from factory.atomic import write_json
+from factory.builders.confined import Confined, OutputRefused
 from factory.builders.docker import owner_alive, owner_id
 from factory.config import Settings
 from factory.errors import BuildError
@@ -38,6 +39,7 @@ BUILD_LIMIT = "factory-builds"
 LEASE_SECONDS = 60.0  # the shortest the server accepts
 RENEW_SECONDS = 15.0
 _LOCKED = 423  # the server's answer while every slot is taken
+NOTE_LIMIT = 64 << 10  # bytes of one note read back
 
 
 def notes_dir(settings: Settings) -> Path:
@@ -69,13 +71,19 @@ def build_slot(settings: Settings, timeout: float | None = None) -> Iterator[UUI
 
 def reclaim(settings: Settings, client: Any) -> list[UUID]:
     """Return the slots of holders on this host whose process is gone; their ids."""
-    freed = []
+    freed: list[UUID] = []
+    if notes_dir(settings).is_symlink():  # its notes are elsewhere: delete nothing there
+        log.warning("build slot notes %s is a link; not reclaiming through it",
+                    notes_dir(settings))
+        return freed
     for note in sorted(notes_dir(settings).glob("*.json")):
-        try:
-            data = json.loads(note.read_text(encoding="utf-8"))
+        try:  # read like a build's output: no link followed, no FIFO opened, bounded
+            raw = Confined(note.parent, "build slot notes").read(note.name, NOTE_LIMIT)
+            data = json.loads((raw or b"").decode("utf-8"))
             lease, owner = UUID(str(data["lease"])), str(data["owner"])
-        except (OSError, ValueError, KeyError, TypeError):
-            note.unlink(missing_ok=True)  # unreadable: a torn note holds nothing we can use
+        except (OutputRefused, OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):  # a directory stays; it holds no lease
+                note.unlink(missing_ok=True)  # unreadable: a torn note holds nothing we use
             continue
         if owner_alive(owner):
             continue

@@ -58,7 +58,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PREFECT_HOME"] = str(home / "state" / "prefect")
     try:
-        yield ensure_server(settings)
+        url = ensure_server(settings)
+        # prefect reads its settings once, when first imported: a test module that
+        # imported it at collection would otherwise start a temporary server per flow.
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
     finally:
         stop_server(settings)
         for key, value in saved.items():

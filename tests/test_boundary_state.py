@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,16 +126,12 @@ def test_a_state_dir_whose_parts_are_files_is_one_line_with_a_hint(
 # -- build slots -------------------------------------------------------------------------
 
 @pytest.fixture
-def api(prefect_api: str) -> Iterator[str]:
-    """The session's Prefect server, for this process's clients too (prefect may have
-    read its settings before the server existed, when another test imported it)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+def api(prefect_api: str) -> str:
+    """The session's Prefect server, with no slot counted that earlier tests left."""
     from flows.slots import reset_slots
 
-    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
-        reset_slots(prefect_api)  # whatever earlier tests left counted on the shared server
-        yield prefect_api
+    reset_slots(prefect_api)
+    return prefect_api
 
 
 HOLDER = """

@@ -63,6 +63,7 @@ from pathlib import Path
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
@@ -118,6 +119,7 @@ def admit(settings: Settings, approvals: Approvals, record: BuildRecord, wheel: 
     _check_filename(wheel.name, entry)
     contents = read_wheel(wheel, limits)
     _check_metadata(wheel.name, contents, entry)
+    _check_tags(wheel.name, contents, approvals.env["python_version"])
     check_requirements(contents.requires_dist, entry, approvals)
     hooks = startup_hooks(contents, recipe)
     prebuilt = prebuilt_files(scan_sdist(sdist, limits), contents, recipe, wheel)
@@ -273,6 +275,32 @@ def _check_claim(filename: str, what: str, name: str, version: str,
                              f"approved {entry.version}")
 
 
+def _check_tags(filename: str, contents: WheelContents, python: str) -> None:
+    """The file name's tags are the WHEEL file's, and name no CPython newer than the
+    builder's (``python``, e.g. "3.11"), nor a version-specific ABI but the builder's."""
+    builder = tuple(int(part) for part in python.split(".")[:2])
+    ours = "cp" + "".join(map(str, builder))
+    try:
+        named = set(parse_wheel_filename(filename)[3])
+        listed = {t for line in contents.tags for t in parse_tag(line)}
+    except ValueError as exc:
+        raise AdmissionError(f"{filename}: its WHEEL file has an invalid Tag ({exc})") from None
+    if named != listed:
+        raise AdmissionError(f"{filename}: its file name's tags are not the Tag lines of its "
+                             f"WHEEL file ({', '.join(sorted(map(str, listed))) or 'none'})",
+                             "an index serves a wheel by its file name's tags; the build "
+                             "produced a wheel that says two things")
+    for tag in named:
+        version = tag.interpreter[2:]
+        if not tag.interpreter.startswith("cp") or not version.isdigit():
+            continue
+        newer = (int(version[0]), int(version[1:] or 0)) > builder
+        if newer or (tag.abi not in ("none", "abi3") and tag.interpreter != ours):
+            raise AdmissionError(f"{filename}: tag {tag} names a Python the builder "
+                                 f"({ours}) could not have built it for",
+                                 "the build claims a tag it could not have checked")
+
+
 # -- 3. requirements ------------------------------------------------------------------------
 def check_requirements(lines: list[str], entry: LockedComponent, approvals: Approvals) -> None:
     """Refuse a Requires-Dist that is not approved (see the module's rule 3)."""
@@ -289,11 +317,44 @@ def check_requirements(lines: list[str], entry: LockedComponent, approvals: Appr
                     f"{entry.key} {entry.version} requires {req}, which no locked version "
                     "satisfies: it is not an approved component",
                     f"approve it (recipes/{key}.toml) and run `factory lock`")
+            _check_extras(req, entry, approvals, set())
         elif key not in approvals.recipes and _requirement_key(req) not in declared:
             raise AdmissionError(
                 f"{entry.key} {entry.version} requires {req}: neither approved nor declared by "
                 "its sdist's metadata (injected by the build)",
                 f"approve {key} (recipes/{key}.toml) if the requirement is legitimate")
+
+
+def _check_extras(req: Requirement, entry: LockedComponent, approvals: Approvals,
+                  seen: set[tuple[str, str]]) -> None:
+    """``dep[extra]`` installs what dep's extra requires: each of those must be locked
+    too (and their own extras, once each), or an install from the index fails."""
+    dep = approvals.lock.find(req.name, req.specifier)
+    for extra in sorted(req.extras):
+        if dep is None or (dep.key, extra) in seen:
+            continue
+        seen.add((dep.key, extra))
+        for line in dep.requires_dist:
+            needed = _parse(line, f"{dep.key} {dep.version}: Requires-Dist {line!r}")
+            if not _applies_with(needed, {**approvals.env, "extra": extra}, line):
+                continue
+            if approvals.lock.find(needed.name, needed.specifier) is None:
+                raise AdmissionError(
+                    f"{entry.key} {entry.version} requires {req}, and {dep.key}'s extra "
+                    f"{extra!r} needs {needed}, which no locked version satisfies",
+                    f"approve {canonicalize_name(needed.name)} and run `factory lock`, or "
+                    "drop the extra")
+            _check_extras(needed, entry, approvals, seen)
+
+
+def _applies_with(req: Requirement, env: dict[str, str], line: str) -> bool:
+    """``req``'s marker on ``env``; one it cannot evaluate is a refusal, never a crash
+    (KeyError: a name no environment has)."""
+    try:
+        return req.marker is None or bool(req.marker.evaluate(env))
+    except (ValueError, KeyError, InvalidVersion) as exc:
+        raise AdmissionError(f"Requires-Dist {line!r} has a marker that cannot be "
+                             f"evaluated ({exc})") from None
 
 
 def _parse(line: str, what: str) -> Requirement:
@@ -313,13 +374,7 @@ def _parse_all(lines: tuple[str, ...]) -> Iterator[Requirement]:
 
 def _applies(req: Requirement, env: dict[str, str], line: str) -> bool:
     """True when the requirement is installed on the target with no extra requested."""
-    if req.marker is None:
-        return True
-    try:
-        return bool(req.marker.evaluate({**env, "extra": ""}))
-    except (ValueError, InvalidVersion) as exc:
-        raise AdmissionError(f"Requires-Dist {line!r} has a marker that cannot be "
-                             f"evaluated ({exc})") from None
+    return _applies_with(req, {**env, "extra": ""}, line)
 
 
 def _requirement_key(req: Requirement) -> tuple[str, tuple[str, ...], str, str, str]:

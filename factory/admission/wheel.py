@@ -14,6 +14,7 @@ import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
 from pathlib import Path, PurePosixPath
 
 from installer.exceptions import InstallerError
@@ -22,6 +23,7 @@ from installer.sources import WheelFile
 from packaging.metadata import RawMetadata, parse_email
 from packaging.utils import InvalidWheelFilename
 
+from factory.admission.layout import check_layout
 from factory.admission.model import (
     ALLOW_PTH,
     DEFAULT_LIMITS,
@@ -44,6 +46,7 @@ class WheelContents:
     metadata: RawMetadata
     requires_dist: list[str]
     files: dict[str, Member] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)  # the Tag lines of its WHEEL file
 
     def payload(self) -> dict[str, str]:
         """Name -> sha256 of every file outside ``.dist-info``."""
@@ -54,7 +57,8 @@ class WheelContents:
 def read_wheel(wheel: Path, limits: Limits = DEFAULT_LIMITS) -> WheelContents:
     """Every check of rule 4 except start-up hooks; the wheel's files with their digests."""
     try:
-        with zipfile.ZipFile(wheel) as archive:
+        with wheel.open("rb") as raw, zipfile.ZipFile(raw) as archive:
+            check_layout(wheel.name, archive, raw)
             return _read_wheel(wheel.name, archive, limits)
     except AdmissionError:
         raise
@@ -77,7 +81,10 @@ def _read_wheel(filename: str, archive: zipfile.ZipFile, limits: Limits) -> Whee
         if key in unparsed:
             raise AdmissionError(f"{filename}: METADATA has a duplicate or invalid "
                                  f"{key.replace('_', '-').title()} field")
-    return WheelContents(dist_info, data_dir, raw, list(raw.get("requires_dist", [])), files)
+    _check_foreign_metadata(filename, list(files), dist_info, data_dir)
+    _check_scripts(filename, archive, dist_info, data_dir)
+    return WheelContents(dist_info, data_dir, raw, list(raw.get("requires_dist", [])), files,
+                         _wheel_tags(filename, archive, dist_info))
 
 
 def check_totals(filename: str, infos: list[zipfile.ZipInfo], limits: Limits) -> None:
@@ -208,7 +215,9 @@ def _record_entry(filename: str, path: str, hash_: str, size: str) -> RecordEntr
 
 
 # -- start-up hooks ------------------------------------------------------------------------
-_SITE = re.compile(r"(?:lib(?:64)?/(?:python|pypy)[^/]*|Lib)/site-packages/(.+)")
+# Any prefix: the data scheme is a venv, ~/.local, /usr/local (Debian: dist-packages) ...
+_SITE = re.compile(r"(?:.*/)?(?:lib(?:64)?/(?:python|pypy)[^/]*|Lib)"
+                   r"/(?:site|dist)-packages/(.+)")
 _HOOK_MODULES = ("sitecustomize", "usercustomize")
 
 
@@ -227,12 +236,68 @@ def site_path(name: str, dist_info: str, data_dir: str | None) -> str | None:
     return None
 
 
+def _windows(name: str) -> str:
+    """The name a case-insensitive filesystem that drops trailing dots and spaces
+    (Windows) gives a file: ``X.PTH. `` is ``x.pth`` there."""
+    return name.rstrip(". ").lower()
+
+
+def _check_foreign_metadata(filename: str, names: list[str], dist_info: str,
+                            data_dir: str | None) -> None:
+    """No metadata of another distribution at the site-packages root (a second
+    .dist-info in any case, an .egg-info, through any scheme): importlib.metadata and
+    pip would list it as installed. Vendored copies below a package are not found."""
+    for name in names:
+        where = site_path(name, dist_info, data_dir)
+        top = _windows(where.split("/")[0]) if where else ""
+        if top.endswith((".dist-info", ".egg-info")):
+            raise AdmissionError(f"{filename}: member {name!r} installs the metadata of "
+                                 "another distribution into site-packages",
+                                 "one wheel declares one distribution; the build produced it")
+
+
+# Scripts an installer would put over the interpreter, pip or a venv's activation.
+_TOOLS = re.compile(r"(?:python|pythonw|pypy|pip)(?:\d+(?:\.\d+)*)?w?(?:-config)?(?:\.exe)?"
+                    r"|activate(?:_this\.py|\.\w+)?|deactivate(?:\.\w+)?")
+
+
+def _check_scripts(filename: str, archive: zipfile.ZipFile, dist_info: str,
+                   data_dir: str | None) -> None:
+    project = dist_info.removesuffix(".dist-info").rsplit("-", 1)[0].lower()
+    scripts = [n.split("/")[2] for n in archive.namelist()
+               if data_dir and n.startswith(f"{data_dir}/scripts/") and n.count("/") == 2]
+    entry_points = f"{dist_info}/entry_points.txt"
+    if entry_points in archive.namelist():
+        section = ""
+        for line in archive.read(entry_points).decode("utf-8", "replace").splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+            elif "=" in line and section in ("console_scripts", "gui_scripts"):
+                scripts.append(line.split("=", 1)[0].strip())
+    for script in scripts:
+        if _TOOLS.fullmatch(_windows(script)) and not (
+                project == "pip" and _windows(script).startswith("pip")):
+            raise AdmissionError(f"{filename}: its script {script!r} replaces the "
+                                 "interpreter, pip or the activation script of the "
+                                 "environment it is installed in",
+                                 "no approved wheel may replace those; the build produced it")
+
+
+def _wheel_tags(filename: str, archive: zipfile.ZipFile, dist_info: str) -> list[str]:
+    try:
+        text = archive.read(f"{dist_info}/WHEEL")
+    except KeyError:
+        raise AdmissionError(f"{filename} has no {dist_info}/WHEEL") from None
+    return [str(t).strip() for t in BytesHeaderParser().parsebytes(text).get_all("Tag") or []]
+
+
 def startup_hook(name: str, dist_info: str, data_dir: str | None) -> str | None:
     """What runs ``name`` at every interpreter start, or None."""
-    if name.lower().endswith(".pth"):
+    if _windows(name).endswith(".pth"):
         return "start-up hook (.pth)"
     where = site_path(name, dist_info, data_dir)
-    top = where.split("/")[0] if where else ""
+    top = _windows(where.split("/")[0]) if where else ""
     if top.split(".")[0] in _HOOK_MODULES:
         return f"start-up hook ({top.split('.')[0]} module)"
     return None

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -298,10 +299,15 @@ def _reported_requirements(out: Confined, value: object) -> list[str]:
             isinstance(v, str) and len(v) <= MAX_STRING for v in value):
         raise out.refuse(f"requires.json does not hold lists of at most {MAX_REQUIREMENTS} "
                          "requirement strings")
+    environment = {k: str(v) for k, v in default_environment().items()}
     for text in value:
         try:
-            Requirement(text)
-        except InvalidRequirement:
+            requirement = Requirement(text)
+            if printable(text, keep="") != text:
+                raise InvalidRequirement("control characters")
+            if requirement.marker is not None:  # the plan evaluates it, and must be able to
+                requirement.marker.evaluate({**environment, "extra": ""})
+        except (InvalidRequirement, ValueError, KeyError):
             raise out.refuse(f"requires.json holds an invalid requirement {text!r}") from None
     return list(value)
 

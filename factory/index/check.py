@@ -49,14 +49,18 @@ from packaging.utils import (
 from factory.index import human, pages
 from factory.index.records import (
     METADATA_SUFFIX,
+    PRIVATE_KEY_MARK,
     REQUIRED_SIDECARS,
     SIDECAR_SUFFIXES,
+    TRUST_MAX_BYTES,
+    TRUST_NAME,
     IndexCorruptError,
     Layout,
     ProjectRecord,
     StoredFile,
     list_projects,
     load_record,
+    read_trust_manifest,
 )
 
 # What each finding is about (also the names of the index checks of `factory verify --all`).
@@ -229,8 +233,40 @@ def inspect_index(root: Path, base_url: str | None = None, *, deep: bool = True,
         findings += _project_pages(layout, record, base)
         findings += _recorded_files(layout, record, found, deep, wheels)
     findings += _check_shared_pages(layout, list(records.values()), base)
+    findings += _trust_files(layout, found)
     findings += _unrecorded(found, records, corrupt)
     return findings
+
+
+def _trust_files(layout: Layout, found: dict[str, tuple[str, int]]) -> list[Finding]:
+    """What /.well-known/factory/ serves: each file the trust manifest names is a small
+    regular file with the recorded digest and no private key; trust/ holds nothing else."""
+    out: list[Finding] = []
+    manifest = read_trust_manifest(layout)
+    for name, item in sorted(manifest.items()):
+        rel = f"trust/{name}"
+        try:
+            stored = StoredFile(**item)
+        except TypeError:
+            stored = None
+        if stored is None or not TRUST_NAME.fullmatch(name) or stored.path != rel:
+            out.append(Finding(FILES, "records/_trust.json", f"names {shown(name)!r} oddly"))
+            continue
+        try:
+            data = read_regular(layout.root, rel, TRUST_MAX_BYTES)
+        except NotReadable as exc:
+            out.append(Finding(FILES, rel, f"is served as trust material, but {exc}"))
+            continue
+        if PRIVATE_KEY_MARK in data:
+            out.append(Finding(FILES, rel, "holds a private key; serve refuses it"))
+        elif (len(data), sha256(data).hexdigest()) != (stored.size, stored.sha256):
+            out.append(Finding(FILES, rel, "differs from the trust manifest"))
+    for rel, (kind, _) in sorted(found.items()):
+        top, _, name = rel.partition("/")
+        if top == "trust" and kind == "file" and name not in manifest:
+            out.append(Finding(UNRECORDED, rel, "is in trust/ but the trust manifest does "
+                                                "not name it (serve never sends it)"))
+    return out
 
 
 _INSTALL = re.compile(r"--index-url (\S+?)/simple/ ")

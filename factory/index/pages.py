@@ -17,6 +17,7 @@ import json
 from html import escape
 from typing import Any
 
+from factory.errors import printable
 from factory.index.records import FileEntry, ProjectRecord
 
 API_VERSION = "1.4"
@@ -41,10 +42,16 @@ def offered_files(record: ProjectRecord) -> list[FileEntry]:
     return sorted(record.files, key=lambda f: f.filename)
 
 
+def _shown(text: str | None) -> str | None:
+    """Free text from a record (a yank or status reason, Requires-Python, a time), with
+    control and bidi characters escaped: installers print it on their user's terminal."""
+    return printable(text, keep="") if isinstance(text, str) else text
+
+
 def _status_json(record: ProjectRecord) -> dict[str, str]:
     status = {"status": record.status}
     if record.status_reason:
-        status["reason"] = record.status_reason
+        status["reason"] = str(_shown(record.status_reason))
     return status
 
 
@@ -62,17 +69,17 @@ def project_json(record: ProjectRecord, base_url: str) -> str:
 
 def _file_json(project: str, entry: FileEntry, base_url: str) -> dict[str, Any]:
     metadata = {"sha256": entry.metadata.sha256}
-    yanked: bool | str = (entry.yanked_reason or True) if entry.yanked else False
+    yanked: bool | str = (_shown(entry.yanked_reason) or True) if entry.yanked else False
     return {
         "filename": entry.filename,
         "url": _file_url(project, entry.filename),
         "hashes": {"sha256": entry.sha256},
-        "requires-python": entry.requires_python,
+        "requires-python": _shown(entry.requires_python),
         "core-metadata": metadata,
         "dist-info-metadata": metadata,  # the pre-PEP 714 name, for older clients
         "yanked": yanked,
         "size": entry.size,
-        "upload-time": entry.upload_time,
+        "upload-time": _shown(entry.upload_time),
         "provenance": provenance_url(base_url, project, entry),
     }
 
@@ -82,7 +89,7 @@ def project_html(record: ProjectRecord, base_url: str) -> str:
     head = [f'<meta name="pypi:repository-version" content="{API_VERSION}">']
     head.append(f'<meta name="pypi:project-status" content="{escape(record.status)}">')
     if record.status_reason:
-        reason = escape(record.status_reason)
+        reason = escape(str(_shown(record.status_reason)))
         head.append(f'<meta name="pypi:project-status-reason" content="{reason}">')
     links = [_file_anchor(record.name, f, base_url) for f in offered_files(record)]
     return _html_document(f"Links for {name}", head, links)
@@ -92,14 +99,14 @@ def _file_anchor(project: str, entry: FileEntry, base_url: str) -> str:
     href = f"{_file_url(project, entry.filename)}#sha256={entry.sha256}"
     attrs = [f'href="{escape(href)}"']
     if entry.requires_python:
-        attrs.append(f'data-requires-python="{escape(entry.requires_python)}"')
+        attrs.append(f'data-requires-python="{escape(str(_shown(entry.requires_python)))}"')
     meta = f"sha256={entry.metadata.sha256}"
     attrs.append(f'data-dist-info-metadata="{meta}" data-core-metadata="{meta}"')
     provenance = provenance_url(base_url, project, entry)
     if provenance:
         attrs.append(f'data-provenance="{escape(provenance)}"')
     if entry.yanked:
-        attrs.append(f'data-yanked="{escape(entry.yanked_reason or "")}"')
+        attrs.append(f'data-yanked="{escape(_shown(entry.yanked_reason) or "")}"')
     return f"<a {' '.join(attrs)}>{escape(entry.filename)}</a><br>"
 
 

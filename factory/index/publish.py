@@ -16,7 +16,6 @@ import base64
 import errno
 import hashlib
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +34,12 @@ from factory.config import Settings
 from factory.errors import PublishError
 from factory.index.records import (
     METADATA_SUFFIX,
+    PRIVATE_KEY_MARK,
     PROJECT_STATUSES,
     REQUIRED_SIDECARS,
     SIDECAR_SUFFIXES,
+    TRUST_MANIFEST,
+    TRUST_NAME,
     FileEntry,
     Layout,
     ProjectRecord,
@@ -45,6 +47,7 @@ from factory.index.records import (
     StoredFile,
     load_record,
     normalize,
+    read_trust_manifest,
     save_record,
 )
 from factory.index.regen import write_project_list, write_project_pages
@@ -515,10 +518,6 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-TRUST_MANIFEST = "_trust.json"  # in records/: the trust files published, with their digests
-TRUST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")  # a plain file name: no separator
-
-
 def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
     """Copy public trust material (trusted root, layout, public keys) to trust/.
 
@@ -536,7 +535,7 @@ def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
             if not TRUST_NAME.fullmatch(name) or not src.is_file():
                 raise PublishError(f"trust file {name!r} ({src}) is not a plain file name/file")
             data = src.read_bytes()
-            if b"PRIVATE KEY" in data:
+            if PRIVATE_KEY_MARK in data:
                 raise PublishError(
                     f"{src} holds a private key; only public material is published",
                     "publish the public key (SPKI PEM) instead",
@@ -547,12 +546,3 @@ def publish_trust(settings: Settings, files: dict[str, Path]) -> list[str]:
             written.append(name)
         write_json(layout.records / TRUST_MANIFEST, {"files": manifest})
     return written
-
-
-def read_trust_manifest(layout: Layout) -> dict[str, Any]:
-    """Trust file name -> {path, sha256, size}, as last published (empty if none or unreadable)."""
-    try:
-        files = json.loads((layout.records / TRUST_MANIFEST).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return dict(files) if isinstance(files, dict) else {}

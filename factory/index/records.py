@@ -521,3 +521,19 @@ def list_projects(layout: Layout) -> list[str]:
         p.stem for p in layout.records.glob("*.json")
         if not p.name.startswith(("_", ".")) and is_normalized(p.stem)
     )
+
+
+# -- trust material ---------------------------------------------------------------------
+TRUST_MANIFEST = "_trust.json"  # in records/: the trust files published, with their digests
+TRUST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,200}")  # a plain file name: no separator
+TRUST_MAX_BYTES = 256 * 1024  # trusted roots, layouts and public keys are small
+PRIVATE_KEY_MARK = b"PRIVATE KEY"  # in every PEM private key ("BEGIN ... PRIVATE KEY")
+
+
+def read_trust_manifest(layout: Layout) -> dict[str, Any]:
+    """Trust file name -> {path, sha256, size}, as last published (empty if none or unreadable)."""
+    try:
+        files = json.loads((layout.records / TRUST_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return dict(files) if isinstance(files, dict) else {}

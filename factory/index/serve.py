@@ -56,8 +56,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from factory.config import Settings
 from factory.index import human, pages
-from factory.index.publish import TRUST_MANIFEST, TRUST_NAME
 from factory.index.records import (
+    PRIVATE_KEY_MARK,
+    TRUST_MANIFEST,
+    TRUST_MAX_BYTES,
+    TRUST_NAME,
     IndexCorruptError,
     ProjectRecord,
     StoredFile,
@@ -719,6 +722,12 @@ class IndexApp:
         stored = manifest[1].get(request.path_params["path"]) if manifest else None
         if stored is None:
             return _not_found()
+        # Public material is small and never a private key, whatever the manifest says
+        # (a key hard-linked or copied into trust/ and named there is refused).
+        body = self._small(f"{self.root}/{stored.path}", stored) \
+            if stored.size <= min(TRUST_MAX_BYTES, SMALL_FILE) else None
+        if body is None or PRIVATE_KEY_MARK in body:
+            return _refused(stored)
         return await self._send(request, stored, content_type(stored.path), PAGE_CACHE)
 
 
