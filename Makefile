@@ -29,7 +29,7 @@ system:
 	scripts/setup-system.sh
 
 demo: venv system
-	$(BIN)/python -m factory.demo
+	$(BIN)/python -m flows.demo
 
 test: venv system
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

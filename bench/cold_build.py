@@ -18,12 +18,12 @@ from bench import peers
 from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
 from bench.indexes import TOP_LEVEL
 from bench.servers import link_tree
-from factory import sources
-from factory.builders.docker import Bind, prepare_output, run_container
-from factory.builders.image import image_id
+from factory.build.docker import Bind, prepare_output, run_container
+from factory.build.image import image_id
 from factory.config import Settings, load_settings
 from factory.lock import LockedComponent, load_lock
 from factory.plan import Plan, execute, make_plan, node_id
+from factory.upstream import archive
 
 LOOP = Path(__file__).with_name("_bare_loop.py")
 TIMEOUT = 3600
@@ -66,9 +66,9 @@ def _sdists(ctx: Context) -> dict[str, Path]:
     seed = load_settings(ctx.settings.root, state_dir=str(ctx.cache / "sdists-state"))
     found = {}
     for comp in _locked(ctx.settings):
-        own = sources.cache_path(ctx.settings, comp.sdist.sha256, comp.sdist.filename)
+        own = archive.cache_path(ctx.settings, comp.sdist.sha256, comp.sdist.filename)
         found[node_id(comp.name, comp.version)] = (
-            own if own.is_file() else sources.fetch(seed, comp))
+            own if own.is_file() else archive.fetch(seed, comp))
     return found
 
 
@@ -76,7 +76,7 @@ def _fresh_state(ctx: Context, tag: str, sdists: dict[str, Path]) -> Settings:
     settings = load_settings(ctx.settings.root, state_dir=str(ctx.work / tag / "state"))
     for comp in _locked(settings):
         path = sdists[node_id(comp.name, comp.version)]
-        dest = sources.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
+        dest = archive.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
         link_tree([path], dest.parent)
     return settings
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.harness import Options, Outcome
 from bench.machine import one_line
-from factory.atomic import write_bytes, write_json, write_text
+from factory._internal.atomic import write_bytes, write_json, write_text
 
 SCHEMA = 1
 HEADLINE = ("Ratios are the headline: both sides ran in the same run on the same machine. "

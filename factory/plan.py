@@ -40,19 +40,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from factory import sources
+from factory._internal.atomic import sha256_file, write_json
 from factory.admission import admit_sdist
-from factory.atomic import sha256_file, write_json
-from factory.builders import build as builder
-from factory.builders import repair as repairing
-from factory.builders.env import KIT_TOOLS, Kit, KitPart, import_root
-from factory.builders.image import ImageRef, bootstrap_image
-from factory.builders.record import RECORD_SUFFIX, BuildRecord, SourceRef
+from factory.build import job as builder
+from factory.build import repair as repairing
+from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
+from factory.build.image import ImageRef, bootstrap_image
+from factory.build.record import RECORD_SUFFIX, BuildRecord, SourceRef
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, load_recipes
-from factory.upstream import Upstream
+from factory.upstream import archive
+from factory.upstream.client import Upstream
 
 
 class PlanError(FactoryError):
@@ -214,10 +214,10 @@ class _Graph:
 
 def _backend_path(settings: Settings, locked: LockedComponent) -> str:
     """The backend-path of a backend that builds itself, read from the cached sdist."""
-    path = sources.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
+    path = archive.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
     if not path.is_file():
         return ""
-    raw = sources.read_member(path, "pyproject.toml")
+    raw = archive.read_member(path, "pyproject.toml")
     if raw is None:
         return ""
     import tomllib
@@ -428,7 +428,7 @@ class _Session:
             return self._tree(locked)
 
     def _tree(self, locked: LockedComponent) -> tuple[Path, Path]:
-        sdist = sources.fetch(self.settings, locked)
+        sdist = archive.fetch(self.settings, locked)
         recipe = self.recipes.get(locked.key)
         if recipe is not None:  # prebuilt files the recipe does not allow: no build
             admit_sdist(sdist, recipe)
@@ -436,12 +436,12 @@ class _Session:
         tag = "-".join([locked.sdist.sha256[:32], *(sha256_file(p)[:12] for p in patches)])
         dest = self.settings.builds_dir / "trees" / tag
         if dest.exists():
-            return sdist, sources.extract(sdist, dest)
+            return sdist, archive.extract(sdist, dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-tree-", dir=dest.parent)) / "t"
         try:
-            root = sources.extract(sdist, staging)
-            sources.apply_patches(root, patches)
+            root = archive.extract(sdist, staging)
+            archive.apply_patches(root, patches)
             try:
                 staging.rename(dest)
             except OSError:
@@ -450,7 +450,7 @@ class _Session:
                 # Another factory process on this state dir made the same tree first.
         finally:
             shutil.rmtree(staging.parent, ignore_errors=True)
-        return sdist, sources.extract(sdist, dest)
+        return sdist, archive.extract(sdist, dest)
 
     def built_wheel(self, locked: LockedComponent) -> Path | None:
         """The wheel the factory built from exactly this locked sdist, if any."""

@@ -12,9 +12,9 @@ from factory.config import Settings
 from factory.errors import FactoryError
 from factory.index.records import Layout, load_record
 from factory.lock import Lock, LockedComponent, load_lock
-from factory.policy import parse_time
+from factory.lock.policy import parse_time
 from factory.recipes import load_recipes
-from factory.upstream import ProjectListing, Upstream
+from factory.upstream.client import ProjectListing, Upstream
 
 
 @dataclass(frozen=True)

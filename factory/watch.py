@@ -19,15 +19,14 @@ from datetime import UTC, datetime
 from packaging.version import Version
 
 from factory import ledger
-from factory.advisories import AdvisoryDatabase
 from factory.config import Settings
 from factory.errors import printable
-from factory.index.publish import record_advisories, yank
+from factory.index.changes import record_advisories, yank
 from factory.index.records import Layout, list_projects, load_record
 from factory.index.regen import write_status
-from factory.lock import Alarm, Change
-from factory.pipeline import lock_report
+from factory.lock import Alarm, Change, lock_report
 from factory.status import component_status
+from factory.upstream.advisories import AdvisoryDatabase
 
 
 @dataclass

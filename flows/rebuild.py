@@ -24,13 +24,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.runtime import flow_run
 
-from factory import ledger, pipeline
-from factory.builders.build import MissingRequirementsError
-from factory.builders.record import BuildRecord
+from factory import fetch, ledger
+from factory.build.job import MissingRequirementsError
+from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import BuildError, UpstreamError, printable
 from factory.plan import Node, Plan, make_plan, run_plan
-from factory.release import ReleaseReport, is_published, release_all
+from factory.publish import ReleaseReport, is_published, release_all
 from flows.slots import BUILD_LIMIT, build_slot
 
 
@@ -75,7 +75,7 @@ def fetch_and_plan(settings: Settings, names: list[str] | None) -> Plan:
     A component refused at fetch stays in the plan: its build fails on the same
     refusal, and only what depends on it is skipped."""
     refused: dict[str, str] = {}
-    pipeline.fetch_stage(settings, set(names) if names else None, failed=refused)
+    fetch.fetch_stage(settings, set(names) if names else None, failed=refused)
     for component, reason in sorted(refused.items()):
         get_run_logger().error("refused at fetch: %s: %s", component, reason)
     return make_plan(settings, names)

@@ -27,9 +27,9 @@ from uuid import UUID
 
 import httpx
 
-from factory.atomic import write_json
-from factory.builders.confined import Confined, OutputRefused
-from factory.builders.docker import owner_alive, owner_id
+from factory._internal.atomic import write_json
+from factory.build.confined import Confined, OutputRefused
+from factory.build.docker import owner_alive, owner_id
 from factory.config import Settings
 from factory.errors import BuildError
 

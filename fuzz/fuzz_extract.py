@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of safe unpacking (atheris / libFuzzer); not part of the suite.
 
-Property: ``factory.sources.extract`` either refuses an archive with
+Property: ``factory.upstream.archive.extract`` either refuses an archive with
 UnsafeArchiveError or unpacks it so that every path, links resolved, stays
 inside the destination; no other exception, nothing written outside.
 
@@ -27,7 +27,7 @@ import atheris
 
 with atheris.instrument_imports():
     from factory.errors import UnsafeArchiveError
-    from factory.sources import Limits, extract
+    from factory.upstream.archive import Limits, extract
 
 LIMITS = Limits(max_members=200, max_member_bytes=1 << 20, max_total_bytes=4 << 20)
 KINDS = (".tar.gz", ".tar", ".zip")

@@ -14,11 +14,11 @@ import dataclasses
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.lock import APPROVED, Lock, LockedComponent, SdistRef, load_lock, save_lock
 from factory.recipes import parse_recipe
-from factory.sources import cache_path, read_metadata
+from factory.upstream.archive import cache_path, read_metadata
 
 
 def approve(settings: Settings, record: BuildRecord, recipe_body: str = "") -> BuildRecord:

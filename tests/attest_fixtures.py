@@ -10,10 +10,10 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from factory.atomic import sha256_file
-from factory.builders.record import BuildRecord, InstalledTool, SourceRef
+from factory._internal.atomic import sha256_file
+from factory.attest.keys import find_key_material
+from factory.build.record import BuildRecord, InstalledTool, SourceRef
 from factory.config import Settings
-from factory.keys import find_key_material
 
 BUILDER_IMAGE_ID = "sha256:" + "ab" * 32
 TOOLS = [

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from factory import sources
-from factory.atomic import sha256_file
-from factory.builders.build import BuildInputs
-from factory.builders.env import Kit, KitPart, import_root
-from factory.builders.image import ImageRef
-from factory.builders.record import SourceRef
+from factory._internal.atomic import sha256_file
+from factory.build.env import Kit, KitPart, import_root
+from factory.build.image import ImageRef
+from factory.build.job import BuildInputs
+from factory.build.record import SourceRef
 from factory.config import Settings
 from factory.lock import LockedComponent, SdistRef
+from factory.upstream import archive
 
 EPOCH = 1_700_000_000
 
@@ -181,7 +181,7 @@ def lock_entry(settings: Settings, sdist: Path, kind: str, reason: str,
     """A lock entry for ``sdist``, which is put in the source cache (no download)."""
     name, _, version = sdist.name.removesuffix(".tar.gz").rpartition("-")
     digest = sha256_file(sdist)
-    cached = sources.cache_path(settings, digest, sdist.name)
+    cached = archive.cache_path(settings, digest, sdist.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(sdist, cached)
     ref = SdistRef(sdist.name, f"https://files.invalid/{sdist.name}", digest,

@@ -3,7 +3,7 @@
 ``make_published_index(root)`` generates sdists (tests.local_upstream.make_sdist),
 puts them in the content-addressed source cache, builds each into a wheel on
 the host with pypa/build and the test venv's setuptools/wheel, writes an honest
-BuildRecord next to each wheel, and calls ``factory.release.release``: the real
+BuildRecord next to each wheel, and calls ``factory.publish.release``: the real
 attest -> sign (embedded Sigstore authority) -> in-toto -> publish path.
 
 Honest means: the builder is the host's Python (its binary's sha256 stands for
@@ -38,13 +38,13 @@ from pathlib import Path
 import build
 import pytest
 
-from factory.atomic import sha256_file
-from factory.builders.env import source_date_epoch
-from factory.builders.record import BuildRecord, InstalledTool, SourceRef
+from factory._internal.atomic import sha256_file
+from factory.build.env import source_date_epoch
+from factory.build.record import BuildRecord, InstalledTool, SourceRef
 from factory.config import Settings
 from factory.index.serve import create_app
-from factory.release import release
-from factory.sources import cache_path, extract
+from factory.publish import release
+from factory.upstream.archive import cache_path, extract
 from tests.approval_fixtures import approve
 from tests.index_fixtures import running
 from tests.local_upstream import make_sdist

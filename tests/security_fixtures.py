@@ -17,9 +17,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.sources import cache_path
+from factory.upstream.archive import cache_path
 from tests.approval_fixtures import approve
 from tests.attest_fixtures import make_record, make_sdist, make_wheel
 

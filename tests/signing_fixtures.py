@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from factory.config import Settings
-from factory.signing import init_authority, open_signer, publish_statement
+from factory.sign import init_authority, open_signer, publish_statement
 
 IDENTITY = "https://factory.invalid/builders/docker"
 ISSUER = "https://factory.invalid/oidc"

@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from factory import ledger, pipeline
+from factory import fetch, ledger
 from factory.config import Settings, load_settings
 from factory.errors import (
     AlarmError,
@@ -48,9 +48,9 @@ from factory.errors import (
 )
 from factory.index import create_app, publish_trust
 from factory.index.regen import check_index, write_status
-from factory.lock import Lock
-from factory.sources import check_identity, extract, read_member
-from factory.upstream import Upstream, parse_html, parse_json, sdist_name_problem
+from factory.lock import Lock, lock_stage
+from factory.upstream.archive import check_identity, extract, read_member
+from factory.upstream.client import Upstream, parse_html, parse_json, sdist_name_problem
 from tests.conftest import write_recipe
 from tests.index_fixtures import publish_wheel, running
 from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler, make_sdist
@@ -1082,7 +1082,7 @@ def locked_demo(project: Settings, upstream: LocalUpstream) -> Path:
     tool(upstream, project)
     release = upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo", 'track = "patch"\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     return release.path
 
 
@@ -1284,7 +1284,7 @@ def test_listed_urls_never_lead_off_the_index(upstream: LocalUpstream, hooks: di
     hooks["/simple/demo/"] = reply(page("demo", files))
     client = Upstream(upstream.url, retries=0)
     listing = client.project("demo")
-    from factory.upstream import origin
+    from factory.upstream.client import origin
     for file in listing.files:  # what survived is on the index's origin, and is fetched there
         assert origin(file.url) == origin(index), file.url
         raised(lambda f=file: client.download(f.url, tmp_path / "dl" / f.filename,  # type: ignore[misc]
@@ -1573,7 +1573,7 @@ def test_a_dripping_head_request_hits_the_deadline(upstream: LocalUpstream,
 
 
 def pinned(project: Settings) -> Any:
-    return pipeline.load_lock(project).primary("demo")
+    return fetch.load_lock(project).primary("demo")
 
 
 def test_a_size_only_change_never_repins(project: Settings, upstream: LocalUpstream,
@@ -1582,11 +1582,11 @@ def test_a_size_only_change_never_repins(project: Settings, upstream: LocalUpstr
     before = pinned(project)
     changed = entry(path, size=path.stat().st_size + 1000)
     hooks["/simple/demo/"] = reply(page("demo", [changed]))
-    pipeline.lock_stage(project, update=True)
+    lock_stage(project, update=True)
     assert pinned(project) == before  # the size (and all) of the pin stay as verified
     for cached in project.sources_dir.rglob("*.tar.gz"):
         cached.unlink()
-    (item,) = pipeline.fetch_stage(project, {"demo"})
+    (item,) = fetch.fetch_stage(project, {"demo"})
     assert item.path.read_bytes() == path.read_bytes()
 
 
@@ -1597,15 +1597,15 @@ def test_a_listing_that_drops_or_recases_the_hash_never_repins(
     bare = entry(path)
     bare["hashes"] = {}
     hooks["/simple/demo/"] = reply(page("demo", [bare]))
-    error = raised(lambda: pipeline.lock_stage(project, update=True))
+    error = raised(lambda: lock_stage(project, update=True))
     assert error is None or isinstance(error, UpstreamError), error  # refused, never re-pinned
     assert pinned(project) == before
-    pipeline.lock_stage(project)  # without --update the pin is simply kept
+    lock_stage(project)  # without --update the pin is simply kept
     assert pinned(project) == before
     upper = entry(path)
     upper["hashes"]["sha256"] = upper["hashes"]["sha256"].upper()
     hooks["/simple/demo/"] = reply(page("demo", [upper]))
-    pipeline.lock_stage(project, update=True)  # the same digest: no alarm
+    lock_stage(project, update=True)  # the same digest: no alarm
     assert pinned(project) == before
 
 
@@ -1621,7 +1621,7 @@ def test_yanked_then_reuploaded_under_the_same_name_is_an_alarm(
     files = [yanked, again] if order == "yanked first" else [again, yanked]
     hooks["/simple/demo/"] = reply(page("demo", files))
     with pytest.raises(AlarmError, match="demo 1.0.0"):
-        pipeline.lock_stage(project, update=True)
+        lock_stage(project, update=True)
     assert pinned(project) == before
     assert [d["action"] for d in ledger.decisions(project, "demo")] == ["alarm"]
 
@@ -1802,7 +1802,7 @@ def test_html_listing_tricks_never_move_a_link_off_the_index() -> None:
         f'<a href="../../files/x#md5=0&sha256={SHA}">demo-1.6.tar.gz</a>'
         "</body></html>")
     listing = parse_html("demo", index, page_text)
-    from factory.upstream import origin
+    from factory.upstream.client import origin
     assert all(origin(f.url) == ("http", "127.0.0.1", 9) for f in listing.files), listing.files
     assert "demo-1.0.tar.gz" in [f.filename for f in listing.files]
     # a JSON listing that calls itself another project lists only this project's files

@@ -23,9 +23,9 @@ from factory.attest.intoto import (
     verify_intoto,
     write_intoto,
 )
+from factory.attest.keys import init_keys, load_public_key, load_signer, public_key_path
 from factory.config import Settings, load_settings
 from factory.errors import SigningError, VerificationError
-from factory.keys import init_keys, load_public_key, load_signer, public_key_path
 from tests.attest_fixtures import make_record, make_sdist, make_wheel
 
 IN_TOTO_VERIFY = Path(sys.prefix) / "bin" / "in-toto-verify"

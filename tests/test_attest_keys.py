@@ -14,9 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner, Signature
 
-from factory.config import Settings, load_settings
-from factory.errors import SigningError
-from factory.keys import (
+from factory.attest.keys import (
     ROLES,
     find_key_material,
     init_keys,
@@ -25,6 +23,8 @@ from factory.keys import (
     private_key_path,
     public_key_path,
 )
+from factory.config import Settings, load_settings
+from factory.errors import SigningError
 from tests.attest_fixtures import assert_no_key_material, make_record, make_sdist, make_wheel
 
 

@@ -10,11 +10,11 @@ import pytest
 from sigstore.dsse import Statement
 
 from factory.attest import attest_wheel
+from factory.attest.keys import find_key_material, init_keys, private_key_path
 from factory.attest.provenance import BUILD_TYPE, PREDICATE_TYPE, build_statement, docker_purl
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import SigningError
-from factory.keys import find_key_material, init_keys, private_key_path
 from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record, make_sdist, make_wheel
 
 

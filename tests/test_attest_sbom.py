@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.atomic import canonical_json, sha256_file
+from factory._internal.atomic import canonical_json, sha256_file
 from factory.attest import attest_wheel
+from factory.attest.keys import init_keys
 from factory.attest.sbom import (
     PREDICATE_TYPE,
     build_sbom,
@@ -22,7 +23,6 @@ from factory.attest.sbom import (
 )
 from factory.config import load_settings
 from factory.errors import VerificationError
-from factory.keys import init_keys
 from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record, make_sdist, make_wheel
 
 REQUIRES = (

@@ -4,7 +4,6 @@ bare loop's plan, the clean environment and the byte-counting proxy (no timing h
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,9 +18,7 @@ from bench.proxy import counting_proxy
 from factory.config import load_settings
 from factory.lock import LockedComponent, SdistRef
 from factory.plan import Node, Plan
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import publish_wheel  # noqa: E402
+from tests.index_fixtures import publish_wheel
 
 WRK = """Running 10s test @ http://127.0.0.1:8700/simple/requests/
   2 threads and 50 connections

@@ -33,13 +33,13 @@ from rich.console import Console
 
 from factory import cli
 from factory.attest.provenance import build_statement
-from factory.builders import build as builder
-from factory.builders import confined
-from factory.builders.confined import Confined, OutputRefused, measure, remove_tree
-from factory.builders.docker import ContainerRun, LogKeeper
-from factory.builders.env import Kit, build_system
-from factory.builders.image import ImageRef, bootstrap_image
-from factory.builders.workdir import LOCK, UNLOCKED_STALE_SECONDS, sweep, work_dir
+from factory.build import confined
+from factory.build import job as builder
+from factory.build.confined import Confined, OutputRefused, measure, remove_tree
+from factory.build.docker import ContainerRun, LogKeeper
+from factory.build.env import Kit, build_system
+from factory.build.image import ImageRef, bootstrap_image
+from factory.build.workdir import LOCK, UNLOCKED_STALE_SECONDS, sweep, work_dir
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, printable
 from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack
@@ -270,7 +270,7 @@ def test_a_lying_env_json_is_a_failed_check_never_a_wider_claim(
 @pytest.mark.docker
 def test_100_mib_of_stdout_keeps_a_bounded_log_that_says_it_was_cut(
         tmp_path: Path, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch) -> None:
-    from factory.builders import docker
+    from factory.build import docker
 
     settings = offline_settings(tmp_path, build_timeout=300)
     seen: list[ContainerRun] = []
@@ -328,7 +328,7 @@ def test_escapes_and_rich_markup_in_a_build_log_reach_the_terminal_inert(
 
     # The CLI's error handler, on a real terminal ...
     terminal = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=terminal, force_terminal=True,
+    monkeypatch.setattr(cli._app, "err", Console(file=terminal, force_terminal=True,
                                             color_system="truecolor", width=200))
     cli.print_error(error)
     shown = terminal.getvalue()
@@ -337,7 +337,7 @@ def test_escapes_and_rich_markup_in_a_build_log_reach_the_terminal_inert(
     assert "[link=http://evil.example/]x[/link]" in shown
 
     # ... and `factory` itself, as an operator runs it.
-    monkeypatch.setattr(cli, "err", Console(stderr=True))
+    monkeypatch.setattr(cli._app, "err", Console(stderr=True))
 
     def failing() -> None:
         raise error
@@ -566,7 +566,7 @@ def test_the_build_system_is_read_by_the_host_with_pep_517_defaults(tmp_path: Pa
 HOLD = """
     import sys, time
     from pathlib import Path
-    from factory.builders.workdir import work_dir
+    from factory.build.workdir import work_dir
     with work_dir(Path(sys.argv[1]), sys.argv[2], "child") as path:
         print(path, flush=True)
         time.sleep(600)
@@ -610,8 +610,8 @@ def test_unlocked_leftovers_go_only_once_stale(tmp_path: Path) -> None:
 BUILD = """
     import sys
     from pathlib import Path
-    from factory.builders import build as builder
-    from factory.builders.image import bootstrap_image
+    from factory.build import build as builder
+    from factory.build.image import bootstrap_image
     from tests.builders_fixtures import host_kit, inputs_for, offline_settings
     base, sdist, tree = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     settings = offline_settings(base, build_timeout=600)
@@ -623,7 +623,7 @@ BUILD = """
 @pytest.mark.docker
 def test_the_next_build_sweeps_a_killed_builds_work_dir_and_spares_a_live_one(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    from factory.builders.engine import connect
+    from factory.build.engine import connect
 
     payload = 'import time; time.sleep(float(open("delay").read()))'
     children, trees = [], []

@@ -34,10 +34,10 @@ from hypothesis import strategies as st
 
 from factory.config import Settings, load_settings
 from factory.index import records as records_module
-from factory.index.publish import yank
+from factory.index.changes import yank
 from factory.index.records import Layout, load_record
 from factory.index.regen import check_index, rebuild_all
-from factory.release import release
+from factory.publish import release
 from factory.verify import Report, exit_code, verify
 from tests.index_fixtures import publish_wheel
 from tests.security_fixtures import stage_build, state

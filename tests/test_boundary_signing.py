@@ -37,20 +37,20 @@ from packaging.specifiers import SpecifierSet
 
 import flows.rebuild as flow_module
 from factory import ledger
+from factory._internal.atomic import sha256_file
 from factory.admission import Approvals, Limits, admit, admit_sdist
 from factory.admission.model import AdmissionError
 from factory.admission.prebuilt import scan_sdist
 from factory.admission.wheel import read_wheel, startup_hooks
-from factory.atomic import sha256_file
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import RecipeError
-from factory.index.publish import set_status
+from factory.index.changes import set_status
 from factory.index.records import Layout, load_record
 from factory.lock import load_lock, save_lock
+from factory.publish import RefusedError, refused_wheels, release, release_all
 from factory.recipes import Recipe, parse_recipe
-from factory.release import RefusedError, refused_wheels, release, release_all
-from factory.sources import cache_path
+from factory.upstream.archive import cache_path
 from tests.approval_fixtures import approve
 from tests.attest_fixtures import make_record
 from tests.security_fixtures import state

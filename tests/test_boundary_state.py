@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.atomic import write_text
+from factory._internal.atomic import write_text
 from factory.config import Settings, load_settings
 from factory.errors import ConfigError
 from factory.lock import Lock, save_lock

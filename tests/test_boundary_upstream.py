@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 
-from factory import ledger, pipeline, sources
+from factory import fetch, ledger
 from factory.config import Settings
 from factory.errors import (
     AlarmError,
@@ -43,9 +43,10 @@ from factory.errors import (
     PolicyError,
     UpstreamError,
 )
-from factory.lock import Lock
+from factory.lock import Lock, lock_report, lock_stage
 from factory.status import component_status
-from factory.upstream import Upstream, parse_html, parse_json, sdist_name_problem
+from factory.upstream import archive
+from factory.upstream.client import Upstream, parse_html, parse_json, sdist_name_problem
 from tests.conftest import write_recipe
 from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler, make_sdist
 
@@ -164,7 +165,7 @@ def locked_demo(project: Settings, upstream: LocalUpstream, version: str = "1.0.
     tool(upstream, project)
     release = upstream.add("demo", version)
     write_recipe(project.root, "demo", 'track = "patch"\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     return release.path
 
 
@@ -218,7 +219,7 @@ def test_a_listed_traversal_name_is_skipped_and_nothing_is_written_outside_the_c
         link = f'<a href="../../files/{real.name}#sha256={digest}">{html.escape(TRAVERSAL)}</a>'
         hooks["/simple/x/"] = reply(f"<html><body>{link}</body></html>".encode(),
                                     ctype="text/html")
-    error = raised(lambda: pipeline.lock_stage(project))
+    error = raised(lambda: lock_stage(project))
     assert outside(tmp_path) == [] and not (tmp_path / "pwned").exists()
     assert isinstance(error, PolicyError) and "no sdists upstream" in error.message
     listing = Upstream(upstream.url).project("x")
@@ -277,7 +278,7 @@ def test_a_traversal_name_in_the_lock_is_refused_naming_the_row(
         cached.unlink()
     upstream.add_file("demo", path)
     edit_lock(project, filename="../../../../../pwned/demo-1.0.0.tar.gz")
-    error = raised(lambda: pipeline.fetch_stage(project))
+    error = raised(lambda: fetch.fetch_stage(project))
     assert not (tmp_path / "pwned").exists()
     assert not list(tmp_path.rglob("pwned"))
     assert isinstance(error, LockError)
@@ -301,7 +302,7 @@ def test_a_malformed_lock_row_is_refused_naming_the_row(
     locked_demo(project, upstream)
     edit_lock(project, **{field: value})
     with pytest.raises(LockError, match=rf"component #\d+ \('demo' '1.0.0'\).*{message}"):
-        pipeline.load_lock(project)
+        fetch.load_lock(project)
 
 
 # -- 2. a pinned file that changed upstream is an alarm -----------------------------------------
@@ -309,27 +310,27 @@ def test_a_malformed_lock_row_is_refused_naming_the_row(
 def test_a_reuploaded_pinned_file_is_an_alarm_not_a_silent_repin(
         project: Settings, upstream: LocalUpstream) -> None:
     path = locked_demo(project, upstream)
-    before = pipeline.load_lock(project).primary("demo")
+    before = fetch.load_lock(project).primary("demo")
     reupload(path)
     with pytest.raises(AlarmError, match="upstream now lists demo-1.0.0.tar.gz with sha256") \
             as info:
-        pipeline.lock_stage(project)
+        lock_stage(project)
     assert "--accept-change demo" in info.value.hint
-    assert pipeline.load_lock(project).primary("demo") == before  # the old pin is kept
-    report = pipeline.lock_report(project, update=True)  # --update: no "nothing moved"
+    assert fetch.load_lock(project).primary("demo") == before  # the old pin is kept
+    report = lock_report(project, update=True)  # --update: no "nothing moved"
     assert [a.name for a in report.alarms] == ["demo"] and report.changes == []
-    assert pipeline.load_lock(project).primary("demo") == before
+    assert fetch.load_lock(project).primary("demo") == before
     alarms = [d for d in ledger.decisions(project, "demo") if d["action"] == "alarm"]
     assert len(alarms) == 1 and alarms[0]["version"] == "1.0.0"  # recorded once
     row = {r.name: r for r in component_status(project)}["demo"]
     assert row.alarm is not None and "sha256" in row.alarm
     # an operator who checked the re-upload accepts it: re-pinned, recorded, then quiet
-    lock, changes = pipeline.lock_stage(project, accept={"demo"})
+    lock, changes = lock_stage(project, accept={"demo"})
     assert lock.primary("demo").sdist.sha256 == hashlib.sha256(  # type: ignore[union-attr]
         path.read_bytes()).hexdigest()
     assert [c.why.split(":")[0] for c in changes] == ["accepted upstream change"]
     assert ledger.decisions(project, "demo")[0]["action"] == "alarm-accepted"
-    assert pipeline.lock_stage(project)[1] == []
+    assert lock_stage(project)[1] == []
     assert {r.name: r for r in component_status(project)}["demo"].alarm is None
 
 
@@ -339,13 +340,13 @@ def test_an_alarm_stays_until_accepted_even_if_upstream_reverts(
     original = path.read_bytes()
     reupload(path)
     with pytest.raises(AlarmError):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     path.write_bytes(original)  # flipped back: the trace must not vanish with it
     with pytest.raises(AlarmError, match="demo 1.0.0"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     with pytest.raises(LockError, match="no upstream alarm to accept"):
-        pipeline.lock_stage(project, accept={"setuptools"})
-    _, changes = pipeline.lock_stage(project, accept={"demo"})
+        lock_stage(project, accept={"setuptools"})
+    _, changes = lock_stage(project, accept={"demo"})
     assert changes == []  # nothing to re-pin: the bytes are the pinned ones again
 
 
@@ -363,7 +364,7 @@ def test_the_same_version_under_another_file_is_an_alarm(
     upstream.add_file("demo", zipped)
     upstream.projects["demo"] = [r for r in upstream.projects["demo"] if r.path == zipped]
     with pytest.raises(AlarmError, match="upstream now offers demo-1.0.0.zip"):
-        pipeline.lock_stage(project, update=True)
+        lock_stage(project, update=True)
 
 
 def test_cli_lock_exits_non_zero_with_one_line_and_the_way_to_accept(
@@ -389,14 +390,14 @@ def test_watch_reports_the_alarm_and_rebuilds_only_the_rest(
     path = locked_demo(project, upstream)
     upstream.add("other", "1.0.0")
     write_recipe(project.root, "other", 'track = "patch"\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     publish_wheel(project, tmp_path / "a", "demo", "1.0.0")
     reupload(path)
     upstream.add("other", "1.0.1")
     result = watch_cycle(project)
     assert [a.name for a in result.alarms] == ["demo"]
     assert result.rebuild == ["other"] and "ALARM demo 1.0.0" in result.summary()
-    assert pipeline.load_lock(project).primary("demo").sdist.sha256 != hashlib.sha256(  # type: ignore[union-attr]
+    assert fetch.load_lock(project).primary("demo").sdist.sha256 != hashlib.sha256(  # type: ignore[union-attr]
         path.read_bytes()).hexdigest()
     home = (project.index_dir / "index.html").read_text()
     row = home[home.index("<td>demo"):]
@@ -410,24 +411,24 @@ def test_a_download_with_other_bytes_is_an_alarm_that_lock_then_reports(
         cached.unlink()
     upstream.corrupt = True  # the listing still says the pinned sha256; the bytes differ
     with pytest.raises(AlarmError, match="sha256 mismatch"):
-        pipeline.fetch_stage(project, {"demo"})
+        fetch.fetch_stage(project, {"demo"})
     assert [d["action"] for d in ledger.decisions(project, "demo")] == ["alarm"]
     upstream.corrupt = False
     with pytest.raises(AlarmError, match="demo 1.0.0"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
 
 
 def test_a_listing_that_redirects_to_another_host_is_an_alarm(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         elsewhere: tuple[LocalUpstream, dict[str, Hook]]) -> None:
     locked_demo(project, upstream)
-    before = pipeline.load_lock(project).primary("demo")
+    before = fetch.load_lock(project).primary("demo")
     evil, _ = elsewhere
     evil.add("demo", "1.0.0", extra_members={"evil.py": b"1"})  # what it would pin
     hooks["/simple/demo/"] = redirect(f"{evil.url}demo/")
     with pytest.raises(AlarmError, match=r"redirects to http://127\.0\.0\.2"):
-        pipeline.lock_stage(project, update=True)
-    assert pipeline.load_lock(project).primary("demo") == before
+        lock_stage(project, update=True)
+    assert fetch.load_lock(project).primary("demo") == before
     assert [d["action"] for d in ledger.decisions(project, "demo")] == ["alarm"]
     assert not any(r.startswith("/simple/") for r in evil.requests)
 
@@ -441,13 +442,13 @@ def test_a_redirected_listing_with_nothing_pinned_is_refused_recorded_and_accept
     evil, _ = elsewhere
     hooks["/simple/demo/"] = redirect(f"{evil.url}demo/")
     with pytest.raises(AlarmError, match="redirects to"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     assert not project.lock_path.exists()
     assert {r.name: r for r in component_status(project)}["demo"].alarm
     del hooks["/simple/demo/"]  # upstream fixed; the operator checked and accepts
-    pipeline.lock_stage(project, accept={"demo"})
+    lock_stage(project, accept={"demo"})
     assert {r.name: r for r in component_status(project)}["demo"].alarm is None
-    assert pipeline.load_lock(project).primary("demo") is not None
+    assert fetch.load_lock(project).primary("demo") is not None
 
 
 def test_a_download_that_redirects_to_another_host_is_an_alarm(
@@ -462,13 +463,13 @@ def test_a_download_that_redirects_to_another_host_is_an_alarm(
     hooks["/files/demo-1.0.0.tar.gz"] = redirect(f"{evil.url.removesuffix('/simple/')}"
                                                  "/files/demo-1.0.0.tar.gz")
     with pytest.raises(AlarmError, match=r"redirects to http://127\.0\.0\.2"):
-        pipeline.fetch_stage(project, {"demo"})
+        fetch.fetch_stage(project, {"demo"})
     assert evil.requests == []
     assert [d["action"] for d in ledger.decisions(project, "demo")] == ["alarm"]
     # a redirect that stays on the index's origin is followed
     hooks["/files/demo-1.0.0.tar.gz"] = redirect(f"{base}/moved/demo-1.0.0.tar.gz")
     hooks["/moved/demo-1.0.0.tar.gz"] = reply(path.read_bytes(), ctype="application/x-tar")
-    (item,) = pipeline.fetch_stage(project, {"demo"})
+    (item,) = fetch.fetch_stage(project, {"demo"})
     assert item.path.is_file()
 
 
@@ -486,7 +487,7 @@ def test_a_compression_bomb_listing_is_bounded_after_decompression(
     assert len(body) < 1 << 20
     hooks["/simple/demo/"] = reply(body, headers={"Content-Encoding": encoding})
     with pytest.raises(UpstreamError, match="after decompression"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
 
 
 def test_a_compressed_listing_within_bounds_is_read(
@@ -497,7 +498,7 @@ def test_a_compressed_listing_within_bounds_is_read(
     pieces = upstream.json_page("demo")
     hooks["/simple/demo/"] = reply(gzip.compress(pieces[:40]) + gzip.compress(pieces[40:]),
                                    headers={"Content-Encoding": "gzip"})
-    lock, _ = pipeline.lock_stage(project)
+    lock, _ = lock_stage(project)
     assert lock.primary("demo") is not None
 
 
@@ -551,7 +552,7 @@ def test_a_download_never_writes_past_the_pinned_size(
                                               ctype="application/x-tar", length=declared)
     seen: list[int] = []
     with pytest.raises(AlarmError, match=f"more than the pinned {size} bytes"):
-        pipeline.fetch_stage(project, {"demo"}, lambda _f, done, _t: seen.append(done))
+        fetch.fetch_stage(project, {"demo"}, lambda _f, done, _t: seen.append(done))
     assert max(seen, default=0) <= size
     assert not [p for p in project.sources_dir.rglob("*") if p.is_file()
                 and p.stat().st_size > size]
@@ -582,7 +583,7 @@ def test_a_tampered_listing_cache_is_ignored(project: Settings, upstream: LocalU
     cache = project.state_dir / "upstream-cache"
     cache.mkdir(parents=True)
     (cache / "demo.json").write_bytes(cached)
-    lock, _ = pipeline.lock_stage(project)
+    lock, _ = lock_stage(project)
     assert lock.primary("demo") is not None
 
 
@@ -631,7 +632,7 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
     write_recipe(project.root, "demo")
     upstream.add_file("demo", hostile_sdist(tmp_path / "files", "demo", "1.0.0", pkg_info))
     with pytest.raises(LockError, match=message):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     assert not project.lock_path.exists()
 
 
@@ -645,7 +646,7 @@ def test_an_unreadable_sdist_is_one_clean_lock_error(
     fake.write_bytes(content)
     upstream.add_file("demo", fake)
     with pytest.raises(LockError, match="demo-1.0.0.tar.gz: not a readable sdist"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
 
 
 def test_fetch_checks_pkg_info_of_an_existing_lock(project: Settings, upstream: LocalUpstream,
@@ -656,11 +657,11 @@ def test_fetch_checks_pkg_info_of_an_existing_lock(project: Settings, upstream: 
     # a lock written before this check existed pins the hostile sdist
     edit_lock(project, sha256=hashlib.sha256(bad.read_bytes()).hexdigest(),
               size=bad.stat().st_size)
-    cached = sources.cache_path(project, hashlib.sha256(bad.read_bytes()).hexdigest(), bad.name)
+    cached = archive.cache_path(project, hashlib.sha256(bad.read_bytes()).hexdigest(), bad.name)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(bad.read_bytes())
     with pytest.raises(LockError, match="Name: 'requests', the lock has demo"):
-        pipeline.fetch_stage(project, {"demo"})
+        fetch.fetch_stage(project, {"demo"})
 
 
 def test_cli_lock_reports_a_mismatched_sdist_in_one_line(
@@ -686,7 +687,7 @@ NAMES = st.one_of(st.text(max_size=60), st.lists(FRAGMENTS, max_size=8).map("".j
 
 
 def confined(tmp: Settings, sha: str, filename: str) -> bool:
-    path = sources.cache_path(tmp, sha, filename)
+    path = archive.cache_path(tmp, sha, filename)
     base = (tmp.sources_dir / "sha256" / sha).resolve()
     return path.resolve().parent == base
 
@@ -788,7 +789,7 @@ def test_property_cache_path_never_leaves_the_cache(filename: str, sha: str,
                                                    tmp_path: Path) -> None:
     tmp = Settings(root=tmp_path, state_dir=tmp_path / "state")
     try:
-        path = sources.cache_path(tmp, sha, filename)
+        path = archive.cache_path(tmp, sha, filename)
     except IntegrityError:
         return
     assert path.resolve().parent == (tmp.sources_dir / "sha256" / sha).resolve()

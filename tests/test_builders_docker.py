@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from factory.builders import build as builder
-from factory.builders.docker import ContainerRun
-from factory.builders.env import Kit
-from factory.builders.image import ImageRef, bootstrap_image
-from factory.builders.record import record_path_for
+from factory.build import job as builder
+from factory.build.docker import ContainerRun
+from factory.build.env import Kit
+from factory.build.image import ImageRef, bootstrap_image
+from factory.build.record import record_path_for
 from factory.config import Settings
 from factory.errors import BuildError
 from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.builders import build as builder
-from factory.builders.env import Kit
-from factory.builders.image import ImageRef, bootstrap_image
-from factory.builders.record import BuildRecord
+from factory.build import job as builder
+from factory.build.env import Kit
+from factory.build.image import ImageRef, bootstrap_image
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import BuildError
 from tests.builders_fixtures import (

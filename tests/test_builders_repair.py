@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import sources
-from factory.builders.env import KIT_TOOLS
-from factory.builders.record import BuildRecord, record_path_for
+from factory.build.env import KIT_TOOLS
+from factory.build.record import BuildRecord, record_path_for
 from factory.config import Settings
 from factory.lock import Lock, load_lock, save_lock
 from factory.plan import build_one, make_plan
+from factory.upstream import archive
 from tests.builders_fixtures import backend_sdist, download, lock_entry, offline_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -44,7 +44,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     for comp in lock.components:
         if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
             got = download(cache, comp.sdist.url, comp.sdist.sha256)
-            target = sources.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
+            target = archive.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(got, target)
     return settings

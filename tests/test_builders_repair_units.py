@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from factory.builders import repair
-from factory.builders.incontainer import is_pure, patcher
-from factory.builders.record import BuildRecord, InstalledTool, SourceRef
+from factory.build import repair
+from factory.build.incontainer import is_pure, patcher
+from factory.build.record import BuildRecord, InstalledTool, SourceRef
 from factory.config import load_settings
 from factory.errors import BuildError
 from tests.builders_fixtures import offline_settings

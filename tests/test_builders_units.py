@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from factory.builders import engine
-from factory.builders.docker import hardening
-from factory.builders.env import container_environment, make_wheelhouse, source_date_epoch
-from factory.builders.image import tag_for
+from factory.build import engine
+from factory.build.docker import hardening
+from factory.build.env import container_environment, make_wheelhouse, source_date_epoch
+from factory.build.image import tag_for
 from factory.errors import EngineError
 from tests.builders_fixtures import EPOCH, make_sdist, offline_settings
 

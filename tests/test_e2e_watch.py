@@ -21,7 +21,7 @@ import pytest
 
 from factory.config import Settings, load_settings
 from factory.index.serve import create_app
-from factory.pipeline import lock_stage
+from factory.lock import lock_stage
 from tests.builders_fixtures import PINNED, download
 from tests.conftest import write_recipe
 from tests.index_fixtures import running

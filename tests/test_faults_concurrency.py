@@ -21,7 +21,7 @@ from factory.config import Settings, load_settings
 from factory.index.records import Layout, list_projects, load_record
 from factory.index.regen import check_index
 from factory.index.serve import create_app
-from factory.signing._authority.log import ENTRIES_FILE
+from factory.sign._authority.log import ENTRIES_FILE
 from factory.verify import verify
 from tests.index_fixtures import publish_wheel, running
 from tests.security_fixtures import python, stage_build, state

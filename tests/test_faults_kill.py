@@ -22,9 +22,9 @@ from factory.config import Settings
 from factory.errors import PublishError
 from factory.index.regen import check_index
 from factory.lock import LockedComponent, SdistRef
-from factory.release import release
-from factory.signing._authority.log import ENTRIES_FILE
-from factory.sources import cache_path, fetch
+from factory.publish import release
+from factory.sign._authority.log import ENTRIES_FILE
+from factory.upstream.archive import cache_path, fetch
 from factory.verify import verify
 from tests.index_fixtures import make_sdist, make_sidecars, make_wheel
 from tests.security_fixtures import SlowFiles, kill9, python, stage_build, state, wait_for
@@ -60,7 +60,7 @@ FETCH = """
     from pathlib import Path
     from factory.config import Settings
     from factory.lock import LockedComponent, SdistRef
-    from factory.sources import fetch
+    from factory.upstream.archive import fetch
     base, url, sha, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     settings = Settings(root=base / "project", state_dir=base / "state", http_retries=0)
     sdist = SdistRef(filename="big-1.0.tar.gz", url=url, sha256=sha, size=size)
@@ -109,9 +109,9 @@ def test_two_processes_fetching_one_file_both_get_it_whole(tmp_path: Path) -> No
 RELEASE = """
     import sys
     from pathlib import Path
-    from factory.builders.record import BuildRecord
+    from factory.build.record import BuildRecord
     from factory.config import Settings
-    from factory.release import release
+    from factory.publish import release
     base = Path(sys.argv[1])
     settings = Settings(root=base / "project", state_dir=base / "state")
     records = [BuildRecord.load(p) for p in sorted(settings.wheels_dir.glob("*.build.json"))]
@@ -148,8 +148,8 @@ def test_kill_9_while_signing_then_a_rerun_completes(tmp_path: Path, entries: in
 BUILD = """
     import sys
     from pathlib import Path
-    from factory.builders import build as builder
-    from factory.builders.image import bootstrap_image
+    from factory.build import build as builder
+    from factory.build.image import bootstrap_image
     from tests.builders_fixtures import host_kit, inputs_for, offline_settings
     base, sdist, tree = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     settings = offline_settings(base, build_timeout=600)
@@ -161,10 +161,10 @@ BUILD = """
 
 @pytest.mark.docker
 def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) -> None:
-    from factory.builders import build as builder
-    from factory.builders.docker import OWNER_LABEL
-    from factory.builders.engine import connect
-    from factory.builders.image import bootstrap_image
+    from factory.build import job as builder
+    from factory.build.docker import OWNER_LABEL
+    from factory.build.engine import connect
+    from factory.build.image import bootstrap_image
     from tests.builders_fixtures import (
         backend_sdist,
         host_kit,

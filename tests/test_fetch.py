@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import pipeline, sources
+from factory import fetch
 from factory.config import Settings
 from factory.errors import IntegrityError, PolicyError
+from factory.lock import lock_stage
+from factory.upstream import archive
 from tests.conftest import write_recipe
 from tests.local_upstream import LocalUpstream
 
@@ -19,7 +21,7 @@ def locked(project: Settings, upstream: LocalUpstream) -> Settings:
     write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo", 'licenses = ["MIT"]\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     # lock reads pyproject.toml from the sdists; start fetch from an empty cache
     for path in project.sources_dir.rglob("*.tar.gz"):
         path.unlink()
@@ -33,14 +35,14 @@ def cached_files(settings: Settings) -> list[Path]:
 
 
 def test_fetch_verifies_and_caches_by_content(locked: Settings, upstream: LocalUpstream) -> None:
-    fetched = pipeline.fetch_stage(locked)
+    fetched = fetch.fetch_stage(locked)
     assert {f.component.name for f in fetched} == {"demo", "setuptools"}
     for item in fetched:
-        assert item.path == sources.cache_path(locked, item.component.sdist.sha256,
+        assert item.path == archive.cache_path(locked, item.component.sdist.sha256,
                                                item.component.sdist.filename)
         assert item.path.is_file()
     served = len(upstream.requests)
-    pipeline.fetch_stage(locked)  # a second fetch is served from the cache
+    fetch.fetch_stage(locked)  # a second fetch is served from the cache
     assert len(upstream.requests) == served
 
 
@@ -48,8 +50,8 @@ def test_hash_mismatch_is_refused_and_nothing_kept(locked: Settings,
                                                    upstream: LocalUpstream) -> None:
     upstream.corrupt = True
     with pytest.raises(IntegrityError) as info:
-        pipeline.fetch_stage(locked, {"demo"})
-    entry = next(c for c in pipeline.load_lock(locked).components if c.name == "demo")
+        fetch.fetch_stage(locked, {"demo"})
+    entry = next(c for c in fetch.load_lock(locked).components if c.name == "demo")
     assert f"expected {entry.sdist.sha256}, got " in info.value.message
     assert cached_files(locked) == []
 
@@ -57,15 +59,15 @@ def test_hash_mismatch_is_refused_and_nothing_kept(locked: Settings,
 def test_truncated_download_is_refused(locked: Settings, upstream: LocalUpstream) -> None:
     upstream.truncate = True
     with pytest.raises(IntegrityError, match="truncated"):
-        pipeline.fetch_stage(locked, {"demo"})
+        fetch.fetch_stage(locked, {"demo"})
     assert cached_files(locked) == []
 
 
 def test_corrupted_cache_entry_is_replaced(locked: Settings) -> None:
-    (item,) = pipeline.fetch_stage(locked, {"demo"})
+    (item,) = fetch.fetch_stage(locked, {"demo"})
     item.path.write_bytes(b"tampered")
-    (again,) = pipeline.fetch_stage(locked, {"demo"})
-    assert sources.sha256_file(again.path) == item.component.sdist.sha256
+    (again,) = fetch.fetch_stage(locked, {"demo"})
+    assert archive.sha256_file(again.path) == item.component.sdist.sha256
 
 
 def test_licence_outside_allowlist_is_refused(project: Settings,
@@ -74,15 +76,15 @@ def test_licence_outside_allowlist_is_refused(project: Settings,
     write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("gpl", "1.0.0", license_expression="GPL-3.0-only")
     write_recipe(project.root, "gpl", 'licenses = ["MIT", "BSD-3-Clause"]\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     with pytest.raises(PolicyError, match="licence GPL-3.0-only is not in the allowlist"):
-        pipeline.fetch_stage(project)
+        fetch.fetch_stage(project)
 
 
 def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
         locked: Settings) -> None:
-    entry = next(c for c in pipeline.load_lock(locked).components if c.name == "demo")
-    folder = sources.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
+    entry = next(c for c in fetch.load_lock(locked).components if c.name == "demo")
+    folder = archive.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
     folder.mkdir(parents=True, exist_ok=True)
     stale = folder / f".tmp-{entry.sdist.filename}.dead"
     live = folder / f".tmp-{entry.sdist.filename}.live"
@@ -90,5 +92,5 @@ def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
     live.write_bytes(b"another fetcher, still writing")
     two_hours_ago = time.time() - 7200
     os.utime(stale, (two_hours_ago, two_hours_ago))
-    (item,) = pipeline.fetch_stage(locked, {"demo"})
+    (item,) = fetch.fetch_stage(locked, {"demo"})
     assert item.path.is_file() and not stale.exists() and live.exists()

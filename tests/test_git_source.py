@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from factory import pipeline, sources
+from factory import fetch
 from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, RecipeError
+from factory.lock import lock_stage
 from factory.recipes import load_recipes
+from factory.upstream import archive
 from tests.conftest import write_recipe
 from tests.local_upstream import LocalUpstream
 
@@ -59,7 +61,7 @@ def git_project(project: Settings, upstream: LocalUpstream, repo: Path) -> Setti
 
 def test_lock_pins_the_tag_commit_and_the_archive_digest(git_project: Settings,
                                                          repo: Path) -> None:
-    lock, _ = pipeline.lock_stage(git_project)
+    lock, _ = lock_stage(git_project)
     entry = lock.primary("gitdemo")
     assert entry is not None and entry.version == "1.1.0"
     commit = git(repo, "rev-parse", "v1.1.0^{commit}")
@@ -70,19 +72,19 @@ def test_lock_pins_the_tag_commit_and_the_archive_digest(git_project: Settings,
 
 
 def test_fetch_remakes_and_verifies_the_archive(git_project: Settings) -> None:
-    lock, _ = pipeline.lock_stage(git_project)
+    lock, _ = lock_stage(git_project)
     for path in git_project.sources_dir.rglob("gitdemo-*.tar"):
         path.unlink()
-    fetched = {f.component.name: f for f in pipeline.fetch_stage(git_project)}
+    fetched = {f.component.name: f for f in fetch.fetch_stage(git_project)}
     item = fetched["gitdemo"]
-    assert sources.sha256_file(item.path) == item.component.sdist.sha256
-    root = sources.extract(item.path, git_project.state_dir / "tree")
+    assert archive.sha256_file(item.path) == item.component.sdist.sha256
+    root = archive.extract(item.path, git_project.state_dir / "tree")
     assert root.name == "gitdemo-1.1.0" and (root / "gitdemo.py").read_text() == \
         'VERSION = "1.1.0"\n'
 
 
 def test_a_moved_tag_is_refused_then_relocked(git_project: Settings, repo: Path) -> None:
-    lock, _ = pipeline.lock_stage(git_project)
+    lock, _ = lock_stage(git_project)
     old = lock.primary("gitdemo")
     assert old is not None
     git(repo, "tag", "-d", "v1.1.0")
@@ -91,12 +93,12 @@ def test_a_moved_tag_is_refused_then_relocked(git_project: Settings, repo: Path)
     for path in git_project.sources_dir.rglob("gitdemo-*.tar"):
         path.unlink()
     with pytest.raises(IntegrityError, match="now names commit"):
-        pipeline.fetch_stage(git_project, {"gitdemo"})
+        fetch.fetch_stage(git_project, {"gitdemo"})
     # a moved tag is an upstream alarm: never a silent re-pin; the old pin is kept
     with pytest.raises(AlarmError, match="now names commit"):
-        pipeline.lock_stage(git_project)
-    assert pipeline.load_lock(git_project).primary("gitdemo") == old
-    lock, changes = pipeline.lock_stage(git_project, accept={"gitdemo"})
+        lock_stage(git_project)
+    assert fetch.load_lock(git_project).primary("gitdemo") == old
+    lock, changes = lock_stage(git_project, accept={"gitdemo"})
     entry = lock.primary("gitdemo")
     assert entry is not None and moved in entry.sdist.url
     assert any(c.why.startswith("accepted upstream change") and "now names commit" in c.why

@@ -4,10 +4,9 @@ import shutil
 
 import pytest
 
-from factory import pipeline
 from factory.config import Settings
 from factory.errors import LockError, PolicyError, UpstreamError
-from factory.lock import load_lock
+from factory.lock import check_stage, load_lock, lock_stage
 from tests.conftest import write_recipe
 from tests.local_upstream import LocalUpstream
 
@@ -32,7 +31,7 @@ def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
         ' "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.2.0"},'
         ' {"fixed": "1.2.1"}]}]}]}')
     write_recipe(project.root, "demo", 'versions = ">=1,<2"\ncooldown_days = 1\n')
-    lock, changes = pipeline.lock_stage(project)
+    lock, changes = lock_stage(project)
     demo = lock.primary("demo")
     assert demo is not None and demo.version == "1.1.0"
     reasons = {s.version: s.reason for s in demo.skipped}
@@ -54,9 +53,9 @@ def test_lock_is_deterministic_and_stable(project: Settings, upstream: LocalUpst
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo")
-    pipeline.lock_stage(project)
+    lock_stage(project)
     first = project.lock_path.read_bytes()
-    _, changes = pipeline.lock_stage(project)
+    _, changes = lock_stage(project)
     assert project.lock_path.read_bytes() == first
     assert changes == []
 
@@ -66,7 +65,7 @@ def test_build_requirements_can_need_a_second_version_of_a_tool(
     tool(upstream, project, versions=("80.0.0", "84.0.0", "84.2.1"))
     upstream.add("picky", "1.0.0", build_requires=["setuptools>=68,<84.1"])
     write_recipe(project.root, "picky")
-    lock, _ = pipeline.lock_stage(project)
+    lock, _ = lock_stage(project)
     versions = sorted(c.version for c in lock.components if c.name == "setuptools")
     assert versions == ["84.0.0", "84.2.1"]
     second = lock.get("setuptools", "84.0.0")
@@ -79,7 +78,7 @@ def test_unapproved_build_requirement_is_refused(project: Settings,
     write_recipe(project.root, "demo")
     with pytest.raises(LockError, match="build requirement hatchling>=1 of demo 1.0.0 is not "
                        "approved") as info:
-        pipeline.lock_stage(project)
+        lock_stage(project)
     assert "recipes/hatchling.toml" in info.value.hint
     assert not project.lock_path.exists()
 
@@ -91,16 +90,16 @@ def test_runtime_requirements_must_be_approved_too(project: Settings,
     upstream.add("lib", "2.1.0")
     write_recipe(project.root, "app")
     with pytest.raises(LockError, match="runtime requirement lib>=2 of app"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     write_recipe(project.root, "lib")
-    lock, _ = pipeline.lock_stage(project)  # the win32-only requirement does not apply
+    lock, _ = lock_stage(project)  # the win32-only requirement does not apply
     assert {c.name for c in lock.components} == {"app", "lib", "setuptools"}
 
 
 def test_name_unknown_upstream(project: Settings, upstream: LocalUpstream) -> None:
     write_recipe(project.root, "reqeusts")
     with pytest.raises(UpstreamError, match="does not know 'reqeusts'"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
 
 
 def test_no_allowed_version_is_a_policy_error(project: Settings,
@@ -108,19 +107,19 @@ def test_no_allowed_version_is_a_policy_error(project: Settings,
     upstream.add("demo", "3.0.0")
     write_recipe(project.root, "demo", 'versions = "<2"\n')
     with pytest.raises(PolicyError, match="no version of demo satisfies policy"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
 
 
 def test_update_moves_within_track_only(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     upstream.add("demo", "1.0.1")
     upstream.add("demo", "1.1.0")
-    _, changes = pipeline.lock_stage(project)  # without --update nothing moves
+    _, changes = lock_stage(project)  # without --update nothing moves
     assert changes == []
-    lock, changes = pipeline.lock_stage(project, update=True)
+    lock, changes = lock_stage(project, update=True)
     assert lock.primary("demo").version == "1.0.1"  # type: ignore[union-attr]
     assert [c.describe() for c in changes] == ["demo: 1.0.0 -> 1.0.1 (update)"]
 
@@ -130,13 +129,13 @@ def test_plain_lock_moves_off_an_advisory(project: Settings, upstream: LocalUpst
     upstream.add("demo", "1.0.0")
     upstream.add("demo", "1.0.1", age_days=0)
     write_recipe(project.root, "demo", 'versions = "==1.0.0"\n')
-    pipeline.lock_stage(project)
+    lock_stage(project)
     # the fix is younger than the cooldown: a security fix does not wait it out
     write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\ncooldown_days = 5\n')
     (project.root.parent / "advisories" / "A.json").write_text(
         '{"id": "A-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "demo"},'
         ' "versions": ["1.0.0"]}]}')
-    lock, changes = pipeline.lock_stage(project)
+    lock, changes = lock_stage(project)
     assert lock.primary("demo").version == "1.0.1"  # type: ignore[union-attr]
     assert "advisory A-2" in changes[0].why
 
@@ -145,16 +144,16 @@ def test_check_finds_every_mismatch(project: Settings, upstream: LocalUpstream) 
     tool(upstream, project)
     upstream.add("demo", "1.5.0")
     write_recipe(project.root, "demo")
-    pipeline.lock_stage(project)
-    assert pipeline.check_stage(project) == []
+    lock_stage(project)
+    assert check_stage(project) == []
     write_recipe(project.root, "demo", 'versions = "<1"\n')
     write_recipe(project.root, "other")
-    problems = pipeline.check_stage(project)
+    problems = check_stage(project)
     assert any("other: approved" in p and "missing from the lock" in p for p in problems)
     assert any("outside the recipe's range" in p for p in problems)
     (project.root / "recipes" / "other.toml").unlink()
     (project.root / "recipes" / "demo.toml").unlink()
-    assert any("no recipe approves it" in p for p in pipeline.check_stage(project))
+    assert any("no recipe approves it" in p for p in check_stage(project))
 
 
 def test_html_only_upstream_falls_back_to_pep503(project: Settings,
@@ -163,7 +162,7 @@ def test_html_only_upstream_falls_back_to_pep503(project: Settings,
     upstream.add("demo", "1.0.0")
     upstream.html_only = True
     write_recipe(project.root, "demo")
-    lock, _ = pipeline.lock_stage(project)
+    lock, _ = lock_stage(project)
     entry = lock.primary("demo")
     assert entry is not None and entry.sdist.size > 0 and entry.sdist.upload_time is None
 
@@ -173,7 +172,7 @@ def test_transient_failures_are_retried(project: Settings, upstream: LocalUpstre
     upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo")
     upstream.failures_left = 2
-    lock, _ = pipeline.lock_stage(project)
+    lock, _ = lock_stage(project)
     assert lock.primary("demo") is not None
 
 
@@ -181,7 +180,7 @@ def test_upstream_down_is_a_clear_error(project: Settings, upstream: LocalUpstre
     write_recipe(project.root, "demo")
     upstream.failures_left = 10**6
     with pytest.raises(UpstreamError, match=r"did not answer after 3 tries \(HTTP 503\)"):
-        pipeline.lock_stage(project)
+        lock_stage(project)
     assert not project.lock_path.exists()
 
 
@@ -189,11 +188,11 @@ def test_lock_file_survives_a_failed_update(project: Settings, upstream: LocalUp
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
     write_recipe(project.root, "demo")
-    pipeline.lock_stage(project)
+    lock_stage(project)
     before = project.lock_path.read_bytes()
     write_recipe(project.root, "demo", 'versions = ">=9"\n')
     with pytest.raises(PolicyError):
-        pipeline.lock_stage(project, update=True)
+        lock_stage(project, update=True)
     assert project.lock_path.read_bytes() == before
     shutil.rmtree(project.state_dir)
     assert load_lock(project).primary("demo") is not None

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.builders import build as builder
-from factory.builders.image import ImageRef, bootstrap_image, images_record
-from factory.builders.record import BuildRecord
+from factory.build import job as builder
+from factory.build.image import ImageRef, bootstrap_image, images_record
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.lock import Lock, save_lock
 from factory.plan import build_one, make_plan, run_plan

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from factory.builders import build as builder
-from factory.builders.env import Kit
-from factory.builders.image import ImageRef, bootstrap_image
+from factory.build import job as builder
+from factory.build.env import Kit
+from factory.build.image import ImageRef, bootstrap_image
 from factory.config import Settings
 from factory.errors import BuildError
 from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack
@@ -161,9 +161,9 @@ def test_the_hosts_environment_is_invisible_to_a_build(
 def test_the_index_and_the_signing_authority_on_the_host_are_unreachable(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
     from factory.index.serve import create_app
-    from factory.signing import init_authority
-    from factory.signing._authority.server import serve
-    from factory.signing._authority.service import Authority
+    from factory.sign import init_authority
+    from factory.sign._authority.server import serve
+    from factory.sign._authority.service import Authority
     from tests.index_fixtures import RequestLog, running
 
     settings = offline_settings(tmp_path, build_timeout=60)

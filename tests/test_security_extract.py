@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factory.errors import UnsafeArchiveError
-from factory.sources import Limits, extract
+from factory.upstream.archive import Limits, extract
 
 
 def snapshot(root: Path) -> set[str]:

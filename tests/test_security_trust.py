@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from factory.atomic import sha256_file, write_json
+from factory._internal.atomic import sha256_file, write_json
 from factory.config import Settings
 from factory.index.records import Layout, load_record, save_record
 from factory.index.regen import check_index
 from factory.index.serve import create_app
-from factory.release import release
+from factory.publish import release
 from factory.verify import verify
 from tests.attest_fixtures import make_wheel
 from tests.index_fixtures import running
@@ -148,7 +148,7 @@ def test_substituted_slsa_statements_fail_verification(index: Settings) -> None:
 
 def test_a_bundle_from_a_foreign_authority_fails_verification(
         index: Settings, tmp_path: Path) -> None:
-    from factory.signing import init_authority, open_signer
+    from factory.sign import init_authority, open_signer
 
     foreign = state(tmp_path / "foreign")  # same identity and issuer, another authority
     init_authority(foreign)
@@ -162,8 +162,8 @@ def test_a_bundle_from_a_foreign_authority_fails_verification(
 
 def test_after_a_key_rotation_old_signatures_do_not_verify(index: Settings,
                                                           tmp_path: Path) -> None:
-    from factory.keys import init_keys
-    from factory.signing import init_authority
+    from factory.attest.keys import init_keys
+    from factory.sign import init_authority
 
     rotated = state(tmp_path / "rotated")
     init_authority(rotated)

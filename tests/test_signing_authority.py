@@ -21,18 +21,18 @@ from sigstore.models import Bundle, ClientTrustConfig, TrustedRoot
 
 from factory.config import Settings
 from factory.errors import VerificationError
-from factory.signing import init_authority, open_signer
-from factory.signing._authority import Authority, serve
-from factory.signing._authority.ca import OIDC_ISSUER_OID, OIDC_ISSUER_V2_OID
-from factory.signing._authority.log import ENTRIES_FILE, TransparencyLog
-from factory.signing._authority.merkle import (
+from factory.sign import init_authority, open_signer
+from factory.sign._authority import Authority, serve
+from factory.sign._authority.ca import OIDC_ISSUER_OID, OIDC_ISSUER_V2_OID
+from factory.sign._authority.log import ENTRIES_FILE, TransparencyLog
+from factory.sign._authority.merkle import (
     MerkleTree,
     leaf_hash,
     node_hash,
     root_from_inclusion,
     verify_consistency,
 )
-from factory.signing.transparency import (
+from factory.sign.transparency import (
     check_consistency,
     checkpoint_of,
     consistency_proof,
@@ -174,7 +174,7 @@ _APPENDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from factory.signing._authority import Authority
+    from factory.sign._authority import Authority
     log = Authority(Path(sys.argv[1])).log
     n = 0
     while True:
@@ -307,7 +307,7 @@ def test_signing_many_files_reuses_one_certificate(authority: Settings, tmp_path
 def test_serve_authority_runs_until_stopped(authority: Settings) -> None:
     import threading
 
-    from factory.signing.authority import serve_authority
+    from factory.sign.authority import serve_authority
 
     urls: list[str] = []
     stop = threading.Event()
@@ -328,7 +328,7 @@ def test_serve_authority_runs_until_stopped(authority: Settings) -> None:
 def test_signer_is_usable_from_worker_threads(authority: Settings, tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from factory.signing import verify_artifact
+    from factory.sign import verify_artifact
 
     files = []
     for n in range(8):

@@ -11,10 +11,10 @@ from cryptography import x509
 from sigstore.models import Bundle, ClientTrustConfig
 
 from factory.errors import ConfigError, SigningError, VerificationError
-from factory.signing import init_authority, open_signer, verify_artifact
-from factory.signing._authority import Authority, serve
-from factory.signing._authority.log import TransparencyLog
-from factory.signing.trust import client_trust_config
+from factory.sign import init_authority, open_signer, verify_artifact
+from factory.sign._authority import Authority, serve
+from factory.sign._authority.log import TransparencyLog
+from factory.sign.trust import client_trust_config
 from tests.signing_fixtures import IDENTITY, ISSUER, make_settings
 
 

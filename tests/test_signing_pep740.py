@@ -11,7 +11,7 @@ import pytest
 from pypi_attestations import Attestation
 
 from factory.errors import SigningError, VerificationError
-from factory.signing import (
+from factory.sign import (
     factory_publisher,
     provenance_object,
     to_pep740_attestation,

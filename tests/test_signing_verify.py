@@ -16,16 +16,16 @@ from sigstore.verify.policy import Identity
 
 from factory.config import Settings
 from factory.errors import VerificationError
-from factory.signing import (
+from factory.sign import (
     check_subject,
     init_authority,
     open_signer,
     verify_artifact,
     verify_statement,
 )
-from factory.signing._authority import Authority, serve
-from factory.signing.authority import issue_token
-from factory.signing.trust import client_trust_config
+from factory.sign._authority import Authority, serve
+from factory.sign.authority import issue_token
+from factory.sign.trust import client_trust_config
 from tests.signing_fixtures import (
     IDENTITY,
     ISSUER,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factory.errors import UnsafeArchiveError
-from factory.sources import Limits, extract, read_member
+from factory.upstream.archive import Limits, extract, read_member
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes] | None = None,

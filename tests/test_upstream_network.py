@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from factory import pipeline
+from factory import fetch
 from factory.config import load_settings
-from factory.upstream import Upstream
+from factory.lock import check_stage, lock_stage
+from factory.upstream.client import Upstream
 from tests.conftest import write_recipe
 
 pytestmark = pytest.mark.network
@@ -25,12 +26,12 @@ def test_lock_and_fetch_real_packages(tmp_path: Path) -> None:
             upstream.project("idna")
     except Exception as exc:  # noqa: BLE001 - any failure here means no registry access
         pytest.skip(f"the real upstream is not reachable here: {exc}")
-    lock, _ = pipeline.lock_stage(settings)
+    lock, _ = lock_stage(settings)
     idna = lock.primary("idna")
     assert idna is not None and idna.sdist.url.startswith("https://")
     assert len(idna.sdist.sha256) == 64 and idna.sdist.upload_time
     assert any(r.startswith("flit_core") for r in idna.build_requires)
-    fetched = pipeline.fetch_stage(settings)
+    fetched = fetch.fetch_stage(settings)
     assert {f.component.name for f in fetched} >= {"idna", "flit-core"}
     assert all(f.path.stat().st_size == f.component.sdist.size for f in fetched)
-    assert pipeline.check_stage(settings) == []
+    assert check_stage(settings) == []

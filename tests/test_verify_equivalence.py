@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.verification.equivalence import SUFFIX, compare_wheels
-from factory.verification.model import FAIL, PASS
 from factory.verify import compare_with_upstream, verify
+from factory.verify.equivalence import SUFFIX, compare_wheels
+from factory.verify.model import FAIL, PASS
 from tests.local_upstream import LocalUpstream
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,

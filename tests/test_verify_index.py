@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from factory.attest.intoto import verify_intoto
+from factory.attest.keys import public_key_path
 from factory.errors import VerificationError
-from factory.keys import public_key_path
-from factory.signing import init_authority
-from factory.verification.model import FAIL, PASS
+from factory.sign import init_authority
 from factory.verify import Report, TargetError, exit_code, report_json, verify, write_html
+from factory.verify.model import FAIL, PASS
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
     clone,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from factory.atomic import sha256_file
-from factory.builders import build as builder
-from factory.builders.image import ImageRef, bootstrap_image
+from factory._internal.atomic import sha256_file
+from factory.build import job as builder
+from factory.build.image import ImageRef, bootstrap_image
 from factory.config import Settings
-from factory.release import release
-from factory.sources import cache_path
+from factory.publish import release
+from factory.upstream.archive import cache_path
 from factory.verify import rebuild_and_compare, verify
 from tests.approval_fixtures import approve
 from tests.builders_fixtures import backend_sdist, inputs_for, kit_from_sdists, offline_settings

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.verification.model import FAIL, PASS
 from factory.verify import verify
+from factory.verify.model import FAIL, PASS
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
     make_plain_wheel,

@@ -10,7 +10,7 @@ from pathlib import Path
 from factory import ledger
 from factory.config import Settings
 from factory.index.records import Layout, load_record
-from factory.pipeline import lock_stage
+from factory.lock import lock_stage
 from factory.status import component_status
 from factory.watch import check_advisories
 from tests.conftest import write_recipe

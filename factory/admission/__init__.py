@@ -67,6 +67,7 @@ from packaging.tags import parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from factory._internal.atomic import sha256_file, write_json
 from factory.admission.model import (
     DEFAULT_LIMITS,
     Admission,
@@ -77,13 +78,12 @@ from factory.admission.model import (
 )
 from factory.admission.prebuilt import SdistScan, prebuilt_files, scan_sdist, sdist_allowances
 from factory.admission.wheel import WheelContents, read_wheel, startup_hooks
-from factory.atomic import sha256_file, write_json
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import LockError, RecipeError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, check_recipes
-from factory.sources import cache_path, is_cached, read_member, read_metadata
+from factory.upstream.archive import cache_path, is_cached, read_member, read_metadata
 
 __all__ = ["Admission", "AdmissionError", "Allowance", "Approvals", "Limits", "admit",
            "admit_sdist"]

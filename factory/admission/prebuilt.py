@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from factory._internal.atomic import sha256_file
 from factory.admission.model import (
     ALLOW_PREBUILT,
     DEFAULT_LIMITS,
@@ -32,7 +33,6 @@ from factory.admission.model import (
     is_dir,
 )
 from factory.admission.wheel import WheelContents, check_totals
-from factory.atomic import sha256_file
 from factory.recipes import Recipe
 
 

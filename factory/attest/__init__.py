@@ -3,7 +3,7 @@
 Sidecars next to ``W`` (a wheel), all written by the control plane:
 
 - ``W.cdx.json``: the SBOM, byte for byte ``sbom_bytes`` of the signed predicate;
-- ``W.intoto.jsonl``: the DSSE-signed statements (written by factory.signing
+- ``W.intoto.jsonl``: the DSSE-signed statements (written by factory.sign
   from ``Attestation.statements``);
 - ``W.in-toto/``: ``root.layout`` and ``<step>.<keyid8>.link`` files.
 

@@ -33,10 +33,10 @@ from in_toto.models.metadata import Envelope
 from in_toto.runlib import in_toto_run
 from securesystemslib.signer import Signer
 
-from factory.atomic import TMP_PREFIX
+from factory._internal.atomic import TMP_PREFIX
+from factory.attest.keys import load_public_key, load_signer, public_key_path
 from factory.config import Settings
 from factory.errors import SigningError, VerificationError
-from factory.keys import load_public_key, load_signer, public_key_path
 
 LAYOUT_NAME = "root.layout"
 INTOTO_DIR_SUFFIX = ".in-toto"

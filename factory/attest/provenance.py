@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from factory import __version__
 from factory.attest.types import BUILD_TYPE, STATEMENT_TYPE
 from factory.attest.types import SLSA_PREDICATE_TYPE as PREDICATE_TYPE
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings
 
 if TYPE_CHECKING:

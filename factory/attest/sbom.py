@@ -21,9 +21,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from factory._deferred import defer_rfc3987
-
-defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
+from factory._internal.lazy import defer_rfc3987
 
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.contrib.this.builders import this_component
@@ -40,11 +38,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from factory import __version__
-from factory.atomic import canonical_json, sha256_file, write_bytes
+from factory._internal.atomic import canonical_json, sha256_file, write_bytes
 from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, split_digest
 from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.errors import BuildError, VerificationError
+
+defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
 
 if TYPE_CHECKING:
     from factory.admission.model import Allowance

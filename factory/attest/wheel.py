@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from factory.attest.keys import find_key_material
 from factory.attest.provenance import build_statement
 from factory.attest.sbom import build_sbom, sbom_statement, write_sbom
-from factory.builders.record import BuildRecord
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import SigningError
-from factory.keys import find_key_material
 
 if TYPE_CHECKING:
     from factory.admission.model import Allowance

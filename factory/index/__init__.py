@@ -4,7 +4,7 @@ The index directory is a static tree (see ``records``) that any web server can
 serve; ``serve`` adds content negotiation, the Integrity API and digest checks.
 """
 
-from factory.index.publish import (
+from factory.index.changes import (
     PublishedFile,
     UnknownProjectError,
     publish,

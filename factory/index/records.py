@@ -31,7 +31,7 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from factory.atomic import write_json
+from factory._internal.atomic import write_json
 from factory.errors import FactoryError
 
 RECORD_FORMAT = 1

@@ -13,7 +13,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from factory.atomic import write_json, write_text
+from factory._internal.atomic import write_json, write_text
 from factory.config import Settings
 from factory.index import human, pages
 from factory.index.records import (

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from factory.atomic import TMP_PREFIX, atomic_writer, sha256_file
+from factory._internal.atomic import TMP_PREFIX, atomic_writer, sha256_file
 from factory.errors import PublishError
 from factory.index.records import StoredFile
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from packaging.utils import parse_wheel_filename
 
-from factory.atomic import sha256_file
+from factory._internal.atomic import sha256_file
 from factory.config import Settings
 from factory.errors import FactoryError
 from factory.index.records import Layout, list_projects, load_record, normalize

@@ -1,0 +1,1 @@
+"""Plumbing no user touches: atomic writes, lazy imports."""

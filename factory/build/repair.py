@@ -1,0 +1,126 @@
+"""Platform tags for native wheels: auditwheel repair, decided and recorded on the host.
+
+A wheel with compiled code comes out of its backend tagged ``linux_x86_64``,
+which no index may serve to other machines. When ``build.repair`` is
+``auditwheel`` (the default), the in-container driver repairs every wheel that
+is not pure to the best manylinux policy auditwheel finds for the builder image,
+in the same network-less container, with auditwheel and its run-time deps built
+from source by the factory and installed in a venv of their own. A wheel
+auditwheel cannot repair is kept as built, and the record says why.
+
+This module is the host's half: the setting, what the driver reported, and
+whether an existing record still matches what would be done now. The report
+(repair.json) is written in the container the build backend ran in, so it is
+untrusted: read bounded and without following links, checked against what the
+host knows (the wheel's tags, the repair tools it mounted), and its free-form
+fields are recorded under ``reported_by_build``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from factory.build.confined import Confined
+from factory.build.record import BuildRecord, InstalledTool
+from factory.config import Settings
+from factory.errors import BuildError, ConfigError
+
+TOOL = "auditwheel"
+MODES = (TOOL, "none")
+# The driver's actions: "repaired", "not-repairable", "pure", "unavailable".
+INSTALLED = ("repaired", "not-repairable")  # the repair venv was made and used
+ACTIONS = ("pure", "unavailable", *INSTALLED)
+# What only the build can tell about its repair (recorded as reported by it).
+REPORTED = {"policy": "policy", "reason": "reason", "original_wheel": "original",
+            "patchelf": "patchelf", "patcher": "patcher", "auditwheel_show": "show"}
+NOT_LOCKED = (f"{TOOL} is not locked: approve recipes/{TOOL}.toml (kind = \"build-tool\") "
+              "and run `factory lock`")
+
+
+def mode(settings: Settings) -> str:
+    if settings.build_repair not in MODES:
+        raise ConfigError(f"build.repair = {settings.build_repair!r} is not one of "
+                          f"{', '.join(MODES)}",
+                          'set [build] repair = "auditwheel" (default) or "none" in factory.toml')
+    return settings.build_repair
+
+
+def is_pure(filename: str) -> bool:
+    return all(tag.platform == "any" for tag in parse_wheel_filename(filename)[3])
+
+
+def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str,
+            what: str, wheel: str | None = None) -> dict[str, Any]:
+    """The record's ``repair`` entry from the driver's repair.json (checked against
+    ``wheel``, the filename the host took, when given)."""
+    report = Confined(out, what)
+    done = report.read_json("repair.json")
+    if done is None:
+        raise BuildError(f"{what}: the build front end wrote no repair.json")
+    if not isinstance(done, dict) or done.get("action") not in ACTIONS:
+        raise report.refuse(f"repair.json names no action of {', '.join(ACTIONS)}")
+    action = str(done["action"])
+    if wheel is not None and (action == "pure") != is_pure(wheel):
+        raise report.refuse(f"repair.json says {action!r} of {wheel}, which is "
+                            f"{'pure' if is_pure(wheel) else 'not pure'}")
+    entry: dict[str, Any] = {"tool": mode(settings), "action": action}
+    if action == "pure":
+        return {**entry, "reason": "a pure wheel (tag -none-any) needs no repair"}
+    if entry["tool"] == "none":
+        return {**entry, "action": "disabled", "reason": "build.repair = none"}
+    if action == "unavailable":
+        return {**entry, "reason": note or f"no {TOOL} wheels were given to this build"}
+    held = _held(report, done.get("env", []))
+    wanted = {(canonicalize_name(t.name), str(Version(t.version))) for t in tools}
+    if held != wanted:
+        raise BuildError(f"{what}: the repair environment held {sorted(held)} instead of "
+                         f"exactly {sorted(wanted)}")
+    entry.update({key: done.get(field) for key, field in REPORTED.items()
+                  if key != "auditwheel_show" or field in done})
+    entry["tools"] = [{"name": t.name, "version": t.version, "filename": t.filename,
+                       "sha256": t.sha256} for t in tools]
+    entry["reported_by_build"] = sorted(k for k in REPORTED if k in entry)
+    return entry
+
+
+def _held(report: Confined, env: object) -> set[tuple[str, str]]:
+    """The repair venv's inventory as repair.json reports it (a check only)."""
+    if not isinstance(env, list) or not all(
+            isinstance(d, dict) and isinstance(d.get("name"), str)
+            and isinstance(d.get("version"), str) for d in env):
+        raise report.refuse("repair.json's env is not a list of {name, version} entries")
+    try:
+        return {(canonicalize_name(d["name"]), str(Version(d["version"]))) for d in env}
+    except InvalidVersion:
+        raise report.refuse("repair.json's env holds an invalid version") from None
+
+
+def tool_shas(record: BuildRecord) -> list[str]:
+    """The sha256s of the repair tools' wheels among a record's build tools."""
+    entry = record.builder_settings.get("repair") or {}
+    return sorted(str(t["sha256"]) for t in entry.get("tools", []))
+
+
+def build_env_shas(record: BuildRecord) -> list[str]:
+    """The sha256s of the record's build tools without its repair tools.
+
+    A multiset difference: one wheel may sit in both venvs (packaging, say).
+    """
+    left = Counter(t.sha256 for t in record.build_tools)
+    left.subtract(tool_shas(record))
+    return sorted(left.elements())
+
+
+def up_to_date(record: BuildRecord, settings: Settings, tools: list[str]) -> bool:
+    """Whether the record's repair matches what would be done now (``tools``: sha256s)."""
+    entry = record.builder_settings.get("repair") or {"tool": "none", "action": "disabled"}
+    if entry.get("action") == "pure" or is_pure(record.wheel_filename):
+        return True  # nothing to repair, whatever the setting or the tools
+    if entry.get("tool") != mode(settings):
+        return False
+    return mode(settings) == "none" or tool_shas(record) == sorted(tools)

@@ -1,0 +1,5 @@
+"""`python -m factory.cli`: the same command as `factory`."""
+
+from factory.cli import main
+
+main()

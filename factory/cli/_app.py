@@ -1,0 +1,85 @@
+"""The `factory` command's frame: the Typer app, the consoles, and the only
+ways anything reaches the terminal (plain text for what others wrote)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from factory import __version__
+from factory.config import Settings, load_settings
+from factory.errors import printable
+
+app = typer.Typer(
+    name="factory",
+    help="Build approved Python components from source, sign and attest them, and serve "
+    "them as a private index.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class _State:
+    settings: Settings | None = None
+    debug = False
+
+
+def settings() -> Settings:
+    if _State.settings is None:
+        _State.settings = load_settings()
+    return _State.settings
+
+
+def emit_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+def plain(text: str, console: Console | None = None) -> None:
+    """Print a line that quotes what others wrote (upstream, builds, files on disk):
+    as text, never as Rich markup, emoji or highlighting, every control escaped."""
+    (console or err).print(printable(text), highlight=False, markup=False, emoji=False,
+                           soft_wrap=True)
+
+
+def cell(text: str, style: str = "") -> Text:
+    """A table cell that quotes what others wrote: text, never markup, controls escaped
+    (Rich applies markup in plain string cells and sends their escapes raw)."""
+    return Text(printable(text, keep=""), style=style)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"factory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _State.debug = debug
+
+
+# -- recipes ---------------------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
+
+

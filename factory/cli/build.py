@@ -1,0 +1,235 @@
+"""Commands that make artifacts: builder image, keys, plan, build, publish, and the
+orchestrated rebuild, watch and deploy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from factory.cli import _app
+from factory.cli._app import (
+    JsonOpt,
+    _key,
+    app,
+    emit_json,
+    plain,
+    settings,
+)
+
+builder_app = typer.Typer(help="The builder image the containers run.", no_args_is_help=True)
+app.add_typer(builder_app, name="builder")
+keys_app = typer.Typer(help="Signing keys and the embedded Sigstore authority.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+authority_app = typer.Typer(help="The embedded Sigstore authority (CA, log, tokens).",
+                            no_args_is_help=True)
+app.add_typer(authority_app, name="authority")
+prefect_app = typer.Typer(help="The embedded Prefect server that the demo and the CLI start.",
+                          no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
+
+
+@prefect_app.command("stop")
+def prefect_stop() -> None:
+    """Stop the embedded Prefect server of this state directory (it outlives the demo)."""
+    from flows.server import stop_server
+
+    stopped = stop_server(settings())
+    _app.out.print("stopped the embedded Prefect server" if stopped
+              else "no embedded Prefect server was running", highlight=False)
+
+
+@builder_app.command("bootstrap")
+def builder_bootstrap(
+    packages: Annotated[str, typer.Option(help="Extra Debian packages, comma-separated.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the builder image offline (debootstrap + docker import), or reuse it."""
+    from factory.build.image import bootstrap_image
+
+    extra = [p for p in packages.split(",") if p]
+    with _app.err.status("making the builder image (about a minute the first time) ..."):
+        image = bootstrap_image(settings(), extra)
+    if as_json:
+        emit_json({"tag": image.tag, "id": image.id, "origin": image.origin})
+    else:
+        _app.out.print(f"{image.tag}  {image.id}  ({image.origin})", highlight=False)
+
+
+@app.command()
+def plan(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these components.")] = None,
+) -> None:
+    """Print the build order and why each component is in it."""
+    from factory.plan import make_plan
+
+    # Names, reasons and the builds' reported requirements: text, never markup.
+    plain(make_plan(settings(), list(map(_key, names)) if names else None).explain(), _app.out)
+
+
+@app.command()
+def build(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these (and the build tools "
+                                                      "they still lack).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel builds (default: cores).")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build from source in network-less containers, without an orchestrator."""
+    from factory.fetch import fetch_stage
+    from factory.plan import execute, make_plan
+
+    s = settings()
+    refused: dict[str, str] = {}
+    fetch_stage(s, failed=refused)  # a refused one fails its node, not the build
+    for component, reason in sorted(refused.items()):
+        plain(f"  refused {component}: {reason}")
+    the_plan = make_plan(s, list(map(_key, names)) if names else None)
+    with _app.err.status(f"building {len(the_plan.order)} components ..."):
+        records = execute(s, the_plan, concurrency)
+    if as_json:
+        emit_json([{"component": r.component, "version": r.version, "wheel": r.wheel_filename,
+                    "sha256": r.wheel_sha256} for r in records])
+        return
+    for r in records:
+        _app.out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…", highlight=False)
+    _app.out.print(f"{len(records)} wheels built from source in {s.wheels_dir}")
+
+
+# -- keys, sign, publish ---------------------------------------------------------------
+
+@keys_app.command("init")
+def keys_init(as_json: JsonOpt = False) -> None:
+    """Create the per-role keys and the embedded authority (never overwrites)."""
+    from factory.attest.keys import ROLES, key_info
+    from factory.publish import ensure_keys
+
+    s = settings()
+    ensure_keys(s)
+    infos = [key_info(s, role) for role in ROLES]
+    if as_json:
+        emit_json([{"role": i.role, "keyid": i.keyid, "spki_sha256": i.spki_sha256,
+                    "public_key": str(i.public_key_path)} for i in infos])
+        return
+    for i in infos:
+        _app.out.print(f"  {i.role:9} {i.keyid[:16]}…  {i.public_key_path}", highlight=False)
+    _app.out.print(f"private keys in {s.private_keys_dir} (never commit them); "
+              f"public material in {s.public_keys_dir}")
+
+
+@keys_app.command("show")
+def keys_show(as_json: JsonOpt = False) -> None:
+    """Show the public keys' ids and fingerprints."""
+    from factory.attest.keys import ROLES, key_info
+
+    infos = [key_info(settings(), role) for role in ROLES]
+    if as_json:
+        emit_json([{"role": i.role, "keyid": i.keyid, "spki_sha256": i.spki_sha256}
+                   for i in infos])
+        return
+    table = Table("role", "key id", "SPKI sha256")
+    for i in infos:
+        table.add_row(i.role, i.keyid, i.spki_sha256)
+    _app.out.print(table)
+
+
+@authority_app.command("serve")
+def authority_serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8710) -> None:
+    """Run the embedded authority so stock sigstore tools can sign against it."""
+    from factory.sign.authority import serve_authority
+
+    serve_authority(settings(), port)
+
+
+@app.command()
+def publish(as_json: JsonOpt = False) -> None:
+    """Attest, sign and publish every built wheel the index does not serve yet."""
+    from factory.build.record import RECORD_SUFFIX, BuildRecord
+    from factory.publish import release_all
+
+    s = settings()
+    records = [BuildRecord.load(p) for p in sorted(s.wheels_dir.glob("*" + RECORD_SUFFIX))]
+    with _app.err.status(f"signing and publishing up to {len(records)} wheels ..."):
+        report = release_all(s, records)
+    if as_json:
+        emit_json({"published": [p.__dict__ for p in report.published],
+                   "refused": [r.__dict__ for r in report.refused]})
+    else:
+        for p in report.published:
+            _app.out.print(f"  published {p.filename}", highlight=False)
+        _app.out.print(f"{len(report.published)} published; index at {s.index_dir}",
+                  highlight=False)
+    report.raise_for_refusals()  # one line per refused wheel on stderr, exit non-zero
+
+
+
+
+def _prefect() -> str:
+    """Point at a Prefect server (PREFECT_API_URL, or the embedded one) before importing it."""
+    from flows.server import ensure_server, ui_url
+
+    with _app.err.status("connecting to the Prefect server (the embedded one starts once) ..."):
+        url = ensure_server(settings())
+    _app.err.print(f"Prefect UI: {ui_url(url)}", highlight=False)
+    return url
+
+
+@app.command()
+def rebuild(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these components.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the rebuild flow (fetch, build, attest, sign, publish) on Prefect."""
+    _prefect()
+    from flows.rebuild import rebuild as flow
+
+    summary = flow(components=list(map(_key, names)) if names else None)
+    if as_json:
+        emit_json(summary)
+    else:
+        _app.out.print(", ".join(f"{k} {v}" for k, v in summary.items()), highlight=False)
+
+
+@app.command()
+def watch(
+    once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between cycles.")] = 600,
+    as_json: JsonOpt = False,
+) -> None:
+    """Poll upstream and advisories; rebuild what moved, yank what an advisory hits."""
+    import time
+
+    _prefect()
+    from flows.watch import watch as flow
+
+    while True:
+        started = time.monotonic()
+        result = flow()
+        if as_json:
+            emit_json(result)
+        else:
+            for line in result["moved"] + result["yanked"]:
+                plain(f"  {line}", _app.out)
+            for line in result.get("alarms", []):
+                plain(f"  ALARM {line}")
+            _app.out.print(f"watch cycle done: {len(result['moved'])} moved, "
+                      f"{len(result['yanked'])} yanked, {len(result.get('alarms', []))} "
+                      "upstream alarms", highlight=False)
+        if once:
+            return
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+@app.command()
+def deploy(interval: Annotated[int, typer.Option(help="Watch every N seconds.")] = 600) -> None:
+    """Serve the rebuild and watch flows as Prefect deployments (until interrupted)."""
+    _prefect()
+    from prefect import serve as serve_deployments
+
+    from flows.deploy import deployments
+
+    serve_deployments(*deployments(interval))  # type: ignore[arg-type]
+
+

@@ -1,0 +1,126 @@
+"""Commands of the published index: serve, check, rebuild, status, yank, upload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from factory.cli import _app
+from factory.cli._app import (
+    JsonOpt,
+    app,
+    emit_json,
+    settings,
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8700).")] = None,
+) -> None:
+    """Serve the index (PEP 503/691/658/740) and its human pages."""
+    from factory.index.serve import serve as run
+
+    s = settings()
+    _app.out.print(f"serving {s.index_dir} at http://{host or s.serve_host}:{port or s.serve_port}/"
+              "simple/", highlight=False)
+    run(s, host, port)
+
+
+index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("check")
+def index_check(
+    quick: Annotated[bool, typer.Option("--quick", help="Skip re-hashing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every served page and file against the records: pages, digests, .metadata,
+    corrupt records, files no record names. Exit 0 sound, 1 any problem."""
+    from rich.markup import escape
+
+    from factory.index.regen import check_index
+
+    problems = check_index(settings(), deep=not quick)
+    if as_json:
+        emit_json({"ok": not problems, "problems": problems})
+    else:
+        for problem in problems:  # names from disk: printed as text, never as markup
+            _app.err.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+        if not problems:
+            _app.out.print("the index is consistent")
+    if problems:
+        raise typer.Exit(1)
+
+
+@index_app.command("rebuild")
+def index_rebuild() -> None:
+    """Regenerate every page from the published records, and the trust manifest."""
+    from factory.index.changes import publish_trust
+    from factory.index.regen import rebuild_all
+    from factory.publish import trust_files
+
+    s = settings()
+    trust = trust_files(s)
+    if trust:  # an index published before the manifest existed serves no trust file
+        publish_trust(s, trust)
+    _app.out.print(f"regenerated the pages of {rebuild_all(s)} projects")
+
+
+@index_app.command("status")
+def index_status(
+    name: Annotated[str, typer.Argument(help="Project name.")],
+    state: Annotated[str, typer.Argument(help="active | archived | quarantined | deprecated")],
+    reason: Annotated[str | None, typer.Option(help="Shown to users.")] = None,
+) -> None:
+    """Set a project's status (PEP 792); quarantined hides every file."""
+    from factory.index.changes import set_status
+
+    set_status(settings(), name, state, reason)
+    _app.out.print(f"{name}: {state}", highlight=False)
+
+
+@app.command()
+def yank(
+    spec: Annotated[str, typer.Argument(help="NAME==VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (shown to installers).")] = "",
+    undo: Annotated[bool, typer.Option("--undo", help="Unyank instead.")] = False,
+) -> None:
+    """Yank (PEP 592) a published version, with a reason; never deletes."""
+    from factory.errors import FactoryError as _Error
+    from factory.index.changes import unyank as do_unyank
+    from factory.index.changes import yank as do_yank
+
+    name, sep, version = spec.partition("==")
+    if not sep or not name or not version:
+        raise _Error(f"{spec!r} is not NAME==VERSION", "for example: factory yank flask==3.1.0")
+    files = (do_unyank(settings(), name, version) if undo
+             else do_yank(settings(), name, version, reason))
+    _app.out.print(f"{'unyanked' if undo else 'yanked'} {len(files)} files of {name} {version}",
+              highlight=False)
+
+
+@app.command()
+def upload(
+    to: Annotated[str, typer.Option("--to", help="Upload URL of the registry (legacy API).")],
+    username: Annotated[str | None, typer.Option(envvar="FACTORY_UPLOAD_USERNAME")] = None,
+    password: Annotated[str | None, typer.Option(envvar="FACTORY_UPLOAD_PASSWORD")] = None,
+    simple_url: Annotated[str | None, typer.Option(help="Its Simple API, to skip what it "
+                                                   "has.")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Only these projects.")] = None,
+) -> None:
+    """Mirror the published wheels to an existing registry with twine."""
+    from factory.index.upload import upload as run
+
+    result = run(settings(), to, username, password, projects=names, simple_url=simple_url)
+    for line in result.skipped:
+        _app.out.print(f"  skipped {line}", highlight=False)
+    _app.out.print(f"uploaded {len(result.uploaded)}, already there {len(result.present)}, "
+              f"skipped {len(result.skipped)}")
+
+
+# -- verification --------------------------------------------------------------------
+

@@ -1,0 +1,184 @@
+"""Commands of the platform team's policy: recipes, lock, fetch, status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.table import Table
+
+from factory.cli import _app
+from factory.cli._app import (
+    JsonOpt,
+    _key,
+    app,
+    cell,
+    emit_json,
+    plain,
+    settings,
+)
+from factory.errors import FactoryError
+from factory.recipes import check_recipes
+
+recipes_app = typer.Typer(help="Inspect the approved components (recipes/*.toml).",
+                          no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.command("check")
+def recipes_check(as_json: JsonOpt = False) -> None:
+    """Validate every recipe; report every error with its file and field."""
+    recipes, errors = check_recipes(settings())
+    if as_json:
+        emit_json({"recipes": sorted(recipes), "errors": [e.message for e in errors]})
+    else:
+        for error in errors:
+            plain(f"error: {error.message}")
+        if not errors:
+            _app.out.print(f"{len(recipes)} recipes OK")
+    if errors:
+        raise typer.Exit(1)
+
+
+@recipes_app.command("list")
+def recipes_list(as_json: JsonOpt = False) -> None:
+    """List the approved components and their policy."""
+    recipes, _ = check_recipes(settings())
+    if as_json:
+        emit_json([{"name": r.key, "kind": r.kind, "versions": str(r.versions),
+                    "track": r.track, "licenses": list(r.licenses)} for r in recipes.values()])
+        return
+    table = Table("name", "kind", "versions", "track", "licences")
+    for r in recipes.values():
+        table.add_row(*map(cell, (r.key, r.kind, str(r.versions), r.track,
+                                  ", ".join(r.licenses))))
+    _app.out.print(table)
+
+
+# -- lock and fetch ----------------------------------------------------------------
+
+@app.command()
+def lock(
+    update: Annotated[bool, typer.Option("--update", help="Move pins as far as policy allows.")]
+    = False,
+    check: Annotated[bool, typer.Option("--check", help="Offline: fail when recipes.lock does "
+                                        "not match the recipes.")] = False,
+    names: Annotated[list[str] | None, typer.Argument(help="With --update: only these.")] = None,
+    accept: Annotated[list[str] | None, typer.Option(
+        "--accept-change", metavar="NAME", help="Accept NAME's upstream alarm (a pinned file "
+        "re-uploaded or moved): re-pin it to what upstream serves now.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resolve the recipes against upstream and write recipes.lock. Exit 1 when upstream
+    changed a pinned file (an alarm: the old pin is kept)."""
+    from factory.lock import alarm_error, check_stage, lock_report
+
+    if check:
+        problems = check_stage(settings())
+        if as_json:
+            emit_json({"ok": not problems, "problems": problems})
+        for problem in problems if not as_json else []:
+            plain(f"mismatch: {problem}")
+        if problems:
+            raise typer.Exit(1)
+        if not as_json:
+            _app.out.print("recipes.lock matches the recipes")
+        return
+    target: bool | set[str] = set(map(_key, names)) if (update and names) else update
+    with _app.err.status("resolving against upstream ...") as status:
+        report = lock_report(
+            settings(), target, on_fetch=lambda f: status.update(f"reading {f} ..."),
+            accept=set(map(_key, accept or ())))
+    lock_, changes = report.lock, report.changes
+    if as_json:
+        emit_json({"components": len(lock_.components),
+                   "changes": [c.__dict__ for c in changes],
+                   "alarms": [a.__dict__ for a in report.alarms]})
+    else:
+        for change in changes:
+            plain(f"  {change.describe()}", _app.out)
+        for alarm in report.alarms:  # upstream text: printed plain, controls escaped
+            plain(f"  ALARM {alarm.describe()}")
+        kept = f"; {len(report.alarms)} pin(s) kept under upstream alarm" if report.alarms \
+            else "" if changes else "; nothing moved"
+        _app.out.print(f"locked {len(lock_.components)} sdists "
+                  f"({sum(c.is_primary for c in lock_.components)} approved components){kept}")
+    if report.alarms:
+        raise alarm_error(report.alarms)
+
+
+@app.command()
+def fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these components.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download every locked sdist into the cache, verifying size and sha256."""
+    from factory.fetch import fetch_stage
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  console=_app.err, transient=True, disable=as_json) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(filename: str, done: int, total: int | None) -> None:
+            if filename not in tasks:
+                tasks[filename] = progress.add_task(filename, total=total)
+            progress.update(tasks[filename], completed=done)
+
+        failed: dict[str, str] = {}
+        fetched = fetch_stage(settings(), set(map(_key, names)) if names else None,
+                                       report, failed)
+    if as_json:
+        emit_json([{"name": f.component.name, "version": f.component.version,
+                    "path": str(f.path), "sha256": f.component.sdist.sha256} for f in fetched])
+    else:
+        for item in fetched:
+            _app.out.print(f"  {item.component.sdist.filename}  "
+                      f"sha256:{item.component.sdist.sha256[:16]}…", highlight=False)
+        _app.out.print(f"fetched and verified {len(fetched)} sdists")
+    _refused_at_fetch(failed)
+
+
+def _refused_at_fetch(failed: dict[str, str]) -> None:
+    """One line per component refused at fetch (the others went on), then fail."""
+    for component, reason in sorted(failed.items()):
+        plain(f"  refused {component}: {reason}")
+    if failed:
+        raise FactoryError(f"{len(failed)} component(s) refused at fetch; the others were fetched",
+                           "each line above says why; `factory status` shows upstream alarms")
+
+
+# -- build ------------------------------------------------------------------------
+
+
+
+@app.command()
+def status(
+    offline: Annotated[bool, typer.Option(help="Do not ask upstream.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each component: allowed range, newest upstream, locked, published, advisories."""
+    from factory.status import component_status
+
+    rows = component_status(settings(), offline)
+    if as_json:
+        emit_json([r.to_dict() for r in rows])
+        return
+    table = Table("component", "kind", "allowed", "upstream", "locked", "published",
+                  "advisories", "waiting")
+    for r in rows:
+        behind = r.published != r.locked
+        table.add_row(*map(cell, (r.name, r.kind, r.allowed, r.newest_upstream or "?",
+                                  r.locked or "-")),
+                      cell(r.published or "-", "yellow" if behind else ""),
+                      cell(", ".join(r.advisories) or "none"),  # ids from the OSV source
+                      cell(f"{r.waiting_days:g} d" if r.waiting_days is not None else ""))
+    _app.out.print(table)
+    for r in rows:  # upstream text: printed plain, controls escaped
+        if r.alarm:
+            plain(f"ALARM {r.name} {r.alarm} (pin kept; `factory lock --accept-change "
+                  f"{r.name}` if legitimate)")
+        if r.refused:
+            plain(f"REFUSED {r.name} {r.refused}")
+
+

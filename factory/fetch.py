@@ -1,0 +1,103 @@
+"""Stage 3, fetch: every locked sdist, downloaded into the content-addressed cache
+and verified (size, sha256, its own PKG-INFO), its licence and prebuilt files
+checked against its recipe. One component's refusal never stops the others.
+
+    from factory.fetch import fetch_stage
+    refused: dict[str, str] = {}
+    for item in fetch_stage(settings, failed=refused):
+        print(item.component.name, item.path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.admission import admit_sdist
+from factory.config import Settings
+from factory.errors import AlarmError, FactoryError, LockError
+from factory.lock import LockedComponent, check_lock, load_lock, record_alarm
+from factory.lock.policy import check_licences
+from factory.recipes import Recipe, load_recipes
+from factory.upstream import archive
+from factory.upstream.client import Upstream
+
+
+@dataclass(frozen=True)
+class Fetched:
+    component: LockedComponent
+    path: Path
+
+
+def fetch_stage(settings: Settings, names: set[str] | None = None,
+                progress: Callable[[str, int, int | None], None] | None = None,
+                failed: dict[str, str] | None = None) -> list[Fetched]:
+    """Download and verify every locked sdist (or those of ``names``), checking licences
+    and the prebuilt files each ships against its recipe.
+
+    One component's refusal (an upstream alarm, a licence, a prebuilt file, a
+    mismatched PKG-INFO) never stops the others. With ``failed`` given, each refusal
+    is put there (``name==version`` -> one-line reason) and the rest are returned;
+    without it, the refusals are raised once the rest are fetched.
+    """
+    recipes = load_recipes(settings)
+    lock = load_lock(settings)
+    problems = check_lock(recipes, lock)
+    if problems:
+        raise LockError(f"recipes.lock does not match the recipes: {problems[0]}")
+    fetched: list[Fetched] = []
+    errors: list[FactoryError] = []
+    upstreams: dict[str, Upstream] = {}
+    try:
+        for entry in lock.components:
+            if names and entry.key not in names:
+                continue
+            report = (lambda n, t, f=entry.sdist.filename: progress(f, n, t)) if progress else None
+            index = recipes[entry.key].source.index or settings.upstream
+            if index not in upstreams:  # each index's own host policy applies to its files
+                upstreams[index] = Upstream(index, retries=settings.http_retries,
+                                            timeout=settings.http_timeout)
+            try:
+                fetched.append(_fetch_one(settings, entry, recipes[entry.key],
+                                          upstreams[index], report))
+            except FactoryError as exc:
+                errors.append(exc)
+                if failed is not None:
+                    failed[f"{entry.key}=={entry.version}"] = exc.message
+    finally:
+        for upstream in upstreams.values():
+            upstream.client.close()
+    if errors and failed is None:
+        raise errors[0] if len(errors) == 1 else FetchError(errors)
+    return fetched
+
+
+def _fetch_one(settings: Settings, entry: LockedComponent, recipe: Recipe, upstream: Upstream,
+               report: Callable[[int, int | None], None] | None) -> Fetched:
+    try:
+        path = archive.fetch(settings, entry, upstream, report)
+    except AlarmError as exc:  # the pin's bytes or host changed: recorded, refused
+        record_alarm(settings, exc)
+        raise
+    _check_licence(recipe, path)
+    admit_sdist(path, recipe)  # prebuilt files: refused before a build is spent on them
+    return Fetched(entry, path)
+
+
+class FetchError(FactoryError):
+    """Several components could not be fetched; each is named with its reason."""
+
+    def __init__(self, errors: list[FactoryError]) -> None:
+        super().__init__(f"{len(errors)} components refused at fetch: "
+                         + "; ".join(e.message for e in errors),
+                         errors[0].hint)
+        self.errors = errors
+
+
+def _check_licence(recipe: Recipe, sdist: Path) -> None:
+    meta = archive.read_metadata(sdist)
+    if meta is not None:
+        check_licences(recipe, meta.license_expression, meta.license, meta.classifiers)
+    else:
+        check_licences(recipe, None, None, ())

@@ -1,0 +1,172 @@
+"""Policy: which upstream version a recipe may take, and which licences pass.
+
+Version selection walks the upstream sdists newest first and takes the first
+that is a final release, not yanked, inside the recipe's range and update
+track, past its cooldown, buildable by the builder's Python, and not affected
+by a known advisory. Every newer version passed over is reported with why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from factory.errors import PolicyError
+from factory.recipes import Recipe
+from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.client import UpstreamFile
+
+
+@dataclass(frozen=True)
+class Skipped:
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    file: UpstreamFile
+    version: Version
+    skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What selection needs besides the recipe and the files."""
+
+    now: datetime
+    cooldown_days: float
+    python_version: str
+    advisories: AdvisoryDatabase | None
+    current: Version | None = None
+    extra: SpecifierSet | None = None  # e.g. a build requirement's own specifier
+    urgent: bool = False  # the current pin is affected by an advisory: skip the cooldown
+
+
+def in_track(track: str, current: Version | None, candidate: Version) -> bool:
+    if current is None or track == "any":
+        return True
+    if track == "minor":
+        return candidate.major == current.major
+    return candidate.release[:2] == current.release[:2]
+
+
+def parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context) -> str | None:
+    """Why ``version`` may not be taken, or None when policy allows it."""
+    if version.is_prerelease or version.is_devrelease:
+        return "pre-release"
+    if file.yanked:
+        return "yanked" + (f": {file.yanked_reason}" if file.yanked_reason else "")
+    if not recipe.versions.contains(version, prereleases=False):
+        return f"outside range {recipe.versions}"
+    if ctx.extra is not None and not ctx.extra.contains(version, prereleases=False):
+        return f"outside requirement {ctx.extra}"
+    if not in_track(recipe.track, ctx.current, version):
+        return f"outside track {recipe.track} (locked {ctx.current})"
+    if file.requires_python:
+        try:
+            if not SpecifierSet(file.requires_python).contains(ctx.python_version):
+                return f"requires-python {file.requires_python}"
+        except InvalidSpecifier:
+            return f"invalid requires-python {file.requires_python!r}"
+    cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
+    if cooldown > 0 and not ctx.urgent:
+        uploaded = parse_time(file.upload_time) if file.upload_time else None
+        if uploaded is None:
+            return "cooldown: upstream gives no upload time"
+        if ctx.now - uploaded < timedelta(days=cooldown):
+            return f"cooldown: uploaded {file.upload_time}, younger than {cooldown:g} days"
+    if ctx.advisories is not None:
+        hits = ctx.advisories.affecting(recipe.name, str(version))
+        if hits:
+            return "advisory " + ", ".join(sorted(a.id for a in hits))
+    return None
+
+
+def _newest_sdist_per_version(files: Iterable[UpstreamFile]) -> list[tuple[Version, UpstreamFile]]:
+    chosen: dict[Version, UpstreamFile] = {}
+    for file in files:
+        version = file.version
+        if version is None or not file.is_sdist:
+            continue
+        # One sdist per version is the norm; prefer .tar.gz (PEP 625) when both exist.
+        if version not in chosen or file.filename.endswith(".tar.gz"):
+            chosen[version] = file
+    return sorted(chosen.items(), key=lambda item: item[0], reverse=True)
+
+
+def select_version(recipe: Recipe, files: Iterable[UpstreamFile], ctx: Context) -> Selection:
+    skipped: list[Skipped] = []
+    for version, file in _newest_sdist_per_version(files):
+        reason = _refusal(recipe, file, version, ctx)
+        if reason is None:
+            return Selection(file=file, version=version, skipped=tuple(skipped))
+        skipped.append(Skipped(str(version), reason))
+    summary = "; ".join(f"{s.version}: {s.reason}" for s in skipped[:5]) or "no sdists upstream"
+    raise PolicyError(f"no version of {recipe.name} satisfies policy ({summary})",
+                      f"widen versions/track/cooldown in {recipe.path.name} if that is intended")
+
+
+def allowed_version(recipe: Recipe, file: UpstreamFile, version: Version,
+                    ctx: Context) -> str | None:
+    """Public form of the refusal check, for re-validating a locked version."""
+    return _refusal(recipe, file, version, ctx)
+
+
+# -- licences -----------------------------------------------------------------
+
+_CLASSIFIER_SPDX = {
+    "MIT License": {"MIT"},
+    "BSD License": {"BSD-2-Clause", "BSD-3-Clause"},
+    "Apache Software License": {"Apache-2.0"},
+    "Mozilla Public License 2.0 (MPL 2.0)": {"MPL-2.0"},
+    "Python Software Foundation License": {"PSF-2.0"},
+    "ISC License (ISCL)": {"ISC"},
+    "The Unlicense (Unlicense)": {"Unlicense"},
+}
+_SPDX_OPERATORS = {"AND", "OR", "WITH"}
+
+
+def declared_licences(expression: str | None, license_text: str | None,
+                      classifiers: Iterable[str]) -> list[set[str]]:
+    """Each declared licence as the set of SPDX ids it may stand for."""
+    if expression:
+        ids = [t for t in re.split(r"[()\s]+", expression) if t and t not in _SPDX_OPERATORS]
+        return [{i} for i in ids]
+    found = []
+    for classifier in classifiers:
+        if classifier.startswith("License :: OSI Approved :: "):
+            name = classifier.rsplit(" :: ", 1)[-1]
+            found.append(_CLASSIFIER_SPDX.get(name, {name}))
+    if not found and license_text and len(license_text) < 64:
+        found.append({license_text.strip()})
+    return found
+
+
+def check_licences(recipe: Recipe, expression: str | None, license_text: str | None,
+                   classifiers: Iterable[str]) -> None:
+    if not recipe.licenses:
+        return
+    allowed = {a.lower() for a in recipe.licenses}
+    declared = declared_licences(expression, license_text, classifiers)
+    if not declared:
+        raise PolicyError(f"{recipe.name}: the sdist declares no licence we can read",
+                          f"review it and set licenses in {recipe.path.name} to its SPDX id")
+    for options in declared:
+        if not any(o.lower() in allowed for o in options):
+            raise PolicyError(
+                f"{recipe.name}: licence {' or '.join(sorted(options))} is not in the "
+                f"allowlist ({', '.join(recipe.licenses)})",
+                f"add it to licenses in {recipe.path.name} if it is approved")

@@ -1,0 +1,382 @@
+"""Resolution: choose each recipe's pin from upstream, and the closure of requirements.
+
+A pin is never moved silently under a changed upstream: when the file a pin
+names changed (another sha256, a moved tag, a listing or file that now lives on
+another host), the pin is kept as it was and reported as an ``Alarm`` until the
+operator accepts the change.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from factory._internal.atomic import sha256_file
+from factory.config import Settings
+from factory.errors import AlarmError, LockError, UpstreamError
+from factory.lock.model import (
+    ACCEPTED,
+    ALARMED,
+    APPROVED,
+    LEGACY_BUILD_REQUIRES,
+    Alarm,
+    Change,
+    Lock,
+    LockedComponent,
+    Resolution,
+    SdistRef,
+    alarm_error,
+)
+from factory.lock.policy import Context, Selection, Skipped, allowed_version, select_version
+from factory.recipes import Recipe
+from factory.upstream import archive, git
+from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.client import (
+    ProjectListing,
+    Upstream,
+    UpstreamFile,
+)
+
+
+def marker_environment(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    env.update(python_version=settings.python_version,
+               python_full_version=settings.python_version + ".0",
+               sys_platform="linux", platform_system="Linux", os_name="posix",
+               implementation_name="cpython", platform_python_implementation="CPython")
+    return env
+
+
+def parse_requirements(lines: Iterable[str], env: dict[str, str],
+                       origin: str) -> list[Requirement]:
+    """Requirements that apply on the builder (markers evaluated, extras off)."""
+    found = []
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            raise LockError(f"{origin}: invalid requirement {line!r}") from None
+        try:
+            applies = req.marker is None or req.marker.evaluate({**env, "extra": ""})
+        except (KeyError, ValueError, TypeError):  # a marker variable no environment has
+            raise LockError(f"{origin}: requirement {line!r} has a marker that cannot be "
+                            "evaluated", "report it upstream or pin another version") from None
+        if applies:
+            found.append(req)
+    return found
+
+
+class Resolver:
+    """One resolution run: the upstream listings and policy context it shares."""
+
+    def __init__(self, settings: Settings, recipes: dict[str, Recipe], previous: Lock | None,
+                 update: bool | set[str], now: datetime | None = None,
+                 on_fetch: Callable[[str], None] | None = None, *,
+                 accept: Iterable[str] = (),
+                 sticky: dict[tuple[str, str], str] | None = None) -> None:
+        self.settings, self.recipes, self.previous = settings, recipes, previous or Lock()
+        self.update, self.on_fetch = update, on_fetch
+        self.accept = set(accept)  # components whose upstream change the operator accepts
+        self.sticky = sticky or {}  # (name, version) -> why: alarms still open in the ledger
+        self.alarms: list[Alarm] = []
+        self.accepted: list[Alarm] = []
+        self.now = now or datetime.now(UTC)
+        self.advisories = AdvisoryDatabase(settings.advisories) if settings.advisories else None
+        self.env = marker_environment(settings)
+        self._upstreams: dict[str, Upstream] = {}
+        self._listings: dict[str, ProjectListing] = {}
+
+    def close(self) -> None:
+        for upstream in self._upstreams.values():
+            upstream.client.close()
+
+    def upstream_for(self, recipe: Recipe) -> Upstream:
+        url = recipe.source.index or self.settings.upstream
+        if url not in self._upstreams:
+            self._upstreams[url] = Upstream(
+                url, retries=self.settings.http_retries, timeout=self.settings.http_timeout,
+                cache_dir=self.settings.state_dir / "upstream-cache")
+        return self._upstreams[url]
+
+    def listing(self, recipe: Recipe) -> ProjectListing:
+        if recipe.key not in self._listings:
+            if recipe.source.git:
+                self._listings[recipe.key] = _git_listing(recipe)
+            else:
+                try:
+                    self._listings[recipe.key] = self.upstream_for(recipe).project(recipe.name)
+                except AlarmError as exc:
+                    raise AlarmError(exc.message, exc.hint, component=recipe.key) from None
+        return self._listings[recipe.key]
+
+    def context(self, current: Version | None, extra: SpecifierSet | None = None) -> Context:
+        return Context(now=self.now, cooldown_days=self.settings.cooldown_days,
+                       python_version=self.settings.python_version,
+                       advisories=self.advisories, current=current, extra=extra)
+
+    def _wants_update(self, key: str) -> bool:
+        return self.update is True or (isinstance(self.update, set) and key in self.update)
+
+    def _keep(self, recipe: Recipe, old: LockedComponent) -> str | None:
+        """None when the old pin still passes policy (cooldown aside), else why not."""
+        version = Version(old.version)
+        file = next((f for f in self.listing(recipe).sdists()
+                     if f.filename == old.sdist.filename), None)
+        if file is None:
+            return "no longer offered upstream"
+        if file.sha256 and file.sha256 != old.sdist.sha256:
+            return "upstream file changed its hash"
+        if file.url != old.sdist.url and old.sdist.url.startswith(git.PREFIX):
+            return "the tag now names another commit"
+        # a pin that was taken stays taken whatever the cooldown says now
+        return allowed_version(recipe, file, version, replace(self.context(version), urgent=True))
+
+    def _alarm(self, recipe: Recipe, old: LockedComponent) -> str | None:
+        """Why upstream no longer offers what the pin ``old`` names, or None: its bytes
+        (another sha256 for the pinned file, a tag that moved), its host (a listing that
+        redirects away, a file now hosted elsewhere), or an alarm still open."""
+        try:
+            listing = self.listing(recipe)
+        except AlarmError as exc:
+            return exc.message
+        if old.sdist.url.startswith(git.PREFIX):
+            tag = next((f for f in listing.files if f.version == Version(old.version)), None)
+            if tag is not None and tag.url != old.sdist.url:
+                return (f"the tag of {old.version} now names commit "
+                        f"{git.parse_url(tag.url)[1]}, pinned "
+                        f"{git.parse_url(old.sdist.url)[1]}")
+        else:
+            for file in listing.files:
+                if file.filename == old.sdist.filename and file.sha256 not in (
+                        None, old.sdist.sha256):
+                    return (f"upstream now lists {file.filename} with sha256 {file.sha256}, "
+                            f"pinned {old.sdist.sha256}")
+            for refused in listing.rejected:
+                if refused.filename == old.sdist.filename:
+                    return f"upstream's entry for {refused.filename} is refused: {refused.reason}"
+        return self.sticky.get((recipe.key, old.version))
+
+    def _alarmed(self, old: LockedComponent, why: str) -> tuple[LockedComponent, str]:
+        """Keep ``old`` as it was, and say so."""
+        alarm = Alarm(old.key, old.version, why)
+        if all((a.name, a.version) != (alarm.name, alarm.version) for a in self.alarms):
+            self.alarms.append(alarm)
+        return old, ALARMED
+
+    def choose(self, recipe: Recipe, reason: str, extra: SpecifierSet | None = None,
+               ) -> tuple[LockedComponent, str]:
+        """Pin for ``recipe``: the previous one when allowed, else policy's newest.
+
+        A previous pin whose file changed upstream is kept as it was (``ALARMED``),
+        whatever ``update`` says, unless the operator accepts the change.
+        """
+        olds = [c for c in self.previous.components if c.key == recipe.key
+                and (c.is_primary if reason == APPROVED else
+                     extra is None or extra.contains(c.version, prereleases=True))]
+        old = max(olds, key=lambda c: Version(c.version), default=None)
+        accepting = recipe.key in self.accept
+        alarm = self._alarm(recipe, old) if old is not None else None
+        if old is not None and alarm is not None:
+            if not accepting:
+                return self._alarmed(old, alarm)
+            self.accepted.append(Alarm(old.key, old.version, alarm))
+        entry, why = self._choose(recipe, reason, extra, old)
+        if old is not None and entry.version == old.version \
+                and entry.sdist.sha256 != old.sdist.sha256:
+            change = (f"upstream now offers {entry.sdist.filename} (sha256 {entry.sdist.sha256}) "
+                      f"for {old.version}, pinned {old.sdist.filename} (sha256 "
+                      f"{old.sdist.sha256})")
+            if not accepting:
+                return self._alarmed(old, change)
+            if alarm is None:
+                self.accepted.append(Alarm(old.key, old.version, change))
+            why = f"{ACCEPTED}: {alarm or change}"
+        elif (old is not None and not accepting and entry.version == old.version
+              and entry.sdist.sha256 == old.sdist.sha256):
+            # the same bytes: the verified pin stands (a listing that now says another
+            # size or upload time for them does not rewrite it)
+            entry = replace(entry, sdist=old.sdist)
+        return entry, why
+
+    def _choose(self, recipe: Recipe, reason: str, extra: SpecifierSet | None,
+                old: LockedComponent | None) -> tuple[LockedComponent, str]:
+        why = "new"
+        if old is not None and not self._wants_update(recipe.key):
+            refusal = self._keep(recipe, old)
+            if refusal is None:
+                return self._entry(recipe, old.sdist, old.version, reason,
+                                   self._skipped_above(recipe, old)), "kept"
+            why = refusal
+        current = Version(old.version) if old is not None else None
+        ctx = self.context(current, extra)
+        if why.startswith("advisory"):  # a security fix does not wait out the cooldown
+            ctx = replace(ctx, urgent=True)
+        selection = select_version(recipe, self.listing(recipe).sdists(), ctx)
+        if old is not None and why == "new":
+            why = "update" if selection.version != current else "kept"
+        return self._from_selection(recipe, selection, reason), why
+
+    def pin(self, recipe: Recipe, reason: str, extra: SpecifierSet | None = None,
+            ) -> tuple[LockedComponent, str]:
+        """``choose``, then read the sdist's requirements; a kept pin whose download
+        is now other bytes or comes from another host stays as it was (an alarm)."""
+        entry, why = self.choose(recipe, reason, extra)
+        if why == ALARMED:
+            return entry, why
+        try:
+            return self.with_requirements(entry), why
+        except AlarmError as exc:
+            old = self.previous.get(entry.key, entry.version)
+            if old is None or old.sdist != entry.sdist or recipe.key in self.accept:
+                raise
+            return self._alarmed(old, exc.message)
+
+    def _skipped_above(self, recipe: Recipe, old: LockedComponent) -> tuple[Skipped, ...]:
+        try:
+            sel = select_version(recipe, self.listing(recipe).sdists(),
+                                 self.context(Version(old.version)))
+        except Exception:  # only informative: the kept pin stands regardless
+            return ()
+        return tuple(s for s in sel.skipped if Version(s.version) > Version(old.version))
+
+    def _from_selection(self, recipe: Recipe, sel: Selection, reason: str) -> LockedComponent:
+        file: UpstreamFile = sel.file
+        if file.url.startswith(git.PREFIX):
+            return self._from_git(recipe, file, sel, reason)
+        if not file.sha256:
+            raise UpstreamError(f"upstream gives no sha256 for {file.filename}",
+                                "use an index that publishes hashes (PEP 503 #sha256=...)")
+        size = file.size if file.size is not None else self.upstream_for(recipe).size_of(file.url)
+        if size is None:
+            raise UpstreamError(f"upstream gives no size for {file.filename}")
+        ref = SdistRef(file.filename, file.url, file.sha256, size, file.upload_time)
+        return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
+
+    def _from_git(self, recipe: Recipe, file: UpstreamFile, sel: Selection,
+                  reason: str) -> LockedComponent:
+        """Archive the tag's commit once to pin its digest; the archive is then cached."""
+        staging = self.settings.sources_dir / "git-staging" / file.filename
+        git.make_archive(file.url, recipe.key, str(sel.version), staging)
+        sha = sha256_file(staging)
+        ref = SdistRef(file.filename, file.url, sha, staging.stat().st_size, None)
+        final = archive.cache_path(self.settings, sha, file.filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.replace(final)
+        return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
+
+    def _entry(self, recipe: Recipe, ref: SdistRef, version: str, reason: str,
+               skipped: tuple[Skipped, ...]) -> LockedComponent:
+        return LockedComponent(name=recipe.key, version=version, kind=recipe.kind,
+                               reason=reason, recipe_digest=recipe.digest, sdist=ref,
+                               skipped=skipped)
+
+    def with_requirements(self, entry: LockedComponent) -> LockedComponent:
+        """Read the sdist's static build and runtime requirements (downloads it)."""
+        if self.on_fetch:
+            self.on_fetch(entry.sdist.filename)
+        path = archive.fetch(self.settings, entry, self.upstream_for(self.recipes[entry.key]))
+        pyproject = archive.read_member(path, "pyproject.toml")
+        build = list(LEGACY_BUILD_REQUIRES)
+        if pyproject is not None:
+            try:
+                table = tomllib.loads(pyproject.decode("utf-8")).get("build-system")
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                raise LockError(f"{entry.sdist.filename}: pyproject.toml is not valid TOML",
+                                "report it upstream or pin another version") from None
+            if isinstance(table, dict) and "requires" in table:
+                build = [str(r) for r in table["requires"]]
+        meta = archive.read_metadata(path)
+        runtime = meta.requires_dist if meta else ()
+        return LockedComponent(**{**entry.__dict__, "build_requires": tuple(build),
+                                  "requires_dist": tuple(runtime)})
+
+    def requirements_of(self, entry: LockedComponent) -> list[tuple[Requirement, str]]:
+        origin = f"{entry.name} {entry.version}"
+        reqs = [(r, "build") for r in parse_requirements(entry.build_requires, self.env, origin)]
+        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin)]
+        return reqs
+
+
+def _git_listing(recipe: Recipe) -> ProjectListing:
+    """Tags matching the recipe's pattern, as files of a listing (no hashes, no times)."""
+    assert recipe.source.git is not None
+    files = tuple(UpstreamFile(
+        filename=git.archive_name(recipe.key, str(tag.version)),
+        url=git.source_url(recipe.source.git, tag), sha256=None, size=None,
+        upload_time=None, yanked=False, yanked_reason=None, requires_python=None,
+        declared_version=str(tag.version),
+    ) for tag in git.list_tags(recipe.source.git, recipe.source.tag))
+    return ProjectListing(recipe.key, files)
+
+
+def resolve(settings: Settings, recipes: dict[str, Recipe], previous: Lock | None = None,
+            update: bool | set[str] = False, now: datetime | None = None,
+            on_fetch: Callable[[str], None] | None = None) -> tuple[Lock, list[Change]]:
+    """Resolve every recipe and the closure of their requirements; AlarmError when a
+    pin had to be kept because upstream changed under it."""
+    result = resolve_report(settings, recipes, previous, update, now, on_fetch)
+    if result.alarms:
+        raise alarm_error(result.alarms)
+    return result.lock, result.changes
+
+
+def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Lock | None = None,
+                   update: bool | set[str] = False, now: datetime | None = None,
+                   on_fetch: Callable[[str], None] | None = None, *,
+                   accept: Iterable[str] = (),
+                   sticky: dict[tuple[str, str], str] | None = None) -> Resolution:
+    """Resolve every recipe; pins under alarm are kept as they were and reported."""
+    previous = previous or Lock()
+    accept = set(accept)
+    for (name, version), why in sorted((sticky or {}).items()):
+        if name in recipes and name not in accept and previous.get(name, version) is None:
+            raise LockError(f"{name} {version} has an open upstream alarm and its pin is no "
+                            f"longer in the lock ({why})",
+                            f"accept the change with `factory lock --accept-change {name}`")
+    resolver = Resolver(settings, recipes, previous, update, now, on_fetch,
+                        accept=accept, sticky=sticky)
+    try:
+        lock, changes = Lock(), []
+        for key in sorted(recipes):
+            entry, why = resolver.pin(recipes[key], APPROVED)
+            lock.components.append(entry)
+            old = previous.primary(key)
+            if why != ALARMED and (why != "kept" or old is None or old.version != entry.version):
+                changes.append(Change(key, old.version if old else None, entry.version, why))
+        _close_requirements(resolver, lock, changes)
+        return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted)
+    finally:
+        resolver.close()
+
+
+def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change]) -> None:
+    pending = list(lock.components)
+    while pending:
+        entry = pending.pop(0)
+        for req, kind in resolver.requirements_of(entry):
+            key = canonicalize_name(req.name)
+            if lock.find(key, req.specifier) is not None:
+                continue
+            found = resolver.recipes.get(key)
+            if found is None:
+                raise LockError(
+                    f"{kind} requirement {req} of {entry.name} {entry.version} is not approved",
+                    f"add recipes/{key}.toml (kind = \"build-tool\" for build tools)")
+            reason = f"{kind} requirement of {entry.name} {entry.version} ({req})"
+            extra, why = resolver.pin(found, reason, req.specifier or None)
+            lock.components.append(extra)
+            pending.append(extra)
+            if why.startswith(ACCEPTED):
+                changes.append(Change(key, extra.version, extra.version, why))
+            elif why != ALARMED and not resolver.previous.get(key, extra.version):
+                changes.append(Change(key, None, extra.version, reason))
+
+

@@ -1,0 +1,256 @@
+"""Release: turn a finished build into a signed, attested, published file.
+
+For each build record: check the wheel against its record and against what was
+approved (factory.admission: the lock's pin, names, requirements, members,
+prebuilt files), write the SLSA provenance and the CycloneDX SBOM (attest), sign
+the wheel and every statement through Sigstore (sign), write the in-toto layout
+and links, and publish the wheel with all of it (publish). Everything happens on
+the control plane, never inside a build container. A rerun after a crash
+finishes what is missing: the index refuses different bytes under a published
+name and accepts the same.
+
+One bad wheel never stops the rest: a wheel refused by the gate, the attester,
+the signer or the index is recorded (ledger decision "refused", with the reason)
+and the others are still published; ``release`` raises ``RefusedError`` at the
+end, naming each refused wheel on its own line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from factory import ledger
+from factory._internal.atomic import sha256_file, write_json, write_text
+from factory.admission import Allowance, Approvals, admit
+from factory.attest import attest_wheel
+from factory.attest.intoto import intoto_dir_for, write_intoto
+from factory.attest.keys import init_keys
+from factory.build.record import BuildRecord, record_path_for
+from factory.config import Settings
+from factory.errors import FactoryError, IntegrityError, printable
+from factory.index.changes import PublishedFile, publish, publish_trust
+from factory.index.records import Layout, load_record
+from factory.index.store import publish_lock
+from factory.sign import (
+    Signer,
+    factory_publisher,
+    init_authority,
+    open_signer,
+    provenance_object,
+    publish_statement,
+    to_pep740_attestation,
+)
+from factory.upstream.archive import cache_path
+
+
+def ensure_keys(settings: Settings) -> None:
+    """Functionary keys and the embedded authority; idempotent, never overwrites."""
+    init_keys(settings)
+    if settings.signing_mode == "embedded":
+        init_authority(settings)
+
+
+def trust_files(settings: Settings) -> dict[str, Path]:
+    """The public trust material served under /.well-known/factory/."""
+    keys = settings.public_keys_dir
+    files = {p.name: p for p in sorted(keys.glob("*.pub.pem"))}
+    for name in ("fingerprints.json", "trusted_root.json"):
+        if (keys / name).is_file():
+            files[name] = keys / name
+    return files
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A wheel that was not signed or published, and why (one line each)."""
+
+    component: str
+    version: str
+    filename: str
+    reason: str
+    hint: str
+
+    def line(self) -> str:
+        return f"refused {self.filename}: {self.reason}"
+
+
+@dataclass
+class ReleaseReport:
+    published: list[PublishedFile] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+    def raise_for_refusals(self) -> None:
+        if self.refused:
+            raise RefusedError(self)
+
+
+class RefusedError(FactoryError):
+    """Some wheels were refused; every other one was published."""
+
+    def __init__(self, report: ReleaseReport) -> None:
+        super().__init__(
+            f"{len(report.refused)} wheel(s) refused, {len(report.published)} published",
+            "each refusal is recorded in the ledger with its reason; fix its cause "
+            "(rebuild, recipe, lock) and publish again")
+        self.report = report
+
+    def diagnostics(self) -> str:
+        """The summary line, then one line per refused wheel."""
+        return "\n".join([super().diagnostics(), *(f"  {r.line()}" for r in self.report.refused)])
+
+
+def is_published(settings: Settings, record: BuildRecord) -> bool:
+    """True when the index already serves this exact wheel."""
+    index_record = load_record(Layout(settings.index_dir), canonicalize_name(record.component))
+    entry = index_record.find(record.wheel_filename) if index_record else None
+    return entry is not None and entry.sha256 == record.wheel_sha256
+
+
+@dataclass(frozen=True)
+class Sidecars:
+    files: dict[str, Path]
+
+
+def _sign(settings: Settings, signer: Signer, record: BuildRecord, wheel: Path,
+          allowances: tuple[Allowance, ...]) -> Sidecars:
+    attestation = attest_wheel(settings, record, wheel, allowances)
+    bundle = signer.sign_artifact(wheel)
+    statements = [*attestation.statements, publish_statement(wheel.name, record.wheel_sha256)]
+    bundles = [signer.sign_statement(s) for s in statements]
+    sigstore_path = wheel.with_name(wheel.name + ".sigstore.json")
+    jsonl_path = wheel.with_name(wheel.name + ".intoto.jsonl")
+    provenance_path = wheel.with_name(wheel.name + ".provenance")
+    write_text(sigstore_path, bundle if bundle.endswith("\n") else bundle + "\n")
+    write_text(jsonl_path, "".join(json.dumps(json.loads(b), sort_keys=True) + "\n"
+                                   for b in bundles))
+    write_json(provenance_path, provenance_object([to_pep740_attestation(b) for b in bundles],
+                                                  factory_publisher(settings)))
+    sdist = cache_path(settings, record.source.sha256, record.source.filename)
+    in_toto = intoto_dir_for(wheel)
+    write_intoto(settings, sdist, wheel, [attestation.sbom_path, jsonl_path], in_toto)
+    return Sidecars({"provenance": provenance_path, "sigstore": sigstore_path,
+                     "intoto": jsonl_path, "sbom": attestation.sbom_path,
+                     "build": record_path_for(wheel), "in-toto": in_toto})
+
+
+def release(settings: Settings, records: Iterable[BuildRecord],
+            on_done: Callable[[BuildRecord, PublishedFile | None], None] | None = None,
+            run_id: str | None = None) -> list[PublishedFile]:
+    """Attest, sign and publish each record's wheel (skipping those already served).
+
+    Raises RefusedError at the end when any wheel was refused, after publishing
+    every other one.
+    """
+    report = release_all(settings, records, on_done, run_id)
+    report.raise_for_refusals()
+    return report.published
+
+
+def release_all(settings: Settings, records: Iterable[BuildRecord],
+                on_done: Callable[[BuildRecord, PublishedFile | None], None] | None = None,
+                run_id: str | None = None) -> ReleaseReport:
+    """Like ``release``, but returns the refusals instead of raising for them."""
+    report = ReleaseReport()
+    pending: list[BuildRecord] = []
+    served: list[BuildRecord] = []
+    for record in records:
+        (served if _served(settings, record) else pending).append(record)
+    # Asked first, so that a ledger that cannot record a decision fails the run before
+    # anything is signed, not after.
+    refusals = ledger.open_refusals(settings)
+    _close_refusals(settings, served, refusals, run_id)
+    if not pending:
+        return report
+    ensure_keys(settings)
+    publish_trust(settings, trust_files(settings))
+    approvals = Approvals.load(settings)
+    with open_signer(settings) as signer:
+        for record in pending:
+            # Two factory processes on one state dir would write the same sidecars
+            # beside the wheel; one lock per wheel keeps each set whole, and the
+            # second finds the wheel published and signs nothing twice.
+            result: PublishedFile | None = None
+            with publish_lock(settings.wheels_dir / ".locks" / record.wheel_filename):
+                try:
+                    if is_published(settings, record):
+                        continue
+                    result = _release_one(settings, signer, approvals, record, run_id)
+                    report.published.append(result)
+                except FactoryError as exc:  # this wheel only: the others go on
+                    report.refused.append(_refuse(settings, record, exc, run_id))
+            if on_done:
+                on_done(record, result)
+    return report
+
+
+def _close_refusals(settings: Settings, served: list[BuildRecord],
+                    refusals: dict[tuple[str, str | None], dict[str, Any]],
+                    run_id: str | None) -> None:
+    """A served wheel whose version the ledger still calls refused: a run killed
+    between publishing it and recording that. Record the publication now."""
+    for record in served:
+        if (record.component, record.version) in refusals:
+            ledger.record_decision(settings, record.component, ledger.PUBLISHED,
+                                   record.wheel_filename, version=record.version, run_id=run_id)
+
+
+def _served(settings: Settings, record: BuildRecord) -> bool:
+    try:
+        return is_published(settings, record)
+    except FactoryError:
+        return False  # the loop tries again and records the refusal for this wheel alone
+
+
+def _release_one(settings: Settings, signer: Signer, approvals: Approvals, record: BuildRecord,
+                 run_id: str | None) -> PublishedFile:
+    wheel = settings.wheels_dir / record.wheel_filename
+    actual = sha256_file(wheel) if wheel.is_file() else "missing"
+    if actual != record.wheel_sha256:
+        raise IntegrityError(f"{record.wheel_filename}: sha256 {actual} does not match its "
+                             f"build record ({record.wheel_sha256})",
+                             "the built wheel changed after its build; rebuild it")
+    admission = admit(settings, approvals, record, wheel)
+    sidecars = _sign(settings, signer, record, wheel, admission.allowances)
+    sdist = cache_path(settings, record.source.sha256, record.source.filename)
+    result = publish(settings, wheel, sidecars.files, sdist if sdist.is_file() else None)
+    ledger.record_decision(settings, record.component, ledger.PUBLISHED, record.wheel_filename,
+                           version=record.version, run_id=run_id)
+    return result
+
+
+# -- refusals ----------------------------------------------------------------------------------
+REFUSED = ledger.REFUSED
+
+
+def _refuse(settings: Settings, record: BuildRecord, exc: FactoryError,
+            run_id: str | None) -> Refusal:
+    """Record the refusal once (a rerun that refuses the same again adds nothing)."""
+    cause = exc.message.removeprefix(f"{record.wheel_filename}: ")  # the line names it
+    refusal = Refusal(record.component, record.version, record.wheel_filename,
+                      _one_line(cause), _one_line(exc.hint))
+    reason = f"{refusal.filename}: {refusal.reason} (hint: {refusal.hint})"
+    previous = ledger.open_refusals(settings, record.component).get(
+        (record.component, record.version))
+    if previous is None or previous["reason"] != reason:
+        ledger.record_decision(settings, record.component, REFUSED, reason,
+                               version=record.version, run_id=run_id)
+    return refusal
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """Printable and one line: a reason may quote what an attacker wrote."""
+    flat = printable(" ".join(text.split()))
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def refused_wheels(settings: Settings) -> list[dict[str, Any]]:
+    """Ledger rows of the versions whose newest release decision is a refusal: a
+    wheel refused and not published since. Each row has component, version,
+    reason (``<wheel>: <cause> (hint: ...)``), at."""
+    return list(ledger.open_refusals(settings).values())

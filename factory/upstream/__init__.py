@@ -1,0 +1,1 @@
+"""The outside world: the upstream index, git, advisories, sdists."""

@@ -1,0 +1,482 @@
+"""Verified sources: a content-addressed sdist cache and safe unpacking.
+
+An sdist is kept under ``sources/sha256/<hex>/<filename>`` only after its size
+and sha256 match the lock. Unpacking refuses absolute paths, ``..``, links that
+leave the tree, device files, setuid/setgid bits, control characters in names,
+and members or totals above limits; it unpacks into a temp directory and
+renames it into place, so a half-unpacked tree is never visible.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import tomllib
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from factory._internal.atomic import clean_temporaries, sha256_file, write_bytes
+from factory.config import Settings
+from factory.errors import (
+    AlarmError,
+    IntegrityError,
+    LockError,
+    RecipeError,
+    UnsafeArchiveError,
+    printable,
+)
+from factory.upstream import git
+from factory.upstream.client import Upstream, is_project_name, is_sha256
+
+if TYPE_CHECKING:
+    from factory.lock import LockedComponent
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 20_000
+    max_member_bytes: int = 256 << 20
+    max_total_bytes: int = 1 << 30
+    max_ratio: int = 200  # uncompressed / compressed, beyond which we call it a bomb
+    max_depth: int = 256  # path components: far below what recursive walks (rglob, rmtree) hit
+
+
+DEFAULT_LIMITS = Limits()
+# A download a crash interrupted leaves a .tmp-* file beside its cache entry; one
+# untouched this long has no live writer (the stream rewrites it as bytes arrive).
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
+    """Where the sdist of ``sha256`` named ``filename`` is kept: always a file directly in
+    ``sources/sha256/<sha256>/``. The lock and the listings are checked long before
+    this; the check here holds even if they were not (defence in depth)."""
+    base = settings.sources_dir / "sha256"
+    if not is_sha256(sha256) or not _plain_file_name(filename):
+        raise IntegrityError(f"refusing to cache {printable(repr(filename))[:120]} under "
+                             f"{printable(repr(sha256))[:80]}: not a sha256 and a plain file name",
+                             "recipes.lock or the upstream listing is corrupt; run `factory lock`")
+    path = base / sha256 / filename
+    # a symlinked directory in the cache would carry the write elsewhere
+    if not path.resolve().is_relative_to(base.resolve()):
+        raise IntegrityError(f"{filename}: its cache path leaves {base}",
+                             f"remove the links under {base}")
+    return path
+
+
+def _plain_file_name(filename: str) -> bool:
+    return (isinstance(filename, str) and 0 < len(filename) <= 255 and filename not in (".", "..")
+            and not filename.startswith(".")
+            and all(c.isprintable() and c not in "/\\" for c in filename))
+
+
+def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None = None,
+          progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """The locked sdist, verified (bytes, then the project and version its own metadata
+    names), from the cache or downloaded into it."""
+    path = _fetch(settings, locked, upstream, progress)
+    check_identity(path, locked.key, locked.version,
+                   git=locked.sdist.url.startswith(git.PREFIX))
+    return path
+
+
+def _fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None,
+           progress: Callable[[int, int | None], None] | None) -> Path:
+    sdist = locked.sdist
+    path = cache_path(settings, sdist.sha256, sdist.filename)
+    clean_temporaries(path.parent, older_than=STALE_TEMPORARY_SECONDS)
+    if path.is_file():
+        actual = sha256_file(path)
+        if actual == sdist.sha256:
+            return path
+        path.unlink()  # a corrupted cache entry is replaced, never used
+    try:
+        if sdist.url.startswith(git.PREFIX):
+            return git.fetch(sdist.url, locked.key, locked.version, path, sdist.sha256,
+                                   sdist.size)
+        own = upstream is None
+        client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
+                                      timeout=settings.http_timeout)
+        try:
+            return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
+                                   progress=progress)
+        finally:
+            if own:
+                client.client.close()
+    except AlarmError as exc:  # say which pin the alarm is about, for the ledger
+        raise AlarmError(exc.message, exc.hint, component=locked.key,
+                         version=locked.version) from None
+
+
+def check_identity(sdist: Path, name: str, version: str, git: bool = False) -> None:
+    """The sdist's own metadata (PKG-INFO) names ``name`` and ``version``, or LockError.
+
+    A file filed under one project that says it is another would otherwise be
+    built, attested and published as the project it was filed under. A git
+    archive has no PKG-INFO: its pyproject's [project] is checked where it says.
+    """
+    try:
+        raw = read_member(sdist, "PKG-INFO")
+        if raw is None and not git:
+            raise LockError(f"{sdist.name}: the sdist has no PKG-INFO to say what it is",
+                            "an sdist must carry PKG-INFO; report it upstream or pin another "
+                            "version")
+        meta = _pkg_info(raw) if raw is not None else _pyproject_metadata(sdist)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError,
+            ValueError) as exc:  # what a corrupt or hostile archive raises
+        raise LockError(f"{sdist.name}: not a readable sdist ({printable(str(exc))[:120]})",
+                        "report it upstream or pin another version") from None
+    if raw is not None:  # each exactly once, as admission requires: a second one is ambiguous
+        headers = email.parser.BytesHeaderParser().parsebytes(raw)
+        if any(len(headers.get_all(field) or ()) > 1 for field in ("Name", "Version")):
+            raise LockError(f"{sdist.name}: its PKG-INFO has more than one Name or Version",
+                            "the sdist does not say clearly what it is; report it upstream "
+                            "and do not lock it")
+    if meta is None:
+        return
+    said = f"its {'PKG-INFO' if raw is not None else 'pyproject.toml'} says"
+    if (meta.name or raw is not None) and not (
+            is_project_name(meta.name) and canonicalize_name(meta.name) == canonicalize_name(name)):
+        raise LockError(f"{sdist.name}: {said} Name: {printable(meta.name)[:100]!r}, the lock "
+                        f"has {name}", "the sdist is not the project it is filed under; "
+                        "report it upstream and do not lock it")
+    if meta.version or raw is not None:
+        try:
+            same = Version(meta.version) == Version(version)
+        except InvalidVersion:
+            same = False
+        if not same:
+            raise LockError(f"{sdist.name}: {said} Version: {printable(meta.version)[:60]!r}, "
+                            f"the lock has {version}", "the sdist is not the version it is filed "
+                            "under; report it upstream and pin another version")
+
+
+def verify_cached(path: Path, sha256: str) -> None:
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise IntegrityError(f"{path.name}: sha256 mismatch: expected {sha256}, got {actual}")
+
+
+# -- safe unpacking -------------------------------------------------------------
+
+# Characters that make a name display as something it is not (a reviewer reads
+# "evil\u202egnp.py" as "evilyp.png"): bidirectional overrides, isolates and marks.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _check_name(archive: str, name: str) -> PurePosixPath:
+    if not name.strip("/"):
+        raise UnsafeArchiveError(f"{archive}: a member has an empty name")
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI for c in name):  # C0, DEL, C1
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has control characters in its name")
+    if any(unicodedata.category(c) == "Cs" for c in name):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} is not valid UTF-8")
+    if "\\" in name:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has a backslash in its name")
+    if any(part == "." for part in name.rstrip("/").split("/")[1:]):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has '.' components")
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if ".." in path.parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} climbs out with '..'")
+    return path
+
+
+def _link_stays_inside(member: PurePosixPath, target: str) -> bool:
+    if target.startswith("/"):
+        return False
+    depth = len(member.parent.parts)
+    for part in PurePosixPath(target).parts:
+        depth = depth - 1 if part == ".." else depth + (part != ".")
+        if depth < 0:
+            return False
+    return True
+
+
+def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> None:
+    path = _check_name(archive, info.name)
+    if info.isdev() or info.isfifo() or not (info.isfile() or info.isdir() or info.issym()
+                                             or info.islnk()):
+        raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device or special file")
+    if info.mode & (stat.S_ISUID | stat.S_ISGID):
+        raise UnsafeArchiveError(f"{archive}: member {info.name!r} has a setuid/setgid bit")
+    if (info.issym() or info.islnk()) and not info.linkname:
+        raise UnsafeArchiveError(f"{archive}: link {info.name!r} has no target")
+    if info.issym() and not _link_stays_inside(path, info.linkname):
+        raise UnsafeArchiveError(
+            f"{archive}: symlink {info.name!r} -> {info.linkname!r} points outside the tree")
+    if info.islnk():
+        _check_name(archive, info.linkname)
+        if info.linkname not in seen:
+            raise UnsafeArchiveError(
+                f"{archive}: hardlink {info.name!r} -> {info.linkname!r} has no target in the tree")
+
+
+def _check_depth(archive: str, name: str, limits: Limits) -> None:
+    if name.strip("/").count("/") >= limits.max_depth:
+        raise UnsafeArchiveError(f"{archive}: member {name[:100]!r}... is nested more than "
+                                 f"{limits.max_depth} levels deep")
+
+
+def _check_totals(archive: str, count: int, total: int, compressed: int, limits: Limits) -> None:
+    if count > limits.max_members:
+        raise UnsafeArchiveError(f"{archive}: {count} members, over the limit of "
+                                 f"{limits.max_members}")
+    if total > limits.max_total_bytes:
+        raise UnsafeArchiveError(f"{archive}: unpacks to {total} bytes, over the limit of "
+                                 f"{limits.max_total_bytes}")
+    if compressed > 0 and total > 1 << 20 and total / compressed > limits.max_ratio:
+        raise UnsafeArchiveError(f"{archive}: expands {total // compressed}x; a decompression bomb")
+
+
+def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
+    name = archive.name
+    try:
+        with tarfile.open(archive) as tar:
+            members: list[tarfile.TarInfo] = []
+            seen: set[str] = set()
+            files: set[str] = set()
+            total = 0
+            for info in tar:  # streaming: a huge member count is caught before it is all read
+                _check_tar_member(name, info, seen)
+                _check_depth(name, info.name, limits)
+                _check_unique(name, info.name, info.isdir(), files)
+                if info.size > limits.max_member_bytes:
+                    raise UnsafeArchiveError(f"{name}: member {info.name!r} is {info.size} bytes, "
+                                             f"over the limit of {limits.max_member_bytes}")
+                total += info.size
+                seen.add(info.name)
+                members.append(info)
+                _check_totals(name, len(members), total, archive.stat().st_size, limits)
+            tar.extractall(into, members=members, filter="data")
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"{name}: {exc}") from None
+    except RecursionError:  # tarfile's link fallback can chase a link into itself
+        raise UnsafeArchiveError(f"{name}: a link in it refers to itself") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError,
+            OverflowError) as exc:  # OverflowError: a PAX time os.utime cannot set
+        if isinstance(exc, UnsafeArchiveError):
+            raise
+        raise UnsafeArchiveError(f"{name}: not a readable archive ({exc})") from None
+
+
+def _check_unique(archive: str, member: str, is_dir: bool, files: set[str]) -> None:
+    """A second member of one name: what a reader of the archive finds first is not
+    what unpacking leaves (the last one wins), so the archive says two things."""
+    if is_dir:
+        return
+    if member in files:
+        raise UnsafeArchiveError(f"{archive}: member {member!r} appears twice")
+    files.add(member)
+
+
+def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
+    name = archive.name
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            total = 0
+            files: set[str] = set()
+            for info in infos:
+                _check_name(name, info.filename)
+                _check_depth(name, info.filename, limits)
+                _check_unique(name, info.filename, info.is_dir(), files)
+                kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip says nothing
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise UnsafeArchiveError(f"{name}: member {info.filename!r} is a link or "
+                                             "special file")
+                if info.file_size > limits.max_member_bytes:
+                    raise UnsafeArchiveError(f"{name}: member {info.filename!r} is too large")
+                total += info.file_size
+            _check_totals(name, len(infos), total, archive.stat().st_size, limits)
+            for info in infos:
+                target = into / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, target.open("wb") as dst:
+                    # The header's size may lie: copy at most what it declared.
+                    shutil.copyfileobj(_Bounded(src, info.file_size), dst)  # type: ignore[misc]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError,
+            NotImplementedError) as exc:  # what a corrupt, encrypted or exotic zip raises
+        raise UnsafeArchiveError(f"{name}: not a readable zip ({exc})") from None
+
+
+class _Bounded:
+    def __init__(self, raw: object, limit: int) -> None:
+        self.raw, self.left = raw, limit
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.raw.read(65536 if size < 0 else size)  # type: ignore[attr-defined]
+        self.left -= len(data)
+        if self.left < 0:
+            raise UnsafeArchiveError("a zip member is larger than its header says")
+        return data
+
+
+def extract(sdist: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+    """Unpack ``sdist`` safely as ``dest``; return the source tree root inside it."""
+    if dest.exists():
+        return _tree_root(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-unpack-", dir=dest.parent))
+    try:
+        if sdist.name.endswith(".zip"):
+            _extract_zip(sdist, staging, limits)
+        else:
+            _extract_tar(sdist, staging, limits)
+        _check_links_resolve_inside(sdist.name, staging)
+        try:
+            staging.rename(dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another process unpacked it first
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _tree_root(dest)
+
+
+def _check_links_resolve_inside(archive: str, tree: Path) -> None:
+    """Each link was checked alone; a chain of them (``x -> y/..``, ``y -> .``) can
+    still leave the tree, so check where every link really ends up."""
+    top = os.path.realpath(tree)
+    for path in tree.rglob("*"):
+        if path.is_symlink():
+            real = os.path.realpath(path)
+            if real != top and not real.startswith(top + os.sep):
+                raise UnsafeArchiveError(f"{archive}: symlink {path.relative_to(tree)} "
+                                         "points outside the tree through other links")
+
+
+def _tree_root(dest: Path) -> Path:
+    entries = [p for p in dest.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return dest
+
+
+def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes | None:
+    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking.
+
+    In the content-addressed cache the answer never changes, so it is kept
+    beside the sdist: a no-op run must not decompress every archive again.
+    """
+    memo = sdist.parent / f".member-{relative}"
+    if is_cached(sdist):
+        if memo.is_file():
+            return memo.read_bytes()
+        if memo.with_suffix(".absent").is_file():
+            return None
+    data = _read_member(sdist, relative, max_bytes)
+    if is_cached(sdist):
+        if data is None:
+            write_bytes(memo.with_suffix(".absent"), b"")
+        else:
+            write_bytes(memo, data)
+    return data
+
+
+def is_cached(sdist: Path) -> bool:
+    """True for a file of the content-addressed cache (sha256/<hex>/<file>)."""
+    return sdist.parent.parent.name == "sha256" and len(sdist.parent.name) == 64
+
+
+def _read_member(sdist: Path, relative: str, max_bytes: int) -> bytes | None:
+    """The one root member named ``relative``; two of them (under one or two top
+    directories) are refused: which one a reader sees must not be a matter of order."""
+    found: list[bytes | None] = []
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            for zinfo in zf.infolist():
+                parts = PurePosixPath(zinfo.filename).parts
+                if len(parts) == 2 and parts[1] == relative and not zinfo.is_dir():
+                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
+    else:
+        with tarfile.open(sdist) as tar:
+            for tinfo in tar:
+                parts = PurePosixPath(tinfo.name).parts
+                if len(parts) == 2 and parts[1] == relative and not tinfo.isdir():
+                    handle = tar.extractfile(tinfo) if tinfo.isfile() else None
+                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    if len(found) > 1:
+        raise UnsafeArchiveError(f"{sdist.name}: {len(found)} root members named {relative}",
+                                 "the sdist says two things about itself; it is refused")
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class SdistMetadata:
+    name: str
+    version: str
+    license_expression: str | None
+    license: str | None
+    classifiers: tuple[str, ...]
+    requires_dist: tuple[str, ...]
+
+
+def read_metadata(sdist: Path) -> SdistMetadata | None:
+    """Core metadata from PKG-INFO, or from pyproject's [project] (a git archive has no
+    PKG-INFO); None when neither says anything."""
+    raw = read_member(sdist, "PKG-INFO")
+    if raw is None:
+        return _pyproject_metadata(sdist)
+    return _pkg_info(raw)
+
+
+def _pkg_info(raw: bytes) -> SdistMetadata:
+    msg = email.parser.BytesHeaderParser().parsebytes(raw)
+    return SdistMetadata(
+        name=str(msg.get("Name", "")),
+        version=str(msg.get("Version", "")),
+        license_expression=msg.get("License-Expression"),
+        license=msg.get("License"),
+        classifiers=tuple(msg.get_all("Classifier") or ()),
+        requires_dist=tuple(msg.get_all("Requires-Dist") or ()),
+    )
+
+
+def _pyproject_metadata(sdist: Path) -> SdistMetadata | None:
+    raw = read_member(sdist, "pyproject.toml")
+    try:
+        project = tomllib.loads(raw.decode("utf-8")).get("project") if raw else None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(project, dict):
+        return None
+    licence = project.get("license")
+    expression = licence if isinstance(licence, str) else None  # PEP 639
+    text = licence.get("text") if isinstance(licence, dict) else None
+    dynamic = project.get("dependencies") is None and "dependencies" in project.get("dynamic", [])
+    return SdistMetadata(
+        name=str(project.get("name", "")), version=str(project.get("version", "")),
+        license_expression=expression, license=text,
+        classifiers=tuple(project.get("classifiers", ())),
+        requires_dist=() if dynamic else tuple(project.get("dependencies", ())))
+
+
+def apply_patches(tree: Path, patches: list[Path]) -> None:
+    """Apply recipe patches (``-p1``) to an unpacked tree; any failure is an error."""
+    for patch in patches:
+        result = subprocess.run(["patch", "-p1", "--batch", "--forward", "-i", str(patch)],
+                                cwd=tree, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RecipeError(f"patch {patch.name} does not apply: "
+                                     f"{(result.stdout + result.stderr).strip().splitlines()[-1:]}",
+                                     "refresh the patch against the locked version")

@@ -1,0 +1,164 @@
+"""The pinned trust of one verification run: loaded once, shared by every check.
+
+Which trusted root: the ``--trusted-root`` the auditor names; else the
+project's ``keys/trusted_root.json`` (the copy pinned in the repository); else
+the one the index publishes under ``trust/``. The repository's copy wins over
+the index's because an attacker who can change the index can change its
+``trust/`` too. The in-toto owner key is chosen the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.signer import SSlibKey
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import TrustedRoot
+from sigstore.verify import Verifier
+from sigstore.verify.policy import Identity
+
+from factory.attest.keys import SCHEME
+from factory.config import Settings
+from factory.errors import VerificationError
+from factory.index.records import Layout
+from factory.verify.model import TrustInfo
+
+TRUSTED_ROOT = "trusted_root.json"
+OWNER_KEY = "owner.pub.pem"
+
+
+class TrustError(VerificationError):
+    """The pinned trust itself is missing or unusable: nothing can be verified (exit 2)."""
+
+    exit_code = 2
+
+    default_hint = "pass --trusted-root PATH (and --owner-key PATH) with the factory's public keys"
+
+
+def pick(explicit: Path | None, candidates: list[Path], what: str) -> Path:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise TrustError(f"{what} {explicit} does not exist")
+        return explicit
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise TrustError(f"no {what} found (looked in {', '.join(str(p) for p in candidates)})")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who must have signed, and which builders are allowed."""
+
+    identity: str
+    issuer: str
+    builder_ids: frozenset[str]
+
+    def sigstore(self) -> Identity:
+        return Identity(identity=self.identity, issuer=self.issuer)
+
+
+class Trust:
+    """The loaded trusted root, owner key and policy."""
+
+    def __init__(self, trusted_root: Path, owner_key: Path, policy: Policy) -> None:
+        self.trusted_root_path = trusted_root
+        self.owner_key_path = owner_key
+        self.policy = policy
+        try:
+            self.verifier = Verifier(trusted_root=TrustedRoot.from_file(str(trusted_root)))
+        except (OSError, ValueError, SigstoreError) as exc:
+            raise TrustError(f"cannot load the trusted root {trusted_root}: {exc}") from None
+        self.owner_key = _in_toto_key(owner_key)
+
+    def info(self, index: Path, advisories: str | None) -> TrustInfo:
+        raw = self.trusted_root_path.read_bytes()
+        try:
+            root: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            root = {}
+        return TrustInfo(
+            trusted_root=str(self.trusted_root_path),
+            trusted_root_sha256=hashlib.sha256(raw).hexdigest(),
+            certificate_authorities=_authorities(root),
+            transparency_logs=[_log_id(t) for t in root.get("tlogs", [])],
+            ct_logs=[_log_id(t) for t in root.get("ctlogs", [])],
+            owner_key=str(self.owner_key_path),
+            owner_key_spki_sha256=_spki_sha256(self.owner_key_path),
+            identity=self.policy.identity,
+            issuer=self.policy.issuer,
+            builder_ids=sorted(self.policy.builder_ids),
+            index=str(index),
+            advisories=advisories,
+        )
+
+
+def load_trust(
+    settings: Settings,
+    index_dir: Path,
+    trusted_root: Path | None = None,
+    owner_key: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    builder_ids: tuple[str, ...] = (),
+) -> Trust:
+    trust_dir = Layout(index_dir).trust
+    root = pick(trusted_root, [settings.public_keys_dir / TRUSTED_ROOT, trust_dir / TRUSTED_ROOT],
+                "trusted root")
+    owner = pick(owner_key, [settings.public_keys_dir / OWNER_KEY, trust_dir / OWNER_KEY],
+                 "in-toto owner key")
+    wanted = identity or settings.identity
+    # The factory's builder.id is its signing identity (docs/provenance.md).
+    policy = Policy(wanted, issuer or settings.issuer, frozenset(builder_ids or (wanted,)))
+    return Trust(root, owner, policy)
+
+
+def _in_toto_key(path: Path) -> dict[str, Any]:
+    """The owner key in the dict form in-toto's verifylib expects."""
+    try:
+        public = serialization.load_pem_public_key(path.read_bytes())
+        key = SSlibKey.from_crypto(public, scheme=SCHEME)  # type: ignore[arg-type]
+    except (OSError, ValueError, TypeError) as exc:
+        raise TrustError(f"cannot load the in-toto owner key {path}: {exc}") from None
+    data: dict[str, Any] = key.to_dict()
+    data["keyid"] = key.keyid
+    return data
+
+
+def _spki_sha256(path: Path) -> str | None:
+    try:
+        public = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def _authorities(root: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for ca in root.get("certificateAuthorities", []):
+        for cert in ca.get("certChain", {}).get("certificates", []):
+            der = base64.b64decode(cert.get("rawBytes", ""))
+            try:
+                subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+            except ValueError:
+                subject = "(unparsable certificate)"
+            out.append({"subject": subject, "sha256": hashlib.sha256(der).hexdigest()})
+    return out
+
+
+def _log_id(log: dict[str, Any]) -> str:
+    key_id = log.get("logId", {}).get("keyId", "")
+    try:
+        return base64.b64decode(key_id).hex()
+    except ValueError:
+        return str(key_id)
