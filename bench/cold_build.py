@@ -23,7 +23,7 @@ from factory.build.image import image_id
 from factory.config import Settings, load_settings
 from factory.lock import LockedComponent, load_lock
 from factory.plan import Plan, execute, make_plan, node_id
-from factory.upstream import archive
+from factory.upstream import cache
 
 LOOP = Path(__file__).with_name("_bare_loop.py")
 TIMEOUT = 3600
@@ -66,9 +66,9 @@ def _sdists(ctx: Context) -> dict[str, Path]:
     seed = load_settings(ctx.settings.root, state_dir=str(ctx.cache / "sdists-state"))
     found = {}
     for comp in _locked(ctx.settings):
-        own = archive.cache_path(ctx.settings, comp.sdist.sha256, comp.sdist.filename)
+        own = cache.cache_path(ctx.settings, comp.sdist.sha256, comp.sdist.filename)
         found[node_id(comp.name, comp.version)] = (
-            own if own.is_file() else archive.fetch(seed, comp))
+            own if own.is_file() else cache.fetch(seed, comp.sdist))
     return found
 
 
@@ -76,7 +76,7 @@ def _fresh_state(ctx: Context, tag: str, sdists: dict[str, Path]) -> Settings:
     settings = load_settings(ctx.settings.root, state_dir=str(ctx.work / tag / "state"))
     for comp in _locked(settings):
         path = sdists[node_id(comp.name, comp.version)]
-        dest = archive.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
+        dest = cache.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
         link_tree([path], dest.parent)
     return settings
 

@@ -35,7 +35,7 @@ JSON = "application/vnd.pypi.simple.v1+json"
 
 def _tool_sdists(ctx: Context) -> list[tuple[str, Path]]:
     from factory.lock import load_lock
-    from factory.upstream.archive import cache_path
+    from factory.upstream.cache import cache_path
 
     lock = load_lock(ctx.settings)
     found = []

@@ -20,7 +20,7 @@ from factory.errors import AlarmError, FactoryError, LockError
 from factory.lock import LockedComponent, check_lock, load_lock, record_alarm
 from factory.lock.policy import check_licences
 from factory.recipes import Recipe, load_recipes
-from factory.upstream import archive
+from factory.upstream import cache
 from factory.upstream.client import Upstream
 
 
@@ -67,7 +67,7 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
                     failed[f"{entry.key}=={entry.version}"] = exc.message
     finally:
         for upstream in upstreams.values():
-            upstream.client.close()
+            upstream.close()
     if errors and failed is None:
         raise errors[0] if len(errors) == 1 else FetchError(errors)
     return fetched
@@ -76,7 +76,7 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
 def _fetch_one(settings: Settings, entry: LockedComponent, recipe: Recipe, upstream: Upstream,
                report: Callable[[int, int | None], None] | None) -> Fetched:
     try:
-        path = archive.fetch(settings, entry, upstream, report)
+        path = cache.fetch(settings, entry.sdist, upstream, report)
     except AlarmError as exc:  # the pin's bytes or host changed: recorded, refused
         record_alarm(settings, exc)
         raise
@@ -96,7 +96,7 @@ class FetchError(FactoryError):
 
 
 def _check_licence(recipe: Recipe, sdist: Path) -> None:
-    meta = archive.read_metadata(sdist)
+    meta = cache.read_metadata(sdist)
     if meta is not None:
         check_licences(recipe, meta.license_expression, meta.license, meta.classifiers)
     else:

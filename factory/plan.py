@@ -46,12 +46,12 @@ from factory.build import job as builder
 from factory.build import repair as repairing
 from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
-from factory.build.record import RECORD_SUFFIX, BuildRecord, SourceRef
+from factory.build.record import RECORD_SUFFIX, BuildRecord
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, load_recipes
-from factory.upstream import archive
+from factory.upstream import archive, cache
 from factory.upstream.client import Upstream
 
 
@@ -214,10 +214,10 @@ class _Graph:
 
 def _backend_path(settings: Settings, locked: LockedComponent) -> str:
     """The backend-path of a backend that builds itself, read from the cached sdist."""
-    path = archive.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
+    path = cache.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
     if not path.is_file():
         return ""
-    raw = archive.read_member(path, "pyproject.toml")
+    raw = cache.read_member(path, "pyproject.toml")
     if raw is None:
         return ""
     import tomllib
@@ -428,7 +428,7 @@ class _Session:
             return self._tree(locked)
 
     def _tree(self, locked: LockedComponent) -> tuple[Path, Path]:
-        sdist = archive.fetch(self.settings, locked)
+        sdist = cache.fetch(self.settings, locked.sdist)
         recipe = self.recipes.get(locked.key)
         if recipe is not None:  # prebuilt files the recipe does not allow: no build
             admit_sdist(sdist, recipe)
@@ -489,13 +489,13 @@ class _Session:
                repair_wheels: list[Path] | None = None) -> builder.BuildInputs:
         locked = node.locked
         sdist, tree = self.tree(locked)
-        ref = SourceRef(locked.key, locked.version, locked.sdist.filename, locked.sdist.url,
-                        locked.sdist.sha256, locked.sdist.size)
         patches = tuple({"path": str(p.name), "sha256": sha256_file(p)}
                         for p in self.patches(locked))
         recipe = self.recipes.get(locked.key)
         return builder.BuildInputs(
-            name=locked.key, version=locked.version, sdist=sdist, source=ref, tree=tree,
+            name=locked.key, version=locked.version, sdist=sdist, tree=tree,
+            # the record names the project normalized, however the lock row spells it
+            source=replace(locked.sdist, name=locked.key),
             tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
             recipe_name=recipe.path.name if recipe else locked.key,
             recipe_digest=locked.recipe_digest, patches=patches,

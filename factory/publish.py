@@ -29,13 +29,13 @@ from factory import ledger
 from factory._internal.atomic import sha256_file, write_json, write_text
 from factory.admission import Allowance, Approvals, admit
 from factory.attest import attest_wheel
-from factory.attest.intoto import intoto_dir_for, write_intoto
+from factory.attest.intoto import write_intoto
 from factory.attest.keys import init_keys
-from factory.build.record import BuildRecord, record_path_for
+from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import FactoryError, IntegrityError, printable
-from factory.index.changes import PublishedFile, publish, publish_trust
-from factory.index.records import Layout, load_record
+from factory.index import Index, PublishedFile
+from factory.index.records import Sidecars
 from factory.index.store import publish_lock
 from factory.sign import (
     Signer,
@@ -46,7 +46,7 @@ from factory.sign import (
     publish_statement,
     to_pep740_attestation,
 )
-from factory.upstream.archive import cache_path
+from factory.upstream.cache import cache_path
 
 
 def ensure_keys(settings: Settings) -> None:
@@ -105,38 +105,32 @@ class RefusedError(FactoryError):
         return "\n".join([super().diagnostics(), *(f"  {r.line()}" for r in self.report.refused)])
 
 
-def is_published(settings: Settings, record: BuildRecord) -> bool:
+def is_published(index: Index, record: BuildRecord) -> bool:
     """True when the index already serves this exact wheel."""
-    index_record = load_record(Layout(settings.index_dir), canonicalize_name(record.component))
-    entry = index_record.find(record.wheel_filename) if index_record else None
-    return entry is not None and entry.sha256 == record.wheel_sha256
-
-
-@dataclass(frozen=True)
-class Sidecars:
-    files: dict[str, Path]
+    return index.serves(canonicalize_name(record.component), record.wheel_filename,
+                        record.wheel_sha256)
 
 
 def _sign(settings: Settings, signer: Signer, record: BuildRecord, wheel: Path,
-          allowances: tuple[Allowance, ...]) -> Sidecars:
+          allowances: tuple[Allowance, ...]) -> dict[str, Path]:
+    """Attest and sign ``wheel``; every sidecar the index publishes beside it, by kind.
+
+    The build wrote the build record, attest the SBOM; this writes the rest."""
     attestation = attest_wheel(settings, record, wheel, allowances)
     bundle = signer.sign_artifact(wheel)
     statements = [*attestation.statements, publish_statement(wheel.name, record.wheel_sha256)]
     bundles = [signer.sign_statement(s) for s in statements]
-    sigstore_path = wheel.with_name(wheel.name + ".sigstore.json")
-    jsonl_path = wheel.with_name(wheel.name + ".intoto.jsonl")
-    provenance_path = wheel.with_name(wheel.name + ".provenance")
-    write_text(sigstore_path, bundle if bundle.endswith("\n") else bundle + "\n")
-    write_text(jsonl_path, "".join(json.dumps(json.loads(b), sort_keys=True) + "\n"
-                                   for b in bundles))
-    write_json(provenance_path, provenance_object([to_pep740_attestation(b) for b in bundles],
-                                                  factory_publisher(settings)))
+    sidecars = Sidecars(wheel)
+    write_text(sidecars.path("sigstore"), bundle if bundle.endswith("\n") else bundle + "\n")
+    write_text(sidecars.path("intoto"), "".join(json.dumps(json.loads(b), sort_keys=True) + "\n"
+                                                for b in bundles))
+    write_json(sidecars.path("provenance"),
+               provenance_object([to_pep740_attestation(b) for b in bundles],
+                                 factory_publisher(settings)))
     sdist = cache_path(settings, record.source.sha256, record.source.filename)
-    in_toto = intoto_dir_for(wheel)
-    write_intoto(settings, sdist, wheel, [attestation.sbom_path, jsonl_path], in_toto)
-    return Sidecars({"provenance": provenance_path, "sigstore": sigstore_path,
-                     "intoto": jsonl_path, "sbom": attestation.sbom_path,
-                     "build": record_path_for(wheel), "in-toto": in_toto})
+    write_intoto(settings, sdist, wheel, [attestation.sbom_path, sidecars.path("intoto")],
+                 sidecars.path("in-toto"))
+    return sidecars.files()
 
 
 def release(settings: Settings, records: Iterable[BuildRecord],
@@ -157,10 +151,11 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
                 run_id: str | None = None) -> ReleaseReport:
     """Like ``release``, but returns the refusals instead of raising for them."""
     report = ReleaseReport()
+    index = Index.of(settings)
     pending: list[BuildRecord] = []
     served: list[BuildRecord] = []
     for record in records:
-        (served if _served(settings, record) else pending).append(record)
+        (served if _served(index, record) else pending).append(record)
     # Asked first, so that a ledger that cannot record a decision fails the run before
     # anything is signed, not after.
     refusals = ledger.open_refusals(settings)
@@ -168,7 +163,7 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
     if not pending:
         return report
     ensure_keys(settings)
-    publish_trust(settings, trust_files(settings))
+    index.publish_trust(trust_files(settings))
     approvals = Approvals.load(settings)
     with open_signer(settings) as signer:
         for record in pending:
@@ -178,9 +173,9 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
             result: PublishedFile | None = None
             with publish_lock(settings.wheels_dir / ".locks" / record.wheel_filename):
                 try:
-                    if is_published(settings, record):
+                    if is_published(index, record):
                         continue
-                    result = _release_one(settings, signer, approvals, record, run_id)
+                    result = _release_one(settings, index, signer, approvals, record, run_id)
                     report.published.append(result)
                 except FactoryError as exc:  # this wheel only: the others go on
                     report.refused.append(_refuse(settings, record, exc, run_id))
@@ -200,15 +195,15 @@ def _close_refusals(settings: Settings, served: list[BuildRecord],
                                    record.wheel_filename, version=record.version, run_id=run_id)
 
 
-def _served(settings: Settings, record: BuildRecord) -> bool:
+def _served(index: Index, record: BuildRecord) -> bool:
     try:
-        return is_published(settings, record)
+        return is_published(index, record)
     except FactoryError:
         return False  # the loop tries again and records the refusal for this wheel alone
 
 
-def _release_one(settings: Settings, signer: Signer, approvals: Approvals, record: BuildRecord,
-                 run_id: str | None) -> PublishedFile:
+def _release_one(settings: Settings, index: Index, signer: Signer, approvals: Approvals,
+                 record: BuildRecord, run_id: str | None) -> PublishedFile:
     wheel = settings.wheels_dir / record.wheel_filename
     actual = sha256_file(wheel) if wheel.is_file() else "missing"
     if actual != record.wheel_sha256:
@@ -218,7 +213,7 @@ def _release_one(settings: Settings, signer: Signer, approvals: Approvals, recor
     admission = admit(settings, approvals, record, wheel)
     sidecars = _sign(settings, signer, record, wheel, admission.allowances)
     sdist = cache_path(settings, record.source.sha256, record.source.filename)
-    result = publish(settings, wheel, sidecars.files, sdist if sdist.is_file() else None)
+    result = index.add(wheel, sidecars, sdist if sdist.is_file() else None)
     ledger.record_decision(settings, record.component, ledger.PUBLISHED, record.wheel_filename,
                            version=record.version, run_id=run_id)
     return result

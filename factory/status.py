@@ -10,11 +10,12 @@ from packaging.version import Version
 from factory import ledger
 from factory.config import Settings
 from factory.errors import FactoryError
-from factory.index.records import Layout, load_record
+from factory.index import Index
 from factory.lock import Lock, LockedComponent, load_lock
 from factory.lock.policy import parse_time
 from factory.recipes import load_recipes
-from factory.upstream.client import ProjectListing, Upstream
+from factory.upstream.client import Upstream
+from factory.upstream.listing import ProjectListing
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _refused(key: str, refusals: dict[tuple[str, str | None], dict[str, object]]
 def component_status(settings: Settings, offline: bool = False) -> list[ComponentStatus]:
     recipes = load_recipes(settings)
     lock = load_lock(settings) if settings.lock_path.is_file() else Lock()
-    layout = Layout(settings.index_dir)
+    index = Index.of(settings)
     now = datetime.now(UTC)
     opened = ledger.open_alarms(settings)
     refusals = ledger.open_refusals(settings)
@@ -92,7 +93,7 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 allowed = _newest(ProjectListing(listing.name, tuple(
                     f for f in listing.files
                     if f.version is not None and recipe.versions.contains(f.version))))
-            record = load_record(layout, key)
+            record = index.record(key)
             live = [f for f in record.files if not f.yanked] if record else []
             published = max((Version(f.version) for f in live), default=None)
             advisories = sorted({a.get("id", "?") for f in (record.files if record else [])

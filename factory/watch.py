@@ -21,9 +21,7 @@ from packaging.version import Version
 from factory import ledger
 from factory.config import Settings
 from factory.errors import printable
-from factory.index.changes import record_advisories, yank
-from factory.index.records import Layout, list_projects, load_record
-from factory.index.regen import write_status
+from factory.index import Index
 from factory.lock import Alarm, Change, lock_report
 from factory.status import component_status
 from factory.upstream.advisories import AdvisoryDatabase
@@ -45,6 +43,7 @@ class WatchResult:
 
 
 def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
+    index = Index.of(settings)
     result = WatchResult()
     report = lock_report(settings, update=True)
     result.alarms = report.alarms
@@ -53,26 +52,26 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     result.rebuild = sorted({c.name for c in result.moved} - alarmed)
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
-    result.yanked = check_advisories(settings, run_id)
-    publish_status(settings)
+    result.yanked = check_advisories(settings, index, run_id)
+    publish_status(settings, index)
     return result
 
 
-def publish_status(settings: Settings) -> None:
+def publish_status(settings: Settings, index: Index) -> None:
     """Show `factory status` on the index home page (listings come from the ETag cache)."""
-    write_status(settings, [row.to_dict() for row in component_status(settings)])
+    index.write_status([row.to_dict() for row in component_status(settings)])
 
 
-def check_advisories(settings: Settings, run_id: str | None = None) -> list[tuple[str, str, str]]:
+def check_advisories(settings: Settings, index: Index,
+                     run_id: str | None = None) -> list[tuple[str, str, str]]:
     """Record the advisory status of every published version; yank the affected ones."""
     if not settings.advisories:
         return []
     db = AdvisoryDatabase(settings.advisories)
-    layout = Layout(settings.index_dir)
     yanked = []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for project in list_projects(layout):
-        record = load_record(layout, project)
+    for project in index.projects():
+        record = index.record(project)
         if record is None:
             continue
         for version in sorted({f.version for f in record.files}, key=Version):
@@ -82,11 +81,11 @@ def check_advisories(settings: Settings, run_id: str | None = None) -> list[tupl
                      for a in hits]
             entries = [f for f in record.files if f.version == version]
             if any(f.advisories != found for f in entries):
-                record_advisories(settings, project, version, found, now)
+                index.record_advisories(project, version, found, now)
             if hits and not all(f.yanked for f in entries):
                 # Shown by pip to whoever installs it: the OSV source's ids, made inert.
                 why = "advisory " + ", ".join(sorted(printable(a.id, keep="") for a in hits))
-                yank(settings, project, version, why)
+                index.yank(project, version, why)
                 ledger.record_decision(settings, project, "yanked", why, version, run_id)
                 yanked.append((project, version, why))
     return yanked

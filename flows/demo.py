@@ -34,9 +34,10 @@ def step(text: str) -> None:
 def _serve_in_thread(settings: Settings) -> tuple[threading.Thread, object]:
     import uvicorn
 
+    from factory.index import Index
     from factory.index.serve import create_app
 
-    config = uvicorn.Config(create_app(settings), host=settings.serve_host,
+    config = uvicorn.Config(create_app(Index.of(settings)), host=settings.serve_host,
                             port=settings.serve_port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -29,6 +29,7 @@ from factory.build.job import MissingRequirementsError
 from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import BuildError, UpstreamError, printable
+from factory.index import Index
 from factory.plan import Node, Plan, make_plan, run_plan
 from factory.publish import ReleaseReport, is_published, release_all
 from flows.slots import BUILD_LIMIT, build_slot
@@ -171,7 +172,8 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
                if r.wheel_filename in before}
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
     _record_outcomes(settings, rows, outcome.records, run_id)
-    pending = [r for r in outcome.records if not is_published(settings, r)]
+    index = Index.of(settings)
+    pending = [r for r in outcome.records if not is_published(index, r)]
     # With nothing new no task is run (a no-op run stays cheap); release_all still
     # closes what a run killed between publishing and recording it left open.
     report = publish_records(settings, outcome.records, run_id) if pending \

@@ -16,9 +16,10 @@ from packaging.version import Version
 
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.lock import APPROVED, Lock, LockedComponent, SdistRef, load_lock, save_lock
+from factory.lock import APPROVED, Lock, LockedComponent, load_lock, save_lock
 from factory.recipes import parse_recipe
-from factory.upstream.archive import cache_path, read_metadata
+from factory.upstream.cache import cache_path, read_metadata
+from tests import factories
 
 
 def approve(settings: Settings, record: BuildRecord, recipe_body: str = "") -> BuildRecord:
@@ -30,17 +31,14 @@ def approve(settings: Settings, record: BuildRecord, recipe_body: str = "") -> B
     key = canonicalize_name(record.component)
     recipe_path = settings.recipes_dir / f"{key}.toml"
     if not recipe_path.is_file():
-        recipe_path.parent.mkdir(parents=True, exist_ok=True)
-        recipe_path.write_text(f'name = "{key}"\nversions = "=={record.version}"\n'
-                               + recipe_body)
+        factories.recipe(settings.root, key, f'versions = "=={record.version}"\n' + recipe_body)
     recipe = parse_recipe(recipe_path, settings.recipes_dir)
     sdist = cache_path(settings, record.source.sha256, record.source.filename)
     meta = read_metadata(sdist) if sdist.is_file() else None
     entry = LockedComponent(
-        name=key, version=record.version, kind=recipe.kind, reason=APPROVED,
-        recipe_digest=recipe.digest,
-        sdist=SdistRef(record.source.filename, _lockable(record.source.url, record),
-                       record.source.sha256, record.source.size),
+        kind=recipe.kind, reason=APPROVED, recipe_digest=recipe.digest,
+        sdist=dataclasses.replace(record.source, name=key, version=record.version,
+                                  url=_lockable(record.source.url, record)),
         requires_dist=meta.requires_dist if meta else ())
     lock = load_lock(settings) if settings.lock_path.is_file() else Lock()
     lock.components = [c for c in lock.components

@@ -10,25 +10,26 @@ hashed sdists from PyPI once into pytest's cache directory.
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
 import tarfile
 import textwrap
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from factory._internal.atomic import sha256_file
+from factory.build import job as builder
 from factory.build.env import Kit, KitPart, import_root
 from factory.build.image import ImageRef
 from factory.build.job import BuildInputs
-from factory.build.record import SourceRef
+from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.lock import LockedComponent, SdistRef
-from factory.upstream import archive
-
-EPOCH = 1_700_000_000
+from factory.lock import LockedComponent
+from factory.upstream.cache import Sdist, cache_path
+from tests import factories
 
 # An in-tree PEP 517 backend: writes a minimal wheel after running PAYLOAD.
 BACKEND = '''
@@ -71,27 +72,35 @@ backend-path = ["."]
 """
 
 
-def make_sdist(directory: Path, name: str, files: dict[str, str], version: str = "1.0") -> Path:
-    """A gzipped sdist ``name-version.tar.gz`` holding ``files`` under its root dir."""
-    directory.mkdir(parents=True, exist_ok=True)
-    sdist = directory / f"{name}-{version}.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tar:
-        for rel, text in sorted(files.items()):
-            data = text.encode()
-            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
-            info.size, info.mtime, info.mode = len(data), EPOCH, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return sdist
-
-
-def backend_sdist(directory: Path, name: str, payload: str, extra: str = "") -> Path:
-    """An sdist whose in-tree backend runs ``payload`` (Python source) before writing."""
+def backend_sdist(directory: Path, name: str, payload: str, extra: str = "",
+                  files: Mapping[str, str] | None = None) -> Path:
+    """``name-1.0.tar.gz`` (the name as given) whose in-tree backend runs ``payload``
+    (Python source) before writing its wheel; ``files`` replace members of it."""
     body = textwrap.indent(textwrap.dedent(payload).strip() or "pass", "    ")
     backend = BACKEND.format(name=name, version="1.0", payload=body) + extra
-    return make_sdist(directory, name, {
+    return factories.sdist(directory, name, "1.0", bare=True, dist=name, files={
         "pyproject.toml": PYPROJECT, "backend.py": backend,
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-    })
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", **(files or {})})
+
+
+def module_sdist(directory: Path, module: ModuleType, name: str) -> Path:
+    """An sdist of a pure-Python package of the test venv (a front-end kit's source);
+    it says what it is in PKG-INFO, which fetch checks against the lock."""
+    package = Path(str(module.__file__)).parent
+    version = str(getattr(module, "__version__", "0"))
+    files = {f"{module.__name__}/{p.relative_to(package)}": p.read_bytes()
+             for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts}
+    files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    return factories.sdist(directory, name, version, files=files, bare=True, dist=name)
+
+
+def build_backend(settings: Settings, kit: Kit, image: ImageRef, name: str, payload: str,
+                  extra: str = "", files: Mapping[str, str] | None = None,
+                  tools: tuple[Path, ...] = ()) -> BuildRecord:
+    """Build ``backend_sdist(name, payload, extra, files)`` in the real build container."""
+    sdist = backend_sdist(settings.root / "sdists", name, payload, extra, files)
+    tree = unpack(sdist, settings.root / "trees" / name)
+    return builder.build(settings, inputs_for(sdist, tree, kit, image, tools))
 
 
 def unpack(sdist: Path, into: Path) -> Path:
@@ -104,8 +113,8 @@ def unpack(sdist: Path, into: Path) -> Path:
 def inputs_for(sdist: Path, tree: Path, kit: Kit, image: ImageRef,
                tools: tuple[Path, ...] = ()) -> BuildInputs:
     name, _, version = sdist.name.removesuffix(".tar.gz").rpartition("-")
-    ref = SourceRef(name, version, sdist.name, f"file://{sdist}", sha256_file(sdist),
-                    sdist.stat().st_size)
+    ref = Sdist(name, version, sdist.name, f"file://{sdist}", sha256_file(sdist),
+                sdist.stat().st_size)
     return BuildInputs(name=name, version=version, sdist=sdist, source=ref, tree=tree,
                        tools=tools, kit=kit, image=image, recipe_name=f"{name}.toml",
                        recipe_digest="sha256:" + "0" * 64)
@@ -162,10 +171,6 @@ def download(cache: Path, url: str, sha256: str) -> Path:
     return target
 
 
-def offline_settings(root: Path, **overrides: object) -> Settings:
-    return Settings(root=root, state_dir=root / "state", **overrides)  # type: ignore[arg-type]
-
-
 def kit_from_sdists(sdists: dict[str, Path], into: Path) -> Kit:
     """The honest kit: the locked front-end sdists, unpacked."""
     parts = []
@@ -181,11 +186,10 @@ def lock_entry(settings: Settings, sdist: Path, kind: str, reason: str,
     """A lock entry for ``sdist``, which is put in the source cache (no download)."""
     name, _, version = sdist.name.removesuffix(".tar.gz").rpartition("-")
     digest = sha256_file(sdist)
-    cached = archive.cache_path(settings, digest, sdist.name)
+    cached = cache_path(settings, digest, sdist.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(sdist, cached)
-    ref = SdistRef(sdist.name, f"https://files.invalid/{sdist.name}", digest,
-                   sdist.stat().st_size)
-    return LockedComponent(name=name, version=version, kind=kind, reason=reason,
-                           recipe_digest="sha256:" + "0" * 64, sdist=ref,
-                           build_requires=requires)
+    pin = Sdist(name, version, sdist.name, f"https://files.invalid/{sdist.name}", digest,
+                sdist.stat().st_size)
+    return factories.locked(name, version, requires, kind=kind, reason=reason, sdist=pin,
+                            recipe_digest="sha256:" + "0" * 64)

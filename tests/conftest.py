@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from factory.config import Settings, load_settings
+from tests import factories
 from tests.local_upstream import LocalUpstream, start, stop
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -22,16 +23,6 @@ def upstream(tmp_path: Path) -> Iterator[LocalUpstream]:
         yield server
     finally:
         stop(server)
-
-
-def write_recipe(root: Path, name: str, body: str = "") -> Path:
-    path = root / "recipes" / f"{name}.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = f'name = "{name}"\n'
-    if "versions" not in body:
-        text += 'versions = ">=0"\n'
-    path.write_text(text + body)
-    return path
 
 
 @pytest.fixture
@@ -53,7 +44,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from flows.server import ensure_server, stop_server
 
     home = tmp_path_factory.mktemp("prefect")
-    settings = Settings(root=home, state_dir=home / "state")
+    settings = factories.settings(home)
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PREFECT_HOME"] = str(home / "state" / "prefect")

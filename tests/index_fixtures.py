@@ -1,9 +1,9 @@
 """Test data and servers for the index tests.
 
-Wheels are written directly as zip files (METADATA, WHEEL, RECORD with
-hashes): real, installable wheels in milliseconds and with no network, which
-build isolation would need. Sidecars are small fabricated JSON files; the
-provenance carries a real X.509 certificate so the signer identity is parsed.
+Wheels and sdists come from tests.factories: real, installable wheels in
+milliseconds and with no network, which build isolation would need. Sidecars
+are small fabricated JSON files; the provenance carries a real X.509
+certificate so the signer identity is parsed.
 """
 
 from __future__ import annotations
@@ -13,14 +13,10 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import io
 import json
-import re
 import socket
-import tarfile
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,60 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from factory.config import Settings
+from factory.index import Index
+from tests import factories
 
 SIGNER = "https://factory.invalid/builders/docker"
 ISSUER = "https://factory.invalid/oidc"
-
-
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def make_wheel(
-    directory: Path,
-    name: str,
-    version: str,
-    requires: list[str] | None = None,
-    requires_python: str | None = None,
-    marker: str = "",
-) -> Path:
-    """A pure-Python wheel whose module exposes VERSION (and ``marker``)."""
-    module = re.sub(r"[-_.]+", "_", name).lower()
-    dist = f"{module}-{version}"
-    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    meta += [f"Requires-Dist: {r}" for r in requires or []]
-    if requires_python:
-        meta.append(f"Requires-Python: {requires_python}")
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\nMARKER = {marker!r}\n".encode(),
-        f"{dist}.dist-info/METADATA": ("\n".join(meta) + "\n\n").encode(),
-        f"{dist}.dist-info/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: factory-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
-    }
-    record = [f"{p},sha256={_b64(hashlib.sha256(d).digest())},{len(d)}" for p, d in files.items()]
-    record.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in files.items():
-            info = zipfile.ZipInfo(member, date_time=(2024, 1, 1, 0, 0, 0))
-            archive.writestr(info, data)
-    return path
-
-
-def make_sdist(directory: Path, name: str, version: str) -> Path:
-    module = re.sub(r"[-_.]+", "_", name).lower()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{module}-{version}.tar.gz"
-    data = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    with tarfile.open(path, "w:gz") as archive:
-        info = tarfile.TarInfo(f"{module}-{version}/PKG-INFO")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _certificate(identity: str = SIGNER, issuer: str = ISSUER) -> str:
@@ -197,12 +144,16 @@ def publish_wheel(
     requires_python: str | None = None,
     marker: str = "",
 ) -> Any:
-    from factory.index import publish
+    """``name`` ``version`` published with fabricated sidecars; its module holds ``marker``
+    (another marker, other bytes under the same file name)."""
 
-    wheel = make_wheel(work / "dist", name, version, requires, requires_python, marker)
-    sdist = make_sdist(work / "sdist", name, version)
+    module = f"VERSION = {version!r}\nMARKER = {marker!r}\n".encode()
+    wheel = factories.wheel(work / "dist", name, version, requires=requires or (),
+                            requires_python=requires_python,
+                            files={f"{factories.dist_name(name)}/__init__.py": module})
+    sdist = factories.sdist(work / "sdist", name, version)
     sidecars = make_sidecars(work / "side", wheel, sdist)
-    return publish(settings, wheel, sidecars, sdist, {})
+    return Index.of(settings).add(wheel, sidecars, sdist, {})
 
 
 class RequestLog:

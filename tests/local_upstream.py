@@ -1,17 +1,15 @@
 """A local upstream index for tests: PEP 691 JSON + PEP 503 HTML on 127.0.0.1.
 
-It serves sdists that the tests generate, so unit tests never touch the
-network. Faults can be switched on to test the client: HTML only, a number of
-503 answers before a good one, truncated files, or a server that is down.
+It serves sdists that the tests generate (``add`` passes its options on to
+tests.factories.sdist), so unit tests never touch the network. Faults can be
+switched on to test the client: HTML only, a number of 503 answers before a
+good one, truncated files, or a server that is down.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tarfile
-import textwrap
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,57 +18,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from tests import factories
+
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-
-
-def make_sdist(directory: Path, name: str, version: str, *,
-               build_requires: list[str] | None = None,
-               backend: str = "setuptools.build_meta",
-               requires_dist: list[str] | None = None,
-               license_expression: str | None = "MIT",
-               setup_py: str | None = None,
-               extra_members: dict[str, bytes] | None = None) -> Path:
-    """Write a small but real sdist (a buildable setuptools project by default)."""
-    dist = name.replace("-", "_")
-    root = f"{dist}-{version}"
-    requires = build_requires if build_requires is not None else ["setuptools>=61"]
-    pkg_info = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
-    if license_expression:
-        pkg_info.append(f"License-Expression: {license_expression}")
-    pkg_info += [f"Requires-Dist: {r}" for r in requires_dist or []]
-    deps = ", ".join(json.dumps(r) for r in requires_dist or [])
-    pyproject = textwrap.dedent(f"""\
-        [build-system]
-        requires = {json.dumps(requires)}
-        build-backend = "{backend}"
-
-        [project]
-        name = "{name}"
-        version = "{version}"
-        description = "A test package"
-        dependencies = [{deps}]
-        requires-python = ">=3.8"
-
-        [tool.setuptools]
-        packages = ["{dist}"]
-        """)
-    members = {
-        f"{root}/PKG-INFO": ("\n".join(pkg_info) + "\n").encode(),
-        f"{root}/pyproject.toml": pyproject.encode(),
-        f"{root}/{dist}/__init__.py": f'__version__ = "{version}"\n'.encode(),
-    }
-    if setup_py is not None:
-        members[f"{root}/setup.py"] = setup_py.encode()
-    for rel, data in (extra_members or {}).items():
-        members[f"{root}/{rel}"] = data
-    path = directory / f"{dist}-{version}.tar.gz"
-    directory.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for member, data in sorted(members.items()):
-            info = tarfile.TarInfo(member)
-            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 @dataclass
@@ -106,7 +56,7 @@ class LocalUpstream:
 
     def add(self, name: str, version: str, *, age_days: float = 30, yanked: str | bool = False,
             requires_python: str | None = None, **sdist_options: object) -> Release:
-        path = make_sdist(self.directory / "files", name, version, **sdist_options)  # type: ignore[arg-type]
+        path = factories.sdist(self.directory / "files", name, version, **sdist_options)  # type: ignore[arg-type]
         release = Release(path, datetime.now(UTC) - timedelta(days=age_days), yanked,
                           requires_python)
         self.projects.setdefault(canonicalize_name(name), []).append(release)

@@ -1,6 +1,6 @@
 """A small, real, published index without Docker, for tests of everything downstream.
 
-``make_published_index(root)`` generates sdists (tests.local_upstream.make_sdist),
+``make_published_index(root)`` generates sdists (tests.factories.sdist),
 puts them in the content-addressed source cache, builds each into a wheel on
 the host with pypa/build and the test venv's setuptools/wheel, writes an honest
 BuildRecord next to each wheel, and calls ``factory.publish.release``: the real
@@ -18,17 +18,14 @@ Use the session fixture ``published_index`` (read only!) or, to change files,
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
 import uuid
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,17 +37,16 @@ import pytest
 
 from factory._internal.atomic import sha256_file
 from factory.build.env import source_date_epoch
-from factory.build.record import BuildRecord, InstalledTool, SourceRef
+from factory.build.record import BuildRecord, InstalledTool
 from factory.config import Settings
+from factory.index import Index
 from factory.index.serve import create_app
 from factory.publish import release
-from factory.upstream.archive import cache_path, extract
+from factory.upstream.archive import extract
+from factory.upstream.cache import Sdist, cache_path
+from tests import factories
 from tests.approval_fixtures import approve
 from tests.index_fixtures import running
-from tests.local_upstream import make_sdist
-
-IDENTITY = "https://factory.invalid/builders/docker"
-ISSUER = "https://factory.invalid/oidc"
 
 
 @dataclass(frozen=True)
@@ -89,20 +85,6 @@ class PublishedIndex:
     def sdist(self, name: str) -> Path:
         record = self.record(name)
         return cache_path(self.settings, record.source.sha256, record.source.filename)
-
-
-def fixture_settings(root: Path, **overrides: object) -> Settings:
-    """Settings for a project under ``root`` (no factory.toml, no FACTORY_* variables)."""
-    (root / "advisories").mkdir(parents=True, exist_ok=True)
-    values: dict[str, object] = {
-        "root": root / "project",
-        "state_dir": root / "state",
-        "advisories": str(root / "advisories"),
-        "identity": IDENTITY,
-        "issuer": ISSUER,
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 # -- building on the host -------------------------------------------------------------------
@@ -165,8 +147,8 @@ def _record(settings: Settings, package: Package, sdist: Path, wheel: Path, log:
         version=package.version,
         wheel_filename=wheel.name,
         wheel_sha256=sha256_file(wheel),
-        source=SourceRef(package.name, package.version, sdist.name, sdist.resolve().as_uri(),
-                         sha256_file(sdist), sdist.stat().st_size),
+        source=Sdist(package.name, package.version, sdist.name, sdist.resolve().as_uri(),
+                     sha256_file(sdist), sdist.stat().st_size),
         recipe_name=recipe.name,
         recipe_digest="sha256:" + sha256_file(recipe),
         builder_image=f"host-python:{sys.version.split()[0]}",
@@ -189,14 +171,12 @@ def _record(settings: Settings, package: Package, sdist: Path, wheel: Path, log:
 
 def build_package(settings: Settings, package: Package, upstream_dir: Path,
                   prefix: list[str]) -> BuildRecord:
-    made = make_sdist(upstream_dir, package.name, package.version,
-                      requires_dist=list(package.requires))
+    made = factories.sdist(upstream_dir, package.name, package.version,
+                           requires=package.requires)
     sdist = cache_path(settings, sha256_file(made), made.name)
     sdist.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(made, sdist)
-    recipe = settings.recipes_dir / f"{package.name}.toml"
-    recipe.parent.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(f'name = "{package.name}"\nversions = "=={package.version}"\n')
+    recipe = factories.recipe(settings.root, package.name, f'versions = "=={package.version}"\n')
     invocation = uuid.uuid4().hex
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log = settings.logs_dir / f"{package.name}-{package.version}-build-{invocation}.log"
@@ -218,7 +198,8 @@ def build_package(settings: Settings, package: Package, upstream_dir: Path,
 def make_published_index(root: Path, packages: Sequence[Package] = PACKAGES,
                          **settings_overrides: object) -> PublishedIndex:
     """Build, attest, sign and publish ``packages`` into an index under ``root``."""
-    settings = fixture_settings(root, **settings_overrides)
+    settings = factories.settings(root, project="project",
+                                  **{"advisories": root / "advisories", **settings_overrides})
     prefix = network_isolation()
     with ThreadPoolExecutor(max_workers=len(packages) or 1) as pool:
         records = list(pool.map(
@@ -237,40 +218,13 @@ def clone(published: PublishedIndex, dest: Path) -> PublishedIndex:
     return PublishedIndex(dest, settings, published.records)
 
 
-# -- other wheels --------------------------------------------------------------------------
-def make_plain_wheel(directory: Path, name: str, version: str,
-                     files: Mapping[str, bytes] | None = None,
-                     date_time: tuple[int, int, int, int, int, int] = (2024, 1, 1, 0, 0, 0),
-                     tag: str = "py3-none-any") -> Path:
-    """A hand-made, installable pure-Python wheel (METADATA, WHEEL, RECORD with hashes)."""
-    module = name.replace("-", "_")
-    dist_info = f"{module}-{version}.dist-info"
-    content: dict[str, bytes] = dict(files or {f"{module}/__init__.py": b"VALUE = 1\n"})
-    content[f"{dist_info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n").encode()
-    content[f"{dist_info}/WHEEL"] = (
-        f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n").encode()
-    lines = []
-    for member, data in content.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        lines.append(f"{member},sha256={digest},{len(data)}")
-    lines.append(f"{dist_info}/RECORD,,")
-    content[f"{dist_info}/RECORD"] = ("\n".join(lines) + "\n").encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{module}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in content.items():
-            archive.writestr(zipfile.ZipInfo(member, date_time), data)
-    return path
-
-
 @contextlib.contextmanager
 def serve_index(settings: Settings) -> Iterator[str]:
     """``factory serve`` (create_app under uvicorn) on a free 127.0.0.1 port, in a thread.
 
     Yields the base URL; pip/uv use ``<url>/simple/``. Stops when the block ends.
     """
-    with running(create_app(settings)) as base:
+    with running(create_app(Index.of(settings))) as base:
         yield base
 
 

@@ -10,38 +10,57 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.upstream.archive import cache_path
+from factory.upstream.cache import cache_path
+from tests import factories
 from tests.approval_fixtures import approve
-from tests.attest_fixtures import make_record, make_sdist, make_wheel
+from tests.attest_fixtures import make_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A child process that releases every staged build of ``settings(argv[1], "project")``.
+RELEASE = """
+    import sys
+    from pathlib import Path
+    from factory.build.record import BuildRecord
+    from factory.publish import release
+    from tests import factories
+    settings = factories.settings(Path(sys.argv[1]), project="project")
+    records = [BuildRecord.load(p) for p in sorted(settings.wheels_dir.glob("*.build.json"))]
+    print(len(release(settings, records)), flush=True)
+"""
 
-def state(base: Path, **overrides: object) -> Settings:
-    """Settings for a fresh project and state dir under ``base``."""
-    (base / "project").mkdir(parents=True, exist_ok=True)
-    return Settings(root=base / "project", state_dir=base / "state", **overrides)  # type: ignore[arg-type]
 
-
-def stage_build(settings: Settings, name: str = "tinypkg", version: str = "1.0.0") -> BuildRecord:
-    """A finished build, as the builder places it: wheel + record, sdist in the cache."""
-    work = settings.root / "work" / f"{name}-{version}"
-    wheel = make_wheel(settings.wheels_dir, name, version)
-    sdist = make_sdist(work, name, version)
-    record = make_record(wheel, sdist)
-    cached = cache_path(settings, record.source.sha256, sdist.name)
+def stage_build(settings: Settings, name: str = "tinypkg", version: str = "1.0.0", *,
+                wheel: bytes | None = None, filename: str | None = None, recipe: str = "",
+                sdist: Mapping[str, Any] | None = None, **wheel_options: Any) -> BuildRecord:
+    """A finished, approved build, as the builder leaves it: the sdist (``factories.sdist``
+    with ``sdist`` as its options) in the source cache; the wheel (``wheel``'s bytes, or
+    ``factories.wheel`` with ``wheel_options``) at ``filename`` and its record in the wheels
+    directory; a recipe (with ``recipe`` added) and the recipes.lock pin the gate signs."""
+    made = factories.sdist(settings.root / "work" / f"{name}-{version}", name, version,
+                           **(sdist or {}))
+    if wheel is None:
+        built = factories.wheel(settings.wheels_dir, name, version, filename=filename,
+                                **wheel_options)
+    else:
+        settings.wheels_dir.mkdir(parents=True, exist_ok=True)
+        built = settings.wheels_dir / (filename or f"{name}-{version}-{factories.PURE}.whl")
+        built.write_bytes(wheel)
+    record = make_record(built, made)
+    cached = cache_path(settings, record.source.sha256, made.name)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(sdist.read_bytes())
-    record = approve(settings, record)  # recipe + recipes.lock pin: the gate signs only those
+    cached.write_bytes(made.read_bytes())
+    record = approve(settings, record, recipe)
     record.save(settings.wheels_dir)
     return record
 
@@ -67,12 +86,6 @@ def wait_for(predicate: object, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SlowFiles:

@@ -13,15 +13,11 @@ import pytest
 
 from factory.config import Settings
 from factory.sign import init_authority, open_signer, publish_statement
+from tests import factories
 
 IDENTITY = "https://factory.invalid/builders/docker"
 ISSUER = "https://factory.invalid/oidc"
 WHEEL = "demo_pkg-1.0.0-py3-none-any.whl"
-
-
-def make_settings(base: Path, **overrides: Any) -> Settings:
-    (base / "project").mkdir(parents=True, exist_ok=True)
-    return Settings(root=base / "project", state_dir=base / "state", **overrides)
 
 
 def sha256(path: Path) -> str:
@@ -43,7 +39,7 @@ class Signed:
 
 @pytest.fixture(name="authority")
 def authority_fixture(tmp_path: Path) -> Settings:
-    settings = make_settings(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     init_authority(settings)
     return settings
 

@@ -14,10 +14,8 @@ that broke was fixed in the factory (see the report in the issue note).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -25,10 +23,9 @@ import stat
 import struct
 import subprocess
 import sys
-import tarfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +42,10 @@ from factory.admission.model import AdmissionError
 from factory.build.image import ImageRef
 from factory.build.record import BuildRecord
 from factory.config import Settings
+from factory.index import Index
 from factory.publish import refused_wheels, release, release_all
-from factory.upstream.archive import cache_path
-from tests.approval_fixtures import approve
-from tests.attest_fixtures import make_record
-from tests.security_fixtures import kill9, python, state
+from tests import factories
+from tests.security_fixtures import kill9, python, stage_build
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME, VERSION = "alpha", "1.0.0"
@@ -62,65 +58,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 
 
 # -- crafting wheels and staged builds ------------------------------------------------------
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def wheel_bytes(files: Mapping[str, bytes], *, name: str = NAME, version: str = VERSION,
-                requires: Sequence[str] = (), tags: Sequence[str] = ("py3-none-any",),
-                record_rows: Sequence[str] = ()) -> bytes:
-    """A wheel with ``files`` plus METADATA, WHEEL and a RECORD that matches them all."""
-    dist_info = f"{name}-{version}.dist-info"
-    content = dict(files)
-    meta = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
-    meta += [f"Requires-Dist: {r}" for r in requires]
-    content.setdefault(f"{dist_info}/METADATA", ("\n".join(meta) + "\n\n").encode())
-    content.setdefault(f"{dist_info}/WHEEL", (
-        "Wheel-Version: 1.0\nGenerator: attack\nRoot-Is-Purelib: true\n"
-        + "".join(f"Tag: {t}\n" for t in tags)).encode())
-    rows = [f"{n},sha256={_b64(d)},{len(d)}" for n, d in content.items() if not n.endswith("/")]
-    rows += [*record_rows, f"{dist_info}/RECORD,,"]
-    content[f"{dist_info}/RECORD"] = ("\n".join(rows) + "\n").encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in content.items():
-            archive.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), data)
-    return buffer.getvalue()
-
-
-def sdist_bytes(name: str = NAME, version: str = VERSION, requires: Sequence[str] = ()) -> bytes:
-    pkg_info = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
-    pkg_info += [f"Requires-Dist: {r}" for r in requires]
-    members = {"PKG-INFO": ("\n".join(pkg_info) + "\n").encode(),
-               f"{name}/__init__.py": b"VALUE = 1\n"}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for rel, data in members.items():
-            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def stage(settings: Settings, wheel: bytes, *, name: str = NAME, version: str = VERSION,
-          filename: str | None = None, recipe: str = "",
-          sdist_requires: Sequence[str] = ()) -> BuildRecord:
-    """A finished, approved build: sdist in the cache, wheel + record, recipe, lock pin."""
-    sdist = settings.root / "work" / name / f"{name}-{version}.tar.gz"
-    sdist.parent.mkdir(parents=True, exist_ok=True)
-    sdist.write_bytes(sdist_bytes(name, version, sdist_requires))
-    settings.wheels_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.wheels_dir / (filename or f"{name}-{version}-py3-none-any.whl")
-    path.write_bytes(wheel)
-    record = make_record(path, sdist)
-    cached = cache_path(settings, record.source.sha256, sdist.name)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(sdist.read_bytes())
-    record = approve(settings, record, recipe)
-    record.save(settings.wheels_dir)
-    return record
-
 
 def gate(settings: Settings, record: BuildRecord) -> tuple[Any, ...]:
     wheel = settings.wheels_dir / record.wheel_filename
@@ -139,7 +76,7 @@ def refused(settings: Settings, record: BuildRecord, *words: str) -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Settings:
-    return state(tmp_path)
+    return factories.settings(tmp_path, project="project")
 
 
 # -- zip surgery ------------------------------------------------------------------------------
@@ -214,13 +151,13 @@ PLAIN = {f"{NAME}/__init__.py": b"VALUE = 1\n"}
 def test_a_metadata_name_that_folds_or_looks_alike_is_refused(project: Settings,
                                                               claimed: str) -> None:
     meta = f"Metadata-Version: 2.4\nName: {claimed}\nVersion: {VERSION}\n\n".encode()
-    record = stage(project, wheel_bytes({**PLAIN, f"{DIST_INFO}/METADATA": meta}))
+    record = stage_build(project, NAME, files={**PLAIN, f"{DIST_INFO}/METADATA": meta})
     refused(project, record, "METADATA names project")
 
 
 def test_a_second_metadata_file_differing_in_case_is_refused(project: Settings) -> None:
     other = b"Metadata-Version: 2.4\nName: requests\nVersion: 99\n\n"
-    record = stage(project, wheel_bytes({**PLAIN, f"{DIST_INFO}/metadata": other}))
+    record = stage_build(project, NAME, files={**PLAIN, f"{DIST_INFO}/metadata": other})
     refused(project, record, "duplicates")
 
 
@@ -237,7 +174,7 @@ def test_metadata_of_another_project_in_site_packages_is_refused(project: Settin
                                                                  member: str) -> None:
     """pip then lists `requests 99.0` as installed and never installs the real one."""
     spoof = b"Metadata-Version: 2.1\nName: requests\nVersion: 99.0\n\n"
-    record = stage(project, wheel_bytes({**PLAIN, member: spoof}))
+    record = stage_build(project, NAME, files={**PLAIN, member: spoof})
     refused(project, record)
 
 
@@ -245,27 +182,27 @@ def test_vendored_metadata_below_a_package_is_allowed(project: Settings) -> None
     """setuptools ships setuptools/_vendor/*.dist-info: not at the site-packages root."""
     spoof = b"Metadata-Version: 2.1\nName: packaging\nVersion: 24.2\n\n"
     vendored = f"{NAME}/_vendor/packaging-24.2.dist-info/METADATA"
-    record = stage(project, wheel_bytes({**PLAIN, vendored: spoof}))
+    record = stage_build(project, NAME, files={**PLAIN, vendored: spoof})
     assert gate(project, record) == ()
 
 
 # -- RECORD -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("row", [
-    f"../{NAME}/evil.py,sha256={_b64(b'x')},1",
-    f"/etc/cron.d/evil,sha256={_b64(b'x')},1",
-    f"{NAME}/../../evil.pth,sha256={_b64(b'x')},1",
-    f"{NAME}/__init__.py,sha256={_b64(b'VALUE = 1')},9",  # the same file twice
+    factories.record_row(f"../{NAME}/evil.py", b"x"),
+    factories.record_row("/etc/cron.d/evil", b"x"),
+    factories.record_row(f"{NAME}/../../evil.pth", b"x"),
+    factories.record_row(f"{NAME}/__init__.py", b"VALUE = 1"),  # the same file twice
 ])
 def test_record_rows_naming_paths_out_of_the_archive_are_refused(project: Settings,
                                                                  row: str) -> None:
-    record = stage(project, wheel_bytes(PLAIN, record_rows=[row]))
+    record = stage_build(project, NAME, record_rows=[row])
     refused(project, record, "RECORD")
 
 
 def test_a_record_that_lists_itself_with_a_hash_is_never_a_crash(project: Settings) -> None:
     """A RECORD cannot hash itself; one that claims to is admitted or refused cleanly."""
-    row = f"{DIST_INFO}/RECORD,sha256={_b64(b'not the record')},14"
-    record = stage(project, wheel_bytes(PLAIN, record_rows=[row]))
+    row = factories.record_row(f"{DIST_INFO}/RECORD", b"not the record")
+    record = stage_build(project, NAME, record_rows=[row])
     with contextlib.suppress(AdmissionError):
         gate(project, record)
 
@@ -274,27 +211,30 @@ def test_a_record_that_lists_itself_with_a_hash_is_never_a_crash(project: Settin
 def test_a_directory_entry_whose_local_header_names_a_pth_is_refused(project: Settings) -> None:
     """zipfile never opens a directory entry, so it never compares its local header;
     an installer that streams local headers sees 'alpha/x.pth' instead."""
-    data = wheel_bytes({**PLAIN, f"{NAME}/sub/": b""})
-    record = stage(project, rename_local(data, f"{NAME}/sub/", f"{NAME}/x.pt"))
+    data = factories.wheel_bytes(NAME, files={**PLAIN, f"{NAME}/sub/": b""})
+    record = stage_build(project, NAME, wheel=rename_local(data, f"{NAME}/sub/", f"{NAME}/x.pt"))
     refused(project, record)
 
 
 def test_a_file_entry_whose_local_header_names_another_file_is_refused(
         project: Settings) -> None:
-    data = wheel_bytes(PLAIN)
-    record = stage(project, rename_local(data, f"{NAME}/__init__.py", f"{NAME}/__init__.pt"))
+    data = factories.wheel_bytes(NAME)
+    record = stage_build(project, NAME,
+                         wheel=rename_local(data, f"{NAME}/__init__.py", f"{NAME}/__init__.pt"))
     refused(project, record)
 
 
 def test_a_local_entry_no_central_entry_names_is_refused(project: Settings) -> None:
-    data = hide_local_entry(wheel_bytes(PLAIN), "evil.pth", b"import os; os.system('id')\n")
+    data = hide_local_entry(factories.wheel_bytes(NAME), "evil.pth",
+                            b"import os; os.system('id')\n")
     assert "evil.pth" not in zipfile.ZipFile(io.BytesIO(data)).namelist()  # zipfile is blind
-    record = stage(project, data)
+    record = stage_build(project, NAME, wheel=data)
     refused(project, record)
 
 
 def test_two_central_entries_sharing_one_local_header_are_refused(project: Settings) -> None:
-    record = stage(project, point_second_entry_at_first(wheel_bytes(PLAIN)))
+    record = stage_build(project, NAME,
+                         wheel=point_second_entry_at_first(factories.wheel_bytes(NAME)))
     refused(project, record)
 
 
@@ -302,7 +242,7 @@ def test_two_central_entries_sharing_one_local_header_are_refused(project: Setti
 def test_bytes_outside_the_archive_structure_are_refused(project: Settings, where: str) -> None:
     """A stub before the archive (zipfile adjusts every offset), or data after the end
     record: parsers disagree about where such an archive starts or ends."""
-    data = wheel_bytes(PLAIN)
+    data = factories.wheel_bytes(NAME)
     if where == "prefix":
         data = b"#!/bin/sh\nexec python3 -c 'import os'\n" + data
     elif where == "suffix":
@@ -310,15 +250,15 @@ def test_bytes_outside_the_archive_structure_are_refused(project: Settings, wher
     else:
         end = _eocd(data)
         data = data[:end + 20] + struct.pack("<H", 4) + b"note" + b"and junk after it"
-    record = stage(project, data)
+    record = stage_build(project, NAME, wheel=data)
     refused(project, record)
 
 
 def test_a_legitimate_archive_comment_is_allowed(project: Settings) -> None:
-    buffer = io.BytesIO(wheel_bytes(PLAIN))
+    buffer = io.BytesIO(factories.wheel_bytes(NAME))
     with zipfile.ZipFile(buffer, "a") as archive:
         archive.comment = b"built by the factory"
-    record = stage(project, buffer.getvalue())
+    record = stage_build(project, NAME, wheel=buffer.getvalue())
     assert gate(project, record) == ()
 
 
@@ -336,14 +276,14 @@ def test_a_wheel_written_with_data_descriptors_is_allowed(project: Settings) -> 
             self.buffer += bytes(data)
             return len(data)
 
-    base = zipfile.ZipFile(io.BytesIO(wheel_bytes(PLAIN)))
+    base = zipfile.ZipFile(io.BytesIO(factories.wheel_bytes(NAME)))
     sink = Unseekable()
     with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:  # type: ignore[arg-type]
         for info in base.infolist():
             archive.writestr(info.filename, base.read(info))
     data = bytes(sink.buffer)
     assert any(i.flag_bits & 0x08 for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
-    record = stage(project, data)
+    record = stage_build(project, NAME, wheel=data)
     assert gate(project, record) == ()
 
 
@@ -360,20 +300,20 @@ def _zip64(data: bytes) -> bytes:
 
 
 def test_a_zip64_wheel_is_allowed(project: Settings) -> None:
-    record = stage(project, _zip64(wheel_bytes(PLAIN)))
+    record = stage_build(project, NAME, wheel=_zip64(factories.wheel_bytes(NAME)))
     assert gate(project, record) == ()
 
 
 def test_a_zip64_local_size_that_disagrees_with_the_central_directory_is_refused(
         project: Settings) -> None:
     """A local zip64 extra field is what a streaming reader takes the size from."""
-    data = bytearray(_zip64(wheel_bytes(PLAIN)))
+    data = bytearray(_zip64(factories.wheel_bytes(NAME)))
     at = next(at for at, name in _locals(bytes(data)) if name == f"{NAME}/__init__.py".encode())
     extra = at + 30 + len(f"{NAME}/__init__.py")
     assert data[extra:extra + 2] == b"\x01\x00"  # the zip64 field: original size first
     size = struct.unpack("<Q", data[extra + 4:extra + 12])[0]
     data[extra + 4:extra + 12] = struct.pack("<Q", size - 1)
-    record = stage(project, bytes(data))
+    record = stage_build(project, NAME, wheel=bytes(data))
     refused(project, record)
 
 
@@ -423,7 +363,7 @@ def test_property_every_byte_of_an_admitted_archive_belongs_to_it(
 ])
 def test_start_up_hooks_in_any_spelling_an_installer_accepts_are_refused(
         project: Settings, member: str) -> None:
-    record = stage(project, wheel_bytes({**PLAIN, member: b"import os\n"}))
+    record = stage_build(project, NAME, files={**PLAIN, member: b"import os\n"})
     refused(project, record, "start-up hook", "allow_pth = true")
 
 
@@ -441,15 +381,15 @@ def test_scripts_that_replace_the_interpreter_or_pip_are_refused(
         project: Settings, member: str, data: bytes) -> None:
     """Installers overwrite bin/<name>: a wheel's `python` script then runs on every
     `python` of that venv, before any import, like a .pth file."""
-    record = stage(project, wheel_bytes({**PLAIN, member: data}))
+    record = stage_build(project, NAME, files={**PLAIN, member: data})
     refused(project, record, "replaces")
 
 
 def test_ordinary_scripts_and_entry_points_are_allowed(project: Settings) -> None:
-    record = stage(project, wheel_bytes({
+    record = stage_build(project, NAME, files={
         **PLAIN, f"{DATA}/scripts/alpha-tool": b"#!python\nimport alpha\n",
         f"{DIST_INFO}/entry_points.txt": b"[console_scripts]\nalpha = alpha:main\n"
-                                         b"ipython-like = alpha:main\npipx-like = alpha:main\n"}))
+                                         b"ipython-like = alpha:main\npipx-like = alpha:main\n"})
     assert gate(project, record) == ()
 
 
@@ -457,7 +397,7 @@ def test_ordinary_scripts_and_entry_points_are_allowed(project: Settings) -> Non
                                     f"{DATA}/headers/../../../evil.h"])
 def test_data_files_climbing_out_of_their_scheme_are_refused(project: Settings,
                                                              member: str) -> None:
-    record = stage(project, wheel_bytes({**PLAIN, member: b"x"}))
+    record = stage_build(project, NAME, files={**PLAIN, member: b"x"})
     refused(project, record, "'..'")
 
 
@@ -471,12 +411,12 @@ def test_data_files_climbing_out_of_their_scheme_are_refused(project: Settings,
 def test_a_marker_the_gate_cannot_evaluate_is_a_refusal(project: Settings, line: str) -> None:
     """packaging raises KeyError for an undefined name: it escaped the gate, and one
     such wheel stopped the whole release (a traceback, nothing else published)."""
-    refused(project, stage(project, wheel_bytes(PLAIN, requires=[line])), "marker")
+    refused(project, stage_build(project, NAME, requires=[line]), "marker")
 
 
 def test_a_marker_the_gate_cannot_evaluate_refuses_that_wheel_only(project: Settings) -> None:
-    bad = stage(project, wheel_bytes(PLAIN, requires=['evil; extras == "x"']))
-    good = stage(project, wheel_bytes({"bravo/__init__.py": b""}, name="bravo"), name="bravo")
+    bad = stage_build(project, NAME, requires=['evil; extras == "x"'])
+    good = stage_build(project, "bravo", files={"bravo/__init__.py": b""})
     report = release_all(project, [bad, good])
     assert [r.filename for r in report.refused] == [bad.wheel_filename]
     assert "marker" in report.refused[0].reason
@@ -491,22 +431,22 @@ def test_a_marker_the_gate_cannot_evaluate_refuses_that_wheel_only(project: Sett
 ])
 def test_markers_true_on_the_target_however_written_need_a_locked_version(
         project: Settings, line: str) -> None:
-    record = stage(project, wheel_bytes(PLAIN, requires=[line]))
+    record = stage_build(project, NAME, requires=[line])
     refused(project, record, "evil", "not an approved component")
 
 
 def test_a_requirement_spelled_in_another_case_is_the_approved_one(project: Settings) -> None:
-    stage(project, wheel_bytes({"bravo/__init__.py": b""}, name="bravo"), name="bravo")
-    record = stage(project, wheel_bytes(PLAIN, requires=["BRAVO>=1", "Bravo (>=1.0)"]))
+    stage_build(project, "bravo", files={"bravo/__init__.py": b""})
+    record = stage_build(project, NAME, requires=["BRAVO>=1", "Bravo (>=1.0)"])
     assert gate(project, record) == ()
 
 
 def test_an_extra_of_an_approved_project_that_needs_an_unapproved_one_is_refused(
         project: Settings) -> None:
-    bravo = wheel_bytes({"bravo/__init__.py": b""}, name="bravo",
-                        requires=['pysocks; extra == "socks"'])
-    stage(project, bravo, name="bravo", sdist_requires=['pysocks; extra == "socks"'])
-    record = stage(project, wheel_bytes(PLAIN, requires=["bravo[socks]>=1"]))
+    stage_build(project, "bravo", files={"bravo/__init__.py": b""},
+                requires=['pysocks; extra == "socks"'],
+                sdist={"requires": ['pysocks; extra == "socks"']})
+    record = stage_build(project, NAME, requires=["bravo[socks]>=1"])
     refused(project, record, "pysocks")
 
 
@@ -519,13 +459,15 @@ def test_an_extra_of_an_approved_project_that_needs_an_unapproved_one_is_refused
 ])
 def test_a_file_name_whose_tags_are_not_the_wheels_is_refused(project: Settings, filename: str,
                                                               tags: list[str]) -> None:
-    record = stage(project, wheel_bytes(PLAIN, tags=tags), filename=filename)
+    record = stage_build(project, NAME, wheel=factories.wheel_bytes(NAME, tags=tags),
+                         filename=filename)
     refused(project, record, "Tag")
 
 
 def test_tags_in_compressed_and_expanded_form_agree(project: Settings) -> None:
-    record = stage(project, wheel_bytes(PLAIN, tags=["py2-none-any", "py3-none-any"]),
-                   filename=f"{NAME}-{VERSION}-py2.py3-none-any.whl")
+    record = stage_build(project, NAME,
+                         wheel=factories.wheel_bytes(NAME, tags=["py2-none-any", "py3-none-any"]),
+                         filename=f"{NAME}-{VERSION}-py2.py3-none-any.whl")
     assert gate(project, record) == ()
 
 
@@ -537,15 +479,14 @@ def test_a_tag_for_an_interpreter_the_builder_does_not_have_is_refused(project: 
     """The builder runs CPython settings.python_version: it cannot have built a wheel
     for a newer one (a cp99 wheel is installable nowhere; an abi3 floor above the
     builder's Python is a claim it could not have checked)."""
-    record = stage(project, wheel_bytes(PLAIN, tags=[tag]), filename=f"{NAME}-{VERSION}-{tag}.whl")
+    record = stage_build(project, NAME, tag=tag)
     refused(project, record, "tag")
 
 
 def test_a_tag_for_the_builders_interpreter_is_allowed(project: Settings) -> None:
     ours = "cp" + project.python_version.replace(".", "")
     for tag in (f"{ours}-{ours}-manylinux_2_17_x86_64", "cp38-abi3-manylinux_2_17_x86_64"):
-        record = stage(project, wheel_bytes(PLAIN, tags=[tag]),
-                       filename=f"{NAME}-{VERSION}-{tag}.whl")
+        record = stage_build(project, NAME, tag=tag)
         assert gate(project, record) == ()
 
 
@@ -581,17 +522,18 @@ def test_an_advisory_id_from_the_osv_source_reaches_status_yank_and_logs_inert(
     """`factory status` prints its table with Rich markup on: an advisory id (from
     the OSV source, recorded in the project record) was applied as markup there, and
     its escapes were sent raw; the same id became the yank reason pip shows users."""
-    from factory.index.records import Layout, load_record
+    from factory.index.records import Layout
+    from factory.index.validation import load_record
     from factory.watch import WatchResult, check_advisories
 
     advisories = project.root / "advisories"
     advisories.mkdir()
     settings = dataclasses.replace(project, advisories=str(advisories))
-    release(settings, [stage(settings, wheel_bytes(PLAIN))])
+    release(settings, [stage_build(settings, NAME)])
     (advisories / "evil.json").write_text(json.dumps({
         "id": "GHSA-" + EVIL, "summary": EVIL,
         "affected": [{"package": {"ecosystem": "PyPI", "name": NAME}, "versions": [VERSION]}]}))
-    yanked = check_advisories(settings)
+    yanked = check_advisories(settings, Index.of(settings))
     assert [(p, v) for p, v, _ in yanked] == [(NAME, VERSION)]
     (entry,) = load_record(Layout(settings.index_dir), NAME).files  # type: ignore[union-attr]
     inert(entry.yanked_reason or "")  # served in PEP 691 JSON; pip prints it to users
@@ -624,7 +566,7 @@ def test_a_dynamic_requirement_a_build_reported_is_shown_inert_by_plan(
     from factory import plan
     from factory.lock import load_lock
 
-    stage(project, wheel_bytes(PLAIN))
+    stage_build(project, NAME)
     (locked,) = load_lock(project).components
     hostile = 'evil; python_version == "[link=http://evil.example/]3[/link] [bold]x[/bold]"'
     plan._remember_dynamic(project, locked, [hostile], AN_IMAGE)  # as a build reported it
@@ -638,7 +580,7 @@ def test_a_dynamic_requirement_a_build_reported_is_shown_inert_by_plan(
 
 def test_names_on_disk_in_index_check_problems_are_shown_inert(
         project: Settings, terminal: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
-    release(project, [stage(project, wheel_bytes(PLAIN))])
+    release(project, [stage_build(project, NAME)])
     stray = project.index_dir / "files" / NAME / "x\x1b[2J\x1b]8;;http:e\x07[bold red]B\u202e.whl"
     stray.write_bytes(b"x")
     page = project.index_dir / "simple" / NAME / "index.html"
@@ -712,7 +654,7 @@ def _published_project(tmp_path: Path) -> tuple[Path, Settings]:
 
     root = _root(tmp_path)
     settings = load_settings(root)
-    stage(settings, wheel_bytes(PLAIN))
+    stage_build(settings, NAME)
     return root, settings
 
 
@@ -760,7 +702,7 @@ def read_only_state(tmp_path: Path) -> Iterator[tuple[Path, Settings]]:
         from factory.config import load_settings
 
         settings = load_settings(root)
-        stage(settings, wheel_bytes(PLAIN))
+        stage_build(settings, NAME)
         subprocess.run(["mount", "-o", "remount,ro", str(state_dir)], check=True)
         yield root, settings
     finally:
@@ -816,7 +758,7 @@ def test_a_tampered_slot_note_never_hangs_or_breaks_the_next_build(tmp_path: Pat
     """A FIFO note hung every later build for ever; a directory note crashed it."""
     from flows.slots import notes_dir, reclaim
 
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     notes = notes_dir(settings)
     notes.mkdir(parents=True)
     note = notes / "00000000-0000-4000-8000-000000000001.json"
@@ -847,7 +789,7 @@ def test_a_slot_notes_directory_replaced_by_a_link_deletes_nothing_through_it(
     file of the directory it points at (the index's records, say)."""
     from flows.slots import notes_dir, reclaim
 
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     elsewhere = tmp_path / "records"
     elsewhere.mkdir()
     (elsewhere / "alpha.json").write_text('{"name": "alpha"}')
@@ -863,10 +805,10 @@ PAUSE_AT = """
     import os, sys, time
     from pathlib import Path
     from factory.build.record import BuildRecord
-    from factory.config import Settings
+    from tests import factories
 
     base, point = Path(sys.argv[1]), sys.argv[2]
-    settings = Settings(root=base / "project", state_dir=base / "state")
+    settings = factories.settings(base, project="project")
 
     def pause(*_args, **_kwargs):
         print("AT", flush=True)
@@ -938,9 +880,9 @@ def test_a_kill_between_publishing_and_the_ledger_is_completed_by_the_rerun(
     """The version was refused, then rebuilt and published, and the run was killed
     before the ledger said so: the rerun found the wheel served and skipped it, so
     `factory status` called a served version refused for ever."""
-    bad = stage(project, wheel_bytes(PLAIN, requires=["evil"]))
+    bad = stage_build(project, NAME, requires=["evil"])
     assert [r.filename for r in release_all(project, [bad]).refused] == [bad.wheel_filename]
-    good = stage(project, wheel_bytes({f"{NAME}/__init__.py": b"VALUE = 2\n"}))
+    good = stage_build(project, NAME, files={f"{NAME}/__init__.py": b"VALUE = 2\n"})
     _kill_at(tmp_path, "published-not-recorded",
              str(project.wheels_dir / (good.wheel_filename + ".build.json")))
     assert [r["version"] for r in refused_wheels(project)] == [VERSION]  # the kill's state
@@ -954,20 +896,19 @@ def test_a_kill_while_publishing_trust_files_is_completed_by_the_rerun(
         project: Settings, tmp_path: Path, point: str) -> None:
     """Killed with a trust file written and the manifest not, or with a trust file's
     temp copy beside it: the rerun publishes, and the index checks clean."""
-    from factory.index.regen import check_index
 
-    record = stage(project, wheel_bytes(PLAIN))
+    record = stage_build(project, NAME)
     _kill_at(tmp_path, point,
              str(project.wheels_dir / (record.wheel_filename + ".build.json")))
     release(project, [record])
-    assert check_index(project, deep=True) == []
+    assert Index.of(project).check(deep=True) == []
 
 
 def test_a_kill_while_saving_the_lock_leaves_the_old_lock_whole(project: Settings,
                                                                 tmp_path: Path) -> None:
     from factory.lock import load_lock
 
-    stage(project, wheel_bytes(PLAIN))
+    stage_build(project, NAME)
     project.lock_path.chmod(0o644)
     before = project.lock_path.read_bytes()
     _kill_at(tmp_path, "lock-mid-write")
@@ -990,9 +931,8 @@ def test_a_kill_inside_a_ledger_transaction_leaves_no_half_row(project: Settings
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from factory.build.image import bootstrap_image
-    from tests.builders_fixtures import offline_settings
 
-    return bootstrap_image(offline_settings(tmp_path_factory.mktemp("image")))
+    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
 
 
 @pytest.fixture(scope="module")
@@ -1017,24 +957,11 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def _build(settings: Settings, kit: Any, image: Any, name: str, payload: str,
            extra: str = "", files: Mapping[str, str] | None = None,
            tools: tuple[Path, ...] = ()) -> Any:
-    from factory.build import job as builder
-    from tests.builders_fixtures import backend_sdist, inputs_for, make_sdist, unpack
+    """The hostile build in the real container, failed by ``_guard`` if it hangs."""
+    from tests.builders_fixtures import build_backend
 
-    sdist = backend_sdist(settings.root / "sdists", name, payload, extra)
-    if files:  # the same sdist with some files replaced
-        with tarfile.open(sdist) as tar:
-            members = {m.name.split("/", 1)[1]: tar.extractfile(m).read().decode()  # type: ignore[union-attr]
-                       for m in tar.getmembers() if m.isfile()}
-        sdist = make_sdist(settings.root / "sdists", name, {**members, **files})
-    tree = unpack(sdist, settings.root / "trees" / name)
-    inputs = inputs_for(sdist, tree, kit, image, tools)
-    return _guard(lambda: builder.build(settings, inputs), 240)
-
-
-def _offline(tmp_path: Path, **overrides: object) -> Settings:
-    from tests.builders_fixtures import offline_settings
-
-    return offline_settings(tmp_path, build_timeout=120, **overrides)
+    return _guard(lambda: build_backend(settings, kit, image, name, payload, extra, files,
+                                        tools), 240)
 
 
 def _nothing_left(settings: Settings, placed: bool = False) -> None:
@@ -1060,7 +987,7 @@ def test_hostile_wheel_names_in_the_output_reach_the_terminal_inert(
     one of 250 characters. The error lists them; the operator sees them inert."""
     from factory.build.confined import OutputRefused
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     names = ["x\n\x1b[2J\x1b]8;;http:evil.example\x07[bold red]PWNED\u202e.whl",  # no '/'
              "y" * 246 + ".whl"]
     with pytest.raises(OutputRefused) as caught:
@@ -1080,7 +1007,7 @@ def test_a_directory_named_like_a_wheel_is_refused_and_removed(tmp_path: Path, k
                                                                image: Any) -> None:
     from factory.build.confined import OutputRefused
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     payload = """
         import os
         os.makedirs("/out/dirwheel-1.0-py2-none-any.whl/dirwheel")
@@ -1120,7 +1047,7 @@ def test_a_daemon_the_build_leaves_behind_writes_nothing_once_the_build_is_over(
 
     from factory.build import job as builder
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     seen: list[dict[str, bytes]] = []
     real = builder._the_wheel
 
@@ -1165,10 +1092,10 @@ def test_the_build_cannot_hard_link_a_file_it_can_read_into_its_output(
     build write through its one writable mount into them, and leave the host a
     regular file that is not the build's: every mount is its own, so the kernel
     refuses (EXDEV), and the read-only ones stay as they were."""
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     tool = tmp_path / "tools" / "tooly-1.0-py3-none-any.whl"  # a build tool: its wheelhouse
     tool.parent.mkdir()
-    tool.write_bytes(wheel_bytes({"tooly/__init__.py": b""}, name="tooly", version="1.0"))
+    tool.write_bytes(factories.wheel_bytes("tooly", "1.0", files={"tooly/__init__.py": b""}))
     before = tool.read_bytes()
     record = _build(settings, kit, image, "linker", HARD_LINKS, tools=(tool,))
     log = (settings.logs_dir / record.log_filename).read_text()
@@ -1197,7 +1124,7 @@ def test_a_reported_requirement_the_plan_cannot_use_is_refused_at_the_build(
         tmp_path: Path, kit: Any, image: Any, dynamic: str) -> None:
     from factory.build.confined import OutputRefused
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     with pytest.raises(OutputRefused, match="invalid requirement"):
         _build(settings, kit, image, "reqlie", REQUIRES_LIE, f"\nDYNAMIC = {dynamic!r}\n")
     _nothing_left(settings)
@@ -1210,7 +1137,7 @@ def test_the_plan_survives_a_requirement_that_cannot_be_evaluated(project: Setti
     from factory.errors import FactoryError
     from factory.lock import load_lock
 
-    stage(project, wheel_bytes(PLAIN))
+    stage_build(project, NAME)
     (locked,) = load_lock(project).components
     plan._remember_dynamic(project, locked, ['evil; extras == "x"'], AN_IMAGE)
     with contextlib.suppress(FactoryError):
@@ -1239,7 +1166,7 @@ def test_sparse_files_are_charged_whole_in_a_real_build(tmp_path: Path, kit: Any
                                                         image: Any) -> None:
     from factory.build.confined import OutputRefused
 
-    settings = _offline(tmp_path, build_max_output=50 << 20)
+    settings = factories.settings(tmp_path, build_timeout=120, build_max_output=50 << 20)
     with pytest.raises(OutputRefused, match="over the limit"):
         _build(settings, kit, image, "sparse", SPARSE_AND_LOCKED)
     _nothing_left(settings)
@@ -1252,7 +1179,7 @@ def test_entries_of_mode_000_are_handled_and_removed(tmp_path: Path, kit: Any,
     copies the wheel and removes the rest (or refuses, in one line)."""
     from factory.errors import BuildError
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     try:
         record = _build(settings, kit, image, "modes", MODES_000)
     except BuildError as exc:
@@ -1269,7 +1196,7 @@ def test_a_backend_path_outside_the_source_tree_never_builds(tmp_path: Path, kit
                                                              image: Any, path: str) -> None:
     from factory.errors import BuildError
 
-    settings = _offline(tmp_path)
+    settings = factories.settings(tmp_path, build_timeout=120)
     pyproject = ('[build-system]\nrequires = []\nbuild-backend = "backend"\n'
                  f"backend-path = {path}\n")
     with pytest.raises(BuildError):

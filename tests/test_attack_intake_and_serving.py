@@ -46,14 +46,17 @@ from factory.errors import (
     UnsafeArchiveError,
     UpstreamError,
 )
-from factory.index import create_app, publish_trust
-from factory.index.regen import check_index, write_status
+from factory.index import Index
+from factory.index.serve import create_app
 from factory.lock import Lock, lock_stage
-from factory.upstream.archive import check_identity, extract, read_member
-from factory.upstream.client import Upstream, parse_html, parse_json, sdist_name_problem
-from tests.conftest import write_recipe
+from factory.upstream.archive import extract, read_member
+from factory.upstream.cache import check_identity
+from factory.upstream.client import Upstream
+from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
+from tests import factories
+from tests.factories import tar_member as member
 from tests.index_fixtures import publish_wheel, running
-from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler, make_sdist
+from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler
 
 # =====================================================================================
 # Boundary 7 (HTTP client -> serve) and 6 (index tree on disk -> serve, index check)
@@ -137,7 +140,7 @@ def _build(base: Path) -> tuple[Settings, dict[str, bytes]]:
     publish_wheel(settings, work, "bigpkg", "1.0", marker=os.urandom(400_000).hex())
     trusted = base / "trusted_root.json"
     trusted.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json"}\n')
-    publish_trust(settings, {"trusted_root.json": trusted})
+    Index.of(settings).publish_trust({"trusted_root.json": trusted})
     key = settings.private_keys_dir / "owner.pem.key"
     key.parent.mkdir(parents=True, exist_ok=True)
     key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nCANARY owner " + os.urandom(8).hex().encode()
@@ -153,7 +156,7 @@ def _build(base: Path) -> tuple[Settings, dict[str, bytes]]:
 
 def _site(base: Path) -> Iterator[Site]:
     settings, canaries = _build(base)
-    with running(create_app(settings)) as url:
+    with running(create_app(Index.of(settings))) as url:
         host, port = url.removeprefix("http://").split(":")
         yield Site(settings, host, int(port), canaries)
 
@@ -467,7 +470,7 @@ def test_integrity_route_never_serves_another_files_provenance(site: Site) -> No
 
 
 def problems_about(settings: Settings, rel: str) -> list[str]:
-    return [p for p in check_index(settings) if p.startswith(rel)]
+    return [p for p in Index.of(settings).check() if p.startswith(rel)]
 
 
 def record_of(site: Site, project: str = "alpha") -> dict[str, Any]:
@@ -582,7 +585,7 @@ def test_status_record_injection_is_escaped_on_the_home_page(fresh: Site) -> Non
         rows.append({"name": f"p{i}{evil}", "kind": evil, "allowed": evil, "newest_upstream": evil,
                      "locked": evil, "published": evil + "x", "advisories": [evil],
                      "waiting_days": 1.5, "alarm": evil, "refused": evil, "note": evil})
-    write_status(fresh.settings, rows)
+    Index.of(fresh.settings).write_status(rows)
     home = get(fresh, "/")
     assert home.status == 200, home.body[:300]
     body = home.body.decode()
@@ -622,7 +625,7 @@ def test_a_wheel_renamed_to_another_versions_name_is_refused(fresh: Site) -> Non
     answer = get(fresh, f"/files/alpha/{A2}")
     assert answer.status == 500 and old_bytes not in answer.body
     assert get(fresh, f"/files/alpha/{A1}").status == 500
-    problems = check_index(fresh.settings)
+    problems = Index.of(fresh.settings).check()
     assert any(p.startswith(f"files/alpha/{A2}:") for p in problems), problems
     assert any(p.startswith(f"files/alpha/{A1}:") for p in problems), problems
 
@@ -645,7 +648,7 @@ def test_metadata_swapped_between_two_versions_is_refused_and_reported(fresh: Si
     by_name[A1]["metadata"]["sha256"], by_name[A2]["metadata"]["sha256"] = (
         by_name[A2]["metadata"]["sha256"], by_name[A1]["metadata"]["sha256"])
     write_record(fresh, data)
-    problems = check_index(fresh.settings)
+    problems = Index.of(fresh.settings).check()
     assert any(p.startswith(f"files/alpha/{A1}.metadata:") and "METADATA inside" in p
                for p in problems), problems
 
@@ -758,29 +761,10 @@ def unpack_refused_or_inside(tmp_path: Path, archive: Path,
     return root
 
 
-def tar_of(path: Path, members: list[tuple[tarfile.TarInfo, bytes]], mode: str = "w:gz",
-           fmt: int = tarfile.PAX_FORMAT) -> Path:
-    with tarfile.open(path, mode, format=fmt) as tar:  # type: ignore[call-overload]
-        for info, data in members:
-            if info.isreg():
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
-    return path
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644,
-           **pax: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mode = kind, link, mode
-    if pax:
-        info.pax_headers = dict(pax)
-    return info
-
-
 @pytest.mark.parametrize("mtime", ["1e300", "-1e300", "inf", "99999999999999999999", "nan"])
 def test_a_pax_time_out_of_range_is_a_clean_refusal(tmp_path: Path, mtime: str) -> None:
     """Found here: tarfile's os.utime raised a raw OverflowError (a traceback)."""
-    archive = tar_of(tmp_path / "pkg-1.tar.gz", [(member("pkg-1/a.py", mtime=mtime), b"x")])
+    archive = factories.tar(tmp_path / "pkg-1.tar.gz", [(member("pkg-1/a.py", mtime=mtime), b"x")])
     unpack_refused_or_inside(tmp_path, archive, "not a readable archive")
 
 
@@ -791,7 +775,7 @@ def test_a_tree_nested_deeper_than_recursion_allows_is_a_clean_refusal(tmp_path:
     members = [(member("pkg-1/" + "/".join(["a"] * k), tarfile.DIRTYPE, mode=0o755), b"")
                for k in range(1, depth + 1)]
     members.append((member("pkg-1/" + "a/" * depth + "f.py"), b"x"))
-    archive = tar_of(tmp_path / "pkg-1.tar.gz", members)
+    archive = factories.tar(tmp_path / "pkg-1.tar.gz", members)
     try:
         unpack_refused_or_inside(tmp_path, archive, "nested more than")
     finally:  # a tree this deep breaks pytest's own (recursive) clean-up of tmp_path
@@ -878,36 +862,35 @@ def _renamed_entry(entry: bytes, old: bytes, new: bytes) -> bytes:
     return entry[:name_at] + new + entry[name_at + len(old):]
 
 
-@pytest.mark.parametrize("case", ["dir then symlink up", "file then symlink out",
-                                  "link to a link to a dir", "hardlink to a directory",
-                                  "hardlink to a symlink", "dotted hardlink target",
-                                  "self-referencing symlink", "symlink loop", "long link target",
-                                  "long name", "mode 000 file", "global pax path"])
+_DIR, _SYM, _LNK = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
+# name -> an sdist's members that try to leave its tree through member types and links
+LINK_TRICKS: dict[str, list[tuple[tarfile.TarInfo, bytes]]] = {
+    "dir then symlink up": [(member("pkg-1/x", _DIR), b""), (member("pkg-1/x", _SYM, ".."), b""),
+                            (member("pkg-1/x/escape.txt"), b"x")],
+    "file then symlink out": [(member("pkg-1/a"), b"x"),
+                              (member("pkg-1/a", _SYM, "../../a"), b"")],
+    "link to a link to a dir": [(member("pkg-1/sub", _DIR), b""),
+                                (member("pkg-1/l1", _SYM, "sub"), b""),
+                                (member("pkg-1/l2", _SYM, "l1/.."), b""),
+                                (member("pkg-1/l3", _SYM, "l2/.."), b""),
+                                (member("pkg-1/l3/escape.txt"), b"x")],
+    "hardlink to a directory": [(member("pkg-1/d", _DIR), b""),
+                                (member("pkg-1/h", _LNK, "pkg-1/d"), b"")],
+    "hardlink to a symlink": [(member("pkg-1/s", _SYM, "t"), b""),
+                              (member("pkg-1/h", _LNK, "pkg-1/s"), b"")],
+    "dotted hardlink target": [(member("pkg-1/a"), b"x"),
+                               (member("pkg-1/h", _LNK, "./pkg-1/a"), b"")],
+    "self-referencing symlink": [(member("pkg-1/s", _SYM, "s"), b"")],
+    "symlink loop": [(member("pkg-1/a", _SYM, "b"), b""), (member("pkg-1/b", _SYM, "a"), b"")],
+    "long link target": [(member("pkg-1/s", _SYM, "a/" * 3000), b"")],
+    "long name": [(member("pkg-1/" + "n" * 300 + ".py"), b"x")],
+    "mode 000 file": [(member("pkg-1/secret.py", mode=0o000), b"x = 1\n")],
+    "global pax path": [],  # written below: a pax header for the whole archive
+}
+
+
+@pytest.mark.parametrize("case", LINK_TRICKS)
 def test_member_type_and_link_tricks_stay_inside(tmp_path: Path, case: str) -> None:
-    d, s, lnk = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
-    cases: dict[str, list[tuple[tarfile.TarInfo, bytes]]] = {
-        "dir then symlink up": [(member("pkg-1/x", d), b""), (member("pkg-1/x", s, ".."), b""),
-                                (member("pkg-1/x/escape.txt"), b"x")],
-        "file then symlink out": [(member("pkg-1/a"), b"x"),
-                                  (member("pkg-1/a", s, "../../a"), b"")],
-        "link to a link to a dir": [(member("pkg-1/sub", d), b""),
-                                    (member("pkg-1/l1", s, "sub"), b""),
-                                    (member("pkg-1/l2", s, "l1/.."), b""),
-                                    (member("pkg-1/l3", s, "l2/.."), b""),
-                                    (member("pkg-1/l3/escape.txt"), b"x")],
-        "hardlink to a directory": [(member("pkg-1/d", d), b""), (member("pkg-1/h", lnk, "pkg-1/d"),
-                                                                  b"")],
-        "hardlink to a symlink": [(member("pkg-1/s", s, "t"), b""),
-                                  (member("pkg-1/h", lnk, "pkg-1/s"), b"")],
-        "dotted hardlink target": [(member("pkg-1/a"), b"x"),
-                                   (member("pkg-1/h", lnk, "./pkg-1/a"), b"")],
-        "self-referencing symlink": [(member("pkg-1/s", s, "s"), b"")],
-        "symlink loop": [(member("pkg-1/a", s, "b"), b""), (member("pkg-1/b", s, "a"), b"")],
-        "long link target": [(member("pkg-1/s", s, "a/" * 3000), b"")],
-        "long name": [(member("pkg-1/" + "n" * 300 + ".py"), b"x")],
-        "mode 000 file": [(member("pkg-1/secret.py", mode=0o000), b"x = 1\n")],
-        "global pax path": [],
-    }
     if case == "global pax path":
         archive = tmp_path / "pkg-1.tar"
         with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT,
@@ -916,7 +899,7 @@ def test_member_type_and_link_tricks_stay_inside(tmp_path: Path, case: str) -> N
             info.size = 1
             tar.addfile(info, io.BytesIO(b"x"))
     else:
-        archive = tar_of(tmp_path / "pkg-1.tar.gz", cases[case])
+        archive = factories.tar(tmp_path / "pkg-1.tar.gz", LINK_TRICKS[case])
     root = unpack_refused_or_inside(tmp_path, archive)
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "cache" / "escape.txt"
                                                              ).exists()
@@ -928,9 +911,9 @@ def test_member_type_and_link_tricks_stay_inside(tmp_path: Path, case: str) -> N
 def test_concatenated_gzip_members_hide_no_second_archive(tmp_path: Path) -> None:
     """Two tar.gz streams back to back: what is checked is what is unpacked (tarfile stops
     at the first end-of-archive marker in both), and read_member sees the same."""
-    first = tar_of(tmp_path / "a.tar.gz", [(member("pkg-1/PKG-INFO"),
+    first = factories.tar(tmp_path / "a.tar.gz", [(member("pkg-1/PKG-INFO"),
                                             b"Name: pkg\nVersion: 1\n")])
-    second = tar_of(tmp_path / "b.tar.gz", [(member("pkg-1/PKG-INFO"),
+    second = factories.tar(tmp_path / "b.tar.gz", [(member("pkg-1/PKG-INFO"),
                                              b"Name: requests\nVersion: 1\n"),
                                             (member("../../outside/pwned.py"), b"x")])
     archive = tmp_path / "pkg-1.tar.gz"
@@ -1075,13 +1058,13 @@ def html_page(links: list[tuple[str, str, str]]) -> str:
 
 def tool(upstream: LocalUpstream, project: Settings) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
 
 
 def locked_demo(project: Settings, upstream: LocalUpstream) -> Path:
     tool(upstream, project)
     release = upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo", 'track = "patch"\n')
+    factories.recipe(project.root, "demo", 'track = "patch"\n')
     lock_stage(project)
     return release.path
 
@@ -1171,7 +1154,7 @@ def test_normalized_spellings_of_the_project_are_kept() -> None:
 def test_a_huge_listing_is_read_within_its_bounds(upstream: LocalUpstream,
                                                   hooks: dict[str, Hook],
                                                   tmp_path: Path) -> None:
-    real = make_sdist(tmp_path / "files", "demo", "1.0")
+    real = factories.sdist(tmp_path / "files", "demo", "1.0")
     junk = [{"filename": f"evil{i}-1.0.tar.gz", "url": f"../../files/e{i}",
              "hashes": {"sha256": SHA}, "size": 1} for i in range(60_000)]
     body = page("demo", [*junk, entry(real)])
@@ -1284,7 +1267,7 @@ def test_listed_urls_never_lead_off_the_index(upstream: LocalUpstream, hooks: di
     hooks["/simple/demo/"] = reply(page("demo", files))
     client = Upstream(upstream.url, retries=0)
     listing = client.project("demo")
-    from factory.upstream.client import origin
+    from factory.upstream.transport import origin
     for file in listing.files:  # what survived is on the index's origin, and is fetched there
         assert origin(file.url) == origin(index), file.url
         raised(lambda f=file: client.download(f.url, tmp_path / "dl" / f.filename,  # type: ignore[misc]
@@ -1488,7 +1471,7 @@ def test_lying_lengths_on_a_listing_are_errors(upstream: LocalUpstream,
 
 def test_a_download_is_never_decoded_and_never_kept_when_it_lies(
         upstream: LocalUpstream, hooks: dict[str, Hook], tmp_path: Path) -> None:
-    real = make_sdist(tmp_path / "src", "demo", "1.0")
+    real = factories.sdist(tmp_path / "src", "demo", "1.0")
     data = real.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     url = origin_of(upstream) + "/files/demo-1.0.tar.gz"
@@ -1615,7 +1598,7 @@ def test_yanked_then_reuploaded_under_the_same_name_is_an_alarm(
         order: str) -> None:
     path = locked_demo(project, upstream)
     before = pinned(project)
-    other = make_sdist(tmp_path / "other", "demo", "1.0.0", extra_members={"evil.py": b"1"})
+    other = factories.sdist(tmp_path / "other", "demo", "1.0.0", files={"evil.py": b"1"})
     yanked = entry(path, yanked="broken")
     again = entry(other, url=f"../../files/{path.name}")
     files = [yanked, again] if order == "yanked first" else [again, yanked]
@@ -1631,14 +1614,12 @@ def test_yanked_then_reuploaded_under_the_same_name_is_an_alarm(
 
 def sdist_with(directory: Path, members: dict[str, bytes], name: str = "demo-pkg",
                version: str = "1.0.0") -> Path:
-    path = directory / f"{name.replace('-', '_')}-{version}.tar.gz"
+    """``name``'s sdist holding exactly ``members`` (full paths, in this order); a path
+    ending in "#n" is a second member of the same name."""
     directory.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for rel, data in members.items():
-            info = tarfile.TarInfo(rel.split("#", 1)[0])  # "#n": a second member, same name
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    path = directory / f"{factories.dist_name(name)}-{version}.tar.gz"
+    return factories.tar(path, [(member(rel.split("#", 1)[0]), data)
+                                for rel, data in members.items()])
 
 
 ROOT = "demo_pkg-1.0.0"
@@ -1712,7 +1693,7 @@ def test_cli_lock_refuses_a_double_name_pkg_info_in_one_line(
     import sys
 
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add_file("demo", sdist_with(tmp_path / "files", {
         "demo-1.0.0/PKG-INFO": b"Metadata-Version: 2.1\nName: demo\nName: requests\x1b[2J\n"
                                b"Version: 1.0.0\n",
@@ -1736,7 +1717,7 @@ def test_cli_lock_reports_a_javascript_redirect_in_one_line(
     import sys
 
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     hooks["/simple/demo/"] = redirect("javascript:alert(1)")
     env = {**os.environ, "FACTORY_ROOT": str(project.root)}
@@ -1802,7 +1783,7 @@ def test_html_listing_tricks_never_move_a_link_off_the_index() -> None:
         f'<a href="../../files/x#md5=0&sha256={SHA}">demo-1.6.tar.gz</a>'
         "</body></html>")
     listing = parse_html("demo", index, page_text)
-    from factory.upstream.client import origin
+    from factory.upstream.transport import origin
     assert all(origin(f.url) == ("http", "127.0.0.1", 9) for f in listing.files), listing.files
     assert "demo-1.0.tar.gz" in [f.filename for f in listing.files]
     # a JSON listing that calls itself another project lists only this project's files

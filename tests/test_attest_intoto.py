@@ -26,7 +26,8 @@ from factory.attest.intoto import (
 from factory.attest.keys import init_keys, load_public_key, load_signer, public_key_path
 from factory.config import Settings, load_settings
 from factory.errors import SigningError, VerificationError
-from tests.attest_fixtures import make_record, make_sdist, make_wheel
+from tests import factories
+from tests.attest_fixtures import make_record
 
 IN_TOTO_VERIFY = Path(sys.prefix) / "bin" / "in-toto-verify"
 
@@ -48,8 +49,8 @@ class Published:
 def _publish(base: Path) -> None:
     settings = load_settings(root=base / "project")
     init_keys(settings)
-    sdist = make_sdist(base / "state" / "sources" / "tinypkg")
-    wheel = make_wheel(base / "index" / "files", requires=("idna>=2",))
+    sdist = factories.sdist(base / "state" / "sources" / "tinypkg")
+    wheel = factories.wheel(base / "index" / "files", requires=("idna>=2",))
     att = attest_wheel(settings, make_record(wheel, sdist), wheel)
     bundle = wheel.with_name(wheel.name + ".intoto.jsonl")
     bundle.write_text("".join(json.dumps(s) + "\n" for s in att.statements))
@@ -143,7 +144,7 @@ def test_links_chain_sdist_hash_to_wheel_hash(published: Published) -> None:
 
 
 def test_verification_in_a_crowded_index_directory(published: Published) -> None:
-    make_wheel(published.wheel.parent, version="0.9.0")  # a sibling file the layout ignores
+    factories.wheel(published.wheel.parent, version="0.9.0")  # a sibling file the layout ignores
     assert_passes(published)
 
 
@@ -169,7 +170,7 @@ def test_tampered_wheel_fails(published: Published) -> None:
 
 
 def test_replaced_wheel_fails(published: Published) -> None:
-    other = make_wheel(published.wheel.parent / "other", requires=("evil>=1",))
+    other = factories.wheel(published.wheel.parent / "other", requires=("evil>=1",))
     shutil.copy(other, published.wheel)
     assert_fails(published, "DISALLOW " + published.wheel.name)
 
@@ -229,7 +230,7 @@ def test_link_signed_by_the_wrong_role_fails(published: Published) -> None:
 def test_build_from_another_sdist_breaks_the_chain(published: Published, tmp_path: Path) -> None:
     # the builder's material is not what the fetcher fetched
     s = published.settings
-    swapped = make_sdist(tmp_path / "swapped")
+    swapped = factories.sdist(tmp_path / "swapped")
     swapped.write_bytes(swapped.read_bytes() + b"\0")
     _link(published, "build").unlink()
     signer = load_signer(s, "builder")
@@ -295,7 +296,7 @@ def test_wheel_built_by_pypa_build_verifies(tmp_path: Path) -> None:
 def test_link_that_would_miss_a_file_is_refused(tmp_path: Path) -> None:
     settings = load_settings(root=tmp_path / "project")
     init_keys(settings)
-    hidden = make_sdist(tmp_path / "cache.links")  # in-toto's default excludes match this
+    hidden = factories.sdist(tmp_path / "cache.links")  # in-toto's default excludes match this
     out = tmp_path / "links"
     out.mkdir()
     with pytest.raises(SigningError, match="expected"):

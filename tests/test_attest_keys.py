@@ -25,7 +25,8 @@ from factory.attest.keys import (
 )
 from factory.config import Settings, load_settings
 from factory.errors import SigningError
-from tests.attest_fixtures import assert_no_key_material, make_record, make_sdist, make_wheel
+from tests import factories
+from tests.attest_fixtures import assert_no_key_material, make_record
 
 
 @pytest.fixture
@@ -159,13 +160,13 @@ def test_bad_key_uri_is_a_factory_error(
 
 # -- the secret scanner behind assert_no_key_material --------------------------------
 def test_record_helper_accepts_a_clean_record(settings: Settings, tmp_path: Path) -> None:
-    wheel, sdist = make_wheel(tmp_path / "w"), make_sdist(tmp_path / "s")
+    wheel, sdist = factories.wheel(tmp_path / "w"), factories.sdist(tmp_path / "s")
     assert_no_key_material(make_record(wheel, sdist), settings)
 
 
 @pytest.mark.parametrize("leak", ["path", "pem", "der-b64", "scalar-hex", "scalar-int"])
 def test_record_helper_catches_key_material(settings: Settings, tmp_path: Path, leak: str) -> None:
-    wheel, sdist = make_wheel(tmp_path / "w"), make_sdist(tmp_path / "s")
+    wheel, sdist = factories.wheel(tmp_path / "w"), factories.sdist(tmp_path / "s")
     path = private_key_path(settings, "builder")
     key = serialization.load_pem_private_key(path.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)

@@ -15,7 +15,8 @@ from factory.attest.provenance import BUILD_TYPE, PREDICATE_TYPE, build_statemen
 from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import SigningError
-from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record, make_sdist, make_wheel
+from tests import factories
+from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Path, Path, BuildRecord]:
-    wheel = make_wheel(tmp_path / "wheels")
-    sdist = make_sdist(tmp_path / "sources")
+    wheel = factories.wheel(tmp_path / "wheels")
+    sdist = factories.sdist(tmp_path / "sources")
     return wheel, sdist, make_record(wheel, sdist, upstream_provenance_sha256="44" * 32)
 
 
@@ -88,7 +89,7 @@ def test_resolved_dependencies_cover_sdist_image_tools_and_upstream_provenance(
 
 def test_no_upstream_provenance_no_entry(settings, built) -> None:
     _, _, record = built
-    plain = replace(record, source=replace(record.source, upstream_provenance_sha256=None))
+    plain = replace(record, upstream_provenance_sha256=None)
     assert _deps(build_statement(plain, settings), "upstream-provenance") == []
 
 

@@ -23,7 +23,8 @@ from factory.attest.sbom import (
 )
 from factory.config import load_settings
 from factory.errors import VerificationError
-from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record, make_sdist, make_wheel
+from tests import factories
+from tests.attest_fixtures import BUILDER_IMAGE_ID, TOOLS, make_record
 
 REQUIRES = (
     "idna<4,>=2.5",
@@ -34,8 +35,8 @@ LIB = "tinypkg.libs/libfoo-1234abcd.so.1.2"
 
 
 def _sbom(tmp_path: Path, **wheel_args) -> tuple[Path, dict]:
-    wheel = make_wheel(tmp_path / "wheels", **wheel_args)
-    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    wheel = factories.wheel(tmp_path / "wheels", **wheel_args)
+    record = make_record(wheel, factories.sdist(tmp_path / "sources"))
     return wheel, build_sbom(wheel, record)
 
 
@@ -44,7 +45,7 @@ def _components(sbom: dict) -> dict[str, dict]:
 
 
 def test_root_component_is_the_wheel(tmp_path: Path) -> None:
-    wheel, sbom = _sbom(tmp_path, license_expression="MIT OR Apache-2.0")
+    wheel, sbom = _sbom(tmp_path, license="MIT OR Apache-2.0")
     assert sbom["specVersion"] == "1.6" and sbom["bomFormat"] == "CycloneDX"
     root = sbom["metadata"]["component"]
     assert root["name"] == "tinypkg" and root["version"] == "1.0.0"
@@ -130,13 +131,13 @@ def test_sbom_passes_the_strict_1_6_schema_and_broken_ones_fail(tmp_path: Path) 
     ],
 )
 def test_licence_without_expression_falls_back(tmp_path: Path, metadata, licenses) -> None:
-    _, sbom = _sbom(tmp_path, license_expression=None, extra_metadata=metadata)
+    _, sbom = _sbom(tmp_path, license=None, metadata=metadata)
     assert sbom["metadata"]["component"].get("licenses") == licenses
 
 
 def test_wheel_changed_since_build_is_refused(tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path / "wheels")
-    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    wheel = factories.wheel(tmp_path / "wheels")
+    record = make_record(wheel, factories.sdist(tmp_path / "sources"))
     with wheel.open("ab") as handle:
         handle.write(b"\0")
     with pytest.raises(VerificationError, match="differs from the build record"):
@@ -144,8 +145,8 @@ def test_wheel_changed_since_build_is_refused(tmp_path: Path) -> None:
 
 
 def test_sbom_is_deterministic(tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path / "wheels", requires=REQUIRES)
-    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    wheel = factories.wheel(tmp_path / "wheels", requires=REQUIRES)
+    record = make_record(wheel, factories.sdist(tmp_path / "sources"))
     assert sbom_bytes(build_sbom(wheel, record)) == sbom_bytes(build_sbom(wheel, record))
     other = build_sbom(wheel, replace(record, invocation_id="another-build"))
     assert other["serialNumber"] != build_sbom(wheel, record)["serialNumber"]
@@ -154,8 +155,8 @@ def test_sbom_is_deterministic(tmp_path: Path) -> None:
 def test_sidecar_is_byte_identical_to_the_statement_predicate(tmp_path: Path) -> None:
     settings = load_settings(root=tmp_path)
     init_keys(settings)
-    wheel = make_wheel(tmp_path / "wheels", requires=REQUIRES)
-    record = make_record(wheel, make_sdist(tmp_path / "sources"))
+    wheel = factories.wheel(tmp_path / "wheels", requires=REQUIRES)
+    record = make_record(wheel, factories.sdist(tmp_path / "sources"))
     att = attest_wheel(settings, record, wheel)
     assert att.sbom_path == sbom_path_for(wheel) == wheel.with_name(wheel.name + ".cdx.json")
     statement = att.sbom_statement

@@ -17,7 +17,7 @@ from bench.harness import (
     ratios,
     stats,
 )
-from factory.config import Settings
+from tests import factories
 
 
 def test_stats_median_min_max_of_odd_and_even_counts() -> None:
@@ -61,7 +61,7 @@ def test_ratio_per_case_and_a_failed_side_has_no_value() -> None:
 
 def _context(tmp_path: Path, comparison: Comparison) -> Context:
     outcome = harness.Outcome(comparison)
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     return Context(settings, Options(), 2, tmp_path, tmp_path, outcome, log=lambda _: None)
 
 
@@ -85,7 +85,7 @@ def test_timed_records_seconds_or_the_failure_and_goes_on(tmp_path: Path) -> Non
 
 
 def test_run_one_turns_errors_into_a_reported_outcome(tmp_path: Path) -> None:
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     seen: list[Path] = []
 
     def missing_peer(ctx: Context) -> None:

@@ -16,8 +16,9 @@ from bench import cold_build, install, peers, serve_load
 from bench.indexes import without_core_metadata
 from bench.proxy import counting_proxy
 from factory.config import load_settings
-from factory.lock import LockedComponent, SdistRef
+from factory.lock import LockedComponent
 from factory.plan import Node, Plan
+from tests import factories
 from tests.index_fixtures import publish_wheel
 
 WRK = """Running 10s test @ http://127.0.0.1:8700/simple/requests/
@@ -91,11 +92,8 @@ def test_clean_env_drops_what_steers_installers(monkeypatch: pytest.MonkeyPatch)
 
 
 def _locked(name: str, version: str, primary: bool = True) -> LockedComponent:
-    sdist = SdistRef(filename=f"{name}-{version}.tar.gz", url="https://x.invalid/s",
-                     sha256="0" * 64, size=1)
     reason = "approved" if primary else "build requirement"
-    return LockedComponent(name=name, version=version, kind="runtime", reason=reason,
-                           recipe_digest="sha256:0", sdist=sdist)
+    return factories.locked(name, version, kind="runtime", reason=reason)
 
 
 def test_fromager_pins_single_version_names_and_takes_the_top_level() -> None:

@@ -42,7 +42,8 @@ from factory.build.image import ImageRef, bootstrap_image
 from factory.build.workdir import LOCK, UNLOCKED_STALE_SECONDS, sweep, work_dir
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, printable
-from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack
+from tests import factories
+from tests.builders_fixtures import backend_sdist, build_backend, host_kit, unpack
 from tests.security_fixtures import kill9, python, wait_for
 
 HANG_GUARD = 240.0  # seconds: only a hang gets near it (a build takes about 5 s)
@@ -53,19 +54,12 @@ WHEEL = "{name}-1.0-py3-none-any.whl"
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    return bootstrap_image(offline_settings(tmp_path_factory.mktemp("image")))
+    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     return host_kit(tmp_path_factory.mktemp("kit"))
-
-
-def _build(settings: Settings, kit: Kit, image: ImageRef, name: str, payload: str,
-           extra: str = "") -> Any:
-    sdist = backend_sdist(settings.root / "sdists", name, payload, extra)
-    tree = unpack(sdist, settings.root / "trees" / name)
-    return builder.build(settings, inputs_for(sdist, tree, kit, image))
 
 
 def _guarded(call: Callable[[], Any]) -> Any:
@@ -137,10 +131,10 @@ def test_a_fifo_socket_or_link_in_place_of_a_report_fails_the_build_quickly(
         tmp_path: Path, kit: Kit, image: ImageRef, victim: str, kind: str, said: str) -> None:
     """Today a FIFO env.json hangs `factory build` forever, and a link to /dev/zero
     eats the host's memory: both must be a clear BuildError, at once."""
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     extra = f"\nVICTIM = {victim!r}\nKIND = {kind!r}\n"
     with pytest.raises(BuildError) as caught:
-        _guarded(lambda: _build(settings, kit, image, "hostile", REPLACE, extra))
+        _guarded(lambda: build_backend(settings, kit, image, "hostile", REPLACE, extra))
     assert repr(victim) in caught.value.message and said in caught.value.message
     assert _nothing_placed(settings)
     assert _no_work_dirs(settings)
@@ -160,7 +154,7 @@ def test_a_link_to_a_host_secret_is_never_read(tmp_path: Path, kit: Kit, image: 
     (today requires.json -> a host JSON file lands in the record and provenance).
     The secret sits in /tmp, which the container has too (empty): the driver's copy
     of the wheel writes through the link there, and leaves the link in /out."""
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     secret = "host-secret-" + os.urandom(6).hex()
     target = Path("/tmp") / f"factory-{secret}.json"
     target.write_text(json.dumps({"static": [], "dynamic": [], "missing": [],
@@ -172,7 +166,7 @@ def test_a_link_to_a_host_secret_is_never_read(tmp_path: Path, kit: Kit, image: 
         payload, extra = REPLACE, f"\nVICTIM = {report!r}\nKIND = {str(target)!r}\n"
     try:
         with pytest.raises(BuildError, match="symbolic link"):
-            _guarded(lambda: _build(settings, kit, image, "linked", payload, extra))
+            _guarded(lambda: build_backend(settings, kit, image, "linked", payload, extra))
         assert _nothing_placed(settings)
         assert secret not in _everything_written(settings)
     finally:
@@ -184,7 +178,7 @@ def test_a_link_to_a_host_secret_is_never_read(tmp_path: Path, kit: Kit, image: 
 @pytest.mark.docker
 def test_40000_empty_directories_are_over_the_output_limit(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    settings = offline_settings(tmp_path, build_timeout=120, build_max_output=50 << 20)
+    settings = factories.settings(tmp_path, build_timeout=120, build_max_output=50 << 20)
     payload = """
         import os
         for i in range(40000):
@@ -194,7 +188,7 @@ def test_40000_empty_directories_are_over_the_output_limit(
                 break
     """
     with pytest.raises(OutputRefused) as caught:
-        _guarded(lambda: _build(settings, kit, image, "manydirs", payload))
+        _guarded(lambda: build_backend(settings, kit, image, "manydirs", payload))
     assert f"more than {confined.MAX_ENTRIES} entries" in caught.value.message
     assert _nothing_placed(settings)
     assert _no_work_dirs(settings)
@@ -203,7 +197,7 @@ def test_40000_empty_directories_are_over_the_output_limit(
 @pytest.mark.docker
 def test_directories_nested_deeper_than_any_path_are_refused_and_removed(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     payload = """
         import os
         here = os.getcwd()
@@ -214,7 +208,7 @@ def test_directories_nested_deeper_than_any_path_are_refused_and_removed(
         os.chdir(here)
     """
     with pytest.raises(OutputRefused, match=f"more than {confined.MAX_DEPTH} levels deep"):
-        _guarded(lambda: _build(settings, kit, image, "deepdirs", payload))
+        _guarded(lambda: build_backend(settings, kit, image, "deepdirs", payload))
     assert _nothing_placed(settings)
     assert _no_work_dirs(settings)
 
@@ -238,9 +232,9 @@ def _claims(record: Any) -> dict[str, Any]:
 @pytest.mark.docker
 def test_a_lying_requires_json_does_not_change_what_provenance_claims(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    settings = offline_settings(tmp_path, build_timeout=120)
-    honest = _build(settings, kit, image, "honest", "pass")
-    liar = _build(settings, kit, image, "liar", LIE)
+    settings = factories.settings(tmp_path, build_timeout=120)
+    honest = build_backend(settings, kit, image, "honest", "pass")
+    liar = build_backend(settings, kit, image, "liar", LIE)
     assert _claims(liar) == _claims(honest)
     assert liar.builder_settings["build_backend"] == "backend"  # the tree's pyproject.toml
     assert liar.builder_settings["backend_path"] == ["."]
@@ -258,10 +252,10 @@ def test_a_lying_requires_json_does_not_change_what_provenance_claims(
 ])
 def test_a_lying_env_json_is_a_failed_check_never_a_wider_claim(
         tmp_path: Path, kit: Kit, image: ImageRef, lie: str) -> None:
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     payload = f"open('/out/env.json', 'w').write({lie!r})"
     with pytest.raises(BuildError, match="env.json|build environment held"):
-        _build(settings, kit, image, "envliar", payload)
+        build_backend(settings, kit, image, "envliar", payload)
     assert _nothing_placed(settings)
 
 
@@ -272,7 +266,7 @@ def test_100_mib_of_stdout_keeps_a_bounded_log_that_says_it_was_cut(
         tmp_path: Path, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch) -> None:
     from factory.build import docker
 
-    settings = offline_settings(tmp_path, build_timeout=300)
+    settings = factories.settings(tmp_path, build_timeout=300)
     seen: list[ContainerRun] = []
     real = builder.run_container
 
@@ -290,7 +284,7 @@ def test_100_mib_of_stdout_keeps_a_bounded_log_that_says_it_was_cut(
         sys.stdout.write("THE-END\\n")
         sys.stdout.flush()
     """
-    record = _build(settings, kit, image, "chatty", payload)
+    record = build_backend(settings, kit, image, "chatty", payload)
     bound = docker.LOG_HEAD + docker.LOG_TAIL + 4096
     assert len(seen[-1].log) <= bound
     assert seen[-1].log_omitted > 0
@@ -318,9 +312,9 @@ def _assert_inert(text: str) -> None:
 def test_escapes_and_rich_markup_in_a_build_log_reach_the_terminal_inert(
         tmp_path: Path, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     with pytest.raises(BuildError) as caught:
-        _build(settings, kit, image, "escapes", ESCAPES)
+        build_backend(settings, kit, image, "escapes", ESCAPES)
     error = caught.value
     _assert_inert(error.message)
     _assert_inert(str(error))  # what Prefect's logger and tracebacks show
@@ -610,11 +604,12 @@ def test_unlocked_leftovers_go_only_once_stale(tmp_path: Path) -> None:
 BUILD = """
     import sys
     from pathlib import Path
-    from factory.build import build as builder
+    from factory.build import job as builder
     from factory.build.image import bootstrap_image
-    from tests.builders_fixtures import host_kit, inputs_for, offline_settings
+    from tests import factories
+    from tests.builders_fixtures import host_kit, inputs_for
     base, sdist, tree = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    settings = offline_settings(base, build_timeout=600)
+    settings = factories.settings(base, build_timeout=600)
     print(builder.build(settings, inputs_for(sdist, tree, host_kit(base / sys.argv[4]),
                                              bootstrap_image(settings))).wheel_filename)
 """
@@ -640,11 +635,11 @@ def test_the_next_build_sweeps_a_killed_builds_work_dir_and_spares_a_live_one(
             label = {"label": f"org.factory.component={name}==1.0"}
             wait_for(lambda label=label: client.containers.list(filters=label), 120,  # type: ignore[misc]
                      f"the {name} build to run")
-        settings = offline_settings(tmp_path, build_timeout=120)
+        settings = factories.settings(tmp_path, build_timeout=120)
         before = {p.name for p in settings.builds_dir.glob("build-*")}
         assert len(before) == 2
         kill9(victim)
-        _build(settings, kit, image, "next", "pass")  # the next run
+        build_backend(settings, kit, image, "next", "pass")  # the next run
         after = {p.name for p in settings.builds_dir.glob("build-*")}
         assert len(after) == 1 and after < before  # the victim's went, the bystander's stayed
         assert bystander.poll() is None

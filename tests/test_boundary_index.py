@@ -33,14 +33,15 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from factory.config import Settings, load_settings
+from factory.index import Index
 from factory.index import records as records_module
-from factory.index.changes import yank
-from factory.index.records import Layout, load_record
-from factory.index.regen import check_index, rebuild_all
+from factory.index.records import Layout
+from factory.index.validation import load_record
 from factory.publish import release
 from factory.verify import Report, exit_code, verify
+from tests import factories
 from tests.index_fixtures import publish_wheel
-from tests.security_fixtures import stage_build, state
+from tests.security_fixtures import stage_build
 
 ALPHA = "alpha-1.0.0-py3-none-any.whl"
 BETA = "beta-1.0.0-py3-none-any.whl"
@@ -74,7 +75,7 @@ def watched() -> Iterator[list[str]]:
 @pytest.fixture(scope="module")
 def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("released")
-    settings = state(base)
+    settings = factories.settings(base, project="project")
     release(settings, [stage_build(settings, "alpha"), stage_build(settings, "beta")])
     return base
 
@@ -82,9 +83,9 @@ def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def index(released_base: Path, tmp_path: Path) -> Settings:
     shutil.copytree(released_base, tmp_path / "copy", symlinks=True)
-    settings = state(tmp_path / "copy")
+    settings = factories.settings(tmp_path / "copy", project="project")
     (tmp_path / SECRET).write_text("root:x:0:0\n")  # beside the copy: outside its index
-    assert check_index(settings) == []  # intact to start
+    assert Index.of(settings).check() == []  # intact to start
     assert verify(settings, everything=True, check_advisories=False).ok
     return settings
 
@@ -108,8 +109,8 @@ def index_failures(report: Report) -> dict[str, list[str]]:
 
 def assert_reported(settings: Settings, area: str, path: str, *words: str) -> None:
     """Both `index check` and `verify --all` report a problem of ``path``, saying ``words``."""
-    problems = [p for p in check_index(settings) if p.startswith(path + ":")]
-    assert problems, check_index(settings)
+    problems = [p for p in Index.of(settings).check() if p.startswith(path + ":")]
+    assert problems, Index.of(settings).check()
     assert any(all(w in p for w in words) for p in problems), problems
     report = full(settings)
     assert not report.ok and exit_code(report) == 1
@@ -153,8 +154,8 @@ def test_a_hash_edited_in_a_simple_page_is_reported(index: Settings, page: str) 
 @pytest.mark.parametrize("page,marker", [("index.json", '"yanked": "withdrawn"'),
                                          ("index.html", ' data-yanked="withdrawn"')])
 def test_a_removed_yank_is_reported(index: Settings, page: str, marker: str) -> None:
-    yank(index, "alpha", "1.0.0", "withdrawn")
-    assert check_index(index) == []
+    Index.of(index).yank("alpha", "1.0.0", "withdrawn")
+    assert Index.of(index).check() == []
     unyanked = '"yanked": false' if page.endswith("json") else ""
     edit(tree(index) / "simple" / "alpha" / page, marker, unyanked)
     assert_reported(index, "pages", f"simple/alpha/{page}", "yank")
@@ -219,8 +220,8 @@ def test_a_metadata_that_is_not_the_wheels_own_is_reported(index: Settings) -> N
     data = record_json(index)
     data["files"][0]["metadata"].update(sha256=new, size=path.stat().st_size)
     write_record(index, data)
-    rebuild_all(index)  # every page now says what the tampered record says
-    problems = check_index(index)
+    Index.of(index).rebuild()  # every page now says what the tampered record says
+    problems = Index.of(index).check()
     assert any(p.startswith(f"files/alpha/{ALPHA}.metadata:") and "METADATA inside" in p
                for p in problems), problems
     report = full(index)
@@ -288,7 +289,7 @@ def test_a_corrupt_record_is_reported_and_never_leads_outside(index: Settings,
         load_record(Layout(tree(index)), "alpha")
     assert raised.value.message.startswith("records/alpha.json: ")
     with watched() as opened:
-        problems = check_index(index)
+        problems = Index.of(index).check()
         report = full(index)
     assert [p for p in problems if p.startswith("records/alpha.json:")], problems
     assert index_failures(report).get("records"), report.index
@@ -303,7 +304,7 @@ def test_a_corrupt_record_is_reported_and_never_leads_outside(index: Settings,
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[" * 100_000, b""])
 def test_a_record_that_is_not_json_is_reported(index: Settings, content: bytes) -> None:
     (tree(index) / "records" / "alpha.json").write_bytes(content)
-    assert any(p.startswith("records/alpha.json: not valid JSON") for p in check_index(index))
+    assert any(p.startswith("records/alpha.json: not valid JSON") for p in Index.of(index).check())
     assert index_failures(full(index)).get("records")
 
 
@@ -313,11 +314,11 @@ def test_a_record_that_is_a_fifo_or_a_link_is_reported_without_blocking(
     path.unlink()
     os.mkfifo(path)  # opening it for reading would block forever
     assert any(p.startswith("records/alpha.json: not a regular file")
-               for p in check_index(index))
+               for p in Index.of(index).check())
     path.unlink()
     path.symlink_to(tmp_path / SECRET)
     with watched() as opened:
-        problems = check_index(index)
+        problems = Index.of(index).check()
     assert any(p.startswith("records/alpha.json: a symbolic link") for p in problems)
     assert not [p for p in opened if SECRET in p]
 
@@ -368,7 +369,7 @@ def test_a_symbolic_link_in_a_served_area_is_reported_and_not_followed(
     wheel.rename(wheel.with_name("moved"))
     wheel.symlink_to(tmp_path / SECRET)  # a recorded file replaced by a link
     with watched() as opened:
-        problems = check_index(index)
+        problems = Index.of(index).check()
     assert any(p.startswith("files/alpha/alpha-6.6-py3-none-any.whl: is a symbolic link")
                for p in problems), problems
     assert any(p.startswith(f"files/beta/{BETA}: recorded, but") and "symbolic link" in p
@@ -393,7 +394,7 @@ def quick_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, byt
     publish_wheel(settings, base / "work", "beta", "1.0")
     (base / SECRET).write_text("secret\n")
     original = (settings.index_dir / "records" / "alpha.json").read_bytes()
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []
     return settings, original
 
 
@@ -452,7 +453,7 @@ def test_property_mutated_records_raise_only_the_factory_error_and_stay_inside(
             except records_module.IndexCorruptError as exc:
                 assert exc.message.startswith("records/alpha.json: ")
                 loaded = None
-            problems = check_index(settings)  # never raises
+            problems = Index.of(settings).check()  # never raises
         if loaded is not None:  # accepted: every path it names is where publishing puts one
             for rel in loaded.served():
                 parts = rel.split("/")
@@ -474,13 +475,13 @@ def test_an_interrupted_publish_is_tolerated_only_where_asked_and_never_for_hash
     before = page.read_bytes()
     publish_wheel(settings, tmp_path / "w", "demo", "2.0")
     page.write_bytes(before)  # as if killed after the record, before this page
-    problems = check_index(settings)
+    problems = Index.of(settings).check()
     assert any(p.startswith("simple/demo/index.json:") and "demo-2.0" in p for p in problems)
-    assert check_index(settings, allow_interrupted=True) == []
+    assert Index.of(settings).check(allow_interrupted=True) == []
     data = json.loads(before)
     data["files"][0]["hashes"]["sha256"] = "0" * 64
     page.write_text(json.dumps(data))
-    assert [p for p in check_index(settings, allow_interrupted=True)
+    assert [p for p in Index.of(settings).check(allow_interrupted=True)
             if p.startswith("simple/demo/index.json:") and "hashes" in p]
 
 

@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factory.config import Settings, load_settings
-from factory.index import create_app, publish_trust
+from factory.index import Index
 from factory.index import pages as simple_pages
-from factory.index.records import Layout, load_record
-from factory.index.regen import write_status
+from factory.index.records import Layout
+from factory.index.serve import create_app
+from factory.index.validation import load_record
 from tests.index_fixtures import publish_wheel, running
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -132,7 +133,7 @@ def _build_site(base: Path) -> tuple[Settings, dict[str, bytes], set[str]]:
     trusted.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json"}\n')
     owner = base / "owner.pub.pem"
     owner.write_text("-----BEGIN PUBLIC KEY-----\nMFk=\n-----END PUBLIC KEY-----\n")
-    publish_trust(settings, {"trusted_root.json": trusted, "owner.pub.pem": owner})
+    Index.of(settings).publish_trust({"trusted_root.json": trusted, "owner.pub.pem": owner})
     canaries = _canaries(settings)
     layout = Layout(settings.index_dir)
     for project in ("alpha", "bigpkg"):
@@ -148,7 +149,7 @@ def _build_site(base: Path) -> tuple[Settings, dict[str, bytes], set[str]]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     settings, canaries, published = _build_site(tmp_path_factory.mktemp("serve-boundary"))
-    with running(create_app(settings)) as url:
+    with running(create_app(Index.of(settings))) as url:
         host, port = url.removeprefix("http://").split(":")
         yield Site(settings, url, host, int(port), canaries, published)
 
@@ -157,7 +158,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def fresh(tmp_path: Path) -> Iterator[Site]:
     """A site of its own, for tests that tamper with the tree."""
     settings, canaries, published = _build_site(tmp_path)
-    with running(create_app(settings)) as url:
+    with running(create_app(Index.of(settings))) as url:
         host, port = url.removeprefix("http://").split(":")
         yield Site(settings, url, host, int(port), canaries, published)
 
@@ -421,13 +422,13 @@ def test_the_home_page_shows_the_status_record_and_ignores_a_forged_copy(fresh: 
     row = {"name": "alpha", "kind": "runtime", "allowed": ">=1", "newest_upstream": "1.1",
            "locked": "1.0", "published": "1.0", "advisories": ["GHSA-xxxx-yyyy-zzzz"],
            "waiting_days": 2.5, "note": ""}
-    write_status(fresh.settings, [row])
+    Index.of(fresh.settings).write_status([row])
     assert json.loads((fresh.index / "records" / "_status.json").read_text()) == [row]
     _tamper(fresh.index / "index.html", EVIL)
     home = get(fresh, "/")
     assert home.status == 200 and b"evil.invalid" not in home.body
     assert b"GHSA-xxxx-yyyy-zzzz" in home.body and b"2.5 d" in home.body
-    write_status(fresh.settings, [{**row, "advisories": []}])
+    Index.of(fresh.settings).write_status([{**row, "advisories": []}])
     assert b"GHSA-xxxx-yyyy-zzzz" not in get(fresh, "/").body  # the new record, at once
 
 

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,15 +44,16 @@ from factory.admission.wheel import read_wheel, startup_hooks
 from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import RecipeError
-from factory.index.changes import set_status
-from factory.index.records import Layout, load_record
+from factory.index import Index
+from factory.index.records import Layout
+from factory.index.validation import load_record
 from factory.lock import load_lock, save_lock
 from factory.publish import RefusedError, refused_wheels, release, release_all
 from factory.recipes import Recipe, parse_recipe
-from factory.upstream.archive import cache_path
+from factory.upstream.cache import cache_path
+from tests import factories
 from tests.approval_fixtures import approve
-from tests.attest_fixtures import make_record
-from tests.security_fixtures import state
+from tests.security_fixtures import stage_build
 
 # Wheels with duplicate members are made on purpose: zipfile's warning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -61,75 +61,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56 + b"prebuilt object code"
 
 
-# -- making staged builds ------------------------------------------------------------------
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def make_wheel(directory: Path, name: str, version: str = "1.0.0", *,
-               files: Mapping[str, bytes] | None = None, requires: Sequence[str] = (),
-               meta_name: str | None = None, meta_version: str | None = None,
-               record: bool = True, symlinks: Mapping[str, str] | None = None,
-               filename: str | None = None) -> Path:
-    """A wheel written by hand: members as given, a RECORD that matches them."""
-    dist_info = f"{name}-{version}.dist-info"
-    content: dict[str, bytes] = dict(files if files is not None
-                                     else {f"{name}/__init__.py": b"VALUE = 1\n"})
-    meta = ["Metadata-Version: 2.4", f"Name: {meta_name or name}",
-            f"Version: {meta_version or version}"] + [f"Requires-Dist: {r}" for r in requires]
-    content[f"{dist_info}/METADATA"] = ("\n".join(meta) + "\n\n").encode()
-    content[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: tests\n"
-                                     b"Root-Is-Purelib: true\nTag: py3-none-any\n")
-    links = {k: v.encode() for k, v in (symlinks or {}).items()}
-    rows = [f"{n},sha256={_b64(d)},{len(d)}" for n, d in {**content, **links}.items()]
-    if record:
-        content[f"{dist_info}/RECORD"] = ("\n".join([*rows, f"{dist_info}/RECORD,,"])
-                                          + "\n").encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (filename or f"{name}-{version}-py3-none-any.whl")
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in content.items():
-            archive.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), data)
-        for member, data in links.items():
-            info = zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0))
-            info.create_system, info.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, data)
-    return path
-
-
-def make_sdist(directory: Path, name: str, version: str = "1.0.0", *,
-               pkg_info_name: str | None = None, pkg_info_version: str | None = None,
-               requires: Sequence[str] = (), members: Mapping[str, bytes] | None = None) -> Path:
-    """``name-version.tar.gz`` with a PKG-INFO (which may name something else)."""
-    pkg_info = ["Metadata-Version: 2.4", f"Name: {pkg_info_name or name}",
-                f"Version: {pkg_info_version or version}"]
-    pkg_info += [f"Requires-Dist: {r}" for r in requires]
-    content = {"PKG-INFO": ("\n".join(pkg_info) + "\n").encode(),
-               f"{name}/__init__.py": b"VALUE = 1\n", **(members or {})}
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}-{version}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for rel, data in content.items():
-            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def stage(settings: Settings, name: str, version: str = "1.0.0", *, recipe: str = "",
-          sdist: dict[str, object] | None = None, **wheel: object) -> BuildRecord:
-    """A finished, approved build of ``name``: sdist cached, wheel + record, recipe, lock."""
-    made = make_sdist(settings.root / "work" / name, name, version, **(sdist or {}))  # type: ignore[arg-type]
-    built = make_wheel(settings.wheels_dir, name, version, **wheel)  # type: ignore[arg-type]
-    record = make_record(built, made)
-    cached = cache_path(settings, record.source.sha256, made.name)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_bytes(made.read_bytes())
-    record = approve(settings, record, recipe)
-    record.save(settings.wheels_dir)
-    return record
-
-
+# -- staged builds (tests.security_fixtures.stage_build) through the gate ---------------------
 def gate(settings: Settings, record: BuildRecord) -> tuple[object, ...]:
     """The allowances ``admit`` returns (raises AdmissionError when it refuses)."""
     wheel = settings.wheels_dir / record.wheel_filename
@@ -164,7 +96,7 @@ def served(settings: Settings, project: str) -> list[str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Settings:
-    return state(tmp_path)
+    return factories.settings(tmp_path, project="project")
 
 
 # -- item 6: one bad wheel never stops the rest -----------------------------------------------
@@ -173,7 +105,7 @@ NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")
 
 def test_a_wheel_whose_metadata_says_requests_is_refused_and_the_six_others_publish(
         project: Settings) -> None:
-    records = [stage(project, n, meta_name="requests" if n == "charlie" else None)
+    records = [stage_build(project, n, meta_name="requests" if n == "charlie" else None)
                for n in NAMES]
     with pytest.raises(RefusedError) as caught:
         release(project, records)
@@ -203,10 +135,10 @@ def test_a_wheel_whose_metadata_says_requests_is_refused_and_the_six_others_publ
 
 def test_an_index_refusal_is_one_wheel_too(project: Settings) -> None:
     """A PublishError from the index (a quarantined project) refuses only that wheel."""
-    release(project, [stage(project, "alpha")])
-    set_status(project, "alpha", "quarantined", "under review")
-    later = stage(project, "alpha", "1.1.0")
-    others = [stage(project, "bravo"), stage(project, "charlie")]
+    release(project, [stage_build(project, "alpha")])
+    Index.of(project).set_status("alpha", "quarantined", "under review")
+    later = stage_build(project, "alpha", "1.1.0")
+    others = [stage_build(project, "bravo"), stage_build(project, "charlie")]
     report = release_all(project, [later, *others])
     assert [r.filename for r in report.refused] == [later.wheel_filename]
     assert "quarantined" in report.refused[0].reason
@@ -215,10 +147,10 @@ def test_an_index_refusal_is_one_wheel_too(project: Settings) -> None:
 
 def test_a_refused_version_stays_listed_when_another_version_publishes(
         project: Settings) -> None:
-    bad = stage(project, "alpha", requires=["not-approved"])
+    bad = stage_build(project, "alpha", requires=["not-approved"])
     release_all(project, [bad])
     assert [r["version"] for r in refused_wheels(project)] == ["1.0.0"]
-    good = stage(project, "alpha", "1.0.1")
+    good = stage_build(project, "alpha", "1.0.1")
     release(project, [good])
     assert [r["version"] for r in refused_wheels(project)] == ["1.0.0"]  # 1.0.0 still refused
     assert served(project, "alpha") == [good.wheel_filename]
@@ -230,9 +162,9 @@ def test_the_publish_command_prints_one_line_per_refused_wheel_and_exits_non_zer
     root.mkdir()
     (root / "factory.toml").write_text('[factory]\nstate_dir = "state"\n')
     project = load_settings(root)
-    stage(project, "alpha")
-    stage(project, "bravo", files={"../escape.py": b"x = 1\n"})
-    stage(project, "charlie", requires=["evil-package"])
+    stage_build(project, "alpha")
+    stage_build(project, "bravo", files={"../escape.py": b"x = 1\n"})
+    stage_build(project, "charlie", requires=["evil-package"])
     env = {**os.environ, "FACTORY_ROOT": str(root)}
     result = subprocess.run([sys.executable, "-m", "factory.cli", "publish"], env=env,
                             capture_output=True, text=True, timeout=300)
@@ -249,17 +181,17 @@ def test_the_publish_command_prints_one_line_per_refused_wheel_and_exits_non_zer
 
 # -- item 5.1: the approved pin and one name, one version ------------------------------------
 def test_an_sdist_whose_pkg_info_names_another_project_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"pkg_info_name": "requests"})
+    record = stage_build(project, "alpha", sdist={"pkg_info_name": "requests"})
     refused(project, record, "PKG-INFO names project 'requests'", "approved alpha")
 
 
 def test_an_sdist_whose_pkg_info_names_another_version_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"pkg_info_version": "9.9"})
+    record = stage_build(project, "alpha", sdist={"pkg_info_version": "9.9"})
     refused(project, record, "PKG-INFO says version '9.9'")
 
 
 def test_a_pkg_info_with_two_names_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"pkg_info_name": "alpha\nName: requests"})
+    record = stage_build(project, "alpha", sdist={"pkg_info_name": "alpha\nName: requests"})
     refused(project, record, "PKG-INFO has a duplicate or invalid Name")
 
 
@@ -270,19 +202,19 @@ def test_a_pkg_info_with_two_names_is_refused(project: Settings) -> None:
 ])
 def test_a_wheel_that_claims_another_name_or_version_is_refused(
         project: Settings, field: str, value: str, words: str) -> None:
-    record = stage(project, "alpha", **{field: value})  # type: ignore[arg-type]
+    record = stage_build(project, "alpha", **{field: value})  # type: ignore[arg-type]
     refused(project, record, words)
 
 
 def test_pep440_equal_versions_and_canonical_names_agree(project: Settings) -> None:
-    record = stage(project, "alpha", meta_name="ALPHA", meta_version="1.0")
+    record = stage_build(project, "alpha", meta_name="ALPHA", meta_version="1.0")
     assert gate(project, record) == ()
 
 
 def test_a_stale_record_whose_source_the_lock_no_longer_pins_is_never_signed(
         project: Settings) -> None:
     """Upstream changed the bytes and the lock moved: the old wheel is not signed for it."""
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     lock = load_lock(project)
     (entry,) = lock.components
     moved = dataclasses.replace(entry.sdist, sha256="ab" * 32)
@@ -294,7 +226,7 @@ def test_a_stale_record_whose_source_the_lock_no_longer_pins_is_never_signed(
 
 
 def test_a_component_or_version_not_in_the_lock_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     unlocked = dataclasses.replace(record, version="2.0")
     refused(project, unlocked, "alpha 2.0 is not in recipes.lock")
     project.lock_path.unlink()
@@ -302,51 +234,51 @@ def test_a_component_or_version_not_in_the_lock_is_refused(project: Settings) ->
 
 
 def test_a_recipe_changed_since_the_lock_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     recipe = project.recipes_dir / "alpha.toml"
     recipe.write_text(recipe.read_text() + "allow_pth = true\n")
     refused(project, record, "alpha.toml changed since it was locked")
 
 
 def test_a_cached_sdist_that_no_longer_hashes_to_the_pin_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     cache_path(project, record.source.sha256, record.source.filename).write_bytes(b"other")
     refused(project, record, "not the locked")
 
 
 # -- item 5.2: requirements ---------------------------------------------------------------------
 def test_an_injected_requires_dist_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", requires=["evil-package>=1"])
+    record = stage_build(project, "alpha", requires=["evil-package>=1"])
     refused(project, record, "requires evil-package>=1", "not an approved component")
 
 
 def test_a_requirement_no_locked_version_satisfies_is_refused(project: Settings) -> None:
-    stage(project, "bravo")
-    record = stage(project, "alpha", requires=["bravo>=2"])
+    stage_build(project, "bravo")
+    record = stage_build(project, "alpha", requires=["bravo>=2"])
     refused(project, record, "requires bravo>=2, which no locked version satisfies")
 
 
 def test_approved_requirements_pass(project: Settings) -> None:
-    stage(project, "bravo")
-    record = stage(project, "alpha", requires=["Bravo>=1.0", "bravo; extra == 'x'"])
+    stage_build(project, "bravo")
+    record = stage_build(project, "alpha", requires=["Bravo>=1.0", "bravo; extra == 'x'"])
     assert gate(project, record) == ()
 
 
 def test_an_extra_requirement_injected_by_the_build_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", requires=['evil; extra == "speed"'])
+    record = stage_build(project, "alpha", requires=['evil; extra == "speed"'])
     refused(project, record, "neither approved nor declared by its sdist's metadata")
 
 
 def test_an_extra_requirement_the_sdist_declares_is_allowed(project: Settings) -> None:
     declared = ['Babel >= 2.7 ; extra == "i18n"', "tomli>=1; python_version < '3.11'"]
-    record = stage(project, "alpha", sdist={"requires": declared},
-                   requires=['babel>=2.7; extra == "i18n"', 'tomli>=1; python_version < "3.11"'])
+    record = stage_build(project, "alpha", sdist={"requires": declared}, requires=[
+        'babel>=2.7; extra == "i18n"', 'tomli>=1; python_version < "3.11"'])
     assert gate(project, record) == ()
 
 
 def test_a_declared_extra_with_another_specifier_is_still_injected(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"requires": ['babel>=2.7; extra == "i18n"']},
-                   requires=['babel>=0.1; extra == "i18n"'])
+    record = stage_build(project, "alpha", sdist={"requires": ['babel>=2.7; extra == "i18n"']},
+                         requires=['babel>=0.1; extra == "i18n"'])
     refused(project, record, "babel>=0.1")
 
 
@@ -357,7 +289,7 @@ def test_a_declared_extra_with_another_specifier_is_still_injected(project: Sett
 ])
 def test_url_unlocked_and_invalid_requirements_are_refused(project: Settings,
                                                             line: str) -> None:
-    record = stage(project, "alpha", requires=[line])
+    record = stage_build(project, "alpha", requires=[line])
     refused(project, record)
 
 
@@ -374,19 +306,19 @@ def test_url_unlocked_and_invalid_requirements_are_refused(project: Settings,
 ])
 def test_members_pip_would_not_install_are_refused(project: Settings, member: str,
                                                    words: str) -> None:
-    record = stage(project, "alpha", files={"alpha/__init__.py": b"", member: b"x = 1\n"})
+    record = stage_build(project, "alpha", files={"alpha/__init__.py": b"", member: b"x = 1\n"})
     refused(project, record, words)
 
 
 def test_a_symlink_member_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", symlinks={"alpha/passwd": "/etc/passwd"})
+    record = stage_build(project, "alpha", symlinks={"alpha/passwd": "/etc/passwd"})
     refused(project, record, "symbolic link")
 
 
 @pytest.mark.parametrize("duplicate", ["alpha/__init__.py", "ALPHA/__init__.py",
                                        "alpha/__init__.py/x"])
 def test_duplicate_and_colliding_members_are_refused(project: Settings, duplicate: str) -> None:
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     wheel = project.wheels_dir / record.wheel_filename
     with zipfile.ZipFile(wheel, "a") as archive:
         archive.writestr(duplicate, b"shadow = 1\n")
@@ -402,13 +334,13 @@ def test_duplicate_and_colliding_members_are_refused(project: Settings, duplicat
 ])
 def test_startup_hooks_are_refused_unless_the_recipe_allows_them(project: Settings,
                                                                  member: str) -> None:
-    record = stage(project, "alpha", files={"alpha/__init__.py": b"", member: b"import os\n"})
+    record = stage_build(project, "alpha", files={"alpha/__init__.py": b"", member: b"import os\n"})
     refused(project, record, "start-up hook", "allow_pth = true")
 
 
 def test_an_allowed_pth_is_signed_and_recorded_in_provenance_and_sbom(project: Settings) -> None:
-    record = stage(project, "alpha", recipe="allow_pth = true\n",
-                   files={"alpha/__init__.py": b"", "alpha.pth": b"import alpha\n"})
+    record = stage_build(project, "alpha", recipe="allow_pth = true\n",
+                         files={"alpha/__init__.py": b"", "alpha.pth": b"import alpha\n"})
     release(project, [record])
     predicates = statements(project, record)
     digest = hashlib.sha256(b"import alpha\n").hexdigest()
@@ -426,7 +358,7 @@ def test_an_allowed_pth_is_signed_and_recorded_in_provenance_and_sbom(project: S
 @pytest.mark.parametrize("damage", ["unlisted", "bad-hash", "listed-but-missing", "md5"])
 def test_a_record_that_disagrees_with_the_archive_is_refused(project: Settings,
                                                              damage: str) -> None:
-    record = stage(project, "alpha")
+    record = stage_build(project, "alpha")
     wheel = project.wheels_dir / record.wheel_filename
     with zipfile.ZipFile(wheel) as archive:
         content = {i.filename: archive.read(i) for i in archive.infolist()}
@@ -437,7 +369,7 @@ def test_a_record_that_disagrees_with_the_archive_is_refused(project: Settings,
     elif damage == "bad-hash":
         content["alpha/__init__.py"] = b"VALUE = 2\n"
     elif damage == "listed-but-missing":
-        rows += f"alpha/ghost.py,sha256={_b64(b'')},0\n"
+        rows += factories.record_row("alpha/ghost.py", b"") + "\n"
     else:
         rows = rows.replace("alpha/__init__.py,sha256=", "alpha/__init__.py,md5=")
     content[name] = rows.encode()
@@ -448,26 +380,26 @@ def test_a_record_that_disagrees_with_the_archive_is_refused(project: Settings,
 
 
 def test_a_wheel_without_record_is_refused(project: Settings) -> None:
-    refused(project, stage(project, "alpha", record=False), "RECORD")
+    refused(project, stage_build(project, "alpha", record=False), "RECORD")
 
 
 # -- item 5.4: prebuilt artifacts -------------------------------------------------------------
 def test_an_sdist_that_ships_a_shared_object_is_refused(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"members": {"src/_speed.so": ELF}},
-                   files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
+    record = stage_build(project, "alpha", sdist={"files": {"src/_speed.so": ELF}},
+                         files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
     refused(project, record, "ships prebuilt src/_speed.so (ELF object)",
             'allow_prebuilt = ["src/_speed.so"]')
 
 
 def test_a_binary_is_found_by_its_magic_bytes_not_only_its_name(project: Settings) -> None:
-    record = stage(project, "alpha", sdist={"members": {"data/readme.txt": ELF}})
+    record = stage_build(project, "alpha", sdist={"files": {"data/readme.txt": ELF}})
     refused(project, record, "data/readme.txt (ELF object)")
 
 
 def test_an_allowed_prebuilt_copy_is_signed_and_recorded(project: Settings) -> None:
-    record = stage(project, "alpha", recipe='allow_prebuilt = ["src/*.so"]\n',
-                   sdist={"members": {"src/_speed.so": ELF}},
-                   files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
+    record = stage_build(project, "alpha", recipe='allow_prebuilt = ["src/*.so"]\n',
+                         sdist={"files": {"src/_speed.so": ELF}},
+                         files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
     release(project, [record])
     digest = hashlib.sha256(ELF).hexdigest()
     byproducts = statements(project, record)["https://slsa.dev/provenance/v1"][
@@ -485,15 +417,15 @@ def test_an_allowed_prebuilt_copy_is_signed_and_recorded(project: Settings) -> N
 
 
 def test_a_binary_compiled_in_the_build_needs_no_allowance(project: Settings) -> None:
-    record = stage(project, "alpha", files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
+    record = stage_build(project, "alpha", files={"alpha/__init__.py": b"", "alpha/_speed.so": ELF})
     assert gate(project, record) == ()
 
 
 def test_a_wheel_the_sdist_ships_and_the_backend_copies_is_a_build_failure(
         project: Settings, tmp_path: Path) -> None:
-    shipped = make_wheel(tmp_path / "shipped", "alpha")
-    record = stage(project, "alpha", recipe='allow_prebuilt = ["dist/*"]\n',
-                   sdist={"members": {f"dist/{shipped.name}": shipped.read_bytes()}})
+    shipped = factories.wheel(tmp_path / "shipped", "alpha")
+    record = stage_build(project, "alpha", recipe='allow_prebuilt = ["dist/*"]\n',
+                         sdist={"files": {f"dist/{shipped.name}": shipped.read_bytes()}})
     assert sha256_file(project.wheels_dir / record.wheel_filename) == sha256_file(shipped)
     refused(project, record, "the built wheel is the wheel the sdist ships",
             "returned a prebuilt artifact")  # whatever the recipe allows
@@ -504,9 +436,9 @@ def test_a_wheel_the_sdist_ships_and_the_backend_copies_is_a_build_failure(
 def test_a_repackaged_shipped_wheel_is_refused_whatever_its_metadata(
         project: Settings, tmp_path: Path) -> None:
     payload = {"alpha/__init__.py": b"from ._impl import *\n", "alpha/_impl.py": b"X = 42\n"}
-    shipped = make_wheel(tmp_path / "shipped", "alpha", files=payload, requires=["x"])
-    record = stage(project, "alpha", recipe='allow_prebuilt = ["tests/*"]\n', files=payload,
-                   sdist={"members": {"tests/fixture.whl": shipped.read_bytes()}})
+    shipped = factories.wheel(tmp_path / "shipped", "alpha", files=payload, requires=["x"])
+    record = stage_build(project, "alpha", recipe='allow_prebuilt = ["tests/*"]\n', files=payload,
+                         sdist={"files": {"tests/fixture.whl": shipped.read_bytes()}})
     refused(project, record, "is the wheel the sdist ships as tests/fixture.whl")
 
 
@@ -515,9 +447,9 @@ def test_a_file_extracted_from_a_shipped_archive_needs_the_allowance_and_is_reco
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as archive:
         archive.writestr("blob/engine.bin", b"opaque engine 42")
-    record = stage(project, "alpha", recipe='allow_prebuilt = ["vendor/*.zip"]\n',
-                   sdist={"members": {"vendor/engine.zip": inner.getvalue()}},
-                   files={"alpha/__init__.py": b"", "alpha/engine.bin": b"opaque engine 42"})
+    record = stage_build(project, "alpha", recipe='allow_prebuilt = ["vendor/*.zip"]\n',
+                         sdist={"files": {"vendor/engine.zip": inner.getvalue()}},
+                         files={"alpha/__init__.py": b"", "alpha/engine.bin": b"opaque engine 42"})
     (_sdist, copy) = gate(project, record)
     assert copy.path == "alpha/engine.bin"  # type: ignore[attr-defined]
     assert copy.what == "extracted from prebuilt sdist archive vendor/engine.zip"  # type: ignore[attr-defined]
@@ -529,12 +461,13 @@ def test_a_tar_in_the_sdist_holding_a_binary_is_prebuilt(project: Settings) -> N
         info = tarfile.TarInfo("lib/libx.so")
         info.size = len(ELF)
         tar.addfile(info, io.BytesIO(ELF))
-    record = stage(project, "alpha", sdist={"members": {"third_party/x.tar.gz": inner.getvalue()}})
+    record = stage_build(project, "alpha",
+                         sdist={"files": {"third_party/x.tar.gz": inner.getvalue()}})
     refused(project, record, "third_party/x.tar.gz (tar archive holding prebuilt 'lib/libx.so')")
 
 
 def test_the_sdist_scan_can_run_before_a_build(project: Settings, tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path, "alpha", members={"src/_speed.so": ELF})
+    sdist = factories.sdist(tmp_path, "alpha", files={"src/_speed.so": ELF})
     recipe = RECIPE
     with pytest.raises(AdmissionError, match="ships prebuilt src/_speed.so"):
         admit_sdist(sdist, recipe)
@@ -547,7 +480,7 @@ def test_an_archive_bomb_in_the_sdist_is_refused_not_read(tmp_path: Path) -> Non
     with tarfile.open(fileobj=inner, mode="w:gz") as tar:
         for i in range(50):
             tar.addfile(tarfile.TarInfo(f"empty/{i}"), io.BytesIO(b""))
-    sdist = make_sdist(tmp_path, "alpha", members={"data.tar.gz": inner.getvalue()})
+    sdist = factories.sdist(tmp_path, "alpha", files={"data.tar.gz": inner.getvalue()})
     with pytest.raises(AdmissionError, match="more than the gate inspects"):
         scan_sdist(sdist, Limits(max_members=20))
 
@@ -609,7 +542,7 @@ def _property_wheel(path: Path, members: list[tuple[str, str, str]]) -> None:
     writer = csv.writer(rows, lineterminator="\n")
     for info, data in content:
         if not info.filename.endswith("/"):
-            writer.writerow([info.filename, f"sha256={_b64(data)}", len(data)])
+            writer.writerow([info.filename, factories.record_hash(data), len(data)])
     writer.writerow([f"{dist_info}/RECORD", "", ""])
     content.append((zipfile.ZipInfo(f"{dist_info}/RECORD", (2024, 1, 1, 0, 0, 0)),
                     rows.getvalue().encode()))
@@ -651,7 +584,7 @@ def test_the_gate_never_accepts_a_member_pip_would_refuse(tmp_path: Path,
        byte=st.integers(min_value=0, max_value=255))
 def test_a_damaged_wheel_is_refused_never_a_crash(tmp_path: Path, cut: int, flip: int,
                                                   byte: int) -> None:
-    good = make_wheel(tmp_path / "good", "alpha",
+    good = factories.wheel(tmp_path / "good", "alpha",
                       files={"alpha/__init__.py": b"VALUE = 1\n" * 50})
     data = bytearray(good.read_bytes())
     data[flip % len(data)] = byte
@@ -670,7 +603,7 @@ def test_the_rebuild_flow_publishes_the_others_and_fails_naming_the_refused_whee
     (root / "factory.toml").write_text('[factory]\nstate_dir = "state"\n')
     monkeypatch.setenv("FACTORY_ROOT", str(root))
     project = load_settings(root)
-    records = [stage(project, n, meta_name="requests" if n == "bravo" else None)
+    records = [stage_build(project, n, meta_name="requests" if n == "bravo" else None)
                for n in ("alpha", "bravo", "charlie")]
     monkeypatch.setattr(flow_module, "fetch_and_plan",
                         lambda *_: SimpleNamespace(order=[], nodes={}))
@@ -703,7 +636,7 @@ def test_attacker_files_in_the_sdist_never_crash_the_scan(
                 archive.writestr(f"inner/{name}", data)
             data = buffer.getvalue()[: len(buffer.getvalue()) - len(data) % 7]
         content[f"{i}/{name}"] = data
-    sdist = make_sdist(tmp_path / str(len(list(tmp_path.iterdir()))), "alpha", members=content)
+    sdist = factories.sdist(tmp_path / str(len(list(tmp_path.iterdir()))), "alpha", files=content)
     try:
         scan = scan_sdist(sdist)
     except AdmissionError as exc:

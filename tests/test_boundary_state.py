@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from factory._internal.atomic import write_text
-from factory.config import Settings, load_settings
+from factory.config import load_settings
 from factory.errors import ConfigError
 from factory.lock import Lock, save_lock
+from tests import factories
 from tests.security_fixtures import kill9, python, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_a_new_file_stays_private(tmp_path: Path) -> None:
 
 
 def test_recipes_lock_keeps_its_mode_when_the_lock_is_saved(tmp_path: Path) -> None:
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     settings.lock_path.write_text("")
     settings.lock_path.chmod(0o644)
     save_lock(settings, Lock())
@@ -137,10 +138,10 @@ def api(prefect_api: str) -> str:
 HOLDER = """
     import sys, time
     from pathlib import Path
-    from factory.config import Settings
     from flows.slots import build_slot
+    from tests import factories
     base = Path(sys.argv[1])
-    settings = Settings(root=base, state_dir=base / "state")
+    settings = factories.settings(base)
     with build_slot(settings, timeout=60) as lease:
         print(lease, flush=True)
         time.sleep(600)
@@ -156,7 +157,7 @@ def test_a_slot_held_by_a_killed_build_comes_back_at_once(tmp_path: Path,
     from flows.slots import BUILD_LIMIT, build_slot, notes_dir
 
     ensure_build_limit(1)
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     child = python(HOLDER, str(tmp_path), env={"PREFECT_API_URL": api})
     try:
         wait_for(lambda: list(notes_dir(settings).glob("*.json")) or child.poll() is not None,
@@ -189,7 +190,7 @@ def test_slots_a_restarted_server_forgot_are_not_held_for_ever(tmp_path: Path,
         client.increment_concurrency_slots(names=[BUILD_LIMIT], slots=1, mode="concurrency")
         assert client.read_global_concurrency_limit_by_name(BUILD_LIMIT).active_slots == 1
     reset_slots(api)  # what a fresh embedded server does first
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     with build_slot(settings, timeout=10):
         pass
 
@@ -202,8 +203,8 @@ def test_waiting_for_a_slot_has_a_deadline_and_a_clear_error(tmp_path: Path,
     from flows.slots import build_slot
 
     ensure_build_limit(1)
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
-    other = Settings(root=tmp_path, state_dir=tmp_path / "other")
+    settings = factories.settings(tmp_path)
+    other = factories.settings(tmp_path, state_dir=tmp_path / "other")
     with build_slot(settings, timeout=10), pytest.raises(BuildError, match="no build slot"), \
             build_slot(other, timeout=1):
         pass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
-import io
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import sys
 import tarfile
 import threading
 import time
+import tomllib
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -45,10 +45,11 @@ from factory.errors import (
 )
 from factory.lock import Lock, lock_report, lock_stage
 from factory.status import component_status
-from factory.upstream import archive
-from factory.upstream.client import Upstream, parse_html, parse_json, sdist_name_problem
-from tests.conftest import write_recipe
-from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler, make_sdist
+from factory.upstream import cache
+from factory.upstream.client import Upstream
+from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
+from tests import factories
+from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler
 
 Hook = Callable[[BaseHTTPRequestHandler], None]
 TRAVERSAL = "../../../../../pwned/x-1.0.tar.gz"
@@ -157,21 +158,21 @@ def page(name: str, files: list[dict[str, Any]]) -> bytes:
 
 def tool(upstream: LocalUpstream, project: Settings) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
 
 
 def locked_demo(project: Settings, upstream: LocalUpstream, version: str = "1.0.0") -> Path:
     """setuptools and demo approved and locked; returns demo's upstream file."""
     tool(upstream, project)
     release = upstream.add("demo", version)
-    write_recipe(project.root, "demo", 'track = "patch"\n')
+    factories.recipe(project.root, "demo", 'track = "patch"\n')
     lock_stage(project)
     return release.path
 
 
 def reupload(path: Path, version: str = "1.0.0") -> None:
     """Replace an upstream file by other bytes under the same name (a re-upload)."""
-    make_sdist(path.parent, "demo", version, extra_members={"evil.py": b"import os\n"})
+    factories.sdist(path.parent, "demo", version, files={"evil.py": b"import os\n"})
 
 
 def outside(tmp_path: Path) -> list[Path]:
@@ -211,7 +212,7 @@ def test_a_listed_traversal_name_is_skipped_and_nothing_is_written_outside_the_c
         kind: str) -> None:
     tool(upstream, project)
     real = upstream.add("x", "1.0").path
-    write_recipe(project.root, "x")
+    factories.recipe(project.root, "x")
     if kind == "json":
         hooks["/simple/x/"] = reply(page("x", [entry(real, TRAVERSAL)]))
     else:
@@ -227,7 +228,7 @@ def test_a_listed_traversal_name_is_skipped_and_nothing_is_written_outside_the_c
 
 
 def test_only_plain_names_of_the_project_survive_a_listing(tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path, "demo", "1.0")
+    sdist = factories.sdist(tmp_path, "demo", "1.0")
     good = entry(sdist)
     bad: dict[str, Any] = {
         "other project": entry(sdist, "evil-1.0.tar.gz"),
@@ -255,16 +256,14 @@ def test_only_plain_names_of_the_project_survive_a_listing(tmp_path: Path) -> No
 
 
 def test_files_on_pypis_files_host_are_kept(tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path, "demo", "1.0")
+    sdist = factories.sdist(tmp_path, "demo", "1.0")
     item = entry(sdist, url="https://files.pythonhosted.org/packages/ab/demo-1.0.tar.gz")
     listing = parse_json("demo", "https://pypi.org/simple/demo/", {"files": [item]})
     assert [f.filename for f in listing.files] == ["demo-1.0.tar.gz"]
 
 
 def edit_lock(project: Settings, **sdist: object) -> None:
-    data = Lock.from_toml(project.lock_path.read_text())
-    rows = json.loads(json.dumps([{**c.__dict__, "sdist": c.sdist.__dict__,
-                                   "skipped": []} for c in data.components]))
+    rows = tomllib.loads(project.lock_path.read_text())["component"]
     for row in rows:
         if row["name"] == "demo":
             row["sdist"].update(sdist)
@@ -354,7 +353,7 @@ def test_the_same_version_under_another_file_is_an_alarm(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         tmp_path: Path) -> None:
     locked_demo(project, upstream)
-    other = make_sdist(tmp_path / "zip", "demo", "1.0.0", extra_members={"evil.py": b"1"})
+    other = factories.sdist(tmp_path / "zip", "demo", "1.0.0", files={"evil.py": b"1"})
     zipped = other.with_name("demo-1.0.0.zip")
     with tarfile.open(other) as tar, zipfile.ZipFile(zipped, "w") as out:
         for member in tar.getmembers():
@@ -389,7 +388,7 @@ def test_watch_reports_the_alarm_and_rebuilds_only_the_rest(
 
     path = locked_demo(project, upstream)
     upstream.add("other", "1.0.0")
-    write_recipe(project.root, "other", 'track = "patch"\n')
+    factories.recipe(project.root, "other", 'track = "patch"\n')
     lock_stage(project)
     publish_wheel(project, tmp_path / "a", "demo", "1.0.0")
     reupload(path)
@@ -424,7 +423,7 @@ def test_a_listing_that_redirects_to_another_host_is_an_alarm(
     locked_demo(project, upstream)
     before = fetch.load_lock(project).primary("demo")
     evil, _ = elsewhere
-    evil.add("demo", "1.0.0", extra_members={"evil.py": b"1"})  # what it would pin
+    evil.add("demo", "1.0.0", files={"evil.py": b"1"})  # what it would pin
     hooks["/simple/demo/"] = redirect(f"{evil.url}demo/")
     with pytest.raises(AlarmError, match=r"redirects to http://127\.0\.0\.2"):
         lock_stage(project, update=True)
@@ -437,7 +436,7 @@ def test_a_redirected_listing_with_nothing_pinned_is_refused_recorded_and_accept
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         elsewhere: tuple[LocalUpstream, dict[str, Hook]]) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     evil, _ = elsewhere
     hooks["/simple/demo/"] = redirect(f"{evil.url}demo/")
@@ -480,7 +479,7 @@ def test_a_compression_bomb_listing_is_bounded_after_decompression(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         encoding: str) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     padded = upstream.json_page("demo")[:-1] + b" " * (80 << 20) + b"}"  # 80 MiB, valid JSON
     body = gzip.compress(padded, 9) if encoding == "gzip" else zlib.compress(padded, 9)
@@ -493,7 +492,7 @@ def test_a_compression_bomb_listing_is_bounded_after_decompression(
 def test_a_compressed_listing_within_bounds_is_read(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook]) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     pieces = upstream.json_page("demo")
     hooks["/simple/demo/"] = reply(gzip.compress(pieces[:40]) + gzip.compress(pieces[40:]),
@@ -570,7 +569,7 @@ def test_a_download_never_writes_past_the_pinned_size(
 def test_a_tampered_listing_cache_is_ignored(project: Settings, upstream: LocalUpstream,
                                              hooks: dict[str, Hook], cached: bytes) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     fresh = reply(upstream.json_page("demo"), headers={"ETag": '"e"'})
 
@@ -604,18 +603,9 @@ def test_a_cached_listing_is_checked_like_a_fresh_one(
 # -- 4. the sdist's own metadata must name what was locked -------------------------------------
 
 def hostile_sdist(directory: Path, name: str, version: str, pkg_info: str | None) -> Path:
-    members = {f"{name}-{version}/pyproject.toml":
-               b'[build-system]\nrequires = ["setuptools>=61"]\n'}
-    if pkg_info is not None:
-        members[f"{name}-{version}/PKG-INFO"] = pkg_info.encode()
-    path = directory / f"{name}-{version}.tar.gz"
-    directory.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for member, data in members.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    """A pyproject.toml naming no project, and ``pkg_info`` as PKG-INFO (None: none)."""
+    return factories.sdist(directory, name, version, bare=True, files={
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\n', "PKG-INFO": pkg_info})
 
 
 @pytest.mark.parametrize(("pkg_info", "message"), [
@@ -629,7 +619,7 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
         project: Settings, upstream: LocalUpstream, tmp_path: Path, pkg_info: str | None,
         message: str) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add_file("demo", hostile_sdist(tmp_path / "files", "demo", "1.0.0", pkg_info))
     with pytest.raises(LockError, match=message):
         lock_stage(project)
@@ -640,7 +630,7 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
 def test_an_unreadable_sdist_is_one_clean_lock_error(
         project: Settings, upstream: LocalUpstream, tmp_path: Path, content: bytes) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     fake = tmp_path / "files" / "demo-1.0.0.tar.gz"
     fake.parent.mkdir(parents=True)
     fake.write_bytes(content)
@@ -657,7 +647,7 @@ def test_fetch_checks_pkg_info_of_an_existing_lock(project: Settings, upstream: 
     # a lock written before this check existed pins the hostile sdist
     edit_lock(project, sha256=hashlib.sha256(bad.read_bytes()).hexdigest(),
               size=bad.stat().st_size)
-    cached = archive.cache_path(project, hashlib.sha256(bad.read_bytes()).hexdigest(), bad.name)
+    cached = cache.cache_path(project, hashlib.sha256(bad.read_bytes()).hexdigest(), bad.name)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(bad.read_bytes())
     with pytest.raises(LockError, match="Name: 'requests', the lock has demo"):
@@ -667,7 +657,7 @@ def test_fetch_checks_pkg_info_of_an_existing_lock(project: Settings, upstream: 
 def test_cli_lock_reports_a_mismatched_sdist_in_one_line(
         project: Settings, upstream: LocalUpstream, tmp_path: Path) -> None:
     tool(upstream, project)
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.add_file("demo", hostile_sdist(
         tmp_path / "files", "demo", "1.0.0",
         "Metadata-Version: 2.1\nName: requests\x1b]0;owned\x07\nVersion: 1.0.0\n"))
@@ -687,7 +677,7 @@ NAMES = st.one_of(st.text(max_size=60), st.lists(FRAGMENTS, max_size=8).map("".j
 
 
 def confined(tmp: Settings, sha: str, filename: str) -> bool:
-    path = archive.cache_path(tmp, sha, filename)
+    path = cache.cache_path(tmp, sha, filename)
     base = (tmp.sources_dir / "sha256" / sha).resolve()
     return path.resolve().parent == base
 
@@ -721,7 +711,7 @@ def test_property_html_listing_names(names: list[str], tmp_path: Path) -> None:
 
 
 def check_survivors(files: Any, tmp_path: Path) -> None:
-    tmp = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    tmp = factories.settings(tmp_path)
     for file in files:
         if file.filename.endswith(".whl"):
             continue  # wheels are never cached under sources/
@@ -755,7 +745,7 @@ def test_property_lock_rows(name: object, version: object, filename: object, sha
     except LockError as exc:
         assert "component #1" in exc.message or "unreadable" in exc.message
         return
-    tmp = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    tmp = factories.settings(tmp_path)
     (component,) = lock.components
     assert sdist_name_problem(component.sdist.filename, component.name, component.version) \
         is None
@@ -787,9 +777,9 @@ def test_property_any_json_is_a_listing_or_an_upstream_error(data: object) -> No
 @example(filename="x", sha="../../..")
 def test_property_cache_path_never_leaves_the_cache(filename: str, sha: str,
                                                    tmp_path: Path) -> None:
-    tmp = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    tmp = factories.settings(tmp_path)
     try:
-        path = archive.cache_path(tmp, sha, filename)
+        path = cache.cache_path(tmp, sha, filename)
     except IntegrityError:
         return
     assert path.resolve().parent == (tmp.sources_dir / "sha256" / sha).resolve()

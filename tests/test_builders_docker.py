@@ -23,7 +23,8 @@ from factory.build.image import ImageRef, bootstrap_image
 from factory.build.record import record_path_for
 from factory.config import Settings
 from factory.errors import BuildError
-from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack
+from tests import factories
+from tests.builders_fixtures import build_backend, host_kit
 
 pytestmark = pytest.mark.docker
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
     root = tmp_path_factory.mktemp("image")
-    return bootstrap_image(offline_settings(root))
+    return bootstrap_image(factories.settings(root))
 
 
 @pytest.fixture(scope="session")
@@ -41,17 +42,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    settings = offline_settings(tmp_path, build_timeout=60)
+    settings = factories.settings(tmp_path, build_timeout=60)
     settings.private_keys_dir.mkdir(parents=True)
     (settings.private_keys_dir / "signing.pem.key").write_text("-----BEGIN PRIVATE KEY-----\n")
     return settings
-
-
-def _build(settings: Settings, kit: Kit, image: ImageRef, name: str, payload: str,
-           extra: str = "") -> Any:
-    sdist = backend_sdist(settings.root / "sdists", name, payload, extra)
-    tree = unpack(sdist, settings.root / "trees" / name)
-    return builder.build(settings, inputs_for(sdist, tree, kit, image))
 
 
 def _no_wheel(settings: Settings) -> None:
@@ -65,7 +59,7 @@ def test_a_build_that_connects_out_fails_and_leaves_no_wheel(
         socket.create_connection(("pypi.org", 443), timeout=5).close()
     """
     with pytest.raises(BuildError) as caught:
-        _build(settings, kit, image, "phone-home", payload)
+        build_backend(settings, kit, image, "phone-home", payload)
     assert "build failed" in caught.value.message
     # DNS fails first: there is no resolver and no interface but loopback.
     assert "gaierror" in caught.value.message or "unreachable" in caught.value.message
@@ -104,7 +98,7 @@ def test_a_build_cannot_reach_a_service_on_the_hosts_loopback(
     """
     try:
         with pytest.raises(BuildError) as caught:
-            _build(settings, kit, image, "loopback", payload)
+            build_backend(settings, kit, image, "loopback", payload)
     finally:
         stop.set()
         thread.join()
@@ -116,10 +110,10 @@ def test_a_build_cannot_reach_a_service_on_the_hosts_loopback(
 
 def test_an_endless_build_is_killed_at_its_limit(kit: Kit, image: ImageRef,
                                                  tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path, build_timeout=3)
+    settings = factories.settings(tmp_path, build_timeout=3)
     started = time.monotonic()
     with pytest.raises(BuildError) as caught:
-        _build(settings, kit, image, "forever", "while True:\n    pass")
+        build_backend(settings, kit, image, "forever", "while True:\n    pass")
     assert "killed after the 3 s limit" in caught.value.message
     assert time.monotonic() - started < 30
     _no_wheel(settings)
@@ -128,7 +122,7 @@ def test_an_endless_build_is_killed_at_its_limit(kit: Kit, image: ImageRef,
 def test_a_failed_build_leaves_no_wheel_but_keeps_its_log(
         settings: Settings, kit: Kit, image: ImageRef) -> None:
     with pytest.raises(BuildError) as caught:
-        _build(settings, kit, image, "broken", "raise ValueError('broken on purpose')")
+        build_backend(settings, kit, image, "broken", "raise ValueError('broken on purpose')")
     assert "broken on purpose" in caught.value.message
     _no_wheel(settings)
     assert not list(settings.wheels_dir.glob("*.build.json")) if settings.wheels_dir.exists() \
@@ -173,7 +167,7 @@ def test_a_build_cannot_write_outside_its_output_or_read_host_keys(
 
     monkeypatch.setattr(builder, "run_container", spy)
     monkeypatch.setenv("FACTORY_TOKEN", "secret-token-value")
-    record = _build(settings, kit, image, "nosy", PROBE,
+    record = build_backend(settings, kit, image, "nosy", PROBE,
                     extra=f"\nKEYS = {str(settings.private_keys_dir)!r}\n")
     wheel = settings.wheels_dir / record.wheel_filename
     with zipfile.ZipFile(wheel) as zf:

@@ -19,15 +19,8 @@ from factory.build.image import ImageRef, bootstrap_image
 from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import BuildError
-from tests.builders_fixtures import (
-    PINNED,
-    download,
-    inputs_for,
-    kit_from_sdists,
-    make_sdist,
-    offline_settings,
-    unpack,
-)
+from tests import factories
+from tests.builders_fixtures import PINNED, download, inputs_for, kit_from_sdists, unpack
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -45,7 +38,7 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def image(session_dir: Path) -> ImageRef:
-    return bootstrap_image(offline_settings(session_dir / "img"))
+    return bootstrap_image(factories.settings(session_dir / "img"))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +57,7 @@ def _build_sdist(settings: Settings, sdist: Path, kit: Kit, image: ImageRef,
 def tools(sdists: dict[str, Path], kit: Kit, image: ImageRef,
           session_dir: Path) -> dict[str, Path]:
     """flit_core and setuptools wheels, built from source once per session."""
-    settings = offline_settings(session_dir / "tools")
+    settings = factories.settings(session_dir / "tools")
     built = {}
     for name in ("flit-core", "setuptools"):
         record = _build_sdist(settings, sdists[name], kit, image)
@@ -75,7 +68,7 @@ def tools(sdists: dict[str, Path], kit: Kit, image: ImageRef,
 def test_pure_python_builds_are_byte_identical(
         sdists: dict[str, Path], kit: Kit, image: ImageRef, tools: dict[str, Path],
         tmp_path: Path) -> None:
-    project = make_sdist(tmp_path / "src", "tiny", {
+    project = factories.sdist(tmp_path / "src", "tiny", "1.0", bare=True, files={
         "pyproject.toml": '[build-system]\nrequires = ["flit_core>=3.4,<4"]\n'
                           'build-backend = "flit_core.buildapi"\n\n[project]\nname = "tiny"\n'
                           'version = "1.0"\ndescription = "t"\n',
@@ -84,7 +77,7 @@ def test_pure_python_builds_are_byte_identical(
     })
     outputs = []
     for attempt in ("one", "two"):
-        settings = offline_settings(tmp_path / attempt)
+        settings = factories.settings(tmp_path / attempt)
         flit = _build_sdist(settings, sdists["flit-core"], kit, image)
         tiny = _build_sdist(settings, project, kit, image, (tools["flit-core"],))
         outputs.append([(settings.wheels_dir / r.wheel_filename).read_bytes()
@@ -96,7 +89,7 @@ def test_pure_python_builds_are_byte_identical(
 def test_markupsafe_c_extension_builds_with_the_right_tag(
         sdists: dict[str, Path], kit: Kit, image: ImageRef, tools: dict[str, Path],
         tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path)
+    settings = factories.settings(tmp_path)
     record = _build_sdist(settings, sdists["markupsafe"], kit, image, (tools["setuptools"],))
     assert record.wheel_filename == "markupsafe-3.0.4-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(settings.wheels_dir / record.wheel_filename) as zf:
@@ -111,8 +104,8 @@ def test_markupsafe_c_extension_builds_with_the_right_tag(
 
 def test_a_setup_py_that_connects_out_fails(
         kit: Kit, image: ImageRef, tools: dict[str, Path], tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path)
-    sdist = make_sdist(tmp_path / "src", "callhome", {
+    settings = factories.settings(tmp_path)
+    sdist = factories.sdist(tmp_path / "src", "callhome", "1.0", bare=True, files={
         "pyproject.toml": '[build-system]\nrequires = ["setuptools>=68"]\n'
                           'build-backend = "setuptools.build_meta"\n',
         "setup.py": "import urllib.request\n"

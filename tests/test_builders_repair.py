@@ -21,8 +21,9 @@ from factory.build.record import BuildRecord, record_path_for
 from factory.config import Settings
 from factory.lock import Lock, load_lock, save_lock
 from factory.plan import build_one, make_plan
-from factory.upstream import archive
-from tests.builders_fixtures import backend_sdist, download, lock_entry, offline_settings
+from factory.upstream.cache import cache_path
+from tests import factories
+from tests.builders_fixtures import backend_sdist, download, lock_entry
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -33,8 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("repair")
     shutil.copytree(REPO / "recipes", root / "recipes")
-    settings = offline_settings(root)
-    lock = load_lock(Settings(root=REPO, state_dir=root / "unused"))
+    settings = factories.settings(root)
+    lock = load_lock(factories.settings(REPO, state_dir=root / "unused"))
     tiny = lock_entry(settings, backend_sdist(root / "sdists", "puretiny", ""), "runtime",
                   "approved", ())
     (root / "recipes" / "puretiny.toml").write_text('name = "puretiny"\nversions = ">=0"\n')
@@ -44,7 +45,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     for comp in lock.components:
         if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
             got = download(cache, comp.sdist.url, comp.sdist.sha256)
-            target = archive.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
+            target = cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(got, target)
     return settings

@@ -10,10 +10,11 @@ import pytest
 
 from factory.build import repair
 from factory.build.incontainer import is_pure, patcher
-from factory.build.record import BuildRecord, InstalledTool, SourceRef
+from factory.build.record import BuildRecord, InstalledTool
 from factory.config import load_settings
 from factory.errors import BuildError
-from tests.builders_fixtures import offline_settings
+from factory.upstream.cache import Sdist
+from tests import factories
 
 AUDITWHEEL = InstalledTool("auditwheel", "6.8.2", "auditwheel-6.8.2-py3-none-any.whl", "a" * 64)
 NATIVE = "markupsafe-3.0.4-cp311-cp311-manylinux_2_17_x86_64.whl"
@@ -28,14 +29,14 @@ def _report(out: Path, **done: Any) -> Path:
 def _record(wheel: str, entry: dict[str, Any] | None) -> BuildRecord:
     settings = {"repair": entry} if entry is not None else {}
     return BuildRecord("i", "markupsafe", "3.0.4", wheel, "0" * 64,
-                       SourceRef("markupsafe", "3.0.4", "m.tar.gz", "u", "1" * 64, 1), "r", "d",
+                       Sdist("markupsafe", "3.0.4", "m.tar.gz", "u", "1" * 64, 1), "r", "d",
                        "img", "id", settings, [AUDITWHEEL], "t0", "t1", "log", "2" * 64)
 
 
 def test_the_setting_comes_from_factory_toml(tmp_path: Path) -> None:
     (tmp_path / "factory.toml").write_text('[build]\nrepair = "none"\n')
     assert repair.mode(load_settings(tmp_path)) == "none"
-    assert repair.mode(offline_settings(tmp_path)) == "auditwheel"  # the default
+    assert repair.mode(factories.settings(tmp_path)) == "auditwheel"  # the default
 
 
 def test_pure_and_native_tags() -> None:
@@ -54,7 +55,7 @@ def test_a_repair_report_becomes_the_record_entry(tmp_path: Path) -> None:
     out = _report(tmp_path, action="repaired", policy="manylinux_2_17_x86_64",
                   env=[{"name": "auditwheel", "version": "6.8.2"}], patchelf="patchelf 0.14.3",
                   patcher="none", original={"filename": "m-linux_x86_64.whl", "sha256": "f"})
-    entry = repair.outcome(offline_settings(tmp_path), out, [AUDITWHEEL], "", "m 1")
+    entry = repair.outcome(factories.settings(tmp_path), out, [AUDITWHEEL], "", "m 1")
     assert entry["action"] == "repaired" and entry["policy"] == "manylinux_2_17_x86_64"
     assert entry["tools"][0]["sha256"] == "a" * 64
     assert entry["original_wheel"]["filename"] == "m-linux_x86_64.whl"
@@ -64,24 +65,24 @@ def test_a_repair_venv_holding_more_than_its_wheels_is_refused(tmp_path: Path) -
     out = _report(tmp_path, action="repaired", env=[{"name": "auditwheel", "version": "6.8.2"},
                                                      {"name": "evil", "version": "1"}])
     with pytest.raises(BuildError, match="repair environment held"):
-        repair.outcome(offline_settings(tmp_path), out, [AUDITWHEEL], "", "m 1")
+        repair.outcome(factories.settings(tmp_path), out, [AUDITWHEEL], "", "m 1")
 
 
 def test_why_a_native_wheel_was_not_repaired_is_recorded(tmp_path: Path) -> None:
     out = _report(tmp_path, action="unavailable")
-    entry = repair.outcome(offline_settings(tmp_path), out, [], repair.NOT_LOCKED, "m 1")
+    entry = repair.outcome(factories.settings(tmp_path), out, [], repair.NOT_LOCKED, "m 1")
     assert entry["action"] == "unavailable" and "not locked" in entry["reason"]
-    off = offline_settings(tmp_path, build_repair="none")
+    off = factories.settings(tmp_path, build_repair="none")
     assert repair.outcome(off, out, [], "", "m 1")["action"] == "disabled"
 
 
 def test_a_record_is_up_to_date_only_with_the_same_repair(tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path)
+    settings = factories.settings(tmp_path)
     repaired = _record(NATIVE, {"tool": "auditwheel", "action": "repaired",
                                 "tools": [{"sha256": "a" * 64}]})
     assert repair.up_to_date(repaired, settings, ["a" * 64])
     assert not repair.up_to_date(repaired, settings, ["b" * 64])  # auditwheel changed
-    assert not repair.up_to_date(repaired, offline_settings(tmp_path, build_repair="none"), [])
+    assert not repair.up_to_date(repaired, factories.settings(tmp_path, build_repair="none"), [])
     unrepaired = _record("m-1-cp311-cp311-linux_x86_64.whl", None)  # made before repair existed
     assert not repair.up_to_date(unrepaired, settings, ["a" * 64])
     pure = _record("m-1-py3-none-any.whl", {"tool": "auditwheel", "action": "pure"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,8 @@ from factory.build.docker import hardening
 from factory.build.env import container_environment, make_wheelhouse, source_date_epoch
 from factory.build.image import tag_for
 from factory.errors import EngineError
-from tests.builders_fixtures import EPOCH, make_sdist, offline_settings
+from tests import factories
+from tests.factories import EPOCH
 
 
 def _closed_port() -> int:
@@ -46,12 +46,12 @@ def test_the_build_environment_inherits_nothing_from_the_host(
 
 
 def test_source_date_epoch_is_the_newest_member_of_the_sdist(tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path, "demo", {"a.py": "", "b.py": ""})
+    sdist = factories.sdist(tmp_path, "demo", "1.0", bare=True, files={"a.py": "", "b.py": ""})
     assert source_date_epoch(sdist) == EPOCH
 
 
 def test_the_container_is_hardened_from_settings(tmp_path: Path) -> None:
-    options = hardening(offline_settings(tmp_path, build_memory="1g", build_pids=64,
+    options = hardening(factories.settings(tmp_path, build_memory="1g", build_pids=64,
                                          build_cpus=1.5))
     assert options["network_mode"] == "none"
     assert options["read_only"] is True and options["cap_drop"] == ["ALL"]
@@ -61,16 +61,9 @@ def test_the_container_is_hardened_from_settings(tmp_path: Path) -> None:
     assert not options["user"].startswith("0:")
 
 
-def _wheel(directory: Path, filename: str) -> Path:
-    path = directory / filename
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("x.py", "")
-    return path
-
-
 def test_a_wheelhouse_holds_exactly_the_wheels_given(tmp_path: Path) -> None:
-    a = _wheel(tmp_path, "flit_core-3.12.0-py3-none-any.whl")
-    b = _wheel(tmp_path, "packaging-26.3-py3-none-any.whl")
+    a = factories.wheel(tmp_path, "flit_core", "3.12.0")
+    b = factories.wheel(tmp_path, "packaging", "26.3")
     tools = make_wheelhouse(tmp_path / "house", [b, a])
     assert sorted(p.name for p in (tmp_path / "house").iterdir()) == [a.name, b.name]
     assert [(t.name, t.version) for t in tools] == [("flit-core", "3.12.0"),
@@ -78,14 +71,14 @@ def test_a_wheelhouse_holds_exactly_the_wheels_given(tmp_path: Path) -> None:
 
 
 def test_two_versions_of_one_tool_never_share_an_environment(tmp_path: Path) -> None:
-    a = _wheel(tmp_path, "setuptools-84.2.1-py3-none-any.whl")
-    b = _wheel(tmp_path, "setuptools-84.0.0-py3-none-any.whl")
+    a = factories.wheel(tmp_path, "setuptools", "84.2.1")
+    b = factories.wheel(tmp_path, "setuptools", "84.0.0")
     with pytest.raises(ValueError, match="two wheels of setuptools"):
         make_wheelhouse(tmp_path / "house", [a, b])
 
 
 def test_extra_system_packages_get_their_own_image_tag(tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path)
+    settings = factories.settings(tmp_path)
     assert tag_for(settings) == settings.builder_image
     assert tag_for(settings, ["gcc"]) == settings.builder_image  # already in the base
     derived = tag_for(settings, ["libffi-dev"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from factory import __version__
 from factory.config import Settings
-from tests.conftest import write_recipe
+from tests import factories
 from tests.local_upstream import LocalUpstream
 
 
@@ -36,9 +36,9 @@ def test_version(project: Settings) -> None:
 
 
 def test_recipes_check_reports_each_bad_file(project: Settings) -> None:
-    write_recipe(project.root, "good")
-    write_recipe(project.root, "bad", "colour = 'blue'\n")
-    write_recipe(project.root, "worse", 'versions = ">>1"\n')
+    factories.recipe(project.root, "good")
+    factories.recipe(project.root, "bad", "colour = 'blue'\n")
+    factories.recipe(project.root, "worse", 'versions = ">>1"\n')
     result = factory(project, "recipes", "check")
     assert result.returncode == 1
     assert "bad.toml: field 'colour': unknown key" in result.stderr
@@ -48,15 +48,15 @@ def test_recipes_check_reports_each_bad_file(project: Settings) -> None:
 
 
 def test_lock_with_a_bad_recipe_is_one_line(project: Settings) -> None:
-    write_recipe(project.root, "bad", "colour = 'blue'\n")
+    factories.recipe(project.root, "bad", "colour = 'blue'\n")
     assert_one_line_error(factory(project, "lock"), "bad.toml", "colour")
 
 
 def test_lock_fetch_check_round_trip(project: Settings, upstream: LocalUpstream) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "demo")
     result = factory(project, "lock")
     assert result.returncode == 0, result.stderr
     assert "demo: added 1.0.0" in result.stdout
@@ -64,18 +64,18 @@ def test_lock_fetch_check_round_trip(project: Settings, upstream: LocalUpstream)
     assert json.loads(check.stdout) == {"ok": True, "problems": []}
     fetched = factory(project, "fetch", "--json")
     assert sorted(f["name"] for f in json.loads(fetched.stdout)) == ["demo", "setuptools"]
-    write_recipe(project.root, "demo", 'versions = ">=2"\n')
+    factories.recipe(project.root, "demo", 'versions = ">=2"\n')
     check = factory(project, "lock", "--check")
     assert check.returncode == 1 and "outside the recipe's range" in check.stderr
 
 
 def test_missing_lock_is_one_line(project: Settings) -> None:
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     assert_one_line_error(factory(project, "fetch"), "no lock file", "factory lock")
 
 
 def test_unknown_upstream_name_is_one_line(project: Settings, upstream: LocalUpstream) -> None:
-    write_recipe(project.root, "flaks")
+    factories.recipe(project.root, "flaks")
     assert_one_line_error(factory(project, "lock"), "does not know 'flaks'")
 
 

@@ -20,10 +20,11 @@ import httpx
 import pytest
 
 from factory.config import Settings, load_settings
+from factory.index import Index
 from factory.index.serve import create_app
 from factory.lock import lock_stage
+from tests import factories
 from tests.builders_fixtures import PINNED, download
-from tests.conftest import write_recipe
 from tests.index_fixtures import running
 from tests.local_upstream import LocalUpstream
 
@@ -46,8 +47,8 @@ def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.Fix
         upstream.add_file(name, download(cache, url, sha))
     root = tmp_path / "project"
     for name in TOOLS:
-        write_recipe(root, name, 'kind = "build-tool"\n' + ALLOWANCES.get(name, ""))
-    write_recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
+        factories.recipe(root, name, 'kind = "build-tool"\n' + ALLOWANCES.get(name, ""))
+    factories.recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
     (root / "factory.toml").write_text(
         f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'
         f'advisories = "{tmp_path / "advisories"}"\n')
@@ -58,12 +59,12 @@ def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.Fix
 
 def add_demo(upstream: LocalUpstream, version: str) -> None:
     upstream.add("demo", version, build_requires=FLIT, backend="flit_core.buildapi",
-                 extra_members={"README.md": b"demo\n"})
+                 files={"README.md": b"demo\n"})
 
 
 @pytest.fixture
 def index_url(factory_project: Settings) -> Iterator[str]:
-    with running(create_app(factory_project)) as base:
+    with running(create_app(Index.of(factory_project))) as base:
         yield base + "/simple/"
 
 

@@ -18,21 +18,22 @@ import httpx
 import pytest
 
 from factory.config import Settings, load_settings
-from factory.index.records import Layout, list_projects, load_record
-from factory.index.regen import check_index
+from factory.index import Index
+from factory.index.records import Layout, list_projects
 from factory.index.serve import create_app
+from factory.index.validation import load_record
 from factory.sign._authority.log import ENTRIES_FILE
 from factory.verify import verify
+from tests import factories
 from tests.index_fixtures import publish_wheel, running
-from tests.security_fixtures import python, stage_build, state
-from tests.test_faults_kill import RELEASE
+from tests.security_fixtures import RELEASE, python, stage_build
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
 @pytest.mark.slow
 def test_two_releases_at_once_lose_nothing_and_duplicate_nothing(tmp_path: Path) -> None:
-    settings = state(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     names = [f"pkg{i}" for i in range(4)]
     for name in names:
         stage_build(settings, name)
@@ -46,7 +47,7 @@ def test_two_releases_at_once_lose_nothing_and_duplicate_nothing(tmp_path: Path)
     for name in names:
         record = load_record(layout, name)
         assert record is not None and len(record.files) == 1
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []
     report = verify(settings, everything=True, check_advisories=False)
     assert report.ok, [(a.filename, [c.message for c in a.failures()]) for a in report.artifacts]
     # Signed once per wheel: 4 entries each (wheel, SLSA, SBOM, publish statement).
@@ -117,7 +118,7 @@ def test_fifty_concurrent_installs_during_a_publish_all_succeed(tmp_path: Path) 
             await asyncio.gather(*(_install_loop(client, projects, stop, stats)
                                    for _ in range(50)))
 
-    with running(create_app(settings)) as base:
+    with running(create_app(Index.of(settings))) as base:
         thread = threading.Thread(target=publisher)
         thread.start()
         try:
@@ -128,4 +129,4 @@ def test_fifty_concurrent_installs_during_a_publish_all_succeed(tmp_path: Path) 
     assert len(published) == 45
     assert stats["errors"] == 0 and stats["bad_hash"] == 0, stats
     assert stats["files"] > 100
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []

@@ -8,11 +8,9 @@ no orphan build container survives the next run, and a rerun completes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,60 +18,51 @@ import pytest
 
 from factory.config import Settings
 from factory.errors import PublishError
-from factory.index.regen import check_index
-from factory.lock import LockedComponent, SdistRef
+from factory.index import Index
+from factory.lock import LockedComponent
 from factory.publish import release
 from factory.sign._authority.log import ENTRIES_FILE
-from factory.upstream.archive import cache_path, fetch
+from factory.upstream.cache import Sdist, cache_path, fetch
 from factory.verify import verify
-from tests.index_fixtures import make_sdist, make_sidecars, make_wheel
-from tests.security_fixtures import SlowFiles, kill9, python, stage_build, state, wait_for
+from tests import factories
+from tests.index_fixtures import publish_wheel
+from tests.security_fixtures import RELEASE, SlowFiles, kill9, python, stage_build, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 # -- fetch -------------------------------------------------------------------------
 
-def _big_sdist(size: int) -> bytes:
+def _big_sdist(directory: Path, size: int) -> bytes:
     """A real sdist of big 1.0 (fetch checks its PKG-INFO) with ``size`` random bytes
     in it, which no compression shrinks: the download takes a while."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in (("big-1.0/PKG-INFO", b"Metadata-Version: 2.1\nName: big\n"
-                                                 b"Version: 1.0\n"),
-                           ("big-1.0/blob.bin", os.urandom(size))):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return factories.sdist(directory, "big", "1.0", bare=True, files={
+        "PKG-INFO": "Metadata-Version: 2.1\nName: big\nVersion: 1.0\n",
+        "blob.bin": os.urandom(size)}).read_bytes()
 
 
 def _locked(url: str, data: bytes) -> LockedComponent:
-    sdist = SdistRef(filename="big-1.0.tar.gz", url=url, size=len(data),
-                     sha256=hashlib.sha256(data).hexdigest())
-    return LockedComponent(name="big", version="1.0", kind="runtime", reason="approved",
-                           recipe_digest="0" * 64, sdist=sdist)
+    return factories.locked("big", "1.0", kind="runtime", sdist=Sdist(
+        "big", "1.0", filename="big-1.0.tar.gz", url=url, size=len(data),
+        sha256=hashlib.sha256(data).hexdigest()))
 
 
 FETCH = """
     import sys
     from pathlib import Path
-    from factory.config import Settings
-    from factory.lock import LockedComponent, SdistRef
-    from factory.upstream.archive import fetch
+    from factory.upstream.cache import Sdist, fetch
+    from tests import factories
     base, url, sha, size = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-    settings = Settings(root=base / "project", state_dir=base / "state", http_retries=0)
-    sdist = SdistRef(filename="big-1.0.tar.gz", url=url, sha256=sha, size=size)
-    locked = LockedComponent(name="big", version="1.0", kind="runtime", reason="approved",
-                             recipe_digest="0" * 64, sdist=sdist)
-    print(fetch(settings, locked), flush=True)
+    settings = factories.settings(base, project="project", http_retries=0)
+    sdist = Sdist("big", "1.0", filename="big-1.0.tar.gz", url=url, sha256=sha, size=size)
+    print(fetch(settings, sdist), flush=True)
 """
 
 
 def test_kill_9_during_a_download_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
-    data = _big_sdist(4 << 20)
+    data = _big_sdist(tmp_path / "upstream", 4 << 20)
     server = SlowFiles(data)  # about 1.3 s for the whole file
-    settings = state(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     locked = _locked(server.url, data)
     target = cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
     try:
@@ -83,14 +72,14 @@ def test_kill_9_during_a_download_leaves_nothing_in_the_cache(tmp_path: Path) ->
         kill9(child)
         assert not target.exists()  # only a verified file ever has the cache's name
         server.delay = 0
-        assert fetch(settings, locked) == target  # the rerun
+        assert fetch(settings, locked.sdist) == target  # the rerun
         assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
     finally:
         server.close()
 
 
 def test_two_processes_fetching_one_file_both_get_it_whole(tmp_path: Path) -> None:
-    data = _big_sdist(2 << 20)
+    data = _big_sdist(tmp_path / "upstream", 2 << 20)
     server = SlowFiles(data, delay=0.005)
     locked = _locked(server.url, data)
     args = (str(tmp_path), server.url, locked.sdist.sha256, str(len(data)))
@@ -100,24 +89,12 @@ def test_two_processes_fetching_one_file_both_get_it_whole(tmp_path: Path) -> No
     finally:
         server.close()
     assert [c.returncode for c in children] == [0, 0, 0], [o[1][-500:] for o in outs]
-    target = cache_path(state(tmp_path), locked.sdist.sha256, locked.sdist.filename)
+    target = cache_path(factories.settings(tmp_path, project="project"), locked.sdist.sha256,
+                        locked.sdist.filename)
     assert hashlib.sha256(target.read_bytes()).hexdigest() == locked.sdist.sha256
 
 
 # -- sign and publish ------------------------------------------------------------------
-
-RELEASE = """
-    import sys
-    from pathlib import Path
-    from factory.build.record import BuildRecord
-    from factory.config import Settings
-    from factory.publish import release
-    base = Path(sys.argv[1])
-    settings = Settings(root=base / "project", state_dir=base / "state")
-    records = [BuildRecord.load(p) for p in sorted(settings.wheels_dir.glob("*.build.json"))]
-    print(len(release(settings, records)), flush=True)
-"""
-
 
 def _log_size(settings: Settings) -> int:
     path = settings.authority_dir / "log" / ENTRIES_FILE
@@ -127,16 +104,16 @@ def _log_size(settings: Settings) -> int:
 @pytest.mark.parametrize("entries", [2, 9])
 def test_kill_9_while_signing_then_a_rerun_completes(tmp_path: Path, entries: int) -> None:
     """Each wheel takes 4 log entries (wheel, SLSA, SBOM, publish statement)."""
-    settings = state(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     records = [stage_build(settings, f"pkg{i}") for i in range(4)]
     child = python(RELEASE, str(tmp_path))
     wait_for(lambda: _log_size(settings) >= entries or child.poll() is not None, 60,
              f"{entries} signatures")
     kill9(child)
     # consistent at the moment of the crash: pages name only complete, recorded files
-    assert check_index(settings, allow_interrupted=True) == []
+    assert Index.of(settings).check(allow_interrupted=True) == []
     release(settings, records)  # the rerun
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []
     report = verify(settings, everything=True, check_advisories=False)
     assert report.ok and len(report.artifacts) == 4
     lines = (settings.authority_dir / "log" / ENTRIES_FILE).read_bytes().splitlines()
@@ -148,11 +125,12 @@ def test_kill_9_while_signing_then_a_rerun_completes(tmp_path: Path, entries: in
 BUILD = """
     import sys
     from pathlib import Path
-    from factory.build import build as builder
+    from factory.build import job as builder
     from factory.build.image import bootstrap_image
-    from tests.builders_fixtures import host_kit, inputs_for, offline_settings
+    from tests import factories
+    from tests.builders_fixtures import host_kit, inputs_for
     base, sdist, tree = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    settings = offline_settings(base, build_timeout=600)
+    settings = factories.settings(base, build_timeout=600)
     kit = host_kit(base / "kit")
     image = bootstrap_image(settings)
     print(builder.build(settings, inputs_for(sdist, tree, kit, image)).wheel_filename)
@@ -165,13 +143,7 @@ def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) 
     from factory.build.docker import OWNER_LABEL
     from factory.build.engine import connect
     from factory.build.image import bootstrap_image
-    from tests.builders_fixtures import (
-        backend_sdist,
-        host_kit,
-        inputs_for,
-        offline_settings,
-        unpack,
-    )
+    from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, unpack
 
     payload = 'import time; time.sleep(float(open("delay").read()))'
     sdist = backend_sdist(tmp_path / "sdists", "slowpoke", payload)
@@ -184,7 +156,7 @@ def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) 
              "the build container to run")
     (orphan,) = client.containers.list(filters=label)
     kill9(child)
-    settings = offline_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, build_timeout=120)
     assert not settings.wheels_dir.exists() or not list(settings.wheels_dir.iterdir())
     orphan.reload()
     assert orphan.status == "running"  # nobody is left to stop it ...
@@ -201,7 +173,7 @@ def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) 
 
 @pytest.fixture
 def small_index(tmp_path: Path) -> Iterator[Settings]:
-    settings = state(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     settings.index_dir.mkdir(parents=True)
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
                               str(settings.index_dir)], capture_output=True, text=True)
@@ -213,12 +185,7 @@ def small_index(tmp_path: Path) -> Iterator[Settings]:
         subprocess.run(["umount", "-l", str(settings.index_dir)], check=False)
 
 
-def _publish(settings: Settings, work: Path, name: str, version: str) -> None:
-    from factory.index import publish
-
-    wheel = make_wheel(work / "dist", name, version, marker="x" * 20_000)
-    sdist = make_sdist(work / "sdist", name, version)
-    publish(settings, wheel, make_sidecars(work / "side", wheel, sdist), sdist, {})
+MARKER = "x" * 20_000  # in every wheel's module
 
 
 def test_a_full_disk_during_publish_publishes_nothing_half_way(small_index: Settings,
@@ -229,19 +196,20 @@ def test_a_full_disk_during_publish_publishes_nothing_half_way(small_index: Sett
     published = 0
     with pytest.raises(PublishError) as caught:
         for n in range(200):
-            _publish(settings, tmp_path / "work", f"proj{n % 3}", f"1.{n}")
+            publish_wheel(settings, tmp_path / "work", f"proj{n % 3}", f"1.{n}", marker=MARKER)
             published += 1
-            assert check_index(settings) == []
+            assert Index.of(settings).check() == []
     assert "filesystem is full" in caught.value.message
     assert published > 0
     # every page names only complete, recorded files (the failed publish left some unrecorded)
-    assert check_index(settings, allow_interrupted=True) == []
+    assert Index.of(settings).check(allow_interrupted=True) == []
     failed = f"1.{published}"
     page = (settings.index_dir / "simple" / f"proj{published % 3}" / "index.json")
     if page.is_file():
         assert failed not in [v for v in json.loads(page.read_text())["versions"]]
     ballast.unlink()
-    _publish(settings, tmp_path / "work", f"proj{published % 3}", failed)  # the rerun
-    assert check_index(settings) == []
+    publish_wheel(settings, tmp_path / "work", f"proj{published % 3}", failed,  # the rerun
+                  marker=MARKER)
+    assert Index.of(settings).check() == []
     data = json.loads(page.read_text())
     assert failed in data["versions"]

@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 
 from factory import fetch
+from factory._internal.atomic import sha256_file
 from factory.config import Settings
 from factory.errors import IntegrityError, PolicyError
 from factory.lock import lock_stage
-from factory.upstream import archive
-from tests.conftest import write_recipe
+from factory.upstream import cache
+from tests import factories
 from tests.local_upstream import LocalUpstream
 
 
 @pytest.fixture
 def locked(project: Settings, upstream: LocalUpstream) -> Settings:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo", 'licenses = ["MIT"]\n')
+    factories.recipe(project.root, "demo", 'licenses = ["MIT"]\n')
     lock_stage(project)
     # lock reads pyproject.toml from the sdists; start fetch from an empty cache
     for path in project.sources_dir.rglob("*.tar.gz"):
@@ -38,7 +39,7 @@ def test_fetch_verifies_and_caches_by_content(locked: Settings, upstream: LocalU
     fetched = fetch.fetch_stage(locked)
     assert {f.component.name for f in fetched} == {"demo", "setuptools"}
     for item in fetched:
-        assert item.path == archive.cache_path(locked, item.component.sdist.sha256,
+        assert item.path == cache.cache_path(locked, item.component.sdist.sha256,
                                                item.component.sdist.filename)
         assert item.path.is_file()
     served = len(upstream.requests)
@@ -67,15 +68,15 @@ def test_corrupted_cache_entry_is_replaced(locked: Settings) -> None:
     (item,) = fetch.fetch_stage(locked, {"demo"})
     item.path.write_bytes(b"tampered")
     (again,) = fetch.fetch_stage(locked, {"demo"})
-    assert archive.sha256_file(again.path) == item.component.sdist.sha256
+    assert sha256_file(again.path) == item.component.sdist.sha256
 
 
 def test_licence_outside_allowlist_is_refused(project: Settings,
                                               upstream: LocalUpstream) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-    upstream.add("gpl", "1.0.0", license_expression="GPL-3.0-only")
-    write_recipe(project.root, "gpl", 'licenses = ["MIT", "BSD-3-Clause"]\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("gpl", "1.0.0", license="GPL-3.0-only")
+    factories.recipe(project.root, "gpl", 'licenses = ["MIT", "BSD-3-Clause"]\n')
     lock_stage(project)
     with pytest.raises(PolicyError, match="licence GPL-3.0-only is not in the allowlist"):
         fetch.fetch_stage(project)
@@ -84,7 +85,7 @@ def test_licence_outside_allowlist_is_refused(project: Settings,
 def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
         locked: Settings) -> None:
     entry = next(c for c in fetch.load_lock(locked).components if c.name == "demo")
-    folder = archive.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
+    folder = cache.cache_path(locked, entry.sdist.sha256, entry.sdist.filename).parent
     folder.mkdir(parents=True, exist_ok=True)
     stale = folder / f".tmp-{entry.sdist.filename}.dead"
     live = folder / f".tmp-{entry.sdist.filename}.live"

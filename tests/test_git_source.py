@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from factory import fetch
+from factory._internal.atomic import sha256_file
 from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, RecipeError
 from factory.lock import lock_stage
 from factory.recipes import load_recipes
 from factory.upstream import archive
-from tests.conftest import write_recipe
+from tests import factories
 from tests.local_upstream import LocalUpstream
 
 
@@ -53,8 +54,8 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def git_project(project: Settings, upstream: LocalUpstream, repo: Path) -> Settings:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-    write_recipe(project.root, "gitdemo", f'versions = "<2"\nlicenses = ["MIT"]\n'
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "gitdemo", f'versions = "<2"\nlicenses = ["MIT"]\n'
                  f'[source]\ngit = "file://{repo}"\ntag = "v{{version}}"\n')
     return project
 
@@ -77,7 +78,7 @@ def test_fetch_remakes_and_verifies_the_archive(git_project: Settings) -> None:
         path.unlink()
     fetched = {f.component.name: f for f in fetch.fetch_stage(git_project)}
     item = fetched["gitdemo"]
-    assert archive.sha256_file(item.path) == item.component.sdist.sha256
+    assert sha256_file(item.path) == item.component.sdist.sha256
     root = archive.extract(item.path, git_project.state_dir / "tree")
     assert root.name == "gitdemo-1.1.0" and (root / "gitdemo.py").read_text() == \
         'VERSION = "1.1.0"\n'
@@ -106,6 +107,6 @@ def test_a_moved_tag_is_refused_then_relocked(git_project: Settings, repo: Path)
 
 
 def test_git_source_with_a_cooldown_is_a_recipe_error(project: Settings, repo: Path) -> None:
-    write_recipe(project.root, "gitdemo", f'cooldown_days = 2\n[source]\ngit = "file://{repo}"\n')
+    factories.recipe(project.root, "gitdemo", f'cooldown_days = 2\n[source]\ngit = "file://{repo}"\n')
     with pytest.raises(RecipeError, match="cooldown_days"):
         load_recipes(project)

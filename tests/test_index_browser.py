@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import shutil
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
 from factory.config import load_settings
-from factory.index import create_app, record_advisories, yank
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import publish_wheel, running  # noqa: E402
+from factory.index import Index
+from factory.index.serve import create_app
+from tests.index_fixtures import publish_wheel, running
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip(
@@ -80,10 +78,11 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     publish_wheel(settings, root / "w", "Alpha", "1.0")
     publish_wheel(settings, root / "w", "Alpha", "1.1")
     publish_wheel(settings, root / "w", "beta", "2.0", ["alpha>=1.0"])
-    yank(settings, "alpha", "1.1", "broken on Python 3.13")
-    record_advisories(settings, "alpha", "1.0", [])
-    record_advisories(settings, "beta", "2.0", [{"id": "GHSA-xxxx", "summary": "bad input"}])
-    with running(create_app(settings)) as url:
+    index = Index.of(settings)
+    index.yank("alpha", "1.1", "broken on Python 3.13")
+    index.record_advisories("alpha", "1.0", [])
+    index.record_advisories("beta", "2.0", [{"id": "GHSA-xxxx", "summary": "bad input"}])
+    with running(create_app(index)) as url:
         yield url
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from factory.config import load_settings
-from factory.index import create_app, yank
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import RequestLog, publish_wheel, running  # noqa: E402
+from factory.index import Index
+from factory.index.serve import create_app
+from tests.index_fixtures import RequestLog, publish_wheel, running
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +57,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Reque
         published[(name, version)] = publish_wheel(
             settings, root / "work", name, version, requires, ">=3.8"
         )
-    yank(settings, "alpha", "1.1", "broken release")
-    log = RequestLog(create_app(settings))
+    Index.of(settings).yank("alpha", "1.1", "broken release")
+    log = RequestLog(create_app(Index.of(settings)))
     with running(log) as url:
         yield url, log, published
 

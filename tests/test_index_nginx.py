@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +12,8 @@ import pytest
 
 from bench import servers
 from factory.config import load_settings
-from factory.index import publish_trust, yank
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import publish_wheel  # noqa: E402
+from factory.index import Index
+from tests.index_fixtures import publish_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 UV = REPO / ".venv" / "bin" / "uv"
@@ -41,10 +38,10 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]
         ("beta", "2.0", ["alpha>=1.0"]),
     ]:
         published[name, version] = publish_wheel(settings, root / "w", name, version, requires)
-    yank(settings, "alpha", "1.1", "broken")
+    Index.of(settings).yank("alpha", "1.1", "broken")
     trusted = root / "trusted_root.json"
     trusted.write_text("{}")
-    publish_trust(settings, {"trusted_root.json": trusted})
+    Index.of(settings).publish_trust({"trusted_root.json": trusted})
     with servers.nginx(settings.index_dir, root / "nginx", access_log=True) as running:
         yield running.url, published
 

@@ -16,20 +16,12 @@ import pytest
 
 from factory.config import Settings, load_settings
 from factory.errors import PublishError
-from factory.index import (
-    check_index,
-    publish,
-    publish_trust,
-    read_core_metadata,
-    record_advisories,
-    set_status,
-    unyank,
-    yank,
-)
-from factory.index.records import Layout, load_record
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import make_sdist, make_sidecars, make_wheel, publish_wheel  # noqa: E402
+from factory.index import Index
+from factory.index.intake import read_core_metadata
+from factory.index.records import Layout
+from factory.index.validation import load_record
+from tests import factories
+from tests.index_fixtures import make_sidecars, publish_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +65,7 @@ def test_publish_writes_wheel_sidecars_metadata_and_pages(settings: Settings, tm
     assert entry["upload-time"].endswith("Z")
     assert entry["provenance"] == f"http://index.test/files/demo-pkg/{wheel.name}.provenance"
     assert _listed(settings) == ["Demo.Pkg"]
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []
 
 
 def test_sdist_is_kept_for_auditors_but_not_offered_to_installers(
@@ -105,37 +97,37 @@ def test_different_bytes_under_a_published_name_are_refused(settings: Settings, 
 
 
 def test_a_wheel_without_its_attestations_is_refused(settings: Settings, tmp_path: Path):
-    wheel = make_wheel(tmp_path / "dist", "demo", "1.0")
+    wheel = factories.wheel(tmp_path / "dist", "demo", "1.0")
     sidecars = make_sidecars(tmp_path / "side", wheel, None)
     del sidecars["provenance"]
     with pytest.raises(PublishError, match="lacks its provenance"):
-        publish(settings, wheel, sidecars, None, {})
+        Index.of(settings).add(wheel, sidecars, None, {})
     assert not (settings.index_dir / "simple" / "demo").exists()
 
 
 def test_malformed_provenance_and_wrong_sdist_are_refused(settings: Settings, tmp_path: Path):
-    wheel = make_wheel(tmp_path / "dist", "demo", "1.0")
-    sdist = make_sdist(tmp_path / "sdist", "demo", "1.0")
+    wheel = factories.wheel(tmp_path / "dist", "demo", "1.0")
+    sdist = factories.sdist(tmp_path / "sdist", "demo", "1.0")
     sidecars = make_sidecars(tmp_path / "side", wheel, sdist)
     sidecars["provenance"].write_text('{"version": 2}')
     with pytest.raises(PublishError, match="PEP 740"):
-        publish(settings, wheel, sidecars, sdist, {})
+        Index.of(settings).add(wheel, sidecars, sdist, {})
     sidecars = make_sidecars(tmp_path / "side", wheel, sdist)
-    other = make_sdist(tmp_path / "other", "demo", "1.0")
+    other = factories.sdist(tmp_path / "other", "demo", "1.0")
     other.write_bytes(other.read_bytes() + b"\0")
     with pytest.raises(PublishError, match="not the sdist the build record names"):
-        publish(settings, wheel, sidecars, other, {})
-    assert check_index(settings, allow_interrupted=True) == []
+        Index.of(settings).add(wheel, sidecars, other, {})
+    assert Index.of(settings).check(allow_interrupted=True) == []
 
 
 def test_wheel_whose_metadata_disagrees_with_its_name_is_refused(
     settings: Settings, tmp_path: Path
 ):
-    wheel = make_wheel(tmp_path / "dist", "demo", "1.0")
+    wheel = factories.wheel(tmp_path / "dist", "demo", "1.0")
     renamed = wheel.with_name("other-1.0-py3-none-any.whl")
     wheel.rename(renamed)
     with pytest.raises(PublishError, match="METADATA names project"):
-        publish(settings, renamed, make_sidecars(tmp_path / "s", renamed, None), None, {})
+        Index.of(settings).add(renamed, make_sidecars(tmp_path / "s", renamed, None), None, {})
 
 
 def test_signer_and_build_facts_come_from_the_sidecars(settings: Settings, tmp_path: Path):
@@ -149,35 +141,36 @@ def test_signer_and_build_facts_come_from_the_sidecars(settings: Settings, tmp_p
     }
     assert entry.built_from["builder_image_id"] == "sha256:abc"
     assert entry.source is not None
-    assert str(entry.source.upstream_url).endswith("demo-1.0.tar.gz")
+    assert str(entry.source.url).endswith("demo-1.0.tar.gz")
 
 
 def test_yank_and_unyank_change_only_that_version(settings: Settings, tmp_path: Path):
     publish_wheel(settings, tmp_path, "demo", "1.0")
     publish_wheel(settings, tmp_path, "demo", "1.1")
-    assert yank(settings, "Demo", "1.1", "breaks on py3.13") == ["demo-1.1-py3-none-any.whl"]
+    yanked = Index.of(settings).yank("Demo", "1.1", "breaks on py3.13")
+    assert yanked == ["demo-1.1-py3-none-any.whl"]
     by_name = {f["filename"]: f for f in _page(settings, "demo")["files"]}
     assert by_name["demo-1.1-py3-none-any.whl"]["yanked"] == "breaks on py3.13"
     assert by_name["demo-1.0-py3-none-any.whl"]["yanked"] is False
     html = (settings.index_dir / "simple" / "demo" / "index.html").read_text()
     assert 'data-yanked="breaks on py3.13"' in html
-    unyank(settings, "demo", "1.1")
+    Index.of(settings).unyank("demo", "1.1")
     assert all(f["yanked"] is False for f in _page(settings, "demo")["files"])
     with pytest.raises(PublishError, match="no published version 9.9"):
-        yank(settings, "demo", "9.9", "x")
+        Index.of(settings).yank("demo", "9.9", "x")
     with pytest.raises(PublishError, match="no project"):
-        yank(settings, "nope", "1.0", "x")
+        Index.of(settings).yank("nope", "1.0", "x")
 
 
 def test_yank_without_reason_is_true_in_json(settings: Settings, tmp_path: Path):
     publish_wheel(settings, tmp_path, "demo", "1.0")
-    yank(settings, "demo", "1.0", "")
+    Index.of(settings).yank("demo", "1.0", "")
     assert _page(settings, "demo")["files"][0]["yanked"] is True
 
 
 def test_quarantine_hides_files_and_archive_refuses_new_ones(settings: Settings, tmp_path: Path):
     publish_wheel(settings, tmp_path, "demo", "1.0")
-    set_status(settings, "demo", "quarantined", "malware found")
+    Index.of(settings).set_status("demo", "quarantined", "malware found")
     page = _page(settings, "demo")
     assert page["files"] == [] and page["project-status"] == {
         "status": "quarantined",
@@ -185,19 +178,19 @@ def test_quarantine_hides_files_and_archive_refuses_new_ones(settings: Settings,
     }
     html = (settings.index_dir / "simple" / "demo" / "index.html").read_text()
     assert '<meta name="pypi:project-status" content="quarantined">' in html
-    set_status(settings, "demo", "archived")
+    Index.of(settings).set_status("demo", "archived")
     with pytest.raises(PublishError, match="archived"):
         publish_wheel(settings, tmp_path, "demo", "2.0")
     with pytest.raises(PublishError, match="unknown project status"):
-        set_status(settings, "demo", "gone")
+        Index.of(settings).set_status("demo", "gone")
 
 
 def test_advisories_show_on_pages(settings: Settings, tmp_path: Path):
     publish_wheel(settings, tmp_path, "demo", "1.0")
     home = (settings.index_dir / "index.html").read_text()
     assert "not checked" in home
-    record_advisories(
-        settings, "demo", "1.0", [{"id": "PYSEC-2024-1", "summary": "bad", "fixed": "1.1"}]
+    Index.of(settings).record_advisories(
+        "demo", "1.0", [{"id": "PYSEC-2024-1", "summary": "bad", "fixed": "1.1"}]
     )
     human = (settings.index_dir / "project" / "demo" / "index.html").read_text()
     assert "PYSEC-2024-1" in human and "fixed in 1.1" in human
@@ -221,11 +214,11 @@ def test_publishing_touches_only_its_own_project(settings: Settings, tmp_path: P
 def test_trust_material_refuses_private_keys(settings: Settings, tmp_path: Path):
     public = tmp_path / "root.json"
     public.write_text('{"mediaType": "trusted-root"}')
-    assert publish_trust(settings, {"trusted_root.json": public}) == ["trusted_root.json"]
+    assert Index.of(settings).publish_trust({"trusted_root.json": public}) == ["trusted_root.json"]
     secret = tmp_path / "key.pem"
     secret.write_text("-----BEGIN PRIVATE KEY-----\nxx\n-----END PRIVATE KEY-----\n")
     with pytest.raises(PublishError, match="private key"):
-        publish_trust(settings, {"owner.pem": secret})
+        Index.of(settings).publish_trust({"owner.pem": secret})
     assert not (settings.index_dir / "trust" / "owner.pem").exists()
 
 
@@ -233,8 +226,8 @@ def test_trust_material_refuses_private_keys(settings: Settings, tmp_path: Path)
 
 
 def _inputs(tmp_path: Path, name: str, version: str) -> tuple[Path, dict[str, Path], Path]:
-    wheel = make_wheel(tmp_path / "dist", name, version, marker=version)
-    sdist = make_sdist(tmp_path / "sdist", name, version)
+    wheel = factories.wheel(tmp_path / "dist", name, version)
+    sdist = factories.sdist(tmp_path / "sdist", name, version)
     return wheel, make_sidecars(tmp_path / "side", wheel, sdist), sdist
 
 
@@ -254,7 +247,7 @@ def _publish_killed_at(settings: Settings, inputs: tuple, rename_number: int) ->
         os.replace = replace  # type: ignore[assignment]
         try:
             wheel, sidecars, sdist = inputs
-            publish(settings, wheel, sidecars, sdist, {})
+            Index.of(settings).add(wheel, sidecars, sdist, {})
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
@@ -271,7 +264,7 @@ def test_kill_at_every_rename_leaves_a_consistent_index(tmp_path: Path, existing
         if existing_project:
             publish_wheel(settings, tmp_path / "old", "demo", "1.0")
         killed = _publish_killed_at(settings, inputs, number)
-        assert check_index(settings, allow_interrupted=True) == [], (
+        assert Index.of(settings).check(allow_interrupted=True) == [], (
             f"inconsistent after kill at rename {number}")
         names = (
             [
@@ -286,8 +279,8 @@ def test_kill_at_every_rename_leaves_a_consistent_index(tmp_path: Path, existing
         wheel_listed = "demo-2.0-py3-none-any.whl" in names
         record = load_record(Layout(settings.index_dir), "demo")
         assert not wheel_listed or (record and record.find("demo-2.0-py3-none-any.whl"))
-        publish(settings, *inputs[:2], inputs[2], {})  # the rerun
-        assert check_index(settings) == []
+        Index.of(settings).add(*inputs[:2], inputs[2], {})  # the rerun
+        assert Index.of(settings).check() == []
         page = json.loads((settings.index_dir / "simple" / "demo" / "index.json").read_text())
         assert "demo-2.0-py3-none-any.whl" in [f["filename"] for f in page["files"]]
         assert "demo" in _listed(settings)
@@ -301,11 +294,9 @@ def test_kill_at_every_rename_leaves_a_consistent_index(tmp_path: Path, existing
 
 
 _PUBLISHER = """
-import sys
-sys.path.insert(0, {tests!r})
 from pathlib import Path
 from factory.config import load_settings
-from index_fixtures import publish_wheel
+from tests.index_fixtures import publish_wheel
 settings = load_settings(root=Path({root!r}))
 for i in range({count}):
     publish_wheel(settings, Path({work!r}), "loop", "1.%d" % i, marker=str(i))
@@ -317,7 +308,6 @@ print("done", flush=True)
 def test_kill_9_of_a_publishing_process_at_random_times(tmp_path: Path):
     settings = load_settings(root=tmp_path / "state")
     script = _PUBLISHER.format(
-        tests=str(REPO / "tests"),
         root=str(tmp_path / "state"),
         work=str(tmp_path / "work"),
         count=6,
@@ -331,14 +321,14 @@ def test_kill_9_of_a_publishing_process_at_random_times(tmp_path: Path):
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
-        assert check_index(settings, allow_interrupted=True) == []
+        assert Index.of(settings).check(allow_interrupted=True) == []
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert out.returncode == 0, out.stderr
     page = json.loads((settings.index_dir / "simple" / "loop" / "index.json").read_text())
     assert page["versions"] == [f"1.{i}" for i in range(6)]
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []
     assert kills >= 1
 
 
@@ -365,4 +355,4 @@ def test_concurrent_publishers_lose_nothing(tmp_path: Path):
     settings = load_settings(root=tmp_path)
     page = _page(settings, "shared")
     assert len(page["files"]) == 10 and len(page["versions"]) == 10
-    assert check_index(settings) == []
+    assert Index.of(settings).check() == []

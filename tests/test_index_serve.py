@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import httpx
 import pytest
 
 from factory.config import Settings, load_settings
-from factory.index import create_app, publish_trust, set_status, yank
-from factory.index.serve import negotiate
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import publish_wheel, running  # noqa: E402
+from factory.index import Index
+from factory.index.serve import create_app
+from factory.index.serve.protocol import negotiate
+from tests.index_fixtures import publish_wheel, running
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -33,7 +31,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[httpx.Client]:
-    with running(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+    with running(create_app(Index.of(settings))) as url, httpx.Client(base_url=url) as client:
         yield client
 
 
@@ -129,7 +127,7 @@ def test_pages_revalidate_with_etag(client: httpx.Client, settings: Settings):
         "/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": first.headers["etag"]}
     )
     assert cached.status_code == 304
-    yank(settings, "demo-pkg", "1.0", "bad")
+    Index.of(settings).yank("demo-pkg", "1.0", "bad")
     changed = client.get(
         "/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": first.headers["etag"]}
     )
@@ -172,7 +170,7 @@ def test_integrity_api_serves_the_provenance(client: httpx.Client):
 
 
 def test_quarantined_project_offers_nothing(client: httpx.Client, settings: Settings):
-    set_status(settings, "demo-pkg", "quarantined", "malware")
+    Index.of(settings).set_status("demo-pkg", "quarantined", "malware")
     page = client.get("/simple/demo-pkg/", headers={"Accept": JSON}).json()
     assert page["files"] == [] and page["project-status"]["status"] == "quarantined"
     assert client.get(f"/files/demo-pkg/{WHEEL}").status_code == 410
@@ -181,7 +179,7 @@ def test_quarantined_project_offers_nothing(client: httpx.Client, settings: Sett
 def test_trust_material_under_well_known(client: httpx.Client, settings: Settings, tmp_path: Path):
     root = tmp_path / "trusted_root.json"
     root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
-    publish_trust(settings, {"trusted_root.json": root})
+    Index.of(settings).publish_trust({"trusted_root.json": root})
     listing = client.get("/.well-known/factory/").json()
     assert [f["name"] for f in listing["files"]] == ["trusted_root.json"]
     response = client.get("/.well-known/factory/trusted_root.json")
@@ -218,9 +216,9 @@ def test_tampering_that_keeps_size_and_mtime_is_still_refused(
 
 
 def test_verified_bytes_stay_within_their_budget_least_recently_used_first(tmp_path: Path):
-    from factory.index.serve import _VerifiedBytes
+    from factory.index.serve.files import VerifiedBytes
 
-    cache = _VerifiedBytes(budget=10)
+    cache = VerifiedBytes(budget=10)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     cache.put(a, (4, 1, 1, 1), b"aaaa")
     cache.put(b, (4, 1, 2, 1), b"bbbb")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import venv
 from collections.abc import Iterator
@@ -19,11 +18,9 @@ import httpx
 import pytest
 
 from factory.config import load_settings
-from factory.index import yank
+from factory.index import Index
 from factory.index.upload import UploadError, upload
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
-from index_fixtures import free_port, publish_wheel  # noqa: E402
+from tests.index_fixtures import free_port, publish_wheel
 
 pytestmark = pytest.mark.slow
 PYPISERVER = "pypiserver[passlib]==2.4.2"
@@ -109,8 +106,8 @@ def test_upload_mirrors_live_wheels_and_resumes(pypiserver, tmp_path: Path):
     publish_wheel(settings, tmp_path / "w", "mirror-me", "1.0")
     publish_wheel(settings, tmp_path / "w", "mirror-me", "1.1")
     publish_wheel(settings, tmp_path / "w", "other", "0.1")
-    yank(settings, "mirror-me", "1.1", "bad")
-    plan = upload(settings, url + "/", "factory", "s3cret")
+    Index.of(settings).yank("mirror-me", "1.1", "bad")
+    plan = upload(Index.of(settings), url + "/", "factory", "s3cret")
     uploaded = sorted(plan.uploaded)
     assert uploaded == ["mirror_me-1.0-py3-none-any.whl", "other-0.1-py3-none-any.whl"]
     assert plan.skipped == ["mirror_me-1.1-py3-none-any.whl: yanked"]
@@ -120,7 +117,7 @@ def test_upload_mirrors_live_wheels_and_resumes(pypiserver, tmp_path: Path):
     assert served.read_bytes() == published.read_bytes()
     listing = httpx.get(url + "/simple/mirror-me/").text
     assert "mirror_me-1.0-py3-none-any.whl" in listing
-    again = upload(settings, url + "/", "factory", "s3cret")  # a rerun resumes
+    again = upload(Index.of(settings), url + "/", "factory", "s3cret")  # a rerun resumes
     assert again.uploaded == [] and sorted(again.present) == uploaded
 
 
@@ -129,7 +126,7 @@ def test_upload_with_a_wrong_password_fails_clearly(pypiserver, tmp_path: Path):
     settings = load_settings(root=tmp_path)
     publish_wheel(settings, tmp_path / "w", "secretive", "1.0")
     with pytest.raises(UploadError, match=r"refused secretive-1.0-py3-none-any.whl \(HTTP 403\)"):
-        upload(settings, url + "/", "factory", "wrong")
+        upload(Index.of(settings), url + "/", "factory", "wrong")
 
 
 def test_upload_refuses_a_damaged_index(tmp_path: Path):
@@ -138,7 +135,7 @@ def test_upload_refuses_a_damaged_index(tmp_path: Path):
     wheel = settings.index_dir / "files" / "damaged" / "damaged-1.0-py3-none-any.whl"
     wheel.write_bytes(wheel.read_bytes() + b"\0")
     with pytest.raises(UploadError, match="does not match its published sha256"):
-        upload(settings, "http://127.0.0.1:9/", "u", "p")
+        upload(Index.of(settings), "http://127.0.0.1:9/", "u", "p")
 
 
 def test_upload_reports_a_conflicting_copy_in_the_registry(pypiserver, tmp_path: Path):
@@ -147,4 +144,4 @@ def test_upload_reports_a_conflicting_copy_in_the_registry(pypiserver, tmp_path:
     publish_wheel(settings, tmp_path / "w", "conflicted", "1.0")
     (packages / "conflicted-1.0-py3-none-any.whl").write_bytes(b"other bytes")
     with pytest.raises(UploadError, match="already holds conflicted-1.0"):
-        upload(settings, url + "/", "factory", "s3cret")
+        upload(Index.of(settings), url + "/", "factory", "s3cret")

@@ -7,7 +7,7 @@ import pytest
 from factory.config import Settings
 from factory.errors import LockError, PolicyError, UpstreamError
 from factory.lock import check_stage, load_lock, lock_stage
-from tests.conftest import write_recipe
+from tests import factories
 from tests.local_upstream import LocalUpstream
 
 
@@ -16,7 +16,7 @@ def tool(upstream: LocalUpstream, settings: Settings, name: str = "setuptools",
     """A self-contained build tool (no build requirements), approved."""
     for v in versions:
         upstream.add(name, v, build_requires=[], backend="x")
-    write_recipe(settings.root, name, 'kind = "build-tool"\ntrack = "any"\n')
+    factories.recipe(settings.root, name, 'kind = "build-tool"\ntrack = "any"\n')
 
 
 def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
@@ -30,7 +30,7 @@ def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
         '{"id": "ADV-1", "affected": [{"package": {"ecosystem": "PyPI", "name": "demo"},'
         ' "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.2.0"},'
         ' {"fixed": "1.2.1"}]}]}]}')
-    write_recipe(project.root, "demo", 'versions = ">=1,<2"\ncooldown_days = 1\n')
+    factories.recipe(project.root, "demo", 'versions = ">=1,<2"\ncooldown_days = 1\n')
     lock, changes = lock_stage(project)
     demo = lock.primary("demo")
     assert demo is not None and demo.version == "1.1.0"
@@ -52,7 +52,7 @@ def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
 def test_lock_is_deterministic_and_stable(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     lock_stage(project)
     first = project.lock_path.read_bytes()
     _, changes = lock_stage(project)
@@ -64,7 +64,7 @@ def test_build_requirements_can_need_a_second_version_of_a_tool(
         project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project, versions=("80.0.0", "84.0.0", "84.2.1"))
     upstream.add("picky", "1.0.0", build_requires=["setuptools>=68,<84.1"])
-    write_recipe(project.root, "picky")
+    factories.recipe(project.root, "picky")
     lock, _ = lock_stage(project)
     versions = sorted(c.version for c in lock.components if c.name == "setuptools")
     assert versions == ["84.0.0", "84.2.1"]
@@ -75,7 +75,7 @@ def test_build_requirements_can_need_a_second_version_of_a_tool(
 def test_unapproved_build_requirement_is_refused(project: Settings,
                                                   upstream: LocalUpstream) -> None:
     upstream.add("demo", "1.0.0", build_requires=["hatchling>=1"])
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     with pytest.raises(LockError, match="build requirement hatchling>=1 of demo 1.0.0 is not "
                        "approved") as info:
         lock_stage(project)
@@ -86,18 +86,18 @@ def test_unapproved_build_requirement_is_refused(project: Settings,
 def test_runtime_requirements_must_be_approved_too(project: Settings,
                                                     upstream: LocalUpstream) -> None:
     tool(upstream, project)
-    upstream.add("app", "1.0.0", requires_dist=["lib>=2", "win-only; sys_platform == 'win32'"])
+    upstream.add("app", "1.0.0", requires=["lib>=2", "win-only; sys_platform == 'win32'"])
     upstream.add("lib", "2.1.0")
-    write_recipe(project.root, "app")
+    factories.recipe(project.root, "app")
     with pytest.raises(LockError, match="runtime requirement lib>=2 of app"):
         lock_stage(project)
-    write_recipe(project.root, "lib")
+    factories.recipe(project.root, "lib")
     lock, _ = lock_stage(project)  # the win32-only requirement does not apply
     assert {c.name for c in lock.components} == {"app", "lib", "setuptools"}
 
 
 def test_name_unknown_upstream(project: Settings, upstream: LocalUpstream) -> None:
-    write_recipe(project.root, "reqeusts")
+    factories.recipe(project.root, "reqeusts")
     with pytest.raises(UpstreamError, match="does not know 'reqeusts'"):
         lock_stage(project)
 
@@ -105,7 +105,7 @@ def test_name_unknown_upstream(project: Settings, upstream: LocalUpstream) -> No
 def test_no_allowed_version_is_a_policy_error(project: Settings,
                                               upstream: LocalUpstream) -> None:
     upstream.add("demo", "3.0.0")
-    write_recipe(project.root, "demo", 'versions = "<2"\n')
+    factories.recipe(project.root, "demo", 'versions = "<2"\n')
     with pytest.raises(PolicyError, match="no version of demo satisfies policy"):
         lock_stage(project)
 
@@ -113,7 +113,7 @@ def test_no_allowed_version_is_a_policy_error(project: Settings,
 def test_update_moves_within_track_only(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\n')
+    factories.recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\n')
     lock_stage(project)
     upstream.add("demo", "1.0.1")
     upstream.add("demo", "1.1.0")
@@ -128,10 +128,10 @@ def test_plain_lock_moves_off_an_advisory(project: Settings, upstream: LocalUpst
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
     upstream.add("demo", "1.0.1", age_days=0)
-    write_recipe(project.root, "demo", 'versions = "==1.0.0"\n')
+    factories.recipe(project.root, "demo", 'versions = "==1.0.0"\n')
     lock_stage(project)
     # the fix is younger than the cooldown: a security fix does not wait it out
-    write_recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\ncooldown_days = 5\n')
+    factories.recipe(project.root, "demo", 'versions = ">=1"\ntrack = "patch"\ncooldown_days = 5\n')
     (project.root.parent / "advisories" / "A.json").write_text(
         '{"id": "A-2", "affected": [{"package": {"ecosystem": "PyPI", "name": "demo"},'
         ' "versions": ["1.0.0"]}]}')
@@ -143,11 +143,11 @@ def test_plain_lock_moves_off_an_advisory(project: Settings, upstream: LocalUpst
 def test_check_finds_every_mismatch(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.5.0")
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     lock_stage(project)
     assert check_stage(project) == []
-    write_recipe(project.root, "demo", 'versions = "<1"\n')
-    write_recipe(project.root, "other")
+    factories.recipe(project.root, "demo", 'versions = "<1"\n')
+    factories.recipe(project.root, "other")
     problems = check_stage(project)
     assert any("other: approved" in p and "missing from the lock" in p for p in problems)
     assert any("outside the recipe's range" in p for p in problems)
@@ -161,7 +161,7 @@ def test_html_only_upstream_falls_back_to_pep503(project: Settings,
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
     upstream.html_only = True
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     lock, _ = lock_stage(project)
     entry = lock.primary("demo")
     assert entry is not None and entry.sdist.size > 0 and entry.sdist.upload_time is None
@@ -170,14 +170,14 @@ def test_html_only_upstream_falls_back_to_pep503(project: Settings,
 def test_transient_failures_are_retried(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.failures_left = 2
     lock, _ = lock_stage(project)
     assert lock.primary("demo") is not None
 
 
 def test_upstream_down_is_a_clear_error(project: Settings, upstream: LocalUpstream) -> None:
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     upstream.failures_left = 10**6
     with pytest.raises(UpstreamError, match=r"did not answer after 3 tries \(HTTP 503\)"):
         lock_stage(project)
@@ -187,10 +187,10 @@ def test_upstream_down_is_a_clear_error(project: Settings, upstream: LocalUpstre
 def test_lock_file_survives_a_failed_update(project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
     upstream.add("demo", "1.0.0")
-    write_recipe(project.root, "demo")
+    factories.recipe(project.root, "demo")
     lock_stage(project)
     before = project.lock_path.read_bytes()
-    write_recipe(project.root, "demo", 'versions = ">=9"\n')
+    factories.recipe(project.root, "demo", 'versions = ">=9"\n')
     with pytest.raises(PolicyError):
         lock_stage(project, update=True)
     assert project.lock_path.read_bytes() == before

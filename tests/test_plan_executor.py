@@ -20,8 +20,8 @@ from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.lock import Lock, save_lock
 from factory.plan import build_one, make_plan, run_plan
-from tests.builders_fixtures import backend_sdist, lock_entry, make_sdist, offline_settings
-from tests.conftest import write_recipe
+from tests import factories
+from tests.builders_fixtures import backend_sdist, lock_entry, module_sdist
 
 pytestmark = pytest.mark.docker
 
@@ -30,7 +30,7 @@ SLOW = "import time; time.sleep(2)"  # long enough to see overlap at one-second 
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[ImageRef, Path]:
-    settings = offline_settings(tmp_path_factory.mktemp("executor-image"))
+    settings = factories.settings(tmp_path_factory.mktemp("executor-image"))
     return bootstrap_image(settings), images_record(settings)
 
 
@@ -42,17 +42,8 @@ def kit_sdists(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     import pyproject_hooks
 
     out = tmp_path_factory.mktemp("kit-sdists")
-    made = []
-    for module, name in ((pyproject_hooks, "pyproject_hooks"), (packaging, "packaging"),
-                         (installer, "installer")):
-        package = Path(str(module.__file__)).parent
-        files = {f"{module.__name__}/{p.relative_to(package)}": p.read_text(encoding="utf-8")
-                 for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts}
-        version = getattr(module, "__version__", "0")
-        # an sdist says what it is (fetch checks PKG-INFO against the lock)
-        files["PKG-INFO"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        made.append(make_sdist(out, name, files, version))
-    return made
+    return [module_sdist(out, module, name) for module, name in (
+        (pyproject_hooks, "pyproject_hooks"), (packaging, "packaging"), (installer, "installer"))]
 
 
 Spec = tuple[str, str, tuple[str, ...]]  # payload, reason ("approved" or why), build_requires
@@ -61,14 +52,14 @@ Spec = tuple[str, str, tuple[str, ...]]  # payload, reason ("approved" or why), 
 def project(root: Path, image: tuple[ImageRef, Path], kit: list[Path],
             components: dict[str, Spec], extra: dict[str, str] | None = None) -> Settings:
     """A project whose lock holds the kit and ``components`` (sdists in the source cache)."""
-    settings = offline_settings(root)
+    settings = factories.settings(root)
     entries = [lock_entry(settings, sdist, "build-tool", "front end", ()) for sdist in kit]
     for name, (payload, reason, requires) in components.items():
         sdist = backend_sdist(root / "sdists", name, payload, (extra or {}).get(name, ""))
         kind = "runtime" if reason == "approved" else "build-tool"
         entries.append(lock_entry(settings, sdist, kind, reason, requires))
         if reason == "approved":
-            write_recipe(root, name)
+            factories.recipe(root, name)
     save_lock(settings, Lock(entries))
     target = images_record(settings)  # the image's package list, so no container lists it
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,50 +7,15 @@ from pathlib import Path
 import pytest
 
 from factory.config import Settings
-from factory.lock import Lock, LockedComponent, SdistRef, save_lock
+from factory.lock import Lock, LockedComponent, save_lock
 from factory.plan import PlanError, make_plan
-
-
-def _c(name: str, version: str, build: tuple[str, ...] = (), run: tuple[str, ...] = (),
-       reason: str = "approved", kind: str = "build-tool") -> LockedComponent:
-    sdist = SdistRef(f"{name}-{version}.tar.gz", f"https://files.invalid/{name}-{version}.tar.gz",
-                     "a" * 64, 1)
-    return LockedComponent(name=name, version=version, kind=kind, reason=reason,
-                           recipe_digest="sha256:" + "b" * 64, sdist=sdist,
-                           build_requires=build, requires_dist=run)
-
-
-# The real shape of the approved set's build tools (static requirements, 2026 sdists).
-REAL = [
-    _c("flit-core", "3.12.0", reason="build requirement of flask"),
-    _c("flit-core", "4.2.0"),
-    _c("setuptools", "84.2.1"),
-    _c("setuptools", "84.0.0", reason="build requirement of charset-normalizer"),
-    _c("packaging", "26.3", ("flit_core >=3.12",)),
-    _c("pathspec", "1.1.1", ("flit_core >=3.2,<5",)),
-    _c("calver", "2025.10.20", ("setuptools>=77.0.1",)),
-    _c("trove-classifiers", "2026.9.21.13", ("setuptools", "calver")),
-    _c("vcs-versioning", "2.6.0", ("setuptools>=45", "packaging>=26.2"), ("packaging>=26.2",)),
-    _c("setuptools-scm", "10.3.4", ("setuptools>=45", "vcs-versioning>=2.5.0.dev0,<3"),
-       ("vcs-versioning<3,>=2.5.0.dev0", "packaging>=20", "setuptools",
-        'rich>=13; extra == "rich"')),
-    _c("pluggy", "1.7.0", ("setuptools>=65.0", "setuptools-scm[toml]>=8.0")),
-    _c("poetry-core", "2.5.0"),
-    _c("tomlkit", "0.15.2", ("poetry-core>=2.2.0",)),
-    _c("hatchling", "1.33.0", (), ("packaging>=24.2", "pathspec>=0.10.1", "pluggy>=1.0.0",
-                                   "tomli>=1.2.2; python_version < '3.11'", "tomlkit>=0.11.1",
-                                   "trove-classifiers")),
-    _c("hatch-vcs", "0.5.0", ("hatchling>=1.1.0",), ("hatchling>=1.1.0", "setuptools-scm>=8.2.0")),
-    _c("urllib3", "2.8.0", ("hatchling>=1.27.0,<2", "hatch-vcs>=0.4.0,<0.6.0",
-                            "setuptools-scm>=8,<11"), kind="runtime"),
-    _c("charset-normalizer", "3.5.2", ("setuptools>=68,<84.1",), kind="runtime"),
-    _c("flask", "3.1.3", ("flit_core>=3.11,<4",), kind="runtime"),
-    _c("markupsafe", "3.0.4", ("setuptools>=77",), kind="runtime"),
-]
+from tests import factories
+from tests.factories import locked
+from tests.plan_fixtures import REAL
 
 
 def _settings(tmp_path: Path, components: list[LockedComponent]) -> Settings:
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state")
+    settings = factories.settings(tmp_path)
     save_lock(settings, Lock(components))
     return settings
 
@@ -96,7 +61,7 @@ def test_the_explanation_says_why_each_node_is_there(tmp_path: Path) -> None:
 
 
 def test_an_unlocked_build_requirement_is_named_with_its_component(tmp_path: Path) -> None:
-    components = [*REAL, _c("needs-cython", "1.0", ("Cython>=3",), kind="runtime")]
+    components = [*REAL, locked("needs-cython", "1.0", ("Cython>=3",), kind="runtime")]
     with pytest.raises(PlanError) as caught:
         make_plan(_settings(tmp_path, components), ["needs-cython"])
     assert "needs-cython 1.0 needs Cython>=3" in caught.value.message
@@ -104,13 +69,13 @@ def test_an_unlocked_build_requirement_is_named_with_its_component(tmp_path: Pat
 
 
 def test_a_requirement_no_locked_version_satisfies_is_an_error(tmp_path: Path) -> None:
-    components = [*REAL, _c("old", "1.0", ("setuptools<60",), kind="runtime")]
+    components = [*REAL, locked("old", "1.0", ("setuptools<60",), kind="runtime")]
     with pytest.raises(PlanError, match="setuptools<60"):
         make_plan(_settings(tmp_path, components), ["old"])
 
 
 def test_a_cycle_is_reported_with_its_members(tmp_path: Path) -> None:
-    components = [_c("egg", "1.0", ("hen",)), _c("hen", "1.0", ("egg",))]
+    components = [locked("egg", "1.0", ("hen",)), locked("hen", "1.0", ("egg",))]
     with pytest.raises(PlanError) as caught:
         make_plan(_settings(tmp_path, components))
     assert "cycle" in caught.value.message

@@ -10,19 +10,21 @@ from factory.config import Settings
 from factory.errors import ConfigError
 from factory.lock import Lock, LockedComponent, save_lock
 from factory.plan import make_plan
-from tests.test_plan_graph import REAL, _c
+from tests import factories
+from tests.factories import locked
+from tests.plan_fixtures import REAL
 
 AUDITWHEEL = [
-    _c("auditwheel", "6.8.2", ("setuptools>=61", "setuptools_scm>=8"),
-       ("packaging>=20.9", "pyelftools>=0.24")),
-    _c("pyelftools", "0.33", ("setuptools >= 46.4.0",)),
+    locked("auditwheel", "6.8.2", ("setuptools>=61", "setuptools_scm>=8"),
+           ("packaging>=20.9", "pyelftools>=0.24")),
+    locked("pyelftools", "0.33", ("setuptools >= 46.4.0",)),
 ]
 TOOLS = ["auditwheel==6.8.2", "packaging==26.3", "pyelftools==0.33"]
 
 
 def _settings(tmp_path: Path, components: list[LockedComponent],
               repair: str = "auditwheel") -> Settings:
-    settings = Settings(root=tmp_path, state_dir=tmp_path / "state", build_repair=repair)
+    settings = factories.settings(tmp_path, build_repair=repair)
     save_lock(settings, Lock(components))
     return settings
 

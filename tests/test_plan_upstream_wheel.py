@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,36 +11,28 @@ from factory.config import Settings
 from factory.errors import IntegrityError
 from factory.lock import Lock, save_lock
 from factory.plan import PlanError, _Session, make_plan
-from tests.conftest import write_recipe
+from tests import factories
+from tests.factories import locked
 from tests.local_upstream import LocalUpstream
-from tests.test_plan_graph import _c
 
 
 def cyclic(settings: Settings) -> None:
-    save_lock(settings, Lock([_c("alpha", "1.0", ("beta",)), _c("beta", "2.0", ("alpha",)),
-                              _c("app", "1.0", ("alpha",), kind="runtime")]))
-
-
-def wheel(directory: Path, name: str, version: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{name}/__init__.py", "")
-    return path
+    save_lock(settings, Lock([locked("alpha", "1.0", ("beta",)), locked("beta", "2.0", ("alpha",)),
+                              locked("app", "1.0", ("alpha",), kind="runtime")]))
 
 
 def test_a_cycle_without_an_allowance_is_an_error(project: Settings) -> None:
     for name in ("alpha", "beta", "app"):
-        write_recipe(project.root, name)
+        factories.recipe(project.root, name)
     cyclic(project)
     with pytest.raises(PlanError, match="build-dependency cycle"):
         make_plan(project)
 
 
 def test_an_allowed_upstream_wheel_breaks_the_cycle(project: Settings) -> None:
-    write_recipe(project.root, "alpha")
-    write_recipe(project.root, "app")
-    write_recipe(project.root, "beta", 'kind = "build-tool"\n[upstream_wheel]\n'
+    factories.recipe(project.root, "alpha")
+    factories.recipe(project.root, "app")
+    factories.recipe(project.root, "beta", 'kind = "build-tool"\n[upstream_wheel]\n'
                  f'filename = "beta-2.0-py3-none-any.whl"\nsha256 = "{"c" * 64}"\n')
     cyclic(project)
     plan = make_plan(project)
@@ -56,12 +47,12 @@ def test_an_allowed_upstream_wheel_breaks_the_cycle(project: Settings) -> None:
 def test_the_upstream_wheel_is_downloaded_and_checked(project: Settings,
                                                       upstream: LocalUpstream,
                                                       tmp_path: Path) -> None:
-    good = wheel(tmp_path / "w", "beta", "2.0")
+    good = factories.wheel(tmp_path / "w", "beta", "2.0")
     digest = hashlib.sha256(good.read_bytes()).hexdigest()
     upstream.add_file("beta", good)
-    write_recipe(project.root, "alpha")
-    write_recipe(project.root, "app")
-    write_recipe(project.root, "beta", 'kind = "build-tool"\n[upstream_wheel]\n'
+    factories.recipe(project.root, "alpha")
+    factories.recipe(project.root, "app")
+    factories.recipe(project.root, "beta", 'kind = "build-tool"\n[upstream_wheel]\n'
                  f'filename = "{good.name}"\nsha256 = "{digest}"\n')
     cyclic(project)
     plan = make_plan(project)

@@ -7,7 +7,7 @@ import pytest
 from factory.config import Settings, load_settings
 from factory.errors import RecipeError
 from factory.recipes import check_recipes, load_recipes, parse_recipe
-from tests.conftest import write_recipe
+from tests import factories
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,9 +61,9 @@ def test_name_must_match_file(tmp_path: Path) -> None:
 
 
 def test_check_reports_every_error(tmp_path: Path) -> None:
-    write_recipe(tmp_path, "good", 'versions = ">=1"\n')
-    write_recipe(tmp_path, "bad1", 'versions = ">=1"\ntypo = 1\n')
-    write_recipe(tmp_path, "bad2", 'versions = "nonsense"\n')
+    factories.recipe(tmp_path, "good", 'versions = ">=1"\n')
+    factories.recipe(tmp_path, "bad1", 'versions = ">=1"\ntypo = 1\n')
+    factories.recipe(tmp_path, "bad2", 'versions = "nonsense"\n')
     recipes, errors = check_recipes(load_settings(tmp_path))
     assert set(recipes) == {"good"}
     assert sorted(e.message.split(":")[0] for e in errors) == ["bad1.toml", "bad2.toml"]

@@ -13,35 +13,28 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from factory.build import job as builder
 from factory.build.env import Kit
 from factory.build.image import ImageRef, bootstrap_image
 from factory.config import Settings
 from factory.errors import BuildError
-from tests.builders_fixtures import backend_sdist, host_kit, inputs_for, offline_settings, unpack
+from factory.index import Index
+from tests import factories
+from tests.builders_fixtures import build_backend, host_kit
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    return bootstrap_image(offline_settings(tmp_path_factory.mktemp("image")))
+    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
     return host_kit(tmp_path_factory.mktemp("kit"))
-
-
-def build(settings: Settings, kit: Kit, image: ImageRef, name: str, payload: str,
-          extra: str = "") -> Any:
-    sdist = backend_sdist(settings.root / "sdists", name, payload, extra)
-    tree = unpack(sdist, settings.root / "trees" / name)
-    return builder.build(settings, inputs_for(sdist, tree, kit, image))
 
 
 def nothing_placed(settings: Settings) -> bool:
@@ -51,7 +44,7 @@ def nothing_placed(settings: Settings) -> bool:
 
 def test_a_fork_bomb_hits_the_pids_limit_and_fails_with_that_reason(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    settings = offline_settings(tmp_path, build_timeout=60, build_pids=64)
+    settings = factories.settings(tmp_path, build_timeout=60, build_pids=64)
     payload = """
         import os, time
         children = 0
@@ -63,28 +56,28 @@ def test_a_fork_bomb_hits_the_pids_limit_and_fails_with_that_reason(
             children += 1
     """
     with pytest.raises(BuildError) as caught:
-        build(settings, kit, image, "forkbomb", payload)
+        build_backend(settings, kit, image, "forkbomb", payload)
     assert "limit of 64 processes" in caught.value.message
     assert nothing_placed(settings)
 
 
 def test_a_memory_blow_up_is_oom_killed_and_says_so(
         tmp_path: Path, kit: Kit, image: ImageRef) -> None:
-    settings = offline_settings(tmp_path, build_timeout=60, build_memory="128m")
+    settings = factories.settings(tmp_path, build_timeout=60, build_memory="128m")
     payload = """
         hog = []
         while True:  # touch every page, so the memory is really used
             hog.append(b"x" * (16 << 20))
     """
     with pytest.raises(BuildError) as caught:
-        build(settings, kit, image, "memhog", payload)
+        build_backend(settings, kit, image, "memhog", payload)
     assert "out of memory (limit 128m)" in caught.value.message
     assert nothing_placed(settings)
 
 
 def test_a_flood_of_output_is_killed_at_the_output_limit(
         tmp_path: Path, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = offline_settings(tmp_path, build_timeout=60, build_max_output=32 << 20)
+    settings = factories.settings(tmp_path, build_timeout=60, build_max_output=32 << 20)
     payload = """
         import os, time
         n = 0
@@ -95,14 +88,14 @@ def test_a_flood_of_output_is_killed_at_the_output_limit(
             time.sleep(0.02)
     """
     with pytest.raises(BuildError) as caught:
-        build(settings, kit, image, "flood", payload)
+        build_backend(settings, kit, image, "flood", payload)
     assert "over the limit of 33554432" in caught.value.message
     assert nothing_placed(settings)
 
 
 def test_one_huge_file_is_stopped_by_the_kernel(
         tmp_path: Path, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = offline_settings(tmp_path, build_timeout=60, build_max_output=8 << 20)
+    settings = factories.settings(tmp_path, build_timeout=60, build_max_output=8 << 20)
     payload = """
         import signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of dying
@@ -111,7 +104,7 @@ def test_one_huge_file_is_stopped_by_the_kernel(
                 f.write(b"\\0" * (1 << 20))
     """
     with pytest.raises(BuildError) as caught:
-        build(settings, kit, image, "hugefile", payload)
+        build_backend(settings, kit, image, "hugefile", payload)
     # The kernel refused the write at the limit (EFBIG); the watcher may also have seen
     # the total reach it first: either way the build failed with one of the two reasons.
     assert "File too large" in caught.value.message or "over the limit" in caught.value.message
@@ -149,8 +142,8 @@ def test_the_hosts_environment_is_invisible_to_a_build(
     for name in ("AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "SIGSTORE_ID_TOKEN", "FACTORY_KEY_OWNER",
                  "PYPI_PASSWORD", "HTTPS_PROXY"):
         monkeypatch.setenv(name, secret)
-    settings = offline_settings(tmp_path, build_timeout=60)
-    record = build(settings, kit, image, "hunter", HUNT, extra=f"\nSECRET = {secret!r}\n")
+    settings = factories.settings(tmp_path, build_timeout=60)
+    record = build_backend(settings, kit, image, "hunter", HUNT, extra=f"\nSECRET = {secret!r}\n")
     with zipfile.ZipFile(settings.wheels_dir / record.wheel_filename) as zf:
         report = json.loads(zf.read("hunt.json"))
     assert report["found"] == {}
@@ -166,9 +159,9 @@ def test_the_index_and_the_signing_authority_on_the_host_are_unreachable(
     from factory.sign._authority.service import Authority
     from tests.index_fixtures import RequestLog, running
 
-    settings = offline_settings(tmp_path, build_timeout=60)
+    settings = factories.settings(tmp_path, build_timeout=60)
     init_authority(settings)
-    app = RequestLog(create_app(settings))
+    app = RequestLog(create_app(Index.of(settings)))
     with running(app) as index_url, serve(Authority(settings.authority_dir)) as authority_url:
         ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in (index_url, authority_url)]
         payload = f"""
@@ -185,7 +178,7 @@ def test_the_index_and_the_signing_authority_on_the_host_are_unreachable(
             raise RuntimeError(f"all {{len(errors)}} attempts refused")
         """
         with pytest.raises(BuildError) as caught:
-            build(settings, kit, image, "callhome", payload)
+            build_backend(settings, kit, image, "callhome", payload)
     assert "all 8 attempts refused" in caught.value.message
     assert app.seen == []
     assert nothing_placed(settings)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from factory.config import Settings, load_settings
+from factory.index import Index
 from factory.index.serve import create_app
 from tests.index_fixtures import publish_wheel, running
 
@@ -38,7 +39,7 @@ def index_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("confusion")
     settings: Settings = load_settings(root=base)
     publish_wheel(settings, base / "work", "requests", "2.32.3")
-    with running(create_app(settings)) as url:
+    with running(create_app(Index.of(settings))) as url:
         yield url
 
 

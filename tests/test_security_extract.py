@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from factory.errors import UnsafeArchiveError
 from factory.upstream.archive import Limits, extract
+from tests import factories
+from tests.factories import tar_member as info
 
 
 def snapshot(root: Path) -> set[str]:
@@ -40,47 +42,33 @@ def refused(tmp_path: Path, archive: Path, words: str, limits: Limits | None = N
     assert (outside / "keep.txt").read_text() == "keep"
 
 
-def tar_with(path: Path, members: list[tuple[tarfile.TarInfo, bytes]],
-             fmt: int = tarfile.PAX_FORMAT, mode: str = "w:gz") -> Path:
-    with tarfile.open(path, mode, format=fmt) as tar:  # type: ignore[call-overload]
-        for info, data in members:
-            if info.isfile():
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
-    return path
-
-
-def info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    item = tarfile.TarInfo(name)
-    item.type, item.linkname, item.mode = kind, link, 0o644
-    return item
-
-
 def test_a_pax_header_that_renames_a_member_out_of_the_tree(tmp_path: Path) -> None:
     member = info("pkg-1/harmless.py")
     member.pax_headers = {"path": "pkg-1/../../../outside/pwned.py"}
-    archive = tar_with(tmp_path / "evil.tar.gz", [(member, b"x")])
+    archive = factories.tar(tmp_path / "evil.tar.gz", [(member, b"x")])
     refused(tmp_path, archive, "climbs out")
 
 
 def test_a_pax_linkpath_that_points_out_of_the_tree(tmp_path: Path) -> None:
     member = info("pkg-1/link", tarfile.SYMTYPE, "ok")
     member.pax_headers = {"linkpath": "../../outside"}
-    archive = tar_with(tmp_path / "evil.tar.gz", [(info("pkg-1/ok"), b""), (member, b"")])
+    archive = factories.tar(tmp_path / "evil.tar.gz",
+                            [(info("pkg-1/ok"), b""), (member, b"")])
     refused(tmp_path, archive, "points outside")
 
 
 def test_a_gnu_long_name_that_climbs_out(tmp_path: Path) -> None:
     deep = "pkg-1/" + "d/" * 80 + "../" * 90 + "outside/pwned.py"  # > 100 chars: ././@LongLink
-    archive = tar_with(tmp_path / "evil.tar.gz", [(info(deep), b"x")], fmt=tarfile.GNU_FORMAT)
+    archive = factories.tar(tmp_path / "evil.tar.gz", [(info(deep), b"x")],
+                            fmt=tarfile.GNU_FORMAT)
     refused(tmp_path, archive, "climbs out")
 
 
 def test_a_gnu_long_link_target_that_is_absolute(tmp_path: Path) -> None:
     target = "/" + "a/" * 60 + "etc/passwd"
-    archive = tar_with(tmp_path / "evil.tar.gz",
-                       [(info("pkg-1/link", tarfile.SYMTYPE, target), b"")],
-                       fmt=tarfile.GNU_FORMAT)
+    archive = factories.tar(tmp_path / "evil.tar.gz",
+                            [(info("pkg-1/link", tarfile.SYMTYPE, target), b"")],
+                            fmt=tarfile.GNU_FORMAT)
     refused(tmp_path, archive, "points outside")
 
 
@@ -92,20 +80,20 @@ def test_a_gnu_long_link_target_that_is_absolute(tmp_path: Path) -> None:
     "pkg-1/line\nbreak.py",
 ])
 def test_names_with_unicode_tricks_are_refused(tmp_path: Path, name: str) -> None:
-    archive = tar_with(tmp_path / "evil.tar.gz", [(info(name), b"x")])
+    archive = factories.tar(tmp_path / "evil.tar.gz", [(info(name), b"x")])
     refused(tmp_path, archive, "control characters")
 
 
 def test_a_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
-    archive = tar_with(tmp_path / "evil.tar", [(info("pkg-1/latin\udce9.py"), b"x")],
-                       fmt=tarfile.GNU_FORMAT, mode="w")
+    archive = factories.tar(tmp_path / "evil.tar", [(info("pkg-1/latin\udce9.py"), b"x")],
+                            fmt=tarfile.GNU_FORMAT, mode="w")
     refused(tmp_path, archive, "not valid UTF-8|control characters")
 
 
 def test_visually_similar_but_harmless_names_are_kept(tmp_path: Path) -> None:
     # Fullwidth and division slashes are ordinary characters on POSIX: no traversal.
     names = ["pkg-1/\uff0e\uff0e\u2215etc", "pkg-1/caf\u00e9.py", "pkg-1/\u0441\u043e\u0434.py"]
-    archive = tar_with(tmp_path / "ok.tar.gz", [(info(n), b"x") for n in names])
+    archive = factories.tar(tmp_path / "ok.tar.gz", [(info(n), b"x") for n in names])
     root = extract(archive, tmp_path / "cache" / "ok")
     assert sorted(p.name for p in root.iterdir()) == sorted(n.split("/")[1] for n in names)
     assert snapshot(tmp_path / "cache" / "ok") == {"pkg-1", *names}
@@ -124,7 +112,8 @@ def test_a_huge_member_count_is_refused_while_streaming(tmp_path: Path) -> None:
 
 def test_a_gzip_bomb_is_refused_by_its_ratio(tmp_path: Path) -> None:
     # 64 MiB of zeros compresses about 1000:1, under every absolute size limit.
-    archive = tar_with(tmp_path / "bomb.tar.gz", [(info("pkg-1/zeros"), bytes(64 << 20))])
+    archive = factories.tar(tmp_path / "bomb.tar.gz",
+                            [(info("pkg-1/zeros"), bytes(64 << 20))])
     assert archive.stat().st_size < 200 << 10
     refused(tmp_path, archive, "decompression bomb")
 
@@ -151,8 +140,8 @@ def test_a_zip_whose_header_understates_a_member_is_refused(tmp_path: Path) -> N
 
 
 def test_a_member_over_the_size_limit_is_refused_before_it_is_written(tmp_path: Path) -> None:
-    archive = tar_with(tmp_path / "big.tar", [(info("pkg-1/big"), os.urandom(3 << 20))],
-                       mode="w")
+    archive = factories.tar(tmp_path / "big.tar", [(info("pkg-1/big"), os.urandom(3 << 20))],
+                            mode="w")
     refused(tmp_path, archive, "over the limit of 1048576",
             Limits(max_member_bytes=1 << 20))
 
@@ -161,8 +150,9 @@ def test_a_member_over_the_size_limit_is_refused_before_it_is_written(tmp_path: 
 def test_a_symlinked_directory_then_a_file_through_it(tmp_path: Path, target: str) -> None:
     # "pkg-1/d -> <target>" then "pkg-1/d/escape.txt": each name is fine alone; the
     # pair must never write outside the unpacked tree.
-    archive = tar_with(tmp_path / "evil.tar.gz", [
-        (info("pkg-1/d", tarfile.SYMTYPE, target), b""), (info("pkg-1/d/escape.txt"), b"x")])
+    archive = factories.tar(tmp_path / "evil.tar.gz", [
+        (info("pkg-1/d", tarfile.SYMTYPE, target), b""),
+        (info("pkg-1/d/escape.txt"), b"x")])
     dest = tmp_path / "cache" / "unpacked"
     try:
         extract(archive, dest)

@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from factory.config import Settings, load_settings
+from factory.index import Index
 from factory.index.serve import create_app
-from tests.index_fixtures import publish_wheel, running
-from tests.security_fixtures import ROOT, free_port, wait_for
+from tests.index_fixtures import free_port, publish_wheel, running
+from tests.security_fixtures import ROOT, wait_for
 
 JSON = "application/vnd.pypi.simple.v1+json"
 # 400: the HTTP parser (httptools) refuses a malformed request, e.g. a control
@@ -45,7 +46,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def base_url(published: Settings) -> Iterator[str]:
-    with running(create_app(published)) as url:
+    with running(create_app(Index.of(published))) as url:
         yield url
 
 
@@ -110,8 +111,9 @@ async def _load(base: str, connections: int, seconds: float, stats: dict[str, in
 def test_fifty_connections_for_three_seconds_serve_no_errors(published: Settings) -> None:
     port = free_port()
     code = ("import sys, uvicorn; from factory.config import load_settings; "
-            "from factory.index.serve import create_app; "
-            "uvicorn.run(create_app(load_settings(root=__import__('pathlib').Path(sys.argv[1]))),"
+            "from factory.index import Index; from factory.index.serve import create_app; "
+            "settings = load_settings(root=__import__('pathlib').Path(sys.argv[1])); "
+            "uvicorn.run(create_app(Index.of(settings)),"
             " host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')")
     server = subprocess.Popen([sys.executable, "-c", code, str(published.root), str(port)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

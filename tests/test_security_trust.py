@@ -18,14 +18,15 @@ import pytest
 
 from factory._internal.atomic import sha256_file, write_json
 from factory.config import Settings
-from factory.index.records import Layout, load_record, save_record
-from factory.index.regen import check_index
+from factory.index import Index
+from factory.index.records import Layout
 from factory.index.serve import create_app
+from factory.index.validation import load_record, save_record
 from factory.publish import release
 from factory.verify import verify
-from tests.attest_fixtures import make_wheel
+from tests import factories
 from tests.index_fixtures import running
-from tests.security_fixtures import stage_build, state
+from tests.security_fixtures import stage_build
 
 JSON = "application/vnd.pypi.simple.v1+json"
 ALPHA = "alpha-1.0.0-py3-none-any.whl"
@@ -35,7 +36,7 @@ BETA = "beta-1.0.0-py3-none-any.whl"
 @pytest.fixture(scope="module")
 def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("released")
-    settings = state(base)
+    settings = factories.settings(base, project="project")
     release(settings, [stage_build(settings, "alpha"), stage_build(settings, "beta")])
     return base
 
@@ -43,14 +44,14 @@ def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def index(released_base: Path, tmp_path: Path) -> Settings:
     shutil.copytree(released_base, tmp_path / "copy", symlinks=True)
-    settings = state(tmp_path / "copy")
+    settings = factories.settings(tmp_path / "copy", project="project")
     assert verify(settings, everything=True, check_advisories=False).ok  # intact to start
     return settings
 
 
 @pytest.fixture
 def client(index: Settings) -> Iterator[httpx.Client]:
-    with running(create_app(index)) as url, httpx.Client(base_url=url) as client:
+    with running(create_app(Index.of(index))) as url, httpx.Client(base_url=url) as client:
         yield client
 
 
@@ -82,14 +83,14 @@ def recorded_as_is(settings: Settings, project: str, rel_suffix: str) -> None:
 def test_a_replaced_wheel_is_refused_by_serve_and_fails_verification(
         index: Settings, client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     wheel = files(index, "alpha") / ALPHA
-    evil = make_wheel(index.root / "evil", "alpha", "1.0.0", extra_metadata=("Summary: evil",))
+    evil = factories.wheel(index.root / "evil", "alpha", "1.0.0", metadata=("Summary: evil",))
     shutil.copyfile(evil, wheel)
     with caplog.at_level(logging.ERROR, logger="factory.index.serve"):
         response = client.get(f"/files/alpha/{ALPHA}")
     assert response.status_code == 500 and b"PK" not in response.content
     assert "REFUSED" in caplog.text and ALPHA in caplog.text
     assert "digest" in failing(index)[ALPHA]
-    assert any(ALPHA in p for p in check_index(index))
+    assert any(ALPHA in p for p in Index.of(index).check())
     # Even with the record rewritten to vouch for it, the signatures do not.
     layout = Layout(index.index_dir)
     record = load_record(layout, "alpha")
@@ -150,7 +151,8 @@ def test_a_bundle_from_a_foreign_authority_fails_verification(
         index: Settings, tmp_path: Path) -> None:
     from factory.sign import init_authority, open_signer
 
-    foreign = state(tmp_path / "foreign")  # same identity and issuer, another authority
+    # same identity and issuer, another authority
+    foreign = factories.settings(tmp_path / "foreign", project="project")
     init_authority(foreign)
     wheel = files(index, "alpha") / ALPHA
     with open_signer(foreign) as signer:
@@ -165,7 +167,7 @@ def test_after_a_key_rotation_old_signatures_do_not_verify(index: Settings,
     from factory.attest.keys import init_keys
     from factory.sign import init_authority
 
-    rotated = state(tmp_path / "rotated")
+    rotated = factories.settings(tmp_path / "rotated", project="project")
     init_authority(rotated)
     init_keys(rotated)
     root = rotated.public_keys_dir / "trusted_root.json"

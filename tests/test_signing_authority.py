@@ -39,12 +39,12 @@ from factory.sign.transparency import (
     current_checkpoint,
     verify_checkpoint,
 )
+from tests import factories
 from tests.signing_fixtures import (
     IDENTITY,
     ISSUER,
     Signed,
     authority_fixture,  # noqa: F401 - fixture
-    make_settings,
     signed_fixture,  # noqa: F401 - fixture
 )
 
@@ -241,14 +241,14 @@ def test_server_listens_on_loopback_and_serves_consistency(signed: Signed) -> No
 
 
 def test_checkpoint_of_another_log_is_rejected(signed: Signed, tmp_path: Path) -> None:
-    rogue = make_settings(tmp_path / "rogue")
+    rogue = factories.settings(tmp_path / "rogue", project="project")
     init_authority(rogue)
     with pytest.raises(VerificationError, match="not signed by a log of the trusted root"):
         verify_checkpoint(current_checkpoint(rogue), signed.trusted_root)
 
 
 def test_ca_refuses_tokens_it_did_not_issue(authority: Settings, tmp_path: Path) -> None:
-    rogue = make_settings(tmp_path / "rogue")
+    rogue = factories.settings(tmp_path / "rogue", project="project")
     init_authority(rogue)
     rogue_token = Authority(rogue.authority_dir).issue_token(IDENTITY, ISSUER)
     key = ec.generate_private_key(ec.SECP256R1())

@@ -15,7 +15,8 @@ from factory.sign import init_authority, open_signer, verify_artifact
 from factory.sign._authority import Authority, serve
 from factory.sign._authority.log import TransparencyLog
 from factory.sign.trust import client_trust_config
-from tests.signing_fixtures import IDENTITY, ISSUER, make_settings
+from tests import factories
+from tests.signing_fixtures import IDENTITY, ISSUER
 
 
 def _file(tmp_path: Path) -> Path:
@@ -25,14 +26,14 @@ def _file(tmp_path: Path) -> Path:
 
 
 def test_embedded_mode_needs_initialised_keys(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     with pytest.raises(SigningError, match="no signing authority") as caught, open_signer(settings):
         pass
     assert "factory keys init" in caught.value.hint
 
 
 def test_unknown_mode_is_a_config_error(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, signing_mode="keyfile")
+    settings = factories.settings(tmp_path, project="project", signing_mode="keyfile")
     with pytest.raises(ConfigError, match="keyfile"), open_signer(settings):
         pass
 
@@ -41,16 +42,15 @@ def test_private_mode_signs_against_a_trust_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An organisation's private Sigstore, played by an authority in another state dir.
-    org = make_settings(tmp_path / "org")
+    org = factories.settings(tmp_path / "org", project="project")
     init_authority(org)
     service = Authority(org.authority_dir)
     wheel = _file(tmp_path)
     with serve(service) as url:
         config = tmp_path / "org-trust-config.json"
         config.write_text(json.dumps(client_trust_config(service.keys, url)))
-        settings = make_settings(
-            tmp_path / "factory", signing_mode="private", trust_config=str(config)
-        )
+        settings = factories.settings(tmp_path / "factory", project="project",
+                                      signing_mode="private", trust_config=str(config))
         monkeypatch.setenv("SIGSTORE_ID_TOKEN", service.issue_token(IDENTITY, ISSUER))
         with open_signer(settings) as signer:
             bundle = signer.sign_artifact(wheel)
@@ -59,11 +59,12 @@ def test_private_mode_signs_against_a_trust_config(
 
 
 def test_private_mode_without_token_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    org = make_settings(tmp_path / "org")
+    org = factories.settings(tmp_path / "org", project="project")
     init_authority(org)
     monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
-    settings = make_settings(
+    settings = factories.settings(
         tmp_path / "factory",
+        project="project",
         signing_mode="private",
         trust_config=str(org.authority_dir / "trust_config.json"),
     )
@@ -72,7 +73,7 @@ def test_private_mode_without_token_fails(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_private_mode_without_trust_config_is_a_config_error(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, signing_mode="private")
+    settings = factories.settings(tmp_path, project="project", signing_mode="private")
     with pytest.raises(ConfigError, match="trust config"), open_signer(settings):
         pass
 
@@ -80,7 +81,8 @@ def test_private_mode_without_trust_config_is_a_config_error(tmp_path: Path) -> 
 def test_private_mode_with_foreign_token_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org, rogue = make_settings(tmp_path / "org"), make_settings(tmp_path / "rogue")
+    org = factories.settings(tmp_path / "org", project="project")
+    rogue = factories.settings(tmp_path / "rogue", project="project")
     init_authority(org)
     init_authority(rogue)
     service = Authority(org.authority_dir)
@@ -90,9 +92,8 @@ def test_private_mode_with_foreign_token_fails(
     with serve(service) as url:
         config = tmp_path / "org-trust-config.json"
         config.write_text(json.dumps(client_trust_config(service.keys, url)))
-        settings = make_settings(
-            tmp_path / "factory", signing_mode="private", trust_config=str(config)
-        )
+        settings = factories.settings(tmp_path / "factory", project="project",
+                                      signing_mode="private", trust_config=str(config))
         with open_signer(settings) as signer, pytest.raises(SigningError, match="401"):
             signer.sign_artifact(_file(tmp_path))
 
@@ -100,7 +101,7 @@ def test_private_mode_with_foreign_token_fails(
 def test_bundle_without_signed_time_is_a_signing_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings(tmp_path)
+    settings = factories.settings(tmp_path, project="project")
     init_authority(settings)
     answer = TransparencyLog.response
 
@@ -125,7 +126,7 @@ def test_public_mode_signs_with_ambient_credential(tmp_path: Path) -> None:
         credential = None
     if not credential:
         pytest.skip("no ambient OIDC credential (public Sigstore runs only in CI with OIDC)")
-    settings = make_settings(tmp_path, signing_mode="public")
+    settings = factories.settings(tmp_path, project="project", signing_mode="public")
     wheel = _file(tmp_path)
     with open_signer(settings) as signer:
         bundle = signer.sign_artifact(wheel)

@@ -26,6 +26,7 @@ from factory.sign import (
 from factory.sign._authority import Authority, serve
 from factory.sign.authority import issue_token
 from factory.sign.trust import client_trust_config
+from tests import factories
 from tests.signing_fixtures import (
     IDENTITY,
     ISSUER,
@@ -33,7 +34,6 @@ from tests.signing_fixtures import (
     authority_fixture,  # noqa: F401 - fixture
     edit_bundle,
     flip_b64,
-    make_settings,
     signed_fixture,  # noqa: F401 - fixture
 )
 
@@ -185,7 +185,8 @@ def test_tampered_bundle_is_rejected(signed: Signed, part: str) -> None:
 
 
 def test_bundle_from_another_authority_is_rejected(signed: Signed, tmp_path: Path) -> None:
-    rogue = make_settings(tmp_path / "rogue")  # same identity and issuer, different keys
+    # same identity and issuer, different keys
+    rogue = factories.settings(tmp_path / "rogue", project="project")
     init_authority(rogue)
     with open_signer(rogue) as signer:
         rogue_bundle = signer.sign_artifact(signed.wheel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import tarfile
@@ -15,24 +14,14 @@ from hypothesis import strategies as st
 
 from factory.errors import UnsafeArchiveError
 from factory.upstream.archive import Limits, extract, read_member
+from tests import factories
+from tests.factories import tar_member as member
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes] | None = None,
              mode: str = "w:gz") -> Path:
-    data = data or {}
-    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tar:
-        for info in members:
-            payload = data.get(info.name, b"")
-            if info.isfile():
-                info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload) if info.isfile() else None)
-    return path
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644):
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mode = kind, link, mode
-    return info
+    """``members``, each holding its ``data`` by name (nothing when not given)."""
+    return factories.tar(path, [(info, (data or {}).get(info.name, b"")) for info in members], mode)
 
 
 def files_outside(tmp_path: Path, dest: Path) -> list[Path]:

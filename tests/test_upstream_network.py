@@ -10,15 +10,15 @@ from factory import fetch
 from factory.config import load_settings
 from factory.lock import check_stage, lock_stage
 from factory.upstream.client import Upstream
-from tests.conftest import write_recipe
+from tests import factories
 
 pytestmark = pytest.mark.network
 
 
 def test_lock_and_fetch_real_packages(tmp_path: Path) -> None:
     root = tmp_path / "project"
-    write_recipe(root, "idna", 'versions = ">=3.7,<4"\nlicenses = ["BSD-3-Clause"]\n')
-    write_recipe(root, "flit-core", 'kind = "build-tool"\n')
+    factories.recipe(root, "idna", 'versions = ">=3.7,<4"\nlicenses = ["BSD-3-Clause"]\n')
+    factories.recipe(root, "flit-core", 'kind = "build-tool"\n')
     (root / "factory.toml").write_text('[factory]\nstate_dir = "state"\n')
     settings = load_settings(root)
     try:

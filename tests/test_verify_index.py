@@ -19,10 +19,10 @@ from factory.errors import VerificationError
 from factory.sign import init_authority
 from factory.verify import Report, TargetError, exit_code, report_json, verify, write_html
 from factory.verify.model import FAIL, PASS
+from tests import factories
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
     clone,
-    fixture_settings,
     published_index,
 )
 
@@ -212,7 +212,7 @@ def test_disallowed_builder_id_fails_provenance(published_index: PublishedIndex)
 
 def test_foreign_trust_root_fails_signature(published_index: PublishedIndex,  # noqa: F811
                                             tmp_path: Path) -> None:
-    other = fixture_settings(tmp_path / "other")
+    other = factories.settings(tmp_path / "other", project="project")
     init_authority(other)  # a second, unrelated authority
     root = other.public_keys_dir / "trusted_root.json"
     report = verify(published_index.settings, "alpha==1.0", trusted_root=root)
@@ -336,7 +336,7 @@ def test_run_prints_and_returns_the_exit_code(copy: PublishedIndex, tmp_path: Pa
 
     from rich.console import Console
 
-    from factory.verify import run
+    from factory.cli.verify import run
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=200)

@@ -8,7 +8,6 @@ is caught, and the differing file is named.
 
 from __future__ import annotations
 
-import io
 import shutil
 import tarfile
 from pathlib import Path
@@ -20,18 +19,18 @@ from factory.build import job as builder
 from factory.build.image import ImageRef, bootstrap_image
 from factory.config import Settings
 from factory.publish import release
-from factory.upstream.archive import cache_path
+from factory.upstream.cache import cache_path
 from factory.verify import rebuild_and_compare, verify
+from tests import factories
 from tests.approval_fixtures import approve
-from tests.builders_fixtures import backend_sdist, inputs_for, kit_from_sdists, offline_settings
-from tests.pipeline_fixtures import fixture_settings
+from tests.builders_fixtures import backend_sdist, inputs_for, kit_from_sdists, module_sdist
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    return bootstrap_image(offline_settings(tmp_path_factory.mktemp("image")))
+    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
 
 
 def _cached(settings: Settings, sdist: Path) -> Path:
@@ -41,31 +40,16 @@ def _cached(settings: Settings, sdist: Path) -> Path:
     return target
 
 
-def _module_sdist(directory: Path, module: object, name: str) -> Path:
-    """An sdist of a pure-Python package of the test venv (the front-end kit's source)."""
-    package = Path(str(module.__file__)).parent  # type: ignore[attr-defined]
-    version = str(getattr(module, "__version__", "0"))
-    root = f"{name}-{version}"
-    path = directory / f"{root}.tar.gz"
-    directory.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for file in sorted(package.rglob("*.py")):
-            data = file.read_bytes()
-            info = tarfile.TarInfo(f"{root}/{package.name}/{file.relative_to(package)}")
-            info.size, info.mtime = len(data), 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _publish(tmp_path: Path, image: ImageRef, name: str, extra: str = "") -> Settings:
     import packaging
     import pyproject_hooks
 
-    settings = fixture_settings(tmp_path, build_timeout=120)
+    settings = factories.settings(tmp_path, project="project", build_timeout=120,
+                                  advisories=tmp_path / "advisories")
     kit_sdists = {
-        "pyproject-hooks": _cached(settings, _module_sdist(tmp_path / "k", pyproject_hooks,
-                                                           "pyproject_hooks")),
-        "packaging": _cached(settings, _module_sdist(tmp_path / "k", packaging, "packaging")),
+        "pyproject-hooks": _cached(settings, module_sdist(tmp_path / "k", pyproject_hooks,
+                                                          "pyproject_hooks")),
+        "packaging": _cached(settings, module_sdist(tmp_path / "k", packaging, "packaging")),
     }
     kit = kit_from_sdists(kit_sdists, tmp_path / "kit")
     sdist = _cached(settings, backend_sdist(tmp_path / "sdists", name, "pass", extra))

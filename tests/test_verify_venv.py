@@ -18,9 +18,9 @@ import pytest
 
 from factory.verify import verify
 from factory.verify.model import FAIL, PASS
+from tests import factories
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
-    make_plain_wheel,
     published_index,
     serve_index,
 )
@@ -58,7 +58,7 @@ def test_venv_installed_from_the_index_passes(published_index: PublishedIndex,  
 
 def test_a_package_from_elsewhere_fails_and_is_named(published_index: PublishedIndex,  # noqa: F811
                                                      installed: Path, tmp_path: Path) -> None:
-    wheel = make_plain_wheel(tmp_path / "local", "stranger", "0.1")
+    wheel = factories.wheel(tmp_path / "local", "stranger", "0.1")
     _pip(installed, "--no-index", "--no-deps", str(wheel))
     try:
         report = verify(published_index.settings, str(installed))

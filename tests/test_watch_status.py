@@ -9,11 +9,13 @@ from pathlib import Path
 
 from factory import ledger
 from factory.config import Settings
-from factory.index.records import Layout, load_record
+from factory.index import Index
+from factory.index.records import Layout
+from factory.index.validation import load_record
 from factory.lock import lock_stage
 from factory.status import component_status
 from factory.watch import check_advisories
-from tests.conftest import write_recipe
+from tests import factories
 from tests.index_fixtures import publish_wheel
 from tests.local_upstream import LocalUpstream
 
@@ -28,16 +30,16 @@ def advisory(project: Settings, ident: str, name: str, introduced: str, fixed: s
 def test_advisory_yanks_affected_published_versions(project: Settings, tmp_path: Path) -> None:
     publish_wheel(project, tmp_path / "a", "alpha", "1.0")
     publish_wheel(project, tmp_path / "b", "alpha", "1.1")
-    assert check_advisories(project) == []
+    assert check_advisories(project, Index.of(project)) == []
     advisory(project, "ADV-7", "alpha", "1.0", "1.1")
-    assert check_advisories(project) == [("alpha", "1.0", "advisory ADV-7")]
+    assert check_advisories(project, Index.of(project)) == [("alpha", "1.0", "advisory ADV-7")]
     record = load_record(Layout(project.index_dir), "alpha")
     assert record is not None
     files = {f.version: f for f in record.files}
     assert files["1.0"].yanked and files["1.0"].yanked_reason == "advisory ADV-7"
     assert files["1.0"].advisories and files["1.0"].advisories[0]["id"] == "ADV-7"
     assert not files["1.1"].yanked and files["1.1"].advisories == []
-    assert check_advisories(project) == []  # already yanked: not again
+    assert check_advisories(project, Index.of(project)) == []  # already yanked: not again
     decisions = ledger.decisions(project, "alpha")
     assert [(d["action"], d["version"], d["reason"]) for d in decisions] == [
         ("yanked", "1.0", "advisory ADV-7")]
@@ -46,9 +48,9 @@ def test_advisory_yanks_affected_published_versions(project: Settings, tmp_path:
 def test_status_shows_what_waits_to_be_published(project: Settings, upstream: LocalUpstream,
                                                   tmp_path: Path) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("alpha", "1.0", age_days=10)
-    write_recipe(project.root, "alpha", 'versions = "<2"\n')
+    factories.recipe(project.root, "alpha", 'versions = "<2"\n')
     lock_stage(project)
     publish_wheel(project, tmp_path / "a", "alpha", "1.0")
     upstream.add("alpha", "1.1", age_days=2)
@@ -78,7 +80,7 @@ def test_ledger_keeps_builds_in_order(project: Settings) -> None:
 def test_status_and_index_check_cli(project: Settings, tmp_path: Path) -> None:
     import os
 
-    write_recipe(project.root, "alpha")
+    factories.recipe(project.root, "alpha")
     publish_wheel(project, tmp_path / "a", "alpha", "1.0")
     env = {**os.environ, "FACTORY_ROOT": str(project.root)}
     run = [sys.executable, "-m", "factory.cli"]
@@ -101,9 +103,9 @@ def test_watch_cycle_puts_the_status_on_the_home_page(project: Settings, upstrea
     from factory.watch import watch_cycle
 
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    write_recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("alpha", "1.0", age_days=10)
-    write_recipe(project.root, "alpha", 'versions = "<2"\ntrack = "patch"\n')
+    factories.recipe(project.root, "alpha", 'versions = "<2"\ntrack = "patch"\n')
     lock_stage(project)
     publish_wheel(project, tmp_path / "a", "alpha", "1.0")
     upstream.add("alpha", "1.0.1", age_days=1)

@@ -1,4 +1,8 @@
-"""Defer a costly import that jsonschema makes eagerly.
+"""Deferred imports: a package's names loaded on first use, and jsonschema's costly import.
+
+``lazy_attributes`` makes a package's ``__getattr__`` that imports each listed
+name from its module on first use, so that importing one light module of the
+package does not load its heavy ones.
 
 jsonschema imports ``rfc3987_syntax.is_valid_syntax`` when it loads, and that
 module builds an Earley parser at import: 1.6 s, paid by every `factory`
@@ -14,9 +18,21 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _NAME = "rfc3987_syntax"
+
+
+def lazy_attributes(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``: ``names`` maps each name to its module."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def _real() -> Any:

@@ -83,7 +83,7 @@ from factory.config import Settings
 from factory.errors import LockError, RecipeError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, check_recipes
-from factory.upstream.archive import cache_path, is_cached, read_member, read_metadata
+from factory.upstream.cache import cache_path, is_cached, read_member, read_metadata
 
 __all__ = ["Admission", "AdmissionError", "Allowance", "Approvals", "Limits", "admit",
            "admit_sdist"]

@@ -37,9 +37,9 @@ from factory._internal.atomic import TMP_PREFIX
 from factory.attest.keys import load_public_key, load_signer, public_key_path
 from factory.config import Settings
 from factory.errors import SigningError, VerificationError
+from factory.index.records import Sidecars
 
 LAYOUT_NAME = "root.layout"
-INTOTO_DIR_SUFFIX = ".in-toto"
 INSPECTION = "receive"
 DEFAULT_EXPIRY_DAYS = 365
 # Which role signs which step's link.
@@ -52,7 +52,7 @@ _RUNLIB_LOCK = threading.Lock()
 
 
 def intoto_dir_for(wheel: Path) -> Path:
-    return wheel.with_name(wheel.name + INTOTO_DIR_SUFFIX)
+    return Sidecars(wheel).path("in-toto")
 
 
 def link_name(step: str, keyid: str) -> str:

@@ -96,11 +96,11 @@ def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
             "annotations": {"role": "source"},
         }
     ]
-    if src.upstream_provenance_sha256:
+    if record.upstream_provenance_sha256:
         deps.append(
             {
                 "name": f"{src.filename}.provenance",
-                "digest": {"sha256": src.upstream_provenance_sha256},
+                "digest": {"sha256": record.upstream_provenance_sha256},
                 "mediaType": PEP740_MEDIA_TYPE,
                 "annotations": {"role": "upstream-provenance"},
             }

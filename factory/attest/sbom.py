@@ -43,13 +43,13 @@ from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, sp
 from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.build.record import BuildRecord
 from factory.errors import BuildError, VerificationError
+from factory.index.records import Sidecars
 
 defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
 
 if TYPE_CHECKING:
     from factory.admission.model import Allowance
 
-SBOM_SUFFIX = ".cdx.json"
 PROP = "artifact-factory"  # our namespace for CycloneDX property names
 # Shared libraries vendored into a wheel by auditwheel (pkg.libs/), delocate
 # (.dylibs/) or delvewheel (pkg.libs/ with .dll); extension modules are not these.
@@ -58,7 +58,7 @@ _SHARED_LIB = re.compile(r"(^|/)lib[^/]*\.so(\.\d+)*$|\.(so(\.\d+)*|dylib|dll)$"
 
 
 def sbom_path_for(wheel: Path) -> Path:
-    return wheel.with_name(wheel.name + SBOM_SUFFIX)
+    return Sidecars(wheel).path("sbom")
 
 
 # -- reading the wheel --------------------------------------------------------

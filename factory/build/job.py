@@ -59,10 +59,11 @@ from factory.build.env import (
     source_date_epoch,
 )
 from factory.build.image import ImageRef
-from factory.build.record import BuildRecord, InstalledTool, SourceRef
+from factory.build.record import BuildRecord, InstalledTool
 from factory.build.workdir import sweep, work_dir
 from factory.config import Settings
 from factory.errors import BuildError, printable
+from factory.upstream.cache import Sdist
 
 DRIVER = Path(__file__).with_name("incontainer.py")
 EXIT_MISSING = 3
@@ -81,7 +82,7 @@ class BuildInputs:
     name: str
     version: str
     sdist: Path
-    source: SourceRef
+    source: Sdist
     tree: Path  # the unpacked (and patched) source tree
     tools: tuple[Path, ...]  # the build-tool wheels, exactly
     kit: Kit

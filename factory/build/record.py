@@ -13,21 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from factory._internal.atomic import write_json
+from factory.index.records import Sidecars
+from factory.upstream.cache import Sdist
 
-RECORD_SUFFIX = ".build.json"
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    """The verified upstream sdist a wheel was built from."""
-
-    name: str
-    version: str
-    filename: str
-    url: str
-    sha256: str
-    size: int
-    upstream_provenance_sha256: str | None = None
+RECORD_SUFFIX = Sidecars.suffix("build")  # the record is published beside the wheel
 
 
 @dataclass(frozen=True)
@@ -47,7 +36,7 @@ class BuildRecord:
     version: str
     wheel_filename: str
     wheel_sha256: str
-    source: SourceRef
+    source: Sdist  # the verified upstream sdist the wheel was built from
     recipe_name: str
     recipe_digest: str
     builder_image: str
@@ -60,19 +49,29 @@ class BuildRecord:
     log_sha256: str
     network_mode: str = "none"
     patches: list[dict[str, str]] = field(default_factory=list)
+    # the digest of upstream's own provenance (PEP 740) of the source, when it has one
+    upstream_provenance_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # The record's "source" is the sdist without its upload time (the lock's
+        # business) and with upstream's provenance digest: the file's format since v1.
+        data["source"] = {key: value for key, value in data["source"].items()
+                          if key != "upload_time"}
+        data["source"]["upstream_provenance_sha256"] = data.pop("upstream_provenance_sha256")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildRecord:
         data = dict(data)
-        data["source"] = SourceRef(**data["source"])
+        source = dict(data["source"])
+        data["upstream_provenance_sha256"] = source.pop("upstream_provenance_sha256", None)
+        data["source"] = Sdist(**source)
         data["build_tools"] = [InstalledTool(**t) for t in data["build_tools"]]
         return cls(**data)
 
     def save(self, directory: Path) -> Path:
-        path = directory / (self.wheel_filename + RECORD_SUFFIX)
+        path = record_path_for(directory / self.wheel_filename)
         write_json(path, self.to_dict())
         return path
 
@@ -82,4 +81,4 @@ class BuildRecord:
 
 
 def record_path_for(wheel: Path) -> Path:
-    return wheel.with_name(wheel.name + RECORD_SUFFIX)
+    return Sidecars(wheel).path("build")

@@ -21,12 +21,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8700).")] = None,
 ) -> None:
     """Serve the index (PEP 503/691/658/740) and its human pages."""
+    from factory.index import Index
     from factory.index.serve import serve as run
 
     s = settings()
-    _app.out.print(f"serving {s.index_dir} at http://{host or s.serve_host}:{port or s.serve_port}/"
-              "simple/", highlight=False)
-    run(s, host, port)
+    host, port = host or s.serve_host, port or s.serve_port
+    _app.out.print(f"serving {s.index_dir} at http://{host}:{port}/simple/", highlight=False)
+    run(Index.of(s), host, port)
 
 
 index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)
@@ -42,9 +43,9 @@ def index_check(
     corrupt records, files no record names. Exit 0 sound, 1 any problem."""
     from rich.markup import escape
 
-    from factory.index.regen import check_index
+    from factory.index import Index
 
-    problems = check_index(settings(), deep=not quick)
+    problems = Index.of(settings()).check(deep=not quick)
     if as_json:
         emit_json({"ok": not problems, "problems": problems})
     else:
@@ -59,15 +60,15 @@ def index_check(
 @index_app.command("rebuild")
 def index_rebuild() -> None:
     """Regenerate every page from the published records, and the trust manifest."""
-    from factory.index.changes import publish_trust
-    from factory.index.regen import rebuild_all
+    from factory.index import Index
     from factory.publish import trust_files
 
     s = settings()
+    index = Index.of(s)
     trust = trust_files(s)
     if trust:  # an index published before the manifest existed serves no trust file
-        publish_trust(s, trust)
-    _app.out.print(f"regenerated the pages of {rebuild_all(s)} projects")
+        index.publish_trust(trust)
+    _app.out.print(f"regenerated the pages of {index.rebuild()} projects")
 
 
 @index_app.command("status")
@@ -77,9 +78,9 @@ def index_status(
     reason: Annotated[str | None, typer.Option(help="Shown to users.")] = None,
 ) -> None:
     """Set a project's status (PEP 792); quarantined hides every file."""
-    from factory.index.changes import set_status
+    from factory.index import Index
 
-    set_status(settings(), name, state, reason)
+    Index.of(settings()).set_status(name, state, reason)
     _app.out.print(f"{name}: {state}", highlight=False)
 
 
@@ -91,14 +92,13 @@ def yank(
 ) -> None:
     """Yank (PEP 592) a published version, with a reason; never deletes."""
     from factory.errors import FactoryError as _Error
-    from factory.index.changes import unyank as do_unyank
-    from factory.index.changes import yank as do_yank
+    from factory.index import Index
 
     name, sep, version = spec.partition("==")
     if not sep or not name or not version:
         raise _Error(f"{spec!r} is not NAME==VERSION", "for example: factory yank flask==3.1.0")
-    files = (do_unyank(settings(), name, version) if undo
-             else do_yank(settings(), name, version, reason))
+    index = Index.of(settings())
+    files = index.unyank(name, version) if undo else index.yank(name, version, reason)
     _app.out.print(f"{'unyanked' if undo else 'yanked'} {len(files)} files of {name} {version}",
               highlight=False)
 
@@ -113,9 +113,11 @@ def upload(
     names: Annotated[list[str] | None, typer.Argument(help="Only these projects.")] = None,
 ) -> None:
     """Mirror the published wheels to an existing registry with twine."""
+    from factory.index import Index
     from factory.index.upload import upload as run
 
-    result = run(settings(), to, username, password, projects=names, simple_url=simple_url)
+    result = run(Index.of(settings()), to, username, password, projects=names,
+                 simple_url=simple_url)
     for line in result.skipped:
         _app.out.print(f"  skipped {line}", highlight=False)
     _app.out.print(f"uploaded {len(result.uploaded)}, already there {len(result.present)}, "

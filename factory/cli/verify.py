@@ -1,11 +1,20 @@
-"""The auditor's command: verify."""
+"""The auditor's command: verify.
+
+The command builds what is trusted and where (the index view, the pinned trust),
+runs the library's checks (factory.verify.audit), and prints what they found:
+a table or JSON, and an HTML file on request. The library never prints.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from factory.cli import _app
 from factory.cli._app import (
@@ -13,6 +22,10 @@ from factory.cli._app import (
     app,
     settings,
 )
+from factory.config import Settings
+
+if TYPE_CHECKING:
+    from factory.verify import ArtifactReport, Equivalence, Rebuild
 
 
 @app.command()
@@ -48,17 +61,107 @@ def verify(
 ) -> None:
     """Verify artifacts offline: digests, Sigstore, SLSA provenance, SBOM, in-toto,
     advisories. Exit 0 all pass, 1 any fails, 2 usage error."""
-    from factory.verify import run as run_verify
-
-    code = run_verify(settings(), target, everything=everything, rebuild=rebuild_spec,
-                      upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
-                      console=_app.out, index_dir=index, trusted_root=trusted_root,
-                      owner_key=owner_key, identity=identity, issuer=issuer,
-                      builder_ids=tuple(builder_id or ()), advisories=advisories,
-                      check_advisories=not no_advisories, ignore=tuple(ignore or ()),
-                      workers=workers)
+    code = run(settings(), target, everything=everything, rebuild=rebuild_spec,
+               upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
+               console=_app.out, index_dir=index, trusted_root=trusted_root,
+               owner_key=owner_key, identity=identity, issuer=issuer,
+               builder_ids=tuple(builder_id or ()), advisories=advisories,
+               check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers)
     raise typer.Exit(code)
 
 
-# -- orchestration ----------------------------------------------------------------------
+def run(
+    settings: Settings,
+    target: str | None = None,
+    *,
+    everything: bool = False,
+    rebuild: str | None = None,
+    upstream: str | None = None,
+    json_output: bool = False,
+    html: Path | None = None,
+    verbose: bool = False,
+    console: Console | None = None,
+    index_dir: Path | None = None,
+    trusted_root: Path | None = None,
+    owner_key: Path | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+    builder_ids: tuple[str, ...] = (),
+    advisories: str | None = None,
+    check_advisories: bool = True,
+    ignore: tuple[str, ...] = (),
+    workers: int | None = None,
+) -> int:
+    """What `factory verify` does: verify, print (table or JSON), write HTML; the exit code.
 
+    Raises TargetError (exit 2) for a usage error or an unusable target or index,
+    TrustError when the pinned trust cannot be loaded.
+    """
+    # Imported here: every other command starts without the verifier's dependencies.
+    from factory.verify import TargetError, Trust, audit, exit_code, local_lock, open_index
+    from factory.verify.render import print_report, report_json, write_html
+
+    console = console or Console()
+    modes = [bool(target) or everything, bool(rebuild), bool(upstream)]
+    if sum(modes) != 1:
+        raise TargetError("give exactly one of: TARGET, --all, --rebuild NAME==VERSION, "
+                          "--upstream NAME==VERSION")
+    if rebuild or upstream:
+        return _compare(settings, rebuild, upstream, json_output, console, index_dir)
+    index = open_index(settings, index_dir)
+    trust = Trust.load(settings, index.root, trusted_root=trusted_root, owner_key=owner_key,
+                       identity=identity, issuer=issuer, builder_ids=builder_ids)
+    source = (advisories or settings.advisories) if check_advisories else None
+    with _progress(console, quiet=json_output) as on_result:
+        report = audit(index, trust, target, everything=everything, ignore=ignore,
+                       advisories=source, lock=local_lock(settings), workers=workers,
+                       on_result=on_result)
+    if html is not None:
+        write_html(report, html)
+    if json_output:
+        console.file.write(report_json(report))
+    else:
+        print_report(report, console, verbose)
+        if html is not None:
+            console.print(f"report written to {html}", highlight=False)
+    return exit_code(report)
+
+
+@contextmanager
+def _progress(console: Console,
+              quiet: bool) -> Iterator[Callable[[ArtifactReport], None] | None]:
+    """A live count of the artifacts verified, on a terminal; nothing for --json or a pipe."""
+    if quiet or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("verifying"), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), console=console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda a: bar.update(task, advance=1, description=a.label)
+
+
+def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
+             json_output: bool, console: Console, index_dir: Path | None) -> int:
+    """`--rebuild` (reproducible?) or `--upstream` (equivalent to upstream's wheel?)."""
+    results: list[Rebuild] | list[Equivalence]
+    if rebuild:
+        from factory.verify.reproduce import rebuild_and_compare
+
+        results = rebuild_and_compare(settings, rebuild, index_dir=index_dir)
+        good = all(r.reproducible for r in results)
+    else:
+        from factory.verify.equivalence import compare_with_upstream
+
+        results = compare_with_upstream(settings, str(upstream), index_dir=index_dir)
+        good = all(r.equivalent for r in results)
+    if json_output:
+        console.file.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    else:
+        for result in results:
+            console.print(f"{result.filename}: {result.message}", highlight=False,
+                          style="green" if good else "red")
+            for difference in result.differences:
+                console.print(f"  {difference}", highlight=False)
+    return 0 if good else 1

@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 
 from factory.errors import printable
-from factory.index.records import SIDECAR_SUFFIXES, ProjectRecord, version_key
+from factory.index.records import ProjectRecord, Sidecars, version_key
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
@@ -114,10 +114,10 @@ _PROJECT = """{% extends "base" %}
 {% if f.built_from.get("builder_image_id") %}
 <span class="digest">({{ f.built_from.get("builder_image_id") }})</span>{% endif %}</dd>
 <dt>Built from</dt><dd>{% if f.source %}
-{% if f.source.stored %}<a href="../../{{ f.source.stored }}">{{ f.source.filename }}</a>
+{% if f.source_stored %}<a href="../../{{ f.source_stored }}">{{ f.source.filename }}</a>
 {%- else %}{{ f.source.filename }}{% endif %}
 <br>upstream SHA-256 <span class="digest">{{ f.source.sha256 }}</span>
-{% if f.source.upstream_url %}<br>from <code>{{ f.source.upstream_url }}</code>{% endif %}
+{% if f.source.url %}<br>from <code>{{ f.source.url }}</code>{% endif %}
 {% else %}unknown{% endif %}</dd>
 <dt>Signed by</dt><dd>{% if f.signer %}<code>{{ f.signer.get("identity", "?") }}</code>
 {% if f.signer.get("issuer") %}, issuer <code>{{ f.signer.get("issuer") }}</code>{% endif %}
@@ -131,9 +131,10 @@ _PROJECT = """{% extends "base" %}
 <span class="muted"> checked {{ f.advisories_checked }}</span>{% endif %}</dd>
 <dt>Attestations</dt><dd>{% for kind, label in links %}{% if kind in f.sidecars %}
 <a class="sidecar"
- href="{{ files_url }}/{{ f.filename }}{{ suffixes[kind] }}{{ '/' if kind == 'in-toto' }}">
+ href="{{ files_url }}/{{ f.filename }}{{ suffix(kind) }}{{ '/' if kind == 'in-toto' }}">
 {{- label }}</a> ·
-{% endif %}{% endfor %}<a href="{{ files_url }}/{{ f.filename }}.metadata">core metadata</a></dd>
+{% endif %}{% endfor %}<a href="{{ files_url }}/{{ f.filename }}{#
+#}{{ suffix("metadata") }}">core metadata</a></dd>
 </dl>
 <details><summary>How to verify this file</summary>
 <pre>pip download --no-deps --index-url {{ base_url }}/simple/ "{{ r.name }}=={{ f.version }}"
@@ -192,5 +193,5 @@ def render_project(record: ProjectRecord, base_url: str) -> str:
         files_url=f"../../files/{record.name}",
         base_url=base_url.rstrip("/"),
         links=_LINKS,
-        suffixes=SIDECAR_SUFFIXES,
+        suffix=Sidecars.suffix,
     )

@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 
 from factory.errors import printable
-from factory.index.records import FileEntry, ProjectRecord
+from factory.index.records import FileEntry, ProjectRecord, Sidecars
 
 API_VERSION = "1.4"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -32,7 +32,8 @@ def _file_url(project: str, filename: str) -> str:
 def provenance_url(base_url: str, project: str, entry: FileEntry) -> str | None:
     if "provenance" not in entry.sidecars:
         return None
-    return f"{base_url.rstrip('/')}/files/{project}/{entry.filename}.provenance"
+    wheel = f"files/{project}/{entry.filename}"
+    return f"{base_url.rstrip('/')}/{Sidecars.name(wheel, 'provenance')}"
 
 
 def offered_files(record: ProjectRecord) -> list[FileEntry]:

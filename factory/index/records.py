@@ -3,13 +3,14 @@
 Every page (Simple API HTML/JSON, human pages) is derived from these records,
 and the server refuses to serve any file the records do not name, or whose
 bytes no longer match the digest recorded for it. A record is replaced
-atomically; replacing it is the commit point of a publish.
+atomically; replacing it is the commit point of a publish. The rules a record
+must follow, and its reading and writing, are in factory.index.validation.
 
-Layout of the index directory (``settings.index_dir``)::
+Layout of the index directory (an Index's root)::
 
     simple/index.html, simple/index.json        project list (PEP 503/691)
     simple/<project>/index.html, index.json     project detail
-    files/<project>/<wheel> and its sidecars    immutable once recorded
+    files/<project>/<wheel> and its sidecars    immutable once recorded (``Sidecars``)
     sources/<project>/<sdist>                   verified upstream sdists (not in the Simple API)
     project/<project>/index.html, index.html    human pages
     trust/                                      public trust material (/.well-known/factory/)
@@ -19,25 +20,22 @@ Layout of the index directory (``settings.index_dir``)::
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from factory._internal.atomic import write_json
 from factory.errors import FactoryError
+from factory.upstream.cache import Sdist
 
 RECORD_FORMAT = 1
 PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")  # PEP 792
 
-# sidecar kind -> suffix appended to the wheel's file name
+# sidecar kind -> suffix appended to the wheel's file name (``Sidecars`` names them)
 SIDECAR_SUFFIXES: dict[str, str] = {
     "provenance": ".provenance",  # PEP 740 provenance object
     "sigstore": ".sigstore.json",  # Sigstore bundle over the wheel
@@ -50,6 +48,39 @@ SIDECAR_SUFFIXES: dict[str, str] = {
 REQUIRED_SIDECARS: frozenset[str] = frozenset({"provenance", "sbom", "build"})
 METADATA_SUFFIX = ".metadata"  # PEP 658 core metadata
 
+
+@dataclass(frozen=True)
+class Sidecars:
+    """The files published beside one wheel, each named ``<wheel file name><suffix>``.
+
+    The same names where a build leaves them (beside the built wheel), where
+    publishing reads them, and in the index. ``kind`` is a key of SIDECAR_SUFFIXES,
+    or "metadata" (the wheel's core metadata, PEP 658).
+    """
+
+    wheel: Path
+
+    def path(self, kind: str) -> Path:
+        """The sidecar of ``kind`` beside the wheel (a directory for "in-toto")."""
+        return self.wheel.with_name(self.name(self.wheel.name, kind))
+
+    def files(self) -> dict[str, Path]:
+        """Every sidecar kind a record lists, by kind."""
+        return {kind: self.path(kind) for kind in SIDECAR_SUFFIXES}
+
+    @staticmethod
+    def suffix(kind: str) -> str:
+        return METADATA_SUFFIX if kind == "metadata" else SIDECAR_SUFFIXES[kind]
+
+    @staticmethod
+    def name(wheel: str, kind: str) -> str:
+        """The sidecar's name (or path in the index, given the wheel's) as text."""
+        return wheel + Sidecars.suffix(kind)
+
+    @staticmethod
+    def is_directory(kind: str) -> bool:
+        return kind == "in-toto"
+
 _NORMALIZED = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 # Bounds on what a record may claim: a record is read whole, and a size is only
@@ -57,7 +88,7 @@ _NORMALIZED = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_RECORD_BYTES = 64 << 20
 MAX_FILE_SIZE = 1 << 40
 MAX_NAME = 255  # one path component
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a lowercase hex digest (fullmatch)
 
 
 class IndexCorruptError(FactoryError):
@@ -127,17 +158,6 @@ class StoredFile:
 
 
 @dataclass
-class SourceInfo:
-    """The verified upstream sdist a wheel was built from."""
-
-    filename: str
-    sha256: str
-    size: int
-    upstream_url: str | None = None
-    stored: str | None = None  # path in the index (sources/...), None if not kept
-
-
-@dataclass
 class FileEntry:
     """One published wheel with everything published beside it."""
 
@@ -149,7 +169,8 @@ class FileEntry:
     requires_python: str | None
     metadata: StoredFile
     sidecars: dict[str, list[StoredFile]]
-    source: SourceInfo | None = None
+    source: Sdist | None = None  # the verified upstream sdist it was built from
+    source_stored: str | None = None  # where the index keeps that sdist (sources/...), if it does
     built_from: dict[str, Any] = field(default_factory=dict)
     signer: dict[str, str] | None = None
     yanked: bool = False
@@ -165,15 +186,32 @@ class FileEntry:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FileEntry:
+    def from_dict(cls, data: dict[str, Any], project: str) -> FileEntry:
         data = dict(data)
         data["metadata"] = StoredFile(**data["metadata"])
         data["sidecars"] = {
             kind: [StoredFile(**f) for f in group] for kind, group in data["sidecars"].items()
         }
         if data.get("source") is not None:
-            data["source"] = SourceInfo(**data["source"])
+            data["source"], data["source_stored"] = source_from_json(
+                data["source"], project, data["version"])
         return cls(**data)
+
+
+def source_json(sdist: Sdist, stored: str | None) -> dict[str, Any]:
+    """A record's "source": the sdist without the name and version its entry gives or
+    an upload time, its URL as ``upstream_url`` (null when the index was handed the
+    file without a build record naming it), and where the index keeps it."""
+    return {"filename": sdist.filename, "sha256": sdist.sha256, "size": sdist.size,
+            "upstream_url": sdist.url or None, "stored": stored}
+
+
+def source_from_json(data: dict[str, Any], project: str,
+                     version: str) -> tuple[Sdist, str | None]:
+    """``source_json`` read back: the sdist, and where the index keeps it."""
+    sdist = Sdist(project, version, data["filename"], data.get("upstream_url") or "",
+                  data["sha256"], data["size"])
+    return sdist, data.get("stored")
 
 
 @dataclass
@@ -202,19 +240,23 @@ class ProjectRecord:
         for entry in self.files:
             for stored in entry.stored_files(self.name):
                 out[stored.path] = stored
-            if entry.source and entry.source.stored:
-                out[entry.source.stored] = StoredFile(
-                    entry.source.stored, entry.source.sha256, entry.source.size
+            if entry.source and entry.source_stored:
+                out[entry.source_stored] = StoredFile(
+                    entry.source_stored, entry.source.sha256, entry.source.size
                 )
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for entry, out in zip(self.files, data["files"], strict=True):
+            del out["source_stored"]
+            out["source"] = source_json(entry.source, entry.source_stored) if entry.source else None
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProjectRecord:
         data = dict(data)
-        data["files"] = [FileEntry.from_dict(f) for f in data["files"]]
+        data["files"] = [FileEntry.from_dict(f, data["name"]) for f in data["files"]]
         return cls(**data)
 
 
@@ -223,295 +265,6 @@ def version_key(version: str) -> tuple[int, Any]:
         return (1, Version(version))
     except InvalidVersion:
         return (0, version)
-
-
-def load_record(layout: Layout, project: str) -> ProjectRecord | None:
-    """The record of ``project``; None if there is none.
-
-    Raises IndexCorruptError naming the file when it is not a record this
-    factory wrote: not a regular file, too large, not JSON, wrong types, or file
-    paths that are not exactly where publishing puts a file (so no record can
-    make a reader open anything outside the index).
-    """
-    if not is_normalized(project):
-        return None  # records are only ever written under normalized names
-    data = _read_record(layout.record(project), f"records/{project}.json")
-    if data is _MISSING:
-        return None
-    return validate_record(data, project)
-
-
-def validate_record(data: Any, project: str) -> ProjectRecord:
-    """``data`` (parsed JSON) as the record of ``project``, or IndexCorruptError."""
-    try:
-        return _record(data, project)
-    except _Invalid as exc:
-        raise IndexCorruptError(f"records/{project}.json: {exc}") from None
-
-
-_MISSING = object()
-
-
-def _read_record(path: Path, rel: str) -> Any:
-    # No symbolic link is followed and nothing but a regular file is read (a FIFO
-    # would block, a device never end); the size is bounded before reading.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return _MISSING
-    except OSError as exc:
-        why = ("a symbolic link" if exc.errno == errno.ELOOP
-               else f"cannot be read ({exc.strerror})")
-        raise IndexCorruptError(f"{rel}: {why}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise IndexCorruptError(f"{rel}: not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        raw = handle.read(MAX_RECORD_BYTES + 1)
-    if len(raw) > MAX_RECORD_BYTES:
-        raise IndexCorruptError(f"{rel}: larger than {MAX_RECORD_BYTES >> 20} MiB")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise IndexCorruptError(f"{rel}: not valid JSON ({type(exc).__name__})") from None
-
-
-# -- validation ------------------------------------------------------------------
-class _Invalid(Exception):
-    """One thing wrong with a record, said in a few words (no value is echoed raw)."""
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "null"}.get(type(value), "?")
-
-
-def _object(value: Any, where: str, required: set[str], optional: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Invalid(f"{where} is {_kind(value)}, not an object")
-    missing = sorted(required - value.keys())
-    if missing:
-        raise _Invalid(f"{where} lacks {', '.join(missing)}")
-    unknown = sorted(str(k) for k in value.keys() - required - optional)
-    if unknown:
-        shown = ", ".join(_printable(k) for k in unknown[:5])
-        raise _Invalid(f"{where} has unknown field(s) {shown}")
-    return value
-
-
-def _printable(text: str, limit: int = 80) -> str:
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return repr(shown + ("…" if len(text) > limit else ""))
-
-
-def _text(data: dict[str, Any], key: str, where: str, optional: bool = False) -> str | None:
-    value = data.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise _Invalid(f"{where}.{key} is {_kind(value)}, not a string")
-    return value
-
-
-def _integer(data: dict[str, Any], key: str, where: str, high: int) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _Invalid(f"{where}.{key} is {_kind(value)}, not an integer")
-    if not 0 <= value <= high:
-        raise _Invalid(f"{where}.{key} is out of range (0 to {high})")
-    return value
-
-
-def _digest(data: dict[str, Any], key: str, where: str) -> str:
-    value = _text(data, key, where)
-    if not _SHA256.match(value or ""):
-        raise _Invalid(f"{where}.{key} is not a lowercase hex sha256")
-    return str(value)
-
-
-def _plain_name(value: str, where: str) -> None:
-    """One path component that no filesystem or URL reads as anything else."""
-    if (not value or len(value) > MAX_NAME or value in (".", "..") or value.startswith(".")
-            or any(c in value for c in "/\\\0") or not value.isprintable()):
-        raise _Invalid(f"{where} is not a plain file name: {_printable(value)}")
-
-
-def _safe_relative(value: str, where: str) -> None:
-    parts = value.split("/")
-    if not parts or any(not p for p in parts):
-        raise _Invalid(f"{where} is not a plain relative path: {_printable(value)}")
-    for part in parts:
-        _plain_name(part, where)
-
-
-def _stored(value: Any, where: str, path: str | None = None,
-            under: str | None = None) -> StoredFile:
-    data = _object(value, where, {"path", "sha256", "size"}, set())
-    rel = _text(data, "path", where) or ""
-    if path is not None and rel != path:
-        raise _Invalid(f"{where}.path is {_printable(rel)}, not {path!r}")
-    if under is not None:
-        if not rel.startswith(under):
-            raise _Invalid(f"{where}.path {_printable(rel)} is not under {under!r}")
-        _safe_relative(rel[len(under):], f"{where}.path")
-    return StoredFile(rel, _digest(data, "sha256", where),
-                      _integer(data, "size", where, MAX_FILE_SIZE))
-
-
-_ENTRY_REQUIRED = {"filename", "version", "sha256", "size", "upload_time", "requires_python",
-                   "metadata", "sidecars"}
-_ENTRY_OPTIONAL = {"source", "built_from", "signer", "yanked", "yanked_reason", "advisories",
-                   "advisories_checked"}
-
-
-def _entry(value: Any, project: str, where: str) -> FileEntry:
-    data = _object(value, where, _ENTRY_REQUIRED, _ENTRY_OPTIONAL)
-    filename = _text(data, "filename", where) or ""
-    _plain_name(filename, f"{where}.filename")
-    try:
-        name, version, _, _ = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
-        raise _Invalid(f"{where}.filename {_printable(filename)} is not a wheel file "
-                       "name") from None
-    if name != project:
-        raise _Invalid(f"{where}.filename {_printable(filename)} is not a wheel of {project}")
-    if _text(data, "version", where) != str(version):
-        raise _Invalid(f"{where}.version is not the version of {filename} ({version})")
-    base = f"files/{project}/{filename}"
-    sidecars = data["sidecars"]
-    if not isinstance(sidecars, dict):
-        raise _Invalid(f"{where}.sidecars is {_kind(sidecars)}, not an object")
-    groups: dict[str, list[StoredFile]] = {}
-    for kind, group in sidecars.items():
-        if kind not in SIDECAR_SUFFIXES:
-            raise _Invalid(f"{where}.sidecars has an unknown kind {_printable(str(kind))}")
-        groups[kind] = _group(group, kind, base, f"{where}.sidecars.{kind}")
-    return FileEntry(
-        filename=filename,
-        version=str(version),
-        sha256=_digest(data, "sha256", where),
-        size=_integer(data, "size", where, MAX_FILE_SIZE),
-        upload_time=_text(data, "upload_time", where) or "",
-        requires_python=_text(data, "requires_python", where, optional=True),
-        metadata=_stored(data["metadata"], f"{where}.metadata", path=base + METADATA_SUFFIX),
-        sidecars=groups,
-        source=_source(data.get("source"), project, f"{where}.source"),
-        built_from=_json_object(data.get("built_from", {}), f"{where}.built_from"),
-        signer=_signer(data.get("signer"), f"{where}.signer"),
-        yanked=_flag(data.get("yanked", False), f"{where}.yanked"),
-        yanked_reason=_text(data, "yanked_reason", where, optional=True),
-        advisories=_advisories(data.get("advisories"), f"{where}.advisories"),
-        advisories_checked=_text(data, "advisories_checked", where, optional=True),
-    )
-
-
-def _group(value: Any, kind: str, base: str, where: str) -> list[StoredFile]:
-    if not isinstance(value, list):
-        raise _Invalid(f"{where} is {_kind(value)}, not a list")
-    suffix = SIDECAR_SUFFIXES[kind]
-    if kind != "in-toto":  # one file beside the wheel
-        if len(value) != 1:
-            raise _Invalid(f"{where} names {len(value)} files, not 1")
-        return [_stored(value[0], f"{where}[0]", path=base + suffix)]
-    stored = [_stored(v, f"{where}[{i}]", under=f"{base}{suffix}/") for i, v in enumerate(value)]
-    if len({s.path for s in stored}) != len(stored):
-        raise _Invalid(f"{where} names a file twice")
-    return stored
-
-
-def _source(value: Any, project: str, where: str) -> SourceInfo | None:
-    if value is None:
-        return None
-    data = _object(value, where, {"filename", "sha256", "size"}, {"upstream_url", "stored"})
-    filename = _text(data, "filename", where) or ""
-    _plain_name(filename, f"{where}.filename")
-    stored = _text(data, "stored", where, optional=True)
-    if stored is not None and stored != f"sources/{project}/{filename}":
-        raise _Invalid(f"{where}.stored is {_printable(stored)}, not "
-                       f"'sources/{project}/{filename}'")
-    return SourceInfo(filename, _digest(data, "sha256", where),
-                      _integer(data, "size", where, MAX_FILE_SIZE),
-                      _text(data, "upstream_url", where, optional=True), stored)
-
-
-def _json_object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Invalid(f"{where} is {_kind(value)}, not an object")
-    return value
-
-
-def _signer(value: Any, where: str) -> dict[str, str] | None:
-    if value is None:
-        return None
-    data = _json_object(value, where)
-    if not all(isinstance(v, str) for v in data.values()):
-        raise _Invalid(f"{where} holds a value that is not a string")
-    return data
-
-
-def _flag(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"{where} is {_kind(value)}, not a boolean")
-    return value
-
-
-def _advisories(value: Any, where: str) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
-        raise _Invalid(f"{where} is not a list of objects")
-    return value
-
-
-def _record(value: Any, project: str) -> ProjectRecord:
-    data = _object(value, "the record", {"name", "display_name", "files"},
-                   {"status", "status_reason", "serial", "format"})
-    if data["name"] != project:
-        raise _Invalid(f"its name is {_printable(str(data['name']))}, not {project!r}")
-    display = _text(data, "display_name", "the record") or ""
-    if len(display) > MAX_NAME or normalize(display) != project:
-        raise _Invalid(f"display_name {_printable(display)} is not a spelling of {project}")
-    form = data.get("format", RECORD_FORMAT)
-    if form != RECORD_FORMAT or isinstance(form, bool):
-        raise _Invalid(f"format {_printable(str(form))} is not {RECORD_FORMAT}, the one this "
-                       "factory reads")
-    status = data.get("status", "active")
-    if status not in PROJECT_STATUSES:
-        raise _Invalid(f"status {_printable(str(status))} is not one of "
-                       f"{', '.join(PROJECT_STATUSES)}")
-    if not isinstance(data["files"], list):
-        raise _Invalid(f"files is {_kind(data['files'])}, not a list")
-    files = [_entry(f, project, f"files[{i}]") for i, f in enumerate(data["files"])]
-    record = ProjectRecord(
-        name=project, display_name=display, files=files, status=status,
-        status_reason=_text(data, "status_reason", "the record", optional=True),
-        serial=_integer(data, "serial", "the record", 1 << 62) if "serial" in data else 0,
-    )
-    _consistent(record)
-    return record
-
-
-def _consistent(record: ProjectRecord) -> None:
-    """One file per name; a path named twice (a shared sdist) names the same bytes."""
-    names = [f.filename for f in record.files]
-    if len(set(names)) != len(names):
-        raise _Invalid("files names a wheel twice")
-    seen: dict[str, tuple[str, int]] = {}
-    for entry in record.files:
-        stored = list(entry.stored_files(record.name))
-        if entry.source and entry.source.stored:
-            stored.append(StoredFile(entry.source.stored, entry.source.sha256, entry.source.size))
-        for item in stored:
-            if seen.setdefault(item.path, (item.sha256, item.size)) != (item.sha256, item.size):
-                raise _Invalid(f"{item.path} is recorded twice with different digests")
-
-
-def save_record(layout: Layout, record: ProjectRecord) -> None:
-    """Replace the record atomically; a record that would not load again is refused."""
-    record.serial += 1
-    data = record.to_dict()
-    validate_record(json.loads(json.dumps(data)), record.name)
-    write_json(layout.record(record.name), data)
 
 
 def list_projects(layout: Layout) -> list[str]:

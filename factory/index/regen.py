@@ -2,9 +2,9 @@
 
 ``write_project_pages`` touches one project's pages, its line in the catalog
 and the home page; ``write_project_list`` is needed only when a project is
-new. ``rebuild_all`` regenerates everything (recovery, or a new base URL), and
-``check_index`` checks the tree against the records (factory.index.check).
+new. ``rebuild_all`` regenerates everything (recovery, or a new base URL).
 A corrupt record stops only its own project: the others are listed and rebuilt.
+The caller holds the publisher's lock (factory.index.changes.Index).
 """
 
 from __future__ import annotations
@@ -14,26 +14,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from factory._internal.atomic import write_json, write_text
-from factory.config import Settings
 from factory.index import human, pages
-from factory.index.records import (
-    IndexCorruptError,
-    Layout,
-    ProjectRecord,
-    list_projects,
-    load_record,
-)
-from factory.index.store import publish_lock
+from factory.index.records import IndexCorruptError, Layout, ProjectRecord, list_projects
+from factory.index.validation import load_record
 
 
 def write_project_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
+    _write_pages(layout, record, base_url)
+    _update_catalog(layout, record, base_url)
+
+
+def _write_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
     simple = layout.simple_project(record.name)
     write_text(simple / "index.json", pages.project_json(record, base_url))
     write_text(simple / "index.html", pages.project_html(record, base_url))
     write_text(
         layout.human_project(record.name) / "index.html", human.render_project(record, base_url)
     )
-    _update_catalog(layout, record, base_url)
 
 
 def write_project_list(layout: Layout) -> None:
@@ -102,17 +99,10 @@ def read_status(layout: Layout) -> list[dict[str, Any]]:
     return rows
 
 
-def write_status(settings: Settings, rows: list[dict[str, Any]]) -> None:
-    """Record each component's status (as `factory status` shows it) for the home page.
-
-    The record (records/_status.json, replaced atomically) is the data: `factory
-    serve` renders the home page from it and the catalog on request; the
-    index.html written here is the static copy for other web servers only.
-    """
-    layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
-        write_json(layout.records / STATUS_FILE, rows)
-        write_home(layout, read_catalog(layout), settings.index_url)
+def write_status(layout: Layout, rows: list[dict[str, Any]], base_url: str) -> None:
+    """records/_status.json (the data the server renders), then the static home page."""
+    write_json(layout.records / STATUS_FILE, rows)
+    write_home(layout, read_catalog(layout), base_url)
 
 
 GENERATED_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
@@ -130,44 +120,22 @@ def home_page(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str,
     return human.render_home(projects, base_url, generated, read_status(layout))
 
 
-def rebuild_all(settings: Settings) -> int:
+def rebuild_all(layout: Layout, base_url: str) -> int:
     """Regenerate every page from the records; returns the number of projects.
 
     A corrupt record is skipped (its old pages are left as they are) and, once
     every other project is done, raised as IndexCorruptError.
     """
-    layout = Layout(settings.index_dir)
-    with publish_lock(layout.lock):
-        catalog: dict[str, dict[str, Any]] = {}
-        records, corrupt = readable_records(layout)
-        for record in records:
-            simple = layout.simple_project(record.name)
-            write_text(simple / "index.json", pages.project_json(record, settings.index_url))
-            write_text(simple / "index.html", pages.project_html(record, settings.index_url))
-            write_text(
-                layout.human_project(record.name) / "index.html",
-                human.render_project(record, settings.index_url),
-            )
-            catalog[record.name] = summary(record)
-        write_json(layout.catalog, catalog)
-        write_home(layout, catalog, settings.index_url)
-        write_project_list(layout)
+    catalog: dict[str, dict[str, Any]] = {}
+    records, corrupt = readable_records(layout)
+    for record in records:
+        _write_pages(layout, record, base_url)
+        catalog[record.name] = summary(record)
+    write_json(layout.catalog, catalog)
+    write_home(layout, catalog, base_url)
+    write_project_list(layout)
     if corrupt:
         more = f" (and {len(corrupt) - 1} more)" if len(corrupt) > 1 else ""
         raise IndexCorruptError(f"{corrupt[0].message}{more}; the pages of the other "
                                 f"{len(records)} projects were regenerated", corrupt[0].hint)
     return len(records)
-
-
-def check_index(settings: Settings, *, deep: bool = True,
-                allow_interrupted: bool = False) -> list[str]:
-    """Every problem of the index tree, one line each naming the file (none: it is sound).
-
-    See factory.index.check. ``allow_interrupted`` tolerates what a publish that
-    stopped half way leaves (pages behind their record, files no record names
-    yet), as long as every page names only recorded files with their digests.
-    """
-    from factory.index.check import inspect_index
-
-    findings = inspect_index(settings.index_dir, settings.index_url, deep=deep)
-    return [str(f) for f in findings if not (allow_interrupted and f.interrupted)]

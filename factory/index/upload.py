@@ -13,14 +13,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from packaging.utils import parse_wheel_filename
 
 from factory._internal.atomic import sha256_file
-from factory.config import Settings
 from factory.errors import FactoryError
-from factory.index.records import Layout, list_projects, load_record, normalize
+from factory.index.records import normalize
+
+if TYPE_CHECKING:
+    from factory.index.changes import Index
 
 
 class UploadError(FactoryError):
@@ -36,17 +39,16 @@ class UploadPlan:
 
 
 def plan_upload(
-    settings: Settings, projects: list[str] | None = None, include_yanked: bool = False
+    index: Index, projects: list[str] | None = None, include_yanked: bool = False
 ) -> UploadPlan:
-    layout = Layout(settings.index_dir)
-    wanted = [normalize(p) for p in projects] if projects else list_projects(layout)
+    wanted = [normalize(p) for p in projects] if projects else index.projects()
     plan = UploadPlan()
     for project in wanted:
-        record = load_record(layout, project)
+        record = index.record(project)
         if record is None:
             raise UploadError(f"no project {project!r} is published", "see `factory status`")
         for entry in sorted(record.files, key=lambda f: f.filename):
-            path = layout.files(project) / entry.filename
+            path = index.layout.files(project) / entry.filename
             if record.status == "quarantined":
                 plan.skipped.append(f"{entry.filename}: project quarantined")
             elif entry.yanked and not include_yanked:
@@ -62,7 +64,7 @@ def plan_upload(
 
 
 def upload(
-    settings: Settings,
+    index: Index,
     url: str,
     username: str | None = None,
     password: str | None = None,
@@ -86,7 +88,7 @@ def upload(
     from twine.exceptions import TwineException
     from twine.settings import Settings as TwineSettings
 
-    plan = plan_upload(settings, projects, include_yanked)
+    plan = plan_upload(index, projects, include_yanked)
     twine_settings = TwineSettings(
         repository_url=url,
         username=username,

@@ -26,7 +26,6 @@ from factory.lock.model import (
     Lock,
     LockedComponent,
     Resolution,
-    SdistRef,
     alarm_error,
     check_lock,
     load_lock,
@@ -36,7 +35,7 @@ from factory.lock.resolve import marker_environment, parse_requirements, resolve
 from factory.recipes import load_recipes
 
 __all__ = [
-    "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Resolution", "SdistRef",
+    "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Resolution",
     "alarm_error", "check_lock", "check_stage", "load_lock", "lock_report", "lock_stage",
     "marker_environment", "parse_requirements", "record_alarm", "save_lock",
 ]

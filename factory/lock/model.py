@@ -27,13 +27,9 @@ from factory.errors import AlarmError, LockError, printable
 from factory.lock.policy import Skipped
 from factory.recipes import Recipe
 from factory.upstream import git
-from factory.upstream.client import (
-    is_project_name,
-    is_sha256,
-    sdist_name_problem,
-    size_problem,
-    url_problem,
-)
+from factory.upstream.cache import Sdist
+from factory.upstream.listing import is_project_name, is_sha256, sdist_name_problem, size_problem
+from factory.upstream.transport import url_problem
 
 LOCK_FORMAT = 1
 APPROVED = "approved"
@@ -45,25 +41,25 @@ ACCEPTED = "accepted upstream change"
 
 
 @dataclass(frozen=True)
-class SdistRef:
-    filename: str
-    url: str
-    sha256: str
-    size: int
-    upload_time: str | None = None
-
-
-@dataclass(frozen=True)
 class LockedComponent:
-    name: str
-    version: str
+    """One row of the lock: the pinned sdist (its name and version are the row's), why
+    and as what it is approved, and what it requires."""
+
     kind: str
     reason: str
     recipe_digest: str
-    sdist: SdistRef
+    sdist: Sdist
     build_requires: tuple[str, ...] = ()
     requires_dist: tuple[str, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.sdist.name
+
+    @property
+    def version(self) -> str:
+        return self.sdist.version
 
     @property
     def key(self) -> str:
@@ -101,11 +97,10 @@ class Lock:
     def to_toml(self) -> str:
         rows = []
         for c in self.sorted().components:
-            sdist = {k: v for k, v in c.sdist.__dict__.items() if v is not None}
             rows.append({
                 "name": c.name, "version": c.version, "kind": c.kind, "reason": c.reason,
                 "recipe_digest": c.recipe_digest, "build_requires": list(c.build_requires),
-                "requires_dist": list(c.requires_dist), "sdist": sdist,
+                "requires_dist": list(c.requires_dist), "sdist": _sdist_table(c.sdist),
                 "skipped": [{"version": s.version, "reason": s.reason} for s in c.skipped],
             })
         return HEADER + tomli_w.dumps({"lock-version": LOCK_FORMAT, "component": rows})
@@ -127,7 +122,17 @@ class Lock:
         return cls(components)
 
 
-_SDIST_KEYS = frozenset(SdistRef.__dataclass_fields__)
+# A row's sdist table: the pin without its name and version, which the row gives.
+_SDIST_KEYS = frozenset({"filename", "url", "sha256", "size", "upload_time"})
+
+
+def _sdist_table(sdist: Sdist) -> dict[str, str | int]:
+    table: dict[str, str | int] = {"filename": sdist.filename, "url": sdist.url,
+                                   "sha256": sdist.sha256, "size": sdist.size}
+    if sdist.upload_time is not None:
+        table["upload_time"] = sdist.upload_time
+    return table
+
 _ROW_TEXT = ("kind", "reason", "recipe_digest")
 
 
@@ -142,8 +147,8 @@ def _component(row: object, number: int, origin: str) -> LockedComponent:
                         "restore recipes.lock from git or run `factory lock`")
     assert isinstance(row, dict)
     return LockedComponent(
-        name=row["name"], version=row["version"], kind=row["kind"], reason=row["reason"],
-        recipe_digest=row["recipe_digest"], sdist=SdistRef(**row["sdist"]),
+        kind=row["kind"], reason=row["reason"], recipe_digest=row["recipe_digest"],
+        sdist=Sdist(name=row["name"], version=row["version"], **row["sdist"]),
         build_requires=tuple(row.get("build_requires", ())),
         requires_dist=tuple(row.get("requires_dist", ())),
         skipped=tuple(Skipped(s["version"], s["reason"]) for s in row.get("skipped", ())),

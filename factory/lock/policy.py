@@ -19,7 +19,7 @@ from packaging.version import Version
 from factory.errors import PolicyError
 from factory.recipes import Recipe
 from factory.upstream.advisories import AdvisoryDatabase
-from factory.upstream.client import UpstreamFile
+from factory.upstream.listing import UpstreamFile
 
 
 @dataclass(frozen=True)

@@ -32,18 +32,15 @@ from factory.lock.model import (
     Lock,
     LockedComponent,
     Resolution,
-    SdistRef,
     alarm_error,
 )
 from factory.lock.policy import Context, Selection, Skipped, allowed_version, select_version
 from factory.recipes import Recipe
-from factory.upstream import archive, git
+from factory.upstream import cache, git
 from factory.upstream.advisories import AdvisoryDatabase
-from factory.upstream.client import (
-    ProjectListing,
-    Upstream,
-    UpstreamFile,
-)
+from factory.upstream.cache import Sdist
+from factory.upstream.client import Upstream
+from factory.upstream.listing import ProjectListing, UpstreamFile
 
 
 def marker_environment(settings: Settings) -> dict[str, str]:
@@ -96,7 +93,7 @@ class Resolver:
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
-            upstream.client.close()
+            upstream.close()
 
     def upstream_for(self, recipe: Recipe) -> Upstream:
         url = recipe.source.index or self.settings.upstream
@@ -203,7 +200,7 @@ class Resolver:
               and entry.sdist.sha256 == old.sdist.sha256):
             # the same bytes: the verified pin stands (a listing that now says another
             # size or upload time for them does not rewrite it)
-            entry = replace(entry, sdist=old.sdist)
+            entry = replace(entry, sdist=_named(old.sdist, recipe.key))
         return entry, why
 
     def _choose(self, recipe: Recipe, reason: str, extra: SpecifierSet | None,
@@ -212,7 +209,7 @@ class Resolver:
         if old is not None and not self._wants_update(recipe.key):
             refusal = self._keep(recipe, old)
             if refusal is None:
-                return self._entry(recipe, old.sdist, old.version, reason,
+                return self._entry(recipe, old.sdist, reason,
                                    self._skipped_above(recipe, old)), "kept"
             why = refusal
         current = Version(old.version) if old is not None else None
@@ -235,7 +232,8 @@ class Resolver:
             return self.with_requirements(entry), why
         except AlarmError as exc:
             old = self.previous.get(entry.key, entry.version)
-            if old is None or old.sdist != entry.sdist or recipe.key in self.accept:
+            if (old is None or _named(old.sdist, recipe.key) != entry.sdist
+                    or recipe.key in self.accept):
                 raise
             return self._alarmed(old, exc.message)
 
@@ -257,33 +255,32 @@ class Resolver:
         size = file.size if file.size is not None else self.upstream_for(recipe).size_of(file.url)
         if size is None:
             raise UpstreamError(f"upstream gives no size for {file.filename}")
-        ref = SdistRef(file.filename, file.url, file.sha256, size, file.upload_time)
-        return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
+        pin = Sdist.from_listing(file, recipe.key, str(sel.version), size=size)
+        return self._entry(recipe, pin, reason, sel.skipped)
 
     def _from_git(self, recipe: Recipe, file: UpstreamFile, sel: Selection,
                   reason: str) -> LockedComponent:
         """Archive the tag's commit once to pin its digest; the archive is then cached."""
         staging = self.settings.sources_dir / "git-staging" / file.filename
         git.make_archive(file.url, recipe.key, str(sel.version), staging)
-        sha = sha256_file(staging)
-        ref = SdistRef(file.filename, file.url, sha, staging.stat().st_size, None)
-        final = archive.cache_path(self.settings, sha, file.filename)
+        pin = Sdist.from_listing(file, recipe.key, str(sel.version),
+                                 sha256=sha256_file(staging), size=staging.stat().st_size)
+        final = cache.cache_path(self.settings, pin.sha256, file.filename)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging.replace(final)
-        return self._entry(recipe, ref, str(sel.version), reason, sel.skipped)
+        return self._entry(recipe, pin, reason, sel.skipped)
 
-    def _entry(self, recipe: Recipe, ref: SdistRef, version: str, reason: str,
+    def _entry(self, recipe: Recipe, pin: Sdist, reason: str,
                skipped: tuple[Skipped, ...]) -> LockedComponent:
-        return LockedComponent(name=recipe.key, version=version, kind=recipe.kind,
-                               reason=reason, recipe_digest=recipe.digest, sdist=ref,
-                               skipped=skipped)
+        return LockedComponent(kind=recipe.kind, reason=reason, recipe_digest=recipe.digest,
+                               sdist=_named(pin, recipe.key), skipped=skipped)
 
     def with_requirements(self, entry: LockedComponent) -> LockedComponent:
         """Read the sdist's static build and runtime requirements (downloads it)."""
         if self.on_fetch:
             self.on_fetch(entry.sdist.filename)
-        path = archive.fetch(self.settings, entry, self.upstream_for(self.recipes[entry.key]))
-        pyproject = archive.read_member(path, "pyproject.toml")
+        path = cache.fetch(self.settings, entry.sdist, self.upstream_for(self.recipes[entry.key]))
+        pyproject = cache.read_member(path, "pyproject.toml")
         build = list(LEGACY_BUILD_REQUIRES)
         if pyproject is not None:
             try:
@@ -293,7 +290,7 @@ class Resolver:
                                 "report it upstream or pin another version") from None
             if isinstance(table, dict) and "requires" in table:
                 build = [str(r) for r in table["requires"]]
-        meta = archive.read_metadata(path)
+        meta = cache.read_metadata(path)
         runtime = meta.requires_dist if meta else ()
         return LockedComponent(**{**entry.__dict__, "build_requires": tuple(build),
                                   "requires_dist": tuple(runtime)})
@@ -303,6 +300,12 @@ class Resolver:
         reqs = [(r, "build") for r in parse_requirements(entry.build_requires, self.env, origin)]
         reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin)]
         return reqs
+
+
+def _named(pin: Sdist, key: str) -> Sdist:
+    """``pin`` under the recipe's normalized name, as the resolver names every pin it
+    writes (a hand-edited lock may spell the project otherwise)."""
+    return pin if pin.name == key else replace(pin, name=key)
 
 
 def _git_listing(recipe: Recipe) -> ProjectListing:

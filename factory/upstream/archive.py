@@ -1,10 +1,11 @@
-"""Verified sources: a content-addressed sdist cache and safe unpacking.
+"""Safe unpacking and reading of an sdist.
 
-An sdist is kept under ``sources/sha256/<hex>/<filename>`` only after its size
-and sha256 match the lock. Unpacking refuses absolute paths, ``..``, links that
-leave the tree, device files, setuid/setgid bits, control characters in names,
-and members or totals above limits; it unpacks into a temp directory and
-renames it into place, so a half-unpacked tree is never visible.
+Unpacking refuses absolute paths, ``..``, links that leave the tree, device
+files, setuid/setgid bits, control characters in names, and members or totals
+above limits; it unpacks into a temp directory and renames it into place, so a
+half-unpacked tree is never visible. Reading one root member (PKG-INFO,
+pyproject.toml) needs no unpacking, and refuses an archive that holds two.
+Where verified sdists are kept, and what is remembered of them: ``cache``.
 """
 
 from __future__ import annotations
@@ -23,26 +24,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
-
-from factory._internal.atomic import clean_temporaries, sha256_file, write_bytes
-from factory.config import Settings
-from factory.errors import (
-    AlarmError,
-    IntegrityError,
-    LockError,
-    RecipeError,
-    UnsafeArchiveError,
-    printable,
-)
-from factory.upstream import git
-from factory.upstream.client import Upstream, is_project_name, is_sha256
-
-if TYPE_CHECKING:
-    from factory.lock import LockedComponent
+from factory.errors import RecipeError, UnsafeArchiveError
 
 
 @dataclass(frozen=True)
@@ -55,119 +38,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-# A download a crash interrupted leaves a .tmp-* file beside its cache entry; one
-# untouched this long has no live writer (the stream rewrites it as bytes arrive).
-STALE_TEMPORARY_SECONDS = 3600.0
-
-
-def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
-    """Where the sdist of ``sha256`` named ``filename`` is kept: always a file directly in
-    ``sources/sha256/<sha256>/``. The lock and the listings are checked long before
-    this; the check here holds even if they were not (defence in depth)."""
-    base = settings.sources_dir / "sha256"
-    if not is_sha256(sha256) or not _plain_file_name(filename):
-        raise IntegrityError(f"refusing to cache {printable(repr(filename))[:120]} under "
-                             f"{printable(repr(sha256))[:80]}: not a sha256 and a plain file name",
-                             "recipes.lock or the upstream listing is corrupt; run `factory lock`")
-    path = base / sha256 / filename
-    # a symlinked directory in the cache would carry the write elsewhere
-    if not path.resolve().is_relative_to(base.resolve()):
-        raise IntegrityError(f"{filename}: its cache path leaves {base}",
-                             f"remove the links under {base}")
-    return path
-
-
-def _plain_file_name(filename: str) -> bool:
-    return (isinstance(filename, str) and 0 < len(filename) <= 255 and filename not in (".", "..")
-            and not filename.startswith(".")
-            and all(c.isprintable() and c not in "/\\" for c in filename))
-
-
-def fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None = None,
-          progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """The locked sdist, verified (bytes, then the project and version its own metadata
-    names), from the cache or downloaded into it."""
-    path = _fetch(settings, locked, upstream, progress)
-    check_identity(path, locked.key, locked.version,
-                   git=locked.sdist.url.startswith(git.PREFIX))
-    return path
-
-
-def _fetch(settings: Settings, locked: LockedComponent, upstream: Upstream | None,
-           progress: Callable[[int, int | None], None] | None) -> Path:
-    sdist = locked.sdist
-    path = cache_path(settings, sdist.sha256, sdist.filename)
-    clean_temporaries(path.parent, older_than=STALE_TEMPORARY_SECONDS)
-    if path.is_file():
-        actual = sha256_file(path)
-        if actual == sdist.sha256:
-            return path
-        path.unlink()  # a corrupted cache entry is replaced, never used
-    try:
-        if sdist.url.startswith(git.PREFIX):
-            return git.fetch(sdist.url, locked.key, locked.version, path, sdist.sha256,
-                                   sdist.size)
-        own = upstream is None
-        client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
-                                      timeout=settings.http_timeout)
-        try:
-            return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
-                                   progress=progress)
-        finally:
-            if own:
-                client.client.close()
-    except AlarmError as exc:  # say which pin the alarm is about, for the ledger
-        raise AlarmError(exc.message, exc.hint, component=locked.key,
-                         version=locked.version) from None
-
-
-def check_identity(sdist: Path, name: str, version: str, git: bool = False) -> None:
-    """The sdist's own metadata (PKG-INFO) names ``name`` and ``version``, or LockError.
-
-    A file filed under one project that says it is another would otherwise be
-    built, attested and published as the project it was filed under. A git
-    archive has no PKG-INFO: its pyproject's [project] is checked where it says.
-    """
-    try:
-        raw = read_member(sdist, "PKG-INFO")
-        if raw is None and not git:
-            raise LockError(f"{sdist.name}: the sdist has no PKG-INFO to say what it is",
-                            "an sdist must carry PKG-INFO; report it upstream or pin another "
-                            "version")
-        meta = _pkg_info(raw) if raw is not None else _pyproject_metadata(sdist)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError,
-            ValueError) as exc:  # what a corrupt or hostile archive raises
-        raise LockError(f"{sdist.name}: not a readable sdist ({printable(str(exc))[:120]})",
-                        "report it upstream or pin another version") from None
-    if raw is not None:  # each exactly once, as admission requires: a second one is ambiguous
-        headers = email.parser.BytesHeaderParser().parsebytes(raw)
-        if any(len(headers.get_all(field) or ()) > 1 for field in ("Name", "Version")):
-            raise LockError(f"{sdist.name}: its PKG-INFO has more than one Name or Version",
-                            "the sdist does not say clearly what it is; report it upstream "
-                            "and do not lock it")
-    if meta is None:
-        return
-    said = f"its {'PKG-INFO' if raw is not None else 'pyproject.toml'} says"
-    if (meta.name or raw is not None) and not (
-            is_project_name(meta.name) and canonicalize_name(meta.name) == canonicalize_name(name)):
-        raise LockError(f"{sdist.name}: {said} Name: {printable(meta.name)[:100]!r}, the lock "
-                        f"has {name}", "the sdist is not the project it is filed under; "
-                        "report it upstream and do not lock it")
-    if meta.version or raw is not None:
-        try:
-            same = Version(meta.version) == Version(version)
-        except InvalidVersion:
-            same = False
-        if not same:
-            raise LockError(f"{sdist.name}: {said} Version: {printable(meta.version)[:60]!r}, "
-                            f"the lock has {version}", "the sdist is not the version it is filed "
-                            "under; report it upstream and pin another version")
-
-
-def verify_cached(path: Path, sha256: str) -> None:
-    actual = sha256_file(path)
-    if actual != sha256:
-        raise IntegrityError(f"{path.name}: sha256 mismatch: expected {sha256}, got {actual}")
+MAX_MEMBER_READ = 4 << 20  # one root member read whole (PKG-INFO, pyproject.toml)
 
 
 # -- safe unpacking -------------------------------------------------------------
@@ -372,34 +243,9 @@ def _tree_root(dest: Path) -> Path:
     return dest
 
 
-def read_member(sdist: Path, relative: str, max_bytes: int = 4 << 20) -> bytes | None:
-    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking.
-
-    In the content-addressed cache the answer never changes, so it is kept
-    beside the sdist: a no-op run must not decompress every archive again.
-    """
-    memo = sdist.parent / f".member-{relative}"
-    if is_cached(sdist):
-        if memo.is_file():
-            return memo.read_bytes()
-        if memo.with_suffix(".absent").is_file():
-            return None
-    data = _read_member(sdist, relative, max_bytes)
-    if is_cached(sdist):
-        if data is None:
-            write_bytes(memo.with_suffix(".absent"), b"")
-        else:
-            write_bytes(memo, data)
-    return data
-
-
-def is_cached(sdist: Path) -> bool:
-    """True for a file of the content-addressed cache (sha256/<hex>/<file>)."""
-    return sdist.parent.parent.name == "sha256" and len(sdist.parent.name) == 64
-
-
-def _read_member(sdist: Path, relative: str, max_bytes: int) -> bytes | None:
-    """The one root member named ``relative``; two of them (under one or two top
+def read_member(sdist: Path, relative: str, max_bytes: int = MAX_MEMBER_READ) -> bytes | None:
+    """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking;
+    None when absent or over ``max_bytes``. Two of them (under one or two top
     directories) are refused: which one a reader sees must not be a matter of order."""
     found: list[bytes | None] = []
     if sdist.name.endswith(".zip"):
@@ -431,16 +277,20 @@ class SdistMetadata:
     requires_dist: tuple[str, ...]
 
 
-def read_metadata(sdist: Path) -> SdistMetadata | None:
+MemberReader = Callable[[Path, str], bytes | None]
+
+
+def read_metadata(sdist: Path, read: MemberReader = read_member) -> SdistMetadata | None:
     """Core metadata from PKG-INFO, or from pyproject's [project] (a git archive has no
-    PKG-INFO); None when neither says anything."""
-    raw = read_member(sdist, "PKG-INFO")
+    PKG-INFO); None when neither says anything. ``read`` reads a root member (the
+    cache passes one that remembers)."""
+    raw = read(sdist, "PKG-INFO")
     if raw is None:
-        return _pyproject_metadata(sdist)
-    return _pkg_info(raw)
+        return parse_pyproject(read(sdist, "pyproject.toml"))
+    return parse_pkg_info(raw)
 
 
-def _pkg_info(raw: bytes) -> SdistMetadata:
+def parse_pkg_info(raw: bytes) -> SdistMetadata:
     msg = email.parser.BytesHeaderParser().parsebytes(raw)
     return SdistMetadata(
         name=str(msg.get("Name", "")),
@@ -452,8 +302,8 @@ def _pkg_info(raw: bytes) -> SdistMetadata:
     )
 
 
-def _pyproject_metadata(sdist: Path) -> SdistMetadata | None:
-    raw = read_member(sdist, "pyproject.toml")
+def parse_pyproject(raw: bytes | None) -> SdistMetadata | None:
+    """Core metadata from a pyproject.toml's [project] table; None when it has none."""
     try:
         project = tomllib.loads(raw.decode("utf-8")).get("project") if raw else None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):

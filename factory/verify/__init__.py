@@ -1,11 +1,12 @@
 """Auditor verification: one command, offline, with a pinned trust root.
 
-``verify(settings, target)`` checks every artifact a target names (a wheel, a
-``name==version``, a requirements file with hashes, a pylock.toml or uv.lock,
-a virtual environment, or the whole index) against the published index and
-returns a Report with one named, explained Check per property:
+``audit(index, trust, target)`` checks every artifact a target names (a wheel,
+a ``name==version``, a requirements file with hashes, a pylock.toml or
+uv.lock, a virtual environment, or the whole index) against the published
+index and returns a Report with one named, explained Check per property:
 
 - digest: the file's sha256 equals the index record and every attestation subject;
+- metadata: the served .metadata (PEP 658) is the wheel's own METADATA;
 - signature: its Sigstore bundle verifies against the pinned trusted root and
   the identity policy (identity + OIDC issuer);
 - provenance: the signed SLSA provenance comes from an allowed builder id, names
@@ -16,9 +17,12 @@ returns a Report with one named, explained Check per property:
 - advisories: no known advisory affects the version;
 - installed (venvs): the installed files are the published wheel's files.
 
-Nothing is fetched: the trusted root is loaded once, artifacts are verified in
-a thread pool in this one process. Renderers: ``factory.verify.render``;
-reproducibility and equivalence with upstream: ``rebuild_and_compare`` and
+The caller builds what is trusted and where (``open_index``, ``Trust.load``)
+and prints the Report (``factory.verify.render``); nothing here prints. The
+CLI (factory.cli.verify) does both; ``verify(settings, target)`` does the same
+from the settings without printing. Nothing is fetched: the trusted root is
+loaded once, and a whole index is spread over forked processes that inherit it.
+Reproducibility and equivalence with upstream: ``rebuild_and_compare`` and
 ``compare_with_upstream`` (factory.verify.reproduce / .equivalence).
 
 Its parts:
@@ -27,7 +31,8 @@ Its parts:
 - trust.py: the pinned trust (trusted root, owner key, identity policy) and its fingerprints;
 - view.py: a read-only view of a published index directory;
 - targets.py: what a TARGET names (wheel, name==version, lock files, a venv, the index);
-- checks.py: the per-artifact checks;
+- evidence.py: one wheel's digest and sidecars, read once;
+- checks.py: the per-artifact checks, one row each;
 - intoto.py: in-toto layout and link verification, in process;
 - installed.py: an installed distribution against the published wheel's RECORD;
 - sbom.py: fast CycloneDX 1.6 schema validation;
@@ -38,7 +43,6 @@ Its parts:
 from __future__ import annotations
 
 import importlib
-import json
 import multiprocessing
 import os
 import time
@@ -48,19 +52,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-
 from factory.config import Settings
 from factory.errors import FactoryError
 from factory.index.check import inspect_index
 from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
 from factory.lock import Lock, load_lock
 from factory.upstream.advisories import AdvisoryDatabase
-from factory.verify.checks import Auditor
+from factory.verify.checks import ALL_CHECKS, CHECK_TITLES, Auditor
 from factory.verify.model import (
-    ALL_CHECKS,
-    CHECK_TITLES,
     FILES,
     PAGES,
     RECORDS,
@@ -72,9 +71,9 @@ from factory.verify.model import (
     failed,
     passed,
 )
-from factory.verify.render import print_report, report_json, write_html
+from factory.verify.render import report_json, write_html
 from factory.verify.targets import Item, TargetError, resolve
-from factory.verify.trust import TrustError, load_trust
+from factory.verify.trust import Trust, TrustError
 from factory.verify.view import IndexView
 
 if TYPE_CHECKING:
@@ -103,16 +102,19 @@ __all__ = [
     "ArtifactReport",
     "Check",
     "Equivalence",
+    "IndexView",
     "Rebuild",
     "Report",
     "TargetError",
+    "Trust",
     "TrustError",
+    "audit",
     "compare_with_upstream",
     "exit_code",
-    "print_report",
+    "local_lock",
+    "open_index",
     "rebuild_and_compare",
     "report_json",
-    "run",
     "verify",
     "write_html",
 ]
@@ -163,6 +165,78 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
         _AUDITOR = None
 
 
+def open_index(settings: Settings, index_dir: Path | None = None) -> IndexView:
+    """The published index to verify against: ``index_dir`` (an auditor's copy) or the
+    settings' own, whose pages were rendered with the settings' URL. TargetError if none."""
+    root = index_dir or settings.index_dir
+    try:
+        same = root.resolve() == settings.index_dir.resolve()
+    except OSError:
+        same = False
+    index = IndexView(root, settings.index_url if same else None)
+    if not index.exists():
+        raise TargetError(f"no published index at {index.root}",
+                          "pass --index PATH (the directory holding records/ and files/)")
+    return index
+
+
+def local_lock(settings: Settings) -> Lock | None:
+    """The project's recipes.lock, when there is one to compare sources with."""
+    if not settings.lock_path.is_file():
+        return None
+    try:
+        return load_lock(settings)
+    except FactoryError:
+        return None  # a broken lock is `factory lock`'s problem; the index record still binds
+
+
+def audit(
+    index: IndexView,
+    trust: Trust,
+    target: str | None = None,
+    *,
+    everything: bool = False,
+    ignore: tuple[str, ...] = (),
+    advisories: str | None = None,
+    lock: Lock | None = None,
+    workers: int | None = None,
+    on_result: Callable[[ArtifactReport], None] | None = None,
+) -> Report:
+    """Verify everything ``target`` names (or the whole index with ``everything``).
+
+    ``advisories``: the OSV source to check versions against (None: not checked);
+    ``lock``: a recipes.lock that must agree on each source's digest; ``ignore``: names
+    of a venv's distributions to skip; ``on_result``: called with each artifact's report.
+    Raises TargetError (exit 2) for an unusable target; every artifact problem is a
+    failed Check.
+    """
+    started, clock = _now(), time.perf_counter()
+    items = resolve(index, target, everything, ignore)
+    database = AdvisoryDatabase(advisories) if advisories else None
+    auditor = Auditor(index, trust, database, lock)
+    whole: list[Check] = []
+
+    def check_the_index() -> None:  # while the workers verify the artifacts
+        if everything:
+            whole.extend(index_checks(index))
+
+    results = []
+    for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
+        if on_result is not None:
+            on_result(result)
+        results.append(result)
+    return Report(
+        target="--all" if everything else str(target),
+        started=started,
+        finished=_now(),
+        seconds=time.perf_counter() - clock,
+        trust=trust.info(index.root, advisories),
+        artifacts=results,
+        titles=CHECK_TITLES,
+        index=whole,
+    )
+
+
 def verify(
     settings: Settings,
     target: str | None = None,
@@ -180,55 +254,21 @@ def verify(
     workers: int | None = None,
     on_result: Callable[[ArtifactReport], None] | None = None,
 ) -> Report:
-    """Verify everything ``target`` names (or the whole index with ``everything``).
+    """What `factory verify` checks, from the settings, without printing: the index, the
+    trust and the advisory source are the settings' unless named.
 
     Raises TargetError (exit 2) for an unusable target or index, TrustError when
     the pinned trust cannot be loaded; every artifact problem is a failed Check.
     """
-    started, clock = _now(), time.perf_counter()
-    index = IndexView(index_dir or settings.index_dir)
-    if not index.exists():
-        raise TargetError(f"no published index at {index.root}",
-                          "pass --index PATH (the directory holding records/ and files/)")
-    trust = load_trust(settings, index.root, trusted_root, owner_key, identity, issuer,
-                       builder_ids)
-    items = resolve(index, target, everything, ignore)
-    source = (advisories or settings.advisories) if check_advisories else None
-    database = AdvisoryDatabase(source) if source else None
-    auditor = Auditor(index, trust, database, _lock(settings))
-    whole: list[Check] = []
-
-    def check_the_index() -> None:  # while the workers verify the artifacts
-        if everything:
-            whole.extend(index_checks(index, _base_url(settings, index.root)))
-
-    results = []
-    for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
-        if on_result is not None:
-            on_result(result)
-        results.append(result)
-    return Report(
-        target="--all" if everything else str(target),
-        started=started,
-        finished=_now(),
-        seconds=time.perf_counter() - clock,
-        trust=trust.info(index.root, source),
-        artifacts=results,
-        index=whole,
-    )
+    index = open_index(settings, index_dir)
+    trust = Trust.load(settings, index.root, trusted_root=trusted_root, owner_key=owner_key,
+                       identity=identity, issuer=issuer, builder_ids=builder_ids)
+    return audit(index, trust, target, everything=everything, ignore=ignore,
+                 advisories=(advisories or settings.advisories) if check_advisories else None,
+                 lock=local_lock(settings), workers=workers, on_result=on_result)
 
 
-def _base_url(settings: Settings, root: Path) -> str | None:
-    """The URL the pages were rendered with: the settings' for the settings' own index;
-    for another directory (an auditor's copy), read from its pages (None)."""
-    try:
-        same = root.resolve() == settings.index_dir.resolve()
-    except OSError:
-        same = False
-    return settings.index_url if same else None
-
-
-def index_checks(index: IndexView, base_url: str | None) -> list[Check]:
+def index_checks(index: IndexView) -> list[Check]:
     """The index as a whole: one failed Check per problem, else one passed Check per kind.
 
     Files are checked for type and size here; their bytes by each artifact's checks
@@ -241,7 +281,7 @@ def index_checks(index: IndexView, base_url: str | None) -> list[Check]:
             raise IndexCorruptError(index.corrupt[project])
         return record
 
-    findings = inspect_index(index.root, base_url, deep=False, wheels=False, load=load)
+    findings = inspect_index(index.root, index.base_url, deep=False, wheels=False, load=load)
     projects = len(list_projects(index.layout)) if index.exists() else 0
     checks: list[Check] = []
     for name in (RECORDS, PAGES, FILES, UNRECORDED):
@@ -258,85 +298,3 @@ _INDEX_PASSED = {
            "sidecars",
     UNRECORDED: "no file in a served area that no record names",
 }
-
-
-def run(
-    settings: Settings,
-    target: str | None = None,
-    *,
-    everything: bool = False,
-    rebuild: str | None = None,
-    upstream: str | None = None,
-    json_output: bool = False,
-    html: Path | None = None,
-    verbose: bool = False,
-    console: Console | None = None,
-    **options: Any,
-) -> int:
-    """What `factory verify` does: verify, print (table or JSON), write HTML; the exit code.
-
-    ``options`` are verify()'s keyword options (index_dir, trusted_root, identity...).
-    """
-    console = console or Console()
-    modes = [bool(target) or everything, bool(rebuild), bool(upstream)]
-    if sum(modes) != 1:
-        raise TargetError("give exactly one of: TARGET, --all, --rebuild NAME==VERSION, "
-                          "--upstream NAME==VERSION")
-    if rebuild or upstream:
-        return _run_comparison(settings, rebuild, upstream, json_output, console,
-                               options.get("index_dir"))
-    report = _with_progress(settings, target, everything, console, json_output, options)
-    if html is not None:
-        write_html(report, html)
-    if json_output:
-        console.file.write(report_json(report))
-    else:
-        print_report(report, console, verbose)
-        if html is not None:
-            console.print(f"report written to {html}", highlight=False)
-    return exit_code(report)
-
-
-def _with_progress(settings: Settings, target: str | None, everything: bool, console: Console,
-                   quiet: bool, options: dict[str, Any]) -> Report:
-    if quiet or not console.is_terminal:
-        return verify(settings, target, everything=everything, **options)
-    with Progress(SpinnerColumn(), TextColumn("verifying"), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), console=console, transient=True) as bar:
-        task = bar.add_task("", total=None)
-        return verify(settings, target, everything=everything, **options,
-                      on_result=lambda a: bar.update(task, advance=1, description=a.label))
-
-
-def _run_comparison(settings: Settings, rebuild: str | None, upstream: str | None,
-                    json_output: bool, console: Console, index_dir: Path | None) -> int:
-    results: list[Rebuild] | list[Equivalence]
-    if rebuild:
-        from factory.verify.reproduce import rebuild_and_compare
-
-        results = rebuild_and_compare(settings, rebuild, index_dir=index_dir)
-        good = all(r.reproducible for r in results)
-    else:
-        from factory.verify.equivalence import compare_with_upstream
-
-        results = compare_with_upstream(settings, str(upstream), index_dir=index_dir)
-        good = all(r.equivalent for r in results)
-    if json_output:
-        console.file.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-    else:
-        for result in results:
-            console.print(f"{result.filename}: {result.message}", highlight=False,
-                          style="green" if good else "red")
-            for difference in result.differences:
-                console.print(f"  {difference}", highlight=False)
-    return 0 if good else 1
-
-
-def _lock(settings: Settings) -> Lock | None:
-    """The project's recipes.lock, when there is one to compare sources with."""
-    if not settings.lock_path.is_file():
-        return None
-    try:
-        return load_lock(settings)
-    except FactoryError:
-        return None  # a broken lock is `factory lock`'s problem; the index record still binds

@@ -26,7 +26,8 @@ from factory.config import Settings
 from factory.errors import UpstreamError, VerificationError
 from factory.sign import open_signer
 from factory.sign.bundles import STATEMENT_TYPE
-from factory.upstream.client import Upstream, UpstreamFile
+from factory.upstream.client import Upstream
+from factory.upstream.listing import UpstreamFile
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, same_version
 

@@ -12,22 +12,10 @@ from typing import Any
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
-# The checks, in the order they run and are shown.
-DIGEST = "digest"
-SIGNATURE = "signature"
-PROVENANCE = "provenance"
-SBOM = "sbom"
-PEP740 = "pep740"
-INTOTO = "in-toto"
-ADVISORIES = "advisories"
-INSTALLED = "installed"
-UPSTREAM = "upstream"  # only when a signed equivalence statement exists
-METADATA = "metadata"
-ALL_CHECKS = (DIGEST, METADATA, SIGNATURE, PROVENANCE, SBOM, PEP740, INTOTO, ADVISORIES,
-              INSTALLED, UPSTREAM)
+# The checks of one artifact (names, titles, order) are the rows of factory.verify.checks.
 
 # The checks of the index as a whole (`verify --all`), as factory.index.check names them.
-RECORDS, PAGES, FILES, UNRECORDED = "records", "pages", "files", "unrecorded"
+RECORDS, PAGES, FILES, METADATA, UNRECORDED = "records", "pages", "files", "metadata", "unrecorded"
 INDEX_CHECKS = (RECORDS, PAGES, FILES, METADATA, UNRECORDED)
 INDEX_CHECK_TITLES = {
     RECORDS: "every project record loads: JSON of the right shape, paths inside the index",
@@ -37,19 +25,6 @@ INDEX_CHECK_TITLES = {
            "with its required sidecars",
     METADATA: "every .metadata (PEP 658) is the METADATA inside its wheel",
     UNRECORDED: "no file in a served area that no record names",
-}
-
-CHECK_TITLES = {
-    DIGEST: "sha256 matches the index record and every attestation subject",
-    METADATA: ".metadata (PEP 658) is the wheel's own METADATA, with the recorded sha256",
-    SIGNATURE: "Sigstore bundle verifies against the pinned root and identity policy",
-    PROVENANCE: "signed SLSA provenance: allowed builder, locked source, network none",
-    SBOM: "CycloneDX 1.6 SBOM is valid, binds to the wheel, equals the signed one",
-    PEP740: "PEP 740 attestations (publish, provenance, SBOM) verify for this file",
-    INTOTO: "in-toto layout (owner key) and fetch/build/attest links verify",
-    ADVISORIES: "no known advisory affects this version",
-    INSTALLED: "installed files match the published wheel's RECORD",
-    UPSTREAM: "signed statement: same files as upstream's wheel of this version",
 }
 
 
@@ -131,6 +106,8 @@ class Report:
     seconds: float
     trust: TrustInfo
     artifacts: list[ArtifactReport]
+    # What each check of an artifact establishes, by name, in the order of the table's columns.
+    titles: dict[str, str]
     tool: str = "artifact-factory verify"
     # The index as a whole (pages, records, unrecorded files): `verify --all` only.
     index: list[Check] = field(default_factory=list)
@@ -165,7 +142,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "summary": self.summary,
             "trust": asdict(self.trust),
-            "checks": CHECK_TITLES,
+            "checks": self.titles,
             "artifacts": [a.to_dict() for a in self.artifacts],
             "index_checks": INDEX_CHECK_TITLES if self.index else {},
             "index": [asdict(c) for c in self.index],

@@ -18,14 +18,14 @@ from rich.table import Table
 from rich.text import Text
 
 from factory._internal.atomic import write_text
-from factory.verify.model import ALL_CHECKS, CHECK_TITLES, FAIL, PASS, Report
+from factory.verify.model import FAIL, PASS, Report
 
 _MARKS = {PASS: ("✓", "green"), FAIL: ("✗", "bold red"), "skip": ("–", "dim")}
 
 
 def _columns(report: Report) -> list[str]:
     present = {c.name for a in report.artifacts for c in a.checks}
-    return [name for name in ALL_CHECKS if name in present]
+    return [name for name in report.titles if name in present]
 
 
 def table(report: Report) -> Table:
@@ -164,7 +164,7 @@ _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 def html(report: Report) -> str:
     return _ENV.from_string(_HTML).render(
         r=report, s=report.summary, t=report.trust, columns=_columns(report),
-        titles=CHECK_TITLES, marks={PASS: "✓", FAIL: "✗", "skip": "–"},
+        titles=report.titles, marks={PASS: "✓", FAIL: "✗", "skip": "–"},
     )
 
 

@@ -32,7 +32,8 @@ from factory.build.image import ImageRef
 from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import BuildError, EngineError, VerificationError
-from factory.upstream.archive import apply_patches, cache_path, extract
+from factory.upstream.archive import apply_patches, extract
+from factory.upstream.cache import cache_path
 from factory.verify.equivalence import compare_wheels
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, sidecar

@@ -78,6 +78,22 @@ class Trust:
             raise TrustError(f"cannot load the trusted root {trusted_root}: {exc}") from None
         self.owner_key = _in_toto_key(owner_key)
 
+    @classmethod
+    def load(cls, settings: Settings, index_root: Path, *, trusted_root: Path | None = None,
+             owner_key: Path | None = None, identity: str | None = None,
+             issuer: str | None = None, builder_ids: tuple[str, ...] = ()) -> Trust:
+        """The trust named (an auditor's own files, identity, builders), else the pinned one:
+        the repository's keys/ before the index's trust/, the settings' identity and issuer."""
+        trust_dir = Layout(index_root).trust
+        root = pick(trusted_root, [settings.public_keys_dir / TRUSTED_ROOT,
+                                   trust_dir / TRUSTED_ROOT], "trusted root")
+        owner = pick(owner_key, [settings.public_keys_dir / OWNER_KEY, trust_dir / OWNER_KEY],
+                     "in-toto owner key")
+        wanted = identity or settings.identity
+        # The factory's builder.id is its signing identity (docs/provenance.md).
+        policy = Policy(wanted, issuer or settings.issuer, frozenset(builder_ids or (wanted,)))
+        return cls(root, owner, policy)
+
     def info(self, index: Path, advisories: str | None) -> TrustInfo:
         raw = self.trusted_root_path.read_bytes()
         try:
@@ -98,26 +114,6 @@ class Trust:
             index=str(index),
             advisories=advisories,
         )
-
-
-def load_trust(
-    settings: Settings,
-    index_dir: Path,
-    trusted_root: Path | None = None,
-    owner_key: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    builder_ids: tuple[str, ...] = (),
-) -> Trust:
-    trust_dir = Layout(index_dir).trust
-    root = pick(trusted_root, [settings.public_keys_dir / TRUSTED_ROOT, trust_dir / TRUSTED_ROOT],
-                "trusted root")
-    owner = pick(owner_key, [settings.public_keys_dir / OWNER_KEY, trust_dir / OWNER_KEY],
-                 "in-toto owner key")
-    wanted = identity or settings.identity
-    # The factory's builder.id is its signing identity (docs/provenance.md).
-    policy = Policy(wanted, issuer or settings.issuer, frozenset(builder_ids or (wanted,)))
-    return Trust(root, owner, policy)
 
 
 def _in_toto_key(path: Path) -> dict[str, Any]:

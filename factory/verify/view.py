@@ -16,14 +16,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from factory.index.records import (
-    SIDECAR_SUFFIXES,
     FileEntry,
     IndexCorruptError,
     Layout,
     ProjectRecord,
+    Sidecars,
     list_projects,
-    load_record,
 )
+from factory.index.validation import load_record
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,12 @@ def same_version(a: str, b: str) -> bool:
 
 
 class IndexView:
-    def __init__(self, root: Path) -> None:
+    """``base_url``: the URL the index's pages were rendered with, when known (for an
+    auditor's copy it is not: the index checks read it from the pages)."""
+
+    def __init__(self, root: Path, base_url: str | None = None) -> None:
         self.root = root
+        self.base_url = base_url
         self.layout = Layout(root)
         self._records: dict[str, ProjectRecord | None] = {}
         self.corrupt: dict[str, str] = {}  # project -> why its record cannot be read
@@ -98,9 +102,9 @@ class IndexView:
 
     def source_path(self, item: Published) -> Path | None:
         """The sdist the index keeps for this wheel, if it keeps one."""
-        source = item.entry.source
-        return self.root / source.stored if source and source.stored else None
+        stored = item.entry.source_stored
+        return self.root / stored if stored else None
 
 
 def sidecar(wheel: Path, kind: str) -> Path:
-    return wheel.with_name(wheel.name + SIDECAR_SUFFIXES[kind])
+    return Sidecars(wheel).path(kind)

@@ -1,0 +1,141 @@
+"""One wheel's evidence, read once: its digest and the sidecars published beside it.
+
+Every check reads from here and nothing reads the disk twice. Sidecars are
+read only as regular files and up to a bound, so a link, a FIFO or a huge
+file planted next to a wheel becomes missing evidence, never a hang. The
+helpers at the end turn sidecar text into Sigstore bundles and in-toto
+statements bound to the wheel, raising VerificationError on any mismatch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import Bundle
+
+from factory.errors import VerificationError
+from factory.sign.bundles import check_subject
+from factory.verify.targets import Item
+from factory.verify.view import sidecar
+
+_CHUNK = 1 << 20
+_SIDECAR_LIMIT = 256 << 20  # a sidecar larger than this is not one the factory wrote
+_SIDECAR_KINDS = ("sigstore", "intoto", "provenance", "sbom", "build")
+
+
+def sha256_and_size(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+@dataclass
+class Evidence:
+    """One wheel's digest and sidecars, read once."""
+
+    wheel: Path
+    sha256: str
+    size: int
+    base: Path  # the wheel path whose siblings hold the sidecars
+    sidecars: dict[str, bytes | None] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # file name -> sha256 (for in-toto)
+    # Verified statements by canonical bundle JSON: the PEP 740 attestations are the
+    # same signed bundles as W.intoto.jsonl, so each is verified once.
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def filename(self) -> str:
+        return self.wheel.name
+
+    def text(self, kind: str) -> str:
+        data = self.sidecars.get(kind)
+        if data is None:
+            raise VerificationError(f"no {sidecar(self.base, kind).name} next to the wheel")
+        return data.decode("utf-8")
+
+    def statements(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """(bundle JSON, unverified statement) for each line of W.intoto.jsonl."""
+        out = []
+        for line in self.text("intoto").splitlines():
+            if line.strip():
+                out.append((line, _unverified_statement(json.loads(line))))
+        return out
+
+
+def gather(item: Item) -> Evidence:
+    wheel = item.wheel
+    assert wheel is not None
+    sha, size = sha256_and_size(wheel)
+    base = wheel
+    if not sidecar(wheel, "sigstore").is_file() and item.published is not None:
+        base = item.published.path  # a bare wheel: its evidence is in the index
+    evidence = Evidence(wheel, sha, size, base)
+    for kind in _SIDECAR_KINDS:
+        evidence.sidecars[kind] = _plain_bytes(sidecar(base, kind))
+    evidence.held[wheel.name] = sha
+    for path in base.parent.glob(base.name + ".*"):
+        data = _plain_bytes(path)
+        if data is not None:
+            evidence.held[path.name] = hashlib.sha256(data).hexdigest()
+    return evidence
+
+
+def _plain_bytes(path: Path) -> bytes | None:
+    """The bytes of a regular file; None for a link, FIFO, device, directory or absence
+    (evidence is never read through a link, and a FIFO never blocks the verifier)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(_SIDECAR_LIMIT + 1)
+    return data if len(data) <= _SIDECAR_LIMIT else None
+
+
+def _unverified_statement(bundle: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+        statement = json.loads(payload)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return statement if isinstance(statement, dict) else None
+
+
+# -- reading signed evidence -----------------------------------------------------------------
+def parse_bundle(text: str, what: str) -> Bundle:
+    try:
+        return Bundle.from_json(text)
+    except (SigstoreError, ValueError) as exc:
+        raise VerificationError(f"{what} is not a valid Sigstore bundle: {exc}") from None
+
+
+def bind(statement: dict[str, Any] | None, ev: Evidence, what: str) -> None:
+    """The statement's subject is this wheel (name and sha256), or VerificationError."""
+    if statement is None:
+        raise VerificationError(f"{what} has no readable in-toto statement")
+    try:
+        check_subject(statement, ev.filename, ev.sha256)
+    except VerificationError as exc:
+        raise VerificationError(f"{what}: {exc.message}") from None
+
+
+def attestations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attestations of a PEP 740 provenance object, at least one."""
+    found = [a for b in document.get("attestation_bundles", []) for a in b.get("attestations", [])]
+    if not found:
+        raise VerificationError("the PEP 740 provenance object holds no attestation")
+    return found
