@@ -19,10 +19,11 @@ from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
 from bench.indexes import TOP_LEVEL
 from bench.servers import link_tree
 from factory.build.docker import Bind, prepare_output, run_container
+from factory.build.executor import execute
 from factory.build.image import image_id
 from factory.config import Settings, load_settings
 from factory.lock import LockedComponent, load_lock
-from factory.plan import Plan, execute, make_plan, node_id
+from factory.plan import Plan, make_plan, node_id
 from factory.upstream import cache
 
 LOOP = Path(__file__).with_name("_bare_loop.py")

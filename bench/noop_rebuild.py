@@ -34,7 +34,8 @@ _LIBRARY = """
 import json, time
 from factory.config import load_settings
 from factory import pipeline
-from factory.plan import make_plan, run_plan
+from factory.build.executor import run_plan
+from factory.plan import make_plan
 from factory.publish import release
 t = time.perf_counter()
 s = load_settings(); pipeline.fetch_stage(s); out = run_plan(s, make_plan(s))

@@ -127,6 +127,19 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
 
 _ENV_PREFIX = "FACTORY_"
 
+# [build] repair: the tool that repairs native wheels (a locked project of that name),
+# or none.
+REPAIR_TOOL = "auditwheel"
+REPAIR_MODES = (REPAIR_TOOL, "none")
+
+
+def repair_mode(value: object) -> str:
+    """``value`` as a [build] repair setting, or a ConfigError."""
+    if value not in REPAIR_MODES:
+        raise ConfigError(f"build.repair = {value!r} is not one of {', '.join(REPAIR_MODES)}",
+                          'set [build] repair = "auditwheel" (default) or "none" in factory.toml')
+    return str(value)
+
 
 def find_root(start: Path | None = None) -> Path:
     """The nearest directory upwards holding recipes/ or factory.toml."""
@@ -187,6 +200,8 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         raise ConfigError(f"setting {name}={raw!r} is not a {kind}") from None
     if name in _POSITIVE and not value > 0:
         raise ConfigError(f"setting {name}={raw!r} must be greater than zero")
+    if name == "build_repair":
+        repair_mode(value)
     if name == "http_retries" and value < 0:
         raise ConfigError(f"setting {name}={raw!r} must not be negative")
     return value

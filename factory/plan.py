@@ -14,45 +14,38 @@ is an error naming it, unless a member's recipe allows a pinned upstream wheel:
 then that wheel breaks the cycle, and the plan records it.
 
 Native wheels are repaired to a manylinux tag after their build (see
-factory/builders/repair.py): auditwheel's run-time closure is then part of the
+factory/build/repair.py): auditwheel's run-time closure is then part of the
 plan, and every node outside the build closure of auditwheel itself waits for
 it (``Node.repair``); those inside that closure are built without it.
 
-Dynamic requirements are learnt by running the hook in a network-less
-container once the node's static environment exists (at plan time when it
-already does; otherwise at build time, where the build reports what is missing
-and the executor adds it) and are cached per sdist and builder image.
+Dynamic requirements (``get_requires_for_build_wheel``) are learnt from builds:
+a build reports what its backend asked for, the executor (factory/build/executor.py)
+adds what is missing with ``regrow`` and builds again, and the answer is cached
+per sdist (``remember_dynamic``) for the next plan.
+
+    plan = make_plan(settings, ["requests"])
+    print(plan.explain())          # every node, why it is there, its build environment
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import shutil
-import tempfile
-import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.utils import canonicalize_name
 
-from factory._internal.atomic import sha256_file, write_json
-from factory.admission import admit_sdist
-from factory.build import job as builder
-from factory.build import repair as repairing
-from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
-from factory.build.image import ImageRef, bootstrap_image
-from factory.build.record import RECORD_SUFFIX, BuildRecord
-from factory.config import Settings
-from factory.errors import BuildError, FactoryError
+from factory._internal.atomic import write_json
+from factory.config import REPAIR_TOOL, Settings
+from factory.errors import FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
-from factory.recipes import Recipe, load_recipes
-from factory.upstream import archive, cache
-from factory.upstream.client import Upstream
+from factory.recipes import load_recipes
+from factory.upstream import cache
+
+REPAIR_NOT_LOCKED = (f"{REPAIR_TOOL} is not locked: approve recipes/{REPAIR_TOOL}.toml "
+                     '(kind = "build-tool") and run `factory lock`')
 
 
 class PlanError(FactoryError):
@@ -135,7 +128,7 @@ class _Graph:
 
     def __init__(self, settings: Settings, lock: Lock, repair: bool = True) -> None:
         self.settings, self.lock = settings, lock
-        self.repair = repair and repairing.mode(settings) == repairing.TOOL
+        self.repair = repair and settings.build_repair == REPAIR_TOOL
         self.markers = marker_environment(settings)
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
@@ -220,8 +213,6 @@ def _backend_path(settings: Settings, locked: LockedComponent) -> str:
     raw = cache.read_member(path, "pyproject.toml")
     if raw is None:
         return ""
-    import tomllib
-
     try:
         system = tomllib.loads(raw.decode("utf-8")).get("build-system", {})
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -231,7 +222,7 @@ def _backend_path(settings: Settings, locked: LockedComponent) -> str:
     return ""
 
 
-def make_plan(settings: Settings, names: list[str] | None = None, probe: bool = False) -> Plan:
+def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
     """The build graph of ``names`` (default: every approved component), in build order."""
     lock = load_lock(settings)
     graph = _Graph(settings, lock)
@@ -248,9 +239,24 @@ def make_plan(settings: Settings, names: list[str] | None = None, probe: bool = 
                                 "`factory lock`")
             graph.add(found, "asked for")
     _expand(graph)
-    if probe:
-        _probe_ready(settings, graph)
     return _ordered(graph)
+
+
+def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node) -> None:
+    """Add to ``plan`` what ``node``'s build reported it needs (its new ``dynamic``
+    requirements), transitively, and order it again; ``node`` then waits for them.
+
+    Raises PlanError when nothing was added: the requirements are locked, in its
+    environment, and its build still said they were not met.
+    """
+    graph = _Graph(settings, lock)
+    graph.nodes = plan.nodes
+    before = list(node.env)
+    _expand(graph)
+    if node.env == before:
+        raise PlanError(f"{node.name} {node.version}: its build requirements "
+                        f"{node.dynamic} are locked but still not met")
+    plan.order = _ordered(graph).order
 
 
 def _expand(graph: _Graph) -> None:
@@ -277,7 +283,7 @@ def _expand_env(graph: _Graph, pending: list[Node]) -> None:
 
 def _repair_closure(graph: _Graph) -> tuple[list[LockedComponent], set[str]] | None:
     """auditwheel's run-time closure, and the ids of every node needed to build it."""
-    tool = graph.lock.find(repairing.TOOL)
+    tool = graph.lock.find(REPAIR_TOOL)
     if tool is None:
         return None
     scratch = _Graph(graph.settings, graph.lock, repair=False)
@@ -297,7 +303,7 @@ def _attach_repair(graph: _Graph) -> list[Node]:
     found = _repair_closure(graph)
     if found is None:
         for node in graph.nodes.values():
-            node.repair, node.repair_note = [], repairing.NOT_LOCKED
+            node.repair, node.repair_note = [], REPAIR_NOT_LOCKED
         return []
     closure, builders = found
     tools = [node_id(c.name, c.version) for c in closure]
@@ -305,13 +311,13 @@ def _attach_repair(graph: _Graph) -> list[Node]:
     for node in graph.nodes.values():
         node.repair, node.repair_note = [], ""
         if node.id in builders and node.upstream_wheel is None:
-            node.repair_note = f"built before {repairing.TOOL}, whose own build needs it"
+            node.repair_note = f"built before {REPAIR_TOOL}, whose own build needs it"
     for node in users:
         node.repair = list(tools)
     added = []
     for comp in closure if users else []:
         known = node_id(comp.name, comp.version) in graph.nodes
-        child = graph.add(comp, f"repairs native wheels after their build ({repairing.TOOL})")
+        child = graph.add(comp, f"repairs native wheels after their build ({REPAIR_TOOL})")
         if not known:
             added.append(child)
     return added
@@ -354,320 +360,10 @@ def _cached_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | 
     return list(json.loads(path.read_text(encoding="utf-8"))["dynamic"])
 
 
-def _remember_dynamic(settings: Settings, locked: LockedComponent, dynamic: list[str],
-                      image: ImageRef) -> None:
+def remember_dynamic(settings: Settings, locked: LockedComponent, dynamic: list[str],
+                     image_id: str) -> None:
+    """Cache what a build of ``locked`` reported its backend asked for."""
     write_json(_requires_cache(settings, locked), {
         "component": node_id(locked.name, locked.version), "dynamic": dynamic,
-        "builder_image_id": image.id,
+        "builder_image_id": image_id,
     })
-
-
-def _probe_ready(settings: Settings, graph: _Graph) -> None:
-    """Probe the nodes whose static environment is already built."""
-    session = _Session(settings, graph.lock)
-    for node in list(graph.nodes.values()):
-        if node.dynamic is not None:
-            continue
-        env = graph.environment(replace(node, dynamic=[]))
-        wheels = [session.built_wheel(c) for c in env]
-        if any(w is None for w in wheels):
-            continue
-        inputs = session.inputs(node, [w for w in wheels if w is not None])
-        result = builder.probe(settings, inputs)
-        node.dynamic = result.dynamic
-        _remember_dynamic(settings, node.locked, result.dynamic, inputs.image)
-    _expand(graph)
-
-
-# -- executing ------------------------------------------------------------------
-
-class _Session:
-    """Shared inputs of one run: recipes, kit, images, unpacked trees."""
-
-    def __init__(self, settings: Settings, lock: Lock) -> None:
-        self.settings, self.lock = settings, lock
-        self.recipes: dict[str, Recipe] = load_recipes(settings)
-        self._kit: Kit | None = None
-        self._images: dict[tuple[str, ...], ImageRef] = {}
-        self._mutex = threading.RLock()  # builds run in threads; preparation is shared
-
-    def kit(self) -> Kit:
-        with self._mutex:
-            return self._make_kit()
-
-    def _make_kit(self) -> Kit:
-        if self._kit is None:
-            parts = []
-            for tool in KIT_TOOLS:
-                locked = self.lock.find(tool)
-                if locked is None:
-                    raise PlanError(f"the build front end needs {tool}, which is not locked",
-                                    f"add recipes/{tool}.toml (kind = \"build-tool\") and run "
-                                    "`factory lock`")
-                sdist, tree = self.tree(locked)
-                parts.append(KitPart(locked.key, locked.version, locked.sdist.filename,
-                                     locked.sdist.sha256, import_root(tree)))
-            self._kit = Kit(tuple(parts))
-        return self._kit
-
-    def image(self, locked: LockedComponent) -> ImageRef:
-        recipe = self.recipes.get(locked.key)
-        packages = tuple(sorted(recipe.system_packages)) if recipe else ()
-        with self._mutex:
-            if packages not in self._images:
-                self._images[packages] = bootstrap_image(self.settings, packages)
-            return self._images[packages]
-
-    def patches(self, locked: LockedComponent) -> list[Path]:
-        recipe = self.recipes.get(locked.key)
-        return list(recipe.patches) if recipe else []
-
-    def tree(self, locked: LockedComponent) -> tuple[Path, Path]:
-        """The verified sdist and its unpacked, patched tree (made once, then reused)."""
-        with self._mutex:
-            return self._tree(locked)
-
-    def _tree(self, locked: LockedComponent) -> tuple[Path, Path]:
-        sdist = cache.fetch(self.settings, locked.sdist)
-        recipe = self.recipes.get(locked.key)
-        if recipe is not None:  # prebuilt files the recipe does not allow: no build
-            admit_sdist(sdist, recipe)
-        patches = self.patches(locked)
-        tag = "-".join([locked.sdist.sha256[:32], *(sha256_file(p)[:12] for p in patches)])
-        dest = self.settings.builds_dir / "trees" / tag
-        if dest.exists():
-            return sdist, archive.extract(sdist, dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-tree-", dir=dest.parent)) / "t"
-        try:
-            root = archive.extract(sdist, staging)
-            archive.apply_patches(root, patches)
-            try:
-                staging.rename(dest)
-            except OSError:
-                if not dest.is_dir():
-                    raise
-                # Another factory process on this state dir made the same tree first.
-        finally:
-            shutil.rmtree(staging.parent, ignore_errors=True)
-        return sdist, archive.extract(sdist, dest)
-
-    def built_wheel(self, locked: LockedComponent) -> Path | None:
-        """The wheel the factory built from exactly this locked sdist, if any."""
-        for record_path in sorted(self.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
-            record = BuildRecord.load(record_path)
-            wheel = record_path.with_name(record.wheel_filename)
-            if (record.component == locked.key and record.version == locked.version
-                    and record.source.sha256 == locked.sdist.sha256 and wheel.is_file()):
-                return wheel
-        return None
-
-    def upstream_wheel(self, node: Node) -> Path:
-        """The recipe's allowed upstream wheel, downloaded once and checked by sha256."""
-        assert node.upstream_wheel is not None
-        filename, sha256 = node.upstream_wheel
-        _, version, _, _ = parse_wheel_filename(filename)
-        if version != Version(node.version):
-            raise PlanError(f"{node.name}: the allowed upstream wheel {filename} is version "
-                            f"{version}, the lock has {node.version}",
-                            f"pin the wheel of {node.version} in recipes/{node.locked.key}.toml")
-        target = self.settings.state_dir / "upstream-wheels" / sha256 / filename
-        if target.is_file() and sha256_file(target) == sha256:
-            return target
-        recipe = self.recipes.get(node.locked.key)
-        index = (recipe.source.index if recipe else None) or self.settings.upstream
-        with Upstream(index, retries=self.settings.http_retries,
-                      timeout=self.settings.http_timeout) as upstream:
-            offered = next((f for f in upstream.project(node.name).files
-                            if f.filename == filename), None)
-            if offered is None:
-                raise PlanError(f"{node.name}: upstream does not offer {filename}",
-                                "check [upstream_wheel] filename in its recipe")
-            return upstream.download(offered.url, target, sha256=sha256, size=offered.size)
-
-    def inputs(self, node: Node, wheels: list[Path],
-               repair_wheels: list[Path] | None = None) -> builder.BuildInputs:
-        locked = node.locked
-        sdist, tree = self.tree(locked)
-        patches = tuple({"path": str(p.name), "sha256": sha256_file(p)}
-                        for p in self.patches(locked))
-        recipe = self.recipes.get(locked.key)
-        return builder.BuildInputs(
-            name=locked.key, version=locked.version, sdist=sdist, tree=tree,
-            # the record names the project normalized, however the lock row spells it
-            source=replace(locked.sdist, name=locked.key),
-            tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
-            recipe_name=recipe.path.name if recipe else locked.key,
-            recipe_digest=locked.recipe_digest, patches=patches,
-            upstream_wheels=tuple(w.name for w in [*wheels, *(repair_wheels or [])]
-                                  if "upstream-wheels" in w.parts),
-            repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
-        )
-
-
-def _up_to_date(session: _Session, inputs: builder.BuildInputs) -> BuildRecord | None:
-    """The existing record when a wheel was built from the very same inputs."""
-    wanted_tools = sorted([*(sha256_file(w) for w in inputs.tools),
-                           *(p.sha256 for p in inputs.kit.parts)])
-    repair_tools = [sha256_file(w) for w in inputs.repair_tools]
-    for record_path in sorted(session.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
-        record = BuildRecord.load(record_path)
-        if (record.component == inputs.name and record.version == inputs.version
-                and record.source.sha256 == inputs.source.sha256
-                and record.recipe_digest == inputs.recipe_digest
-                and record.builder_image_id == inputs.image.id
-                and repairing.build_env_shas(record) == wanted_tools
-                and repairing.up_to_date(record, session.settings, repair_tools)
-                and record.patches == [dict(p) for p in inputs.patches]
-                and record_path.with_name(record.wheel_filename).is_file()):
-            return record
-    return None
-
-
-# How each build is run: the flows wrap it in an orchestrator task; by default
-# it is simply called.
-BuildWrapper = Callable[[Node, Callable[[], BuildRecord]], BuildRecord]
-
-
-def _call(node: Node, build: Callable[[], BuildRecord]) -> BuildRecord:
-    return build()
-
-
-class _Executor:
-    def __init__(self, settings: Settings, plan: Plan, concurrency: int,
-                 wrap: BuildWrapper = _call) -> None:
-        self.settings, self.plan, self.wrap = settings, plan, wrap
-        self.concurrency = max(1, concurrency)
-        self.lock = load_lock(settings)
-        self.graph = _Graph(settings, self.lock)
-        self.graph.nodes = plan.nodes
-        self.session = _Session(settings, self.lock)
-        self.done: dict[str, BuildRecord] = {}
-        self.taken: dict[str, Path] = {}  # allowed upstream wheels, by node id
-        self.failed: dict[str, str] = {}
-
-    def ready(self, running: set[str]) -> list[Node]:
-        for node in self.plan.nodes.values():  # taken, not built: first, and at once
-            if node.upstream_wheel is not None and node.id not in self.taken | self.failed.keys():
-                self._take(node)
-        out = []
-        for nid in sorted(self.plan.nodes):
-            node = self.plan.nodes[nid]
-            if nid in self.done or nid in self.taken or nid in self.failed or nid in running:
-                continue
-            deps = node.deps
-            if any(d in self.failed for d in deps):
-                bad = [d for d in deps if d in self.failed]
-                what = "a build requirement" if set(bad) & set(node.env) else "a repair tool"
-                self.failed[nid] = f"{what} failed: " + ", ".join(bad)
-                continue
-            if all(d in self.done or d in self.taken for d in deps):
-                out.append(node)
-        return out
-
-    def _take(self, node: Node) -> None:
-        try:
-            self.taken[node.id] = self.session.upstream_wheel(node)
-        except FactoryError as exc:
-            self.failed[node.id] = exc.message
-
-    def _wheel(self, nid: str) -> Path:
-        if nid in self.taken:
-            return self.taken[nid]
-        return self.settings.wheels_dir / self.done[nid].wheel_filename
-
-    def build(self, node: Node) -> BuildRecord:
-        wheels = [self._wheel(d) for d in node.env if d != node.id]
-        inputs = self.session.inputs(node, wheels, [self._wheel(d) for d in node.repair])
-        existing = _up_to_date(self.session, inputs)
-        if existing is not None:
-            return existing
-        # Only real builds go through the wrapper (an orchestrator task, say).
-        return self.wrap(node, functools.partial(self._build_fresh, node, inputs))
-
-    def _build_fresh(self, node: Node, inputs: builder.BuildInputs) -> BuildRecord:
-        try:
-            record = builder.build(self.settings, inputs)
-        except builder.MissingRequirementsError as exc:
-            node.dynamic = exc.requires.dynamic
-            _remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image)
-            raise
-        if node.dynamic is None:
-            node.dynamic = list(record.builder_settings["build_requires"]["dynamic"])
-            _remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image)
-        return record
-
-    def grow(self, node: Node) -> None:
-        """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
-        before = list(node.env)
-        _expand(self.graph)
-        if node.env == before:
-            raise PlanError(f"{node.name} {node.version}: its build requirements "
-                            f"{node.dynamic} are locked but still not met")
-        self.plan.order = _ordered(self.graph).order
-
-    def run(self) -> list[BuildRecord]:
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            running: dict[Future[BuildRecord], Node] = {}
-            while True:
-                for node in self.ready({n.id for n in running.values()}):
-                    if len(running) >= self.concurrency:
-                        break
-                    running[pool.submit(self.build, node)] = node
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self.collect(running.pop(future), future)
-        return [self.done[n] for n in self.plan.order if n in self.done]
-
-    def collect(self, node: Node, future: Future[BuildRecord]) -> None:
-        try:
-            self.done[node.id] = future.result()
-        except builder.MissingRequirementsError:
-            try:
-                self.grow(node)
-            except FactoryError as exc:
-                self.failed[node.id] = exc.message
-        except FactoryError as exc:
-            self.failed[node.id] = exc.message
-
-
-@dataclass
-class Outcome:
-    """What an execution did: records of what stands built, and what failed (why)."""
-
-    records: list[BuildRecord]
-    failed: dict[str, str]
-
-
-def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
-             wrap: BuildWrapper = _call) -> Outcome:
-    """Build every node of ``plan`` (independent ones concurrently); skip up-to-date ones.
-
-    A failure stops only what depends on it; everything else is built.
-    """
-    executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap)
-    records = executor.run()
-    return Outcome(records, dict(sorted(executor.failed.items())))
-
-
-def execute(settings: Settings, plan: Plan, concurrency: int | None = None) -> list[BuildRecord]:
-    """run_plan, raising one BuildError naming every node that failed."""
-    outcome = run_plan(settings, plan, concurrency)
-    if outcome.failed:
-        detail = "; ".join(f"{nid}: {why}" for nid, why in outcome.failed.items())
-        raise BuildError(f"{len(outcome.failed)} build(s) failed: {detail}")
-    return outcome.records
-
-
-def build_one(settings: Settings, name: str) -> BuildRecord:
-    """Build one approved component and whatever build tools it still lacks."""
-    plan = make_plan(settings, [name])
-    records = execute(settings, plan)
-    wanted = next(n for n in plan.nodes.values() if "asked for" in n.reasons)
-    for record in records:
-        if record.component == canonicalize_name(wanted.name) and \
-                Version(record.version) == Version(wanted.version):
-            return record
-    raise BuildError(f"{name}: nothing was built")

@@ -1,4 +1,4 @@
-"""Release: turn a finished build into a signed, attested, published file.
+"""Publish: turn a finished build into a signed, attested, published file.
 
 For each build record: check the wheel against its record and against what was
 approved (factory.admission: the lock's pin, names, requirements, members,

@@ -2,8 +2,8 @@
 
 ``python -m flows.deploy`` (or ``factory deploy``) runs a long-lived process
 that serves the deployments (Prefect's ``serve``: a process worker in one).
-Scale-out: create a docker or kubernetes work pool and deploy the same flows
-to it, see docs/orchestration.md.
+Scale-out to a docker or kubernetes work pool (deploying the same flows to
+it) is not set up here yet.
 """
 
 from __future__ import annotations

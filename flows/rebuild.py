@@ -25,12 +25,13 @@ from prefect.context import get_run_context
 from prefect.runtime import flow_run
 
 from factory import fetch, ledger
+from factory.build.executor import run_plan
 from factory.build.job import MissingRequirementsError
 from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
 from factory.errors import BuildError, UpstreamError, printable
 from factory.index import Index
-from factory.plan import Node, Plan, make_plan, run_plan
+from factory.plan import Node, Plan, make_plan
 from factory.publish import ReleaseReport, is_published, release_all
 from flows.slots import BUILD_LIMIT, build_slot
 
@@ -66,7 +67,7 @@ def ensure_build_limit(limit: int) -> None:
                 GlobalConcurrencyLimitCreate(name=BUILD_LIMIT, limit=limit))
 
 
-# Our own skip logic compares input digests (factory.plan); Prefect's input
+# Our own skip logic compares input digests (factory.build.executor); Prefect's input
 # hashing would only re-hash large arguments on every run.
 @task(name="fetch-and-plan", retries=3, retry_delay_seconds=[2, 10, 30],
       retry_condition_fn=_transient, cache_policy=NO_CACHE)

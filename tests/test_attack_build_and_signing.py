@@ -569,7 +569,7 @@ def test_a_dynamic_requirement_a_build_reported_is_shown_inert_by_plan(
     stage_build(project, NAME)
     (locked,) = load_lock(project).components
     hostile = 'evil; python_version == "[link=http://evil.example/]3[/link] [bold]x[/bold]"'
-    plan._remember_dynamic(project, locked, [hostile], AN_IMAGE)  # as a build reported it
+    plan.remember_dynamic(project, locked, [hostile], AN_IMAGE.id)  # as a build reported it
     _use(monkeypatch, project)
     cli.build.plan(names=None)
     shown = terminal.getvalue()
@@ -969,7 +969,7 @@ def _nothing_left(settings: Settings, placed: bool = False) -> None:
     assert bool(wheels) == placed, wheels
     builds = settings.builds_dir
     assert not builds.exists() or not [p for p in builds.iterdir()
-                                       if p.name.startswith(("build-", "probe-"))]
+                                       if p.name.startswith("build-")]
 
 
 HOSTILE_NAMES = """
@@ -1139,7 +1139,7 @@ def test_the_plan_survives_a_requirement_that_cannot_be_evaluated(project: Setti
 
     stage_build(project, NAME)
     (locked,) = load_lock(project).components
-    plan._remember_dynamic(project, locked, ['evil; extras == "x"'], AN_IMAGE)
+    plan.remember_dynamic(project, locked, ['evil; extras == "x"'], AN_IMAGE.id)
     with contextlib.suppress(FactoryError):
         plan.make_plan(project)
 

@@ -89,7 +89,7 @@ def _nothing_placed(settings: Settings) -> bool:
 def _no_work_dirs(settings: Settings) -> bool:
     builds = settings.builds_dir
     return not builds.exists() or not [p for p in builds.iterdir()
-                                       if p.name.startswith(("build-", "probe-"))]
+                                       if p.name.startswith("build-")]
 
 
 def _everything_written(settings: Settings) -> str:
@@ -569,7 +569,7 @@ HOLD = """
 
 def test_work_dirs_of_killed_processes_are_swept_live_ones_spared(tmp_path: Path) -> None:
     builds = tmp_path / "builds"
-    live, killed = python(HOLD, str(builds), "build-"), python(HOLD, str(builds), "probe-")
+    live, killed = python(HOLD, str(builds), "build-a-"), python(HOLD, str(builds), "build-b-")
     try:
         live_dir = Path(live.stdout.readline().decode().strip())  # type: ignore[union-attr]
         killed_dir = Path(killed.stdout.readline().decode().strip())  # type: ignore[union-attr]
@@ -589,7 +589,7 @@ def test_work_dirs_of_killed_processes_are_swept_live_ones_spared(tmp_path: Path
 
 
 def test_unlocked_leftovers_go_only_once_stale(tmp_path: Path) -> None:
-    old, young, other = (tmp_path / "build-old", tmp_path / "probe-young",
+    old, young, other = (tmp_path / "build-old", tmp_path / "build-young",
                          tmp_path / "trees")
     for path in (old, young, other):
         path.mkdir()

@@ -80,6 +80,7 @@ def test_a_state_dir_that_is_or_lies_under_a_file_is_a_config_error(
     "[build]\nmax_output = true\n",
     "[index]\nport = 0\n",
     "[http]\nretries = -2\n",
+    '[build]\nrepair = "auditwhel"\n',  # a typo would silently keep linux_* wheels
 ])
 def test_a_mistyped_setting_is_a_config_error(tmp_path: Path, toml: str) -> None:
     with pytest.raises(ConfigError):

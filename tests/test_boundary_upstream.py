@@ -44,10 +44,10 @@ from factory.errors import (
     UpstreamError,
 )
 from factory.lock import Lock, lock_report, lock_stage
-from factory.status import component_status
 from factory.upstream import cache
 from factory.upstream.client import Upstream
 from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
+from factory.watch import component_status
 from tests import factories
 from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from factory.build.env import KIT_TOOLS
+from factory.build.executor import build_one
 from factory.build.record import BuildRecord, record_path_for
 from factory.config import Settings
 from factory.lock import Lock, load_lock, save_lock
-from factory.plan import build_one, make_plan
+from factory.plan import make_plan
 from factory.upstream.cache import cache_path
 from tests import factories
 from tests.builders_fixtures import backend_sdist, download, lock_entry

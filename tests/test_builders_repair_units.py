@@ -13,6 +13,7 @@ from factory.build.incontainer import is_pure, patcher
 from factory.build.record import BuildRecord, InstalledTool
 from factory.config import load_settings
 from factory.errors import BuildError
+from factory.plan import REPAIR_NOT_LOCKED
 from factory.upstream.cache import Sdist
 from tests import factories
 
@@ -70,7 +71,7 @@ def test_a_repair_venv_holding_more_than_its_wheels_is_refused(tmp_path: Path) -
 
 def test_why_a_native_wheel_was_not_repaired_is_recorded(tmp_path: Path) -> None:
     out = _report(tmp_path, action="unavailable")
-    entry = repair.outcome(factories.settings(tmp_path), out, [], repair.NOT_LOCKED, "m 1")
+    entry = repair.outcome(factories.settings(tmp_path), out, [], REPAIR_NOT_LOCKED, "m 1")
     assert entry["action"] == "unavailable" and "not locked" in entry["reason"]
     off = factories.settings(tmp_path, build_repair="none")
     assert repair.outcome(off, out, [], "", "m 1")["action"] == "disabled"

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from factory.build import job as builder
+from factory.build.executor import build_one, run_plan
 from factory.build.image import ImageRef, bootstrap_image, images_record
 from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.lock import Lock, save_lock
-from factory.plan import build_one, make_plan, run_plan
+from factory.plan import make_plan
 from tests import factories
 from tests.builders_fixtures import backend_sdist, lock_entry, module_sdist
 

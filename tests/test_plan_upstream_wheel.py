@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from factory.build.executor import Session
 from factory.config import Settings
 from factory.errors import IntegrityError
 from factory.lock import Lock, save_lock
-from factory.plan import PlanError, _Session, make_plan
+from factory.plan import PlanError, make_plan
 from tests import factories
 from tests.factories import locked
 from tests.local_upstream import LocalUpstream
@@ -56,7 +57,7 @@ def test_the_upstream_wheel_is_downloaded_and_checked(project: Settings,
                  f'filename = "{good.name}"\nsha256 = "{digest}"\n')
     cyclic(project)
     plan = make_plan(project)
-    session = _Session(project, Lock([]))
+    session = Session(project, Lock([]))
     beta = plan.nodes[next(n for n in plan.nodes if n.startswith("beta"))]
     taken = session.upstream_wheel(beta)
     assert taken.read_bytes() == good.read_bytes() and "upstream-wheels" in taken.parts

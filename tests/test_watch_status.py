@@ -13,8 +13,7 @@ from factory.index import Index
 from factory.index.records import Layout
 from factory.index.validation import load_record
 from factory.lock import lock_stage
-from factory.status import component_status
-from factory.watch import check_advisories
+from factory.watch import check_advisories, component_status
 from tests import factories
 from tests.index_fixtures import publish_wheel
 from tests.local_upstream import LocalUpstream

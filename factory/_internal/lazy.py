@@ -7,7 +7,7 @@ package does not load its heavy ones.
 jsonschema imports ``rfc3987_syntax.is_valid_syntax`` when it loads, and that
 module builds an Earley parser at import: 1.6 s, paid by every `factory`
 process that validates an SBOM even when no IRI needs it (ASCII IRIs are
-checked with the RFC 3986 grammar, see factory/verification/sbom.py). This
+checked with the RFC 3986 grammar, see factory/verify/sbom.py). This
 puts a stand-in module in its place whose ``is_valid_syntax`` imports the real
 module on its first call. Call ``defer_rfc3987()`` before importing jsonschema.
 """

@@ -16,8 +16,8 @@ Layout inside the container:
   /kit/system.json  the build system the host read from the source's pyproject.toml
   /repair-wheels  (optional, read-only) auditwheel and its run-time deps
 
-Modes: ``probe`` reports get_requires_for_build_wheel; ``build`` also builds,
-after checking every dynamic requirement is met by the installed wheels. A
+It reports get_requires_for_build_wheel and builds, after checking every
+dynamic requirement is met by the installed wheels. A
 wheel that is not pure is then repaired with auditwheel, installed in a venv of
 its own (made like the build venv), to the best manylinux policy auditwheel
 finds for this image; when it cannot be repaired the original wheel is kept and
@@ -236,7 +236,7 @@ def write_json(name: str, value: Any) -> None:
     (OUT / name).write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def main(mode: str) -> int:
+def main() -> int:
     os.umask(0o022)
     use_kit()
     copy_source()
@@ -254,8 +254,6 @@ def main(mode: str) -> int:
          "backend": system["build-backend"], "backend_path": system.get("backend-path")},
     )
     log(f"backend {system['build-backend']}; dynamic requires {dynamic}")
-    if mode == "probe":
-        return 0
     if missing:
         log(f"missing build requirements: {missing}")
         return EXIT_MISSING
@@ -273,7 +271,7 @@ def main(mode: str) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "build"))
+        sys.exit(main())
     except subprocess.CalledProcessError as exc:
         # The backend's own traceback is already in the log, just above.
         log(f"the build backend failed (exit {exc.returncode})")

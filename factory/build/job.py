@@ -1,4 +1,4 @@
-"""Build one sdist into one wheel in a hardened container (or probe its requirements).
+"""Build one sdist into one wheel in a hardened container.
 
 The control plane (this module, outside the container) prepares the inputs,
 runs the container, checks what came out, and only then places the wheel and
@@ -131,24 +131,12 @@ class _Run:
     repair_tools: list[InstalledTool] = field(default_factory=list)
 
 
-def probe(settings: Settings, inputs: BuildInputs) -> Requires:
-    """Run get_requires_for_build_wheel in a network-less container."""
-    run = _Run(inputs)
-    system = build_system(inputs.tree, _what(inputs))
-    with _work(settings, "probe-") as work:
-        result, _ = _execute(settings, run, work, "probe", system)
-        log_name, _ = _save_log(settings, run, result, "probe")
-        out = _output(settings, run, work, log_name)
-        _check_run(settings, run, result, out, system, log_name)
-        return _requires(out, system)
-
-
 def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
     """Build the wheel; place it and its record in settings.wheels_dir, or raise."""
     run = _Run(inputs)
     system = build_system(inputs.tree, _what(inputs))
     with _work(settings, f"build-{run.invocation[:12]}-") as work:
-        result, environment = _execute(settings, run, work, "build", system)
+        result, environment = _execute(settings, run, work, system)
         log_name, log_sha = _save_log(settings, run, result)
         out = _output(settings, run, work, log_name)
         _check_run(settings, run, result, out, system, log_name)
@@ -182,7 +170,7 @@ def _output(settings: Settings, run: _Run, work: Path, log_name: str) -> Confine
 
 
 def _execute(
-    settings: Settings, run: _Run, work: Path, mode: str, system: BuildSystem
+    settings: Settings, run: _Run, work: Path, system: BuildSystem
 ) -> tuple[ContainerRun, dict[str, str]]:
     inputs = run.inputs
     run.tools = make_wheelhouse(work / "wheels", list(inputs.tools))
@@ -197,14 +185,14 @@ def _execute(
         Bind(work / "system.json", "/kit/system.json"),
         *(Bind(part.root, f"/kit/lib/{part.name}") for part in inputs.kit.parts),
     ]
-    if mode == "build" and inputs.repair_tools and repair.mode(settings) == repair.TOOL:
+    if inputs.repair_tools and repair.mode(settings) == repair.TOOL:
         run.repair_tools = make_wheelhouse(work / "repair-wheels", list(inputs.repair_tools))
         binds.append(Bind(work / "repair-wheels", "/repair-wheels"))
     environment = container_environment(source_date_epoch(inputs.sdist))
     if inputs.source.url.startswith("git+"):
         # A git archive has no .git: tell setuptools-scm/hatch-vcs the locked version.
         environment["SETUPTOOLS_SCM_PRETEND_VERSION"] = inputs.version
-    command = ["python3", "-I", "-S", "/kit/driver.py", mode]
+    command = ["python3", "-I", "-S", "/kit/driver.py"]
     labels = {"org.factory.component": f"{inputs.name}=={inputs.version}",
               "org.factory.invocation": run.invocation}
     result = run_container(
@@ -214,10 +202,10 @@ def _execute(
 
 
 def _save_log(
-    settings: Settings, run: _Run, result: ContainerRun, mode: str = "build"
+    settings: Settings, run: _Run, result: ContainerRun
 ) -> tuple[str, str]:
     stem = f"{canonicalize_name(run.inputs.name)}-{run.inputs.version}"
-    name = f"{stem}-{mode}-{run.invocation}.log"
+    name = f"{stem}-build-{run.invocation}.log"
     path = settings.logs_dir / name
     write_bytes(path, result.log)
     return name, sha256_file(path)

@@ -27,27 +27,20 @@ from packaging.version import InvalidVersion, Version
 
 from factory.build.confined import Confined
 from factory.build.record import BuildRecord, InstalledTool
-from factory.config import Settings
-from factory.errors import BuildError, ConfigError
+from factory.config import REPAIR_TOOL, Settings, repair_mode
+from factory.errors import BuildError
 
-TOOL = "auditwheel"
-MODES = (TOOL, "none")
+TOOL = REPAIR_TOOL
 # The driver's actions: "repaired", "not-repairable", "pure", "unavailable".
 INSTALLED = ("repaired", "not-repairable")  # the repair venv was made and used
 ACTIONS = ("pure", "unavailable", *INSTALLED)
 # What only the build can tell about its repair (recorded as reported by it).
 REPORTED = {"policy": "policy", "reason": "reason", "original_wheel": "original",
             "patchelf": "patchelf", "patcher": "patcher", "auditwheel_show": "show"}
-NOT_LOCKED = (f"{TOOL} is not locked: approve recipes/{TOOL}.toml (kind = \"build-tool\") "
-              "and run `factory lock`")
 
 
 def mode(settings: Settings) -> str:
-    if settings.build_repair not in MODES:
-        raise ConfigError(f"build.repair = {settings.build_repair!r} is not one of "
-                          f"{', '.join(MODES)}",
-                          'set [build] repair = "auditwheel" (default) or "none" in factory.toml')
-    return settings.build_repair
+    return repair_mode(settings.build_repair)
 
 
 def is_pure(filename: str) -> bool:

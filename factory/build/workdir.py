@@ -1,6 +1,6 @@
 """The per-build work directories under ``<state>/builds``: owned while used, swept after.
 
-A build (``build-*``) or probe (``probe-*``) works in a directory of its own.
+A build works in a directory of its own (``build-*``).
 Its process holds an exclusive ``flock`` on the directory's ``.owner.lock`` for
 as long as it uses it, and removes it when done. A process killed with -9 (or
 by the OOM killer, or a power cut) cannot remove it, but the kernel drops its
@@ -27,7 +27,7 @@ from pathlib import Path
 from factory.build.confined import remove_tree
 
 LOCK = ".owner.lock"
-PREFIXES = ("build-", "probe-")
+PREFIXES = ("build-",)
 UNLOCKED_STALE_SECONDS = 3600.0
 
 

@@ -78,8 +78,9 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build from source in network-less containers, without an orchestrator."""
+    from factory.build.executor import execute
     from factory.fetch import fetch_stage
-    from factory.plan import execute, make_plan
+    from factory.plan import make_plan
 
     s = settings()
     refused: dict[str, str] = {}

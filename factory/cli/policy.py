@@ -158,7 +158,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Each component: allowed range, newest upstream, locked, published, advisories."""
-    from factory.status import component_status
+    from factory.watch import component_status
 
     rows = component_status(settings(), offline)
     if as_json:
