@@ -80,9 +80,15 @@ def kill9(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> None:
+def wait_for(predicate: object, timeout: float, what: str,
+             child: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until ``predicate()``; fail at once, with its stderr, if ``child`` exits first."""
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
+        if child is not None and child.poll() is not None:
+            err = child.stderr.read().decode(errors="replace") if child.stderr else ""
+            raise AssertionError(f"the child exited ({child.returncode}) before {what}: "
+                                 f"{err[-2000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)

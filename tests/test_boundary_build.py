@@ -631,10 +631,10 @@ def test_the_next_build_sweeps_a_killed_builds_work_dir_and_spares_a_live_one(
     victim, bystander = children
     client = connect()
     try:
-        for name in ("victim", "bystander"):
+        for name, child in zip(("victim", "bystander"), children, strict=True):
             label = {"label": f"org.factory.component={name}==1.0"}
             wait_for(lambda label=label: client.containers.list(filters=label), 120,  # type: ignore[misc]
-                     f"the {name} build to run")
+                     f"the {name} build to run", child)
         settings = factories.settings(tmp_path, build_timeout=120)
         before = {p.name for p in settings.builds_dir.glob("build-*")}
         assert len(before) == 2

@@ -153,7 +153,7 @@ def test_kill_9_during_a_build_leaves_no_wheel_and_no_container(tmp_path: Path) 
     client = connect()
     label = {"label": "org.factory.component=slowpoke==1.0"}
     wait_for(lambda: [c for c in client.containers.list(filters=label)], 120,
-             "the build container to run")
+             "the build container to run", child)
     (orphan,) = client.containers.list(filters=label)
     kill9(child)
     settings = factories.settings(tmp_path, build_timeout=120)
