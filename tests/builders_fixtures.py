@@ -17,11 +17,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from factory._internal.atomic import sha256_file
 from factory.build import job as builder
+from factory.build.docker import ContainerRun
 from factory.build.env import Kit, KitPart, import_root
 from factory.build.image import ImageRef
 from factory.build.job import BuildInputs
@@ -101,6 +103,20 @@ def build_backend(settings: Settings, kit: Kit, image: ImageRef, name: str, payl
     sdist = backend_sdist(settings.root / "sdists", name, payload, extra, files)
     tree = unpack(sdist, settings.root / "trees" / name)
     return builder.build(settings, inputs_for(sdist, tree, kit, image, tools))
+
+
+def spy_containers(monkeypatch: pytest.MonkeyPatch) -> list[ContainerRun]:
+    """Every ContainerRun the builder gets from now on, in order (the containers run as
+    they would; the test reads what they left: log, inspect data)."""
+    seen: list[ContainerRun] = []
+    real = builder.run_container
+
+    def spy(*args: Any, **kwargs: Any) -> ContainerRun:
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(builder, "run_container", spy)
+    return seen
 
 
 def unpack(sdist: Path, into: Path) -> Path:

@@ -1,28 +1,37 @@
-"""Shared fixtures: a project root with recipes, and a local upstream index."""
+"""Shared fixtures: a project root with recipes, a local upstream index (with hooks a
+test may add), a released index, and the builder image and kit of the Docker tests."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from factory.config import Settings, load_settings
 from tests import factories
-from tests.local_upstream import LocalUpstream, start, stop
+from tests.local_upstream import Hook, LocalUpstream, serving
+
+if TYPE_CHECKING:
+    from factory.build.env import Kit
+    from factory.build.image import ImageRef
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[LocalUpstream]:
-    server = start(LocalUpstream(tmp_path / "upstream"))
-    try:
+def hooks() -> dict[str, Hook]:
+    """Paths where `upstream` answers as the test says (tests.local_upstream.reply...)."""
+    return {}
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, hooks: dict[str, Hook]) -> Iterator[LocalUpstream]:
+    with serving(tmp_path / "upstream", hooks) as server:
         yield server
-    finally:
-        stop(server)
 
 
 @pytest.fixture
@@ -36,6 +45,31 @@ def project(tmp_path: Path, upstream: LocalUpstream) -> Settings:
         '[http]\nretries = 2\n')
     (tmp_path / "advisories").mkdir()
     return load_settings(root)
+
+
+@pytest.fixture(scope="module")
+def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project (in ``<it>/project``) with alpha and beta released for real, once per module:
+    a test tampers with a copy (tests.security_fixtures.released_copy)."""
+    from tests.security_fixtures import released
+
+    return released(tmp_path_factory.mktemp("released"))
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
+    """The builder image (made once per machine, then found by its tag): Docker tests."""
+    from factory.build.image import bootstrap_image
+
+    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
+
+
+@pytest.fixture(scope="session")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
+    """The front-end kit from the test venv's own pure-Python copies (offline builds)."""
+    from tests.builders_fixtures import host_kit
+
+    return host_kit(tmp_path_factory.mktemp("kit"))
 
 
 @pytest.fixture(scope="session")

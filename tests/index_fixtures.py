@@ -13,11 +13,13 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import http.client
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,20 @@ def publish_wheel(
     return Index.of(settings).add(wheel, sidecars, sdist, {})
 
 
+# alpha 1.0 and 1.1, and beta 2.0 that needs alpha: (name, version, Requires-Dist)
+RELEASES: tuple[tuple[str, str, list[str]], ...] = (
+    ("alpha", "1.0", []), ("alpha", "1.1", []), ("beta", "2.0", ["alpha>=1.0"]))
+
+
+def publish_all(settings: Settings, work: Path,
+                releases: tuple[tuple[str, str, list[str]], ...] = RELEASES,
+                requires_python: str | None = None) -> dict[tuple[str, str], Any]:
+    """``publish_wheel`` for each of ``releases``: what it published, by (name, version)."""
+    return {(name, version): publish_wheel(settings, work, name, version, requires,
+                                           requires_python)
+            for name, version, requires in releases}
+
+
 class RequestLog:
     """ASGI middleware recording (method, path, status) of every request."""
 
@@ -209,3 +225,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]  # by lower-case name
+    body: bytes
+    raw_headers: list[tuple[str, str]]  # as sent, repeats kept
+
+
+def request(host: str, port: int, target: str,
+            headers: Mapping[str, str] | list[tuple[str, str]] | None = None,
+            method: str = "GET", timeout: float = 30) -> Answer:
+    """``target`` sent exactly as written (http.client neither normalizes nor encodes it),
+    with ``headers`` (a Host among them replaces http.client's own)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        items = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+        skip_host = any(name.lower() == "host" for name, _ in items)
+        conn.putrequest(method, target, skip_host=skip_host, skip_accept_encoding=True)
+        for name, value in items:
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        body = response.read()
+        pairs = response.getheaders()
+        return Answer(response.status, {k.lower(): v for k, v in pairs}, body, pairs)
+    finally:
+        conn.close()

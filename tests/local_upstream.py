@@ -3,7 +3,9 @@
 It serves sdists that the tests generate (``add`` passes its options on to
 tests.factories.sdist), so unit tests never touch the network. Faults can be
 switched on to test the client: HTML only, a number of 503 answers before a
-good one, truncated files, or a server that is down.
+good one, truncated files, or a server that is down. A hostile index is the
+same server with hooks: paths that answer as a test says (``reply``,
+``redirect``, or a hook of its own), the rest as the index would.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from factory.config import Settings
+from factory.lock import lock_stage
 from tests import factories
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+Hook = Callable[[BaseHTTPRequestHandler], None]
 
 
 @dataclass
@@ -93,7 +101,10 @@ class LocalUpstream:
         return ("<!DOCTYPE html><html><body>" + "\n".join(links) + "</body></html>").encode()
 
 
-def _handler(upstream: LocalUpstream) -> type[BaseHTTPRequestHandler]:
+def _handler(upstream: LocalUpstream,
+             hooks: Mapping[str, Hook] | None = None) -> type[BaseHTTPRequestHandler]:
+    routes: Mapping[str, Hook] = {} if hooks is None else hooks  # the test's own, kept live
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
@@ -111,6 +122,9 @@ def _handler(upstream: LocalUpstream) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             upstream.requests.append(self.path)
+            hook = routes.get(self.path.split("?")[0])
+            if hook is not None:
+                return hook(self)
             if upstream.failures_left > 0:
                 upstream.failures_left -= 1
                 return self._send(503, b"busy", "text/plain")
@@ -138,8 +152,11 @@ def _handler(upstream: LocalUpstream) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start(upstream: LocalUpstream) -> LocalUpstream:
-    upstream.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))
+def start(upstream: LocalUpstream, hooks: Mapping[str, Hook] | None = None,
+          host: str = "127.0.0.1") -> LocalUpstream:
+    """``upstream`` served on ``host``; a path in ``hooks`` (which the test may still fill
+    in) answers as its hook says."""
+    upstream.server = ThreadingHTTPServer((host, 0), _handler(upstream, hooks))
     upstream.server.daemon_threads = True
     threading.Thread(target=upstream.server.serve_forever, daemon=True).start()
     return upstream
@@ -149,3 +166,73 @@ def stop(upstream: LocalUpstream) -> None:
     if upstream.server is not None:
         upstream.server.shutdown()
         upstream.server.server_close()
+
+
+@contextmanager
+def serving(directory: Path, hooks: Mapping[str, Hook] | None = None,
+            host: str = "127.0.0.1") -> Iterator[LocalUpstream]:
+    """A LocalUpstream of ``directory`` served (see ``start``) while inside."""
+    server = start(LocalUpstream(directory), hooks, host)
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+# -- hooks and listings of a hostile index -------------------------------------------------
+
+def reply(body: bytes, status: int = 200, ctype: str = JSON_TYPE,
+          headers: list[tuple[str, str]] | None = None, length: bool = True) -> Hook:
+    """Answer ``body`` (none to a HEAD) with ``headers`` after the Content-Type;
+    ``length=False`` sends no Content-Length of its own."""
+    def hook(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        for key, value in headers or []:
+            h.send_header(key, value)
+        if length:
+            h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+    return hook
+
+
+def redirect(to: str, status: int = 302) -> Hook:
+    def hook(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Location", to)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    return hook
+
+
+def entry(path: Path, filename: str | None = None, url: str | None = None,
+          **fields: Any) -> dict[str, Any]:
+    """A PEP 691 file entry for ``path`` (its true hash and size), ``fields`` added."""
+    data = path.read_bytes()
+    return {"filename": filename or path.name, "url": url or f"../../files/{path.name}",
+            "hashes": {"sha256": hashlib.sha256(data).hexdigest()}, "size": len(data),
+            "upload-time": "2024-01-01T00:00:00Z", **fields}
+
+
+def project_page(name: str, files: list[Any]) -> bytes:
+    """A PEP 691 project page listing ``files``."""
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
+
+
+# -- a project locked against the local upstream ----------------------------------------------
+
+def build_tool(upstream: LocalUpstream, settings: Settings) -> None:
+    """setuptools 80.0.0, self-contained (no build requirements), served and approved."""
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    factories.recipe(settings.root, "setuptools", 'kind = "build-tool"\n')
+
+
+def locked_demo(settings: Settings, upstream: LocalUpstream) -> Path:
+    """setuptools and demo 1.0.0 approved and locked; returns demo's upstream file."""
+    build_tool(upstream, settings)
+    release = upstream.add("demo", "1.0.0")
+    factories.recipe(settings.root, "demo", 'track = "patch"\n')
+    lock_stage(settings)
+    return release.path

@@ -9,17 +9,25 @@ Docker, so that the release stages (attest, sign, publish) run for real.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from factory.admission import Approvals, admit
+from factory.admission.model import AdmissionError
 from factory.build.record import BuildRecord
 from factory.config import Settings
+from factory.errors import FactoryError
+from factory.publish import release
 from factory.upstream.cache import cache_path
 from tests import factories
 from tests.approval_fixtures import approve
@@ -65,6 +73,48 @@ def stage_build(settings: Settings, name: str = "tinypkg", version: str = "1.0.0
     return record
 
 
+def gate(settings: Settings, record: BuildRecord) -> tuple[Any, ...]:
+    """The allowances ``admit`` returns for a staged build (raises AdmissionError when it
+    refuses)."""
+    wheel = settings.wheels_dir / record.wheel_filename
+    return admit(settings, Approvals.load(settings), record, wheel).allowances
+
+
+def refused(settings: Settings, record: BuildRecord, *words: str) -> str:
+    """The gate refuses ``record`` in one line that says each of ``words``; that line."""
+    with pytest.raises(AdmissionError) as caught:
+        gate(settings, record)
+    shown = f"{caught.value.message} (hint: {caught.value.hint})"
+    assert "\n" not in shown
+    for word in words:
+        assert word in shown, shown
+    return shown
+
+
+def raised(call: Callable[[], object]) -> FactoryError | None:
+    """The factory error ``call`` raised, or None (checked after what must hold anyway)."""
+    try:
+        call()
+    except FactoryError as exc:
+        return exc
+    return None
+
+
+def released(base: Path) -> Path:
+    """``base`` holding a project (at ``base/project``) whose staged builds of alpha and
+    beta 1.0.0 were released for real: attested, signed, published."""
+    settings = factories.settings(base, project="project")
+    release(settings, [stage_build(settings, "alpha"), stage_build(settings, "beta")])
+    return base
+
+
+def released_copy(base: Path, tmp_path: Path) -> Settings:
+    """A copy of ``released(base)`` at ``tmp_path/copy`` (links kept), for a test to tamper
+    with: its project's Settings."""
+    shutil.copytree(base, tmp_path / "copy", symlinks=True)
+    return factories.settings(tmp_path / "copy", project="project")
+
+
 def python(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """A child Python running ``code`` from the repository root, its own process group."""
     return subprocess.Popen(
@@ -78,6 +128,26 @@ def kill9(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+
+
+def guarded(call: Callable[[], Any], seconds: float = 20, hang: str = "hung") -> Any:
+    """``call()`` in a thread: its result or its exception, or a failure saying ``hang``
+    if it has not returned after ``seconds``."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), hang
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def wait_for(predicate: object, timeout: float, what: str,

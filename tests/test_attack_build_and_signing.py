@@ -23,9 +23,8 @@ import stat
 import struct
 import subprocess
 import sys
-import threading
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,13 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from factory import cli, ledger
-from factory.admission import Approvals, admit
 from factory.admission.model import AdmissionError
 from factory.build.image import ImageRef
-from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.index import Index
 from factory.publish import refused_wheels, release, release_all
 from tests import factories
-from tests.security_fixtures import kill9, python, stage_build
+from tests.security_fixtures import gate, guarded, kill9, python, refused, stage_build
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME, VERSION = "alpha", "1.0.0"
@@ -58,21 +55,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 
 
 # -- crafting wheels and staged builds ------------------------------------------------------
-
-def gate(settings: Settings, record: BuildRecord) -> tuple[Any, ...]:
-    wheel = settings.wheels_dir / record.wheel_filename
-    return admit(settings, Approvals.load(settings), record, wheel).allowances
-
-
-def refused(settings: Settings, record: BuildRecord, *words: str) -> str:
-    with pytest.raises(AdmissionError) as caught:
-        gate(settings, record)
-    shown = f"{caught.value.message} (hint: {caught.value.hint})"
-    assert "\n" not in shown
-    for word in words:
-        assert word in shown, shown
-    return shown
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Settings:
@@ -733,24 +715,6 @@ class _Client:
         self.released.append(lease_id)
 
 
-def _guard(call: Callable[[], Any], seconds: float = 20) -> Any:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 (handed to the test)
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    assert not worker.is_alive(), "hung"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 @pytest.mark.parametrize("kind", ["directory", "fifo", "link-to-dev-zero", "link-to-dir",
                                   "huge", "not-json", "wrong-shape"])
 def test_a_tampered_slot_note_never_hangs_or_breaks_the_next_build(tmp_path: Path,
@@ -777,7 +741,7 @@ def test_a_tampered_slot_note_never_hangs_or_breaks_the_next_build(tmp_path: Pat
     else:
         note.write_text('[{"lease": 1}]')
     client = _Client()
-    assert _guard(lambda: reclaim(settings, client)) == []
+    assert guarded(lambda: reclaim(settings, client)) == []
     assert client.released == []
     assert not note.is_symlink() and (kind == "directory" or not note.exists())
     assert tmp_path.is_dir()  # a link to a directory is removed, never followed
@@ -796,7 +760,7 @@ def test_a_slot_notes_directory_replaced_by_a_link_deletes_nothing_through_it(
     notes_dir(settings).parent.mkdir(parents=True)
     notes_dir(settings).symlink_to(elsewhere)
     client = _Client()
-    assert _guard(lambda: reclaim(settings, client)) == []
+    assert guarded(lambda: reclaim(settings, client)) == []
     assert (elsewhere / "alpha.json").read_text() == '{"name": "alpha"}'
 
 
@@ -957,10 +921,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def _build(settings: Settings, kit: Any, image: Any, name: str, payload: str,
            extra: str = "", files: Mapping[str, str] | None = None,
            tools: tuple[Path, ...] = ()) -> Any:
-    """The hostile build in the real container, failed by ``_guard`` if it hangs."""
+    """The hostile build in the real container, failed by ``guarded`` if it hangs."""
     from tests.builders_fixtures import build_backend
 
-    return _guard(lambda: build_backend(settings, kit, image, name, payload, extra, files,
+    return guarded(lambda: build_backend(settings, kit, image, name, payload, extra, files,
                                         tools), 240)
 
 
@@ -1221,5 +1185,5 @@ def test_a_hostile_pyproject_toml_is_refused_by_the_host_without_blocking(
         (tmp_path / "setup.cfg").write_text("[build-system]\nbuild-backend = 'x'\n")
         target.symlink_to("setup.cfg")
     with pytest.raises(BuildError) as caught:
-        _guard(lambda: build_system(tmp_path, "x 1"))
+        guarded(lambda: build_system(tmp_path, "x 1"))
     assert "pyproject.toml" in caught.value.message

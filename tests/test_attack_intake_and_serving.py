@@ -15,7 +15,6 @@ import contextlib
 import gzip
 import hashlib
 import html
-import http.client
 import io
 import json
 import os
@@ -27,9 +26,9 @@ import tarfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +52,11 @@ from factory.upstream.archive import extract, read_member
 from factory.upstream.cache import check_identity
 from factory.upstream.client import Upstream
 from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
-from tests import factories
+from tests import factories, local_upstream
 from tests.factories import tar_member as member
-from tests.index_fixtures import publish_wheel, running
-from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler
+from tests.index_fixtures import Answer, publish_wheel, request, running
+from tests.local_upstream import Hook, LocalUpstream, entry, project_page, redirect, reply
+from tests.security_fixtures import raised
 
 # =====================================================================================
 # Boundary 7 (HTTP client -> serve) and 6 (index tree on disk -> serve, index check)
@@ -81,31 +81,10 @@ class Site:
         return self.settings.index_dir
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    raw_headers: list[tuple[str, str]]
-
-
 def get(site: Site, target: str, headers: dict[str, str] | list[tuple[str, str]] | None = None,
         method: str = "GET") -> Answer:
     """``target`` sent as written (http.client neither normalizes nor encodes it)."""
-    conn = http.client.HTTPConnection(site.host, site.port, timeout=30)
-    try:
-        items = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-        skip_host = any(name.lower() == "host" for name, _ in items)
-        conn.putrequest(method, target, skip_host=skip_host, skip_accept_encoding=True)
-        for name, value in items:
-            conn.putheader(name, value)
-        conn.endheaders()
-        response = conn.getresponse()
-        body = response.read()
-        pairs = response.getheaders()
-        return Answer(response.status, {k.lower(): v for k, v in pairs}, body, pairs)
-    finally:
-        conn.close()
+    return request(site.host, site.port, target, headers, method)
 
 
 def raw(site: Site, request: bytes, timeout: float = 10) -> bytes:
@@ -929,75 +908,15 @@ def test_concatenated_gzip_members_hide_no_second_archive(tmp_path: Path) -> Non
 # Boundary 1: upstream -> lock/fetch
 # =====================================================================================
 
-Hook = Callable[[BaseHTTPRequestHandler], None]
-
-
-def _serve_upstream(server: LocalUpstream, hooks: dict[str, Hook],
-                    host: str = "127.0.0.1") -> LocalUpstream:
-    base = _handler(server)
-
-    class Handler(base):  # type: ignore[valid-type,misc]
-        def do_GET(self) -> None:
-            hook = hooks.get(self.path.split("?")[0])
-            if hook is None:
-                return super().do_GET()
-            server.requests.append(self.path)
-            hook(self)
-
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-    httpd = ThreadingHTTPServer((host, 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    server.server = httpd
-    return server
-
-
-def _stop(server: LocalUpstream) -> None:
-    if server.server is not None:
-        server.server.shutdown()
-        server.server.server_close()
-
-
-@pytest.fixture
-def hooks() -> dict[str, Hook]:
-    return {}
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, hooks: dict[str, Hook]) -> Iterator[LocalUpstream]:
-    """conftest's upstream (which the `project` fixture points at), with hooks."""
-    server = _serve_upstream(LocalUpstream(tmp_path / "upstream"), hooks)
-    yield server
-    _stop(server)
-
-
 @pytest.fixture
 def evil(tmp_path: Path) -> Iterator[LocalUpstream]:
     """Another host (127.0.0.2): it records every request; none may ever reach it."""
-    server = _serve_upstream(LocalUpstream(tmp_path / "evil"), {}, host="127.0.0.2")
-    yield server
-    _stop(server)
+    with local_upstream.serving(tmp_path / "evil", host="127.0.0.2") as server:
+        yield server
 
 
 def origin_of(server: LocalUpstream) -> str:
     return server.url.removesuffix("/simple/")
-
-
-def reply(body: bytes, status: int = 200, ctype: str = JSON_TYPE,
-          headers: list[tuple[str, str]] | None = None, length: bool = True) -> Hook:
-    def hook(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        for key, value in headers or []:
-            h.send_header(key, value)
-        if length:
-            h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(body)
-    return hook
 
 
 def raw_reply(data: bytes) -> Hook:
@@ -1011,7 +930,7 @@ def raw_reply(data: bytes) -> Hook:
     return hook
 
 
-def chunked(body: bytes, ctype: str = JSON_TYPE, headers: list[tuple[str, str]] | None = None,
+def chunked(body: bytes, ctype: str = SIMPLE_JSON, headers: list[tuple[str, str]] | None = None,
             piece: int = 1 << 16) -> Hook:
     def hook(h: BaseHTTPRequestHandler) -> None:
         head = [b"HTTP/1.1 200 OK", b"Content-Type: " + ctype.encode(),
@@ -1029,52 +948,10 @@ def chunked(body: bytes, ctype: str = JSON_TYPE, headers: list[tuple[str, str]] 
     return hook
 
 
-def redirect(to: str, status: int = 302) -> Hook:
-    def hook(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(status)
-        h.send_header("Location", to)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-    return hook
-
-
-def entry(path: Path, filename: str | None = None, url: str | None = None,
-          **fields: Any) -> dict[str, Any]:
-    data = path.read_bytes()
-    return {"filename": filename or path.name, "url": url or f"../../files/{path.name}",
-            "hashes": {"sha256": hashlib.sha256(data).hexdigest()}, "size": len(data),
-            "upload-time": "2024-01-01T00:00:00Z", **fields}
-
-
-def page(name: str, files: list[Any]) -> bytes:
-    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
-
-
 def html_page(links: list[tuple[str, str, str]]) -> str:
     """(href, text, extra attributes) -> a PEP 503 page."""
     return "<html><body>" + "".join(f'<a href="{html.escape(h)}" {a}>{html.escape(t)}</a><br>'
                                     for h, t, a in links) + "</body></html>"
-
-
-def tool(upstream: LocalUpstream, project: Settings) -> None:
-    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-
-
-def locked_demo(project: Settings, upstream: LocalUpstream) -> Path:
-    tool(upstream, project)
-    release = upstream.add("demo", "1.0.0")
-    factories.recipe(project.root, "demo", 'track = "patch"\n')
-    lock_stage(project)
-    return release.path
-
-
-def raised(call: Callable[[], object]) -> FactoryError | None:
-    try:
-        call()
-    except FactoryError as exc:
-        return exc
-    return None
 
 
 SHA = "ab" * 32
@@ -1157,7 +1034,7 @@ def test_a_huge_listing_is_read_within_its_bounds(upstream: LocalUpstream,
     real = factories.sdist(tmp_path / "files", "demo", "1.0")
     junk = [{"filename": f"evil{i}-1.0.tar.gz", "url": f"../../files/e{i}",
              "hashes": {"sha256": SHA}, "size": 1} for i in range(60_000)]
-    body = page("demo", [*junk, entry(real)])
+    body = project_page("demo", [*junk, entry(real)])
     assert len(body) > 6 << 20
     hooks["/simple/demo/"] = reply(body)
     started = time.monotonic()
@@ -1264,7 +1141,7 @@ def test_listed_urls_never_lead_off_the_index(upstream: LocalUpstream, hooks: di
     files = [entry(real, f"demo-1.{i + 1}.tar.gz", url)
              for i, url in enumerate(weird_urls(index, origin_of(evil)))]
     files.append(entry(real, "demo-1.0.tar.gz", f"{index}/files/../../../../files/{real.name}"))
-    hooks["/simple/demo/"] = reply(page("demo", files))
+    hooks["/simple/demo/"] = reply(project_page("demo", files))
     client = Upstream(upstream.url, retries=0)
     listing = client.project("demo")
     from factory.upstream.transport import origin
@@ -1425,7 +1302,7 @@ def test_gzip_inside_gzip_is_decoded_once_never_expanded(upstream: LocalUpstream
     inner = gzip.compress(bomb, 9)
     outer = gzip.compress(inner, 9)
     assert len(outer) < 1 << 20
-    for ctype in (JSON_TYPE, "text/html"):
+    for ctype in (SIMPLE_JSON, "text/html"):
         hooks["/simple/demo/"] = reply(outer, ctype=ctype,
                                        headers=[("Content-Encoding", "gzip")])
         try:
@@ -1458,12 +1335,12 @@ def test_lying_lengths_on_a_listing_are_errors(upstream: LocalUpstream,
     with pytest.raises(UpstreamError):
         Upstream(upstream.url, retries=0).project("demo")
     hooks["/simple/demo/"] = raw_reply(
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + JSON_TYPE.encode()
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + SIMPLE_JSON.encode()
         + b"\r\nContent-Length: 99999\r\nConnection: close\r\n\r\n" + body)  # longer, then EOF
     with pytest.raises(UpstreamError):
         Upstream(upstream.url, retries=1, backoff=0.01).project("demo")
     hooks["/simple/demo/"] = raw_reply(
-        b"HTTP/1.1 200 OK\r\nContent-Type: " + JSON_TYPE.encode()
+        b"HTTP/1.1 200 OK\r\nContent-Type: " + SIMPLE_JSON.encode()
         + b"\r\nContent-Length: 2\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     with pytest.raises(UpstreamError):
         Upstream(upstream.url, retries=1, backoff=0.01).project("demo")
@@ -1561,10 +1438,10 @@ def pinned(project: Settings) -> Any:
 
 def test_a_size_only_change_never_repins(project: Settings, upstream: LocalUpstream,
                                          hooks: dict[str, Hook]) -> None:
-    path = locked_demo(project, upstream)
+    path = local_upstream.locked_demo(project, upstream)
     before = pinned(project)
     changed = entry(path, size=path.stat().st_size + 1000)
-    hooks["/simple/demo/"] = reply(page("demo", [changed]))
+    hooks["/simple/demo/"] = reply(project_page("demo", [changed]))
     lock_stage(project, update=True)
     assert pinned(project) == before  # the size (and all) of the pin stay as verified
     for cached in project.sources_dir.rglob("*.tar.gz"):
@@ -1575,11 +1452,11 @@ def test_a_size_only_change_never_repins(project: Settings, upstream: LocalUpstr
 
 def test_a_listing_that_drops_or_recases_the_hash_never_repins(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook]) -> None:
-    path = locked_demo(project, upstream)
+    path = local_upstream.locked_demo(project, upstream)
     before = pinned(project)
     bare = entry(path)
     bare["hashes"] = {}
-    hooks["/simple/demo/"] = reply(page("demo", [bare]))
+    hooks["/simple/demo/"] = reply(project_page("demo", [bare]))
     error = raised(lambda: lock_stage(project, update=True))
     assert error is None or isinstance(error, UpstreamError), error  # refused, never re-pinned
     assert pinned(project) == before
@@ -1587,7 +1464,7 @@ def test_a_listing_that_drops_or_recases_the_hash_never_repins(
     assert pinned(project) == before
     upper = entry(path)
     upper["hashes"]["sha256"] = upper["hashes"]["sha256"].upper()
-    hooks["/simple/demo/"] = reply(page("demo", [upper]))
+    hooks["/simple/demo/"] = reply(project_page("demo", [upper]))
     lock_stage(project, update=True)  # the same digest: no alarm
     assert pinned(project) == before
 
@@ -1596,13 +1473,13 @@ def test_a_listing_that_drops_or_recases_the_hash_never_repins(
 def test_yanked_then_reuploaded_under_the_same_name_is_an_alarm(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook], tmp_path: Path,
         order: str) -> None:
-    path = locked_demo(project, upstream)
+    path = local_upstream.locked_demo(project, upstream)
     before = pinned(project)
     other = factories.sdist(tmp_path / "other", "demo", "1.0.0", files={"evil.py": b"1"})
     yanked = entry(path, yanked="broken")
     again = entry(other, url=f"../../files/{path.name}")
     files = [yanked, again] if order == "yanked first" else [again, yanked]
-    hooks["/simple/demo/"] = reply(page("demo", files))
+    hooks["/simple/demo/"] = reply(project_page("demo", files))
     with pytest.raises(AlarmError, match="demo 1.0.0"):
         lock_stage(project, update=True)
     assert pinned(project) == before
@@ -1692,7 +1569,7 @@ def test_cli_lock_refuses_a_double_name_pkg_info_in_one_line(
     import subprocess as sp
     import sys
 
-    tool(upstream, project)
+    local_upstream.build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add_file("demo", sdist_with(tmp_path / "files", {
         "demo-1.0.0/PKG-INFO": b"Metadata-Version: 2.1\nName: demo\nName: requests\x1b[2J\n"
@@ -1716,7 +1593,7 @@ def test_cli_lock_reports_a_javascript_redirect_in_one_line(
     import subprocess as sp
     import sys
 
-    tool(upstream, project)
+    local_upstream.build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     hooks["/simple/demo/"] = redirect("javascript:alert(1)")

@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import stat
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +37,13 @@ from factory.build import job as builder
 from factory.build.confined import Confined, OutputRefused, measure, remove_tree
 from factory.build.docker import ContainerRun, LogKeeper
 from factory.build.env import Kit, build_system
-from factory.build.image import ImageRef, bootstrap_image
+from factory.build.image import ImageRef
 from factory.build.workdir import LOCK, UNLOCKED_STALE_SECONDS, sweep, work_dir
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, printable
 from tests import factories
-from tests.builders_fixtures import backend_sdist, build_backend, host_kit, unpack
-from tests.security_fixtures import kill9, python, wait_for
+from tests.builders_fixtures import backend_sdist, build_backend, spy_containers, unpack
+from tests.security_fixtures import guarded, kill9, python, wait_for
 
 HANG_GUARD = 240.0  # seconds: only a hang gets near it (a build takes about 5 s)
 WHEEL = "{name}-1.0-py3-none-any.whl"
@@ -52,33 +51,9 @@ WHEEL = "{name}-1.0-py3-none-any.whl"
 
 # -- fixtures and helpers ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
-    return host_kit(tmp_path_factory.mktemp("kit"))
-
-
 def _guarded(call: Callable[[], Any]) -> Any:
     """``call()`` in a thread: its result or exception, or a failure if it never returns."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 (handed to the test)
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(HANG_GUARD)
-    assert not worker.is_alive(), "the host hung on what the build left behind"
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return guarded(call, HANG_GUARD, "the host hung on what the build left behind")
 
 
 def _nothing_placed(settings: Settings) -> bool:
@@ -267,14 +242,7 @@ def test_100_mib_of_stdout_keeps_a_bounded_log_that_says_it_was_cut(
     from factory.build import docker
 
     settings = factories.settings(tmp_path, build_timeout=300)
-    seen: list[ContainerRun] = []
-    real = builder.run_container
-
-    def spy(*args: Any, **kwargs: Any) -> ContainerRun:
-        seen.append(real(*args, **kwargs))
-        return seen[-1]
-
-    monkeypatch.setattr(builder, "run_container", spy)
+    seen = spy_containers(monkeypatch)
     payload = """
         import sys
         sys.stdout.write("THE-START\\n")

@@ -19,7 +19,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -37,11 +36,9 @@ from factory.index import Index
 from factory.index import records as records_module
 from factory.index.records import Layout
 from factory.index.validation import load_record
-from factory.publish import release
 from factory.verify import Report, exit_code, verify
-from tests import factories
 from tests.index_fixtures import publish_wheel
-from tests.security_fixtures import stage_build
+from tests.security_fixtures import released_copy
 
 ALPHA = "alpha-1.0.0-py3-none-any.whl"
 BETA = "beta-1.0.0-py3-none-any.whl"
@@ -72,18 +69,9 @@ def watched() -> Iterator[list[str]]:
 
 
 # -- a released (signed) index, one copy per test ------------------------------------------------
-@pytest.fixture(scope="module")
-def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("released")
-    settings = factories.settings(base, project="project")
-    release(settings, [stage_build(settings, "alpha"), stage_build(settings, "beta")])
-    return base
-
-
 @pytest.fixture
 def index(released_base: Path, tmp_path: Path) -> Settings:
-    shutil.copytree(released_base, tmp_path / "copy", symlinks=True)
-    settings = factories.settings(tmp_path / "copy", project="project")
+    settings = released_copy(released_base, tmp_path)
     (tmp_path / SECRET).write_text("root:x:0:0\n")  # beside the copy: outside its index
     assert Index.of(settings).check() == []  # intact to start
     assert verify(settings, everything=True, check_advisories=False).ok

@@ -12,7 +12,6 @@ out of the tree). No answer may ever carry their bytes.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from factory.index import pages as simple_pages
 from factory.index.records import Layout
 from factory.index.serve import create_app
 from factory.index.validation import load_record
-from tests.index_fixtures import publish_wheel, running
+from tests.index_fixtures import Answer, publish_wheel, request, running
 
 JSON = "application/vnd.pypi.simple.v1+json"
 SMALL = "alpha-1.0-py3-none-any.whl"
@@ -56,28 +55,10 @@ class Site:
         return self.settings.index_dir
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 def get(site: Site, target: str, headers: dict[str, str] | None = None,
         method: str = "GET") -> Answer:
     """``target`` sent exactly as given (http.client does not normalize the path)."""
-    conn = http.client.HTTPConnection(site.host, site.port, timeout=20)
-    try:
-        skip_host = any(name.lower() == "host" for name in headers or {})
-        conn.putrequest(method, target, skip_host=skip_host, skip_accept_encoding=True)
-        for name, value in (headers or {}).items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        response = conn.getresponse()
-        body = response.read()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
-    finally:
-        conn.close()
+    return request(site.host, site.port, target, headers, method, timeout=20)
 
 
 def raw(site: Site, request: bytes) -> bytes:

@@ -37,7 +37,7 @@ from packaging.specifiers import SpecifierSet
 import flows.rebuild as flow_module
 from factory import ledger
 from factory._internal.atomic import sha256_file
-from factory.admission import Approvals, Limits, admit, admit_sdist
+from factory.admission import Limits, admit_sdist
 from factory.admission.model import AdmissionError
 from factory.admission.prebuilt import scan_sdist
 from factory.admission.wheel import read_wheel, startup_hooks
@@ -53,7 +53,7 @@ from factory.recipes import Recipe, parse_recipe
 from factory.upstream.cache import cache_path
 from tests import factories
 from tests.approval_fixtures import approve
-from tests.security_fixtures import stage_build
+from tests.security_fixtures import gate, refused, stage_build
 
 # Wheels with duplicate members are made on purpose: zipfile's warning is expected.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -62,22 +62,6 @@ ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56 + b"prebuilt object code"
 
 
 # -- staged builds (tests.security_fixtures.stage_build) through the gate ---------------------
-def gate(settings: Settings, record: BuildRecord) -> tuple[object, ...]:
-    """The allowances ``admit`` returns (raises AdmissionError when it refuses)."""
-    wheel = settings.wheels_dir / record.wheel_filename
-    return admit(settings, Approvals.load(settings), record, wheel).allowances
-
-
-def refused(settings: Settings, record: BuildRecord, *words: str) -> str:
-    with pytest.raises(AdmissionError) as caught:
-        gate(settings, record)
-    message, hint = caught.value.message, caught.value.hint
-    assert "\n" not in message + hint
-    for word in words:
-        assert word in f"{message} (hint: {hint})", message
-    return message
-
-
 def statements(settings: Settings, record: BuildRecord) -> dict[str, dict[str, object]]:
     """predicateType -> predicate of the published, signed statements of a wheel."""
     path = (Layout(settings.index_dir).files(record.component)

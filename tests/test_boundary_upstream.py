@@ -22,8 +22,8 @@ import time
 import tomllib
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from factory import fetch, ledger
 from factory.config import Settings
 from factory.errors import (
     AlarmError,
-    FactoryError,
     IntegrityError,
     LockError,
     PolicyError,
@@ -49,83 +48,31 @@ from factory.upstream.client import Upstream
 from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
 from factory.watch import component_status
 from tests import factories
-from tests.local_upstream import JSON_TYPE, LocalUpstream, _handler
+from tests.local_upstream import (
+    JSON_TYPE,
+    Hook,
+    LocalUpstream,
+    build_tool,
+    entry,
+    locked_demo,
+    project_page,
+    redirect,
+    reply,
+    serving,
+)
+from tests.security_fixtures import raised
 
-Hook = Callable[[BaseHTTPRequestHandler], None]
 TRAVERSAL = "../../../../../pwned/x-1.0.tar.gz"
 
 
-# -- servers the tests control ---------------------------------------------------------
-
-def serve(server: LocalUpstream, hooks: dict[str, Hook], host: str = "127.0.0.1",
-          ) -> LocalUpstream:
-    """``server``'s index on ``host``, where a path in ``hooks`` answers as the hook says."""
-    base = _handler(server)
-
-    class Handler(base):  # type: ignore[valid-type,misc]
-        def do_GET(self) -> None:
-            hook = hooks.get(self.path.split("?")[0])
-            if hook is None:
-                return super().do_GET()
-            server.requests.append(self.path)
-            hook(self)
-
-    httpd = ThreadingHTTPServer((host, 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    server.server = httpd
-    return server
-
-
-def shutdown(server: LocalUpstream) -> None:
-    if server.server is not None:
-        server.server.shutdown()
-        server.server.server_close()
-
-
-@pytest.fixture
-def hooks() -> dict[str, Hook]:
-    return {}
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, hooks: dict[str, Hook]) -> Iterator[LocalUpstream]:
-    """conftest's upstream (the `project` fixture points at it), with hooks."""
-    server = serve(LocalUpstream(tmp_path / "upstream"), hooks)
-    yield server
-    shutdown(server)
-
+# -- servers the tests control (conftest's `upstream` answers as `hooks` say) -----------
 
 @pytest.fixture
 def elsewhere(tmp_path: Path) -> Iterator[tuple[LocalUpstream, dict[str, Hook]]]:
     """Another host (127.0.0.2, another port): where a hostile redirect leads."""
     extra: dict[str, Hook] = {}
-    server = serve(LocalUpstream(tmp_path / "elsewhere"), extra, host="127.0.0.2")
-    yield server, extra
-    shutdown(server)
-
-
-def reply(body: bytes, status: int = 200, ctype: str = JSON_TYPE,
-          headers: dict[str, str] | None = None, length: bool = True) -> Hook:
-    def hook(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        for key, value in (headers or {}).items():
-            h.send_header(key, value)
-        if length:
-            h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-    return hook
-
-
-def redirect(to: str) -> Hook:
-    def hook(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(302)
-        h.send_header("Location", to)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-    return hook
+    with serving(tmp_path / "elsewhere", extra, host="127.0.0.2") as server:
+        yield server, extra
 
 
 def drip(head: bytes, stop: threading.Event, every: float = 0.05, seconds: float = 20) -> Hook:
@@ -144,32 +91,6 @@ def drip(head: bytes, stop: threading.Event, every: float = 0.05, seconds: float
     return hook
 
 
-def entry(path: Path, filename: str | None = None, url: str | None = None,
-          **fields: Any) -> dict[str, Any]:
-    data = path.read_bytes()
-    return {"filename": filename or path.name, "url": url or f"../../files/{path.name}",
-            "hashes": {"sha256": hashlib.sha256(data).hexdigest()}, "size": len(data),
-            "upload-time": "2024-01-01T00:00:00Z", **fields}
-
-
-def page(name: str, files: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
-
-
-def tool(upstream: LocalUpstream, project: Settings) -> None:
-    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-
-
-def locked_demo(project: Settings, upstream: LocalUpstream, version: str = "1.0.0") -> Path:
-    """setuptools and demo approved and locked; returns demo's upstream file."""
-    tool(upstream, project)
-    release = upstream.add("demo", version)
-    factories.recipe(project.root, "demo", 'track = "patch"\n')
-    lock_stage(project)
-    return release.path
-
-
 def reupload(path: Path, version: str = "1.0.0") -> None:
     """Replace an upstream file by other bytes under the same name (a re-upload)."""
     factories.sdist(path.parent, "demo", version, files={"evil.py": b"import os\n"})
@@ -179,15 +100,6 @@ def outside(tmp_path: Path) -> list[Path]:
     """Files named like the hostile one anywhere but the upstream's own directory."""
     return [p for p in tmp_path.rglob("x-1.0.tar.gz")
             if "upstream" not in p.relative_to(tmp_path).parts[:1]]
-
-
-def raised(call: Callable[[], object]) -> FactoryError | None:
-    """The factory error ``call`` raised, or None (checked after what must hold anyway)."""
-    try:
-        call()
-    except FactoryError as exc:
-        return exc
-    return None
 
 
 def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -210,11 +122,11 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_listed_traversal_name_is_skipped_and_nothing_is_written_outside_the_cache(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook], tmp_path: Path,
         kind: str) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     real = upstream.add("x", "1.0").path
     factories.recipe(project.root, "x")
     if kind == "json":
-        hooks["/simple/x/"] = reply(page("x", [entry(real, TRAVERSAL)]))
+        hooks["/simple/x/"] = reply(project_page("x", [entry(real, TRAVERSAL)]))
     else:
         digest = hashlib.sha256(real.read_bytes()).hexdigest()
         link = f'<a href="../../files/{real.name}#sha256={digest}">{html.escape(TRAVERSAL)}</a>'
@@ -249,7 +161,7 @@ def test_only_plain_names_of_the_project_survive_a_listing(tmp_path: Path) -> No
         "hashes a list": {**good, "filename": "demo-1.9.tar.gz", "hashes": ["x"]},
     }
     listing = parse_json("demo", "http://127.0.0.1:1/simple/demo/",
-                         json.loads(page("demo", [good, *bad.values()])))
+                         json.loads(project_page("demo", [good, *bad.values()])))
     assert [f.filename for f in listing.files] == ["demo-1.0.tar.gz"]
     assert len(listing.rejected) == len(bad)
     assert all(r.reason and r.filename.isprintable() for r in listing.rejected)
@@ -435,7 +347,7 @@ def test_a_listing_that_redirects_to_another_host_is_an_alarm(
 def test_a_redirected_listing_with_nothing_pinned_is_refused_recorded_and_acceptable(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         elsewhere: tuple[LocalUpstream, dict[str, Hook]]) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     evil, _ = elsewhere
@@ -478,25 +390,25 @@ def test_a_download_that_redirects_to_another_host_is_an_alarm(
 def test_a_compression_bomb_listing_is_bounded_after_decompression(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook],
         encoding: str) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     padded = upstream.json_page("demo")[:-1] + b" " * (80 << 20) + b"}"  # 80 MiB, valid JSON
     body = gzip.compress(padded, 9) if encoding == "gzip" else zlib.compress(padded, 9)
     assert len(body) < 1 << 20
-    hooks["/simple/demo/"] = reply(body, headers={"Content-Encoding": encoding})
+    hooks["/simple/demo/"] = reply(body, headers=[("Content-Encoding", encoding)])
     with pytest.raises(UpstreamError, match="after decompression"):
         lock_stage(project)
 
 
 def test_a_compressed_listing_within_bounds_is_read(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, Hook]) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
     pieces = upstream.json_page("demo")
     hooks["/simple/demo/"] = reply(gzip.compress(pieces[:40]) + gzip.compress(pieces[40:]),
-                                   headers={"Content-Encoding": "gzip"})
+                                   headers=[("Content-Encoding", "gzip")])
     lock, _ = lock_stage(project)
     assert lock.primary("demo") is not None
 
@@ -504,7 +416,7 @@ def test_a_compressed_listing_within_bounds_is_read(
 def test_an_unasked_content_encoding_is_refused(upstream: LocalUpstream,
                                                 hooks: dict[str, Hook]) -> None:
     upstream.add("demo", "1.0.0")
-    hooks["/simple/demo/"] = reply(b"\x00" * 64, headers={"Content-Encoding": "br"})
+    hooks["/simple/demo/"] = reply(b"\x00" * 64, headers=[("Content-Encoding", "br")])
     with pytest.raises(UpstreamError, match="Content-Encoding 'br'"):
         Upstream(upstream.url, retries=0).project("demo")
 
@@ -568,10 +480,10 @@ def test_a_download_never_writes_past_the_pinned_size(
 ])
 def test_a_tampered_listing_cache_is_ignored(project: Settings, upstream: LocalUpstream,
                                              hooks: dict[str, Hook], cached: bytes) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add("demo", "1.0.0")
-    fresh = reply(upstream.json_page("demo"), headers={"ETag": '"e"'})
+    fresh = reply(upstream.json_page("demo"), headers=[("ETag", '"e"')])
 
     def conditional(h: BaseHTTPRequestHandler) -> None:  # 304 to whoever sends an ETag
         if h.headers.get("If-None-Match"):
@@ -594,7 +506,7 @@ def test_a_cached_listing_is_checked_like_a_fresh_one(
     cache.mkdir(parents=True)
     (cache / "x.json").write_text(json.dumps({
         "etag": '"v1"', "url": f"{upstream.url}x/", "type": JSON_TYPE,
-        "body": page("x", [entry(real, TRAVERSAL)]).decode()}))
+        "body": project_page("x", [entry(real, TRAVERSAL)]).decode()}))
     hooks["/simple/x/"] = reply(b"", status=304)
     listing = Upstream(upstream.url, cache_dir=cache).project("x")
     assert listing.files == () and listing.rejected
@@ -618,7 +530,7 @@ def hostile_sdist(directory: Path, name: str, version: str, pkg_info: str | None
 def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
         project: Settings, upstream: LocalUpstream, tmp_path: Path, pkg_info: str | None,
         message: str) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add_file("demo", hostile_sdist(tmp_path / "files", "demo", "1.0.0", pkg_info))
     with pytest.raises(LockError, match=message):
@@ -629,7 +541,7 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
 @pytest.mark.parametrize("content", [b"not an archive at all", gzip.compress(b"x" * 600)])
 def test_an_unreadable_sdist_is_one_clean_lock_error(
         project: Settings, upstream: LocalUpstream, tmp_path: Path, content: bytes) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     fake = tmp_path / "files" / "demo-1.0.0.tar.gz"
     fake.parent.mkdir(parents=True)
@@ -656,7 +568,7 @@ def test_fetch_checks_pkg_info_of_an_existing_lock(project: Settings, upstream: 
 
 def test_cli_lock_reports_a_mismatched_sdist_in_one_line(
         project: Settings, upstream: LocalUpstream, tmp_path: Path) -> None:
-    tool(upstream, project)
+    build_tool(upstream, project)
     factories.recipe(project.root, "demo")
     upstream.add_file("demo", hostile_sdist(
         tmp_path / "files", "demo", "1.0.0",

@@ -12,32 +12,18 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from factory.build import job as builder
-from factory.build.docker import ContainerRun
 from factory.build.env import Kit
-from factory.build.image import ImageRef, bootstrap_image
+from factory.build.image import ImageRef
 from factory.build.record import record_path_for
 from factory.config import Settings
 from factory.errors import BuildError
 from tests import factories
-from tests.builders_fixtures import build_backend, host_kit
+from tests.builders_fixtures import build_backend, spy_containers
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    root = tmp_path_factory.mktemp("image")
-    return bootstrap_image(factories.settings(root))
-
-
-@pytest.fixture(scope="session")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
-    return host_kit(tmp_path_factory.mktemp("kit"))
 
 
 @pytest.fixture
@@ -158,14 +144,7 @@ PROBE = """
 
 def test_a_build_cannot_write_outside_its_output_or_read_host_keys(
         settings: Settings, kit: Kit, image: ImageRef, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[ContainerRun] = []
-    real = builder.run_container
-
-    def spy(*args: Any, **kwargs: Any) -> ContainerRun:
-        seen.append(real(*args, **kwargs))
-        return seen[-1]
-
-    monkeypatch.setattr(builder, "run_container", spy)
+    seen = spy_containers(monkeypatch)
     monkeypatch.setenv("FACTORY_TOKEN", "secret-token-value")
     record = build_backend(settings, kit, image, "nosy", PROBE,
                     extra=f"\nKEYS = {str(settings.private_keys_dir)!r}\n")

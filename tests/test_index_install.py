@@ -20,7 +20,7 @@ import pytest
 from factory.config import load_settings
 from factory.index import Index
 from factory.index.serve import create_app
-from tests.index_fixtures import RequestLog, publish_wheel, running
+from tests.index_fixtures import RELEASES, RequestLog, publish_all, running
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -47,16 +47,8 @@ def _clean_env() -> dict[str, str]:
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RequestLog, dict]]:
     root = tmp_path_factory.mktemp("index")
     settings = load_settings(root=root)
-    published = {}
-    for name, version, requires in [
-        ("alpha", "1.0", []),
-        ("alpha", "1.1", []),
-        ("beta", "2.0", ["alpha>=1.0"]),
-        ("gamma", "0.1", ["beta==2.0"]),
-    ]:
-        published[(name, version)] = publish_wheel(
-            settings, root / "work", name, version, requires, ">=3.8"
-        )
+    published = publish_all(settings, root / "work", (*RELEASES, ("gamma", "0.1", ["beta==2.0"])),
+                            requires_python=">=3.8")
     Index.of(settings).yank("alpha", "1.1", "broken release")
     log = RequestLog(create_app(Index.of(settings)))
     with running(log) as url:

@@ -13,7 +13,7 @@ import pytest
 from bench import servers
 from factory.config import load_settings
 from factory.index import Index
-from tests.index_fixtures import publish_wheel
+from tests.index_fixtures import publish_all
 
 REPO = Path(__file__).resolve().parents[1]
 UV = REPO / ".venv" / "bin" / "uv"
@@ -31,13 +31,7 @@ pytestmark = [
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]]:
     root = tmp_path_factory.mktemp("nginx-index")
     settings = load_settings(root=root)
-    published = {}
-    for name, version, requires in [
-        ("alpha", "1.0", []),
-        ("alpha", "1.1", []),
-        ("beta", "2.0", ["alpha>=1.0"]),
-    ]:
-        published[name, version] = publish_wheel(settings, root / "w", name, version, requires)
+    published = publish_all(settings, root / "w")
     Index.of(settings).yank("alpha", "1.1", "broken")
     trusted = root / "trusted_root.json"
     trusted.write_text("{}")

@@ -19,6 +19,15 @@ def tool(upstream: LocalUpstream, settings: Settings, name: str = "setuptools",
     factories.recipe(settings.root, name, 'kind = "build-tool"\ntrack = "any"\n')
 
 
+def demo_locked(project: Settings, upstream: LocalUpstream) -> bytes:
+    """The tool and demo 1.0.0 approved and locked: recipes.lock's bytes."""
+    tool(upstream, project)
+    upstream.add("demo", "1.0.0")
+    factories.recipe(project.root, "demo")
+    lock_stage(project)
+    return project.lock_path.read_bytes()
+
+
 def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
         project: Settings, upstream: LocalUpstream) -> None:
     tool(upstream, project)
@@ -50,11 +59,7 @@ def test_lock_takes_newest_allowed_and_says_why_others_were_skipped(
 
 
 def test_lock_is_deterministic_and_stable(project: Settings, upstream: LocalUpstream) -> None:
-    tool(upstream, project)
-    upstream.add("demo", "1.0.0")
-    factories.recipe(project.root, "demo")
-    lock_stage(project)
-    first = project.lock_path.read_bytes()
+    first = demo_locked(project, upstream)
     _, changes = lock_stage(project)
     assert project.lock_path.read_bytes() == first
     assert changes == []
@@ -185,11 +190,7 @@ def test_upstream_down_is_a_clear_error(project: Settings, upstream: LocalUpstre
 
 
 def test_lock_file_survives_a_failed_update(project: Settings, upstream: LocalUpstream) -> None:
-    tool(upstream, project)
-    upstream.add("demo", "1.0.0")
-    factories.recipe(project.root, "demo")
-    lock_stage(project)
-    before = project.lock_path.read_bytes()
+    before = demo_locked(project, upstream)
     factories.recipe(project.root, "demo", 'versions = ">=9"\n')
     with pytest.raises(PolicyError):
         lock_stage(project, update=True)

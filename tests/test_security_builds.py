@@ -17,29 +17,27 @@ from pathlib import Path
 import pytest
 
 from factory.build.env import Kit
-from factory.build.image import ImageRef, bootstrap_image
+from factory.build.image import ImageRef
 from factory.config import Settings
 from factory.errors import BuildError
 from factory.index import Index
 from tests import factories
-from tests.builders_fixtures import build_backend, host_kit
+from tests.builders_fixtures import build_backend
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
-    return host_kit(tmp_path_factory.mktemp("kit"))
 
 
 def nothing_placed(settings: Settings) -> bool:
     wheels = settings.wheels_dir
     return not wheels.exists() or not [p for p in wheels.iterdir()]
+
+
+def failed_build(settings: Settings, kit: Kit, image: ImageRef, name: str, payload: str) -> str:
+    """The BuildError's message of building ``payload``, which must place no wheel."""
+    with pytest.raises(BuildError) as caught:
+        build_backend(settings, kit, image, name, payload)
+    assert nothing_placed(settings)
+    return caught.value.message
 
 
 def test_a_fork_bomb_hits_the_pids_limit_and_fails_with_that_reason(
@@ -55,10 +53,7 @@ def test_a_fork_bomb_hits_the_pids_limit_and_fails_with_that_reason(
                 os._exit(0)
             children += 1
     """
-    with pytest.raises(BuildError) as caught:
-        build_backend(settings, kit, image, "forkbomb", payload)
-    assert "limit of 64 processes" in caught.value.message
-    assert nothing_placed(settings)
+    assert "limit of 64 processes" in failed_build(settings, kit, image, "forkbomb", payload)
 
 
 def test_a_memory_blow_up_is_oom_killed_and_says_so(
@@ -69,10 +64,7 @@ def test_a_memory_blow_up_is_oom_killed_and_says_so(
         while True:  # touch every page, so the memory is really used
             hog.append(b"x" * (16 << 20))
     """
-    with pytest.raises(BuildError) as caught:
-        build_backend(settings, kit, image, "memhog", payload)
-    assert "out of memory (limit 128m)" in caught.value.message
-    assert nothing_placed(settings)
+    assert "out of memory (limit 128m)" in failed_build(settings, kit, image, "memhog", payload)
 
 
 def test_a_flood_of_output_is_killed_at_the_output_limit(
@@ -87,10 +79,7 @@ def test_a_flood_of_output_is_killed_at_the_output_limit(
             n += 1
             time.sleep(0.02)
     """
-    with pytest.raises(BuildError) as caught:
-        build_backend(settings, kit, image, "flood", payload)
-    assert "over the limit of 33554432" in caught.value.message
-    assert nothing_placed(settings)
+    assert "over the limit of 33554432" in failed_build(settings, kit, image, "flood", payload)
 
 
 def test_one_huge_file_is_stopped_by_the_kernel(
@@ -103,14 +92,12 @@ def test_one_huge_file_is_stopped_by_the_kernel(
             for _ in range(64):
                 f.write(b"\\0" * (1 << 20))
     """
-    with pytest.raises(BuildError) as caught:
-        build_backend(settings, kit, image, "hugefile", payload)
+    message = failed_build(settings, kit, image, "hugefile", payload)
     # The kernel refused the write at the limit (EFBIG); the watcher may also have seen
     # the total reach it first: either way the build failed with one of the two reasons.
-    assert "File too large" in caught.value.message or "over the limit" in caught.value.message
+    assert "File too large" in message or "over the limit" in message
     (log,) = settings.logs_dir.glob("hugefile-1.0-build-*.log")
     assert "File too large" in log.read_text()
-    assert nothing_placed(settings)
 
 
 HUNT = """

@@ -22,29 +22,19 @@ from factory.index import Index
 from factory.index.records import Layout
 from factory.index.serve import create_app
 from factory.index.validation import load_record, save_record
-from factory.publish import release
 from factory.verify import verify
 from tests import factories
 from tests.index_fixtures import running
-from tests.security_fixtures import stage_build
+from tests.security_fixtures import released_copy
 
 JSON = "application/vnd.pypi.simple.v1+json"
 ALPHA = "alpha-1.0.0-py3-none-any.whl"
 BETA = "beta-1.0.0-py3-none-any.whl"
 
 
-@pytest.fixture(scope="module")
-def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("released")
-    settings = factories.settings(base, project="project")
-    release(settings, [stage_build(settings, "alpha"), stage_build(settings, "beta")])
-    return base
-
-
 @pytest.fixture
 def index(released_base: Path, tmp_path: Path) -> Settings:
-    shutil.copytree(released_base, tmp_path / "copy", symlinks=True)
-    settings = factories.settings(tmp_path / "copy", project="project")
+    settings = released_copy(released_base, tmp_path)
     assert verify(settings, everything=True, check_advisories=False).ok  # intact to start
     return settings
 

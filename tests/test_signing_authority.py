@@ -260,21 +260,14 @@ def test_ca_refuses_tokens_it_did_not_issue(authority: Settings, tmp_path: Path)
     pem = csr.public_bytes(serialization.Encoding.PEM)
     body = {"certificateSigningRequest": base64.b64encode(pem).decode()}
     with serve(Authority(authority.authority_dir)) as url:
-        refused = requests.post(
-            f"{url}/api/v2/signingCert",
-            json=body,
-            headers={"Authorization": f"Bearer {rogue_token}"},
-            timeout=10,
-        )
-        assert refused.status_code == 401
+
+        def ask(token: str) -> requests.Response:
+            return requests.post(f"{url}/api/v2/signingCert", json=body,
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+        assert ask(rogue_token).status_code == 401
         token = Authority(authority.authority_dir).issue_token(IDENTITY, ISSUER)
-        issued = requests.post(
-            f"{url}/api/v2/signingCert",
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        assert issued.status_code == 201
+        assert ask(token).status_code == 201
 
 
 def test_log_refuses_entries_it_cannot_verify(signed: Signed) -> None:

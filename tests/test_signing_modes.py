@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from cryptography import x509
 from sigstore.models import Bundle, ClientTrustConfig
 
+from factory.config import Settings
 from factory.errors import ConfigError, SigningError, VerificationError
 from factory.sign import init_authority, open_signer, verify_artifact
 from factory.sign._authority import Authority, serve
@@ -25,6 +28,24 @@ def _file(tmp_path: Path) -> Path:
     return path
 
 
+def authority_at(base: Path) -> Settings:
+    """A project under ``base`` with its embedded authority initialised."""
+    settings = factories.settings(base, project="project")
+    init_authority(settings)
+    return settings
+
+
+@contextmanager
+def private_mode(tmp_path: Path, service: Authority) -> Iterator[Settings]:
+    """While ``service`` serves: a factory (in tmp_path/factory) in private mode, with
+    a trust config that names it."""
+    with serve(service) as url:
+        config = tmp_path / "org-trust-config.json"
+        config.write_text(json.dumps(client_trust_config(service.keys, url)))
+        yield factories.settings(tmp_path / "factory", project="project",
+                                 signing_mode="private", trust_config=str(config))
+
+
 def test_embedded_mode_needs_initialised_keys(tmp_path: Path) -> None:
     settings = factories.settings(tmp_path, project="project")
     with pytest.raises(SigningError, match="no signing authority") as caught, open_signer(settings):
@@ -32,9 +53,14 @@ def test_embedded_mode_needs_initialised_keys(tmp_path: Path) -> None:
     assert "factory keys init" in caught.value.hint
 
 
-def test_unknown_mode_is_a_config_error(tmp_path: Path) -> None:
-    settings = factories.settings(tmp_path, project="project", signing_mode="keyfile")
-    with pytest.raises(ConfigError, match="keyfile"), open_signer(settings):
+@pytest.mark.parametrize(("mode", "said"), [
+    ("keyfile", "keyfile"),  # an unknown mode
+    ("private", "trust config"),  # private mode without a trust config
+])
+def test_an_unknown_or_incomplete_mode_is_a_config_error(tmp_path: Path, mode: str,
+                                                         said: str) -> None:
+    settings = factories.settings(tmp_path, project="project", signing_mode=mode)
+    with pytest.raises(ConfigError, match=said), open_signer(settings):
         pass
 
 
@@ -42,15 +68,10 @@ def test_private_mode_signs_against_a_trust_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An organisation's private Sigstore, played by an authority in another state dir.
-    org = factories.settings(tmp_path / "org", project="project")
-    init_authority(org)
+    org = authority_at(tmp_path / "org")
     service = Authority(org.authority_dir)
     wheel = _file(tmp_path)
-    with serve(service) as url:
-        config = tmp_path / "org-trust-config.json"
-        config.write_text(json.dumps(client_trust_config(service.keys, url)))
-        settings = factories.settings(tmp_path / "factory", project="project",
-                                      signing_mode="private", trust_config=str(config))
+    with private_mode(tmp_path, service) as settings:
         monkeypatch.setenv("SIGSTORE_ID_TOKEN", service.issue_token(IDENTITY, ISSUER))
         with open_signer(settings) as signer:
             bundle = signer.sign_artifact(wheel)
@@ -59,8 +80,7 @@ def test_private_mode_signs_against_a_trust_config(
 
 
 def test_private_mode_without_token_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    org = factories.settings(tmp_path / "org", project="project")
-    init_authority(org)
+    org = authority_at(tmp_path / "org")
     monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
     settings = factories.settings(
         tmp_path / "factory",
@@ -72,30 +92,18 @@ def test_private_mode_without_token_fails(tmp_path: Path, monkeypatch: pytest.Mo
         signer.sign_artifact(_file(tmp_path))
 
 
-def test_private_mode_without_trust_config_is_a_config_error(tmp_path: Path) -> None:
-    settings = factories.settings(tmp_path, project="project", signing_mode="private")
-    with pytest.raises(ConfigError, match="trust config"), open_signer(settings):
-        pass
-
-
 def test_private_mode_with_foreign_token_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    org = factories.settings(tmp_path / "org", project="project")
-    rogue = factories.settings(tmp_path / "rogue", project="project")
-    init_authority(org)
-    init_authority(rogue)
+    org = authority_at(tmp_path / "org")
+    rogue = authority_at(tmp_path / "rogue")
     service = Authority(org.authority_dir)
     monkeypatch.setenv(
         "SIGSTORE_ID_TOKEN", Authority(rogue.authority_dir).issue_token(IDENTITY, ISSUER)
     )
-    with serve(service) as url:
-        config = tmp_path / "org-trust-config.json"
-        config.write_text(json.dumps(client_trust_config(service.keys, url)))
-        settings = factories.settings(tmp_path / "factory", project="project",
-                                      signing_mode="private", trust_config=str(config))
-        with open_signer(settings) as signer, pytest.raises(SigningError, match="401"):
-            signer.sign_artifact(_file(tmp_path))
+    with (private_mode(tmp_path, service) as settings, open_signer(settings) as signer,
+          pytest.raises(SigningError, match="401")):
+        signer.sign_artifact(_file(tmp_path))
 
 
 def test_bundle_without_signed_time_is_a_signing_failure(

@@ -16,7 +16,7 @@ from factory.lock import lock_stage
 from factory.watch import check_advisories, component_status
 from tests import factories
 from tests.index_fixtures import publish_wheel
-from tests.local_upstream import LocalUpstream
+from tests.local_upstream import LocalUpstream, build_tool
 
 
 def advisory(project: Settings, ident: str, name: str, introduced: str, fixed: str) -> None:
@@ -44,14 +44,20 @@ def test_advisory_yanks_affected_published_versions(project: Settings, tmp_path:
         ("yanked", "1.0", "advisory ADV-7")]
 
 
-def test_status_shows_what_waits_to_be_published(project: Settings, upstream: LocalUpstream,
-                                                  tmp_path: Path) -> None:
-    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+def alpha_published(project: Settings, upstream: LocalUpstream, tmp_path: Path,
+                    recipe: str) -> None:
+    """setuptools approved; alpha 1.0 (ten days old) approved by ``recipe``, locked and
+    published."""
+    build_tool(upstream, project)
     upstream.add("alpha", "1.0", age_days=10)
-    factories.recipe(project.root, "alpha", 'versions = "<2"\n')
+    factories.recipe(project.root, "alpha", recipe)
     lock_stage(project)
     publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+
+
+def test_status_shows_what_waits_to_be_published(project: Settings, upstream: LocalUpstream,
+                                                  tmp_path: Path) -> None:
+    alpha_published(project, upstream, tmp_path, 'versions = "<2"\n')
     upstream.add("alpha", "1.1", age_days=2)
     upstream.add("alpha", "2.0", age_days=1)
     rows = {r.name: r for r in component_status(project)}
@@ -101,12 +107,7 @@ def test_watch_cycle_puts_the_status_on_the_home_page(project: Settings, upstrea
                                                       tmp_path: Path) -> None:
     from factory.watch import watch_cycle
 
-    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
-    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
-    upstream.add("alpha", "1.0", age_days=10)
-    factories.recipe(project.root, "alpha", 'versions = "<2"\ntrack = "patch"\n')
-    lock_stage(project)
-    publish_wheel(project, tmp_path / "a", "alpha", "1.0")
+    alpha_published(project, upstream, tmp_path, 'versions = "<2"\ntrack = "patch"\n')
     upstream.add("alpha", "1.0.1", age_days=1)
     result = watch_cycle(project)
     assert result.rebuild == ["alpha"]  # the lock moved; the rebuild flow takes it from here

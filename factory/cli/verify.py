@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -82,23 +82,17 @@ def run(
     verbose: bool = False,
     console: Console | None = None,
     index_dir: Path | None = None,
-    trusted_root: Path | None = None,
-    owner_key: Path | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-    builder_ids: tuple[str, ...] = (),
-    advisories: str | None = None,
-    check_advisories: bool = True,
-    ignore: tuple[str, ...] = (),
-    workers: int | None = None,
+    **audit: Any,
 ) -> int:
     """What `factory verify` does: verify, print (table or JSON), write HTML; the exit code.
 
+    ``audit`` holds the keyword arguments of factory.verify.verify (the pinned trust,
+    the advisory source, the names to ignore, the workers).
     Raises TargetError (exit 2) for a usage error or an unusable target or index,
     TrustError when the pinned trust cannot be loaded.
     """
     # Imported here: every other command starts without the verifier's dependencies.
-    from factory.verify import TargetError, Trust, audit, exit_code, local_lock, open_index
+    from factory.verify import TargetError, exit_code, verify
     from factory.verify.render import print_report, report_json, write_html
 
     console = console or Console()
@@ -108,14 +102,9 @@ def run(
                           "--upstream NAME==VERSION")
     if rebuild or upstream:
         return _compare(settings, rebuild, upstream, json_output, console, index_dir)
-    index = open_index(settings, index_dir)
-    trust = Trust.load(settings, index.root, trusted_root=trusted_root, owner_key=owner_key,
-                       identity=identity, issuer=issuer, builder_ids=builder_ids)
-    source = (advisories or settings.advisories) if check_advisories else None
     with _progress(console, quiet=json_output) as on_result:
-        report = audit(index, trust, target, everything=everything, ignore=ignore,
-                       advisories=source, lock=local_lock(settings), workers=workers,
-                       on_result=on_result)
+        report = verify(settings, target, everything=everything, index_dir=index_dir,
+                        on_result=on_result, **audit)
     if html is not None:
         write_html(report, html)
     if json_output:
