@@ -16,6 +16,7 @@ provenance (a pip download of it then confirms it installs). Peers poll every
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -52,9 +53,9 @@ def _tool_sdists(ctx: Context) -> list[tuple[str, Path]]:
 def _project(ctx: Context, upstream_url: str) -> Path:
     root = ctx.work / "project"
     (root / "recipes").mkdir(parents=True)
-    for name in TOOLS:
-        (root / "recipes" / f"{name}.toml").write_text(
-            f'name = "{name}"\nversions = ">=0"\ntrack = "any"\nkind = "build-tool"\n')
+    for name in TOOLS:  # the project's own recipes, with their allowances (prebuilt files)
+        shutil.copyfile(ctx.settings.recipes_dir / f"{name}.toml",
+                        root / "recipes" / f"{name}.toml")
     (root / "recipes" / "demo.toml").write_text(
         'name = "demo"\nversions = ">=1,<2"\ntrack = "minor"\n')
     (ctx.work / "advisories").mkdir()
