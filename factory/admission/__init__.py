@@ -60,6 +60,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
@@ -78,12 +79,14 @@ from factory.admission.model import (
 )
 from factory.admission.prebuilt import SdistScan, prebuilt_files, scan_sdist, sdist_allowances
 from factory.admission.wheel import WheelContents, read_wheel, startup_hooks
-from factory.build.record import BuildRecord
 from factory.config import Settings
 from factory.errors import LockError, RecipeError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import Recipe, check_recipes
 from factory.upstream.cache import cache_path, is_cached, read_member, read_metadata
+
+if TYPE_CHECKING:  # the gate reads a build's record; the builds call the gate on sources
+    from factory.build.record import BuildRecord
 
 __all__ = ["Admission", "AdmissionError", "Allowance", "Approvals", "Limits", "admit",
            "admit_sdist"]
