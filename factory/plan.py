@@ -38,7 +38,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from factory._internal.atomic import write_json
-from factory.config import REPAIR_TOOL, Settings
+from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.recipes import load_recipes
@@ -128,7 +128,7 @@ class _Graph:
 
     def __init__(self, settings: Settings, lock: Lock, repair: bool = True) -> None:
         self.settings, self.lock = settings, lock
-        self.repair = repair and settings.build_repair == REPAIR_TOOL
+        self.repair = repair and repair_mode(settings.build_repair) == REPAIR_TOOL
         self.markers = marker_environment(settings)
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}

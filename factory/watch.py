@@ -12,7 +12,8 @@ serving), and the alarm is recorded and returned until an operator accepts it.
 
 What the cycle watches is also what `factory status` shows, one row per approved
 component (``component_status``): policy, upstream, lock, index, advisories,
-alarms and refusals; each cycle writes it to the index home page.
+alarms and refusals; each cycle writes it to the index home page. What it knows of
+one name is also what `factory why` explains (``why_knowledge``, ``ask_upstream``).
 
     result = watch_cycle(settings)
     result.rebuild       # the components whose pins moved: rebuild exactly these
@@ -24,18 +25,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from factory import ledger
 from factory.config import Settings
-from factory.errors import FactoryError, printable
+from factory.errors import FactoryError, UpstreamError, printable
 from factory.index import Index
+from factory.index.regen import read_catalog
 from factory.lock import Alarm, Change, Lock, LockedComponent, load_lock, lock_report
 from factory.lock.policy import parse_time
 from factory.recipes import load_recipes
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.client import Upstream
-from factory.upstream.listing import ProjectListing
+from factory.upstream.listing import ProjectListing, is_project_name
+from factory.why import Knowledge, Release, clip, version_order
 
 
 @dataclass
@@ -199,3 +203,45 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 alarm=_alarm(key, lock, listing, opened),
                 refused=_refused(key, refusals)))
     return rows
+
+
+# -- why: what the factory knows of a name, for `factory why` ------------------------
+def why_knowledge(settings: Settings, name: str) -> Knowledge:
+    """What the factory knows, offline: every recipe's status row (recipes, lock, index,
+    ledger refusals and alarms), the published catalog, the last build of ``name``
+    if it failed, and the releases of any project from its index record."""
+    index = Index.of(settings)
+    rows = [row.to_dict() for row in component_status(settings, offline=True)]
+    key = canonicalize_name(name) if is_project_name(name) else None
+    for row in rows:
+        if row["name"] == key:
+            last = ledger.builds(settings, key, limit=1)
+            if last and last[0]["outcome"] == "failed":
+                row["failed"] = f"{last[0]['version']}: {last[0]['error'] or 'no error recorded'}"
+
+    def releases(project: str) -> list[Release] | None:
+        record = index.record(project)
+        if record is None:
+            return None
+        by_version = {f.version: f for f in record.files}
+        return [Release(v, f.yanked, clip(f.yanked_reason) if f.yanked_reason else None,
+                        tuple(sorted({clip(a.get("id", "?"), 80) for a in f.advisories or ()})))
+                for v, f in sorted(by_version.items(), key=lambda item: version_order(item[0]))]
+
+    return Knowledge.from_rows(rows, read_catalog(index.layout).values(), releases)
+
+
+def ask_upstream(settings: Settings, name: str) -> str:
+    """What the upstream index says of ``name``, in one bounded request: "exists",
+    "unknown" (a 404, or no name an index can have), or "unreachable"."""
+    if not is_project_name(name):
+        return "unknown"
+    try:
+        with Upstream(settings.upstream, retries=0, timeout=min(settings.http_timeout, 10.0),
+                      deadline=20.0, max_listing_bytes=16 << 20) as upstream:
+            upstream.project(name)
+    except UpstreamError as exc:
+        return "unknown" if " does not know " in exc.message else "unreachable"
+    except FactoryError:  # the listing is there but refused (too large, an odd host...)
+        return "exists"
+    return "exists"

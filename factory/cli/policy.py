@@ -182,3 +182,29 @@ def status(
             plain(f"REFUSED {r.name} {r.refused}")
 
 
+@app.command()
+def why(
+    requirement: Annotated[str, typer.Argument(
+        metavar="NAME[==VERSION]", help="A project name, optionally with one version.")],
+    offline: Annotated[bool, typer.Option(
+        help="Do not ask upstream whether the name exists there.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why NAME (==VERSION) is or is not installable from the index, and what instead:
+    the answer `factory serve` gives in its 404. Exit 0 when served, 1 otherwise."""
+    from factory.watch import ask_upstream, why_knowledge
+    from factory.why import DID_YOU_MEAN, NOT_APPROVED, answer, parse_request, with_upstream
+
+    try:
+        name, version = parse_request(requirement)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="NAME[==VERSION]") from None
+    found = answer(why_knowledge(settings(), name), name, version)
+    if not offline and found.verdict in (NOT_APPROVED, DID_YOU_MEAN):
+        found = with_upstream(found, ask_upstream(settings(), name))
+    if as_json:
+        emit_json(found.to_dict())
+    else:  # the name as asked and reasons from disk: printed plain, controls escaped
+        plain(found.message(), _app.out)
+    if not found.installable:
+        raise typer.Exit(1)

@@ -15,11 +15,12 @@ a repeat request costs one stat: no read, no hash, no hop to a thread.
 
 Requests are screened before routing (``protocol``). It also adds what a plain
 web server cannot: content negotiation by q-value (PEP 691), redirects to
-normalized names, a 404 for any unknown project (never a fallback to a public
-index) and the Integrity API (PEP 740).
+normalized names, a 404 for any unknown project that says why and what instead
+(never a redirect or a fallback to a public index) and the Integrity API (PEP 740).
 
 Modules: ``app`` (the handlers), ``files`` (reading the tree and the caches),
-``protocol`` (screening, negotiation, the plain answers).
+``protocol`` (screening, negotiation, the plain answers), ``explain`` (the 404 of
+a name the index does not serve).
 """
 
 from __future__ import annotations

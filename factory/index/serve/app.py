@@ -38,6 +38,7 @@ from factory.index.records import (
     normalize,
 )
 from factory.index.regen import STATUS_FILE
+from factory.index.serve.explain import Explainer
 from factory.index.serve.files import (
     PinnedFile,
     Refused,
@@ -73,7 +74,6 @@ FILE_CACHE = "public, max-age=31536000, immutable"
 SMALL_FILE = 256 * 1024  # sent from memory; larger files stream (with Range support)
 VERIFIED_BYTES_BUDGET = 64 * 1024 * 1024  # small files kept in memory once verified
 MAX_RECORD = 64 * 1024 * 1024  # a record, the catalog, the status or the trust manifest
-SHOWN = 300  # characters of a client-supplied name echoed in a log line or an answer
 _RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError)
 
 
@@ -118,6 +118,7 @@ class IndexApp:
         self._watched = StatCache()
         self._digests = StatCache()
         self._bytes = VerifiedBytes(VERIFIED_BYTES_BUDGET)
+        self.explain = Explainer(self._data, DamagedRecord)  # the 404 of an unknown name
 
     # -- records ---------------------------------------------------------------
     def record(self, project: str) -> ProjectRecord | None:
@@ -263,12 +264,13 @@ class IndexApp:
 
     def _named(self, request: Request, area: str) -> _Loaded | Response:
         """The record of the project the path names, or the answer when it names none
-        (404) or not by its normalized name (a redirect to /<area>/<normalized>/)."""
+        (404, saying why: factory.why) or not by its normalized name (a redirect to
+        /<area>/<normalized>/). Never a redirect elsewhere, never a fallback."""
         name = request.path_params["project"]
         project = _project(name)
         loaded = self._loaded(project) if project else None
         if project is None or loaded is None:
-            return _unknown(name)
+            return self.explain.not_served(request, name)
         if name != project:
             return redirect(request, f"/{area}/{project}/")
         return loaded
@@ -450,15 +452,6 @@ def _listing(served: dict[str, StoredFile], rel: str) -> Response:
         return not_found()
     return Response(json.dumps({"files": [p[len(rel) + 1 :] for p in inside]}),
                     media_type="application/json")
-
-
-def _unknown(name: str) -> Response:
-    # Never redirect or fall back to a public index: that is dependency confusion.
-    shown = normalize(name[:SHOWN])
-    log.warning("unknown project requested: %r (normalized %r) -> 404", name[:SHOWN], shown)
-    return PlainTextResponse(
-        f"{shown} is not an approved component of this index\n", status_code=404
-    )
 
 
 def _project(name: str) -> str | None:

@@ -1,0 +1,113 @@
+"""The 404 of a name the index does not serve, explained (``factory.why``).
+
+The answer says which case it is (not approved; close to an approved name; approved
+but not published, and why) in JSON for a client that accepts JSON (pip and uv ask
+for the Simple API's JSON first), else in one short line of text. It is made only
+from what the index publishes anyway (records/_catalog.json, records/_status.json),
+derived once per change of either (their stat keys) and matched in bounded time
+(the last 4,096 answers are kept with them); never a redirect, never a fallback
+to another index.
+
+    explainer = Explainer(handlers._data, DamagedRecord)
+    explainer.not_served(request, "reqests")   # 404: "... did you mean: requests"
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from functools import lru_cache, partial
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from factory.index.regen import STATUS_FILE
+from factory.index.serve.files import StatCache, StatKey
+from factory.index.validation import catalog_rows, status_rows
+from factory.why import MAX_NAME, NOT_PUBLISHED, SERVED, Answer, Knowledge, answer
+
+log = logging.getLogger("factory.index.serve")
+
+SHOWN = 300  # characters of a client-supplied name echoed in the log line
+ANSWERS = 4096  # answers kept per version of the records (the same typo is asked again)
+_JSON_TYPES = frozenset({"application/vnd.pypi.simple.v1+json",
+                         "application/vnd.pypi.simple.latest+json", "application/json"})
+_HEADERS = {"Vary": "Accept", "Cache-Control": "no-cache"}
+Data = Callable[[str, Callable[[Any], Any]], tuple[StatKey, Any] | None]
+
+
+def wants_json(request: Request) -> bool:
+    """Does the client accept JSON (any JSON type the index speaks, q > 0)?"""
+    override = request.query_params.get("format")
+    accept = override.replace(" ", "+") if override else request.headers.get("accept", "")
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() in _JSON_TYPES and all(_quality(p) > 0 for p in params):
+            return True
+    return False
+
+
+def _quality(param: str) -> float:
+    if not param.startswith("q="):
+        return 1.0
+    try:
+        return float(param[2:])
+    except ValueError:
+        return 0.0
+
+
+class Explainer:
+    """Answers for the names the index does not serve, from the published catalog and
+    status (``data`` reads a records/ file once per change, raising DamagedRecord)."""
+
+    def __init__(self, data: Data, damaged: type[Exception]) -> None:
+        self._data, self._damaged = data, damaged
+        self._cache = StatCache()
+
+    def knowledge(self) -> Knowledge:
+        """The approved and published names, indexed once per change of the records."""
+        return self._current()[0]
+
+    def answer(self, name: str) -> Answer:
+        """``factory.why.answer`` for ``name``; the last answers are kept (bounded, and
+        dropped with the records they came from)."""
+        knowledge, cached = self._current()
+        return cached(name) if len(name) <= MAX_NAME else answer(knowledge, name)
+
+    def _current(self) -> tuple[Knowledge, Callable[[str], Answer]]:
+        try:
+            catalog = self._data("_catalog.json", catalog_rows)
+            status = self._data(STATUS_FILE, status_rows)
+        except self._damaged:  # logged where it was read; the 404 still answers
+            catalog = status = None
+        key = (catalog[0] if catalog else None, status[0] if status else None)
+        found = self._cache.get("knowledge", key)
+        if found is None:
+            knowledge = Knowledge.from_rows(status[1] if status else (),
+                                            catalog[1] if catalog else ())
+            found = (knowledge, lru_cache(maxsize=ANSWERS)(partial(answer, knowledge)))
+            self._cache.put("knowledge", key, found)
+        return found  # type: ignore[no-any-return]
+
+    def not_served(self, request: Request, name: str) -> Response:
+        """The 404 for ``name``: which case it is, and what to use instead."""
+        found = self.answer(name)
+        if found.verdict == SERVED:  # in the catalog, but its record is gone
+            found = replace(found, verdict=NOT_PUBLISHED,
+                            reason="approved, but not published on this server now")
+        log.warning("unknown project requested: %r -> 404 %s%s", name[:SHOWN], found.verdict,
+                    f": did you mean {', '.join(found.suggestions)}" if found.suggestions else "")
+        if wants_json(request):
+            return Response(found.to_json(), status_code=404, media_type="application/json",
+                            headers=_HEADERS)
+        return PlainTextResponse(text(found), status_code=404, headers=_HEADERS)
+
+
+def text(found: Answer) -> str:
+    """One or two short lines: what the name is, and the way to get it approved."""
+    line = found.message() + "\n"
+    if found.verdict in ("not-approved", "did-you-mean"):
+        line += "to use another component, ask the platform team to approve it\n"
+    return line
