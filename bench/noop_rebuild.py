@@ -33,12 +33,12 @@ print(json.dumps({"seconds": elapsed, "summary": summary}))
 _LIBRARY = """
 import json, time
 from factory.config import load_settings
-from factory import pipeline
+from factory import fetch
 from factory.build.executor import run_plan
 from factory.plan import make_plan
 from factory.publish import release
 t = time.perf_counter()
-s = load_settings(); pipeline.fetch_stage(s); out = run_plan(s, make_plan(s))
+s = load_settings(); fetch.fetch_stage(s); out = run_plan(s, make_plan(s))
 published = release(s, out.records)
 print(json.dumps({"seconds": time.perf_counter() - t,
                   "summary": {"records": len(out.records), "published": len(published)}}))

@@ -171,3 +171,33 @@ def test_sidecar_is_byte_identical_to_the_statement_predicate(tmp_path: Path) ->
 def test_sbom_statement_subject_follows_the_file(tmp_path: Path) -> None:
     wheel, sbom = _sbom(tmp_path)
     assert sbom_statement(wheel, sbom)["subject"][0]["digest"]["sha256"] == sha256_file(wheel)
+
+
+DEFERRED = """
+import sys, json
+from pathlib import Path
+import factory.cli.verify, factory.verify, factory.verify.checks, factory.attest.sbom
+from factory.verify.sbom import schema_error
+sbom = json.loads(Path(sys.argv[1]).read_text())
+assert schema_error(sbom) is None
+module = sys.modules.get("rfc3987_syntax")
+print("real" if module is not None and not getattr(module, "_factory_stand_in", False)
+      else "deferred")
+"""
+
+
+def test_verifying_an_ascii_sbom_never_loads_the_costly_iri_parser(tmp_path: Path) -> None:
+    """rfc3987-syntax builds an Earley parser at import (seconds per `factory verify`):
+    verify must keep it a stand-in until a non-ASCII IRI needs it, whatever the import
+    order (an import sorter once moved the deferral after the imports it guards)."""
+    import subprocess
+    import sys
+
+    _, sbom = _sbom(tmp_path, requires=REQUIRES, libs=(LIB,))
+    path = tmp_path / "sbom.json"
+    path.write_text(json.dumps(sbom))
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", DEFERRED, str(path)], cwd=root,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "deferred"

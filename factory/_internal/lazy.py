@@ -9,7 +9,8 @@ module builds an Earley parser at import: 1.6 s, paid by every `factory`
 process that validates an SBOM even when no IRI needs it (ASCII IRIs are
 checked with the RFC 3986 grammar, see factory/verify/sbom.py). This
 puts a stand-in module in its place whose ``is_valid_syntax`` imports the real
-module on its first call. Call ``defer_rfc3987()`` before importing jsonschema.
+module on its first call. Call ``defer_rfc3987()`` before importing jsonschema, in the
+function that needs it: a call between module-level imports is moved by import sorters.
 """
 
 from __future__ import annotations

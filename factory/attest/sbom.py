@@ -21,8 +21,6 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from factory._internal.lazy import defer_rfc3987
-
 from cyclonedx.contrib.license.factories import LicenseFactory
 from cyclonedx.contrib.this.builders import this_component
 from cyclonedx.model import HashAlgorithm, HashType, Property
@@ -31,13 +29,13 @@ from cyclonedx.model.component import Component, ComponentScope, ComponentType
 from cyclonedx.model.license import License, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 from packaging.metadata import RawMetadata, parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from factory import __version__
+from factory._internal.lazy import defer_rfc3987
 from factory._internal.atomic import canonical_json, sha256_file, write_bytes
 from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, split_digest
 from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
@@ -45,9 +43,9 @@ from factory.build.record import BuildRecord
 from factory.errors import BuildError, VerificationError
 from factory.index.records import Sidecars
 
-defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
-
 if TYPE_CHECKING:
+    from cyclonedx.validation.json import JsonStrictValidator
+
     from factory.admission.model import Allowance
 
 PROP = "artifact-factory"  # our namespace for CycloneDX property names
@@ -266,6 +264,11 @@ def formulation(record: BuildRecord, root_ref: str,
 
 @functools.cache
 def _validator() -> JsonStrictValidator:
+    # jsonschema is imported here, never at module level, so that the stand-in for
+    # its costly rfc3987 import is always in place first (see factory/_internal/lazy.py).
+    defer_rfc3987()
+    from cyclonedx.validation.json import JsonStrictValidator
+
     return JsonStrictValidator(SchemaVersion.V1_6)  # compiles the schema once
 
 

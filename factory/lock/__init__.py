@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from factory import ledger
 from factory.config import Settings
 from factory.errors import AlarmError, LockError
 from factory.lock.model import (
@@ -60,6 +59,8 @@ def lock_report(settings: Settings, update: bool | set[str] = False,
                 accept: Iterable[str] = ()) -> Resolution:
     """``lock_stage`` without raising for alarms: they are recorded in the ledger
     (``alarm``; ``alarm-accepted`` for those ``accept`` accepts) and returned."""
+    from factory import ledger  # here: sqlalchemy is costly for readers of the lock
+
     recipes = load_recipes(settings)
     previous = load_lock(settings) if settings.lock_path.is_file() else None
     accept = set(accept)
@@ -107,6 +108,8 @@ def _alarm_of(exc: AlarmError) -> Alarm:
 def _record_alarms(settings: Settings, alarms: list[Alarm],
                    opened: dict[tuple[str, str | None], dict[str, object]] | None = None) -> None:
     """Record each alarm once: one still open with the same reason is not repeated."""
+    from factory import ledger  # here: sqlalchemy is costly for readers of the lock
+
     opened = ledger.open_alarms(settings) if opened is None else opened
     for alarm in alarms:
         row = opened.get((alarm.name, alarm.version or None))

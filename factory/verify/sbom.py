@@ -15,17 +15,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from factory._internal.lazy import defer_rfc3987
+from typing import TYPE_CHECKING
 
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-from jsonschema import FormatChecker
-from jsonschema.validators import Draft7Validator
 from rfc3986_validator import validate_rfc3986
 
+from factory._internal.lazy import defer_rfc3987
 
-
-defer_rfc3987()  # before jsonschema loads: see factory/_deferred.py
+if TYPE_CHECKING:
+    from jsonschema import FormatChecker
 
 
 
@@ -39,6 +36,9 @@ def _is_iri(value: str, rule: str) -> bool:
 
 
 def _format_checker() -> FormatChecker:
+    from jsonschema import FormatChecker
+    from jsonschema.validators import Draft7Validator
+
     checker = FormatChecker(formats=())
     checker.checkers = dict(Draft7Validator.FORMAT_CHECKER.checkers)
 
@@ -55,6 +55,12 @@ def _format_checker() -> FormatChecker:
 
 @functools.cache
 def _validator() -> Any:
+    # jsonschema is imported here, never at module level, so that the stand-in is
+    # always in place first (an import sorter cannot move a call between imports).
+    defer_rfc3987()
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
     base = JsonStrictValidator(SchemaVersion.V1_6)._validator  # schema + registry, built once
     return base.evolve(format_checker=_format_checker())
 
