@@ -35,6 +35,9 @@ _HOMOGLYPHS = str.maketrans({
 _SEPARATORS = re.compile(r"[-_.]+")
 _LOOKALIKES = (("rn", "m"), ("vv", "w"), ("0", "o"), ("1", "l"), ("i", "l"))
 _OTHER = "?"  # stands for any character no project name has: it matches nothing
+# A name NFKC makes longer than this is no spelling of an approved name (at most 200
+# characters; separators and rn/m, vv/w at most quadruple one): it is not matched.
+LONGEST = 800
 _BITS = {c: 1 << i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz0123456789-")}
 _OTHER_BIT = 1 << len(_BITS)
 
@@ -43,7 +46,10 @@ def fold(name: str) -> str:
     """``name`` as the approved name it would be read as: NFKC, case folded, homoglyphs
     and accents made Latin, separators normalized (PEP 503); any other character
     becomes "?", which matches nothing."""
-    text = unicodedata.normalize("NFKC", name).casefold().translate(_HOMOGLYPHS)
+    text = unicodedata.normalize("NFKC", name)
+    if len(text) > LONGEST:  # a few characters can expand to 18 each (U+FDFA)
+        return _OTHER
+    text = text.casefold().translate(_HOMOGLYPHS)
     text = "".join(c for c in unicodedata.normalize("NFKD", text)
                    if not unicodedata.combining(c))
     text = _SEPARATORS.sub("-", text)
@@ -138,6 +144,8 @@ class Matcher:
     def suggest(self, key: str, limit: int = MAX_SUGGESTIONS) -> list[Suggestion]:
         """Approved names ``key`` (a ``fold``-ed name) may have meant, best first."""
         found: dict[str, Suggestion] = {}
+        if key.count(_OTHER) > threshold(len(key)):
+            return []  # each "?" is an edit no approved name spares: none is close enough
         if key in self.names:
             found[key] = Suggestion(key, 0, "confusable characters")
         for name in self._skeletons.get(skeleton(key), ()):
@@ -153,7 +161,7 @@ class Matcher:
         bound = threshold(len(key))
         if bound == 0:
             return
-        wanted, pattern = _mask(key), Pattern(key)
+        wanted, pattern = _mask(key), None
         for length in range(len(key) - bound, len(key) + bound + 1):
             limit = min(bound, threshold(length))
             # Each edit adds at most one character to what either name lacks of the
@@ -163,6 +171,7 @@ class Matcher:
             for name, mask in near:
                 if (wanted & ~mask).bit_count() > limit or (mask & ~wanted).bit_count() > limit:
                     continue
+                pattern = pattern or Pattern(key)  # built only when a name is left
                 dist = pattern.distance(name)
                 if dist <= limit:
                     yield name, dist

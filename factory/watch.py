@@ -32,7 +32,7 @@ from factory import ledger
 from factory.config import Settings
 from factory.errors import FactoryError, UpstreamError, printable
 from factory.index import Index
-from factory.index.regen import read_catalog
+from factory.index.validation import load_catalog
 from factory.lock import Alarm, Change, Lock, LockedComponent, load_lock, lock_report
 from factory.lock.policy import parse_time
 from factory.recipes import load_recipes
@@ -228,7 +228,7 @@ def why_knowledge(settings: Settings, name: str) -> Knowledge:
                         tuple(sorted({clip(a.get("id", "?"), 80) for a in f.advisories or ()})))
                 for v, f in sorted(by_version.items(), key=lambda item: version_order(item[0]))]
 
-    return Knowledge.from_rows(rows, read_catalog(index.layout).values(), releases)
+    return Knowledge.from_rows(rows, load_catalog(index.layout), releases)
 
 
 def ask_upstream(settings: Settings, name: str) -> str:

@@ -44,13 +44,26 @@ MAX_NAME = 200  # longer is no project name: answered without matching
 SHOWN = 200  # characters of the asked name an answer quotes
 MAX_TEXT = 300  # characters of a reason (from disk) an answer quotes
 MAX_VERSION = 64
+_USABLE = ("active", "archived", "deprecated")  # PEP 792 statuses whose files are served
 _VALID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 def clip(text: object, limit: int = MAX_TEXT) -> str:
-    """``text`` made printable on one line and cut at ``limit`` characters."""
+    """``text`` made printable on one line and cut at ``limit`` characters of what is
+    shown: escapes count (200 format characters are not 1,200 characters shown), and
+    one is never cut in half; "…" marks a cut."""
     text = str(text)
-    return printable(text[:limit], keep="") + ("…" if len(text) > limit else "")
+    if len(text) <= limit and text.isprintable():
+        return text
+    shown: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else printable(char, keep="")
+        if size + len(piece) > limit:
+            return "".join(shown) + "…"
+        shown.append(piece)
+        size += len(piece)
+    return "".join(shown)
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,9 @@ class Knowledge:
     def __init__(self, components: Iterable[Component],
                  releases: Callable[[str], list[Release] | None] | None = None) -> None:
         self.components = {c.name: c for c in components}
-        self.matcher = Matcher(self.components)
+        # Only what may be used is ever offered instead: an approved component, never one
+        # published but no longer approved, nor one quarantined (or of a status unknown).
+        self.matcher = Matcher(c.name for c in self.components.values() if _offered(c))
         self.releases = releases or (lambda _name: None)
 
     @classmethod
@@ -121,6 +136,11 @@ class Knowledge:
             found[name] = replace(known, published=_text(row, "latest"), status=clip(status_, 20),
                                   status_reason=_text(row, "status_reason"))
         return cls(found.values(), releases)
+
+
+def _offered(component: Component) -> bool:
+    """May ``component`` be named as what to use instead?"""
+    return component.approved and component.status in _USABLE
 
 
 def _is_key(name: str) -> bool:
@@ -175,12 +195,12 @@ def parse_request(text: str) -> tuple[str, str | None]:
     if not name or (sep and not version):
         raise ValueError(f"{clip(text, 80)!r} is not NAME or NAME==VERSION")
     if sep:
+        if len(version) > MAX_VERSION:  # before parsing: no work grows with the input
+            raise ValueError("the version is longer than 64 characters")
         try:
             Version(version)
         except InvalidVersion:
             raise ValueError(f"{clip(version, 80)!r} is not a version") from None
-        if len(version) > MAX_VERSION:
-            raise ValueError("the version is longer than 64 characters")
     return name, version or None
 
 
@@ -259,15 +279,17 @@ def _version(component: Component, releases: list[Release], shown: str, version:
              newest: str) -> Answer:
     name = component.name
     release = next((r for r in releases if _same(r.version, version)), None)
+    # A version to use instead only of an approved project, and never the one asked.
+    instead = newest if component.approved and not _same(newest, version) else None
     if release is not None and not release.yanked:
         return Answer(SERVED, shown, f"served{_advised(release)}", name, version,
                       advisories=release.advisories)
     if release is not None:
         why = f"yanked: {release.yanked_reason or 'no reason given'}"
-        return Answer(VERSION_BLOCKED, shown, why, name, version, instead=newest,
+        return Answer(VERSION_BLOCKED, shown, why, name, version, instead=instead,
                       advisories=release.advisories)
     return Answer(VERSION_BLOCKED, shown, _unbuilt(component, version), name, version,
-                  instead=newest)
+                  instead=instead)
 
 
 def _advised(release: Release) -> str:
@@ -276,6 +298,8 @@ def _advised(release: Release) -> str:
 
 def _unbuilt(component: Component, version: str) -> str:
     """Why a version of a served project is not served."""
+    if not component.approved:
+        return "not served: the project is no longer approved"
     if component.allowed and not _allows(component.allowed, version):
         return f"not in the approved range {component.allowed}"
     for what, text in (("refused by the admission gate", component.refused),

@@ -197,8 +197,9 @@ def why(
 
     try:
         name, version = parse_request(requirement)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="NAME[==VERSION]") from None
+    except ValueError as exc:  # one plain line (Rich's usage box would quote it in a frame)
+        plain(f"error: NAME[==VERSION]: {exc}")
+        raise typer.Exit(2) from None
     found = answer(why_knowledge(settings(), name), name, version)
     if not offline and found.verdict in (NOT_APPROVED, DID_YOU_MEAN):
         found = with_upstream(found, ask_upstream(settings(), name))

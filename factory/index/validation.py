@@ -71,6 +71,20 @@ def load_record(layout: Layout, project: str) -> ProjectRecord | None:
     return validate_record(data, project)
 
 
+def load_catalog(layout: Layout) -> list[dict[str, Any]]:
+    """The published catalog's rows (records/_catalog.json), read like a record: a
+    regular file, never through a link, bounded, checked row by row; [] when nothing
+    is published yet. Raises IndexCorruptError naming the file."""
+    rel = "records/_catalog.json"
+    data = _read_record(layout.catalog, rel)
+    if data is _MISSING:
+        return []
+    try:
+        return catalog_rows(data)
+    except Invalid as exc:
+        raise IndexCorruptError(f"{rel}: {exc}") from None
+
+
 def validate_record(data: Any, project: str) -> ProjectRecord:
     """``data`` (parsed JSON) as the record of ``project``, or IndexCorruptError."""
     try:

@@ -26,7 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from factory.index.regen import STATUS_FILE
 from factory.index.serve.files import StatCache, StatKey
 from factory.index.validation import catalog_rows, status_rows
-from factory.why import MAX_NAME, NOT_PUBLISHED, SERVED, Answer, Knowledge, answer
+from factory.why import NOT_APPROVED, NOT_PUBLISHED, SERVED, Answer, Knowledge, answer, plausible
 
 log = logging.getLogger("factory.index.serve")
 
@@ -34,7 +34,8 @@ SHOWN = 300  # characters of a client-supplied name echoed in the log line
 ANSWERS = 4096  # answers kept per version of the records (the same typo is asked again)
 _JSON_TYPES = frozenset({"application/vnd.pypi.simple.v1+json",
                          "application/vnd.pypi.simple.latest+json", "application/json"})
-_HEADERS = {"Vary": "Accept", "Cache-Control": "no-cache"}
+# The body quotes the name asked: never to be sniffed as HTML by a browser showing it.
+_HEADERS = {"Vary": "Accept", "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 Data = Callable[[str, Callable[[Any], Any]], tuple[StatKey, Any] | None]
 
 
@@ -74,7 +75,13 @@ class Explainer:
         """``factory.why.answer`` for ``name``; the last answers are kept (bounded, and
         dropped with the records they came from)."""
         knowledge, cached = self._current()
-        return cached(name) if len(name) <= MAX_NAME else answer(knowledge, name)
+        # Only names that reach the matching are kept: any other is answered at once,
+        # and could only fill the cache with the longest escaped text.
+        return cached(name) if plausible(name) else answer(knowledge, name)
+
+    def _approved(self, project: str) -> bool:
+        component = self.knowledge().components.get(project)
+        return component is not None and component.approved
 
     def _current(self) -> tuple[Knowledge, Callable[[str], Answer]]:
         try:
@@ -95,8 +102,10 @@ class Explainer:
         """The 404 for ``name``: which case it is, and what to use instead."""
         found = self.answer(name)
         if found.verdict == SERVED:  # in the catalog, but its record is gone
-            found = replace(found, verdict=NOT_PUBLISHED,
-                            reason="approved, but not published on this server now")
+            approved = found.project is not None and self._approved(found.project)
+            found = replace(found, verdict=NOT_PUBLISHED if approved else NOT_APPROVED,
+                            reason="approved, but not published on this server now"
+                            if approved else "not an approved component of this index")
         log.warning("unknown project requested: %r -> 404 %s%s", name[:SHOWN], found.verdict,
                     f": did you mean {', '.join(found.suggestions)}" if found.suggestions else "")
         if wants_json(request):
