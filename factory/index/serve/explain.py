@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from factory.index.regen import STATUS_FILE
 from factory.index.serve.files import StatCache, StatKey
+from factory.index.serve.protocol import accept_of, media_ranges
 from factory.index.validation import catalog_rows, status_rows
 from factory.why import NOT_APPROVED, NOT_PUBLISHED, SERVED, Answer, Knowledge, answer, plausible
 
@@ -41,22 +42,8 @@ Data = Callable[[str, Callable[[Any], Any]], tuple[StatKey, Any] | None]
 
 def wants_json(request: Request) -> bool:
     """Does the client accept JSON (any JSON type the index speaks, q > 0)?"""
-    override = request.query_params.get("format")
-    accept = override.replace(" ", "+") if override else request.headers.get("accept", "")
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        if media.lower() in _JSON_TYPES and all(_quality(p) > 0 for p in params):
-            return True
-    return False
-
-
-def _quality(param: str) -> float:
-    if not param.startswith("q="):
-        return 1.0
-    try:
-        return float(param[2:])
-    except ValueError:
-        return 0.0
+    return any(media in _JSON_TYPES and all(q > 0 for q in qualities)
+               for media, qualities in media_ranges(accept_of(request)))
 
 
 class Explainer:

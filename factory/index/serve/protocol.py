@@ -72,33 +72,47 @@ def content_type(name: str) -> str:
     return "application/octet-stream"
 
 
+def media_ranges(accept: str) -> list[tuple[str, tuple[float, ...]]]:
+    """Each media range of an Accept value, lower-cased, with the values of its q
+    parameters in order (an unreadable one is 0)."""
+    ranges = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        ranges.append((media.lower(), tuple(_quality(p[2:]) for p in params
+                                            if p.startswith("q="))))
+    return ranges
+
+
+def _quality(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
+
+
 def negotiate(accept: str | None) -> str | None:
     """The Simple API serialization to answer with, or None (406)."""
     if not accept or not accept.strip():
         return "text/html"
-    choices = []
-    for position, part in enumerate(accept.split(",")):
-        media, *params = (p.strip() for p in part.split(";"))
-        quality = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    quality = float(param[2:])
-                except ValueError:
-                    quality = 0.0
-        choices.append((quality, -position, media.lower()))
+    choices = [(qualities[-1] if qualities else 1.0, -position, media)
+               for position, (media, qualities) in enumerate(media_ranges(accept))]
     for quality, _, media in sorted(choices, reverse=True):
         if quality > 0 and media in _ACCEPTED:
             return _ACCEPTED[media]
     return None
 
 
-def requested_kind(request: Request) -> str | None:
-    """The serialization the request asks for (``?format=`` first, then Accept)."""
+def accept_of(request: Request) -> str:
+    """What the request accepts: ``?format=`` first, then its Accept header."""
     override = request.query_params.get("format")
     if override:  # an unescaped "+" in a typed URL arrives as a space
-        override = override.replace(" ", "+")
-    return negotiate(override if override else request.headers.get("accept"))
+        return override.replace(" ", "+")
+    return request.headers.get("accept", "")
+
+
+def requested_kind(request: Request) -> str | None:
+    """The serialization the request asks for (``?format=`` first, then Accept)."""
+    return negotiate(accept_of(request))
 
 
 class Screen:
