@@ -17,7 +17,6 @@ without any fuzzy matching.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -29,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 
 from factory.errors import printable
 from factory.similar import Matcher, Suggestion, fold
+from factory.upstream.listing import is_project_name
 
 SERVED = "served"
 NOT_APPROVED = "not-approved"
@@ -45,7 +45,6 @@ SHOWN = 200  # characters of the asked name an answer quotes
 MAX_TEXT = 300  # characters of a reason (from disk) an answer quotes
 MAX_VERSION = 64
 _USABLE = ("active", "archived", "deprecated")  # PEP 792 statuses whose files are served
-_VALID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 def clip(text: object, limit: int = MAX_TEXT) -> str:
@@ -144,7 +143,7 @@ def _offered(component: Component) -> bool:
 
 
 def _is_key(name: str) -> bool:
-    return (len(name) <= MAX_NAME and bool(_VALID.fullmatch(name))
+    return (len(name) <= MAX_NAME and is_project_name(name)
             and canonicalize_name(name) == name)
 
 
@@ -220,7 +219,7 @@ def answer(knowledge: Knowledge, name: str, version: str | None = None) -> Answe
                else "not a project name")
         return Answer(NOT_APPROVED, shown, why, version=version)
     key = canonicalize_name(name)
-    component = knowledge.components.get(key) if _VALID.fullmatch(name) else None
+    component = knowledge.components.get(key) if is_project_name(name) else None
     if component is not None:
         return _known(knowledge, component, shown, version)
     suggestions = knowledge.matcher.suggest(fold(name))
