@@ -16,6 +16,12 @@ from typing import Any
 from factory.errors import ConfigError
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
+# The default site license policy: the permissive licenses a platform team usually
+# approves. Anything else `factory add` leaves to a human.
+DEFAULT_LICENSES = (
+    "0BSD", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "HPND", "ISC", "MIT",
+    "MIT-0", "MPL-2.0", "PSF-2.0", "Python-2.0", "Unlicense", "Zlib",
+)
 CONFIG_FILE = "factory.toml"
 
 
@@ -46,6 +52,8 @@ class Settings:
     authority_host: str = "127.0.0.1"
     http_retries: int = 4
     http_timeout: float = 30.0
+    # [policy] licenses: SPDX ids `factory add` approves without a human (the site policy)
+    allowed_licenses: tuple[str, ...] = field(default_factory=lambda: DEFAULT_LICENSES)
 
     # -- paths of the project -------------------------------------------------
     @property
@@ -123,6 +131,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "authority_host": "authority_host",
     },
     "http": {"retries": "http_retries", "timeout": "http_timeout"},
+    "policy": {"licenses": "allowed_licenses"},
 }
 
 _ENV_PREFIX = "FACTORY_"
@@ -202,9 +211,21 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         raise ConfigError(f"setting {name}={raw!r} must be greater than zero")
     if name == "build_repair":
         repair_mode(value)
+    if name == "allowed_licenses":
+        value = _strings(name, raw)
     if name == "http_retries" and value < 0:
         raise ConfigError(f"setting {name}={raw!r} must not be negative")
     return value
+
+
+def _strings(name: str, raw: Any) -> tuple[str, ...]:
+    """A list of names from TOML, or a comma-separated list from the environment."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(
+            isinstance(i, str) and i.strip() and i.strip().isprintable() for i in items):
+        raise ConfigError(f"setting {name}={raw!r} is not a list of names",
+                          'write it as a TOML list, e.g. licenses = ["MIT", "Apache-2.0"]')
+    return tuple(i.strip() for i in items)
 
 
 def _state_dir(root: Path, raw: Any) -> Path:

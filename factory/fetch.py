@@ -18,10 +18,10 @@ from factory.admission import admit_sdist
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError
 from factory.lock import LockedComponent, check_lock, load_lock, record_alarm
-from factory.lock.policy import check_licences
+from factory.lock.policy import check_license
 from factory.recipes import Recipe, load_recipes
 from factory.upstream import cache
-from factory.upstream.client import Upstream
+from factory.upstream.client import Upstream, open_upstream
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
             report = (lambda n, t, f=entry.sdist.filename: progress(f, n, t)) if progress else None
             index = recipes[entry.key].source.index or settings.upstream
             if index not in upstreams:  # each index's own host policy applies to its files
-                upstreams[index] = Upstream(index, retries=settings.http_retries,
-                                            timeout=settings.http_timeout)
+                upstreams[index] = open_upstream(settings, index)
             try:
                 fetched.append(_fetch_one(settings, entry, recipes[entry.key],
                                           upstreams[index], report))
@@ -80,7 +79,7 @@ def _fetch_one(settings: Settings, entry: LockedComponent, recipe: Recipe, upstr
     except AlarmError as exc:  # the pin's bytes or host changed: recorded, refused
         record_alarm(settings, exc)
         raise
-    _check_licence(recipe, path)
+    _check_license(recipe, path)
     admit_sdist(path, recipe)  # prebuilt files: refused before a build is spent on them
     return Fetched(entry, path)
 
@@ -95,9 +94,9 @@ class FetchError(FactoryError):
         self.errors = errors
 
 
-def _check_licence(recipe: Recipe, sdist: Path) -> None:
+def _check_license(recipe: Recipe, sdist: Path) -> None:
     meta = cache.read_metadata(sdist)
     if meta is not None:
-        check_licences(recipe, meta.license_expression, meta.license, meta.classifiers)
+        check_license(recipe, meta.license_expression, meta.license, meta.classifiers)
     else:
-        check_licences(recipe, None, None, ())
+        check_license(recipe, None, None, ())

@@ -33,7 +33,7 @@ from factory.config import Settings
 from factory.errors import FactoryError, UpstreamError, printable
 from factory.index import Index
 from factory.index.validation import load_catalog
-from factory.lock import Alarm, Change, Lock, LockedComponent, load_lock, lock_report
+from factory.lock import Alarm, Change, Lock, LockedComponent, Problem, load_lock, lock_report
 from factory.lock.policy import parse_time
 from factory.recipes import load_recipes
 from factory.upstream.advisories import AdvisoryDatabase
@@ -48,9 +48,11 @@ class WatchResult:
     rebuild: list[str] = field(default_factory=list)
     yanked: list[tuple[str, str, str]] = field(default_factory=list)  # project, version, why
     alarms: list[Alarm] = field(default_factory=list)  # pins kept: upstream changed under them
+    problems: list[Problem] = field(default_factory=list)  # could not be locked this time
 
     def summary(self) -> str:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
+        parts += [f"not locked: {p.describe()}" for p in self.problems]
         parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
         # Logged through Prefect's console handler: upstream and OSV text, made inert.
@@ -61,7 +63,7 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     index = Index.of(settings)
     result = WatchResult()
     report = lock_report(settings, update=True)
-    result.alarms = report.alarms
+    result.alarms, result.problems = report.alarms, report.problems
     alarmed = {a.name for a in report.alarms}
     result.moved = [c for c in report.changes if c.new is not None]
     result.rebuild = sorted({c.name for c in result.moved} - alarmed)

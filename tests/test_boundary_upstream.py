@@ -42,7 +42,7 @@ from factory.errors import (
     PolicyError,
     UpstreamError,
 )
-from factory.lock import Lock, lock_report, lock_stage
+from factory.lock import Lock, load_lock, lock_report, lock_stage
 from factory.upstream import cache
 from factory.upstream.client import Upstream
 from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
@@ -535,7 +535,9 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
     upstream.add_file("demo", hostile_sdist(tmp_path / "files", "demo", "1.0.0", pkg_info))
     with pytest.raises(LockError, match=message):
         lock_stage(project)
-    assert not project.lock_path.exists()
+    # the others are locked; demo is not
+    assert load_lock(project).primary("setuptools") is not None
+    assert load_lock(project).primary("demo") is None
 
 
 @pytest.mark.parametrize("content", [b"not an archive at all", gzip.compress(b"x" * 600)])

@@ -71,14 +71,14 @@ def test_corrupted_cache_entry_is_replaced(locked: Settings) -> None:
     assert sha256_file(again.path) == item.component.sdist.sha256
 
 
-def test_licence_outside_allowlist_is_refused(project: Settings,
+def test_license_outside_allowlist_is_refused(project: Settings,
                                               upstream: LocalUpstream) -> None:
     upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
     factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
     upstream.add("gpl", "1.0.0", license="GPL-3.0-only")
     factories.recipe(project.root, "gpl", 'licenses = ["MIT", "BSD-3-Clause"]\n')
     lock_stage(project)
-    with pytest.raises(PolicyError, match="licence GPL-3.0-only is not in the allowlist"):
+    with pytest.raises(PolicyError, match="license GPL-3.0-only is not in the recipe.s allowlist"):
         fetch.fetch_stage(project)
 
 

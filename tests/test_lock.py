@@ -84,7 +84,7 @@ def test_unapproved_build_requirement_is_refused(project: Settings,
     with pytest.raises(LockError, match="build requirement hatchling>=1 of demo 1.0.0 is not "
                        "approved") as info:
         lock_stage(project)
-    assert "recipes/hatchling.toml" in info.value.hint
+    assert "factory add hatchling" in info.value.hint
     assert not project.lock_path.exists()
 
 

@@ -39,7 +39,7 @@ from factory.lock import Lock, LockedComponent, load_lock
 from factory.plan import Node, Plan, PlanError, make_plan, regrow, remember_dynamic
 from factory.recipes import Recipe, load_recipes
 from factory.upstream import archive, cache
-from factory.upstream.client import Upstream
+from factory.upstream.client import open_upstream
 
 
 class Session:
@@ -137,8 +137,7 @@ class Session:
             return target
         recipe = self.recipes.get(node.locked.key)
         index = (recipe.source.index if recipe else None) or self.settings.upstream
-        with Upstream(index, retries=self.settings.http_retries,
-                      timeout=self.settings.http_timeout) as upstream:
+        with open_upstream(self.settings, index) as upstream:
             offered = next((f for f in upstream.project(node.name).files
                             if f.filename == filename), None)
             if offered is None:

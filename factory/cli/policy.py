@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -20,6 +20,9 @@ from factory.cli._app import (
 )
 from factory.errors import FactoryError
 from factory.recipes import check_recipes
+
+if TYPE_CHECKING:
+    from factory.approve import AddReport
 
 recipes_app = typer.Typer(help="Inspect the approved components (recipes/*.toml).",
                           no_args_is_help=True)
@@ -54,6 +57,64 @@ def recipes_list(as_json: JsonOpt = False) -> None:
         table.add_row(*map(cell, (r.key, r.kind, str(r.versions), r.track,
                                   ", ".join(r.licenses))))
     _app.out.print(table)
+
+
+@app.command()
+def add(
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME[SPEC]...", help='Projects to approve, e.g. "flask>=3,<4" cffi.')],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be added; "
+                                          "write nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve projects and everything they need: write a recipe for each project of
+    their runtime and build closure not approved yet (within the site license policy),
+    then lock once. Exit 1 when anything needs a human."""
+    from factory.approve import add as add_projects
+
+    with _app.err.status("walking upstream ..."):
+        report = add_projects(settings(), names, dry_run=dry_run)
+    if as_json:
+        emit_json(_add_json(report, dry_run))
+    else:
+        _print_add(report, dry_run)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _add_json(report: AddReport, dry_run: bool) -> dict[str, Any]:
+    return {
+        "dry_run": dry_run,
+        "added": [{"name": p.key, "version": p.version, "versions": p.versions,
+                   "kind": p.kind, "licenses": list(p.licenses), "why": p.reasons[0],
+                   "skipped": [s.__dict__ for s in p.skipped]} for p in report.added],
+        "needs_human": [{"name": n.key, "problem": n.problem, "hint": n.hint,
+                         "needed_by": list(n.needed_by)} for n in report.needs_human],
+        "held_back": [{"name": p.key, "waits_for": cause} for p, cause in report.held_back],
+        "approved_already": report.approved_already,
+        "written": [str(p) for p in report.written],
+        "locked": report.locked,
+        "lock_problems": [{"name": p.name, "problem": p.message, "hint": p.hint}
+                          for p in report.lock_problems],
+    }
+
+
+def _print_add(report: AddReport, dry_run: bool) -> None:
+    verb = "would add" if dry_run else "added"
+    for p in report.added:
+        passed = f"; passed over {', '.join(s.version for s in p.skipped)}" if p.skipped else ""
+        plain(f"  {verb} {p.key} {p.version} ({p.kind}, {p.license}): {p.reasons[0]}{passed}",
+              _app.out)
+    for p, cause in report.held_back:
+        plain(f"  held back {p.key} {p.version}: needs {cause}, which needs a human", _app.out)
+    for need in report.needs_human:
+        by = f" (needed by {', '.join(need.needed_by)})" if need.needed_by else ""
+        plain(f"error: {need.key}: {need.problem}{by} (hint: {need.hint})")
+    for problem in report.lock_problems:
+        plain(problem.error(problem.describe(), problem.hint).diagnostics())
+    locked = f"; locked {report.locked} sdists" if report.locked is not None else ""
+    _app.out.print(f"{len(report.added)} recipe(s) {verb}, {len(report.needs_human)} need a "
+                   f"human, {len(report.held_back)} held back{locked}", highlight=False)
 
 
 # -- lock and fetch ----------------------------------------------------------------
@@ -94,7 +155,9 @@ def lock(
     if as_json:
         emit_json({"components": len(lock_.components),
                    "changes": [c.__dict__ for c in changes],
-                   "alarms": [a.__dict__ for a in report.alarms]})
+                   "alarms": [a.__dict__ for a in report.alarms],
+                   "problems": [{"name": p.name, "problem": p.message, "hint": p.hint,
+                                 "held_back": list(p.waiting)} for p in report.problems]})
     else:
         for change in changes:
             plain(f"  {change.describe()}", _app.out)
@@ -104,8 +167,12 @@ def lock(
             else "" if changes else "; nothing moved"
         _app.out.print(f"locked {len(lock_.components)} sdists "
                   f"({sum(c.is_primary for c in lock_.components)} approved components){kept}")
+    for unlocked in report.problems if not as_json else []:  # each one line, with its hint
+        plain(unlocked.error(unlocked.describe(), unlocked.hint).diagnostics())
     if report.alarms:
         raise alarm_error(report.alarms)
+    if report.problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -24,19 +24,21 @@ from factory.lock.model import (
     Change,
     Lock,
     LockedComponent,
+    Problem,
     Resolution,
     alarm_error,
     check_lock,
     load_lock,
+    problems_error,
     save_lock,
 )
 from factory.lock.resolve import marker_environment, parse_requirements, resolve_report
 from factory.recipes import load_recipes
 
 __all__ = [
-    "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Resolution",
+    "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Problem", "Resolution",
     "alarm_error", "check_lock", "check_stage", "load_lock", "lock_report", "lock_stage",
-    "marker_environment", "parse_requirements", "record_alarm", "save_lock",
+    "marker_environment", "parse_requirements", "problems_error", "record_alarm", "save_lock",
 ]
 
 
@@ -46,11 +48,15 @@ def lock_stage(settings: Settings, update: bool | set[str] = False,
     """Resolve the recipes and write recipes.lock; returns the lock and what moved.
 
     When upstream changed a pinned file (bytes or host) the pin is kept, the lock
-    is still written for everything else, and an AlarmError says so.
+    is still written for everything else, and an AlarmError says so. A component that
+    cannot be locked (with what waits for it) is left out, the rest is written, and a
+    LockError names it (``lock_report`` returns every one).
     """
     report = lock_report(settings, update, on_fetch, accept)
     if report.alarms:
         raise alarm_error(report.alarms)
+    if report.problems:
+        raise problems_error(report.problems)
     return report.lock, report.changes
 
 
@@ -92,7 +98,8 @@ def lock_report(settings: Settings, update: bool | set[str] = False,
     for alarm in result.accepted:
         ledger.record_decision(settings, alarm.name, ledger.ALARM_ACCEPTED, alarm.reason,
                                alarm.version or None)
-    save_lock(settings, result.lock)
+    if result.lock.components or not result.problems:  # nothing locked: keep the old file
+        save_lock(settings, result.lock)
     return result
 
 

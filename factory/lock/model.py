@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import write_text
 from factory.config import Settings
-from factory.errors import AlarmError, LockError, printable
+from factory.errors import AlarmError, FactoryError, LockError, printable
 from factory.lock.policy import Skipped
 from factory.recipes import Recipe
 from factory.upstream import git
@@ -281,12 +281,36 @@ class Alarm:
         return f"{self.name} {self.version}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A component the run could not lock (and the approved ones that wait for it)."""
+
+    name: str
+    message: str
+    hint: str | None = None
+    waiting: tuple[str, ...] = ()  # approved components left out of the lock for it
+    error: type[FactoryError] = LockError  # the kind of failure, for the one-line refusal
+
+    def describe(self) -> str:
+        held = f" (held back: {', '.join(self.waiting)})" if self.waiting else ""
+        return f"{self.message}{held}"
+
+
 @dataclass
 class Resolution:
     lock: Lock
     changes: list[Change]
     alarms: list[Alarm]  # pins kept as they were: upstream changed under them
     accepted: list[Alarm]  # alarms the operator accepted in this run
+    problems: list[Problem] = field(default_factory=list)  # left out; the rest is locked
+
+
+def problems_error(problems: list[Problem]) -> FactoryError:
+    """The one-line refusal for a run that could not lock everything."""
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more; `factory lock` lists each)" \
+        if len(problems) > 1 else ""
+    return first.error(f"{first.describe()}{more}", first.hint)
 
 
 def alarm_error(alarms: list[Alarm]) -> AlarmError:

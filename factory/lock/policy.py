@@ -1,4 +1,4 @@
-"""Policy: which upstream version a recipe may take, and which licences pass.
+"""Policy: which upstream version a recipe may take, and which licenses pass.
 
 Version selection walks the upstream sdists newest first and takes the first
 that is a final release, not yanked, inside the recipe's range and update
@@ -8,7 +8,6 @@ by a known advisory. Every newer version passed over is reported with why.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from factory.errors import PolicyError
+from factory.license import judge
 from factory.recipes import Recipe
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.listing import UpstreamFile
@@ -125,48 +125,20 @@ def allowed_version(recipe: Recipe, file: UpstreamFile, version: Version,
     return _refusal(recipe, file, version, ctx)
 
 
-# -- licences -----------------------------------------------------------------
+# -- licenses -----------------------------------------------------------------
 
-_CLASSIFIER_SPDX = {
-    "MIT License": {"MIT"},
-    "BSD License": {"BSD-2-Clause", "BSD-3-Clause"},
-    "Apache Software License": {"Apache-2.0"},
-    "Mozilla Public License 2.0 (MPL 2.0)": {"MPL-2.0"},
-    "Python Software Foundation License": {"PSF-2.0"},
-    "ISC License (ISCL)": {"ISC"},
-    "The Unlicense (Unlicense)": {"Unlicense"},
-}
-_SPDX_OPERATORS = {"AND", "OR", "WITH"}
-
-
-def declared_licences(expression: str | None, license_text: str | None,
-                      classifiers: Iterable[str]) -> list[set[str]]:
-    """Each declared licence as the set of SPDX ids it may stand for."""
-    if expression:
-        ids = [t for t in re.split(r"[()\s]+", expression) if t and t not in _SPDX_OPERATORS]
-        return [{i} for i in ids]
-    found = []
-    for classifier in classifiers:
-        if classifier.startswith("License :: OSI Approved :: "):
-            name = classifier.rsplit(" :: ", 1)[-1]
-            found.append(_CLASSIFIER_SPDX.get(name, {name}))
-    if not found and license_text and len(license_text) < 64:
-        found.append({license_text.strip()})
-    return found
-
-
-def check_licences(recipe: Recipe, expression: str | None, license_text: str | None,
-                   classifiers: Iterable[str]) -> None:
+def check_license(recipe: Recipe, expression: str | None, license_text: str | None,
+                  classifiers: Iterable[str]) -> None:
+    """The sdist's declared license must be one the recipe approves (``licenses``), read
+    the way the site policy reads it (factory.license); no ``licenses``: not checked."""
     if not recipe.licenses:
         return
-    allowed = {a.lower() for a in recipe.licenses}
-    declared = declared_licences(expression, license_text, classifiers)
-    if not declared:
-        raise PolicyError(f"{recipe.name}: the sdist declares no licence we can read",
+    verdict = judge(expression, license_text, classifiers, recipe.licenses)
+    if verdict.expression is None:
+        raise PolicyError(f"{recipe.name}: the sdist declares no license we can read",
                           f"review it and set licenses in {recipe.path.name} to its SPDX id")
-    for options in declared:
-        if not any(o.lower() in allowed for o in options):
-            raise PolicyError(
-                f"{recipe.name}: licence {' or '.join(sorted(options))} is not in the "
-                f"allowlist ({', '.join(recipe.licenses)})",
-                f"add it to licenses in {recipe.path.name} if it is approved")
+    if not verdict.allowed:
+        raise PolicyError(
+            f"{recipe.name}: license {verdict.expression} is not in the recipe's allowlist "
+            f"({', '.join(recipe.licenses)})",
+            f"add it to licenses in {recipe.path.name} if it is approved")

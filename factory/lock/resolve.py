@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
@@ -21,7 +22,7 @@ from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
 from factory.config import Settings
-from factory.errors import AlarmError, LockError, UpstreamError
+from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
 from factory.lock.model import (
     ACCEPTED,
     ALARMED,
@@ -31,6 +32,7 @@ from factory.lock.model import (
     Change,
     Lock,
     LockedComponent,
+    Problem,
     Resolution,
     alarm_error,
 )
@@ -39,7 +41,7 @@ from factory.recipes import Recipe
 from factory.upstream import cache, git
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.cache import Sdist
-from factory.upstream.client import Upstream
+from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import ProjectListing, UpstreamFile
 
 
@@ -52,9 +54,11 @@ def marker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def parse_requirements(lines: Iterable[str], env: dict[str, str],
-                       origin: str) -> list[Requirement]:
-    """Requirements that apply on the builder (markers evaluated, extras off)."""
+def parse_requirements(lines: Iterable[str], env: dict[str, str], origin: str,
+                       extras: Iterable[str] = ()) -> list[Requirement]:
+    """Requirements that apply on the builder: markers evaluated with no extra and with
+    each of ``extras`` (those a requirement on this project asked for)."""
+    wanted = ("", *sorted(canonicalize_name(e) for e in extras))
     found = []
     for line in lines:
         try:
@@ -62,7 +66,8 @@ def parse_requirements(lines: Iterable[str], env: dict[str, str],
         except InvalidRequirement:
             raise LockError(f"{origin}: invalid requirement {line!r}") from None
         try:
-            applies = req.marker is None or req.marker.evaluate({**env, "extra": ""})
+            applies = req.marker is None or any(
+                req.marker.evaluate({**env, "extra": extra}) for extra in wanted)
         except (KeyError, ValueError, TypeError):  # a marker variable no environment has
             raise LockError(f"{origin}: requirement {line!r} has a marker that cannot be "
                             "evaluated", "report it upstream or pin another version") from None
@@ -85,11 +90,13 @@ class Resolver:
         self.sticky = sticky or {}  # (name, version) -> why: alarms still open in the ledger
         self.alarms: list[Alarm] = []
         self.accepted: list[Alarm] = []
+        self.problems: list[Problem] = []  # pins kept as they were after a failure
         self.now = now or datetime.now(UTC)
         self.advisories = AdvisoryDatabase(settings.advisories) if settings.advisories else None
         self.env = marker_environment(settings)
         self._upstreams: dict[str, Upstream] = {}
         self._listings: dict[str, ProjectListing] = {}
+        self._unapproved: dict[str, ProjectListing] = {}  # listings of projects with no recipe
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
@@ -98,9 +105,7 @@ class Resolver:
     def upstream_for(self, recipe: Recipe) -> Upstream:
         url = recipe.source.index or self.settings.upstream
         if url not in self._upstreams:
-            self._upstreams[url] = Upstream(
-                url, retries=self.settings.http_retries, timeout=self.settings.http_timeout,
-                cache_dir=self.settings.state_dir / "upstream-cache")
+            self._upstreams[url] = open_upstream(self.settings, url)
         return self._upstreams[url]
 
     def listing(self, recipe: Recipe) -> ProjectListing:
@@ -224,10 +229,35 @@ class Resolver:
     def pin(self, recipe: Recipe, reason: str, extra: SpecifierSet | None = None,
             ) -> tuple[LockedComponent, str]:
         """``choose``, then read the sdist's requirements; a kept pin whose download
-        is now other bytes or comes from another host stays as it was (an alarm)."""
-        entry, why = self.choose(recipe, reason, extra)
-        if why == ALARMED:
-            return entry, why
+        is now other bytes or comes from another host stays as it was (an alarm).
+
+        A newly chosen version whose requirements cannot be met at all (a project
+        upstream does not have, no version another recipe allows) is passed over for
+        the next one policy allows, and the lock records why."""
+        passed: list[Skipped] = []
+        while True:
+            narrowed = extra
+            for skip in passed:
+                narrowed = (narrowed or SpecifierSet()) & SpecifierSet(f"!={skip.version}")
+            try:
+                entry, why = self.choose(recipe, reason, narrowed)
+            except PolicyError:
+                if not passed:
+                    raise
+                raise LockError(f"no version of {recipe.name} can be built: " + "; ".join(
+                    f"{s.version} {s.reason}" for s in passed[:3]),
+                    f"approve what it needs, or widen versions in {recipe.path.name}") from None
+            if why == ALARMED:
+                return entry, why
+            entry, why = self._read(recipe, entry, why)
+            problem = None if why in ("kept", ALARMED) or len(passed) >= MAX_PASSED \
+                else self.unmet(entry)
+            if problem is None:
+                return _with_passed(entry, passed), why
+            passed.append(Skipped(entry.version, problem))
+
+    def _read(self, recipe: Recipe, entry: LockedComponent,
+              why: str) -> tuple[LockedComponent, str]:
         try:
             return self.with_requirements(entry), why
         except AlarmError as exc:
@@ -236,6 +266,41 @@ class Resolver:
                     or recipe.key in self.accept):
                 raise
             return self._alarmed(old, exc.message)
+
+    def unmet(self, entry: LockedComponent) -> str | None:
+        """Why ``entry``'s requirements can never be met as things stand, or None: a
+        project upstream does not have, or one whose recipe allows no matching version.
+        A project merely not approved yet is no reason: approving it is the fix."""
+        try:
+            requirements = self.requirements_of(entry)
+        except FactoryError:
+            return None  # reported when the closure is walked
+        for req, kind in requirements:
+            key = canonicalize_name(req.name)
+            recipe = self.recipes.get(key)
+            try:
+                if recipe is not None:
+                    select_version(recipe, self.listing(recipe).sdists(),
+                                   self.context(None, req.specifier or None))
+                elif not self._upstream_has(key, req):
+                    return f"needs {req} ({kind}), which upstream has no sdist of"
+            except PolicyError:
+                return f"needs {req} ({kind}), which recipes/{key}.toml allows no version of"
+            except UpstreamError as exc:
+                if "does not know" in exc.message:
+                    return f"needs {req} ({kind}), which upstream does not have"
+        return None
+
+    def _upstream_has(self, key: str, req: Requirement) -> bool:
+        """Whether the default upstream lists a final, unyanked sdist ``req`` allows."""
+        if key not in self._unapproved:
+            url = self.settings.upstream
+            if url not in self._upstreams:
+                self._upstreams[url] = open_upstream(self.settings)
+            self._unapproved[key] = self._upstreams[url].project(key)
+        return any(f.version is not None and not f.yanked and not f.version.is_prerelease
+                   and req.specifier.contains(f.version)
+                   for f in self._unapproved[key].sdists())
 
     def _skipped_above(self, recipe: Recipe, old: LockedComponent) -> tuple[Skipped, ...]:
         try:
@@ -280,26 +345,52 @@ class Resolver:
         if self.on_fetch:
             self.on_fetch(entry.sdist.filename)
         path = cache.fetch(self.settings, entry.sdist, self.upstream_for(self.recipes[entry.key]))
-        pyproject = cache.read_member(path, "pyproject.toml")
-        build = list(LEGACY_BUILD_REQUIRES)
-        if pyproject is not None:
-            try:
-                table = tomllib.loads(pyproject.decode("utf-8")).get("build-system")
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-                raise LockError(f"{entry.sdist.filename}: pyproject.toml is not valid TOML",
-                                "report it upstream or pin another version") from None
-            if isinstance(table, dict) and "requires" in table:
-                build = [str(r) for r in table["requires"]]
-        meta = cache.read_metadata(path)
-        runtime = meta.requires_dist if meta else ()
-        return LockedComponent(**{**entry.__dict__, "build_requires": tuple(build),
-                                  "requires_dist": tuple(runtime)})
+        build, runtime = sdist_requirements(path, entry.sdist.filename)
+        return LockedComponent(**{**entry.__dict__, "build_requires": build,
+                                  "requires_dist": runtime})
 
-    def requirements_of(self, entry: LockedComponent) -> list[tuple[Requirement, str]]:
+    def requirements_of(self, entry: LockedComponent, extras: Iterable[str] = (),
+                        ) -> list[tuple[Requirement, str]]:
         origin = f"{entry.name} {entry.version}"
         reqs = [(r, "build") for r in parse_requirements(entry.build_requires, self.env, origin)]
-        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin)]
+        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin,
+                                                            extras)]
         return reqs
+
+
+MAX_PASSED = 5  # versions passed over for unmet requirements before giving up
+
+
+def _with_passed(entry: LockedComponent, passed: list[Skipped]) -> LockedComponent:
+    """``entry`` recording the newer versions passed over for unmet requirements (in
+    place of the "!=" the narrowing made them fail)."""
+    if not passed:
+        return entry
+    over = {s.version for s in passed}
+    skipped = [s for s in entry.skipped if s.version not in over] + passed
+    return replace(entry, skipped=tuple(sorted(skipped, key=lambda s: Version(s.version),
+                                               reverse=True)))
+
+
+def sdist_requirements(path: Path, filename: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A cached sdist's static build requirements (``[build-system].requires``, PEP 517's
+    default without one) and its runtime requirements (core metadata Requires-Dist)."""
+    pyproject = cache.read_member(path, "pyproject.toml")
+    build = list(LEGACY_BUILD_REQUIRES)
+    if pyproject is not None:
+        try:
+            table = tomllib.loads(pyproject.decode("utf-8")).get("build-system")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            raise LockError(f"{filename}: pyproject.toml is not valid TOML",
+                            "report it upstream or pin another version") from None
+        if isinstance(table, dict) and "requires" in table:
+            requires = table["requires"]
+            if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+                raise LockError(f"{filename}: [build-system] requires is not a list of strings",
+                                "report it upstream or pin another version")
+            build = requires
+    meta = cache.read_metadata(path)
+    return tuple(build), (meta.requires_dist if meta else ())
 
 
 def _named(pin: Sdist, key: str) -> Sdist:
@@ -347,39 +438,134 @@ def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Loc
     resolver = Resolver(settings, recipes, previous, update, now, on_fetch,
                         accept=accept, sticky=sticky)
     try:
-        lock, changes = Lock(), []
+        lock, changes, broken = Lock(), [], _Broken()
         for key in sorted(recipes):
-            entry, why = resolver.pin(recipes[key], APPROVED)
+            try:
+                entry, why = resolver.pin(recipes[key], APPROVED)
+            except AlarmError:
+                raise
+            except FactoryError as exc:  # this component only: the others are locked
+                old = previous.primary(key)
+                if old is None:
+                    broken.add(key, None, exc)
+                    continue
+                # the last good pin stands while upstream or the recipe is fixed
+                resolver.problems.append(Problem(key, f"{exc.message}; kept {key} {old.version}",
+                                                 exc.hint, error=type(exc)))
+                entry, why = old, "kept"
             lock.components.append(entry)
             old = previous.primary(key)
             if why != ALARMED and (why != "kept" or old is None or old.version != entry.version):
                 changes.append(Change(key, old.version if old else None, entry.version, why))
-        _close_requirements(resolver, lock, changes)
-        return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted)
+        _close_requirements(resolver, lock, changes, broken)
+        problems = resolver.problems + broken.prune(lock)
+        changes = [c for c in changes if lock.find(c.name, f"=={c.new}" if c.new else "")]
+        return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted, problems)
     finally:
         resolver.close()
 
 
-def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change]) -> None:
-    pending = list(lock.components)
+class _Broken:
+    """What could not be locked, and which locked rows need what: a component whose
+    closure reaches a broken one is left out of the lock with it, the rest stays."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, FactoryError] = {}  # node -> why
+        self.needs: dict[str, set[str]] = {}  # node -> nodes (or keys) it needs
+
+    @staticmethod
+    def node(key: str, version: str | None) -> str:
+        return f"{key}=={version}" if version else key
+
+    def add(self, key: str, version: str | None, exc: FactoryError) -> None:
+        self.errors.setdefault(self.node(key, version), exc)
+
+    def edge(self, parent: LockedComponent, child: str) -> None:
+        self.needs.setdefault(self.node(parent.key, parent.version), set()).add(child)
+
+    def prune(self, lock: Lock) -> list[Problem]:
+        if not self.errors:
+            return []
+        bad = set(self.errors)
+        changed = True
+        while changed:  # everything that needs something bad is bad
+            changed = False
+            for node, needs in self.needs.items():
+                if node not in bad and needs & bad:
+                    bad.add(node)
+                    changed = True
+        waiting: dict[str, list[str]] = {n: [] for n in self.errors}
+        for c in lock.components:
+            node = self.node(c.key, c.version)
+            if node in bad and c.is_primary and node not in self.errors:
+                cause = next((e for e in sorted(self.errors) if self._reaches(node, e)), None)
+                if cause is not None:
+                    waiting[cause].append(c.key)
+        lock.components = [c for c in lock.components
+                           if self.node(c.key, c.version) not in bad]
+        return [Problem(node.split("==")[0], exc.message, exc.hint, tuple(waiting[node]),
+                        type(exc)) for node, exc in sorted(self.errors.items())]
+
+    def _reaches(self, start: str, target: str) -> bool:
+        seen, stack = {start}, [start]
+        while stack:
+            for nxt in self.needs.get(stack.pop(), ()):
+                if nxt == target:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+
+
+def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
+                        broken: _Broken) -> None:
+    """Lock what the locked components require, transitively; a requirement with extras
+    (``requests[socks]``) also locks what those extras of its project require. What
+    cannot be locked is recorded in ``broken``; the walk goes on with the rest."""
+    pending: list[tuple[LockedComponent, frozenset[str]]] = [
+        (c, frozenset()) for c in lock.components]
+    extras_seen: dict[tuple[str, str], frozenset[str]] = {}
     while pending:
-        entry = pending.pop(0)
-        for req, kind in resolver.requirements_of(entry):
+        entry, extras = pending.pop(0)
+        try:
+            requirements = resolver.requirements_of(entry, extras)
+        except FactoryError as exc:
+            broken.add(entry.key, entry.version, exc)
+            continue
+        for req, kind in requirements:
             key = canonicalize_name(req.name)
-            if lock.find(key, req.specifier) is not None:
-                continue
-            found = resolver.recipes.get(key)
-            if found is None:
-                raise LockError(
-                    f"{kind} requirement {req} of {entry.name} {entry.version} is not approved",
-                    f"add recipes/{key}.toml (kind = \"build-tool\" for build tools)")
-            reason = f"{kind} requirement of {entry.name} {entry.version} ({req})"
-            extra, why = resolver.pin(found, reason, req.specifier or None)
-            lock.components.append(extra)
-            pending.append(extra)
-            if why.startswith(ACCEPTED):
-                changes.append(Change(key, extra.version, extra.version, why))
-            elif why != ALARMED and not resolver.previous.get(key, extra.version):
-                changes.append(Change(key, None, extra.version, reason))
+            found_entry = lock.find(key, req.specifier)
+            if found_entry is None:
+                try:
+                    found_entry = _lock_requirement(resolver, lock, changes, entry, req, kind)
+                except AlarmError:
+                    raise
+                except FactoryError as exc:
+                    broken.add(key, None, exc)
+                    broken.edge(entry, broken.node(key, None))
+                    continue
+                pending.append((found_entry, frozenset()))
+            broken.edge(entry, broken.node(key, found_entry.version))
+            seen = extras_seen.get((key, found_entry.version), frozenset())
+            if req.extras and not set(req.extras) <= seen:
+                extras_seen[(key, found_entry.version)] = seen | req.extras
+                pending.append((found_entry, frozenset(req.extras - seen)))
 
 
+def _lock_requirement(resolver: Resolver, lock: Lock, changes: list[Change],
+                      entry: LockedComponent, req: Requirement, kind: str) -> LockedComponent:
+    key = canonicalize_name(req.name)
+    found = resolver.recipes.get(key)
+    if found is None:
+        raise LockError(
+            f"{kind} requirement {req} of {entry.name} {entry.version} is not approved",
+            f"approve it with `factory add {key}`")
+    reason = f"{kind} requirement of {entry.name} {entry.version} ({req})"
+    extra, why = resolver.pin(found, reason, req.specifier or None)
+    lock.components.append(extra)
+    if why.startswith(ACCEPTED):
+        changes.append(Change(key, extra.version, extra.version, why))
+    elif why != ALARMED and not resolver.previous.get(key, extra.version):
+        changes.append(Change(key, None, extra.version, reason))
+    return extra

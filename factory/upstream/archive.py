@@ -275,6 +275,10 @@ class SdistMetadata:
     license: str | None
     classifiers: tuple[str, ...]
     requires_dist: tuple[str, ...]
+    summary: str = ""
+    # Fields the sdist leaves to the build (PEP 643 ``Dynamic``): its Requires-Dist is
+    # then not the wheel's.
+    dynamic: tuple[str, ...] = ()
 
 
 MemberReader = Callable[[Path, str], bytes | None]
@@ -299,6 +303,8 @@ def parse_pkg_info(raw: bytes) -> SdistMetadata:
         license=msg.get("License"),
         classifiers=tuple(msg.get_all("Classifier") or ()),
         requires_dist=tuple(msg.get_all("Requires-Dist") or ()),
+        summary=str(msg.get("Summary", "")),
+        dynamic=tuple(str(d).lower() for d in msg.get_all("Dynamic") or ()),
     )
 
 
@@ -318,7 +324,9 @@ def parse_pyproject(raw: bytes | None) -> SdistMetadata | None:
         name=str(project.get("name", "")), version=str(project.get("version", "")),
         license_expression=expression, license=text,
         classifiers=tuple(project.get("classifiers", ())),
-        requires_dist=() if dynamic else tuple(project.get("dependencies", ())))
+        requires_dist=() if dynamic else tuple(project.get("dependencies", ())),
+        summary=str(project.get("description", "")),
+        dynamic=("requires-dist",) if dynamic else ())
 
 
 def apply_patches(tree: Path, patches: list[Path]) -> None:

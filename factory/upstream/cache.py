@@ -24,7 +24,7 @@ from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, LockError, printable
 from factory.upstream import archive, git
 from factory.upstream.archive import SdistMetadata
-from factory.upstream.client import Upstream
+from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import UpstreamFile, is_project_name, is_sha256
 
 # A download a crash interrupted leaves a .tmp-* file beside its cache entry; one
@@ -117,8 +117,7 @@ def _fetch(settings: Settings, sdist: Sdist, key: str, upstream: Upstream | None
         if sdist.from_git:
             return git.fetch(sdist.url, key, sdist.version, path, sdist.sha256, sdist.size)
         own = upstream is None
-        client = upstream or Upstream(settings.upstream, retries=settings.http_retries,
-                                      timeout=settings.http_timeout)
+        client = upstream or open_upstream(settings)
         try:
             return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,
                                    progress=progress)

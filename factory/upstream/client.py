@@ -24,6 +24,7 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from factory._internal.atomic import TMP_PREFIX, write_json
+from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, UpstreamError, printable
 from factory.upstream.listing import (
     JSON_TYPE,
@@ -256,3 +257,11 @@ def _oversized(name: str, size: int | None, cap: int) -> IntegrityError:
     return AlarmError(f"{name}: upstream sends more than the pinned {size} bytes",
                       "upstream now serves other bytes for this file; it is refused "
                       "and the old pin kept")
+
+
+def open_upstream(settings: Settings, url: str | None = None) -> Upstream:
+    """The upstream index ``url`` (default: the configured one) with the settings' retries,
+    timeout and listing cache."""
+    return Upstream(url or settings.upstream, retries=settings.http_retries,
+                    timeout=settings.http_timeout,
+                    cache_dir=settings.state_dir / "upstream-cache")

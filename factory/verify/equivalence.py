@@ -26,7 +26,7 @@ from factory.config import Settings
 from factory.errors import UpstreamError, VerificationError
 from factory.sign import open_signer
 from factory.sign.bundles import STATEMENT_TYPE
-from factory.upstream.client import Upstream
+from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import UpstreamFile
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, same_version
@@ -106,8 +106,7 @@ def compare_with_upstream(settings: Settings, spec: str, *, index_dir: Path | No
     if not published:
         raise TargetError(f"the index publishes no file of {name}=={version}")
     results = []
-    with Upstream(settings.upstream, retries=settings.http_retries,
-                  timeout=settings.http_timeout) as upstream:
+    with open_upstream(settings) as upstream:
         listing = upstream.project(str(canonicalize_name(name)))
         for item in published:
             results.append(_compare_one(settings, upstream, listing.files, item, version))

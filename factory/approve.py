@@ -1,0 +1,397 @@
+"""Approve: recipes for named projects and everything they need (``factory add``).
+
+``propose`` walks upstream from the requirements asked for: the runtime closure
+(Requires-Dist, markers evaluated for the builder's interpreter, extras followed)
+and the build closure (``[build-system].requires``, and the runtime requirements
+of build tools), recursively, down to what is already approved. For each project
+not approved yet it takes the newest release policy allows whose own requirements
+upstream can meet, reads its license and judges it against the site policy
+(factory.license). ``add`` writes one recipe per project that passes, never over
+an existing file, and then locks once.
+
+Nothing outside policy is approved silently: a project whose license is outside
+the site policy or unreadable, that upstream does not have or offers no sdist of,
+or whose requirements cannot be met, is reported as needing a human, and so is
+everything that needs it (those recipes are not written).
+
+Build requirements a backend asks for only when it runs (``get_requires_for_build_wheel``)
+are learnt from builds: a build that needs one that is not approved fails naming
+it, and ``factory add NAME`` approves it then.
+
+    report = add(settings, ["flask>=3", "cffi"])
+    for proposed in report.added: ...
+    for problem in report.needs_human: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tomli_w
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from factory._internal.atomic import write_text
+from factory.config import Settings
+from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError, printable
+from factory.license import judge
+from factory.lock import lock_report, marker_environment, parse_requirements
+from factory.lock.model import Problem as LockProblem
+from factory.lock.policy import Context, Skipped, select_version
+from factory.lock.resolve import sdist_requirements
+from factory.recipes import Recipe, check_recipes
+from factory.upstream import cache
+from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.cache import Sdist
+from factory.upstream.client import Upstream, open_upstream
+from factory.upstream.listing import ProjectListing, UpstreamFile, is_project_name
+
+MAX_PASSED = 5  # releases passed over for unmet requirements before asking a human
+MAX_PROJECTS = 2000  # a closure this large is a mistake, not a catalogue
+RUNTIME, BUILD_TOOL = "runtime", "build-tool"
+
+
+@dataclass
+class Proposed:
+    """A recipe ``add`` writes: the project, the release it would take, and why."""
+
+    key: str
+    version: str
+    versions: str  # the recipe's range
+    kind: str
+    licenses: tuple[str, ...]
+    license: str
+    description: str
+    reasons: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    dynamic_requires_dist: bool = False
+
+    def recipe_text(self, asked: str) -> str:
+        table = {"name": self.key, "description": self.description,
+                 "versions": self.versions, "track": "minor" if self.kind == RUNTIME else "any",
+                 "kind": self.kind, "licenses": list(self.licenses)}
+        header = (f"# Added by `factory add {asked}` on {datetime.now(UTC):%Y-%m-%d}: "
+                  f"{printable(self.reasons[0], keep='')[:160]}\n"
+                  f"# License read as {printable(self.license, keep='')[:100]} "
+                  f"(within the site policy); took {self.version}.\n")
+        return header + tomli_w.dumps(table)
+
+
+@dataclass(frozen=True)
+class NeedsHuman:
+    """A project ``add`` will not approve by itself, why, and who needs it."""
+
+    key: str
+    problem: str
+    hint: str
+    needed_by: tuple[str, ...] = ()
+
+
+@dataclass
+class AddReport:
+    added: list[Proposed] = field(default_factory=list)
+    needs_human: list[NeedsHuman] = field(default_factory=list)
+    held_back: list[tuple[Proposed, str]] = field(default_factory=list)  # waits for a human
+    approved_already: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+    lock_problems: list[LockProblem] = field(default_factory=list)
+    locked: int | None = None  # components in the lock after locking; None: not locked
+
+    @property
+    def ok(self) -> bool:
+        return not (self.needs_human or self.held_back or self.lock_problems)
+
+
+def parse_asked(items: Iterable[str]) -> list[Requirement]:
+    """``NAME[SPEC]`` arguments as requirements; an error names the bad one."""
+    asked = []
+    for item in items:
+        try:
+            req = Requirement(item)
+        except InvalidRequirement:
+            raise RecipeError(f"{printable(item)[:80]!r} is not NAME or NAME<specifier>",
+                              'write e.g. factory add "flask>=3,<4" cffi') from None
+        if not is_project_name(req.name) or req.url or req.marker:
+            raise RecipeError(f"{printable(item)[:80]!r} is not a project name with an "
+                              "optional version range", 'write e.g. factory add "flask>=3"')
+        asked.append(req)
+    if not asked:
+        raise RecipeError("name at least one project", 'e.g. factory add "flask>=3" cffi')
+    return asked
+
+
+class _Walk:
+    """One walk of upstream from the requirements asked for."""
+
+    def __init__(self, settings: Settings, recipes: dict[str, Recipe],
+                 upstream: Upstream) -> None:
+        self.settings, self.recipes, self.upstream = settings, recipes, upstream
+        self.env = marker_environment(settings)
+        self.wanted: dict[str, list[Requirement]] = {}
+        self.extras: dict[str, set[str]] = {}
+        self.edges: dict[str, set[tuple[str, str]]] = {}  # parent -> (child, build|runtime)
+        self.proposed: dict[str, Proposed] = {}
+        self.problems: dict[str, NeedsHuman] = {}
+        self.already: set[str] = set()
+        self.requirements: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._listings: dict[str, ProjectListing] = {}
+        self.first_reason: dict[str, str] = {}
+        self.advisories = (AdvisoryDatabase(settings.advisories) if settings.advisories
+                           else None)
+
+    def run(self, asked: list[Requirement]) -> None:
+        queue: list[str] = []
+        for req in asked:
+            self._want(req, "asked for", queue)
+        while queue:
+            key = queue.pop(0)
+            if len(self.proposed) + len(self.problems) > MAX_PROJECTS:
+                raise PolicyError(f"the closure passed {MAX_PROJECTS} projects",
+                                  "add fewer projects at a time")
+            self._visit(key, queue)
+
+    def _want(self, req: Requirement, why: str, queue: list[str]) -> None:
+        key = canonicalize_name(req.name)
+        self.wanted.setdefault(key, []).append(req)
+        new_extras = set(req.extras) - self.extras.setdefault(key, set())
+        self.extras[key] |= set(req.extras)
+        if key in self.recipes:
+            self.already.add(key)
+            return
+        chosen = self.proposed.get(key)
+        if chosen is not None:
+            chosen.reasons.append(why)
+            if not req.specifier.contains(chosen.version, prereleases=True) or new_extras:
+                queue.append(key)  # a narrower range or new extras: choose again
+        elif key not in self.problems and key not in queue:
+            queue.append(key)
+            self.first_reason.setdefault(key, why)
+
+    def _spec(self, key: str) -> SpecifierSet:
+        spec = SpecifierSet()
+        for req in self.wanted.get(key, []):
+            spec &= req.specifier
+        return spec
+
+    def _listing(self, key: str) -> ProjectListing:
+        if key not in self._listings:
+            self._listings[key] = self.upstream.project(key)
+        return self._listings[key]
+
+    def _visit(self, key: str, queue: list[str]) -> None:
+        spec = self._spec(key)
+        try:
+            listing = self._listing(key)
+        except UpstreamError as exc:
+            self._problem(key, exc.message, "check the name (a typo?) or the upstream index")
+            return
+        if not listing.sdists():
+            self._problem(key, "upstream offers no sdist of it (only wheels)",
+                          "build tools may use a pinned upstream wheel (upstream_wheel in "
+                          "the recipe); anything else needs its source")
+            return
+        chosen = self._choose(key, listing, spec)
+        if chosen is None:
+            return
+        previous = self.proposed.get(key)
+        if previous is not None:
+            chosen.reasons = previous.reasons
+        else:
+            chosen.reasons.append(self.first_reason.get(key, "needed"))
+        self.proposed[key] = chosen
+        self._follow(key, chosen, queue)
+
+    def _choose(self, key: str, listing: ProjectListing, spec: SpecifierSet) -> Proposed | None:
+        probe = Recipe(name=key, versions=spec, path=Path(f"recipes/{key}.toml"), digest="",
+                       track="any")
+        passed: list[Skipped] = []
+        while len(passed) <= MAX_PASSED:
+            narrowed = spec
+            for skip in passed:
+                narrowed &= SpecifierSet(f"!={skip.version}")
+            try:
+                sel = select_version(probe, listing.sdists(), self._context(narrowed))
+            except PolicyError as exc:
+                detail = "; ".join(f"{s.version} {s.reason}" for s in passed[:3]) \
+                    or exc.message
+                self._problem(key, f"no release can be approved ({detail})",
+                              "widen the range asked for, or approve what it needs by hand")
+                return None
+            try:
+                proposed = self._read(key, listing, sel.file, sel.version)
+            except FactoryError as exc:
+                passed.append(Skipped(str(sel.version), exc.message))
+                continue
+            unmet = self._unmet(key)
+            if unmet is None:
+                proposed.skipped = passed
+                return proposed
+            passed.append(Skipped(str(sel.version), unmet))
+        self._problem(key, "no release can be approved (" + "; ".join(
+            f"{s.version} {s.reason}" for s in passed[:3]) + ")",
+            "approve what it needs by hand, or pin an older range")
+        return None
+
+    def _context(self, spec: SpecifierSet) -> Context:
+        return Context(now=datetime.now(UTC), cooldown_days=self.settings.cooldown_days,
+                       python_version=self.settings.python_version,
+                       advisories=self.advisories, extra=spec)
+
+    def _read(self, key: str, listing: ProjectListing, file: UpstreamFile,
+              version: Version) -> Proposed:
+        size = file.size if file.size is not None else self.upstream.size_of(file.url)
+        if not file.sha256 or size is None:
+            raise UpstreamError(f"upstream gives no sha256 or size for {file.filename}")
+        pin = Sdist.from_listing(file, key, str(version), size=size)
+        path = cache.fetch(self.settings, pin, self.upstream)
+        self.requirements[key] = sdist_requirements(path, file.filename)
+        meta = cache.read_metadata(path)
+        verdict = judge(meta.license_expression if meta else None,
+                        meta.license if meta else None, meta.classifiers if meta else (),
+                        self.settings.allowed_licenses)
+        proposed = Proposed(
+            key=key, version=str(version), versions=self._range(key, version), kind=RUNTIME,
+            licenses=verdict.licenses, license=verdict.expression or "unknown",
+            description=printable(meta.summary if meta else "", keep="")[:120],
+            dynamic_requires_dist="requires-dist" in (meta.dynamic if meta else ()))
+        if not verdict.allowed:
+            self._license_problem(key, str(version), verdict.problem or "license")
+        return proposed
+
+    def _range(self, key: str, version: Version) -> str:
+        spec = self._spec(key)
+        return str(spec) if str(spec) else f">={version}"
+
+    def _license_problem(self, key: str, version: str, problem: str) -> None:
+        self.problems[key] = NeedsHuman(
+            key, f"{version}: {problem}",
+            f"review it; approve it by writing recipes/{key}.toml with its licenses, or "
+            "widen [policy] licenses in factory.toml")
+
+    def _parsed(self, key: str) -> list[tuple[Requirement, str]]:
+        build, runtime = self.requirements[key]
+        origin = f"{key}"
+        found = [(r, "build") for r in parse_requirements(build, self.env, origin)]
+        found += [(r, "runtime") for r in parse_requirements(
+            runtime, self.env, origin, self.extras.get(key, ()))]
+        return found
+
+    def _unmet(self, key: str) -> str | None:
+        """Why the requirements of ``key``'s candidate can never be met, or None."""
+        try:
+            parsed = self._parsed(key)
+        except FactoryError as exc:
+            return exc.message
+        for req, kind in parsed:
+            child = canonicalize_name(req.name)
+            if child in self.recipes or child == key:
+                continue
+            try:
+                listing = self._listing(child)
+            except UpstreamError as exc:
+                if "does not know" in exc.message:
+                    return f"needs {req} ({kind}), which upstream does not have"
+                continue
+            if not any(f.version is not None and not f.yanked and not f.version.is_prerelease
+                       and req.specifier.contains(f.version) for f in listing.sdists()):
+                return f"needs {req} ({kind}), which upstream has no sdist of"
+        return None
+
+    def _follow(self, key: str, chosen: Proposed, queue: list[str]) -> None:
+        for req, kind in self._parsed(key):
+            child = canonicalize_name(req.name)
+            if child == key:
+                continue  # a project's extras naming itself
+            self.edges.setdefault(key, set()).add((child, kind))
+            self._want(req, f"{kind} requirement of {key} {chosen.version} ({req})", queue)
+
+    def _problem(self, key: str, problem: str, hint: str) -> None:
+        self.problems.setdefault(key, NeedsHuman(key, problem, hint))
+
+
+def _kinds(walk: _Walk, roots: set[str]) -> dict[str, str]:
+    """Runtime: reached from what was asked for through runtime requirements only;
+    everything else the walk found is a build tool (or a build tool's dependency)."""
+    runtime, stack = set(roots), list(roots)
+    while stack:
+        for child, kind in walk.edges.get(stack.pop(), ()):
+            if kind == "runtime" and child not in runtime:
+                runtime.add(child)
+                stack.append(child)
+    return {key: RUNTIME if key in runtime else BUILD_TOOL for key in walk.proposed}
+
+
+def _blocked(walk: _Walk) -> dict[str, str]:
+    """Proposed projects that need (transitively) one that needs a human -> which one."""
+    blocked: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for key in walk.proposed:
+            if key in blocked or key in walk.problems:
+                continue
+            for child, _ in walk.edges.get(key, ()):
+                cause = child if child in walk.problems else blocked.get(child)
+                if cause is not None:
+                    blocked[key] = cause
+                    changed = True
+                    break
+    return blocked
+
+
+def _needed_by(walk: _Walk, key: str) -> tuple[str, ...]:
+    return tuple(sorted(parent for parent, children in walk.edges.items()
+                        if any(child == key for child, _ in children)))
+
+
+def propose(settings: Settings, asked: list[Requirement]) -> AddReport:
+    """What ``add`` would write for ``asked``, and what needs a human (writes nothing
+    but the sdist cache)."""
+    recipes, errors = check_recipes(settings)
+    if errors:
+        raise errors[0]
+    report = AddReport()
+    with open_upstream(settings) as upstream:
+        walk = _Walk(settings, recipes, upstream)
+        walk.run(asked)
+    kinds = _kinds(walk, {canonicalize_name(r.name) for r in asked})
+    blocked = _blocked(walk)
+    for key, proposed in sorted(walk.proposed.items()):
+        proposed.kind = kinds[key]
+        if key in walk.problems:
+            continue
+        if key in blocked:
+            report.held_back.append((proposed, blocked[key]))
+        else:
+            report.added.append(proposed)
+    report.needs_human = [NeedsHuman(p.key, p.problem, p.hint, _needed_by(walk, p.key))
+                          for _, p in sorted(walk.problems.items())]
+    report.approved_already = sorted(walk.already)
+    return report
+
+
+def add(settings: Settings, items: Iterable[str], dry_run: bool = False) -> AddReport:
+    """Write recipes for ``items`` and what they need (within policy), then lock once."""
+    asked = parse_asked(items)
+    report = propose(settings, asked)
+    if dry_run:
+        return report
+    shown = " ".join(str(r) for r in asked)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    settings.recipes_dir.mkdir(parents=True, exist_ok=True)
+    for proposed in report.added:
+        path = settings.recipes_dir / f"{proposed.key}.toml"
+        if path.exists():  # written since the walk read the recipes: theirs stands
+            continue
+        write_text(path, proposed.recipe_text(shown))
+        report.written.append(path)
+    if report.written or report.approved_already:
+        resolution = lock_report(settings)
+        report.lock_problems = resolution.problems
+        report.locked = len(resolution.lock.components)
+    return report

@@ -1,0 +1,168 @@
+"""The site license policy: which licenses `factory add` may approve without a human.
+
+A project's license comes from its core metadata: the PEP 639 ``License-Expression``
+when there is one, else the ``License ::`` classifiers, else a short ``License``
+field. Each is read as an SPDX expression (``license-expression`` parses and
+canonicalises it); an OR is allowed when one side is, an AND when every side is,
+and ``X WITH exception`` when X is (an exception only grants more). Anything that
+cannot be read as SPDX is "unknown" and goes to a human, like a license outside
+the policy: nothing is approved on a guess.
+
+    verdict = judge(meta.license_expression, meta.license, meta.classifiers,
+                    settings.allowed_licenses)
+    verdict.allowed, verdict.licenses, verdict.problem
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from factory.errors import printable
+
+# Classifier names (after "License :: OSI Approved :: ") that name one SPDX license.
+# "BSD License" names no single license and stays unknown unless the text says which.
+_CLASSIFIERS = {
+    "MIT License": "MIT",
+    "MIT No Attribution License (MIT-0)": "MIT-0",
+    "Apache Software License": "Apache-2.0",
+    "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
+    "Python Software Foundation License": "PSF-2.0",
+    "ISC License (ISCL)": "ISC",
+    "The Unlicense (Unlicense)": "Unlicense",
+    "zlib/libpng License": "Zlib",
+    "BSD Zero Clause License (0BSD)": "0BSD",
+    "Historical Permission Notice and Disclaimer (HPND)": "HPND",
+    "GNU Lesser General Public License v2 or later (LGPLv2+)": "LGPL-2.0-or-later",
+    "GNU Lesser General Public License v3 (LGPLv3)": "LGPL-3.0-only",
+    "GNU Lesser General Public License v3 or later (LGPLv3+)": "LGPL-3.0-or-later",
+    "GNU General Public License v2 (GPLv2)": "GPL-2.0-only",
+    "GNU General Public License v2 or later (GPLv2+)": "GPL-2.0-or-later",
+    "GNU General Public License v3 (GPLv3)": "GPL-3.0-only",
+    "GNU General Public License v3 or later (GPLv3+)": "GPL-3.0-or-later",
+    "GNU Affero General Public License v3": "AGPL-3.0-only",
+    "Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
+}
+# Names that stand for more than one license: allowed only when every reading is.
+_AMBIGUOUS = {"BSD License": ("BSD-2-Clause", "BSD-3-Clause")}
+# Common spellings of the free-text License field that are not SPDX ids.
+_ALIASES = {
+    "apache 2.0": "Apache-2.0", "apache-2": "Apache-2.0", "apache 2": "Apache-2.0",
+    "apache license 2.0": "Apache-2.0", "apache license, version 2.0": "Apache-2.0",
+    "apache software license": "Apache-2.0", "apache software license 2.0": "Apache-2.0",
+    "mit license": "MIT", "the mit license": "MIT", "mit/x11": "MIT", "expat": "MIT",
+    "bsd-3": "BSD-3-Clause", "3-clause bsd": "BSD-3-Clause", "bsd 3-clause": "BSD-3-Clause",
+    "new bsd": "BSD-3-Clause", "new bsd license": "BSD-3-Clause", "modified bsd": "BSD-3-Clause",
+    "bsd-2": "BSD-2-Clause", "2-clause bsd": "BSD-2-Clause", "simplified bsd": "BSD-2-Clause",
+    "psf": "PSF-2.0", "psf license": "PSF-2.0", "python software foundation license": "PSF-2.0",
+    "mpl 2.0": "MPL-2.0", "mpl-2": "MPL-2.0", "isc license": "ISC",
+    "public domain": "LicenseRef-Public-Domain",
+}
+_MAX_TEXT = 200  # a longer License field is the license text itself, not its name
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the metadata declares, read as SPDX, and whether the site policy allows it."""
+
+    expression: str | None  # canonical SPDX, None when nothing could be read
+    licenses: tuple[str, ...]  # the SPDX ids the expression names (for the recipe)
+    allowed: bool
+    problem: str | None  # why a human must look (None when allowed)
+
+
+@functools.cache
+def _licensing() -> Any:
+    from license_expression import get_spdx_licensing
+
+    return get_spdx_licensing()
+
+
+def canonical(text: str) -> str | None:
+    """``text`` as a canonical SPDX expression, or None when it is not one."""
+    from license_expression import ExpressionError
+
+    text = text.strip()
+    if not text or len(text) > _MAX_TEXT or "\n" in text:
+        return None
+    text = _ALIASES.get(text.lower().rstrip("."), text)
+    if text.startswith("LicenseRef-"):
+        return text
+    try:
+        parsed = _licensing().parse(text, validate=True, strict=False)
+    except (ExpressionError, Exception):  # the parser raises several unrelated types
+        return None
+    return str(parsed) if parsed is not None else None
+
+
+def declared(expression: str | None, license_text: str | None,
+             classifiers: Iterable[str]) -> list[str]:
+    """The declared license as canonical SPDX expressions: one, or several readings of
+    an ambiguous name ("BSD License"); empty when nothing can be read as SPDX."""
+    if expression:
+        return [spdx] if (spdx := canonical(expression)) else []
+    named = [parts[-1] for parts in ([p.strip() for p in c.split("::")] for c in classifiers)
+             if len(parts) >= 2 and parts[0] == "License"]
+    text_readings = _readings(license_text) if license_text else []
+    if named:
+        readings = [_CLASSIFIERS.get(name) for name in named]
+        if all(readings):  # several classifiers: the project may be used under any of them
+            return [spdx] if (spdx := canonical(" OR ".join(sorted(set(
+                r for r in readings if r))))) else []
+        if text_readings:  # the text names what a vague classifier does not
+            return text_readings
+        if all(r or name in _AMBIGUOUS for r, name in zip(readings, named, strict=True)):
+            return sorted({a for name in named for a in _AMBIGUOUS.get(name, ())}
+                          | {r for r in readings if r})
+        return []
+    return text_readings
+
+
+def _readings(text: str) -> list[str]:
+    key = text.strip().lower().rstrip(".")
+    for name, readings in _AMBIGUOUS.items():
+        if key in (name.lower(), name.lower().removesuffix(" license")):
+            return list(readings)
+    return [spdx] if (spdx := canonical(text)) else []
+
+
+def _symbols(node: Any) -> list[str]:
+    if hasattr(node, "license_symbol"):  # X WITH exception: X is the license
+        return [str(node.license_symbol.key)]
+    if getattr(node, "args", ()):
+        return [s for arg in node.args for s in _symbols(arg)]
+    return [str(node.key)]
+
+
+def _allows(node: Any, allowed: frozenset[str]) -> bool:
+    if hasattr(node, "license_symbol"):
+        return str(node.license_symbol.key).lower() in allowed
+    args = getattr(node, "args", ())
+    if not args:
+        return str(node.key).lower() in allowed
+    operator = type(node).__name__.upper()
+    results = [_allows(arg, allowed) for arg in args]
+    return any(results) if operator == "OR" else all(results)
+
+
+def judge(expression: str | None, license_text: str | None, classifiers: Iterable[str],
+          allowed: Iterable[str]) -> Verdict:
+    """Read the declared license and judge it against the site's ``allowed`` SPDX ids."""
+    readings = declared(expression, license_text, tuple(classifiers))
+    if not readings:
+        shown = (expression or license_text or "").strip()
+        said = f" ({printable(shown.splitlines()[0][:60])!r})" if shown else ""
+        return Verdict(None, (), False, f"license unknown{said}: not an SPDX expression")
+    allowed_set = frozenset(a.lower() for a in allowed)
+    ids: list[str] = []
+    ok = True
+    for spdx in readings:
+        tree = None if spdx.startswith("LicenseRef-") else _licensing().parse(spdx)
+        ids += _symbols(tree) if tree is not None else [spdx]
+        ok = ok and (_allows(tree, allowed_set) if tree is not None
+                     else spdx.lower() in allowed_set)
+    shown = readings[0] if len(readings) == 1 else " or ".join(readings) + " (ambiguous)"
+    problem = None if ok else f"license {shown} is outside the site policy"
+    return Verdict(shown, tuple(dict.fromkeys(ids)), ok, problem)
