@@ -80,6 +80,7 @@ def test_build_requirements_can_need_a_second_version_of_a_tool(
 def test_unapproved_build_requirement_is_refused(project: Settings,
                                                   upstream: LocalUpstream) -> None:
     upstream.add("demo", "1.0.0", build_requires=["hatchling>=1"])
+    upstream.add("hatchling", "1.5.0")
     factories.recipe(project.root, "demo")
     with pytest.raises(LockError, match="build requirement hatchling>=1 of demo 1.0.0 is not "
                        "approved") as info:
