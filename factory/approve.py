@@ -25,6 +25,7 @@ it, and ``factory add NAME`` approves it then.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,6 +124,23 @@ def parse_asked(items: Iterable[str]) -> list[Requirement]:
     if not asked:
         raise RecipeError("name at least one project", 'e.g. factory add "flask>=3" cffi')
     return asked
+
+
+def catalogue_names(path: Path) -> list[str]:
+    """The projects of an optional catalogue file (``[[project]]`` tables with a ``name``
+    and maybe ``versions``), as ``NAME[SPEC]`` items for ``add``."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RecipeError(f"{path}: not a readable TOML catalogue ({type(exc).__name__})",
+                          "give a file like catalogues/top-pypi.toml") from None
+    rows = data.get("project")
+    if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("name"), str)
+            and isinstance(r.get("versions", ""), str) for r in rows):
+        raise RecipeError(f"{path}: expected [[project]] tables with a name",
+                          'each entry: [[project]] name = "flask" (versions = ">=3" optional)')
+    return [f"{r['name']}{r.get('versions', '')}" for r in rows]
 
 
 class _Walk:

@@ -200,7 +200,9 @@ class _Graph:
             raise PlanError(
                 f"{node.name} {node.version} needs {asked} to build, and no locked version "
                 "satisfies it",
-                f"approve it (recipes/{key}.toml, kind = \"build-tool\") and run `factory lock`",
+                f"widen versions in recipes/{key}.toml and run `factory lock`"
+                if key in self.recipes else
+                f"approve it with `factory add \"{key}{spec}\"` (it writes the recipe and locks)",
             )
         return found
 

@@ -253,3 +253,23 @@ def test_cli_add_json_and_exit_code(project: Settings, upstream: LocalUpstream) 
     plain = cli(project, "add", "app", "--dry-run")
     errors = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "gpl-lib" in errors[0] and "(hint: " in errors[0]
+
+
+def test_cli_add_from_a_catalogue_file(project: Settings, upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    upstream.add("one", "1.0.0")
+    upstream.add("two", "1.0.0")
+    upstream.add("two", "2.0.0")
+    catalogue_file = project.root / "cat.toml"
+    catalogue_file.write_text('[[project]]\nname = "one"\n[[project]]\nname = "two"\n'
+                              'versions = "<2"\n[[excluded]]\nname = "three"\n')
+    result = cli(project, "add", "--from", str(catalogue_file), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {(a["name"], a["version"]) for a in data["added"]} == {("one", "1.0.0"),
+                                                                   ("two", "1.0.0")}
+    assert load_lock(project).primary("two").version == "1.0.0"  # type: ignore[union-attr]
+    catalogue_file.write_text("[[project]]\nnom = 1\n")
+    bad = cli(project, "add", "--from", str(catalogue_file))
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert bad.returncode != 0 and len(errors) == 1 and "[[project]]" in errors[0]

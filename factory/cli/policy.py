@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -61,8 +62,11 @@ def recipes_list(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def add(
-    names: Annotated[list[str], typer.Argument(
-        metavar="NAME[SPEC]...", help='Projects to approve, e.g. "flask>=3,<4" cffi.')],
+    names: Annotated[list[str] | None, typer.Argument(
+        metavar="NAME[SPEC]...", help='Projects to approve, e.g. "flask>=3,<4" cffi.')] = None,
+    catalogue: Annotated[Path | None, typer.Option(
+        "--from", metavar="FILE", help="Also every [[project]] of a catalogue file, e.g. "
+        "catalogues/top-pypi.toml.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be added; "
                                           "write nothing.")] = False,
     as_json: JsonOpt = False,
@@ -71,9 +75,11 @@ def add(
     their runtime and build closure not approved yet (within the site license policy),
     then lock once. Exit 1 when anything needs a human."""
     from factory.approve import add as add_projects
+    from factory.approve import catalogue_names
 
+    items = [*(names or ()), *(catalogue_names(catalogue) if catalogue else ())]
     with _app.err.status("walking upstream ..."):
-        report = add_projects(settings(), names, dry_run=dry_run)
+        report = add_projects(settings(), items, dry_run=dry_run)
     if as_json:
         emit_json(_add_json(report, dry_run))
     else:
