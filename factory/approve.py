@@ -144,19 +144,27 @@ def catalogue_names(path: Path) -> list[str]:
 
 
 class _Walk:
-    """One walk of upstream from the requirements asked for."""
+    """One walk of upstream from the requirements asked for.
+
+    Like the lock, it takes for each project the newest release policy allows (within
+    the range asked for, if it was asked for), plus, for each requirement that release
+    does not satisfy, the newest release that does: several versions of one project
+    when its dependents disagree (a build tool pinned by one, and a newer one wanted
+    by another). The recipe's range covers every release taken."""
 
     def __init__(self, settings: Settings, recipes: dict[str, Recipe],
                  upstream: Upstream) -> None:
         self.settings, self.recipes, self.upstream = settings, recipes, upstream
         self.env = marker_environment(settings)
+        self.asked: dict[str, SpecifierSet] = {}
         self.wanted: dict[str, list[Requirement]] = {}
         self.extras: dict[str, set[str]] = {}
         self.edges: dict[str, set[tuple[str, str]]] = {}  # parent -> (child, build|runtime)
         self.proposed: dict[str, Proposed] = {}
+        self.taken: dict[str, list[str]] = {}  # key -> every version taken (primary first)
         self.problems: dict[str, NeedsHuman] = {}
         self.already: set[str] = set()
-        self.requirements: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.requirements: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._listings: dict[str, ProjectListing] = {}
         self.first_reason: dict[str, str] = {}
         self.advisories = (AdvisoryDatabase(settings.advisories) if settings.advisories
@@ -165,6 +173,8 @@ class _Walk:
     def run(self, asked: list[Requirement]) -> None:
         queue: list[str] = []
         for req in asked:
+            name = canonicalize_name(req.name)
+            self.asked[name] = self.asked.get(name, SpecifierSet()) & req.specifier
             self._want(req, "asked for", queue)
         while queue:
             key = queue.pop(0)
@@ -181,20 +191,14 @@ class _Walk:
         if key in self.recipes:
             self.already.add(key)
             return
-        chosen = self.proposed.get(key)
-        if chosen is not None:
-            chosen.reasons.append(why)
-            if not req.specifier.contains(chosen.version, prereleases=True) or new_extras:
-                queue.append(key)  # a narrower range or new extras: choose again
+        self.first_reason.setdefault(key, why)
+        if key in self.proposed:
+            self.proposed[key].reasons.append(why)
+            met = any(req.specifier.contains(v, prereleases=True) for v in self.taken[key])
+            if (not met or new_extras) and key not in queue:
+                queue.append(key)  # another release for this requirement, or new extras
         elif key not in self.problems and key not in queue:
             queue.append(key)
-            self.first_reason.setdefault(key, why)
-
-    def _spec(self, key: str) -> SpecifierSet:
-        spec = SpecifierSet()
-        for req in self.wanted.get(key, []):
-            spec &= req.specifier
-        return spec
 
     def _listing(self, key: str) -> ProjectListing:
         if key not in self._listings:
@@ -202,7 +206,6 @@ class _Walk:
         return self._listings[key]
 
     def _visit(self, key: str, queue: list[str]) -> None:
-        spec = self._spec(key)
         try:
             listing = self._listing(key)
         except UpstreamError as exc:
@@ -213,16 +216,34 @@ class _Walk:
                           "build tools may use a pinned upstream wheel (upstream_wheel in "
                           "the recipe); anything else needs its source")
             return
-        chosen = self._choose(key, listing, spec)
-        if chosen is None:
-            return
-        previous = self.proposed.get(key)
-        if previous is not None:
-            chosen.reasons = previous.reasons
-        else:
+        base = self.asked.get(key, SpecifierSet())
+        if key not in self.proposed:
+            chosen = self._choose(key, listing, base)
+            if chosen is None and key not in self.asked and self.wanted.get(key):
+                # nothing policy takes unasked (only pre-releases, say): what the
+                # first dependent asks for, if policy takes that
+                first = self.problems.pop(key)
+                chosen = self._choose(key, listing, self.wanted[key][0].specifier)
+                if chosen is None:
+                    self.problems[key] = first
+            if chosen is None:
+                return
             chosen.reasons.append(self.first_reason.get(key, "needed"))
-        self.proposed[key] = chosen
-        self._follow(key, chosen, queue)
+            self.proposed[key], self.taken[key] = chosen, [chosen.version]
+            chosen.versions = self._range(key)
+            self._follow(key, chosen.version, queue)
+        elif self.extras.get(key):
+            for version in self.taken[key]:  # extras asked for since: follow them too
+                self._follow(key, version, queue)
+        for req in list(self.wanted.get(key, [])):
+            if any(req.specifier.contains(v, prereleases=True) for v in self.taken[key]):
+                continue
+            extra = self._choose(key, listing, base & req.specifier)
+            if extra is None:
+                return
+            self.taken[key].append(extra.version)
+            self.proposed[key].versions = self._range(key)
+            self._follow(key, extra.version, queue)
 
     def _choose(self, key: str, listing: ProjectListing, spec: SpecifierSet) -> Proposed | None:
         probe = Recipe(name=key, versions=spec, path=Path(f"recipes/{key}.toml"), digest="",
@@ -241,11 +262,11 @@ class _Walk:
                               "widen the range asked for, or approve what it needs by hand")
                 return None
             try:
-                proposed = self._read(key, listing, sel.file, sel.version)
+                proposed = self._read(key, sel.file, sel.version)
             except FactoryError as exc:
                 passed.append(Skipped(str(sel.version), exc.message))
                 continue
-            unmet = self._unmet(key)
+            unmet = self._unmet(key, str(sel.version))
             if unmet is None:
                 proposed.skipped = passed
                 return proposed
@@ -260,20 +281,19 @@ class _Walk:
                        python_version=self.settings.python_version,
                        advisories=self.advisories, extra=spec)
 
-    def _read(self, key: str, listing: ProjectListing, file: UpstreamFile,
-              version: Version) -> Proposed:
+    def _read(self, key: str, file: UpstreamFile, version: Version) -> Proposed:
         size = file.size if file.size is not None else self.upstream.size_of(file.url)
         if not file.sha256 or size is None:
             raise UpstreamError(f"upstream gives no sha256 or size for {file.filename}")
         pin = Sdist.from_listing(file, key, str(version), size=size)
         path = cache.fetch(self.settings, pin, self.upstream)
-        self.requirements[key] = sdist_requirements(path, file.filename)
+        self.requirements[(key, str(version))] = sdist_requirements(path, file.filename)
         meta = cache.read_metadata(path)
         verdict = judge(meta.license_expression if meta else None,
                         meta.license if meta else None, meta.classifiers if meta else (),
                         self.settings.allowed_licenses)
         proposed = Proposed(
-            key=key, version=str(version), versions=self._range(key, version), kind=RUNTIME,
+            key=key, version=str(version), versions="", kind=RUNTIME,
             licenses=verdict.licenses, license=verdict.expression or "unknown",
             description=printable(meta.summary if meta else "", keep="")[:120],
             dynamic_requires_dist="requires-dist" in (meta.dynamic if meta else ()))
@@ -281,9 +301,12 @@ class _Walk:
             self._license_problem(key, str(version), verdict.problem or "license")
         return proposed
 
-    def _range(self, key: str, version: Version) -> str:
-        spec = self._spec(key)
-        return str(spec) if str(spec) else f">={version}"
+    def _range(self, key: str) -> str:
+        """The range asked for, else from the oldest release taken on (the lock takes the
+        newest in range, and the older ones for the requirements that need them)."""
+        asked = str(self.asked.get(key, ""))
+        oldest = min((Version(v) for v in self.taken.get(key, [])), default=None)
+        return asked or (f">={oldest}" if oldest is not None else "")
 
     def _license_problem(self, key: str, version: str, problem: str) -> None:
         self.problems[key] = NeedsHuman(
@@ -291,18 +314,18 @@ class _Walk:
             f"review it; approve it by writing recipes/{key}.toml with its licenses, or "
             "widen [policy] licenses in factory.toml")
 
-    def _parsed(self, key: str) -> list[tuple[Requirement, str]]:
-        build, runtime = self.requirements[key]
-        origin = f"{key}"
+    def _parsed(self, key: str, version: str) -> list[tuple[Requirement, str]]:
+        build, runtime = self.requirements[(key, version)]
+        origin = f"{key} {version}"
         found = [(r, "build") for r in parse_requirements(build, self.env, origin)]
         found += [(r, "runtime") for r in parse_requirements(
             runtime, self.env, origin, self.extras.get(key, ()))]
         return found
 
-    def _unmet(self, key: str) -> str | None:
+    def _unmet(self, key: str, version: str) -> str | None:
         """Why the requirements of ``key``'s candidate can never be met, or None."""
         try:
-            parsed = self._parsed(key)
+            parsed = self._parsed(key, version)
         except FactoryError as exc:
             return exc.message
         for req, kind in parsed:
@@ -315,18 +338,18 @@ class _Walk:
                 if "does not know" in exc.message:
                     return f"needs {req} ({kind}), which upstream does not have"
                 continue
-            if not any(f.version is not None and not f.yanked and not f.version.is_prerelease
+            if not any(f.version is not None and not f.yanked
                        and req.specifier.contains(f.version) for f in listing.sdists()):
                 return f"needs {req} ({kind}), which upstream has no sdist of"
         return None
 
-    def _follow(self, key: str, chosen: Proposed, queue: list[str]) -> None:
-        for req, kind in self._parsed(key):
+    def _follow(self, key: str, version: str, queue: list[str]) -> None:
+        for req, kind in self._parsed(key, version):
             child = canonicalize_name(req.name)
             if child == key:
                 continue  # a project's extras naming itself
             self.edges.setdefault(key, set()).add((child, kind))
-            self._want(req, f"{kind} requirement of {key} {chosen.version} ({req})", queue)
+            self._want(req, f"{kind} requirement of {key} {version} ({req})", queue)
 
     def _problem(self, key: str, problem: str, hint: str) -> None:
         self.problems.setdefault(key, NeedsHuman(key, problem, hint))

@@ -19,8 +19,9 @@ PYPI_SIMPLE = "https://pypi.org/simple/"
 # The default site license policy: the permissive licenses a platform team usually
 # approves. Anything else `factory add` leaves to a human.
 DEFAULT_LICENSES = (
-    "0BSD", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "HPND", "ISC", "MIT",
-    "MIT-0", "MPL-2.0", "PSF-2.0", "Python-2.0", "Unlicense", "Zlib",
+    "0BSD", "Apache-2.0", "BlueOak-1.0.0", "BSD-2-Clause", "BSD-3-Clause", "BSL-1.0",
+    "CC0-1.0", "CNRI-Python", "HPND", "ISC", "MIT", "MIT-0", "MIT-CMU", "MPL-2.0", "NCSA",
+    "PostgreSQL", "PSF-2.0", "Python-2.0", "Unlicense", "X11", "Zlib", "ZPL-2.1",
 )
 CONFIG_FILE = "factory.toml"
 

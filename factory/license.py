@@ -16,6 +16,7 @@ the policy: nothing is approved on a guess.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,9 @@ _ALIASES = {
     "bsd-2": "BSD-2-Clause", "2-clause bsd": "BSD-2-Clause", "simplified bsd": "BSD-2-Clause",
     "psf": "PSF-2.0", "psf license": "PSF-2.0", "python software foundation license": "PSF-2.0",
     "mpl 2.0": "MPL-2.0", "mpl-2": "MPL-2.0", "isc license": "ISC",
+    "apache 2.0 license": "Apache-2.0", "apache license version 2.0": "Apache-2.0",
+    "bsd 3-clause license": "BSD-3-Clause", "bsd-3-clause license": "BSD-3-Clause",
+    "bsd 2-clause": "BSD-2-Clause", "bsd 2-clause license": "BSD-2-Clause",
     "public domain": "LicenseRef-Public-Domain",
 }
 _MAX_TEXT = 200  # a longer License field is the license text itself, not its name
@@ -90,11 +94,19 @@ def canonical(text: str) -> str | None:
     text = _ALIASES.get(text.lower().rstrip("."), text)
     if text.startswith("LicenseRef-"):
         return text
-    try:
-        parsed = _licensing().parse(text, validate=True, strict=False)
-    except (ExpressionError, Exception):  # the parser raises several unrelated types
-        return None
-    return str(parsed) if parsed is not None else None
+    for attempt in (text, _aliased_terms(text)):
+        try:
+            parsed = _licensing().parse(attempt, validate=True, strict=False)
+        except (ExpressionError, Exception):  # the parser raises several unrelated types
+            continue
+        return str(parsed) if parsed is not None else None
+    return None
+
+
+def _aliased_terms(text: str) -> str:
+    """``BSD 3-Clause OR Apache-2.0``: each side of an AND/OR read through the aliases."""
+    parts = re.split(r"(\s+(?:OR|AND)\s+|[()])", text)
+    return "".join(_ALIASES.get(p.strip().lower().rstrip("."), p) for p in parts)
 
 
 def declared(expression: str | None, license_text: str | None,
@@ -103,8 +115,9 @@ def declared(expression: str | None, license_text: str | None,
     an ambiguous name ("BSD License"); empty when nothing can be read as SPDX."""
     if expression:
         return [spdx] if (spdx := canonical(expression)) else []
+    # "License :: OSI Approved" alone is a category, not a license
     named = [parts[-1] for parts in ([p.strip() for p in c.split("::")] for c in classifiers)
-             if len(parts) >= 2 and parts[0] == "License"]
+             if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved"]
     text_readings = _readings(license_text) if license_text else []
     if named:
         readings = [_CLASSIFIERS.get(name) for name in named]

@@ -53,7 +53,7 @@ def test_add_writes_the_whole_closure_with_kinds_licenses_and_locks_once(
     assert recipes["backend"].kind == "build-tool"
     assert recipes["helper"].kind == "build-tool"  # a build tool's runtime dependency
     assert recipes["helper"].licenses == ("BSD-3-Clause", "GPL-2.0-only")
-    assert str(recipes["lib"].versions) == ">=1"
+    assert str(recipes["lib"].versions) == ">=1.1.0"  # from the oldest release taken on
     assert report.approved_already == ["setuptools"]
     lock = load_lock(project)
     assert {c.key for c in lock.components if c.is_primary} == {
@@ -273,3 +273,30 @@ def test_cli_add_from_a_catalogue_file(project: Settings, upstream: LocalUpstrea
     bad = cli(project, "add", "--from", str(catalogue_file))
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert bad.returncode != 0 and len(errors) == 1 and "[[project]]" in errors[0]
+
+
+def test_dependents_that_disagree_get_one_release_each(project: Settings,
+                                                       upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    for version in ("1.0.0", "1.5.0", "2.0.0", "3.0.0"):
+        upstream.add("tool", version)
+    upstream.add("old-user", "1.0.0", build_requires=["setuptools>=61", "tool<2"])
+    upstream.add("new-user", "1.0.0", requires=["tool>=2,<3"])
+    report = add(project, ["old-user", "new-user"])
+    assert report.ok, report
+    assert str(load_recipes(project)["tool"].versions) == ">=1.5.0"
+    lock = load_lock(project)
+    assert {c.version for c in lock.components if c.key == "tool"} == {"3.0.0", "1.5.0",
+                                                                       "2.0.0"}
+
+
+def test_a_pre_release_is_taken_only_when_a_requirement_names_one(
+        project: Settings, upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    upstream.add("conventions", "0.66b2")
+    upstream.add("sdk", "1.0.0", requires=["conventions==0.66b2"])
+    upstream.add("beta-only", "0.1b1")
+    report = add(project, ["sdk", "beta-only"])
+    assert [p.key for p in report.added] == ["conventions", "sdk"], report
+    assert "pre-release" in {n.key: n.problem for n in report.needs_human}["beta-only"]
+    assert load_lock(project).primary("conventions").version == "0.66b2"  # type: ignore[union-attr]

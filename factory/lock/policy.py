@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from factory.errors import PolicyError
 from factory.license import judge
@@ -63,15 +63,32 @@ def parse_time(text: str) -> datetime | None:
         return None
 
 
+def _names_prerelease(spec: SpecifierSet | None) -> bool:
+    return spec is not None and any(
+        Version(s.version.rstrip(".*")).is_prerelease for s in spec
+        if s.operator != "!=" and _parses(s.version.rstrip(".*")))
+
+
+def _parses(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
 def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context) -> str | None:
     """Why ``version`` may not be taken, or None when policy allows it."""
-    if version.is_prerelease or version.is_devrelease:
+    # A pre-release only when a range names one (PEP 440: ``==0.66b2``, ``>=2.0rc1``):
+    # a project that publishes nothing else is then taken as its dependents ask.
+    pre = _names_prerelease(recipe.versions) or _names_prerelease(ctx.extra)
+    if (version.is_prerelease or version.is_devrelease) and not pre:
         return "pre-release"
     if file.yanked:
         return "yanked" + (f": {file.yanked_reason}" if file.yanked_reason else "")
-    if not recipe.versions.contains(version, prereleases=False):
+    if not recipe.versions.contains(version, prereleases=pre):
         return f"outside range {recipe.versions}"
-    if ctx.extra is not None and not ctx.extra.contains(version, prereleases=False):
+    if ctx.extra is not None and not ctx.extra.contains(version, prereleases=pre):
         return f"outside requirement {ctx.extra}"
     if not in_track(recipe.track, ctx.current, version):
         return f"outside track {recipe.track} (locked {ctx.current})"
