@@ -78,7 +78,7 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build from source in network-less containers, without an orchestrator."""
-    from factory.build.executor import execute
+    from factory.build.executor import run_plan
     from factory.fetch import fetch_stage
     from factory.plan import make_plan
 
@@ -89,14 +89,23 @@ def build(
         plain(f"  refused {component}: {reason}")
     the_plan = make_plan(s, list(map(_key, names)) if names else None)
     with _app.err.status(f"building {len(the_plan.order)} components ..."):
-        records = execute(s, the_plan, concurrency)
+        outcome = run_plan(s, the_plan, concurrency)
+    records, failed = outcome.records, outcome.failed
     if as_json:
-        emit_json([{"component": r.component, "version": r.version, "wheel": r.wheel_filename,
-                    "sha256": r.wheel_sha256} for r in records])
-        return
-    for r in records:
-        _app.out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…", highlight=False)
-    _app.out.print(f"{len(records)} wheels built from source in {s.wheels_dir}")
+        emit_json({"built": [{"component": r.component, "version": r.version,
+                              "wheel": r.wheel_filename, "sha256": r.wheel_sha256}
+                             for r in records],
+                   "failed": [{"component": nid, "error": why} for nid, why in failed.items()]})
+    else:
+        for r in records:
+            _app.out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…",
+                           highlight=False)
+        for nid, why in failed.items():  # one line each; the others were built
+            plain(f"error: {nid}: {why}")
+        _app.out.print(f"{len(records)} wheels built from source in {s.wheels_dir}"
+                       + (f"; {len(failed)} failed" if failed else ""), highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 # -- keys, sign, publish ---------------------------------------------------------------
