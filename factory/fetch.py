@@ -17,7 +17,7 @@ from pathlib import Path
 from factory.admission import admit_sdist
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError
-from factory.lock import LockedComponent, check_lock, load_lock, record_alarm
+from factory.lock import Lock, LockedComponent, load_lock, lock_mismatches, record_alarm
 from factory.lock.policy import check_license
 from factory.recipes import Recipe, load_recipes
 from factory.upstream import cache
@@ -43,15 +43,13 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
     """
     recipes = load_recipes(settings)
     lock = load_lock(settings)
-    problems = check_lock(recipes, lock)
-    if problems:
-        raise LockError(f"recipes.lock does not match the recipes: {problems[0]}")
+    mismatched = _mismatched(recipes, lock, names, failed)
     fetched: list[Fetched] = []
     errors: list[FactoryError] = []
     upstreams: dict[str, Upstream] = {}
     try:
         for entry in lock.components:
-            if names and entry.key not in names:
+            if (names and entry.key not in names) or entry.key in mismatched:
                 continue
             report = (lambda n, t, f=entry.sdist.filename: progress(f, n, t)) if progress else None
             index = recipes[entry.key].source.index or settings.upstream
@@ -70,6 +68,24 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
     if errors and failed is None:
         raise errors[0] if len(errors) == 1 else FetchError(errors)
     return fetched
+
+
+def _mismatched(recipes: dict[str, Recipe], lock: Lock, names: set[str] | None,
+                failed: dict[str, str] | None) -> set[str]:
+    """Projects whose lock rows disagree with their recipe: never fetched. Without
+    ``failed`` that is an error; with it, each of their rows is refused there (one
+    line) and the rest go on. A recipe not locked yet has no row to refuse."""
+    problems = [(key, why) for key, why in lock_mismatches(recipes, lock)
+                if not names or key in names]
+    if problems and failed is None:
+        raise LockError(f"recipes.lock does not match the recipes: {problems[0][1]}")
+    for key, why in problems:
+        for entry in lock.components:
+            if entry.key == key:
+                assert failed is not None
+                failed.setdefault(f"{entry.key}=={entry.version}",
+                                  f"{why} (run `factory lock`)")
+    return {key for key, _ in problems}
 
 
 def _fetch_one(settings: Settings, entry: LockedComponent, recipe: Recipe, upstream: Upstream,

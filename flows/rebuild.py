@@ -71,16 +71,17 @@ def ensure_build_limit(limit: int) -> None:
 # hashing would only re-hash large arguments on every run.
 @task(name="fetch-and-plan", retries=3, retry_delay_seconds=[2, 10, 30],
       retry_condition_fn=_transient, cache_policy=NO_CACHE)
-def fetch_and_plan(settings: Settings, names: list[str] | None) -> Plan:
+def fetch_and_plan(settings: Settings, names: list[str] | None,
+                   ) -> tuple[Plan, dict[str, str]]:
     """Verified sources, then the build order (one task: a run pays per task).
 
-    A component refused at fetch stays in the plan: its build fails on the same
-    refusal, and only what depends on it is skipped."""
+    A component refused at fetch stays in the plan, failed with that refusal before
+    anything is built; only what depends on it is skipped."""
     refused: dict[str, str] = {}
     fetch.fetch_stage(settings, set(names) if names else None, failed=refused)
     for component, reason in sorted(refused.items()):
         get_run_logger().error("refused at fetch: %s: %s", component, reason)
-    return make_plan(settings, names)
+    return make_plan(settings, names), refused
 
 
 @task(name="build", task_run_name="build {name} {version}", cache_policy=NO_CACHE)
@@ -164,11 +165,11 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     settings = load_settings()
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or "")
-    the_plan = fetch_and_plan(settings, components)
+    the_plan, refused = fetch_and_plan(settings, components)
     before = {p.name for p in settings.wheels_dir.glob("*.whl")} \
         if settings.wheels_dir.is_dir() else set()
     get_run_context()  # the executor's threads inherit this flow's context
-    outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings))
+    outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings), refused=refused)
     skipped = {f"{r.component}=={r.version}" for r in outcome.records
                if r.wheel_filename in before}
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
@@ -190,9 +191,9 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     for refusal in report.refused:
         logger.error("%s", refusal.line())
     if outcome.failed:
-        refused = f"; {len(report.refused)} wheel(s) refused" if report.refused else ""
+        also = f"; {len(report.refused)} wheel(s) refused" if report.refused else ""
         raise BuildError(f"{len(outcome.failed)} component(s) failed to build: "
-                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) + refused)
+                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) + also)
     report.raise_for_refusals()
     return summary
 

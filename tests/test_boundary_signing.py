@@ -590,7 +590,7 @@ def test_the_rebuild_flow_publishes_the_others_and_fails_naming_the_refused_whee
     records = [stage_build(project, n, meta_name="requests" if n == "bravo" else None)
                for n in ("alpha", "bravo", "charlie")]
     monkeypatch.setattr(flow_module, "fetch_and_plan",
-                        lambda *_: SimpleNamespace(order=[], nodes={}))
+                        lambda *_: (SimpleNamespace(order=[], nodes={}), {}))
     monkeypatch.setattr(flow_module, "run_plan",
                         lambda *_, **__: SimpleNamespace(records=records, failed={}))
     with pytest.raises(RefusedError) as caught:

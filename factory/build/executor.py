@@ -18,7 +18,7 @@ import functools
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -295,12 +295,16 @@ class Outcome:
 
 
 def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
-             wrap: BuildWrapper = _call) -> Outcome:
+             wrap: BuildWrapper = _call, refused: Mapping[str, str] | None = None) -> Outcome:
     """Build every node of ``plan`` (independent ones concurrently); skip up-to-date ones.
 
-    A failure stops only what depends on it; everything else is built.
+    A failure stops only what depends on it; everything else is built. ``refused``
+    (node id -> why, from fetch: a license, an alarm, a lock row its recipe no longer
+    approves) are failed before anything runs.
     """
     executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap)
+    executor.failed.update({nid: why for nid, why in (refused or {}).items()
+                            if nid in plan.nodes})
     records = executor.run()
     return Outcome(records, dict(sorted(executor.failed.items())))
 

@@ -85,11 +85,9 @@ def build(
     s = settings()
     refused: dict[str, str] = {}
     fetch_stage(s, failed=refused)  # a refused one fails its node, not the build
-    for component, reason in sorted(refused.items()):
-        plain(f"  refused {component}: {reason}")
     the_plan = make_plan(s, list(map(_key, names)) if names else None)
     with _app.err.status(f"building {len(the_plan.order)} components ..."):
-        outcome = run_plan(s, the_plan, concurrency)
+        outcome = run_plan(s, the_plan, concurrency, refused=refused)
     records, failed = outcome.records, outcome.failed
     if as_json:
         emit_json({"built": [{"component": r.component, "version": r.version,

@@ -29,6 +29,7 @@ from factory.lock.model import (
     alarm_error,
     check_lock,
     load_lock,
+    lock_mismatches,
     problems_error,
     save_lock,
 )
@@ -37,7 +38,8 @@ from factory.recipes import load_recipes
 
 __all__ = [
     "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Problem", "Resolution",
-    "alarm_error", "check_lock", "check_stage", "load_lock", "lock_report", "lock_stage",
+    "alarm_error", "check_lock", "check_stage", "load_lock", "lock_mismatches", "lock_report",
+    "lock_stage",
     "marker_environment", "parse_requirements", "problems_error", "record_alarm", "save_lock",
 ]
 

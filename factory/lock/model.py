@@ -328,21 +328,30 @@ def alarm_error(alarms: list[Alarm]) -> AlarmError:
 
 def check_lock(recipes: dict[str, Recipe], lock: Lock) -> list[str]:
     """Offline: every way the lock disagrees with the recipes."""
+    return [problem for _, problem in lock_mismatches(recipes, lock)]
+
+
+def lock_mismatches(recipes: dict[str, Recipe], lock: Lock) -> list[tuple[str, str]]:
+    """``check_lock`` by project: (key, problem). A key whose rows disagree with its
+    recipe must not be fetched or built; one approved but not locked is only absent."""
     problems = []
     for key, approved in sorted(recipes.items()):
         if lock.primary(key) is None:
-            problems.append(f"{key}: approved in {approved.path.name} but missing from the lock")
+            problems.append((key, f"{key}: approved in {approved.path.name} but missing from "
+                             "the lock"))
     for entry in lock.components:
         recipe = recipes.get(entry.key)
         if recipe is None:
-            problems.append(f"{entry.name} {entry.version}: in the lock but no recipe approves it")
+            problems.append((entry.key, f"{entry.name} {entry.version}: in the lock but no "
+                             "recipe approves it"))
             continue
         if not recipe.versions.contains(entry.version, prereleases=True):
-            problems.append(f"{entry.name} {entry.version}: outside the recipe's range "
-                            f"{recipe.versions}")
+            problems.append((entry.key, f"{entry.name} {entry.version}: outside the recipe's "
+                             f"range {recipe.versions}"))
         if entry.recipe_digest != recipe.digest:
-            problems.append(f"{entry.name}: {recipe.path.name} changed since it was locked")
+            problems.append((entry.key, f"{entry.name}: {recipe.path.name} changed since it "
+                             "was locked"))
         if entry.kind != recipe.kind:
-            problems.append(f"{entry.name}: kind {entry.kind} in the lock, {recipe.kind} "
-                            "in the recipe")
+            problems.append((entry.key, f"{entry.name}: kind {entry.kind} in the lock, "
+                             f"{recipe.kind} in the recipe"))
     return problems
