@@ -38,6 +38,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from factory._internal.atomic import write_text
+from factory.admission import admit_sdist
+from factory.admission.model import AdmissionError
 from factory.config import Settings
 from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError, printable
 from factory.license import judge
@@ -71,11 +73,15 @@ class Proposed:
     reasons: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     dynamic_requires_dist: bool = False
+    allow_prebuilt: tuple[str, ...] = ()  # what a human reviewed (a catalogue's [[reviewed]])
 
     def recipe_text(self, asked: str) -> str:
-        table = {"name": self.key, "description": self.description,
-                 "versions": self.versions, "track": "minor" if self.kind == RUNTIME else "any",
-                 "kind": self.kind, "licenses": list(self.licenses)}
+        table: dict[str, object] = {"name": self.key, "description": self.description,
+                                    "versions": self.versions,
+                                    "track": "minor" if self.kind == RUNTIME else "any",
+                                    "kind": self.kind, "licenses": list(self.licenses)}
+        if self.allow_prebuilt:
+            table["allow_prebuilt"] = list(self.allow_prebuilt)
         header = (f"# Added by `factory add {asked}` on {datetime.now(UTC):%Y-%m-%d}: "
                   f"{printable(self.reasons[0], keep='')[:160]}\n"
                   f"# License read as {printable(self.license, keep='')[:100]} "
@@ -126,21 +132,40 @@ def parse_asked(items: Iterable[str]) -> list[Requirement]:
     return asked
 
 
-def catalogue_names(path: Path) -> list[str]:
-    """The projects of an optional catalogue file (``[[project]]`` tables with a ``name``
-    and maybe ``versions``), as ``NAME[SPEC]`` items for ``add``."""
+@dataclass(frozen=True)
+class Catalogue:
+    """An optional catalogue file: projects to add, and what a human reviewed for
+    some (``[[reviewed]]``: prebuilt files a project may ship, and why)."""
+
+    items: list[str]
+    reviewed: dict[str, tuple[str, ...]]  # project -> allow_prebuilt globs
+
+
+def read_catalogue(path: Path) -> Catalogue:
+    """``[[project]]`` tables (a ``name``, maybe ``versions``) and ``[[reviewed]]`` tables
+    (a ``name``, ``allow_prebuilt`` globs and a ``why``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise RecipeError(f"{path}: not a readable TOML catalogue ({type(exc).__name__})",
                           "give a file like catalogues/top-pypi.toml") from None
-    rows = data.get("project")
+    rows, reviewed = data.get("project", []), data.get("reviewed", [])
     if not isinstance(rows, list) or not all(
             isinstance(r, dict) and isinstance(r.get("name"), str)
             and isinstance(r.get("versions", ""), str) for r in rows):
         raise RecipeError(f"{path}: expected [[project]] tables with a name",
                           'each entry: [[project]] name = "flask" (versions = ">=3" optional)')
-    return [f"{r['name']}{r.get('versions', '')}" for r in rows]
+    if not isinstance(reviewed, list) or not all(
+            isinstance(r, dict) and is_project_name(r.get("name"))
+            and isinstance(r.get("why"), str) and r["why"].strip()
+            and isinstance(r.get("allow_prebuilt"), list)
+            and all(isinstance(g, str) and g for g in r["allow_prebuilt"]) for r in reviewed):
+        raise RecipeError(f"{path}: expected [[reviewed]] tables with a name, allow_prebuilt "
+                          "and why", 'e.g. [[reviewed]] name = "wheel" allow_prebuilt = '
+                          '["tests/testdata/*"] why = "test data the build does not read"')
+    return Catalogue([f"{r['name']}{r.get('versions', '')}" for r in rows],
+                     {canonicalize_name(r["name"]): tuple(r["allow_prebuilt"])
+                      for r in reviewed})
 
 
 class _Walk:
@@ -153,8 +178,10 @@ class _Walk:
     by another). The recipe's range covers every release taken."""
 
     def __init__(self, settings: Settings, recipes: dict[str, Recipe],
-                 upstream: Upstream) -> None:
+                 upstream: Upstream, reviewed: dict[str, tuple[str, ...]] | None = None,
+                 ) -> None:
         self.settings, self.recipes, self.upstream = settings, recipes, upstream
+        self.reviewed = reviewed or {}
         self.env = marker_environment(settings)
         self.asked: dict[str, SpecifierSet] = {}
         self.wanted: dict[str, list[Requirement]] = {}
@@ -202,6 +229,9 @@ class _Walk:
 
     def _listing(self, key: str) -> ProjectListing:
         if key not in self._listings:
+            if len(self._listings) >= MAX_PROJECTS:  # one release naming 10,000 projects
+                raise PolicyError(f"the closure passed {MAX_PROJECTS} projects",
+                                  "add fewer projects at a time")
             self._listings[key] = self.upstream.project(key)
         return self._listings[key]
 
@@ -242,7 +272,9 @@ class _Walk:
             if extra is None:
                 return
             self.taken[key].append(extra.version)
-            self.proposed[key].versions = self._range(key)
+            primary = self.proposed[key]
+            primary.versions = self._range(key)
+            primary.licenses = tuple(dict.fromkeys(primary.licenses + extra.licenses))
             self._follow(key, extra.version, queue)
 
     def _choose(self, key: str, listing: ProjectListing, spec: SpecifierSet) -> Proposed | None:
@@ -299,6 +331,15 @@ class _Walk:
             dynamic_requires_dist="requires-dist" in (meta.dynamic if meta else ()))
         if not verdict.allowed:
             self._license_problem(key, str(version), verdict.problem or "license")
+        allowed = self.reviewed.get(key, ())
+        try:  # prebuilt files in the source: a human decides whether the build uses them
+            used = admit_sdist(path, Recipe(name=key, versions=SpecifierSet(), digest="",
+                                            path=self.settings.recipes_dir / f"{key}.toml",
+                                            allow_prebuilt=allowed))
+            proposed.allow_prebuilt = allowed if used else ()
+        except AdmissionError as exc:
+            self.problems.setdefault(key, NeedsHuman(key, f"{version}: {exc.message}",
+                                                     exc.hint))
         return proposed
 
     def _range(self, key: str) -> str:
@@ -390,7 +431,8 @@ def _needed_by(walk: _Walk, key: str) -> tuple[str, ...]:
                         if any(child == key for child, _ in children)))
 
 
-def propose(settings: Settings, asked: list[Requirement]) -> AddReport:
+def propose(settings: Settings, asked: list[Requirement],
+            reviewed: dict[str, tuple[str, ...]] | None = None) -> AddReport:
     """What ``add`` would write for ``asked``, and what needs a human (writes nothing
     but the sdist cache)."""
     recipes, errors = check_recipes(settings)
@@ -398,7 +440,7 @@ def propose(settings: Settings, asked: list[Requirement]) -> AddReport:
         raise errors[0]
     report = AddReport()
     with open_upstream(settings) as upstream:
-        walk = _Walk(settings, recipes, upstream)
+        walk = _Walk(settings, recipes, upstream, reviewed)
         walk.run(asked)
     kinds = _kinds(walk, {canonicalize_name(r.name) for r in asked})
     blocked = _blocked(walk)
@@ -416,10 +458,12 @@ def propose(settings: Settings, asked: list[Requirement]) -> AddReport:
     return report
 
 
-def add(settings: Settings, items: Iterable[str], dry_run: bool = False) -> AddReport:
-    """Write recipes for ``items`` and what they need (within policy), then lock once."""
+def add(settings: Settings, items: Iterable[str], dry_run: bool = False,
+        reviewed: dict[str, tuple[str, ...]] | None = None) -> AddReport:
+    """Write recipes for ``items`` and what they need (within policy), then lock once.
+    ``reviewed``: prebuilt files a human allowed per project (a catalogue's [[reviewed]])."""
     asked = parse_asked(items)
-    report = propose(settings, asked)
+    report = propose(settings, asked, reviewed)
     if dry_run:
         return report
     shown = " ".join(str(r) for r in asked)

@@ -27,6 +27,18 @@ def printable(text: str, keep: str = "\n\t") -> str:
     return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: whitespace runs
+    (newlines too) become one space, controls are escaped, and a longer text loses its
+    middle, so both what it is about (the start) and where to read more (a log path at
+    the end) stay."""
+    flat = printable(" ".join(text.split()), keep="")
+    if len(flat) <= limit:
+        return flat
+    head = max(1, (limit - 3) * 2 // 3)
+    return flat[:head] + " … " + flat[len(flat) - max(0, limit - head - 3):]
+
+
 def _escape(char: str) -> str:
     code = ord(char)
     if code < 0x100:

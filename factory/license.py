@@ -96,7 +96,7 @@ def canonical(text: str) -> str | None:
         return text
     for attempt in (text, _aliased_terms(text)):
         try:
-            parsed = _licensing().parse(attempt, validate=True, strict=False)
+            parsed = _licensing().parse(attempt, validate=True, strict=True)
         except (ExpressionError, Exception):  # the parser raises several unrelated types
             continue
         return str(parsed) if parsed is not None else None
@@ -161,21 +161,27 @@ def _allows(node: Any, allowed: frozenset[str]) -> bool:
 
 
 def judge(expression: str | None, license_text: str | None, classifiers: Iterable[str],
-          allowed: Iterable[str]) -> Verdict:
-    """Read the declared license and judge it against the site's ``allowed`` SPDX ids."""
+          allowed: Iterable[str], *, reviewed: bool = False) -> Verdict:
+    """Read the declared license and judge it against ``allowed`` (SPDX ids, or names
+    this module reads as SPDX, like "Public domain").
+
+    An ambiguous name ("BSD License") is allowed by the site policy only when every
+    reading is; a recipe's own list was written by someone who read the license
+    (``reviewed``), so there one reading it names is enough."""
     readings = declared(expression, license_text, tuple(classifiers))
     if not readings:
         shown = (expression or license_text or "").strip()
         said = f" ({printable(shown.splitlines()[0][:60])!r})" if shown else ""
         return Verdict(None, (), False, f"license unknown{said}: not an SPDX expression")
-    allowed_set = frozenset(a.lower() for a in allowed)
+    allowed_set = frozenset((canonical(a) or a).lower() for a in allowed)
     ids: list[str] = []
-    ok = True
+    verdicts = []
     for spdx in readings:
         tree = None if spdx.startswith("LicenseRef-") else _licensing().parse(spdx)
         ids += _symbols(tree) if tree is not None else [spdx]
-        ok = ok and (_allows(tree, allowed_set) if tree is not None
-                     else spdx.lower() in allowed_set)
+        verdicts.append(_allows(tree, allowed_set) if tree is not None
+                        else spdx.lower() in allowed_set)
+    ok = any(verdicts) if reviewed else all(verdicts)
     shown = readings[0] if len(readings) == 1 else " or ".join(readings) + " (ambiguous)"
     problem = None if ok else f"license {shown} is outside the site policy"
     return Verdict(shown, tuple(dict.fromkeys(ids)), ok, problem)

@@ -33,7 +33,7 @@ from factory.attest.intoto import write_intoto
 from factory.attest.keys import init_keys
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.errors import FactoryError, IntegrityError, printable
+from factory.errors import FactoryError, IntegrityError, PublishError, printable
 from factory.index import Index, PublishedFile
 from factory.index.records import Sidecars
 from factory.index.store import publish_lock
@@ -179,6 +179,9 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
                     report.published.append(result)
                 except FactoryError as exc:  # this wheel only: the others go on
                     report.refused.append(_refuse(settings, record, exc, run_id))
+                except Exception as exc:  # a library's own error on this wheel's data
+                    # (a model, a schema, a zip): still this wheel alone.
+                    report.refused.append(_refuse(settings, record, _unexpected(exc), run_id))
             if on_done:
                 on_done(record, result)
     return report
@@ -221,6 +224,15 @@ def _release_one(settings: Settings, index: Index, signer: Signer, approvals: Ap
 
 # -- refusals ----------------------------------------------------------------------------------
 REFUSED = ledger.REFUSED
+
+
+def _unexpected(exc: Exception) -> PublishError:
+    error = PublishError(f"unexpected {type(exc).__name__} while attesting, signing or "
+                         f"publishing it: {exc}",
+                         "a bug in the factory or a library it uses: report it with this "
+                         "line; the other wheels were published")
+    error.__cause__ = exc  # the traceback stays reachable (--debug)
+    return error
 
 
 def _refuse(settings: Settings, record: BuildRecord, exc: FactoryError,

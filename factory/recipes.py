@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,11 @@ _TOP_KEYS = {
     "allow_pth", "allow_prebuilt",
 }
 _SOURCE_KEYS = {"index", "git", "tag"}
+# A Debian package, or one pinned to a version: NAME or NAME=VERSION, in Debian's
+# charsets (policy 5.6.1 and 5.6.12: [epoch:]upstream[-revision]); nothing else
+# reaches apt or debootstrap.
+SYSTEM_PACKAGE = re.compile(
+    r"[a-z0-9][a-z0-9+.-]{1,99}(=([0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,99})?")
 _WHEEL_KEYS = {"filename", "sha256"}
 
 
@@ -151,6 +157,16 @@ def _patch_path(fields: _Fields, recipes_dir: Path, relative: str) -> Path:
     return patch
 
 
+def _system_packages(fields: _Fields) -> tuple[str, ...]:
+    packages = fields.strings("system_packages")
+    for entry in packages:
+        if not SYSTEM_PACKAGE.fullmatch(entry):
+            raise fields.fail("system_packages", f"{entry[:120]!r} is not a Debian package "
+                              "name, or NAME=VERSION", 'for example "libffi-dev" or '
+                              '"libffi-dev=3.4.4-1"')
+    return packages
+
+
 def _prebuilt_globs(fields: _Fields) -> tuple[str, ...]:
     """Globs of sdist paths (below its top directory) whose prebuilt files are accepted."""
     globs = fields.strings("allow_prebuilt")
@@ -201,7 +217,7 @@ def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
         kind=kind,
         licenses=fields.strings("licenses"),
         cooldown_days=float(cooldown) if cooldown is not None else None,
-        system_packages=fields.strings("system_packages"),
+        system_packages=_system_packages(fields),
         patches=patches,
         source=_parse_source(path, source_table),
         upstream_wheel=_parse_wheel(path, wheel_table, kind) if wheel_table else None,

@@ -25,7 +25,7 @@ from prefect.context import get_run_context
 from prefect.runtime import flow_run
 
 from factory import fetch, ledger
-from factory.build.executor import run_plan
+from factory.build.executor import run_plan, summarise
 from factory.build.job import MissingRequirementsError
 from factory.build.record import BuildRecord
 from factory.config import Settings, load_settings
@@ -192,8 +192,7 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
         logger.error("%s", refusal.line())
     if outcome.failed:
         also = f"; {len(report.refused)} wheel(s) refused" if report.refused else ""
-        raise BuildError(f"{len(outcome.failed)} component(s) failed to build: "
-                         + "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) + also)
+        raise BuildError(summarise(outcome.failed, "component(s) failed to build") + also)
     report.raise_for_refusals()
     return summary
 

@@ -1583,7 +1583,8 @@ def test_cli_lock_refuses_a_double_name_pkg_info_in_one_line(
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "PKG-INFO" in lines[0] and "\x1b" not in result.stderr, \
         result.stderr
-    assert not project.lock_path.exists()
+    # the rest is locked; demo is not
+    assert "name = \"demo\"" not in project.lock_path.read_text()
 
 
 def test_cli_lock_reports_a_javascript_redirect_in_one_line(

@@ -300,3 +300,48 @@ def test_a_pre_release_is_taken_only_when_a_requirement_names_one(
     assert [p.key for p in report.added] == ["conventions", "sdk"], report
     assert "pre-release" in {n.key: n.problem for n in report.needs_human}["beta-only"]
     assert load_lock(project).primary("conventions").version == "0.66b2"  # type: ignore[union-attr]
+
+
+def test_an_sdist_shipping_prebuilt_files_needs_a_human_with_the_line_to_add(
+        project: Settings, upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    elf = b"\x7fELF\x02\x01\x01" + b"\0" * 200
+    upstream.add("bins", "1.0.0", files={f"tests/data/lib{i}.so": elf for i in range(3)}
+                 | {"src/_speed.so": elf})
+    report = add(project, ["bins"])
+    (need,) = report.needs_human
+    assert need.key == "bins" and "ships prebuilt" in need.problem
+    assert 'allow_prebuilt = ["src/_speed.so", "tests/data/*"]' in need.hint
+    assert not (project.recipes_dir / "bins.toml").exists()
+
+
+def test_the_licenses_of_every_release_taken_are_approved(project: Settings,
+                                                          upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    upstream.add("dep", "1.0.0", license="MIT")
+    upstream.add("dep", "2.0.0", license="MIT-0")
+    upstream.add("old-user", "1.0.0", requires=["dep<2"])
+    report = add(project, ["old-user", "dep"])
+    assert report.ok, report
+    assert set(load_recipes(project)["dep"].licenses) == {"MIT", "MIT-0"}
+
+
+def test_a_catalogues_reviewed_allowances_approve_what_a_human_allowed(
+        project: Settings, upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    elf = b"\x7fELF\x02\x01\x01" + b"\0" * 200
+    upstream.add("bins", "1.0.0", files={"tests/data/lib (x86).so": elf, "src/_speed.so": elf})
+    reviewed = project.root / "reviewed.toml"
+    reviewed.write_text('[[reviewed]]\nname = "Bins"\nallow_prebuilt = ["tests/data/*"]\n'
+                        'why = "test data"\n')
+    result = cli(project, "add", "bins", "--from", str(reviewed), "--dry-run", "--json")
+    data = json.loads(result.stdout)
+    assert [n["name"] for n in data["needs_human"]] == ["bins"]  # src/_speed.so was not
+    assert '"src/_speed.so"' in data["needs_human"][0]["hint"]
+    reviewed.write_text(reviewed.read_text().replace('"tests/data/*"',
+                                                     '"tests/data/*", "src/_speed.so"'))
+    result = cli(project, "add", "bins", "--from", str(reviewed))
+    assert result.returncode == 0, result.stderr
+    assert load_recipes(project)["bins"].allow_prebuilt == ("tests/data/*", "src/_speed.so")
+    reviewed.write_text('[[reviewed]]\nname = "x"\nallow_prebuilt = ["a"]\n')  # no why
+    assert cli(project, "add", "x", "--from", str(reviewed)).returncode != 0

@@ -58,3 +58,12 @@ def test_what_cannot_be_read_as_spdx_needs_a_human(expression: str | None, text:
 def test_an_ambiguous_name_needs_every_reading_allowed() -> None:
     assert not judge(None, None, (BSD,), ["BSD-3-Clause"]).allowed
     assert judge(None, None, (BSD,), ["BSD-3-Clause", "BSD-2-Clause"]).allowed
+
+
+def test_a_recipes_reviewed_list_takes_one_reading_and_names_it_reads_as_spdx() -> None:
+    # the shipped recipes: jinja2 reviewed as BSD-3-Clause under the vague classifier,
+    # pyelftools as the text "Public domain"
+    assert judge(None, None, (BSD,), ["BSD-3-Clause"], reviewed=True).allowed
+    assert judge(None, "Public domain", (), ["Public domain"], reviewed=True).allowed
+    assert not judge(None, None, (BSD,), ["MIT"], reviewed=True).allowed
+    assert not judge("MIT AND GPL-3.0-only", None, (), ["MIT"], reviewed=True).allowed

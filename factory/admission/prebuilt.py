@@ -11,12 +11,14 @@ from __future__ import annotations
 import fnmatch
 import functools
 import io
+import json
 import re
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from glob import escape as literal
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -173,14 +175,28 @@ def prebuilt_files(scan: SdistScan, contents: WheelContents, recipe: Recipe,
     return found + _copies(scan, contents, {a.path: a.allowed_by for a in found})
 
 
+def _globs(paths: list[str], limit: int = 8) -> list[str]:
+    """Paths to allow, as few globs as say exactly them: a directory's files as
+    ``dir/*`` when it holds several, at most ``limit`` entries."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(path.rsplit("/", 1)[0] if "/" in path else "", []).append(path)
+    globs = []
+    for directory, found in sorted(by_dir.items()):  # names with * ? [ stay literal
+        globs += ([f"{literal(directory)}/*"] if directory and len(found) > 2
+                  else [literal(f) for f in found])
+    return globs[:limit]
+
+
 def sdist_allowances(scan: SdistScan, recipe: Recipe) -> list[Allowance]:
     """The sdist half of rule 5 (needs no wheel: it can run before a build is spent)."""
     found: list[Allowance] = []
-    refused = []
+    refused, paths = [], []
     for path, what in sorted(scan.prebuilt.items()):
         glob = next((g for g in recipe.allow_prebuilt if fnmatch.fnmatchcase(path, g)), None)
         if glob is None:
             refused.append(f"{path} ({what})")
+            paths.append(path)
             continue
         found.append(Allowance(ALLOW_PREBUILT, glob, "sdist", path, scan.files[path].sha256,
                                what))
@@ -188,8 +204,8 @@ def sdist_allowances(scan: SdistScan, recipe: Recipe) -> list[Allowance]:
         more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
         raise AdmissionError(
             f"{recipe.key}: the sdist ships prebuilt {refused[0]}{more}, not built from source",
-            f"if legitimate, allow it in {recipe.path.name}: "
-            f"allow_prebuilt = [\"{refused[0].split(' (')[0]}\"]")
+            f"review them; if the build does not use them, allow them in {recipe.path.name}: "
+            f"allow_prebuilt = {json.dumps(_globs(paths))}")
     return found
 
 

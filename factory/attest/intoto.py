@@ -36,7 +36,7 @@ from securesystemslib.signer import Signer
 from factory._internal.atomic import TMP_PREFIX
 from factory.attest.keys import load_public_key, load_signer, public_key_path
 from factory.config import Settings
-from factory.errors import SigningError, VerificationError
+from factory.errors import SigningError, VerificationError, one_line
 from factory.index.records import Sidecars
 
 LAYOUT_NAME = "root.layout"
@@ -70,7 +70,8 @@ def _existing(paths: Sequence[Path]) -> list[str]:
 def record_link(
     step: str, signer: Signer, materials: Sequence[Path], products: Sequence[Path], out_dir: Path
 ) -> Path:
-    """Sign a link for ``step`` naming each file by its base name."""
+    """Sign a link for ``step`` naming each file by its base name (each once)."""
+    materials, products = _once(materials), _once(products)
     files = [*materials, *products]
     # Longest prefix first: runlib strips the first prefix that matches.
     prefixes = sorted({str(p.resolve().parent) + os.sep for p in files}, key=len, reverse=True)
@@ -101,6 +102,11 @@ def record_link(
     return path
 
 
+def _once(paths: Sequence[Path]) -> list[Path]:
+    """Each file once, in order: a file given twice is one material, not two."""
+    return list({p.resolve(): p for p in paths}.values())
+
+
 # -- layout -------------------------------------------------------------------------
 def _step(name: str, keyid: str, materials: list[list[str]], products: list[list[str]]) -> Step:
     return Step(
@@ -116,7 +122,8 @@ def _step(name: str, keyid: str, materials: list[list[str]], products: list[list
 def build_layout(
     settings: Settings, sdist: str, wheel: str, attest_products: Sequence[str], expires: datetime
 ) -> Layout:
-    """The supply chain of one wheel, by file names."""
+    """The supply chain of one wheel, by file names (a product named twice is one)."""
+    attest_products = list(dict.fromkeys(attest_products))
     keys = {role: load_public_key(settings, role) for role in STEP_ROLES.values()}
     ids = {step: keys[role].keyid for step, role in STEP_ROLES.items()}
     steps = [
@@ -246,7 +253,8 @@ def verify_intoto(
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise VerificationError(
-            f"in-toto verification of {wheel.name} failed: {lines[-1] if lines else 'no output'}",
+            f"in-toto verification of {wheel.name} failed: "
+            f"{one_line(lines[-1], 200) if lines else 'no output'}",
             "the wheel, a sidecar or its in-toto metadata changed; do not install it",
         )
 

@@ -32,7 +32,7 @@ from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
 
 from factory._internal.atomic import TMP_PREFIX, canonical_json, write_bytes
 from factory.config import Settings
-from factory.errors import SigningError
+from factory.errors import SigningError, one_line
 
 ROLES = ("owner", "fetcher", "builder", "attestor")
 SCHEME = "ecdsa-sha2-nistp256"
@@ -112,7 +112,7 @@ def _load_private(path: Path) -> ec.EllipticCurvePrivateKey:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
         raise SigningError(
-            f"{path}: not an unencrypted PKCS#8 PEM private key ({exc})",
+            f"{path}: not an unencrypted PKCS#8 PEM private key ({one_line(str(exc), 200)})",
             "restore the key from backup, or rotate the role (see keys/README.md)",
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
@@ -219,7 +219,8 @@ def load_signer(settings: Settings, role: str) -> Signer:
         return Signer.from_priv_key_uri(uri, public)
     except Exception as exc:  # the signer modules raise many unrelated types
         raise SigningError(
-            f"cannot load the {role} signer from {uri.split(':', 1)[0]}: URI ({exc})",
+            f"cannot load the {role} signer from {uri.split(':', 1)[0]}: URI "
+            f"({one_line(str(exc), 200)})",
             "check the key URI and the KMS credentials of this process",
         ) from None
 

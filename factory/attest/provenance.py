@@ -7,7 +7,10 @@ control plane hashed). Field by field meaning: docs/provenance.md.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from packageurl import PackageURL
@@ -16,7 +19,7 @@ from packaging.utils import canonicalize_name
 from factory import __version__
 from factory.attest.types import BUILD_TYPE, STATEMENT_TYPE
 from factory.attest.types import SLSA_PREDICATE_TYPE as PREDICATE_TYPE
-from factory.build.record import BuildRecord
+from factory.build.record import BuildRecord, InstalledTool
 from factory.config import Settings
 
 if TYPE_CHECKING:
@@ -58,6 +61,44 @@ def docker_purl(image: str) -> str:
         version=digest or tag,
         qualifiers=qualifiers,
     ).to_string()
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool file of a build, once, with every environment that held it."""
+
+    tool: InstalledTool
+    environments: tuple[str, ...]  # "build" (the build venv), "repair", "frontend"
+
+
+def distinct_tools(record: BuildRecord) -> list[Tool]:
+    """The record's tools, each file (name and digest) once.
+
+    The record lists a wheel once per environment that installed it (packaging in both
+    the build and the repair venv, say): one material, in two environments. Which
+    copies were the repair venv's is what ``builder_settings["repair"]["tools"]``
+    says; the front end's sdists are ``builder_settings["frontend"]``.
+    """
+    settings = record.builder_settings
+    repair_entry = settings.get("repair")
+    if not isinstance(repair_entry, dict):
+        repair_entry = {}
+    repair = Counter(str(t.get("sha256")) for t in repair_entry.get("tools") or []
+                     if isinstance(t, dict))
+    frontend = {str(p.get("sdist")) for p in settings.get("frontend") or []
+                if isinstance(p, dict)}
+    found: dict[tuple[str, str], tuple[InstalledTool, set[str]]] = {}
+    for tool in record.build_tools:
+        if tool.filename in frontend:
+            environment = "frontend"
+        elif repair[tool.sha256] > 0:
+            repair[tool.sha256] -= 1
+            environment = "repair"
+        else:
+            environment = "build"
+        found.setdefault((tool.filename, tool.sha256), (tool, set()))[1].add(environment)
+    return [Tool(tool, tuple(sorted(environments)))
+            for tool, environments in found.values()]
 
 
 def subject(record: BuildRecord) -> list[dict[str, Any]]:
@@ -113,16 +154,57 @@ def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
             "annotations": {"role": "builder-image", "digestOf": "image-id"},
         }
     )
-    for tool in sorted(record.build_tools, key=lambda t: (canonicalize_name(t.name), t.version)):
+    for entry in sorted(distinct_tools(record), key=lambda t: (
+            canonicalize_name(t.tool.name), t.tool.version, t.tool.filename, t.tool.sha256)):
+        tool = entry.tool
         deps.append(
             {
                 "uri": pypi_purl(tool.name, tool.version, tool.filename),
                 "name": tool.filename,
                 "digest": {"sha256": tool.sha256},
-                "annotations": {"role": "build-tool"},
+                "annotations": {"role": "build-tool", "environments": list(entry.environments)},
             }
         )
-    return deps
+    deps.extend(system_dependencies(record))
+    return unique_materials(deps)
+
+
+def unique_materials(deps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each material once: by name and digest (by URI when it has no digest). One file
+    in two roles (packaging's sdist is the source of its own wheel and, unpacked, the
+    front end that builds it) becomes one entry whose ``roles`` annotation names both;
+    ``role`` stays the first one's."""
+    merged: dict[str, dict[str, Any]] = {}
+    for dep in deps:
+        key = json.dumps([dep.get("name"), dep["digest"]] if dep.get("digest")
+                         else [dep.get("uri")], sort_keys=True)
+        first = merged.setdefault(key, dep)
+        if first is dep:
+            continue
+        notes, more = first.setdefault("annotations", {}), dep.get("annotations", {})
+        roles = {str(r) for r in [*notes.get("roles", []), notes.get("role"), more.get("role"),
+                                  *more.get("roles", [])] if r}
+        for name, value in more.items():
+            notes.setdefault(name, value)
+        if len(roles) > 1:
+            notes["roles"] = sorted(roles)
+        for name, value in dep.items():
+            first.setdefault(name, value)  # a uri or media type only the second one had
+    return list(merged.values())
+
+
+def system_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
+    """The recipe's Debian packages at the exact versions the builder image held (the
+    image itself is a dependency above, by its ID)."""
+    return [
+        {
+            "uri": package.purl(),
+            "name": f"{package.name}={package.version}",
+            "annotations": {"role": "system-package", "image": record.builder_image_id},
+        }
+        for package in sorted({p.name: p for p in record.system_packages}.values(),
+                              key=lambda p: p.name)
+    ]
 
 
 def allowance_byproducts(allowances: Sequence[Allowance]) -> list[dict[str, Any]]:

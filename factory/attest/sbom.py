@@ -5,6 +5,11 @@ core metadata and its files) and from the build record. The library has no
 model for ``formulation`` (CycloneDX 1.5+), so that part is added to the JSON
 and the whole document is checked against the strict 1.6 schema before anyone
 sees it.
+
+Every ``bom-ref`` names one thing once in the whole document: a file the build
+record lists twice (a wheel in both the build and the repair venv), a library the
+wheel holds twice, an allowance listed twice each become one entry that keeps what
+each said (``unique_refs``); two different things never share a reference.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import re
 import uuid
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -37,10 +42,16 @@ from packaging.utils import canonicalize_name
 from factory import __version__
 from factory._internal.lazy import defer_rfc3987
 from factory._internal.atomic import canonical_json, sha256_file, write_bytes
-from factory.attest.provenance import STATEMENT_TYPE, docker_purl, pypi_purl, split_digest
+from factory.attest.provenance import (
+    STATEMENT_TYPE,
+    distinct_tools,
+    docker_purl,
+    pypi_purl,
+    split_digest,
+)
 from factory.attest.types import SBOM_PREDICATE_TYPE as PREDICATE_TYPE
 from factory.build.record import BuildRecord
-from factory.errors import BuildError, VerificationError
+from factory.errors import BuildError, VerificationError, one_line
 from factory.index.records import Sidecars
 
 if TYPE_CHECKING:
@@ -122,7 +133,8 @@ def _requirement_components(raw: RawMetadata) -> list[Component]:
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
-            raise BuildError(f"invalid Requires-Dist {line!r}: {exc}") from None
+            raise BuildError(f"invalid Requires-Dist {one_line(repr(line), 120)}: "
+                             f"{one_line(str(exc), 120)}") from None
         lines[canonicalize_name(req.name)].append(req)
     components = []
     for name, reqs in sorted(lines.items()):
@@ -143,15 +155,22 @@ def _requirement_components(raw: RawMetadata) -> list[Component]:
 
 
 def _library_components(wheel: Path) -> list[Component]:
+    # One component per path: a wheel (a zip) may hold two members of one name, and
+    # the library would give the second a random reference (the SBOM would differ
+    # from run to run): one component with both digests instead.
+    digests: dict[str, list[str]] = defaultdict(list)
+    for path, digest in bundled_libraries(wheel):
+        if digest not in digests[path]:
+            digests[path].append(digest)
     return [
         Component(
             type=ComponentType.LIBRARY,
             name=PurePosixPath(path).name,
             bom_ref=f"bundled:{path}",
-            hashes=[_sha256(digest)],
+            hashes=[_sha256(d) for d in found],
             properties=[Property(name=f"{PROP}:wheel-path", value=path)],
         )
-        for path, digest in bundled_libraries(wheel)
+        for path, found in sorted(digests.items())
     ]
 
 
@@ -205,6 +224,45 @@ def allowance_components(allowances: Sequence[Allowance]) -> list[dict[str, Any]
     ]
 
 
+def _tool_components(record: BuildRecord) -> list[dict[str, Any]]:
+    """Each tool file once (``distinct_tools``), with the environments that held it."""
+    tools = sorted(distinct_tools(record), key=lambda t: (t.tool.filename, t.tool.sha256))
+    names = Counter(t.tool.filename for t in tools)
+    components = []
+    for entry in tools:
+        t = entry.tool
+        ref = f"build-tool:{t.filename}"
+        if names[t.filename] > 1:  # two different files of one name: both, apart
+            ref += f"@sha256:{t.sha256}"
+        components.append({
+            "type": "library",
+            "bom-ref": ref,
+            "name": canonicalize_name(t.name),
+            "version": t.version,
+            "purl": pypi_purl(t.name, t.version, t.filename),
+            "hashes": _hashes({"sha256": t.sha256}),
+            "properties": [{"name": f"{PROP}:environment", "value": e}
+                           for e in entry.environments],
+        })
+    return components
+
+
+def system_components(record: BuildRecord) -> list[dict[str, Any]]:
+    """The recipe's Debian packages, at the versions the builder image held."""
+    return [
+        {
+            "type": "library",
+            "bom-ref": f"system-package:{package.name}",
+            "name": package.name,
+            "version": package.version,
+            "purl": package.purl(),
+            "properties": [{"name": f"{PROP}:held-by-image", "value": record.builder_image_id}],
+        }
+        for package in sorted({p.name: p for p in record.system_packages}.values(),
+                              key=lambda p: p.name)
+    ]
+
+
 def formulation(record: BuildRecord, root_ref: str,
                 allowances: Sequence[Allowance] = ()) -> list[dict[str, Any]]:
     src = record.source
@@ -226,17 +284,8 @@ def formulation(record: BuildRecord, root_ref: str,
         "hashes": _hashes({"sha256": src.sha256}),
         "externalReferences": [{"type": "distribution", "url": src.url}],
     }
-    tools = [
-        {
-            "type": "library",
-            "bom-ref": f"build-tool:{t.filename}",
-            "name": canonicalize_name(t.name),
-            "version": t.version,
-            "purl": pypi_purl(t.name, t.version, t.filename),
-            "hashes": _hashes({"sha256": t.sha256}),
-        }
-        for t in sorted(record.build_tools, key=lambda t: t.filename)
-    ]
+    tools = _tool_components(record)
+    packages = system_components(record)
     workflow = {
         "bom-ref": f"workflow:{record.invocation_id}",
         "uid": record.invocation_id,
@@ -245,7 +294,7 @@ def formulation(record: BuildRecord, root_ref: str,
         "timeStart": record.started_on,
         "timeEnd": record.finished_on,
         "inputs": [{"resource": {"ref": source_ref}}, {"resource": {"ref": "builder-image"}}]
-        + [{"resource": {"ref": t["bom-ref"]}} for t in tools],
+        + [{"resource": {"ref": t["bom-ref"]}} for t in [*tools, *packages]],
         "outputs": [{"type": "artifact", "resource": {"ref": root_ref}}],
         "properties": [
             {"name": f"{PROP}:network-mode", "value": record.network_mode},
@@ -256,7 +305,8 @@ def formulation(record: BuildRecord, root_ref: str,
     return [
         {
             "bom-ref": f"formula:{record.invocation_id}",
-            "components": [image, source, *tools, *allowance_components(allowances)],
+            "components": [image, source, *tools, *packages,
+                           *allowance_components(allowances)],
             "workflows": [workflow],
         }
     ]
@@ -273,10 +323,115 @@ def _validator() -> JsonStrictValidator:
 
 
 def validate(sbom: dict[str, Any]) -> None:
-    """Raise VerificationError unless ``sbom`` is valid CycloneDX 1.6 JSON."""
+    """Raise VerificationError unless ``sbom`` is valid CycloneDX 1.6 JSON; its message
+    is one line: where in the document, and what is wrong there."""
     error = _validator().validate_str(json.dumps(sbom))
     if error is not None:
-        raise VerificationError(f"SBOM is not valid CycloneDX 1.6: {error}")
+        raise VerificationError(f"SBOM is not valid CycloneDX 1.6: {schema_summary(error.data)}")
+
+
+SUMMARY_LIMIT = 200  # characters of the schema's complaint quoted
+
+
+def schema_summary(error: Any) -> str:
+    """A jsonschema ValidationError in one line: its JSON path, and its message with the
+    offending value (which jsonschema quotes whole: kilobytes) shortened."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                   for p in getattr(error, "absolute_path", ())) or "(root)"
+    message = str(getattr(error, "message", error))
+    instance = getattr(error, "instance", None)
+    if instance is not None and message.startswith(repr(instance)):
+        message = _describe(instance) + message[len(repr(instance)):]
+    if getattr(error, "validator", None) == "uniqueItems" and isinstance(instance, list):
+        message += f" (repeated: {_first_repeat(instance)})"
+    return one_line(f"{path}: {message}", SUMMARY_LIMIT)
+
+
+def _describe(value: Any) -> str:
+    """A value named in a few words: its bom-ref or name, else its short repr."""
+    if isinstance(value, dict):
+        named = value.get("bom-ref") or value.get("name") or value.get("ref")
+        return f"the object {named!r}" if named else f"an object with {len(value)} keys"
+    if isinstance(value, list):
+        return f"the array of {len(value)} items"
+    return one_line(repr(value), 60)
+
+
+def _first_repeat(items: list[Any]) -> str:
+    seen: set[str] = set()
+    for item in items:
+        key = json.dumps(item, sort_keys=True, default=str)
+        if key in seen:
+            return _describe(item)
+        seen.add(key)
+    return "none found"
+
+
+# -- one entry per bom-ref ------------------------------------------------------------
+def unique_refs(doc: Any) -> Any:
+    """``doc`` with, in every array, exact repeats dropped and objects of one
+    ``bom-ref`` merged into the first (lists joined, objects merged, a differing
+    value kept as an ``also-`` property): nothing any of them said is lost.
+
+    Raises BuildError when one reference still names things in two places (two
+    different things: a bug in how references are made, never to be papered over).
+    """
+    doc = _unique(doc)
+    seen: set[str] = set()
+    for ref in _refs(doc):
+        if ref in seen:
+            raise BuildError(f"the SBOM would name two things {one_line(ref, 120)!r}",
+                             "a bug in the SBOM writer: report it with the build record")
+        seen.add(ref)
+    return doc
+
+
+def _unique(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _unique(item) for key, item in value.items()}
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    by_ref: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for item in (_unique(v) for v in value):
+        ref = item.get("bom-ref") if isinstance(item, dict) else None
+        if isinstance(ref, str) and ref in by_ref:
+            _merge(by_ref[ref], item)
+            continue
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        if isinstance(ref, str):
+            by_ref[ref] = item
+        out.append(item)
+    return out
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        mine = into.get(key)
+        if key not in into:
+            into[key] = value
+        elif mine == value:
+            continue
+        elif isinstance(mine, list) and isinstance(value, list):
+            into[key] = _unique(mine + value)
+        elif isinstance(mine, dict) and isinstance(value, dict):
+            _merge(mine, value)
+        else:  # two values of one field: the first stays, the other is said
+            into["properties"] = _unique([*into.get("properties", []), {
+                "name": f"{PROP}:also-{key}", "value": json.dumps(value, sort_keys=True)}])
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        own = [value["bom-ref"]] if isinstance(value.get("bom-ref"), str) else []
+        return own + [r for item in value.values() for r in _refs(item)]
+    if isinstance(value, list):
+        return [r for item in value for r in _refs(item)]
+    return []
 
 
 def build_sbom(wheel: Path, record: BuildRecord,
@@ -293,6 +448,7 @@ def build_sbom(wheel: Path, record: BuildRecord,
     doc: dict[str, Any] = json.loads(JsonV1Dot6(bom).output_as_string())
     doc["formulation"] = formulation(record, doc["metadata"]["component"]["bom-ref"],
                                      allowances)
+    doc = unique_refs(doc)
     validate(doc)
     return doc
 

@@ -38,7 +38,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from factory.build.confined import Usage, measure
 from factory.build.engine import connect
 from factory.config import Settings
-from factory.errors import EngineError
+from factory.errors import EngineError, one_line
 
 BUILD_UID = 1000
 TMPFS_OPTIONS = "rw,exec,mode=1777,size=4g"
@@ -148,7 +148,8 @@ def run_container(
             **hardening(settings),
         )
     except DockerException as exc:
-        raise EngineError(f"cannot create the build container: {str(exc)[:300]}") from None
+        raise EngineError(f"cannot create the build container: {one_line(str(exc), 300)}") \
+            from None
     outputs = [b.source for b in binds if not b.read_only]
     watcher = _Watcher(container, outputs, max_output(settings))
     keeper = LogKeeper()

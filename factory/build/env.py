@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from factory._internal.atomic import sha256_file
 from factory.build.confined import Confined
 from factory.build.record import InstalledTool
-from factory.errors import BuildError
+from factory.errors import BuildError, one_line
 
 KIT_TOOLS = ("pyproject-hooks", "packaging", "installer")
 BUILD_PATH = "/build/src"  # fixed, so paths baked into wheels never vary
@@ -128,6 +128,19 @@ def expected_inventory(tools: list[InstalledTool]) -> set[tuple[str, str]]:
     return {(canonicalize_name(t.name), t.version) for t in tools}
 
 
+def inventory_difference(held: set[tuple[str, str]], wanted: set[tuple[str, str]],
+                         shown: int = 5) -> str:
+    """How an environment's inventory differs from what was mounted, in a few words
+    (a report may list thousands of made-up names: only ``shown`` of each are named)."""
+    def names(pairs: set[tuple[str, str]]) -> str:
+        listed = [one_line(f"{n}=={v}", 80) for n, v in sorted(pairs)[:shown]]
+        more = f" and {len(pairs) - shown} more" if len(pairs) > shown else ""
+        return ", ".join(listed) + more
+    parts = [f"{label} {names(pairs)}" for label, pairs in
+             (("also", held - wanted), ("lacking", wanted - held)) if pairs]
+    return "; ".join(parts) or "the same"
+
+
 @dataclass(frozen=True)
 class BuildSystem:
     """The PEP 517 build system of a source tree, as the host read it."""
@@ -179,7 +192,8 @@ def _strings(what: str, key: str, value: object, requirements: bool) -> tuple[st
         try:
             Requirement(text)
         except InvalidRequirement:
-            raise _invalid(what, f"{key} holds an invalid requirement {text!r}") from None
+            raise _invalid(what, f"{key} holds an invalid requirement "
+                                 f"{one_line(repr(text), 120)}") from None
     return tuple(value)
 
 

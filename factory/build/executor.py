@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -34,7 +35,7 @@ from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
 from factory.build.record import RECORD_SUFFIX, BuildRecord
 from factory.config import Settings
-from factory.errors import BuildError, FactoryError
+from factory.errors import BuildError, FactoryError, one_line
 from factory.lock import Lock, LockedComponent, load_lock
 from factory.plan import Node, Plan, PlanError, make_plan, regrow, remember_dynamic
 from factory.recipes import Recipe, load_recipes
@@ -162,6 +163,7 @@ class Session:
             upstream_wheels=tuple(w.name for w in [*wheels, *(repair_wheels or [])]
                                   if "upstream-wheels" in w.parts),
             repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
+            system_packages=tuple(recipe.system_packages) if recipe else (),
         )
 
 
@@ -217,7 +219,8 @@ class _Executor:
             if any(d in self.failed for d in deps):
                 bad = [d for d in deps if d in self.failed]
                 what = "a build requirement" if set(bad) & set(node.env) else "a repair tool"
-                self.failed[nid] = f"{what} failed: " + ", ".join(bad)
+                more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+                self.failed[nid] = f"{what} failed: " + ", ".join(bad[:5]) + more
                 continue
             if all(d in self.done or d in self.taken for d in deps):
                 out.append(node)
@@ -227,7 +230,7 @@ class _Executor:
         try:
             self.taken[node.id] = self.session.upstream_wheel(node)
         except FactoryError as exc:
-            self.failed[node.id] = exc.message
+            self.failed[node.id] = reason(exc)
 
     def _wheel(self, nid: str) -> Path:
         if nid in self.taken:
@@ -281,9 +284,9 @@ class _Executor:
             try:
                 self.grow(node)
             except FactoryError as exc:
-                self.failed[node.id] = exc.message
+                self.failed[node.id] = reason(exc)
         except FactoryError as exc:
-            self.failed[node.id] = exc.message
+            self.failed[node.id] = reason(exc)
 
 
 @dataclass
@@ -309,12 +312,51 @@ def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
     return Outcome(records, dict(sorted(executor.failed.items())))
 
 
+REASON_LIMIT = 400  # characters of one node's failure reason (its log path survives)
+HINT_LIMIT = 240
+SHOWN_FAILURES = 3  # failures named in the one-line summary; ``diagnostics`` lists all
+
+
+def reason(exc: FactoryError) -> str:
+    """Why a node failed, as one bounded line (the middle goes first, so the log path
+    at the end of a build failure stays), with the failure's own hint when it has one
+    (the Debian package a missing header needs, the `factory add` line to run)."""
+    line = one_line(exc.message, REASON_LIMIT)
+    if exc.hint and exc.hint != type(exc).default_hint:
+        line += f" (hint: {one_line(exc.hint, HINT_LIMIT)})"
+    return line
+
+
+def summarise(failed: dict[str, str], what: str = "build(s) failed") -> str:
+    """``N build(s) failed: a: why; b: why; c: why; and K more``: one line, bounded."""
+    shown = "; ".join(f"{nid}: {one_line(why, REASON_LIMIT)}"
+                      for nid, why in list(failed.items())[:SHOWN_FAILURES])
+    more = (f"; and {len(failed) - SHOWN_FAILURES} more"
+            if len(failed) > SHOWN_FAILURES else "")
+    return f"{len(failed)} {what}: {shown}{more}"
+
+
+class BuildsFailed(BuildError):
+    """Some builds failed (every other one was built): a one-line summary, and one
+    line per failure in ``diagnostics``."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(summarise(failed))
+        self.failed = dict(failed)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # an orchestrator may pickle it
+        return type(self), (self.failed,)
+
+    def diagnostics(self) -> str:
+        return "\n".join([super().diagnostics(), *(f"  failed {nid}: {one_line(why, 1000)}"
+                                                   for nid, why in self.failed.items())])
+
+
 def execute(settings: Settings, plan: Plan, concurrency: int | None = None) -> list[BuildRecord]:
-    """run_plan, raising one BuildError naming every node that failed."""
+    """run_plan, raising BuildsFailed naming every node that failed."""
     outcome = run_plan(settings, plan, concurrency)
     if outcome.failed:
-        detail = "; ".join(f"{nid}: {why}" for nid, why in outcome.failed.items())
-        raise BuildError(f"{len(outcome.failed)} build(s) failed: {detail}")
+        raise BuildsFailed(outcome.failed)
     return outcome.records
 
 

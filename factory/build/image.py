@@ -8,6 +8,12 @@ Recipes that need extra Debian packages get a derived image per package set,
 tagged ``<builder_image>-<hash of the set>``. Every image used is recorded in
 ``<state>/builder/images.json`` with its ID and the Debian packages it holds,
 so provenance and SBOMs can name them.
+
+A recipe may pin a package (``libffi-dev=3.4.4-1``). debootstrap's ``--include``
+takes names only, and a suite's Packages index offers one version of each, so the
+image is made from the names and the pins are then checked against what dpkg says
+it installed: an image that does not hold exactly the pinned version is refused
+before it is tagged (point FACTORY_DEBIAN_MIRROR at a snapshot that has it).
 """
 
 from __future__ import annotations
@@ -18,19 +24,22 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound
 
-from factory._internal.atomic import write_json
+from factory._internal.atomic import write_json, write_text
 from factory.build.engine import connect
+from factory.build.record import SystemPackage
 from factory.config import Settings
-from factory.errors import EngineError
+from factory.errors import EngineError, one_line
+from factory.recipes import SYSTEM_PACKAGE
 
 SUITE = "bookworm"
+DISTRO = {"bullseye": "debian-11", "bookworm": "debian-12", "trixie": "debian-13"}[SUITE]
 # Overridable so a site can use its own Debian mirror.
 MIRROR = os.environ.get("FACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # patchelf: auditwheel grafts shared libraries with it. It must be >= 0.14.5; bookworm's
@@ -52,6 +61,7 @@ class ImageRef:
     id: str
     origin: str  # "debootstrap" or "registry"
     packages: list[str] = field(default_factory=list)  # Debian "name=version" held
+    architectures: dict[str, str] = field(default_factory=dict)  # name -> dpkg architecture
 
 
 def images_record(settings: Settings) -> Path:
@@ -60,6 +70,31 @@ def images_record(settings: Settings) -> Path:
 
 def is_registry_ref(reference: str) -> bool:
     return "@sha256:" in reference
+
+
+def split_package(entry: str) -> tuple[str, str | None]:
+    """``"name=version"`` -> (name, version); ``"name"`` -> (name, None)."""
+    name, pinned, version = entry.partition("=")
+    return name, version if pinned else None
+
+
+def _wanted(extra: Sequence[str]) -> list[str]:
+    """The base packages and ``extra`` (checked), one entry per name: a pin wins over
+    its bare name, two different pins of one name are refused."""
+    entries: dict[str, str] = {}
+    for entry in [*BASE_PACKAGES, *extra]:
+        if not SYSTEM_PACKAGE.fullmatch(entry):
+            raise EngineError(f"{one_line(repr(entry), 120)} is not a Debian package name "
+                              "or NAME=VERSION", 'for example "libffi-dev" or '
+                              '"libffi-dev=3.4.4-1"')
+        name, version = split_package(entry)
+        known = entries.get(name)
+        if known is not None and version and "=" in known and known != entry:
+            raise EngineError(f"{name} is pinned twice: {known} and {entry}",
+                              "keep one pin of each package in system_packages")
+        if known is None or version:
+            entries[name] = entry
+    return sorted(entries.values())
 
 
 def tag_for(settings: Settings, extra_packages: Iterable[str] = ()) -> str:
@@ -72,8 +107,10 @@ def tag_for(settings: Settings, extra_packages: Iterable[str] = ()) -> str:
 
 
 def bootstrap_image(settings: Settings, extra_packages: Iterable[str] = ()) -> ImageRef:
-    """The builder image for ``extra_packages``: made once, then found by its tag."""
+    """The builder image for ``extra_packages`` (names, or NAME=VERSION pins): made
+    once, then found by its tag."""
     extra = sorted(set(extra_packages) - set(BASE_PACKAGES))
+    wanted = _wanted(extra)
     client = connect()
     if is_registry_ref(settings.builder_image):
         if extra:
@@ -85,10 +122,10 @@ def bootstrap_image(settings: Settings, extra_packages: Iterable[str] = ()) -> I
         return _registry_image(settings, client)
     tag = tag_for(settings, extra)
     ref = _existing(settings, client, tag)
-    if ref is not None and not _holds(ref, [*BASE_PACKAGES, *extra]):
+    if ref is not None and not _holds(ref, wanted):
         ref = None  # made before a package joined the list: make it again, same tag
     if ref is None:
-        ref = _debootstrap_image(settings, client, tag, [*BASE_PACKAGES, *extra])
+        ref = _debootstrap_image(settings, client, tag, wanted)
     _remember(settings, ref)
     return ref
 
@@ -107,17 +144,42 @@ def _existing(settings: Settings, client: docker.DockerClient, tag: str) -> Imag
     except ImageNotFound:
         return None
     known = _load(settings).get(tag, {})
-    recorded = known.get("packages") if known.get("id") == found.id else None
+    same = known.get("id") == found.id  # what images.json says is about this very image
+    recorded = known.get("packages") if same else None
+    arches = known.get("architectures") if same else None
     packages = [str(p) for p in recorded] if isinstance(recorded, list) else []
-    if not packages:
-        packages = _packages_in_image(client, str(found.id))
-    return ImageRef(tag=tag, id=str(found.id), origin="debootstrap", packages=packages)
+    architectures = ({str(k): str(v) for k, v in arches.items()}
+                     if isinstance(arches, dict) else {})
+    if not packages or not architectures:  # recorded by an older factory: ask the image
+        packages, architectures = _packages_in_image(client, str(found.id))
+    return ImageRef(tag=tag, id=str(found.id), origin="debootstrap", packages=packages,
+                    architectures=architectures)
 
 
 def _holds(ref: ImageRef, packages: list[str]) -> bool:
-    """Whether the image holds every package (an image we cannot list is taken as is)."""
-    held = {p.split("=", 1)[0] for p in ref.packages}
-    return not held or set(packages) <= held
+    """Whether the image holds every package, a pinned one at exactly its version (an
+    image we cannot list is taken as is)."""
+    held = set(ref.packages)
+    names = {p.split("=", 1)[0] for p in held}
+    return not held or all(p in held if "=" in p else p in names for p in packages)
+
+
+def system_packages(ref: ImageRef, entries: Iterable[str]) -> list[SystemPackage]:
+    """A recipe's Debian packages (names or pins) as ``ref`` holds them: exact version
+    and architecture, for the build record, provenance and SBOM. EngineError when the
+    image does not hold one, or holds another version than its pin."""
+    held = dict(split_package(p) for p in ref.packages)
+    found = []
+    for entry in sorted(set(entries)):
+        name, pinned = split_package(entry)
+        version = held.get(name)
+        if version is None or (pinned is not None and version != pinned):
+            has = f"it holds {name}={version}" if version else f"it does not hold {name}"
+            raise EngineError(f"the builder image {ref.tag} cannot serve {one_line(entry, 120)}"
+                              f": {has}", "run `factory builder bootstrap --packages "
+                              f"{one_line(entry, 120)}` to make the image of this set again")
+        found.append(SystemPackage(name, version, ref.architectures.get(name, ""), DISTRO))
+    return found
 
 
 def _registry_image(settings: Settings, client: docker.DockerClient) -> ImageRef:
@@ -129,7 +191,7 @@ def _registry_image(settings: Settings, client: docker.DockerClient) -> ImageRef
             found = client.images.pull(reference)
         except DockerException as exc:
             raise EngineError(
-                f"cannot pull the builder image {reference}: {str(exc)[:200]}",
+                f"cannot pull the builder image {reference}: {one_line(str(exc), 200)}",
                 "make the registry reachable, or remove build.image to use the "
                 "debootstrap image (`factory builder bootstrap`)",
             ) from None
@@ -154,11 +216,14 @@ def _debootstrap_image(
         )
     work = settings.state_dir / "builder"
     work.mkdir(parents=True, exist_ok=True)
+    log = work / f"debootstrap-{tag.rpartition('/')[2].replace(':', '-')}.log"
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=work) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        _run_debootstrap(rootfs, packages, work / "debs")
+        names = sorted({split_package(p)[0] for p in packages})
+        _run_debootstrap(rootfs, names, work / "debs", log)
         _add_build_user(rootfs)
-        held = _dpkg_packages(rootfs)
+        held, architectures = _dpkg_packages(rootfs)
+        _check_pins(held, packages)
         _trim(rootfs)
         tarball = Path(tmp) / "rootfs.tar"
         _tar(rootfs, tarball)
@@ -167,10 +232,25 @@ def _debootstrap_image(
             str(tarball), repository=repository or tag, tag=version or "latest", changes=_CHANGES
         )
     image = client.images.get(tag)
-    return ImageRef(tag=tag, id=str(image.id), origin="debootstrap", packages=held)
+    return ImageRef(tag=tag, id=str(image.id), origin="debootstrap", packages=held,
+                    architectures=architectures)
 
 
-def _run_debootstrap(rootfs: Path, packages: list[str], cache: Path) -> None:
+def _check_pins(held: list[str], packages: list[str]) -> None:
+    """debootstrap installs what the suite offers: a pin it does not meet is refused."""
+    versions = dict(split_package(p) for p in held)
+    for entry in packages:
+        name, pinned = split_package(entry)
+        if pinned is not None and versions.get(name) != pinned:
+            offered = versions.get(name) or "nothing"
+            raise EngineError(
+                f"{entry} is pinned, but Debian {SUITE} at {MIRROR} installed {offered}",
+                f"pin the version the suite offers ({name}={offered}), or point "
+                "FACTORY_DEBIAN_MIRROR at a snapshot of the suite that has the pinned one "
+                "(https://snapshot.debian.org)")
+
+
+def _run_debootstrap(rootfs: Path, packages: list[str], cache: Path, log: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     command = [
         "debootstrap",
@@ -183,9 +263,12 @@ def _run_debootstrap(rootfs: Path, packages: list[str], cache: Path) -> None:
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
+        output = done.stdout + done.stderr
+        write_text(log, output)  # all of it; the error quotes its last line
+        lines = [line for line in output.splitlines() if line.strip()]
+        last = one_line(lines[-1], 200) if lines else "no output"
         raise EngineError(
-            f"debootstrap failed (exit {done.returncode}): {tail}",
+            f"debootstrap failed (exit {done.returncode}): {last} (log: {log})",
             f"check that {MIRROR} is reachable and the package names exist in {SUITE}",
         )
 
@@ -198,27 +281,41 @@ def _add_build_user(rootfs: Path) -> None:
         group.write(f"builder:x:{BUILD_UID}:\n")
 
 
-def _dpkg_packages(rootfs: Path) -> list[str]:
+# One line per package: "name=version architecture".
+_DPKG_FORMAT = "-f=${Package}=${Version} ${Architecture}\n"
+
+
+def _dpkg_packages(rootfs: Path) -> tuple[list[str], dict[str, str]]:
     done = subprocess.run(
-        ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f=${Package}=${Version}\n"],
+        ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", _DPKG_FORMAT],
         capture_output=True,
         text=True,
         check=False,
     )
-    return sorted(line for line in done.stdout.splitlines() if line)
+    return _parse_dpkg(done.stdout)
 
 
-def _packages_in_image(client: docker.DockerClient, image: str) -> list[str]:
+def _packages_in_image(
+    client: docker.DockerClient, image: str
+) -> tuple[list[str], dict[str, str]]:
     try:
         out = client.containers.run(
-            image,
-            ["dpkg-query", "-W", "-f=${Package}=${Version}\n"],
-            network_mode="none",
-            remove=True,
+            image, ["dpkg-query", "-W", _DPKG_FORMAT], network_mode="none", remove=True
         )
     except DockerException:
-        return []  # not a Debian image: nothing to list
-    return sorted(line for line in out.decode().splitlines() if line)
+        return [], {}  # not a Debian image: nothing to list
+    return _parse_dpkg(out.decode())
+
+
+def _parse_dpkg(text: str) -> tuple[list[str], dict[str, str]]:
+    """``name=version`` of each package, and each one's architecture."""
+    packages, architectures = [], {}
+    for line in text.splitlines():
+        held, _, architecture = line.strip().partition(" ")
+        if held:
+            packages.append(held)
+            architectures[held.split("=", 1)[0]] = architecture
+    return sorted(packages), architectures
 
 
 def _trim(rootfs: Path) -> None:

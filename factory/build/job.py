@@ -33,7 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file, write_bytes, write_json
-from factory.build import repair
+from factory.build import missing, repair
 from factory.build.confined import Confined, OutputRefused, Usage, measure
 from factory.build.docker import (
     Bind,
@@ -55,20 +55,24 @@ from factory.build.env import (
     build_system,
     container_environment,
     expected_inventory,
+    inventory_difference,
     make_wheelhouse,
     source_date_epoch,
 )
-from factory.build.image import ImageRef
-from factory.build.record import BuildRecord, InstalledTool
+from factory.build.image import ImageRef, system_packages
+from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.build.workdir import sweep, work_dir
 from factory.config import Settings
-from factory.errors import BuildError, printable
+from factory.errors import BuildError, one_line, printable
+from factory.upstream.archive import normalise_modes
 from factory.upstream.cache import Sdist
 
 DRIVER = Path(__file__).with_name("incontainer.py")
 EXIT_MISSING = 3
-LOG_TAIL = 15  # lines of the log quoted in a failed build's error
+LOG_TAIL = 15  # lines of the log a failed build's error carries (``BuildFailed.tail``)
 LOG_TAIL_LINE = 240  # characters kept of each such line
+CAUSE_LIMIT = 200  # characters of the log's cause line quoted in a failed build's message
+CAUSE_WINDOW = 40  # last lines of the log searched for that cause
 MAX_INVENTORY = 4096  # distributions env.json may list
 # What a wheel filename may hold (PEP 427 names; no spaces, separators or controls).
 WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]{1,200}\.whl")
@@ -93,6 +97,7 @@ class BuildInputs:
     upstream_wheels: tuple[str, ...] = ()  # tool wheels a recipe allowed from upstream
     repair_tools: tuple[Path, ...] = ()  # auditwheel and its run-time deps, for native wheels
     repair_note: str = ""  # why there are no repair tools, when there are none
+    system_packages: tuple[str, ...] = ()  # the recipe's Debian packages (names or pins)
 
 
 @dataclass(frozen=True)
@@ -108,12 +113,27 @@ class Requires:
     backend_path: list[str] | None = None
 
 
+class BuildFailed(BuildError):
+    """The build ran and failed. The message is one line: what failed, the cause (the
+    log's last meaningful line, clipped and escaped) and the log's path; ``tail`` keeps
+    the log's last lines for a caller that shows more (the log itself has them all)."""
+
+    def __init__(self, message: str, hint: str | None = None, log: Path | None = None,
+                 tail: str = "") -> None:
+        super().__init__(message, hint)
+        self.log, self.tail = log, tail
+
+    def __reduce__(self) -> tuple[Any, ...]:  # an orchestrator may pickle it
+        return type(self), (self.message, self.hint, self.log, self.tail)
+
+
 class MissingRequirementsError(BuildError):
     """The backend asked for requirements the build environment does not hold."""
 
     def __init__(self, inputs: BuildInputs, requires: Requires) -> None:
-        shown = requires.missing[:10] + ([f"and {len(requires.missing) - 10} more"]
-                                         if len(requires.missing) > 10 else [])
+        # Reported by the build: a few, each clipped (one may be 1000 characters long).
+        shown = [one_line(r, 100) for r in requires.missing[:5]] + (
+            [f"and {len(requires.missing) - 5} more"] if len(requires.missing) > 5 else [])
         super().__init__(
             f"{inputs.name} {inputs.version}: build requirements not in its environment: "
             f"{', '.join(shown)}",
@@ -129,11 +149,14 @@ class _Run:
     started: str = field(default_factory=lambda: _now())
     tools: list[InstalledTool] = field(default_factory=list)
     repair_tools: list[InstalledTool] = field(default_factory=list)
+    system: list[SystemPackage] = field(default_factory=list)
 
 
 def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
     """Build the wheel; place it and its record in settings.wheels_dir, or raise."""
     run = _Run(inputs)
+    # The exact Debian versions first: an image that does not meet a pin builds nothing.
+    run.system = system_packages(inputs.image, inputs.system_packages)
     system = build_system(inputs.tree, _what(inputs))
     with _work(settings, f"build-{run.invocation[:12]}-") as work:
         result, environment = _execute(settings, run, work, system)
@@ -177,11 +200,14 @@ def _execute(
     prepare_output(work / "out")
     write_json(work / "system.json", system.to_json())
     (work / "system.json").chmod(0o644)
+    shutil.copyfile(DRIVER, work / "driver.py")  # readable whatever the install's umask was
+    (work / "driver.py").chmod(0o644)
+    _readable(inputs)
     binds = [
         Bind(inputs.tree, "/source"),
         Bind(work / "wheels", "/wheels"),
         Bind(work / "out", "/out", read_only=False),
-        Bind(DRIVER, "/kit/driver.py"),
+        Bind(work / "driver.py", "/kit/driver.py"),
         Bind(work / "system.json", "/kit/system.json"),
         *(Bind(part.root, f"/kit/lib/{part.name}") for part in inputs.kit.parts),
     ]
@@ -199,6 +225,19 @@ def _execute(
         settings, inputs.image.id, command, binds, environment, settings.build_timeout, labels
     )
     return result, environment
+
+
+def _readable(inputs: BuildInputs) -> None:
+    """The trees mounted into the container, readable by its user (another uid than the
+    one that unpacked them): a tree unpacked before the factory fixed modes at unpacking,
+    or patched since (``patch`` makes files under the umask), would fail its copy."""
+    for tree in (inputs.tree, *(part.root for part in inputs.kit.parts)):
+        try:
+            normalise_modes(tree)
+        except OSError as exc:
+            raise BuildError(f"{_what(inputs)}: cannot make {tree} readable by the build "
+                             f"user ({exc.strerror or type(exc).__name__})",
+                             "check that the state directory is yours to change") from None
 
 
 def _save_log(
@@ -219,15 +258,44 @@ def _tail(result: ContainerRun) -> str:
     return "\n".join("  | " + printable(_clip(line), keep="") for line in lines)
 
 
+# What a line that states why a build failed looks like, strongest first: a compiler's
+# fatal error (a missing header), then any error, exception or failure.
+_CAUSES = (re.compile(r"fatal error\b", re.IGNORECASE),
+           re.compile(r"error|exception|failed|denied|not found|no such|cannot|unable",
+                      re.IGNORECASE))
+_DRIVER_LINE = "[factory] "  # the front end's own chatter (incontainer.log)
+
+
+def cause(log: bytes) -> str:
+    """The log's last meaningful line, as one printable line of at most CAUSE_LIMIT
+    characters: among its last CAUSE_WINDOW lines not written by the front end, the
+    last compiler fatal error, else the last line naming an error or failure, else the
+    last line; the front end's own last line when the build said nothing."""
+    text = log[-CAUSE_WINDOW * LOG_TAIL_LINE * 4:].decode("utf-8", "replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    own = [line for line in lines[-CAUSE_WINDOW:] if not line.startswith(_DRIVER_LINE)]
+    found = next((line for pattern in _CAUSES for line in reversed(own) if pattern.search(line)),
+                 own[-1] if own else (lines[-1] if lines else "the build printed nothing"))
+    return one_line(found, CAUSE_LIMIT)
+
+
+def _failed(what: str, result: ContainerRun, log: Path, why: str,
+            hint: str | None = None) -> BuildFailed:
+    return BuildFailed(f"{what}: {why}: {cause(result.log)} (log: {log})", hint, log=log,
+                       tail=_tail(result))
+
+
 def _clip(line: str) -> str:
     return line if len(line) <= LOG_TAIL_LINE else line[:LOG_TAIL_LINE] + " [...]"
 
 
 def _check_run(settings: Settings, run: _Run, result: ContainerRun, out: Confined,
                system: BuildSystem, log_name: str) -> None:
-    """Killed, refused output, missing requirements, failed: raise with the reason."""
-    where = f" (log: {settings.logs_dir / log_name})"
-    _check_killed(settings, run, result, where)
+    """Killed, refused output, missing requirements, failed: raise with the reason,
+    in one line that ends with the log's path."""
+    log = settings.logs_dir / log_name
+    where = f" (log: {log})"
+    _check_killed(settings, run, result, log)
     # The watcher polls; this catches what a burst between two polls got past it.
     usage = measure(out.root, max_output(settings))
     if usage.problem:
@@ -235,8 +303,12 @@ def _check_run(settings: Settings, run: _Run, result: ContainerRun, out: Confine
     if result.exit_code == EXIT_MISSING:
         raise MissingRequirementsError(run.inputs, _requires(out, system))
     if result.exit_code != 0:
-        raise BuildError(f"{_what(run.inputs)}: build failed (exit {result.exit_code}){where}\n"
-                         f"{_tail(result)}")
+        # What the log says was missing (a header, a library, a tool), and the Debian
+        # package that provides it, as the hint: factory.build.missing.
+        inputs = run.inputs
+        raise _failed(_what(inputs), result, log, f"build failed (exit {result.exit_code})",
+                      missing.build_hint(settings, result.log, inputs.recipe_name,
+                                         inputs.system_packages, inputs.image.packages))
 
 
 def _refused(what: str, usage: Usage, where: str) -> OutputRefused:
@@ -244,9 +316,10 @@ def _refused(what: str, usage: Usage, where: str) -> OutputRefused:
                          SIZE_HINT if usage.limit == "bytes" else None)
 
 
-def _check_killed(settings: Settings, run: _Run, result: ContainerRun, where: str) -> None:
+def _check_killed(settings: Settings, run: _Run, result: ContainerRun, log: Path) -> None:
     inputs = run.inputs
     what = _what(inputs)
+    where = f" (log: {log})"
     if result.output_refused is not None:
         raise _refused(f"{what}: build killed", result.output_refused, where)
     if result.oom_killed:
@@ -255,9 +328,10 @@ def _check_killed(settings: Settings, run: _Run, result: ContainerRun, where: st
             "raise build.memory in factory.toml if the build legitimately needs more",
         )
     if result.pids_limit_hit and result.exit_code != 0:
-        raise BuildError(
-            f"{what}: build failed: it hit the limit of {settings.build_pids} processes "
-            f"(exit {result.exit_code}){where}\n{_tail(result)}",
+        raise _failed(
+            what, result, log,
+            f"build failed: it hit the limit of {settings.build_pids} processes "
+            f"(exit {result.exit_code})",
             "raise build.pids in factory.toml only if the build legitimately needs more",
         )
     if result.timed_out:
@@ -323,8 +397,8 @@ def _check_inventory(run: _Run, out: Confined) -> None:
     expected = {(n, str(Version(v))) for n, v in expected_inventory(run.tools)}
     if actual != expected:
         raise BuildError(
-            f"{run.inputs.name} {run.inputs.version}: the build environment held "
-            f"{sorted(actual)} instead of exactly {sorted(expected)}",
+            f"{run.inputs.name} {run.inputs.version}: the build environment held other than "
+            f"exactly the wheels mounted ({inventory_difference(actual, expected)})",
             "the builder image leaks packages into venvs; rebuild it with "
             "`factory builder bootstrap`",
         )
@@ -391,6 +465,7 @@ def _record(
         log_sha256=log_sha,
         network_mode="none",
         patches=[dict(p) for p in inputs.patches],
+        system_packages=list(run.system),
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packageurl import PackageURL
+
 from factory._internal.atomic import write_json
 from factory.index.records import Sidecars
 from factory.upstream.cache import Sdist
@@ -27,6 +29,24 @@ class InstalledTool:
     version: str
     filename: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class SystemPackage:
+    """One Debian package a recipe asked for, as the builder image holds it."""
+
+    name: str
+    version: str  # exactly as dpkg says (epoch:upstream-revision)
+    architecture: str  # dpkg's: amd64, arm64, all ... ("" when the image did not say)
+    distro: str  # the purl's distro qualifier: debian-12
+
+    def purl(self) -> str:
+        """``pkg:deb/debian/NAME@VERSION?arch=ARCH&distro=DISTRO`` (purl-spec, type deb)."""
+        qualifiers = {"distro": self.distro}
+        if self.architecture:
+            qualifiers["arch"] = self.architecture
+        return PackageURL(type="deb", namespace="debian", name=self.name, version=self.version,
+                          qualifiers=qualifiers).to_string()
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,8 @@ class BuildRecord:
     patches: list[dict[str, str]] = field(default_factory=list)
     # the digest of upstream's own provenance (PEP 740) of the source, when it has one
     upstream_provenance_sha256: str | None = None
+    # the recipe's Debian packages with the exact versions the builder image held
+    system_packages: list[SystemPackage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,6 +90,7 @@ class BuildRecord:
         data["upstream_provenance_sha256"] = source.pop("upstream_provenance_sha256", None)
         data["source"] = Sdist(**source)
         data["build_tools"] = [InstalledTool(**t) for t in data["build_tools"]]
+        data["system_packages"] = [SystemPackage(**p) for p in data.get("system_packages", [])]
         return cls(**data)
 
     def save(self, directory: Path) -> Path:

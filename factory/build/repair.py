@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from factory.build.confined import Confined
+from factory.build.env import inventory_difference
 from factory.build.record import BuildRecord, InstalledTool
 from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import BuildError
@@ -69,10 +70,10 @@ def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str
     if action == "unavailable":
         return {**entry, "reason": note or f"no {TOOL} wheels were given to this build"}
     held = _held(report, done.get("env", []))
-    wanted = {(canonicalize_name(t.name), str(Version(t.version))) for t in tools}
+    wanted = {(str(canonicalize_name(t.name)), str(Version(t.version))) for t in tools}
     if held != wanted:
-        raise BuildError(f"{what}: the repair environment held {sorted(held)} instead of "
-                         f"exactly {sorted(wanted)}")
+        raise BuildError(f"{what}: the repair environment held other than exactly the "
+                         f"wheels mounted ({inventory_difference(held, wanted)})")
     entry.update({key: done.get(field) for key, field in REPORTED.items()
                   if key != "auditwheel_show" or field in done})
     entry["tools"] = [{"name": t.name, "version": t.version, "filename": t.filename,

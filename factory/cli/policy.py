@@ -64,9 +64,10 @@ def recipes_list(as_json: JsonOpt = False) -> None:
 def add(
     names: Annotated[list[str] | None, typer.Argument(
         metavar="NAME[SPEC]...", help='Projects to approve, e.g. "flask>=3,<4" cffi.')] = None,
-    catalogue: Annotated[Path | None, typer.Option(
-        "--from", metavar="FILE", help="Also every [[project]] of a catalogue file, e.g. "
-        "catalogues/top-pypi.toml.")] = None,
+    catalogues: Annotated[list[Path] | None, typer.Option(
+        "--from", metavar="FILE", help="Also every [[project]] of a catalogue file (e.g. "
+        "catalogues/top-pypi.toml), with what its [[reviewed]] tables allow; repeatable.")]
+    = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be added; "
                                           "write nothing.")] = False,
     as_json: JsonOpt = False,
@@ -75,11 +76,15 @@ def add(
     their runtime and build closure not approved yet (within the site license policy),
     then lock once. Exit 1 when anything needs a human."""
     from factory.approve import add as add_projects
-    from factory.approve import catalogue_names
+    from factory.approve import read_catalogue
 
-    items = [*(names or ()), *(catalogue_names(catalogue) if catalogue else ())]
+    items, reviewed = list(names or ()), {}
+    for path in catalogues or ():
+        catalogue = read_catalogue(path)
+        items += catalogue.items
+        reviewed.update(catalogue.reviewed)
     with _app.err.status("walking upstream ..."):
-        report = add_projects(settings(), items, dry_run=dry_run)
+        report = add_projects(settings(), items, dry_run=dry_run, reviewed=reviewed)
     if as_json:
         emit_json(_add_json(report, dry_run))
     else:

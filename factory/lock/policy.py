@@ -150,7 +150,7 @@ def check_license(recipe: Recipe, expression: str | None, license_text: str | No
     the way the site policy reads it (factory.license); no ``licenses``: not checked."""
     if not recipe.licenses:
         return
-    verdict = judge(expression, license_text, classifiers, recipe.licenses)
+    verdict = judge(expression, license_text, classifiers, recipe.licenses, reviewed=True)
     if verdict.expression is None:
         raise PolicyError(f"{recipe.name}: the sdist declares no license we can read",
                           f"review it and set licenses in {recipe.path.name} to its SPDX id")

@@ -3,14 +3,18 @@
 Unpacking refuses absolute paths, ``..``, links that leave the tree, device
 files, setuid/setgid bits, control characters in names, and members or totals
 above limits; it unpacks into a temp directory and renames it into place, so a
-half-unpacked tree is never visible. Reading one root member (PKG-INFO,
-pyproject.toml) needs no unpacking, and refuses an archive that holds two.
+half-unpacked tree is never visible. Whatever modes the archive gives its members,
+the tree is left readable by the build user (another uid than the one that
+unpacked it): directories 0755, files 0644, or 0755 when any exec bit was set.
+Reading one root member (PKG-INFO, pyproject.toml) needs no unpacking, and refuses
+an archive that holds two.
 Where verified sdists are kept, and what is remembered of them: ``cache``.
 """
 
 from __future__ import annotations
 
 import email.parser
+import errno
 import os
 import shutil
 import stat
@@ -39,6 +43,12 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 MAX_MEMBER_READ = 4 << 20  # one root member read whole (PKG-INFO, pyproject.toml)
+# The modes every unpacked tree has, whatever the archive said (0600, 0000, 0700 dirs
+# ...): the build runs as another uid (factory.build.image.BUILD_UID) and must read
+# every file and enter every directory; no special bit and no write bit for others.
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+EXEC_MODE = 0o755
 
 
 # -- safe unpacking -------------------------------------------------------------
@@ -133,7 +143,7 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
                 seen.add(info.name)
                 members.append(info)
                 _check_totals(name, len(members), total, archive.stat().st_size, limits)
-            tar.extractall(into, members=members, filter="data")
+            tar.extractall(into, members=members, filter=_tar_filter)
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"{name}: {exc}") from None
     except RecursionError:  # tarfile's link fallback can chase a link into itself
@@ -143,6 +153,49 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
         if isinstance(exc, UnsafeArchiveError):
             raise
         raise UnsafeArchiveError(f"{name}: not a readable archive ({exc})") from None
+
+
+def _tar_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "data" filter, then the tree's fixed modes (``file_mode``, DIR_MODE)."""
+    executable = member.mode & 0o111  # read first: the data filter drops what the owner lacks
+    member = tarfile.data_filter(member, dest)
+    if member.isdir():
+        return member.replace(mode=DIR_MODE, deep=False)
+    if member.isreg() or member.islnk():
+        return member.replace(mode=EXEC_MODE if executable else FILE_MODE, deep=False)
+    return member
+
+
+def file_mode(mode: int) -> int:
+    """The mode a regular file gets in an unpacked tree: executable or not, nothing else."""
+    return EXEC_MODE if mode & 0o111 else FILE_MODE
+
+
+def normalise_modes(tree: Path) -> None:
+    """Give every directory under ``tree`` (itself included) DIR_MODE and every regular
+    file ``file_mode``; links are left alone (their mode means nothing, and chmod would
+    follow them). A directory is made enterable before it is walked, so this works
+    as any user on a tree whose directories were 0000. Idempotent; raises OSError."""
+    if not stat.S_ISDIR(os.lstat(tree).st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(tree))
+    _set_mode(str(tree), os.lstat(tree).st_mode)
+    pending = [str(tree)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if _set_mode(entry.path, entry.stat(follow_symlinks=False).st_mode):
+                    pending.append(entry.path)
+
+
+def _set_mode(path: str, mode: int) -> bool:
+    """Fix one entry's mode; True when it is a directory (to be walked)."""
+    is_dir = stat.S_ISDIR(mode)
+    if not is_dir and not stat.S_ISREG(mode):
+        return False
+    wanted = DIR_MODE if is_dir else file_mode(mode)
+    if stat.S_IMODE(mode) != wanted:
+        os.chmod(path, wanted)
+    return is_dir
 
 
 def _check_unique(archive: str, member: str, is_dir: bool, files: set[str]) -> None:
@@ -183,6 +236,7 @@ def _extract_zip(archive: Path, into: Path, limits: Limits) -> None:
                 with zf.open(info) as src, target.open("wb") as dst:
                     # The header's size may lie: copy at most what it declared.
                     shutil.copyfileobj(_Bounded(src, info.file_size), dst)  # type: ignore[misc]
+                target.chmod(file_mode(info.external_attr >> 16))  # its exec bit, nothing else
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, ValueError,
             NotImplementedError) as exc:  # what a corrupt, encrypted or exotic zip raises
         raise UnsafeArchiveError(f"{name}: not a readable zip ({exc})") from None
@@ -212,6 +266,7 @@ def extract(sdist: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
         else:
             _extract_tar(sdist, staging, limits)
         _check_links_resolve_inside(sdist.name, staging)
+        normalise_modes(staging)  # also the directories no member named, made under umask
         try:
             staging.rename(dest)
         except OSError:
