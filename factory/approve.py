@@ -40,7 +40,7 @@ from packaging.version import Version
 from factory._internal.atomic import write_text
 from factory.admission import admit_sdist
 from factory.admission.model import AdmissionError
-from factory.config import Settings
+from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError, printable
 from factory.license import judge
 from factory.lock import lock_report, marker_environment, parse_requirements
@@ -197,12 +197,17 @@ class _Walk:
         self.advisories = (AdvisoryDatabase(settings.advisories) if settings.advisories
                            else None)
 
-    def run(self, asked: list[Requirement]) -> None:
+    def run(self, asked: list[Requirement],
+            tools: Iterable[tuple[Requirement, str]] = ()) -> None:
+        """Walk from ``asked`` and from ``tools`` (what every build needs: the build
+        front end, the repair tool), which are build tools, not asked for."""
         queue: list[str] = []
         for req in asked:
             name = canonicalize_name(req.name)
             self.asked[name] = self.asked.get(name, SpecifierSet()) & req.specifier
             self._want(req, "asked for", queue)
+        for req, why in tools:
+            self._want(req, why, queue)
         while queue:
             key = queue.pop(0)
             if len(self.proposed) + len(self.problems) > MAX_PROJECTS:
@@ -431,6 +436,17 @@ def _needed_by(walk: _Walk, key: str) -> tuple[str, ...]:
                         if any(child == key for child, _ in children)))
 
 
+def _every_build_needs(settings: Settings) -> list[tuple[Requirement, str]]:
+    """The build front end's tools, and the repair tool when native wheels are repaired:
+    no recipe names them, every build needs them."""
+    from factory.build.env import KIT_TOOLS  # here: the build package is costly to import
+
+    tools = [(Requirement(t), "the build front end needs it") for t in KIT_TOOLS]
+    if repair_mode(settings.build_repair) == REPAIR_TOOL:
+        tools.append((Requirement(REPAIR_TOOL), "repairs native wheels ([build] repair)"))
+    return tools
+
+
 def propose(settings: Settings, asked: list[Requirement],
             reviewed: dict[str, tuple[str, ...]] | None = None) -> AddReport:
     """What ``add`` would write for ``asked``, and what needs a human (writes nothing
@@ -441,7 +457,7 @@ def propose(settings: Settings, asked: list[Requirement],
     report = AddReport()
     with open_upstream(settings) as upstream:
         walk = _Walk(settings, recipes, upstream, reviewed)
-        walk.run(asked)
+        walk.run(asked, _every_build_needs(settings))
     kinds = _kinds(walk, {canonicalize_name(r.name) for r in asked})
     blocked = _blocked(walk)
     for key, proposed in sorted(walk.proposed.items()):
