@@ -42,7 +42,7 @@ from factory.admission import admit_sdist
 from factory.admission.model import AdmissionError
 from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError, printable
-from factory.license import judge
+from factory.license import allowed_ids, judge
 from factory.lock import lock_report, marker_environment, parse_requirements
 from factory.lock.model import Problem as LockProblem
 from factory.lock.policy import Context, Skipped, select_version
@@ -331,7 +331,10 @@ class _Walk:
                         self.settings.allowed_licenses)
         proposed = Proposed(
             key=key, version=str(version), versions="", kind=RUNTIME,
-            licenses=verdict.licenses, license=verdict.expression or "unknown",
+            # only what the policy allows: the recipe's list is what fetch then checks,
+            # so a release relicensed to the other side of an OR goes to a human
+            licenses=allowed_ids(verdict.licenses, self.settings.allowed_licenses),
+            license=verdict.expression or "unknown",
             description=printable(meta.summary if meta else "", keep="")[:120],
             dynamic_requires_dist="requires-dist" in (meta.dynamic if meta else ()))
         if not verdict.allowed:

@@ -118,19 +118,26 @@ def declared(expression: str | None, license_text: str | None,
     # "License :: OSI Approved" alone is a category, not a license
     named = [parts[-1] for parts in ([p.strip() for p in c.split("::")] for c in classifiers)
              if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved"]
-    text_readings = _readings(license_text) if license_text else []
-    if named:
-        readings = [_CLASSIFIERS.get(name) for name in named]
-        if all(readings):  # several classifiers: the project may be used under any of them
-            return [spdx] if (spdx := canonical(" OR ".join(sorted(set(
-                r for r in readings if r))))) else []
-        if text_readings:  # the text names what a vague classifier does not
-            return text_readings
-        if all(r or name in _AMBIGUOUS for r, name in zip(readings, named, strict=True)):
-            return sorted({a for name in named for a in _AMBIGUOUS.get(name, ())}
-                          | {r for r in readings if r})
-        return []
-    return text_readings
+    if not named:
+        return _readings(license_text) if license_text else []
+    mapped = {_CLASSIFIERS[name] for name in named if name in _CLASSIFIERS}
+    vague = [name for name in named if name not in _CLASSIFIERS]
+    if any(name not in _AMBIGUOUS for name in vague):
+        return []  # a classifier we cannot read (Proprietary, a GPL of no version): a human
+    if vague:  # the License text may settle which license a vague classifier means
+        settled = _readings(license_text) if license_text else []
+        alternatives = settled or sorted({a for name in vague for a in _AMBIGUOUS[name]})
+    else:
+        alternatives = [""]
+    # Several classifiers: the metadata does not say whether they are a choice or a
+    # combination, so each must be allowed (AND).
+    readings = []
+    for alternative in alternatives:
+        terms = sorted(mapped | ({f"({alternative})"} if alternative else set()))
+        if (spdx := canonical(" AND ".join(terms))) is None:
+            return []
+        readings.append(spdx)
+    return readings
 
 
 def _readings(text: str) -> list[str]:
@@ -185,3 +192,9 @@ def judge(expression: str | None, license_text: str | None, classifiers: Iterabl
     shown = readings[0] if len(readings) == 1 else " or ".join(readings) + " (ambiguous)"
     problem = None if ok else f"license {shown} is outside the site policy"
     return Verdict(shown, tuple(dict.fromkeys(ids)), ok, problem)
+
+
+def allowed_ids(ids: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
+    """The ids among ``ids`` that ``allowed`` names (compared as SPDX)."""
+    wanted = {(canonical(a) or a).lower() for a in allowed}
+    return tuple(i for i in ids if i.lower() in wanted)
