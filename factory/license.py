@@ -45,6 +45,7 @@ _CLASSIFIERS = {
     "GNU General Public License v3 or later (GPLv3+)": "GPL-3.0-or-later",
     "GNU Affero General Public License v3": "AGPL-3.0-only",
     "Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
+    "Public Domain": "LicenseRef-Public-Domain",
 }
 # Names that stand for more than one license: allowed only when every reading is.
 _AMBIGUOUS = {"BSD License": ("BSD-2-Clause", "BSD-3-Clause")}

@@ -67,3 +67,13 @@ def test_a_recipes_reviewed_list_takes_one_reading_and_names_it_reads_as_spdx() 
     assert judge(None, "Public domain", (), ["Public domain"], reviewed=True).allowed
     assert not judge(None, None, (BSD,), ["MIT"], reviewed=True).allowed
     assert not judge("MIT AND GPL-3.0-only", None, (), ["MIT"], reviewed=True).allowed
+
+
+@pytest.mark.parametrize(("text", "classifiers", "reviewed_as"), [
+    # the metadata of sdists the shipped recipes approve, as upstream declares it
+    ("Public domain", ("License :: Public Domain",), ["Public domain"]),  # pyelftools
+    (None, (BSD,), ["BSD-3-Clause"]),  # jinja2, itsdangerous
+])
+def test_the_shipped_recipes_still_approve_their_sdists(
+        text: str | None, classifiers: tuple[str, ...], reviewed_as: list[str]) -> None:
+    assert judge(None, text, classifiers, reviewed_as, reviewed=True).allowed
