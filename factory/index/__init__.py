@@ -8,7 +8,8 @@ callers build it once and call its methods to publish, yank, check or rebuild.
 Modules: ``records`` (the on-disk layout, the record types, the sidecar names),
 ``validation`` (the rules records follow; reading and writing them), ``intake``
 (what a publish is given), ``store`` (immutable placement, the lock), ``changes``
-(the Index), ``regen``/``pages``/``human`` (the pages), ``check``/``pagediff``/
+(the Index), ``regen``/``pages``/``human`` (the pages; ``splice`` puts one
+project's entry into the whole-index documents), ``check``/``pagediff``/
 ``tree`` (`factory index check`), ``serve/``, ``upload``.
 """
 

@@ -5,20 +5,22 @@ and pass it in. Every change takes the publisher's lock and turns a failed write
 into one PublishError (``_writing``).
 
 Order of a publish (``add``), under the lock:
-  1. copy the sidecars, the core metadata, the sdist, then the wheel into
-     place (each temp + fsync + rename; files no record names are invisible);
+  1. note the project as pending (factory.index.regen.begin); copy the sidecars,
+     the core metadata, the sdist, then the wheel into place (each temp + fsync +
+     rename; files no record names are invisible);
   2. replace the project's record (the commit point);
-  3. regenerate that project's pages (and the project list if it is new).
+  3. regenerate that project's pages and its entry in the catalog, the project
+     list and the home page (never reading another record), then drop the note.
 A kill at any point leaves every page naming only complete files with their
 attestations; running the same publish again finds the wheel recorded (same
-bytes: nothing to copy) and finishes the pages.
+bytes: nothing to copy) and finishes the pages, and the next change of any
+project finishes the pages of the noted one (``regen.recover``).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from factory.index.records import (
     normalize,
     read_trust_manifest,
 )
-from factory.index.store import clean_leftovers, fsync_dir, place_bytes, place_file, publish_lock
+from factory.index.store import fsync_dir, place_bytes, place_file, publish_lock
 from factory.index.validation import load_record, save_record
 from factory.upstream.cache import Sdist
 
@@ -119,6 +121,7 @@ class Index:
         """
         with publish_lock(self.layout.lock):
             try:
+                regen.recover(self.layout, self.base_url)
                 yield self.layout
             except OSError as exc:
                 full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -146,29 +149,28 @@ class Index:
         display_name, requires_python = intake.check_metadata(wheel, metadata, project, version)
         provenance = intake.read_provenance(sidecars.get("provenance"))
         with self._writing() as layout:
-            _clean(layout, project)
+            regen.sweep(layout, project)
             record = load_record(layout, project)
-            is_new = record is None
             record = record or ProjectRecord(name=project, display_name=display_name)
             existing = record.find(wheel.name)
             if existing is not None:
-                return self._republish(record, existing, wheel_sha, is_new)
+                return self._republish(record, existing, wheel_sha)
             if record.status in ("archived", "quarantined"):
                 raise PublishError(
                     f"{project} is {record.status}: the index accepts no new files for it",
                     f"set the project active first (`factory index status {project} active`)",
                 )
             info = intake.built_from(sidecars.get("build"), built_from)
+            regen.begin(layout, [project])
             entry = _place_all(layout, record, wheel, wheel_sha, sidecars, metadata, sdist, info)
             entry.requires_python = requires_python
             entry.signer = info.get("signer") or intake.signer_of(provenance)
             record.files.append(entry)
-            save_record(layout, record)
-            self._regenerate(record, is_new)
+            self._commit(record)
         return _published(record, entry, already=False)
 
-    def _republish(self, record: ProjectRecord, existing: FileEntry, wheel_sha: str,
-                   is_new: bool) -> PublishedFile:
+    def _republish(self, record: ProjectRecord, existing: FileEntry,
+                   wheel_sha: str) -> PublishedFile:
         if existing.sha256 != wheel_sha:
             raise PublishError(
                 f"{existing.filename} is already published with different bytes "
@@ -176,14 +178,10 @@ class Index:
                 "published files are immutable: publish a new version (or build number) instead",
             )
         # A previous run may have stopped after its commit point: finish its pages.
-        self._regenerate(record, is_new)
-        return _published(record, existing, already=True)
-
-    def _regenerate(self, record: ProjectRecord, is_new: bool) -> None:
+        regen.begin(self.layout, [record.name])
         regen.write_project_pages(self.layout, record, self.base_url)
-        # A run killed before the list was written left the project unlisted: fix it.
-        if is_new or not _listed(self.layout, record.name):
-            regen.write_project_list(self.layout)
+        regen.finish(self.layout)
+        return _published(record, existing, already=True)
 
     def yank(self, project: str, version: str, reason: str = "") -> list[str]:
         """Mark every file of ``project==version`` yanked (PEP 592); returns their names."""
@@ -231,8 +229,15 @@ class Index:
             self._save(record)
 
     def _save(self, record: ProjectRecord) -> None:
+        regen.begin(self.layout, [record.name])
+        self._commit(record)
+
+    def _commit(self, record: ProjectRecord) -> None:
+        """Replace the noted project's record (the commit point), write what derives
+        from it, and drop the note."""
         save_record(self.layout, record)
         regen.write_project_pages(self.layout, record, self.base_url)
+        regen.finish(self.layout)
 
     def publish_trust(self, files: dict[str, Path]) -> list[str]:
         """Copy public trust material (trusted root, layout, public keys) to trust/.
@@ -245,6 +250,7 @@ class Index:
         """
         written = []
         with self._writing() as layout:
+            regen.begin(layout, [])  # a kill leaves temporary files in records/: swept
             manifest = read_trust_manifest(layout)
             for name, src in sorted(files.items()):
                 if not TRUST_NAME.fullmatch(name) or not src.is_file():
@@ -261,6 +267,7 @@ class Index:
                                   "sha256": hashlib.sha256(data).hexdigest()}
                 written.append(name)
             write_json(layout.records / TRUST_MANIFEST, {"files": manifest})
+            regen.finish(layout)
         return written
 
     def write_status(self, rows: list[dict[str, Any]]) -> None:
@@ -271,7 +278,9 @@ class Index:
         index.html written here is the static copy for other web servers only.
         """
         with self._writing() as layout:
+            regen.begin(layout, [])
             regen.write_status(layout, rows, self.base_url)
+            regen.finish(layout)
 
     def rebuild(self) -> int:
         """Regenerate every page from the records; returns the number of projects.
@@ -280,7 +289,10 @@ class Index:
         every other project is done, raised as IndexCorruptError.
         """
         with self._writing() as layout:
-            return regen.rebuild_all(layout, self.base_url)
+            regen.begin(layout, [])
+            count = regen.rebuild_all(layout, self.base_url)
+            regen.finish(layout)
+            return count
 
 
 def _published(record: ProjectRecord, entry: FileEntry, already: bool) -> PublishedFile:
@@ -384,27 +396,6 @@ def _place_source(
         sha256=stored.sha256,
         size=stored.size,
     ), rel
-
-
-def _listed(layout: Layout, project: str) -> bool:
-    try:
-        data = json.loads((layout.simple / "index.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return False
-    return any(normalize(p["name"]) == project for p in data.get("projects", []))
-
-
-def _clean(layout: Layout, project: str) -> None:
-    clean_leftovers(
-        layout.root,
-        layout.records,
-        layout.simple,
-        layout.files(project),
-        *layout.files(project).glob("*" + Sidecars.suffix("in-toto")),
-        layout.sources(project),
-        layout.simple_project(project),
-        layout.human_project(project),
-    )
 
 
 def _existing(layout: Layout, project: str) -> ProjectRecord:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from factory.errors import printable
 from factory.index.records import ProjectRecord, Sidecars, version_key
@@ -50,19 +51,10 @@ _HOME = """{% extends "base" %}
 network-less builder, and carries signed provenance and an SBOM.
 Install with <code>pip install --index-url {{ base_url }}/simple/ NAME</code>.
 Trust material: <a href=".well-known/factory/">/.well-known/factory/</a>.</p>
-<p class="muted">{{ projects|length }} project(s); page generated {{ generated }}.</p>
+<p class="muted">{{ count }} project(s); page generated {{ generated }}.</p>
 <table id="projects"><thead><tr><th>Project</th><th>Latest</th><th>Files</th>
 <th>Status</th><th>Advisories</th><th>Last published</th></tr></thead><tbody>
-{% for p in projects %}<tr>
-<td><a href="project/{{ p.name }}/">{{ p.display_name }}</a></td>
-<td>{{ p.latest or "—" }}</td>
-<td>{{ p.files }}{% if p.yanked %} ({{ p.yanked }} yanked){% endif %}</td>
-<td><span class="badge {{ 'ok' if p.status == 'active' else 'bad' }}">{{ p.status }}</span></td>
-<td>{% if p.advisories is none %}<span class="badge warn">not checked</span>
-{% elif p.advisories %}<span class="badge bad">{{ p.advisories }} affected file(s)</span>
-{% else %}<span class="badge ok">none known</span>{% endif %}</td>
-<td>{{ p.updated or "—" }}</td></tr>
-{% else %}<tr><td colspan="6">Nothing published yet.</td></tr>{% endfor %}
+{{ rows }}
 </tbody></table>
 {% if status %}
 <h2>Upstream and policy</h2>
@@ -87,6 +79,19 @@ upstream, what is locked and published, and how long an allowed release has wait
 {% endif %}
 {% endblock %}
 """
+
+# One row per project, in name order: the static home page is updated by replacing
+# one row (factory.index.splice), so a row never spans another's text.
+_HOME_ROWS = """{% for p in projects %}<tr>
+<td><a href="project/{{ p.name }}/">{{ p.display_name }}</a></td>
+<td>{{ p.latest or "—" }}</td>
+<td>{{ p.files }}{% if p.yanked %} ({{ p.yanked }} yanked){% endif %}</td>
+<td><span class="badge {{ 'ok' if p.status == 'active' else 'bad' }}">{{ p.status }}</span></td>
+<td>{% if p.advisories is none %}<span class="badge warn">not checked</span>
+{% elif p.advisories %}<span class="badge bad">{{ p.advisories }} affected file(s)</span>
+{% else %}<span class="badge ok">none known</span>{% endif %}</td>
+<td>{{ p.updated or "—" }}</td></tr>
+{% endfor %}"""
 
 _PROJECT = """{% extends "base" %}
 {% block title %}{{ r.display_name }} · Artifact factory{% endblock %}
@@ -160,22 +165,39 @@ _LINKS = [
 ]
 
 _ENV = jinja2.Environment(
-    loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "project": _PROJECT}),
+    loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "home_rows": _HOME_ROWS,
+                               "project": _PROJECT}),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     # Values come from records on disk: no raw control or bidi character reaches a page
     # (a terminal that shows it, or a name displayed reversed).
-    finalize=lambda value: printable(value) if isinstance(value, str) else value,
+    # (Markup is text rendered here already, the home page's rows.)
+    finalize=lambda value: (printable(value) if isinstance(value, str)
+                            and not isinstance(value, markupsafe.Markup) else value),
 )
 
 
 def render_home(projects: list[dict[str, Any]], base_url: str, generated: str,
                 status: list[dict[str, Any]] | None = None) -> str:
-    template = _ENV.get_template("home")
-    return template.render(
+    return render_home_page(len(projects), home_rows(projects), base_url, generated, status)
+
+
+EMPTY_ROWS = '<tr><td colspan="6">Nothing published yet.</td></tr>'
+
+
+def home_rows(projects: list[dict[str, Any]]) -> str:
+    """The rows of the home page's project table (catalog lines, in name order)."""
+    return _ENV.get_template("home_rows").render(projects=projects)
+
+
+def render_home_page(count: int, rows: str, base_url: str, generated: str,
+                     status: list[dict[str, Any]] | None = None) -> str:
+    """The home page around ``rows`` (``home_rows``; "" for none) of ``count`` projects."""
+    return _ENV.get_template("home").render(
         style=_STYLE,
         root="./",
-        projects=projects,
+        count=count,
+        rows=markupsafe.Markup(rows or EMPTY_ROWS),  # rendered (and escaped) already
         base_url=base_url.rstrip("/"),
         generated=generated,
         status=status or [],

@@ -1,27 +1,50 @@
 """Write the pages derived from records, each atomically.
 
-``write_project_pages`` touches one project's pages, its line in the catalog
-and the home page; ``write_project_list`` is needed only when a project is
-new. ``rebuild_all`` regenerates everything (recovery, or a new base URL).
-A corrupt record stops only its own project: the others are listed and rebuilt.
-The caller holds the publisher's lock (factory.index.changes.Index).
+``write_project_pages`` touches one project: its own pages, and its entry in each
+document that lists every project (the catalog, the project list, the home page),
+put into the text as last written (factory.index.splice), so a publish costs the
+same whatever the size of the index: no other record is read, no other entry
+parsed or rendered. ``rebuild_all`` regenerates everything from the records
+(recovery, or a new base URL). A corrupt record stops only its own project: the
+others are listed and rebuilt.
+
+A change first names its project in the pending note (``begin``; .pending.json at
+the index root, never served) and removes it when every page is written
+(``finish``). A change killed in between leaves the note: the next change of any
+project (``recover``) sweeps the temporary files and rewrites the noted projects'
+pages and entries from their records. The caller holds the publisher's lock
+(factory.index.changes.Index).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from factory._internal.atomic import write_json, write_text
-from factory.index import human, pages
-from factory.index.records import IndexCorruptError, Layout, ProjectRecord, list_projects
-from factory.index.validation import load_record
+from factory._internal.atomic import canonical_json, write_json, write_text
+from factory.index import human, pages, splice
+from factory.index.records import (
+    IndexCorruptError,
+    Layout,
+    ProjectRecord,
+    Sidecars,
+    is_normalized,
+    list_projects,
+)
+from factory.index.store import clean_leftovers
+from factory.index.tree import NotReadable, read_regular
+from factory.index.validation import load_catalog, load_record
 
 
 def write_project_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
+    """The project's pages, then its entry in the catalog, the project list and the home."""
     _write_pages(layout, record, base_url)
-    _update_catalog(layout, record, base_url)
+    line = summary(record)
+    _put_catalog(layout, record.name, line)
+    _put_listed(layout, record)
+    _put_home(layout, base_url, (record.name, line))
 
 
 def _write_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
@@ -34,9 +57,9 @@ def _write_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
 
 
 def write_project_list(layout: Layout) -> None:
+    """The project list, whole, from every record (the rebuild)."""
     names = [(r.name, r.display_name) for r in readable_records(layout)[0]]
-    # JSON last: a publish finds the project listed in it and then rewrites no list,
-    # so a run killed between the two renames must not leave the HTML list behind.
+    # HTML then JSON, in the order a publish puts its project in them (``_put_listed``).
     write_text(layout.simple / "index.html", pages.project_list_html(names))
     write_text(layout.simple / "index.json", pages.project_list_json(names))
 
@@ -72,11 +95,60 @@ def summary(record: ProjectRecord) -> dict[str, Any]:
     }
 
 
-def _update_catalog(layout: Layout, record: ProjectRecord, base_url: str) -> None:
-    catalog = read_catalog(layout)
-    catalog[record.name] = summary(record)
-    write_json(layout.catalog, catalog)
-    write_home(layout, catalog, base_url)
+def _put_catalog(layout: Layout, name: str, line: dict[str, Any]) -> None:
+    text = _read_own(layout, _CATALOG)
+    spliced = splice.catalog_put(text, name, line) if text is not None else None
+    if spliced is None:  # none yet, or not as written here: made again from the records
+        catalog = {r.name: summary(r) for r in readable_records(layout)[0]}
+        catalog[name] = line
+        spliced = canonical_json(catalog)
+    if spliced != text:
+        write_text(layout.catalog, spliced)
+
+
+def _put_listed(layout: Layout, record: ProjectRecord) -> None:
+    """The project in the project list (HTML, then JSON: see write_project_list)."""
+    names = [(record.name, record.display_name)]
+    line = _between(pages.project_list_html(names), '<a href="', "\n")
+    entry = _between(pages.project_list_json(names), "  {\n", "\n ]")
+    html, data = _read_own(layout, "simple/index.html"), _read_own(layout, "simple/index.json")
+    new_html = splice.list_html_put(html, record.name, line) if html is not None else None
+    new_data = splice.list_json_put(data, record.name, entry) if data is not None else None
+    if new_html is None or new_data is None:
+        listed = [(row["name"], row["display_name"]) for row in _catalog_rows(layout)]
+        new_html, new_data = pages.project_list_html(listed), pages.project_list_json(listed)
+    if new_html != html:
+        write_text(layout.simple / "index.html", new_html)
+    if new_data != data:
+        write_text(layout.simple / "index.json", new_data)
+
+
+def _between(text: str, start: str, end: str) -> str:
+    """The one entry of a document rendered for one project (as the whole one renders it)."""
+    at = text.index(start)
+    return text[at:text.index(end, at)]
+
+
+_DOCUMENT_LIMIT = 64 << 20  # as `factory index check` reads pages
+
+
+def _read_own(layout: Layout, rel: str, limit: int = _DOCUMENT_LIMIT) -> str | None:
+    """A document this module writes, as text; None if missing or not one it wrote.
+
+    Read as the check reads pages (factory.index.tree): never through a link, never
+    a FIFO (which would block the publisher), bounded."""
+    try:
+        return read_regular(layout.root, rel, limit).decode("utf-8")
+    except (NotReadable, UnicodeDecodeError):
+        return None
+
+
+def _catalog_rows(layout: Layout) -> list[dict[str, Any]]:
+    """The catalog's rows in name order (from the records if it does not load)."""
+    try:
+        return load_catalog(layout)
+    except IndexCorruptError:
+        return [summary(r) for r in readable_records(layout)[0]]
 
 
 def read_catalog(layout: Layout) -> dict[str, dict[str, Any]]:
@@ -87,6 +159,7 @@ def read_catalog(layout: Layout) -> dict[str, dict[str, Any]]:
     return data
 
 
+_CATALOG = "records/_catalog.json"  # layout.catalog
 STATUS_FILE = "_status.json"  # in records/: the watch cycle's view of upstream and policy
 
 
@@ -102,15 +175,35 @@ def read_status(layout: Layout) -> list[dict[str, Any]]:
 def write_status(layout: Layout, rows: list[dict[str, Any]], base_url: str) -> None:
     """records/_status.json (the data the server renders), then the static home page."""
     write_json(layout.records / STATUS_FILE, rows)
-    write_home(layout, read_catalog(layout), base_url)
+    _put_home(layout, base_url, None)
 
 
 GENERATED_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime(GENERATED_FORMAT)
+
+
 def write_home(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str) -> None:
-    generated = datetime.now(UTC).strftime(GENERATED_FORMAT)
-    write_text(layout.root / "index.html", home_page(layout, catalog, base_url, generated))
+    write_text(layout.root / "index.html", home_page(layout, catalog, base_url, _now()))
+
+
+def _put_home(layout: Layout, base_url: str, change: tuple[str, dict[str, Any]] | None) -> None:
+    """The home page with one project's row put in (``change``), and the status as recorded.
+
+    The other rows are kept as written; a page that is missing or not as written here
+    is rendered whole from the catalog (which the caller has updated already)."""
+    page = _read_own(layout, "index.html")
+    rows = splice.home_rows_of(page, human.EMPTY_ROWS) if page is not None else None
+    if rows is not None and change is not None:
+        rows = splice.rows_put(rows, change[0], human.home_rows([change[1]]))
+    if rows is None:
+        write_home(layout, {row["name"]: row for row in _catalog_rows(layout)}, base_url)
+        return
+    page = human.render_home_page(splice.row_count(rows), rows, base_url, _now(),
+                                  read_status(layout))
+    write_text(layout.root / "index.html", page)
 
 
 def home_page(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str,
@@ -118,6 +211,73 @@ def home_page(layout: Layout, catalog: dict[str, dict[str, Any]], base_url: str,
     """The home page as written at ``generated`` (`factory index check` re-renders it)."""
     projects = [catalog[name] for name in sorted(catalog)]
     return human.render_home(projects, base_url, generated, read_status(layout))
+
+
+# -- the pending note --------------------------------------------------------------------
+PENDING = ".pending.json"  # at the index root: a dot name, which no server sends
+_PENDING_LIMIT = 1 << 20
+
+
+def _pending_path(layout: Layout) -> Path:
+    return layout.root / PENDING
+
+
+def read_pending(layout: Layout) -> list[str] | None:
+    """The projects a change that did not finish was writing (None: no note)."""
+    try:
+        names = json.loads(read_regular(layout.root, PENDING, _PENDING_LIMIT))
+    except NotReadable as exc:
+        return None if str(exc) == "is missing" else []
+    except ValueError:
+        return []  # not a note this module wrote: still sweep, rewrite no project
+    if not isinstance(names, list):
+        return []
+    return sorted({n for n in names if isinstance(n, str) and is_normalized(n)})
+
+
+def begin(layout: Layout, projects: list[str]) -> None:
+    """Note ``projects`` (with any noted before) as being written; before the first write."""
+    noted = read_pending(layout) or []
+    write_json(_pending_path(layout), sorted(set(noted) | set(projects)))
+
+
+def finish(layout: Layout) -> None:
+    """Every page of the noted change is written."""
+    _pending_path(layout).unlink(missing_ok=True)
+
+
+def sweep(layout: Layout, project: str) -> None:
+    """Temporary files a killed change of ``project`` left in its own directories (those
+    in records/ and simple/, which hold every project, are swept by ``recover`` only:
+    listing them costs as much as the index is large)."""
+    files = layout.files(project)
+    clean_leftovers(layout.root, files, *files.glob("*" + Sidecars.suffix("in-toto")),
+                    layout.sources(project), layout.simple_project(project),
+                    layout.human_project(project))
+
+
+def recover(layout: Layout, base_url: str) -> list[str]:
+    """Complete what a killed change left (see the module's note); the projects redone.
+
+    Without a note (the common case) this reads nothing else. A noted project whose
+    record does not load is left to `factory index check` (its pages stay as they are).
+    """
+    noted = read_pending(layout)
+    if noted is None:
+        return []
+    clean_leftovers(layout.root, layout.records, layout.simple)
+    done = []
+    for project in noted:
+        sweep(layout, project)
+        try:
+            record = load_record(layout, project)
+        except IndexCorruptError:
+            continue
+        if record is not None:
+            write_project_pages(layout, record, base_url)
+            done.append(project)
+    finish(layout)
+    return done
 
 
 def rebuild_all(layout: Layout, base_url: str) -> int:

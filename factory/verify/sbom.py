@@ -65,6 +65,9 @@ def _validator() -> Any:
     return base.evolve(format_checker=_format_checker())
 
 
+strict_validator = _validator  # also what publishing checks each SBOM with (factory.attest.sbom)
+
+
 def schema_error(document: Any) -> str | None:
     """None when ``document`` is valid CycloneDX 1.6 (strict); else the first error."""
     error = next(iter(_validator().iter_errors(document)), None)
