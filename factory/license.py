@@ -47,6 +47,9 @@ _CLASSIFIERS = {
     "Eclipse Public License 2.0 (EPL-2.0)": "EPL-2.0",
     "Public Domain": "LicenseRef-Public-Domain",
 }
+# Classifiers that name a category of licenses, not a license (pytest-timeout lists
+# "License :: DFSG approved" beside its MIT classifier).
+_CATEGORIES = frozenset({"OSI Approved", "DFSG approved"})
 # Names that stand for more than one license: allowed only when every reading is.
 _AMBIGUOUS = {"BSD License": ("BSD-2-Clause", "BSD-3-Clause")}
 # Common spellings of the free-text License field that are not SPDX ids.
@@ -118,7 +121,7 @@ def declared(expression: str | None, license_text: str | None,
         return [spdx] if (spdx := canonical(expression)) else []
     # "License :: OSI Approved" alone is a category, not a license
     named = [parts[-1] for parts in ([p.strip() for p in c.split("::")] for c in classifiers)
-             if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved"]
+             if len(parts) >= 2 and parts[0] == "License" and parts[-1] not in _CATEGORIES]
     if not named:
         return _readings(license_text) if license_text else []
     mapped = {_CLASSIFIERS[name] for name in named if name in _CLASSIFIERS}

@@ -173,15 +173,15 @@ def test_a_zip_sdist_keeps_exec_bits_and_nothing_else(tmp_path: Path) -> None:
                                                                   HealthCheck.function_scoped_fixture])
 def test_any_mix_of_member_modes_leaves_0644_0755_only(
         tmp_path: Path, files: list[tuple[str, int]], dirs: list[tuple[str, int]]) -> None:
-    """Files keep only 'executable or not'; directories are 0755; setuid/setgid members
-    are refused, as before."""
+    """Files keep only 'executable or not'; directories are 0755 (a setuid/setgid
+    directory loses those bits); setuid/setgid files are refused, as before."""
     work = Path(os.path.realpath(tmp_path)) / f"case-{len(list(tmp_path.iterdir()))}"
     work.mkdir()
     members: list[tuple[str, int, bytes | None]] = [("p-1.0", 0o700, None)]
     members += [(f"p-1.0/{d}", mode, None) for d, mode in dict(dirs).items()]
     members += [(f"p-1.0/x/{f}", mode, b"data") for f, mode in dict(files).items()]
     sdist = _tar(work / "p-1.0.tar.gz", members)
-    special = any(mode & 0o6000 for _, mode, _ in members)
+    special = any(mode & 0o6000 for _, mode, data in members if data is not None)
     try:
         tree = archive.extract(sdist, work / "tree")
     except archive.UnsafeArchiveError:

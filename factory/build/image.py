@@ -44,8 +44,9 @@ DISTRO = {"bullseye": "debian-11", "bookworm": "debian-12", "trixie": "debian-13
 MIRROR = os.environ.get("FACTORY_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # patchelf: auditwheel grafts shared libraries with it. It must be >= 0.14.5; bookworm's
 # 0.14.3 is older, so there only wheels that need no grafted library are repaired.
-BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "python3-dev", "gcc", "libc6-dev",
-                 "patchelf")
+# g++: C++ extensions are as common as C ones (greenlet, kiwisolver, grpcio in the catalogue).
+BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "python3-dev", "gcc", "g++",
+                 "libc6-dev", "patchelf")
 BUILD_UID = 1000
 _CHANGES = [
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

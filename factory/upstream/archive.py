@@ -93,7 +93,9 @@ def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> No
     if info.isdev() or info.isfifo() or not (info.isfile() or info.isdir() or info.issym()
                                              or info.islnk()):
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device or special file")
-    if info.mode & (stat.S_ISUID | stat.S_ISGID):
+    # A setgid directory is how many hosts pack (protobuf's sdist has one) and its mode
+    # is normalised away on unpack; a setuid/setgid file has no business in a source.
+    if info.mode & (stat.S_ISUID | stat.S_ISGID) and not info.isdir():
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} has a setuid/setgid bit")
     if (info.issym() or info.islnk()) and not info.linkname:
         raise UnsafeArchiveError(f"{archive}: link {info.name!r} has no target")
