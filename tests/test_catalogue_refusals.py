@@ -53,3 +53,29 @@ def test_a_license_refused_at_fetch_is_never_built(project: Settings,
     outcome = run_plan(project, plan, wrap=never, refused=refused)
     assert "not in the recipe's allowlist" in outcome.failed["gpl==1.0.0"]
     assert outcome.records == []
+
+
+def test_a_node_whose_environment_cannot_be_planned_fails_alone(
+        project: Settings, upstream: LocalUpstream) -> None:
+    build_tool(upstream, project)
+    upstream.add("needs-missing", "1.0.0", build_requires=["setuptools>=61"])
+    factories.recipe(project.root, "needs-missing")
+    lock_stage(project)
+    # a build learnt (and remembered) a dynamic requirement nothing approves
+    from factory.lock import load_lock
+    from factory.plan import remember_dynamic
+
+    locked = load_lock(project).primary("needs-missing")
+    assert locked is not None
+    remember_dynamic(project, locked, ["not-approved>=1"], "sha256:" + "0" * 64)
+    plan = make_plan(project)  # used to raise for the whole catalogue
+    assert "factory add" in plan.problems["needs-missing==1.0.0"]
+    outcome = run_plan(project, plan, wrap=never_for("needs-missing==1.0.0"))
+    assert "not-approved>=1" in outcome.failed["needs-missing==1.0.0"]
+
+
+def never_for(nid: str) -> Callable[[Node, Callable[[], BuildRecord]], BuildRecord]:
+    def wrap(node: Node, build: Callable[[], BuildRecord]) -> BuildRecord:
+        assert node.id != nid, f"{nid} was built"
+        raise LockError("not built in this test")
+    return wrap

@@ -308,6 +308,8 @@ def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
     executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap)
     executor.failed.update({nid: why for nid, why in (refused or {}).items()
                             if nid in plan.nodes})
+    for nid, why in plan.problems.items():  # its environment cannot be planned
+        executor.failed.setdefault(nid, one_line(why, REASON_LIMIT + HINT_LIMIT))
     records = executor.run()
     return Outcome(records, dict(sorted(executor.failed.items())))
 

@@ -66,7 +66,12 @@ def plan(
     from factory.plan import make_plan
 
     # Names, reasons and the builds' reported requirements: text, never markup.
-    plain(make_plan(settings(), list(map(_key, names)) if names else None).explain(), _app.out)
+    the_plan = make_plan(settings(), list(map(_key, names)) if names else None)
+    plain(the_plan.explain(), _app.out)
+    for nid, why in the_plan.problems.items():  # one line each; the rest is planned
+        plain(f"error: {nid}: {why}")
+    if the_plan.problems:
+        raise typer.Exit(1)
 
 
 @app.command()
