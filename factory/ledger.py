@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from factory.config import Settings
@@ -72,8 +72,21 @@ def _engine(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.close()
 
-    Base.metadata.create_all(engine)
+    _create_tables(engine)
     return engine
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create the tables that do not exist yet. Two processes making a new ledger at once
+    both see a table missing and both create it; the one that loses sees it there when
+    it checks again."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc.orig) or attempt == attempts - 1:
+                raise
 
 
 class LedgerError(FactoryError):
