@@ -79,13 +79,14 @@ def _mismatched(recipes: dict[str, Recipe], lock: Lock, names: set[str] | None,
                 if not names or key in names]
     if problems and failed is None:
         raise LockError(f"recipes.lock does not match the recipes: {problems[0][1]}")
+    why_of: dict[str, str] = {}
     for key, why in problems:
-        for entry in lock.components:
-            if entry.key == key:
-                assert failed is not None
-                failed.setdefault(f"{entry.key}=={entry.version}",
-                                  f"{why} (run `factory lock`)")
-    return {key for key, _ in problems}
+        why_of.setdefault(key, why)
+    for entry in lock.components:
+        if entry.key in why_of and failed is not None:
+            failed.setdefault(f"{entry.key}=={entry.version}",
+                              f"{why_of[entry.key]} (run `factory lock`)")
+    return set(why_of)
 
 
 def _fetch_one(settings: Settings, entry: LockedComponent, recipe: Recipe, upstream: Upstream,

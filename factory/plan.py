@@ -66,7 +66,7 @@ class Node:
     upstream_wheel: tuple[str, str] | None = None  # (filename, sha256) a recipe allows
     repair: list[str] = field(default_factory=list)  # node ids of the repair tools (auditwheel)
     repair_note: str = ""  # why it has no repair tools, when repair is on
-    problem: str = ""  # why its build environment cannot be planned (it then fails alone)
+    problem: PlanError | None = None  # why its environment cannot be planned (fails alone)
 
     @property
     def deps(self) -> list[str]:
@@ -100,7 +100,8 @@ class Plan:
             lines.append(f"       build env: {', '.join(node.env) or 'empty'}; "
                          f"dynamic requires: {dynamic}")
             if node.problem:
-                lines.append(f"       cannot be built: {node.problem}")
+                lines.append("       cannot be built: "
+                             + node.problem.diagnostics().removeprefix("error: "))
         for cycle in self.cycles:
             lines.append(f"cycle broken: {cycle}")
         lines += self._explain_repair()
@@ -109,7 +110,8 @@ class Plan:
     @property
     def problems(self) -> dict[str, str]:
         """Node id -> why it cannot be planned (the rest of the plan stands)."""
-        return {nid: node.problem for nid, node in self.nodes.items() if node.problem}
+        return {nid: node.problem.diagnostics().removeprefix("error: ")
+                for nid, node in self.nodes.items() if node.problem}
 
     def _explain_repair(self) -> list[str]:
         tools = next((n.repair for n in self.nodes.values() if n.repair), [])
@@ -264,8 +266,7 @@ def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node) -> None:
     before = list(node.env)
     _expand(graph)
     if node.problem:
-        raise PlanError(node.problem.split(" (hint: ")[0], node.problem.partition(" (hint: ")[2]
-                        .removesuffix(")") or None)
+        raise node.problem
     if node.env == before:
         raise PlanError(f"{node.name} {node.version}: its build requirements "
                         f"{node.dynamic} are locked but still not met")
@@ -286,9 +287,9 @@ def _expand_env(graph: _Graph, pending: list[Node]) -> None:
         try:
             env = graph.environment(node)
         except PlanError as exc:  # this node alone: what needs it waits, the rest is planned
-            node.problem = f"{exc.message} (hint: {exc.hint})"
+            node.problem = exc
             continue
-        node.problem = ""
+        node.problem = None
         node.env = [node_id(c.name, c.version) for c in env]
         for comp in env:
             if node_id(comp.name, comp.version) == node.id:

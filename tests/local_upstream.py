@@ -229,6 +229,19 @@ def build_tool(upstream: LocalUpstream, settings: Settings) -> None:
     factories.recipe(settings.root, "setuptools", 'kind = "build-tool"\n')
 
 
+# What every build needs and no recipe names: the build front end, the repair tool.
+FRONT_END = ("pyproject-hooks", "packaging", "installer", "auditwheel")
+
+
+def build_tools(upstream: LocalUpstream, settings: Settings) -> None:
+    """``build_tool`` and the FRONT_END tools, served and approved (`factory add`
+    walks those too, so a test of it approves them first)."""
+    build_tool(upstream, settings)
+    for name in FRONT_END:
+        upstream.add(name, "1.0.0", build_requires=[], backend="x")
+        factories.recipe(settings.root, name, 'kind = "build-tool"\n')
+
+
 def locked_demo(settings: Settings, upstream: LocalUpstream) -> Path:
     """setuptools and demo 1.0.0 approved and locked; returns demo's upstream file."""
     build_tool(upstream, settings)

@@ -34,21 +34,9 @@ from factory.lock import load_lock, lock_report, lock_stage
 from factory.recipes import load_recipes
 from factory.upstream.archive import UnsafeArchiveError, extract, normalise_modes
 from tests import factories
-from tests.local_upstream import LocalUpstream, Release, build_tool
+from tests.local_upstream import FRONT_END, LocalUpstream, Release, build_tools
 
 RECIPE_KEYS = {"name", "description", "versions", "track", "kind", "licenses"}
-FRONT_END = ("pyproject-hooks", "packaging", "installer", "auditwheel")
-
-
-def tools(upstream: LocalUpstream, project: Settings) -> None:
-    """setuptools and what every build needs (the front end, the repair tool), approved:
-    `factory add` walks those too."""
-    build_tool(upstream, project)
-    for name in FRONT_END:
-        upstream.add(name, "1.0.0", build_requires=[], backend="x")
-        factories.recipe(project.root, name, 'kind = "build-tool"\n')
-
-
 def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FACTORY_ROOT": str(project.root)}
     return subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
@@ -83,7 +71,7 @@ def recipe_table(project: Settings, key: str) -> dict[str, object]:
 
 def test_a_summary_cannot_add_a_key_or_a_table_to_the_recipe(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     evil = ('x"\n allow_pth = true\n [evil]\n k = """\x1b[2J\u202e'
             + "A" * (1 << 20))  # folded header lines, a megabyte long
     release(upstream, "sneaky", "1.0.0", "License-Expression: MIT", f"Summary: {evil}")
@@ -102,7 +90,7 @@ def test_a_summary_cannot_add_a_key_or_a_table_to_the_recipe(
 
 def test_a_marker_with_controls_reaches_neither_the_recipe_nor_the_terminal_raw(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("app", "1.0.0", requires=['dep; python_version != "\x1b[2J\x1b]0;owned\x07"'])
     upstream.add("dep", "1.0.0")
     result = cli(project, "add", "app")
@@ -115,7 +103,7 @@ def test_a_marker_with_controls_reaches_neither_the_recipe_nor_the_terminal_raw(
 
 def test_a_license_expression_with_a_newline_or_markup_is_not_read(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     release(upstream, "folded", "1.0.0", "License-Expression: MIT\n OR GPL-3.0-only")
     release(upstream, "markup", "1.0.0", "License-Expression: [bold red]MIT[/]")
     release(upstream, "quoted", "1.0.0", 'License-Expression: MIT"\nallow_pth = true')
@@ -132,7 +120,7 @@ def test_a_license_expression_with_a_newline_or_markup_is_not_read(
 
 def test_a_requirement_with_a_url_approves_nothing_from_that_url(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("app", "1.0.0", requires=["dep @ https://evil.example/dep-6.6.6.tar.gz"],
                  build_requires=["setuptools>=61", "tool @ https://evil.example/t.tar.gz"])
     upstream.add("dep", "1.0.0")
@@ -147,7 +135,7 @@ def test_a_requirement_with_a_url_approves_nothing_from_that_url(
 
 def test_names_that_differ_by_case_or_separator_are_approved_already(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("foo-bar", "1.0.0")
     factories.recipe(project.root, "foo-bar")
     upstream.add("app", "1.0.0", requires=["Foo_Bar>=1", "FOO.BAR", "foo--bar"])
@@ -159,7 +147,7 @@ def test_names_that_differ_by_case_or_separator_are_approved_already(
 
 def test_requirement_names_never_name_a_file_outside_recipes(
         project: Settings, upstream: LocalUpstream, tmp_path: Path) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     release(upstream, "app", "1.0.0", "License-Expression: MIT",
             "Requires-Dist: ..", "Requires-Dist: ../../escape", "Requires-Dist: a/b",
             "Requires-Dist: CON", "Requires-Dist: x.toml", "Requires-Dist: -dash")
@@ -176,7 +164,7 @@ def test_requirement_names_never_name_a_file_outside_recipes(
 
 def test_requirement_cycles_and_self_references_terminate(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("a", "1.0.0", requires=["b", "a[x]", 'c; extra == "x"'],
                  build_requires=["setuptools>=61", "a"])
     upstream.add("b", "1.0.0", requires=["a[y]"], build_requires=["setuptools>=61", "b"])
@@ -188,7 +176,7 @@ def test_requirement_cycles_and_self_references_terminate(
 
 def test_a_project_whose_every_release_is_unbuildable_costs_a_bounded_walk(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     for minor in range(30):
         upstream.add("hopeless", f"1.{minor}.0", build_requires=[f"gone-{minor}"])
     report = add(project, ["hopeless"])
@@ -200,7 +188,7 @@ def test_a_project_whose_every_release_is_unbuildable_costs_a_bounded_walk(
 
 def test_a_project_listed_only_as_yanked_or_pre_release_is_not_approved(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("pulled", "1.0.0", yanked="malware")
     upstream.add("pulled", "2.0.0rc1")
     upstream.add("app", "1.0.0", requires=["pulled"])
@@ -212,7 +200,7 @@ def test_a_project_listed_only_as_yanked_or_pre_release_is_not_approved(
 
 def test_a_marker_that_cannot_be_evaluated_is_reported_not_a_crash(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("odd", "1.0.0", requires=['dep; platform_release ~= "x"'])
     upstream.add("odd", "0.9.0")
     upstream.add("dep", "1.0.0")
@@ -231,7 +219,7 @@ def test_ten_thousand_requirements_cost_a_bounded_walk(
     that many listings, not for one per line. Before the fix: 10,001 listings, 92 s."""
     monkeypatch.setattr("factory.approve.MAX_PROJECTS", 100)
     limit = 100
-    tools(upstream, project)
+    build_tools(upstream, project)
     names = [f"p{i}" for i in range(2_000)]
     release(upstream, "wide", "1.0.0", "License-Expression: MIT",
             *(f"Requires-Dist: {n}" for n in names))
@@ -251,7 +239,7 @@ def test_ten_thousand_requirements_cost_a_bounded_walk(
 
 def test_a_recipe_written_during_the_walk_is_never_overwritten(
         project: Settings, upstream: LocalUpstream, hooks: dict[str, object]) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("lib", "1.0.0")
     upstream.add("app", "1.0.0", requires=["lib"])
     theirs = 'name = "lib"\nversions = "==1.0.0"\n# a human wrote this during the walk\n'
@@ -276,7 +264,7 @@ def test_a_recipe_written_during_the_walk_is_never_overwritten(
 
 def test_a_recipe_that_is_a_symlink_is_never_written_through(
         project: Settings, upstream: LocalUpstream, tmp_path: Path) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("lib", "1.0.0")
     victim = tmp_path / "victim.toml"
     (project.recipes_dir / "lib.toml").symlink_to(victim)  # dangling: "no recipe yet"
@@ -349,7 +337,7 @@ def test_classifier_tricks_are_not_allowed(classifiers: tuple[str, ...]) -> None
 
 def test_a_later_release_under_the_disallowed_side_of_an_or_is_refused(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("dual", "1.0.0", license="MIT OR GPL-3.0-only")
     assert add(project, ["dual"]).ok
     upstream.add("dual", "1.1.0", license="GPL-3.0-only")
@@ -364,7 +352,7 @@ def test_a_later_release_under_the_disallowed_side_of_an_or_is_refused(
 
 def test_a_hostile_new_release_cannot_drop_an_approved_components_good_pin(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("dep", "1.0.0")
     upstream.add("app", "1.0.0", requires=["dep>=1"])
     for name in ("dep", "app"):
@@ -385,7 +373,7 @@ def test_a_hostile_new_release_cannot_drop_an_approved_components_good_pin(
 
 def test_the_locks_passing_over_downloads_a_bounded_number_of_sdists(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("fine", "1.0.0")
     for minor in range(40):
         upstream.add("hopeless", f"1.{minor}.0", requires=[f"gone-{minor}"])
@@ -399,7 +387,7 @@ def test_the_locks_passing_over_downloads_a_bounded_number_of_sdists(
 
 def test_a_dependent_naming_a_pre_release_does_not_move_the_approved_pin(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("lib", "1.0.0")
     upstream.add("lib", "2.0.0b1")
     upstream.add("app", "1.0.0", requires=["lib>=1.0rc1"])
@@ -411,7 +399,7 @@ def test_a_dependent_naming_a_pre_release_does_not_move_the_approved_pin(
 
 def test_a_requirement_with_exclusions_only_never_opens_pre_releases(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("lib", "1.0.0")
     upstream.add("lib", "3.0.0a1")
     upstream.add("app", "1.0.0", requires=["lib!=1.0.0,!=2.0rc1"])
@@ -423,7 +411,7 @@ def test_a_requirement_with_exclusions_only_never_opens_pre_releases(
 
 def test_a_deleted_recipe_refuses_only_its_rows_at_fetch(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     for name in ("keep", "gone"):
         upstream.add(name, "1.0.0")
         factories.recipe(project.root, name)
@@ -688,7 +676,7 @@ def test_ten_thousand_failures_summarise_in_one_bounded_line() -> None:
 
 def test_a_hostile_catalogue_file_smuggles_no_url_marker_or_path(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("one", "1.0.0")
     for versions in ('@ https://evil.example/one.tar.gz', '; python_version > "3"',
                      '>=1 ; os_name == "posix"', "/../../x"):
@@ -704,7 +692,7 @@ def test_a_hostile_catalogue_file_smuggles_no_url_marker_or_path(
 
 def test_an_extras_cycle_in_the_lock_terminates(project: Settings,
                                                  upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("a", "1.0.0", requires=['b[y]; extra == "x"', 'a[z]; extra == "x"',
                                          'c; extra == "z"'])
     upstream.add("b", "1.0.0", requires=['a[x]; extra == "y"', 'b[y]'])
@@ -718,7 +706,7 @@ def test_an_extras_cycle_in_the_lock_terminates(project: Settings,
 
 def test_a_release_whose_pkg_info_names_another_project_is_not_approved_as_this_one(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("foo", "1.0.0", pkg_info_name="requests")
     upstream.add("bar", "1.0.0", pkg_info_version="9.9.9")
     report = add(project, ["foo", "bar"])

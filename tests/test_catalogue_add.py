@@ -18,17 +18,7 @@ from factory.errors import LockError, RecipeError
 from factory.lock import load_lock, lock_report, lock_stage
 from factory.recipes import load_recipes
 from tests import factories
-from tests.local_upstream import LocalUpstream, build_tool
-
-FRONT_END = ("pyproject-hooks", "packaging", "installer", "auditwheel")
-
-
-def tools(upstream: LocalUpstream, project: Settings) -> None:
-    """setuptools and what every build needs (the front end, the repair tool), approved."""
-    build_tool(upstream, project)
-    for name in FRONT_END:
-        upstream.add(name, "1.0.0", build_requires=[], backend="x")
-        factories.recipe(project.root, name, 'kind = "build-tool"\n')
+from tests.local_upstream import FRONT_END, LocalUpstream, build_tool, build_tools
 
 
 def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +41,7 @@ def catalogue(upstream: LocalUpstream) -> None:
 
 def test_add_writes_the_whole_closure_with_kinds_licenses_and_locks_once(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     catalogue(upstream)
     report = add(project, ["app"])
     assert report.ok, report
@@ -77,7 +67,7 @@ def test_add_writes_the_whole_closure_with_kinds_licenses_and_locks_once(
 
 
 def test_add_dry_run_writes_nothing(project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     catalogue(upstream)
     report = add(project, ["app"], dry_run=True)
     assert {p.key for p in report.added} == {"app", "lib", "speedup", "backend", "helper"}
@@ -88,7 +78,7 @@ def test_add_dry_run_writes_nothing(project: Settings, upstream: LocalUpstream) 
 
 def test_a_license_outside_policy_needs_a_human_and_holds_back_what_needs_it(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("app", "1.0.0", requires=["gpl-lib", "fine"])
     upstream.add("gpl-lib", "1.0.0", license="GPL-3.0-only")
     upstream.add("fine", "1.0.0")
@@ -111,7 +101,7 @@ def test_a_license_outside_policy_needs_a_human_and_holds_back_what_needs_it(
 
 def test_the_site_license_policy_is_read_from_factory_toml(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("gpl-lib", "1.0.0", license="GPL-3.0-only")
     config = project.root / "factory.toml"
     config.write_text(config.read_text() + '[policy]\nlicenses = ["MIT", "GPL-3.0-only"]\n')
@@ -123,7 +113,7 @@ def test_the_site_license_policy_is_read_from_factory_toml(
 
 def test_add_takes_the_newest_release_whose_build_requirements_upstream_has(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("proj", "1.0.0")
     upstream.add("proj", "2.0.0", build_requires=["vanished-backend>=1"])
     upstream.add("proj", "3.0.0", build_requires=["setuptools>=61", "old-tool>=5"])
@@ -138,7 +128,7 @@ def test_add_takes_the_newest_release_whose_build_requirements_upstream_has(
 
 def test_a_name_upstream_does_not_know_and_a_wheel_only_project_need_a_human(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("real", "1.0.0")
     upstream.add_file("wheelonly", factories.wheel(upstream.directory / "files", "wheelonly"))
     report = add(project, ["reqeusts", "real", "wheelonly"])
@@ -157,7 +147,7 @@ def test_add_refuses_what_is_not_a_name_and_range(item: str) -> None:
 
 def test_add_never_overwrites_an_existing_recipe(project: Settings,
                                                   upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("lib", "1.0.0")
     upstream.add("app", "1.0.0", requires=["lib"])
     factories.recipe(project.root, "lib", 'versions = "==1.0.0"\n')
@@ -171,7 +161,7 @@ def test_add_never_overwrites_an_existing_recipe(project: Settings,
 
 def test_lock_reports_every_problem_in_one_run_and_locks_the_rest(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("one", "1.0.0", requires=["missing-a"])
     upstream.add("two", "1.0.0", build_requires=["setuptools>=61", "missing-b"])
     upstream.add("missing-a", "1.0.0")
@@ -193,7 +183,7 @@ def test_lock_reports_every_problem_in_one_run_and_locks_the_rest(
 
 def test_cli_lock_prints_each_problem_on_one_line(project: Settings,
                                                   upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("one", "1.0.0", requires=["missing-a"])
     upstream.add("two", "1.0.0", requires=["missing-b"])
     for name in ("one", "two"):
@@ -207,7 +197,7 @@ def test_cli_lock_prints_each_problem_on_one_line(project: Settings,
 
 def test_lock_passes_over_a_release_whose_requirement_no_recipe_allows(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("dep", "1.0.0")
     upstream.add("dep", "2.0.0")
     factories.recipe(project.root, "dep", 'versions = "<2"\n')
@@ -229,7 +219,7 @@ def test_lock_passes_over_a_release_whose_requirement_no_recipe_allows(
 
 def test_lock_follows_extras_of_a_requirement(project: Settings,
                                               upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("app", "1.0.0", requires=["lib[fast]"])
     upstream.add("lib", "1.0.0", requires=['speedup; extra == "fast"', 'slow; extra == "no"'])
     upstream.add("speedup", "1.0.0")
@@ -241,7 +231,7 @@ def test_lock_follows_extras_of_a_requirement(project: Settings,
 
 def test_a_failing_component_keeps_its_last_good_pin(project: Settings,
                                                      upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("demo", "1.0.0")
     upstream.add("other", "1.0.0")
     factories.recipe(project.root, "demo")
@@ -255,7 +245,7 @@ def test_a_failing_component_keeps_its_last_good_pin(project: Settings,
 
 
 def test_cli_add_json_and_exit_code(project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("app", "1.0.0", requires=["gpl-lib"])
     upstream.add("gpl-lib", "1.0.0", license="GPL-3.0-only")
     result = cli(project, "add", "app", "--dry-run", "--json")
@@ -269,7 +259,7 @@ def test_cli_add_json_and_exit_code(project: Settings, upstream: LocalUpstream) 
 
 
 def test_cli_add_from_a_catalogue_file(project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("one", "1.0.0")
     upstream.add("two", "1.0.0")
     upstream.add("two", "2.0.0")
@@ -290,7 +280,7 @@ def test_cli_add_from_a_catalogue_file(project: Settings, upstream: LocalUpstrea
 
 def test_dependents_that_disagree_get_one_release_each(project: Settings,
                                                        upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     for version in ("1.0.0", "1.5.0", "2.0.0", "3.0.0"):
         upstream.add("tool", version)
     upstream.add("old-user", "1.0.0", build_requires=["setuptools>=61", "tool<2"])
@@ -305,7 +295,7 @@ def test_dependents_that_disagree_get_one_release_each(project: Settings,
 
 def test_a_pre_release_is_taken_only_when_a_requirement_names_one(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("conventions", "0.66b2")
     upstream.add("sdk", "1.0.0", requires=["conventions==0.66b2"])
     upstream.add("beta-only", "0.1b1")
@@ -317,7 +307,7 @@ def test_a_pre_release_is_taken_only_when_a_requirement_names_one(
 
 def test_an_sdist_shipping_prebuilt_files_needs_a_human_with_the_line_to_add(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     elf = b"\x7fELF\x02\x01\x01" + b"\0" * 200
     upstream.add("bins", "1.0.0", files={f"tests/data/lib{i}.so": elf for i in range(3)}
                  | {"src/_speed.so": elf})
@@ -330,7 +320,7 @@ def test_an_sdist_shipping_prebuilt_files_needs_a_human_with_the_line_to_add(
 
 def test_the_licenses_of_every_release_taken_are_approved(project: Settings,
                                                           upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     upstream.add("dep", "1.0.0", license="MIT")
     upstream.add("dep", "2.0.0", license="MIT-0")
     upstream.add("old-user", "1.0.0", requires=["dep<2"])
@@ -341,7 +331,7 @@ def test_the_licenses_of_every_release_taken_are_approved(project: Settings,
 
 def test_a_catalogues_reviewed_allowances_approve_what_a_human_allowed(
         project: Settings, upstream: LocalUpstream) -> None:
-    tools(upstream, project)
+    build_tools(upstream, project)
     elf = b"\x7fELF\x02\x01\x01" + b"\0" * 200
     upstream.add("bins", "1.0.0", files={"tests/data/lib (x86).so": elf, "src/_speed.so": elf})
     reviewed = project.root / "reviewed.toml"
