@@ -160,7 +160,10 @@ def _cost(settings: Settings, work: Path, name: str, version: str,
         _LISTENING[0] = False
         monkeypatch.setattr(validation, "validate_record", real)
     target = normalize(name)
-    others = [p for _, p in _EVENTS if re.search(r"p-\d{4}", p) and target not in p]
+    # A project's files are named by it as a whole path component (records/p-0002.json,
+    # simple/p-0002/); anchoring matters: a temp name like .tmp-1234abcd holds "p-1234".
+    others = [p for _, p in _EVENTS
+              if re.search(r"(?:^|/)p-\d{4}(?:[./]|$)", p) and target not in p]
     listed = [p for e, p in _EVENTS if e != "open" and re.search(r"(records|simple)/?$", p)]
     return {"records parsed": len(parsed), "other projects' files opened": len(others),
             "records/ or simple/ listed": len(listed),
