@@ -254,20 +254,24 @@ def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
     return _ordered(graph)
 
 
-def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node) -> None:
+def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,
+           built_with: list[str]) -> None:
     """Add to ``plan`` what ``node``'s build reported it needs (its new ``dynamic``
     requirements), transitively, and order it again; ``node`` then waits for them.
 
-    Raises PlanError when nothing was added: the requirements are locked, in its
-    environment, and its build still said they were not met.
+    ``built_with`` is the environment that build ran in. It is compared, not the node's
+    environment now: another node's regrow may already have grown this one (both
+    builds learnt at once), and that is progress, not a build that lies.
+
+    Raises PlanError when nothing was added: the requirements are locked, in the
+    environment it was built in, and its build still said they were not met.
     """
     graph = _Graph(settings, lock)
     graph.nodes = plan.nodes
-    before = list(node.env)
     _expand(graph)
     if node.problem:
         raise node.problem
-    if node.env == before:
+    if node.env == built_with:
         raise PlanError(f"{node.name} {node.version}: its build requirements "
                         f"{node.dynamic} are locked but still not met")
     plan.order = _ordered(graph).order

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from factory.config import Settings
-from factory.lock import Lock, LockedComponent, save_lock
-from factory.plan import PlanError, make_plan
+from factory.lock import Lock, LockedComponent, load_lock, save_lock
+from factory.plan import PlanError, make_plan, regrow
 from tests import factories
 from tests.factories import locked
 from tests.plan_fixtures import REAL
@@ -90,3 +90,25 @@ def test_a_cycle_is_reported_with_its_members(tmp_path: Path) -> None:
 def test_an_unknown_component_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="nope is not in the lock"):
         make_plan(_settings(tmp_path, REAL), ["nope"])
+
+
+def test_two_builds_that_learnt_at_once_both_grow(tmp_path: Path) -> None:
+    """Both builds reported their dynamic requirements before either was collected: the
+    first regrow grows both nodes, and the second must not call that a build that lies
+    (the catalogue run lost hatchling, and 87 components behind it, this way)."""
+    components = [*REAL, locked("one", "1.0", kind="runtime"), locked("two", "1.0",
+                                                                     kind="runtime")]
+    settings = _settings(tmp_path, components)
+    plan = make_plan(settings, ["one", "two"])
+    one, two = plan.nodes["one==1.0"], plan.nodes["two==1.0"]
+    ran_one, ran_two = list(one.env), list(two.env)
+    one.dynamic, two.dynamic = ["flit-core>=4"], ["poetry-core"]  # both learnt
+    lock = load_lock(settings)
+    regrow(settings, lock, plan, one, ran_one)
+    assert two.env == ["poetry-core==2.5.0"]  # grown already, by one's regrow
+    regrow(settings, lock, plan, two, ran_two)  # progress: its build had none of it
+    assert one.env == ["flit-core==4.2.0"]
+    assert plan.order.index("poetry-core==2.5.0") < plan.order.index("two==1.0")
+    # A build that ran with what it asked for, and says it still lacks it, is refused.
+    with pytest.raises(PlanError, match="locked but still not met"):
+        regrow(settings, lock, plan, two, list(two.env))

@@ -205,6 +205,7 @@ class _Executor:
         self.done: dict[str, BuildRecord] = {}
         self.taken: dict[str, Path] = {}  # allowed upstream wheels, by node id
         self.failed: dict[str, str] = {}
+        self.built_with: dict[str, list[str]] = {}  # node id -> the env its last build had
 
     def ready(self, running: set[str]) -> list[Node]:
         for node in self.plan.nodes.values():  # taken, not built: first, and at once
@@ -238,7 +239,8 @@ class _Executor:
         return self.settings.wheels_dir / self.done[nid].wheel_filename
 
     def build(self, node: Node) -> BuildRecord:
-        wheels = [self._wheel(d) for d in node.env if d != node.id]
+        env = self.built_with[node.id] = list(node.env)
+        wheels = [self._wheel(d) for d in env if d != node.id]
         inputs = self.session.inputs(node, wheels, [self._wheel(d) for d in node.repair])
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
@@ -260,7 +262,7 @@ class _Executor:
 
     def grow(self, node: Node) -> None:
         """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
-        regrow(self.settings, self.lock, self.plan, node)
+        regrow(self.settings, self.lock, self.plan, node, self.built_with[node.id])
 
     def run(self) -> list[BuildRecord]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
