@@ -45,7 +45,7 @@ from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError
 from factory.license import allowed_ids, judge
 from factory.lock import lock_report, marker_environment, parse_requirements
 from factory.lock.model import Problem as LockProblem
-from factory.lock.policy import Context, Skipped, select_version
+from factory.lock.policy import MAX_PASSED, Context, Skipped, select_version, why_passed, without
 from factory.lock.resolve import sdist_requirements
 from factory.recipes import Recipe, check_recipes
 from factory.upstream import cache
@@ -54,7 +54,6 @@ from factory.upstream.cache import Sdist
 from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import ProjectListing, UpstreamFile, is_project_name
 
-MAX_PASSED = 5  # releases passed over for unmet requirements before asking a human
 MAX_PROJECTS = 2000  # a closure this large is a mistake, not a catalogue
 RUNTIME, BUILD_TOOL = "runtime", "build-tool"
 
@@ -287,14 +286,11 @@ class _Walk:
                        track="any")
         passed: list[Skipped] = []
         while len(passed) <= MAX_PASSED:
-            narrowed = spec
-            for skip in passed:
-                narrowed &= SpecifierSet(f"!={skip.version}")
             try:
-                sel = select_version(probe, listing.sdists(), self._context(narrowed))
+                sel = select_version(probe, listing.sdists(),
+                                     self._context(without(spec, passed) or spec))
             except PolicyError as exc:
-                detail = "; ".join(f"{s.version} {s.reason}" for s in passed[:3]) \
-                    or exc.message
+                detail = why_passed(passed) or exc.message
                 self._problem(key, f"no release can be approved ({detail})",
                               "widen the range asked for, or approve what it needs by hand")
                 return None
@@ -308,8 +304,7 @@ class _Walk:
                 proposed.skipped = passed
                 return proposed
             passed.append(Skipped(str(sel.version), unmet))
-        self._problem(key, "no release can be approved (" + "; ".join(
-            f"{s.version} {s.reason}" for s in passed[:3]) + ")",
+        self._problem(key, f"no release can be approved ({why_passed(passed)})",
             "approve what it needs by hand, or pin an older range")
         return None
 
@@ -387,8 +382,7 @@ class _Walk:
                 if "does not know" in exc.message:
                     return f"needs {req} ({kind}), which upstream does not have"
                 continue
-            if not any(f.version is not None and not f.yanked
-                       and req.specifier.contains(f.version) for f in listing.sdists()):
+            if not listing.offers(req.specifier):
                 return f"needs {req} ({kind}), which upstream has no sdist of"
         return None
 

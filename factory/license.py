@@ -88,6 +88,7 @@ def _licensing() -> Any:
     return get_spdx_licensing()
 
 
+@functools.lru_cache(maxsize=4096)  # a catalogue's fetch asks about the same few texts
 def canonical(text: str) -> str | None:
     """``text`` as a canonical SPDX expression, or None when it is not one."""
     from license_expression import ExpressionError

@@ -29,6 +29,7 @@ per sdist (``remember_dynamic``) for the next plan.
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -127,6 +128,17 @@ class Plan:
         return lines
 
 
+@functools.lru_cache(maxsize=65536)
+def _requirement(line: str) -> Requirement | None:
+    """``line`` parsed, or None: a catalogue's plan meets each line hundreds of times.
+    Callers only read what it returns."""
+    try:
+        return Requirement(line)
+    except InvalidRequirement:
+        return None
+
+
+@functools.lru_cache(maxsize=65536)  # asked for every dependency of every node, each round
 def node_id(name: str, version: str) -> str:
     return f"{canonicalize_name(name)}=={version}"
 
@@ -142,21 +154,24 @@ class _Graph:
         self.markers = marker_environment(settings)
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
+        self._applies: dict[tuple[str, frozenset[str]], bool] = {}  # markers are fixed
 
     def requirements(self, lines: list[str] | tuple[str, ...], origin: str,
                      extras: frozenset[str] = frozenset()) -> list[Requirement]:
         found = []
         for line in lines:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                raise PlanError(f"{origin}: invalid requirement {line!r}") from None
-            try:
-                applies = req.marker is None or any(
-                    req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras))
-            except (ValueError, KeyError):  # KeyError: a name the environment lacks
-                raise PlanError(f"{origin}: requirement {line!r} has a marker that cannot be "
-                                "evaluated") from None
+            req = _requirement(line)
+            if req is None:
+                raise PlanError(f"{origin}: invalid requirement {line!r}")
+            applies = self._applies.get((line, extras))
+            if applies is None:
+                try:
+                    applies = req.marker is None or any(
+                        req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras))
+                except (ValueError, KeyError):  # KeyError: a name the environment lacks
+                    raise PlanError(f"{origin}: requirement {line!r} has a marker that cannot "
+                                    "be evaluated") from None
+                self._applies[(line, extras)] = applies
             if applies:
                 found.append(req)
         return found
@@ -222,6 +237,10 @@ def _backend_path(settings: Settings, locked: LockedComponent) -> str:
     path = cache.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
     if not path.is_file():
         return ""
+    return str(cache.remembered(path, "backend-path-1", lambda: _read_backend_path(path)))
+
+
+def _read_backend_path(path: Path) -> str:
     raw = cache.read_member(path, "pyproject.toml")
     if raw is None:
         return ""

@@ -181,8 +181,27 @@ def _prebuilt_globs(fields: _Fields) -> tuple[str, ...]:
     return globs
 
 
+# Parsed recipes by (file, directory, bytes): a catalogue's recipes are read by every
+# stage of a run. One with patches is parsed each time: its patch files are checked too.
+_PARSED: dict[tuple[str, str, bytes], Recipe] = {}
+_MAX_PARSED = 20_000
+
+
 def parse_recipe(path: Path, recipes_dir: Path) -> Recipe:
     raw = path.read_bytes()
+    key = (str(path), str(recipes_dir), raw)
+    known = _PARSED.get(key)
+    if known is not None:
+        return known
+    recipe = _parse_recipe(path, recipes_dir, raw)
+    if not recipe.patches:
+        if len(_PARSED) >= _MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = recipe
+    return recipe
+
+
+def _parse_recipe(path: Path, recipes_dir: Path, raw: bytes) -> Recipe:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

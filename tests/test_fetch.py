@@ -30,9 +30,10 @@ def locked(project: Settings, upstream: LocalUpstream) -> Settings:
 
 
 def cached_files(settings: Settings) -> list[Path]:
-    """What the cache holds, but the member memos lock left beside verified sdists."""
-    return sorted(p for p in settings.sources_dir.rglob("*")
-                  if p.is_file() and not p.name.startswith(".member-"))
+    """What the cache holds (sdists and half downloads), but the memos lock left beside
+    the sdists it verified (dot files: what was read from them, that they were verified)."""
+    return sorted(p for p in settings.sources_dir.rglob("*") if p.is_file() and (
+        not p.name.startswith(".") or p.name.startswith(".tmp-")))
 
 
 def test_fetch_verifies_and_caches_by_content(locked: Settings, upstream: LocalUpstream) -> None:
@@ -95,3 +96,55 @@ def test_a_download_a_crash_left_behind_is_swept_but_a_live_one_is_kept(
     os.utime(stale, (two_hours_ago, two_hours_ago))
     (item,) = fetch.fetch_stage(locked, {"demo"})
     assert item.path.is_file() and not stale.exists() and live.exists()
+
+
+def _hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files hashed from now on, in a process that remembers nothing yet."""
+    from factory._internal import digests
+
+    monkeypatch.setattr(digests, "_MEMO", {})
+    calls: list[str] = []
+    real = digests.sha256_file
+
+    def counted(path: Path, chunk: int = 1 << 20) -> str:
+        calls.append(Path(path).name)
+        return real(path, chunk)
+
+    monkeypatch.setattr(digests, "sha256_file", counted)
+    return calls
+
+
+def test_a_second_fetch_in_a_new_process_hashes_nothing(
+        locked: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    fetch.fetch_stage(locked)
+    hashed = _hashed(monkeypatch)  # as a new process would start
+    again = fetch.fetch_stage(locked)
+    assert hashed == [] and len(again) == 2
+
+
+def test_a_cached_sdist_changed_in_place_is_hashed_and_replaced(
+        locked: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same size, the old modification time put back: the change time still moved, so the
+    stamp no longer holds and the bytes are hashed again (and the entry replaced)."""
+    (item,) = fetch.fetch_stage(locked, {"demo"})
+    before = item.path.stat()
+    data = bytearray(item.path.read_bytes())
+    data[-1] ^= 0xFF
+    with item.path.open("r+b") as handle:
+        handle.write(bytes(data))
+    os.utime(item.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    hashed = _hashed(monkeypatch)
+    (again,) = fetch.fetch_stage(locked, {"demo"})
+    assert item.path.name in hashed
+    assert sha256_file(again.path) == item.component.sdist.sha256
+
+
+def test_a_forged_stamp_for_other_bytes_is_not_believed(
+        locked: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    (item,) = fetch.fetch_stage(locked, {"demo"})
+    stamp = item.path.with_name(f".verified-{item.path.name}.json")
+    item.path.write_bytes(b"tampered")  # a new state; the old stamp still names the pin
+    hashed = _hashed(monkeypatch)
+    (again,) = fetch.fetch_stage(locked, {"demo"})
+    assert hashed and stamp.is_file()
+    assert sha256_file(again.path) == item.component.sdist.sha256

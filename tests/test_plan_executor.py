@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from factory._internal import digests
 from factory.build import job as builder
 from factory.build.executor import build_one, run_plan
 from factory.build.image import ImageRef, bootstrap_image, images_record
@@ -88,7 +89,7 @@ def _overlap(one: BuildRecord, two: BuildRecord) -> bool:
 
 def test_independent_nodes_build_concurrently_up_to_the_limit(
         tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
-        builds: list[str]) -> None:
+        builds: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     overlapped = {}
     for limit in (1, 2):
         settings = project(tmp_path / f"limit{limit}", image, kit_sdists,
@@ -104,6 +105,22 @@ def test_independent_nodes_build_concurrently_up_to_the_limit(
     again = run_plan(settings, make_plan(settings), concurrency=2)
     assert len(builds) == 4
     assert [r.invocation_id for r in again.records] == [r.invocation_id for r in outcome.records]
+
+    # As a new process would: no sdist is hashed again, and each record is read once
+    # (not once per node: a catalogue's no-op build read 388 records 388 times).
+    monkeypatch.setattr(digests, "_MEMO", {})
+    hashed: list[str] = []
+    real_hash = digests.sha256_file
+    monkeypatch.setattr(digests, "sha256_file", lambda p, *a: hashed.append(p.name)
+                        or real_hash(p, *a))
+    loaded: list[str] = []
+    real_load = BuildRecord.load
+    monkeypatch.setattr(BuildRecord, "load", staticmethod(
+        lambda path: loaded.append(path.name) or real_load(path)))
+    third = run_plan(settings, make_plan(settings), concurrency=2)
+    assert len(builds) == 4 and len(third.records) == 2
+    assert [n for n in hashed if n.endswith((".tar.gz", ".zip"))] == []
+    assert sorted(loaded) == sorted(p.name for p in settings.wheels_dir.glob("*.build.json"))
 
 
 def test_a_failed_dependency_stops_only_what_needs_it(

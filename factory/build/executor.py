@@ -15,9 +15,11 @@ built again once they are built.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -28,6 +30,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
+from factory._internal.digests import file_state, sha256_of
 from factory.admission import admit_sdist
 from factory.build import job as builder
 from factory.build import repair as repairing
@@ -52,6 +55,8 @@ class Session:
         self._kit: Kit | None = None
         self._images: dict[tuple[str, ...], ImageRef] = {}
         self._mutex = threading.RLock()  # builds run in threads; preparation is shared
+        self._records: dict[str, tuple[str | None, BuildRecord]] = {}  # file -> (state, it)
+        self._listing: tuple[tuple[int, int], dict[str, list[str]]] | None = None
 
     def kit(self) -> Kit:
         with self._mutex:
@@ -95,7 +100,7 @@ class Session:
         if recipe is not None:  # prebuilt files the recipe does not allow: no build
             admit_sdist(sdist, recipe)
         patches = self.patches(locked)
-        tag = "-".join([locked.sdist.sha256[:32], *(sha256_file(p)[:12] for p in patches)])
+        tag = "-".join([locked.sdist.sha256[:32], *(sha256_of(p)[:12] for p in patches)])
         dest = self.settings.builds_dir / "trees" / tag
         if dest.exists():
             return sdist, archive.extract(sdist, dest)
@@ -114,15 +119,49 @@ class Session:
             shutil.rmtree(staging.parent, ignore_errors=True)
         return sdist, archive.extract(sdist, dest)
 
-    def built_wheel(self, locked: LockedComponent) -> Path | None:
-        """The wheel the factory built from exactly this locked sdist, if any."""
-        for record_path in sorted(self.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
-            record = BuildRecord.load(record_path)
-            wheel = record_path.with_name(record.wheel_filename)
-            if (record.component == locked.key and record.version == locked.version
-                    and record.source.sha256 == locked.sdist.sha256 and wheel.is_file()):
-                return wheel
-        return None
+    def records(self, key: str) -> list[tuple[Path, BuildRecord]]:
+        """The build records in the wheels directory whose wheel is of project ``key``.
+
+        Each record file is read once per state of the file: a no-op build of a
+        catalogue asks this for every node, and the records do not change under it.
+        """
+        found = []
+        for name in self._record_names().get(key, []):
+            path = self.settings.wheels_dir / name
+            state = file_state(path)
+            if state is None:
+                continue  # removed since the directory was listed
+            with self._mutex:
+                known = self._records.get(name)
+            if known is None or known[0] != state:
+                known = (state, BuildRecord.load(path))
+                with self._mutex:
+                    self._records[name] = known
+            found.append((path, known[1]))
+        return found
+
+    def _record_names(self) -> dict[str, list[str]]:
+        """The record files in the wheels directory by project, listed again only when
+        the directory changed (its modification time moves with every entry added,
+        removed or renamed). A listing taken within a second of the last change is not
+        kept: the clock the filesystem stamps with ticks coarsely, so a change in the
+        same tick would not move it (git's "racy" index entries, the same cure)."""
+        try:
+            info = os.stat(self.settings.wheels_dir)
+        except FileNotFoundError:
+            return {}
+        state = (info.st_ino, info.st_mtime_ns)
+        with self._mutex:
+            if self._listing is not None and self._listing[0] == state:
+                return self._listing[1]
+        by_project: dict[str, list[str]] = {}
+        for name in sorted(os.listdir(self.settings.wheels_dir)):
+            if name.endswith(RECORD_SUFFIX):
+                by_project.setdefault(canonicalize_name(name.split("-", 1)[0]), []).append(name)
+        if time.time_ns() - info.st_mtime_ns > 1_000_000_000:
+            with self._mutex:
+                self._listing = (state, by_project)
+        return by_project
 
     def upstream_wheel(self, node: Node) -> Path:
         """The recipe's allowed upstream wheel, downloaded once and checked by sha256."""
@@ -150,7 +189,7 @@ class Session:
                repair_wheels: list[Path] | None = None) -> builder.BuildInputs:
         locked = node.locked
         sdist, tree = self.tree(locked)
-        patches = tuple({"path": str(p.name), "sha256": sha256_file(p)}
+        patches = tuple({"path": str(p.name), "sha256": sha256_of(p)}
                         for p in self.patches(locked))
         recipe = self.recipes.get(locked.key)
         return builder.BuildInputs(
@@ -169,11 +208,10 @@ class Session:
 
 def _up_to_date(session: Session, inputs: builder.BuildInputs) -> BuildRecord | None:
     """The existing record when a wheel was built from the very same inputs."""
-    wanted_tools = sorted([*(sha256_file(w) for w in inputs.tools),
+    wanted_tools = sorted([*(sha256_of(w) for w in inputs.tools),
                            *(p.sha256 for p in inputs.kit.parts)])
-    repair_tools = [sha256_file(w) for w in inputs.repair_tools]
-    for record_path in sorted(session.settings.wheels_dir.glob("*" + RECORD_SUFFIX)):
-        record = BuildRecord.load(record_path)
+    repair_tools = [sha256_of(w) for w in inputs.repair_tools]
+    for record_path, record in session.records(inputs.name):
         if (record.component == inputs.name and record.version == inputs.version
                 and record.source.sha256 == inputs.source.sha256
                 and record.recipe_digest == inputs.recipe_digest

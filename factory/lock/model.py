@@ -61,13 +61,18 @@ class LockedComponent:
     def version(self) -> str:
         return self.sdist.version
 
-    @property
-    def key(self) -> str:
+    @functools.cached_property
+    def key(self) -> str:  # asked hundreds of thousands of times by a catalogue's plan
         return canonicalize_name(self.name)
 
     @property
     def is_primary(self) -> bool:
         return self.reason == APPROVED
+
+
+@functools.lru_cache(maxsize=65536)
+def _version(text: str) -> Version:
+    return Version(text)
 
 
 @dataclass
@@ -90,8 +95,8 @@ class Lock:
         spec = SpecifierSet(str(specifier))
         key = canonicalize_name(name)
         matches = [c for c in self.components
-                   if c.key == key and spec.contains(c.version, prereleases=True)]
-        return max(matches, key=lambda c: Version(c.version), default=None)
+                   if c.key == key and spec.contains(_version(c.version), prereleases=True)]
+        return max(matches, key=lambda c: _version(c.version), default=None)
 
     # -- serialisation -------------------------------------------------------
     def to_toml(self) -> str:

@@ -13,19 +13,36 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from factory.errors import PolicyError
 from factory.license import judge
 from factory.recipes import Recipe
 from factory.upstream.advisories import AdvisoryDatabase
-from factory.upstream.listing import UpstreamFile
+from factory.upstream.listing import UpstreamFile, names_prerelease
 
 
 @dataclass(frozen=True)
 class Skipped:
     version: str
     reason: str
+
+
+# Releases passed over because their requirements can never be met, before the newest
+# is taken anyway (lock) or a human is asked (add).
+MAX_PASSED = 5
+
+
+def without(spec: SpecifierSet | None, passed: list[Skipped]) -> SpecifierSet | None:
+    """``spec`` with the releases passed over taken out."""
+    for skip in passed:
+        spec = (spec or SpecifierSet()) & SpecifierSet(f"!={skip.version}")
+    return spec
+
+
+def why_passed(passed: list[Skipped]) -> str:
+    """The first few releases passed over and why, for one line."""
+    return "; ".join(f"{s.version} {s.reason}" for s in passed[:3])
 
 
 @dataclass(frozen=True)
@@ -63,25 +80,11 @@ def parse_time(text: str) -> datetime | None:
         return None
 
 
-def _names_prerelease(spec: SpecifierSet | None) -> bool:
-    return spec is not None and any(
-        Version(s.version.rstrip(".*")).is_prerelease for s in spec
-        if s.operator != "!=" and _parses(s.version.rstrip(".*")))
-
-
-def _parses(text: str) -> bool:
-    try:
-        Version(text)
-    except InvalidVersion:
-        return False
-    return True
-
-
 def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context) -> str | None:
     """Why ``version`` may not be taken, or None when policy allows it."""
     # A pre-release only when a range names one (PEP 440: ``==0.66b2``, ``>=2.0rc1``):
     # a project that publishes nothing else is then taken as its dependents ask.
-    pre = _names_prerelease(recipe.versions) or _names_prerelease(ctx.extra)
+    pre = names_prerelease(recipe.versions) or names_prerelease(ctx.extra)
     if (version.is_prerelease or version.is_devrelease) and not pre:
         return "pre-release"
     if file.yanked:

@@ -8,6 +8,7 @@ operator accepts the change.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -36,7 +37,16 @@ from factory.lock.model import (
     Resolution,
     alarm_error,
 )
-from factory.lock.policy import Context, Selection, Skipped, allowed_version, select_version
+from factory.lock.policy import (
+    MAX_PASSED,
+    Context,
+    Selection,
+    Skipped,
+    allowed_version,
+    select_version,
+    why_passed,
+    without,
+)
 from factory.recipes import Recipe
 from factory.upstream import cache, git
 from factory.upstream.advisories import AdvisoryDatabase
@@ -236,16 +246,13 @@ class Resolver:
         the next one policy allows, and the lock records why."""
         passed: list[Skipped] = []
         while True:
-            narrowed = extra
-            for skip in passed:
-                narrowed = (narrowed or SpecifierSet()) & SpecifierSet(f"!={skip.version}")
             try:
-                entry, why = self.choose(recipe, reason, narrowed)
+                entry, why = self.choose(recipe, reason, without(extra, passed))
             except PolicyError:
                 if not passed:
                     raise
-                raise LockError(f"no version of {recipe.name} can be built: " + "; ".join(
-                    f"{s.version} {s.reason}" for s in passed[:3]),
+                raise LockError(f"no version of {recipe.name} can be built: "
+                                + why_passed(passed),
                     f"approve what it needs, or widen versions in {recipe.path.name}") from None
             if why == ALARMED:
                 return entry, why
@@ -292,15 +299,13 @@ class Resolver:
         return None
 
     def _upstream_has(self, key: str, req: Requirement) -> bool:
-        """Whether the default upstream lists a final, unyanked sdist ``req`` allows."""
+        """Whether the default upstream lists an unyanked sdist ``req`` allows."""
         if key not in self._unapproved:
             url = self.settings.upstream
             if url not in self._upstreams:
                 self._upstreams[url] = open_upstream(self.settings)
             self._unapproved[key] = self._upstreams[url].project(key)
-        return any(f.version is not None and not f.yanked and not f.version.is_prerelease
-                   and req.specifier.contains(f.version)
-                   for f in self._unapproved[key].sdists())
+        return self._unapproved[key].offers(req.specifier)
 
     def _skipped_above(self, recipe: Recipe, old: LockedComponent) -> tuple[Skipped, ...]:
         try:
@@ -346,8 +351,7 @@ class Resolver:
             self.on_fetch(entry.sdist.filename)
         path = cache.fetch(self.settings, entry.sdist, self.upstream_for(self.recipes[entry.key]))
         build, runtime = sdist_requirements(path, entry.sdist.filename)
-        return LockedComponent(**{**entry.__dict__, "build_requires": build,
-                                  "requires_dist": runtime})
+        return dataclasses.replace(entry, build_requires=build, requires_dist=runtime)
 
     def requirements_of(self, entry: LockedComponent, extras: Iterable[str] = (),
                         ) -> list[tuple[Requirement, str]]:
@@ -358,7 +362,6 @@ class Resolver:
         return reqs
 
 
-MAX_PASSED = 5  # versions passed over for unmet requirements before giving up
 
 
 def _with_passed(entry: LockedComponent, passed: list[Skipped]) -> LockedComponent:

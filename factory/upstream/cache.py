@@ -8,18 +8,23 @@ is remembered beside it: its bytes never change, so neither does the answer.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import email.parser
+import json
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from factory._internal.atomic import clean_temporaries, sha256_file, write_bytes
+from factory._internal.atomic import clean_temporaries, sha256_file, write_bytes, write_json
+from factory._internal.digests import file_state, sha256_of
 from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, LockError, printable
 from factory.upstream import archive, git
@@ -99,9 +104,41 @@ def fetch(settings: Settings, sdist: Sdist, upstream: Upstream | None = None,
     """The pinned sdist, verified (bytes, then the project and version its own metadata
     names), from the cache or downloaded into it."""
     key = canonicalize_name(sdist.name)
+    path = cache_path(settings, sdist.sha256, sdist.filename)
+    if _verified_before(path, sdist, key):
+        return path
     path = _fetch(settings, sdist, key, upstream, progress)
     check_identity(path, key, sdist.version, git=sdist.from_git)
+    _remember_verified(path, sdist, key)
     return path
+
+
+# What fetch verified (bytes and identity) is stamped beside the file with the file's
+# state; while the state holds, a no-op run does not hash and parse it again.
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".verified-{path.name}.json")
+
+
+def _stamp(path: Path, sdist: Sdist, key: str) -> dict[str, str | None]:
+    return {"sha256": sdist.sha256, "project": key, "version": sdist.version,
+            "state": file_state(path)}
+
+
+def _verified_before(path: Path, sdist: Sdist, key: str) -> bool:
+    try:
+        said = json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    now = _stamp(path, sdist, key)
+    return now["state"] is not None and said == now
+
+
+def _remember_verified(path: Path, sdist: Sdist, key: str) -> None:
+    stamp = _stamp(path, sdist, key)
+    if stamp["state"] is None:
+        return
+    with contextlib.suppress(OSError):  # a read-only cache works; it is verified each time
+        write_json(_stamp_path(path), stamp)
 
 
 def _fetch(settings: Settings, sdist: Sdist, key: str, upstream: Upstream | None,
@@ -109,7 +146,7 @@ def _fetch(settings: Settings, sdist: Sdist, key: str, upstream: Upstream | None
     path = cache_path(settings, sdist.sha256, sdist.filename)
     clean_temporaries(path.parent, older_than=STALE_TEMPORARY_SECONDS)
     if path.is_file():
-        actual = sha256_file(path)
+        actual = sha256_of(path)
         if actual == sdist.sha256:
             return path
         path.unlink()  # a corrupted cache entry is replaced, never used
@@ -199,6 +236,35 @@ def read_member(sdist: Path, relative: str,
     return data
 
 
+def remembered(sdist: Path, name: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, a JSON value about a cached sdist's bytes, remembered beside it:
+    its bytes never change, so neither does the answer. Any other file is asked
+    each time. ``name`` says what the answer is, and changes when its form does."""
+    if not is_cached(sdist):
+        return compute()
+    memo = sdist.parent / f".{name}.json"
+    try:
+        return json.loads(memo.read_text(encoding="utf-8"))["value"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = compute()
+    with contextlib.suppress(OSError):
+        write_json(memo, {"value": value})
+    return value
+
+
 def read_metadata(sdist: Path) -> SdistMetadata | None:
-    """``archive.read_metadata``, its members remembered beside a cached sdist."""
-    return archive.read_metadata(sdist, read_member)
+    """``archive.read_metadata``, remembered beside a cached sdist."""
+    def parse() -> dict[str, Any] | None:
+        meta = archive.read_metadata(sdist, read_member)
+        return None if meta is None else dataclasses.asdict(meta)
+
+    found = remembered(sdist, "metadata-1", parse)
+    if found is None:
+        return None
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in found.items()}
+    try:
+        return SdistMetadata(**fields)
+    except TypeError:  # a memo of another form: read it again
+        return archive.read_metadata(sdist, read_member)

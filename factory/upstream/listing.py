@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag
 
+from packaging.specifiers import SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -170,6 +171,29 @@ class ProjectListing:
 
     def sdists(self) -> list[UpstreamFile]:
         return [f for f in self.files if f.is_sdist and f.version is not None]
+
+    def offers(self, specifier: SpecifierSet) -> bool:
+        """Whether an unyanked sdist ``specifier`` allows is listed, pre-releases
+        included: policy takes one only when a range names it, but a human may approve
+        it, so a requirement it meets is not one that can never be met."""
+        return any(f.version is not None and not f.yanked
+                   and specifier.contains(f.version, prereleases=True) for f in self.sdists())
+
+
+def names_prerelease(spec: SpecifierSet | None) -> bool:
+    """Whether ``spec`` names a pre-release (``==0.66b2``, ``>=2.0rc1``): only then is one
+    taken. (packaging 26's ``contains`` no longer says this for a lone version.)"""
+    return spec is not None and any(
+        Version(s.version.rstrip(".*")).is_prerelease for s in spec
+        if s.operator != "!=" and _parses(s.version.rstrip(".*")))
+
+
+def _parses(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
 
 
 _LEGACY = (".egg", ".exe", ".msi", ".rpm", ".dmg", ".tar.bz2", ".tar.xz", ".tgz", ".tar")
