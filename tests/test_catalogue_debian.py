@@ -344,6 +344,11 @@ LOGS: list[tuple[str, bytes, list[tuple[str, str]]]] = [
                    b"directory\n", [("tool", "cc1plus")]),
     ("meson program", b"meson.build:3:0: ERROR: Program 'cython' not found or not executable\n",
      [("tool", "cython")]),
+    ("setup.py prose, two", b"Building lxml version 6.1.3.\nError: Please make sure the "
+                            b"libxml2 and libxslt development packages are installed.\n",
+     [("library", "xml2"), ("library", "xslt")]),
+    ("setup.py prose, one", b"RuntimeError: the libyaml-dev development headers are "
+                            b"required\n", [("library", "yaml")]),
     ("nothing", b"error: Microsoft Visual C++ 14.0 or greater is required.\n", []),
 ]
 
@@ -451,6 +456,23 @@ def test_nothing_provides_it(made: debian.Lookup, tmp_path: Path) -> None:
     assert missing.hint(diagnosis, "recipes/x.toml") == (
         f"needs nowhere.h (no Debian {debian.SUITE} package provides it): the build must get "
         "it another way (a patch, or a build requirement)")
+
+
+def test_lxmls_plea_for_development_packages_names_both(tmp_path: Path) -> None:
+    """lxml says in prose what it lacks; each library's -dev package ships lib<name>.so."""
+    source = tmp_path / "Contents-amd64.gz"
+    source.write_bytes(gz(contents_bytes([
+        b"usr/lib/x86_64-linux-gnu/libxml2.so                   libdevel/libxml2-dev",
+        b"usr/lib/x86_64-linux-gnu/libxslt.so                   libdevel/libxslt1-dev"])))
+    debian.build_lookup([source], tmp_path / "lookup.sqlite", {"suite": debian.SUITE,
+                                                               "arch": debian.ARCH})
+    log = b"Error: Please make sure the libxml2 and libxslt development packages are installed.\n"
+    diagnosis = missing.diagnose(factories.settings(tmp_path), log,
+                                 lambda settings: debian.Lookup(tmp_path / "lookup.sqlite"))
+    assert diagnosis is not None
+    assert diagnosis.packages() == ["libxml2-dev", "libxslt1-dev"]
+    assert 'system_packages = ["libxml2-dev", "libxslt1-dev"]' in missing.hint(
+        diagnosis, "recipes/lxml.toml")
 
 
 def test_weak_signs_count_only_when_a_package_provides_them(made: debian.Lookup,

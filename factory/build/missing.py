@@ -157,6 +157,15 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], bool], ...] = tuple(
         ("tool", r"Program '(?P<n>[^']+)' not found or not executable", True),
         ("tool", r"Unknown compiler\(s\): \[\['(?P<n>[^']+)'", True),
         ("tool", r"can't find Rust compiler", True),
+        # setup.py prose: "make sure the libxml2 and libxslt development packages are
+        # installed" (lxml), "the libfoo development headers are required": weak signs,
+        # each library by name (its -dev package ships lib<name>.so)
+        ("library", r"\blib(?P<n>[A-Za-z0-9_+][A-Za-z0-9_+.-]*?)(?:-dev|-devel)?"
+                    r"(?: and lib[A-Za-z0-9_+.-]+?)? (?:development|devel|dev) "
+                    r"(?:packages?|headers|files|libraries)\b", False),
+        ("library", r"\blib[A-Za-z0-9_+.-]+? and lib(?P<n>[A-Za-z0-9_+][A-Za-z0-9_+.-]*?)"
+                    r"(?:-dev|-devel)? (?:development|devel|dev) "
+                    r"(?:packages?|headers|files|libraries)\b", False),
         # Python's subprocess: also a data file the build did not find (a weak sign)
         ("tool", r"\[Errno 2\] No such file or directory: '(?P<n>[^']+)'", False),
     ))
@@ -164,7 +173,8 @@ _VARIABLES = re.compile(r"\(missing: (?P<v>[A-Za-z0-9_ ]{1,400})\)")
 _FIRST_WORDS = ("fatal error", "error:", "cannot find", "unable to", "not found", "No package",
                 "Could NOT", "Could not find", "COMPILER", "No such file", "which: no",
                 "None of the required", "library not found", "cannot open shared", "found: NO",
-                "Unknown compiler", "Rust compiler")
+                "Unknown compiler", "Rust compiler", "development package",
+                "development header", "development files", "development librar")
 
 
 def missing_in_log(log: bytes | str, limit: int = MAX_ITEMS) -> list[Missing]:
