@@ -1,0 +1,94 @@
+"""The MCP server for AI coding assistants (`factory mcp`), on the official MCP SDK.
+
+Four tools, each a thin call of ``factory.advice``: ``check_requirement``,
+``check_requirements``, ``search_catalogue``, ``explain_refusal``. Every result is
+``{"answer": ..., "envelope": ...}``: the answer as JSON, and the DSSE envelope of
+the in-toto statement the factory's ``answers`` key signed over it (verify it with
+/.well-known/factory/answers.pub.pem, docs/policy-api.md). Input is bounded
+(``factory.advice`` limits; an HTTP body of at most 2 MiB); input over a bound is
+one tool error of one line.
+
+    server = build_server(advisor)
+    server.run()                                   # stdio
+    server.run("streamable-http", host="127.0.0.1", port=8765)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from factory import __version__
+from factory.advice import (
+    DEFAULT_RESULTS,
+    MAX_BYTES,
+    MAX_LINES,
+    MAX_QUERY,
+    MAX_REQUIREMENT,
+    MAX_RESULTS,
+    Advisor,
+    RequestError,
+)
+
+MAX_HTTP_BODY = 2 * 1024 * 1024
+NAME = "artifact-factory"
+INSTRUCTIONS = (
+    "The organisation's Python package policy. Before adding or installing a Python "
+    "dependency, check it here: only components this factory approved and serves may be "
+    "installed (from its index, never from public PyPI). A refusal says why and what to "
+    "use instead (did-you-mean for typos and look-alike names). Every answer is signed "
+    "by the factory (envelope: DSSE, in-toto statement)."
+)
+_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                             open_world_hint=False)
+
+
+def _answer(call: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return call(*args).to_dict()  # type: ignore[no-any-return]
+    except RequestError as exc:  # one bounded line for the model to read
+        raise ToolError(f"{exc.message} ({exc.hint})") from None
+
+
+def build_server(advisor: Advisor) -> MCPServer:
+    """The MCP server answering with ``advisor``."""
+    server: MCPServer = MCPServer(NAME, title="Artifact factory policy",
+                                  instructions=INSTRUCTIONS, version=__version__,
+                                  log_level="WARNING")
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "May this Python requirement be installed from the organisation's index? Give "
+        "NAME, NAME==VERSION or a PEP 508 line (at most "
+        f"{MAX_REQUIREMENT} characters). Answers the verdict (served, not-approved, "
+        "did-you-mean, version-blocked, approved-not-published, quarantined, malformed), "
+        "the reason, and what to use instead; signed by the factory."))
+    def check_requirement(requirement: str) -> dict[str, Any]:
+        return _answer(advisor.check, requirement)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Check a whole requirements list (the text of a requirements.txt, or a list of "
+        f"lines; at most {MAX_LINES} lines and {MAX_BYTES // 1024} KiB): each requirement "
+        "is answered on its own, with its line number; malformed and option lines are "
+        "answered as malformed. One signed statement covers every line."))
+    def check_requirements(requirements: str | list[str]) -> dict[str, Any]:
+        return _answer(advisor.check_list, requirements)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Search the approved catalogue: components whose name holds the query or is "
+        f"close to it (typos, look-alike characters). Query at most {MAX_QUERY} "
+        f"characters; limit 1 to {MAX_RESULTS} (default {DEFAULT_RESULTS}). An empty query "
+        "lists the catalogue."))
+    def search_catalogue(query: str, limit: int = DEFAULT_RESULTS) -> dict[str, Any]:
+        return _answer(advisor.search, query, limit)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Explain why a requirement is refused and what to use instead: the answer of "
+        "check_requirement, and for a name this index does not know, whether the upstream "
+        "index knows it (unknown-upstream: likely a hallucinated name)."))
+    def explain_refusal(requirement: str) -> dict[str, Any]:
+        return _answer(advisor.explain, requirement)
+
+    return server
