@@ -39,7 +39,7 @@ from factory.recipes import load_recipes
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.client import Upstream
 from factory.upstream.listing import ProjectListing, is_project_name
-from factory.why import Knowledge, Release, clip, version_order
+from factory.why import Knowledge, releases_of
 
 
 @dataclass
@@ -221,16 +221,8 @@ def why_knowledge(settings: Settings, name: str) -> Knowledge:
             if last and last[0]["outcome"] == "failed":
                 row["failed"] = f"{last[0]['version']}: {last[0]['error'] or 'no error recorded'}"
 
-    def releases(project: str) -> list[Release] | None:
-        record = index.record(project)
-        if record is None:
-            return None
-        by_version = {f.version: f for f in record.files}
-        return [Release(v, f.yanked, clip(f.yanked_reason) if f.yanked_reason else None,
-                        tuple(sorted({clip(a.get("id", "?"), 80) for a in f.advisories or ()})))
-                for v, f in sorted(by_version.items(), key=lambda item: version_order(item[0]))]
-
-    return Knowledge.from_rows(rows, load_catalog(index.layout), releases)
+    return Knowledge.from_rows(rows, load_catalog(index.layout),
+                               lambda project: releases_of(index.record(project)))
 
 
 def ask_upstream(settings: Settings, name: str) -> str:

@@ -137,6 +137,17 @@ class Knowledge:
         return cls(found.values(), releases)
 
 
+def releases_of(record: Any) -> list[Release] | None:
+    """The published versions of a project record (``factory.index.records.ProjectRecord``:
+    its ``files``), oldest first; None without a record."""
+    if record is None:
+        return None
+    by_version = {f.version: f for f in record.files}
+    return [Release(v, f.yanked, clip(f.yanked_reason) if f.yanked_reason else None,
+                    tuple(sorted({clip(a.get("id", "?"), 80) for a in f.advisories or ()})))
+            for v, f in sorted(by_version.items(), key=lambda item: version_order(item[0]))]
+
+
 def _offered(component: Component) -> bool:
     """May ``component`` be named as what to use instead?"""
     return component.approved and component.status in _USABLE

@@ -20,14 +20,24 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8700).")] = None,
 ) -> None:
-    """Serve the index (PEP 503/691/658/740) and its human pages."""
+    """Serve the index (PEP 503/691/658/740), its human pages, and the policy API
+    (/api/v1/, answers signed by the answers key)."""
+    from factory.attest.keys import load_signer
+    from factory.errors import SigningError
     from factory.index import Index
     from factory.index.serve import serve as run
 
     s = settings()
     host, port = host or s.serve_host, port or s.serve_port
+    try:
+        signer = load_signer(s, "answers")
+    except SigningError as exc:
+        signer = None
+        _app.err.print(f"policy API answers go unsigned: {exc.message} (run `factory keys "
+                       "init`, then `factory index rebuild` to serve its public key)",
+                       highlight=False, markup=False)
     _app.out.print(f"serving {s.index_dir} at http://{host}:{port}/simple/", highlight=False)
-    run(Index.of(s), host, port)
+    run(Index.of(s), host, port, signer)
 
 
 index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)

@@ -16,11 +16,12 @@ a repeat request costs one stat: no read, no hash, no hop to a thread.
 Requests are screened before routing (``protocol``). It also adds what a plain
 web server cannot: content negotiation by q-value (PEP 691), redirects to
 normalized names, a 404 for any unknown project that says why and what instead
-(never a redirect or a fallback to a public index) and the Integrity API (PEP 740).
+(never a redirect or a fallback to a public index), the Integrity API (PEP 740) and
+the policy API under /api/v1/ (``api``: signed answers to "may I use this?").
 
 Modules: ``app`` (the handlers), ``files`` (reading the tree and the caches),
 ``protocol`` (screening, negotiation, the plain answers), ``explain`` (the 404 of
-a name the index does not serve).
+a name the index does not serve), ``api`` (the policy API).
 """
 
 from __future__ import annotations
@@ -31,16 +32,24 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from factory.advice import Advisor, verifier_id
+from factory.index.serve.api import PolicyApi
 from factory.index.serve.app import DamagedRecord, IndexApp
 from factory.index.serve.protocol import Screen, damaged
 
 if TYPE_CHECKING:
+    from securesystemslib.signer import Signer
+
     from factory.index.changes import Index
 
 
-def create_app(index: Index) -> Starlette:
+def create_app(index: Index, signer: Signer | None = None) -> Starlette:
+    """The app serving ``index``; ``signer`` (the answers key) signs the policy API's
+    answers (None: they go unsigned, their envelope null)."""
     handlers = IndexApp(index)
+    advisor = Advisor(handlers.explain.knowledge, signer, verifier_id(index.base_url))
     routes = [
+        *PolicyApi(advisor).routes(),
         Route("/", handlers.home),
         Route("/simple/", handlers.simple_root),
         Route("/simple", handlers.add_slash),
@@ -64,9 +73,10 @@ def create_app(index: Index) -> Starlette:
     return app
 
 
-def serve(index: Index, host: str, port: int) -> None:
+def serve(index: Index, host: str, port: int, signer: Signer | None = None) -> None:
     """Run the index server until interrupted."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(create_app(index), host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(create_app(index, signer), host=host, port=port, log_level="info",
+                server_header=False)

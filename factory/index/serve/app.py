@@ -63,6 +63,7 @@ from factory.index.serve.protocol import (
     requested_kind,
 )
 from factory.index.validation import catalog_rows, record_from, status_rows, trust_manifest
+from factory.why import releases_of
 
 if TYPE_CHECKING:
     from factory.index.changes import Index
@@ -118,7 +119,9 @@ class IndexApp:
         self._watched = StatCache()
         self._digests = StatCache()
         self._bytes = VerifiedBytes(VERIFIED_BYTES_BUDGET)
-        self.explain = Explainer(self._data, DamagedRecord)  # the 404 of an unknown name
+        # The 404 of an unknown name, and the knowledge of the policy API.
+        self.explain = Explainer(self._data, DamagedRecord,
+                                 lambda project: releases_of(self.record(project)))
 
     # -- records ---------------------------------------------------------------
     def record(self, project: str) -> ProjectRecord | None:

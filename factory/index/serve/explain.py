@@ -27,7 +27,16 @@ from factory.index.regen import STATUS_FILE
 from factory.index.serve.files import StatCache, StatKey
 from factory.index.serve.protocol import accept_of, media_ranges
 from factory.index.validation import catalog_rows, status_rows
-from factory.why import NOT_APPROVED, NOT_PUBLISHED, SERVED, Answer, Knowledge, answer, plausible
+from factory.why import (
+    NOT_APPROVED,
+    NOT_PUBLISHED,
+    SERVED,
+    Answer,
+    Knowledge,
+    Release,
+    answer,
+    plausible,
+)
 
 log = logging.getLogger("factory.index.serve")
 
@@ -50,8 +59,9 @@ class Explainer:
     """Answers for the names the index does not serve, from the published catalog and
     status (``data`` reads a records/ file once per change, raising DamagedRecord)."""
 
-    def __init__(self, data: Data, damaged: type[Exception]) -> None:
-        self._data, self._damaged = data, damaged
+    def __init__(self, data: Data, damaged: type[Exception],
+                 releases: Callable[[str], list[Release] | None] | None = None) -> None:
+        self._data, self._damaged, self._releases = data, damaged, releases
         self._cache = StatCache()
 
     def knowledge(self) -> Knowledge:
@@ -80,7 +90,7 @@ class Explainer:
         found = self._cache.get("knowledge", key)
         if found is None:
             knowledge = Knowledge.from_rows(status[1] if status else (),
-                                            catalog[1] if catalog else ())
+                                            catalog[1] if catalog else (), self._releases)
             found = (knowledge, lru_cache(maxsize=ANSWERS)(partial(answer, knowledge)))
             self._cache.put("knowledge", key, found)
         return found  # type: ignore[no-any-return]

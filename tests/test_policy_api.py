@@ -1,0 +1,171 @@
+"""The policy API of `factory serve` (/api/v1/): check, check-list, search, why, each
+answer signed by the answers key and verified with the public key the index serves
+under /.well-known/factory/; every route is in /api/v1/openapi.json; bad input is one
+bounded JSON error each.
+
+The project approves requests (2.32.3 served; 2.31.0 yanked for an advisory), flask
+and six (neither published).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from factory.advice import MAX_LINES, verifier_id, verify_answer
+from factory.attest.keys import init_keys, load_signer
+from factory.config import Settings
+from factory.errors import VerificationError
+from factory.index import Index
+from factory.index.serve import create_app
+from factory.index.serve.api import MAX_BODY, OPENAPI
+from factory.publish import trust_files
+from factory.watch import publish_status
+from tests import factories
+from tests.index_fixtures import publish_wheel, running
+
+BOUND = 2000  # bytes of any error body, whatever the input
+
+
+@pytest.fixture
+def approved(project: Settings, tmp_path: Path) -> Settings:
+    init_keys(project)
+    for name, body in (("requests", 'versions = ">=2.31,<3"\n'), ("flask", ""), ("six", "")):
+        factories.recipe(project.root, name, body)
+    for version in ("2.31.0", "2.32.3"):
+        publish_wheel(project, tmp_path / "work", "requests", version)
+    index = Index.of(project)
+    index.yank("requests", "2.31.0", "advisory GHSA-9wx4-h78v-vm56")
+    index.publish_trust(trust_files(project))
+    publish_status(project, index)  # records/_status.json: what serve knows is approved
+    return project
+
+
+@pytest.fixture
+def base(approved: Settings) -> Iterator[str]:
+    app = create_app(Index.of(approved), load_signer(approved, "answers"))
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=30) as http:
+        yield http
+
+
+def _pem(client: httpx.Client) -> bytes:
+    """The answers key as any client gets it: from the index's trust material."""
+    listing = client.get("/.well-known/factory/").json()
+    assert "answers.pub.pem" in {f["name"] for f in listing["files"]}
+    response = client.get("/.well-known/factory/answers.pub.pem")
+    assert response.status_code == 200
+    return response.content
+
+
+def _signed(response: httpx.Response, pem: bytes) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    data = response.json()
+    verify_answer(data["envelope"], pem)
+    return data["answer"]  # type: ignore[no-any-return]
+
+
+def test_every_route_answers_signed(approved: Settings, client: httpx.Client) -> None:
+    pem = _pem(client)
+    one = _signed(client.get("/api/v1/check", params={"requirement": "reqests"}), pem)
+    assert one["verdict"] == "did-you-mean" and one["suggestions"] == ["requests"]
+    assert "did you mean: requests" in one["message"]
+    post = _signed(client.post("/api/v1/check", json={"requirement": "requests>=2.32"}), pem)
+    assert post["verdict"] == "served" and post["version"] == "2.32.3"
+    why = _signed(client.get("/api/v1/why", params={"requirement": "requests==2.31.0"}), pem)
+    assert why["verdict"] == "version-blocked" and why["instead"] == "2.32.3"
+    assert why["reason"] == "yanked: advisory GHSA-9wx4-h78v-vm56"
+    listed = _signed(client.post("/api/v1/check-list", json={
+        "requirements": "requests==2.32.3 --hash=sha256:00\nflsk  # web\n\n-e .\n"}), pem)
+    assert [(a["line"], a["verdict"]) for a in listed["answers"]] == [
+        (1, "served"), (2, "did-you-mean"), (4, "malformed")]
+    assert listed["served"] == 1 and listed["refused"] == 2
+    found = _signed(client.get("/api/v1/search", params={"query": "flsk", "limit": "5"}), pem)
+    assert [r["name"] for r in found["results"]] == ["flask"]
+    assert found["results"][0]["match"] == "a typo"
+    everything = _signed(client.post("/api/v1/search", json={}), pem)
+    assert [r["name"] for r in everything["results"]] == ["flask", "requests", "six"]
+
+
+def test_the_statement_names_what_was_asked_and_fails_when_changed(
+        approved: Settings, client: httpx.Client) -> None:
+    pem = _pem(client)
+    envelope = client.get("/api/v1/check", params={"requirement": "Requests"}).json()["envelope"]
+    statement = verify_answer(envelope, pem)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://in-toto.io/attestation/svr/v0.1"
+    assert statement["subject"][0]["name"] == "requests"
+    assert statement["predicate"]["verifier"]["id"] == verifier_id(approved.index_url)
+    assert statement["predicate"]["properties"] == ["FACTORY_SERVED"]
+    assert statement["predicate"]["answer"]["verdict"] == "served"
+    payload = bytearray(base64.b64decode(envelope["payload"]))
+    payload[len(payload) // 2] ^= 0x20
+    with pytest.raises(VerificationError):
+        verify_answer({**envelope, "payload": base64.b64encode(bytes(payload)).decode()}, pem)
+
+
+def test_openapi_describes_every_route(approved: Settings, client: httpx.Client) -> None:
+    spec = client.get("/api/v1/openapi.json").json()
+    assert spec == json.loads(json.dumps(OPENAPI)) and spec["openapi"].startswith("3.1")
+    app = create_app(Index.of(approved))
+    api = {(r.path, m.lower()) for r in app.routes if isinstance(r, Route)
+           and r.path.startswith("/api/") for m in (r.methods or ()) if m != "HEAD"}
+    described = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert api == described
+    for path, item in spec["paths"].items():
+        for operation in item.values():
+            assert operation["responses"]["200"], (path, operation)
+
+
+def _refused(response: httpx.Response, status: int, words: str) -> None:
+    assert response.status_code == status, response.text
+    assert len(response.content) <= BOUND
+    assert words in response.json()["error"] if response.headers.get(
+        "content-type") == "application/json" else words in response.text
+
+
+def test_bad_input_is_one_bounded_error_each(client: httpx.Client) -> None:
+    _refused(client.post("/api/v1/check-list", json={"requirements": "six\n" * 10_000}), 400,
+             f"at most {MAX_LINES}")
+    _refused(client.post("/api/v1/check-list", json={"requirements": ["six"] * 10_000}), 400,
+             f"at most {MAX_LINES}")
+    _refused(client.post("/api/v1/check-list", json={"requirements": ["six"] * 50_000}), 413,
+             f"larger than {MAX_BODY}")
+    _refused(client.post("/api/v1/check", json={"requirement": "a" * 1_000_000}), 413,
+             f"larger than {MAX_BODY}")
+    _refused(client.post("/api/v1/check", json={"requirement": "a" * 5000}), 400,
+             "at most 1000")
+    _refused(client.get("/api/v1/check", params={"requirement": "a" * 5000}), 414, "too long")
+    _refused(client.post("/api/v1/check", content=b"{", headers={
+        "content-type": "application/json"}), 400, "not JSON")
+    _refused(client.post("/api/v1/check", content=b"requests"), 415, "application/json")
+    _refused(client.post("/api/v1/check", json=["requests"]), 400, "JSON object")
+    _refused(client.get("/api/v1/check"), 400, "'requirement' is required")
+    _refused(client.get("/api/v1/search", params={"limit": "0"}), 400, "limit")
+    _refused(client.get("/api/v1/search", params={"query": "q" * 300}), 400, "at most 200")
+    assert client.get("/api/v1/check-list").status_code == 405
+    control = client.get("/api/v1/check", params={"requirement": "requ\x1bests\x00"}).json()
+    assert control["answer"]["verdict"] == "malformed"
+    assert "\x1b" not in json.dumps(control["answer"], ensure_ascii=False)
+    cyrillic = client.get("/api/v1/check", params={"requirement": "r\u0435quests"}).json()
+    assert cyrillic["answer"]["suggestions"] == ["requests"]
+
+
+def test_without_an_answers_key_answers_go_unsigned(approved: Settings) -> None:
+    with running(create_app(Index.of(approved))) as url:
+        data = httpx.get(f"{url}/api/v1/check", params={"requirement": "six"}).json()
+    assert data["envelope"] is None
+    assert data["answer"]["verdict"] == "approved-not-published"
