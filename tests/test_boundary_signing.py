@@ -266,6 +266,32 @@ def test_a_declared_extra_with_another_specifier_is_still_injected(project: Sett
     refused(project, record, "babel>=0.1")
 
 
+OLD_SETUPTOOLS = {"alpha.egg-info/requires.txt":  # its PKG-INFO lists no Requires-Dist
+                  "\n[:python_version < \"3.5\"]\ntyping\n\n[dev]\ndocopt>=0.6\n"}
+
+
+def test_what_an_old_sdists_egg_info_declares_is_declared(project: Settings) -> None:
+    """setuptools before 2017 wrote requirements to egg-info/requires.txt only: those are
+    the sdist's declaration (10 of the catalogue's 14 refusals were such wheels)."""
+    record = stage_build(project, "alpha", sdist={"files": OLD_SETUPTOOLS}, requires=[
+        'docopt>=0.6; extra == "dev"', 'typing; python_version < "3.5"'])
+    assert gate(project, record) == ()
+
+
+def test_an_old_sdist_still_refuses_what_its_egg_info_does_not_declare(
+        project: Settings) -> None:
+    record = stage_build(project, "alpha", sdist={"files": OLD_SETUPTOOLS},
+                         requires=['evil; extra == "dev"'])
+    refused(project, record, "evil", "neither approved nor declared")
+
+
+def test_pkg_info_requires_dist_wins_over_egg_info(project: Settings) -> None:
+    files = {"alpha.egg-info/requires.txt": "[dev]\nevil\n"}
+    record = stage_build(project, "alpha", sdist={"files": files, "requires": ["six"]},
+                         requires=['evil; extra == "dev"'])
+    refused(project, record, "evil")
+
+
 @pytest.mark.parametrize("line", [
     "bravo @ https://evil.example/bravo-1.0.tar.gz",
     'bravo; extra == "x" or python_version >= "3"',  # applies with no extra: must be locked

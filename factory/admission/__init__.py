@@ -18,7 +18,8 @@ with a one-line reason (``AdmissionError``) when broken:
    with no extra requested must be satisfied by a locked version. One that
    applies only under an extra or a marker that is false on the target is
    allowed when its project has a recipe, or when the sdist's own metadata
-   declares the same requirement (the lock entry's ``requires_dist``): a
+   declares the same requirement (the lock entry's ``requires_dist``: PKG-INFO's,
+   or an old setuptools sdist's egg-info ``requires.txt`` when PKG-INFO has none): a
    conditional requirement that is in the wheel but not in the source was
    injected by the build and is refused.
 4. **Members pip would install, and nothing more.** No empty, absolute,

@@ -26,8 +26,12 @@ import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from factory.errors import RecipeError, UnsafeArchiveError
 
@@ -348,7 +352,94 @@ def read_metadata(sdist: Path, read: MemberReader = read_member) -> SdistMetadat
     raw = read(sdist, "PKG-INFO")
     if raw is None:
         return parse_pyproject(read(sdist, "pyproject.toml"))
-    return parse_pkg_info(raw)
+    meta = parse_pkg_info(raw)
+    if not meta.requires_dist and "requires-dist" not in meta.dynamic:
+        # setuptools before 36.7 (2017) kept them in egg-info's requires.txt only
+        egg = read_egg_requires(sdist, meta.name)
+        if egg is not None:
+            meta = replace(meta, requires_dist=requires_txt(egg))
+    return meta
+
+
+def read_egg_requires(sdist: Path, project: str,
+                      max_bytes: int = MAX_MEMBER_READ) -> bytes | None:
+    """An old setuptools sdist's ``<project>.egg-info/requires.txt``, at its root or under
+    ``src/``; None when absent, over ``max_bytes``, or when more than one claims the
+    project (which one a reader sees must not be a matter of order)."""
+    key = canonicalize_name(project) if project else ""
+    found: list[bytes | None] = []
+
+    def wanted(name: str) -> bool:
+        parts = PurePosixPath(name).parts
+        egg = parts[-2] if len(parts) >= 3 else ""
+        return (parts[-1:] == ("requires.txt",) and len(parts) in (3, 4)
+                and (len(parts) == 3 or parts[1] == "src") and egg.endswith(".egg-info")
+                and canonicalize_name(egg.removesuffix(".egg-info")) == key)
+
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            for zinfo in zf.infolist():
+                if wanted(zinfo.filename) and not zinfo.is_dir():
+                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
+    else:
+        with tarfile.open(sdist) as tar:
+            for tinfo in tar:
+                if wanted(tinfo.name) and tinfo.isfile():
+                    handle = tar.extractfile(tinfo)
+                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    return found[0] if len(found) == 1 else None
+
+
+def requires_txt(raw: bytes) -> tuple[str, ...]:
+    """egg-info requires.txt as Requires-Dist lines: a ``[extra]``, ``[extra:marker]`` or
+    ``[:marker]`` section puts its condition on each line under it. A line or section that
+    does not parse is left out (the wheel's own is then checked against less, never more)."""
+    lines: list[str] = []
+    condition: str | None = ""
+    for text in raw.decode("utf-8", "replace").splitlines()[:MAX_REQUIRES_LINES]:
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("[") and text.endswith("]"):
+            condition = _section_marker(text[1:-1])
+            continue
+        if condition is None:
+            continue  # under a section that did not parse
+        line = text if not condition else _with_marker(text, condition)
+        try:
+            Requirement(line)
+        except InvalidRequirement:
+            continue
+        lines.append(line)
+    return tuple(dict.fromkeys(lines))
+
+
+MAX_REQUIRES_LINES = 2000
+
+
+def _section_marker(section: str) -> str | None:
+    """A requires.txt section as a marker ("" for none), or None when it does not parse."""
+    extra, _, marker = section.partition(":")
+    parts = []
+    if extra.strip():
+        try:
+            parts.append(f'extra == "{canonicalize_name(extra.strip())}"')
+            Marker(parts[-1])
+        except InvalidMarker:
+            return None
+    if marker.strip():
+        try:
+            Marker(marker.strip())
+        except InvalidMarker:
+            return None
+        parts.append(f"({marker.strip()})")
+    return " and ".join(parts)
+
+
+def _with_marker(line: str, condition: str) -> str:
+    requirement, sep, own = line.partition(";")
+    return f"{requirement.strip()}; ({own.strip()}) and {condition}" if sep and own.strip() \
+        else f"{requirement.strip()}; {condition}"
 
 
 def parse_pkg_info(raw: bytes) -> SdistMetadata:

@@ -259,7 +259,7 @@ def read_metadata(sdist: Path) -> SdistMetadata | None:
         meta = archive.read_metadata(sdist, read_member)
         return None if meta is None else dataclasses.asdict(meta)
 
-    found = remembered(sdist, "metadata-1", parse)
+    found = remembered(sdist, "metadata-2", parse)
     if found is None:
         return None
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
