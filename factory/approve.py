@@ -38,6 +38,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from factory._internal.atomic import write_text
+from factory._internal.graphs import held_back
 from factory.admission import admit_sdist
 from factory.admission.model import AdmissionError
 from factory.config import REPAIR_TOOL, Settings, repair_mode
@@ -412,20 +413,8 @@ def _kinds(walk: _Walk, roots: set[str]) -> dict[str, str]:
 
 def _blocked(walk: _Walk) -> dict[str, str]:
     """Proposed projects that need (transitively) one that needs a human -> which one."""
-    blocked: dict[str, str] = {}
-    changed = True
-    while changed:
-        changed = False
-        for key in walk.proposed:
-            if key in blocked or key in walk.problems:
-                continue
-            for child, _ in walk.edges.get(key, ()):
-                cause = child if child in walk.problems else blocked.get(child)
-                if cause is not None:
-                    blocked[key] = cause
-                    changed = True
-                    break
-    return blocked
+    needs = {key: [child for child, _ in walk.edges.get(key, ())] for key in walk.proposed}
+    return held_back(needs, set(walk.problems))
 
 
 def _needed_by(walk: _Walk, key: str) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
+from factory._internal.graphs import held_back
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
 from factory.lock.model import (
@@ -489,36 +490,16 @@ class _Broken:
     def prune(self, lock: Lock) -> list[Problem]:
         if not self.errors:
             return []
-        bad = set(self.errors)
-        changed = True
-        while changed:  # everything that needs something bad is bad
-            changed = False
-            for node, needs in self.needs.items():
-                if node not in bad and needs & bad:
-                    bad.add(node)
-                    changed = True
+        cause = held_back(self.needs, set(self.errors))  # everything that needs a bad one
         waiting: dict[str, list[str]] = {n: [] for n in self.errors}
         for c in lock.components:
             node = self.node(c.key, c.version)
-            if node in bad and c.is_primary and node not in self.errors:
-                cause = next((e for e in sorted(self.errors) if self._reaches(node, e)), None)
-                if cause is not None:
-                    waiting[cause].append(c.key)
-        lock.components = [c for c in lock.components
-                           if self.node(c.key, c.version) not in bad]
+            if c.is_primary and node in cause:
+                waiting[cause[node]].append(c.key)
+        lock.components = [c for c in lock.components if self.node(c.key, c.version)
+                           not in self.errors and self.node(c.key, c.version) not in cause]
         return [Problem(node.split("==")[0], exc.message, exc.hint, tuple(waiting[node]),
                         type(exc)) for node, exc in sorted(self.errors.items())]
-
-    def _reaches(self, start: str, target: str) -> bool:
-        seen, stack = {start}, [start]
-        while stack:
-            for nxt in self.needs.get(stack.pop(), ()):
-                if nxt == target:
-                    return True
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return False
 
 
 def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
