@@ -13,8 +13,11 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import stat
+import subprocess
+import sys
 import tarfile
 import textwrap
 import zipfile
@@ -227,3 +230,20 @@ def locked(name: str, version: str, build: Sequence[str] = (), run: Sequence[str
                          f"https://files.invalid/{name}-{version}.tar.gz", "a" * 64, 1)
     return LockedComponent(kind=kind, reason=reason, recipe_digest=recipe_digest, sdist=pin,
                            build_requires=tuple(build), requires_dist=tuple(run))
+
+
+# -- the CLI as an operator runs it ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(where: Settings | Path, *args: str, timeout: float = 180,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    """`factory ARGS` in a fresh process, in the project ``where`` (its root, as cwd and
+    FACTORY_ROOT), with ``env`` added; a hang raises TimeoutExpired (a failure, not a
+    stuck suite)."""
+    root = where.root if isinstance(where, Settings) else where
+    return subprocess.run(
+        [sys.executable, "-m", "factory.cli", *args], cwd=root, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "FACTORY_ROOT": str(root), **env},
+        timeout=timeout)

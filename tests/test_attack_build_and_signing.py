@@ -22,7 +22,6 @@ import os
 import stat
 import struct
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,7 +43,6 @@ from factory.publish import refused_wheels, release, release_all
 from tests import factories
 from tests.security_fixtures import gate, guarded, kill9, python, refused, stage_build
 
-ROOT = Path(__file__).resolve().parent.parent
 NAME, VERSION = "alpha", "1.0.0"
 DIST_INFO = f"{NAME}-{VERSION}.dist-info"
 DATA = f"{NAME}-{VERSION}.data"
@@ -598,17 +596,6 @@ def _root(tmp_path: Path) -> Path:
     return root
 
 
-def _cli(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`factory ARGS` as an operator runs it; a hang is a failure, not a stuck suite."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-c", "from factory.cli import main; main()", *args], cwd=root,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "FACTORY_ROOT": str(root)},
-            capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`factory {' '.join(args)}` hung")
-
-
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
     """The CLI failed with exactly one `error: ... (hint: ...)` line and no traceback."""
     assert result.returncode != 0, result.stdout
@@ -628,7 +615,7 @@ def test_a_recipes_lock_that_is_a_fifo_or_a_directory_is_one_line(
         os.mkfifo(root / "recipes.lock")
     else:
         (root / "recipes.lock").mkdir()
-    assert "recipes.lock" in one_line(_cli(root, *command, timeout=60))
+    assert "recipes.lock" in one_line(factories.cli(root, *command, timeout=60))
 
 
 def _published_project(tmp_path: Path) -> tuple[Path, Settings]:
@@ -649,7 +636,7 @@ def test_a_ledger_that_is_not_a_database_is_one_line(tmp_path: Path, damage: byt
                                                      command: list[str]) -> None:
     root, settings = _published_project(tmp_path)
     (settings.state_dir / "ledger.db").write_bytes(damage)
-    assert "ledger" in one_line(_cli(root, *command))
+    assert "ledger" in one_line(factories.cli(root, *command))
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00 binary \x00\x01",
@@ -657,14 +644,14 @@ def test_a_ledger_that_is_not_a_database_is_one_line(tmp_path: Path, damage: byt
 def test_a_binary_factory_toml_is_one_line(tmp_path: Path, content: bytes) -> None:
     root = _root(tmp_path)
     (root / "factory.toml").write_bytes(content)
-    assert "factory.toml" in one_line(_cli(root, "status", "--offline"))
+    assert "factory.toml" in one_line(factories.cli(root, "status", "--offline"))
 
 
 def test_a_huge_factory_toml_is_read_or_refused_never_a_traceback(tmp_path: Path) -> None:
     root = _root(tmp_path)
     (root / "factory.toml").write_bytes(b'[factory]\nstate_dir = "state"\n'
                                         + b"# padding\n" * (2 << 20))
-    result = _cli(root, "status", "--offline")
+    result = factories.cli(root, "status", "--offline")
     assert "Traceback" not in result.stderr
     assert result.returncode == 0 or one_line(result)
 
@@ -702,7 +689,7 @@ def test_a_state_dir_on_a_read_only_mount_is_one_line_and_changes_nothing(
                 if p.is_file()}
 
     before = snapshot()
-    one_line(_cli(root, *command))
+    one_line(factories.cli(root, *command))
     assert snapshot() == before
 
 

@@ -10,8 +10,6 @@ import contextlib
 import json
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 import time
 import tomllib
@@ -34,15 +32,10 @@ from factory.lock import load_lock, lock_report, lock_stage
 from factory.recipes import load_recipes
 from factory.upstream.archive import UnsafeArchiveError, extract, normalise_modes
 from tests import factories
+from tests.factories import cli
 from tests.local_upstream import FRONT_END, LocalUpstream, Release, build_tools
 
 RECIPE_KEYS = {"name", "description", "versions", "track", "kind", "licenses"}
-def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACTORY_ROOT": str(project.root)}
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=180)
-
-
 def pkg_info(name: str, version: str, *lines: str) -> str:
     return "\n".join(["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}",
                       *lines]) + "\n"

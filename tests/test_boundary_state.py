@@ -8,10 +8,7 @@ directory that cannot be one is a one-line error, not a traceback.
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,10 +18,8 @@ from factory.config import load_settings
 from factory.errors import ConfigError
 from factory.lock import Lock, save_lock
 from tests import factories
+from tests.factories import cli
 from tests.security_fixtures import kill9, python, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # -- file modes ------------------------------------------------------------------------
 
@@ -87,13 +82,6 @@ def test_a_mistyped_setting_is_a_config_error(tmp_path: Path, toml: str) -> None
         load_settings(_project(tmp_path, toml))
 
 
-def _cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from factory.cli import main; main()", *args], cwd=root,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "FACTORY_ROOT": str(root), **env},
-        capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("command", [["status", "--offline"], ["keys", "init"],
                                      ["yank", "x==1", "--reason", "r"], ["index", "check"]])
 def test_an_unusable_state_dir_is_one_line_with_a_hint(tmp_path: Path,
@@ -101,7 +89,7 @@ def test_an_unusable_state_dir_is_one_line_with_a_hint(tmp_path: Path,
     root = _project(tmp_path)
     (root / "recipes" / "six.toml").write_text('name = "six"\nversions = ">=1"\n')
     (root / "afile").write_text("")
-    result = _cli(root, *command, FACTORY_STATE_DIR=str(root / "afile"))
+    result = cli(root, *command, FACTORY_STATE_DIR=str(root / "afile"))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -118,7 +106,7 @@ def test_a_state_dir_whose_parts_are_files_is_one_line_with_a_hint(
     for part in ("index", "keys", "authority"):
         (root / "state").mkdir(exist_ok=True)
         (root / "state" / part).write_text("not a directory")
-    result = _cli(root, *command)
+    result = cli(root, *command)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -12,10 +12,8 @@ import gzip
 import hashlib
 import html
 import json
-import os
 import re
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -48,6 +46,7 @@ from factory.upstream.client import Upstream
 from factory.upstream.listing import parse_html, parse_json, sdist_name_problem
 from factory.watch import component_status
 from tests import factories
+from tests.factories import cli
 from tests.local_upstream import (
     JSON_TYPE,
     Hook,
@@ -100,12 +99,6 @@ def outside(tmp_path: Path) -> list[Path]:
     """Files named like the hostile one anywhere but the upstream's own directory."""
     return [p for p in tmp_path.rglob("x-1.0.tar.gz")
             if "upstream" not in p.relative_to(tmp_path).parts[:1]]
-
-
-def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACTORY_ROOT": str(project.root)}
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

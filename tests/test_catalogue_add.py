@@ -5,9 +5,6 @@ release whose requirements can be met (issue 17), against the local upstream."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -18,13 +15,8 @@ from factory.errors import LockError, RecipeError
 from factory.lock import load_lock, lock_report, lock_stage
 from factory.recipes import load_recipes
 from tests import factories
+from tests.factories import cli
 from tests.local_upstream import FRONT_END, LocalUpstream, build_tool, build_tools
-
-
-def cli(project: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACTORY_ROOT": str(project.root)}
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=180)
 
 
 def catalogue(upstream: LocalUpstream) -> None:
