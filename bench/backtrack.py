@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import peers, servers
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
 from bench.install import PIP
 from bench.proxy import counting_proxy
 from bench.servers import Running
@@ -197,7 +197,7 @@ def run(ctx: Context) -> None:
         count(ctx, pip, running)
         names = list(running)
         for i in range(ctx.repeats):
-            order = names[i % len(names):] + names[:i % len(names)]
+            order = rotated(names, i)
             for case in CASES:
                 for name in order:
                     action = partial(resolve, ctx, pip, case, running[name].simple,

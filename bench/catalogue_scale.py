@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import peers
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
 from bench.servers import link_tree
 
 SIZE = 300
@@ -168,7 +168,7 @@ def _measure(ctx: Context, root: Path, env: dict[str, str], venv: Path, upstream
         ctx.timed("plan", "factory", partial(_factory, env, "plan"))
     built_state: Path | None = None
     for i in range(max(1, ctx.repeats // 3)):  # the cold build is long: fewer samples
-        for side in (("factory", "fromager") if i % 2 == 0 else ("fromager", "factory")):
+        for side in rotated(["factory", "fromager"], i):
             if side == "factory":
                 state = _fresh_state(root, f"factory-{i}", sources)
                 cold = {**env, "FACTORY_STATE_DIR": str(state)}

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import peers
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
 from bench.indexes import TOP_LEVEL
 from bench.servers import link_tree
 from factory.build.docker import Bind, prepare_output, run_container
@@ -175,7 +175,7 @@ def run(ctx: Context) -> None:
     plan: dict[str, object] | None = None
     contenders = ["factory", "bare", "fromager"]
     for i in range(ctx.repeats):
-        for name in contenders[i % 3:] + contenders[:i % 3]:  # rotate: no side always first
+        for name in rotated(contenders, i):  # rotate: no side always first
             tag = f"{name}-{i}"
             action: Callable[[], int]
             if name == "factory":

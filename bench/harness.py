@@ -77,6 +77,15 @@ class Comparison:
     chart_metrics: tuple[str, ...] = ("seconds",)
 
 
+def rotated(items: list[T], i: int) -> list[T]:
+    """``items`` starting at the ``i``-th (cyclically): across repeats each contender
+    takes each slot, so no side is always first (or always warmed by the one before)."""
+    if not items:
+        return []
+    k = i % len(items)
+    return items[k:] + items[:k]
+
+
 # -- what a run records ---------------------------------------------------------------
 
 @dataclass

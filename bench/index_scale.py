@@ -65,7 +65,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = "http://127.0.0.1:8700"
@@ -392,7 +392,7 @@ def _measure_verify(ctx: Context) -> None:
         bases[wheels] = base
     labels = list(bases)
     for i in range(ctx.repeats):
-        for wheels in labels[i % len(labels):] + labels[:i % len(labels)]:
+        for wheels in rotated(labels, i):
             result = _verify_once(ctx, bases[wheels])
             label = size_label(wheels)
             if result["failures"]:

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import peers
-from bench.harness import Comparison, Context, RatioSpec
+from bench.harness import Comparison, Context, RatioSpec, rotated
 from bench.indexes import TOP_LEVEL, both, static_floors
 from bench.proxy import counting_proxy
 from bench.servers import Running
@@ -119,7 +119,7 @@ def run(ctx: Context) -> None:
         _warm_and_count(ctx, tools, running)
         names = list(running)
         for i in range(ctx.repeats):
-            order = names[i % len(names):] + names[:i % len(names)]  # each takes each slot
+            order = rotated(names, i)  # each takes each slot
             for client in CLIENTS:
                 for name in order:
                     action = partial(_install, ctx, tools, client, running[name].simple,

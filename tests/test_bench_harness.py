@@ -127,3 +127,12 @@ def test_select_by_name_or_number_and_refuses_unknown_names() -> None:
     assert harness.select(found, None) == found
     with pytest.raises(BenchSetupError, match="instal"):
         harness.select(found, ["instal"])
+
+
+def test_rotation_gives_each_contender_each_slot() -> None:
+    from bench.harness import rotated
+
+    names = ["a", "b", "c"]
+    orders = [rotated(names, i) for i in range(3)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    assert {order[0] for order in orders} == set(names) and rotated([], 5) == []
