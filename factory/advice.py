@@ -121,10 +121,14 @@ def _malformed(text: str, why: str) -> Answer:
     return Answer(MALFORMED, clip(text.strip(), 200) or "(empty)", f"malformed: {why}")
 
 
-def check(knowledge: Knowledge, text: str) -> Answer:
+Lookup = Callable[[str], Answer]  # the answer for a bare name (a cache of ``answer``)
+
+
+def check(knowledge: Knowledge, text: str, lookup: Lookup | None = None) -> Answer:
     """The answer for one requirement: ``NAME``, ``NAME==VERSION`` or a PEP 508 line
     (a range is answered with the newest served version it allows). Never raises for
-    text of at most MAX_REQUIREMENT characters."""
+    text of at most MAX_REQUIREMENT characters. ``lookup`` answers a bare name (the
+    server's cache of the 404 answers); ``answer`` by default."""
     if len(text) > MAX_REQUIREMENT:
         return _malformed(text, f"longer than {MAX_REQUIREMENT} characters")
     stripped = text.strip()
@@ -137,6 +141,8 @@ def check(knowledge: Knowledge, text: str) -> Answer:
             name, version = parse_request(stripped)
         except ValueError as exc:
             return _malformed(text, clip(str(exc), 200))
+        if version is None and lookup is not None:
+            return lookup(name)
         return answer(knowledge, name, version)
     try:
         req = Requirement(stripped)
@@ -178,11 +184,11 @@ def _contains(spec: SpecifierSet, version: str) -> bool:
         return False
 
 
-def explain(knowledge: Knowledge, text: str,
-            upstream: Callable[[str], str] | None = None) -> Answer:
+def explain(knowledge: Knowledge, text: str, upstream: Callable[[str], str] | None = None,
+            lookup: Lookup | None = None) -> Answer:
     """``check``, and, for a name this index does not know, what upstream says of it
     (``upstream(name)``: "exists", "unknown", "unreachable"); no network without it."""
-    found = check(knowledge, text)
+    found = check(knowledge, text, lookup)
     if upstream is not None and found.verdict in (NOT_APPROVED, DID_YOU_MEAN) \
             and found.project is None and found.reason.startswith("not an approved"):
         found = with_upstream(found, upstream(_name_of(text)))
@@ -246,7 +252,8 @@ def _without_hashes(line: str) -> str:
     return head if options and all(o.startswith("--hash") for o in options) else line
 
 
-def check_list(knowledge: Knowledge, text: str | Sequence[str]) -> list[dict[str, Any]]:
+def check_list(knowledge: Knowledge, text: str | Sequence[str],
+               lookup: Lookup | None = None) -> list[dict[str, Any]]:
     """One answer per requirement line (``line``: its number), in order."""
     answers = []
     for number, line in requirement_lines(text):
@@ -254,7 +261,7 @@ def check_list(knowledge: Knowledge, text: str | Sequence[str]) -> list[dict[str
             found = _malformed(line, "an option line is not checked (an --index-url or "
                                "--extra-index-url would bypass this index)")
         else:
-            found = check(knowledge, line)
+            found = check(knowledge, line, lookup)
         answers.append({"line": number, "requirement": clip(line, 200), **found.to_dict()})
     return answers
 
@@ -367,12 +374,14 @@ def verifier_id(base_url: str) -> str:
 class Advisor:
     """Answers, signed: ``knowledge`` gives what the factory knows now (cached by the
     caller), ``signer`` the answers key (None: answers go unsigned, envelope None),
-    ``upstream`` asks the upstream index (None: never)."""
+    ``upstream`` asks the upstream index (None: never), ``lookup`` answers a bare name
+    from a cache (`factory serve`: the same cache as its 404 answers)."""
 
     knowledge: Callable[[], Knowledge]
     signer: Signer | None
     verifier_id: str
     upstream: Callable[[str], str] | None = None
+    lookup: Lookup | None = None  # a cache of the answers for bare names
 
     def _signed(self, subjects: Sequence[str], properties: Sequence[str],
                 extension: dict[str, Any], shown: dict[str, Any]) -> Signed:
@@ -381,10 +390,11 @@ class Advisor:
         return Signed(shown, envelope, made)
 
     def check(self, text: str) -> Signed:
-        return self._one(text, check(self.knowledge(), _bounded(text)))
+        return self._one(text, check(self.knowledge(), _bounded(text), self.lookup))
 
     def explain(self, text: str) -> Signed:
-        return self._one(text, explain(self.knowledge(), _bounded(text), self.upstream))
+        return self._one(text, explain(self.knowledge(), _bounded(text), self.upstream,
+                                       self.lookup))
 
     def _one(self, text: str, found: Answer) -> Signed:
         shown = found.to_dict()
@@ -392,7 +402,7 @@ class Advisor:
                             {"answer": shown}, shown)
 
     def check_list(self, text: str | Sequence[str]) -> Signed:
-        answers = check_list(self.knowledge(), text)
+        answers = check_list(self.knowledge(), text, self.lookup)
         served = sum(a["verdict"] == SERVED for a in answers)
         shown = {"answers": answers, "served": served, "refused": len(answers) - served}
         properties = ["FACTORY_ALL_SERVED"] if answers and served == len(answers) else []

@@ -47,7 +47,8 @@ def create_app(index: Index, signer: Signer | None = None) -> Starlette:
     """The app serving ``index``; ``signer`` (the answers key) signs the policy API's
     answers (None: they go unsigned, their envelope null)."""
     handlers = IndexApp(index)
-    advisor = Advisor(handlers.explain.knowledge, signer, verifier_id(index.base_url))
+    advisor = Advisor(handlers.explain.knowledge, signer, verifier_id(index.base_url),
+                      lookup=handlers.explain.answer)
     routes = [
         *PolicyApi(advisor).routes(),
         Route("/", handlers.home),
