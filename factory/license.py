@@ -180,6 +180,12 @@ def judge(expression: str | None, license_text: str | None, classifiers: Iterabl
     An ambiguous name ("BSD License") is allowed by the site policy only when every
     reading is; a recipe's own list was written by someone who read the license
     (``reviewed``), so there one reading it names is enough."""
+    return _judge(expression, license_text, tuple(classifiers), tuple(allowed), reviewed)
+
+
+@functools.lru_cache(maxsize=4096)  # a catalogue's fetch judges the same few licenses
+def _judge(expression: str | None, license_text: str | None, classifiers: tuple[str, ...],
+           allowed: tuple[str, ...], reviewed: bool) -> Verdict:
     readings = declared(expression, license_text, tuple(classifiers))
     if not readings:
         shown = (expression or license_text or "").strip()

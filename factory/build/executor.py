@@ -244,25 +244,45 @@ class _Executor:
         self.taken: dict[str, Path] = {}  # allowed upstream wheels, by node id
         self.failed: dict[str, str] = {}
         self.built_with: dict[str, list[str]] = {}  # node id -> the env its last build had
+        self.blockers: dict[str, str] = {}  # node id -> a dependency it waits for
 
     def ready(self, running: set[str]) -> list[Node]:
+        """The nodes whose dependencies are all built; what needs a failed node is failed.
+
+        Passes until no new failure is marked: a failure marked late in a pass must fail
+        what needs it, even when nothing is left to run (a node two levels above a
+        failure was once left out of the outcome altogether). A node waits on the first
+        dependency it found unfinished, and is looked at again only once that one is
+        finished or failed: a catalogue's no-op is one round per node."""
+        settled = self.taken.keys() | self.failed.keys()
         for node in self.plan.nodes.values():  # taken, not built: first, and at once
-            if node.upstream_wheel is not None and node.id not in self.taken | self.failed.keys():
+            if node.upstream_wheel is not None and node.id not in settled:
                 self._take(node)
-        out = []
-        for nid in sorted(self.plan.nodes):
-            node = self.plan.nodes[nid]
-            if nid in self.done or nid in self.taken or nid in self.failed or nid in running:
-                continue
-            deps = node.deps
-            if any(d in self.failed for d in deps):
+        finished = self.done.keys() | self.taken.keys()
+        marked = True
+        while marked:
+            marked, out = False, []
+            for nid in sorted(self.plan.nodes):
+                if nid in finished or nid in self.failed or nid in running:
+                    continue
+                blocker = self.blockers.get(nid)
+                if blocker is not None and blocker not in finished and blocker not in self.failed:
+                    continue
+                node = self.plan.nodes[nid]
+                deps = node.deps
                 bad = [d for d in deps if d in self.failed]
-                what = "a build requirement" if set(bad) & set(node.env) else "a repair tool"
-                more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-                self.failed[nid] = f"{what} failed: " + ", ".join(bad[:5]) + more
-                continue
-            if all(d in self.done or d in self.taken for d in deps):
-                out.append(node)
+                if bad:
+                    what = "a build requirement" if set(bad) & set(node.env) else "a repair tool"
+                    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+                    self.failed[nid] = f"{what} failed: " + ", ".join(bad[:5]) + more
+                    marked = True
+                    continue
+                waiting = next((d for d in deps if d not in finished), None)
+                if waiting is None:
+                    self.blockers.pop(nid, None)
+                    out.append(node)
+                else:
+                    self.blockers[nid] = waiting
         return out
 
     def _take(self, node: Node) -> None:

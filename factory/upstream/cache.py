@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import email.parser
+import functools
 import json
 import tarfile
 import zipfile
@@ -82,10 +83,17 @@ def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
                              "recipes.lock or the upstream listing is corrupt; run `factory lock`")
     path = base / sha256 / filename
     # a symlinked directory in the cache would carry the write elsewhere
-    if not path.resolve().is_relative_to(base.resolve()):
+    if not path.resolve().is_relative_to(_resolved(str(base))):
         raise IntegrityError(f"{filename}: its cache path leaves {base}",
                              f"remove the links under {base}")
     return path
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(base: str) -> Path:
+    """The cache root as it resolved first in this process: a root replaced by a link
+    later makes every path leave it (refused), never the other way round."""
+    return Path(base).resolve()
 
 
 def _plain_file_name(filename: str) -> bool:
