@@ -31,6 +31,8 @@ import copy
 import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -369,7 +371,22 @@ def verifier_id(base_url: str) -> str:
     return base_url.rstrip("/") + "/api/v1/"
 
 
-# -- the advisor: knowledge + signer -------------------------------------------------
+def fresh_for(seconds: float, make: Callable[[], Knowledge]) -> Callable[[], Knowledge]:
+    """``make`` called at most once per ``seconds`` (one caller at a time): what a
+    long-running server knows, read again when older than that."""
+    lock = threading.Lock()
+    held: list[tuple[float, Knowledge]] = []
+
+    def current() -> Knowledge:
+        with lock:
+            now = time.monotonic()
+            if not held or now - held[0][0] >= seconds:
+                held[:] = [(now, make())]
+            return held[0][1]
+
+    return current
+
+
 @dataclass
 class Advisor:
     """Answers, signed: ``knowledge`` gives what the factory knows now (cached by the

@@ -225,3 +225,20 @@ def test_factory_mcp_without_an_answers_key_says_how_to_make_one(project: Settin
                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 1
     assert "factory keys init" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_server_reads_what_it_knows_again_at_most_every_few_seconds() -> None:
+    from factory.advice import fresh_for
+    from factory.why import Knowledge
+
+    made: list[int] = []
+
+    def make() -> Knowledge:
+        made.append(1)
+        return Knowledge([])
+
+    current = fresh_for(0.2, make)
+    first = current()
+    assert current() is first and len(made) == 1
+    time.sleep(0.25)
+    assert current() is not first and len(made) == 2

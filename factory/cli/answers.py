@@ -21,13 +21,14 @@ def mcp(
     """An MCP server for AI coding assistants: check a requirement or a requirements
     list, search the approved catalogue, explain a refusal; every answer signed by the
     factory's answers key (docs/policy-api.md). stdio by default."""
-    from factory.advice import Advisor, verifier_id
+    from factory.advice import Advisor, fresh_for, verifier_id
     from factory.assistants import MAX_HTTP_BODY, build_server
     from factory.attest.keys import load_signer
     from factory.watch import ask_upstream, why_knowledge
 
     s = settings()
-    advisor = Advisor(lambda: why_knowledge(s, ""), load_signer(s, "answers"),
+    # The recipes, lock, index records and ledger: read again at most every 2 s.
+    advisor = Advisor(fresh_for(2.0, lambda: why_knowledge(s, "")), load_signer(s, "answers"),
                       verifier_id(s.index_url),
                       upstream=None if offline else (lambda name: ask_upstream(s, name)))
     server = build_server(advisor)
