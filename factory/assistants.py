@@ -32,6 +32,7 @@ from factory.advice import (
     Advisor,
     RequestError,
 )
+from factory.errors import FactoryError, one_line
 
 MAX_HTTP_BODY = 2 * 1024 * 1024
 NAME = "artifact-factory"
@@ -51,6 +52,9 @@ def _answer(call: Any, *args: Any) -> dict[str, Any]:
         return call(*args).to_dict()  # type: ignore[no-any-return]
     except RequestError as exc:  # one bounded line for the model to read
         raise ToolError(f"{exc.message} ({exc.hint})") from None
+    except FactoryError as exc:  # the factory's state cannot be read (no recipes...)
+        raise ToolError(one_line(f"the factory cannot answer now: {exc.message} (hint: "
+                                 f"{exc.hint})", 500)) from None
 
 
 def build_server(advisor: Advisor) -> MCPServer:

@@ -242,3 +242,16 @@ def test_the_server_reads_what_it_knows_again_at_most_every_few_seconds() -> Non
     assert current() is first and len(made) == 1
     time.sleep(0.25)
     assert current() is not first and len(made) == 2
+
+
+def test_a_factory_that_cannot_answer_says_why_in_one_line(project: Settings) -> None:
+    init_keys(project)  # and no recipe at all
+    advisor = Advisor(lambda: why_knowledge(project, ""), load_signer(project, "answers"),
+                      verifier_id(project.index_url))
+
+    async def run() -> str:
+        async with Client(build_server(advisor)) as client:
+            return _error(await client.call_tool("check_requirement", {"requirement": "six"}))
+
+    text = anyio.run(run)
+    assert "no recipes" in text and "\n" not in text
