@@ -174,9 +174,13 @@ def _measure(ctx: Context, root: Path, env: dict[str, str], venv: Path, upstream
                 cold = {**env, "FACTORY_STATE_DIR": str(state)}
                 if ctx.timed("cold build", "factory", partial(_factory, cold, "build")):
                     built_state = state
+                    ctx.describe("wheels built by factory",
+                                 len(list((state / "wheels").glob("*.whl"))))
             else:
-                ctx.timed("cold build", "fromager", partial(
+                wheels = ctx.timed("cold build", "fromager", partial(
                     _fromager, ctx, venv, f"fromager-{i}", upstream_url, sdists, jobs))
+                if wheels is not None:
+                    ctx.describe("wheels built by fromager", wheels)
                 shutil.rmtree(ctx.work / f"fromager-{i}", ignore_errors=True)
     if built_state is None:
         return
