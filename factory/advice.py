@@ -77,6 +77,7 @@ MAX_QUERY = 200
 MAX_RESULTS = 50
 DEFAULT_RESULTS = 20
 MAX_ENVELOPE = 4 * 1024 * 1024  # bytes of an envelope verify_answer reads
+SUBJECT_NAME = 400  # characters of a subject's name shown (its digest is of the whole)
 
 # NAME or NAME==VERSION, in any script (confusable names must reach the matching).
 _SIMPLE = re.compile(r"[^\s=<>!~;,\[\]@()'\"]+(\s*==\s*[^\s=<>!~;,*]+)?")
@@ -103,20 +104,27 @@ class Signed:
 
 def canonical(text: str) -> str:
     """The requirement as the statement's subject names it: the normalized PEP 508 form
-    when it parses, else the text stripped, printable and bounded."""
+    when it parses, else the text stripped. Never cut nor escaped: the subject's digest
+    is of this exact text (two texts asked never share one); only the subject's
+    ``name`` is made printable and cut, for display."""
     text = text.strip()
     try:
         req = Requirement(text) if len(text) <= MAX_REQUIREMENT else None
     except InvalidRequirement:
         req = None
     if req is None:
-        return clip(text, 200)
+        return text
     extras = f"[{','.join(sorted(canonicalize_name(e) for e in req.extras))}]" \
         if req.extras else ""
     spec = ",".join(sorted(str(s) for s in req.specifier))
     url = f" @ {req.url}" if req.url else ""
     marker = f"; {req.marker}" if req.marker else ""
-    return clip(f"{canonicalize_name(req.name)}{extras}{spec}{url}{marker}", 400)
+    return f"{canonicalize_name(req.name)}{extras}{spec}{url}{marker}"
+
+
+def subject_digest(subject: str) -> str:
+    """The sha256 a statement's subject carries for ``subject`` (a ``canonical`` text)."""
+    return hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _malformed(text: str, why: str) -> Answer:
@@ -250,15 +258,21 @@ def _uncomment(line: str) -> str:
 
 
 def _without_hashes(line: str) -> str:
-    head, *options = re.split(r"\s+(?=--)", line)
+    # Only a run of whitespace from its start (else each of n blanks rescans the run).
+    head, *options = re.split(r"(?<!\s)\s+(?=--)", line)
     return head if options and all(o.startswith("--hash") for o in options) else line
 
 
 def check_list(knowledge: Knowledge, text: str | Sequence[str],
                lookup: Lookup | None = None) -> list[dict[str, Any]]:
     """One answer per requirement line (``line``: its number), in order."""
+    return _check_lines(knowledge, requirement_lines(text), lookup)
+
+
+def _check_lines(knowledge: Knowledge, lines: Sequence[tuple[int, str]],
+                 lookup: Lookup | None = None) -> list[dict[str, Any]]:
     answers = []
-    for number, line in requirement_lines(text):
+    for number, line in lines:
         if line.startswith("-"):
             found = _malformed(line, "an option line is not checked (an --index-url or "
                                "--extra-index-url would bypass this index)")
@@ -302,7 +316,7 @@ def statement(subjects: Sequence[str], verifier_id: str, properties: Sequence[st
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": s, "digest": {"sha256": hashlib.sha256(s.encode()).hexdigest()}}
+        "subject": [{"name": clip(s, SUBJECT_NAME), "digest": {"sha256": subject_digest(s)}}
                     for s in subjects],
         "predicateType": PREDICATE_TYPE,
         "predicate": {"verifier": {"id": verifier_id}, "timeCreated": when,
@@ -360,7 +374,7 @@ def verify_answer(envelope: Mapping[str, Any], pem: bytes) -> dict[str, Any]:
 
 def subject_matches(statement_: Mapping[str, Any], asked: str) -> bool:
     """Is ``asked`` (its canonical text) a subject of ``statement_``, by digest?"""
-    digest = hashlib.sha256(canonical(asked).encode()).hexdigest()
+    digest = subject_digest(canonical(asked))
     return any(isinstance(s, dict) and s.get("digest", {}).get("sha256") == digest
                for s in statement_.get("subject", ()))
 
@@ -419,11 +433,13 @@ class Advisor:
                             {"answer": shown}, shown)
 
     def check_list(self, text: str | Sequence[str]) -> Signed:
-        answers = check_list(self.knowledge(), text, self.lookup)
+        lines = requirement_lines(text)
+        answers = _check_lines(self.knowledge(), lines, self.lookup)
         served = sum(a["verdict"] == SERVED for a in answers)
         shown = {"answers": answers, "served": served, "refused": len(answers) - served}
         properties = ["FACTORY_ALL_SERVED"] if answers and served == len(answers) else []
-        return self._signed([canonical(a["requirement"]) for a in answers] or ["(empty)"],
+        # Each subject is the whole line asked (its "requirement" shown is cut at 200).
+        return self._signed([canonical(line) for _, line in lines] or [""],
                             properties, shown, shown)
 
     def search(self, query: str, limit: int = DEFAULT_RESULTS) -> Signed:
@@ -431,7 +447,8 @@ class Advisor:
             raise RequestError("the query must be text")
         results = search(self.knowledge(), query, limit)
         shown = {"query": clip(query, MAX_QUERY), "results": results}
-        return self._signed([canonical(query) or "(empty)"], [], shown, shown)
+        # The query exactly as searched (stripped): two queries folded apart never share one.
+        return self._signed([query.strip()], [], shown, shown)
 
 
 def _bounded(text: object) -> str:

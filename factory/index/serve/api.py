@@ -68,7 +68,7 @@ async def _body(request: Request) -> dict[str, Any]:
         chunks.append(chunk)
     try:
         value = json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting too deep: not JSON
         raise _Refused(400, "the body is not JSON") from None
     if not isinstance(value, dict):
         raise _Refused(400, "the body must be a JSON object")

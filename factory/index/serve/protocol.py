@@ -10,6 +10,7 @@ backslash or NUL) 404. The Simple API serialization is chosen by q-value
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 
@@ -140,16 +141,26 @@ def _screen(scope: Scope) -> Response | None:
     path: str = scope["path"]
     raw: bytes = scope.get("raw_path") or path.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_PATH_BYTES or len(path) > MAX_PATH_BYTES:
-        return PlainTextResponse("request path too long\n", status_code=414)
+        return _oversize(path, "request path too long", 414)
     if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-        return PlainTextResponse("query string too long\n", status_code=414)
+        return _oversize(path, "query string too long", 414)
     headers = scope["headers"]
     if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
-        return PlainTextResponse("request headers too large\n", status_code=431)
+        return _oversize(path, "request headers too large", 431)
     if _UNSAFE_PATH.search(path) or _ENCODED_SEPARATOR.search(raw):
         log.info("refused path %r", path[:300])
         return not_found()
     return None
+
+
+def _oversize(path: str, message: str, status: int) -> Response:
+    """The refusal of oversize input: the policy API's JSON error under /api/ (what its
+    OpenAPI description promises), plain text elsewhere."""
+    if path.startswith("/api/"):
+        body = json.dumps({"error": message, "hint": f"see /api/v1/openapi.json ({status})"})
+        return Response(body, status_code=status, media_type="application/json",
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return PlainTextResponse(message + "\n", status_code=status)
 
 
 # -- answers --------------------------------------------------------------------------
