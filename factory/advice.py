@@ -347,6 +347,9 @@ def verify_answer(envelope: Mapping[str, Any], pem: bytes) -> dict[str, Any]:
     public key ``pem`` and it is an answer statement; else VerificationError."""
     if not isinstance(envelope, Mapping):
         raise VerificationError("the envelope is not a JSON object")
+    encoded = envelope.get("payload")
+    if isinstance(encoded, (str, bytes)) and len(encoded) > MAX_ENVELOPE * 4 // 3 + 4:
+        raise VerificationError("the payload is too large for an answer")  # before decoding
     try:
         parsed = Envelope.from_dict(copy.deepcopy(dict(envelope)))
     except Exception:  # missing fields, bad base64, odd signature shapes

@@ -7,25 +7,33 @@ regression test, a case that broke was fixed in the code (the class, not the exa
 
 | class | cases | held/broke | fix commit |
 | --- | --- | --- | --- |
-| two asks, one signed subject (cut at 200/400, escapes, "(empty)") | 6 | broke 5 | FIX1 |
-| list parsing superlinear (whitespace run before `--`: 64 KiB, 50 s) | 5 | broke 1 | FIX1 |
+| two asks, one signed subject (cut at 200/400, escapes, "(empty)") | 6 | broke 5 | 31f4a82 |
+| list parsing superlinear (whitespace run before `--`: 64 KiB, 50 s) | 5 | broke 1 | 31f4a82 |
 | hostile requirement text (surrogates, NUL, bidi, 10^6 chars, ...) | 22 | held | - |
 | non-text where text goes (numbers, null, bool, list, dict) | 6 | held | - |
 | verify_answer: other key/type/predicate, extra or junk signatures | 10 | held | - |
 | replay of an answer for another requirement | 4 | held | - |
 | fuzzy search, 200-char queries against 10,000 names | 4 | held | - |
-| HTTP bodies (nesting, NaN, UTF-16, bad UTF-8, duplicates, lengths) | 17 | broke 1 | FIX1 |
-| HTTP query strings (repeats, NUL, bad %, surrogates, limits) | 9 | broke 1 | FIX1 |
-| oversize headers on /api/v1/ (431 as the API's JSON error) | 2 | broke 1 | FIX1 |
+| HTTP bodies (nesting, NaN, UTF-16, bad UTF-8, duplicates, lengths) | 17 | broke 1 | 31f4a82 |
+| HTTP query strings (repeats, NUL, bad %, surrogates, limits) | 9 | broke 1 | 31f4a82 |
+| oversize headers on /api/v1/ (431 as the API's JSON error) | 2 | broke 1 | 31f4a82 |
 | leaks (state dir, key, traceback) in every answer and error above | all | held | - |
 | MCP HTTP: foreign Host/Origin, loopback only, hostile JSON | 4 | held | - |
+| MCP HTTP: 200 slowloris connections, then a real request | 1 | held | - |
+| MCP stdio: escape sequences in lines, arguments, tool/method names | 5 | held | - |
+| verify_answer: a 64 MiB payload decoded before its bound (112 MiB peak) | 1 | broke | FIX2 |
+| a server without the answers key: envelope null never verifies | 1 | held | - |
+| 40 slow check-lists at once (24 ran at once in the shared pool) | 1 | broke | FIX2 |
 
 Broke, in words: a statement's subject digest was of the text cut at 400 (200 for a
 list line, escaped for control characters), so `requests!=1.0.0,...,>=3` (refused)
 and `...,<3` (served) were signed with one subject; requirement_lines' split before `--`
 rescanned every whitespace run from each blank; a JSON body nested 60,000 deep was a
 500 with a traceback in the log; an over-long query or headers under /api/v1/ were a
-plain-text 414/431, not the JSON error the OpenAPI description promises.
+plain-text 414/431, not the JSON error the OpenAPI description promises;
+verify_answer base64-decoded (and copied) a payload of any size before refusing it;
+check-lists ran in Starlette's thread pool without a limit of their own (24 of 40 at
+once), the pool the index hashes files in.
 """
 
 from __future__ import annotations
@@ -483,3 +491,151 @@ def test_mcp_http_hostile_json_is_refused_and_the_server_goes_on(mcp_http: str,
         # The SDK's own error: pydantic's, each echoed input truncated (about 2 KiB here).
         assert "Traceback" not in response.text and len(response.content) <= 8 * BOUND
         assert client.post(mcp_http, json=_INIT, headers=_ACCEPT).status_code == 200
+
+
+# -- factory mcp over stdio: what reaches a terminal ----------------------------------
+
+_ESC = "\x1b]0;pwned\x07\x1b[31m"
+
+
+def test_mcp_stdio_never_writes_escape_sequences_from_input(approved: Settings) -> None:
+    """Hostile lines on stdin (not JSON, a tool argument, a tool and a method name with
+    escape sequences): stdout stays JSON-RPC (controls escaped by JSON), stderr (the
+    assistant's log, often a terminal) carries no escape byte, and the server answers
+    the calls after them."""
+    import os
+    import subprocess
+    import sys
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": _INIT["params"]}
+    call = {"jsonrpc": "2.0", "method": "tools/call"}
+    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0",
+                                           "method": "notifications/initialized"}),
+             _ESC + " not json",
+             json.dumps({**call, "id": 2, "params": {"name": "check_requirement",
+                                                     "arguments": {"requirement": _ESC}}}),
+             json.dumps({**call, "id": 3, "params": {"name": "check_requirement",
+                                                     "arguments": {"requirement": [_ESC]}}}),
+             json.dumps({**call, "id": 4, "params": {"name": _ESC, "arguments": {}}}),
+             json.dumps({"jsonrpc": "2.0", "id": 5, "method": _ESC}),
+             json.dumps({**call, "id": 6, "params": {"name": "check_requirement",
+                                                     "arguments": {"requirement": "requests"}}})]
+    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "mcp", "--offline"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=approved.root,
+                            env={**os.environ, "FACTORY_ROOT": str(approved.root)})
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    replies: dict[Any, dict[str, Any]] = {}
+    out = b""
+    try:
+        proc.stdin.write(("\n".join(lines) + "\n").encode())
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while 6 not in replies and time.monotonic() < deadline:  # answered in any order
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out += line
+            message = json.loads(line)
+            replies[message.get("id")] = message
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    out += proc.stdout.read()
+    err = proc.stderr.read()
+    for raw in (out, err):
+        assert b"\x1b" not in raw and b"\x07" not in raw
+    assert b"Traceback" not in err and str(approved.root).encode() not in err
+    assert "result" in replies[6] and not replies[6]["result"].get("isError")
+    assert replies[6]["result"]["structuredContent"]["answer"]["verdict"] == "served"
+
+
+def test_slow_clients_do_not_stop_mcp_http(mcp_http: str) -> None:
+    """200 connections that send half a request head and wait (slowloris): the
+    server still answers a whole request at once."""
+    import socket
+    port = int(mcp_http.rsplit(":", 1)[1].split("/")[0])
+    held = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n")
+            held.append(s)
+        started = time.perf_counter()
+        with httpx.Client(timeout=30) as client:
+            assert client.post(mcp_http, json=_INIT, headers=_ACCEPT).status_code == 200
+        assert time.perf_counter() - started < 5
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_an_oversize_envelope_is_refused_before_it_is_decoded(signer: CryptoSigner,
+                                                              pem: bytes) -> None:
+    good = _good(signer)
+    huge = dict(good, payload="A" * (64 * 1024 * 1024))
+    tracemalloc = pytest.importorskip("tracemalloc")
+    tracemalloc.start()
+    try:
+        with pytest.raises(VerificationError):
+            verify_answer(huge, pem)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024  # no copy, no 48 MiB decode of the 64 MiB text
+
+
+def test_without_the_answers_key_no_answer_verifies(approved: Settings, pem: bytes) -> None:
+    """A server started without the answers key answers with envelope null: a client
+    that verifies refuses it (nothing unsigned passes for signed)."""
+    app = create_app(Index.of(approved), None)
+    with running(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        data = client.get("/api/v1/check", params={"requirement": "requests"}).json()
+    assert data["envelope"] is None and data["answer"]["verdict"] == "served"
+    with pytest.raises(VerificationError):
+        verify_answer(data["envelope"], pem)
+
+
+def test_a_flood_of_lists_never_takes_the_shared_thread_pool(approved: Settings) -> None:
+    """40 check-lists at once, each slow (a second of matching, here a sleep): at most
+    MAX_LISTS_AT_ONCE run at a time, so the thread pool the index hashes files in
+    (Starlette's, 40 threads) always has room, and other routes answer meanwhile."""
+    import threading
+
+    from factory.index.serve.api import MAX_LISTS_AT_ONCE
+
+    app = create_app(Index.of(approved), None)
+    api = next(r.endpoint for r in app.routes if getattr(r, "path", "") == "/api/v1/check-list")
+    advisor = api.__self__.advisor  # type: ignore[attr-defined]
+    running_now, peak, lock = [0], [0], threading.Lock()
+    real = advisor.check_list
+
+    def slow(text: Any) -> Any:
+        with lock:
+            running_now[0] += 1
+            peak[0] = max(peak[0], running_now[0])
+        try:
+            time.sleep(0.3)
+            return real(text)
+        finally:
+            with lock:
+                running_now[0] -= 1
+
+    advisor.check_list = slow
+    with running(app) as url:
+        def post() -> int:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                return client.post("/api/v1/check-list",
+                                   json={"requirements": "six"}).status_code
+
+        threads = [threading.Thread(target=post) for _ in range(40)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            started = time.perf_counter()
+            assert client.get("/simple/requests/").status_code == 200
+            assert client.get("/api/v1/check", params={"requirement": "six"}).status_code == 200
+            assert time.perf_counter() - started < 2
+        for thread in threads:
+            thread.join(60)
+    assert 1 <= peak[0] <= MAX_LISTS_AT_ONCE

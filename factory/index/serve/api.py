@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,6 +34,7 @@ from factory.advice import (
 
 PREFIX = "/api/v1"
 MAX_BODY = 128 * 1024
+MAX_LISTS_AT_ONCE = 4  # check-list calls running at once (each up to a second); others wait
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -93,13 +94,17 @@ class PolicyApi:
 
     def __init__(self, advisor: Advisor) -> None:
         self.advisor = advisor
+        # Lists answered at once: a flood of them never takes the thread pool the index's
+        # file hashing shares (Starlette's, 40 threads), nor every core.
+        self.lists = CapacityLimiter(MAX_LISTS_AT_ONCE)
 
     async def _answer(self, request: Request, call: Any, threaded: bool = False) -> Response:
         """``call(params)`` answered as JSON; ``threaded``: off the event loop (a list of
         500 typos matched against 10,000 names takes about a second)."""
         try:
             params = await _params(request)
-            found = await run_in_threadpool(call, params) if threaded else call(params)
+            found = await to_thread.run_sync(call, params, limiter=self.lists) if threaded \
+                else call(params)
             return _json(found.to_dict())
         except _Refused as exc:
             return _error(exc.status, exc.message, exc.hint)
