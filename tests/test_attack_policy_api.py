@@ -21,9 +21,12 @@ regression test, a case that broke was fixed in the code (the class, not the exa
 | MCP HTTP: foreign Host/Origin, loopback only, hostile JSON | 4 | held | - |
 | MCP HTTP: 200 slowloris connections, then a real request | 1 | held | - |
 | MCP stdio: escape sequences in lines, arguments, tool/method names | 5 | held | - |
-| verify_answer: a 64 MiB payload decoded before its bound (112 MiB peak) | 1 | broke | FIX2 |
+| verify_answer: a 64 MiB payload decoded before its bound (112 MiB peak) | 1 | broke | 2142be1 |
 | a server without the answers key: envelope null never verifies | 1 | held | - |
-| 40 slow check-lists at once (24 ran at once in the shared pool) | 1 | broke | FIX2 |
+| 40 slow check-lists at once (24 ran at once in the shared pool) | 1 | broke | 2142be1 |
+| a wrong method (PUT, DELETE, PATCH, OPTIONS; GET check-list): plain 405 | 6 | broke 6 | FIX3 |
+| 6,000 distinct names through the API: the shared answer cache stays bounded | 1 | held | - |
+| an unknown path under /api/v1/: the index's plain-text 404 | 3 | broke 3 | FIX3 |
 
 Broke, in words: a statement's subject digest was of the text cut at 400 (200 for a
 list line, escaped for control characters), so `requests!=1.0.0,...,>=3` (refused)
@@ -33,7 +36,9 @@ rescanned every whitespace run from each blank; a JSON body nested 60,000 deep w
 plain-text 414/431, not the JSON error the OpenAPI description promises;
 verify_answer base64-decoded (and copied) a payload of any size before refusing it;
 check-lists ran in Starlette's thread pool without a limit of their own (24 of 40 at
-once), the pool the index hashes files in.
+once), the pool the index hashes files in; a wrong method was Starlette's plain-text
+405 (check-list's own JSON 405 could not be reached), an unknown API path the
+index's plain-text 404.
 """
 
 from __future__ import annotations
@@ -639,3 +644,43 @@ def test_a_flood_of_lists_never_takes_the_shared_thread_pool(approved: Settings)
         for thread in threads:
             thread.join(60)
     assert 1 <= peak[0] <= MAX_LISTS_AT_ONCE
+
+
+@pytest.mark.parametrize(("method", "route"), [
+    ("PUT", "check"), ("DELETE", "why"), ("PATCH", "search"), ("OPTIONS", "check"),
+    ("GET", "check-list"), ("PUT", "check-list")])
+def test_a_wrong_method_is_the_apis_json_405(served: tuple[str, Settings], method: str,
+                                            route: str) -> None:
+    url, settings = served
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.request(method, f"/api/v1/{route}?requirement=six&query=six",
+                                  json={"requirement": "six"})
+    assert response.status_code == 405, response.status_code
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error", "hint"}
+    _no_leak(response.content, settings)
+
+
+def test_distinct_names_never_grow_the_answer_cache_past_its_bound(
+        approved: Settings) -> None:
+    """6,000 distinct plausible names asked through the policy API's advisor: the
+    cache of answers it shares with the 404 keeps at most ANSWERS of them."""
+    from factory.index.serve.explain import ANSWERS
+
+    app = create_app(Index.of(approved), None)
+    api = next(r.endpoint for r in app.routes if getattr(r, "path", "") == "/api/v1/check")
+    advisor = api.__self__.advisor  # type: ignore[attr-defined]
+    for i in range(ANSWERS + 2000):
+        advisor.check(f"name-{i:05d}")
+    cached = app.state.index.explain._current()[1]
+    assert 0 < cached.cache_info().currsize <= ANSWERS
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/check/extra", "/api/v1/"])
+def test_an_unknown_api_path_is_the_apis_json_404(served: tuple[str, Settings],
+                                                  path: str) -> None:
+    url, settings = served
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.get(path)
+    assert response.status_code == 404 and set(response.json()) == {"error", "hint"}
+    _no_leak(response.content, settings)

@@ -18,7 +18,8 @@ from typing import Any
 from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from factory import __version__
 from factory.advice import (
@@ -144,14 +145,25 @@ class PolicyApi:
     async def openapi(self, request: Request) -> Response:
         return _json(OPENAPI)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         return [
             Route(f"{PREFIX}/check", self.check, methods=["GET", "POST"]),
             Route(f"{PREFIX}/check-list", self.check_list, methods=["POST"]),
             Route(f"{PREFIX}/search", self.search, methods=["GET", "POST"]),
             Route(f"{PREFIX}/why", self.why, methods=["GET", "POST"]),
             Route(f"{PREFIX}/openapi.json", self.openapi, methods=["GET"]),
+            # Last: what no route above answers (a wrong method, an unknown path) is
+            # the API's JSON error, not Starlette's plain text.
+            Mount(PREFIX, app=self._unanswered),
         ]
+
+    async def _unanswered(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = Request(scope).url.path
+        known = {f"{PREFIX}/{n}" for n in ("check", "check-list", "search", "why",
+                                            "openapi.json")}
+        response = _error(405, f"{scope['method'][:20]} is not answered here") \
+            if path in known else _error(404, "no such route of the policy API")
+        await response(scope, receive, send)
 
 
 # -- the description ---------------------------------------------------------------
