@@ -24,9 +24,10 @@ regression test, a case that broke was fixed in the code (the class, not the exa
 | verify_answer: a 64 MiB payload decoded before its bound (112 MiB peak) | 1 | broke | 2142be1 |
 | a server without the answers key: envelope null never verifies | 1 | held | - |
 | 40 slow check-lists at once (24 ran at once in the shared pool) | 1 | broke | 2142be1 |
-| a wrong method (PUT, DELETE, PATCH, OPTIONS; GET check-list): plain 405 | 6 | broke 6 | FIX3 |
+| a wrong method (PUT, DELETE, PATCH, OPTIONS; GET check-list): plain 405 | 6 | broke 6 | 8821a3c |
 | 6,000 distinct names through the API: the shared answer cache stays bounded | 1 | held | - |
-| an unknown path under /api/v1/: the index's plain-text 404 | 3 | broke 3 | FIX3 |
+| an unknown path under /api/v1/: the index's plain-text 404 | 3 | broke 3 | 8821a3c |
+| MCP tool arguments out of bounds (limit 10^30, -1, 1.5; 10^6 chars; types) | 10 | held | - |
 
 Broke, in words: a statement's subject digest was of the text cut at 400 (200 for a
 list line, escaped for control characters), so `requests!=1.0.0,...,>=3` (refused)
@@ -684,3 +685,38 @@ def test_an_unknown_api_path_is_the_apis_json_404(served: tuple[str, Settings],
         response = client.get(path)
     assert response.status_code == 404 and set(response.json()) == {"error", "hint"}
     _no_leak(response.content, settings)
+
+
+MCP_ARGS = [
+    ("search_catalogue", {"query": "req", "limit": 10**30}),
+    ("search_catalogue", {"query": "req", "limit": -1}),
+    ("search_catalogue", {"query": "req", "limit": 1.5}),
+    ("search_catalogue", {"query": "a" * 100_000}),
+    ("check_requirement", {"requirement": 7}),
+    ("check_requirement", {"requirement": "x" * 1_000_000}),
+    ("check_requirements", {"requirements": ["six"] * 100_000}),
+    ("check_requirements", {"requirements": {"six": 1}}),
+    ("explain_refusal", {"requirement": None}),
+    ("explain_refusal", {}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), MCP_ARGS,
+                         ids=[f"{t}-{i}" for i, (t, _) in enumerate(MCP_ARGS)])
+def test_mcp_tool_arguments_out_of_bounds_are_one_bounded_tool_error(
+        advisor: Advisor, tool: str, arguments: dict[str, Any]) -> None:
+    import anyio
+    from mcp import Client
+
+    from factory.assistants import build_server
+
+    async def run() -> Any:
+        async with Client(build_server(advisor)) as client:
+            found = await client.call_tool(tool, arguments)
+            ok = await client.call_tool("check_requirement", {"requirement": "requests"})
+            return found, ok
+
+    found, ok = anyio.run(run)
+    assert found.is_error and not ok.is_error
+    text = "".join(getattr(c, "text", "") for c in found.content)
+    assert 0 < len(text) <= 4 * BOUND and "Traceback" not in text
