@@ -21,7 +21,8 @@ from functools import partial
 from pathlib import Path
 
 from bench import peers
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
+from bench.harness import Comparison, Context, RatioSpec, rotated
+from bench.indexes import locked_sdists
 from bench.servers import link_tree
 
 SIZE = 300
@@ -49,21 +50,6 @@ counted:
 - **no-op build**: `factory build` again on the built state: nothing to do. Goal
   {NOOP_GOAL:.0f} s (recorded as the contender "goal").
 """
-
-
-def _tool_sdists(ctx: Context) -> list[tuple[str, Path]]:
-    from factory.lock import load_lock
-    from factory.upstream.cache import cache_path
-
-    found = []
-    for entry in load_lock(ctx.settings).components:
-        if entry.key in TOOLS:
-            path = cache_path(ctx.settings, entry.sdist.sha256, entry.sdist.filename)
-            if not path.is_file():
-                raise BenchSetupError(f"{entry.sdist.filename} is not in the source cache",
-                                      "run `factory fetch` (or `make demo`) first")
-            found.append((entry.key, path))
-    return found
 
 
 def names(size: int = SIZE) -> list[str]:
@@ -116,18 +102,9 @@ def _fromager(ctx: Context, venv: Path, tag: str, upstream_url: str,
     for name in [*names(), *TOOLS]:
         (settings_dir / f"{name.replace('-', '_')}.yaml").write_text(
             f"resolver_dist:\n  sdist_server_url: {upstream_url}\n", encoding="utf-8")
-    env = peers.clean_env(PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    command = [str(venv / "bin" / "fromager"), "-j", str(jobs), "--settings-dir",
-               str(settings_dir), "--output-dir", str(out), "bootstrap-parallel",
-               *(f"{name}==1.0.0" for name in names())]
-    log = base / "fromager.log"
-    with log.open("wb") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                              cwd=base, timeout=TIMEOUT, check=False)
-    if done.returncode != 0:
-        tail = " ".join(log.read_text(errors="replace").split()[-40:])
-        raise RuntimeError(f"fromager failed (exit {done.returncode}): {tail}")
-    return len(list((out / "wheels-repo" / "downloads").glob("*.whl")))
+    return peers.run_fromager(
+        venv, ["-j", str(jobs), "--settings-dir", str(settings_dir), "bootstrap-parallel",
+               *(f"{name}==1.0.0" for name in names())], base, out, TIMEOUT)
 
 
 def run(ctx: Context) -> None:
@@ -141,7 +118,7 @@ def run(ctx: Context) -> None:
     ctx.describe("concurrency (factory [build] concurrency, fromager -j)", jobs)
     upstream = start(LocalUpstream(ctx.work / "upstream"))
     try:
-        for name, path in _tool_sdists(ctx):
+        for name, path in locked_sdists(ctx, TOOLS):
             upstream.add_file(name, path)
         for i, name in enumerate(names()):
             upstream.add(name, "1.0.0", build_requires=["flit_core>=3.4,<5"],

@@ -7,9 +7,7 @@ image vs `fromager bootstrap` of the same top-level requirements.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -141,17 +139,8 @@ def fromager_build(ctx: Context, venv: Path, tag: str, sdists: dict[str, Path]) 
     components = _locked(ctx.settings)
     pins = base / "constraints.txt"
     pins.write_text(constraints(components), encoding="utf-8")
-    env = peers.clean_env(PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    command = [str(venv / "bin" / "fromager"), "--constraints-file", str(pins),
-               "--output-dir", str(out), "bootstrap", *top_level(components)]
-    log = base / "fromager.log"
-    with log.open("wb") as handle:
-        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                              cwd=base, timeout=TIMEOUT, check=False)
-    if done.returncode != 0:
-        tail = " ".join(log.read_text(errors="replace").split()[-40:])
-        raise RuntimeError(f"fromager failed (exit {done.returncode}): {tail}")
-    return len(list((out / "wheels-repo" / "downloads").glob("*.whl")))
+    return peers.run_fromager(venv, ["--constraints-file", str(pins), "bootstrap",
+                                     *top_level(components)], base, out, TIMEOUT)
 
 
 # -- the comparison -------------------------------------------------------------------

@@ -103,3 +103,20 @@ def static_floors(ctx: Context) -> Iterator[dict[str, Running]]:
             "nginx, no PEP 658": stack.enter_context(
                 servers.nginx(stripped, ctx.work / "nginx-no-658", name="nginx, no PEP 658")),
         }
+
+
+def locked_sdists(ctx: Context, names: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """The project's locked sdists of ``names`` (key, path in its verified source cache),
+    to serve from a local upstream."""
+    from factory.lock import load_lock
+    from factory.upstream.cache import cache_path
+
+    found = []
+    for entry in load_lock(ctx.settings).components:
+        if entry.key in names:
+            path = cache_path(ctx.settings, entry.sdist.sha256, entry.sdist.filename)
+            if not path.is_file():
+                raise BenchSetupError(f"{entry.sdist.filename} is not in the source cache",
+                                      "run `factory fetch` (or `make demo`) first")
+            found.append((entry.key, path))
+    return found

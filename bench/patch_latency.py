@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.indexes import locked_sdists
 from bench.servers import factory_serve
 
 GOAL_SECONDS = 60.0
@@ -32,22 +33,6 @@ INTERVAL = 10
 CASE = "pure-Python patch release"
 TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def _tool_sdists(ctx: Context) -> list[tuple[str, Path]]:
-    from factory.lock import load_lock
-    from factory.upstream.cache import cache_path
-
-    lock = load_lock(ctx.settings)
-    found = []
-    for entry in lock.components:
-        if entry.key in TOOLS:
-            path = cache_path(ctx.settings, entry.sdist.sha256, entry.sdist.filename)
-            if not path.is_file():
-                raise BenchSetupError(f"{entry.sdist.filename} is not in the source cache",
-                                      "run `factory fetch` (or `make demo`) first")
-            found.append((entry.key, path))
-    return found
 
 
 def _project(ctx: Context, upstream_url: str) -> Path:
@@ -101,7 +86,7 @@ def run(ctx: Context) -> None:
     saved = os.environ.pop("PREFECT_API_URL", None)
     watcher: subprocess.Popen[bytes] | None = None
     try:
-        for name, path in _tool_sdists(ctx):
+        for name, path in locked_sdists(ctx, TOOLS):
             upstream.add_file(name, path)
         _add_demo(upstream, "1.0.0")
         root = _project(ctx, upstream.url)

@@ -115,3 +115,19 @@ def version_of(command: list[str], env: dict[str, str] | None = None) -> str:
         return f"unknown ({exc})"
     text = (done.stdout or done.stderr).strip().splitlines()
     return text[0] if text else "unknown"
+
+
+def run_fromager(venv: Path, arguments: list[str], base: Path, out: Path,
+                 timeout: float) -> int:
+    """``fromager ARGS`` with its output under ``out`` and its log in ``base``, in a clean
+    environment; the wheels it built (a failure raises with the log's tail)."""
+    env = clean_env(PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    command = [str(venv / "bin" / "fromager"), "--output-dir", str(out), *arguments]
+    log = base / "fromager.log"
+    with log.open("wb") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
+                              cwd=base, timeout=timeout, check=False)
+    if done.returncode != 0:
+        tail = " ".join(log.read_text(errors="replace").split()[-40:])
+        raise RuntimeError(f"fromager failed (exit {done.returncode}): {tail}")
+    return len(list((out / "wheels-repo" / "downloads").glob("*.whl")))
