@@ -308,24 +308,30 @@ def read_member(sdist: Path, relative: str, max_bytes: int = MAX_MEMBER_READ) ->
     """One file from the sdist's root directory (e.g. pyproject.toml), without unpacking;
     None when absent or over ``max_bytes``. Two of them (under one or two top
     directories) are refused: which one a reader sees must not be a matter of order."""
-    found: list[bytes | None] = []
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as zf:
-            for zinfo in zf.infolist():
-                parts = PurePosixPath(zinfo.filename).parts
-                if len(parts) == 2 and parts[1] == relative and not zinfo.is_dir():
-                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
-    else:
-        with tarfile.open(sdist) as tar:
-            for tinfo in tar:
-                parts = PurePosixPath(tinfo.name).parts
-                if len(parts) == 2 and parts[1] == relative and not tinfo.isdir():
-                    handle = tar.extractfile(tinfo) if tinfo.isfile() else None
-                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    found = _members(sdist, lambda parts: len(parts) == 2 and parts[1] == relative, max_bytes)
     if len(found) > 1:
         raise UnsafeArchiveError(f"{sdist.name}: {len(found)} root members named {relative}",
                                  "the sdist says two things about itself; it is refused")
     return found[0] if found else None
+
+
+def _members(sdist: Path, wanted: Callable[[tuple[str, ...]], bool],
+             max_bytes: int) -> list[bytes | None]:
+    """The bytes of every member (not a directory) whose path parts ``wanted`` accepts,
+    without unpacking: None for one over ``max_bytes`` or that is not a regular file."""
+    found: list[bytes | None] = []
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as zf:
+            for zinfo in zf.infolist():
+                if wanted(PurePosixPath(zinfo.filename).parts) and not zinfo.is_dir():
+                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
+    else:
+        with tarfile.open(sdist) as tar:
+            for tinfo in tar:
+                if wanted(PurePosixPath(tinfo.name).parts) and not tinfo.isdir():
+                    handle = tar.extractfile(tinfo) if tinfo.isfile() else None
+                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    return found
 
 
 @dataclass(frozen=True)
@@ -367,26 +373,14 @@ def read_egg_requires(sdist: Path, project: str,
     ``src/``; None when absent, over ``max_bytes``, or when more than one claims the
     project (which one a reader sees must not be a matter of order)."""
     key = canonicalize_name(project) if project else ""
-    found: list[bytes | None] = []
 
-    def wanted(name: str) -> bool:
-        parts = PurePosixPath(name).parts
+    def wanted(parts: tuple[str, ...]) -> bool:
         egg = parts[-2] if len(parts) >= 3 else ""
         return (parts[-1:] == ("requires.txt",) and len(parts) in (3, 4)
                 and (len(parts) == 3 or parts[1] == "src") and egg.endswith(".egg-info")
                 and canonicalize_name(egg.removesuffix(".egg-info")) == key)
 
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as zf:
-            for zinfo in zf.infolist():
-                if wanted(zinfo.filename) and not zinfo.is_dir():
-                    found.append(zf.read(zinfo) if zinfo.file_size <= max_bytes else None)
-    else:
-        with tarfile.open(sdist) as tar:
-            for tinfo in tar:
-                if wanted(tinfo.name) and tinfo.isfile():
-                    handle = tar.extractfile(tinfo)
-                    found.append(handle.read() if handle and tinfo.size <= max_bytes else None)
+    found = _members(sdist, wanted, max_bytes)
     return found[0] if len(found) == 1 else None
 
 
