@@ -18,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,3 +254,21 @@ def request(host: str, port: int, target: str,
         return Answer(response.status, {k.lower(): v for k, v in pairs}, body, pairs)
     finally:
         conn.close()
+
+
+def approve_requests(project: Settings, work: Path, versions: Sequence[str] = ("2.31.0", "2.32.3"),
+                     yanked: str | None = "2.31.0") -> Index:
+    """The answers keys, recipes for requests (>=2.31,<3), flask and six, requests's
+    ``versions`` published and ``yanked`` yanked for an advisory: what the policy API and
+    MCP tests ask about."""
+    from factory.attest.keys import init_keys
+
+    init_keys(project)
+    for name, body in (("requests", 'versions = ">=2.31,<3"\n'), ("flask", ""), ("six", "")):
+        factories.recipe(project.root, name, body)
+    for version in versions:
+        publish_wheel(project, work, "requests", version)
+    index = Index.of(project)
+    if yanked:
+        index.yank("requests", yanked, "advisory GHSA-9wx4-h78v-vm56")
+    return index

@@ -69,7 +69,7 @@ from factory.advice import (
     subject_matches,
     verify_answer,
 )
-from factory.attest.keys import init_keys, load_signer
+from factory.attest.keys import load_signer
 from factory.config import Settings
 from factory.errors import VerificationError
 from factory.index import Index
@@ -77,8 +77,7 @@ from factory.index.serve import create_app
 from factory.publish import trust_files
 from factory.watch import publish_status
 from factory.why import Component, Knowledge, Release
-from tests import factories
-from tests.index_fixtures import publish_wheel, request, running
+from tests.index_fixtures import approve_requests, request, running
 from tests.test_mcp import http_server  # noqa: F401  (the fixture)
 
 BOUND = 2000  # bytes of any error body, whatever the input
@@ -332,11 +331,7 @@ def test_extra_signatures_do_not_change_what_verifies(signer: CryptoSigner, pem:
 
 @pytest.fixture
 def approved(project: Settings, tmp_path: Path) -> Settings:
-    init_keys(project)
-    for name, body in (("requests", 'versions = ">=2.31,<3"\n'), ("flask", ""), ("six", "")):
-        factories.recipe(project.root, name, body)
-    publish_wheel(project, tmp_path / "work", "requests", "2.32.3")
-    index = Index.of(project)
+    index = approve_requests(project, tmp_path / "work", ["2.32.3"], yanked=None)
     index.publish_trust(trust_files(project))
     publish_status(project, index)
     return project

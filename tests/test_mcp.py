@@ -28,10 +28,8 @@ from factory.assistants import build_server
 from factory.attest.keys import init_keys, load_signer, public_key_path
 from factory.config import Settings
 from factory.errors import VerificationError
-from factory.index import Index
 from factory.watch import why_knowledge
-from tests import factories
-from tests.index_fixtures import free_port, publish_wheel
+from tests.index_fixtures import approve_requests, free_port
 
 TOOLS = {"check_requirement", "check_requirements", "search_catalogue", "explain_refusal"}
 BOUND = 2000  # characters: any error text, whatever the input
@@ -39,12 +37,7 @@ BOUND = 2000  # characters: any error text, whatever the input
 
 @pytest.fixture
 def approved(project: Settings, tmp_path: Path) -> Settings:
-    init_keys(project)
-    for name, body in (("requests", 'versions = ">=2.31,<3"\n'), ("flask", ""), ("six", "")):
-        factories.recipe(project.root, name, body)
-    for version in ("2.31.0", "2.32.3"):
-        publish_wheel(project, tmp_path / "work", "requests", version)
-    Index.of(project).yank("requests", "2.31.0", "advisory GHSA-9wx4-h78v-vm56")
+    approve_requests(project, tmp_path / "work")
     return project
 
 

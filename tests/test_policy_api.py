@@ -20,7 +20,7 @@ import pytest
 from starlette.routing import Route
 
 from factory.advice import MAX_LINES, verifier_id, verify_answer
-from factory.attest.keys import init_keys, load_signer
+from factory.attest.keys import load_signer
 from factory.config import Settings
 from factory.errors import VerificationError
 from factory.index import Index
@@ -28,21 +28,14 @@ from factory.index.serve import create_app
 from factory.index.serve.api import MAX_BODY, OPENAPI
 from factory.publish import trust_files
 from factory.watch import publish_status
-from tests import factories
-from tests.index_fixtures import publish_wheel, running
+from tests.index_fixtures import approve_requests, running
 
 BOUND = 2000  # bytes of any error body, whatever the input
 
 
 @pytest.fixture
 def approved(project: Settings, tmp_path: Path) -> Settings:
-    init_keys(project)
-    for name, body in (("requests", 'versions = ">=2.31,<3"\n'), ("flask", ""), ("six", "")):
-        factories.recipe(project.root, name, body)
-    for version in ("2.31.0", "2.32.3"):
-        publish_wheel(project, tmp_path / "work", "requests", version)
-    index = Index.of(project)
-    index.yank("requests", "2.31.0", "advisory GHSA-9wx4-h78v-vm56")
+    index = approve_requests(project, tmp_path / "work")
     index.publish_trust(trust_files(project))
     publish_status(project, index)  # records/_status.json: what serve knows is approved
     return project
