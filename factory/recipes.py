@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from factory.config import Settings
-from factory.errors import RecipeError
+from factory.errors import RecipeError, printable
 
 TRACKS = ("patch", "minor", "any")
 KINDS = ("runtime", "build-tool")
@@ -27,8 +27,12 @@ KINDS = ("runtime", "build-tool")
 _TOP_KEYS = {
     "name", "versions", "track", "kind", "licenses", "cooldown_days",
     "system_packages", "patches", "source", "upstream_wheel", "description",
-    "allow_pth", "allow_prebuilt",
+    "allow_pth", "allow_prebuilt", "alternatives", "status", "status_reason",
 }
+# PEP 792 statuses a recipe may set (active is what no status means).
+RECIPE_STATUSES = ("deprecated", "archived", "quarantined")
+MAX_ALTERNATIVES = 10
+MAX_STATUS_REASON = 300
 _SOURCE_KEYS = {"index", "git", "tag"}
 # A Debian package, or one pinned to a version: NAME or NAME=VERSION, in Debian's
 # charsets (policy 5.6.1 and 5.6.12: [epoch:]upstream[-revision]); nothing else
@@ -36,6 +40,8 @@ _SOURCE_KEYS = {"index", "git", "tag"}
 SYSTEM_PACKAGE = re.compile(
     r"[a-z0-9][a-z0-9+.-]{1,99}(=([0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,99})?")
 _WHEEL_KEYS = {"filename", "sha256"}
+# A project name (PEP 508), bounded: what an alternative may name.
+_PROJECT = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]{0,198}[A-Z0-9]", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ class Recipe:
     # provenance: start-up hooks (.pth) in the wheel, prebuilt files in the sdist.
     allow_pth: bool = False
     allow_prebuilt: tuple[str, ...] = ()
+    # Approved components to use instead of this one (normalized names), and the PEP 792
+    # status policy gives the project (None: active), with a reason shown to users.
+    alternatives: tuple[str, ...] = ()
+    status: str | None = None
+    status_reason: str | None = None
 
     @property
     def key(self) -> str:
@@ -181,6 +192,42 @@ def _prebuilt_globs(fields: _Fields) -> tuple[str, ...]:
     return globs
 
 
+def _alternatives(fields: _Fields, key: str) -> tuple[str, ...]:
+    """Project names, normalized: at most MAX_ALTERNATIVES, none twice, not the recipe's
+    own. Whether each is approved is checked with the other recipes (``check_recipes``)."""
+    names = fields.strings("alternatives")
+    if len(names) > MAX_ALTERNATIVES:
+        raise fields.fail("alternatives", f"{len(names)} names; at most {MAX_ALTERNATIVES}")
+    found: list[str] = []
+    for name in names:
+        if not _PROJECT.fullmatch(name):
+            raise fields.fail("alternatives", f"{printable(name)[:120]!r} is not a project name")
+        normal = canonicalize_name(name)
+        if normal == key:
+            raise fields.fail("alternatives", f"{name!r} is this recipe's own project")
+        if normal in found:
+            raise fields.fail("alternatives", f"{name!r} is named twice")
+        found.append(normal)
+    return tuple(found)
+
+
+def _status(fields: _Fields) -> tuple[str | None, str | None]:
+    """The PEP 792 status policy sets (None: active) and its reason (printable, bounded)."""
+    status = fields.get("status", str)
+    if status is not None and status not in RECIPE_STATUSES:
+        raise fields.fail("status", f"{printable(status)[:40]!r} is not one of "
+                          f"{', '.join(RECIPE_STATUSES)}", "leave it out for an active project")
+    reason = fields.get("status_reason", str)
+    if reason is not None:
+        if status is None:
+            raise fields.fail("status_reason", "a reason without a status",
+                              f"set status to one of {', '.join(RECIPE_STATUSES)}")
+        if not reason.strip() or len(reason) > MAX_STATUS_REASON or not reason.isprintable():
+            raise fields.fail("status_reason", f"must be one line of 1 to {MAX_STATUS_REASON} "
+                              "printable characters", "it is shown to whoever installs it")
+    return status, reason
+
+
 # Parsed recipes by (file, directory, bytes): a catalogue's recipes are read by every
 # stage of a run. One with patches is parsed each time: its patch files are checked too.
 _PARSED: dict[tuple[str, str, bytes], Recipe] = {}
@@ -227,6 +274,7 @@ def _parse_recipe(path: Path, recipes_dir: Path, raw: bytes) -> Recipe:
     if source_table.get("git") and cooldown:
         raise fields.fail("cooldown_days", "git tags carry no upload time, so a cooldown "
                           "cannot be checked", "set cooldown_days = 0 for a git source")
+    status, status_reason = _status(fields)
     return Recipe(
         name=name,
         versions=versions,
@@ -243,6 +291,9 @@ def _parse_recipe(path: Path, recipes_dir: Path, raw: bytes) -> Recipe:
         description=fields.get("description", str, ""),
         allow_pth=fields.get("allow_pth", bool, False),
         allow_prebuilt=_prebuilt_globs(fields),
+        alternatives=_alternatives(fields, canonicalize_name(name)),
+        status=status,
+        status_reason=status_reason,
     )
 
 
@@ -269,6 +320,13 @@ def check_recipes(settings: Settings) -> tuple[dict[str, Recipe], list[RecipeErr
                                       f"already approved by {recipes[recipe.key].path.name}"))
             continue
         recipes[recipe.key] = recipe
+    for recipe in recipes.values():
+        for alternative in recipe.alternatives:
+            if alternative not in recipes:
+                errors.append(RecipeError(
+                    f"{recipe.path.name}: field 'alternatives': {alternative!r} is not an "
+                    "approved component", f"approve it (recipes/{alternative}.toml) or leave "
+                    "it out"))
     return recipes, errors
 
 

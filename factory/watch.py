@@ -124,6 +124,7 @@ class ComponentStatus:
     note: str = ""
     alarm: str | None = None  # upstream changed a pinned file: the pin is kept, not rebuilt
     refused: str | None = None  # a built wheel the admission gate refused to sign
+    alternatives: list[str] = field(default_factory=list)  # the recipe's: use these instead
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -203,7 +204,7 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 published=str(published) if published else None,
                 advisories=advisories, waiting_days=waiting, note=note,
                 alarm=_alarm(key, lock, listing, opened),
-                refused=_refused(key, refusals)))
+                refused=_refused(key, refusals), alternatives=list(recipe.alternatives)))
     return rows
 
 

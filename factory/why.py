@@ -89,11 +89,24 @@ class Component:
     failed: str | None = None  # its last build failed
     status: str = "active"  # PEP 792
     status_reason: str | None = None
+    alternatives: tuple[str, ...] = ()  # what its recipe names to use instead (normalized)
 
 
 def _text(row: Mapping[str, Any], key: str) -> str | None:
     value = row.get(key)
     return clip(value) if isinstance(value, str) and value else None
+
+
+MAX_ALTERNATIVES = 10
+
+
+def _names(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A list of normalized project names from a row (bounded; anything else left out)."""
+    value = row.get(key)
+    if not isinstance(value, list):
+        return ()
+    return tuple(dict.fromkeys(v for v in value[:MAX_ALTERNATIVES]
+                               if isinstance(v, str) and _is_key(v)))
 
 
 class Knowledge:
@@ -123,7 +136,8 @@ class Knowledge:
                 found[name] = Component(
                     name, allowed=_text(row, "allowed"), locked=_text(row, "locked"),
                     published=_text(row, "published"), refused=_text(row, "refused"),
-                    alarm=_text(row, "alarm"), failed=_text(row, "failed"))
+                    alarm=_text(row, "alarm"), failed=_text(row, "failed"),
+                    alternatives=_names(row, "alternatives"))
         approved = set(found)
         for row in catalog:
             name = row.get("name")
@@ -173,6 +187,8 @@ class Answer:
     advisories: tuple[str, ...] = ()
     upstream: str | None = None  # "exists", "unknown", "unreachable"; None: not asked
     details: dict[str, str] = field(default_factory=dict)  # why each suggestion
+    status: str | None = None  # the project's PEP 792 status, when not active
+    status_reason: str | None = None
 
     @property
     def installable(self) -> bool:
@@ -182,10 +198,12 @@ class Answer:
         """One line for a person: what it is, and what to do instead."""
         what = f"{self.name}=={self.version}" if self.version else self.name
         line = f"{what} is {self.reason}"
-        if self.suggestions:
-            line += "; did you mean: " + ", ".join(self.suggestions)
         if self.instead:
             line += f"; use {self.project}=={self.instead} instead"
+        if self.suggestions and self.project is not None and self.verdict != DID_YOU_MEAN:
+            line += "; approved alternatives: " + ", ".join(self.suggestions)
+        elif self.suggestions:
+            line += "; did you mean: " + ", ".join(self.suggestions)
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +266,39 @@ def _did_you_mean(shown: str, version: str | None, found: list[Suggestion]) -> A
 
 def _known(knowledge: Knowledge, component: Component, shown: str,
            version: str | None) -> Answer:
+    found = _known_verdict(knowledge, component, shown, version)
+    if component.status != "active":
+        found = replace(found, status=component.status, status_reason=component.status_reason)
+        if found.verdict == SERVED:  # deprecated or archived: served, with a notice
+            found = replace(found, reason=found.reason + _notice(component))
+    if found.verdict != SERVED or component.status != "active":
+        offered = alternatives(knowledge, component)
+        if offered:
+            found = replace(found, suggestions=offered, details=dict.fromkeys(
+                offered, f"an approved alternative to {component.name} (its recipe)"))
+    return found
+
+
+def alternatives(knowledge: Knowledge, component: Component) -> tuple[str, ...]:
+    """The alternatives ``component``'s recipe names that may be used: approved,
+    served, not quarantined."""
+    found = []
+    for name in component.alternatives:
+        other = knowledge.components.get(name)
+        if other is not None and name != component.name and _offered(other) \
+                and other.published:
+            found.append(name)
+    return tuple(found)
+
+
+def _notice(component: Component) -> str:
+    """What a served project's PEP 792 status says, as the end of its reason."""
+    why = f"; {component.status} (PEP 792)"
+    return why + (f": {component.status_reason}" if component.status_reason else "")
+
+
+def _known_verdict(knowledge: Knowledge, component: Component, shown: str,
+                   version: str | None) -> Answer:
     name = component.name
     if component.status == "quarantined":
         why = "quarantined: its files are not served (PEP 792)"
