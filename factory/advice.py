@@ -445,6 +445,12 @@ class Advisor:
         return self._signed([canonical(line) for _, line in lines] or [""],
                             properties, shown, shown)
 
+    def attest(self, subject: str, shown: dict[str, Any],
+               properties: Sequence[str] = ()) -> Signed:
+        """``shown`` (an answer of another kind: a request's status) signed about
+        ``subject``, as every answer is."""
+        return self._signed([subject], properties, {"answer": shown}, shown)
+
     def search(self, query: str, limit: int = DEFAULT_RESULTS) -> Signed:
         if not isinstance(query, str):
             raise RequestError("the query must be text")

@@ -1,7 +1,10 @@
 """The MCP server for AI coding assistants (`factory mcp`), on the official MCP SDK.
 
-Four tools, each a thin call of ``factory.advice``: ``check_requirement``,
-``check_requirements``, ``search_catalogue``, ``explain_refusal``. Every result is
+Four read-only tools, each a thin call of ``factory.advice``: ``check_requirement``,
+``check_requirements``, ``search_catalogue``, ``explain_refusal``; and, when the server
+is given the factory's settings, two of the intake queue (``factory.intake``):
+``request_component`` (queue a request for a project not approved yet, with why) and
+``request_status`` (poll it). Every result is
 ``{"answer": ..., "envelope": ...}``: the answer as JSON, and the DSSE envelope of
 the in-toto statement the factory's ``answers`` key signed over it (verify it with
 /.well-known/factory/answers.pub.pem, docs/policy-api.md). Input is bounded
@@ -15,7 +18,7 @@ one tool error of one line.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -31,8 +34,13 @@ from factory.advice import (
     MAX_RESULTS,
     Advisor,
     RequestError,
+    canonical,
 )
 from factory.errors import FactoryError, one_line
+from factory.intake import MAX_REASON, IntakeError, status, submit
+
+if TYPE_CHECKING:
+    from factory.config import Settings
 
 MAX_HTTP_BODY = 2 * 1024 * 1024
 NAME = "artifact-factory"
@@ -50,15 +58,17 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempo
 def _answer(call: Any, *args: Any) -> dict[str, Any]:
     try:
         return call(*args).to_dict()  # type: ignore[no-any-return]
-    except RequestError as exc:  # one bounded line for the model to read
+    except (RequestError, IntakeError) as exc:  # one bounded line for the model to read
         raise ToolError(f"{exc.message} ({exc.hint})") from None
     except FactoryError as exc:  # the factory's state cannot be read (no recipes...)
         raise ToolError(one_line(f"the factory cannot answer now: {exc.message} (hint: "
                                  f"{exc.hint})", 500)) from None
 
 
-def build_server(advisor: Advisor) -> MCPServer:
-    """The MCP server answering with ``advisor``."""
+def build_server(advisor: Advisor, settings: Settings | None = None,
+                 origin: str = "mcp") -> MCPServer:
+    """The MCP server answering with ``advisor``; with ``settings``, it also takes
+    requests (queued in that ledger, from ``origin``)."""
     server: MCPServer = MCPServer(NAME, title="Artifact factory policy",
                                   instructions=INSTRUCTIONS, version=__version__,
                                   log_level="WARNING")
@@ -95,4 +105,38 @@ def build_server(advisor: Advisor) -> MCPServer:
     def explain_refusal(requirement: str) -> dict[str, Any]:
         return _answer(advisor.explain, requirement)
 
+    if settings is not None:
+        _intake_tools(server, advisor, settings, origin)
     return server
+
+
+_ASKS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                        open_world_hint=False)
+
+
+def _intake_tools(server: MCPServer, advisor: Advisor, settings: Settings,
+                  origin: str) -> None:
+    @server.tool(annotations=_ASKS, description=(
+        "Ask the platform team to approve a Python project the index does not serve yet "
+        "(NAME or NAME<range>), saying why it is needed (at most "
+        f"{MAX_REASON} characters). The request is queued (or approved by policy where the "
+        "site allows it) and answered with a token: poll request_status with it. Check "
+        "the name first (check_requirement): a project already served is not queued, and "
+        "a name close to an approved one waits for a human. Signed by the factory."))
+    def request_component(requirement: str, reason: str,
+                          requester: str | None = None) -> dict[str, Any]:
+        def call() -> Any:
+            done = submit(settings, advisor.knowledge(), requirement, requester, reason,
+                          origin)
+            return advisor.attest(canonical(requirement), done.to_dict())
+        return _answer(call)
+
+    @server.tool(annotations=_READ_ONLY, description=(
+        "Where a request made with request_component stands: pending (a human decides), "
+        "approved, building, installable (with the version served), denied (with why) or "
+        "failed (with why). Signed by the factory."))
+    def request_status(token: str) -> dict[str, Any]:
+        def call() -> Any:
+            ticket = status(settings, token)
+            return advisor.attest(f"request:{ticket.token}", ticket.to_dict())
+        return _answer(call)

@@ -55,6 +55,8 @@ class Settings:
     http_timeout: float = 30.0
     # [policy] licenses: SPDX ids `factory add` approves without a human (the site policy)
     allowed_licenses: tuple[str, ...] = field(default_factory=lambda: DEFAULT_LICENSES)
+    # [intake] auto_approve: requests policy allows are approved without a human
+    intake_auto_approve: bool = False
 
     # -- paths of the project -------------------------------------------------
     @property
@@ -133,6 +135,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
     },
     "http": {"retries": "http_retries", "timeout": "http_timeout"},
     "policy": {"licenses": "allowed_licenses"},
+    "intake": {"auto_approve": "intake_auto_approve"},
 }
 
 _ENV_PREFIX = "FACTORY_"
@@ -197,8 +200,10 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
     if isinstance(raw, bool) and kind in ("int", "float"):
         raise ConfigError(f"setting {name}={raw!r} is not a number")
     try:
-        if kind == "int":
-            value: Any = int(raw)
+        if kind == "bool":
+            value: Any = _flag(name, raw)
+        elif kind == "int":
+            value = int(raw)
         elif kind == "float":
             value = float(raw)
         elif kind.startswith("str") and not isinstance(raw, str):
@@ -217,6 +222,16 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
     if name == "http_retries" and value < 0:
         raise ConfigError(f"setting {name}={raw!r} must not be negative")
     return value
+
+
+def _flag(name: str, raw: Any) -> bool:
+    """A yes/no setting: a TOML boolean, or true/false/1/0 from the environment."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return raw.strip().lower() in ("true", "1", "yes")
+    raise ConfigError(f"setting {name}={raw!r} is not true or false",
+                      "write it as a TOML boolean, e.g. auto_approve = true")
 
 
 def _strings(name: str, raw: Any) -> tuple[str, ...]:

@@ -60,6 +60,29 @@ class Decision(Base):
     run_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
+class RequestEntry(Base):
+    """A request for a component (factory.intake): who asked, why, and where it stands."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(40), unique=True, index=True)
+    component: Mapped[str] = mapped_column(String(200), index=True)
+    asked: Mapped[str] = mapped_column(String(1000))
+    requester: Mapped[str] = mapped_column(String(100))
+    origin: Mapped[str] = mapped_column(String(100), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # pending | approved | building | installable | denied | failed
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    votes: Mapped[int] = mapped_column(Integer, default=1)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now,
+                                              onupdate=_now)
+
+
 @cache
 def _engine(url: str) -> Engine:
     engine = create_engine(url, future=True)

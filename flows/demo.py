@@ -37,8 +37,9 @@ def _serve_in_thread(settings: Settings) -> tuple[threading.Thread, object]:
     from factory.index import Index
     from factory.index.serve import create_app
 
-    config = uvicorn.Config(create_app(Index.of(settings)), host=settings.serve_host,
-                            port=settings.serve_port, log_level="warning")
+    app = create_app(Index.of(settings), settings=settings)
+    config = uvicorn.Config(app, host=settings.serve_host, port=settings.serve_port,
+                            log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

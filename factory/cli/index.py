@@ -37,7 +37,7 @@ def serve(
                        "init`, then `factory index rebuild` to serve its public key)",
                        highlight=False, markup=False)
     _app.out.print(f"serving {s.index_dir} at http://{host}:{port}/simple/", highlight=False)
-    run(Index.of(s), host, port, signer)
+    run(Index.of(s), host, port, signer, s)
 
 
 index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)

@@ -40,17 +40,20 @@ from factory.index.serve.protocol import Screen, damaged
 if TYPE_CHECKING:
     from securesystemslib.signer import Signer
 
+    from factory.config import Settings
     from factory.index.changes import Index
 
 
-def create_app(index: Index, signer: Signer | None = None) -> Starlette:
+def create_app(index: Index, signer: Signer | None = None,
+               settings: Settings | None = None) -> Starlette:
     """The app serving ``index``; ``signer`` (the answers key) signs the policy API's
-    answers (None: they go unsigned, their envelope null)."""
+    answers (None: they go unsigned, their envelope null); requests for components are
+    queued in the ledger of ``settings`` (None: not taken)."""
     handlers = IndexApp(index)
     advisor = Advisor(handlers.explain.knowledge, signer, verifier_id(index.base_url),
                       lookup=handlers.explain.answer)
     routes = [
-        *PolicyApi(advisor).routes(),
+        *PolicyApi(advisor, settings).routes(),
         Route("/", handlers.home),
         Route("/simple/", handlers.simple_root),
         Route("/simple", handlers.add_slash),
@@ -74,10 +77,11 @@ def create_app(index: Index, signer: Signer | None = None) -> Starlette:
     return app
 
 
-def serve(index: Index, host: str, port: int, signer: Signer | None = None) -> None:
+def serve(index: Index, host: str, port: int, signer: Signer | None = None,
+          settings: Settings | None = None) -> None:
     """Run the index server until interrupted."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(create_app(index, signer), host=host, port=port, log_level="info",
+    uvicorn.run(create_app(index, signer, settings), host=host, port=port, log_level="info",
                 server_header=False)

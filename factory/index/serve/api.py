@@ -13,7 +13,7 @@ server never asks upstream (``why`` of `factory why` without --offline does).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
@@ -31,11 +31,27 @@ from factory.advice import (
     MAX_RESULTS,
     Advisor,
     RequestError,
+    canonical,
 )
+from factory.errors import FactoryError
+from factory.intake import (
+    MAX_ASKED,
+    MAX_REASON,
+    MAX_REQUESTER,
+    TOKEN_BYTES,
+    IntakeError,
+    QueueFull,
+    status,
+    submit,
+)
+
+if TYPE_CHECKING:
+    from factory.config import Settings
 
 PREFIX = "/api/v1"
 MAX_BODY = 128 * 1024
 MAX_LISTS_AT_ONCE = 4  # check-list calls running at once (each up to a second); others wait
+MAX_WRITES_AT_ONCE = 2  # requests written to the ledger at once; others wait
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -93,24 +109,37 @@ def _text(params: dict[str, Any], key: str) -> str:
 class PolicyApi:
     """Handlers of /api/v1/ over one advisor."""
 
-    def __init__(self, advisor: Advisor) -> None:
+    def __init__(self, advisor: Advisor, settings: Settings | None = None) -> None:
         self.advisor = advisor
+        self.settings = settings  # the ledger requests are queued in (None: not taken)
         # Lists answered at once: a flood of them never takes the thread pool the index's
         # file hashing shares (Starlette's, 40 threads), nor every core.
         self.lists = CapacityLimiter(MAX_LISTS_AT_ONCE)
+        self.writes = CapacityLimiter(MAX_WRITES_AT_ONCE)
 
-    async def _answer(self, request: Request, call: Any, threaded: bool = False) -> Response:
+    async def _answer(self, request: Request, call: Any, threaded: bool = False,
+                      limiter: CapacityLimiter | None = None) -> Response:
         """``call(params)`` answered as JSON; ``threaded``: off the event loop (a list of
-        500 typos matched against 10,000 names takes about a second)."""
+        500 typos matched against 10,000 names takes about a second); ``limiter``: off
+        the event loop within that limiter (the ledger's writes)."""
         try:
-            params = await _params(request)
-            found = await to_thread.run_sync(call, params, limiter=self.lists) if threaded \
+            params = await _params(request) if request.method == "POST" or limiter is None \
+                else {}
+            limiter = limiter or (self.lists if threaded else None)
+            found = await to_thread.run_sync(call, params, limiter=limiter) if limiter \
                 else call(params)
             return _json(found.to_dict())
         except _Refused as exc:
             return _error(exc.status, exc.message, exc.hint)
         except RequestError as exc:
             return _error(400, exc.message, exc.hint)
+        except QueueFull as exc:
+            return _error(429, exc.message, exc.hint)
+        except IntakeError as exc:
+            return _error(404 if exc.message == "no such request" else 400, exc.message,
+                          exc.hint)
+        except FactoryError as exc:  # the ledger cannot be used: the operator's to fix
+            return _error(503, "requests cannot be taken now", exc.hint)
 
     async def check(self, request: Request) -> Response:
         return await self._answer(request, lambda p: self.advisor.check(
@@ -142,6 +171,33 @@ class PolicyApi:
 
         return await self._answer(request, call)
 
+    async def request_component(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _error(405, "POST a JSON object {\"requirement\": ..., \"reason\": ...}")
+        if self.settings is None:
+            return _error(503, "this server takes no requests", "ask the platform team")
+        settings = self.settings
+        client = request.client.host if request.client else "unknown"
+
+        def call(params: dict[str, Any]) -> Any:
+            asked = _text(params, "requirement")
+            done = submit(settings, self.advisor.knowledge(), asked, params.get("requester"),
+                          params.get("reason"), f"api:{client}")
+            return self.advisor.attest(canonical(asked), done.to_dict())
+
+        return await self._answer(request, call, limiter=self.writes)
+
+    async def request_status(self, request: Request) -> Response:
+        if self.settings is None:
+            return _error(503, "this server takes no requests", "ask the platform team")
+        settings, token = self.settings, request.path_params["token"]
+
+        def call(_params: dict[str, Any]) -> Any:
+            ticket = status(settings, token)
+            return self.advisor.attest(f"request:{ticket.token}", ticket.to_dict())
+
+        return await self._answer(request, call, limiter=self.writes)
+
     async def openapi(self, request: Request) -> Response:
         return _json(OPENAPI)
 
@@ -151,6 +207,8 @@ class PolicyApi:
             Route(f"{PREFIX}/check-list", self.check_list, methods=["POST"]),
             Route(f"{PREFIX}/search", self.search, methods=["GET", "POST"]),
             Route(f"{PREFIX}/why", self.why, methods=["GET", "POST"]),
+            Route(f"{PREFIX}/requests", self.request_component, methods=["POST"]),
+            Route(f"{PREFIX}/requests/{{token}}", self.request_status, methods=["GET"]),
             Route(f"{PREFIX}/openapi.json", self.openapi, methods=["GET"]),
             # Last: what no route above answers (a wrong method, an unknown path) is
             # the API's JSON error, not Starlette's plain text.
@@ -160,7 +218,7 @@ class PolicyApi:
     async def _unanswered(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = Request(scope).url.path
         known = {f"{PREFIX}/{n}" for n in ("check", "check-list", "search", "why",
-                                            "openapi.json")}
+                                            "openapi.json", "requests")}
         response = _error(405, f"{scope['method'][:20]} is not answered here") \
             if path in known else _error(404, "no such route of the policy API")
         await response(scope, receive, send)
@@ -232,12 +290,56 @@ OPENAPI: dict[str, Any] = {
                          "schema": {"type": "object", "properties": _SEARCH_PARAMS}}}},
                      "responses": {"200": _SIGNED, "400": _ERROR, "413": _ERROR,
                                    "415": _ERROR}}},
+        f"{PREFIX}/requests": {"post": {
+            "summary": "Ask for a component the index does not serve yet",
+            "description": "Queued in the factory's ledger for the platform team (or "
+            "approved by policy where the site allows it); answered with a token to poll. "
+            "A project the index approves already is not queued: its answer is returned. "
+            "Asking again for an open request adds a vote to it. The requester is who "
+            "the client says it is; the origin is the client's address.",
+            "operationId": "requestComponent",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["requirement"], "properties": {
+                    "requirement": {"type": "string", "maxLength": MAX_ASKED,
+                                    "description": "NAME or NAME<range>",
+                                    "examples": ["attrs", "attrs>=23"]},
+                    "reason": {"type": "string", "maxLength": MAX_REASON},
+                    "requester": {"type": "string", "maxLength": MAX_REQUESTER}}}}}},
+            "responses": {"200": {**_SIGNED, "description": "The answer is {queued, "
+                                  "request, answer}: the request (a Request), or what "
+                                  "the index says of a project it approves already"},
+                          "400": _ERROR, "413": _ERROR, "415": _ERROR,
+                          "429": {**_ERROR, "description": "Too many open requests, from "
+                                  "this client or in all"},
+                          "503": {**_ERROR, "description": "This server takes no "
+                                  "requests, or its ledger cannot be used"}}}},
+        f"{PREFIX}/requests/{{token}}": {"get": {
+            "summary": "Where a request stands",
+            "operationId": "requestStatus",
+            "parameters": [{"name": "token", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern":
+                                       f"^[0-9a-f]{{{TOKEN_BYTES * 2}}}$"}}],
+            "responses": {"200": {**_SIGNED, "description": "The answer is a Request"},
+                          "400": _ERROR, "404": {**_ERROR, "description": "No such request"},
+                          "503": _ERROR}}},
         f"{PREFIX}/openapi.json": {"get": {
             "summary": "This description", "operationId": "openapi",
             "responses": {"200": {"description": "OpenAPI 3.1",
                                   "content": {"application/json": {}}}}}},
     },
     "components": {"schemas": {
+        "Request": {"type": "object", "properties": {
+            "token": {"type": "string"}, "name": {"type": "string"},
+            "asked": {"type": "string"},
+            "state": {"enum": ["pending", "approved", "building", "installable", "denied",
+                               "failed"]},
+            "detail": {"type": "string"}, "requester": {"type": "string"},
+            "origin": {"type": "string"}, "reason": {"type": "string"},
+            "votes": {"type": "integer"}, "decided_by": {"type": ["string", "null"]},
+            "version": {"type": ["string", "null"], "description": "the version served, "
+                        "once installable"},
+            "created": {"type": "string"}, "updated": {"type": "string"},
+            "message": {"type": "string"}}},
         "Error": {"type": "object", "required": ["error"],
                   "properties": {"error": {"type": "string"}, "hint": {"type": "string"}}},
         "Signed": {"type": "object", "required": ["answer", "envelope"], "properties": {
