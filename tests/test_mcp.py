@@ -31,7 +31,8 @@ from factory.errors import VerificationError
 from factory.watch import why_knowledge
 from tests.index_fixtures import approve_requests, free_port
 
-TOOLS = {"check_requirement", "check_requirements", "search_catalogue", "explain_refusal"}
+TOOLS = {"check_requirement", "check_requirements", "search_catalogue", "explain_refusal",
+         "request_component", "request_status"}
 BOUND = 2000  # characters: any error text, whatever the input
 
 
@@ -102,12 +103,21 @@ async def _session(client: Client, pem: bytes) -> dict[str, Any]:
             "search_catalogue", {"query": "req"})),
         "explain_refusal": _result(await client.call_tool(
             "explain_refusal", {"requirement": "requests==2.31.0"})),
+        "request_component": _result(await client.call_tool(
+            "request_component", {"requirement": "attrs>=23", "reason": "to parse configs",
+                                  "requester": "assistant of ada"})),
     }
+    token = found["request_component"]["answer"]["request"]["token"]
+    found["request_status"] = _result(await client.call_tool("request_status",
+                                                             {"token": token}))
+    missing = _error(await client.call_tool("request_status", {"token": "0" * 24}))
+    assert "no such request" in missing
     for data in found.values():
         statement = verify_answer(data["envelope"], pem)
         assert statement["predicate"]["answer" if "verdict" in data["answer"] else
                                       "answers" if "answers" in data["answer"] else
-                                      "results"] is not None
+                                      "results" if "results" in data["answer"] else
+                                      "answer"] is not None
     return found
 
 
@@ -122,6 +132,12 @@ def _check_answers(found: dict[str, Any]) -> None:
     why = found["explain_refusal"]["answer"]
     assert why["verdict"] == "version-blocked" and why["instead"] == "2.32.3"
     assert "GHSA-9wx4-h78v-vm56" in why["reason"]
+    asked = found["request_component"]["answer"]
+    assert asked["queued"] and asked["request"]["state"] == "pending"
+    assert asked["request"]["origin"].startswith("mcp:")
+    assert asked["request"]["requester"] == "assistant of ada"
+    polled = found["request_status"]["answer"]
+    assert polled["token"] == asked["request"]["token"] and polled["asked"] == "attrs>=23"
 
 
 def test_stdio_client_lists_and_calls_every_tool(approved: Settings) -> None:
@@ -248,3 +264,27 @@ def test_a_factory_that_cannot_answer_says_why_in_one_line(project: Settings) ->
 
     text = anyio.run(run)
     assert "no recipes" in text and "\n" not in text
+
+
+def test_request_tools_bound_their_input(approved: Settings, advisor: Advisor) -> None:
+    async def run() -> None:
+        async with Client(build_server(advisor, approved, "mcp:tester")) as client:
+            for asked in ("attrs @ https://evil.example/a.whl", "a" * 1_000_000, "\x1b[2J",
+                          "../../etc/passwd"):
+                text = _error(await client.call_tool(
+                    "request_component", {"requirement": asked, "reason": "x"}))
+                assert "\x1b" not in text
+            assert "reason" in _error(await client.call_tool(
+                "request_component", {"requirement": "attrs", "reason": "r" * 1_000_000}))
+            served = _result(await client.call_tool(
+                "request_component", {"requirement": "requests", "reason": "x"}))["answer"]
+            assert not served["queued"] and served["answer"]["verdict"] == "served"
+            for i in range(20):
+                _result(await client.call_tool(
+                    "request_component", {"requirement": f"p{i}", "reason": "flood"}))
+            assert "are open" in _error(await client.call_tool(
+                "request_component", {"requirement": "one-more", "reason": "flood"}))
+            assert "no such request" in _error(await client.call_tool(
+                "request_status", {"token": "x" * 10_000}))
+
+    anyio.run(run)

@@ -43,7 +43,7 @@ def approved(project: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def base(approved: Settings) -> Iterator[str]:
-    app = create_app(Index.of(approved), load_signer(approved, "answers"))
+    app = create_app(Index.of(approved), load_signer(approved, "answers"), approved)
     with running(app) as url:
         yield url
 
@@ -162,3 +162,47 @@ def test_without_an_answers_key_answers_go_unsigned(approved: Settings) -> None:
         data = httpx.get(f"{url}/api/v1/check", params={"requirement": "six"}).json()
     assert data["envelope"] is None
     assert data["answer"]["verdict"] == "approved-not-published"
+
+
+def test_a_request_is_queued_signed_and_polled(approved: Settings,
+                                               client: httpx.Client) -> None:
+    pem = _pem(client)
+    asked = _signed(client.post("/api/v1/requests", json={
+        "requirement": "attrs>=23", "reason": "to parse configs", "requester": "ada"}), pem)
+    assert asked["queued"] and asked["request"]["state"] == "pending"
+    assert asked["request"]["origin"] == "api:127.0.0.1"
+    token = asked["request"]["token"]
+    response = client.get(f"/api/v1/requests/{token}")
+    polled = _signed(response, pem)
+    statement = verify_answer(response.json()["envelope"], pem)
+    assert statement["subject"][0]["name"] == f"request:{token}"
+    assert polled["state"] == "pending" and polled["reason"] == "to parse configs"
+    again = _signed(client.post("/api/v1/requests", json={"requirement": "attrs"}), pem)
+    assert not again["queued"] and again["request"]["votes"] == 2
+    served = _signed(client.post("/api/v1/requests", json={"requirement": "requests"}), pem)
+    assert served["request"] is None and served["answer"]["verdict"] == "served"
+
+
+def test_bad_requests_are_one_bounded_error_each(approved: Settings,
+                                                 client: httpx.Client) -> None:
+    _refused(client.post("/api/v1/requests", json={"reason": "no name"}), 400, "requirement")
+    _refused(client.post("/api/v1/requests", json={"requirement": "a @ https://x.example/"}),
+             400, "not a project name")
+    _refused(client.post("/api/v1/requests", json={"requirement": "attrs",
+                                                   "reason": "r" * 100_000}), 400, "reason")
+    _refused(client.post("/api/v1/requests", json={"requirement": "attrs",
+                                                   "requester": {"x": 1}}), 400, "text")
+    _refused(client.get("/api/v1/requests"), 405, "not answered")
+    _refused(client.get("/api/v1/requests/" + "0" * 24), 404, "no such request")
+    escaped = client.get("/api/v1/requests/..%2F..%2Fetc")  # screened before routing
+    assert escaped.status_code == 404 and len(escaped.content) <= BOUND
+    for i in range(20):
+        assert client.post("/api/v1/requests", json={"requirement": f"p{i}"}).status_code == 200
+    _refused(client.post("/api/v1/requests", json={"requirement": "one-more"}), 429,
+             "are open")
+
+
+def test_a_server_without_a_ledger_takes_no_requests(approved: Settings) -> None:
+    with running(create_app(Index.of(approved))) as url:
+        response = httpx.post(url + "/api/v1/requests", json={"requirement": "attrs"})
+    _refused(response, 503, "takes no requests")
