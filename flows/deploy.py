@@ -1,4 +1,5 @@
-"""Serve both flows as deployments: watch on a schedule, rebuild on demand and on events.
+"""Serve the flows as deployments: watch on a schedule, rebuild on demand and on events,
+intake (the request queue) every 30 seconds.
 
 ``python -m flows.deploy`` (or ``factory deploy``) runs a long-lived process
 that serves the deployments (Prefect's ``serve``: a process worker in one).
@@ -13,8 +14,11 @@ import argparse
 from prefect import serve
 from prefect.events import DeploymentEventTrigger
 
+from flows.intake import intake
 from flows.rebuild import rebuild
 from flows.watch import CHANGED_EVENT, watch
+
+INTAKE_SECONDS = 30  # a request waits at most this long for policy to look at it
 
 
 def deployments(interval_seconds: int) -> list[object]:
@@ -27,6 +31,7 @@ def deployments(interval_seconds: int) -> list[object]:
         rebuild.to_deployment(name="rebuild", triggers=[rebuild_on_change]),
         watch.to_deployment(name="watch", interval=interval_seconds,
                             parameters={"via_deployment": True}),
+        intake.to_deployment(name="intake", interval=INTAKE_SECONDS),
     ]
 
 

@@ -282,3 +282,26 @@ def test_the_cli_queues_lists_approves_and_denies(project: Settings) -> None:
     assert wrong.returncode == 1 and "no such state" in wrong.stderr
     approved = cli(project, "requests", "approve", token, "--no-build", "--json")
     assert json.loads(approved.stdout)["state"] == APPROVED
+
+
+@pytest.mark.docker  # runs with the Prefect-server tests (a real server, shared per session)
+def test_the_intake_flow_decides_by_policy_on_a_real_prefect_server(
+        prefect_api: str, project: Settings, upstream: LocalUpstream,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.deploy import deployments
+    from flows.intake import intake as intake_flow
+
+    build_tools(upstream, project)
+    upstream.add("copyleft", "1.0.0", license="GPL-3.0-only")
+    (project.root / "factory.toml").write_text(
+        (project.root / "factory.toml").read_text() + "[intake]\nauto_approve = true\n")
+    monkeypatch.setenv("FACTORY_ROOT", str(project.root))
+    ghost = ask(project, "no-such-project").ticket
+    gpl = ask(project, "copyleft").ticket
+    assert ghost is not None and gpl is not None
+    result = intake_flow()
+    assert result["denied"] == [ghost.token] and result["left"] == [gpl.token]
+    assert result["fulfilled"] == {}
+    assert status(project, ghost.token).decided_by == "policy"
+    names = {d.name for d in deployments(600)}  # type: ignore[attr-defined]
+    assert "intake" in names
