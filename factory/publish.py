@@ -37,6 +37,7 @@ from factory.errors import FactoryError, IntegrityError, PublishError, printable
 from factory.index import Index, PublishedFile
 from factory.index.records import Sidecars
 from factory.index.store import publish_lock
+from factory.project_status import Policy, apply_statuses
 from factory.sign import (
     Signer,
     factory_publisher,
@@ -152,6 +153,11 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
     """Like ``release``, but returns the refusals instead of raising for them."""
     report = ReleaseReport()
     index = Index.of(settings)
+    # PEP 792 status from the recipes and upstream (factory.project_status): applied
+    # before anything is signed (a quarantine hides the files at once) and again after
+    # (projects published for the first time).
+    policy = Policy.load(settings)
+    apply_statuses(settings, index, policy)
     pending: list[BuildRecord] = []
     served: list[BuildRecord] = []
     for record in records:
@@ -162,6 +168,17 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
     _close_refusals(settings, served, refusals, run_id)
     if not pending:
         return report
+    try:
+        return _release_pending(settings, index, pending, report, policy, on_done, run_id)
+    finally:
+        if report.published:
+            apply_statuses(settings, index, policy)
+
+
+def _release_pending(settings: Settings, index: Index, pending: list[BuildRecord],
+                     report: ReleaseReport, policy: Policy,
+                     on_done: Callable[[BuildRecord, PublishedFile | None], None] | None,
+                     run_id: str | None) -> ReleaseReport:
     ensure_keys(settings)
     index.publish_trust(trust_files(settings))
     approvals = Approvals.load(settings)
@@ -175,6 +192,11 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
                 try:
                     if is_published(index, record):
                         continue
+                    held = policy.held(canonicalize_name(record.component))
+                    if held is not None:
+                        raise PublishError(f"{record.wheel_filename}: {held}",
+                                           f"`factory why {record.component}` says why; "
+                                           "published versions stay as they are")
                     result = _release_one(settings, index, signer, approvals, record, run_id)
                     report.published.append(result)
                 except FactoryError as exc:  # this wheel only: the others go on

@@ -35,6 +35,7 @@ from factory.index import Index
 from factory.index.validation import load_catalog
 from factory.lock import Alarm, Change, Lock, LockedComponent, Problem, load_lock, lock_report
 from factory.lock.policy import parse_time
+from factory.project_status import Policy, apply_statuses, policy_status
 from factory.recipes import load_recipes
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.client import Upstream
@@ -49,12 +50,14 @@ class WatchResult:
     yanked: list[tuple[str, str, str]] = field(default_factory=list)  # project, version, why
     alarms: list[Alarm] = field(default_factory=list)  # pins kept: upstream changed under them
     problems: list[Problem] = field(default_factory=list)  # could not be locked this time
+    statuses: list[str] = field(default_factory=list)  # PEP 792 statuses applied (one line each)
 
     def summary(self) -> str:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
         parts += [f"not locked: {p.describe()}" for p in self.problems]
         parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
+        parts += [f"status {line}" for line in self.statuses]
         # Logged through Prefect's console handler: upstream and OSV text, made inert.
         return printable("; ".join(parts)) or "nothing new upstream, no new advisories"
 
@@ -70,6 +73,8 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
     result.yanked = check_advisories(settings, index, run_id)
+    # upstream's archived or deprecated (as the lock now records it) onto the served project
+    result.statuses = apply_statuses(settings, index, Policy.load(settings, report.lock))
     publish_status(settings, index)
     return result
 
@@ -125,6 +130,12 @@ class ComponentStatus:
     alarm: str | None = None  # upstream changed a pinned file: the pin is kept, not rebuilt
     refused: str | None = None  # a built wheel the admission gate refused to sign
     alternatives: list[str] = field(default_factory=list)  # the recipe's: use these instead
+    # PEP 792: the status policy gives it (its recipe's, else upstream's archived or
+    # deprecated; None: active), and what upstream says (the lock's record, or the listing)
+    status: str | None = None
+    status_reason: str | None = None
+    upstream_status: str | None = None
+    upstream_status_reason: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -197,6 +208,9 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 uploaded = parse_time(allowed[1])
                 waiting = round((now - uploaded).total_seconds() / 86400, 2) if uploaded else None
             locked = lock.primary(key)
+            said = (listing.status, listing.status_reason) if listing is not None else (
+                (locked.upstream_status, locked.upstream_status_reason) if locked else (None, None))
+            wanted = policy_status(recipe, *said)
             rows.append(ComponentStatus(
                 name=key, kind=recipe.kind, allowed=str(recipe.versions) or "any",
                 newest_upstream=str(newest[0]) if newest else None,
@@ -204,7 +218,10 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 published=str(published) if published else None,
                 advisories=advisories, waiting_days=waiting, note=note,
                 alarm=_alarm(key, lock, listing, opened),
-                refused=_refused(key, refusals), alternatives=list(recipe.alternatives)))
+                refused=_refused(key, refusals), alternatives=list(recipe.alternatives),
+                status=wanted.status if wanted.source else None,
+                status_reason=wanted.reason if wanted.source else None,
+                upstream_status=said[0], upstream_status_reason=said[1]))
     return rows
 
 

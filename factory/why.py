@@ -90,6 +90,8 @@ class Component:
     status: str = "active"  # PEP 792
     status_reason: str | None = None
     alternatives: tuple[str, ...] = ()  # what its recipe names to use instead (normalized)
+    upstream_status: str | None = None  # what upstream says of it (PEP 792), when not active
+    upstream_status_reason: str | None = None
 
 
 def _text(row: Mapping[str, Any], key: str) -> str | None:
@@ -98,6 +100,12 @@ def _text(row: Mapping[str, Any], key: str) -> str | None:
 
 
 MAX_ALTERNATIVES = 10
+_STATUSES = ("active", "archived", "quarantined", "deprecated")  # PEP 792
+
+
+def _status(row: Mapping[str, Any], key: str) -> str | None:
+    value = row.get(key)
+    return value if isinstance(value, str) and value in _STATUSES else None
 
 
 def _names(row: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -137,7 +145,12 @@ class Knowledge:
                     name, allowed=_text(row, "allowed"), locked=_text(row, "locked"),
                     published=_text(row, "published"), refused=_text(row, "refused"),
                     alarm=_text(row, "alarm"), failed=_text(row, "failed"),
-                    alternatives=_names(row, "alternatives"))
+                    alternatives=_names(row, "alternatives"),
+                    # the status policy gives it, until a publish applies it to the record
+                    status=_status(row, "status") or "active",
+                    status_reason=_text(row, "status_reason"),
+                    upstream_status=_status(row, "upstream_status"),
+                    upstream_status_reason=_text(row, "upstream_status_reason"))
         approved = set(found)
         for row in catalog:
             name = row.get("name")
@@ -146,6 +159,9 @@ class Knowledge:
             # Published without a status row: no longer approved (when there are rows).
             known = found.get(name) or Component(name, approved=not approved)
             status_ = row.get("status") if isinstance(row.get("status"), str) else "active"
+            if status_ == "active" and known.status != "active":  # not applied yet
+                found[name] = replace(known, published=_text(row, "latest"))
+                continue
             found[name] = replace(known, published=_text(row, "latest"), status=clip(status_, 20),
                                   status_reason=_text(row, "status_reason"))
         return cls(found.values(), releases)
@@ -189,6 +205,7 @@ class Answer:
     details: dict[str, str] = field(default_factory=dict)  # why each suggestion
     status: str | None = None  # the project's PEP 792 status, when not active
     status_reason: str | None = None
+    upstream_status: str | None = None  # what upstream says of it (PEP 792), when not active
 
     @property
     def installable(self) -> bool:
@@ -267,6 +284,10 @@ def _did_you_mean(shown: str, version: str | None, found: list[Suggestion]) -> A
 def _known(knowledge: Knowledge, component: Component, shown: str,
            version: str | None) -> Answer:
     found = _known_verdict(knowledge, component, shown, version)
+    if component.upstream_status not in (None, "active"):
+        found = replace(found, upstream_status=component.upstream_status)
+        if component.upstream_status == "quarantined" and found.verdict != NOT_PUBLISHED:
+            found = replace(found, reason=found.reason + "; " + _pulled(component))
     if component.status != "active":
         found = replace(found, status=component.status, status_reason=component.status_reason)
         if found.verdict == SERVED:  # deprecated or archived: served, with a notice
@@ -289,6 +310,11 @@ def alternatives(knowledge: Knowledge, component: Component) -> tuple[str, ...]:
                 and other.published:
             found.append(name)
     return tuple(found)
+
+
+def _pulled(component: Component) -> str:
+    why = f": {component.upstream_status_reason}" if component.upstream_status_reason else ""
+    return f"upstream quarantined it (PEP 792){why}; no new version is published"
 
 
 def _notice(component: Component) -> str:
@@ -322,6 +348,8 @@ def _served(component: Component, newest: str) -> str:
 
 def _not_published(component: Component, releases: list[Release] | None) -> str:
     """Why an approved component is not served (yet): the first the factory knows of."""
+    if component.upstream_status == "quarantined":
+        return "approved, but " + _pulled(component)
     if component.refused:
         return f"approved, but the admission gate refused its wheel: {component.refused}"
     if component.alarm:

@@ -11,6 +11,7 @@ same server with hooks: paths that answer as a test says (``reply``,
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +56,8 @@ class LocalUpstream:
     corrupt: bool = False
     requests: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    # PEP 792 project-status a project's page states: {"status": ..., "reason": ...}
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -89,7 +92,10 @@ class LocalUpstream:
             "yanked": r.yanked,
             "requires-python": r.requires_python,
         } for r in self.projects[key]]
-        return json.dumps({"meta": {"api-version": "1.1"}, "name": key, "files": files}).encode()
+        page: dict[str, Any] = {"meta": {"api-version": "1.1"}, "name": key, "files": files}
+        if key in self.statuses:
+            page["project-status"] = self.statuses[key]
+        return json.dumps(page).encode()
 
     def html_page(self, key: str) -> bytes:
         links = []
@@ -98,7 +104,12 @@ class LocalUpstream:
                 if r.yanked else ""
             links.append(f'<a href="../../files/{r.path.name}#sha256={r.sha256}"{attrs}>'
                          f"{r.path.name}</a><br>")
-        return ("<!DOCTYPE html><html><body>" + "\n".join(links) + "</body></html>").encode()
+        head = "".join(f'<meta name="pypi:project-{k}" content="{html.escape(str(v))}">'
+                       for k, v in (("status", self.statuses.get(key, {}).get("status")),
+                                    ("status-reason", self.statuses.get(key, {}).get("reason")))
+                       if v is not None)
+        return ("<!DOCTYPE html><html><head>" + head + "</head><body>" + "\n".join(links)
+                + "</body></html>").encode()
 
 
 def _handler(upstream: LocalUpstream,

@@ -87,7 +87,8 @@ def index_status(
     state: Annotated[str, typer.Argument(help="active | archived | quarantined | deprecated")],
     reason: Annotated[str | None, typer.Option(help="Shown to users.")] = None,
 ) -> None:
-    """Set a project's status (PEP 792); quarantined hides every file."""
+    """Set a project's status (PEP 792); quarantined hides every file. It stands
+    whatever its recipe or upstream say; setting it active hands it back to them."""
     from factory.index import Index
 
     Index.of(settings()).set_status(name, state, reason)

@@ -155,7 +155,10 @@ class Index:
             existing = record.find(wheel.name)
             if existing is not None:
                 return self._republish(record, existing, wheel_sha)
-            if record.status in ("archived", "quarantined"):
+            # A status mirrored from upstream's archived still takes the factory's builds
+            # of what upstream already released; any other archived or quarantined does not.
+            if record.status == "quarantined" or (
+                    record.status == "archived" and record.status_owner != "upstream"):
                 raise PublishError(
                     f"{project} is {record.status}: the index accepts no new files for it",
                     f"set the project active first (`factory index status {project} active`)",
@@ -207,7 +210,11 @@ class Index:
         return [f.filename for f in files]
 
     def set_status(self, project: str, status: str, reason: str | None = None) -> None:
-        """Set the PEP 792 project status (quarantined hides every file)."""
+        """Set the PEP 792 project status as an operator (quarantined hides every file).
+
+        An operator's status stands whatever the recipe or upstream say, until an
+        operator sets the project active: that hands it back to them (the next publish
+        or watch cycle applies the recipe's status, else upstream's)."""
         if status not in PROJECT_STATUSES:
             raise PublishError(
                 f"unknown project status {status!r}", f"one of: {', '.join(PROJECT_STATUSES)}"
@@ -215,7 +222,26 @@ class Index:
         with self._writing() as layout:
             record = _existing(layout, project)
             record.status, record.status_reason = status, reason
+            record.status_source = None if status == "active" else "operator"
             self._save(record)
+
+    def apply_status(self, project: str, status: str, reason: str | None,
+                     source: str | None) -> bool:
+        """Give ``project`` the status policy asks for (``source``: "recipe", "upstream",
+        None for active), unless an operator set its status; True when it changed.
+        A project without a record is left alone (False)."""
+        if status not in PROJECT_STATUSES:
+            raise PublishError(f"unknown project status {status!r}")
+        source = None if status == "active" else source
+        with self._writing() as layout:
+            record = load_record(layout, normalize(project))
+            if record is None or record.status_owner == "operator" or (
+                    record.status, record.status_reason, record.status_source) == (
+                    status, reason, source):
+                return False
+            record.status, record.status_reason, record.status_source = status, reason, source
+            self._save(record)
+        return True
 
     def record_advisories(self, project: str, version: str, advisories: list[dict[str, Any]],
                           checked_at: str | None = None) -> None:

@@ -34,6 +34,10 @@ from factory.upstream.cache import Sdist
 
 RECORD_FORMAT = 1
 PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")  # PEP 792
+# Who set a project's status: an operator (`factory index status`), its recipe, or the
+# factory mirroring upstream's. An operator's stands until an operator sets it active;
+# publishing applies the recipe's, else upstream's (``Index.apply_status``).
+STATUS_SOURCES = ("operator", "recipe", "upstream")
 
 # sidecar kind -> suffix appended to the wheel's file name (``Sidecars`` names them)
 SIDECAR_SUFFIXES: dict[str, str] = {
@@ -223,6 +227,15 @@ class ProjectRecord:
     status_reason: str | None = None
     serial: int = 0  # bumped on every change; part of the pages' identity
     format: int = RECORD_FORMAT
+    status_source: str | None = None  # one of STATUS_SOURCES; None: none set it
+
+    @property
+    def status_owner(self) -> str | None:
+        """Who the status is of; a status set before sources were recorded is an
+        operator's (nothing overrides it)."""
+        if self.status_source is None and self.status != "active":
+            return "operator"
+        return self.status_source
 
     def find(self, filename: str) -> FileEntry | None:
         return next((f for f in self.files if f.filename == filename), None)
@@ -251,6 +264,8 @@ class ProjectRecord:
         for entry, out in zip(self.files, data["files"], strict=True):
             del out["source_stored"]
             out["source"] = source_json(entry.source, entry.source_stored) if entry.source else None
+        if data["status_source"] is None:  # records without one read as before
+            del data["status_source"]
         return data
 
     @classmethod

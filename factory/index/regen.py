@@ -92,6 +92,9 @@ def summary(record: ProjectRecord) -> dict[str, Any]:
             sum(1 for f in checked if f.advisories) if len(checked) == len(record.files) else None
         ),
         "updated": max((f.upload_time for f in record.files), default=None),
+        # the PEP 792 reason, for the 404 and `factory why` (only when there is one: an
+        # index published before it was recorded here stays consistent)
+        **({"status_reason": record.status_reason} if record.status_reason else {}),
     }
 
 

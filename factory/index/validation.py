@@ -29,6 +29,7 @@ from factory.index.records import (
     RECORD_FORMAT,
     SHA256,
     SIDECAR_SUFFIXES,
+    STATUS_SOURCES,
     TRUST_NAME,
     FileEntry,
     IndexCorruptError,
@@ -131,7 +132,7 @@ def _read_record(path: os.PathLike[str], rel: str) -> Any:
 def record_from(value: Any, project: str) -> ProjectRecord:
     """``value`` (parsed JSON) as the record of ``project``, or Invalid saying why."""
     data = _object(value, "the record", {"name", "display_name", "files"},
-                   {"status", "status_reason", "serial", "format"})
+                   {"status", "status_reason", "serial", "format", "status_source"})
     if data["name"] != project:
         raise Invalid(f"its name is {_quoted(str(data['name']))}, not {project!r}")
     display = _text(data, "display_name", "the record") or ""
@@ -145,6 +146,10 @@ def record_from(value: Any, project: str) -> ProjectRecord:
     if status not in PROJECT_STATUSES:
         raise Invalid(f"status {_quoted(str(status))} is not one of "
                       f"{', '.join(PROJECT_STATUSES)}")
+    source = data.get("status_source")
+    if source is not None and source not in STATUS_SOURCES:
+        raise Invalid(f"status_source {_quoted(str(source))} is not one of "
+                      f"{', '.join(STATUS_SOURCES)}")
     if not isinstance(data["files"], list):
         raise Invalid(f"files is {_kind(data['files'])}, not a list")
     files = [_entry(f, project, f"files[{i}]") for i, f in enumerate(data["files"])]
@@ -152,6 +157,7 @@ def record_from(value: Any, project: str) -> ProjectRecord:
         name=project, display_name=display, files=files, status=status,
         status_reason=_text(data, "status_reason", "the record", optional=True),
         serial=_integer(data, "serial", "the record", 1 << 62) if "serial" in data else 0,
+        status_source=source,
     )
     _consistent(record)
     return record

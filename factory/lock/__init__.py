@@ -100,9 +100,30 @@ def lock_report(settings: Settings, update: bool | set[str] = False,
     for alarm in result.accepted:
         ledger.record_decision(settings, alarm.name, ledger.ALARM_ACCEPTED, alarm.reason,
                                alarm.version or None)
+    _record_upstream_statuses(settings, previous, result.lock)
     if result.lock.components or not result.problems:  # nothing locked: keep the old file
         save_lock(settings, result.lock)
     return result
+
+
+UPSTREAM_STATUS = "upstream-status"  # ledger action: upstream's PEP 792 status changed
+
+
+def _record_upstream_statuses(settings: Settings, previous: Lock | None, lock: Lock) -> None:
+    """A ledger decision for each approved project whose upstream status (PEP 792)
+    differs from the one the previous lock recorded."""
+    from factory import ledger
+
+    for entry in lock.components:
+        if not entry.is_primary:
+            continue
+        old = previous.primary(entry.key) if previous is not None else None
+        before = (old.upstream_status, old.upstream_status_reason) if old else (None, None)
+        if before != (entry.upstream_status, entry.upstream_status_reason):
+            said = entry.upstream_status or "active"
+            if entry.upstream_status_reason:
+                said += f": {entry.upstream_status_reason}"
+            ledger.record_decision(settings, entry.key, UPSTREAM_STATUS, said, entry.version)
 
 
 def record_alarm(settings: Settings, exc: AlarmError) -> None:

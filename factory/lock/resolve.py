@@ -346,6 +346,15 @@ class Resolver:
         return LockedComponent(kind=recipe.kind, reason=reason, recipe_digest=recipe.digest,
                                sdist=_named(pin, recipe.key), skipped=skipped)
 
+    def with_upstream_status(self, key: str, entry: LockedComponent) -> LockedComponent:
+        """``entry`` (an approved row) with the PEP 792 status its listing says now; as
+        it was when the listing was not read this run (an alarm, a git source)."""
+        listing = self._listings.get(key)
+        if listing is None:
+            return entry
+        return replace(entry, upstream_status=listing.status,
+                       upstream_status_reason=listing.status_reason)
+
     def with_requirements(self, entry: LockedComponent) -> LockedComponent:
         """Read the sdist's static build and runtime requirements (downloads it)."""
         if self.on_fetch:
@@ -457,6 +466,7 @@ def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Loc
                 resolver.problems.append(Problem(key, f"{exc.message}; kept {key} {old.version}",
                                                  exc.hint, error=type(exc)))
                 entry, why = old, "kept"
+            entry = resolver.with_upstream_status(key, entry)
             lock.components.append(entry)
             old = previous.primary(key)
             if why != ALARMED and (why != "kept" or old is None or old.version != entry.version):

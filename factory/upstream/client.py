@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -170,7 +171,7 @@ class Upstream:
                 raise UpstreamError(f"{url}: malformed PEP 691 JSON ({exc})") from None
         else:
             listing = parse_html(key, url, body, self.policy)
-        return ProjectListing(listing.name, listing.files, etag, listing.rejected)
+        return replace(listing, etag=etag)
 
     # -- files --------------------------------------------------------------------------
     def size_of(self, url: str) -> int | None:

@@ -11,7 +11,7 @@ A file that fails is left out of the listing with the reason
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag
@@ -33,6 +33,9 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 MAX_FILENAME = 255  # a file name on every filesystem we write to
 MAX_TEXT = 200  # yank reasons, requires-python, upload times: shown, never trusted
 MAX_FILE_BYTES = 1 << 30  # an sdist or wheel larger than this is refused outright
+# PEP 792 project statuses an index may state; "active" is recorded as no status.
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+MAX_STATUS_REASON = 300
 
 _PROJECT = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
 _FILENAME = re.compile(r"[A-Za-z0-9._+!-]+")  # names, PEP 440 versions, extensions
@@ -168,6 +171,10 @@ class ProjectListing:
     files: tuple[UpstreamFile, ...]
     etag: str | None = None
     rejected: tuple[Rejected, ...] = ()
+    # What upstream says of the project (PEP 792): archived, quarantined or deprecated,
+    # with its reason (printable, bounded); None: active, or nothing usable said.
+    status: str | None = None
+    status_reason: str | None = None
 
     def sdists(self) -> list[UpstreamFile]:
         return [f for f in self.files if f.is_sdist and f.version is not None]
@@ -233,17 +240,39 @@ def _listing(name: str, candidates: list[UpstreamFile | Rejected],
     return ProjectListing(name=name, files=tuple(files), rejected=tuple(rejected))
 
 
+def project_status(status: object, reason: object) -> tuple[str | None, str | None]:
+    """PEP 792 status and reason as upstream gave them -> (status, reason) to record:
+    one of the statuses other than active, and a reason made printable on one line and
+    bounded; (None, None) for active or anything else (an unknown status, a non-string)."""
+    if not isinstance(status, str) or status not in PROJECT_STATUSES or status == "active":
+        return None, None
+    if not isinstance(reason, str):
+        return status, None
+    # cut before escaping: a 1 MB reason costs no more than a short one
+    shown = printable(" ".join(reason[:MAX_STATUS_REASON * 2].split()), keep="")
+    return status, shown[:MAX_STATUS_REASON] or None
+
+
 def _shown(value: object) -> str:
     return printable(value if isinstance(value, str) else repr(value), keep="")[:MAX_FILENAME]
+
+
+_STATUS_META = ("pypi:project-status", "pypi:project-status-reason")
 
 
 class _LinkParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.links: list[dict[str, str | None]] = []
+        self.meta: dict[str, str | None] = {}  # the first of each PEP 792 meta tag
         self._current: dict[str, str | None] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "meta":
+            found = dict(attrs)
+            name = found.get("name")
+            if name in _STATUS_META and name not in self.meta:
+                self.meta[name] = found.get("content")
         if tag == "a":
             self._current = dict(attrs)
             self._current["#text"] = ""
@@ -288,7 +317,9 @@ def parse_html(name: str, base_url: str, text: str,
             requires_python=_clean(link.get("data-requires-python")),
             has_provenance=bool(link.get("data-provenance")),
         ))
-    return _listing(canonicalize_name(name), candidates, policy)
+    status, reason = project_status(*(parser.meta.get(k) for k in _STATUS_META))
+    return replace(_listing(canonicalize_name(name), candidates, policy), status=status,
+                   status_reason=reason)
 
 
 def parse_json(name: str, base_url: str, data: Any,
@@ -298,7 +329,11 @@ def parse_json(name: str, base_url: str, data: Any,
     files = data.get("files", []) if isinstance(data, dict) else None
     if not isinstance(files, list):
         raise UpstreamError(f"{base_url}: malformed PEP 691 JSON (no list of files)")
-    return _listing(canonicalize_name(name), [_json_file(base_url, i) for i in files], policy)
+    found = data.get("project-status")
+    status, reason = project_status(found.get("status"), found.get("reason")) \
+        if isinstance(found, dict) else (None, None)
+    return replace(_listing(canonicalize_name(name), [_json_file(base_url, i) for i in files],
+                            policy), status=status, status_reason=reason)
 
 
 def _json_file(base_url: str, item: object) -> UpstreamFile | Rejected:
