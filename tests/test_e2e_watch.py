@@ -1,10 +1,16 @@
-"""End to end, on a local upstream: publish, patch release, advisory, all hands-off.
+"""End to end, on a local upstream: publish, patch release, advisory, all hands-off;
+then a request for a project nobody approved yet, approved and installable.
 
 X.Y.Z is built from source, signed, published and installed. Then X.Y.(Z+1)
 appears upstream: one watch cycle later pip -U picks it up. Then an advisory
 hits that version: the fixed one is built and published, the hit one yanked.
-Real Prefect server, real containers, real pip. Build tools are the real
-flit_core, pyproject-hooks, packaging and installer sdists (pinned, hashed).
+Then a developer asks the index's policy API for `extra`, which nobody approved;
+the platform team approves the request (`factory requests approve`), which adds,
+builds and publishes it, and pip installs it. (One test: the build tools are built
+once for both stories.) Real Prefect server, real containers, real pip. Build tools
+are the real flit_core, pyproject-hooks, packaging and installer sdists (pinned,
+hashed). The site repairs no wheels ([build] repair = "none": all are pure), so
+`factory add` needs no auditwheel.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +32,7 @@ from factory.index.serve import create_app
 from factory.lock import lock_stage
 from tests import factories
 from tests.builders_fixtures import PINNED, download
+from tests.factories import cli
 from tests.index_fixtures import running
 from tests.local_upstream import LocalUpstream
 
@@ -51,7 +59,7 @@ def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.Fix
     factories.recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
     (root / "factory.toml").write_text(
         f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'
-        f'advisories = "{tmp_path / "advisories"}"\n')
+        f'advisories = "{tmp_path / "advisories"}"\n[build]\nrepair = "none"\n')
     (tmp_path / "advisories").mkdir()
     monkeypatch.setenv("FACTORY_ROOT", str(root))
     return load_settings(root)
@@ -64,7 +72,7 @@ def add_demo(upstream: LocalUpstream, version: str) -> None:
 
 @pytest.fixture
 def index_url(factory_project: Settings) -> Iterator[str]:
-    with running(create_app(Index.of(factory_project))) as base:
+    with running(create_app(Index.of(factory_project), settings=factory_project)) as base:
         yield base + "/simple/"
 
 
@@ -76,9 +84,9 @@ def pip(venv: Path, *args: str) -> str:
     return result.stdout
 
 
-def installed(venv: Path) -> str:
+def installed(venv: Path, name: str = "demo") -> str:
     out = pip(venv, "list", "--format", "json")
-    return next(p["version"] for p in json.loads(out) if p["name"] == "demo")
+    return next(p["version"] for p in json.loads(out) if p["name"] == name)
 
 
 def test_patch_release_and_advisory_flow_through_without_a_human(
@@ -125,3 +133,19 @@ def test_patch_release_and_advisory_flow_through_without_a_human(
     quiet = watch()  # nothing new: nothing moves, nothing is rebuilt
     assert quiet["moved"] == [] and quiet["rebuilt"] is None
     assert os.environ["PREFECT_API_URL"] == prefect_api
+
+    # A developer asks for a project nobody approved; the platform team approves it.
+    upstream.add("extra", "0.1.0", build_requires=FLIT, backend="flit_core.buildapi",
+                 files={"README.md": b"extra\n"})
+    api = index_url.removesuffix("/simple/") + "/api/v1/requests"
+    started = time.monotonic()
+    asked = httpx.post(api, json={"requirement": "extra", "reason": "e2e"}).json()["answer"]
+    assert asked["queued"] and asked["request"]["state"] == "pending"
+    token = asked["request"]["token"]
+    approved = cli(settings, "requests", "approve", token, "--json", timeout=600)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    polled = httpx.get(f"{api}/{token}").json()["answer"]
+    assert (polled["state"], polled["version"]) == ("installable", "0.1.0"), polled
+    pip(venv, "install", "--index-url", index_url, "extra")
+    assert installed(venv, "extra") == "0.1.0"
+    print(f"request to installable: {time.monotonic() - started:.1f} s")  # make bench: 12
