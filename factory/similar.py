@@ -4,9 +4,11 @@ A requested name is folded (Unicode NFKC, case, Cyrillic and Greek homoglyphs,
 accents) before it is compared with the approved names: exactly (a confusable
 spelling of one), by a skeleton that also forgets separators and 0/o, 1/l/i,
 rn/m, vv/w, and by Damerau-Levenshtein distance (optimal string alignment),
-at most 2 and less for short names. The work is linear in the approved names
-with a small constant: a length window, a character-set bitmask test, and a
-bit-parallel distance on the few names left.
+at most 2 and less for short names. The work does not grow with the approved
+names: a deletion-neighbourhood index (in the manner of SymSpell) finds the few
+names that can be that close, a character-set bitmask test and a bit-parallel
+distance decide. The index is built once per set of names, about L + 2 entries
+for a name of L characters.
 
     matcher = Matcher(["requests", "six", "flask"])
     matcher.suggest(fold("reqests"))     # [Suggestion("requests", 1, "a typo")]
@@ -19,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import combinations
 
 MAX_SUGGESTIONS = 5
 # Lower-case homoglyphs of Latin letters (after NFKC and casefold, so capitals are
@@ -129,17 +132,84 @@ class Suggestion:
     why: str  # "confusable characters", "look-alike spelling", "a typo"
 
 
+def _deletions(text: str, most: int = 1) -> set[str]:
+    """``text`` and every string at most ``most`` deletions from it."""
+    found = {text}
+    for deleted in range(1, min(most, len(text)) + 1):
+        found.update(map("".join, combinations(text, len(text) - deleted)))
+    return found
+
+
+# Names of at most this many characters are indexed by their whole deletion
+# neighbourhood (at most 46 strings); a longer one by the one-deletion strings of its
+# halves (about its length in all).
+_WHOLE = 9
+
+
+class _Table:
+    """Deletion strings -> the approved names they come from. Most strings come from one
+    name, held as the value itself (a list each would cost more than all the rest)."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+        self.more: dict[str, list[str]] = {}  # the names after the first
+
+    def add(self, pieces: set[str], name: str) -> None:
+        taken = self.first.keys() & pieces
+        for piece in taken:
+            self.more.setdefault(piece, []).append(name)
+        self.first.update(dict.fromkeys(pieces - taken if taken else pieces, name))
+
+    def find(self, pieces: set[str], found: set[str]) -> None:
+        for piece in self.first.keys() & pieces:
+            found.add(self.first[piece])
+            found.update(self.more.get(piece, ()))
+
+
+_last: list[Matcher | None] = [None]  # the matcher built last
+
+
 class Matcher:
-    """The approved names, indexed once for ``suggest`` (by length, character set and
-    skeleton)."""
+    """The approved names, indexed once for ``suggest`` (by skeleton, and by deletion
+    neighbourhoods for the edit distance).
+
+    Why the index finds every name within the distance bound ``k`` (at most 2, and no
+    more than ``threshold`` of either length) of a key: an alignment of the two with at
+    most ``k`` edits (substitutions, insertions, deletions, transpositions of neighbours)
+    leaves a common subsequence after at most ``k`` deletions from each. So a name of at
+    most ``_WHOLE`` characters shares a string of its deletion neighbourhood with the
+    key's. A longer name, cut into halves at ``m = len // 2``: each edit falls in one
+    half, except a transposition across the cut, which costs each half one deletion on
+    one side only; so some half needs at most one deletion on each side, the key's piece
+    for it is the key cut at ``m`` shifted by at most one (its first ``m - 1``, ``m`` or
+    ``m + 1`` characters, or its last ``len - m`` give or take one), and that piece and
+    the half share a one-deletion string. Every name found is then measured exactly."""
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = frozenset(names)
-        self._by_length: dict[int, list[tuple[str, int]]] = {}
+        last = _last[0]
+        if last is not None and last.names == self.names:
+            # The index is read-only once built: the same names (a publish that approves
+            # nothing new) share it rather than build it again (0.3 s at 10,000 names).
+            self.__dict__.update(last.__dict__)
+            return
         self._skeletons: dict[str, list[str]] = {}
+        self._masks: dict[str, int] = {}
+        self._whole, self._heads, self._tails = _Table(), _Table(), _Table()
         for name in sorted(self.names):
-            self._by_length.setdefault(len(name), []).append((name, _mask(name)))
             self._skeletons.setdefault(skeleton(name), []).append(name)
+            most = threshold(len(name))
+            if most == 0:
+                continue  # matched by equality only, which "confusable" already finds
+            self._masks[name] = _mask(name)
+            if len(name) <= _WHOLE:
+                self._whole.add(_deletions(name, most), name)
+                continue
+            middle = len(name) // 2
+            self._heads.add(_deletions(name[:middle]), name)
+            self._tails.add(_deletions(name[middle:]), name)
+        self._lengths = frozenset(len(name) for name in self._masks)
+        _last[0] = self
 
     def suggest(self, key: str, limit: int = MAX_SUGGESTIONS) -> list[Suggestion]:
         """Approved names ``key`` (a ``fold``-ed name) may have meant, best first."""
@@ -156,22 +226,37 @@ class Matcher:
                         key=lambda s: (s.distance, abs(len(s.name) - len(key)), s.name))
         return ranked[:limit]
 
+    def _candidates(self, key: str, bound: int) -> set[str]:
+        """Every approved name within ``bound`` edits of ``key`` (and a few more)."""
+        size = len(key)
+        found: set[str] = set()
+        lengths = [n for n in range(size - bound, size + bound + 1) if n in self._lengths]
+        if lengths and lengths[0] <= _WHOLE:
+            self._whole.find(_deletions(key, bound), found)
+        heads = {c for n in lengths if n > _WHOLE for c in range(n // 2 - 1, n // 2 + 2)}
+        tails = {c for n in lengths if n > _WHOLE for c in range(n - n // 2 - 1, n - n // 2 + 2)}
+        for table, pieces in ((self._heads, {key[:c] for c in heads if c <= size}),
+                              (self._tails, {key[size - c:] for c in tails if c <= size})):
+            if pieces:
+                table.find(set().union(*map(_deletions, pieces)), found)
+        return found
+
     def _close(self, key: str) -> Iterable[tuple[str, int]]:
         """Approved names within the edit-distance threshold of ``key``."""
         bound = threshold(len(key))
         if bound == 0:
             return
         wanted, pattern = _mask(key), None
-        for length in range(len(key) - bound, len(key) + bound + 1):
-            limit = min(bound, threshold(length))
+        for name in self._candidates(key, bound):
+            limit = min(bound, threshold(len(name)))
+            if abs(len(name) - len(key)) > limit:
+                continue
             # Each edit adds at most one character to what either name lacks of the
-            # other: a cheap test in one pass rules out nearly every name.
-            near = [item for item in self._by_length.get(length, ())
-                    if (wanted ^ item[1]).bit_count() <= 2 * limit]
-            for name, mask in near:
-                if (wanted & ~mask).bit_count() > limit or (mask & ~wanted).bit_count() > limit:
-                    continue
-                pattern = pattern or Pattern(key)  # built only when a name is left
-                dist = pattern.distance(name)
-                if dist <= limit:
-                    yield name, dist
+            # other: a cheap test rules out most of the rest.
+            mask = self._masks[name]
+            if (wanted & ~mask).bit_count() > limit or (mask & ~wanted).bit_count() > limit:
+                continue
+            pattern = pattern or Pattern(key)  # built only when a name is left
+            dist = pattern.distance(name)
+            if dist <= limit:
+                yield name, dist
