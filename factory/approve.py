@@ -468,6 +468,13 @@ def add(settings: Settings, items: Iterable[str], dry_run: bool = False,
     report = propose(settings, asked, reviewed)
     if dry_run:
         return report
+    return write_proposed(settings, report, asked)
+
+
+def write_proposed(settings: Settings, report: AddReport, asked: list[Requirement]) -> AddReport:
+    """Write the recipes ``report`` (``propose`` of ``asked``) proposes, then lock once:
+    what was judged is what is written (the intake's policy judges a walk, then writes
+    it, with no second walk upstream could answer otherwise)."""
     shown = " ".join(str(r) for r in asked)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     settings.recipes_dir.mkdir(parents=True, exist_ok=True)

@@ -10,26 +10,26 @@ no advisory affects, an sdist upstream, requirements met) and its name is not cl
 an approved one (a look-alike is what a typosquat is; a human decides those). A name
 upstream does not know is denied by policy (likely hallucinated).
 
-Fulfilling an approved request runs the same path as `factory add`, then builds and
-publishes what it added; the request ends ``installable`` (with the version served)
-or ``failed`` (with one line saying why). One fulfilment runs at a time per state
-directory (a file lock); a request left ``building`` by a crash is taken again by the
-next run, which completes it.
+Deciding by policy and fulfilling are one pass over the queue, in factory.intake_policy
+(`factory requests process`, the factory-intake flow).
 
 Everything a requester sends is untrusted and bounded: the requirement (a project
 name with an optional range, at most 1,000 characters), the requester (100) and the
 reason (500), made printable. At most MAX_OPEN requests are open at once, and at most
-MAX_OPEN_PER_ORIGIN from one origin (an API client's address, or the local user): a
-flood gets one clear error each. Asking again for a name already open adds a vote to
-that request; asking for a name already approved answers what the index says of it.
-The requester is who the client says it is (the API has no authentication); the
-origin is what the factory saw.
+MAX_OPEN_PER_ORIGIN from one origin (an API client's address, its /64 for IPv6, or
+the local user), which may also ask at most MAX_NEW_PER_ORIGIN_DAY times a day: a flood
+gets one clear error each. A request is read and written under a lock of the state
+directory, so asks at once count as asks one after the other. Asking again for a
+name already open adds a vote to that request, and for a denied one answers the
+denial, each as that request's public view (not its token, requester, origin or
+reason); asking for a name already approved
+answers what the index says of it. The requester is who the client says it is (the
+API has no authentication); the origin is what the factory saw.
 
     ticket = submit(settings, knowledge, "attrs>=23", requester="ada", reason="for tests",
                     origin="api:10.0.0.5")
     decide(settings, ticket.token, approve=True, by="alice")
-    fulfil_approved(settings)                     # add, build, publish
-    status(settings, ticket.token).state          # "installable"
+    status(settings, ticket.token).state          # "approved": the next pass fulfils it
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -52,7 +52,7 @@ from factory.config import Settings
 from factory.errors import FactoryError, one_line
 from factory.ledger import RequestEntry
 from factory.upstream.listing import is_project_name
-from factory.why import DID_YOU_MEAN, NOT_APPROVED, SERVED, Knowledge, answer, clip
+from factory.why import DID_YOU_MEAN, NOT_APPROVED, Knowledge, answer, clip
 
 PENDING, APPROVED, BUILDING = "pending", "approved", "building"
 INSTALLABLE, DENIED, FAILED = "installable", "denied", "failed"
@@ -66,6 +66,9 @@ MAX_REASON = 500
 MAX_ORIGIN = 100
 MAX_OPEN = 1000
 MAX_OPEN_PER_ORIGIN = 20
+# New requests from one origin in a day, however they were decided: policy denies an
+# invented name within a pass, which frees its open slot at once.
+MAX_NEW_PER_ORIGIN_DAY = 100
 MAX_LISTED = 500
 TOKEN_BYTES = 12  # 96 random bits: a token is a capability to read one request
 
@@ -118,6 +121,18 @@ class Ticket:
         data["message"] = self.message()
         return data
 
+    def public(self) -> dict[str, Any]:
+        """What anyone asking for the same project may see: where it stands, without
+        the token (the capability to read the request), who asked, from where and why."""
+        data = {k: v for k, v in self.__dict__.items() if k not in PRIVATE}
+        data["message"] = f"a request for {self.asked}: {self.state}" + (
+            f" ({self.version} is served)" if self.state == INSTALLABLE and self.version
+            else "") + (f"; {self.detail}" if self.detail else "")
+        return data
+
+
+PRIVATE = ("token", "requester", "origin", "reason")
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -129,14 +144,18 @@ class Submitted:
     queued: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"queued": self.queued,
-                "request": self.ticket.to_dict() if self.ticket else None,
-                "answer": self.answer}
+        """The answer a requester gets: their own request in full, or, for a project
+        someone else asked for already, that request's public view (a vote must not
+        hand out another requester's token, address and reason)."""
+        request = None if self.ticket is None else self.ticket.to_dict() if self.queued \
+            else self.ticket.public()
+        return {"queued": self.queued, "request": request, "answer": self.answer}
 
     def message(self) -> str:
         if self.ticket is not None:
-            verb = "queued" if self.queued else "already asked"
-            return f"{verb}: {self.ticket.message()}"
+            if self.queued:
+                return f"queued: {self.ticket.message()}"
+            return f"already asked: {self.ticket.public()['message']}"
         assert self.answer is not None
         return f"not queued: {self.answer['message']}"
 
@@ -176,7 +195,15 @@ def _field(value: object, what: str, limit: int, default: str = "") -> str:
     if len(value) > limit * 4:  # far over: refuse rather than keep a tenth of it
         raise IntakeError(f"the {what} is {len(value)} characters long; at most {limit} "
                           "are kept")
-    return clip(" ".join(value.split()), limit) or default
+    return bounded(" ".join(value.split()), limit) or default
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` made printable and cut to at most ``limit`` characters, the "…" that
+    marks a cut included: it goes into a column of that length (PostgreSQL refuses a
+    longer value)."""
+    shown = clip(text, limit)
+    return shown if len(shown) <= limit else clip(text, limit - 1)
 
 
 def canonical_asked(req: Requirement) -> str:
@@ -194,12 +221,12 @@ def submit(settings: Settings, knowledge: Knowledge, asked: object, requester: o
     req = parse_asked(asked)
     who = _field(requester, "requester", MAX_REQUESTER, "anonymous")
     why = _field(reason, "reason", MAX_REASON)
-    where = clip(origin, MAX_ORIGIN)
+    where = bounded(origin, MAX_ORIGIN)
     name = canonicalize_name(req.name)
     known = answer(knowledge, name)
     if known.verdict not in (NOT_APPROVED, DID_YOU_MEAN):
         return Submitted(None, known.to_dict())  # approved already: nothing to ask
-    with ledger.session(settings) as db:
+    with _queue_lock(settings), ledger.session(settings) as db:
         same = db.scalars(select(RequestEntry).where(
             RequestEntry.component == name,
             RequestEntry.state.in_((*OPEN, DENIED))).order_by(RequestEntry.id.desc())).first()
@@ -223,8 +250,29 @@ def submit(settings: Settings, knowledge: Knowledge, asked: object, requester: o
     return Submitted(ticket, queued=True)
 
 
+@contextmanager
+def state_lock(settings: Settings, name: str) -> Iterator[None]:
+    """Holds the lock file ``name`` of this state directory (exclusive, across
+    processes and threads alike)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.state_dir / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _queue_lock(settings: Settings) -> Any:
+    """The lock a request is read and written under: two asks at once for one name made
+    two rows, and a burst from one origin passed its share (each counted before the
+    other wrote), whatever the ledger."""
+    return state_lock(settings, "intake-queue.lock")
+
+
 def _room(db: Any, origin: str) -> None:
-    """QueueFull when the queue, or this origin's share of it, is full."""
+    """QueueFull when the queue, or this origin's share of it (open now, or new in the
+    last day), is full."""
     opened = RequestEntry.state.in_(OPEN)
     total = db.scalar(select(func.count()).select_from(RequestEntry).where(opened))
     if total >= MAX_OPEN:
@@ -236,6 +284,13 @@ def _room(db: Any, origin: str) -> None:
         raise QueueFull(f"{mine} requests from {origin} are open; at most "
                         f"{MAX_OPEN_PER_ORIGIN} are", "poll their status, or ask the "
                         "platform team to decide them")
+    today = db.scalar(select(func.count()).select_from(RequestEntry).where(
+        RequestEntry.origin == origin,
+        RequestEntry.created >= datetime.now(UTC) - timedelta(days=1)))
+    if today >= MAX_NEW_PER_ORIGIN_DAY:
+        raise QueueFull(f"{today} requests from {origin} in the last day; at most "
+                        f"{MAX_NEW_PER_ORIGIN_DAY} are taken", "ask again tomorrow, or ask "
+                        "the platform team")
 
 
 def _token(token: object) -> str:
@@ -258,25 +313,42 @@ def status(settings: Settings, token: object) -> Ticket:
 
 def listing(settings: Settings, states: tuple[str, ...] = (),
             limit: int = MAX_LISTED) -> list[Ticket]:
-    """Requests, oldest first (only those in ``states`` when given)."""
+    """The newest ``limit`` requests, oldest first (only those in ``states`` when
+    given): past ``limit`` rows of history, the oldest ones hid every new request."""
     with ledger.session(settings) as db:
-        query = select(RequestEntry).order_by(RequestEntry.id).limit(limit)
+        query = select(RequestEntry).order_by(RequestEntry.id.desc()).limit(limit)
         if states:
             query = query.where(RequestEntry.state.in_(states))
-        return [Ticket.of(row) for row in db.scalars(query)]
+        return [Ticket.of(row) for row in db.scalars(query)][::-1]
 
 
 def decide(settings: Settings, token: str, approve: bool, by: str,
            reason: str = "") -> Ticket:
     """Approve (to be fulfilled) or deny an open or denied request."""
+    ticket = _decide(settings, token, approve, by, reason, None)
+    assert ticket is not None  # None only where only_from is given
+    return ticket
+
+
+def decide_pending(settings: Settings, token: str, approve: bool, by: str,
+                   reason: str = "") -> Ticket | None:
+    """Approve or deny a request that is still pending (what policy decides); None if
+    it is not: a human decided it meanwhile, and that stands."""
+    return _decide(settings, token, approve, by, reason, (PENDING,))
+
+
+def _decide(settings: Settings, token: str, approve: bool, by: str, reason: str,
+            only_from: tuple[str, ...] | None) -> Ticket | None:
     key = _token(token)
     who = _field(by, "decider", MAX_REQUESTER, "operator")
     why = _field(reason, "reason", MAX_REASON)
-    with ledger.session(settings) as db:
+    with _queue_lock(settings), ledger.session(settings) as db:
         row = db.scalars(select(RequestEntry).where(RequestEntry.token == key)).first()
         if row is None:
             raise IntakeError("no such request", "check the token with `factory requests "
                               "list`")
+        if only_from is not None and row.state not in only_from:
+            return None
         if row.state not in (PENDING, DENIED, FAILED) and not (approve and row.state ==
                                                                   APPROVED):
             raise IntakeError(f"request {key} is {row.state}; only a pending, denied or "
@@ -289,172 +361,16 @@ def decide(settings: Settings, token: str, approve: bool, by: str,
     return ticket
 
 
-def _set(settings: Settings, key: str, state: str, detail: str = "",
+def set_state(settings: Settings, key: str, state: str, detail: str = "",
          version: str | None = None, when: tuple[str, ...] | None = None) -> bool:
-    """Move request ``key`` to ``state`` (only from ``when``, if given)."""
+    """Move request ``key`` to ``state`` (only from ``when``, if given); back to
+    pending, it is nobody's decision."""
+    changes: dict[str, Any] = {"state": state, "detail": one_line(detail, 600),
+                               "version": version, "updated": datetime.now(UTC)}
+    if state == PENDING:
+        changes["decided_by"] = None
     with ledger.session(settings) as db:
-        query = update(RequestEntry).where(RequestEntry.token == key).values(
-            state=state, detail=one_line(detail, 600), version=version, updated=datetime.now(UTC))
+        query = update(RequestEntry).where(RequestEntry.token == key).values(**changes)
         if when:
             query = query.where(RequestEntry.state.in_(when))
         return bool(db.execute(query).rowcount)  # type: ignore[attr-defined]
-
-
-# -- deciding by policy and fulfilling ---------------------------------------------------
-@contextmanager
-def _one_at_a_time(settings: Settings) -> Iterator[None]:
-    """Holds the intake lock of this state directory (one fulfilment at a time)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.state_dir / "intake.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class Processed:
-    """What one pass over the queue did."""
-
-    approved: list[Ticket]  # by policy
-    denied: list[Ticket]  # by policy
-    left: list[Ticket]  # pending, for a human
-    fulfilled: list[Ticket]  # installable or failed now
-
-    def summary(self) -> str:
-        done = sum(t.state == INSTALLABLE for t in self.fulfilled)
-        return (f"{len(self.approved)} approved by policy, {len(self.denied)} denied by "
-                f"policy, {len(self.left)} left for a human; {done} installable, "
-                f"{len(self.fulfilled) - done} failed")
-
-
-Fulfiller = Callable[[Settings, list[Ticket]], dict[str, tuple[str, str, str | None]]]
-
-
-def process(settings: Settings, knowledge: Callable[[], Knowledge],
-            fulfiller: Fulfiller | None = None, auto_approve: bool | None = None) -> Processed:
-    """One pass: decide pending requests by policy (when the site allows it), then
-    fulfil every approved request (and any a crash left building)."""
-    auto = settings.intake_auto_approve if auto_approve is None else auto_approve
-    done = Processed([], [], [], [])
-    with _one_at_a_time(settings):
-        for ticket in listing(settings, (PENDING,)):
-            if auto:
-                _by_policy(settings, knowledge(), ticket, done)
-            else:
-                done.left.append(ticket)
-        todo = listing(settings, (APPROVED, BUILDING))
-        if todo:
-            done.fulfilled = _fulfil(settings, todo, fulfiller or fulfil_by_building,
-                                     knowledge)
-    return done
-
-
-def _by_policy(settings: Settings, knowledge: Knowledge, ticket: Ticket,
-               done: Processed) -> None:
-    from factory.approve import add
-
-    known = answer(knowledge, ticket.name)
-    if known.verdict == DID_YOU_MEAN:
-        done.left.append(ticket)  # a look-alike of an approved name: a human decides
-        return
-    if known.verdict != NOT_APPROVED:  # approved since it was asked: fulfil it
-        decide(settings, ticket.token, True, POLICY, "approved since it was asked")
-        done.approved.append(status(settings, ticket.token))
-        return
-    try:
-        report = add(settings, [ticket.asked], dry_run=True)
-    except FactoryError as exc:
-        _set(settings, ticket.token, PENDING, f"policy could not decide: {exc.message}")
-        done.left.append(status(settings, ticket.token))
-        return
-    unknown = [n for n in report.needs_human
-               if n.key == ticket.name and " does not know " in n.problem]
-    if unknown:
-        decide(settings, ticket.token, False, POLICY, "upstream has no project of that "
-               "name (hallucinated, or a typo?)")
-        done.denied.append(status(settings, ticket.token))
-    elif report.ok:
-        decide(settings, ticket.token, True, POLICY, "within the site policy: "
-               + ", ".join(f"{p.key} {p.version} ({p.license})" for p in report.added[:5]))
-        done.approved.append(status(settings, ticket.token))
-    else:
-        first = (report.needs_human[0].problem if report.needs_human else
-                 f"{report.held_back[0][0].key} waits for {report.held_back[0][1]}"
-                 if report.held_back else "the lock has problems")
-        who = report.needs_human[0].key if report.needs_human else ticket.name
-        _set(settings, ticket.token, PENDING, f"needs a human: {who}: {first}")
-        done.left.append(status(settings, ticket.token))
-
-
-def _fulfil(settings: Settings, todo: list[Ticket], fulfiller: Fulfiller,
-            knowledge: Callable[[], Knowledge]) -> list[Ticket]:
-    for ticket in todo:
-        _set(settings, ticket.token, BUILDING, "adding, building and publishing",
-             when=(APPROVED, BUILDING))
-    try:
-        outcome = fulfiller(settings, todo)
-    except FactoryError as exc:
-        outcome = {t.token: (FAILED, exc.message, None) for t in todo}
-    served = knowledge()
-    for ticket in todo:
-        state, detail, version = outcome.get(ticket.token, (FAILED, "not fulfilled", None))
-        known = answer(served, ticket.name)
-        if known.verdict == SERVED:  # what the index says wins over what the run said
-            state, version = INSTALLABLE, version or known.version
-            detail = detail if state == INSTALLABLE and detail else "served"
-        elif state == INSTALLABLE:
-            state, detail = FAILED, f"not served: {known.reason}"
-        _set(settings, ticket.token, state, detail, version)
-    return [status(settings, t.token) for t in todo]
-
-
-def fulfil_by_building(settings: Settings,
-                       todo: list[Ticket]) -> dict[str, tuple[str, str, str | None]]:
-    """Add every approved request (one `factory add`), then build and publish what
-    they need: token -> (state, detail, version)."""
-    from factory.approve import add
-
-    outcome: dict[str, tuple[str, str, str | None]] = {}
-    report = add(settings, [t.asked for t in todo])
-    blocked = {n.key: f"needs a human: {n.problem}" for n in report.needs_human}
-    blocked.update({p.key: f"waits for {cause}" for p, cause in report.held_back})
-    names = sorted({p.key for p in report.added} | {t.name for t in todo} - set(blocked))
-    built = _build_and_publish(settings, names) if names else {}
-    for ticket in todo:
-        if ticket.name in blocked:
-            outcome[ticket.token] = (FAILED, blocked[ticket.name], None)
-        elif ticket.name in built:
-            outcome[ticket.token] = built[ticket.name]
-        else:
-            outcome[ticket.token] = (FAILED, "nothing was built for it", None)
-    return outcome
-
-
-def _build_and_publish(settings: Settings,
-                       names: list[str]) -> dict[str, tuple[str, str, str | None]]:
-    """Fetch, plan, build and publish ``names`` (and the build tools they still lack):
-    name -> (state, detail, version) for each name built or failed."""
-    from factory.build.executor import run_plan
-    from factory.fetch import fetch_stage
-    from factory.plan import make_plan
-    from factory.publish import release_all
-
-    refused: dict[str, str] = {}
-    fetch_stage(settings, names=set(names), failed=refused)
-    plan = make_plan(settings, names)
-    run = run_plan(settings, plan, None, refused=refused)
-    report = release_all(settings, run.records)
-    found: dict[str, tuple[str, str, str | None]] = {}
-    for nid, why in {**refused, **run.failed}.items():
-        found[canonicalize_name(nid.split("==")[0])] = (FAILED, f"{nid}: {why}", None)
-    for record in run.records:
-        found[canonicalize_name(record.component)] = (INSTALLABLE, "built and published",
-                                                      record.version)
-    for refusal in report.refused:
-        found[canonicalize_name(refusal.component)] = (
-            FAILED, f"refused at publishing: {refusal.reason}", None)
-    return found
-

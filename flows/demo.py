@@ -35,11 +35,11 @@ def _serve_in_thread(settings: Settings) -> tuple[threading.Thread, object]:
     import uvicorn
 
     from factory.index import Index
-    from factory.index.serve import create_app
+    from factory.index.serve import SERVER_OPTIONS, create_app
 
     app = create_app(Index.of(settings), settings=settings)
     config = uvicorn.Config(app, host=settings.serve_host, port=settings.serve_port,
-                            log_level="warning")
+                            log_level="warning", **SERVER_OPTIONS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

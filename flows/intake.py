@@ -1,6 +1,6 @@
 """The intake flow: decide pending requests by policy and fulfil the approved ones.
 
-Each run is one pass of ``factory.intake.process``: where the site turned
+Each run is one pass of ``factory.intake_policy.process``: where the site turned
 ``[intake] auto_approve`` on, a pending request whose whole closure `factory add`
 approves by itself is approved (a look-alike of an approved name, or one that needs
 a human, stays pending; a name upstream does not know is denied), and every
@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 
 from factory.config import load_settings
 from factory.errors import printable
-from factory.intake import process
+from factory.intake_policy import process
 from factory.watch import why_knowledge
 
 

@@ -133,7 +133,8 @@ def requests_approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a request: `factory add` of what it asked, then build and publish it."""
-    from factory.intake import decide, process, status
+    from factory.intake import decide, status
+    from factory.intake_policy import process
     from factory.watch import why_knowledge
 
     s = settings()
@@ -169,7 +170,8 @@ def requests_process(
     every approved one (add, build, publish). Exit 1 when one failed."""
     import time
 
-    from factory.intake import FAILED, process
+    from factory.intake import FAILED
+    from factory.intake_policy import process
     from factory.watch import why_knowledge
 
     s = settings()

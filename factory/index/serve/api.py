@@ -12,6 +12,7 @@ server never asks upstream (``why`` of `factory why` without --offline does).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +37,13 @@ from factory.advice import (
 from factory.errors import FactoryError
 from factory.intake import (
     MAX_ASKED,
+    MAX_ORIGIN,
     MAX_REASON,
     MAX_REQUESTER,
     TOKEN_BYTES,
     IntakeError,
     QueueFull,
+    bounded,
     status,
     submit,
 )
@@ -53,6 +56,22 @@ MAX_BODY = 128 * 1024
 MAX_LISTS_AT_ONCE = 4  # check-list calls running at once (each up to a second); others wait
 MAX_WRITES_AT_ONCE = 2  # requests written to the ledger at once; others wait
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def origin_of(host: str | None) -> str:
+    """The origin a request from ``host`` counts against: the address the connection
+    came from (never a header a client sets; the server runs with proxy headers off),
+    an IPv4 address as itself, an IPv6 one as its /64 (one network holds 2^64 of them,
+    each a share of its own)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return bounded(f"api:{host or 'unknown'}", MAX_ORIGIN)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"api:{address.ipv4_mapped}"
+        return f"api:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"api:{address}"
 
 
 class _Refused(Exception):
@@ -177,12 +196,12 @@ class PolicyApi:
         if self.settings is None:
             return _error(503, "this server takes no requests", "ask the platform team")
         settings = self.settings
-        client = request.client.host if request.client else "unknown"
+        origin = origin_of(request.client.host if request.client else None)
 
         def call(params: dict[str, Any]) -> Any:
             asked = _text(params, "requirement")
             done = submit(settings, self.advisor.knowledge(), asked, params.get("requester"),
-                          params.get("reason"), f"api:{client}")
+                          params.get("reason"), origin)
             return self.advisor.attest(canonical(asked), done.to_dict())
 
         return await self._answer(request, call, limiter=self.writes)
