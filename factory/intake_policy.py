@@ -176,9 +176,12 @@ def look_alikes(settings: Settings, knowledge: Knowledge, names: list[str], own:
     with ledger.session(settings) as db:
         asked = set(db.scalars(select(RequestEntry.component).where(
             RequestEntry.state.in_((APPROVED, BUILDING, INSTALLABLE)))))
-    matcher = Matcher((set(knowledge.components) | asked) - {own})
+    # The approved names' matcher is the knowledge's own (built once for them); the
+    # few others (quarantined, asked and approved) get a small one.
+    others = Matcher((set(knowledge.components) - knowledge.matcher.names | asked) - {own})
     for name in names:
-        found = [s.name for s in matcher.suggest(fold(name)) if s.name != name]
+        found = [s.name for matcher in (knowledge.matcher, others)
+                 for s in matcher.suggest(fold(name)) if s.name not in (name, own)]
         if found:
             return (f"{name} is close to {', '.join(found[:3])}: a typo, or a look-alike "
                     "name? a human decides")
