@@ -12,12 +12,15 @@ the in-toto statement the factory's ``answers`` key signed over it (verify it wi
 one tool error of one line.
 
     server = build_server(advisor)
-    server.run()                                   # stdio
+    run_stdio(server)                              # stdio, each message bounded
     server.run("streamable-http", host="127.0.0.1", port=8765)
 """
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from factory.config import Settings
 
 MAX_HTTP_BODY = 2 * 1024 * 1024
+MAX_STDIO_LINE = MAX_HTTP_BODY  # bytes of one JSON-RPC message over stdio
 NAME = "artifact-factory"
 INSTRUCTIONS = (
     "The organisation's Python package policy. Before adding or installing a Python "
@@ -140,3 +144,57 @@ def _intake_tools(server: MCPServer, advisor: Advisor, settings: Settings,
             ticket = status(settings, token)
             return advisor.attest(f"request:{ticket.token}", ticket.to_dict())
         return _answer(call)
+
+
+class BoundedLines(io.RawIOBase):
+    """The bytes of ``fd`` with every line cut at ``limit`` bytes: the rest of a longer
+    line is read and dropped, so what is left of it is no JSON-RPC message (the SDK
+    answers it as a parse error) and memory never holds more than ``limit`` of it."""
+
+    def __init__(self, fd: int, limit: int) -> None:
+        super().__init__()
+        self.fd, self.limit, self.run = fd, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            data = os.read(self.fd, len(buffer))
+            if not data:
+                return 0
+            kept = self._cut(data)
+            if kept:
+                buffer[:len(kept)] = kept
+                return len(kept)
+
+    def _cut(self, data: bytes) -> bytes:
+        kept = bytearray()
+        parts = data.split(b"\n")
+        for i, part in enumerate(parts):
+            kept += part[:max(self.limit - self.run, 0)]
+            self.run += len(part)
+            if i < len(parts) - 1:
+                kept += b"\n"
+                self.run = 0
+        return bytes(kept)
+
+
+def run_stdio(server: MCPServer, limit: int = MAX_STDIO_LINE) -> None:
+    """Serve ``server`` over stdin/stdout with each message bounded at ``limit`` bytes.
+    The SDK reads whole lines of any length; it reads ``sys.stdin`` as given when that
+    is not fd 0, so the wire is read through ``BoundedLines`` from a private copy of
+    fd 0, and fd 0 points at the null device meanwhile (nothing else reads the wire)."""
+    wire = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(BoundedLines(wire, limit)),
+                                 encoding="utf-8", errors="replace")
+    try:
+        server.run()
+    finally:
+        sys.stdin = saved
+        os.dup2(wire, 0)
+        os.close(wire)

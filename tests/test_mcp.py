@@ -288,3 +288,41 @@ def test_request_tools_bound_their_input(approved: Settings, advisor: Advisor) -
                 "request_status", {"token": "x" * 10_000}))
 
     anyio.run(run)
+
+
+def test_bounded_lines_cut_a_long_line_and_keep_the_next() -> None:
+    import io
+
+    from factory.assistants import BoundedLines
+
+    import threading
+
+    read, write = os.pipe()
+    payload = b"x" * 100_000 + b"\n" + b'{"ok": 1}\n' + b"y" * 10 + b"\n"
+
+    def send() -> None:  # more than a pipe holds: written while it is read
+        with os.fdopen(write, "wb") as writer:
+            writer.write(payload)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    lines = io.TextIOWrapper(io.BufferedReader(BoundedLines(read, 1000))).readlines()
+    sender.join(timeout=10)
+    assert [len(line) for line in lines] == [1001, 10, 11]
+    assert lines[1] == '{"ok": 1}\n'
+
+
+def test_stdio_drops_a_huge_line_and_answers_the_next_message(approved: Settings) -> None:
+    """A 10 MB line on stdin is cut at 2 MiB and dropped as malformed; the server then
+    answers a real initialize, never holding the whole line."""
+    initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}})
+    huge = '{"jsonrpc": "2.0", "id": 0, "method": "' + "a" * 10_000_000 + '"}'
+    proc = subprocess.run([sys.executable, "-m", "factory.cli", "mcp", "--offline"],
+                          input=(huge + "\n" + initialize + "\n").encode(),
+                          capture_output=True, env=_env(approved), cwd=approved.root,
+                          timeout=120)
+    replies = [json.loads(line) for line in proc.stdout.decode().splitlines() if line]
+    assert any(r.get("id") == 1 and "result" in r for r in replies), proc.stderr[-2000:]
+    assert len(proc.stdout) < 100_000  # nothing of the huge line echoed back

@@ -28,7 +28,7 @@ def mcp(
     list, search the approved catalogue, explain a refusal; every answer signed by the
     factory's answers key (docs/policy-api.md). stdio by default."""
     from factory.advice import Advisor, fresh_for, verifier_id
-    from factory.assistants import MAX_HTTP_BODY, build_server
+    from factory.assistants import MAX_HTTP_BODY, build_server, run_stdio
     from factory.attest.keys import load_signer
     from factory.watch import ask_upstream, why_knowledge
 
@@ -39,7 +39,7 @@ def mcp(
                       upstream=None if offline else (lambda name: ask_upstream(s, name)))
     server = build_server(advisor, s, f"mcp:{_me()}")
     if not http:
-        server.run()  # stdout is the protocol: nothing else is printed there
+        run_stdio(server)  # stdout is the protocol: nothing else is printed there
         return
     _app.err.print(f"MCP over streamable HTTP at http://127.0.0.1:{port}/mcp", highlight=False)
     server.run("streamable-http", host="127.0.0.1", port=port,
