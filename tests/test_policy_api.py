@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,46 @@ def test_a_server_without_a_ledger_takes_no_requests(approved: Settings) -> None
     with running(create_app(Index.of(approved))) as url:
         response = httpx.post(url + "/api/v1/requests", json={"requirement": "attrs"})
     _refused(response, 503, "takes no requests")
+
+
+def test_lists_waiting_past_the_bound_are_refused_at_once(
+        approved: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from factory.advice import Advisor
+    from factory.index.serve import api
+
+    release = threading.Event()
+    real = Advisor.check_list
+
+    def slow(self: Advisor, text: Any) -> Any:
+        release.wait(30)
+        return real(self, text)
+
+    monkeypatch.setattr(Advisor, "check_list", slow)
+    monkeypatch.setattr(api, "MAX_LISTS_WAITING", 2)
+    app = create_app(Index.of(approved), load_signer(approved, "answers"), approved)
+    with running(app) as url:
+        codes: list[int] = []
+
+        def post() -> None:
+            codes.append(httpx.post(url + "/api/v1/check-list", json={"requirements": "six"},
+                                    timeout=60).status_code)
+
+        senders = [threading.Thread(target=post) for _ in range(api.MAX_LISTS_AT_ONCE + 2)]
+        for sender in senders:
+            sender.start()
+        lists = next(r for r in app.routes if getattr(r, "path", "") ==
+                     "/api/v1/check-list").endpoint.__self__.lists  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 60
+        while lists.statistics().tasks_waiting < 2:  # 4 running, 2 waiting
+            assert time.monotonic() < deadline, lists.statistics()
+            time.sleep(0.05)
+        refused = httpx.post(url + "/api/v1/check-list", json={"requirements": "six"},
+                             timeout=30)
+        assert refused.status_code == 429 and "waiting already" in refused.json()["error"]
+        assert httpx.get(url + "/api/v1/check", params={"requirement": "six"}).status_code == 200
+        release.set()
+        for sender in senders:
+            sender.join(timeout=30)
+    assert codes.count(200) == api.MAX_LISTS_AT_ONCE + 2

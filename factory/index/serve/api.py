@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 PREFIX = "/api/v1"
 MAX_BODY = 128 * 1024
 MAX_LISTS_AT_ONCE = 4  # check-list calls running at once (each up to a second); others wait
+MAX_LISTS_WAITING = 32  # check-lists waiting their turn; more are refused (429) at once
 MAX_WRITES_AT_ONCE = 2  # requests written to the ledger at once; others wait
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -176,6 +177,9 @@ class PolicyApi:
 
         if request.method != "POST":
             return _error(405, "POST a JSON object {\"requirements\": ...}")
+        if self.lists.statistics().tasks_waiting >= MAX_LISTS_WAITING:
+            return _error(429, f"{MAX_LISTS_WAITING} requirements lists are waiting already",
+                          "send lists one at a time, or check single requirements")
         return await self._answer(request, call, threaded=True)
 
     async def search(self, request: Request) -> Response:
@@ -280,7 +284,9 @@ OPENAPI: dict[str, Any] = {
         "why and what instead? Every answer is an in-toto Statement v1 (predicate "
         "https://in-toto.io/attestation/svr/v0.1, the answer as its extension field) "
         "signed as a DSSE envelope by the factory's answers key: verify it with "
-        "/.well-known/factory/answers.pub.pem (docs/policy-api.md).",
+        "/.well-known/factory/answers.pub.pem (docs/policy-api.md). Every refusal is "
+        "JSON of the Error schema: besides the statuses each operation lists, a method a "
+        "route does not take is a 405 and a path under /api/v1/ that is no route a 404.",
     },
     "paths": {
         f"{PREFIX}/check": _single("Check one requirement", "check"),
@@ -297,7 +303,9 @@ OPENAPI: dict[str, Any] = {
                     "oneOf": [{"type": "string", "maxLength": MAX_BYTES},
                               {"type": "array", "maxItems": MAX_LINES,
                                "items": {"type": "string"}}]}}}}}},
-            "responses": {"200": _SIGNED, "400": _ERROR, "413": _ERROR, "415": _ERROR}}},
+            "responses": {"200": _SIGNED, "400": _ERROR, "413": _ERROR, "415": _ERROR,
+                          "429": {**_ERROR, "description": f"{MAX_LISTS_WAITING} lists are "
+                                  "waiting their turn already"}}}},
         f"{PREFIX}/search": {
             "get": {"summary": "Search the approved catalogue", "operationId": "search",
                     "parameters": [{"name": name, "in": "query", "required": False,
