@@ -47,6 +47,7 @@ from factory.sign import (
     publish_statement,
     to_pep740_attestation,
 )
+from factory.sign.trust import TRUST_CONFIG, TRUSTED_ROOT, public_trust_config
 from factory.upstream.cache import cache_path
 
 
@@ -61,9 +62,18 @@ def trust_files(settings: Settings) -> dict[str, Path]:
     """The public trust material served under /.well-known/factory/."""
     keys = settings.public_keys_dir
     files = {p.name: p for p in sorted(keys.glob("*.pub.pem"))}
-    for name in ("fingerprints.json", "trusted_root.json"):
+    for name in ("fingerprints.json", TRUSTED_ROOT):
         if (keys / name).is_file():
             files[name] = keys / name
+    config = keys / TRUST_CONFIG  # for `sigstore --trust-config`: public material only
+    if config.is_file() and TRUSTED_ROOT in files:
+        try:
+            public_trust_config(config, files[TRUSTED_ROOT])
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"not publishing {config}: {exc}",
+                               "run `factory keys init` to rewrite it from the trusted "
+                               "root") from None
+        files[TRUST_CONFIG] = config
     return files
 
 

@@ -7,13 +7,14 @@ renders the same offline, behind any web server, and under a strict CSP.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import jinja2
 import markupsafe
 
 from factory.errors import printable
-from factory.index.records import ProjectRecord, Sidecars, version_key
+from factory.index.records import FileEntry, ProjectRecord, Sidecars, version_key
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
@@ -142,12 +143,15 @@ _PROJECT = """{% extends "base" %}
 #}{{ suffix("metadata") }}">core metadata</a></dd>
 </dl>
 <details><summary>How to verify this file</summary>
-<pre>pip download --no-deps --index-url {{ base_url }}/simple/ "{{ r.name }}=={{ f.version }}"
-echo "{{ f.sha256 }}  {{ f.filename }}" | sha256sum -c -
-factory verify {{ f.filename }}   # signature, SLSA provenance, SBOM, in-toto layout</pre>
-<p>The trusted root and public keys are at
-<a href="../../.well-known/factory/">/.well-known/factory/</a>;
-the provenance object (PEP 740) is also at
+<p>With stock tools (curl, <code>sigstore</code>, <code>in-toto-verify</code>) and only
+what this index serves, in an empty directory:</p>
+<pre class="stock-verify">{{ stock_commands(r, f) }}</pre>
+<p>Or everything at once (signature, SLSA provenance, SBOM, PEP 740, in-toto, advisories):</p>
+<pre>factory verify --index {{ base_url }} "{{ r.name }}=={{ f.version }}"</pre>
+<p>The trust config, trusted root and public keys are at
+<a href="../../.well-known/factory/">/.well-known/factory/</a>; fetched from this index
+they only show that the files are what it signed: pin them (the deployment's
+<code>keys/</code>) to trust the index itself. The provenance object (PEP 740) is also at
 <code>{{ base_url }}/integrity/{{ r.name }}/{{ f.version }}/{{ f.filename }}/provenance</code>.</p>
 </details>
 </section>
@@ -204,6 +208,51 @@ def render_home_page(count: int, rows: str, base_url: str, generated: str,
     )
 
 
+TRUST_PATH = ".well-known/factory"
+STOCK_TRUST_CONFIG = "factory-trust-config.json"  # what the commands save the trust config as
+STOCK_OWNER_KEY = "factory-owner.pub.pem"
+
+
+def stock_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> str:
+    """The shell commands that verify ``entry`` with stock tools and only what the index at
+    ``base_url`` serves: curl the file, its sidecars and the trust material, then
+    ``sigstore --trust-config ... verify identity`` and (with a layout) ``in-toto-verify``.
+    One command per line (a long one continued with a backslash); values shell-quoted."""
+    base = base_url.rstrip("/")
+    files = f"{base}/files/{record.name}"
+    wheel = entry.filename
+    q = shlex.quote
+    lines = [f"curl -fsSO {q(f'{files}/{wheel}')}"]
+    for kind in sorted(entry.sidecars):
+        if not Sidecars.is_directory(kind):
+            lines.append(f"curl -fsSO {q(files + '/' + Sidecars.name(wheel, kind))}")
+    lines.append(f"curl -fsS -o {STOCK_TRUST_CONFIG} {q(f'{base}/{TRUST_PATH}/trust_config.json')}")
+    signer = entry.signer or {}
+    if "sigstore" in entry.sidecars and signer.get("identity") and signer.get("issuer"):
+        lines += [
+            f"sigstore --trust-config {STOCK_TRUST_CONFIG} verify identity --offline \\",
+            f"  --bundle {q(Sidecars.name(wheel, 'sigstore'))} \\",
+            f"  --cert-identity {q(signer['identity'])} \\",
+            f"  --cert-oidc-issuer {q(signer['issuer'])} {q(wheel)}",
+        ]
+    else:
+        lines.append("# no Sigstore bundle or signer identity recorded: nothing to verify")
+    layout = entry.sidecars.get("in-toto") or []
+    prefix = f"files/{record.name}/{Sidecars.name(wheel, 'in-toto')}/"
+    names = sorted(s.path[len(prefix):] for s in layout if s.path.startswith(prefix))
+    if names:
+        folder = Sidecars.name(wheel, "in-toto")
+        lines.append(f"mkdir -p {q(folder)}")
+        lines += [f"curl -fsS -o {q(folder + '/' + n)} {q(f'{files}/{folder}/{n}')}"
+                  for n in names]
+        lines += [
+            f"curl -fsS -o {STOCK_OWNER_KEY} {q(f'{base}/{TRUST_PATH}/owner.pub.pem')}",
+            f"in-toto-verify --layout {q(folder + '/root.layout')} --link-dir {q(folder)} \\",
+            f"  --verification-keys {STOCK_OWNER_KEY}",
+        ]
+    return "\n".join(lines)
+
+
 def render_project(record: ProjectRecord, base_url: str) -> str:
     by_name = sorted(record.files, key=lambda f: f.filename)
     files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
@@ -216,4 +265,5 @@ def render_project(record: ProjectRecord, base_url: str) -> str:
         base_url=base_url.rstrip("/"),
         links=_LINKS,
         suffix=Sidecars.suffix,
+        stock_commands=lambda r, f: stock_commands(r, f, base_url),
     )

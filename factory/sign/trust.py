@@ -5,7 +5,11 @@
   keys/ and is published with the index. Auditors verify with it alone.
 - ``trust_config.json`` (clienttrustconfig v0.1): that root plus a signing
   config v0.2 naming the authority's Fulcio/Rekor URLs, for
-  ``sigstore --trust-config FILE sign|verify ...``.
+  ``sigstore --trust-config FILE sign|verify ...``. Public too (a root and
+  URLs): it also goes to keys/ and is served at
+  /.well-known/factory/trust_config.json, so that an auditor runs the stock
+  ``sigstore --trust-config trust_config.json verify identity ...`` with only
+  what the index serves (``public_trust_config`` checks it before it is).
 """
 
 from __future__ import annotations
@@ -132,3 +136,28 @@ def init_authority(settings: Settings) -> None:
     TrustedRoot.from_file(str(settings.authority_dir / TRUSTED_ROOT))
     _ = load_client_trust_config(keys, url).signing_config
     _write_public(settings.public_keys_dir / TRUSTED_ROOT, root)
+    _write_public(settings.public_keys_dir / TRUST_CONFIG, client_trust_config(keys, url))
+
+
+_CONFIG_FIELDS = {"mediaType", "trustedRoot", "signingConfig"}
+_PRIVATE_MARKS = (b"PRIVATE KEY", b"privateKey", b"private_key")
+
+
+def public_trust_config(config: Path, root: Path) -> None:
+    """Raise ValueError unless ``config`` is a ClientTrustConfig holding only public
+    material (the trusted root ``root`` and a signing config) that the stock parser reads.
+
+    It is published for anyone to fetch: no private key, nothing but the three fields,
+    and its trusted root the very one published beside it (one root, not two).
+    """
+    data = config.read_bytes()
+    if any(mark in data for mark in _PRIVATE_MARKS):
+        raise ValueError(f"{config} mentions a private key")
+    value = json.loads(data)
+    if not isinstance(value, dict) or set(value) != _CONFIG_FIELDS:
+        raise ValueError(f"{config} is not a ClientTrustConfig of exactly "
+                         f"{', '.join(sorted(_CONFIG_FIELDS))}")
+    if value["trustedRoot"] != json.loads(root.read_bytes()):
+        raise ValueError(f"{config}'s trusted root is not {root}")
+    parsed = ClientTrustConfig.from_json(data.decode("utf-8"))
+    _ = parsed.trusted_root, parsed.signing_config  # both parse with the stock models
