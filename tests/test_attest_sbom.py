@@ -21,6 +21,7 @@ from factory.attest.sbom import (
     sbom_statement,
     validate,
 )
+from factory.build.record import BuildRecord, SystemPackage
 from factory.config import load_settings
 from factory.errors import VerificationError
 from tests import factories
@@ -201,3 +202,93 @@ def test_verifying_an_ascii_sbom_never_loads_the_costly_iri_parser(tmp_path: Pat
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "deferred"
+
+
+# -- what scanners match: versions, people, the builder's OS packages ----------------------
+IMAGE_PACKAGES = [
+    SystemPackage("gcc-12", "12.2.0-14", "amd64", "debian-12"),
+    SystemPackage("libc6", "2.36-9+deb12u10", "amd64", "debian-12"),
+    SystemPackage("libffi-dev", "3.4.4-1", "amd64", "debian-12"),
+    SystemPackage("python3.11", "3.11.2-6+deb12u6", "amd64", "debian-12"),
+]
+PINS = {"idna": ["3.10", "2.4"], "charset-normalizer": ["3.4.2"], "pysocks": ["1.7.1"]}
+
+
+def _pins(name: str, specifier) -> str | None:
+    versions = [v for v in PINS.get(name, []) if specifier.contains(v, prereleases=True)]
+    return versions[0] if versions else None
+
+
+def _rich_sbom(tmp_path: Path, **wheel_args) -> tuple[Path, dict]:
+    wheel = factories.wheel(tmp_path / "wheels", requires=REQUIRES, **wheel_args)
+    record = replace(
+        make_record(wheel, factories.sdist(tmp_path / "sources")),
+        recipe_name="tinypkg",
+        image_packages=IMAGE_PACKAGES,
+        system_packages=[IMAGE_PACKAGES[2]],
+    )
+    return wheel, build_sbom(wheel, record, pins=_pins)
+
+
+def test_dependencies_are_versioned_purls_of_the_approved_set(tmp_path: Path) -> None:
+    _, sbom = _rich_sbom(tmp_path)
+    comps = _components(sbom)
+    idna = comps["requirement:idna"]
+    assert idna["purl"] == "pkg:pypi/idna@3.10" and idna["version"] == "3.10"
+    assert {"name": "artifact-factory:requirement", "value": "idna<4,>=2.5"} in idna["properties"]
+    assert comps["requirement:pysocks"]["purl"] == "pkg:pypi/pysocks@1.7.1"
+    versioned = [c for c in comps.values() if c["bom-ref"].startswith("requirement:")]
+    assert all("@" in c["purl"] for c in versioned)
+
+
+def test_authors_and_supplier_come_from_core_metadata(tmp_path: Path) -> None:
+    _, sbom = _rich_sbom(tmp_path, metadata=(
+        "Author: Kenneth Reitz",
+        "Author-email: Kenneth Reitz <me@kennethreitz.org>, not an address",
+        "Maintainer-email: PSF <psf@python.example>",
+    ))
+    root = sbom["metadata"]["component"]
+    assert {"name": "Kenneth Reitz", "email": "me@kennethreitz.org"} in root["authors"]
+    assert {"name": "not an address"} in root["authors"]
+    assert root["supplier"]["name"] == "PSF"
+    assert root["supplier"]["contact"] == [{"name": "PSF", "email": "psf@python.example"}]
+
+
+def test_formulation_holds_the_image_packages_os_and_interpreter(tmp_path: Path) -> None:
+    _, sbom = _rich_sbom(tmp_path)
+    [formula] = sbom["formulation"]
+    comps = {c["bom-ref"]: c for c in formula["components"]}
+    libc = comps["system-package:libc6"]
+    assert libc["purl"] == "pkg:deb/debian/libc6@2.36-9%2Bdeb12u10?arch=amd64&distro=debian-12"
+    asked = {p["name"] for p in comps["system-package:libffi-dev"]["properties"]}
+    assert "artifact-factory:asked-by-recipe" in asked
+    assert comps["builder-os"] == {**comps["builder-os"], "type": "operating-system",
+                                   "name": "debian", "version": "12"}
+    python = comps["interpreter:python3.11"]
+    assert python["name"] == "cpython" and python["version"] == "3.11.2"
+    inputs = {i["resource"]["ref"] for i in formula["workflows"][0]["inputs"]}
+    assert {"system-package:gcc-12", "interpreter:python3.11", "builder-os"} <= inputs
+
+
+def test_grafted_libraries_say_who_grafted_them(tmp_path: Path) -> None:
+    wheel = factories.wheel(tmp_path / "wheels", libs=(LIB,))
+    record = make_record(wheel, factories.sdist(tmp_path / "sources"))
+    record = replace(record, builder_settings={
+        "repair": {"tool": "auditwheel", "action": "repaired", "policy": "manylinux_2_34_x86_64"}})
+    lib = _components(build_sbom(wheel, record))[f"bundled:{LIB}"]
+    assert {"name": "artifact-factory:grafted-by", "value": "auditwheel"} in lib["properties"]
+
+
+def test_the_rich_sbom_is_deterministic_and_valid(tmp_path: Path) -> None:
+    metadata = ("Author-email: A <a@example.org>, B <b@example.org>",)
+    _, first = _rich_sbom(tmp_path / "one", metadata=metadata)
+    _, second = _rich_sbom(tmp_path / "one", metadata=metadata)
+    assert sbom_bytes(first) == sbom_bytes(second)
+    validate(first)
+
+
+def test_record_keeps_image_packages_across_json(tmp_path: Path) -> None:
+    wheel = factories.wheel(tmp_path / "wheels")
+    record = replace(make_record(wheel, factories.sdist(tmp_path / "sources")),
+                     image_packages=IMAGE_PACKAGES)
+    assert BuildRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record

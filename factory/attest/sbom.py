@@ -6,6 +6,13 @@ model for ``formulation`` (CycloneDX 1.5+), so that part is added to the JSON
 and the whole document is checked against the strict 1.6 schema before anyone
 sees it.
 
+What a scanner matches: the wheel's dependencies carry versioned purls
+(``pkg:pypi/NAME@VERSION``, the version the approved set pins, the requirement's
+range kept as a property); the wheel names its authors and supplier from its core
+metadata; the formulation holds the builder image's whole dpkg list
+(``pkg:deb/debian/NAME@VERSION?arch=...``), its operating system and interpreter;
+libraries auditwheel grafted say so. The same inputs always give the same bytes.
+
 Every ``bom-ref`` names one thing once in the whole document: a file the build
 record lists twice (a wheel in both the build and the repair venv), a library the
 wheel holds twice, an allowance listed twice each become one entry that keeps what
@@ -20,7 +27,8 @@ import re
 import uuid
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from email.utils import parseaddr
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -30,11 +38,13 @@ from cyclonedx.contrib.this.builders import this_component
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentScope, ComponentType
+from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import License, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 from packaging.metadata import RawMetadata, parse_email
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from factory import __version__
@@ -60,6 +70,14 @@ PROP = "artifact-factory"  # our namespace for CycloneDX property names
 # (.dylibs/) or delvewheel (pkg.libs/ with .dll); extension modules are not these.
 _LIB_DIR = re.compile(r"(^|/)[^/]*\.(libs|dylibs)/")
 _SHARED_LIB = re.compile(r"(^|/)lib[^/]*\.so(\.\d+)*$|\.(so(\.\d+)*|dylib|dll)$")
+# The version the approved set pins for a requirement (name, its specifiers), or None.
+Pins = Callable[[str, SpecifierSet], "str | None"]
+# An e-mail address the schema's idn-email format takes, plainly (anything else is
+# kept as a name: an SBOM must never fail on what upstream wrote in its metadata).
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}"
+                    r"(\.[A-Za-z0-9-]{1,63}){1,8}")
+MAX_CONTACTS = 10  # people named in Author/Maintainer fields, each
+MAX_CONTACT_NAME = 200
 
 
 def sbom_path_for(wheel: Path) -> Path:
@@ -109,9 +127,42 @@ def _sha256(hexdigest: str) -> HashType:
     return HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)
 
 
+def contacts(names: str | None, emails: str | None) -> list[OrganizationalContact]:
+    """The people of a core metadata pair (Author and Author-email, or Maintainer and
+    Maintainer-email): ``Name <address>`` entries parsed, bounded, each once, in order."""
+    found: list[tuple[str | None, str | None]] = []
+    for entry in (emails or "").split(",")[:MAX_CONTACTS]:
+        name, address = parseaddr(entry)
+        name = one_line(name, MAX_CONTACT_NAME) if name.strip() else ""
+        if _EMAIL.fullmatch(address):
+            found.append((name or None, address))
+        elif entry.strip():  # not an address: the whole entry is a name
+            found.append((one_line(entry.strip(), MAX_CONTACT_NAME), None))
+    for name in re.split(r",|\band\b", names or "") if names and "\n" not in names else []:
+        name = one_line(name.strip(), MAX_CONTACT_NAME)
+        if name and not any(n == name for n, _ in found):
+            found.append((name, None))
+    unique = list(dict.fromkeys(found))[:MAX_CONTACTS]
+    return [OrganizationalContact(name=n, email=e) for n, e in unique]
+
+
+def _people(raw: RawMetadata) -> tuple[list[OrganizationalContact], OrganizationalEntity | None]:
+    """The authors (Author, Author-email) and the supplier (the maintainers, else the
+    authors) the core metadata names."""
+    authors = contacts(raw.get("author"), raw.get("author_email"))
+    maintainers = contacts(raw.get("maintainer"), raw.get("maintainer_email")) or authors
+    if not maintainers:
+        return authors, None
+    first = maintainers[0]
+    return authors, OrganizationalEntity(name=first.name or first.email, contacts=maintainers)
+
+
 def _root_component(wheel: Path, raw: RawMetadata, sha256: str) -> Component:
     purl = PackageURL.from_string(pypi_purl(raw["name"], raw["version"], wheel.name))
+    authors, supplier = _people(raw)
     return Component(
+        authors=authors,
+        supplier=supplier,
         type=ComponentType.LIBRARY,
         name=canonicalize_name(raw["name"]),
         version=raw["version"],
@@ -123,7 +174,19 @@ def _root_component(wheel: Path, raw: RawMetadata, sha256: str) -> Component:
     )
 
 
-def _requirement_components(raw: RawMetadata) -> list[Component]:
+def pinned_version(pins: Pins | None, name: str, reqs: Sequence[Requirement]) -> str | None:
+    """The version the approved set pins for ``name``: the newest that meets every
+    requirement line, else the newest that meets any one; None when nothing pins one."""
+    if pins is None:
+        return None
+    both = SpecifierSet(",".join(str(r.specifier) for r in reqs if str(r.specifier)))
+    for spec in [both, *(r.specifier for r in reqs)]:
+        if (version := pins(name, spec)) is not None:
+            return version
+    return None
+
+
+def _requirement_components(raw: RawMetadata, pins: Pins | None = None) -> list[Component]:
     lines: dict[str, list[Requirement]] = defaultdict(list)
     for line in raw.get("requires_dist", []):
         try:
@@ -137,12 +200,16 @@ def _requirement_components(raw: RawMetadata) -> list[Component]:
         # only wanted through an extra -> optional; otherwise always installed
         optional = all(r.marker is not None and "extra" in str(r.marker) for r in reqs)
         props = [Property(name=f"{PROP}:requirement", value=str(r)) for r in reqs]
+        version = pinned_version(pins, name, reqs)
+        if version is not None:
+            props.append(Property(name=f"{PROP}:version-from", value="approved set"))
         components.append(
             Component(
                 type=ComponentType.LIBRARY,
                 name=name,
+                version=version,
                 bom_ref=f"requirement:{name}",
-                purl=PackageURL(type="pypi", name=name),
+                purl=PackageURL(type="pypi", name=name, version=version),
                 scope=ComponentScope.OPTIONAL if optional else ComponentScope.REQUIRED,
                 properties=props,
             )
@@ -150,7 +217,18 @@ def _requirement_components(raw: RawMetadata) -> list[Component]:
     return components
 
 
-def _library_components(wheel: Path) -> list[Component]:
+def _grafted_by(record: BuildRecord) -> list[Property]:
+    """What the record says grafted the wheel's libraries (auditwheel repair), if it did."""
+    repair = record.builder_settings.get("repair")
+    if not isinstance(repair, dict) or repair.get("action") != "repaired":
+        return []
+    props = [Property(name=f"{PROP}:grafted-by", value=one_line(str(repair.get("tool")), 60))]
+    if isinstance(repair.get("policy"), str):
+        props.append(Property(name=f"{PROP}:repair-policy", value=one_line(repair["policy"], 60)))
+    return props
+
+
+def _library_components(wheel: Path, grafted: Sequence[Property] = ()) -> list[Component]:
     # One component per path: a wheel (a zip) may hold two members of one name, and
     # the library would give the second a random reference (the SBOM would differ
     # from run to run): one component with both digests instead.
@@ -164,13 +242,14 @@ def _library_components(wheel: Path) -> list[Component]:
             name=PurePosixPath(path).name,
             bom_ref=f"bundled:{path}",
             hashes=[_sha256(d) for d in found],
-            properties=[Property(name=f"{PROP}:wheel-path", value=path)],
+            properties=[Property(name=f"{PROP}:wheel-path", value=path),
+                        *(grafted if _LIB_DIR.search(path) else ())],
         )
         for path, found in sorted(digests.items())
     ]
 
 
-def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata) -> Bom:
+def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata, pins: Pins | None = None) -> Bom:
     bom = Bom(
         serial_number=uuid.uuid5(
             uuid.NAMESPACE_URL, f"{record.wheel_sha256}/{record.invocation_id}"
@@ -186,8 +265,8 @@ def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata) -> Bom:
         bom_ref="tool:artifact-factory",
     )
     bom.metadata.tools.components.update([factory_tool, this_component()])
-    requirements = _requirement_components(raw)
-    libraries = _library_components(wheel)
+    requirements = _requirement_components(raw, pins)
+    libraries = _library_components(wheel, _grafted_by(record))
     bom.components.update(requirements + libraries)
     bom.register_dependency(root, requirements + libraries)
     for component in requirements + libraries:
@@ -244,7 +323,10 @@ def _tool_components(record: BuildRecord) -> list[dict[str, Any]]:
 
 
 def system_components(record: BuildRecord) -> list[dict[str, Any]]:
-    """The recipe's Debian packages, at the versions the builder image held."""
+    """The builder image's Debian packages (its whole dpkg list, when the record has it),
+    at the versions it held; those the recipe asked for say so."""
+    asked = {p.name for p in record.system_packages}
+    packages = {p.name: p for p in [*record.image_packages, *record.system_packages]}
     return [
         {
             "type": "library",
@@ -252,11 +334,39 @@ def system_components(record: BuildRecord) -> list[dict[str, Any]]:
             "name": package.name,
             "version": package.version,
             "purl": package.purl(),
-            "properties": [{"name": f"{PROP}:held-by-image", "value": record.builder_image_id}],
+            "properties": [{"name": f"{PROP}:held-by-image", "value": record.builder_image_id}]
+            + ([{"name": f"{PROP}:asked-by-recipe", "value": record.recipe_name}]
+               if package.name in asked else []),
         }
-        for package in sorted({p.name: p for p in record.system_packages}.values(),
-                              key=lambda p: p.name)
+        for package in sorted(packages.values(), key=lambda p: p.name)
     ]
+
+
+_INTERPRETER = re.compile(r"python3\.\d+")  # Debian's interpreter package: python3.11
+
+
+def platform_components(record: BuildRecord) -> list[dict[str, Any]]:
+    """The builder image's operating system and the interpreter the build ran, from
+    its dpkg list: nothing when the record has none."""
+    packages = {p.name: p for p in record.image_packages}
+    found: list[dict[str, Any]] = []
+    if packages:
+        distro = next(iter(packages.values())).distro  # debian-12
+        name, _, release = distro.partition("-")
+        found.append({"type": "operating-system", "bom-ref": "builder-os", "name": name,
+                      "version": release, "properties": [
+                          {"name": f"{PROP}:held-by-image", "value": record.builder_image_id}]})
+    for name in sorted(n for n in packages if _INTERPRETER.fullmatch(n)):
+        package = packages[name]
+        upstream = package.version.partition(":")[2] or package.version  # drop an epoch
+        upstream = upstream.rsplit("-", 1)[0]  # and the Debian revision
+        found.append({
+            "type": "application", "bom-ref": f"interpreter:{name}", "name": "cpython",
+            "version": upstream,
+            "purl": PackageURL(type="generic", name="cpython", version=upstream).to_string(),
+            "properties": [{"name": f"{PROP}:debian-package", "value": package.purl()}],
+        })
+    return found
 
 
 def formulation(record: BuildRecord, root_ref: str,
@@ -282,6 +392,7 @@ def formulation(record: BuildRecord, root_ref: str,
     }
     tools = _tool_components(record)
     packages = system_components(record)
+    platform = platform_components(record)
     workflow = {
         "bom-ref": f"workflow:{record.invocation_id}",
         "uid": record.invocation_id,
@@ -290,7 +401,7 @@ def formulation(record: BuildRecord, root_ref: str,
         "timeStart": record.started_on,
         "timeEnd": record.finished_on,
         "inputs": [{"resource": {"ref": source_ref}}, {"resource": {"ref": "builder-image"}}]
-        + [{"resource": {"ref": t["bom-ref"]}} for t in [*tools, *packages]],
+        + [{"resource": {"ref": t["bom-ref"]}} for t in [*platform, *tools, *packages]],
         "outputs": [{"type": "artifact", "resource": {"ref": root_ref}}],
         "properties": [
             {"name": f"{PROP}:network-mode", "value": record.network_mode},
@@ -301,7 +412,7 @@ def formulation(record: BuildRecord, root_ref: str,
     return [
         {
             "bom-ref": f"formula:{record.invocation_id}",
-            "components": [image, source, *tools, *packages,
+            "components": [image, *platform, source, *tools, *packages,
                            *allowance_components(allowances)],
             "workflows": [workflow],
         }
@@ -428,9 +539,12 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
-def build_sbom(wheel: Path, record: BuildRecord,
-               allowances: Sequence[Allowance] = ()) -> dict[str, Any]:
-    """The wheel's CycloneDX 1.6 SBOM as a JSON object, schema-validated."""
+def build_sbom(wheel: Path, record: BuildRecord, allowances: Sequence[Allowance] = (),
+               pins: Pins | None = None) -> dict[str, Any]:
+    """The wheel's CycloneDX 1.6 SBOM as a JSON object, schema-validated.
+
+    ``pins``: the version the approved set pins for a requirement (factory.lock's
+    ``Lock.find``), so each dependency is a versioned purl; without it, unversioned."""
     actual = sha256_file(wheel)
     if actual != record.wheel_sha256:
         raise VerificationError(
@@ -438,7 +552,7 @@ def build_sbom(wheel: Path, record: BuildRecord,
             "the wheel changed after it was built; rebuild it",
         )
     raw = read_core_metadata(wheel)
-    bom = _bom(wheel, record, raw)
+    bom = _bom(wheel, record, raw, pins)
     doc: dict[str, Any] = json.loads(JsonV1Dot6(bom).output_as_string())
     doc["formulation"] = formulation(record, doc["metadata"]["component"]["bom-ref"],
                                      allowances)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packaging.specifiers import SpecifierSet
+
 from factory.attest.keys import find_key_material
 from factory.attest.provenance import build_statement
-from factory.attest.sbom import build_sbom, sbom_statement, write_sbom
+from factory.attest.sbom import Pins, build_sbom, sbom_statement, write_sbom
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.errors import SigningError
+from factory.errors import LockError, SigningError
 
 if TYPE_CHECKING:
     from factory.admission.model import Allowance
@@ -40,6 +42,23 @@ def ensure_no_key_material(document: Any, settings: Settings, what: str) -> None
         )
 
 
+def approved_pins(settings: Settings) -> Pins | None:
+    """The versions recipes.lock pins (the newest locked one that meets a requirement),
+    or None without a readable lock (the SBOM's dependencies are then unversioned)."""
+    from factory.lock.model import load_lock  # the lock stage sits above attest
+
+    try:
+        lock = load_lock(settings)
+    except LockError:
+        return None
+
+    def pinned(name: str, specifier: SpecifierSet) -> str | None:
+        found = lock.find(name, specifier)
+        return found.version if found is not None else None
+
+    return pinned
+
+
 def attest_wheel(settings: Settings, record: BuildRecord, wheel: Path,
                  allowances: Sequence[Allowance] = ()) -> Attestation:
     """Build the provenance and SBOM of ``wheel``; write ``W.cdx.json``.
@@ -48,7 +67,7 @@ def attest_wheel(settings: Settings, record: BuildRecord, wheel: Path,
     both documents list them.
     """
     provenance = build_statement(record, settings, allowances)
-    sbom = build_sbom(wheel, record, allowances)
+    sbom = build_sbom(wheel, record, allowances, approved_pins(settings))
     ensure_no_key_material(provenance, settings, "the provenance")
     ensure_no_key_material(sbom, settings, "the SBOM")
     path = write_sbom(wheel, sbom)

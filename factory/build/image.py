@@ -183,6 +183,17 @@ def system_packages(ref: ImageRef, entries: Iterable[str]) -> list[SystemPackage
     return found
 
 
+def image_packages(ref: ImageRef) -> list[SystemPackage]:
+    """Every Debian package ``ref`` holds (its dpkg list), sorted by name: what the build
+    record hands the SBOM's formulation. Empty for an image nobody could list."""
+    found = []
+    for entry in ref.packages:
+        name, version = split_package(entry)
+        if version:
+            found.append(SystemPackage(name, version, ref.architectures.get(name, ""), DISTRO))
+    return sorted(found, key=lambda p: (p.name, p.version))
+
+
 def _registry_image(settings: Settings, client: docker.DockerClient) -> ImageRef:
     reference = settings.builder_image
     try:

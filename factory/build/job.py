@@ -59,7 +59,7 @@ from factory.build.env import (
     make_wheelhouse,
     source_date_epoch,
 )
-from factory.build.image import ImageRef, system_packages
+from factory.build.image import ImageRef, image_packages, system_packages
 from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.build.workdir import sweep, work_dir
 from factory.config import Settings
@@ -466,6 +466,7 @@ def _record(
         network_mode="none",
         patches=[dict(p) for p in inputs.patches],
         system_packages=list(run.system),
+        image_packages=image_packages(inputs.image),
     )
 
 

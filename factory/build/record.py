@@ -73,6 +73,9 @@ class BuildRecord:
     upstream_provenance_sha256: str | None = None
     # the recipe's Debian packages with the exact versions the builder image held
     system_packages: list[SystemPackage] = field(default_factory=list)
+    # every Debian package the builder image held (its dpkg list: compiler, libc, Python),
+    # for the SBOM's formulation; empty for a registry image or a record made before
+    image_packages: list[SystemPackage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +94,7 @@ class BuildRecord:
         data["source"] = Sdist(**source)
         data["build_tools"] = [InstalledTool(**t) for t in data["build_tools"]]
         data["system_packages"] = [SystemPackage(**p) for p in data.get("system_packages", [])]
+        data["image_packages"] = [SystemPackage(**p) for p in data.get("image_packages", [])]
         return cls(**data)
 
     def save(self, directory: Path) -> Path:
