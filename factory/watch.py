@@ -40,6 +40,7 @@ from factory.recipes import load_recipes
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.client import Upstream
 from factory.upstream.listing import ProjectListing, is_project_name
+from factory.vex import publish_vex
 from factory.why import Knowledge, releases_of
 
 
@@ -73,6 +74,9 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
     result.yanked = check_advisories(settings, index, run_id)
+    # the signed OpenVEX feed of what was just checked (/.well-known/factory/vex.json)
+    publish_vex(settings, index,
+                AdvisoryDatabase(settings.advisories) if settings.advisories else None)
     # upstream's archived or deprecated (as the lock now records it) onto the served project
     result.statuses = apply_statuses(settings, index, Policy.load(settings, report.lock))
     publish_status(settings, index)

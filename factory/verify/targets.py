@@ -10,6 +10,7 @@ with a ``problem``, which the digest check reports as a failure naming it.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
@@ -226,10 +227,14 @@ def pylock_items(index: IndexView, data: dict[str, Any], origin: str) -> list[It
         name = str(canonicalize_name(package.get("name", "?")))
         version = package.get("version")
         label = f"{origin} {name}"
+        identities = package.get("attestation-identities")
         for wheel in package.get("wheels", []):
             filename = _filename(wheel)
             sha256 = (wheel.get("hashes") or {}).get("sha256")
-            items.append(_locked(index, name, version, filename, sha256, label))
+            item = _locked(index, name, version, filename, sha256, label)
+            if identities is not None and item.problem is None:
+                item.problem = identity_problem(item, identities)
+            items.append(item)
         for kind in ("sdist", "archive", "vcs", "directory"):
             if package.get(kind):
                 items.append(Item(label=label, project=name, version=version,
@@ -239,6 +244,32 @@ def pylock_items(index: IndexView, data: dict[str, Any], origin: str) -> list[It
             items.append(Item(label=label, project=name, version=version,
                               problem=f"{name}: the lock names no artifact to verify"))
     return items
+
+
+MAX_PROVENANCE = 16 << 20  # a .provenance file read whole to name its publishers
+
+
+def identity_problem(item: Item, identities: Any) -> str | None:
+    """Why the lock's ``attestation-identities`` (PEP 751) do not name who published the
+    file: none of them equals a publisher of the PEP 740 provenance the index serves
+    beside it (whose signatures the provenance checks then verify). None when one does."""
+    what = item.filename or item.label
+    if not isinstance(identities, list) or not identities or not all(
+            isinstance(i, dict) and isinstance(i.get("kind"), str) for i in identities):
+        return f"{what}: attestation-identities is not a list of tables with a kind"
+    path = item.wheel.with_name(item.wheel.name + ".provenance") if item.wheel else None
+    try:
+        if path is None or path.stat().st_size > MAX_PROVENANCE:
+            return f"{what}: the index serves no provenance to match attestation-identities"
+        provenance = json.loads(path.read_bytes())
+        publishers = [b.get("publisher") for b in provenance.get("attestation_bundles", [])]
+    except (OSError, ValueError, AttributeError):
+        return f"{what}: the provenance the index serves is unreadable"
+    if any(identity == publisher for identity in identities for publisher in publishers):
+        return None
+    kinds = ", ".join(sorted({str(i.get("kind"))[:40] for i in identities}))
+    return (f"{what}: the lock's attestation-identities ({kinds}) do not name the publisher "
+            "of the provenance the index serves")
 
 
 def uv_lock_items(index: IndexView, data: dict[str, Any], origin: str) -> list[Item]:

@@ -1,0 +1,232 @@
+"""A signed OpenVEX feed of what the factory knows about advisories for what it serves.
+
+For every advisory that touches a served project (from the advisory database when
+one is configured, else from what the index records of each version's check), one
+OpenVEX v0.2.0 statement per status, its products the served versions as purls:
+
+- ``affected``: the advisory's ranges hold the version; the index yanked it (the
+  action statement says so, and names the fixed versions);
+- ``fixed``: checked, not affected, and at or above a version that fixed it;
+- ``not_affected``: checked and outside the advisory's ranges (justification
+  ``vulnerable_code_not_present``: the code the advisory names is not in it).
+
+A version never checked is left out: the feed says only what the factory knows.
+The document is written to ``/.well-known/factory/vex.json``; an in-toto Statement
+v1 (predicate type OpenVEX, subject that file's sha256) signed as a DSSE envelope
+with the factory's ``answers`` key sits beside it as ``vex.intoto.json``
+(``verify_vex`` checks it against the key served at ``answers.pub.pem``).
+
+    document = vex_document(index, AdvisoryDatabase(settings.advisories), base_url)
+    envelope = sign_vex(document, load_signer(settings, "answers"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from packaging.version import InvalidVersion, Version
+
+from factory import __version__
+from factory.attest.provenance import pypi_purl
+from factory.errors import SigningError, VerificationError
+from factory.index.records import ProjectRecord
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Signer
+
+    from factory.config import Settings
+    from factory.index import Index
+    from factory.upstream.advisories import AdvisoryDatabase
+
+CONTEXT = "https://openvex.dev/ns/v0.2.0"
+PREDICATE_TYPE = CONTEXT  # the predicate type OpenVEX documents carry in in-toto
+VEX_FILE = "vex.json"
+ENVELOPE_FILE = "vex.intoto.json"
+NOT_PRESENT = "vulnerable_code_not_present"
+EPOCH = "1970-01-01T00:00:00Z"  # the timestamp of a feed with nothing checked
+
+
+@dataclass(frozen=True)
+class _Known:
+    """One advisory as the feed states it: its id, aliases, fixed versions, summary."""
+
+    id: str
+    aliases: tuple[str, ...]
+    fixed: tuple[str, ...]
+    summary: str
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _checked(record: ProjectRecord) -> dict[str, tuple[list[dict[str, Any]], bool, str]]:
+    """Each checked version: (the advisories recorded, yanked, when checked)."""
+    found: dict[str, tuple[list[dict[str, Any]], bool, str]] = {}
+    for entry in record.files:
+        if entry.advisories is not None and entry.advisories_checked:
+            found.setdefault(entry.version, (entry.advisories, entry.yanked,
+                                             entry.advisories_checked))
+    return found
+
+
+def _statements(record: ProjectRecord, db: AdvisoryDatabase | None) -> list[dict[str, Any]]:
+    checked = _checked(record)
+    known: dict[str, _Known] = {}
+    affected: dict[str, set[str]] = {}
+    if db is not None:
+        for osv in db.for_package(record.name):
+            if osv.data.get("withdrawn"):
+                continue
+            known[osv.id] = _Known(osv.id, tuple(sorted(osv.aliases)), tuple(
+                str(v) for v in osv.fixed_versions(record.name)), osv.summary)
+            affected[osv.id] = {v for v in checked if osv.affects(record.name, v)}
+    else:
+        for version, (advisories, _, _) in checked.items():
+            for a in advisories:
+                ident = str(a.get("id", ""))
+                if not ident:
+                    continue
+                fixed = tuple(f.strip() for f in str(a.get("fixed", "")).split(",") if f.strip())
+                known.setdefault(ident, _Known(ident, tuple(sorted(map(str, a.get("aliases", [])))),
+                                               fixed, str(a.get("summary", ""))))
+                affected.setdefault(ident, set()).add(version)
+    statements = []
+    for ident in sorted(known):
+        advisory = known[ident]
+        lowest_fix = min((v for f in advisory.fixed if (v := _version(f))), default=None)
+        by_status: dict[str, list[str]] = {"affected": [], "fixed": [], "not_affected": []}
+        for version in checked:
+            parsed = _version(version)
+            if version in affected.get(ident, set()):
+                by_status["affected"].append(version)
+            elif lowest_fix is not None and parsed is not None and parsed >= lowest_fix:
+                by_status["fixed"].append(version)
+            else:
+                by_status["not_affected"].append(version)
+        for status, versions in by_status.items():
+            if versions:
+                statements.append(_statement(record, advisory, status, versions, checked))
+    return statements
+
+
+def _statement(record: ProjectRecord, advisory: _Known, status: str, versions: list[str],
+               checked: Mapping[str, tuple[list[dict[str, Any]], bool, str]]) -> dict[str, Any]:
+    ordered = sorted(versions, key=lambda v: (_version(v) is None, _version(v) or v, v))
+    vulnerability: dict[str, Any] = {"name": advisory.id}
+    if advisory.aliases:
+        vulnerability["aliases"] = list(advisory.aliases)
+    if advisory.summary:
+        vulnerability["description"] = advisory.summary[:500]
+    statement: dict[str, Any] = {
+        "vulnerability": vulnerability,
+        "products": [{"@id": pypi_purl(record.name, v),
+                      "identifiers": {"purl": pypi_purl(record.name, v)}} for v in ordered],
+        "status": status,
+        "timestamp": max(checked[v][2] for v in ordered),
+    }
+    if status == "affected":
+        yanked = all(checked[v][1] for v in ordered)
+        fix = f"upgrade to {', '.join(advisory.fixed)}" if advisory.fixed else "no fix is known"
+        statement["action_statement"] = (
+            ("the index yanked these versions; " if yanked else "") + fix)
+    elif status == "not_affected":
+        statement["justification"] = NOT_PRESENT
+        statement["impact_statement"] = "outside the advisory's affected ranges (OSV)"
+    return statement
+
+
+def vex_document(records: Iterable[ProjectRecord], db: AdvisoryDatabase | None,
+                 base_url: str) -> dict[str, Any]:
+    """The OpenVEX v0.2.0 document of the served projects; the same records and
+    advisories give the same bytes (its time is the newest check's)."""
+    statements: list[dict[str, Any]] = []
+    for record in sorted(records, key=lambda r: r.name):
+        statements.extend(_statements(record, db))
+    timestamp = max((s["timestamp"] for s in statements), default=EPOCH)
+    body = json.dumps(statements, sort_keys=True).encode("utf-8")
+    return {
+        "@context": CONTEXT,
+        "@id": f"{base_url.rstrip('/')}/.well-known/factory/{VEX_FILE}"
+               f"#sha256:{hashlib.sha256(body).hexdigest()}",
+        "author": f"artifact-factory at {base_url.rstrip('/')}",
+        "role": "the index that builds and serves these packages",
+        "timestamp": timestamp,
+        "version": 1,
+        "tooling": f"artifact-factory {__version__}",
+        "statements": statements,
+    }
+
+
+def vex_bytes(document: Mapping[str, Any]) -> bytes:
+    return (json.dumps(document, sort_keys=True, indent=1) + "\n").encode("utf-8")
+
+
+def vex_statement(data: bytes) -> dict[str, Any]:
+    """The in-toto Statement v1 over the served vex.json bytes, the document its predicate."""
+    from factory.advice import STATEMENT_TYPE
+
+    return {"_type": STATEMENT_TYPE,
+            "subject": [{"name": VEX_FILE, "digest": {"sha256": hashlib.sha256(data).hexdigest()}}],
+            "predicateType": PREDICATE_TYPE, "predicate": json.loads(data)}
+
+
+def sign_vex(data: bytes, signer: Signer) -> dict[str, Any]:
+    """The DSSE envelope over ``vex_statement(data)``, signed like every answer."""
+    from factory.advice import sign
+
+    return sign(vex_statement(data), signer)
+
+
+def verify_vex(data: bytes, envelope: Mapping[str, Any], pem: bytes) -> dict[str, Any]:
+    """The OpenVEX document in ``data`` if ``envelope`` signs exactly those bytes with the
+    key ``pem``; else VerificationError."""
+    from securesystemslib.dsse import Envelope
+
+    from factory.advice import PAYLOAD_TYPE, public_key
+
+    try:
+        parsed = Envelope.from_dict(json.loads(json.dumps(dict(envelope))))
+        parsed.verify([public_key(pem)], 1)
+        statement = json.loads(parsed.payload)
+    except VerificationError:
+        raise
+    except Exception:
+        raise VerificationError("the VEX envelope does not verify with the answers key") from None
+    if parsed.payload_type != PAYLOAD_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
+        raise VerificationError("the envelope does not carry an OpenVEX statement")
+    digest = hashlib.sha256(data).hexdigest()
+    if statement.get("subject") != [{"name": VEX_FILE, "digest": {"sha256": digest}}]:
+        raise VerificationError(f"the signed statement is about another {VEX_FILE}")
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+def publish_vex(settings: Settings, index: Index, db: AdvisoryDatabase | None) -> bool:
+    """Write, sign and serve the feed under /.well-known/factory/; False (nothing
+    written) when there is no answers key to sign it with."""
+    from factory._internal.atomic import write_bytes
+    from factory.attest.keys import load_signer
+
+    try:
+        signer = load_signer(settings, "answers")
+    except SigningError:
+        return False
+    records = [r for p in index.projects() if (r := index.record(p)) is not None]
+    data = vex_bytes(vex_document(records, db, settings.index_url))
+    work = settings.state_dir / "vex"
+    work.mkdir(parents=True, exist_ok=True)
+    write_bytes(work / VEX_FILE, data)
+    write_bytes(work / ENVELOPE_FILE,
+                (json.dumps(sign_vex(data, signer), sort_keys=True) + "\n").encode("utf-8"))
+    index.publish_trust({VEX_FILE: work / VEX_FILE, ENVELOPE_FILE: work / ENVELOPE_FILE})
+    return True
+
+
+__all__ = ["publish_vex", "sign_vex", "verify_vex", "vex_bytes", "vex_document"]
