@@ -15,6 +15,10 @@ from typing import Any
 
 from factory.errors import ConfigError
 
+# The advisory source of a new install: OSV's published archive of every PyPI advisory
+# (factory.upstream.advisories fetches it conditionally and caches it in the state).
+OSV_PYPI_ARCHIVE = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
+
 PYPI_SIMPLE = "https://pypi.org/simple/"
 # The default site license policy: the permissive licenses a platform team usually
 # approves. Anything else `factory add` leaves to a human.
@@ -281,7 +285,7 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     for name, raw in list(values.items()):
         values[name] = _coerce(name, raw, kinds[name])
     state = _state_dir(root, values.pop("state_dir", ".factory"))
-    if "advisories" not in values:
+    if "advisories" not in values:  # the shared snapshot (demo, tests), else OSV's feed
         default_db = root.parent / "shared" / "advisory-database"
-        values["advisories"] = str(default_db) if default_db.is_dir() else None
+        values["advisories"] = str(default_db) if default_db.is_dir() else OSV_PYPI_ARCHIVE
     return Settings(root=root, state_dir=state, **values)

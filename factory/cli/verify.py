@@ -42,8 +42,9 @@ def verify(
     = None,
     as_json: JsonOpt = False,
     html: Annotated[Path | None, typer.Option(help="Write an HTML audit report here.")] = None,
-    index: Annotated[Path | None, typer.Option(help="The index directory (default: the "
-                                                 "state's).")] = None,
+    index: Annotated[str | None, typer.Option(help="The index directory (default: the "
+                                                "state's) or its URL (fetched over "
+                                                "HTTP).")] = None,
     trusted_root: Annotated[Path | None, typer.Option(help="Pinned Sigstore trusted root.")]
     = None,
     owner_key: Annotated[Path | None, typer.Option(help="Pinned in-toto layout owner key.")]
@@ -58,16 +59,29 @@ def verify(
     = None,
     workers: Annotated[int | None, typer.Option(help="Parallel workers.")] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Every check.")] = False,
+    allow_skipped: Annotated[bool, typer.Option(
+        "--allow-skipped", help="Exit 0, not 3, when nothing failed but a check could not "
+        "run (the summary still names it).")] = False,
 ) -> None:
     """Verify artifacts offline: digests, Sigstore, SLSA provenance, SBOM, in-toto,
-    advisories. Exit 0 all pass, 1 any fails, 2 usage error."""
+    advisories. Exit 0 every check ran and passed, 1 a check failed, 2 usage error or
+    unusable trust, 3 nothing failed but a check did not run (advisory source unreachable,
+    say; its summary line names it) unless --allow-skipped. --index takes a URL too."""
     code = run(settings(), target, everything=everything, rebuild=rebuild_spec,
                upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
-               console=_app.out, index_dir=index, trusted_root=trusted_root,
+               console=_app.out, index_dir=_index_place(index), trusted_root=trusted_root,
                owner_key=owner_key, identity=identity, issuer=issuer,
                builder_ids=tuple(builder_id or ()), advisories=advisories,
-               check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers)
+               check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers,
+               allow_skipped=allow_skipped)
     raise typer.Exit(code)
+
+
+def _index_place(index: str | None) -> Path | str | None:
+    """--index: a directory, or the index's URL (kept as text)."""
+    if index and index.startswith(("http://", "https://")):
+        return index
+    return Path(index) if index else None
 
 
 def run(
@@ -81,7 +95,8 @@ def run(
     html: Path | None = None,
     verbose: bool = False,
     console: Console | None = None,
-    index_dir: Path | None = None,
+    index_dir: Path | str | None = None,
+    allow_skipped: bool = False,
     **audit: Any,
 ) -> int:
     """What `factory verify` does: verify, print (table or JSON), write HTML; the exit code.
@@ -101,6 +116,9 @@ def run(
         raise TargetError("give exactly one of: TARGET, --all, --rebuild NAME==VERSION, "
                           "--upstream NAME==VERSION")
     if rebuild or upstream:
+        if isinstance(index_dir, str):
+            raise TargetError("--rebuild and --upstream compare with the index directory, "
+                              "not a URL")
         return _compare(settings, rebuild, upstream, json_output, console, index_dir)
     with _progress(console, quiet=json_output) as on_result:
         report = verify(settings, target, everything=everything, index_dir=index_dir,
@@ -113,7 +131,7 @@ def run(
         print_report(report, console, verbose)
         if html is not None:
             console.print(f"report written to {html}", highlight=False)
-    return exit_code(report)
+    return exit_code(report, allow_skipped)
 
 
 @contextmanager

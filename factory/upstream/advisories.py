@@ -1,13 +1,21 @@
 """Known advisories in OSV format: is this version of this package affected?
 
 Sources: a directory of OSV files (YAML or JSON, e.g. the PyPA advisory
-database, laid out one folder per package or flat), an OSV export zip, or the
-online OSV API (``https://api.osv.dev``). Only the PyPI ecosystem is read.
+database, laid out one folder per package or flat), an OSV export zip, the
+URL of one (by default OSV's published archive of every PyPI advisory,
+``OSV_PYPI_ARCHIVE``: fetched conditionally, cached in the state directory), or
+the online OSV API (``https://api.osv.dev``). Only the PyPI ecosystem is read.
+
+``open_advisories`` is how a command gets one: the database, or why advisories
+cannot be checked ("<source> unreachable (<reason>)"), never a silent nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,7 +28,9 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from factory.errors import ConfigError, UpstreamError
+from factory._internal.atomic import write_json
+from factory.config import OSV_PYPI_ARCHIVE  # noqa: F401 - re-exported: the default source
+from factory.errors import ConfigError, FactoryError, UpstreamError
 
 try:  # the C loader is ~10x faster on a few thousand files
     _Loader: Any = yaml.CSafeLoader
@@ -114,8 +124,9 @@ def _parse(text: str, origin: str) -> Advisory | None:
 class AdvisoryDatabase:
     """Advisories from a directory, an OSV zip, or the OSV API."""
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, cache_dir: Path | None = None) -> None:
         self.source = str(source)
+        self.cache_dir = cache_dir or default_cache(self.source)
         self._by_name: dict[str, list[Advisory]] = {}
         if not self.source.startswith(("http://", "https://")) and not Path(source).exists():
             raise ConfigError(f"advisory source {source} does not exist",
@@ -131,6 +142,8 @@ class AdvisoryDatabase:
         return [a for a in self.for_package(name) if a.affects(name, version)]
 
     def _load(self, key: str) -> Iterable[Advisory]:
+        if is_archive_url(self.source):  # fetched (conditionally) once, then a zip
+            return self._all_from_zip.get(key, [])
         if self.source.startswith(("http://", "https://")):
             return self._query_api(key)
         path = Path(self.source)
@@ -176,7 +189,9 @@ class AdvisoryDatabase:
     @cached_property
     def _all_from_zip(self) -> dict[str, list[Advisory]]:
         found = []
-        with zipfile.ZipFile(self.source) as archive:
+        path = (fetch_archive(self.source, self.cache_dir) if is_archive_url(self.source)
+                else Path(self.source))
+        with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 if member.endswith(_SUFFIXES):
                     text = archive.read(member).decode("utf-8", "replace")
@@ -194,3 +209,131 @@ class AdvisoryDatabase:
             raise UpstreamError(f"the OSV API at {self.source} failed: {exc}") from None
         return [a for v in response.json().get("vulns", [])
                 if (a := _parse(json.dumps(v), "api.json"))]
+
+
+# -- OSV's published archive, fetched conditionally --------------------------------------
+ARCHIVE_MAX_BYTES = 1 << 30  # PyPI's all.zip is tens of MiB
+ARCHIVE_SECONDS = 300.0  # one whole download, at most
+RECHECK_SECONDS = 3600.0  # asked again (conditionally) at most once an hour
+
+
+class AdvisoriesUnavailable(UpstreamError):
+    """The advisory source cannot be read: advisories are NOT CHECKED (said, never hidden)."""
+
+    default_hint = ("set [factory] advisories to a reachable OSV archive URL, a mirror, or "
+                    "a local copy (directory or zip)")
+
+
+def is_archive_url(source: str) -> bool:
+    return source.startswith(("http://", "https://")) and source.split("?")[0].endswith(".zip")
+
+
+def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = None,
+                  max_bytes: int = ARCHIVE_MAX_BYTES, seconds: float = ARCHIVE_SECONDS,
+                  recheck: float = RECHECK_SECONDS) -> Path:
+    """The OSV archive at ``url``, cached in ``cache_dir`` (archive.zip and meta.json).
+
+    Asked at most once per ``recheck`` seconds, with If-None-Match / If-Modified-Since
+    from the last answer (304: the cached copy stands). A download is bounded by
+    ``max_bytes`` and ``seconds``, must be a zip, and replaces the cache atomically.
+    Raises AdvisoriesUnavailable when the source cannot be reached and nothing is
+    cached; a stale cached copy is used when it cannot (meta.json says since when).
+    """
+    archive, meta_path = cache_dir / "archive.zip", cache_dir / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text("utf-8"))
+        meta = meta if isinstance(meta, dict) and meta.get("url") == url else {}
+    except (OSError, ValueError):
+        meta = {}
+    cached = archive.is_file() and bool(meta)
+    if cached and time.time() - float(meta.get("checked", 0)) < recheck:
+        return archive
+    headers = {}
+    if cached and isinstance(meta.get("etag"), str):
+        headers["If-None-Match"] = meta["etag"]
+    if cached and isinstance(meta.get("last_modified"), str):
+        headers["If-Modified-Since"] = meta["last_modified"]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    own = client is None
+    client = client or httpx.Client(timeout=30, follow_redirects=True, max_redirects=3)
+    try:
+        meta = _download(client, url, archive, headers, max_bytes, seconds, meta)
+    except AdvisoriesUnavailable as exc:
+        if not cached:
+            raise
+        meta["problem"] = exc.message  # the copy is used, and how old it is is said
+        meta["checked"] = time.time()
+        write_json(meta_path, meta)
+        return archive
+    finally:
+        if own:
+            client.close()
+    write_json(meta_path, meta)
+    return archive
+
+
+def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, str],
+              max_bytes: int, seconds: float, meta: dict[str, Any]) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    part = archive.with_name(archive.name + ".part")
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return {**meta, "checked": time.time(), "problem": None}
+            if response.status_code != 200:
+                raise AdvisoriesUnavailable(f"{url} unreachable (HTTP {response.status_code})")
+            size = 0
+            with open(part, "wb") as out:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise AdvisoriesUnavailable(f"{url} unreachable (larger than "
+                                                    f"{max_bytes} bytes)")
+                    if time.monotonic() > deadline:
+                        raise AdvisoriesUnavailable(f"{url} unreachable (slower than "
+                                                    f"{seconds:g} s)")
+                    out.write(chunk)
+            if not zipfile.is_zipfile(part):
+                raise AdvisoriesUnavailable(f"{url} unreachable (not a zip archive)")
+            os.replace(part, archive)
+            return {"url": url, "etag": response.headers.get("etag"),
+                    "last_modified": response.headers.get("last-modified"),
+                    "fetched": time.time(), "checked": time.time(), "size": size,
+                    "problem": None}
+    except httpx.HTTPError as exc:
+        reason = str(exc).split("\n")[0][:200] or type(exc).__name__
+        raise AdvisoriesUnavailable(f"{url} unreachable ({reason})") from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def open_advisories(source: str | None, cache_dir: Path,
+                    **fetch: Any) -> tuple[AdvisoryDatabase | None, str | None]:
+    """The advisory database of ``source``, or None and why advisories are NOT CHECKED.
+
+    An archive URL is fetched into ``cache_dir`` (``fetch_archive``); other sources
+    are opened as they are. Reading the archive is deferred to the first lookup.
+    """
+    if not source:
+        return None, "no advisory source configured"
+    try:
+        if is_archive_url(source):
+            fetch_archive(source, cache_dir, **fetch)
+        return AdvisoryDatabase(source, cache_dir), None
+    except FactoryError as exc:
+        return None, exc.message
+
+
+def default_cache(source: str) -> Path:
+    """Where an archive URL is cached when the caller names no place (the user's cache)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "artifact-factory" / "osv" / hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def archive_problem(cache_dir: Path) -> str | None:
+    """What the last fetch of the archive said (a stale copy in use), if anything."""
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta.get("problem") if isinstance(meta, dict) else None

@@ -45,6 +45,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -57,10 +58,11 @@ from factory.errors import FactoryError
 from factory.index.check import inspect_index
 from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
 from factory.lock import Lock, load_lock
-from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.advisories import open_advisories
 from factory.verify.checks import ALL_CHECKS, CHECK_TITLES, Auditor
 from factory.verify.model import (
     FILES,
+    INDEX_CHECKS,
     PAGES,
     RECORDS,
     UNRECORDED,
@@ -70,6 +72,7 @@ from factory.verify.model import (
     exit_code,
     failed,
     passed,
+    skipped,
 )
 from factory.verify.render import report_json, write_html
 from factory.verify.targets import Item, TargetError, resolve
@@ -167,7 +170,8 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
 
 def open_index(settings: Settings, index_dir: Path | None = None) -> IndexView:
     """The published index to verify against: ``index_dir`` (an auditor's copy) or the
-    settings' own, whose pages were rendered with the settings' URL. TargetError if none."""
+    settings' own, whose pages were rendered with the settings' URL. TargetError if none.
+    (An index URL: ``verify`` fetches it, factory.verify.remote.)"""
     root = index_dir or settings.index_dir
     try:
         same = root.resolve() == settings.index_dir.resolve()
@@ -201,10 +205,14 @@ def audit(
     lock: Lock | None = None,
     workers: int | None = None,
     on_result: Callable[[ArtifactReport], None] | None = None,
+    advisories_cache: Path | None = None,
+    requested: dict[str, str] | None = None,
 ) -> Report:
     """Verify everything ``target`` names (or the whole index with ``everything``).
 
-    ``advisories``: the OSV source to check versions against (None: not checked);
+    ``advisories``: the OSV source to check versions against (None: not checked; an
+    archive URL is fetched into ``advisories_cache``, and an unreachable source is a
+    skip saying so); ``requested``: checks left out on request (name -> why);
     ``lock``: a recipes.lock that must agree on each source's digest; ``ignore``: names
     of a venv's distributions to skip; ``on_result``: called with each artifact's report.
     Raises TargetError (exit 2) for an unusable target; every artifact problem is a
@@ -212,13 +220,17 @@ def audit(
     """
     started, clock = _now(), time.perf_counter()
     items = resolve(index, target, everything, ignore)
-    database = AdvisoryDatabase(advisories) if advisories else None
-    auditor = Auditor(index, trust, database, lock)
+    requested = dict(requested or {})
+    database, problem = open_advisories(advisories, advisories_cache or _cache(advisories))
+    auditor = Auditor(index, trust, database, lock, requested.get("advisories", problem))
     whole: list[Check] = []
 
     def check_the_index() -> None:  # while the workers verify the artifacts
-        if everything:
+        if everything and index.local:
             whole.extend(index_checks(index))
+        elif everything:  # records, pages and stray files are the directory's, not served
+            whole.extend(skipped(name, f"{index.base_url} is verified by URL: the index "
+                                 "directory is not served") for name in INDEX_CHECKS)
 
     results = []
     for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
@@ -230,11 +242,18 @@ def audit(
         started=started,
         finished=_now(),
         seconds=time.perf_counter() - clock,
-        trust=trust.info(index.root, advisories),
+        trust=trust.info(index.root if index.local else str(index.base_url), advisories),
         artifacts=results,
         titles=CHECK_TITLES,
         index=whole,
+        requested=requested,
     )
+
+
+def _cache(source: str | None) -> Path:
+    from factory.upstream.advisories import default_cache
+
+    return default_cache(source or "")
 
 
 def verify(
@@ -242,7 +261,7 @@ def verify(
     target: str | None = None,
     *,
     everything: bool = False,
-    index_dir: Path | None = None,
+    index_dir: Path | str | None = None,
     trusted_root: Path | None = None,
     owner_key: Path | None = None,
     identity: str | None = None,
@@ -257,15 +276,34 @@ def verify(
     """What `factory verify` checks, from the settings, without printing: the index, the
     trust and the advisory source are the settings' unless named.
 
+    ``index_dir`` may be the index's URL (http/https): what the checks need is fetched
+    into a temporary directory first (factory.verify.remote), then checked the same way.
+
     Raises TargetError (exit 2) for an unusable target or index, TrustError when
     the pinned trust cannot be loaded; every artifact problem is a failed Check.
     """
-    index = open_index(settings, index_dir)
-    trust = Trust.load(settings, index.root, trusted_root=trusted_root, owner_key=owner_key,
-                       identity=identity, issuer=issuer, builder_ids=builder_ids)
-    return audit(index, trust, target, everything=everything, ignore=ignore,
-                 advisories=(advisories or settings.advisories) if check_advisories else None,
-                 lock=local_lock(settings), workers=workers, on_result=on_result)
+    from factory.verify.remote import RemoteIndex, is_url
+
+    def run(index: IndexView) -> Report:
+        trust = Trust.load(settings, index.root, trusted_root=trusted_root,
+                           owner_key=owner_key, identity=identity, issuer=issuer,
+                           builder_ids=builder_ids)
+        return audit(index, trust, target, everything=everything, ignore=ignore,
+                     advisories=(advisories or settings.advisories) if check_advisories
+                     else None, lock=local_lock(settings), workers=workers,
+                     on_result=on_result, advisories_cache=settings.state_dir / "advisories",
+                     requested={} if check_advisories else {
+                         "advisories": "not checked on request (--no-advisories)"})
+
+    if not is_url(str(index_dir or "")):
+        return run(open_index(settings, Path(index_dir) if index_dir else None))
+    with tempfile.TemporaryDirectory(prefix="factory-verify-url-") as work:
+        remote = RemoteIndex(str(index_dir), Path(work))
+        try:
+            remote.fetch_trust()
+            return run(remote)
+        finally:
+            remote.close()
 
 
 def index_checks(index: IndexView) -> list[Check]:

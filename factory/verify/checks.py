@@ -51,7 +51,16 @@ from factory.verify.evidence import (
     parse_bundle,
     sha256_and_size,
 )
-from factory.verify.model import FAIL, PASS, SKIP, ArtifactReport, Check, failed, skipped
+from factory.verify.model import (
+    FAIL,
+    IGNORED,
+    PASS,
+    SKIP,
+    ArtifactReport,
+    Check,
+    failed,
+    skipped,
+)
 from factory.verify.sbom import schema_error
 from factory.verify.targets import Item
 from factory.verify.trust import Trust
@@ -85,8 +94,10 @@ class Auditor:
     """Verifies artifacts against one pinned trust, one index, one advisory database."""
 
     def __init__(self, index: IndexView, trust: Trust, advisories: AdvisoryDatabase | None,
-                 lock: Lock | None = None) -> None:
+                 lock: Lock | None = None, advisories_problem: str | None = None) -> None:
         self.index, self.trust, self.advisories, self.lock = index, trust, advisories, lock
+        # Why advisories are not checked, when they are not (said in every artifact's row).
+        self.advisories_problem = advisories_problem or "no advisory source configured"
 
     def verify(self, item: Item) -> ArtifactReport:
         """Every row of CHECKS that applies to ``item``, in order."""
@@ -94,7 +105,7 @@ class Auditor:
         report = ArtifactReport(label=item.label, filename=item.filename, project=item.project,
                                 version=item.version, sha256=None)
         if item.ignored:  # one row says so, under the first check
-            report.checks.append(skipped(CHECKS[0].name, "ignored on request (--ignore)"))
+            report.checks.append(skipped(CHECKS[0].name, f"{IGNORED} (--ignore)"))
             return report
         evidence = None
         if item.wheel is not None and item.wheel.is_file():
@@ -368,7 +379,7 @@ class Auditor:
     # -- advisories --------------------------------------------------------------------------
     def advisory(self, item: Item, ev: Evidence | None) -> Verdict:
         if self.advisories is None:
-            return skip("no advisory database configured")
+            return skip(f"NOT CHECKED: {self.advisories_problem}")
         if not item.project or not item.version:
             return skip("no name and version to look up")
         found = self.advisories.affecting(item.project, item.version)

@@ -1,7 +1,8 @@
 """Verification results: one Check per property, grouped per artifact, in one Report.
 
-A check passes, fails, or is skipped (it could not apply, e.g. no advisory
-database is configured); only a failure makes the report fail. Everything here
+A check passes, fails, or is skipped (it could not run, e.g. the advisory source
+is unreachable); only a failure makes the report fail, but a skip nobody asked
+for makes it incomplete: never a PASS (``exit_code``: 3). Everything here
 serialises to plain JSON (``to_dict``), which is also what ``--json`` prints.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+IGNORED = "ignored on request"  # a venv's distribution named by --ignore
 
 # The checks of one artifact (names, titles, order) are the rows of factory.verify.checks.
 
@@ -111,6 +113,20 @@ class Report:
     tool: str = "artifact-factory verify"
     # The index as a whole (pages, records, unrecorded files): `verify --all` only.
     index: list[Check] = field(default_factory=list)
+    # Checks left out on request (--no-advisories, --ignore): name -> why. Named in the
+    # summary, they do not make the run incomplete.
+    requested: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Checks that did not run although nobody asked to leave them out: name -> why
+        (the first reason given). A run with any is not a PASS (exit 3, see exit_code)."""
+        out: dict[str, str] = {}
+        for check in [c for a in self.artifacts for c in a.checks] + self.index:
+            if (check.status == SKIP and check.name not in self.requested
+                    and not check.message.startswith(IGNORED)):
+                out.setdefault(check.name, check.message)
+        return out
 
     @property
     def ok(self) -> bool:
@@ -131,6 +147,9 @@ class Report:
             "ok": self.ok,
             "artifacts_per_second": round(per_second, 1) if per_second else None,
             "index_failed": len(self.index_failures()),
+            "complete": not self.skipped,
+            "skipped": self.skipped,
+            "skipped_on_request": self.requested,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +168,13 @@ class Report:
         }
 
 
-def exit_code(report: Report) -> int:
-    """0 when every artifact passed every check, 1 otherwise (2 is for usage errors)."""
-    return 0 if report.ok else 1
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+
+
+def exit_code(report: Report, allow_skipped: bool = False) -> int:
+    """0: every check ran and passed; 1: a check failed; 3: none failed but one did not
+    run although nobody asked to leave it out (advisories unreachable, say), unless
+    ``allow_skipped``. (2: a usage error or unusable trust, raised before a report.)"""
+    if not report.ok:
+        return EXIT_FAIL
+    return EXIT_INCOMPLETE if report.skipped and not allow_skipped else EXIT_PASS

@@ -60,15 +60,35 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
                            style="red" if check.failed else "dim"))
     summary = report.summary
     rate = summary["artifacts_per_second"]
-    verdict = Text("PASS" if report.ok else "FAIL", style="bold green" if report.ok else "bold red")
-    console.print(verdict, Text(
+    word, style = verdict(report)
+    console.print(Text(word, style=style), Text(
         f" {summary['passed']}/{summary['artifacts']} artifacts passed"
         + (f", {summary['index_failed']} index problem(s)" if summary["index_failed"]
            else ", index sound" if report.index else "")
         + " in "
         f"{report.seconds:.2f} s" + (f" ({rate}/s)" if rate else "")
         + f"; trusted root {report.trust.trusted_root} "
-          f"(sha256 {report.trust.trusted_root_sha256[:16]}…)"))
+          f"(sha256 {report.trust.trusted_root_sha256[:16]}…)"
+        + skips_line(report)))
+
+
+def verdict(report: Report) -> tuple[str, str]:
+    """PASS only when every check ran and passed; INCOMPLETE when none failed but one did
+    not run although nobody asked to leave it out (the summary names it); else FAIL."""
+    if not report.ok:
+        return "FAIL", "bold red"
+    return ("INCOMPLETE", "bold yellow") if report.skipped else ("PASS", "bold green")
+
+
+def skips_line(report: Report) -> str:
+    """What did not run, and why: "; NOT RUN: advisories (NOT CHECKED: ...)"."""
+    out = ""
+    if report.skipped:
+        out += "; NOT RUN: " + "; ".join(f"{name} ({why})"
+                                         for name, why in report.skipped.items())
+    if report.requested:
+        out += "; skipped on request: " + ", ".join(report.requested)
+    return out
 
 
 def report_json(report: Report) -> str:
@@ -91,9 +111,10 @@ th{background:#f6f8fa} code{font-size:.92em;word-break:break-all}
 .artifact.failed{border-color:#cf222e}
 </style></head><body>
 <h1>Verification report</h1>
-<p class="verdict {{ 'ok' if r.ok else 'bad' }}">{{ 'PASS' if r.ok else 'FAIL' }}:
-{{ s.passed }} of {{ s.artifacts }} artifacts passed every check
-{%- if r.index %}; {{ s.index_failed or 'no' }} index problem(s){% endif %}</p>
+<p class="verdict {{ 'ok' if r.ok and not r.skipped else 'bad' }}">{{ word }}:
+{{ s.passed }} of {{ s.artifacts }} artifacts passed every check that ran
+{%- if r.index %}; {{ s.index_failed or 'no' }} index problem(s){% endif %}
+{{- skips }}</p>
 <table>
 <tr><th>target</th><td><code>{{ r.target }}</code></td></tr>
 <tr><th>verified</th><td>{{ r.started }} to {{ r.finished }} (UTC),
@@ -165,6 +186,7 @@ def html(report: Report) -> str:
     return _ENV.from_string(_HTML).render(
         r=report, s=report.summary, t=report.trust, columns=_columns(report),
         titles=report.titles, marks={PASS: "✓", FAIL: "✗", "skip": "–"},
+        word=verdict(report)[0], skips=skips_line(report),
     )
 
 

@@ -94,7 +94,7 @@ class Trust:
         policy = Policy(wanted, issuer or settings.issuer, frozenset(builder_ids or (wanted,)))
         return cls(root, owner, policy)
 
-    def info(self, index: Path, advisories: str | None) -> TrustInfo:
+    def info(self, index: Path | str, advisories: str | None) -> TrustInfo:
         raw = self.trusted_root_path.read_bytes()
         try:
             root: dict[str, Any] = json.loads(raw)

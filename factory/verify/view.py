@@ -50,6 +50,8 @@ class IndexView:
     """``base_url``: the URL the index's pages were rendered with, when known (for an
     auditor's copy it is not: the index checks read it from the pages)."""
 
+    local = True  # a directory as published (factory.verify.remote: one fetched by URL)
+
     def __init__(self, root: Path, base_url: str | None = None) -> None:
         self.root = root
         self.base_url = base_url
