@@ -77,6 +77,7 @@ MAX_QUERY = 200
 MAX_RESULTS = 50
 DEFAULT_RESULTS = 20
 MAX_ENVELOPE = 4 * 1024 * 1024  # bytes of an envelope verify_answer reads
+MAX_SAVED = 3 * MAX_ENVELOPE  # bytes of a saved answer (an envelope, its answer beside it)
 SUBJECT_NAME = 400  # characters of a subject's name shown (its digest is of the whole)
 
 # NAME or NAME==VERSION, in any script (confusable names must reach the matching).
@@ -278,7 +279,9 @@ def _check_lines(knowledge: Knowledge, lines: Sequence[tuple[int, str]],
                                "--extra-index-url would bypass this index)")
         else:
             found = check(knowledge, line, lookup)
-        answers.append({"line": number, "requirement": clip(line, 200), **found.to_dict()})
+        # Shown as a single answer's subject is (SUBJECT_NAME); its digest is of the whole.
+        answers.append({"line": number, "requirement": clip(line, SUBJECT_NAME),
+                        **found.to_dict()})
     return answers
 
 
@@ -375,6 +378,50 @@ def verify_answer(envelope: Mapping[str, Any], pem: bytes) -> dict[str, Any]:
     return found
 
 
+_PREDICATE_FIELDS = ("verifier", "timeCreated", "properties")
+
+
+def verify_saved(data: bytes, pem: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A saved signed answer (``{"answer", "envelope"}`` as the API and MCP give it, or a
+    bare envelope), checked: the envelope verifies with ``pem`` (``verify_answer``), and
+    the answer beside it, if any, is the one signed. Returns (statement, answer signed);
+    VerificationError otherwise; more than MAX_SAVED bytes are refused unread."""
+    if len(data) > MAX_SAVED:
+        raise VerificationError(f"the file is larger than {MAX_SAVED} bytes: no "
+                                "answer is that large")
+    try:
+        saved = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise VerificationError("the file is not JSON") from None
+    if not isinstance(saved, dict):
+        raise VerificationError("the file is not a JSON object")
+    given = saved.get("answer") if "envelope" in saved else None
+    envelope = saved.get("envelope") if "envelope" in saved else saved
+    if envelope is None:
+        raise VerificationError("the answer is not signed (its envelope is null: the "
+                                "server had no answers key)")
+    statement_ = verify_answer(envelope, pem)
+    predicate = statement_.get("predicate")
+    if not isinstance(predicate, dict):
+        raise VerificationError("the signed statement has no predicate")
+    extension = {k: v for k, v in predicate.items() if k not in _PREDICATE_FIELDS}
+    signed = extension["answer"] if set(extension) == {"answer"} else extension
+    if given is not None and given != signed:
+        raise VerificationError("the answer beside the envelope is not the answer signed")
+    return statement_, signed
+
+
+def summary(signed: Mapping[str, Any]) -> str:
+    """One line for a person of what an answer (as signed) says."""
+    if isinstance(signed.get("verdict"), str):
+        return clip(f"{signed['verdict']}: {signed.get('message', '')}", MAX_REQUIREMENT)
+    if isinstance(signed.get("answers"), list):
+        return f"{signed.get('served')} of {len(signed['answers'])} requirements served"
+    if isinstance(signed.get("results"), list):
+        return f"search {clip(signed.get('query', ''), 80)!r}: {len(signed['results'])} results"
+    return "an answer"
+
+
 def subject_matches(statement_: Mapping[str, Any], asked: str) -> bool:
     """Is ``asked`` (its canonical text) a subject of ``statement_``, by digest?"""
     digest = subject_digest(canonical(asked))
@@ -441,7 +488,7 @@ class Advisor:
         served = sum(a["verdict"] == SERVED for a in answers)
         shown = {"answers": answers, "served": served, "refused": len(answers) - served}
         properties = ["FACTORY_ALL_SERVED"] if answers and served == len(answers) else []
-        # Each subject is the whole line asked (its "requirement" shown is cut at 200).
+        # Each subject is the whole line asked (its "requirement" shown is cut).
         return self._signed([canonical(line) for _, line in lines] or [""],
                             properties, shown, shown)
 

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 def verify(
     target: Annotated[str | None, typer.Argument(
         help="A wheel file, NAME==VERSION, a requirements file with hashes, a pylock.toml or "
-        "uv.lock, or a venv path.")] = None,
+        "uv.lock, or a venv path; or `answer` and a saved signed answer (FILE or -).")] = None,
+    answer_file: Annotated[str | None, typer.Argument(
+        metavar="[FILE|-]", help="With `answer`: the saved answer ({answer, envelope} JSON "
+        "or a bare envelope), - for stdin.", show_default=False)] = None,
     everything: Annotated[bool, typer.Option("--all", help="Every file of the index.")] = False,
     rebuild_spec: Annotated[str | None, typer.Option(
         "--rebuild", help="NAME==VERSION: rebuild from the recorded provenance and compare.")]
@@ -43,8 +46,11 @@ def verify(
     as_json: JsonOpt = False,
     html: Annotated[Path | None, typer.Option(help="Write an HTML audit report here.")] = None,
     index: Annotated[str | None, typer.Option(help="The index directory (default: the "
-                                                "state's) or its URL (fetched over "
-                                                "HTTP).")] = None,
+                                                "state's) or its URL (fetched over HTTP); "
+                                                "with `answer`: the index URL serving the "
+                                                "answers key.")] = None,
+    key: Annotated[Path | None, typer.Option(help="With `answer`: the answers public key "
+                                             "(PEM).")] = None,
     trusted_root: Annotated[Path | None, typer.Option(help="Pinned Sigstore trusted root.")]
     = None,
     owner_key: Annotated[Path | None, typer.Option(help="Pinned in-toto layout owner key.")]
@@ -66,10 +72,16 @@ def verify(
     """Verify artifacts offline: digests, Sigstore, SLSA provenance, SBOM, in-toto,
     advisories. Exit 0 every check ran and passed, 1 a check failed, 2 usage error or
     unusable trust, 3 nothing failed but a check did not run (advisory source unreachable,
-    say; its summary line names it) unless --allow-skipped. --index takes a URL too."""
+    say; its summary line names it) unless --allow-skipped. --index takes a URL too.
+
+    `factory verify answer FILE|-` checks a saved signed answer of the policy API or MCP
+    with the answers key (the state's, --key PEM, or --index URL's served one)."""
+    if target == "answer":
+        raise typer.Exit(verify_answer_file(settings, answer_file, key, index))
     code = run(settings(), target, everything=everything, rebuild=rebuild_spec,
                upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
-               console=_app.out, index_dir=_index_place(index), trusted_root=trusted_root,
+               console=_app.out, index_dir=_index_place(index),
+               trusted_root=trusted_root,
                owner_key=owner_key, identity=identity, issuer=issuer,
                builder_ids=tuple(builder_id or ()), advisories=advisories,
                check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers,
@@ -172,3 +184,74 @@ def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
             for difference in result.differences:
                 console.print(f"  {difference}", highlight=False)
     return 0 if good else 1
+
+
+KEY_BYTES = 64 * 1024  # an answers key served by an index: a PEM of a few hundred bytes
+
+
+def verify_answer_file(settings_of: Callable[[], Settings], source: str | None,
+                       key: Path | None, index_url: str | None,
+                       stdin: Any = None) -> int:
+    """`factory verify answer FILE|-`: one line, PASS or FAIL; 0 pass, 1 fail, 2 usage."""
+    import sys
+
+    from factory.advice import MAX_SAVED, summary, verify_saved
+    from factory.errors import FactoryError
+
+    if source is None:
+        _app.plain("usage: factory verify answer FILE|- [--key PEM | --index URL]")
+        return 2
+    if key is not None and index_url is not None:
+        _app.plain("usage: give --key or --index, not both")
+        return 2
+    try:
+        if source == "-":
+            data = (stdin or sys.stdin.buffer).read(MAX_SAVED + 1)
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read(MAX_SAVED + 1)
+        pem = _answers_key(settings_of, key, index_url)
+        statement, signed = verify_saved(data, pem)
+    except FactoryError as exc:
+        _app.plain(f"FAIL: {exc.message}", _app.out)
+        return 1
+    except OSError as exc:
+        _app.plain(f"FAIL: cannot read {source}: {exc.strerror or exc}", _app.out)
+        return 1
+    subjects = [s.get("name", "?") for s in statement.get("subject", ()) if isinstance(s, dict)]
+    asked = subjects[0] if len(subjects) == 1 else f"{len(subjects)} requirements"
+    _app.plain(f"PASS: {asked} -> {summary(signed)}", _app.out)
+    return 0
+
+
+def _answers_key(settings_of: Callable[[], Settings], key: Path | None,
+                 index_url: str | None) -> bytes:
+    """The answers public key's PEM: from --key, from the index at --index (its
+    /.well-known/factory/answers.pub.pem, at most KEY_BYTES), or the state's."""
+    from factory.advice import KEY_FILE
+    from factory.attest.keys import public_key_path
+    from factory.errors import VerificationError
+
+    if key is not None:
+        return key.read_bytes()[:KEY_BYTES]
+    if index_url is None:
+        path = public_key_path(settings_of(), "answers")
+        if not path.is_file():
+            raise VerificationError(f"no answers key at {path}",
+                                    "give --key PEM or --index URL")
+        return path.read_bytes()[:KEY_BYTES]
+    import httpx
+
+    url = index_url.rstrip("/") + "/.well-known/factory/" + KEY_FILE
+    try:
+        with httpx.stream("GET", url, timeout=10.0, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise VerificationError(f"{url} answered {response.status_code}")
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > KEY_BYTES:
+                    raise VerificationError(f"{url} sent more than {KEY_BYTES} bytes")
+            return body
+    except httpx.HTTPError as exc:
+        raise VerificationError(f"cannot fetch {url}: {type(exc).__name__}") from None
