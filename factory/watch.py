@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -37,7 +38,13 @@ from factory.lock import Alarm, Change, Lock, LockedComponent, Problem, load_loc
 from factory.lock.policy import parse_time
 from factory.project_status import Policy, apply_statuses, policy_status
 from factory.recipes import load_recipes
-from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.advisories import (
+    AdvisoriesUnavailable,
+    AdvisoryDatabase,
+    archive_problem,
+    is_archive_url,
+    open_advisories,
+)
 from factory.upstream.client import Upstream
 from factory.upstream.listing import ProjectListing, is_project_name
 from factory.vex import publish_vex
@@ -52,9 +59,12 @@ class WatchResult:
     alarms: list[Alarm] = field(default_factory=list)  # pins kept: upstream changed under them
     problems: list[Problem] = field(default_factory=list)  # could not be locked this time
     statuses: list[str] = field(default_factory=list)  # PEP 792 statuses applied (one line each)
+    advisories_problem: str | None = None  # why advisories were NOT CHECKED this cycle
 
     def summary(self) -> str:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
+        if self.advisories_problem:
+            parts.append(f"advisories NOT CHECKED: {self.advisories_problem}")
         parts += [f"not locked: {p.describe()}" for p in self.problems]
         parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
@@ -73,10 +83,20 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     result.rebuild = sorted({c.name for c in result.moved} - alarmed)
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
-    result.yanked = check_advisories(settings, index, run_id)
-    # the signed OpenVEX feed of what was just checked (/.well-known/factory/vex.json)
-    publish_vex(settings, index,
-                AdvisoryDatabase(settings.advisories) if settings.advisories else None)
+    db, result.advisories_problem = open_advisories(settings.advisories,
+                                                    advisories_cache(settings))
+    if db is not None:
+        try:
+            result.yanked = check_advisories(settings, index, run_id, db)
+        except AdvisoriesUnavailable as exc:  # the archive went away between two reads
+            db, result.advisories_problem = None, exc.message
+    if db is not None or not settings.advisories:
+        # the signed OpenVEX feed of what was just checked (/.well-known/factory/vex.json);
+        # never rewritten from a source that could not be read (the last one stands)
+        publish_vex(settings, index, db)
+    else:
+        ledger.record_decision(settings, "*", "advisories-not-checked",
+                               result.advisories_problem or "", run_id=run_id)
     # upstream's archived or deprecated (as the lock now records it) onto the served project
     result.statuses = apply_statuses(settings, index, Policy.load(settings, report.lock))
     publish_status(settings, index)
@@ -88,12 +108,19 @@ def publish_status(settings: Settings, index: Index) -> None:
     index.write_status([row.to_dict() for row in component_status(settings)])
 
 
-def check_advisories(settings: Settings, index: Index,
-                     run_id: str | None = None) -> list[tuple[str, str, str]]:
-    """Record the advisory status of every published version; yank the affected ones."""
-    if not settings.advisories:
-        return []
-    db = AdvisoryDatabase(settings.advisories)
+def advisories_cache(settings: Settings) -> Path:
+    """Where an advisory archive URL is cached for this factory (its state directory)."""
+    return settings.state_dir / "advisories"
+
+
+def check_advisories(settings: Settings, index: Index, run_id: str | None = None,
+                     db: AdvisoryDatabase | None = None) -> list[tuple[str, str, str]]:
+    """Record the advisory status of every published version; yank the affected ones
+    (none when the settings' source cannot be read: ``advisories_problem`` says why)."""
+    if db is None:
+        db, _ = open_advisories(settings.advisories, advisories_cache(settings))
+        if db is None:
+            return []
     yanked = []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for project in index.projects():
@@ -138,6 +165,7 @@ class ComponentStatus:
     # deprecated; None: active), and what upstream says (the lock's record, or the listing)
     status: str | None = None
     status_reason: str | None = None
+    advisories_problem: str | None = None  # why ``advisories`` may not be the whole truth
     upstream_status: str | None = None
     upstream_status_reason: str | None = None
 
@@ -182,6 +210,7 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
     now = datetime.now(UTC)
     opened = ledger.open_alarms(settings)
     refusals = ledger.open_refusals(settings)
+    unchecked = advisories_problem(settings)
     rows = []
     with Upstream(settings.upstream, retries=1, timeout=settings.http_timeout,
                   cache_dir=settings.state_dir / "upstream-cache") as upstream:
@@ -225,8 +254,26 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 refused=_refused(key, refusals), alternatives=list(recipe.alternatives),
                 status=wanted.status if wanted.source else None,
                 status_reason=wanted.reason if wanted.source else None,
-                upstream_status=said[0], upstream_status_reason=said[1]))
+                upstream_status=said[0], upstream_status_reason=said[1],
+                advisories_problem=unchecked))
     return rows
+
+
+def advisories_problem(settings: Settings) -> str | None:
+    """Why the advisories the index shows are NOT CHECKED (or checked against a stale
+    copy), read offline from the settings and the archive's cache; None: checked."""
+    source = settings.advisories
+    if not source:
+        return "no advisory source configured"
+    if is_archive_url(source):
+        cache = advisories_cache(settings)
+        if not (cache / "archive.zip").is_file():
+            return f"{source} not fetched yet, or unreachable"
+        problem = archive_problem(cache)
+        return f"stale copy in use ({problem})" if problem else None
+    if not source.startswith(("http://", "https://")) and not Path(source).exists():
+        return f"advisory source {source} does not exist"
+    return None
 
 
 # -- why: what the factory knows of a name, for `factory why` ------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -116,3 +117,32 @@ def test_watch_cycle_puts_the_status_on_the_home_page(project: Settings, upstrea
     row = home[home.index("<td>alpha</td>"):]
     row = row[: row.index("</tr>")]
     assert "1.0.1" in row and "1 d" in row  # locked 1.0.1, published 1.0, waiting a day
+
+
+def test_an_unreachable_advisory_source_is_said_loudly_and_the_cycle_goes_on(
+        project: Settings, upstream: LocalUpstream, tmp_path: Path) -> None:
+    """OSV's archive cannot be reached (nothing cached): the cycle still locks and
+    publishes the status, says advisories were NOT CHECKED in its summary, in `factory
+    status` and on the home page, yanks nothing and leaves the signed VEX feed as it was."""
+    from factory.attest.keys import init_keys
+    from factory.watch import advisories_problem, watch_cycle
+
+    alpha_published(project, upstream, tmp_path, 'versions = "<2"\n')
+    init_keys(project)
+    assert advisories_problem(project) is None  # the test's OSV directory
+    watch_cycle(project)
+    vex = project.index_dir / "trust" / "vex.json"
+    checked = vex.read_bytes()  # written from the source that could be read
+    offline = dataclasses.replace(project, advisories="http://127.0.0.1:9/osv/PyPI/all.zip")
+    result = watch_cycle(offline)
+    assert result.advisories_problem and "unreachable" in result.advisories_problem
+    assert "advisories NOT CHECKED" in result.summary() and result.yanked == []
+    assert "not fetched yet, or unreachable" in (advisories_problem(offline) or "")
+    rows = component_status(offline, offline=True)
+    assert rows and all(r.advisories_problem for r in rows)
+    home = (project.index_dir / "index.html").read_text()
+    row = home[home.index("<td>alpha"):]
+    assert "NOT CHECKED" in row[: row.index("</tr>")]
+    assert vex.read_bytes() == checked  # never rewritten from a source not read
+    decisions = ledger.decisions(project, "*")
+    assert decisions[0]["action"] == "advisories-not-checked"

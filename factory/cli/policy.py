@@ -249,7 +249,9 @@ def status(
         table.add_row(*map(cell, (r.name, r.kind, r.allowed, r.newest_upstream or "?",
                                   r.locked or "-")),
                       cell(r.published or "-", "yellow" if behind else ""),
-                      cell(", ".join(r.advisories) or "none"),  # ids from the OSV source
+                      cell(", ".join(r.advisories)
+                           or ("NOT CHECKED" if r.advisories_problem else "none"),
+                           "yellow" if r.advisories_problem else ""),  # ids from the OSV source
                       cell(f"{r.waiting_days:g} d" if r.waiting_days is not None else ""))
     _app.out.print(table)
     for r in rows:  # upstream text: printed plain, controls escaped
@@ -258,6 +260,10 @@ def status(
                   f"{r.name}` if legitimate)")
         if r.refused:
             plain(f"REFUSED {r.name} {r.refused}")
+    problem = rows[0].advisories_problem if rows else None
+    if problem:
+        plain(f"advisories checked against a {problem}" if problem.startswith("stale")
+              else f"advisories NOT CHECKED: {problem}")
 
 
 @app.command()

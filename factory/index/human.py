@@ -74,7 +74,10 @@ upstream, what is locked and published, and how long an allowed release has wait
 <td>{% if s.published != s.locked %}<span class="badge warn">{{ s.published or "—" }}</span>
 {% else %}{{ s.published or "—" }}{% endif %}</td>
 <td>{% for a in s.advisories %}<span class="badge bad">{{ a }}</span>
-{% else %}none{% endfor %}</td>
+{% else %}{% if not s.get("advisories_problem") %}none{% endif %}{% endfor %}
+{%- if s.get("advisories_problem") %}
+<span class="badge warn" title="{{ s.get('advisories_problem') }}">{{ "stale copy" if
+s.get("advisories_problem").startswith("stale") else "NOT CHECKED" }}</span>{% endif %}</td>
 <td>{{ "%g d"|format(s.waiting_days) if s.waiting_days is not none else "" }}</td></tr>
 {% endfor %}</tbody></table>
 {% endif %}
