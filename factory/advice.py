@@ -82,6 +82,7 @@ SUBJECT_NAME = 400  # characters of a subject's name shown (its digest is of the
 
 # NAME or NAME==VERSION, in any script (confusable names must reach the matching).
 _SIMPLE = re.compile(r"[^\s=<>!~;,\[\]@()'\"]+(\s*==\s*[^\s=<>!~;,*]+)?")
+_NAME = re.compile(r"[A-Z0-9]([A-Z0-9._-]{0,198}[A-Z0-9])?", re.IGNORECASE)  # PEP 508
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -109,6 +110,8 @@ def canonical(text: str) -> str:
     is of this exact text (two texts asked never share one); only the subject's
     ``name`` is made printable and cut, for display."""
     text = text.strip()
+    if _NAME.fullmatch(text):  # a bare name (most asks): what parsing it would give
+        return canonicalize_name(text)
     try:
         req = Requirement(text) if len(text) <= MAX_REQUIREMENT else None
     except InvalidRequirement:
