@@ -9,11 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench import servers
 from factory.config import load_settings
 from factory.index import Index
+from factory.sign._authority.static import write_static
+from factory.sign.monitor import HttpSource, read_log
 from tests.index_fixtures import publish_all
+from tests.signing_fixtures import entry_timestamps, log_root, synthetic_log
 
 REPO = Path(__file__).resolve().parents[1]
 UV = REPO / ".venv" / "bin" / "uv"
@@ -36,8 +40,32 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]
     trusted = root / "trusted_root.json"
     trusted.write_text("{}")
     Index.of(settings).publish_trust({"trusted_root.json": trusted})
+    _transparency_log(settings.index_dir / "log")
     with servers.nginx(settings.index_dir, root / "nginx", access_log=True) as running:
         yield running.url, published
+
+
+LOG_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _transparency_log(directory: Path) -> None:
+    """A log of 300 entries as the embedded authority publishes it (full and partial tiles)."""
+    bodies = [b"entry %d" % i for i in range(300)]
+    write_static(directory, *synthetic_log(LOG_KEY, bodies), entry_timestamps(LOG_KEY))
+    (directory / ".tmp-leftover").write_text("a publish that stopped half way")
+
+
+def test_the_transparency_log_is_served_and_verifies(nginx):
+    url, _ = nginx
+    checkpoint = httpx.get(f"{url}/log/checkpoint")
+    assert checkpoint.status_code == 200 and checkpoint.headers["cache-control"] == "no-cache"
+    assert checkpoint.headers["content-type"].startswith("text/plain")
+    tile = httpx.get(f"{url}/log/tile/entries/000")
+    assert tile.headers["content-type"] == "application/octet-stream"
+    assert "immutable" in tile.headers["cache-control"]
+    assert httpx.get(f"{url}/log/.tmp-leftover").status_code == 404
+    with httpx.Client(timeout=10) as client:
+        assert read_log(HttpSource(url, client), log_root(LOG_KEY)).size == 300
 
 
 def test_negotiation_and_status_codes(nginx):

@@ -1,7 +1,7 @@
 """The `factory` command: thin. It parses, calls the library, and prints.
 
 One module per group of commands (``policy``, ``answers``, ``build``, ``index``,
-``verify``, ``environment``);
+``verify``, ``tlog``, ``environment``);
 ``_app`` holds the Typer app and the only ways text reaches the terminal.
 """
 
@@ -12,7 +12,7 @@ import sys
 
 # isort: off
 # Imported for the commands they register, in pipeline order (the order of --help).
-from factory.cli import policy, answers, build, index, verify, environment  # noqa: F401
+from factory.cli import policy, answers, build, index, verify, tlog, environment  # noqa: F401
 # isort: on
 from factory.cli import _app
 from factory.cli._app import _State, app, plain

@@ -19,6 +19,7 @@ own root. A bundle that would fail an auditor fails here instead.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ from factory.config import Settings
 from factory.errors import ConfigError, SigningError
 from factory.sign._authority.server import serve
 from factory.sign._authority.service import Authority
+from factory.sign.tiles import PREFIX
 from factory.sign.trust import load_client_trust_config
 
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
@@ -153,6 +155,21 @@ class Signer:
         verify()  # identity is the auditor's policy; here we check the bundle is whole
 
 
+def publish_log(settings: Settings, authority: Authority | None = None,
+                quiet: bool = False) -> int:
+    """Publish the embedded log's entries and a signed checkpoint in the index's ``log/``
+    (served at /log/); returns the tree size published. ``quiet``: a failure is logged,
+    not raised (an error already on its way out must not be hidden by this one)."""
+    try:
+        authority = authority or Authority(settings.authority_dir)
+        return authority.log.publish(settings.index_dir / PREFIX)
+    except (OSError, SigningError) as exc:
+        if not quiet:
+            raise
+        logging.getLogger(__name__).warning("the transparency log was not published: %s", exc)
+        return 0
+
+
 def _context(config: ClientTrustConfig) -> tuple[SigningContext, Verifier]:
     try:
         return SigningContext.from_trust_config(config), Verifier(trusted_root=config.trusted_root)
@@ -209,11 +226,17 @@ def open_signer(settings: Settings) -> Iterator[Signer]:
     mode = settings.signing_mode
     if mode == "embedded":
         authority = Authority(settings.authority_dir)
-        with serve(authority, host=settings.authority_host) as url:
-            context, verifier = _context(load_client_trust_config(authority.keys, url))
-            yield Signer(
-                context, verifier, lambda: authority.issue_token(settings.identity, settings.issuer)
-            )
+        # Every entry this session appended is published for monitors (/log/ of the
+        # index: factory.sign.tiles), also when the session stopped on an error.
+        try:
+            with serve(authority, host=settings.authority_host) as url:
+                context, verifier = _context(load_client_trust_config(authority.keys, url))
+                yield Signer(context, verifier,
+                             lambda: authority.issue_token(settings.identity, settings.issuer))
+        except BaseException:
+            publish_log(settings, authority, quiet=True)
+            raise
+        publish_log(settings, authority)
         return
     if mode == "private":
         config, token = _private_config(settings), _env_token

@@ -17,7 +17,8 @@ Requests are screened before routing (``protocol``). It also adds what a plain
 web server cannot: content negotiation by q-value (PEP 691), redirects to
 normalized names, a 404 for any unknown project that says why and what instead
 (never a redirect or a fallback to a public index), the Integrity API (PEP 740) and
-the policy API under /api/v1/ (``api``: signed answers to "may I use this?").
+the policy API under /api/v1/ (``api``: signed answers to "may I use this?"), and
+the embedded transparency log under /log/ (tlog-tiles: factory.sign.tiles).
 
 Modules: ``app`` (the handlers), ``files`` (reading the tree and the caches),
 ``protocol`` (screening, negotiation, the plain answers), ``explain`` (the 404 of
@@ -67,6 +68,7 @@ def create_app(index: Index, signer: Signer | None = None,
         Route("/.well-known/factory/", handlers.trust_index),
         Route("/.well-known/factory", handlers.add_slash),
         Route("/.well-known/factory/{path:path}", handlers.trust_file),
+        Route("/log/{path:path}", handlers.log_file),
     ]
     app = Starlette(routes=routes, exception_handlers={DamagedRecord: damaged})
     # Trailing-slash redirects are the routes above: Starlette's own would echo the

@@ -63,6 +63,14 @@ from factory.index.serve.protocol import (
     requested_kind,
 )
 from factory.index.validation import catalog_rows, record_from, status_rows, trust_manifest
+from factory.sign.tiles import (
+    MAX_BUNDLE_BYTES,
+    MAX_CHECKPOINT_BYTES,
+    MAX_TIMESTAMPS_BYTES,
+    TILE_WIDTH,
+)
+from factory.sign.tiles import PREFIX as LOG_PREFIX
+from factory.sign.tiles import parse_path as parse_log_path
 from factory.why import releases_of
 
 if TYPE_CHECKING:
@@ -75,6 +83,9 @@ FILE_CACHE = "public, max-age=31536000, immutable"
 SMALL_FILE = 256 * 1024  # sent from memory; larger files stream (with Range support)
 VERIFIED_BYTES_BUDGET = 64 * 1024 * 1024  # small files kept in memory once verified
 MAX_RECORD = 64 * 1024 * 1024  # a record, the catalog, the status or the trust manifest
+LOG_LIMITS = {"checkpoint": MAX_CHECKPOINT_BYTES, "checkpoints": MAX_CHECKPOINT_BYTES,
+              "tile": TILE_WIDTH * 32, "entries": MAX_BUNDLE_BYTES,
+              "timestamps": MAX_TIMESTAMPS_BYTES}
 _RENDER_ERRORS = (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError)
 
 
@@ -447,6 +458,38 @@ class IndexApp:
         if body is None or PRIVATE_KEY_MARK in body:
             return refused(stored)
         return await self._send(request, stored, content_type(stored.path), PAGE_CACHE)
+
+
+    # -- the transparency log (factory.sign.tiles) -----------------------------------------
+    async def log_file(self, request: Request) -> Response:
+        """A file of the published log (/log/...): only a path of the tlog-tiles grammar,
+        a regular file inside the index, read without following a link, bounded. Not
+        checked against a digest: the log is self-verifying (a signed checkpoint over
+        every entry), and a tampered file is what `factory log verify` reports."""
+        path = request.path_params["path"]
+        parsed = parse_log_path(path)
+        if parsed is None:
+            return not_found()
+        kind, _level, _n, width = parsed
+        limit = LOG_LIMITS[kind]
+        try:
+            found = await run_in_threadpool(self.tree.read, f"{self.root}/{LOG_PREFIX}/{path}",
+                                            limit)
+        except Refused as exc:
+            log.error("REFUSED %s/%s: %s", LOG_PREFIX, path, exc)
+            return PlainTextResponse("refused\n", status_code=500)
+        if found is None:
+            return not_found()
+        body, _key = found
+        tag = etag(body)
+        fixed = kind == "checkpoints" or (kind in ("tile", "entries", "timestamps")
+                                          and width == TILE_WIDTH)
+        headers = {"ETag": tag, "Cache-Control": FILE_CACHE if fixed else PAGE_CACHE}
+        if etag_matches(request, tag):
+            return Response(status_code=304, headers=headers)
+        media = "text/plain; charset=utf-8" if kind.startswith("checkpoint") else \
+            "application/jsonl" if kind == "timestamps" else "application/octet-stream"
+        return Response(body, media_type=media, headers=headers)
 
 
 def _listing(served: dict[str, StoredFile], rel: str) -> Response:

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pydantic import ValidationError
 
+from factory.sign.tiles import MAX_ENTRY_BYTES
+
 DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
@@ -137,4 +139,7 @@ def canonical_body(entry: dict[str, Any], ca_cert: x509.Certificate) -> bytes:
         raise EntryError(f"unsupported entry kind: {kind!r}")
     if body.get("apiVersion") != "0.0.1":
         raise EntryError("only apiVersion 0.0.1 entries are supported")
-    return rfc8785.dumps(body)
+    data = rfc8785.dumps(body)
+    if len(data) > MAX_ENTRY_BYTES:  # the published entry bundles prefix it with a uint16
+        raise EntryError(f"entry of {len(data)} bytes; the log takes at most {MAX_ENTRY_BYTES}")
+    return data

@@ -36,6 +36,7 @@ from factory.errors import SigningError
 from factory.sign._authority.ca import key_id
 from factory.sign._authority.keys import LOG_NAME
 from factory.sign._authority.merkle import MerkleTree, leaf_hash
+from factory.sign._authority.static import write_static
 
 ENTRIES_FILE = "entries.jsonl"
 CHECKPOINT_FILE = "checkpoint"
@@ -228,6 +229,16 @@ class TransparencyLog:
                 "signedTreeHead": self._checkpoint(size),
                 "treeID": self._origin.rsplit(" ", 1)[-1],
             }
+
+    def publish(self, directory: Path) -> int:
+        """Bring the static copy of the log in ``directory`` (tlog-tiles, a signed
+        checkpoint) up to the current size; returns that size. Appends wait meanwhile:
+        no other publisher can write an older checkpoint over this one."""
+        with self._locked():
+            self._refresh()
+            size = len(self._entries)
+            write_static(directory, self._entries, self._tree, self._checkpoint(size), self._set)
+            return size
 
     def consistency(self, first: int, last: int) -> dict[str, Any]:
         """Rekor's ``GET /api/v1/log/proof``: proof that tree ``first`` is a prefix of ``last``."""

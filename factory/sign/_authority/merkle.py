@@ -54,6 +54,15 @@ class MerkleTree:
             self._perfect[(start, size)] = digest
         return digest
 
+    def node(self, height: int, index: int) -> bytes:
+        """The hash of the complete subtree of 2**height leaves numbered ``index`` at that
+        height (height 0: the leaf hash itself), as a tlog tile holds it."""
+        start, size = index << height, 1 << height
+        if start + size > len(self):
+            raise ValueError(f"no complete subtree {index} at height {height} in a tree "
+                             f"of size {len(self)}")
+        return self._hash(start, size)
+
     def root(self, size: int | None = None) -> bytes:
         size = len(self) if size is None else size
         self._check_size(size)
