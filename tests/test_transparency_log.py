@@ -369,3 +369,11 @@ def test_timestamps_are_signed(released_log: Settings, tmp_path: Path) -> None:
     path.write_bytes(b"\n".join([json.dumps(value).encode(), *lines[1:]]) + b"\n")
     with pytest.raises(VerificationError, match="entry 0's signed time"):
         read_log(DirectorySource(log), _trusted(released_log))
+
+
+def test_index_check_takes_the_log_and_names_a_stray_file_in_it(copy: Settings) -> None:
+    index = Index.of(copy)
+    assert index.check() == []
+    (copy.index_dir / "log" / "tile" / "notes.txt").write_text("put there")
+    (problem,) = index.check()
+    assert "log/tile/notes.txt" in problem and "transparency log" in problem

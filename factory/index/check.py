@@ -13,7 +13,9 @@ the file at fault:
   (and, deep, sha256); every wheel carries its required sidecars;
 - metadata: each ``.metadata`` (PEP 658) is the METADATA inside its wheel;
 - unrecorded: a file in a served area that no record names and no page
-  renders (injected, or left by a publish that stopped half way).
+  renders (injected, or left by a publish that stopped half way); under
+  ``log/`` (the transparency log, which checks itself: `factory log verify`)
+  anything but a file of the tlog-tiles layout.
 
 Nothing is read through a symbolic link, nor anything but a regular file
 (factory.index.tree), and every path read is one a validated record names under
@@ -68,6 +70,8 @@ from factory.index.tree import (
     wheel_metadata,
 )
 from factory.index.validation import Invalid, clip, load_record, trust_entry
+from factory.sign.tiles import PREFIX as LOG_PREFIX
+from factory.sign.tiles import parse_path as parse_log_path
 
 # What each finding is about (also the names of the index checks of `factory verify --all`).
 RECORDS, PAGES, FILES, METADATA, UNRECORDED = "records", "pages", "files", "metadata", "unrecorded"
@@ -349,6 +353,12 @@ def _unrecorded(found: dict[str, tuple[str, int]], records: dict[str, ProjectRec
         if top == "trust":
             if kind not in ("file", "dir"):
                 out.append(Finding(FILES, rel, f"is {kind}: trust material is plain files"))
+            continue
+        if top == LOG_PREFIX:  # the transparency log: self-verifying (`factory log verify`)
+            if kind == "dir" or (kind == "file" and parse_log_path(rest) is not None):
+                continue
+            out.append(Finding(UNRECORDED, rel, f"is {kind}, not a file of the published "
+                                                "transparency log (docs/transparency.md)"))
             continue
         if kind == "dir" or rel in expected:
             continue  # a recorded file that is not regular: the files check says so
