@@ -292,10 +292,9 @@ def test_request_tools_bound_their_input(approved: Settings, advisor: Advisor) -
 
 def test_bounded_lines_cut_a_long_line_and_keep_the_next() -> None:
     import io
+    import threading
 
     from factory.assistants import BoundedLines
-
-    import threading
 
     read, write = os.pipe()
     payload = b"x" * 100_000 + b"\n" + b'{"ok": 1}\n' + b"y" * 10 + b"\n"
