@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import string
-import time
 from collections.abc import Iterable
 
 from hypothesis import HealthCheck, given
@@ -186,19 +185,19 @@ def test_the_same_at_a_thousand_names_of_every_length() -> None:
 
 
 def test_matching_does_not_grow_with_the_approved_names() -> None:
+    """What a lookup examines (the candidate names it tests) stays a handful whether
+    1,000 or 30,000 names are approved; the scan examined every name. Counted, not
+    timed: a loaded machine cannot make it flake (make bench times it: comparison 11)."""
+    from factory.similar import threshold
+
     small, large = _random_names(1000), _random_names(30_000)
     typos = [name[:2] + "q" + name[3:] for name in _random_names(2000, seed=3)]
 
     def per_key(names: list[str]) -> float:
         matcher = Matcher(names)
-        started = time.perf_counter()
-        for typo in typos:
-            matcher.suggest(typo)
-        return (time.perf_counter() - started) / len(typos)
+        examined = sum(len(matcher._candidates(t, threshold(len(t)))) for t in typos)
+        return examined / len(typos)
 
-    per_key(small)  # warm
     at_small, at_large = per_key(small), per_key(large)
-    print(f"\nsuggest: {at_small * 1e6:.0f} us at 1,000 names, {at_large * 1e6:.0f} us at "
-          "30,000")
-    assert at_large < 200e-6  # the scan took about 3 ms at 30,000
-    assert at_large < 4 * at_small + 50e-6
+    assert at_large < 20, at_large  # of 30,000
+    assert at_large < 4 * at_small + 5, (at_small, at_large)
