@@ -1,29 +1,36 @@
-"""Comparison 5: `factory verify --all` against the stock `sigstore verify` CLI, per file.
+"""Comparison 5: `factory verify --all` against the stock `sigstore verify` CLI.
 
-Both read the project's published index (what `make demo` made). The stock
-CLI (sigstore-python's `sigstore verify identity --offline`, with the
-factory's trust config) runs once per wheel, as an auditor without our tool
-would, and checks only the signature over the wheel. `factory verify --all`
-runs once, as one fresh process (interpreter start and imports included), and
-checks every wheel fully: digest against the index, the Sigstore bundle, SLSA
+Both read the project's published index (what `make demo` made), the same
+wheels. The stock CLI (sigstore-python's `sigstore verify identity --offline`,
+with the factory's trust config) checks only the signature over each wheel;
+it runs two ways: once for all wheels (its CLI takes several files, each with
+its W.sigstore.json beside it: the fair peer, one interpreter start and one
+trusted root for the lot) and once per wheel (as a script looping over files
+would; reported, without a goal). `factory verify --all` runs once, as one
+fresh process (interpreter start and imports included), and checks every wheel
+fully: digest against the index, PEP 658 metadata, the Sigstore bundle, SLSA
 provenance, the SBOM (schema and binding), the PEP 740 attestations, the
-in-toto layout and links, and advisories. Throughput is wheels per second;
-the ratio is factory / stock. Both run from byte-compiled modules, as installed
-packages do: pip compiled the stock CLI's venv when it installed it; the
-project's own modules (an editable install, which pip leaves uncompiled) are
-compiled once before the first run.
+in-toto layout and links, and advisories. Throughput is wheels per second; the
+ratio is factory / stock CLI in one process (goal at least 1). Both run from
+byte-compiled modules, as installed packages do: pip compiled the stock CLI's
+venv when it installed it; the project's own modules (an editable install,
+which pip leaves uncompiled) are compiled once before the first run. Each
+contender runs once untimed first (a warm page cache for both), then the
+order of the contenders rotates between repeats.
 """
 
 from __future__ import annotations
 
 import compileall
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import factory
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
+from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
 
 CASE = "approved set"
 
@@ -36,16 +43,33 @@ def _wheels(ctx: Context) -> list[Path]:
     return wheels
 
 
-def _stock(ctx: Context, wheels: list[Path]) -> float:
+def _stock_command(ctx: Context, wheels: list[Path]) -> list[str]:
+    """`sigstore verify identity --offline` for ``wheels`` (each W.sigstore.json beside it)."""
     sigstore = Path(sys.executable).with_name("sigstore")
     config = ctx.settings.authority_dir / "trust_config.json"
+    return [str(sigstore), "--trust-config", str(config), "verify", "identity", "--offline",
+            "--cert-identity", ctx.settings.identity,
+            "--cert-oidc-issuer", ctx.settings.issuer, *map(str, wheels)]
+
+
+def _stock_once(ctx: Context, wheels: list[Path]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(_stock_command(ctx, wheels), capture_output=True, text=True,
+                            timeout=600)
+    seconds = time.perf_counter() - started
+    verified = result.stderr.count("OK: ")
+    if result.returncode != 0 or verified != len(wheels):
+        raise RuntimeError(f"sigstore verify exited {result.returncode} with {verified} of "
+                           f"{len(wheels)} OK: "
+                           f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return seconds
+
+
+def _stock_per_file(ctx: Context, wheels: list[Path]) -> float:
     started = time.perf_counter()
     for wheel in wheels:
-        subprocess.run([str(sigstore), "--trust-config", str(config), "verify", "identity",
-                        "--offline", "--bundle", f"{wheel}.sigstore.json",
-                        "--cert-identity", ctx.settings.identity,
-                        "--cert-oidc-issuer", ctx.settings.issuer, str(wheel)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(_stock_command(ctx, [wheel]), check=True, capture_output=True,
+                       timeout=120)
     return time.perf_counter() - started
 
 
@@ -60,13 +84,25 @@ def _factory(ctx: Context) -> float:
     return time.perf_counter() - started
 
 
+FACTORY = "factory verify --all"
+STOCK = "stock sigstore CLI, one process"
+STOCK_PER_FILE = "stock sigstore CLI, per file"
+
+
 def run(ctx: Context) -> None:
     wheels = _wheels(ctx)
     ctx.describe("wheels", len(wheels))
     compileall.compile_dir(Path(factory.__file__).parent, quiet=1)
-    for _ in range(ctx.repeats):
-        for contender, measure in (("factory verify --all", lambda: _factory(ctx)),
-                                   ("stock sigstore CLI", lambda: _stock(ctx, wheels))):
+    contenders: list[tuple[str, Callable[[], float]]] = [
+        (FACTORY, lambda: _factory(ctx)),
+        (STOCK, lambda: _stock_once(ctx, wheels)),
+        (STOCK_PER_FILE, lambda: _stock_per_file(ctx, wheels)),
+    ]
+    for _, measure in contenders[:2]:  # warm the page cache and the byte-code caches
+        with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
+            measure()  # a failure is recorded by the timed runs
+    for i in range(ctx.repeats):
+        for contender, measure in rotated(contenders, i):
             try:
                 seconds = measure()
             except (RuntimeError, subprocess.CalledProcessError,
@@ -82,10 +118,10 @@ def run(ctx: Context) -> None:
 COMPARISON = Comparison(
     number=5,
     name="verify",
-    title="Verify the whole index: factory verify --all vs the stock sigstore CLI per file",
+    title="Verify the whole index: factory verify --all vs the stock sigstore CLI",
     run=run,
-    ratios=(RatioSpec("wheels/s", "factory verify --all", "stock sigstore CLI", goal=10.0,
-                      op=">="),),
+    ratios=(RatioSpec("wheels/s", FACTORY, STOCK, goal=1.0, op=">="),
+            RatioSpec("wheels/s", FACTORY, STOCK_PER_FILE, op=">=")),
     method=__doc__ or "",
     repeats=3,
     quick_repeats=1,

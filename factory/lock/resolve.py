@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
@@ -52,8 +53,10 @@ from factory.recipes import Recipe
 from factory.upstream import cache, git
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.upstream.cache import Sdist
-from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import ProjectListing, UpstreamFile
+
+if TYPE_CHECKING:  # the HTTP client is loaded by the first resolution that needs it
+    from factory.upstream.client import Upstream
 
 
 def marker_environment(settings: Settings) -> dict[str, str]:
@@ -116,6 +119,8 @@ class Resolver:
     def upstream_for(self, recipe: Recipe) -> Upstream:
         url = recipe.source.index or self.settings.upstream
         if url not in self._upstreams:
+            from factory.upstream.client import open_upstream
+
             self._upstreams[url] = open_upstream(self.settings, url)
         return self._upstreams[url]
 
@@ -304,6 +309,8 @@ class Resolver:
         if key not in self._unapproved:
             url = self.settings.upstream
             if url not in self._upstreams:
+                from factory.upstream.client import open_upstream
+
                 self._upstreams[url] = open_upstream(self.settings)
             self._unapproved[key] = self._upstreams[url].project(key)
         return self._unapproved[key].offers(req.specifier)

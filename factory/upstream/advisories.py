@@ -21,9 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -31,6 +30,9 @@ from packaging.version import InvalidVersion, Version
 from factory._internal.atomic import write_json
 from factory.config import OSV_PYPI_ARCHIVE  # noqa: F401 - re-exported: the default source
 from factory.errors import ConfigError, FactoryError, UpstreamError
+
+if TYPE_CHECKING:  # the HTTP client is imported only to fetch an online source
+    import httpx
 
 try:  # the C loader is ~10x faster on a few thousand files
     _Loader: Any = yaml.CSafeLoader
@@ -200,6 +202,8 @@ class AdvisoryDatabase:
         return self._index(found)
 
     def _query_api(self, key: str) -> list[Advisory]:
+        import httpx  # the HTTP client only when a source is online (verify reads files)
+
         url = self.source.rstrip("/") + "/v1/query"
         try:
             response = httpx.post(url, json={"package": {"name": key, "ecosystem": "PyPI"}},
@@ -255,6 +259,8 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
         headers["If-Modified-Since"] = meta["last_modified"]
     cache_dir.mkdir(parents=True, exist_ok=True)
     own = client is None
+    import httpx
+
     client = client or httpx.Client(timeout=30, follow_redirects=True, max_redirects=3)
     try:
         meta = _download(client, url, archive, headers, max_bytes, seconds, meta)
@@ -274,6 +280,8 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
 
 def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, str],
               max_bytes: int, seconds: float, meta: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
     deadline = time.monotonic() + seconds
     part = archive.with_name(archive.name + ".part")
     try:

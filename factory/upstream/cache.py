@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -30,8 +30,10 @@ from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, LockError, printable
 from factory.upstream import archive, git
 from factory.upstream.archive import SdistMetadata
-from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import UpstreamFile, is_project_name, is_sha256
+
+if TYPE_CHECKING:  # the HTTP client is imported when a fetch needs it (verify never does)
+    from factory.upstream.client import Upstream
 
 # A download a crash interrupted leaves a .tmp-* file beside its cache entry; one
 # untouched this long has no live writer (the stream rewrites it as bytes arrive).
@@ -162,6 +164,8 @@ def _fetch(settings: Settings, sdist: Sdist, key: str, upstream: Upstream | None
         if sdist.from_git:
             return git.fetch(sdist.url, key, sdist.version, path, sdist.sha256, sdist.size)
         own = upstream is None
+        from factory.upstream.client import open_upstream
+
         client = upstream or open_upstream(settings)
         try:
             return client.download(sdist.url, path, sha256=sdist.sha256, size=sdist.size,

@@ -21,13 +21,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from factory import __version__
 from factory.errors import AlarmError, UpstreamError, printable
+
+if TYPE_CHECKING:  # the client is imported by the first Transport (verify, which reads
+    import httpx  # listings from disk only, never loads it)
 
 USER_AGENT = f"artifact-factory/{__version__}"
 MAX_URL = 4096
@@ -165,6 +166,8 @@ class Transport:
         self.retries, self.timeout, self.backoff = retries, timeout, backoff
         # Redirects are followed by hand (each hop checked against the policy), and
         # connections are not reused so that each request's deadline owns its socket.
+        import httpx
+
         self.client = httpx.Client(timeout=timeout, follow_redirects=False,
                                    headers={"User-Agent": USER_AGENT},
                                    limits=httpx.Limits(max_keepalive_connections=0))
@@ -176,6 +179,8 @@ class Transport:
                 allowed: Callable[[str], str | None],
                 consume: Callable[[httpx.Response], T]) -> T:
         """``consume`` the answer to ``url``, retrying transient failures until ``deadline``."""
+        import httpx
+
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -197,6 +202,8 @@ class Transport:
     def _follow(self, method: str, url: str, deadline: Deadline, headers: dict[str, str],
                 allowed: Callable[[str], str | None]) -> httpx.Response:
         """The streamed answer to ``url``, after the redirects the policy allows."""
+        import httpx
+
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             deadline.check()

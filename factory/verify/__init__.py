@@ -128,9 +128,14 @@ def _now() -> str:
 
 
 def default_workers() -> int:
-    # Hashing and signature checks release the GIL part of the time; more
-    # threads than twice the cores only add contention.
-    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+    # One forked process per core the process may use (up to 8): each worker is CPU-bound
+    # (signatures, schema validation hold the GIL) and warms its own caches (the SBOM
+    # validator's memo, factory.verify.sbom), so more workers than cores only repeat that.
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 # The auditor a forked worker process inherits (set just before the pool forks).
@@ -282,8 +287,6 @@ def verify(
     Raises TargetError (exit 2) for an unusable target or index, TrustError when
     the pinned trust cannot be loaded; every artifact problem is a failed Check.
     """
-    from factory.verify.remote import RemoteIndex, is_url
-
     def run(index: IndexView) -> Report:
         trust = Trust.load(settings, index.root, trusted_root=trusted_root,
                            owner_key=owner_key, identity=identity, issuer=issuer,
@@ -295,8 +298,10 @@ def verify(
                      requested={} if check_advisories else {
                          "advisories": "not checked on request (--no-advisories)"})
 
-    if not is_url(str(index_dir or "")):
+    if not str(index_dir or "").startswith(("http://", "https://")):  # remote.is_url
         return run(open_index(settings, Path(index_dir) if index_dir else None))
+    from factory.verify.remote import RemoteIndex  # and its HTTP client: only for a URL
+
     with tempfile.TemporaryDirectory(prefix="factory-verify-url-") as work:
         remote = RemoteIndex(str(index_dir), Path(work))
         try:

@@ -12,7 +12,6 @@ reviewer sees everything that is wrong at once.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import json
 import time
@@ -235,10 +234,14 @@ class Auditor:
     def _dsse_once(self, ev: Evidence, bundle_json: str, what: str) -> dict[str, Any]:
         key = json.dumps(json.loads(bundle_json), sort_keys=True)
         if key not in ev.verified:
-            ev.verified[key] = self._dsse(parse_bundle(bundle_json, what))
-        return copy.deepcopy(ev.verified[key])
+            ev.verified[key] = self._dsse_payload(parse_bundle(bundle_json, what))
+        return _statement(ev.verified[key])  # a fresh parse: no reader sees another's changes
 
     def _dsse(self, bundle: Bundle) -> dict[str, Any]:
+        return _statement(self._dsse_payload(bundle))
+
+    def _dsse_payload(self, bundle: Bundle) -> bytes:
+        """The signed payload of a verified in-toto DSSE bundle (JSON)."""
         try:
             payload_type, payload = self.trust.verifier.verify_dsse(
                 bundle, self.trust.policy.sigstore())
@@ -246,10 +249,8 @@ class Auditor:
             raise VerificationError(f"signature does not verify: {exc}") from None
         if payload_type != IN_TOTO_PAYLOAD_TYPE:
             raise VerificationError(f"signed payload is {payload_type!r}, not in-toto")
-        statement = json.loads(payload)
-        if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
-            raise VerificationError("signed payload is not an in-toto Statement v1")
-        return statement
+        _statement(payload)
+        return payload
 
     # -- provenance --------------------------------------------------------------------------
     def provenance(self, item: Item, ev: Evidence) -> Verdict:
@@ -472,6 +473,13 @@ ALL_CHECKS = tuple(CHECK_TITLES)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _statement(payload: bytes) -> dict[str, Any]:
+    statement = json.loads(payload)
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise VerificationError("signed payload is not an in-toto Statement v1")
+    return statement
+
+
 def _siblings(entry: FileEntry) -> list[StoredFile]:
     """The recorded files published beside the wheel (not inside its .in-toto/)."""
     out = [entry.metadata]

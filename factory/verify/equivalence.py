@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
@@ -26,10 +26,12 @@ from factory.config import Settings
 from factory.errors import UpstreamError, VerificationError
 from factory.sign import open_signer
 from factory.sign.bundles import STATEMENT_TYPE
-from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import UpstreamFile
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, same_version
+
+if TYPE_CHECKING:  # the HTTP client only when comparing (verify reads the constants)
+    from factory.upstream.client import Upstream
 
 PREDICATE_TYPE = "https://factory.invalid/attestations/upstream-equivalence/v1"
 SUFFIX = ".equivalence.json"
@@ -106,6 +108,8 @@ def compare_with_upstream(settings: Settings, spec: str, *, index_dir: Path | No
     if not published:
         raise TargetError(f"the index publishes no file of {name}=={version}")
     results = []
+    from factory.upstream.client import open_upstream
+
     with open_upstream(settings) as upstream:
         listing = upstream.project(str(canonicalize_name(name)))
         for item in published:

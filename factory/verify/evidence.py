@@ -50,9 +50,12 @@ class Evidence:
     base: Path  # the wheel path whose siblings hold the sidecars
     sidecars: dict[str, bytes | None] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # file name -> sha256 (for in-toto)
-    # Verified statements by canonical bundle JSON: the PEP 740 attestations are the
-    # same signed bundles as W.intoto.jsonl, so each is verified once.
-    verified: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Verified statement payloads by canonical bundle JSON: the PEP 740 attestations are
+    # the same signed bundles as W.intoto.jsonl, so each is verified once; every reader
+    # gets its own parse of the payload.
+    verified: dict[str, bytes] = field(default_factory=dict)
+    _statements: list[tuple[str, dict[str, Any] | None]] | None = field(default=None,
+                                                                        repr=False)
 
     @property
     def filename(self) -> str:
@@ -65,12 +68,15 @@ class Evidence:
         return data.decode("utf-8")
 
     def statements(self) -> list[tuple[str, dict[str, Any] | None]]:
-        """(bundle JSON, unverified statement) for each line of W.intoto.jsonl."""
-        out = []
-        for line in self.text("intoto").splitlines():
-            if line.strip():
-                out.append((line, _unverified_statement(json.loads(line))))
-        return out
+        """(bundle JSON, unverified statement) for each line of W.intoto.jsonl (read once;
+        the statements are for finding lines and binding subjects, never changed)."""
+        if self._statements is None:
+            out = []
+            for line in self.text("intoto").splitlines():
+                if line.strip():
+                    out.append((line, _unverified_statement(json.loads(line))))
+            self._statements = out
+        return self._statements
 
 
 def gather(item: Item) -> Evidence:

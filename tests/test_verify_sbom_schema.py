@@ -1,0 +1,158 @@
+"""The fast CycloneDX validator (factory.verify.sbom) gives the library's verdicts.
+
+Its ``uniqueItems`` is linear (hashable keys instead of jsonschema's pairwise
+``equal``) and its ``$ref`` remembers clean verdicts: neither may change what is
+accepted, nor the first error reported, on SBOMs of the size a builder image makes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from factory.attest.sbom import build_sbom
+from factory.build.record import SystemPackage
+from factory.verify import sbom as fast
+from tests import factories
+from tests.attest_fixtures import make_record
+
+# A builder image's worth of Debian packages: the formulation arrays the memo and the
+# linear uniqueItems are for.
+PACKAGES = [SystemPackage(f"lib{i:03d}", f"1.{i}-1", "amd64", "debian-12") for i in range(60)]
+
+
+@functools.cache
+def _library() -> Any:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    fast.schema_error({})  # the stand-in for the costly IRI parser, as verify runs
+    return JsonStrictValidator(SchemaVersion.V1_6)._validator
+
+
+def _first(validator: Any, document: Any) -> tuple[list[Any], str] | None:
+    error = next(iter(validator.iter_errors(document)), None)
+    return None if error is None else (list(error.absolute_path), error.message)
+
+
+@pytest.fixture(scope="module")
+def sbom(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("sbom")
+    wheel = factories.wheel(tmp / "wheels", requires=("idna<4,>=2.5",))
+    record = replace(make_record(wheel, factories.sdist(tmp / "sources")),
+                     image_packages=PACKAGES)
+    return build_sbom(wheel, record)
+
+
+def _packages(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return document["formulation"][0]["components"]
+
+
+def _duplicate_package(d: dict[str, Any]) -> None:
+    _packages(d).append(copy.deepcopy(_packages(d)[7]))
+
+
+def _bad_type(d: dict[str, Any]) -> None:
+    _packages(d)[5]["type"] = "bogus"
+
+
+def _purl_not_a_string(d: dict[str, Any]) -> None:
+    _packages(d)[9]["purl"] = 5
+
+
+def _bad_url(d: dict[str, Any]) -> None:
+    _packages(d)[11]["externalReferences"] = [{"type": "website", "url": "not a uri \\ x"}]
+
+
+def _duplicate_input(d: dict[str, Any]) -> None:
+    inputs = d["formulation"][0]["workflows"][0]["inputs"]
+    inputs.append(copy.deepcopy(inputs[-1]))
+
+
+def _bool_for_number(d: dict[str, Any]) -> None:
+    d["version"] = True
+
+
+@pytest.mark.parametrize("tamper", [None, _duplicate_package, _bad_type, _purl_not_a_string,
+                                    _bad_url, _duplicate_input, _bool_for_number])
+def test_the_same_verdict_and_first_error_as_the_library(sbom: dict[str, Any], tamper) -> None:
+    document = copy.deepcopy(sbom)
+    if tamper is not None:
+        tamper(document)
+    expected = _first(_library(), document)
+    assert (tamper is None) == (expected is None)
+    assert _first(fast.strict_validator(), document) == expected  # publishing's, no memo
+    # Twice: the second time the unchanged parts come from the memo of clean verdicts.
+    assert _first(fast._validator(remember=True), document) == expected
+    assert _first(fast._validator(remember=True), document) == expected
+
+
+def test_a_remembered_part_changed_later_is_checked_again(sbom: dict[str, Any]) -> None:
+    document = copy.deepcopy(sbom)
+    assert fast.schema_error(document) is None  # every package now remembered as clean
+    _packages(document)[3]["type"] = "bogus"  # the same package, changed in place
+    assert fast.schema_error(document) == fast.schema_error(copy.deepcopy(document))
+    assert "formulation/0/components/3/type" in (fast.schema_error(document) or "")
+
+
+def test_publishing_never_takes_a_key_that_is_not_a_string_for_one(
+        sbom: dict[str, Any]) -> None:
+    """A document built in Python may hold an int key, which JSON would write as a string:
+    publishing's validator has no memo that could answer for it from a string-keyed twin."""
+    document = copy.deepcopy(sbom)
+    _packages(document)[2]["properties"] = [{"name": "n", "value": "v"}]
+    assert fast.schema_error(document) is None
+    assert _first(fast.strict_validator(), document) is None
+    _packages(document)[2]["properties"] = [{"name": "n", "value": "v", 1: "x"}]
+    assert _first(fast.strict_validator(), document) == _first(_library(), document)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, -0.0, 1.0, 2.5])
+    | st.sampled_from(["", "a", "1", "true"]),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "b", "1"]), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON, max_size=5))
+def test_unique_items_agrees_with_jsonschema(items: list[Any]) -> None:
+    """The same verdict as jsonschema's own check, whatever the items (quirks included:
+    its sorted path lets [[false], [0], [false]] through)."""
+    from jsonschema._utils import uniq
+
+    assert fast._unique(items) == uniq(items)
+    assert fast._unique(items + items[:1]) == uniq(items + items[:1])
+
+
+@pytest.mark.parametrize("items, unique", [
+    ([1, True], True), ([0, False], True), ([1, 1.0], False), ([0, -0.0], False),
+    ([{"a": 1}, {"a": True}], True), ([{"a": [1]}, {"a": [1.0]}], False),
+    ([{"a": 0}, {"a": -0.0}], False), ([{"a": 1, "b": "x"}, {"b": "x", "a": 1}], False),
+    ([[1], [True]], True), ([{}, []], True), ([None, 0], True), (["1", 1], True),
+])
+def test_unique_items_edge_cases(items: list[Any], unique: bool) -> None:
+    from jsonschema._utils import uniq
+
+    assert fast._unique(items) is unique
+    assert bool(uniq(items)) is unique
+
+
+def test_formulation_of_many_packages_is_not_quadratic(tmp_path: Path) -> None:
+    """600 distinct objects: jsonschema's pairwise check would compare 180,000 pairs."""
+    items = [{"bom-ref": f"p{i}", "name": f"p{i}", "properties": [{"name": "n", "value": "v"}]}
+             for i in range(600)]
+    import time
+
+    started = time.perf_counter()
+    assert fast._unique(items) and not fast._unique(items + [copy.deepcopy(items[42])])
+    assert time.perf_counter() - started < 0.5
