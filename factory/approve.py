@@ -50,7 +50,7 @@ from factory.lock.policy import MAX_PASSED, Context, Skipped, select_version, wh
 from factory.lock.resolve import sdist_requirements
 from factory.recipes import Recipe, check_recipes
 from factory.upstream import cache
-from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.advisories import for_settings
 from factory.upstream.cache import Sdist
 from factory.upstream.client import Upstream, open_upstream
 from factory.upstream.listing import ProjectListing, UpstreamFile, is_project_name
@@ -194,8 +194,7 @@ class _Walk:
         self.requirements: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._listings: dict[str, ProjectListing] = {}
         self.first_reason: dict[str, str] = {}
-        self.advisories = (AdvisoryDatabase(settings.advisories) if settings.advisories
-                           else None)
+        self.advisories, self.advisories_problem = for_settings(settings)
 
     def run(self, asked: list[Requirement],
             tools: Iterable[tuple[Requirement, str]] = ()) -> None:

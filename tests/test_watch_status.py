@@ -146,3 +146,23 @@ def test_an_unreachable_advisory_source_is_said_loudly_and_the_cycle_goes_on(
     assert vex.read_bytes() == checked  # never rewritten from a source not read
     decisions = ledger.decisions(project, "*")
     assert decisions[0]["action"] == "advisories-not-checked"
+
+
+def test_a_lock_with_an_unreachable_advisory_source_goes_on_and_says_so(
+        project: Settings, upstream: LocalUpstream) -> None:
+    from factory.lock import lock_report
+
+    build_tool(upstream, project)
+    upstream.add("alpha", "1.0", age_days=10)
+    factories.recipe(project.root, "alpha", "")
+    offline = dataclasses.replace(project, advisories="http://127.0.0.1:9/osv/PyPI/all.zip")
+    report = lock_report(offline)
+    assert report.lock.primary("alpha") is not None  # locked all the same
+    assert report.advisories_problem and "unreachable" in report.advisories_problem
+    (project.root / "factory.toml").write_text(
+        (project.root / "factory.toml").read_text().replace(
+            f'advisories = "{project.advisories}"',
+            'advisories = "http://127.0.0.1:9/osv/PyPI/all.zip"'))
+    done = factories.cli(project, "lock")
+    assert done.returncode == 0, done.stderr
+    assert "advisories NOT CHECKED while locking" in done.stderr and "Traceback" not in done.stderr

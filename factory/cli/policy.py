@@ -168,7 +168,8 @@ def lock(
                    "changes": [c.__dict__ for c in changes],
                    "alarms": [a.__dict__ for a in report.alarms],
                    "problems": [{"name": p.name, "problem": p.message, "hint": p.hint,
-                                 "held_back": list(p.waiting)} for p in report.problems]})
+                                 "held_back": list(p.waiting)} for p in report.problems],
+                   "advisories_not_checked": report.advisories_problem})
     else:
         for change in changes:
             plain(f"  {change.describe()}", _app.out)
@@ -180,6 +181,9 @@ def lock(
                   f"({sum(c.is_primary for c in lock_.components)} approved components){kept}")
     for unlocked in report.problems if not as_json else []:  # each one line, with its hint
         plain(unlocked.error(unlocked.describe(), unlocked.hint).diagnostics())
+    if report.advisories_problem and not as_json:  # locked, but not checked: said loudly
+        plain(f"warning: advisories NOT CHECKED while locking: {report.advisories_problem} "
+              "(the watch cycle checks what is published once the source answers)")
     if report.alarms:
         raise alarm_error(report.alarms)
     if report.problems:

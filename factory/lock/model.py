@@ -332,6 +332,7 @@ class Resolution:
     alarms: list[Alarm]  # pins kept as they were: upstream changed under them
     accepted: list[Alarm]  # alarms the operator accepted in this run
     problems: list[Problem] = field(default_factory=list)  # left out; the rest is locked
+    advisories_problem: str | None = None  # why versions were not checked against advisories
 
 
 def problems_error(problems: list[Problem]) -> FactoryError:

@@ -51,7 +51,7 @@ from factory.lock.policy import (
 )
 from factory.recipes import Recipe
 from factory.upstream import cache, git
-from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.advisories import for_settings
 from factory.upstream.cache import Sdist
 from factory.upstream.listing import ProjectListing, UpstreamFile
 
@@ -106,7 +106,9 @@ class Resolver:
         self.accepted: list[Alarm] = []
         self.problems: list[Problem] = []  # pins kept as they were after a failure
         self.now = now or datetime.now(UTC)
-        self.advisories = AdvisoryDatabase(settings.advisories) if settings.advisories else None
+        # An unreachable source is said (advisories_problem), not fatal: the lock goes on
+        # and the watch cycle yanks what an advisory hits once the source answers again.
+        self.advisories, self.advisories_problem = for_settings(settings)
         self.env = marker_environment(settings)
         self._upstreams: dict[str, Upstream] = {}
         self._listings: dict[str, ProjectListing] = {}
@@ -481,7 +483,8 @@ def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Loc
         _close_requirements(resolver, lock, changes, broken)
         problems = resolver.problems + broken.prune(lock)
         changes = [c for c in changes if lock.find(c.name, f"=={c.new}" if c.new else "")]
-        return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted, problems)
+        return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted, problems,
+                          resolver.advisories_problem)
     finally:
         resolver.close()
 

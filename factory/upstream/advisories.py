@@ -28,7 +28,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import write_json
-from factory.config import OSV_PYPI_ARCHIVE  # noqa: F401 - re-exported: the default source
+from factory.config import (
+    OSV_PYPI_ARCHIVE,  # noqa: F401 - re-exported: the default source
+    Settings,
+)
 from factory.errors import ConfigError, FactoryError, UpstreamError
 
 if TYPE_CHECKING:  # the HTTP client is imported only to fetch an online source
@@ -330,6 +333,12 @@ def open_advisories(source: str | None, cache_dir: Path,
         return AdvisoryDatabase(source, cache_dir), None
     except FactoryError as exc:
         return None, exc.message
+
+
+def for_settings(settings: Settings) -> tuple[AdvisoryDatabase | None, str | None]:
+    """The factory's advisory database (an archive URL cached in its state directory),
+    or None and why advisories are NOT CHECKED (the source is unset or unreachable)."""
+    return open_advisories(settings.advisories, settings.state_dir / "advisories")
 
 
 def default_cache(source: str) -> Path:
