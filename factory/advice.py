@@ -384,6 +384,20 @@ def verify_answer(envelope: Mapping[str, Any], pem: bytes) -> dict[str, Any]:
 _PREDICATE_FIELDS = ("verifier", "timeCreated", "properties")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json keeps the last one)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(clip(key, 60))
+        found[key] = value
+    return found
+
+
 def verify_saved(data: bytes, pem: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """A saved signed answer (``{"answer", "envelope"}`` as the API and MCP give it, or a
     bare envelope), checked: the envelope verifies with ``pem`` (``verify_answer``), and
@@ -393,7 +407,11 @@ def verify_saved(data: bytes, pem: bytes) -> tuple[dict[str, Any], dict[str, Any
         raise VerificationError(f"the file is larger than {MAX_SAVED} bytes: no "
                                 "answer is that large")
     try:
-        saved = json.loads(data)
+        saved = json.loads(data, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        # another reader (jq, a browser, a person) may take the other one of the two
+        raise VerificationError(f"the file names {exc.args[0]!r} twice in one object: "
+                                "which one is meant is up to each reader") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise VerificationError("the file is not JSON") from None
     if not isinstance(saved, dict):

@@ -148,8 +148,10 @@ def _intake_tools(server: MCPServer, advisor: Advisor, settings: Settings,
 
 class BoundedLines(io.RawIOBase):
     """The bytes of ``fd`` with every line cut at ``limit`` bytes: the rest of a longer
-    line is read and dropped, so what is left of it is no JSON-RPC message (the SDK
-    answers it as a parse error) and memory never holds more than ``limit`` of it."""
+    line is read and dropped and a NUL put in its place, so what is left of it is no
+    JSON-RPC message (a cut inside trailing blanks would leave a whole one; NUL is
+    refused in and after any JSON value, and the SDK drops it as a parse error) and
+    memory never holds more than ``limit`` of it."""
 
     def __init__(self, fd: int, limit: int) -> None:
         super().__init__()
@@ -173,6 +175,8 @@ class BoundedLines(io.RawIOBase):
         parts = data.split(b"\n")
         for i, part in enumerate(parts):
             kept += part[:max(self.limit - self.run, 0)]
+            if self.run <= self.limit < self.run + len(part):
+                kept += b"\0"  # once per line, where it first goes over
             self.run += len(part)
             if i < len(parts) - 1:
                 kept += b"\n"

@@ -307,7 +307,7 @@ def test_bounded_lines_cut_a_long_line_and_keep_the_next() -> None:
     sender.start()
     lines = io.TextIOWrapper(io.BufferedReader(BoundedLines(read, 1000))).readlines()
     sender.join(timeout=10)
-    assert [len(line) for line in lines] == [1001, 10, 11]
+    assert [len(line) for line in lines] == [1002, 10, 11]  # cut, NUL-marked, newline
     assert lines[1] == '{"ok": 1}\n'
 
 

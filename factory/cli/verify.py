@@ -187,6 +187,7 @@ def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
 
 
 KEY_BYTES = 64 * 1024  # an answers key served by an index: a PEM of a few hundred bytes
+KEY_SECONDS = 30.0  # the whole fetch of that key (httpx's timeout is per read)
 
 
 def verify_answer_file(settings_of: Callable[[], Settings], source: str | None,
@@ -196,7 +197,7 @@ def verify_answer_file(settings_of: Callable[[], Settings], source: str | None,
     import sys
 
     from factory.advice import MAX_SAVED, summary, verify_saved
-    from factory.errors import FactoryError
+    from factory.errors import FactoryError, one_line
 
     if source is None:
         _app.plain("usage: factory verify answer FILE|- [--key PEM | --index URL]")
@@ -208,20 +209,46 @@ def verify_answer_file(settings_of: Callable[[], Settings], source: str | None,
         if source == "-":
             data = (stdin or sys.stdin.buffer).read(MAX_SAVED + 1)
         else:
-            with open(source, "rb") as handle:
-                data = handle.read(MAX_SAVED + 1)
+            data = read_regular(Path(source), MAX_SAVED + 1, "the answer file")
         pem = _answers_key(settings_of, key, index_url)
         statement, signed = verify_saved(data, pem)
     except FactoryError as exc:
-        _app.plain(f"FAIL: {exc.message}", _app.out)
-        return 1
-    except OSError as exc:
-        _app.plain(f"FAIL: cannot read {source}: {exc.strerror or exc}", _app.out)
+        _app.plain(f"FAIL: {one_line(exc.message)}", _app.out)
         return 1
     subjects = [s.get("name", "?") for s in statement.get("subject", ()) if isinstance(s, dict)]
     asked = subjects[0] if len(subjects) == 1 else f"{len(subjects)} requirements"
-    _app.plain(f"PASS: {asked} -> {summary(signed)}", _app.out)
+    # one line, whatever the signed subject holds (a newline would forge a second line)
+    _app.plain(one_line(f"PASS: {asked} -> {summary(signed)}", 1000), _app.out)
     return 0
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of the regular file at ``path`` (a symlink to one too);
+    a FIFO, device, socket or directory is refused without blocking: it is opened
+    non-blocking and looked at before any byte is read (a FIFO with no writer would
+    hang a plain open, /dev/zero never ends). VerificationError names ``what``."""
+    import os
+    import stat
+
+    from factory.errors import VerificationError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise VerificationError(f"cannot read {what} {path}: {exc.strerror or exc}",
+                                "give a readable file") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise VerificationError(f"{what} {path} is not a regular file",
+                                    "give a file; a pipe goes to stdin as -")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    except OSError as exc:
+        raise VerificationError(f"cannot read {what} {path}: {exc.strerror or exc}",
+                                "give a readable file") from None
+    finally:
+        os.close(fd)
 
 
 def _answers_key(settings_of: Callable[[], Settings], key: Path | None,
@@ -233,13 +260,15 @@ def _answers_key(settings_of: Callable[[], Settings], key: Path | None,
     from factory.errors import VerificationError
 
     if key is not None:
-        return key.read_bytes()[:KEY_BYTES]
+        return read_regular(key, KEY_BYTES, "the key")
     if index_url is None:
         path = public_key_path(settings_of(), "answers")
         if not path.is_file():
             raise VerificationError(f"no answers key at {path}",
                                     "give --key PEM or --index URL")
-        return path.read_bytes()[:KEY_BYTES]
+        return read_regular(path, KEY_BYTES, "the key")
+    import time
+
     import httpx
 
     url = index_url.rstrip("/") + "/.well-known/factory/" + KEY_FILE
@@ -248,10 +277,13 @@ def _answers_key(settings_of: Callable[[], Settings], key: Path | None,
             if response.status_code != 200:
                 raise VerificationError(f"{url} answered {response.status_code}")
             body = b""
+            deadline = time.monotonic() + KEY_SECONDS  # a trickle is not waited on forever
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > KEY_BYTES:
                     raise VerificationError(f"{url} sent more than {KEY_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise VerificationError(f"{url} took more than {KEY_SECONDS:g} seconds")
             return body
     except httpx.HTTPError as exc:
         raise VerificationError(f"cannot fetch {url}: {type(exc).__name__}") from None
