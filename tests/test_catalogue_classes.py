@@ -621,12 +621,12 @@ def test_a_wheel_whose_sbom_fails_is_refused_alone_in_one_line(
     records = [stage_build(project, name) for name in ("alpha", "bravo", "charlie", "delta")]
     real = sbom_mod.build_sbom
 
-    def failing(wheel: Path, record: BuildRecord, allowances: Any = ()) -> dict[str, Any]:
+    def failing(wheel: Path, record: BuildRecord, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if record.component == "alpha":
             raise VerificationError("SBOM is not valid CycloneDX 1.6: " + "x\n" * 4000)
         if record.component == "bravo":
             raise ValueError("a model refused it:\n" + "y" * 8000)
-        return real(wheel, record, allowances)
+        return real(wheel, record, *args, **kwargs)
 
     monkeypatch.setattr("factory.attest.wheel.build_sbom", failing)
     report = release_all(project, records)
@@ -761,8 +761,11 @@ def test_a_build_records_its_system_packages_in_record_provenance_and_sbom(
     [dep] = [d for d in prov.resolved_dependencies(record)
              if d["annotations"]["role"] == "system-package"]
     assert dep["uri"] == purl and dep["name"] == "libffi-dev=3.4.4-1"
-    packages = sbom_mod.system_components(record)
-    assert [c["purl"] for c in packages] == [purl]
+    packages = {c["purl"]: c for c in sbom_mod.system_components(record)}
+    assert purl in packages  # beside the rest of the image's dpkg list
+    asked = [c["purl"] for c in packages.values()
+             if any(p["name"].endswith(":asked-by-recipe") for p in c["properties"])]
+    assert asked == [purl]
 
 
 def test_the_sbom_lists_system_packages_as_components_and_inputs(tmp_path: Path) -> None:
