@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import peers
 from bench.harness import Comparison, Context, RatioSpec, rotated
-from bench.indexes import locked_sdists
+from bench.indexes import locked_sdists, tool_project
 from bench.servers import link_tree
 
 SIZE = 300
@@ -62,18 +62,9 @@ def requirements_of(i: int) -> list[str]:
 
 
 def _project(ctx: Context, upstream_url: str) -> Path:
-    root = ctx.work / "project"
-    (root / "recipes").mkdir(parents=True)
-    for name in TOOLS:  # the project's own recipes, with their allowances
-        shutil.copyfile(ctx.settings.recipes_dir / f"{name}.toml",
-                        root / "recipes" / f"{name}.toml")
-    (ctx.work / "advisories").mkdir()
-    (root / "factory.toml").write_text(
-        f'[factory]\nupstream = "{upstream_url}"\nstate_dir = "state"\n'
-        f'advisories = "{ctx.work / "advisories"}"\n'
-        f"[build]\nconcurrency = {ctx.settings.build_concurrency}\nrepair = \"none\"\n",
-        encoding="utf-8")
-    return root
+    return tool_project(ctx, upstream_url, TOOLS,
+                        f"[build]\nconcurrency = {ctx.settings.build_concurrency}\n"
+                        'repair = "none"\n')
 
 
 def _factory(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -120,3 +122,41 @@ def locked_sdists(ctx: Context, names: tuple[str, ...]) -> list[tuple[str, Path]
                                       "run `factory fetch` (or `make demo`) first")
             found.append((entry.key, path))
     return found
+
+
+def tool_project(ctx: Context, upstream_url: str, tools: tuple[str, ...],
+                 settings_toml: str = "") -> Path:
+    """A project at ``ctx.work/project`` approving ``tools`` with this project's own
+    recipes (their allowances: prebuilt files), on the local upstream at
+    ``upstream_url``, with an empty advisory database; ``settings_toml`` is added to
+    its factory.toml."""
+    root = ctx.work / "project"
+    (root / "recipes").mkdir(parents=True)
+    for name in tools:
+        shutil.copyfile(ctx.settings.recipes_dir / f"{name}.toml",
+                        root / "recipes" / f"{name}.toml")
+    (ctx.work / "advisories").mkdir()
+    (root / "factory.toml").write_text(
+        f'[factory]\nupstream = "{upstream_url}"\nstate_dir = "state"\n'
+        f'advisories = "{ctx.work / "advisories"}"\n' + settings_toml, encoding="utf-8")
+    return root
+
+
+def factory_cli(env: dict[str, str], *args: str, timeout: float = 900) -> str:
+    """`factory ARGS` in a fresh process; its stdout, or BenchSetupError with its last
+    line of stderr."""
+    result = subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise BenchSetupError(f"factory {' '.join(args)} failed: "
+                              f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return result.stdout
+
+
+def confirm_install(ctx: Context, index: str, requirement: str, what: str) -> None:
+    """Describe whether pip downloads ``requirement`` from ``index`` (``what`` it is)."""
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
+                             "--no-cache-dir", "-d", str(ctx.work / "dl"), "--index-url", index,
+                             requirement], capture_output=True, text=True, timeout=120)
+    ctx.describe(f"pip download of {what}", "ok" if result.returncode == 0
+                 else f"failed: {result.stderr.strip()[-200:]}")

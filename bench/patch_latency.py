@@ -16,7 +16,6 @@ provenance (a pip download of it then confirms it installs). Peers poll every
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec
-from bench.indexes import locked_sdists
+from bench.harness import Comparison, Context, RatioSpec
+from bench.indexes import confirm_install, factory_cli, locked_sdists, tool_project
 from bench.servers import factory_serve
 
 GOAL_SECONDS = 60.0
@@ -36,31 +35,15 @@ JSON = "application/vnd.pypi.simple.v1+json"
 
 
 def _project(ctx: Context, upstream_url: str) -> Path:
-    root = ctx.work / "project"
-    (root / "recipes").mkdir(parents=True)
-    for name in TOOLS:  # the project's own recipes, with their allowances (prebuilt files)
-        shutil.copyfile(ctx.settings.recipes_dir / f"{name}.toml",
-                        root / "recipes" / f"{name}.toml")
+    root = tool_project(ctx, upstream_url, TOOLS)
     (root / "recipes" / "demo.toml").write_text(
         'name = "demo"\nversions = ">=1,<2"\ntrack = "minor"\n')
-    (ctx.work / "advisories").mkdir()
-    (root / "factory.toml").write_text(
-        f'[factory]\nupstream = "{upstream_url}"\nstate_dir = "state"\n'
-        f'advisories = "{ctx.work / "advisories"}"\n')
     return root
 
 
 def _add_demo(upstream: object, version: str) -> None:
     upstream.add("demo", version, build_requires=["flit_core>=3.4,<5"],  # type: ignore[attr-defined]
                  backend="flit_core.buildapi", age_days=0)
-
-
-def _factory(env: dict[str, str], *args: str, timeout: float = 900) -> None:
-    result = subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise BenchSetupError(f"factory {' '.join(args)} failed: "
-                              f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def _wait_listed(page: str, filename: str, limit: float) -> float | None:
@@ -94,8 +77,8 @@ def run(ctx: Context) -> None:
         env = {**os.environ, "FACTORY_ROOT": str(root), "PREFECT_API_URL": api,
                "PREFECT_LOGGING_LEVEL": "WARNING"}
         ctx.log("  locking and building the starting point (untimed) ...")
-        _factory(env, "lock")
-        _factory(env, "rebuild")
+        factory_cli(env, "lock")
+        factory_cli(env, "rebuild")
         with factory_serve(root, root / "state", ctx.work / "serve.log") as served:
             page = served.simple + "demo/"
             with (ctx.work / "watch.log").open("wb") as log:
@@ -115,7 +98,7 @@ def run(ctx: Context) -> None:
                 ctx.record(CASE, "factory watch", "seconds", seen - added, "s")
                 ctx.record(CASE, "goal", "seconds", GOAL_SECONDS, "s")
                 ctx.log(f"  demo {version}: installable {seen - added:.1f} s after release")
-            _confirm_install(ctx, served.simple, f"demo=={version}")
+            confirm_install(ctx, served.simple, f"demo=={version}", "the last release")
     finally:
         if watcher is not None:
             watcher.terminate()
@@ -124,14 +107,6 @@ def run(ctx: Context) -> None:
         stop_server(server_settings)
         if saved is not None:
             os.environ["PREFECT_API_URL"] = saved
-
-
-def _confirm_install(ctx: Context, index: str, requirement: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
-                             "--no-cache-dir", "-d", str(ctx.work / "dl"), "--index-url", index,
-                             requirement], capture_output=True, text=True, timeout=120)
-    ctx.describe("pip download of the last release", "ok" if result.returncode == 0
-                 else f"failed: {result.stderr.strip()[-200:]}")
 
 
 COMPARISON = Comparison(

@@ -23,7 +23,6 @@ The peers have no intake queue: a request to them is an email.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,8 +30,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import BenchSetupError, Comparison, Context, RatioSpec, rotated
-from bench.indexes import locked_sdists
+from bench.harness import Comparison, Context, RatioSpec, rotated
+from bench.indexes import confirm_install, factory_cli, locked_sdists, tool_project
 from bench.servers import factory_serve
 
 GOAL_SECONDS = 120.0
@@ -42,27 +41,9 @@ JSON = "application/vnd.pypi.simple.v1+json"
 
 
 def _project(ctx: Context, upstream_url: str) -> Path:
-    root = ctx.work / "project"
-    (root / "recipes").mkdir(parents=True)
-    for name in TOOLS:  # the project's own recipes, with their allowances (prebuilt files)
-        shutil.copyfile(ctx.settings.recipes_dir / f"{name}.toml",
-                        root / "recipes" / f"{name}.toml")
-    (ctx.work / "advisories").mkdir()
     # Pure-Python only: no wheel is repaired, so `factory add` needs no auditwheel.
-    (root / "factory.toml").write_text(
-        f'[factory]\nupstream = "{upstream_url}"\nstate_dir = "state"\n'
-        f'advisories = "{ctx.work / "advisories"}"\n[build]\nrepair = "none"\n'
-        '[intake]\nauto_approve = true\n')
-    return root
-
-
-def _factory(env: dict[str, str], *args: str, timeout: float = 900) -> str:
-    result = subprocess.run([sys.executable, "-m", "factory.cli", *args], env=env,
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise BenchSetupError(f"factory {' '.join(args)} failed: "
-                              f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return result.stdout
+    return tool_project(ctx, upstream_url, TOOLS,
+                        '[build]\nrepair = "none"\n[intake]\nauto_approve = true\n')
 
 
 def _listed(page: str, filename: str) -> bool:
@@ -116,9 +97,9 @@ def run(ctx: Context) -> None:
         env = {**os.environ, "FACTORY_ROOT": str(root)}
         env.pop("PREFECT_API_URL", None)
         ctx.log("  locking, building and publishing the build tools (untimed) ...")
-        _factory(env, "lock")
-        _factory(env, "build")
-        _factory(env, "publish")
+        factory_cli(env, "lock")
+        factory_cli(env, "build")
+        factory_cli(env, "publish")
         with factory_serve(root, root / "state", ctx.work / "serve.log") as served:
             name, words = "", iter(WORDS * 8)
             for n in range(1, ctx.repeats + 1):
@@ -132,17 +113,9 @@ def run(ctx: Context) -> None:
                     ctx.record(CASE, by, "seconds", seconds, "s")
                     ctx.log(f"  {name}: installable {seconds:.1f} s after the request")
                 ctx.record(CASE, "goal", "seconds", GOAL_SECONDS, "s")
-            _confirm_install(ctx, served.simple, name)
+            confirm_install(ctx, served.simple, name, "the last requested project")
     finally:
         stop(upstream)
-
-
-def _confirm_install(ctx: Context, index: str, requirement: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--isolated", "--no-deps",
-                             "--no-cache-dir", "-d", str(ctx.work / "dl"), "--index-url", index,
-                             requirement], capture_output=True, text=True, timeout=120)
-    ctx.describe("pip download of the last requested project", "ok" if result.returncode == 0
-                 else f"failed: {result.stderr.strip()[-200:]}")
 
 
 COMPARISON = Comparison(
