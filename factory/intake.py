@@ -48,6 +48,7 @@ from packaging.utils import canonicalize_name
 from sqlalchemy import func, select, update
 
 from factory import ledger
+from factory.advice import canonical
 from factory.config import Settings
 from factory.errors import FactoryError, one_line
 from factory.ledger import RequestEntry
@@ -206,13 +207,6 @@ def bounded(text: str, limit: int) -> str:
     return shown if len(shown) <= limit else clip(text, limit - 1)
 
 
-def canonical_asked(req: Requirement) -> str:
-    extras = f"[{','.join(sorted(canonicalize_name(e) for e in req.extras))}]" \
-        if req.extras else ""
-    return canonicalize_name(req.name) + extras + ",".join(
-        sorted(str(s) for s in req.specifier))
-
-
 # -- the queue ------------------------------------------------------------------------
 def submit(settings: Settings, knowledge: Knowledge, asked: object, requester: object = None,
            reason: object = None, origin: str = "cli") -> Submitted:
@@ -240,7 +234,7 @@ def submit(settings: Settings, knowledge: Knowledge, asked: object, requester: o
             detail = ("close to approved " + ", ".join(known.suggestions) +
                       ": a human decides (a typo, or a look-alike name?)")
         row = RequestEntry(token=secrets.token_hex(TOKEN_BYTES), component=name,
-                           asked=canonical_asked(req), requester=who, origin=where,
+                           asked=canonical(str(req)), requester=who, origin=where,
                            reason=why, state=PENDING, detail=detail)
         db.add(row)
         db.flush()
