@@ -137,9 +137,23 @@ def _release(client: Any, lease: UUID) -> None:
             raise
 
 
+_BUSY = (429, 502, 503)  # the server's database is busy (SQLite) or it is still starting
+RESET_PATIENCE = 30.0
+
+
 def reset_slots(api_url: str) -> None:
-    """Count no slot as held (call only when no lease can exist: a fresh server)."""
-    response = httpx.patch(f"{api_url.rstrip('/')}/v2/concurrency_limits/{BUILD_LIMIT}",
-                           json={"active_slots": 0}, timeout=10)
-    if response.status_code not in (204, 404):
-        response.raise_for_status()
+    """Count no slot as held (call only when no lease can exist: a fresh server).
+
+    A server that answers busy is asked again, as Prefect's own client does, for up to
+    ``RESET_PATIENCE`` seconds: a fresh embedded server on SQLite answers 503 while its
+    database is locked by its own start-up work."""
+    deadline = time.monotonic() + RESET_PATIENCE
+    while True:
+        response = httpx.patch(f"{api_url.rstrip('/')}/v2/concurrency_limits/{BUILD_LIMIT}",
+                               json={"active_slots": 0}, timeout=10)
+        if response.is_success or response.status_code == 404:
+            return
+        wait = _retry_after(response)
+        if response.status_code not in _BUSY or time.monotonic() + wait > deadline:
+            response.raise_for_status()
+        time.sleep(wait)
