@@ -3,7 +3,9 @@
 Roles: ``owner`` signs the in-toto layout; ``fetcher``, ``builder`` and
 ``attestor`` sign the links of the steps they perform; ``answers`` signs the
 policy answers of ``factory mcp`` and of ``factory serve``'s /api/v1/ (an online
-key: it can sign nothing a wheel's verification trusts). Private keys stay in the
+key: it can sign nothing a wheel's verification trusts); ``tuf_root`` signs the
+root metadata of the index's TUF repository and ``tuf_online`` its timestamp,
+snapshot and targets (factory.sign.tuf_repo). Private keys stay in the
 state directory (PKCS#8 PEM, mode 0600); the project's ``keys/`` directory gets
 only the public halves (SPKI PEM) and ``fingerprints.json``, which may be
 committed. ECDSA P-256 rather than Ed25519 because the cloud KMS signers of
@@ -36,7 +38,7 @@ from factory._internal.atomic import TMP_PREFIX, canonical_json, write_bytes
 from factory.config import Settings
 from factory.errors import SigningError, one_line
 
-ROLES = ("owner", "fetcher", "builder", "attestor", "answers")
+ROLES = ("owner", "fetcher", "builder", "attestor", "answers", "tuf_root", "tuf_online")
 SCHEME = "ecdsa-sha2-nistp256"
 PRIVATE_SUFFIX = ".pem.key"  # matched by .gitignore as a second line of defence
 PUBLIC_SUFFIX = ".pub.pem"
