@@ -17,6 +17,7 @@ import json
 import os
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,7 +33,7 @@ from factory.config import (
     OSV_PYPI_ARCHIVE,  # noqa: F401 - re-exported: the default source
     Settings,
 )
-from factory.errors import ConfigError, FactoryError, UpstreamError
+from factory.errors import ConfigError, FactoryError, UpstreamError, printable
 
 if TYPE_CHECKING:  # the HTTP client is imported only to fetch an online source
     import httpx
@@ -114,16 +115,52 @@ def _range_affects(rng: dict[str, Any], target: Version) -> bool:
     return affected
 
 
+ID_MAX = 200  # an advisory id or alias (OSV's are tens of characters)
+ALIASES_MAX = 64
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _texts(value: Any) -> list[str]:
+    return [str(v) for v in value if isinstance(v, str | int | float)] \
+        if isinstance(value, list) else []
+
+
+def _affected(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """One OSV ``affected`` entry in the shape the lookups read (every field its JSON
+    type, scalars only where scalars go), or None when it names no package."""
+    package = entry.get("package")
+    if not isinstance(package, dict) or not isinstance(package.get("name"), str) \
+            or not isinstance(package.get("ecosystem"), str):
+        return None
+    ranges = [{"type": rng.get("type"),
+               "events": [{k: str(v) for k, v in event.items()
+                           if isinstance(k, str) and isinstance(v, str | int | float)}
+                          for event in _dicts(rng.get("events"))]}
+              for rng in _dicts(entry.get("ranges"))]
+    return {**entry, "package": {**package}, "ranges": ranges,
+            "versions": _texts(entry.get("versions"))}
+
+
 def _parse(text: str, origin: str) -> Advisory | None:
+    """An OSV advisory, its fields coerced to OSV's types (a mirror's malformed entry
+    must not stop every lookup), or None when it is not one (no string id)."""
     try:
         data = json.loads(text) if origin.endswith(".json") else yaml.load(text, Loader=_Loader)
-    except (ValueError, yaml.YAMLError):
+    except (ValueError, yaml.YAMLError, RecursionError):
         return None
-    if not isinstance(data, dict) or "id" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) \
+            or not 0 < len(data["id"]) <= ID_MAX:
         return None
-    return Advisory(id=str(data["id"]), aliases=tuple(data.get("aliases") or ()),
-                    summary=str(data.get("summary") or data.get("details", "")).strip()
-                    .split("\n")[0][:200], data=data)
+    affected = [a for e in _dicts(data.get("affected")) if (a := _affected(e))]
+    summary = data.get("summary") or data.get("details") or ""
+    return Advisory(id=data["id"],
+                    aliases=tuple(a[:ID_MAX] for a in _texts(data.get("aliases"))[:ALIASES_MAX]),
+                    summary=str(summary).strip().split("\n")[0][:200] if isinstance(
+                        summary, str) else "",
+                    data={**data, "affected": affected})
 
 
 class AdvisoryDatabase:
@@ -133,6 +170,9 @@ class AdvisoryDatabase:
         self.source = str(source)
         self.cache_dir = cache_dir or default_cache(self.source)
         self._by_name: dict[str, list[Advisory]] = {}
+        # An archive URL read from a cached copy the source has not renewed for over
+        # STALE_SECONDS: why, and since when (a lookup finding nothing in it is no PASS).
+        self.stale: str | None = None
         if not self.source.startswith(("http://", "https://")) and not Path(source).exists():
             raise ConfigError(f"advisory source {source} does not exist",
                               "set [factory] advisories in factory.toml or FACTORY_ADVISORIES")
@@ -172,8 +212,11 @@ class AdvisoryDatabase:
     def _read_files(files: Iterable[Path]) -> list[Advisory]:
         found = []
         for file in files:
-            if file.suffix in _SUFFIXES and (adv := _parse(file.read_text("utf-8"), file.name)):
-                found.append(adv)
+            if file.suffix in _SUFFIXES and file.is_file():
+                with open(file, "rb") as f:
+                    text = f.read(MEMBER_MAX_BYTES).decode("utf-8", "replace")
+                if adv := _parse(text, file.name):
+                    found.append(adv)
         return found
 
     @staticmethod
@@ -193,16 +236,20 @@ class AdvisoryDatabase:
 
     @cached_property
     def _all_from_zip(self) -> dict[str, list[Advisory]]:
-        found = []
         path = (fetch_archive(self.source, self.cache_dir) if is_archive_url(self.source)
                 else Path(self.source))
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if member.endswith(_SUFFIXES):
-                    text = archive.read(member).decode("utf-8", "replace")
-                    if adv := _parse(text, member):
-                        found.append(adv)
-        return self._index(found)
+        try:
+            return self._index(_read_zip(path))
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                RuntimeError) as exc:  # encrypted, an unknown method, truncated
+            raise AdvisoriesUnavailable(f"{self.source} is not a readable OSV archive "
+                                        f"({type(exc).__name__}: {exc})"[:300]) from None
+
+    def load(self) -> None:
+        """Read a zip source now (open_advisories: a bad archive is a reason, not a crash)."""
+        if is_archive_url(self.source) or (Path(self.source).is_file()
+                                           and zipfile.is_zipfile(self.source)):
+            self._all_from_zip  # noqa: B018 - the cached read
 
     def _query_api(self, key: str) -> list[Advisory]:
         import httpx  # the HTTP client only when a source is online (verify reads files)
@@ -216,6 +263,39 @@ class AdvisoryDatabase:
             raise UpstreamError(f"the OSV API at {self.source} failed: {exc}") from None
         return [a for v in response.json().get("vulns", [])
                 if (a := _parse(json.dumps(v), "api.json"))]
+
+
+# -- reading an OSV zip, bounded ---------------------------------------------------------
+MEMBER_MAX_BYTES = 4 << 20  # one advisory (OSV's are a few KiB)
+MEMBERS_MAX = 1_000_000  # PyPI's all.zip holds tens of thousands
+UNPACKED_MAX_BYTES = 4 << 30  # every advisory, read
+
+
+def _read_zip(path: Path) -> list[Advisory]:
+    """The advisories of an OSV zip, read member by member and bounded however the
+    members declare their sizes (a zip bomb is refused, not inflated); names are only
+    matched by suffix, never used as paths."""
+    found, total = [], 0
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if len(members) > MEMBERS_MAX:
+            raise AdvisoriesUnavailable(f"{path.name} has {len(members)} members, more than "
+                                        f"{MEMBERS_MAX}")
+        for info in members:
+            if info.is_dir() or not info.filename.endswith(_SUFFIXES):
+                continue
+            with archive.open(info) as member:
+                data = member.read(MEMBER_MAX_BYTES + 1)
+            if len(data) > MEMBER_MAX_BYTES:
+                raise AdvisoriesUnavailable(f"{printable(info.filename)[:100]!r} unpacks to "
+                                            f"more than {MEMBER_MAX_BYTES} bytes: refused")
+            total += len(data)
+            if total > UNPACKED_MAX_BYTES:
+                raise AdvisoriesUnavailable(f"{path.name} unpacks to more than "
+                                            f"{UNPACKED_MAX_BYTES} bytes: refused")
+            if adv := _parse(data.decode("utf-8", "replace"), info.filename):
+                found.append(adv)
+    return found
 
 
 # -- OSV's published archive, fetched conditionally --------------------------------------
@@ -264,9 +344,11 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
     own = client is None
     import httpx
 
-    client = client or httpx.Client(timeout=30, follow_redirects=True, max_redirects=3)
+    # No kept-alive connection: the deadline owns the socket it shuts down.
+    client = client or httpx.Client(timeout=30, follow_redirects=True, max_redirects=3,
+                                    limits=httpx.Limits(max_keepalive_connections=0))
     try:
-        meta = _download(client, url, archive, headers, max_bytes, seconds, meta)
+        meta = _download(client, url, archive, headers, max_bytes, seconds, meta, cached)
     except AdvisoriesUnavailable as exc:
         if not cached:
             raise
@@ -282,40 +364,62 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
 
 
 def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, str],
-              max_bytes: int, seconds: float, meta: dict[str, Any]) -> dict[str, Any]:
+              max_bytes: int, seconds: float, meta: dict[str, Any],
+              cached: bool = True) -> dict[str, Any]:
     import httpx
 
-    deadline = time.monotonic() + seconds
+    from factory.upstream.transport import Deadline
+
     part = archive.with_name(archive.name + ".part")
-    try:
-        with client.stream("GET", url, headers=headers) as response:
-            if response.status_code == 304:
-                return {**meta, "checked": time.time(), "problem": None}
-            if response.status_code != 200:
-                raise AdvisoriesUnavailable(f"{url} unreachable (HTTP {response.status_code})")
-            size = 0
-            with open(part, "wb") as out:
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise AdvisoriesUnavailable(f"{url} unreachable (larger than "
-                                                    f"{max_bytes} bytes)")
-                    if time.monotonic() > deadline:
-                        raise AdvisoriesUnavailable(f"{url} unreachable (slower than "
-                                                    f"{seconds:g} s)")
-                    out.write(chunk)
-            if not zipfile.is_zipfile(part):
-                raise AdvisoriesUnavailable(f"{url} unreachable (not a zip archive)")
-            os.replace(part, archive)
-            return {"url": url, "etag": response.headers.get("etag"),
-                    "last_modified": response.headers.get("last-modified"),
-                    "fetched": time.time(), "checked": time.time(), "size": size,
-                    "problem": None}
-    except httpx.HTTPError as exc:
-        reason = str(exc).split("\n")[0][:200] or type(exc).__name__
-        raise AdvisoriesUnavailable(f"{url} unreachable ({reason})") from None
-    finally:
-        part.unlink(missing_ok=True)
+    # httpx bounds each read only: the timer shuts the socket down at the deadline, so a
+    # server dripping its headers or body cannot hold the fetch open for longer.
+    with Deadline(seconds, url) as deadline:
+        try:
+            with client.stream("GET", url, headers=headers,
+                               extensions={"trace": deadline.trace}) as response:
+                return _answer(response, url, part, archive, max_bytes, seconds, deadline,
+                               meta, cached)
+        except httpx.HTTPError as exc:
+            if deadline.expired:
+                raise AdvisoriesUnavailable(f"{url} unreachable (slower than {seconds:g} s)") \
+                    from None
+            reason = str(exc).split("\n")[0][:200] or type(exc).__name__
+            raise AdvisoriesUnavailable(f"{url} unreachable ({reason})") from None
+        finally:
+            part.unlink(missing_ok=True)
+
+
+def _answer(response: httpx.Response, url: str, part: Path, archive: Path, max_bytes: int,
+            seconds: float, deadline: Any, meta: dict[str, Any],
+            cached: bool) -> dict[str, Any]:
+    if url.startswith("https://") and response.url.scheme != "https":
+        raise AdvisoriesUnavailable(f"{url} unreachable (redirected to plain http "
+                                    f"{printable(str(response.url))[:100]}: refused)")
+    if response.status_code == 304:
+        if not cached:  # nothing was asked conditionally: there is no copy to stand
+            raise AdvisoriesUnavailable(f"{url} unreachable (answered 304 Not Modified "
+                                        "to an unconditional request)")
+        return {**meta, "checked": time.time(), "problem": None}
+    if response.status_code != 200:
+        raise AdvisoriesUnavailable(f"{url} unreachable (HTTP {response.status_code})")
+    size = 0
+    with open(part, "wb") as out:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise AdvisoriesUnavailable(f"{url} unreachable (larger than "
+                                            f"{max_bytes} bytes)")
+            if deadline.remaining() <= 0:
+                raise AdvisoriesUnavailable(f"{url} unreachable (slower than "
+                                            f"{seconds:g} s)")
+            out.write(chunk)
+    if not zipfile.is_zipfile(part):
+        raise AdvisoriesUnavailable(f"{url} unreachable (not a zip archive)")
+    os.replace(part, archive)
+    return {"url": url, "etag": response.headers.get("etag"),
+            "last_modified": response.headers.get("last-modified"),
+            "fetched": time.time(), "checked": time.time(), "size": size,
+            "problem": None}
 
 
 def open_advisories(source: str | None, cache_dir: Path,
@@ -323,14 +427,18 @@ def open_advisories(source: str | None, cache_dir: Path,
     """The advisory database of ``source``, or None and why advisories are NOT CHECKED.
 
     An archive URL is fetched into ``cache_dir`` (``fetch_archive``); other sources
-    are opened as they are. Reading the archive is deferred to the first lookup.
+    are opened as they are; a zip is read at once (bounded: a bad one is the reason).
     """
     if not source:
         return None, "no advisory source configured"
     try:
         if is_archive_url(source):
             fetch_archive(source, cache_dir, **fetch)
-        return AdvisoryDatabase(source, cache_dir), None
+        database = AdvisoryDatabase(source, cache_dir)
+        database.load()
+        if is_archive_url(source):
+            database.stale = stale_copy(cache_dir)
+        return database, None
     except FactoryError as exc:
         return None, exc.message
 
@@ -345,6 +453,25 @@ def default_cache(source: str) -> Path:
     """Where an archive URL is cached when the caller names no place (the user's cache)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "artifact-factory" / "osv" / hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+STALE_SECONDS = 86400.0  # a cached archive not renewed for a day no longer passes a check
+
+
+def stale_copy(cache_dir: Path, now: float | None = None) -> str | None:
+    """Why the cached archive is stale (the source failed since, and it was fetched more
+    than STALE_SECONDS ago), or None: a source kept unreachable cannot freeze the
+    advisories a verification sees at an old copy."""
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text("utf-8"))
+        fetched = float(meta.get("fetched") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    problem = meta.get("problem")
+    if not problem or (now or time.time()) - fetched <= STALE_SECONDS:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(fetched)) if fetched else "unknown"
+    return f"{printable(str(problem))[:300]}; the cached copy is of {when}"
 
 
 def archive_problem(cache_dir: Path) -> str | None:

@@ -384,6 +384,9 @@ class Auditor:
         if not item.project or not item.version:
             return skip("no name and version to look up")
         found = self.advisories.affecting(item.project, item.version)
+        if not found and self.advisories.stale:  # an old copy's silence is not a PASS
+            return skip(f"NOT CHECKED: {self.advisories.stale} (it names none for "
+                        f"{item.project} {item.version})")
         if not found:
             known = len(self.advisories.for_package(item.project))
             return ok(f"none affects {item.project} {item.version} "

@@ -1,0 +1,227 @@
+"""Attack pass on issue 20's new inputs (by someone who did not write them).
+
+The advisory source (a hostile OSV mirror), ``verify --index URL`` (a hostile index),
+the published transparency log, the /log/ and /.well-known/ routes, and the inputs
+of ``verify``/``sbom`` (pylock, requirements, venvs). Each case is either a break,
+fixed in factory/ (the test says what broke), or a case that held. No network: local
+servers on 127.0.0.1 and httpx mock transports.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from factory.upstream.advisories import (
+    STALE_SECONDS,
+    AdvisoriesUnavailable,
+    fetch_archive,
+    open_advisories,
+)
+
+GOOD = {"id": "PYSEC-0000-1", "summary": "alpha is bad",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                      "ranges": [{"type": "ECOSYSTEM",
+                                  "events": [{"introduced": "0"}, {"fixed": "1.0.1"}]}]}]}
+
+
+def _zip(members: list[tuple[str, bytes | str]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as archive:
+        for name, text in members:
+            archive.writestr(name, text)
+    return out.getvalue()
+
+
+def _zip_file(tmp_path: Path, members: list[tuple[str, bytes | str]]) -> Path:
+    path = tmp_path / "osv.zip"
+    path.write_bytes(_zip(members))
+    return path
+
+
+# -- a hostile advisory mirror ---------------------------------------------------------------
+
+MALFORMED = [  # one advisory per shape of OSV JSON a mirror may send
+    {"id": "M1", "affected": "alpha"},
+    {"id": "M2", "affected": 5},
+    {"id": "M3", "affected": ["alpha"]},
+    {"id": "M4", "affected": [{"package": "alpha"}]},
+    {"id": "M5", "affected": [{"package": {"ecosystem": "PyPI", "name": 5}}]},
+    {"id": "M6", "aliases": 5, "affected": []},
+    {"id": "M7", "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                               "ranges": [{"type": "ECOSYSTEM", "events": ["x"]}]}]},
+    {"id": "M8", "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                               "ranges": [5]}]},
+    {"id": "M9", "affected": [{"package": {"ecosystem": "PyPI", "name": "alpha"},
+                               "versions": 5}]},
+    {"id": ["M10"], "affected": []},
+    {"id": "M" * 100_000, "affected": GOOD["affected"]},
+]
+
+
+def test_malformed_osv_entries_do_not_stop_every_lookup(tmp_path: Path) -> None:
+    """Broke: one advisory with a field of the wrong JSON type (affected a string, a
+    package a string, events not objects...) raised AttributeError/TypeError on every
+    lookup of the archive: a traceback from verify, lock and watch, and no advisory
+    checked at all. Each field is now coerced to OSV's type; the rest is read."""
+    members = [(f"M{i}.json", json.dumps(a)) for i, a in enumerate(MALFORMED)]
+    members += [("deep.json", "[" * 100_000), ("GOOD.json", json.dumps(GOOD)),
+                ("bad.yaml", b"\xff\xfe: [unclosed")]
+    database, problem = open_advisories(str(_zip_file(tmp_path, members)), tmp_path / "c")
+    assert problem is None and database is not None
+    assert [a.id for a in database.affecting("alpha", "1.0.0")] == ["PYSEC-0000-1"]
+    assert database.affecting("alpha", "1.0.1") == []
+    assert [a.fixed_versions("alpha") for a in database.for_package("alpha")] != []
+
+
+def test_a_zip_bomb_member_is_refused_not_inflated(tmp_path: Path) -> None:
+    """Broke: each member was read whole (archive.read), however large it unpacks: a
+    few KiB of deflated zeros became any number of GiB in memory. Members are now read
+    bounded (4 MiB each, 4 GiB in all) and a bigger one makes the source unreadable,
+    said as NOT CHECKED."""
+    bomb = _zip([("GOOD.json", json.dumps(GOOD)), ("BOMB.json", b"\0" * (5 << 20))])
+    assert len(bomb) < 64 << 10
+    path = tmp_path / "osv.zip"
+    path.write_bytes(bomb)
+    database, problem = open_advisories(str(path), tmp_path / "c")
+    assert database is None and problem is not None
+    assert "unpacks to more than" in problem and "BOMB.json" in problem
+
+
+def test_a_corrupt_member_is_a_reason_not_a_traceback(tmp_path: Path) -> None:
+    data = bytearray(_zip([("GOOD.json", json.dumps(GOOD) * 50)]))
+    start = data.index(b"GOOD.json") + len("GOOD.json")  # inside the deflated bytes
+    data[start + 10:start + 40] = b"\xff" * 30
+    path = tmp_path / "osv.zip"
+    path.write_bytes(bytes(data))
+    database, problem = open_advisories(str(path), tmp_path / "c")
+    assert database is None and problem is not None and "not a readable OSV archive" in problem
+
+
+def test_member_names_are_never_paths(tmp_path: Path) -> None:
+    """Held: member names (../, absolute) are matched by suffix only, nothing extracted."""
+    members = [("../../escape.json", json.dumps(GOOD)), ("/abs/x.json", json.dumps(GOOD))]
+    path = _zip_file(tmp_path / "in", members) if (tmp_path / "in").mkdir() is None else None
+    assert path is not None
+    database, problem = open_advisories(str(path), tmp_path / "c")
+    assert problem is None and database is not None
+    assert len(database.affecting("alpha", "1.0.0")) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["in", "osv.zip"]
+
+
+def _mock(handler) -> httpx.Client:  # type: ignore[no-untyped-def]
+    return httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True,
+                        max_redirects=3)
+
+
+def test_a_304_to_an_unconditional_request_is_not_a_copy(tmp_path: Path) -> None:
+    """Broke: with nothing cached, a mirror answering 304 was taken as 'the cached copy
+    stands': a meta.json without the copy was written and the next read of the missing
+    archive failed with a file error. Now the source is unreachable, said as such."""
+    client = _mock(lambda request: httpx.Response(304))
+    with pytest.raises(AdvisoriesUnavailable, match="304 Not Modified to an unconditional"):
+        fetch_archive("https://mirror.test/all.zip", tmp_path, client=client)
+    database, problem = open_advisories("https://mirror.test/all.zip", tmp_path,
+                                        client=client)
+    assert database is None and problem is not None and "304" in problem
+
+
+def test_a_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
+    """Broke: the archive client followed any redirect, https to plain http included (a
+    network attacker then serves the advisories). A downgrade is now refused."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            return httpx.Response(302, headers={"Location": "http://evil.test/all.zip"})
+        return httpx.Response(200, content=_zip([("X.json", "{}")]))
+
+    with pytest.raises(AdvisoriesUnavailable, match="redirected to plain http"):
+        fetch_archive("https://mirror.test/all.zip", tmp_path, client=_mock(handler))
+    assert not (tmp_path / "archive.zip").exists()
+
+
+@pytest.fixture
+def dripping() -> Iterator[str]:
+    """A server that sends its status line, then one header byte every 0.1 s, forever."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def drip(conn: socket.socket) -> None:
+        try:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_mirror_dripping_its_headers_is_cut_at_the_deadline(
+        dripping: str, tmp_path: Path) -> None:
+    """Broke: the archive's 300 s bound was checked between body chunks only; headers
+    dripped a byte at a time inside the 30 s read timeout held the fetch (and verify,
+    lock, watch) open without end. A timer now shuts the socket at the deadline."""
+    started = time.monotonic()
+    with pytest.raises(AdvisoriesUnavailable, match="slower than 1 s"):
+        fetch_archive(f"{dripping}/all.zip", tmp_path, seconds=1)
+    assert time.monotonic() - started < 5
+
+
+def test_a_source_kept_unreachable_cannot_freeze_a_pass(tmp_path: Path) -> None:
+    """Broke: once cached, an archive the source no longer renewed (blocked, down) was
+    used for ever and verify passed 'none affects' on it with no word of its age. A copy
+    not renewed for STALE_SECONDS whose last fetch failed now names no PASS: the check
+    says NOT CHECKED, the reason, and the copy's date (an advisory it names still fails)."""
+    from factory.verify.checks import Auditor
+
+    client = _mock(lambda request: httpx.Response(200, content=_zip(
+        [("GOOD.json", json.dumps(GOOD))])))
+    url = "https://mirror.test/all.zip"
+    fetch_archive(url, tmp_path, client=client)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta["fetched"] -= STALE_SECONDS + 60
+    meta["checked"] = 0
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    down = _mock(lambda request: httpx.Response(503))
+    database, problem = open_advisories(url, tmp_path, client=down)
+    assert problem is None and database is not None
+    assert database.stale is not None and "HTTP 503" in database.stale
+    auditor = Auditor.__new__(Auditor)
+    auditor.advisories, auditor.advisories_problem = database, None  # type: ignore[assignment]
+
+    class Item:
+        project, version = "alpha", "2.0"
+
+    verdict = auditor.advisory(Item(), None)  # type: ignore[arg-type]
+    assert "NOT CHECKED" in str(verdict) and "cached copy is of" in str(verdict)
+    Item.version = "1.0.0"
+    assert "PYSEC-0000-1" in str(auditor.advisory(Item(), None))  # type: ignore[arg-type]
