@@ -61,6 +61,9 @@ class Settings:
     allowed_licenses: tuple[str, ...] = field(default_factory=lambda: DEFAULT_LICENSES)
     # [intake] auto_approve: requests policy allows are approved without a human
     intake_auto_approve: bool = False
+    # [equivalence] match_upstream_backend: build a pure wheel with the backend version
+    # upstream's own wheel names (its WHEEL Generator), when that version passes policy
+    match_upstream_backend: bool = True
 
     # -- paths of the project -------------------------------------------------
     @property
@@ -140,6 +143,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
     "http": {"retries": "http_retries", "timeout": "http_timeout"},
     "policy": {"licenses": "allowed_licenses"},
     "intake": {"auto_approve": "intake_auto_approve"},
+    "equivalence": {"match_upstream_backend": "match_upstream_backend"},
 }
 
 _ENV_PREFIX = "FACTORY_"

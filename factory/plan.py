@@ -181,7 +181,7 @@ class _Graph:
         node = self.nodes.get(nid)
         if node is None:
             node = Node(locked.name, locked.version, locked.kind, locked,
-                        static=list(locked.build_requires))
+                        static=[*locked.build_requires, *locked.build_pins])
             recipe = self.recipes.get(locked.key)
             if recipe is not None and recipe.upstream_wheel is not None:
                 # Explicitly allowed by the recipe: taken, not built, so it needs no

@@ -24,6 +24,7 @@ from packaging.version import InvalidVersion, Version
 from factory._internal.atomic import write_text
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError, printable
+from factory.lock.backend import MAX_GENERATOR, MAX_REASON, Backend
 from factory.lock.policy import Skipped
 from factory.recipes import Recipe
 from factory.upstream import git
@@ -63,6 +64,14 @@ class LockedComponent:
     # archived, quarantined or deprecated, and why. None: active, or nothing said.
     upstream_status: str | None = None
     upstream_status_reason: str | None = None
+    # The backend version upstream's own pure wheel was generated with, and whether this
+    # build pins it (factory.lock.backend); None: no upstream pure wheel, or not asked.
+    backend: Backend | None = None
+
+    @property
+    def build_pins(self) -> tuple[str, ...]:
+        """Exact build requirements added to the sdist's own (upstream's backend)."""
+        return (self.backend.pin,) if self.backend is not None and self.backend.pin else ()
 
     @property
     def name(self) -> str:
@@ -123,6 +132,8 @@ class Lock:
                 rows[-1]["upstream_status"] = c.upstream_status
                 if c.upstream_status_reason is not None:
                     rows[-1]["upstream_status_reason"] = c.upstream_status_reason
+            if c.backend is not None:
+                rows[-1]["upstream_backend"] = c.backend.to_table()
         return HEADER + tomli_w.dumps({"lock-version": LOCK_FORMAT, "component": rows})
 
     @classmethod
@@ -174,7 +185,14 @@ def _component(row: object, number: int, origin: str) -> LockedComponent:
         skipped=tuple(Skipped(s["version"], s["reason"]) for s in row.get("skipped", ())),
         upstream_status=row.get("upstream_status"),
         upstream_status_reason=row.get("upstream_status_reason"),
+        backend=_backend(row.get("upstream_backend")),
     )
+
+
+def _backend(table: object) -> Backend | None:
+    if not isinstance(table, dict):
+        return None
+    return Backend(table.get("generator"), table.get("pin"), table["reason"])
 
 
 def _check_unique(components: list[LockedComponent], origin: str) -> None:
@@ -213,6 +231,8 @@ def _row_problem(row: object) -> str | None:
                                or len(reason) > MAX_STATUS_REASON or not reason.isprintable()):
         return (f"upstream_status_reason is not a line of at most {MAX_STATUS_REASON} "
                 "printable characters beside an upstream_status")
+    if (problem := _backend_problem(row.get("upstream_backend"), name)) is not None:
+        return problem
     skipped = row.get("skipped", [])
     if not isinstance(skipped, list) or not all(
             isinstance(s, dict) and set(s) == {"version", "reason"}
@@ -224,6 +244,31 @@ def _row_problem(row: object) -> str | None:
     if not set(sdist) <= _SDIST_KEYS or not {"filename", "url", "sha256", "size"} <= set(sdist):
         return f"sdist has keys {sorted(map(str, sdist))}, not {sorted(_SDIST_KEYS)}"
     return sdist_problem(sdist, name, version)
+
+
+def _line(value: object, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
+
+
+def _backend_problem(table: object, name: str) -> str | None:
+    """Why a row's upstream_backend table is unusable, or None (absent is fine). Its pin
+    becomes a build requirement: an exact pin of another project, nothing else."""
+    if table is None:
+        return None
+    if not isinstance(table, dict) or not set(table) <= {"generator", "pin", "reason"}:
+        return "upstream_backend is not a table of generator, pin and reason"
+    if not _line(table.get("reason"), MAX_REASON):
+        return f"upstream_backend.reason is not a line of at most {MAX_REASON} characters"
+    generator, pin = table.get("generator"), table.get("pin")
+    if generator is not None and not _line(generator, MAX_GENERATOR):
+        return f"upstream_backend.generator is not a line of at most {MAX_GENERATOR} characters"
+    if pin is not None:
+        project, sep, version = pin.partition("==") if isinstance(pin, str) else ("", "", "")
+        if (not sep or not is_project_name(project) or project != canonicalize_name(project)
+                or project == canonicalize_name(name) or _parse_version(version) is None
+                or version != str(Version(version))):
+            return "upstream_backend.pin is not an exact pin (name==version) of another project"
+    return None
 
 
 def sdist_problem(sdist: dict[str, object], name: str, version: str) -> str | None:

@@ -19,13 +19,21 @@ from typing import TYPE_CHECKING
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
 from factory._internal.graphs import held_back
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
+from factory.lock.backend import (
+    MAX_REASON,
+    MAX_WHEEL_BYTES,
+    Backend,
+    backend_of,
+    clean,
+    wheel_generator,
+)
 from factory.lock.model import (
     ACCEPTED,
     ALARMED,
@@ -113,6 +121,7 @@ class Resolver:
         self._upstreams: dict[str, Upstream] = {}
         self._listings: dict[str, ProjectListing] = {}
         self._unapproved: dict[str, ProjectListing] = {}  # listings of projects with no recipe
+        self._matching: set[str] = set()  # components whose backend is being matched
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
@@ -233,7 +242,7 @@ class Resolver:
             refusal = self._keep(recipe, old)
             if refusal is None:
                 return self._entry(recipe, old.sdist, reason,
-                                   self._skipped_above(recipe, old)), "kept"
+                                   self._skipped_above(recipe, old, extra)), "kept"
             why = refusal
         current = Version(old.version) if old is not None else None
         ctx = self.context(current, extra)
@@ -265,11 +274,99 @@ class Resolver:
             if why == ALARMED:
                 return entry, why
             entry, why = self._read(recipe, entry, why)
+            if why != ALARMED:
+                entry = replace(entry, backend=self.upstream_backend(recipe, entry))
             problem = None if why in ("kept", ALARMED) or len(passed) >= MAX_PASSED \
                 else self.unmet(entry)
             if problem is None:
                 return _with_passed(entry, passed), why
             passed.append(Skipped(entry.version, problem))
+
+    # -- upstream's backend (factory.lock.backend) --------------------------------------
+    def upstream_backend(self, recipe: Recipe, entry: LockedComponent) -> Backend | None:
+        """What generated upstream's pure wheel of ``entry``'s version, and whether this
+        build pins that backend version: only when it satisfies the sdist's own
+        [build-system].requires and the backend's recipe and policy (as any locked
+        version must), and when it and what it requires can be locked. Never fails the
+        lock: a refusal is the reason recorded. None: no upstream pure wheel, a git
+        source, or the setting is off."""
+        if not self.settings.match_upstream_backend or entry.sdist.from_git \
+                or entry.key in self._matching:
+            return None
+        wheel = upstream_pure_wheel(self.listing(recipe).files, entry.version)
+        if wheel is None:
+            return None
+        self._matching.add(entry.key)
+        try:
+            generator = self._generator(recipe, wheel, entry)
+            if isinstance(generator, Backend):
+                return generator
+            return self._match(entry, generator)
+        finally:
+            self._matching.discard(entry.key)
+
+    def _generator(self, recipe: Recipe, wheel: UpstreamFile,
+                   entry: LockedComponent) -> str | Backend:
+        """The Generator line of upstream's ``wheel`` (downloaded into the cache, bounded
+        by the listing's size and sha256), or the Backend saying why it was not read."""
+        if not wheel.sha256 or wheel.size is None or wheel.size > MAX_WHEEL_BYTES:
+            return Backend(None, None, f"upstream's {wheel.filename} was not read (no sha256 "
+                           f"and size, or larger than {MAX_WHEEL_BYTES >> 20} MiB)")
+        try:
+            path = cache.cache_path(self.settings, wheel.sha256, wheel.filename)
+            if not path.is_file() or sha256_file(path) != wheel.sha256:
+                self.upstream_for(recipe).download(wheel.url, path, sha256=wheel.sha256,
+                                                   size=wheel.size)
+        except FactoryError as exc:
+            return Backend(None, None, clean(f"upstream's {wheel.filename} could not be read: "
+                                             f"{exc.message}", MAX_REASON))
+        generator = cache.remembered(path, "wheel-generator-1",
+                                     lambda: wheel_generator(path, entry.key, entry.version))
+        if not isinstance(generator, str):
+            return Backend(None, None, f"upstream's {wheel.filename} names no Generator")
+        return generator
+
+    def _match(self, entry: LockedComponent, generator: str) -> Backend:
+        said = f"upstream's wheel was generated by {generator}"
+        found = backend_of(generator)
+        if isinstance(found, str):
+            return Backend(generator, None, f"{found}: built with the default backend version")
+        project, version = found
+
+        def refused(why: str) -> Backend:
+            return Backend(generator, None, clean(f"{said}; not matched: {why}", MAX_REASON))
+
+        if project == entry.key:
+            return Backend(generator, None, f"{said}; the project builds itself")
+        origin = f"{entry.name} {entry.version}"
+        named = [r for r in parse_requirements(entry.build_requires, self.env, origin)
+                 if canonicalize_name(r.name) == project]
+        if not named:
+            return refused(f"the sdist's [build-system] requires does not name {project}")
+        if not all(r.specifier.contains(version, prereleases=True) for r in named):
+            return refused(f"{project} {version} does not satisfy the sdist's [build-system] "
+                           f"requires ({'; '.join(str(r) for r in named)})")
+        recipe = self.recipes.get(project)
+        if recipe is None:
+            return refused(f"{project} is not approved")
+        exact = SpecifierSet(f"=={version}")
+        file = next((f for f in self.listing(recipe).sdists() if f.version == Version(version)),
+                    None)
+        if file is None:
+            return refused(f"upstream has no sdist of {project} {version}")
+        refusal = allowed_version(recipe, file, Version(version), self.context(None, exact))
+        if refusal is not None:
+            return refused(f"policy refused {project} {version} ({refusal})")
+        try:  # it and what it requires must lock, or the component would be left out
+            backend, why = self.pin(recipe, f"upstream's backend for {origin}", exact)
+            if why == ALARMED:
+                return refused(f"{project} {version} is under an upstream alarm")
+            for req, _kind in self.requirements_of(backend):
+                if canonicalize_name(req.name) not in self.recipes:
+                    return refused(f"{project} {version} needs {req}, which is not approved")
+        except FactoryError as exc:
+            return refused(f"{project} {version} cannot be locked ({exc.message})")
+        return Backend(generator, f"{project}=={version}", said)
 
     def _read(self, recipe: Recipe, entry: LockedComponent,
               why: str) -> tuple[LockedComponent, str]:
@@ -317,10 +414,13 @@ class Resolver:
             self._unapproved[key] = self._upstreams[url].project(key)
         return self._unapproved[key].offers(req.specifier)
 
-    def _skipped_above(self, recipe: Recipe, old: LockedComponent) -> tuple[Skipped, ...]:
+    def _skipped_above(self, recipe: Recipe, old: LockedComponent,
+                       extra: SpecifierSet | None = None) -> tuple[Skipped, ...]:
+        """The newer versions passed over, as a new selection under the same requirement
+        would say (a re-lock writes the bytes the first lock wrote)."""
         try:
             sel = select_version(recipe, self.listing(recipe).sdists(),
-                                 self.context(Version(old.version)))
+                                 self.context(Version(old.version), extra))
         except Exception:  # only informative: the kept pin stands regardless
             return ()
         return tuple(s for s in sel.skipped if Version(s.version) > Version(old.version))
@@ -375,12 +475,29 @@ class Resolver:
     def requirements_of(self, entry: LockedComponent, extras: Iterable[str] = (),
                         ) -> list[tuple[Requirement, str]]:
         origin = f"{entry.name} {entry.version}"
-        reqs = [(r, "build") for r in parse_requirements(entry.build_requires, self.env, origin)]
+        reqs = [(r, "build") for r in parse_requirements(
+            (*entry.build_requires, *entry.build_pins), self.env, origin)]
         reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin,
                                                             extras)]
         return reqs
 
 
+
+
+def upstream_pure_wheel(files: Iterable[UpstreamFile], version: str) -> UpstreamFile | None:
+    """Upstream's pure wheel of ``version`` (the first by name when there are several)."""
+    wanted = Version(version)
+    found = sorted((f for f in files if f.filename.endswith(".whl") and f.version == wanted
+                    and not f.yanked and _pure(f.filename)), key=lambda f: f.filename)
+    return found[0] if found else None
+
+
+def _pure(filename: str) -> bool:
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return all(t.abi == "none" and t.platform == "any" for t in tags)
 
 
 def _with_passed(entry: LockedComponent, passed: list[Skipped]) -> LockedComponent:
