@@ -228,7 +228,30 @@ def _grafted_by(record: BuildRecord) -> list[Property]:
     return props
 
 
-def _library_components(wheel: Path, grafted: Sequence[Property] = ()) -> list[Component]:
+def _grafted_packages(record: BuildRecord) -> dict[str, dict[str, str]]:
+    """Wheel path -> the Debian package a grafted library came from, as the host
+    recorded it at repair time (``repair.grafted``): name, version, purl, soname."""
+    repair = record.builder_settings.get("repair")
+    entries = repair.get("grafted") if isinstance(repair, dict) else None
+    found = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in
+                                           ("path", "package", "version", "purl", "soname")):
+            found[entry["path"]] = {k: one_line(entry[k], 200) for k in
+                                    ("package", "version", "purl", "soname")}
+    return found
+
+
+def _deb_purl(text: str) -> PackageURL | None:
+    try:
+        found = PackageURL.from_string(text)
+    except ValueError:
+        return None
+    return found if found.type == "deb" else None
+
+
+def _library_components(wheel: Path, grafted: Sequence[Property] = (),
+                        packages: dict[str, dict[str, str]] | None = None) -> list[Component]:
     # One component per path: a wheel (a zip) may hold two members of one name, and
     # the library would give the second a random reference (the SBOM would differ
     # from run to run): one component with both digests instead.
@@ -236,14 +259,24 @@ def _library_components(wheel: Path, grafted: Sequence[Property] = ()) -> list[C
     for path, digest in bundled_libraries(wheel):
         if digest not in digests[path]:
             digests[path].append(digest)
+    packages = packages or {}
     return [
         Component(
             type=ComponentType.LIBRARY,
             name=PurePosixPath(path).name,
             bom_ref=f"bundled:{path}",
             hashes=[_sha256(d) for d in found],
+            # A grafted library is a Debian package's file, patched by auditwheel: the
+            # package by purl (what advisories name), the file by its digest as grafted.
+            version=packages[path]["version"] if path in packages else None,
+            purl=_deb_purl(packages[path]["purl"]) if path in packages else None,
             properties=[Property(name=f"{PROP}:wheel-path", value=path),
-                        *(grafted if _LIB_DIR.search(path) else ())],
+                        *(grafted if _LIB_DIR.search(path) else ()),
+                        *([Property(name=f"{PROP}:debian-package",
+                                    value=packages[path]["package"]),
+                           Property(name=f"{PROP}:grafted-from",
+                                    value=packages[path]["soname"])]
+                          if path in packages else [])],
         )
         for path, found in sorted(digests.items())
     ]
@@ -266,7 +299,7 @@ def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata, pins: Pins | None =
     )
     bom.metadata.tools.components.update([factory_tool, this_component()])
     requirements = _requirement_components(raw, pins)
-    libraries = _library_components(wheel, _grafted_by(record))
+    libraries = _library_components(wheel, _grafted_by(record), _grafted_packages(record))
     bom.components.update(requirements + libraries)
     bom.register_dependency(root, requirements + libraries)
     for component in requirements + libraries:

@@ -15,6 +15,7 @@ built again once they are built.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ from factory._internal.atomic import sha256_file
 from factory._internal.digests import file_state, sha256_of
 from factory.admission import admit_sdist
 from factory.build import job as builder
+from factory.build import patchelf as patchelf_tool
 from factory.build import repair as repairing
 from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
@@ -45,6 +47,8 @@ from factory.recipes import Recipe, load_recipes
 from factory.upstream import archive, cache
 from factory.upstream.client import open_upstream
 
+_log = logging.getLogger(__name__)
+
 
 class Session:
     """Shared inputs of one run: recipes, kit, images, unpacked trees."""
@@ -54,6 +58,7 @@ class Session:
         self.recipes: dict[str, Recipe] = load_recipes(settings)
         self._kit: Kit | None = None
         self._images: dict[tuple[str, ...], ImageRef] = {}
+        self._patchelf: dict[str, patchelf_tool.Patchelf | None] = {}  # image id -> it
         self._mutex = threading.RLock()  # builds run in threads; preparation is shared
         self._records: dict[str, tuple[str | None, BuildRecord]] = {}  # file -> (state, it)
         self._listing: tuple[tuple[int, int], dict[str, list[str]]] | None = None
@@ -84,6 +89,23 @@ class Session:
             if packages not in self._images:
                 self._images[packages] = bootstrap_image(self.settings, packages)
             return self._images[packages]
+
+    def patchelf(self, image: ImageRef) -> patchelf_tool.Patchelf | None:
+        """The patchelf built from source for ``image`` (once per image; kept by digest),
+        or None when it cannot be had: the repair then uses the image's own, which
+        cannot graft (the record says which patchelf ran)."""
+        with self._mutex:
+            if image.id not in self._patchelf:
+                found = None
+                if repairing.mode(self.settings) == repairing.TOOL:
+                    try:
+                        found = patchelf_tool.for_image(self.settings, image)
+                    except FactoryError as exc:
+                        _log.warning("no patchelf built from source for %s (wheels that "
+                                     "need grafted libraries stay linux_*): %s",
+                                     image.tag, exc.message)
+                self._patchelf[image.id] = found
+            return self._patchelf[image.id]
 
     def patches(self, locked: LockedComponent) -> list[Path]:
         recipe = self.recipes.get(locked.key)
@@ -192,17 +214,19 @@ class Session:
         patches = tuple({"path": str(p.name), "sha256": sha256_of(p)}
                         for p in self.patches(locked))
         recipe = self.recipes.get(locked.key)
+        image = self.image(locked)
         return builder.BuildInputs(
             name=locked.key, version=locked.version, sdist=sdist, tree=tree,
             # the record names the project normalized, however the lock row spells it
             source=replace(locked.sdist, name=locked.key),
-            tools=tuple(wheels), kit=self.kit(), image=self.image(locked),
+            tools=tuple(wheels), kit=self.kit(), image=image,
             recipe_name=recipe.path.name if recipe else locked.key,
             recipe_digest=locked.recipe_digest, patches=patches,
             upstream_wheels=tuple(w.name for w in [*wheels, *(repair_wheels or [])]
                                   if "upstream-wheels" in w.parts),
             repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
             system_packages=tuple(recipe.system_packages) if recipe else (),
+            patchelf=self.patchelf(image) if repair_wheels else None,
         )
 
 
@@ -217,7 +241,8 @@ def _up_to_date(session: Session, inputs: builder.BuildInputs) -> BuildRecord | 
                 and record.recipe_digest == inputs.recipe_digest
                 and record.builder_image_id == inputs.image.id
                 and repairing.build_env_shas(record) == wanted_tools
-                and repairing.up_to_date(record, session.settings, repair_tools)
+                and repairing.up_to_date(record, session.settings, repair_tools,
+                                         inputs.patchelf.sha256 if inputs.patchelf else None)
                 and record.patches == [dict(p) for p in inputs.patches]
                 and record_path.with_name(record.wheel_filename).is_file()):
             return record

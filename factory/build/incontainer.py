@@ -15,6 +15,8 @@ Layout inside the container:
   /out      the only writable host mount: wheel, requires.json, env.json, repair.json
   /kit/system.json  the build system the host read from the source's pyproject.toml
   /repair-wheels  (optional, read-only) auditwheel and its run-time deps
+  /kit/patchelf   (optional, read-only) the patchelf the factory built from source;
+                  put before the image's own on the repair step's PATH
 
 It reports get_requires_for_build_wheel and builds, after checking every
 dynamic requirement is met by the installed wheels. A
@@ -53,6 +55,7 @@ VENV = WORK / "env"
 PYTHON = VENV / "bin" / "python"
 REPAIR_WHEELS = Path("/repair-wheels")
 REPAIR_VENV = WORK / "repair-env"
+PATCHELF_DIR = Path("/kit/patchelf")
 REPAIRED = WORK / "repaired"
 EXIT_MISSING = 3
 DEFAULT_SYSTEM = {
@@ -164,10 +167,17 @@ def is_pure(filename: str) -> bool:
     return all(tag.platform == "any" for tag in parse_wheel_filename(filename)[3])
 
 
+def repair_path() -> str:
+    """PATH for the repair step: the mounted patchelf first, when there is one."""
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return f"{PATCHELF_DIR}:{path}" if (PATCHELF_DIR / "patchelf").is_file() else path
+
+
 def auditwheel(*args: str) -> subprocess.CompletedProcess[str]:
     python = REPAIR_VENV / "bin" / "python"
     return subprocess.run([str(python), "-I", "-m", "auditwheel", *args],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PATH": repair_path()})
 
 
 def tail(text: str, lines: int = 12) -> str:
@@ -175,7 +185,7 @@ def tail(text: str, lines: int = 12) -> str:
 
 
 def patchelf_version() -> str | None:
-    found = shutil.which("patchelf")
+    found = shutil.which("patchelf", path=repair_path())
     if found is None:
         return None
     done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)

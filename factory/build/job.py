@@ -33,7 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file, write_bytes, write_json
-from factory.build import missing, repair
+from factory.build import debian, missing, repair
 from factory.build.confined import Confined, OutputRefused, Usage, measure
 from factory.build.docker import (
     Bind,
@@ -60,6 +60,8 @@ from factory.build.env import (
     source_date_epoch,
 )
 from factory.build.image import ImageRef, image_packages, system_packages
+from factory.build.patchelf import MOUNT as PATCHELF_MOUNT
+from factory.build.patchelf import Patchelf
 from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.build.workdir import sweep, work_dir
 from factory.config import Settings
@@ -98,6 +100,7 @@ class BuildInputs:
     repair_tools: tuple[Path, ...] = ()  # auditwheel and its run-time deps, for native wheels
     repair_note: str = ""  # why there are no repair tools, when there are none
     system_packages: tuple[str, ...] = ()  # the recipe's Debian packages (names or pins)
+    patchelf: Patchelf | None = None  # built by the factory, for the repair step
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class _Run:
     tools: list[InstalledTool] = field(default_factory=list)
     repair_tools: list[InstalledTool] = field(default_factory=list)
     system: list[SystemPackage] = field(default_factory=list)
+    patchelf: Patchelf | None = None  # mounted for the repair step
 
 
 def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
@@ -167,11 +171,32 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
         wheel = _the_wheel(settings, run, out, work)
         requires = _requires(out, system)
         repaired = repair.outcome(settings, out.root, run.repair_tools, inputs.repair_note,
-                                  _what(inputs), wheel=wheel.name)
+                                  _what(inputs), wheel=wheel.name,
+                                  patchelf=run.patchelf)
+        if repaired.get("action") == "repaired":
+            libs = _grafted(settings, wheel, inputs.image)
+            if libs:
+                repaired["grafted"] = libs
         record = _record(settings, run, wheel, environment, requires, log_name, log_sha,
                          repaired)
         _place(settings, wheel, record)
         return record
+
+
+def _grafted(settings: Settings, wheel: Path, image: ImageRef) -> list[dict[str, Any]]:
+    """The libraries grafted into ``wheel``, mapped to the image's Debian packages by
+    the suite's Contents lookup when it can be had (else by Debian's naming rule)."""
+    libs = repair.grafted(wheel, image)
+    if not libs:
+        return libs
+    try:
+        found = debian.lookup(settings)
+    except debian.LookupUnavailable:
+        return libs
+    try:
+        return repair.grafted(wheel, image, found.providers)
+    finally:
+        found.close()
 
 
 def _what(inputs: BuildInputs) -> str:
@@ -214,6 +239,9 @@ def _execute(
     if inputs.repair_tools and repair.mode(settings) == repair.TOOL:
         run.repair_tools = make_wheelhouse(work / "repair-wheels", list(inputs.repair_tools))
         binds.append(Bind(work / "repair-wheels", "/repair-wheels"))
+        if inputs.patchelf is not None:
+            run.patchelf = inputs.patchelf
+            binds.append(Bind(inputs.patchelf.directory, PATCHELF_MOUNT))
     environment = container_environment(source_date_epoch(inputs.sdist))
     if inputs.source.url.startswith("git+"):
         # A git archive has no .git: tell setuptools-scm/hatch-vcs the locked version.

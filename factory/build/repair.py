@@ -18,7 +18,11 @@ fields are recorded under ``reported_by_build``.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,9 @@ from packaging.version import InvalidVersion, Version
 
 from factory.build.confined import Confined
 from factory.build.env import inventory_difference
-from factory.build.record import BuildRecord, InstalledTool
+from factory.build.image import ImageRef, image_packages
+from factory.build.patchelf import Patchelf
+from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import BuildError
 
@@ -49,9 +55,11 @@ def is_pure(filename: str) -> bool:
 
 
 def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str,
-            what: str, wheel: str | None = None) -> dict[str, Any]:
+            what: str, wheel: str | None = None,
+            patchelf: Patchelf | None = None) -> dict[str, Any]:
     """The record's ``repair`` entry from the driver's repair.json (checked against
-    ``wheel``, the filename the host took, when given)."""
+    ``wheel``, the filename the host took, when given, and ``patchelf``, the program
+    the host built and mounted, when it did: recorded as ``patchelf_build``)."""
     report = Confined(out, what)
     done = report.read_json("repair.json")
     if done is None:
@@ -78,8 +86,70 @@ def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str
                   if key != "auditwheel_show" or field in done})
     entry["tools"] = [{"name": t.name, "version": t.version, "filename": t.filename,
                        "sha256": t.sha256} for t in tools]
+    # Host-known: what the host built and mounted (the report only has to agree).
+    if patchelf is not None:
+        entry["patchelf_build"] = patchelf.describe()
+    if patchelf is not None and entry.get("patchelf") != f"patchelf {patchelf.version}":
+        raise report.refuse(f"repair.json reports {str(entry.get('patchelf'))[:80]!r}; the "
+                            f"host mounted patchelf {patchelf.version}")
     entry["reported_by_build"] = sorted(k for k in REPORTED if k in entry)
     return entry
+
+
+# A library auditwheel grafted: <wheel's package>.libs/<soname stem>-<8 hex>.so[.N...]
+_GRAFTED = re.compile(r"[^/]{1,200}\.libs/(lib[A-Za-z0-9_+.-]{1,200}?)-[0-9a-f]{8}"
+                      r"(\.so(?:\.[0-9][A-Za-z0-9.]{0,40})?)")
+MAX_GRAFTED = 256  # grafted libraries one wheel may hold
+# (kind, file name) -> the Debian packages that ship it (debian.Lookup.providers).
+Providers = Callable[[str, str], list[str]]
+
+
+def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
+            ) -> list[dict[str, Any]]:
+    """The libraries auditwheel grafted into ``wheel`` (its ``<pkg>.libs/``), each with
+    its original soname, its sha256 as grafted, and the Debian package of the builder
+    image it came from (name, version, purl): found by ``providers`` (the suite's
+    Contents index) when given and it knows, else by Debian's library naming
+    (policy 8.1: libfoo.so.1 is in libfoo1, libfoo-2.so.3 in libfoo-2-3); in both
+    cases only a package the image holds is named. The host reads the wheel it took."""
+    held = {p.name: p for p in image_packages(image)}
+    found: list[dict[str, Any]] = []
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            match = _GRAFTED.fullmatch(info.filename)
+            if match is None or info.is_dir():
+                continue
+            if len(found) >= MAX_GRAFTED:
+                raise BuildError(f"{wheel.name} holds more than {MAX_GRAFTED} grafted "
+                                 "libraries; refused")
+            digest = hashlib.sha256()
+            with zf.open(info) as member:
+                while block := member.read(1 << 20):
+                    digest.update(block)
+            soname = match.group(1) + match.group(2)
+            package, how = _package_of(soname, held, providers)
+            entry: dict[str, Any] = {"path": info.filename, "sha256": digest.hexdigest(),
+                                     "soname": soname}
+            if package is not None:
+                entry.update({"package": package.name, "version": package.version,
+                              "purl": package.purl(), "found_by": how})
+            found.append(entry)
+    return sorted(found, key=lambda e: str(e["path"]))
+
+
+def _package_of(soname: str, held: dict[str, SystemPackage],
+                providers: Providers | None) -> tuple[SystemPackage | None, str]:
+    if providers is not None:
+        for name in providers("library", soname):
+            if name in held:
+                return held[name], "Contents index"
+    stem, _, number = soname.partition(".so")
+    number = number.lstrip(".").split(".")[0]
+    if number:
+        name = (f"{stem}-{number}" if stem[-1:].isdigit() else f"{stem}{number}").lower()
+        if name in held:
+            return held[name], "soname (Debian library package naming)"
+    return None, ""
 
 
 def _held(report: Confined, env: object) -> set[tuple[str, str]]:
@@ -110,11 +180,25 @@ def build_env_shas(record: BuildRecord) -> list[str]:
     return sorted(left.elements())
 
 
-def up_to_date(record: BuildRecord, settings: Settings, tools: list[str]) -> bool:
-    """Whether the record's repair matches what would be done now (``tools``: sha256s)."""
+def patchelf_sha(record: BuildRecord) -> str | None:
+    """The sha256 of the patchelf the factory built for the record's repair, if any."""
+    entry = record.builder_settings.get("repair") or {}
+    built = entry.get("patchelf_build")
+    return str(built["sha256"]) if isinstance(built, dict) and "sha256" in built else None
+
+
+def up_to_date(record: BuildRecord, settings: Settings, tools: list[str],
+               patchelf: str | None = None) -> bool:
+    """Whether the record's repair matches what would be done now (``tools``: sha256s;
+    ``patchelf``: the sha256 of the built patchelf the repair would get, when there is
+    one: a wheel repaired without it, or with another, is repaired again)."""
     entry = record.builder_settings.get("repair") or {"tool": "none", "action": "disabled"}
     if entry.get("action") == "pure" or is_pure(record.wheel_filename):
         return True  # nothing to repair, whatever the setting or the tools
     if entry.get("tool") != mode(settings):
         return False
-    return mode(settings) == "none" or tool_shas(record) == sorted(tools)
+    if mode(settings) == "none":
+        return True
+    return tool_shas(record) == sorted(tools) and (
+        patchelf is None or entry.get("action") not in INSTALLED
+        or patchelf_sha(record) == patchelf)

@@ -25,7 +25,8 @@ from docker.errors import DockerException, ImageNotFound
 
 from factory._internal.atomic import sha256_file
 from factory.build import job as builder
-from factory.build import repair
+from factory.build import patchelf, repair
+from factory.build.debian_source import SourcePin
 from factory.build.engine import connect
 from factory.build.env import Kit, KitPart, import_root
 from factory.build.image import ImageRef
@@ -122,14 +123,35 @@ def _inputs(settings: Settings, index: IndexView, record: BuildRecord,
     repaired = record.builder_settings.get("repair") or {}
     repair_tools = tuple(_tool_wheel(settings, index, str(t["filename"]), str(t["sha256"]))
                          for t in repaired.get("tools", []))
+    image = _image(record)
     return builder.BuildInputs(
         name=record.component, version=record.version, sdist=sdist, source=src, tree=tree,
-        tools=tuple(tools), kit=_kit(settings, index, frontend, scratch), image=_image(record),
-        repair_tools=repair_tools,
+        tools=tuple(tools), kit=_kit(settings, index, frontend, scratch), image=image,
+        repair_tools=repair_tools, patchelf=_patchelf(settings, image, repaired),
         recipe_name=record.recipe_name, recipe_digest=record.recipe_digest,
         patches=tuple(dict(p) for p in record.patches),
         upstream_wheels=tuple(record.builder_settings.get("upstream_wheels") or ()),
     )
+
+
+def _patchelf(settings: Settings, image: ImageRef,
+              repaired: dict[str, Any]) -> patchelf.Patchelf | None:
+    """The patchelf the record's repair had (built again from the same verified source
+    in the same image when it is not kept), checked by digest; None when it had none."""
+    built = repaired.get("patchelf_build")
+    if not isinstance(built, dict):
+        return None
+    source = built.get("source")
+    if not isinstance(source, dict):
+        source = {}
+    pin = SourcePin(str(source.get("package")), str(source.get("version")),
+                    str(source.get("suite")))
+    found = patchelf.for_image(settings, image, pin)
+    if found.sha256 != built.get("sha256") or found.source.get("sha256") != source.get("sha256"):
+        raise BuildError(f"cannot rebuild: the patchelf built now (sha256 {found.sha256[:16]}…) "
+                         f"is not the one recorded ({str(built.get('sha256'))[:16]}…)",
+                         "rebuild on the builder image the record names")
+    return found
 
 
 def _find(filename: str, sha256: str, candidates: list[Path]) -> Path:
