@@ -53,6 +53,7 @@ from factory.lock.policy import (
     Selection,
     Skipped,
     allowed_version,
+    check_license,
     select_version,
     why_passed,
     without,
@@ -366,7 +367,24 @@ class Resolver:
                     return refused(f"{project} {version} needs {req}, which is not approved")
         except FactoryError as exc:
             return refused(f"{project} {version} cannot be locked ({exc.message})")
+        try:
+            self._fetchable(recipe, backend)
+        except FactoryError as exc:
+            return refused(f"the fetch stage refuses {project} {version} ({exc.message})")
         return Backend(generator, f"{project}=={version}", said)
+
+    def _fetchable(self, recipe: Recipe, entry: LockedComponent) -> None:
+        """The fetch stage's gate on ``entry``'s sdist (licence, prebuilt files), now: a
+        backend version it would refuse would leave the component it builds unbuilt."""
+        from factory.admission import admit_sdist
+
+        path = cache.fetch(self.settings, entry.sdist, self.upstream_for(recipe))
+        meta = cache.read_metadata(path)
+        if meta is not None:
+            check_license(recipe, meta.license_expression, meta.license, meta.classifiers)
+        else:
+            check_license(recipe, None, None, ())
+        admit_sdist(path, recipe)
 
     def _read(self, recipe: Recipe, entry: LockedComponent,
               why: str) -> tuple[LockedComponent, str]:
