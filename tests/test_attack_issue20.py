@@ -150,7 +150,8 @@ def test_a_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def dripping() -> Iterator[str]:
-    """A server that sends its status line, then one header byte every 0.1 s, forever."""
+    """A server that sends its status line, then one header byte every 0.1 s, forever;
+    under /body/ its headers whole, then one body byte every 0.1 s."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -167,8 +168,12 @@ def dripping() -> Iterator[str]:
 
     def drip(conn: socket.socket) -> None:
         try:
-            conn.recv(4096)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            asked = conn.recv(4096)
+            if b" /short" in asked:  # a body shorter than it declares, then the end
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                         if b" /body/" in asked else b"HTTP/1.1 200 OK\r\nX-Slow: ")
             while not stop.is_set():
                 conn.sendall(b"a")
                 time.sleep(0.1)
@@ -225,3 +230,141 @@ def test_a_source_kept_unreachable_cannot_freeze_a_pass(tmp_path: Path) -> None:
     assert "NOT CHECKED" in str(verdict) and "cached copy is of" in str(verdict)
     Item.version = "1.0.0"
     assert "PYSEC-0000-1" in str(auditor.advisory(Item(), None))  # type: ignore[arg-type]
+
+
+# -- a hostile index for verify --index URL ------------------------------------------------
+
+def _index_app(page: object, files: dict[str, bytes] | None = None):  # type: ignore[no-untyped-def]
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def simple(request):  # type: ignore[no-untyped-def]
+        return Response(json.dumps(page), media_type="application/vnd.pypi.simple.v1+json")
+
+    async def file(request):  # type: ignore[no-untyped-def]
+        body = (files or {}).get(request.path_params["name"])
+        return Response(body, status_code=200) if body is not None else Response(b"", 404)
+
+    return Starlette(routes=[Route("/simple/alpha/", simple),
+                             Route("/files/alpha/{name:path}", file)])
+
+
+WHEEL = "alpha-1.0.0-py3-none-any.whl"
+ROW = {"filename": WHEEL, "hashes": {"sha256": "a" * 64}}
+
+
+@pytest.mark.parametrize("page", [
+    {"name": "alpha", "files": [ROW], "project-status": "quarantined"},  # not an object
+    {"name": "alpha", "files": [{**ROW, "hashes": ["sha256"]}]},  # a list, not a dict
+    {"name": "alpha", "files": {"a": 1}},
+    ["alpha"],
+], ids=["status-string", "hashes-list", "files-object", "page-list"])
+def test_a_page_of_the_wrong_json_types_is_a_failed_project_not_a_crash(
+        page: object, tmp_path: Path) -> None:
+    """Broke (status-string, hashes-list): a PEP 691 page whose project-status was a
+    string, or whose file's hashes were a list, raised AttributeError out of verify
+    --index (a traceback, nothing reported). Now the project fails, saying why."""
+    from factory.verify.remote import RemoteIndex
+    from tests.index_fixtures import running
+
+    with running(_index_app(page, {WHEEL: b"PK"})) as url:
+        remote = RemoteIndex(url, tmp_path)
+        try:
+            assert remote.record("alpha") is None
+            assert "/simple/alpha/" in remote.corrupt["alpha"]
+        finally:
+            remote.close()
+
+
+def test_a_page_listing_another_projects_wheel_is_refused(tmp_path: Path) -> None:
+    """Held: alpha's page listing beta's wheel (served under files/alpha/) is not a
+    record of alpha: the assembled record is validated as one on disk."""
+    from factory.verify.remote import RemoteIndex
+    from tests.index_fixtures import running
+
+    beta = "beta-1.0.0-py3-none-any.whl"
+    page = {"name": "alpha", "files": [{"filename": beta, "hashes": {"sha256": "b" * 64}}]}
+    with running(_index_app(page, {beta: b"PK"})) as url:
+        remote = RemoteIndex(url, tmp_path)
+        try:
+            assert remote.record("alpha") is None
+            assert "is not a wheel of alpha" in remote.corrupt["alpha"]
+        finally:
+            remote.close()
+
+
+@pytest.mark.parametrize("where", ["simple/alpha/", "body/x"])
+def test_an_index_dripping_its_answer_is_cut_at_the_bound(
+        dripping: str, tmp_path: Path, where: str) -> None:
+    """Broke: the Fetcher's only bound in time was httpx's per-read timeout (30 s): a
+    page or wheel dripped a byte at a time held verify --index for ever. Each GET now
+    has a wall-clock bound (timeout + its size limit / min_rate) that shuts the socket."""
+    from factory.errors import FactoryError
+    from factory.verify.remote import Fetcher, Limits
+
+    fetcher = Fetcher(dripping, Limits(timeout=1.0, min_rate=float(1 << 40)))
+    started = time.monotonic()
+    try:
+        with pytest.raises(FactoryError, match="no complete answer within 1"):
+            fetcher.get(where, 1 << 20)
+    finally:
+        fetcher.close()
+    assert time.monotonic() - started < 5
+
+
+def test_a_lying_content_length_is_a_failed_fetch(dripping: str) -> None:
+    """Held: a body shorter than its Content-Length is a failed GET (not a short file);
+    a declared length over the bound is refused before reading."""
+    from factory.errors import FactoryError
+    from factory.verify.remote import Fetcher, Limits
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("big"):
+            return httpx.Response(200, headers={"Content-Length": str(1 << 40)}, content=b"")
+        return httpx.Response(404)
+
+    fetcher = Fetcher("http://index.test/", Limits(),
+                      httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(FactoryError, match="more than"):
+        fetcher.get("big", 1 << 20)
+    real = Fetcher(dripping, Limits())
+    try:
+        with pytest.raises(FactoryError, match="failed: RemoteProtocolError"):
+            real.get("short", 1 << 20)
+    finally:
+        real.close()
+
+
+def test_trust_served_by_the_index_itself_is_said(released_base: Path, tmp_path: Path) -> None:
+    """Held as documented (trust on first use), made visible: with nothing pinned,
+    verify --index URL takes the trusted root the index serves; an index that serves
+    its own root and signs with it passes. The report said only a temporary path; the
+    summary and JSON now say the trust was served by the index itself, not pinned."""
+    from rich.console import Console
+
+    from factory.index import Index
+    from factory.index.serve import create_app
+    from factory.verify import verify
+    from factory.verify.render import print_report
+    from tests import factories
+    from tests.index_fixtures import running
+    from tests.security_fixtures import released_copy
+
+    settings = released_copy(released_base, tmp_path)
+    with running(create_app(Index.of(settings))) as url:
+        report = verify(factories.settings(tmp_path / "auditor"), "alpha==1.0.0",
+                        index_dir=url, check_advisories=False,
+                        identity=settings.identity, issuer=settings.issuer)
+        pinned = verify(factories.settings(tmp_path / "pinned"), "alpha==1.0.0",
+                        index_dir=url, check_advisories=False,
+                        trusted_root=settings.public_keys_dir / "trusted_root.json",
+                        owner_key=settings.public_keys_dir / "owner.pub.pem",
+                        identity=settings.identity, issuer=settings.issuer)
+    assert report.ok and report.trust.from_index
+    assert json.loads(__import__("factory.verify.render", fromlist=["x"]).report_json(
+        report))["trust"]["from_index"] is True
+    console = Console(record=True, width=600)
+    print_report(report, console)
+    assert "SERVED BY THE INDEX ITSELF" in console.export_text()
+    assert pinned.ok and not pinned.trust.from_index

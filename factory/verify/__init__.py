@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 from factory.config import Settings
 from factory.errors import FactoryError
 from factory.index.check import inspect_index
-from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
+from factory.index.records import IndexCorruptError, Layout, ProjectRecord, list_projects
 from factory.lock import Lock, load_lock
 from factory.upstream.advisories import open_advisories
 from factory.verify.checks import ALL_CHECKS, CHECK_TITLES, Auditor
@@ -237,6 +237,10 @@ def audit(
             whole.extend(skipped(name, f"{index.base_url} is verified by URL: the index "
                                  "directory is not served") for name in INDEX_CHECKS)
 
+    info = trust.info(index.root if index.local else str(index.base_url), advisories)
+    served = Layout(index.root).trust.resolve()
+    info.from_index = any(path.resolve().is_relative_to(served)
+                          for path in (trust.trusted_root_path, trust.owner_key_path))
     results = []
     for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
         if on_result is not None:
@@ -247,7 +251,7 @@ def audit(
         started=started,
         finished=_now(),
         seconds=time.perf_counter() - clock,
-        trust=trust.info(index.root if index.local else str(index.base_url), advisories),
+        trust=info,
         artifacts=results,
         titles=CHECK_TITLES,
         index=whole,

@@ -98,6 +98,10 @@ class TrustInfo:
     builder_ids: list[str]
     index: str
     advisories: str | None
+    # The trusted root or owner key came from the verified index's own trust/ (served
+    # by it, nothing pinned): the checks then show the files are what this index
+    # signed, not that the index is the one meant (trust on first use; said so).
+    from_index: bool = False
 
 
 @dataclass

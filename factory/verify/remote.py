@@ -24,10 +24,13 @@ directory itself and are reported as skipped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,8 @@ class Limits:
     layout_files: int = 32  # files in one wheel's in-toto directory
     projects: int = 100_000
     total: int = 64 << 30  # everything fetched in one run
-    timeout: float = 30.0  # per request: connect, each read, each write
+    timeout: float = 30.0  # connect, each read, each write
+    min_rate: float = 256 << 10  # bytes/s: a GET's bound is timeout + its limit / min_rate
     redirects: int = 3
 
 
@@ -96,31 +100,69 @@ class Fetcher:
             headers={"User-Agent": "artifact-factory-verify"})
         self.fetched = 0
         self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []  # the client's connections (trace hook)
 
     def close(self) -> None:
         self.client.close()
 
+    def seconds(self, limit: int) -> float:
+        """The wall-clock bound of one GET whose body may be ``limit`` bytes."""
+        return self.limits.timeout + limit / self.limits.min_rate
+
     def get(self, path: str, limit: int, accept: str | None = None) -> bytes | None:
         """The body of ``base + path`` (None for a 404 or 410); raises FactoryError for
-        any other failure, a body over ``limit`` or a redirect elsewhere."""
+        any other failure, a body over ``limit``, a redirect elsewhere, or an answer
+        not complete within ``seconds(limit)`` (httpx bounds each read only: a timer
+        shuts the index's connections down, so dripped headers or body end there)."""
         url = self.base + path
-        for _ in range(self.limits.redirects + 1):
-            headers = {"Accept": accept} if accept else {}
-            try:
-                with self.client.stream("GET", url, headers=headers) as response:
-                    if response.is_redirect:
-                        url = self._same_origin(url, response.headers.get("location", ""))
-                        continue
-                    if response.status_code in (404, 410):
-                        return None
-                    if response.status_code != 200:
-                        raise FactoryError(f"GET {printable(url)}: HTTP {response.status_code}")
-                    return self._read(response, url, limit)
-            except httpx.HTTPError as exc:
-                raise FactoryError(f"GET {printable(url)} failed: "
-                                   f"{type(exc).__name__}: {exc}"[:300]) from None
+        seconds = self.seconds(limit)
+        expired = threading.Event()
+        timer = threading.Timer(seconds, self._cut, (expired,))
+        timer.daemon = True
+        timer.start()
+        try:
+            for _ in range(self.limits.redirects + 1):
+                headers = {"Accept": accept} if accept else {}
+                try:
+                    with self.client.stream("GET", url, headers=headers,
+                                            extensions={"trace": self._trace}) as response:
+                        if response.is_redirect:
+                            url = self._same_origin(url, response.headers.get("location", ""))
+                            continue
+                        if response.status_code in (404, 410):
+                            return None
+                        if response.status_code != 200:
+                            raise FactoryError(f"GET {printable(url)}: HTTP "
+                                               f"{response.status_code}")
+                        return self._read(response, url, limit, time.monotonic() + seconds)
+                except httpx.HTTPError as exc:
+                    if expired.is_set():
+                        raise FactoryError(f"GET {printable(url)}: no complete answer within "
+                                           f"{seconds:g} s") from None
+                    raise FactoryError(f"GET {printable(url)} failed: "
+                                       f"{type(exc).__name__}: {exc}"[:300]) from None
+        finally:
+            timer.cancel()
         raise FactoryError(f"GET {printable(self.base + path)}: more than "
                            f"{self.limits.redirects} redirects")
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets = [s for s in self._sockets if s.fileno() != -1] + [sock]
+
+    def _cut(self, expired: threading.Event) -> None:
+        """A GET overran its bound: every connection to the index is shut (connections
+        are shared, and one that stalls on purpose is from this index), ending its read."""
+        expired.set()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _same_origin(self, url: str, location: str) -> str:
         target = urljoin(url, location)
@@ -130,7 +172,7 @@ class Fetcher:
                                f"(to {printable(target)[:200]}): not followed")
         return target
 
-    def _read(self, response: httpx.Response, url: str, limit: int) -> bytes:
+    def _read(self, response: httpx.Response, url: str, limit: int, deadline: float) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise FactoryError(f"GET {printable(url)}: {declared} bytes, more than {limit}")
@@ -139,6 +181,9 @@ class Fetcher:
             size += len(chunk)
             if size > limit:
                 raise FactoryError(f"GET {printable(url)}: more than {limit} bytes")
+            if time.monotonic() > deadline:
+                raise FactoryError(f"GET {printable(url)}: no complete answer within "
+                                   f"{self.seconds(limit):g} s")
             chunks.append(chunk)
         with self._lock:
             self.fetched += size
@@ -222,9 +267,11 @@ class RemoteIndex(IndexView):
             files = page["files"]
             display = str(page.get("name") or project)
             status = page.get("project-status") or {}
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(files, list) or not isinstance(status, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise FactoryError(f"{self.url}/simple/{project}/ is not a PEP 691 page") from None
-        if str(canonicalize_name(display)) != project or not isinstance(files, list):
+        if str(canonicalize_name(display)) != project:
             raise FactoryError(f"{self.url}/simple/{project}/ names another project "
                                f"({printable(display)[:100]!r})")
         entries = [self._fetch_file(project, item) for item in files]
@@ -241,7 +288,9 @@ class RemoteIndex(IndexView):
         a file that is not a wheel (the index serves none; nothing to verify)."""
         if not isinstance(item, dict):
             raise FactoryError(f"{self.url}/simple/{project}/ lists a file oddly")
-        filename, sha = str(item.get("filename", "")), (item.get("hashes") or {}).get("sha256")
+        hashes = item.get("hashes")
+        filename = str(item.get("filename", ""))
+        sha = hashes.get("sha256") if isinstance(hashes, dict) else None
         try:
             _, version, _, _ = parse_wheel_filename(filename)
         except InvalidWheelFilename:

@@ -69,6 +69,9 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
         f"{report.seconds:.2f} s" + (f" ({rate}/s)" if rate else "")
         + f"; trusted root {report.trust.trusted_root} "
           f"(sha256 {report.trust.trusted_root_sha256[:16]}…)"
+        + ("; trust SERVED BY THE INDEX ITSELF, not pinned (it shows the files are what "
+           "this index signed; pin keys/ or --trusted-root to know it is the index meant)"
+           if report.trust.from_index else "")
         + skips_line(report)))
 
 
