@@ -48,6 +48,7 @@ from factory.sign import (
     to_pep740_attestation,
 )
 from factory.sign.trust import TRUST_CONFIG, TRUSTED_ROOT, public_trust_config
+from factory.sign.tuf_repo import TufState, refresh, targets_from_config
 from factory.upstream.cache import cache_path
 
 
@@ -77,6 +78,20 @@ def trust_files(settings: Settings) -> dict[str, Path]:
     return files
 
 
+def publish_tuf(settings: Settings, index: Index,
+                files: dict[str, Path] | None = None) -> TufState | None:
+    """Bring the index's TUF repository (/tuf/, for `sigstore --instance URL`) up to date
+    with the published trust config (``files``: ``trust_files``); None when there is no
+    trust config to distribute (an organisation's own Sigstore has its own TUF)."""
+    files = trust_files(settings) if files is None else files
+    if TRUST_CONFIG not in files or TRUSTED_ROOT not in files:
+        return None
+    targets = targets_from_config(json.loads(files[TRUST_CONFIG].read_bytes()),
+                                  files[TRUSTED_ROOT].read_bytes())
+    with index.tuf_directory() as directory:
+        return refresh(settings, targets, directory)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A wheel that was not signed or published, and why (one line each)."""
@@ -95,6 +110,8 @@ class Refusal:
 class ReleaseReport:
     published: list[PublishedFile] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    # after a publish: why its advisories were NOT CHECKED or the VEX feed not rewritten
+    advisories_problem: str | None = None
 
     def raise_for_refusals(self) -> None:
         if self.refused:
@@ -183,6 +200,30 @@ def release_all(settings: Settings, records: Iterable[BuildRecord],
     finally:
         if report.published:
             apply_statuses(settings, index, policy)
+            report.advisories_problem = refresh_vex(
+                settings, index, {p.project for p in report.published}, run_id)
+
+
+def refresh_vex(settings: Settings, index: Index, projects: Iterable[str],
+                run_id: str | None = None) -> str | None:
+    """After a publish: check ``projects`` against the advisory source and record it (as
+    `watch` does, yanking an affected version), then rewrite the signed OpenVEX feed
+    (factory.vex), so it never lags the served set. Never stops the publish: returns why
+    the advisories were NOT CHECKED or the feed not rewritten (the last one stands), or
+    None."""
+    from factory.upstream.advisories import for_settings
+    from factory.vex import publish_vex
+    from factory.watch import check_advisories
+
+    db, problem = for_settings(settings)
+    try:
+        if db is not None:
+            check_advisories(settings, index, run_id, db, projects)
+        if db is not None or not settings.advisories:
+            publish_vex(settings, index, db)  # never from a source that could not be read
+    except FactoryError as exc:
+        return exc.message
+    return problem
 
 
 def _release_pending(settings: Settings, index: Index, pending: list[BuildRecord],
@@ -190,7 +231,9 @@ def _release_pending(settings: Settings, index: Index, pending: list[BuildRecord
                      on_done: Callable[[BuildRecord, PublishedFile | None], None] | None,
                      run_id: str | None) -> ReleaseReport:
     ensure_keys(settings)
-    index.publish_trust(trust_files(settings))
+    trust = trust_files(settings)
+    index.publish_trust(trust)
+    publish_tuf(settings, index, trust)  # the timestamp is re-signed here, when due
     approvals = Approvals.load(settings)
     with open_signer(settings) as signer:
         for record in pending:

@@ -10,7 +10,11 @@ OpenVEX v0.2.0 statement per status, its products the served versions as purls:
 - ``not_affected``: checked and outside the advisory's ranges (justification
   ``vulnerable_code_not_present``: the code the advisory names is not in it).
 
-A version never checked is left out: the feed says only what the factory knows.
+A version never checked is left out: the feed says only what the factory knows
+(and with nothing checked there is no feed: OpenVEX needs one statement at least).
+Every document is checked against the OpenVEX JSON schema (vendored:
+factory._internal.openvex_schema) before it is served, and when it is verified.
+It is rewritten by `watch` and after every publish (factory.publish.refresh_vex).
 The document is written to ``/.well-known/factory/vex.json``; an in-toto Statement
 v1 (predicate type OpenVEX, subject that file's sha256) signed as a DSSE envelope
 with the factory's ``answers`` key sits beside it as ``vex.intoto.json``
@@ -22,6 +26,7 @@ with the factory's ``answers`` key sits beside it as ``vex.intoto.json``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -77,7 +82,22 @@ def _checked(record: ProjectRecord) -> dict[str, tuple[list[dict[str, Any]], boo
     return found
 
 
-def _statements(record: ProjectRecord, db: AdvisoryDatabase | None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class History:
+    """One advisory known for a project: the served versions it stands for, by VEX status
+    (``affected``, ``fixed``, ``not_affected``; each in version order, checked ones only)."""
+
+    advisory: _Known
+    statuses: dict[str, list[str]]
+
+    @property
+    def id(self) -> str:
+        return self.advisory.id
+
+
+def history(record: ProjectRecord, db: AdvisoryDatabase | None = None) -> list[History]:
+    """What the feed says of ``record``'s advisories, in advisory id order (the project
+    page shows it): from ``db`` when given, else from each version's recorded check."""
     checked = _checked(record)
     known: dict[str, _Known] = {}
     affected: dict[str, set[str]] = {}
@@ -98,7 +118,7 @@ def _statements(record: ProjectRecord, db: AdvisoryDatabase | None) -> list[dict
                 known.setdefault(ident, _Known(ident, tuple(sorted(map(str, a.get("aliases", [])))),
                                                fixed, str(a.get("summary", ""))))
                 affected.setdefault(ident, set()).add(version)
-    statements = []
+    out = []
     for ident in sorted(known):
         advisory = known[ident]
         lowest_fix = min((v for f in advisory.fixed if (v := _version(f))), default=None)
@@ -111,15 +131,25 @@ def _statements(record: ProjectRecord, db: AdvisoryDatabase | None) -> list[dict
                 by_status["fixed"].append(version)
             else:
                 by_status["not_affected"].append(version)
-        for status, versions in by_status.items():
-            if versions:
-                statements.append(_statement(record, advisory, status, versions, checked))
-    return statements
+        out.append(History(advisory, {status: _ordered(versions)
+                                      for status, versions in by_status.items()}))
+    return out
+
+
+def _ordered(versions: Iterable[str]) -> list[str]:
+    return sorted(versions, key=lambda v: (_version(v) is None, _version(v) or v, v))
+
+
+def _statements(record: ProjectRecord, db: AdvisoryDatabase | None) -> list[dict[str, Any]]:
+    checked = _checked(record)
+    return [_statement(record, known.advisory, status, versions, checked)
+            for known in history(record, db)
+            for status, versions in known.statuses.items() if versions]
 
 
 def _statement(record: ProjectRecord, advisory: _Known, status: str, versions: list[str],
                checked: Mapping[str, tuple[list[dict[str, Any]], bool, str]]) -> dict[str, Any]:
-    ordered = sorted(versions, key=lambda v: (_version(v) is None, _version(v) or v, v))
+    ordered = _ordered(versions)
     vulnerability: dict[str, Any] = {"name": advisory.id}
     if advisory.aliases:
         vulnerability["aliases"] = list(advisory.aliases)
@@ -169,6 +199,38 @@ def vex_bytes(document: Mapping[str, Any]) -> bytes:
     return (json.dumps(document, sort_keys=True, indent=1) + "\n").encode("utf-8")
 
 
+@functools.cache
+def _validator() -> Any:
+    from factory._internal.lazy import defer_rfc3987
+
+    defer_rfc3987()
+    from jsonschema import Draft202012Validator
+
+    from factory._internal.openvex_schema import SCHEMA_JSON
+
+    return Draft202012Validator(json.loads(SCHEMA_JSON),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_errors(document: Any) -> list[str]:
+    """Where ``document`` breaks the OpenVEX v0.2.0 JSON schema (vendored in
+    factory._internal.openvex_schema), one line each; empty when it holds."""
+    from factory.attest.sbom import schema_summary
+
+    data = json.loads(json.dumps(document))  # what is written: JSON types only
+    return [schema_summary(e) for e in sorted(_validator().iter_errors(data),
+                                              key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def check_schema(document: Any) -> None:
+    """VerificationError unless ``document`` is valid OpenVEX v0.2.0 (``schema_errors``)."""
+    errors = schema_errors(document)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise VerificationError(f"the VEX feed is not valid OpenVEX v0.2.0: {errors[0]}{more}",
+                                "nothing was served; this is a bug of the factory's feed")
+
+
 def vex_statement(data: bytes) -> dict[str, Any]:
     """The in-toto Statement v1 over the served vex.json bytes, the document its predicate."""
     from factory.advice import STATEMENT_TYPE
@@ -205,12 +267,17 @@ def verify_vex(data: bytes, envelope: Mapping[str, Any], pem: bytes) -> dict[str
     digest = hashlib.sha256(data).hexdigest()
     if statement.get("subject") != [{"name": VEX_FILE, "digest": {"sha256": digest}}]:
         raise VerificationError(f"the signed statement is about another {VEX_FILE}")
-    return json.loads(data)  # type: ignore[no-any-return]
+    document = json.loads(data)
+    check_schema(document)
+    return document  # type: ignore[no-any-return]
 
 
 def publish_vex(settings: Settings, index: Index, db: AdvisoryDatabase | None) -> bool:
-    """Write, sign and serve the feed under /.well-known/factory/; False (nothing
-    written) when there is no answers key to sign it with."""
+    """Write, sign and serve the feed under /.well-known/factory/ (each file replaced
+    atomically), after checking it against the OpenVEX schema; False (nothing written)
+    when there is no answers key to sign it with or nothing checked to state (OpenVEX
+    needs one statement at least). VerificationError when the document breaks the
+    schema: the feed served before stands."""
     from factory._internal.atomic import write_bytes
     from factory.attest.keys import load_signer
 
@@ -219,7 +286,11 @@ def publish_vex(settings: Settings, index: Index, db: AdvisoryDatabase | None) -
     except SigningError:
         return False
     records = [r for p in index.projects() if (r := index.record(p)) is not None]
-    data = vex_bytes(vex_document(records, db, settings.index_url))
+    document = vex_document(records, db, settings.index_url)
+    if not document["statements"]:
+        return False
+    check_schema(document)
+    data = vex_bytes(document)
     work = settings.state_dir / "vex"
     work.mkdir(parents=True, exist_ok=True)
     write_bytes(work / VEX_FILE, data)
@@ -229,4 +300,5 @@ def publish_vex(settings: Settings, index: Index, db: AdvisoryDatabase | None) -
     return True
 
 
-__all__ = ["publish_vex", "sign_vex", "verify_vex", "vex_bytes", "vex_document"]
+__all__ = ["check_schema", "history", "publish_vex", "schema_errors", "sign_vex", "verify_vex",
+           "vex_bytes", "vex_document"]

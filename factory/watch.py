@@ -22,6 +22,7 @@ one name is also what `factory why` explains (``why_knowledge``, ``ask_upstream`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,16 +115,18 @@ def advisories_cache(settings: Settings) -> Path:
 
 
 def check_advisories(settings: Settings, index: Index, run_id: str | None = None,
-                     db: AdvisoryDatabase | None = None) -> list[tuple[str, str, str]]:
-    """Record the advisory status of every published version; yank the affected ones
-    (none when the settings' source cannot be read: ``advisories_problem`` says why)."""
+                     db: AdvisoryDatabase | None = None,
+                     projects: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """Record the advisory status of every published version (of ``projects`` only, when
+    given); yank the affected ones (none when the settings' source cannot be read:
+    ``advisories_problem`` says why)."""
     if db is None:
         db, _ = open_advisories(settings.advisories, advisories_cache(settings))
         if db is None:
             return []
     yanked = []
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for project in index.projects():
+    for project in index.projects() if projects is None else sorted(set(projects)):
         record = index.record(project)
         if record is None:
             continue

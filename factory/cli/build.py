@@ -168,12 +168,18 @@ def publish(as_json: JsonOpt = False) -> None:
         report = release_all(s, records)
     if as_json:
         emit_json({"published": [p.__dict__ for p in report.published],
-                   "refused": [r.__dict__ for r in report.refused]})
+                   "refused": [r.__dict__ for r in report.refused],
+                   "advisories_not_checked": report.advisories_problem})
     else:
         for p in report.published:
             _app.out.print(f"  published {p.filename}", highlight=False)
         _app.out.print(f"{len(report.published)} published; index at {s.index_dir}",
                   highlight=False)
+    if report.advisories_problem and not as_json:
+        from factory.errors import printable
+
+        _app.err.print(f"warning: advisories NOT CHECKED after publishing, the VEX feed not "
+                       f"rewritten: {printable(report.advisories_problem)}", highlight=False)
     report.raise_for_refusals()  # one line per refused wheel on stderr, exit non-zero
 
 

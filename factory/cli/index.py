@@ -70,15 +70,48 @@ def index_check(
 @index_app.command("rebuild")
 def index_rebuild() -> None:
     """Regenerate every page from the published records, and the trust manifest."""
+    from factory.errors import SigningError
     from factory.index import Index
-    from factory.publish import trust_files
+    from factory.publish import publish_tuf, trust_files
 
     s = settings()
     index = Index.of(s)
     trust = trust_files(s)
     if trust:  # an index published before the manifest existed serves no trust file
         index.publish_trust(trust)
+        try:
+            publish_tuf(s, index, trust)
+        except SigningError as exc:  # an install from before the TUF keys: say so, go on
+            _app.err.print(f"TUF repository not updated: {exc.message} (run `factory keys "
+                           "init`, then `factory index tuf`)", highlight=False, markup=False)
     _app.out.print(f"regenerated the pages of {index.rebuild()} projects")
+
+
+@index_app.command("tuf")
+def index_tuf(as_json: JsonOpt = False) -> None:
+    """Update the index's TUF repository (/tuf/, for `sigstore --instance URL`): re-sign
+    its timestamp (and whatever else changed or is close to expiry). Its timestamp lives
+    7 days and publishing re-signs it: run this daily (cron) on an index that may go a
+    week without publishing, or clients refuse its metadata as expired."""
+    from factory.errors import FactoryError
+    from factory.index import Index
+    from factory.publish import publish_tuf
+
+    s = settings()
+    state = publish_tuf(s, Index.of(s))
+    if state is None:
+        raise FactoryError("no trust config to distribute: the index serves no TUF repository",
+                           "the embedded authority's trust config is made by `factory keys "
+                           "init`; an organisation's own Sigstore has its own TUF")
+    if as_json:
+        emit_json({"versions": state.versions, "written": state.written,
+                   "expires": {k: v.isoformat() for k, v in state.expires.items()}})
+        return
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        _app.out.print(f"{role:<9} version {state.versions[role]}, expires "
+                       f"{state.expires[role]:%Y-%m-%d %H:%M}Z", highlight=False)
+    _app.out.print(f"wrote {len(state.written)} file(s)" if state.written
+                   else "nothing to re-sign", highlight=False)
 
 
 @index_app.command("status")

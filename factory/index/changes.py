@@ -51,6 +51,7 @@ from factory.index.records import (
 )
 from factory.index.store import fsync_dir, place_bytes, place_file, publish_lock
 from factory.index.validation import load_record, save_record
+from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
 from factory.upstream.cache import Sdist
 
 if TYPE_CHECKING:
@@ -295,6 +296,13 @@ class Index:
             write_json(layout.records / TRUST_MANIFEST, {"files": manifest})
             regen.finish(layout)
         return written
+
+    @contextmanager
+    def tuf_directory(self) -> Iterator[Path]:
+        """The TUF repository's directory (tuf/, served at /tuf/: factory.sign.tuf_repo),
+        for one writer at a time: the publish lock is held while it is changed."""
+        with self._writing() as layout:
+            yield layout.root / TUF_PREFIX
 
     def write_status(self, rows: list[dict[str, Any]]) -> None:
         """Record each component's status (as `factory status` shows it) for the home page.

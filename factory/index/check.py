@@ -72,6 +72,8 @@ from factory.index.tree import (
 from factory.index.validation import Invalid, clip, load_record, trust_entry
 from factory.sign.tiles import PREFIX as LOG_PREFIX
 from factory.sign.tiles import parse_path as parse_log_path
+from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
+from factory.sign.tuf_repo import is_repository_path
 
 # What each finding is about (also the names of the index checks of `factory verify --all`).
 RECORDS, PAGES, FILES, METADATA, UNRECORDED = "records", "pages", "files", "metadata", "unrecorded"
@@ -353,6 +355,12 @@ def _unrecorded(found: dict[str, tuple[str, int]], records: dict[str, ProjectRec
         if top == "trust":
             if kind not in ("file", "dir"):
                 out.append(Finding(FILES, rel, f"is {kind}: trust material is plain files"))
+            continue
+        if top == TUF_PREFIX:  # the TUF repository: signed metadata (factory.sign.tuf_repo)
+            if kind == "dir" or (kind == "file" and is_repository_path(rest)):
+                continue
+            out.append(Finding(UNRECORDED, rel, f"is {kind}, not a file of the index's TUF "
+                                                "repository (factory.sign.tuf_repo)"))
             continue
         if top == LOG_PREFIX:  # the transparency log: self-verifying (`factory log verify`)
             if kind == "dir" or (kind == "file" and parse_log_path(rest) is not None):

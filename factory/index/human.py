@@ -52,6 +52,13 @@ _HOME = """{% extends "base" %}
 network-less builder, and carries signed provenance and an SBOM.
 Install with <code>pip install --index-url {{ base_url }}/simple/ NAME</code>.
 Trust material: <a href=".well-known/factory/">/.well-known/factory/</a>.</p>
+<p>Verify with the stock Sigstore client: <code>sigstore --trust-config trust_config.json
+verify identity ...</code> with <a href=".well-known/factory/trust_config.json">this
+trust config</a>, or through the index's TUF repository: once <code>sigstore --instance
+{{ base_url }}/{{ tuf }} trust-instance root.json</code> (root.json from the operator, out of
+band; <a href="{{ tuf }}/1.root.json">/{{ tuf }}/1.root.json</a> is trust on first use), then
+<code>sigstore --instance {{ base_url }}/{{ tuf }} verify identity ...</code>. Each project
+page prints the commands for each file.</p>
 <p class="muted">{{ count }} project(s); page generated {{ generated }}.</p>
 <table id="projects"><thead><tr><th>Project</th><th>Latest</th><th>Files</th>
 <th>Status</th><th>Advisories</th><th>Last published</th></tr></thead><tbody>
@@ -149,6 +156,13 @@ _PROJECT = """{% extends "base" %}
 <p>With stock tools (curl, <code>sigstore</code>, <code>in-toto-verify</code>) and only
 what this index serves, in an empty directory:</p>
 <pre class="stock-verify">{{ stock_commands(r, f) }}</pre>
+{% set instance = instance_commands(r, f) %}{% if instance %}
+<p>Or through the index's TUF repository (<code>sigstore --instance</code>): trust its root
+once, and every verify then takes the trusted root from the index, signed under the root you
+pinned. Get <code>root.json</code> from the index's operator, out of band; the copy this
+index serves at <a href="../../tuf/1.root.json">/tuf/1.root.json</a> is trust on first use
+(the first fetch proves nothing; later changes must be signed by that root):</p>
+<pre class="stock-instance">{{ instance }}</pre>{% endif %}
 <p>Or everything at once (signature, SLSA provenance, SBOM, PEP 740, in-toto, advisories):</p>
 <pre>factory verify --index {{ base_url }} "{{ r.name }}=={{ f.version }}"</pre>
 <p>The trust config, trusted root and public keys are at
@@ -206,6 +220,7 @@ def render_home_page(count: int, rows: str, base_url: str, generated: str,
         count=count,
         rows=markupsafe.Markup(rows or EMPTY_ROWS),  # rendered (and escaped) already
         base_url=base_url.rstrip("/"),
+        tuf=TUF_PATH,
         generated=generated,
         status=status or [],
     )
@@ -214,6 +229,8 @@ def render_home_page(count: int, rows: str, base_url: str, generated: str,
 TRUST_PATH = ".well-known/factory"
 STOCK_TRUST_CONFIG = "factory-trust-config.json"  # what the commands save the trust config as
 STOCK_OWNER_KEY = "factory-owner.pub.pem"
+TUF_PATH = "tuf"  # the TUF repository's path under the index (factory.sign.tuf_repo.PREFIX)
+STOCK_TUF_ROOT = "factory-tuf-root.json"  # what the commands save the TUF root as
 
 
 def stock_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> str:
@@ -256,6 +273,32 @@ def stock_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> st
     return "\n".join(lines)
 
 
+def instance_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> str:
+    """The stock commands that verify ``entry`` through the index's TUF repository: trust
+    its root once (``sigstore --instance URL trust-instance``), then ``sigstore --instance
+    URL verify identity``, which refreshes the trusted root from URL. "" when the file has
+    no bundle or signer identity to verify. Values shell-quoted, as ``stock_commands``."""
+    signer = entry.signer or {}
+    if "sigstore" not in entry.sidecars or not signer.get("identity") or not signer.get("issuer"):
+        return ""
+    base = base_url.rstrip("/")
+    instance = f"{base}/{TUF_PATH}"
+    files = f"{base}/files/{record.name}"
+    wheel, bundle = entry.filename, Sidecars.name(entry.filename, "sigstore")
+    q = shlex.quote
+    return "\n".join([
+        "# once per machine: root.json from the operator; from the index it is trust on first use",
+        f"curl -fsS -o {STOCK_TUF_ROOT} {q(instance + '/1.root.json')}",
+        f"sigstore --instance {q(instance)} trust-instance {STOCK_TUF_ROOT}",
+        f"curl -fsSO {q(f'{files}/{wheel}')}",
+        f"curl -fsSO {q(f'{files}/{bundle}')}",
+        f"sigstore --instance {q(instance)} verify identity \\",
+        f"  --bundle {q(bundle)} \\",
+        f"  --cert-identity {q(signer['identity'])} \\",
+        f"  --cert-oidc-issuer {q(signer['issuer'])} {q(wheel)}",
+    ])
+
+
 def render_project(record: ProjectRecord, base_url: str) -> str:
     by_name = sorted(record.files, key=lambda f: f.filename)
     files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
@@ -269,4 +312,5 @@ def render_project(record: ProjectRecord, base_url: str) -> str:
         links=_LINKS,
         suffix=Sidecars.suffix,
         stock_commands=lambda r, f: stock_commands(r, f, base_url),
+        instance_commands=lambda r, f: instance_commands(r, f, base_url),
     )

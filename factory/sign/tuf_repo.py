@@ -86,7 +86,12 @@ _S = TypeVar("_S", Root, Snapshot, Targets, Timestamp)
 
 def is_repository_path(path: str) -> bool:
     """True for a path (relative to /tuf/) the repository can hold; nothing else is served."""
-    return path == "timestamp.json" or bool(_VERSIONED.fullmatch(path) or _TARGET.fullmatch(path))
+    return path == "timestamp.json" or bool(_VERSIONED.fullmatch(path)) or is_target_path(path)
+
+
+def is_target_path(path: str) -> bool:
+    """True for a target named by its digest (its bytes never change under that name)."""
+    return bool(_TARGET.fullmatch(path))
 
 
 @dataclass

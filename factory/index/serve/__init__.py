@@ -18,7 +18,8 @@ web server cannot: content negotiation by q-value (PEP 691), redirects to
 normalized names, a 404 for any unknown project that says why and what instead
 (never a redirect or a fallback to a public index), the Integrity API (PEP 740) and
 the policy API under /api/v1/ (``api``: signed answers to "may I use this?"), and
-the embedded transparency log under /log/ (tlog-tiles: factory.sign.tiles).
+the embedded transparency log under /log/ (tlog-tiles: factory.sign.tiles) and the
+TUF repository of the index's Sigstore trust under /tuf/ (factory.sign.tuf_repo).
 
 Modules: ``app`` (the handlers), ``files`` (reading the tree and the caches),
 ``protocol`` (screening, negotiation, the plain answers), ``explain`` (the 404 of
@@ -69,6 +70,7 @@ def create_app(index: Index, signer: Signer | None = None,
         Route("/.well-known/factory", handlers.add_slash),
         Route("/.well-known/factory/{path:path}", handlers.trust_file),
         Route("/log/{path:path}", handlers.log_file),
+        Route("/tuf/{path:path}", handlers.tuf_file),
     ]
     app = Starlette(routes=routes, exception_handlers={DamagedRecord: damaged})
     # Trailing-slash redirects are the routes above: Starlette's own would echo the

@@ -71,6 +71,9 @@ from factory.sign.tiles import (
 )
 from factory.sign.tiles import PREFIX as LOG_PREFIX
 from factory.sign.tiles import parse_path as parse_log_path
+from factory.sign.tuf_repo import MAX_METADATA_BYTES as TUF_MAX_BYTES
+from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
+from factory.sign.tuf_repo import is_repository_path, is_target_path
 from factory.why import releases_of
 
 if TYPE_CHECKING:
@@ -490,6 +493,33 @@ class IndexApp:
         media = "text/plain; charset=utf-8" if kind.startswith("checkpoint") else \
             "application/jsonl" if kind == "timestamps" else "application/octet-stream"
         return Response(body, media_type=media, headers=headers)
+
+    # -- the TUF repository (factory.sign.tuf_repo) -----------------------------------------
+    async def tuf_file(self, request: Request) -> Response:
+        """A file of the TUF repository (/tuf/...): only a name the repository can hold,
+        a regular file inside the index read without following a link, bounded; no
+        listing. Not checked against a digest: every file is signed metadata or a target
+        whose hash signed metadata names, and the TUF client refuses what does not verify.
+        Only the digest-named targets are cached for long: a metadata file could be one a
+        publish that stopped left and the next one rewrites under the same name."""
+        path = request.path_params["path"]
+        if not is_repository_path(path):
+            return not_found()
+        try:
+            found = await run_in_threadpool(self.tree.read, f"{self.root}/{TUF_PREFIX}/{path}",
+                                            TUF_MAX_BYTES)
+        except Refused as exc:
+            log.error("REFUSED %s/%s: %s", TUF_PREFIX, path, exc)
+            return PlainTextResponse("refused\n", status_code=500)
+        if found is None:
+            return not_found()
+        body, _key = found
+        tag = etag(body)
+        headers = {"ETag": tag, "Cache-Control": FILE_CACHE if is_target_path(path)
+                   else PAGE_CACHE}
+        if etag_matches(request, tag):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
 
 def _listing(served: dict[str, StoredFile], rel: str) -> Response:
