@@ -27,7 +27,6 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 from sigstore_models.common.v1 import HashAlgorithm
 
-from factory._internal.atomic import canonical_json
 from factory.attest.types import BUILD_TYPE
 from factory.attest.types import SBOM_PREDICATE_TYPE as SBOM_PREDICATE
 from factory.attest.types import SLSA_PREDICATE_TYPE as SLSA_PREDICATE
@@ -60,7 +59,7 @@ from factory.verify.model import (
     failed,
     skipped,
 )
-from factory.verify.sbom import schema_error
+from factory.verify.sbom import canonical_equals, schema_error
 from factory.verify.targets import Item
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView, same_version, sidecar
@@ -168,9 +167,9 @@ class Auditor:
                 bind(statement, ev, "a statement in " + sidecar(ev.base, "intoto").name)
                 count += 1
         if ev.sidecars.get("provenance"):
-            for attestation in attestations(json.loads(ev.text("provenance"))):
+            for attestation in attestations(ev.sidecar_json("provenance")):
                 raw = base64.b64decode(attestation["envelope"]["statement"])
-                bind(json.loads(raw), ev, "a PEP 740 attestation")
+                bind(ev.parse(raw), ev, "a PEP 740 attestation")
                 count += 1
         if ev.sidecars.get("build"):
             record = json.loads(ev.text("build"))
@@ -234,13 +233,15 @@ class Auditor:
     def _dsse_once(self, ev: Evidence, bundle_json: str, what: str) -> dict[str, Any]:
         key = json.dumps(json.loads(bundle_json), sort_keys=True)
         if key not in ev.verified:
-            ev.verified[key] = self._dsse_payload(parse_bundle(bundle_json, what))
-        return _statement(ev.verified[key])  # a fresh parse: no reader sees another's changes
+            ev.verified[key] = self._dsse_payload(parse_bundle(bundle_json, what), ev.parse)
+        # Parsed once per wheel (Evidence.parse): the checks only read statements.
+        return _statement(ev.verified[key], ev.parse)
 
     def _dsse(self, bundle: Bundle) -> dict[str, Any]:
         return _statement(self._dsse_payload(bundle))
 
-    def _dsse_payload(self, bundle: Bundle) -> bytes:
+    def _dsse_payload(self, bundle: Bundle,
+                      parse: Callable[[bytes], Any] = json.loads) -> bytes:
         """The signed payload of a verified in-toto DSSE bundle (JSON)."""
         try:
             payload_type, payload = self.trust.verifier.verify_dsse(
@@ -249,7 +250,7 @@ class Auditor:
             raise VerificationError(f"signature does not verify: {exc}") from None
         if payload_type != IN_TOTO_PAYLOAD_TYPE:
             raise VerificationError(f"signed payload is {payload_type!r}, not in-toto")
-        _statement(payload)
+        _statement(payload, parse)
         return payload
 
     # -- provenance --------------------------------------------------------------------------
@@ -323,8 +324,8 @@ class Auditor:
         raw = ev.sidecars.get("sbom")
         if raw is None:
             return fail(f"no {sidecar(ev.base, 'sbom').name} next to the wheel")
-        document = json.loads(raw)
-        error = schema_error(document)
+        document = ev.parse(raw)  # read only: the checks share what Evidence parsed
+        error = schema_error(document, integral=ev.integral(document))
         if error:
             return fail(f"not valid CycloneDX 1.6: {error}")
         component = document["metadata"]["component"]
@@ -335,7 +336,7 @@ class Auditor:
         if purl.qualifiers.get("file_name") != ev.filename:  # type: ignore[union-attr]
             return fail(f"the SBOM's purl {component['purl']} names another file")
         signed = self._verified(ev, SBOM_PREDICATE)
-        if canonical_json(signed["predicate"]).encode("utf-8") != raw:
+        if not canonical_equals(raw, signed["predicate"], integral=ev.integral(signed)):
             return fail(f"{sidecar(ev.base, 'sbom').name} differs from the signed SBOM statement")
         count = len(document.get("components", []))
         return ok(f"valid CycloneDX 1.6; binds to the wheel; equals the signed SBOM "
@@ -343,7 +344,7 @@ class Auditor:
 
     # -- PEP 740 -----------------------------------------------------------------------------
     def pep740(self, item: Item, ev: Evidence) -> Verdict:
-        document = json.loads(ev.text("provenance"))
+        document = ev.sidecar_json("provenance")
         if document.get("version") != 1:
             return fail("not a PEP 740 provenance object (version != 1)")
         kinds = []
@@ -476,8 +477,8 @@ ALL_CHECKS = tuple(CHECK_TITLES)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _statement(payload: bytes) -> dict[str, Any]:
-    statement = json.loads(payload)
+def _statement(payload: bytes, parse: Callable[[bytes], Any] = json.loads) -> dict[str, Any]:
+    statement = parse(payload)
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise VerificationError("signed payload is not an in-toto Statement v1")
     return statement

@@ -51,11 +51,15 @@ class Evidence:
     sidecars: dict[str, bytes | None] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # file name -> sha256 (for in-toto)
     # Verified statement payloads by canonical bundle JSON: the PEP 740 attestations are
-    # the same signed bundles as W.intoto.jsonl, so each is verified once; every reader
-    # gets its own parse of the payload.
+    # the same signed bundles as W.intoto.jsonl, so each is verified once.
     verified: dict[str, bytes] = field(default_factory=dict)
     _statements: list[tuple[str, dict[str, Any] | None]] | None = field(default=None,
                                                                         repr=False)
+    # JSON parsed from these exact bytes (sidecars, DSSE payloads): the same statement is
+    # read from W.intoto.jsonl, the PEP 740 attestations and each check, parsed once.
+    _parsed: dict[bytes, Any] = field(default_factory=dict, repr=False)
+    # ids of the parsed values (kept alive in _parsed) that hold no float, NaN or Infinity.
+    _integral: set[int] = field(default_factory=set, repr=False)
 
     @property
     def filename(self) -> str:
@@ -67,6 +71,34 @@ class Evidence:
             raise VerificationError(f"no {sidecar(self.base, kind).name} next to the wheel")
         return data.decode("utf-8")
 
+    def parse(self, data: bytes) -> Any:
+        """``data`` (UTF-8 JSON) parsed, once per distinct bytes: readers never change what
+        they get (the value is shared by every check of this wheel)."""
+        if data not in self._parsed:
+            inexact: list[str] = []
+
+            def number(text: str) -> float:
+                inexact.append(text)
+                return float(text)  # what json.loads does for a float, NaN or Infinity
+
+            value = json.loads(data.decode("utf-8"), parse_float=number, parse_constant=number)
+            self._parsed[data] = value
+            if not inexact:
+                self._integral.add(id(value))
+        return self._parsed[data]
+
+    def integral(self, value: Any) -> bool:
+        """True when ``value`` is one parse() returned and its text held no float, NaN or
+        Infinity (only strings, integers, true, false, null, arrays and objects)."""
+        return id(value) in self._integral and any(v is value for v in self._parsed.values())
+
+    def sidecar_json(self, kind: str) -> Any:
+        """The sidecar ``kind`` parsed (once), or VerificationError when it is missing."""
+        data = self.sidecars.get(kind)
+        if data is None:
+            raise VerificationError(f"no {sidecar(self.base, kind).name} next to the wheel")
+        return self.parse(data)
+
     def statements(self) -> list[tuple[str, dict[str, Any] | None]]:
         """(bundle JSON, unverified statement) for each line of W.intoto.jsonl (read once;
         the statements are for finding lines and binding subjects, never changed)."""
@@ -74,9 +106,16 @@ class Evidence:
             out = []
             for line in self.text("intoto").splitlines():
                 if line.strip():
-                    out.append((line, _unverified_statement(json.loads(line))))
+                    out.append((line, self._unverified_statement(json.loads(line))))
             self._statements = out
         return self._statements
+
+    def _unverified_statement(self, bundle: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            statement = self.parse(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return statement if isinstance(statement, dict) else None
 
 
 def gather(item: Item) -> Evidence:
@@ -110,15 +149,6 @@ def _plain_bytes(path: Path) -> bytes | None:
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(_SIDECAR_LIMIT + 1)
     return data if len(data) <= _SIDECAR_LIMIT else None
-
-
-def _unverified_statement(bundle: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
-        statement = json.loads(payload)
-    except (KeyError, TypeError, ValueError):
-        return None
-    return statement if isinstance(statement, dict) else None
 
 
 # -- reading signed evidence -----------------------------------------------------------------

@@ -29,7 +29,14 @@ without changing what it accepts:
   format checks are pure functions), so the verdict is the same; only a clean
   verdict is kept, so errors are always found afresh and reported the same way.
 
+  The memo's key is the value's sha256 over its JSON text with sorted keys: written by
+  orjson when the caller says the document holds no float, NaN or Infinity (orjson
+  writes NaN as null, so it never keys a document that may hold one), else by the
+  standard library.
+
 The result equals the library's validator (tests/test_verify_sbom_schema.py).
+``canonical_equals`` checks that a sidecar's bytes are the project's canonical JSON
+of a value (factory._internal.atomic.canonical_json) the same way, fast.
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from rfc3986_validator import validate_rfc3986
+
+from factory._internal.atomic import canonical_json
 
 from factory._internal.lazy import defer_rfc3987
 
@@ -127,6 +138,26 @@ def _unique(items: Sequence[Any]) -> bool:
     return len(set(keys)) == len(keys)
 
 
+def _standard_key(instance: Any) -> bytes:
+    text = json.dumps(instance, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return b"j" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def _integral_key(instance: Any) -> bytes:
+    """For a value with no float, NaN or Infinity in it: orjson's text is one-to-one on
+    such values (big integers and lone surrogates raise: the standard key then)."""
+    try:
+        text = orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _standard_key(instance)
+    return b"o" + hashlib.sha256(text).digest()
+
+
+# The key function of the document being validated (schema_error sets it per document,
+# per thread).
+_key_of: ContextVar[Callable[[Any], bytes]] = ContextVar("sbom_memo_key", default=_standard_key)
+
+
 def _keywords(remember: bool) -> dict[str, Any]:
     """The ``uniqueItems`` keyword of the fast validator, and with ``remember`` its
     ``$ref`` that keeps clean verdicts (module docstring)."""
@@ -146,13 +177,12 @@ def _keywords(remember: bool) -> dict[str, Any]:
             yield from validator._validate_reference(ref=reference, instance=instance)
             return
         try:  # NaN or infinity: no key (JSON has none, Python's reader takes them)
-            text = json.dumps(instance, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            digest = _key_of.get()(instance)
         except (TypeError, ValueError, RecursionError):
             yield from validator._validate_reference(ref=reference, instance=instance)
             return
         # The schema dict holding the $ref lives as long as the registry (and this memo).
-        key = (id(schema), base, reference,
-               hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+        key = (id(schema), base, reference, digest)
         if key in clean:
             return
         errors = list(validator._validate_reference(ref=reference, instance=instance))
@@ -194,13 +224,38 @@ def strict_validator() -> Any:
     return _validator()
 
 
-def schema_error(document: Any) -> str | None:
+def schema_error(document: Any, *, integral: bool = False) -> str | None:
     """None when ``document`` is valid CycloneDX 1.6 (strict); else the first error.
 
     ``document`` as ``json.loads`` reads it (string keys, lists, no tuples): the parts
-    found clean are remembered by their JSON text."""
-    error = next(iter(_validator(remember=True).iter_errors(document)), None)
+    found clean are remembered by their JSON text. ``integral``: the caller knows the
+    document holds no float, NaN or Infinity (its text had none), so orjson may key it."""
+    validator = _validator(remember=True)
+    token = _key_of.set(_integral_key if integral else _standard_key)
+    try:
+        error = next(iter(validator.iter_errors(document)), None)
+    finally:
+        _key_of.reset(token)
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
     return f"{where}: {error.message[:300]}"
+
+
+def canonical_equals(raw: bytes, value: Any, *, integral: bool = False) -> bool:
+    """Whether ``raw`` is exactly ``canonical_json(value)`` in UTF-8.
+
+    ``integral``: ``value`` holds no float, NaN or Infinity. On such values orjson's
+    sorted, two-space-indented text is the standard library's ``json.dumps(indent=2,
+    sort_keys=True, ensure_ascii=False)`` byte for byte (same escapes, key order by code
+    point, empty containers; tests/test_verify_sbom_schema.py), about thirty times
+    faster; whatever orjson cannot write (big integers, lone surrogates) and every
+    mismatch is decided by canonical_json itself."""
+    if integral:
+        try:
+            if orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n" \
+                    == raw:
+                return True
+        except TypeError:
+            pass
+    return canonical_json(value).encode("utf-8") == raw

@@ -14,15 +14,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import Certificate
 from securesystemslib.signer import SSlibKey
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
+
+if TYPE_CHECKING:
+    from sigstore._internal.timestamp import TimestampVerificationResult
 
 from factory.attest.keys import SCHEME
 from factory.config import Settings
@@ -73,7 +77,8 @@ class Trust:
         self.owner_key_path = owner_key
         self.policy = policy
         try:
-            self.verifier = Verifier(trusted_root=TrustedRoot.from_file(str(trusted_root)))
+            self.verifier = ChainMemoVerifier(
+                trusted_root=TrustedRoot.from_file(str(trusted_root)))
         except (OSError, ValueError, SigstoreError) as exc:
             raise TrustError(f"cannot load the trusted root {trusted_root}: {exc}") from None
         self.owner_key = _in_toto_key(owner_key)
@@ -114,6 +119,45 @@ class Trust:
             index=str(index),
             advisories=advisories,
         )
+
+
+class ChainMemoVerifier(Verifier):
+    """sigstore's Verifier, remembering within one run which signing certificates chain
+    to the pinned root.
+
+    Every bundle of one signing session carries the same leaf certificate, and the
+    library builds and checks its path to the root again for each bundle (about a third
+    of a bundle's verification). Path validation at a time T depends on T only through
+    the validity periods of the certificates on the path; everything else it checks is a
+    property of the certificates and this verifier's root store. So once the leaf (by its
+    exact DER bytes) chained at one time, it chains at any time within the validity
+    periods of the leaf and of every certificate on that path (inclusive, as RFC 5280
+    and the library's path validation count them), and the path is not built again; at
+    any other time, or for any other certificate, the library decides. Only successes are kept (a certificate that failed is always checked anew),
+    and everything else about each bundle is verified every time by the library: its
+    signature, the SCT, the identity policy, the log entry's inclusion proof, signed
+    checkpoint and promise, and the times.
+    """
+
+    _LIMIT = 1024  # distinct signing certificates remembered per run
+
+    def __init__(self, *, trusted_root: TrustedRoot) -> None:
+        super().__init__(trusted_root=trusted_root)
+        self._chains: dict[bytes, tuple[list[Certificate], Any, Any]] = {}
+
+    def _verify_chain_at_time(self, certificate: Certificate,
+                              timestamp_result: TimestampVerificationResult,
+                              ) -> list[Certificate]:
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        known = self._chains.get(der)
+        if known is not None and known[1] <= timestamp_result.time <= known[2]:
+            return list(known[0])
+        chain: list[Certificate] = super()._verify_chain_at_time(certificate, timestamp_result)
+        path = [certificate, *chain]
+        if len(self._chains) < self._LIMIT:
+            self._chains[der] = (list(chain), max(c.not_valid_before_utc for c in path),
+                                 min(c.not_valid_after_utc for c in path))
+        return chain
 
 
 def _in_toto_key(path: Path) -> dict[str, Any]:
