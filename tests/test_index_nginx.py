@@ -10,12 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from tuf.ngclient import Updater
 
 from bench import servers
+from factory.attest.keys import init_keys
 from factory.config import load_settings
 from factory.index import Index
 from factory.sign._authority.static import write_static
 from factory.sign.monitor import HttpSource, read_log
+from factory.sign.tuf_repo import refresh
 from tests.index_fixtures import publish_all
 from tests.signing_fixtures import entry_timestamps, log_root, synthetic_log
 
@@ -41,6 +44,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict]
     trusted.write_text("{}")
     Index.of(settings).publish_trust({"trusted_root.json": trusted})
     _transparency_log(settings.index_dir / "log")
+    init_keys(settings)
+    refresh(settings, {"trusted_root.json": b'{"a": 1}\n'}, settings.index_dir / "tuf")
+    (settings.index_dir / "tuf" / ".tmp-leftover").write_text("a refresh that stopped")
     with servers.nginx(settings.index_dir, root / "nginx", access_log=True) as running:
         yield running.url, published
 
@@ -66,6 +72,23 @@ def test_the_transparency_log_is_served_and_verifies(nginx):
     assert httpx.get(f"{url}/log/.tmp-leftover").status_code == 404
     with httpx.Client(timeout=10) as client:
         assert read_log(HttpSource(url, client), log_root(LOG_KEY)).size == 300
+
+
+def test_the_tuf_repository_is_served_to_a_tuf_client(nginx, tmp_path: Path):
+    url, _ = nginx
+    root = httpx.get(f"{url}/tuf/1.root.json")
+    assert root.status_code == 200 and root.headers["cache-control"] == "no-cache"
+    client = Updater(metadata_dir=str(tmp_path), metadata_base_url=f"{url}/tuf/",
+                     target_base_url=f"{url}/tuf/targets/", target_dir=str(tmp_path),
+                     bootstrap=root.content)
+    client.refresh()
+    info = client.get_targetinfo("trusted_root.json")
+    assert info is not None
+    assert Path(client.download_target(info)).read_bytes() == b'{"a": 1}\n'
+    target = httpx.get(f"{url}/tuf/targets/{info.hashes['sha256']}.trusted_root.json")
+    assert "immutable" in target.headers["cache-control"]
+    for path in ("/tuf/", "/tuf/.tmp-leftover", "/tuf/2.root.json"):
+        assert httpx.get(f"{url}{path}").status_code == 404, path
 
 
 def test_negotiation_and_status_codes(nginx):
