@@ -368,3 +368,125 @@ def test_trust_served_by_the_index_itself_is_said(released_base: Path, tmp_path:
     print_report(report, console)
     assert "SERVED BY THE INDEX ITSELF" in console.export_text()
     assert pinned.ok and not pinned.trust.from_index
+
+
+# -- a hostile transparency log --------------------------------------------------------------
+
+def _log_copy(released_base: Path, tmp_path: Path, name: str = "log") -> Path:
+    import shutil
+
+    from tests import factories
+
+    settings = factories.settings(released_base, project="project")
+    shutil.copytree(settings.index_dir / "log", tmp_path / name / "log")
+    return tmp_path / name
+
+
+def _root(released_base: Path):  # type: ignore[no-untyped-def]
+    from factory.sign.monitor import load_trusted_root
+    from tests import factories
+
+    settings = factories.settings(released_base, project="project")
+    return load_trusted_root((settings.public_keys_dir / "trusted_root.json").read_bytes())
+
+
+def test_a_timestamp_line_of_nested_brackets_is_one_error(
+        released_base: Path, tmp_path: Path) -> None:
+    """Broke: a timestamps file whose line is 100,000 nested brackets raised
+    RecursionError out of `factory log verify|monitor` (a traceback): the parser's
+    failures caught were ValueError and the like. Now the entry's time is invalid."""
+    from factory.errors import VerificationError
+    from factory.sign.monitor import DirectorySource, read_log
+
+    index = _log_copy(released_base, tmp_path)
+    (path,) = list((index / "log" / "timestamps").rglob("*[0-9]"))
+    lines = path.read_bytes().splitlines()
+    path.write_bytes(b"\n".join([b"[" * 100_000, *lines[1:]]) + b"\n")
+    with pytest.raises(VerificationError, match="entry 0's signed time"):
+        read_log(DirectorySource(index), _root(released_base))
+
+
+def _fork(released_base: Path, log: Path, bodies: list[bytes]) -> None:
+    """Publish at ``log`` a log of ``bodies`` signed with the real log key."""
+    import base64
+    import shutil
+
+    from factory.sign._authority.keys import load_keys
+    from factory.sign._authority.log import sign_note
+    from factory.sign._authority.static import write_static
+    from tests import factories
+    from tests.signing_fixtures import entry_timestamps, synthetic_log
+
+    keys = load_keys(factories.settings(released_base, project="project").authority_dir)
+    entries, tree, _note = synthetic_log(keys.log_key, bodies)
+    root = base64.b64encode(tree.root(len(bodies))).decode()
+    shutil.rmtree(log)
+    write_static(log, entries, tree,
+                 sign_note(keys.log_key, f"{keys.origin}\n{len(bodies)}\n{root}\n"),
+                 entry_timestamps(keys.log_key))
+
+
+def test_a_log_forked_between_two_locations_is_caught(
+        released_base: Path, tmp_path: Path) -> None:
+    """Broke: the checkpoint kept between runs was per location (URL or directory), so
+    a log that showed one history at its index and another at a mirror (or at the same
+    index under another spelling of its URL), both signed with the real key, passed at
+    each. The largest checkpoint seen of each log origin is now kept too: a log at any
+    location no smaller than it must extend it. A mirror behind (a prefix) still passes."""
+    from factory.errors import VerificationError
+    from factory.sign.monitor import DirectorySource, verify_log
+
+    root, state = _root(released_base), tmp_path / "state"
+    primary = _log_copy(released_base, tmp_path, "primary")
+    seen = verify_log(DirectorySource(primary), root, state)
+    bodies = [e.body for e in seen.log.entries]
+    behind = _log_copy(released_base, tmp_path, "behind")
+    _fork(released_base, behind / "log", bodies[:2])
+    assert verify_log(DirectorySource(behind), root, state).log.size == 2
+    mirror = _log_copy(released_base, tmp_path, "mirror")
+    _fork(released_base, mirror / "log", [bodies[0], b'{"forked":1}', *bodies[2:]])
+    with pytest.raises(VerificationError, match="rewrote its history") as caught:
+        verify_log(DirectorySource(mirror), root, state)
+    assert "another location showed it" in caught.value.message
+    assert verify_log(DirectorySource(mirror), root, tmp_path / "elsewhere").previous is None
+
+
+def test_log_verify_from_a_device_or_fifo_is_one_line(
+        released_base: Path, tmp_path: Path) -> None:
+    """Broke: `factory log verify --from /dev/zero` read without end (read_bytes, then
+    cut); a FIFO blocked. --from is now a regular file read bounded."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from factory.cli import app
+    from tests import factories
+
+    keys = factories.settings(released_base, project="project").public_keys_dir
+    index = _log_copy(released_base, tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    runner = CliRunner()
+    for given, said in (("/dev/zero", "not a regular file"), (str(fifo), "not a regular file"),
+                        (str(tmp_path / "none"), "no such file")):
+        result = runner.invoke(app, ["log", "verify", "--index", str(index), "--from", given,
+                                     "--trusted-root", str(keys / "trusted_root.json")])
+        assert result.exit_code != 0
+        assert said in str(result.exception) or said in result.output, (given, result.output)
+
+
+@pytest.mark.parametrize("where", ["log/checkpoint", "body/x"])
+def test_a_log_server_dripping_is_cut(dripping: str, where: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Broke: `factory log verify --index URL` had httpx's per-read timeout only; a
+    checkpoint or tile dripped a byte at a time held it for ever. Each GET is now
+    bounded in all (30 s + its limit at 256 KiB/s; here 1 s)."""
+    from factory.errors import VerificationError
+    from factory.sign import monitor
+
+    monkeypatch.setattr(monitor, "HTTP_TIMEOUT", 1.0)
+    monkeypatch.setattr("factory.upstream.transport.MIN_RATE", 1 << 40)
+    source = monitor.HttpSource(dripping, httpx.Client(timeout=5))
+    started = time.monotonic()
+    with pytest.raises(VerificationError, match="no complete answer within 1"):
+        source._get(f"{dripping}/{where}", 1 << 20, where)
+    assert time.monotonic() - started < 5

@@ -62,16 +62,15 @@ def log_verify(
     """Check the published log: the checkpoint's signature, every entry against its root,
     and that it extends the checkpoint seen before (a log that rewrote history fails)."""
     from factory.errors import VerificationError
-    from factory.sign.monitor import verify_log
+    from factory.sign.monitor import read_file, verify_log
     from factory.sign.tiles import MAX_CHECKPOINT_BYTES
 
     s, source, root, where = _open(index, trusted_root)
     older = None
-    if from_ is not None:
-        try:
-            older = from_.read_bytes()[:MAX_CHECKPOINT_BYTES + 1]
-        except OSError as exc:
-            raise VerificationError(f"--from {from_}: {exc.strerror}") from None
+    if from_ is not None:  # a regular file, bounded (not a FIFO, not /dev/zero)
+        older = read_file(from_, MAX_CHECKPOINT_BYTES, f"--from {from_}")
+        if older is None:
+            raise VerificationError(f"--from {from_}: no such file")
     result = verify_log(source, root, s.state_dir, older)
     log = result.log
     if as_json:

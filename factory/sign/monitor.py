@@ -117,20 +117,47 @@ def _read(path: Path, limit: int, name: str) -> bytes | None:
     return data
 
 
+def read_file(path: Path, limit: int, name: str) -> bytes | None:
+    """A file the user named (``--from``): regular, at most ``limit`` bytes, else one
+    VerificationError line; None when it does not exist."""
+    return _read(path, limit, name)
+
+
 class HttpSource:
     """An index over HTTP(S): GET <index>/log/<path>, no redirect followed, bounded."""
 
     def __init__(self, url: str, client: httpx.Client | None = None) -> None:
         import httpx
 
+        from factory.upstream.transport import Cutoff
+
         self.location = url.rstrip("/") + "/"
         self._client = client or httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
+        self._cutoff = Cutoff()
 
     def _get(self, url: str, limit: int, name: str) -> bytes | None:
+        """The body at ``url``, within HTTP_TIMEOUT + ``limit`` at MIN_RATE in all
+        (httpx bounds each read only: a dripping server is cut at that bound)."""
+        from factory.upstream.transport import MIN_RATE
+
+        seconds = HTTP_TIMEOUT + limit / MIN_RATE
+        with self._cutoff.bound(seconds) as expired:
+            try:
+                return self._stream(url, limit, name)
+            except VerificationError:
+                if expired.is_set():  # the timer shut the socket: say why
+                    raise VerificationError(f"{name}: {url} sent no complete answer within "
+                                            f"{seconds:g} s",
+                                            "the server is too slow or stalling on purpose"
+                                            ) from None
+                raise
+
+    def _stream(self, url: str, limit: int, name: str) -> bytes | None:
         import httpx
 
         try:
-            with self._client.stream("GET", url) as response:
+            with self._client.stream("GET", url,
+                                     extensions={"trace": self._cutoff.trace}) as response:
                 if response.status_code == 404:
                     return None
                 if response.status_code != 200:
@@ -331,7 +358,8 @@ def _times(source: LogSource, n: int, width: int, bodies: list[bytes], log: LogK
                                      "logIndex": index})
             log.key.verify(base64.b64decode(signature, validate=True), payload,
                            ec.ECDSA(hashes.SHA256()))
-        except (ValueError, KeyError, TypeError, binascii.Error, InvalidSignature):
+        except (ValueError, KeyError, TypeError, binascii.Error, InvalidSignature,
+                RecursionError):  # RecursionError: a line of nested brackets
             raise VerificationError(f"{path}: entry {index}'s signed time is missing or "
                                     "invalid", "do not trust this log") from None
         times.append(when)
@@ -402,9 +430,23 @@ def verify_log(source: LogSource, root: TrustedRoot, state_dir: Path | None,
     if older is None and kept is not None and kept.is_file():
         older, what = kept.read_bytes()[:MAX_CHECKPOINT_BYTES + 1], f"checkpoint kept in {kept}"
     previous = check_consistency(log, older, what) if older is not None else None
-    if kept is not None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        write_text(kept, log.checkpoint.text)
+    # The largest checkpoint seen of this log wherever it was read (another URL, a mirror,
+    # a copy on disk): a log no smaller than it must extend it, or the log has forked
+    # (shown one history here and another there). A smaller one (a mirror behind) is
+    # checked against the location's own checkpoint only.
+    largest = state_file(state_dir, "origin:" + log.origin) if state_dir else None
+    seen = _read(largest, MAX_CHECKPOINT_BYTES, "checkpoint") if largest is not None else None
+    grows = True
+    if seen is not None:
+        with suppress(TileFormatError):
+            grows = parse_checkpoint(seen).size <= log.size
+        if grows:
+            check_consistency(log, seen, f"largest checkpoint of {log.origin!r} seen before "
+                              f"(kept in {largest}; another location showed it)")
+    for path in (kept, largest if grows else None):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, log.checkpoint.text)
     return Verified(log, previous, kept)
 
 
@@ -475,7 +517,8 @@ def _signature(entry: Entry, cas: tuple[x509.Certificate, ...]) -> Signature:
         else:
             raise ValueError(f"kind {kind!r}")
         cert = x509.load_pem_x509_certificate(base64.b64decode(pem, validate=True))
-    except (ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, binascii.Error,
+            RecursionError) as exc:
         raise VerificationError(f"entry {entry.index} is not a hashedrekord or dsse entry "
                                 f"with a certificate ({one_line(str(exc), 120)})") from None
     identity, issuer = _who(cert)
@@ -549,6 +592,7 @@ __all__ = [
     "load_trusted_root",
     "monitor",
     "open_source",
+    "read_file",
     "read_log",
     "signatures",
     "state_file",

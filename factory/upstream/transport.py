@@ -292,6 +292,49 @@ class Deadline:
         self.check()
 
 
+class Cutoff:
+    """Wall-clock bounds on the GETs of one client that keeps its connections alive.
+
+    ``trace`` (a request's httpcore trace hook) records each socket the client opens;
+    ``bound(seconds)`` starts a timer that, when a request overruns, shuts every
+    recorded socket down, ending the stalled read (and any other in flight: a server
+    that stalls on purpose is not trusted with the rest). Deadline is the same for a
+    client whose every request opens its own connection.
+    """
+
+    def __init__(self) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets = [s for s in self._sockets if s.fileno() != -1] + [sock]
+
+    @contextlib.contextmanager
+    def bound(self, seconds: float) -> Iterator[threading.Event]:
+        """A timer for one request: the event is set when it overran and was cut."""
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            with self._lock:
+                for sock in self._sockets:
+                    _shutdown(sock)
+
+        timer = threading.Timer(seconds, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield expired
+        finally:
+            timer.cancel()
+
+
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed: the request is over
         sock.shutdown(socket.SHUT_RDWR)

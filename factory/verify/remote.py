@@ -24,11 +24,9 @@ directory itself and are reported as skipped.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from factory.index.records import (
     is_normalized,
 )
 from factory.index.validation import Invalid, validate_record
+from factory.upstream.transport import Cutoff
 from factory.verify.view import IndexView, Published
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -100,7 +99,7 @@ class Fetcher:
             headers={"User-Agent": "artifact-factory-verify"})
         self.fetched = 0
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []  # the client's connections (trace hook)
+        self.cutoff = Cutoff()  # each GET's wall-clock bound (httpx bounds each read only)
 
     def close(self) -> None:
         self.client.close()
@@ -112,20 +111,16 @@ class Fetcher:
     def get(self, path: str, limit: int, accept: str | None = None) -> bytes | None:
         """The body of ``base + path`` (None for a 404 or 410); raises FactoryError for
         any other failure, a body over ``limit``, a redirect elsewhere, or an answer
-        not complete within ``seconds(limit)`` (httpx bounds each read only: a timer
-        shuts the index's connections down, so dripped headers or body end there)."""
+        not complete within ``seconds(limit)`` (a timer shuts the index's connections
+        down, so dripped headers or body end there)."""
         url = self.base + path
         seconds = self.seconds(limit)
-        expired = threading.Event()
-        timer = threading.Timer(seconds, self._cut, (expired,))
-        timer.daemon = True
-        timer.start()
-        try:
+        with self.cutoff.bound(seconds) as expired:
             for _ in range(self.limits.redirects + 1):
                 headers = {"Accept": accept} if accept else {}
                 try:
                     with self.client.stream("GET", url, headers=headers,
-                                            extensions={"trace": self._trace}) as response:
+                                            extensions={"trace": self.cutoff.trace}) as response:
                         if response.is_redirect:
                             url = self._same_origin(url, response.headers.get("location", ""))
                             continue
@@ -141,28 +136,8 @@ class Fetcher:
                                            f"{seconds:g} s") from None
                     raise FactoryError(f"GET {printable(url)} failed: "
                                        f"{type(exc).__name__}: {exc}"[:300]) from None
-        finally:
-            timer.cancel()
         raise FactoryError(f"GET {printable(self.base + path)}: more than "
                            f"{self.limits.redirects} redirects")
-
-    def _trace(self, event: str, info: dict[str, Any]) -> None:
-        if event != "connection.connect_tcp.complete":
-            return
-        stream = info.get("return_value")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if isinstance(sock, socket.socket):
-            with self._lock:
-                self._sockets = [s for s in self._sockets if s.fileno() != -1] + [sock]
-
-    def _cut(self, expired: threading.Event) -> None:
-        """A GET overran its bound: every connection to the index is shut (connections
-        are shared, and one that stalls on purpose is from this index), ending its read."""
-        expired.set()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
     def _same_origin(self, url: str, location: str) -> str:
         target = urljoin(url, location)
