@@ -129,6 +129,8 @@ def test_an_unreachable_advisory_source_is_said_loudly_and_the_cycle_goes_on(
 
     alpha_published(project, upstream, tmp_path, 'versions = "<2"\n')
     init_keys(project)
+    # fixed before the published 1.0: a statement for the feed (OpenVEX needs one)
+    advisory(project, "ADV-OLD", "alpha", "0", "0.5")
     assert advisories_problem(project) is None  # the test's OSV directory
     watch_cycle(project)
     vex = project.index_dir / "trust" / "vex.json"

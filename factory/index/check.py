@@ -39,7 +39,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from factory.index import human, pages
+from factory.index import pages
 from factory.index.pagediff import (
     Diff,
     html_links_diff,
@@ -60,7 +60,7 @@ from factory.index.records import (
     list_projects,
     read_trust_manifest,
 )
-from factory.index.regen import home_page, read_catalog, summary
+from factory.index.regen import home_page, project_page, read_catalog, summary
 from factory.index.tree import (
     NotReadable,
     TooLarge,
@@ -212,7 +212,7 @@ def _project_pages(layout: Layout, record: ProjectRecord, base_url: str) -> list
     rendered = [
         (f"simple/{name}/index.json", pages.project_json(record, base_url), json_project_diff),
         (f"simple/{name}/index.html", pages.project_html(record, base_url), html_project_diff),
-        (f"project/{name}/index.html", human.render_project(record, base_url), html_links_diff),
+        (f"project/{name}/index.html", project_page(layout, record, base_url), html_links_diff),
     ]
     findings = []
     for rel, expected, diff in rendered:

@@ -14,6 +14,7 @@ import jinja2
 import markupsafe
 
 from factory.errors import printable
+from factory.index.about import About
 from factory.index.records import FileEntry, ProjectRecord, Sidecars, version_key
 
 _STYLE = """
@@ -113,6 +114,55 @@ _PROJECT = """{% extends "base" %}
 <p>Install: <code>pip install --index-url {{ base_url }}/simple/ {{ r.name }}</code>
 · Simple API: <a href="../../simple/{{ r.name }}/">HTML</a>,
 <a href="../../simple/{{ r.name }}/?format=application/vnd.pypi.simple.v1%2Bjson">JSON</a></p>
+<section id="about">
+{% if a.version %}<p id="summary">{{ a.summary or "No summary given." }}</p>{% endif %}
+<dl>
+<dt>Licence</dt><dd id="license">{% if a.license %}<code>{{ a.license }}</code>{% endif %}
+{% for c in a.license_classifiers %}<br><span class="classifier">{{ c }}</span>{% endfor %}
+{% if not a.license and not a.license_classifiers %}<span class="badge warn">none
+declared</span>{% endif %}</dd>
+<dt>Described</dt><dd>{% if a.version %}from the core metadata (PEP 658) of
+{{ r.display_name }} {{ a.version }}, as its author wrote it{% else %}no files{% endif %}
+{% if a.metadata_problem %}<span class="badge bad">{{ a.metadata_problem }}</span>{% endif %}</dd>
+</dl>
+<h2>Dependencies</h2>
+{% if a.dependencies %}
+<table id="dependencies"><thead><tr><th>Requirement</th><th>Extras</th><th>Versions</th>
+<th>When (marker)</th><th>On this index</th></tr></thead><tbody>
+{% for d in a.dependencies %}<tr>
+<td>{% if d.name %}<a href="../../project/{{ d.name }}/">{{ d.name }}</a>{% else %}
+<code>{{ d.text }}</code>{% endif %}</td>
+<td>{{ d.extras }}</td><td><code>{{ d.specifier or "any" }}</code></td>
+<td><code>{{ d.marker }}</code></td>
+<td>{% if d.served %}<span class="badge ok">served</span>
+{% elif d.name %}<span class="badge bad">not on this index</span>
+(<a href="../../api/v1/why?requirement={{ d.name }}">why</a>)
+{% else %}<span class="badge warn">not a valid requirement</span>{% endif %}</td></tr>
+{% endfor %}</tbody></table>
+{% if a.dependencies_more %}<p class="muted">and {{ a.dependencies_more }} more not
+shown</p>{% endif %}
+{% elif a.version %}<p>None declared (Requires-Dist of {{ a.version }}).</p>{% endif %}
+<h2>Advisory history</h2>
+{% if a.advisories is none %}<p><span class="badge warn">not checked</span>: no served version
+has been checked against an advisory database.</p>
+{% elif a.advisories %}
+<table id="advisories"><thead><tr><th>Advisory</th><th>Summary</th><th>Fixed in</th>
+<th>Served versions (VEX status)</th></tr></thead><tbody>
+{% for adv in a.advisories %}<tr>
+<td>{{ adv.id }}{% if adv.aliases %}<br><span class="muted">{{ adv.aliases }}</span>{% endif %}</td>
+<td>{{ adv.summary }}</td><td>{{ adv.fixed or "no fix known" }}</td>
+<td>{% for status, versions, more in adv.statuses %}
+<span class="badge {{ 'bad' if status == 'affected' else 'ok' }}">{{ status }}</span>
+{{ versions|join(", ") }}{% if more %} and {{ more }} older{% endif %}<br>
+{% endfor %}</td></tr>
+{% endfor %}</tbody></table>
+{% if a.advisories_more %}<p class="muted">and {{ a.advisories_more }} more
+advisories</p>{% endif %}
+<p class="muted">The same statements, signed, for every project:
+<a href="../../.well-known/factory/vex.json">OpenVEX feed</a>.</p>
+{% else %}<p><span class="badge ok">none known</span> for any served version.</p>{% endif %}
+</section>
+<h2>Files</h2>
 {% for f in files %}
 <section class="file{{ ' yanked' if f.yanked }}" id="{{ f.filename }}">
 <h2>{{ r.display_name }} {{ f.version }}
@@ -145,6 +195,16 @@ _PROJECT = """{% extends "base" %}
 {% else %}<span class="badge ok">none known</span>{% endif %}
 {% if f.advisories_checked %}
 <span class="muted"> checked {{ f.advisories_checked }}</span>{% endif %}</dd>
+{% if f.filename in a.equivalence %}{% set e = a.equivalence[f.filename] %}
+<dt>Upstream equivalence</dt><dd class="equivalence">
+<span class="badge {{ 'ok' if e.verdict == 'equivalent' else 'warn' }}">{{ e.verdict }}</span>
+{% if e.upstream %} with upstream's <code>{{ e.upstream }}</code>{% endif %}
+{% if e.note %}<br>{{ e.note }}{% endif %}
+{% if e.reasons %}<ul>{% for why in e.reasons %}<li><code>{{ why }}</code></li>{% endfor %}
+{% if e.more %}<li>and {{ e.more }} more</li>{% endif %}</ul>{% endif %}
+{% if e.verdict != "not compared" %}<a
+ href="{{ files_url }}/{{ f.filename }}.equivalence.json">signed statement</a>{% endif %}
+</dd>{% endif %}
 <dt>Attestations</dt><dd>{% for kind, label in links %}{% if kind in f.sidecars %}
 <a class="sidecar"
  href="{{ files_url }}/{{ f.filename }}{{ suffix(kind) }}{{ '/' if kind == 'in-toto' }}">
@@ -173,6 +233,17 @@ they only show that the files are what it signed: pin them (the deployment's
 </details>
 </section>
 {% else %}<p>No files published.</p>{% endfor %}
+{% if older %}
+<h2>Older versions</h2>
+<p class="muted">{{ older|length }} older file(s): the newest {{ shown }} versions are shown in
+full above; each file here has the same sidecars and the same verify commands.</p>
+<table id="older"><thead><tr><th>Version</th><th>File</th><th>SHA-256</th></tr></thead><tbody>
+{% for f in older %}<tr><td>{{ f.version }}{% if f.yanked %}
+<span class="badge bad">yanked</span>{% endif %}</td>
+<td><a href="{{ files_url }}/{{ f.filename }}">{{ f.filename }}</a></td>
+<td class="digest">{{ f.sha256 }}</td></tr>
+{% endfor %}</tbody></table>
+{% endif %}
 {% endblock %}
 """
 
@@ -273,6 +344,9 @@ def stock_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> st
     return "\n".join(lines)
 
 
+FULL_VERSIONS = 20  # versions shown in full on a project page; older ones as a list
+
+
 def instance_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> str:
     """The stock commands that verify ``entry`` through the index's TUF repository: trust
     its root once (``sigstore --instance URL trust-instance``), then ``sigstore --instance
@@ -299,14 +373,21 @@ def instance_commands(record: ProjectRecord, entry: FileEntry, base_url: str) ->
     ])
 
 
-def render_project(record: ProjectRecord, base_url: str) -> str:
+def render_project(record: ProjectRecord, base_url: str, about: About) -> str:
+    """The project's page: ``about`` (factory.index.about.gather) and its files, the
+    newest FULL_VERSIONS versions in full, older ones one line each."""
     by_name = sorted(record.files, key=lambda f: f.filename)
     files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
+    newest = sorted({f.version for f in files}, key=version_key, reverse=True)[:FULL_VERSIONS]
+    full = [f for f in files if f.version in newest]
     return _ENV.get_template("project").render(
         style=_STYLE,
         root="../../",
         r=record,
-        files=files,
+        a=about,
+        files=full,
+        older=[f for f in files if f.version not in newest],
+        shown=FULL_VERSIONS,
         files_url=f"../../files/{record.name}",
         base_url=base_url.rstrip("/"),
         links=_LINKS,

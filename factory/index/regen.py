@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from factory._internal.atomic import canonical_json, write_json, write_text
-from factory.index import human, pages, splice
+from factory.index import about, human, pages, splice
 from factory.index.records import (
     IndexCorruptError,
     Layout,
@@ -39,8 +39,23 @@ from factory.index.validation import load_catalog, load_record
 
 
 def write_project_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
-    """The project's pages, then its entry in the catalog, the project list and the home."""
+    """The project's pages, then its entry in the catalog, the project list and the home.
+
+    A project's first pages also rewrite the pages of the projects that depend on it
+    (``dependents``): they said it is not on this index."""
+    first = not (layout.human_project(record.name) / "index.html").is_file()
+    waiting = dependents(layout, record.name) if first else []
+    if waiting:
+        begin(layout, waiting)  # a kill from here on: `recover` rewrites them too
     _write_pages(layout, record, base_url)
+    for project in waiting:
+        try:
+            other = load_record(layout, project)
+        except IndexCorruptError:
+            continue  # its pages stay as they are: `factory index check` names it
+        if other is not None:
+            write_text(layout.human_project(project) / "index.html",
+                       project_page(layout, other, base_url))
     line = summary(record)
     _put_catalog(layout, record.name, line)
     _put_listed(layout, record)
@@ -51,9 +66,50 @@ def _write_pages(layout: Layout, record: ProjectRecord, base_url: str) -> None:
     simple = layout.simple_project(record.name)
     write_text(simple / "index.json", pages.project_json(record, base_url))
     write_text(simple / "index.html", pages.project_html(record, base_url))
-    write_text(
-        layout.human_project(record.name) / "index.html", human.render_project(record, base_url)
-    )
+    facts = _facts(layout, record)
+    _note_dependent(layout, record.name, about.dependencies_of(facts))
+    write_text(layout.human_project(record.name) / "index.html",
+               human.render_project(record, base_url, facts))
+
+
+def project_page(layout: Layout, record: ProjectRecord, base_url: str) -> str:
+    """The human page of ``record``, with what the index knows about it (factory.index.about;
+    `factory index check` renders it the same way)."""
+    return human.render_project(record, base_url, _facts(layout, record))
+
+
+def _facts(layout: Layout, record: ProjectRecord) -> about.About:
+    return about.gather(record, about.reader(layout.root), about.served_in(layout.root))
+
+
+# -- who depends on whom -------------------------------------------------------------------
+# records/_dependents/<name>.json: the projects whose page names <name> as a dependency
+# (a superset: a project that dropped the dependency stays listed, and rewriting its
+# page then changes nothing). Read when <name> gets its first pages, so a publish reads
+# no other project's record to find them.
+DEPENDENTS = "_dependents"
+_DEPENDENTS_LIMIT = 4 << 20
+
+
+def dependents(layout: Layout, project: str) -> list[str]:
+    """The projects noted as naming ``project`` among their dependencies."""
+    text = _read_own(layout, f"records/{DEPENDENTS}/{project}.json", _DEPENDENTS_LIMIT)
+    try:
+        names = json.loads(text) if text is not None else []
+    except ValueError:
+        return []
+    if not isinstance(names, list):
+        return []
+    return sorted({n for n in names if isinstance(n, str) and is_normalized(n)} - {project})
+
+
+def _note_dependent(layout: Layout, project: str, names: list[str]) -> None:
+    for name in names:
+        if name == project or not is_normalized(name):
+            continue
+        noted = dependents(layout, name)
+        if project not in noted:
+            write_json(layout.records / DEPENDENTS / f"{name}.json", sorted([*noted, project]))
 
 
 def write_project_list(layout: Layout) -> None:
@@ -268,7 +324,7 @@ def recover(layout: Layout, base_url: str) -> list[str]:
     noted = read_pending(layout)
     if noted is None:
         return []
-    clean_leftovers(layout.root, layout.records, layout.simple)
+    clean_leftovers(layout.root, layout.records, layout.records / DEPENDENTS, layout.simple)
     done = []
     for project in noted:
         sweep(layout, project)

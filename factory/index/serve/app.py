@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from factory.index import human, pages
+from factory.index import about, human, pages
 from factory.index.records import (
     PRIVATE_KEY_MARK,
     TRUST_MANIFEST,
@@ -210,8 +210,7 @@ class IndexApp:
         """One of the project's pages as its record gives it (rendered once per record)."""
         found = loaded.pages.get(kind)
         if found is None:
-            renderers = {"json": pages.project_json, "html": pages.project_html,
-                         "human": human.render_project}
+            renderers = {"json": pages.project_json, "html": pages.project_html}
             try:
                 body = renderers[kind](loaded.record, self.base_url).encode()
                 found = (body, etag(body))
@@ -329,9 +328,43 @@ class IndexApp:
         if isinstance(loaded, Response):
             return loaded
         project = loaded.record.name
-        found = self._render(loaded, "human")
+        found = self._human(loaded)
         self._watch(f"project/{project}/index.html", loaded.key, found[0], project)
         return page_response(request, found, "text/html")
+
+    def _human(self, loaded: _Loaded) -> Page:
+        """The human page: what the record pins is read once per record; which of its
+        dependencies have a record is looked up (one lstat each) on every request, and
+        the page rendered again when that changes (as a publish rewrites the static one)."""
+        record = loaded.record
+        facts = self._derived.get(("about", record.name), loaded.key)
+        if facts is None:
+            facts = about.gather(record, self._read_pinned, lambda name: False)
+            self._derived.put(("about", record.name), loaded.key, facts)
+        names = about.dependencies_of(facts)
+        served = frozenset(n for n in names
+                           if n == record.name or lstat(f"{self._records_dir}{n}.json"))
+        key = (loaded.key, served)
+        found = self._derived.get(("human", record.name), key)
+        if found is None:
+            try:
+                body = human.render_project(record, self.base_url,
+                                            about.mark_served(facts, served)).encode()
+                found = (body, etag(body))
+            except _RENDER_ERRORS as exc:
+                found = _Damage(f"cannot render its human page: {exc}"[:300])
+                log.error("REFUSED record of %s: %s", record.name, found.reason)
+            self._derived.put(("human", record.name), key, found)
+        if isinstance(found, _Damage):
+            raise DamagedRecord(f"the record of {record.name}: {found.reason}")
+        return found  # type: ignore[no-any-return]
+
+    def _read_pinned(self, rel: str, limit: int) -> bytes | None:
+        try:
+            found = self.tree.read(f"{self.root}/{rel}", limit)
+        except Refused:
+            return None
+        return found[0] if found else None
 
     async def add_slash(self, request: Request) -> Response:
         """/simple/NAME -> /simple/NAME/ (relative: the Host header is not echoed)."""
