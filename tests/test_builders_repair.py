@@ -1,9 +1,13 @@
 """Native wheels repaired to manylinux in the build container, through the plan (real sdists).
 
 The project is this repository's own lock and recipes, plus one tiny pure
-component; the locked sdists come from PyPI once (pinned by the lock's sha256,
+component and a tiny C extension linking libffi (recipe: system_packages =
+["libffi-dev"]); the locked sdists come from PyPI once (pinned by the lock's sha256,
 kept in pytest's cache) and everything -- setuptools, auditwheel, pyelftools,
-markupsafe -- is built from source in network-less containers, as the factory does.
+markupsafe, patchelf -- is built from source in network-less containers, as the
+factory does. patchelf's source comes from Debian's mirror once (kept in pytest's
+cache); markupsafe is repaired without it (the Debian switch is off, as in every
+test), the extension with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from factory.attest.sbom import build_sbom
+from factory.build import debian, debian_source, patchelf
+from factory.build.engine import connect
 from factory.build.env import KIT_TOOLS
 from factory.build.executor import build_one
 from factory.build.record import BuildRecord, record_path_for
@@ -29,6 +36,34 @@ from tests.builders_fixtures import backend_sdist, download, lock_entry
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 REPO = Path(__file__).resolve().parent.parent
+# A C extension that calls libffi (so auditwheel must graft libffi.so.8 into it).
+FFI_C = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <ffi.h>
+
+static int add(int a, int b) { return a + b; }
+
+static PyObject *call_add(PyObject *self, PyObject *args) {
+    int a, b;
+    if (!PyArg_ParseTuple(args, "ii", &a, &b)) return NULL;
+    ffi_cif cif;
+    ffi_type *types[2] = {&ffi_type_sint, &ffi_type_sint};
+    void *values[2] = {&a, &b};
+    ffi_arg result;
+    if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, 2, &ffi_type_sint, types) != FFI_OK)
+        return PyErr_Format(PyExc_RuntimeError, "ffi_prep_cif failed");
+    ffi_call(&cif, FFI_FN(add), &result, values);
+    return PyLong_FromLong((long)(int)result);
+}
+
+static PyMethodDef methods[] = {{"call_add", call_add, METH_VARARGS, NULL}, {NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ffi", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__ffi(void) { return PyModule_Create(&module); }
+"""
+FFI_SETUP = """from setuptools import Extension, setup
+setup(ext_modules=[Extension("ffiext._ffi", ["ffiext/_ffi.c"], libraries=["ffi"])])
+"""
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +75,15 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tiny = lock_entry(settings, backend_sdist(root / "sdists", "puretiny", ""), "runtime",
                   "approved", ())
     (root / "recipes" / "puretiny.toml").write_text('name = "puretiny"\nversions = ">=0"\n')
-    save_lock(settings, Lock([*lock.components, tiny]))
+    ffi = lock_entry(settings, factories.sdist(
+        root / "sdists", "ffiext", "1.0", build_requires=["setuptools>=77"], license=None,
+        files={"setup.py": FFI_SETUP, "ffiext/_ffi.c": FFI_C}), "runtime", "approved",
+        ("setuptools>=77",))
+    (root / "recipes" / "ffiext.toml").write_text(
+        'name = "ffiext"\nversions = ">=0"\nsystem_packages = ["libffi-dev"]\n')
+    save_lock(settings, Lock([*lock.components, tiny, ffi]))
     cache = Path(request.config.cache.mkdir("factory-sdists"))  # type: ignore[union-attr]
-    wanted = {*make_plan(settings, ["markupsafe", "puretiny"]).nodes, *KIT_TOOLS}
+    wanted = {*make_plan(settings, ["markupsafe", "puretiny", "ffiext"]).nodes, *KIT_TOOLS}
     for comp in lock.components:
         if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
             got = download(cache, comp.sdist.url, comp.sdist.sha256)
@@ -109,3 +150,58 @@ def test_a_pure_wheel_is_not_touched(project: Settings, markupsafe: BuildRecord)
     assert record.wheel_filename == "puretiny-1.0-py3-none-any.whl"
     assert record.builder_settings["repair"]["action"] == "pure"
     assert "auditwheel" not in [t.name for t in record.build_tools]
+
+
+@pytest.fixture(scope="module")
+def ffiext(request: pytest.FixtureRequest, project: Settings) -> BuildRecord:
+    """The C extension, repaired with the patchelf built from Debian's source: its
+    tarball fetched from the mirror once (kept in pytest's cache), built once here."""
+    cache = Path(request.config.cache.mkdir("factory-patchelf"))  # type: ignore[union-attr]
+    # The verified tarball, and patchelf as built per image (checked by digest when used).
+    kept = {"debian-source": debian_source.directory(project),
+            "built": project.state_dir / "builder" / "patchelf"}
+    for name, where in kept.items():
+        if (cache / name).is_dir():
+            shutil.copytree(cache / name, where, dirs_exist_ok=True)
+    with pytest.MonkeyPatch.context() as switch:
+        switch.setenv(debian.SWITCH, "on")
+        debian_source.fetch_orig(project, patchelf.PIN)  # when kept: asks nothing
+    record = build_one(project, "ffiext")  # the mirror is off again: the build asks nothing
+    for name, where in kept.items():
+        shutil.copytree(where, cache / name, dirs_exist_ok=True)
+    return record
+
+
+def test_an_extension_linking_libffi_is_published_manylinux_with_libffi_grafted(
+        project: Settings, ffiext: BuildRecord, tmp_path: Path) -> None:
+    repair = ffiext.builder_settings["repair"]
+    assert repair["action"] == "repaired", repair
+    assert repair["patcher"] == "patchelf" and repair["patchelf"] == "patchelf 0.18.0"
+    built = repair["patchelf_build"]  # host-known: what the host built and mounted
+    assert built["version"] == "0.18.0" and built["source"]["sha256"] == (
+        "1451d01ee3a21100340aed867d0b799f46f0b1749680028d38c3f5d0128fb8a7")
+    assert built["source"]["suite"] == "trixie" and "patchelf_build" not in \
+        repair["reported_by_build"]
+    assert ffiext.wheel_filename.startswith("ffiext-1.0-cp311-cp311-manylinux")
+    [graft] = repair["grafted"]
+    assert graft["path"].startswith("ffiext.libs/libffi-") and graft["library"].startswith(
+        "libffi.so.8")
+    assert graft["package"] == "libffi8" and graft["purl"].startswith("pkg:deb/debian/libffi8@")
+    wheel = project.wheels_dir / ffiext.wheel_filename
+    with zipfile.ZipFile(wheel) as zf:
+        assert graft["path"] in zf.namelist()
+    # It installs and imports where the image's libffi is gone (removed after pip ran).
+    script = ("python3 -m venv /tmp/v && /tmp/v/bin/pip install -q --no-index --no-deps "
+              f"/w/{wheel.name} && rm -f /usr/lib/x86_64-linux-gnu/libffi.so* && "
+              "/tmp/v/bin/python -c 'import ffiext._ffi as f; print(f.call_add(2, 3))' && "
+              "! ls /usr/lib/x86_64-linux-gnu/libffi.so* 2>/dev/null")
+    out = connect().containers.run(
+        project.builder_image, ["sh", "-c", script], network_mode="none", remove=True,
+        user="0", volumes={str(project.wheels_dir): {"bind": "/w", "mode": "ro"}})
+    assert out.split() == [b"5"]
+    # The SBOM names the grafted library: its Debian package and the grafted file's digest.
+    document = build_sbom(wheel, ffiext)
+    [component] = [c for c in document["components"] if c.get("bom-ref", "").startswith(
+        "bundled:ffiext.libs/")]
+    assert component["purl"] == graft["purl"] and component["version"] == graft["version"]
+    assert component["hashes"] == [{"alg": "SHA-256", "content": graft["sha256"]}]

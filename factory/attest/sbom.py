@@ -230,15 +230,15 @@ def _grafted_by(record: BuildRecord) -> list[Property]:
 
 def _grafted_packages(record: BuildRecord) -> dict[str, dict[str, str]]:
     """Wheel path -> the Debian package a grafted library came from, as the host
-    recorded it at repair time (``repair.grafted``): name, version, purl, soname."""
+    recorded it at repair time (``repair.grafted``): name, version, purl, original file."""
     repair = record.builder_settings.get("repair")
     entries = repair.get("grafted") if isinstance(repair, dict) else None
     found = {}
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in
-                                           ("path", "package", "version", "purl", "soname")):
+                                           ("path", "package", "version", "purl", "library")):
             found[entry["path"]] = {k: one_line(entry[k], 200) for k in
-                                    ("package", "version", "purl", "soname")}
+                                    ("package", "version", "purl", "library")}
     return found
 
 
@@ -275,7 +275,7 @@ def _library_components(wheel: Path, grafted: Sequence[Property] = (),
                         *([Property(name=f"{PROP}:debian-package",
                                     value=packages[path]["package"]),
                            Property(name=f"{PROP}:grafted-from",
-                                    value=packages[path]["soname"])]
+                                    value=packages[path]["library"])]
                           if path in packages else [])],
         )
         for path, found in sorted(digests.items())

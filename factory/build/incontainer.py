@@ -227,6 +227,12 @@ def repair(wheel: Path) -> tuple[Path, dict[str, Any]]:
         return wheel, {**info, "action": "not-repairable",
                        "reason": "auditwheel show failed: " + tail(shown.stdout + shown.stderr)}
     policy = str(report.get("overall_tag", ""))
+    symbols = str(report.get("sym_tag", ""))
+    if policy.startswith("linux_") and info["patcher"] == "patchelf" \
+            and symbols.startswith("manylinux_") and report.get("external_libs"):
+        # show judges the wheel as it is; repair grafts the external libraries, which
+        # leaves the policy its versioned symbols allow (repair refuses what else fails).
+        policy = symbols
     if "error" in report or not policy or policy.startswith("linux_"):
         why = report.get("error") or tail(auditwheel("show", str(wheel)).stdout)
         return wheel, {**info, "action": "not-repairable", "show": report,

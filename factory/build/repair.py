@@ -96,7 +96,7 @@ def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str
     return entry
 
 
-# A library auditwheel grafted: <wheel's package>.libs/<soname stem>-<8 hex>.so[.N...]
+# A library auditwheel grafted: <wheel's package>.libs/<file stem>-<8 hex>.so[.N...]
 _GRAFTED = re.compile(r"[^/]{1,200}\.libs/(lib[A-Za-z0-9_+.-]{1,200}?)-[0-9a-f]{8}"
                       r"(\.so(?:\.[0-9][A-Za-z0-9.]{0,40})?)")
 MAX_GRAFTED = 256  # grafted libraries one wheel may hold
@@ -107,7 +107,7 @@ Providers = Callable[[str, str], list[str]]
 def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
             ) -> list[dict[str, Any]]:
     """The libraries auditwheel grafted into ``wheel`` (its ``<pkg>.libs/``), each with
-    its original soname, its sha256 as grafted, and the Debian package of the builder
+    its original file name, its sha256 as grafted, and the Debian package of the builder
     image it came from (name, version, purl): found by ``providers`` (the suite's
     Contents index) when given and it knows, else by Debian's library naming
     (policy 8.1: libfoo.so.1 is in libfoo1, libfoo-2.so.3 in libfoo-2-3); in both
@@ -126,10 +126,10 @@ def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
             with zf.open(info) as member:
                 while block := member.read(1 << 20):
                     digest.update(block)
-            soname = match.group(1) + match.group(2)
-            package, how = _package_of(soname, held, providers)
+            library = match.group(1) + match.group(2)  # the file it was: libffi.so.8.1.2
+            package, how = _package_of(library, held, providers)
             entry: dict[str, Any] = {"path": info.filename, "sha256": digest.hexdigest(),
-                                     "soname": soname}
+                                     "library": library}
             if package is not None:
                 entry.update({"package": package.name, "version": package.version,
                               "purl": package.purl(), "found_by": how})
@@ -137,13 +137,13 @@ def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
     return sorted(found, key=lambda e: str(e["path"]))
 
 
-def _package_of(soname: str, held: dict[str, SystemPackage],
+def _package_of(library: str, held: dict[str, SystemPackage],
                 providers: Providers | None) -> tuple[SystemPackage | None, str]:
     if providers is not None:
-        for name in providers("library", soname):
+        for name in providers("library", library):
             if name in held:
                 return held[name], "Contents index"
-    stem, _, number = soname.partition(".so")
+    stem, _, number = library.partition(".so")
     number = number.lstrip(".").split(".")[0]
     if number:
         name = (f"{stem}-{number}" if stem[-1:].isdigit() else f"{stem}{number}").lower()
