@@ -61,6 +61,7 @@ class WatchResult:
     problems: list[Problem] = field(default_factory=list)  # could not be locked this time
     statuses: list[str] = field(default_factory=list)  # PEP 792 statuses applied (one line each)
     advisories_problem: str | None = None  # why advisories were NOT CHECKED this cycle
+    tuf_problem: str | None = None  # why the TUF repository was not re-signed this cycle
 
     def summary(self) -> str:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
@@ -70,6 +71,8 @@ class WatchResult:
         parts += [c.describe() for c in self.moved]
         parts += [f"yanked {p} {v} ({why})" for p, v, why in self.yanked]
         parts += [f"status {line}" for line in self.statuses]
+        if self.tuf_problem:
+            parts.append(f"TUF repository NOT re-signed: {self.tuf_problem}")
         # Logged through Prefect's console handler: upstream and OSV text, made inert.
         return printable("; ".join(parts)) or "nothing new upstream, no new advisories"
 
@@ -101,7 +104,21 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     # upstream's archived or deprecated (as the lock now records it) onto the served project
     result.statuses = apply_statuses(settings, index, Policy.load(settings, report.lock))
     publish_status(settings, index)
+    result.tuf_problem = refresh_tuf(settings, index)
     return result
+
+
+def refresh_tuf(settings: Settings, index: Index) -> str | None:
+    """Re-sign the index's TUF repository where due (its timestamp lives 7 days), so that a
+    watched index stays current for `sigstore --instance` clients however long nothing is
+    published. Why it could not, or None; the cycle goes on either way."""
+    from factory.publish import publish_tuf  # factory.publish imports this module
+
+    try:
+        publish_tuf(settings, index)
+    except FactoryError as exc:
+        return exc.message
+    return None
 
 
 def publish_status(settings: Settings, index: Index) -> None:

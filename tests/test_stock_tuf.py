@@ -253,3 +253,21 @@ def test_the_route_serves_only_repository_files_bounded_and_never_a_link(
     problems = Index.of(repo).check(deep=False)
     assert any("tuf/notes.txt" in p for p in problems)
     assert not any("timestamp.json" in p or "targets/" in p for p in problems)
+
+
+def test_the_watch_cycle_re_signs_an_expiring_timestamp_and_says_when_it_cannot(
+        repo: Settings) -> None:
+    from factory.watch import WatchResult, refresh_tuf
+
+    def expire(signed: Timestamp) -> None:
+        signed.version += 1
+        signed.expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+
+    _resign(repo, "timestamp.json", expire)
+    assert refresh_tuf(repo, Index.of(repo)) is None
+    assert _version(_tuf(repo), "timestamp.json") == 3
+    _resign(repo, "timestamp.json", expire)
+    (repo.private_keys_dir / "tuf_online.pem.key").unlink()
+    problem = refresh_tuf(repo, Index.of(repo))
+    assert problem and "tuf_online" in problem
+    assert "TUF repository NOT re-signed" in WatchResult(tuf_problem=problem).summary()
