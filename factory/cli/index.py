@@ -91,8 +91,8 @@ def index_rebuild() -> None:
 def index_tuf(as_json: JsonOpt = False) -> None:
     """Update the index's TUF repository (/tuf/, for `sigstore --instance URL`): re-sign
     its timestamp (and whatever else changed or is close to expiry). Its timestamp lives
-    7 days and publishing re-signs it: run this daily (cron) on an index that may go a
-    week without publishing, or clients refuse its metadata as expired."""
+    7 days; publishing and the watch cycle re-sign it: run this daily (cron) on an index
+    that may go a week with neither, or clients refuse its metadata as expired."""
     from factory.errors import FactoryError
     from factory.index import Index
     from factory.publish import publish_tuf

@@ -29,9 +29,10 @@ Each role is re-signed only when its content changes or less than its
 ``RENEW`` time is left, so a second run in a row writes nothing (same bytes:
 ECDSA signatures are not deterministic, the metadata is). ``refresh`` runs when
 the factory publishes its trust files (``factory publish``/``rebuild``, ``factory
-index rebuild``) and on its own as ``factory index tuf``: a timestamp lives
-``LIFETIME["timestamp"]``, so an index that publishes nothing for that long needs
-``factory index tuf`` from cron (daily) or clients refuse its metadata as expired.
+index rebuild``), in each watch cycle, and on its own as ``factory index tuf``: a
+timestamp lives ``LIFETIME["timestamp"]``, so an index with no publish and no watch
+for that long needs ``factory index tuf`` from cron (daily) or clients refuse its
+metadata as expired.
 """
 
 from __future__ import annotations
