@@ -186,6 +186,37 @@ def open_refusals(settings: Settings,
     return found
 
 
+# Upstream equivalence (factory.verify.equivalence): each verdict on a published pure
+# wheel, and an alarm when a release equivalent before diverges now. An alarm stays
+# open until the release is equivalent again.
+EQUIVALENCE = "equivalence"
+EQUIVALENCE_ALARM = "equivalence-alarm"
+
+
+def last_equivalence(settings: Settings, component: str, version: str) -> str | None:
+    """The newest equivalence verdict recorded for ``component`` ``version`` (its line)."""
+    with session(settings) as db:
+        query = (select(Decision.reason).where(Decision.action == EQUIVALENCE)
+                 .where(Decision.component == component).where(Decision.version == version)
+                 .order_by(Decision.id.desc()).limit(1))
+        return db.scalars(query).first()
+
+
+def open_equivalence_alarms(settings: Settings) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """(component, version) -> the newest equivalence alarm not followed by an
+    equivalent verdict for that release."""
+    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    with session(settings) as db:
+        query = (select(Decision).where(Decision.action.in_((EQUIVALENCE, EQUIVALENCE_ALARM)))
+                 .order_by(Decision.id))
+        for row in db.scalars(query):
+            if row.action == EQUIVALENCE_ALARM:
+                found[(row.component, row.version)] = _row(row)
+            elif row.reason.startswith("equivalent:"):
+                found.pop((row.component, row.version), None)
+    return found
+
+
 def builds(settings: Settings, component: str | None = None,
            limit: int = 100) -> list[dict[str, Any]]:
     return _recent(settings, BuildEntry, component, limit)

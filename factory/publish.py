@@ -50,6 +50,7 @@ from factory.sign import (
 from factory.sign.trust import TRUST_CONFIG, TRUSTED_ROOT, public_trust_config
 from factory.sign.tuf_repo import TufState, refresh, targets_from_config
 from factory.upstream.cache import cache_path
+from factory.verify.equivalence import SIDECAR_KIND, Comparer
 
 
 def ensure_keys(settings: Settings) -> None:
@@ -110,6 +111,11 @@ class Refusal:
 class ReleaseReport:
     published: list[PublishedFile] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    # equivalence with upstream (factory.verify.equivalence): the verdicts of the pure
+    # wheels published, why one has no statement, and releases that diverge now
+    equivalence: str = ""
+    equivalence_notes: list[str] = field(default_factory=list)
+    equivalence_alarms: list[str] = field(default_factory=list)
     # after a publish: why its advisories were NOT CHECKED or the VEX feed not rewritten
     advisories_problem: str | None = None
 
@@ -140,10 +146,12 @@ def is_published(index: Index, record: BuildRecord) -> bool:
 
 
 def _sign(settings: Settings, signer: Signer, record: BuildRecord, wheel: Path,
-          allowances: tuple[Allowance, ...]) -> dict[str, Path]:
+          allowances: tuple[Allowance, ...], comparer: Comparer | None = None,
+          run_id: str | None = None) -> dict[str, Path]:
     """Attest and sign ``wheel``; every sidecar the index publishes beside it, by kind.
 
-    The build wrote the build record, attest the SBOM; this writes the rest."""
+    The build wrote the build record, attest the SBOM; this writes the rest, and the
+    signed equivalence statement of a pure wheel when upstream could be compared."""
     attestation = attest_wheel(settings, record, wheel, allowances)
     bundle = signer.sign_artifact(wheel)
     statements = [*attestation.statements, publish_statement(wheel.name, record.wheel_sha256)]
@@ -158,7 +166,12 @@ def _sign(settings: Settings, signer: Signer, record: BuildRecord, wheel: Path,
     sdist = cache_path(settings, record.source.sha256, record.source.filename)
     write_intoto(settings, sdist, wheel, [attestation.sbom_path, sidecars.path("intoto")],
                  sidecars.path("in-toto"))
-    return sidecars.files()
+    files = sidecars.files()
+    statement = files.pop(SIDECAR_KIND)
+    if comparer is not None and comparer.write(signer, record.component, record.version, wheel,
+                                               record.wheel_sha256, statement, run_id):
+        files[SIDECAR_KIND] = statement
+    return files
 
 
 def release(settings: Settings, records: Iterable[BuildRecord],
@@ -235,31 +248,45 @@ def _release_pending(settings: Settings, index: Index, pending: list[BuildRecord
     index.publish_trust(trust)
     publish_tuf(settings, index, trust)  # the timestamp is re-signed here, when due
     approvals = Approvals.load(settings)
-    with open_signer(settings) as signer:
-        for record in pending:
-            # Two factory processes on one state dir would write the same sidecars
-            # beside the wheel; one lock per wheel keeps each set whole, and the
-            # second finds the wheel published and signs nothing twice.
-            result: PublishedFile | None = None
-            with publish_lock(settings.wheels_dir / ".locks" / record.wheel_filename):
-                try:
-                    if is_published(index, record):
-                        continue
-                    held = policy.held(canonicalize_name(record.component))
-                    if held is not None:
-                        raise PublishError(f"{record.wheel_filename}: {held}",
-                                           f"`factory why {record.component}` says why; "
-                                           "published versions stay as they are")
-                    result = _release_one(settings, index, signer, approvals, record, run_id)
-                    report.published.append(result)
-                except FactoryError as exc:  # this wheel only: the others go on
-                    report.refused.append(_refuse(settings, record, exc, run_id))
-                except Exception as exc:  # a library's own error on this wheel's data
-                    # (a model, a schema, a zip): still this wheel alone.
-                    report.refused.append(_refuse(settings, record, _unexpected(exc), run_id))
-            if on_done:
-                on_done(record, result)
+    with open_signer(settings) as signer, Comparer(settings) as comparer:
+        try:
+            _publish_each(settings, index, signer, comparer, approvals, pending, report,
+                          policy, on_done, run_id)
+        finally:
+            report.equivalence = comparer.summary()
+            report.equivalence_notes, report.equivalence_alarms = comparer.notes, comparer.alarms
     return report
+
+
+def _publish_each(settings: Settings, index: Index, signer: Signer, comparer: Comparer,
+                  approvals: Approvals, pending: list[BuildRecord], report: ReleaseReport,
+                  policy: Policy,
+                  on_done: Callable[[BuildRecord, PublishedFile | None], None] | None,
+                  run_id: str | None) -> None:
+    for record in pending:
+        # Two factory processes on one state dir would write the same sidecars
+        # beside the wheel; one lock per wheel keeps each set whole, and the
+        # second finds the wheel published and signs nothing twice.
+        result: PublishedFile | None = None
+        with publish_lock(settings.wheels_dir / ".locks" / record.wheel_filename):
+            try:
+                if is_published(index, record):
+                    continue
+                held = policy.held(canonicalize_name(record.component))
+                if held is not None:
+                    raise PublishError(f"{record.wheel_filename}: {held}",
+                                       f"`factory why {record.component}` says why; "
+                                       "published versions stay as they are")
+                result = _release_one(settings, index, signer, approvals, record, run_id,
+                                      comparer)
+                report.published.append(result)
+            except FactoryError as exc:  # this wheel only: the others go on
+                report.refused.append(_refuse(settings, record, exc, run_id))
+            except Exception as exc:  # a library's own error on this wheel's data
+                # (a model, a schema, a zip): still this wheel alone.
+                report.refused.append(_refuse(settings, record, _unexpected(exc), run_id))
+        if on_done:
+            on_done(record, result)
 
 
 def _close_refusals(settings: Settings, served: list[BuildRecord],
@@ -281,7 +308,8 @@ def _served(index: Index, record: BuildRecord) -> bool:
 
 
 def _release_one(settings: Settings, index: Index, signer: Signer, approvals: Approvals,
-                 record: BuildRecord, run_id: str | None) -> PublishedFile:
+                 record: BuildRecord, run_id: str | None,
+                 comparer: Comparer | None = None) -> PublishedFile:
     wheel = settings.wheels_dir / record.wheel_filename
     actual = sha256_file(wheel) if wheel.is_file() else "missing"
     if actual != record.wheel_sha256:
@@ -289,7 +317,7 @@ def _release_one(settings: Settings, index: Index, signer: Signer, approvals: Ap
                              f"build record ({record.wheel_sha256})",
                              "the built wheel changed after its build; rebuild it")
     admission = admit(settings, approvals, record, wheel)
-    sidecars = _sign(settings, signer, record, wheel, admission.allowances)
+    sidecars = _sign(settings, signer, record, wheel, admission.allowances, comparer, run_id)
     sdist = cache_path(settings, record.source.sha256, record.source.filename)
     result = index.add(wheel, sidecars, sdist if sdist.is_file() else None)
     ledger.record_decision(settings, record.component, ledger.PUBLISHED, record.wheel_filename,

@@ -180,6 +180,9 @@ class ComponentStatus:
     note: str = ""
     alarm: str | None = None  # upstream changed a pinned file: the pin is kept, not rebuilt
     refused: str | None = None  # a built wheel the admission gate refused to sign
+    # a release equivalent to upstream's wheel before that diverges now (open until it is
+    # equivalent again; factory.verify.equivalence)
+    equivalence_alarm: str | None = None
     alternatives: list[str] = field(default_factory=list)  # the recipe's: use these instead
     # PEP 792: the status policy gives it (its recipe's, else upstream's archived or
     # deprecated; None: active), and what upstream says (the lock's record, or the listing)
@@ -230,6 +233,7 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
     now = datetime.now(UTC)
     opened = ledger.open_alarms(settings)
     refusals = ledger.open_refusals(settings)
+    diverged = ledger.open_equivalence_alarms(settings)
     unchecked = advisories_problem(settings)
     rows = []
     with Upstream(settings.upstream, retries=1, timeout=settings.http_timeout,
@@ -272,6 +276,8 @@ def component_status(settings: Settings, offline: bool = False) -> list[Componen
                 advisories=advisories, waiting_days=waiting, note=note,
                 alarm=_alarm(key, lock, listing, opened),
                 refused=_refused(key, refusals), alternatives=list(recipe.alternatives),
+                equivalence_alarm="; ".join(str(row["reason"]) for (name, _), row in sorted(
+                    diverged.items(), key=lambda item: str(item[0])) if name == key) or None,
                 status=wanted.status if wanted.source else None,
                 status_reason=wanted.reason if wanted.source else None,
                 upstream_status=said[0], upstream_status_reason=said[1],

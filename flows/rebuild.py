@@ -188,6 +188,12 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
                "seconds": round(time.monotonic() - started, 2)}
     _artifacts(rows, summary, [r.line() for r in report.refused])
     logger.info("rebuild: %s", summary)
+    if report.equivalence:  # the pure wheels published against upstream's own
+        logger.info("equivalence with upstream: %s", report.equivalence)
+    for note in report.equivalence_notes:  # an unreachable upstream leaves no statement
+        logger.warning("%s", note)
+    for alarm in report.equivalence_alarms:  # recorded in the ledger; `factory status`
+        logger.error("ALARM %s", alarm)
     for refusal in report.refused:
         logger.error("%s", refusal.line())
     if outcome.failed:

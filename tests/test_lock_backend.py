@@ -160,7 +160,10 @@ def test_unknown_generator_and_setting_off(project: Settings, upstream: LocalUps
     off = load_settings(project.root)
     assert off.match_upstream_backend is False
     demo = lock_stage(off)[0].primary("demo")
-    assert demo is not None and demo.backend is None
+    assert demo is not None and demo.backend is not None and demo.backend.pin is None
+    assert demo.backend.reason == "not matched: [equivalence] match_upstream_backend is off"
+    assert demo.backend.wheel is not None  # still compared after the build
+    assert demo.backend.wheel["filename"] == "demo-1.0.0-py3-none-any.whl"
 
 
 @pytest.mark.parametrize("table", [
@@ -171,6 +174,12 @@ def test_unknown_generator_and_setting_off(project: Settings, upstream: LocalUps
     {"reason": "x" * 600},
     {"reason": "x", "generator": "a\x1b[2J"},
     {"pin": "setuptools==80.0.0"},
+    {"reason": "x", "wheel": {"filename": "other-1.0.0-py3-none-any.whl", "url": "https://x/a",
+                              "sha256": "0" * 64, "size": 1}},
+    {"reason": "x", "wheel": {"filename": "demo-1.0.0-py3-none-any.whl", "url": "file:///etc",
+                              "sha256": "0" * 64, "size": 1}},
+    {"reason": "x", "wheel": {"filename": "demo-1.0.0-py3-none-any.whl", "url": "https://x/a",
+                              "sha256": "0" * 64, "size": -1}},
     "setuptools==80.0.0",
 ])
 def test_a_tampered_backend_row_is_refused(project: Settings, upstream: LocalUpstream,

@@ -27,7 +27,7 @@ from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture
 )
 
 CHECKS = ("digest", "metadata", "signature", "provenance", "sbom", "pep740", "in-toto",
-          "advisories")
+          "advisories", "upstream")
 
 
 def statuses(report: Report) -> dict[str, dict[str, str]]:

@@ -180,6 +180,15 @@ def publish(as_json: JsonOpt = False) -> None:
 
         _app.err.print(f"warning: advisories NOT CHECKED after publishing, the VEX feed not "
                        f"rewritten: {printable(report.advisories_problem)}", highlight=False)
+    if not as_json:  # upstream text inside: printed plain
+        from factory.errors import printable as shown
+
+        if report.equivalence:
+            _app.out.print(f"equivalence with upstream: {report.equivalence}", highlight=False)
+        for note in report.equivalence_notes:
+            _app.err.print(f"warning: {shown(note)}", highlight=False)
+        for alarm in report.equivalence_alarms:
+            _app.err.print(f"ALARM {shown(alarm)}", highlight=False)
     report.raise_for_refusals()  # one line per refused wheel on stderr, exit non-zero
 
 

@@ -264,6 +264,8 @@ def status(
                   f"{r.name}` if legitimate)")
         if r.refused:
             plain(f"REFUSED {r.name} {r.refused}")
+        if r.equivalence_alarm:
+            plain(f"ALARM {r.name} no longer equivalent to upstream: {r.equivalence_alarm}")
     problem = rows[0].advisories_problem if rows else None
     if problem:
         plain(f"advisories checked against a {problem}" if problem.startswith("stale")

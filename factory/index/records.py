@@ -47,6 +47,7 @@ SIDECAR_SUFFIXES: dict[str, str] = {
     "sbom": ".cdx.json",  # CycloneDX SBOM
     "build": ".build.json",  # factory BuildRecord
     "in-toto": ".in-toto",  # directory: in-toto layout + links
+    "equivalence": ".equivalence.json",  # signed verdict against upstream's wheel (optional)
 }
 # What every published wheel must carry: pages never name a wheel without them.
 REQUIRED_SIDECARS: frozenset[str] = frozenset({"provenance", "sbom", "build"})

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -53,13 +54,18 @@ class Backend:
     generator: str | None
     pin: str | None
     reason: str
+    # upstream's pure wheel of the version (filename, url, sha256, size): what a published
+    # wheel is compared with (factory.verify.equivalence); None when it has no digest
+    wheel: dict[str, Any] | None = field(default=None, compare=True)
 
-    def to_table(self) -> dict[str, str]:
-        table = {"reason": self.reason}
+    def to_table(self) -> dict[str, Any]:
+        table: dict[str, Any] = {"reason": self.reason}
         if self.generator is not None:
             table["generator"] = self.generator
         if self.pin is not None:
             table["pin"] = self.pin
+        if self.wheel is not None:
+            table["wheel"] = dict(self.wheel)
         return table
 
 

@@ -35,6 +35,7 @@ from factory.upstream.listing import (
     is_sha256,
     sdist_name_problem,
     size_problem,
+    wheel_name_problem,
 )
 from factory.upstream.transport import url_problem
 
@@ -192,7 +193,9 @@ def _component(row: object, number: int, origin: str) -> LockedComponent:
 def _backend(table: object) -> Backend | None:
     if not isinstance(table, dict):
         return None
-    return Backend(table.get("generator"), table.get("pin"), table["reason"])
+    wheel = table.get("wheel")
+    return Backend(table.get("generator"), table.get("pin"), table["reason"],
+                   dict(wheel) if isinstance(wheel, dict) else None)
 
 
 def _check_unique(components: list[LockedComponent], origin: str) -> None:
@@ -255,8 +258,10 @@ def _backend_problem(table: object, name: str) -> str | None:
     becomes a build requirement: an exact pin of another project, nothing else."""
     if table is None:
         return None
-    if not isinstance(table, dict) or not set(table) <= {"generator", "pin", "reason"}:
-        return "upstream_backend is not a table of generator, pin and reason"
+    if not isinstance(table, dict) or not set(table) <= {"generator", "pin", "reason", "wheel"}:
+        return "upstream_backend is not a table of generator, pin, reason and wheel"
+    if (problem := _wheel_problem(table.get("wheel"), name)) is not None:
+        return f"upstream_backend.wheel: {problem}"
     if not _line(table.get("reason"), MAX_REASON):
         return f"upstream_backend.reason is not a line of at most {MAX_REASON} characters"
     generator, pin = table.get("generator"), table.get("pin")
@@ -268,6 +273,24 @@ def _backend_problem(table: object, name: str) -> str | None:
                 or project == canonicalize_name(name) or _parse_version(version) is None
                 or version != str(Version(version))):
             return "upstream_backend.pin is not an exact pin (name==version) of another project"
+    return None
+
+
+def _wheel_problem(wheel: object, name: str) -> str | None:
+    """Why the pin of upstream's wheel is unusable (it is downloaded and compared)."""
+    if wheel is None:
+        return None
+    if not isinstance(wheel, dict) or set(wheel) != {"filename", "url", "sha256", "size"}:
+        return "not a table of filename, url, sha256 and size"
+    if not is_sha256(wheel["sha256"]):
+        return "sha256 is not 64 lowercase hex digits"
+    if (problem := size_problem(wheel["size"])) is not None:
+        return problem
+    if not isinstance(wheel["url"], str) or (problem := url_problem(
+            wheel["url"], plain_http=True)) is not None:
+        return f"url: {problem or 'not a string'}"
+    if (problem := wheel_name_problem(wheel["filename"], name)) is not None:
+        return f"filename: {problem}"
     return None
 
 

@@ -291,18 +291,22 @@ class Resolver:
         version must), and when it and what it requires can be locked. Never fails the
         lock: a refusal is the reason recorded. None: no upstream pure wheel, a git
         source, or the setting is off."""
-        if not self.settings.match_upstream_backend or entry.sdist.from_git \
-                or entry.key in self._matching:
+        if entry.sdist.from_git or entry.key in self._matching:
             return None
         wheel = upstream_pure_wheel(self.listing(recipe).files, entry.version)
         if wheel is None:
             return None
+        pinned = ({"filename": wheel.filename, "url": wheel.url, "sha256": wheel.sha256,
+                   "size": wheel.size} if wheel.sha256 and wheel.size is not None else None)
+        if not self.settings.match_upstream_backend:
+            return Backend(None, None, "not matched: [equivalence] match_upstream_backend is "
+                           "off", pinned)
         self._matching.add(entry.key)
         try:
             generator = self._generator(recipe, wheel, entry)
-            if isinstance(generator, Backend):
-                return generator
-            return self._match(entry, generator)
+            found = generator if isinstance(generator, Backend) else self._match(entry,
+                                                                                 generator)
+            return replace(found, wheel=pinned)
         finally:
             self._matching.discard(entry.key)
 

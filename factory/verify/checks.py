@@ -39,6 +39,13 @@ from factory.sign.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
 from factory.upstream.advisories import AdvisoryDatabase
 from factory.verify import installed as installed_files
 from factory.verify import intoto
+from factory.verify.equivalence import (
+    DIVERGENT,
+    EQUIVALENT,
+    NO_UPSTREAM_WHEEL,
+    VERDICTS,
+    verdict_of,
+)
 from factory.verify.equivalence import PREDICATE_TYPE as EQUIVALENCE_PREDICATE
 from factory.verify.equivalence import SUFFIX as EQUIVALENCE_SUFFIX
 from factory.verify.evidence import (
@@ -372,11 +379,9 @@ class Auditor:
         bind(statement, ev, path.name)
         if statement.get("predicateType") != EQUIVALENCE_PREDICATE:
             return fail(f"{path.name} is not an upstream-equivalence statement")
-        predicate = statement["predicate"]
-        upstream = predicate["upstream"]
-        return ok(f"same {predicate['filesCompared']} files as upstream's "
-                  f"{upstream['filename']} (sha256 {upstream['digest']['sha256'][:16]}…), compared "
-                  f"{predicate['verifiedOn']}")
+        # Whatever its verdict, a statement that verifies passes: divergence is a fact
+        # the statement reports (per file), not a failure of the wheel.
+        return verdict_line(statement["predicate"])
 
     # -- advisories --------------------------------------------------------------------------
     def advisory(self, item: Item, ev: Evidence | None) -> Verdict:
@@ -491,6 +496,30 @@ def _siblings(entry: FileEntry) -> list[StoredFile]:
         if kind != "in-toto":
             out.extend(group)
     return out
+
+
+def verdict_line(predicate: dict[str, Any]) -> Verdict:
+    """What a verified equivalence statement says, in one line."""
+    verdict = verdict_of(predicate)
+    upstream = predicate.get("upstream") or {}
+    when = predicate.get("verifiedOn", "?")
+    if verdict == EQUIVALENT:
+        return ok(f"equivalent: same {predicate.get('filesCompared')} files as upstream's "
+                  f"{upstream.get('filename')} (sha256 "
+                  f"{str(upstream.get('digest', {}).get('sha256'))[:16]}…), compared {when}")
+    if verdict == DIVERGENT:
+        files = predicate.get("differences") or []
+        shown = "; ".join(f"{d.get('file')} ({d.get('why')})" for d in files[:3]
+                          if isinstance(d, dict))
+        backend = predicate.get("backend") or {}
+        return ok(f"divergent from upstream's {upstream.get('filename')}: {len(files)} "
+                  f"file(s) differ ({shown}{', …' if len(files) > 3 else ''}); backend "
+                  f"{'matched' if backend.get('matched') else 'not matched'}: "
+                  f"{backend.get('reason', '?')} (compared {when})")
+    if verdict == NO_UPSTREAM_WHEEL:
+        return ok(f"no upstream wheel to compare with: {predicate.get('message', '')}")
+    return fail(f"the statement's verdict {str(predicate.get('verdict'))[:40]!r} is not one "
+                f"of {', '.join(VERDICTS)}")
 
 
 def _equivalence_path(ev: Evidence) -> Path:
