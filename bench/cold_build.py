@@ -23,6 +23,7 @@ from factory.config import Settings, load_settings
 from factory.lock import LockedComponent, load_lock
 from factory.plan import Plan, make_plan, node_id
 from factory.upstream import cache
+from factory.verify.equivalence import rate
 
 LOOP = Path(__file__).with_name("_bare_loop.py")
 TIMEOUT = 3600
@@ -46,13 +47,21 @@ wheel from source, build tools included; the builder image already exists.
 - **fromager**: `fromager --constraints-file C bootstrap requests==… flask==…`
   with its defaults (serial builds, network isolation by unshare, uv-made build
   envs), Python 3.12 (fromager needs it). C pins every component with a single
-  locked version to it; the two with two locked versions (setuptools,
-  flit-core) are left to fromager's resolver, which picks the same ones. Its
+  locked version to it; those with several locked versions (setuptools,
+  flit-core, hatchling: the extra ones match upstream's build backend, see
+  below) are left to fromager's resolver. Its
   sdists-repo is pre-seeded with the locked sdists (fromager reuses a download
   that is already there), so, like the others, it downloads no source; it does
   still resolve every requirement against PyPI, which it needs the network for.
-  It builds 27 wheels: the factory's 29 less its own front-end kit
-  (installer, pyproject-hooks).
+  It builds fewer wheels: not the factory's own front-end kit (installer,
+  pyproject-hooks), and one version per name.
+
+Equivalence with upstream (a fact of the factory's first run, not timed): each
+pure wheel it built compared with upstream's wheel of the same version, the one
+the lock pins (`upstream_backend.wheel`); the same comparison as the signed
+statements published beside each wheel (factory.verify.equivalence.rate):
+equivalent / pure, and for the rest the verdict, the files that differ and why
+the backend version did or did not match upstream's.
 """
 
 
@@ -181,6 +190,10 @@ def run(ctx: Context) -> None:
             built = ctx.timed("approved set", name, action)
             if built is not None:
                 ctx.describe(f"wheels built by {name}", built)
+                if name == "factory" and i == 0:  # not timed: compared with upstream's
+                    ctx.describe("equivalence with upstream (factory's pure wheels)",
+                                 rate(ctx.settings, list(settings.wheels_dir.glob("*.whl")))
+                                 .line())
                 if name == "factory" and plan is None:
                     # What the factory learnt (dynamic build requirements) orders the bare loop.
                     plan = bare_plan(make_plan(settings), sdists, ctx.settings.build_concurrency)

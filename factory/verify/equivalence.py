@@ -457,6 +457,26 @@ class Comparer:
 
     def _write(self, signer: Signer, component: str, version: str, wheel: Path,
                sha256: str, target: Path, run_id: str | None) -> Equivalence | None:
+        result = self.compare(component, version, wheel, sha256)
+        if result is None:
+            return None
+        write_statement(signer, result, target)
+        self.verdicts[wheel.name] = result.verdict
+        try:
+            alarm = remember(self.settings, component, version, result, run_id)
+        except Exception as exc:  # noqa: BLE001  the statement stands; the ledger is said
+            self.notes.append(f"equivalence of {wheel.name} not recorded in the ledger: "
+                              f"{type(exc).__name__}")
+            alarm = None
+        if alarm is not None:
+            result.alarm = alarm
+            self.alarms.append(alarm)
+        return result
+
+    def compare(self, component: str, version: str, wheel: Path,
+                sha256: str) -> Equivalence | None:
+        """``wheel`` against upstream's wheel the lock pinned for its version; None (and a
+        note) when upstream's cannot be read or the lock has no row for it."""
         locked, backend = self._row_backend(component, version)
         result = Equivalence(wheel.name, sha256, False, "")
         if backend is not None and backend.wheel is not None:
@@ -477,20 +497,46 @@ class Comparer:
             result.message = (f"upstream published no pure-Python wheel of {component} "
                               f"{version} when it was locked")
         result.backend = backend_summary(backend, wheel, result)
-        write_statement(signer, result, target)
-        self.verdicts[wheel.name] = result.verdict
-        try:
-            alarm = remember(self.settings, component, version, result, run_id)
-        except Exception as exc:  # noqa: BLE001  the statement stands; the ledger is said
-            self.notes.append(f"equivalence of {wheel.name} not recorded in the ledger: "
-                              f"{type(exc).__name__}")
-            alarm = None
-        if alarm is not None:
-            result.alarm = alarm
-            self.alarms.append(alarm)
         return result
 
     def summary(self) -> str:
         """One line: the verdicts of this run's pure wheels."""
         counts = {v: sum(1 for x in self.verdicts.values() if x == v) for v in VERDICTS}
         return ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
+
+
+@dataclass
+class Rate:
+    """How many pure wheels are equivalent to upstream's, and why the others are not."""
+
+    equivalent: int = 0
+    pure: int = 0
+    others: dict[str, str] = field(default_factory=dict)  # wheel -> verdict and why
+
+    def line(self) -> str:
+        share = f" ({100 * self.equivalent / self.pure:.1f} %)" if self.pure else ""
+        rest = "; ".join(f"{name}: {why}" for name, why in sorted(self.others.items()))
+        return f"{self.equivalent}/{self.pure} equivalent{share}" + (f"; {rest}" if rest else "")
+
+
+def rate(settings: Settings, wheels: list[Path]) -> Rate:
+    """The equivalence of ``wheels`` (their pure ones, whose lock rows ``settings`` reads)
+    with upstream's wheels the lock pins; nothing is signed or recorded."""
+    found = Rate()
+    with Comparer(settings) as comparer:
+        for wheel in sorted(wheels, key=lambda p: p.name):
+            if not is_pure(wheel.name):
+                continue
+            name, version, *_ = parse_wheel_filename(wheel.name)
+            result = comparer.compare(str(name), str(version), wheel, sha256_file(wheel))
+            found.pure += 1
+            if result is None:
+                found.others[wheel.name] = comparer.notes[-1] if comparer.notes else "?"
+            elif result.verdict == EQUIVALENT:
+                found.equivalent += 1
+            else:
+                files = ", ".join(f"{f['file'].rsplit('/', 1)[-1]} {f['why']}"
+                                  for f in result.files[:3])
+                why = result.backend.get("reason", "")
+                found.others[wheel.name] = f"{result.verdict} ({files or result.message}; {why})"
+    return found
