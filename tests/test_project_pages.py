@@ -128,6 +128,18 @@ def test_a_project_with_many_versions_shows_the_newest_in_full(tmp_path: Path) -
     _same_as_rebuild(settings)
 
 
+def test_the_older_list_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(root=tmp_path / "state")
+    monkeypatch.setattr(human, "FULL_VERSIONS", 2)
+    monkeypatch.setattr(human, "MAX_OLDER", 3)
+    for i in range(8):
+        publish_wheel(settings, tmp_path / str(i), "lots", f"0.{i}")
+    page = _page(settings, "lots")
+    assert page.count('class="stock-verify"') == 2
+    assert page.split('id="older"')[1].count("<tr><td>") == 3
+    assert "and 3 older file(s)" in page and "lots-0.3-" in page and "lots-0.2-" not in page
+
+
 # -- the equivalence statement -------------------------------------------------------------
 def _statement_bundle(subject: str, digest: str, predicate: dict) -> str:
     statement = {"_type": "https://in-toto.io/Statement/v1",

@@ -88,6 +88,8 @@ upstream, what is locked and published, and how long an allowed release has wait
 s.get("advisories_problem").startswith("stale") else "NOT CHECKED" }}</span>{% endif %}</td>
 <td>{{ "%g d"|format(s.waiting_days) if s.waiting_days is not none else "" }}</td></tr>
 {% endfor %}</tbody></table>
+{% if older_more %}<p class="muted">and {{ older_more }} older file(s): the
+<a href="../../simple/{{ r.name }}/">Simple API page</a> lists every file.</p>{% endif %}
 {% endif %}
 {% endblock %}
 """
@@ -243,6 +245,8 @@ full above; each file here has the same sidecars and the same verify commands.</
 <td><a href="{{ files_url }}/{{ f.filename }}">{{ f.filename }}</a></td>
 <td class="digest">{{ f.sha256 }}</td></tr>
 {% endfor %}</tbody></table>
+{% if older_more %}<p class="muted">and {{ older_more }} older file(s): the
+<a href="../../simple/{{ r.name }}/">Simple API page</a> lists every file.</p>{% endif %}
 {% endif %}
 {% endblock %}
 """
@@ -345,6 +349,7 @@ def stock_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> st
 
 
 FULL_VERSIONS = 20  # versions shown in full on a project page; older ones as a list
+MAX_OLDER = 500  # older files listed (one line each); the Simple API page lists them all
 
 
 def instance_commands(record: ProjectRecord, entry: FileEntry, base_url: str) -> str:
@@ -375,18 +380,21 @@ def instance_commands(record: ProjectRecord, entry: FileEntry, base_url: str) ->
 
 def render_project(record: ProjectRecord, base_url: str, about: About) -> str:
     """The project's page: ``about`` (factory.index.about.gather) and its files, the
-    newest FULL_VERSIONS versions in full, older ones one line each."""
+    newest FULL_VERSIONS versions in full, the next MAX_OLDER files one line each (a
+    project with thousands of versions keeps a bounded page)."""
     by_name = sorted(record.files, key=lambda f: f.filename)
     files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
     newest = sorted({f.version for f in files}, key=version_key, reverse=True)[:FULL_VERSIONS]
     full = [f for f in files if f.version in newest]
+    older = [f for f in files if f.version not in newest]
     return _ENV.get_template("project").render(
         style=_STYLE,
         root="../../",
         r=record,
         a=about,
         files=full,
-        older=[f for f in files if f.version not in newest],
+        older=older[:MAX_OLDER],
+        older_more=max(0, len(older) - MAX_OLDER),
         shown=FULL_VERSIONS,
         files_url=f"../../files/{record.name}",
         base_url=base_url.rstrip("/"),
