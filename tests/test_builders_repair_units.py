@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from factory.build import repair
+from factory.build.image import ImageRef
 from factory.build.incontainer import is_pure, patcher
+from factory.build.patchelf import Patchelf
 from factory.build.record import BuildRecord, InstalledTool
 from factory.config import load_settings
 from factory.errors import BuildError
@@ -96,3 +100,64 @@ def test_a_wheel_in_both_venvs_stays_a_build_tool() -> None:
                               "tools": [{"sha256": "a" * 64}, {"sha256": "p" * 64}]})
     record.build_tools[:] = [packaging, AUDITWHEEL, packaging]
     assert repair.build_env_shas(record) == ["p" * 64]
+
+
+def _patchelf(tmp_path: Path) -> Patchelf:
+    return Patchelf(tmp_path, "0.18.0", "e" * 64, {"package": "patchelf", "version": "0.18.0-1.4",
+                                                   "suite": "trixie", "sha256": "c" * 64},
+                    "sha256:" + "d" * 64)
+
+
+def test_the_patchelf_the_host_built_is_recorded_by_the_host(tmp_path: Path) -> None:
+    out = _report(tmp_path / "out", action="repaired", policy="manylinux_2_27_x86_64",
+                  env=[{"name": "auditwheel", "version": "6.8.2"}], patchelf="patchelf 0.18.0",
+                  patcher="patchelf")
+    settings = factories.settings(tmp_path)
+    entry = repair.outcome(settings, out, [AUDITWHEEL], "", "m 1", patchelf=_patchelf(tmp_path))
+    assert entry["patchelf_build"]["sha256"] == "e" * 64
+    assert entry["patchelf_build"]["source"]["sha256"] == "c" * 64
+    assert "patchelf_build" not in entry["reported_by_build"]
+    _report(tmp_path / "out", action="repaired", patchelf="patchelf 0.14.3",
+            env=[{"name": "auditwheel", "version": "6.8.2"}])  # the build says another ran
+    with pytest.raises(BuildError, match="host mounted patchelf 0.18.0"):
+        repair.outcome(settings, out, [AUDITWHEEL], "", "m 1", patchelf=_patchelf(tmp_path))
+
+
+def test_a_wheel_repaired_without_the_built_patchelf_is_repaired_again(tmp_path: Path) -> None:
+    settings = factories.settings(tmp_path)
+    before = _record(NATIVE, {"tool": "auditwheel", "action": "repaired",
+                              "tools": [{"sha256": "a" * 64}]})
+    assert repair.up_to_date(before, settings, ["a" * 64])  # none to be had: kept
+    assert not repair.up_to_date(before, settings, ["a" * 64], "e" * 64)
+    after = _record(NATIVE, {"tool": "auditwheel", "action": "repaired",
+                             "tools": [{"sha256": "a" * 64}],
+                             "patchelf_build": {"sha256": "e" * 64}})
+    assert repair.up_to_date(after, settings, ["a" * 64], "e" * 64)
+    assert not repair.up_to_date(after, settings, ["a" * 64], "f" * 64)
+
+
+def test_grafted_libraries_are_named_by_the_image_package_they_came_from(
+        tmp_path: Path) -> None:
+    wheel = tmp_path / "ext-1.0-cp311-cp311-manylinux_2_27_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("ext/_c.cpython-311-x86_64-linux-gnu.so", b"extension")
+        zf.writestr("ext.libs/libffi-983e72b7.so.8.1.2", b"ffi")
+        zf.writestr("ext.libs/libyaml-0-0a1b2c3d.so.2.0.9", b"yaml")
+        zf.writestr("ext.libs/libodd-12345678.so.1", b"not in the image")
+    image = ImageRef("img", "sha256:" + "d" * 64, "debootstrap",
+                     ["libffi8=3.4.4-1", "libyaml-0-2=0.2.5-1", "libc6=2.36-9"],
+                     {"libffi8": "amd64", "libyaml-0-2": "amd64"})
+    found = {e["path"]: e for e in repair.grafted(wheel, image)}
+    assert list(found) == ["ext.libs/libffi-983e72b7.so.8.1.2",
+                           "ext.libs/libodd-12345678.so.1",
+                           "ext.libs/libyaml-0-0a1b2c3d.so.2.0.9"]
+    ffi = found["ext.libs/libffi-983e72b7.so.8.1.2"]
+    assert ffi["library"] == "libffi.so.8.1.2" and ffi["package"] == "libffi8"
+    assert ffi["purl"] == "pkg:deb/debian/libffi8@3.4.4-1?arch=amd64&distro=debian-12"
+    assert ffi["sha256"] == hashlib.sha256(b"ffi").hexdigest()
+    assert found["ext.libs/libyaml-0-0a1b2c3d.so.2.0.9"]["package"] == "libyaml-0-2"
+    assert "package" not in found["ext.libs/libodd-12345678.so.1"]  # named, not guessed
+    # The Contents index, when it knows, wins; only a package the image holds is named.
+    by_contents = repair.grafted(wheel, image, lambda kind, name: ["libc6", "libffi-other"])
+    assert {e["path"]: e.get("package") for e in by_contents}[
+        "ext.libs/libffi-983e72b7.so.8.1.2"] == "libc6"

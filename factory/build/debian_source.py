@@ -48,6 +48,7 @@ _FILENAME = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}_[0-9][A-Za-z0-9.+~-]{0,99}"
                        r"\.orig\.tar\.(?:gz|xz|bz2)")
 _DIRECTORY = re.compile(r"pool/main/(?:lib)?[a-z0-9]/[a-z0-9][a-z0-9+.-]{1,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.~_-]{0,254}")  # a file in the pool: no "/"
 
 class SourceUnavailable(FactoryError):
     """A Debian source tarball could not be had, or the mirror sent what Debian did not sign."""
@@ -242,7 +243,10 @@ def find_orig(index: bytes, pin: SourcePin) -> tuple[str, str, str, int]:
             if len(parts) != 3:
                 continue
             sha, size, name = parts
-            if ".orig.tar." not in name or ".asc" in name:
+            if not _NAME.fullmatch(name) or ".." in name:
+                raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} "
+                                        f"names the file {one_line(repr(name), 120)}; refused")
+            if ".orig.tar." not in name or name.endswith(".asc"):
                 continue
             if not (_FILENAME.fullmatch(name) and _SHA256.fullmatch(sha) and size.isdigit()
                     and len(size) <= 12 and name.startswith(f"{pin.package}_")):
