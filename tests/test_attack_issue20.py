@@ -490,3 +490,133 @@ def test_a_log_server_dripping_is_cut(dripping: str, where: str, monkeypatch) ->
     with pytest.raises(VerificationError, match="no complete answer within 1"):
         source._get(f"{dripping}/{where}", 1 << 20, where)
     assert time.monotonic() - started < 5
+
+
+# -- hostile inputs of verify: locks, requirements files, venvs ------------------------------
+
+TARGETS = {  # file name, bytes: each broke with a traceback (AttributeError, IndexError ...)
+    "requirements.txt": b"alpha==1.0.0 \xff\xfe\n",
+    "pylock.toml": b'lock-version = "1.0"\npackages = "x"\n',
+    "pylock.name.toml": b'lock-version = "1.0"\n[[packages]]\nname = 5\n',
+    "pylock.wheels.toml": b'lock-version = "1.0"\n[[packages]]\nname = "alpha"\nwheels = "x"\n',
+    "pylock.utf.toml": b'lock-version = "1.0"\n# \xff\n',
+    "uv.lock": b'package = "x"\n',
+}
+ITEMS = {  # ... or a failed item now
+    "-r\n": "names no file",
+    "-r 'unclosed\n": "cannot be read",
+    'lock-version = "1.0"\n[[packages]]\nname = "alpha"\n'
+    'wheels = [{name = "a.whl", hashes = ["x"]}]\n': "gives no sha256",
+    'lock-version = "1.0"\n[[packages]]\nname = "alpha"\n'
+    'wheels = [{name = "a.whl", hashes = {sha256 = 5}}]\n': "gives no sha256",
+}
+
+
+@pytest.fixture(scope="module")
+def index_view(released_base: Path):  # type: ignore[no-untyped-def]
+    from factory.verify import open_index
+    from tests import factories
+
+    return open_index(factories.settings(released_base, project="project"), None)
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_a_malformed_lock_or_requirements_file_is_one_usage_error(
+        index_view, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Broke: non-UTF-8 text raised UnicodeDecodeError; a pylock/uv.lock whose packages,
+    name or wheels had the wrong TOML type raised AttributeError (tracebacks). Now one
+    TargetError line (exit 2)."""
+    from factory.verify.targets import TargetError, resolve
+
+    path = tmp_path / ("pylock.toml" if name.startswith("pylock") else name)
+    path.write_bytes(TARGETS[name])
+    with pytest.raises(TargetError):
+        resolve(index_view, str(path))
+
+
+@pytest.mark.parametrize("text", list(ITEMS))
+def test_a_bad_line_or_wheel_is_a_failed_item(index_view, tmp_path: Path, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Broke: `-r` with no file (IndexError), an unclosed quote (ValueError), a pylock
+    wheel whose hashes were an array or whose sha256 was a number (AttributeError)."""
+    from factory.verify.targets import resolve
+
+    path = tmp_path / ("pylock.toml" if "lock-version" in text else "requirements.txt")
+    path.write_text(text)
+    [item] = resolve(index_view, str(path))
+    assert item.problem is not None and ITEMS[text] in item.problem
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "huge"])
+def test_an_included_requirements_file_is_read_as_a_bounded_regular_file(
+        index_view, tmp_path: Path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Broke: `-r FILE` inside a requirements file was read whole with read_text: `-r
+    /dev/zero` read without end, a FIFO blocked, a directory raised. A target file is now
+    a regular file (opened without blocking), at most 64 MiB."""
+    import os
+
+    from factory.verify.targets import MAX_TARGET_BYTES, TargetError, resolve
+
+    included = {"fifo": tmp_path / "fifo", "device": Path("/dev/zero"),
+                "directory": tmp_path, "huge": tmp_path / "huge.txt"}[kind]
+    if kind == "fifo":
+        os.mkfifo(included)
+    if kind == "huge":
+        with included.open("wb") as handle:
+            handle.truncate(MAX_TARGET_BYTES + 1)  # sparse
+    path = tmp_path / "requirements.txt"
+    path.write_text(f"-r {included}\n")
+    with pytest.raises(TargetError, match="not a regular file|larger than"):
+        resolve(index_view, str(path))
+
+
+def test_a_venvs_hostile_names_reach_the_terminal_escaped(index_view, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Broke: a dist-info's Name and Version (and a lock's package names) went raw into
+    the report's table and failure lines: ESC sequences (clear the screen, retitle the
+    terminal, hide a line) reached the auditor's terminal. The report escapes them."""
+    from rich.console import Console
+
+    from factory.verify import audit
+    from factory.verify.render import print_report
+    from factory.verify.trust import Trust
+    from tests import factories
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    info = site / "evil-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Name: evil\x1b]0;owned\x07\x1b[2J\nVersion: 1.0\x1b[8m\n")
+    (info / "RECORD").write_text("")
+    settings = factories.settings(tmp_path / "auditor")
+    trust = Trust.load(settings, index_view.root)
+    report = audit(index_view, trust, str(tmp_path / "venv"), workers=1)
+    console = Console(record=True, width=300, force_terminal=True)
+    print_report(report, console)
+    text = console.export_text(styles=False)
+    assert "\x1b]0;" not in text and "\x1b[2J" not in text and "\x1b[8m" not in text
+    assert "\\x1b" in text
+
+
+def test_an_installed_file_linked_out_of_site_packages_fails(
+        released_base: Path, tmp_path: Path) -> None:
+    """Broke: an installed file replaced by a symbolic link to a copy elsewhere (say in
+    /tmp, writable by anyone) hashed as published and passed; its bytes can change after
+    the check. A file that is a link, or reached through one, out of site-packages fails."""
+    from factory.verify.installed import InstalledDist, compare
+    from tests import factories
+
+    settings = factories.settings(released_base, project="project")
+    wheel = next((settings.index_dir / "files" / "alpha").glob("alpha-1.0.0-*.whl"))
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+        members = [n for n in archive.namelist() if not n.endswith("/")
+                   and ".dist-info/" not in n]
+    (info,) = site.glob("*.dist-info")
+    dist = InstalledDist("alpha", "1.0.0", info, site)
+    assert compare(dist, wheel) == []
+    target = site / members[0]
+    outside = tmp_path / "elsewhere.py"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+    [problem] = compare(dist, wheel)
+    assert "symbolic link out of site-packages" in problem

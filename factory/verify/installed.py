@@ -119,6 +119,12 @@ def _installed_path(wheel_path: str) -> str | None:
     return wheel_path
 
 
+def _inside(path: Path, site: Path) -> bool:
+    """``path`` is a file of ``site`` itself: no link (of it or a folder on the way)
+    leads out. An installer writes files, never links (a wheel holds none)."""
+    return not path.is_symlink() and path.resolve().is_relative_to(site)
+
+
 def _file_hash(path: Path) -> str:
     digest = bytes.fromhex(sha256_file(path))
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -138,6 +144,7 @@ def compare(dist: InstalledDist, wheel: Path) -> list[str]:
     expected = wheel_record(wheel)
     installed = parse_record((dist.dist_info / "RECORD").read_text(encoding="utf-8"))
     dist_info = dist.dist_info.name
+    site = dist.site.resolve()
     problems: list[str] = []
     wanted: set[str] = set()
     for wheel_path, digest in sorted(expected.items()):
@@ -152,6 +159,9 @@ def compare(dist: InstalledDist, wheel: Path) -> list[str]:
         on_disk = dist.site / target
         if not on_disk.is_file():
             problems.append(f"{target}: missing on disk")
+        elif not _inside(on_disk, site):  # a link out: its bytes can change after the check
+            problems.append(f"{target}: a symbolic link out of site-packages, not an installed "
+                            "file")
         elif _file_hash(on_disk) != digest:
             problems.append(f"{target}: changed after installation")
     for path in sorted(set(installed) - wanted):

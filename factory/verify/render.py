@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from factory._internal.atomic import write_text
+from factory.errors import printable
 from factory.verify.model import FAIL, PASS, Report
 
 _MARKS = {PASS: ("✓", "green"), FAIL: ("✗", "bold red"), "skip": ("–", "dim")}
@@ -30,7 +31,8 @@ def _columns(report: Report) -> list[str]:
 
 def table(report: Report) -> Table:
     columns = _columns(report)
-    result = Table(title=f"factory verify {report.target}", title_justify="left")
+    result = Table(title=Text(f"factory verify {printable(report.target)}"),
+                   title_justify="left")
     result.add_column("artifact", overflow="fold")
     for name in columns:
         result.add_column(name, justify="center")
@@ -40,7 +42,8 @@ def table(report: Report) -> Table:
             check = artifact.check(name)
             mark, style = _MARKS[check.status] if check else ("", "")
             cells.append(Text(mark, style=style))
-        result.add_row(Text(artifact.label, style="" if artifact.ok else "red"), *cells)
+        result.add_row(Text(printable(artifact.label), style="" if artifact.ok else "red"),
+                       *cells)
     return result
 
 
@@ -52,16 +55,17 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
         shown = artifact.checks if verbose else artifact.failures()
         for check in shown:
             style = "red" if check.failed else "dim"
-            console.print(Text(f"{artifact.label}: {check.name}: {check.message}", style=style))
+            console.print(Text(printable(f"{artifact.label}: {check.name}: {check.message}"),
+                               style=style))
         for note in artifact.notes:
-            console.print(Text(f"{artifact.label}: note: {note}", style="yellow"))
+            console.print(Text(printable(f"{artifact.label}: note: {note}"), style="yellow"))
     for check in report.index if verbose else report.index_failures():
-        console.print(Text(f"index: {check.name}: {check.message}",
+        console.print(Text(printable(f"index: {check.name}: {check.message}"),
                            style="red" if check.failed else "dim"))
     summary = report.summary
     rate = summary["artifacts_per_second"]
     word, style = verdict(report)
-    console.print(Text(word, style=style), Text(
+    console.print(Text(word, style=style), Text(printable(
         f" {summary['passed']}/{summary['artifacts']} artifacts passed"
         + (f", {summary['index_failed']} index problem(s)" if summary["index_failed"]
            else ", index sound" if report.index else "")
@@ -72,7 +76,7 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
         + ("; trust SERVED BY THE INDEX ITSELF, not pinned (it shows the files are what "
            "this index signed; pin keys/ or --trusted-root to know it is the index meant)"
            if report.trust.from_index else "")
-        + skips_line(report)))
+        + skips_line(report))))
 
 
 def verdict(report: Report) -> tuple[str, str]:

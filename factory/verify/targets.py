@@ -11,8 +11,10 @@ with a ``problem``, which the digest check reports as a failure naming it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +92,53 @@ def file_items(index: IndexView, path: Path) -> list[Item]:
     return requirements_items(index, path)
 
 
+MAX_TARGET_BYTES = 64 << 20  # a lock or requirements file (big locks are a few MiB)
+
+
+def read_target(path: Path, what: str = "") -> str:
+    """A lock or requirements file's text: a regular file (opened without blocking, so
+    a FIFO or device is refused, not read), at most MAX_TARGET_BYTES, UTF-8; else one
+    TargetError line."""
+    label = what or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TargetError(f"{label}: cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TargetError(f"{label}: {path} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_TARGET_BYTES + 1)
+    if len(data) > MAX_TARGET_BYTES:
+        raise TargetError(f"{label}: larger than {MAX_TARGET_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"{label}: not UTF-8 (byte {exc.start})") from None
+
+
 def _toml(path: Path) -> dict[str, Any]:
-    return tomllib.loads(path.read_text(encoding="utf-8"))
+    return tomllib.loads(read_target(path))
+
+
+def _tables(value: Any, what: str) -> list[dict[str, Any]]:
+    """An array of tables of a lock (absent: none), else one TargetError line."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TargetError(f"{what} is not an array of tables")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _name(package: dict[str, Any], origin: str) -> str:
+    name = package.get("name")
+    if not isinstance(name, str) or not name:
+        raise TargetError(f"{origin}: a package's name is not a string")
+    return str(canonicalize_name(name))
 
 
 def published_item(item: Published, label: str, pinned: str | None = None) -> Item:
@@ -166,7 +213,7 @@ def requirements_items(index: IndexView, path: Path, seen: set[Path] | None = No
         return []
     seen.add(path.resolve())
     items: list[Item] = []
-    for number, line in _logical_lines(path.read_text(encoding="utf-8")):
+    for number, line in _logical_lines(read_target(path)):
         label = f"{path.name}:{number}"
         if _OPTION_LINE.match(line):
             items += _option_line(index, path, line, label, seen)
@@ -179,10 +226,16 @@ def requirements_items(index: IndexView, path: Path, seen: set[Path] | None = No
 
 def _option_line(index: IndexView, path: Path, line: str, label: str,
                  seen: set[Path]) -> list[Item]:
-    parts = shlex.split(line)
+    try:
+        parts = shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        return [Item(label=label, problem=f"{line[:200]!r} cannot be read ({exc})")]
     option = parts[0].split("=", 1)[0]
     if option in ("-r", "--requirement", "-c", "--constraint"):
-        value = parts[0].split("=", 1)[1] if "=" in parts[0] else parts[1]
+        value = parts[0].split("=", 1)[1] if "=" in parts[0] else \
+            (parts[1] if len(parts) > 1 else "")
+        if not value:
+            return [Item(label=label, problem=f"{line[:200]!r} names no file")]
         return requirements_items(index, path.parent / value, seen)
     if option in ("-e", "--editable"):
         return [Item(label=label, problem=f"{line}: an editable install is not an artifact "
@@ -223,14 +276,15 @@ def pylock_items(index: IndexView, data: dict[str, Any], origin: str) -> list[It
     if "lock-version" not in data:
         raise TargetError(f"{origin}: not a pylock.toml (no lock-version)")
     items: list[Item] = []
-    for package in data.get("packages", []):
-        name = str(canonicalize_name(package.get("name", "?")))
-        version = package.get("version")
+    for package in _tables(data.get("packages"), f"{origin}: packages"):
+        name = _name(package, origin)
+        version = _text(package.get("version"))
         label = f"{origin} {name}"
         identities = package.get("attestation-identities")
-        for wheel in package.get("wheels", []):
+        for wheel in _tables(package.get("wheels"), f"{origin}: {name}'s wheels"):
             filename = _filename(wheel)
-            sha256 = (wheel.get("hashes") or {}).get("sha256")
+            hashes = wheel.get("hashes")
+            sha256 = _text(hashes.get("sha256")) if isinstance(hashes, dict) else None
             item = _locked(index, name, version, filename, sha256, label)
             if identities is not None and item.problem is None:
                 item.problem = identity_problem(item, identities)
@@ -276,14 +330,15 @@ def uv_lock_items(index: IndexView, data: dict[str, Any], origin: str) -> list[I
     if "package" not in data:
         raise TargetError(f"{origin}: not a uv.lock (no [[package]])")
     items: list[Item] = []
-    for package in data["package"]:
-        name = str(canonicalize_name(package.get("name", "?")))
-        version = package.get("version")
-        source = package.get("source", {})
+    for package in _tables(data["package"], f"{origin}: package"):
+        name = _name(package, origin)
+        version = _text(package.get("version"))
+        source = package.get("source")
+        source = source if isinstance(source, dict) else {}
         label = f"{origin} {name}"
         if "editable" in source or "virtual" in source:
             continue  # the project being locked, not a dependency
-        for wheel in package.get("wheels", []):
+        for wheel in _tables(package.get("wheels"), f"{origin}: {name}'s wheels"):
             alg, _, digest = str(wheel.get("hash", "")).partition(":")
             items.append(_locked(index, name, version, _filename(wheel),
                                  digest if alg == "sha256" else None, label))
