@@ -150,6 +150,23 @@ def test_a_version_outside_build_system_requires_is_not_pinned(
         in demo.backend.reason
 
 
+def test_a_backend_the_fetch_gate_refuses_is_not_pinned(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """setuptools 79.0.0 (what upstream's wheel names) ships a prebuilt archive its
+    recipe does not allow: the fetch stage would refuse it, so the lock keeps the
+    default and says why."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.txt", b"x")
+    upstream.add("setuptools", "79.0.0", build_requires=[], backend="x",
+                 files={"tests/data/pkg.zip": buffer.getvalue()})
+    demo_with_wheel(project, upstream, generator="setuptools (79.0.0)")
+    demo = lock_stage(project)[0].primary("demo")
+    assert demo is not None and demo.backend is not None and demo.backend.pin is None
+    assert "the fetch stage refuses setuptools 79.0.0" in demo.backend.reason
+    assert "prebuilt" in demo.backend.reason
+
+
 def test_unknown_generator_and_setting_off(project: Settings, upstream: LocalUpstream) -> None:
     demo_with_wheel(project, upstream, generator="mybackend 2.0")
     demo = lock_stage(project)[0].primary("demo")

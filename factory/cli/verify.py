@@ -181,8 +181,22 @@ def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
         for result in results:
             console.print(f"{result.filename}: {result.message}", highlight=False,
                           style="green" if good else "red")
-            for difference in result.differences:
-                console.print(f"  {difference}", highlight=False)
+            explained = getattr(result, "files", None)
+            if explained:  # equivalence: why each file differs (upstream text, printable)
+                for item in explained:
+                    detail = f": {item['detail']}" if item.get("detail") else ""
+                    console.print(f"  {item['file']}: {item['why']}{detail}", highlight=False,
+                                  markup=False)
+            else:
+                for difference in result.differences:
+                    console.print(f"  {difference}", highlight=False)
+            backend = getattr(result, "backend", None)
+            if backend and not getattr(result, "equivalent", True):
+                console.print(f"  backend: {backend.get('reason')}", highlight=False,
+                              markup=False)
+            if getattr(result, "alarm", None):
+                console.print(f"ALARM {result.alarm}", highlight=False, markup=False,  # type: ignore[union-attr]
+                              style="red")
     return 0 if good else 1
 
 
