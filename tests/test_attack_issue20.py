@@ -620,3 +620,54 @@ def test_an_installed_file_linked_out_of_site_packages_fails(
     target.symlink_to(outside)
     [problem] = compare(dist, wheel)
     assert "symbolic link out of site-packages" in problem
+
+
+# -- hostile HTTP clients of /log/ and /.well-known/factory/ ---------------------------------
+
+def test_log_and_trust_routes_answer_only_their_own_files(released_base: Path) -> None:
+    """Held: encoded dots and slashes, NULs, backslashes, empty elements, a trailing
+    slash, upper case, a zero-width partial and leading zeros are 404; other methods
+    405; a Range header gets the whole file (never a slice of another)."""
+    from starlette.testclient import TestClient
+
+    from factory.index import Index, create_app
+    from tests import factories
+
+    settings = factories.settings(released_base, project="project")
+    with TestClient(create_app(Index.of(settings))) as client:
+        assert client.get("/log/checkpoint").status_code == 200
+        for bad in ["/log/%2e%2e/records/_catalog.json", "/log/..%2frecords/alpha.json",
+                    "/log//checkpoint", "/log/checkpoint/", "/log/CHECKPOINT",
+                    "/log/tile/0/000%2f..%2f..%2f..%2fkeys", "/log/checkpoints/00",
+                    "/log/checkpoints/1%00", "/log/tile/entries/000.p/0",
+                    "/log/tile/entries/x000/000", "/log/tile%5c0%5c000", "/log/", "/log",
+                    "/.well-known/factory/%2e%2e/%2e%2e/records/alpha.json",
+                    "/.well-known/factory/trusted_root.json%00",
+                    "/.well-known/factory/..%2f..%2fkeys/owner.pub.pem"]:
+            answer = client.get(bad)
+            assert answer.status_code == 404, bad
+            assert b"PRIVATE" not in answer.content
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            assert client.request(method, "/log/checkpoint").status_code == 405
+        whole = (settings.index_dir / "log" / "checkpoint").read_bytes()
+        ranged = client.get("/log/checkpoint", headers={"Range": "bytes=0-5"})
+        assert ranged.status_code == 200 and ranged.content == whole
+        trust = client.get("/.well-known/factory/trust_config.json")
+        assert trust.status_code == 200 and b"PRIVATE" not in trust.content
+        assert set(json.loads(trust.content)) == {"mediaType", "trustedRoot", "signingConfig"}
+
+
+def test_sbom_targets_are_bounded_regular_utf8_files(tmp_path: Path) -> None:
+    """Held: `factory sbom` (factory.environment) refuses a FIFO, a device, non-UTF-8."""
+    import os
+
+    from factory.environment import TargetError, read_pins
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    bad = tmp_path / "requirements.txt"
+    bad.write_bytes(b"alpha==1.0\n\xff\n")
+    for target, said in ((fifo, "not a regular file"), (Path("/dev/zero"), "not a regular"),
+                         (bad, "not UTF-8")):
+        with pytest.raises(TargetError, match=said):
+            read_pins(target)
