@@ -33,7 +33,7 @@ from factory.attest.types import SLSA_PREDICATE_TYPE as SLSA_PREDICATE
 from factory.errors import FactoryError, VerificationError
 from factory.index.records import FileEntry, StoredFile
 from factory.index.tree import NotReadable, TooLarge, metadata_in, read_regular
-from factory.lock import Lock
+from factory.lock import Lock, LockedComponent
 from factory.sign.bundles import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE
 from factory.sign.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
 from factory.upstream.advisories import AdvisoryDatabase
@@ -101,6 +101,11 @@ class Auditor:
     def __init__(self, index: IndexView, trust: Trust, advisories: AdvisoryDatabase | None,
                  lock: Lock | None = None, advisories_problem: str | None = None) -> None:
         self.index, self.trust, self.advisories, self.lock = index, trust, advisories, lock
+        # The lock's rows by (name, version), the first of each as Lock.get finds it: a
+        # lookup per wheel, not a scan of every row (quadratic over a whole index).
+        self._locked: dict[tuple[str, str], LockedComponent] = {}
+        for component in lock.components if lock else ():
+            self._locked.setdefault((component.key, component.version), component)
         # Why advisories are not checked, when they are not (said in every artifact's row).
         self.advisories_problem = advisories_problem or "no advisory source configured"
 
@@ -314,8 +319,8 @@ class Auditor:
                 raise VerificationError(f"the stored sdist {stored.name} has sha256 {actual}, "
                                         f"provenance names {sha}")
             where.append("stored sdist")
-        locked = self.lock.get(item.project, item.version) if (
-            self.lock and item.project and item.version) else None
+        locked = self._locked.get((canonicalize_name(item.project), item.version)) if (
+            item.project and item.version) else None
         if locked is not None:
             if locked.sdist.sha256 != sha:
                 raise VerificationError(f"recipes.lock pins {locked.sdist.sha256} for "
