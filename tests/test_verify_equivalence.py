@@ -22,11 +22,12 @@ import pytest
 from factory import ledger
 from factory._internal.atomic import sha256_file
 from factory.config import Settings
+from factory.errors import VerificationError
 from factory.lock import load_lock, save_lock
 from factory.lock.backend import Backend
 from factory.sign import open_signer
 from factory.upstream.cache import cache_path
-from factory.verify import compare_with_upstream, verify
+from factory.verify import compare_with_upstream, equivalence, verify
 from factory.verify.equivalence import (
     DIVERGENT,
     EQUIVALENT,
@@ -75,6 +76,15 @@ def test_compare_wheels_ignores_container_and_record_order(copy: PublishedIndex,
     assert differences == [] and count == 5
     other = repack(ours, tmp_path / "other" / ours.name, {"alpha/__init__.py": b"X = 2\n"})
     assert compare_wheels(ours, other)[1] == ["alpha/__init__.py: different bytes"]
+
+
+def test_a_wheel_unpacking_past_the_bound_is_not_compared(
+        copy: PublishedIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ours = copy.wheel("alpha")
+    bomb = repack(ours, tmp_path / "bomb" / ours.name, {"alpha/__init__.py": b"0" * 100_000})
+    monkeypatch.setattr(equivalence, "MAX_UNPACKED", 50_000)
+    with pytest.raises(VerificationError, match="unpacked; not compared"):
+        compare_wheels(ours, bomb)
 
 
 def _tamper(statement: Path, change: dict[str, object]) -> None:

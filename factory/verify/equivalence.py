@@ -53,6 +53,8 @@ VERDICTS = (EQUIVALENT, DIVERGENT, NO_UPSTREAM_WHEEL)
 MAX_STATEMENT = 1 << 20  # a statement file read back (a Sigstore bundle)
 MAX_EXPLAINED = 200  # per-file reasons kept in a statement
 MAX_HEADER_NAMES = 40
+MAX_UNPACKED = 512 << 20  # bytes a compared wheel may unpack to (each side)
+MAX_MEMBERS = 100_000
 
 
 @dataclass
@@ -85,7 +87,21 @@ def is_pure(filename: str) -> bool:
 
 
 def _members(archive: zipfile.ZipFile) -> dict[str, bytes]:
-    return {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+    """Every file of ``archive``, at most MAX_MEMBERS of them and MAX_UNPACKED bytes in
+    all as read (not as the headers claim): upstream's wheel may be a zip bomb."""
+    infos = [i for i in archive.infolist() if not i.is_dir()]
+    if len(infos) > MAX_MEMBERS:
+        raise VerificationError(f"{archive.filename}: more than {MAX_MEMBERS} members")
+    out, left = {}, MAX_UNPACKED
+    for info in infos:
+        with archive.open(info) as member:
+            data = member.read(left + 1)
+        if len(data) > left:
+            raise VerificationError(f"{archive.filename}: more than {MAX_UNPACKED >> 20} MiB "
+                                    "unpacked; not compared")
+        left -= len(data)
+        out[info.filename] = data
+    return out
 
 
 def _record_lines(data: bytes) -> set[str]:
