@@ -671,3 +671,59 @@ def test_sbom_targets_are_bounded_regular_utf8_files(tmp_path: Path) -> None:
                          (bad, "not UTF-8")):
         with pytest.raises(TargetError, match=said):
             read_pins(target)
+
+
+# -- the OSV API as the advisory source -------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [b"[1, 2]", b'{"vulns": "x"}', b"[" * 100_000,
+                                    b'{"vulns": []}' + b" " * (33 << 20), 500],
+                         ids=["list", "vulns-string", "nested", "endless", "http-500"])
+def test_a_hostile_osv_api_is_not_checked_not_a_crash(answer: bytes | int) -> None:
+    """Broke: the OSV API source read its answer whole with no bound (an endless body
+    filled memory), had httpx's per-read timeout only, and a JSON list or a string of
+    vulns raised AttributeError (a traceback from lock and watch, a 'malformed evidence'
+    FAIL from verify). The answer is now bounded (32 MiB, 60 s in all) and checked; any
+    failure is AdvisoriesUnavailable, which verify shows as NOT CHECKED."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from factory.upstream.advisories import AdvisoryDatabase
+    from tests.index_fixtures import running
+
+    async def query(request):  # type: ignore[no-untyped-def]
+        if isinstance(answer, int):
+            return Response(b"", status_code=answer)
+        return Response(answer, media_type="application/json")
+
+    with running(Starlette(routes=[Route("/v1/query", query, methods=["POST"])])) as url:
+        database = AdvisoryDatabase(url)
+        with pytest.raises(AdvisoriesUnavailable, match="the OSV API at"):
+            database.affecting("alpha", "1.0.0")
+
+
+def test_a_dripping_osv_api_is_cut(dripping: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from factory.upstream import advisories
+
+    monkeypatch.setattr(advisories, "API_SECONDS", 1.0)
+    started = time.monotonic()
+    with pytest.raises(AdvisoriesUnavailable, match="no answer within 1 s"):
+        advisories.AdvisoryDatabase(dripping).affecting("alpha", "1.0.0")
+    assert time.monotonic() - started < 5
+
+
+def test_verify_says_not_checked_when_the_osv_api_fails(dripping: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from factory.upstream import advisories
+    from factory.verify.checks import Auditor
+    from factory.verify.model import SKIP
+
+    monkeypatch.setattr(advisories, "API_SECONDS", 0.5)
+    auditor = Auditor.__new__(Auditor)
+    auditor.advisories = advisories.AdvisoryDatabase(dripping)
+    auditor.advisories_problem = "unused"
+
+    class Item:
+        project, version = "alpha", "1.0.0"
+
+    verdict = auditor.advisory(Item(), None)  # type: ignore[arg-type]
+    assert verdict.status == SKIP and verdict.message.startswith("NOT CHECKED: the OSV API")

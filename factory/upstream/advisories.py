@@ -252,17 +252,47 @@ class AdvisoryDatabase:
             self._all_from_zip  # noqa: B018 - the cached read
 
     def _query_api(self, key: str) -> list[Advisory]:
+        """One package's advisories from the OSV API: the answer bounded (API_MAX_BYTES,
+        API_SECONDS in all, headers included) and checked for shape; any failure is
+        AdvisoriesUnavailable (NOT CHECKED), never a crash or a wait without end."""
         import httpx  # the HTTP client only when a source is online (verify reads files)
 
+        from factory.upstream.transport import Deadline
+
         url = self.source.rstrip("/") + "/v1/query"
+        body = bytearray()
+        with Deadline(API_SECONDS, url) as deadline, httpx.Client(
+                timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            try:
+                with client.stream("POST", url, json={"package": {"name": key,
+                                                                  "ecosystem": "PyPI"}},
+                                   extensions={"trace": deadline.trace}) as response:
+                    if response.status_code != 200:
+                        raise AdvisoriesUnavailable(f"the OSV API at {self.source} answered "
+                                                    f"HTTP {response.status_code}")
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > API_MAX_BYTES:
+                            raise AdvisoriesUnavailable(f"the OSV API at {self.source} sent "
+                                                        f"more than {API_MAX_BYTES} bytes")
+            except httpx.HTTPError as exc:
+                why = f"no answer within {API_SECONDS:g} s" if deadline.expired else \
+                    (str(exc).split("\n")[0][:200] or type(exc).__name__)
+                raise AdvisoriesUnavailable(f"the OSV API at {self.source} failed: {why}") \
+                    from None
         try:
-            response = httpx.post(url, json={"package": {"name": key, "ecosystem": "PyPI"}},
-                                  timeout=30)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"the OSV API at {self.source} failed: {exc}") from None
-        return [a for v in response.json().get("vulns", [])
-                if (a := _parse(json.dumps(v), "api.json"))]
+            vulns = json.loads(body).get("vulns") or []
+            if not isinstance(vulns, list):
+                raise TypeError
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            raise AdvisoriesUnavailable(f"the OSV API at {self.source} answered with no "
+                                        "list of vulns") from None
+        return [a for v in vulns if isinstance(v, dict) and (a := _parse(json.dumps(v),
+                                                                         "api.json"))]
+
+
+API_MAX_BYTES = 32 << 20  # one package's answer from the OSV API
+API_SECONDS = 60.0
 
 
 # -- reading an OSV zip, bounded ---------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 from sigstore.errors import Error as SigstoreError
@@ -36,7 +37,7 @@ from factory.index.tree import NotReadable, TooLarge, metadata_in, read_regular
 from factory.lock import Lock, LockedComponent
 from factory.sign.bundles import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE
 from factory.sign.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
-from factory.upstream.advisories import AdvisoryDatabase
+from factory.upstream.advisories import AdvisoriesUnavailable, AdvisoryDatabase
 from factory.verify import installed as installed_files
 from factory.verify import intoto
 from factory.verify.equivalence import (
@@ -243,7 +244,7 @@ class Auditor:
                                 f"{sidecar(ev.base, 'intoto').name}")
 
     def _dsse_once(self, ev: Evidence, bundle_json: str, what: str) -> dict[str, Any]:
-        key = json.dumps(json.loads(bundle_json), sort_keys=True)
+        key = _bundle_key(bundle_json)
         if key not in ev.verified:
             ev.verified[key] = self._dsse_payload(parse_bundle(bundle_json, what), ev.parse)
         # Parsed once per wheel (Evidence.parse): the checks only read statements.
@@ -394,7 +395,10 @@ class Auditor:
             return skip(f"NOT CHECKED: {self.advisories_problem}")
         if not item.project or not item.version:
             return skip("no name and version to look up")
-        found = self.advisories.affecting(item.project, item.version)
+        try:
+            found = self.advisories.affecting(item.project, item.version)
+        except AdvisoriesUnavailable as exc:  # the OSV API, asked per package, failed
+            return skip(f"NOT CHECKED: {exc.message}")
         if not found and self.advisories.stale:  # an old copy's silence is not a PASS
             return skip(f"NOT CHECKED: {self.advisories.stale} (it names none for "
                         f"{item.project} {item.version})")
@@ -492,6 +496,15 @@ def _statement(payload: bytes, parse: Callable[[bytes], Any] = json.loads) -> di
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise VerificationError("signed payload is not an in-toto Statement v1")
     return statement
+
+
+def _bundle_key(bundle_json: str) -> str:
+    """The bundle's JSON value as text with sorted keys: equal for two texts of the same
+    bundle (orjson, the standard library for what orjson will not read or write)."""
+    try:
+        return orjson.dumps(orjson.loads(bundle_json), option=orjson.OPT_SORT_KEYS).decode()
+    except (orjson.JSONDecodeError, TypeError):
+        return "\0" + json.dumps(json.loads(bundle_json), sort_keys=True)
 
 
 def _siblings(entry: FileEntry) -> list[StoredFile]:
