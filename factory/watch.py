@@ -48,6 +48,7 @@ from factory.upstream.advisories import (
 )
 from factory.upstream.client import Upstream
 from factory.upstream.listing import ProjectListing, is_project_name
+from factory.verify.equivalence import recheck
 from factory.vex import publish_vex
 from factory.why import Knowledge, releases_of
 
@@ -62,9 +63,15 @@ class WatchResult:
     statuses: list[str] = field(default_factory=list)  # PEP 792 statuses applied (one line each)
     advisories_problem: str | None = None  # why advisories were NOT CHECKED this cycle
     tuf_problem: str | None = None  # why the TUF repository was not re-signed this cycle
+    # published releases equivalent to upstream's wheel before that diverge from the one
+    # upstream lists now (factory.verify.equivalence.recheck), and why one was not compared
+    equivalence_alarms: list[str] = field(default_factory=list)
+    equivalence_notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"ALARM {a.describe()}" for a in self.alarms]
+        parts += [f"ALARM {a}" for a in self.equivalence_alarms]
+        parts += self.equivalence_notes
         if self.advisories_problem:
             parts.append(f"advisories NOT CHECKED: {self.advisories_problem}")
         parts += [f"not locked: {p.describe()}" for p in self.problems]
@@ -87,6 +94,7 @@ def watch_cycle(settings: Settings, run_id: str | None = None) -> WatchResult:
     result.rebuild = sorted({c.name for c in result.moved} - alarmed)
     for change in result.moved:
         ledger.record_decision(settings, change.name, "locked", change.why, change.new, run_id)
+    result.equivalence_notes, result.equivalence_alarms = recheck(settings, index.root, run_id)
     db, result.advisories_problem = open_advisories(settings.advisories,
                                                     advisories_cache(settings))
     if db is not None:

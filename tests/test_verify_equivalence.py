@@ -37,6 +37,7 @@ from factory.verify.equivalence import (
     compare_wheels,
     explain,
     read_statement,
+    recheck,
 )
 from factory.verify.model import FAIL, PASS
 from factory.watch import component_status
@@ -244,3 +245,21 @@ def test_no_upstream_wheel(copy: PublishedIndex, upstream: LocalUpstream) -> Non
     (result,) = compare_with_upstream(settings, "alpha==1.0")
     assert not result.equivalent and "no pure-Python wheel" in result.message
     assert result.verdict == NO_UPSTREAM_WHEEL
+
+
+def test_recheck_alarms_when_upstream_replaced_its_wheel(copy: PublishedIndex,
+                                                         tmp_path: Path) -> None:
+    settings = copy.settings
+    ours = copy.wheel("alpha")
+    statement = ours.with_name(ours.name + SUFFIX)
+    _pin_upstream_wheel(settings, repack(ours, tmp_path / "same" / ours.name))
+    assert recheck(settings) == ([], [])  # the statement says no-upstream-wheel: not redone
+    with open_signer(settings) as signer, Comparer(settings) as comparer:
+        comparer.write(signer, "alpha", "1.0", ours, copy.record("alpha").wheel_sha256,
+                       statement)  # stands for a publish that found it equivalent
+    assert recheck(settings) == ([], [])  # the same upstream wheel: nothing to do
+    _pin_upstream_wheel(settings, repack(ours, tmp_path / "new" / ours.name,
+                                         {"alpha/__init__.py": b"evil = 1\n"}))
+    notes, alarms = recheck(settings)
+    assert notes == [] and len(alarms) == 1 and "alpha 1.0 was equivalent" in alarms[0]
+    assert ("alpha", "1.0") in ledger.open_equivalence_alarms(settings)

@@ -432,7 +432,7 @@ class Comparer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _row_backend(self, component: str, version: str) -> tuple[bool, Backend | None]:
+    def row_backend(self, component: str, version: str) -> tuple[bool, Backend | None]:
         from factory.lock import Lock, load_lock
 
         if self._lock is None:
@@ -493,7 +493,7 @@ class Comparer:
                 sha256: str) -> Equivalence | None:
         """``wheel`` against upstream's wheel the lock pinned for its version; None (and a
         note) when upstream's cannot be read or the lock has no row for it."""
-        locked, backend = self._row_backend(component, version)
+        locked, backend = self.row_backend(component, version)
         result = Equivalence(wheel.name, sha256, False, "")
         if backend is not None and backend.wheel is not None:
             try:
@@ -556,3 +556,34 @@ def rate(settings: Settings, wheels: list[Path]) -> Rate:
                 why = result.backend.get("reason", "")
                 found.others[wheel.name] = f"{result.verdict} ({files or result.message}; {why})"
     return found
+
+
+def recheck(settings: Settings, index_dir: Path | None = None,
+            run_id: str | None = None) -> tuple[list[str], list[str]]:
+    """(notes, alarms): each published pure wheel whose statement was equivalent and
+    names another upstream wheel than the lock pins now (upstream replaced its wheel)
+    is compared again, the verdict recorded in the ledger; an equivalent release that
+    diverges now is an alarm. The recorded statement stays (its digest is recorded):
+    the ledger, the run's output and `factory status` carry the new verdict."""
+    view = IndexView(index_dir or settings.index_dir)
+    with Comparer(settings) as comparer:
+        for item in view.all() if view.exists() else []:
+            stored = item.entry.sidecars.get(SIDECAR_KIND)
+            if not stored or item.entry.yanked or not is_pure(item.filename):
+                continue
+            _, backend = comparer.row_backend(item.project, item.entry.version)
+            if backend is None or backend.wheel is None:
+                continue  # nothing to compare with: the statement is not read
+            found = read_statement(view.root / stored[0].path)
+            predicate = found["predicate"] if found else {}
+            said = (predicate.get("upstream") or {}).get("digest", {}).get("sha256")
+            if verdict_of(predicate) != EQUIVALENT or backend.wheel["sha256"] == said:
+                continue
+            result = comparer.compare(item.project, item.entry.version, item.path,
+                                      item.entry.sha256)
+            if result is None:
+                continue
+            alarm = remember(settings, item.project, item.entry.version, result, run_id)
+            if alarm is not None:
+                comparer.alarms.append(alarm)
+        return comparer.notes, comparer.alarms
