@@ -131,6 +131,13 @@ def _unique(items: Sequence[Any]) -> bool:
         pass
     else:
         return bool(uniq(items))
+    if _key_of.get() is _integral_key:  # no float, NaN or Infinity: equal exactly when
+        try:  # their sorted texts are (orjson's text is one-to-one on such values)
+            texts = [orjson.dumps(item, option=orjson.OPT_SORT_KEYS) for item in items]
+        except TypeError:  # a big integer or a lone surrogate: the keys below
+            pass
+        else:
+            return len(set(texts)) == len(texts)
     try:
         keys = [_equality_key(item) for item in items]
     except (TypeError, RecursionError):

@@ -133,8 +133,9 @@ class ChainMemoVerifier(Verifier):
     exact DER bytes) chained at one time, it chains at any time within the validity
     periods of the leaf and of every certificate on that path (inclusive, as RFC 5280
     and the library's path validation count them), and the path is not built again; at
-    any other time, or for any other certificate, the library decides. Only successes are kept (a certificate that failed is always checked anew),
-    and everything else about each bundle is verified every time by the library: its
+    any other time, or for any other certificate, the library decides. Only successes
+    are kept (a certificate that failed is always checked anew), and everything else
+    about each bundle is verified every time by the library: its
     signature, the SCT, the identity policy, the log entry's inclusion proof, signed
     checkpoint and promise, and the times.
     """
