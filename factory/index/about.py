@@ -94,7 +94,8 @@ class About:
     metadata_problem: str = ""
     advisories: list[Advisory] | None = None  # None: no served version was checked
     advisories_more: int = 0
-    equivalence: dict[str, Equivalence] = field(default_factory=dict)  # by wheel file name
+    # by wheel file name: the recorded statements (a pure wheel without one: not compared)
+    equivalence: dict[str, Equivalence] = field(default_factory=dict)
 
 
 def reader(root: Path) -> Reader:
@@ -124,8 +125,8 @@ def gather(record: ProjectRecord, read: Reader, served: Callable[[str], bool]) -
         about.version = newest.version
         _metadata(about, newest, read, served, record.name)
     about.advisories, about.advisories_more = _advisories(record)
-    for entry in record.files:
-        if _is_pure(entry.filename):
+    for entry in record.files:  # a pure wheel without one is "not compared" (``is_pure``)
+        if entry.sidecars.get(EQUIVALENCE_KIND):
             about.equivalence[entry.filename] = _equivalence(entry, read)
     return about
 
@@ -204,7 +205,7 @@ def _advisory(known: History) -> Advisory:
                     clip(adv.summary, MAX_SUMMARY), clip(", ".join(adv.fixed), 200), statuses)
 
 
-def _is_pure(filename: str) -> bool:
+def is_pure(filename: str) -> bool:
     """As factory.verify.equivalence.is_pure (not imported: the server renders pages)."""
     try:
         tags = parse_wheel_filename(filename)[3]
@@ -214,10 +215,7 @@ def _is_pure(filename: str) -> bool:
 
 
 def _equivalence(entry: FileEntry, read: Reader) -> Equivalence:
-    recorded = entry.sidecars.get(EQUIVALENCE_KIND) or []
-    if not recorded:
-        return Equivalence("not compared")
-    stored = recorded[0]
+    stored = entry.sidecars[EQUIVALENCE_KIND][0]
     data = read(stored.path, MAX_STATEMENT)
     if data is None or hashlib.sha256(data).hexdigest() != stored.sha256:
         return Equivalence("unreadable", note="the statement is not the file its record pins")

@@ -14,7 +14,7 @@ import jinja2
 import markupsafe
 
 from factory.errors import printable
-from factory.index.about import About
+from factory.index.about import About, Equivalence, is_pure
 from factory.index.records import FileEntry, ProjectRecord, Sidecars, version_key
 
 _STYLE = """
@@ -197,7 +197,8 @@ advisories</p>{% endif %}
 {% else %}<span class="badge ok">none known</span>{% endif %}
 {% if f.advisories_checked %}
 <span class="muted"> checked {{ f.advisories_checked }}</span>{% endif %}</dd>
-{% if f.filename in a.equivalence %}{% set e = a.equivalence[f.filename] %}
+{% if f.filename in a.equivalence or is_pure(f.filename) %}
+{% set e = a.equivalence.get(f.filename, not_compared) %}
 <dt>Upstream equivalence</dt><dd class="equivalence">
 <span class="badge {{ 'ok' if e.verdict == 'equivalent' else 'warn' }}">{{ e.verdict }}</span>
 {% if e.upstream %} with upstream's <code>{{ e.upstream }}</code>{% endif %}
@@ -382,9 +383,14 @@ def render_project(record: ProjectRecord, base_url: str, about: About) -> str:
     """The project's page: ``about`` (factory.index.about.gather) and its files, the
     newest FULL_VERSIONS versions in full, the next MAX_OLDER files one line each (a
     project with thousands of versions keeps a bounded page)."""
+    keys = {v: version_key(v) for v in {f.version for f in record.files}}  # parsed once
     by_name = sorted(record.files, key=lambda f: f.filename)
-    files = sorted(by_name, key=lambda f: version_key(f.version), reverse=True)
-    newest = sorted({f.version for f in files}, key=version_key, reverse=True)[:FULL_VERSIONS]
+    files = sorted(by_name, key=lambda f: keys[f.version], reverse=True)
+    newest: set[str] = set()  # the newest FULL_VERSIONS versions (the first in ``files``)
+    for f in files:
+        if len(newest) == FULL_VERSIONS and f.version not in newest:
+            break
+        newest.add(f.version)
     full = [f for f in files if f.version in newest]
     older = [f for f in files if f.version not in newest]
     return _ENV.get_template("project").render(
@@ -401,5 +407,7 @@ def render_project(record: ProjectRecord, base_url: str, about: About) -> str:
         links=_LINKS,
         suffix=Sidecars.suffix,
         stock_commands=lambda r, f: stock_commands(r, f, base_url),
+        is_pure=is_pure,
+        not_compared=Equivalence("not compared"),
         instance_commands=lambda r, f: instance_commands(r, f, base_url),
     )
