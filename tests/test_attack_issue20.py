@@ -727,3 +727,22 @@ def test_verify_says_not_checked_when_the_osv_api_fails(dripping: str, monkeypat
 
     verdict = auditor.advisory(Item(), None)  # type: ignore[arg-type]
     assert verdict.status == SKIP and verdict.message.startswith("NOT CHECKED: the OSV API")
+
+
+def test_a_page_naming_a_file_too_long_for_the_disk_fails_its_project(tmp_path: Path) -> None:
+    """Broke: a wheel name of 325 characters (valid to packaging) was written into the
+    auditor's temporary directory as is: OSError 'File name too long' aborted the whole
+    verify --index, blamed on the auditor's file system. A name over 238 bytes (its
+    sidecars' names must fit 255) now fails its project; any OSError does too."""
+    from factory.verify.remote import RemoteIndex
+    from tests.index_fixtures import running
+
+    name = "alpha-1.0.0-py3-none-" + "a" * 300 + ".whl"
+    page = {"name": "alpha", "files": [{"filename": name, "hashes": {"sha256": "a" * 64}}]}
+    with running(_index_app(page, {name: b"PK"})) as url:
+        remote = RemoteIndex(url, tmp_path)
+        try:
+            assert remote.record("alpha") is None
+            assert "325 bytes (at most 238)" in remote.corrupt["alpha"]
+        finally:
+            remote.close()

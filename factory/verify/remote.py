@@ -54,6 +54,7 @@ from factory.verify.view import IndexView, Published
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 TRUST_FILES = ("trusted_root.json", "owner.pub.pem", "trust_config.json", "fingerprints.json")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_FILENAME = 238  # bytes of a wheel's name: its sidecars' (17 more) fit 255
 
 
 class RemoteIndexError(FactoryError):
@@ -204,10 +205,10 @@ class RemoteIndex(IndexView):
             if key not in self._records:
                 try:
                     self._records[key] = self._fetch_project(key) if is_normalized(key) else None
-                except (FactoryError, Invalid) as exc:  # reported per project, never a crash
+                except (FactoryError, Invalid, OSError) as exc:  # per project, never a crash
                     self._records[key] = None
                     self.corrupt[key] = (exc.message if isinstance(exc, FactoryError)
-                                         else f"{self.url}: {key}: {exc}")
+                                         else f"{self.url}: {key}: {exc}"[:300])
             return self._records[key]
 
     def all(self) -> list[Published]:
@@ -270,6 +271,9 @@ class RemoteIndex(IndexView):
             _, version, _, _ = parse_wheel_filename(filename)
         except InvalidWheelFilename:
             return None
+        if len(filename.encode()) > MAX_FILENAME:  # its sidecars' names must fit on disk
+            raise FactoryError(f"{self.url}/simple/{project}/ lists a file name of "
+                               f"{len(filename.encode())} bytes (at most {MAX_FILENAME})")
         if "/" in filename or not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise FactoryError(f"{self.url}/simple/{project}/: {printable(filename)[:200]!r} "
                                "has no sha256")
