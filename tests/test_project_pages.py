@@ -14,14 +14,18 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from factory.config import Settings, load_settings
 from factory.errors import VerificationError
 from factory.index import Index, about, human, regen
+from factory.index.check import UNRECORDED, inspect_index
 from factory.index.records import StoredFile, normalize
 from factory.vex import ENVELOPE_FILE, VEX_FILE, check_schema, schema_errors, verify_vex
 from factory.vex import vex_document as make_vex
@@ -268,3 +272,46 @@ def test_publish_refreshes_the_signed_vex_feed(released_base: Path, tmp_path: Pa
     # the page says what the record knows: the advisory that hit a served version
     history = _page(site, "gamma").split('id="advisories"')[1].split("</table>")[0]
     assert re.search(r"PYSEC-0000-8.*affected</span>\s*1\.0\.0", history, re.S)
+
+
+# -- a killed first publish of a dependency -----------------------------------------------------
+def _killed_at(settings: Settings, work: Path, rename_number: int) -> bool:
+    """Publish lib 1.0 (which app names) in a child that SIGKILLs itself before its Nth
+    rename."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        real = os.replace
+        count = [0]
+
+        def replace(src: Any, dst: Any) -> None:
+            count[0] += 1
+            if count[0] == rename_number:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(src, dst)
+
+        os.replace = replace  # type: ignore[assignment]
+        try:
+            publish_wheel(settings, work, "lib", "1.0")
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
+
+
+def test_a_killed_first_publish_of_a_dependency_still_updates_its_dependents(
+        tmp_path: Path) -> None:
+    number = 1
+    while True:
+        settings = load_settings(root=tmp_path / f"run{number}")
+        publish_wheel(settings, tmp_path / "app", "app", "1.0", requires=["lib>=1"])
+        killed = _killed_at(settings, tmp_path / "lib", number)
+        publish_wheel(settings, tmp_path / "next", "another", "1.0")  # completes the change
+        findings = inspect_index(settings.index_dir, settings.index_url)
+        assert [str(f) for f in findings if f.area != UNRECORDED] == [], number
+        if Index.of(settings).record("lib") is not None:  # committed before the kill
+            assert 'class="badge ok">served' in _page(settings, "app"), number
+        if not killed:
+            break
+        number += 1
+        assert number < 80
+    assert number > 10
