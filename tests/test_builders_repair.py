@@ -205,3 +205,14 @@ def test_an_extension_linking_libffi_is_published_manylinux_with_libffi_grafted(
         "bundled:ffiext.libs/")]
     assert component["purl"] == graft["purl"] and component["version"] == graft["version"]
     assert component["hashes"] == [{"alg": "SHA-256", "content": graft["sha256"]}]
+
+
+def test_the_grafted_wheel_rebuilds_bit_for_bit(project: Settings, ffiext: BuildRecord) -> None:
+    wheel = project.wheels_dir / ffiext.wheel_filename
+    first = wheel.read_bytes()
+    record_path_for(wheel).unlink()
+    wheel.unlink()
+    again = build_one(project, "ffiext")  # the same patchelf, kept by digest: not rebuilt
+    assert again.builder_settings["repair"]["patchelf_build"] == \
+        ffiext.builder_settings["repair"]["patchelf_build"]
+    assert (project.wheels_dir / again.wheel_filename).read_bytes() == first

@@ -99,8 +99,7 @@ def directory(settings: Settings) -> Path:
 def fetch_orig(settings: Settings, pin: SourcePin, *,
                verify: debian.Verifier | None = None, mirror: str | None = None) -> SourceTarball:
     """The orig tarball of ``pin``: kept, or fetched through the signed chain and kept."""
-    pin.check()
-    kept = _kept(settings, pin)
+    kept = kept_orig(settings, pin)
     if kept is not None:
         return kept
     if not debian.mirror_allowed():
@@ -130,8 +129,10 @@ def fetch_orig(settings: Settings, pin: SourcePin, *,
 def _note(settings: Settings, pin: SourcePin) -> Path:
     return directory(settings) / pin.suite / f"{pin.package}_{pin.version.replace(':', '%')}.json"
 
-def _kept(settings: Settings, pin: SourcePin) -> SourceTarball | None:
-    """The tarball a former fetch kept, when its note and bytes still agree."""
+def kept_orig(settings: Settings, pin: SourcePin) -> SourceTarball | None:
+    """The tarball a former fetch kept, when its note and bytes still agree (the mirror
+    is not asked)."""
+    pin.check()
     note = _note(settings, pin)
     try:
         if not note.is_file() or note.is_symlink() or note.stat().st_size > MAX_NOTE:

@@ -90,10 +90,24 @@ class Session:
                 self._images[packages] = bootstrap_image(self.settings, packages)
             return self._images[packages]
 
+    def kept_patchelf(self, image: ImageRef) -> patchelf_tool.Patchelf | None:
+        """The patchelf already built for ``image`` (nothing fetched or built): what an
+        up-to-date check compares a record's repair with."""
+        with self._mutex:
+            if image.id in self._patchelf:
+                return self._patchelf[image.id]
+        if repairing.mode(self.settings) != repairing.TOOL:
+            return None
+        try:
+            return patchelf_tool.kept(self.settings, image)
+        except FactoryError:
+            return None
+
     def patchelf(self, image: ImageRef) -> patchelf_tool.Patchelf | None:
         """The patchelf built from source for ``image`` (once per image; kept by digest),
         or None when it cannot be had: the repair then uses the image's own, which
-        cannot graft (the record says which patchelf ran)."""
+        cannot graft (the record says which patchelf ran). Asked for by a build that
+        runs, so an image whose wheels are all up to date never pays for it."""
         with self._mutex:
             if image.id not in self._patchelf:
                 found = None
@@ -226,7 +240,7 @@ class Session:
                                   if "upstream-wheels" in w.parts),
             repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
             system_packages=tuple(recipe.system_packages) if recipe else (),
-            patchelf=self.patchelf(image) if repair_wheels else None,
+            patchelf=self.kept_patchelf(image) if repair_wheels else None,
         )
 
 
@@ -328,6 +342,8 @@ class _Executor:
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing
+        if inputs.repair_tools:  # a build runs: the patchelf it repairs with, built if need be
+            inputs = replace(inputs, patchelf=self.session.patchelf(inputs.image))
         # Only real builds go through the wrapper (an orchestrator task, say).
         return self.wrap(node, functools.partial(self._build_fresh, node, inputs))
 

@@ -93,6 +93,14 @@ def for_image(settings: Settings, image: ImageRef, pin: SourcePin = PIN) -> Patc
     return _build(settings, image, tarball, where)
 
 
+def kept(settings: Settings, image: ImageRef, pin: SourcePin = PIN) -> Patchelf | None:
+    """The patchelf already built for ``image``, or None (nothing is fetched or built)."""
+    tarball = debian_source.kept_orig(settings, pin)
+    if tarball is None:
+        return None
+    return _kept(directory(settings, tarball.sha256, image.id), tarball, image.id)
+
+
 def _kept(where: Path, tarball: SourceTarball, image_id: str) -> Patchelf | None:
     note, program = where / "patchelf.json", where / "patchelf"
     try:
