@@ -746,3 +746,29 @@ def test_a_page_naming_a_file_too_long_for_the_disk_fails_its_project(tmp_path: 
             assert "325 bytes (at most 238)" in remote.corrupt["alpha"]
         finally:
             remote.close()
+
+
+def test_an_advisory_problem_with_markup_is_printed_as_text(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Broke: `factory publish` printed why advisories were NOT CHECKED through Rich with
+    markup on: the reason quotes the source (an archive member's name, a protocol error
+    naming a header line), and a '[/x]' in it raised MarkupError (a traceback after a
+    publish) while '[link=...]' styled it. Printed as plain text now."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from factory.cli import app
+    from factory.cli import build as build_cli
+    from tests import factories
+
+    settings = factories.settings(tmp_path / "project")
+    monkeypatch.setattr(build_cli, "settings", lambda: settings)
+    monkeypatch.setattr("factory.publish.release_all", lambda s, records: SimpleNamespace(
+        published=[], refused=[], advisories_problem="'BOMB[/x][link=file:///etc]y' "
+                                                     "unpacks to more than 4 bytes",
+        equivalence="", equivalence_notes=["upstream's [/y] note"],
+        equivalence_alarms=["[bold]ALARM[/bold] [/z]"], raise_for_refusals=lambda: None))
+    result = CliRunner().invoke(app, ["publish"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "[/x][link=file:///etc]y" in result.output
+    assert "upstream's [/y] note" in result.output and "[bold]ALARM[/bold] [/z]" in result.output

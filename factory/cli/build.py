@@ -175,20 +175,16 @@ def publish(as_json: JsonOpt = False) -> None:
             _app.out.print(f"  published {p.filename}", highlight=False)
         _app.out.print(f"{len(report.published)} published; index at {s.index_dir}",
                   highlight=False)
-    if report.advisories_problem and not as_json:
-        from factory.errors import printable
-
-        _app.err.print(f"warning: advisories NOT CHECKED after publishing, the VEX feed not "
-                       f"rewritten: {printable(report.advisories_problem)}", highlight=False)
-    if not as_json:  # upstream text inside: printed plain
-        from factory.errors import printable as shown
-
+    if report.advisories_problem and not as_json:  # the source's own words: never markup
+        plain(f"warning: advisories NOT CHECKED after publishing, the VEX feed not "
+              f"rewritten: {report.advisories_problem}")
+    if not as_json:  # upstream text inside: printed plain (escaped, and never markup)
         if report.equivalence:
-            _app.out.print(f"equivalence with upstream: {report.equivalence}", highlight=False)
+            plain(f"equivalence with upstream: {report.equivalence}", _app.out)
         for note in report.equivalence_notes:
-            _app.err.print(f"warning: {shown(note)}", highlight=False)
+            plain(f"warning: {note}")
         for alarm in report.equivalence_alarms:
-            _app.err.print(f"ALARM {shown(alarm)}", highlight=False)
+            plain(f"ALARM {alarm}")
     report.raise_for_refusals()  # one line per refused wheel on stderr, exit non-zero
 
 
