@@ -772,3 +772,28 @@ def test_an_advisory_problem_with_markup_is_printed_as_text(tmp_path: Path, monk
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "[/x][link=file:///etc]y" in result.output
     assert "upstream's [/y] note" in result.output and "[bold]ALARM[/bold] [/z]" in result.output
+
+
+def test_the_progress_line_shows_a_hostile_label_as_text(released_base: Path,
+                                                         tmp_path: Path) -> None:
+    """Broke: on a terminal, verify's progress line rendered each artifact's label as
+    Rich markup: a venv's dist-info named 'evil[/x]' raised MarkupError mid-verify (a
+    traceback), and ESC sequences went out raw. The label is escaped text now."""
+    import io
+
+    from rich.console import Console
+
+    from factory.cli.verify import run
+    from tests import factories
+
+    settings = factories.settings(released_base, project="project")
+    info = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "evil-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Name: evil[/x]\x1b[2J\nVersion: 1.0\n")
+    (info / "RECORD").write_text("")
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    code = run(settings, str(tmp_path / "venv"), console=console, check_advisories=False,
+               workers=1)
+    assert code == 1
+    assert "\x1b[2J" not in out.getvalue() and "[/x]" in out.getvalue()

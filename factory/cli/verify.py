@@ -155,10 +155,14 @@ def _progress(console: Console,
         return
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
+    from factory.errors import printable
+
+    # The label quotes the target (a dist-info's Name, a lock's package): text, not markup.
     with Progress(SpinnerColumn(), TextColumn("verifying"), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), console=console, transient=True) as bar:
+                  TextColumn("{task.description}", markup=False), console=console,
+                  transient=True) as bar:
         task = bar.add_task("", total=None)
-        yield lambda a: bar.update(task, advance=1, description=a.label)
+        yield lambda a: bar.update(task, advance=1, description=printable(a.label, keep=""))
 
 
 def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
@@ -175,12 +179,14 @@ def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
 
         results = compare_with_upstream(settings, str(upstream), index_dir=index_dir)
         good = all(r.equivalent for r in results)
+    from factory.errors import printable
+
     if json_output:
         console.file.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
         for result in results:
-            console.print(f"{result.filename}: {result.message}", highlight=False,
-                          style="green" if good else "red")
+            console.print(printable(f"{result.filename}: {result.message}"), highlight=False,
+                          markup=False, style="green" if good else "red")
             explained = getattr(result, "files", None)
             if explained:  # equivalence: why each file differs (upstream text, printable)
                 for item in explained:
@@ -189,7 +195,7 @@ def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
                                   markup=False)
             else:
                 for difference in result.differences:
-                    console.print(f"  {difference}", highlight=False)
+                    console.print(printable(f"  {difference}"), highlight=False, markup=False)
             backend = getattr(result, "backend", None)
             if backend and not getattr(result, "equivalent", True):
                 console.print(f"  backend: {backend.get('reason')}", highlight=False,
