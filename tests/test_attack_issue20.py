@@ -797,3 +797,46 @@ def test_the_progress_line_shows_a_hostile_label_as_text(released_base: Path,
                workers=1)
     assert code == 1
     assert "\x1b[2J" not in out.getvalue() and "[/x]" in out.getvalue()
+
+
+def test_a_poisoned_etag_does_not_break_every_later_fetch(tmp_path: Path) -> None:
+    """Broke: the archive's ETag and Last-Modified were kept as the server sent them;
+    bytes outside ASCII (read as latin-1) sent back in the next conditional request
+    raised UnicodeEncodeError before it left: every verify, lock and watch crashed from
+    then on (a poisoned cache). Only printable ASCII validators are kept or sent now."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=_zip([("GOOD.json", json.dumps(GOOD))]),
+                              headers=[(b"etag", b'"\xe9\xff"'), (b"last-modified", b"\xe9")])
+
+    url = "https://mirror.test/all.zip"
+    fetch_archive(url, tmp_path, client=_mock(handler))
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["etag"] is None and meta["last_modified"] is None
+    meta["etag"] = '"\xe9"'  # a cache written before: not sent either
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    database, problem = open_advisories(url, tmp_path, client=_mock(handler), recheck=0)
+    assert problem is None and database is not None
+    assert "if-none-match" not in calls[-1].headers
+
+
+@pytest.mark.parametrize("location", ["javascript:alert(1)", "http://[x/", "/\x00x"])
+def test_a_redirect_to_no_url_is_a_reason_not_a_traceback(tmp_path: Path, location: str) -> None:
+    """Broke: a redirect to 'javascript:...' raised httpx.InvalidURL out of the archive
+    fetch (not an HTTPError); in verify --index a redirect to 'http://[x' raised ValueError
+    from urlsplit and one to '/\\0' InvalidURL: tracebacks. Each is a failed fetch now."""
+    from factory.errors import FactoryError
+    from factory.verify.remote import Fetcher, Limits
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers=[(b"location", location.encode())])
+
+    if location.startswith("javascript"):
+        with pytest.raises(AdvisoriesUnavailable, match="unreachable"):
+            fetch_archive("https://mirror.test/all.zip", tmp_path, client=_mock(handler))
+    fetcher = Fetcher("http://index.test/", Limits(),
+                      httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(FactoryError):
+        fetcher.get("simple/", 1 << 20)

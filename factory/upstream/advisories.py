@@ -366,10 +366,10 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
     if cached and time.time() - float(meta.get("checked", 0)) < recheck:
         return archive
     headers = {}
-    if cached and isinstance(meta.get("etag"), str):
-        headers["If-None-Match"] = meta["etag"]
-    if cached and isinstance(meta.get("last_modified"), str):
-        headers["If-Modified-Since"] = meta["last_modified"]
+    if cached and (etag := _validator(meta.get("etag"))):
+        headers["If-None-Match"] = etag
+    if cached and (since := _validator(meta.get("last_modified"))):
+        headers["If-Modified-Since"] = since
     cache_dir.mkdir(parents=True, exist_ok=True)
     own = client is None
     import httpx
@@ -393,6 +393,16 @@ def fetch_archive(url: str, cache_dir: Path, *, client: httpx.Client | None = No
     return archive
 
 
+def _validator(value: Any) -> str | None:
+    """An ETag or Last-Modified worth sending back: printable ASCII, at most 512
+    characters. A server's other bytes (latin-1, controls) are not kept: sent back they
+    made every later conditional request fail before it left (UnicodeEncodeError)."""
+    if isinstance(value, str) and 0 < len(value) <= 512 and value.isascii() \
+            and value.isprintable():
+        return value
+    return None
+
+
 def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, str],
               max_bytes: int, seconds: float, meta: dict[str, Any],
               cached: bool = True) -> dict[str, Any]:
@@ -409,8 +419,8 @@ def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, 
                                extensions={"trace": deadline.trace}) as response:
                 return _answer(response, url, part, archive, max_bytes, seconds, deadline,
                                meta, cached)
-        except httpx.HTTPError as exc:
-            if deadline.expired:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a redirect to
+            if deadline.expired:  # "javascript:x" is built, then refused
                 raise AdvisoriesUnavailable(f"{url} unreachable (slower than {seconds:g} s)") \
                     from None
             reason = str(exc).split("\n")[0][:200] or type(exc).__name__
@@ -446,8 +456,8 @@ def _answer(response: httpx.Response, url: str, part: Path, archive: Path, max_b
     if not zipfile.is_zipfile(part):
         raise AdvisoriesUnavailable(f"{url} unreachable (not a zip archive)")
     os.replace(part, archive)
-    return {"url": url, "etag": response.headers.get("etag"),
-            "last_modified": response.headers.get("last-modified"),
+    return {"url": url, "etag": _validator(response.headers.get("etag")),
+            "last_modified": _validator(response.headers.get("last-modified")),
             "fetched": time.time(), "checked": time.time(), "size": size,
             "problem": None}
 

@@ -131,7 +131,7 @@ class Fetcher:
                             raise FactoryError(f"GET {printable(url)}: HTTP "
                                                f"{response.status_code}")
                         return self._read(response, url, limit, time.monotonic() + seconds)
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a redirect to "/\0"
                     if expired.is_set():
                         raise FactoryError(f"GET {printable(url)}: no complete answer within "
                                            f"{seconds:g} s") from None
@@ -141,9 +141,14 @@ class Fetcher:
                            f"{self.limits.redirects} redirects")
 
     def _same_origin(self, url: str, location: str) -> str:
-        target = urljoin(url, location)
-        parts = urlsplit(target)
-        if (parts.scheme, parts.hostname, parts.port) != self.origin:
+        try:
+            target = urljoin(url, location)
+            parts = urlsplit(target)
+            where = (parts.scheme, parts.hostname, parts.port)
+        except ValueError:  # "http://[x": not a URL (an unclosed IPv6 literal, a bad port)
+            raise FactoryError(f"GET {printable(url)} redirects to "
+                               f"{printable(location)[:200]!r}, not a URL") from None
+        if where != self.origin:
             raise FactoryError(f"GET {printable(url)} redirects off the index "
                                f"(to {printable(target)[:200]}): not followed")
         return target
