@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factory.build import repair
+from factory.attest import provenance
+from factory.build import patchelf, repair
+from factory.build.debian_source import SourcePin
 from factory.build.image import ImageRef
 from factory.build.incontainer import is_pure, patcher
 from factory.build.patchelf import Patchelf
@@ -19,6 +22,7 @@ from factory.config import load_settings
 from factory.errors import BuildError
 from factory.plan import REPAIR_NOT_LOCKED
 from factory.upstream.cache import Sdist
+from factory.verify import reproduce
 from tests import factories
 
 AUDITWHEEL = InstalledTool("auditwheel", "6.8.2", "auditwheel-6.8.2-py3-none-any.whl", "a" * 64)
@@ -161,3 +165,39 @@ def test_grafted_libraries_are_named_by_the_image_package_they_came_from(
     by_contents = repair.grafted(wheel, image, lambda kind, name: ["libc6", "libffi-other"])
     assert {e["path"]: e.get("package") for e in by_contents}[
         "ext.libs/libffi-983e72b7.so.8.1.2"] == "libc6"
+
+
+BUILT = {"version": "0.18.0", "sha256": "e" * 64, "mounted_at": "/kit/patchelf",
+         "source": {"package": "patchelf", "version": "0.18.0-1.4", "suite": "trixie",
+                    "filename": "patchelf_0.18.0.orig.tar.gz", "sha256": "c" * 64}}
+
+
+def test_the_provenance_names_the_patchelf_and_its_debian_source() -> None:
+    record = _record(NATIVE, {"tool": "auditwheel", "action": "repaired",
+                              "tools": [{"sha256": "a" * 64}], "patchelf_build": BUILT})
+    found = {d["annotations"]["role"]: d for d in provenance.resolved_dependencies(record)}
+    source = found["repair-tool-source"]
+    assert source["uri"] == "pkg:deb/debian/patchelf@0.18.0-1.4?arch=source"
+    assert source["digest"] == {"sha256": "c" * 64}
+    assert found["repair-tool"]["digest"] == {"sha256": "e" * 64}
+    plain = _record(NATIVE, {"tool": "auditwheel", "action": "repaired", "tools": []})
+    assert provenance.repair_dependencies(plain) == []
+
+
+def test_a_rebuild_uses_the_recorded_patchelf_or_says_why_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = ImageRef("img", "sha256:" + "d" * 64, "debootstrap")
+    settings = factories.settings(tmp_path)
+    asked: list[tuple[str, str, str]] = []
+
+    def built(settings: object, image: ImageRef, pin: SourcePin) -> Patchelf:
+        asked.append((pin.package, pin.version, pin.suite))
+        return replace(_patchelf(tmp_path), source={**BUILT["source"]})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(patchelf, "for_image", built)
+    assert reproduce._patchelf(settings, image, {"patchelf_build": BUILT}) is not None
+    assert asked == [("patchelf", "0.18.0-1.4", "trixie")]
+    assert reproduce._patchelf(settings, image, {"action": "repaired"}) is None
+    other = {**BUILT, "sha256": "f" * 64}
+    with pytest.raises(BuildError, match="is not the one recorded"):
+        reproduce._patchelf(settings, image, {"patchelf_build": other})

@@ -166,7 +166,29 @@ def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
             }
         )
     deps.extend(system_dependencies(record))
+    deps.extend(repair_dependencies(record))
     return unique_materials(deps)
+
+
+def repair_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
+    """The patchelf the factory built and mounted for the repair (host-known), and the
+    Debian source tarball it was built from, when the record's repair had one."""
+    repair = record.builder_settings.get("repair")
+    built = repair.get("patchelf_build") if isinstance(repair, dict) else None
+    source = built.get("source") if isinstance(built, dict) else None
+    if not isinstance(built, dict) or not isinstance(source, dict):
+        return []
+    package, version = str(source.get("package")), str(source.get("version"))
+    return [
+        {"uri": PackageURL(type="deb", namespace="debian", name=package, version=version,
+                           qualifiers={"arch": "source"}).to_string(),
+         "name": str(source.get("filename")), "digest": {"sha256": str(source.get("sha256"))},
+         "annotations": {"role": "repair-tool-source", "suite": str(source.get("suite"))}},
+        {"name": f"patchelf {built.get('version')}",
+         "digest": {"sha256": str(built.get("sha256"))},
+         "annotations": {"role": "repair-tool", "builtBy": "factory",
+                         "mountedAt": str(built.get("mounted_at"))}},
+    ]
 
 
 def unique_materials(deps: list[dict[str, Any]]) -> list[dict[str, Any]]:
