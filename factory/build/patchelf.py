@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,15 +149,21 @@ def _build(settings: Settings, image: ImageRef, tarball: SourceTarball,
         said = (out.read("version", 256) or b"").decode("ascii", "replace").strip()
         if said != f"patchelf {tarball.upstream_version}":
             raise out.refuse(f"the program built says it is {one_line(repr(said), 80)}")
-        staging = where.with_name(f".tmp-{where.name}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=where.parent))
         digest = out.copy("patchelf", staging / "patchelf", MAX_BINARY)
         (staging / "patchelf").chmod(0o755)
         staging.chmod(0o755)
         write_json(staging / "patchelf.json",
                    {"sha256": digest, "source": tarball.describe(), "image_id": image.id,
                     "seconds": round(time.monotonic() - started, 1)})
-        shutil.rmtree(where, ignore_errors=True)
-        staging.rename(where)
+        shutil.rmtree(where, ignore_errors=True)  # a damaged one (kept ones were checked)
+        try:
+            staging.rename(where)
+        except OSError:  # another factory process on this state dir placed it first
+            shutil.rmtree(staging, ignore_errors=True)
+            placed = _kept(where, tarball, image.id)
+            if placed is None:
+                raise
+            return placed
     return Patchelf(where, tarball.upstream_version, digest, tarball.describe(), image.id)

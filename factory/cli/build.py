@@ -46,16 +46,37 @@ def builder_bootstrap(
     packages: Annotated[str, typer.Option(help="Extra Debian packages, comma-separated.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Make the builder image offline (debootstrap + docker import), or reuse it."""
+    """Make the builder image offline (debootstrap + docker import), or reuse it; and
+    the patchelf the repair grafts libraries with, built from Debian's verified source
+    in that image (once; kept)."""
+    from factory.build import patchelf, repair
     from factory.build.image import bootstrap_image
+    from factory.errors import FactoryError
 
     extra = [p for p in packages.split(",") if p]
+    current = settings()
     with _app.err.status("making the builder image (about a minute the first time) ..."):
-        image = bootstrap_image(settings(), extra)
+        image = bootstrap_image(current, extra)
+    tool, why = None, ""
+    if repair.mode(current) == repair.TOOL:
+        with _app.err.status("building patchelf from Debian's source (once per image) ..."):
+            try:
+                tool = patchelf.for_image(current, image)
+            except FactoryError as exc:
+                why = exc.message
     if as_json:
-        emit_json({"tag": image.tag, "id": image.id, "origin": image.origin})
-    else:
-        _app.out.print(f"{image.tag}  {image.id}  ({image.origin})", highlight=False)
+        emit_json({"tag": image.tag, "id": image.id, "origin": image.origin,
+                   "patchelf": tool.describe() if tool else None,
+                   **({"patchelf_error": why} if why else {})})
+        return
+    _app.out.print(f"{image.tag}  {image.id}  ({image.origin})", highlight=False)
+    if tool is not None:
+        _app.out.print(f"patchelf {tool.version}  sha256:{tool.sha256}  (from "
+                       f"{tool.source['filename']}, sha256:{tool.source['sha256']})",
+                       highlight=False)
+    elif why:
+        plain(f"warning: no patchelf built from source ({why}); wheels that need a grafted "
+              "library keep their linux_* tag", _app.err)
 
 
 @app.command()
