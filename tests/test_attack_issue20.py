@@ -840,3 +840,32 @@ def test_a_redirect_to_no_url_is_a_reason_not_a_traceback(tmp_path: Path, locati
                       httpx.Client(transport=httpx.MockTransport(handler)))
     with pytest.raises(FactoryError):
         fetcher.get("simple/", 1 << 20)
+
+
+@pytest.mark.parametrize("metadata", ["missing", "fifo", "directory", "device", "no-name"])
+def test_a_dist_info_without_readable_metadata_is_not_skipped(
+        tmp_path: Path, metadata: str) -> None:
+    """Broke: a dist-info whose METADATA was missing, a FIFO, a directory, a device, or
+    had no Name/Version was skipped: the distribution's files went unchecked and the
+    venv could pass (a way to hide one). It is now a distribution that fails, named from
+    its directory; METADATA, WHEEL and RECORD are read as bounded regular files."""
+    import os
+
+    from factory.verify.installed import find_distributions
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    info = site / "hidden_pkg-2.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "RECORD").write_text("hidden_pkg/__init__.py,sha256=x,1\n")
+    meta = info / "METADATA"
+    if metadata == "fifo":
+        os.mkfifo(meta)
+    elif metadata == "directory":
+        meta.mkdir()
+    elif metadata == "device":
+        meta.symlink_to("/dev/zero")
+    elif metadata == "no-name":
+        meta.write_text("Summary: nothing\n")
+    [dist] = find_distributions(tmp_path / "venv")
+    assert (dist.name, dist.version) == ("hidden-pkg", "2.0")
+    assert dist.problem is not None and "no readable METADATA" in dist.problem

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -37,10 +39,10 @@ class InstalledDist:
 
     @property
     def tags(self) -> set[str]:
-        path = self.dist_info / "WHEEL"
-        if not path.is_file():
+        text = read_small(self.dist_info / "WHEEL", MAX_METADATA)
+        if text is None:
             return set()
-        parsed = HeaderParser().parsestr(path.read_text(encoding="utf-8", errors="replace"))
+        parsed = HeaderParser().parsestr(text)
         return set(parsed.get_all("Tag") or [])
 
 
@@ -65,14 +67,41 @@ def find_distributions(venv: Path) -> list[InstalledDist]:
     return sorted(dists.values(), key=lambda d: d.name)
 
 
+MAX_METADATA = 1 << 20  # METADATA/PKG-INFO: its headers are at the top
+MAX_RECORD = 64 << 20
+
+
+def read_small(path: Path, limit: int) -> str | None:
+    """A dist-info file's text: a regular file (opened without blocking: a FIFO or
+    device is not read), at most ``limit`` bytes read; None when it is not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(limit).decode("utf-8", errors="replace")
+
+
 def _read(info: Path, site: Path) -> InstalledDist | None:
     meta = info / ("METADATA" if info.suffix == ".dist-info" else "PKG-INFO")
-    if not meta.is_file():
-        return None
-    headers = HeaderParser().parsestr(meta.read_text(encoding="utf-8", errors="replace"))
-    name, version = headers.get("Name"), headers.get("Version")
+    text = read_small(meta, MAX_METADATA)
+    name, version = None, None
+    if text is not None:
+        headers = HeaderParser().parsestr(text)
+        name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
-        return None
+        if info.suffix != ".dist-info":
+            return None
+        # A dist-info without readable metadata is not skipped (its files would go
+        # unchecked): named from its directory, it fails.
+        stem = info.name[:-len(".dist-info")]
+        name, _, version = stem.partition("-")
+        return InstalledDist(str(canonicalize_name(name or stem)), version or "?", info, site,
+                             f"{info.name} has no readable METADATA (Name and Version): "
+                             "what it installed cannot be checked")
     problem = None
     if info.suffix == ".egg-info":
         problem = f"{name} {version} is installed as an egg, not from a wheel of the index"
@@ -142,7 +171,11 @@ def _installer_added(path: str, dist_info: str) -> bool:
 def compare(dist: InstalledDist, wheel: Path) -> list[str]:
     """Differences between the installed files and the wheel; empty when it is the wheel."""
     expected = wheel_record(wheel)
-    installed = parse_record((dist.dist_info / "RECORD").read_text(encoding="utf-8"))
+    text = read_small(dist.dist_info / "RECORD", MAX_RECORD + 1)
+    if text is None or len(text) > MAX_RECORD:
+        return [f"{dist.dist_info.name}/RECORD is not a regular file of at most "
+                f"{MAX_RECORD} bytes"]
+    installed = parse_record(text)
     dist_info = dist.dist_info.name
     site = dist.site.resolve()
     problems: list[str] = []
