@@ -190,7 +190,10 @@ def publish(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"published": [p.__dict__ for p in report.published],
                    "refused": [r.__dict__ for r in report.refused],
-                   "advisories_not_checked": report.advisories_problem})
+                   "advisories_not_checked": report.advisories_problem,
+                   "equivalence": {"verdicts": report.equivalence,
+                                   "notes": report.equivalence_notes,
+                                   "alarms": report.equivalence_alarms}})
     else:
         for p in report.published:
             _app.out.print(f"  published {p.filename}", highlight=False)
