@@ -100,6 +100,7 @@ def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str
 _GRAFTED = re.compile(r"[^/]{1,200}\.libs/(lib[A-Za-z0-9_+.-]{1,200}?)-[0-9a-f]{8}"
                       r"(\.so(?:\.[0-9][A-Za-z0-9.]{0,40})?)")
 MAX_GRAFTED = 256  # grafted libraries one wheel may hold
+MAX_GRAFTED_BYTES = 1 << 30  # inflated bytes of one (libLLVM is about 120 MB)
 # (kind, file name) -> the Debian packages that ship it (debian.Lookup.providers).
 Providers = Callable[[str, str], list[str]]
 
@@ -122,9 +123,13 @@ def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
             if len(found) >= MAX_GRAFTED:
                 raise BuildError(f"{wheel.name} holds more than {MAX_GRAFTED} grafted "
                                  "libraries; refused")
-            digest = hashlib.sha256()
-            with zf.open(info) as member:
+            digest, size = hashlib.sha256(), 0
+            with zf.open(info) as member:  # the wheel is the build's: read bounded
                 while block := member.read(1 << 20):
+                    size += len(block)
+                    if size > MAX_GRAFTED_BYTES:
+                        raise BuildError(f"{wheel.name}: {info.filename[:200]!r} inflates "
+                                         f"to more than {MAX_GRAFTED_BYTES} bytes; refused")
                     digest.update(block)
             library = match.group(1) + match.group(2)  # the file it was: libffi.so.8.1.2
             package, how = _package_of(library, held, providers)
