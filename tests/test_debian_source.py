@@ -137,3 +137,15 @@ def test_the_pin_is_checked_and_names_its_upstream_version() -> None:
                 SourcePin("x", "1", "trixie/../../x")):
         with pytest.raises(SourceUnavailable, match="is not a Debian source package"):
             bad.check()
+
+
+def test_an_index_that_inflates_past_its_bound_is_refused(
+        mirror: Mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    publish(mirror, sources=stanza() + "X-Padding: " + "0" * 4000 + "\n")
+    monkeypatch.setattr(debian_source, "MAX_SOURCES_INFLATED", 2000)
+    with pytest.raises(SourceUnavailable, match="decompresses to more than 2000 bytes"):
+        fetch_orig(factories.settings(tmp_path), PIN, verify=trusted)
+    monkeypatch.setattr(debian_source, "MAX_SOURCES_INFLATED", 1 << 20)
+    monkeypatch.setattr(debian_source, "MAX_STANZA", 1000)
+    with pytest.raises(SourceUnavailable, match="stanza of patchelf is over 1000 bytes"):
+        fetch_orig(factories.settings(tmp_path), PIN, verify=trusted)
