@@ -869,3 +869,33 @@ def test_a_dist_info_without_readable_metadata_is_not_skipped(
     [dist] = find_distributions(tmp_path / "venv")
     assert (dist.name, dist.version) == ("hidden-pkg", "2.0")
     assert dist.problem is not None and "no readable METADATA" in dist.problem
+
+
+def test_an_index_password_in_the_url_stays_out_of_reports(released_base: Path,
+                                                           tmp_path: Path) -> None:
+    """Broke: `verify --index https://user:token@host/` (an index behind basic auth, as
+    pip takes it) wrote the token into the report (trust.index, every message naming a
+    URL), a file that gets filed and shared; `log verify` printed it too. URLs are shown
+    without user:password@ (still sent to the server)."""
+    from factory.index import Index
+    from factory.index.serve import create_app
+    from factory.sign.monitor import HttpSource
+    from factory.verify import verify
+    from factory.verify.render import report_json
+    from tests import factories
+    from tests.index_fixtures import running
+    from tests.security_fixtures import released_copy
+
+    settings = released_copy(released_base, tmp_path)
+    with running(create_app(Index.of(settings))) as url:
+        secret = url.replace("http://", "http://reader:s3cret-token@")
+        report = verify(factories.settings(tmp_path / "auditor"), "alpha==1.0.0",
+                        index_dir=secret, check_advisories=False,
+                        identity=settings.identity, issuer=settings.issuer)
+        missing = verify(factories.settings(tmp_path / "auditor2"), "nosuch==1.0",
+                         index_dir=secret, check_advisories=False)
+        source = HttpSource(secret)
+        assert source.get("checkpoint", 1 << 13) is not None  # still reaches the server
+    for text in (report_json(report), report_json(missing), source.location):
+        assert "s3cret" not in text
+    assert report.ok and "***@127.0.0.1" in report.trust.index

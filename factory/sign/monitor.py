@@ -61,6 +61,7 @@ from factory.sign.tiles import (
     tiles,
     timestamps_path,
 )
+from factory.upstream.transport import shown
 
 if TYPE_CHECKING:
     import httpx
@@ -131,7 +132,8 @@ class HttpSource:
 
         from factory.upstream.transport import Cutoff
 
-        self.location = url.rstrip("/") + "/"
+        self._base = url.rstrip("/") + "/"
+        self.location = shown(self._base)  # what messages say: no user:password@
         self._client = client or httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=False)
         self._cutoff = Cutoff()
 
@@ -146,7 +148,8 @@ class HttpSource:
                 return self._stream(url, limit, name)
             except VerificationError:
                 if expired.is_set():  # the timer shut the socket: say why
-                    raise VerificationError(f"{name}: {url} sent no complete answer within "
+                    raise VerificationError(f"{name}: {shown(url)} sent no complete answer "
+                                            f"within "
                                             f"{seconds:g} s",
                                             "the server is too slow or stalling on purpose"
                                             ) from None
@@ -161,7 +164,8 @@ class HttpSource:
                 if response.status_code == 404:
                     return None
                 if response.status_code != 200:
-                    raise VerificationError(f"{name}: {url} answered HTTP {response.status_code}")
+                    raise VerificationError(f"{name}: {shown(url)} answered HTTP "
+                                            f"{response.status_code}")
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise VerificationError(f"{name}: larger than {limit} bytes")
@@ -172,14 +176,14 @@ class HttpSource:
                         raise VerificationError(f"{name}: larger than {limit} bytes")
                 return bytes(body)
         except httpx.HTTPError as exc:
-            raise VerificationError(f"{name}: cannot fetch {url}: {exc}",
+            raise VerificationError(f"{name}: cannot fetch {shown(url)}: {exc}",
                                     "check the index URL and that the index is up") from None
 
     def get(self, path: str, limit: int) -> bytes | None:
-        return self._get(f"{self.location}{PREFIX}/{path}", limit, path)
+        return self._get(f"{self._base}{PREFIX}/{path}", limit, path)
 
     def trusted_root(self) -> bytes | None:
-        return self._get(self.location + TRUSTED_ROOT_PATH, MAX_TRUSTED_ROOT_BYTES,
+        return self._get(self._base + TRUSTED_ROOT_PATH, MAX_TRUSTED_ROOT_BYTES,
                          "trusted_root.json")
 
 

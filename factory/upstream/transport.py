@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from factory import __version__
 from factory.errors import AlarmError, UpstreamError, printable
@@ -88,6 +88,19 @@ def url_problem(url: object, plain_http: bool = False) -> str | None:
     if found[0] == "http" and not plain_http and not _is_loopback(found[1]):
         return f"plain http to {found[1]!r} (https is required but for loopback)"
     return None
+
+
+def shown(url: str) -> str:
+    """``url`` as messages and reports show it: printable, without the user:password@ of
+    an index behind basic auth (the report is a file that gets filed and shared)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return printable(url)
+    if "@" not in parts.netloc:
+        return printable(url)
+    host = parts.netloc.rsplit("@", 1)[1]
+    return printable(urlunsplit(parts._replace(netloc=f"***@{host}")))
 
 
 def join(base: str, url: str) -> str | None:

@@ -48,7 +48,7 @@ from factory.index.records import (
     is_normalized,
 )
 from factory.index.validation import Invalid, validate_record
-from factory.upstream.transport import Cutoff
+from factory.upstream.transport import Cutoff, shown
 from factory.verify.view import IndexView, Published
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -89,9 +89,10 @@ class Fetcher:
     def __init__(self, base_url: str, limits: Limits, client: httpx.Client | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteIndexError(f"{base_url!r} is not an http(s) URL")
+            raise RemoteIndexError(f"{shown(base_url)!r} is not an http(s) URL")
         if parts.query or parts.fragment:
-            raise RemoteIndexError(f"{base_url!r}: an index URL has no query or fragment")
+            raise RemoteIndexError(f"{shown(base_url)!r}: an index URL has no query or "
+                                   "fragment")
         self.base = base_url.rstrip("/") + "/"
         self.origin = (parts.scheme, parts.hostname, parts.port)
         self.limits = limits
@@ -128,16 +129,16 @@ class Fetcher:
                         if response.status_code in (404, 410):
                             return None
                         if response.status_code != 200:
-                            raise FactoryError(f"GET {printable(url)}: HTTP "
+                            raise FactoryError(f"GET {shown(url)}: HTTP "
                                                f"{response.status_code}")
                         return self._read(response, url, limit, time.monotonic() + seconds)
                 except (httpx.HTTPError, httpx.InvalidURL) as exc:  # a redirect to "/\0"
                     if expired.is_set():
-                        raise FactoryError(f"GET {printable(url)}: no complete answer within "
+                        raise FactoryError(f"GET {shown(url)}: no complete answer within "
                                            f"{seconds:g} s") from None
-                    raise FactoryError(f"GET {printable(url)} failed: "
+                    raise FactoryError(f"GET {shown(url)} failed: "
                                        f"{type(exc).__name__}: {exc}"[:300]) from None
-        raise FactoryError(f"GET {printable(self.base + path)}: more than "
+        raise FactoryError(f"GET {shown(self.base + path)}: more than "
                            f"{self.limits.redirects} redirects")
 
     def _same_origin(self, url: str, location: str) -> str:
@@ -146,24 +147,24 @@ class Fetcher:
             parts = urlsplit(target)
             where = (parts.scheme, parts.hostname, parts.port)
         except ValueError:  # "http://[x": not a URL (an unclosed IPv6 literal, a bad port)
-            raise FactoryError(f"GET {printable(url)} redirects to "
+            raise FactoryError(f"GET {shown(url)} redirects to "
                                f"{printable(location)[:200]!r}, not a URL") from None
         if where != self.origin:
-            raise FactoryError(f"GET {printable(url)} redirects off the index "
-                               f"(to {printable(target)[:200]}): not followed")
+            raise FactoryError(f"GET {shown(url)} redirects off the index "
+                               f"(to {shown(target)[:200]}): not followed")
         return target
 
     def _read(self, response: httpx.Response, url: str, limit: int, deadline: float) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise FactoryError(f"GET {printable(url)}: {declared} bytes, more than {limit}")
+            raise FactoryError(f"GET {shown(url)}: {declared} bytes, more than {limit}")
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > limit:
-                raise FactoryError(f"GET {printable(url)}: more than {limit} bytes")
+                raise FactoryError(f"GET {shown(url)}: more than {limit} bytes")
             if time.monotonic() > deadline:
-                raise FactoryError(f"GET {printable(url)}: no complete answer within "
+                raise FactoryError(f"GET {shown(url)}: no complete answer within "
                                    f"{self.seconds(limit):g} s")
             chunks.append(chunk)
         with self._lock:
@@ -180,7 +181,7 @@ class RemoteIndex(IndexView):
 
     def __init__(self, url: str, root: Path, limits: Limits | None = None,
                  client: httpx.Client | None = None) -> None:
-        self.url = url.rstrip("/")
+        self.url = shown(url.rstrip("/"))  # what reports say: no user:password@
         self.fetcher = Fetcher(url, limits or Limits(), client)
         super().__init__(root, self.url)
         self.layout.records.mkdir(parents=True, exist_ok=True)
