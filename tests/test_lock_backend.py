@@ -20,6 +20,7 @@ from factory.config import Settings, load_settings
 from factory.errors import LockError
 from factory.lock import load_lock, lock_stage
 from factory.lock.backend import (
+    LOCKED_BEFORE,
     MAX_GENERATOR,
     MAX_WHEEL_FILE,
     backend_of,
@@ -165,6 +166,26 @@ def test_a_backend_the_fetch_gate_refuses_is_not_pinned(
     assert demo is not None and demo.backend is not None and demo.backend.pin is None
     assert "the fetch stage refuses setuptools 79.0.0" in demo.backend.reason
     assert "prebuilt" in demo.backend.reason
+
+
+def test_a_version_locked_before_keeps_its_build_environment(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """A pin locked (and maybe published) before upstream's wheel was read keeps its
+    build environment: a rebuild would make other bytes under a published name."""
+    for version in ("80.0.0", "81.0.0"):
+        upstream.add("setuptools", version, build_requires=[], backend="x")
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\n')
+    upstream.add("demo", "1.0.0")
+    factories.recipe(project.root, "demo")
+    demo = lock_stage(project)[0].primary("demo")
+    assert demo is not None and demo.backend is None  # no upstream wheel then
+    upstream.add_file("demo", factories.wheel(upstream.directory / "files", "demo", "1.0.0",
+                                              files={"demo/__init__.py": b"X = 1\n",
+                                                     WHEEL: wheel_text("setuptools (80.0.0)")}))
+    for _ in range(2):  # and stays so
+        demo = lock_stage(project)[0].primary("demo")
+        assert demo is not None and demo.backend is not None and demo.backend.pin is None
+        assert demo.backend.reason == LOCKED_BEFORE and demo.backend.wheel is not None
 
 
 def test_unknown_generator_and_setting_off(project: Settings, upstream: LocalUpstream) -> None:

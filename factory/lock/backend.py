@@ -29,6 +29,9 @@ MAX_WHEEL_BYTES = 64 << 20  # an upstream wheel larger than this is not read for
 MAX_WHEEL_FILE = 16 << 10  # a WHEEL file is a few lines
 MAX_GENERATOR = 200
 MAX_REASON = 500
+# Why a version locked before upstream's backend was matched keeps its build environment.
+LOCKED_BEFORE = ("not matched: locked before upstream's backend was matched; it keeps the "
+                 "build environment it was locked with (a published wheel keeps its bytes)")
 
 # Generator text -> the project that must be pinned (a pure wheel's backends).
 _GENERATORS: tuple[tuple[re.Pattern[str], str], ...] = (

@@ -27,6 +27,7 @@ from factory._internal.graphs import held_back
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
 from factory.lock.backend import (
+    LOCKED_BEFORE,
     MAX_REASON,
     MAX_WHEEL_BYTES,
     Backend,
@@ -301,6 +302,13 @@ class Resolver:
         if not self.settings.match_upstream_backend:
             return Backend(None, None, "not matched: [equivalence] match_upstream_backend is "
                            "off", pinned)
+        old = self.previous.get(entry.key, entry.version)
+        if old is not None and old.sdist.sha256 == entry.sdist.sha256 and (
+                old.backend is None or old.backend.reason == LOCKED_BEFORE):
+            # Locked (and maybe built and published) before its backend was matched: its
+            # build environment stays, or a rebuild would make other bytes under a
+            # published name. A new version matches.
+            return Backend(None, None, LOCKED_BEFORE, pinned)
         self._matching.add(entry.key)
         try:
             generator = self._generator(recipe, wheel, entry)
