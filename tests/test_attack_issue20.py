@@ -899,3 +899,15 @@ def test_an_index_password_in_the_url_stays_out_of_reports(released_base: Path,
     for text in (report_json(report), report_json(missing), source.location):
         assert "s3cret" not in text
     assert report.ok and "***@127.0.0.1" in report.trust.index
+
+
+def test_an_advisory_mirror_password_stays_out_of_messages(tmp_path: Path) -> None:
+    """Broke: a private mirror's URL with user:token@ was quoted whole in why advisories
+    were NOT CHECKED: verify's report, watch's summary, the ledger and the served home
+    page (the status record). Shown as ***@host now."""
+    from tests.index_fixtures import free_port
+
+    url = f"http://reader:s3cret@127.0.0.1:{free_port()}/all.zip"
+    database, problem = open_advisories(url, tmp_path)
+    assert database is None and problem is not None
+    assert "s3cret" not in problem and "***@127.0.0.1" in problem

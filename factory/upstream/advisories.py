@@ -34,6 +34,7 @@ from factory.config import (
     Settings,
 )
 from factory.errors import ConfigError, FactoryError, UpstreamError, printable
+from factory.upstream.transport import shown
 
 if TYPE_CHECKING:  # the HTTP client is imported only to fetch an online source
     import httpx
@@ -174,7 +175,7 @@ class AdvisoryDatabase:
         # STALE_SECONDS: why, and since when (a lookup finding nothing in it is no PASS).
         self.stale: str | None = None
         if not self.source.startswith(("http://", "https://")) and not Path(source).exists():
-            raise ConfigError(f"advisory source {source} does not exist",
+            raise ConfigError(f"advisory source {shown(str(source))} does not exist",
                               "set [factory] advisories in factory.toml or FACTORY_ADVISORIES")
 
     def for_package(self, name: str) -> list[Advisory]:
@@ -242,7 +243,7 @@ class AdvisoryDatabase:
             return self._index(_read_zip(path))
         except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
                 RuntimeError) as exc:  # encrypted, an unknown method, truncated
-            raise AdvisoriesUnavailable(f"{self.source} is not a readable OSV archive "
+            raise AdvisoriesUnavailable(f"{shown(self.source)} is not a readable OSV archive "
                                         f"({type(exc).__name__}: {exc})"[:300]) from None
 
     def load(self) -> None:
@@ -268,24 +269,24 @@ class AdvisoryDatabase:
                                                                   "ecosystem": "PyPI"}},
                                    extensions={"trace": deadline.trace}) as response:
                     if response.status_code != 200:
-                        raise AdvisoriesUnavailable(f"the OSV API at {self.source} answered "
+                        raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} answered "
                                                     f"HTTP {response.status_code}")
                     for chunk in response.iter_bytes():
                         body += chunk
                         if len(body) > API_MAX_BYTES:
-                            raise AdvisoriesUnavailable(f"the OSV API at {self.source} sent "
+                            raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} sent "
                                                         f"more than {API_MAX_BYTES} bytes")
             except httpx.HTTPError as exc:
                 why = f"no answer within {API_SECONDS:g} s" if deadline.expired else \
                     (str(exc).split("\n")[0][:200] or type(exc).__name__)
-                raise AdvisoriesUnavailable(f"the OSV API at {self.source} failed: {why}") \
+                raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} failed: {why}") \
                     from None
         try:
             vulns = json.loads(body).get("vulns") or []
             if not isinstance(vulns, list):
                 raise TypeError
         except (ValueError, TypeError, AttributeError, RecursionError):
-            raise AdvisoriesUnavailable(f"the OSV API at {self.source} answered with no "
+            raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} answered with no "
                                         "list of vulns") from None
         return [a for v in vulns if isinstance(v, dict) and (a := _parse(json.dumps(v),
                                                                          "api.json"))]
@@ -421,10 +422,10 @@ def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, 
                                meta, cached)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a redirect to
             if deadline.expired:  # "javascript:x" is built, then refused
-                raise AdvisoriesUnavailable(f"{url} unreachable (slower than {seconds:g} s)") \
-                    from None
+                raise AdvisoriesUnavailable(f"{shown(url)} unreachable (slower than "
+                                            f"{seconds:g} s)") from None
             reason = str(exc).split("\n")[0][:200] or type(exc).__name__
-            raise AdvisoriesUnavailable(f"{url} unreachable ({reason})") from None
+            raise AdvisoriesUnavailable(f"{shown(url)} unreachable ({reason})") from None
         finally:
             part.unlink(missing_ok=True)
 
@@ -433,28 +434,28 @@ def _answer(response: httpx.Response, url: str, part: Path, archive: Path, max_b
             seconds: float, deadline: Any, meta: dict[str, Any],
             cached: bool) -> dict[str, Any]:
     if url.startswith("https://") and response.url.scheme != "https":
-        raise AdvisoriesUnavailable(f"{url} unreachable (redirected to plain http "
+        raise AdvisoriesUnavailable(f"{shown(url)} unreachable (redirected to plain http "
                                     f"{printable(str(response.url))[:100]}: refused)")
     if response.status_code == 304:
         if not cached:  # nothing was asked conditionally: there is no copy to stand
-            raise AdvisoriesUnavailable(f"{url} unreachable (answered 304 Not Modified "
+            raise AdvisoriesUnavailable(f"{shown(url)} unreachable (answered 304 Not Modified "
                                         "to an unconditional request)")
         return {**meta, "checked": time.time(), "problem": None}
     if response.status_code != 200:
-        raise AdvisoriesUnavailable(f"{url} unreachable (HTTP {response.status_code})")
+        raise AdvisoriesUnavailable(f"{shown(url)} unreachable (HTTP {response.status_code})")
     size = 0
     with open(part, "wb") as out:
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise AdvisoriesUnavailable(f"{url} unreachable (larger than "
+                raise AdvisoriesUnavailable(f"{shown(url)} unreachable (larger than "
                                             f"{max_bytes} bytes)")
             if deadline.remaining() <= 0:
-                raise AdvisoriesUnavailable(f"{url} unreachable (slower than "
+                raise AdvisoriesUnavailable(f"{shown(url)} unreachable (slower than "
                                             f"{seconds:g} s)")
             out.write(chunk)
     if not zipfile.is_zipfile(part):
-        raise AdvisoriesUnavailable(f"{url} unreachable (not a zip archive)")
+        raise AdvisoriesUnavailable(f"{shown(url)} unreachable (not a zip archive)")
     os.replace(part, archive)
     return {"url": url, "etag": _validator(response.headers.get("etag")),
             "last_modified": _validator(response.headers.get("last-modified")),

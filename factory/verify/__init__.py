@@ -59,6 +59,7 @@ from factory.index.check import inspect_index
 from factory.index.records import IndexCorruptError, Layout, ProjectRecord, list_projects
 from factory.lock import Lock, load_lock
 from factory.upstream.advisories import open_advisories
+from factory.upstream.transport import shown
 from factory.verify.checks import ALL_CHECKS, CHECK_TITLES, Auditor
 from factory.verify.model import (
     FILES,
@@ -237,7 +238,8 @@ def audit(
             whole.extend(skipped(name, f"{index.base_url} is verified by URL: the index "
                                  "directory is not served") for name in INDEX_CHECKS)
 
-    info = trust.info(index.root if index.local else str(index.base_url), advisories)
+    info = trust.info(index.root if index.local else str(index.base_url),
+                      shown(advisories) if advisories else None)  # no user:password@
     served = Layout(index.root).trust.resolve()
     info.from_index = any(path.resolve().is_relative_to(served)
                           for path in (trust.trusted_root_path, trust.owner_key_path))
