@@ -29,8 +29,11 @@ from factory.build.record import BuildRecord, record_path_for
 from factory.config import Settings
 from factory.lock import Lock, load_lock, save_lock
 from factory.plan import make_plan
+from factory.publish import release
 from factory.upstream.cache import cache_path
+from factory.verify import rebuild_and_compare
 from tests import factories
+from tests.approval_fixtures import approve
 from tests.builders_fixtures import backend_sdist, download, lock_entry
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
@@ -216,3 +219,12 @@ def test_the_grafted_wheel_rebuilds_bit_for_bit(project: Settings, ffiext: Build
     assert again.builder_settings["repair"]["patchelf_build"] == \
         ffiext.builder_settings["repair"]["patchelf_build"]
     assert (project.wheels_dir / again.wheel_filename).read_bytes() == first
+
+
+def test_verify_rebuild_reproduces_the_published_grafted_wheel(
+        project: Settings, ffiext: BuildRecord) -> None:
+    wheel = project.wheels_dir / ffiext.wheel_filename
+    record = BuildRecord.load(record_path_for(wheel))
+    release(project, [approve(project, record)])
+    (result,) = rebuild_and_compare(project, "ffiext==1.0")  # the recorded patchelf, kept
+    assert result.reproducible, result
