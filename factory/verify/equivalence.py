@@ -150,8 +150,9 @@ def _metadata_names(ours: bytes, theirs: bytes) -> str:
     return "fields that differ: " + ("; ".join(parts) or "their order or spelling")
 
 
-def clip_name(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)[:60]
+def clip_name(text: str, limit: int = 60) -> str:
+    """Upstream-controlled text (a member or field name) as printable, bounded text."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:limit]
 
 
 def explain(ours: Path, theirs: Path) -> list[dict[str, str]]:
@@ -160,8 +161,10 @@ def explain(ours: Path, theirs: Path) -> list[dict[str, str]]:
     for RECORD, whether it only follows the other differences."""
     with zipfile.ZipFile(ours) as a, zipfile.ZipFile(theirs) as b:
         left, right = _members(a), _members(b)
-    out = [{"file": n, "why": "only in ours"} for n in sorted(set(left) - set(right))]
-    out += [{"file": n, "why": "only upstream"} for n in sorted(set(right) - set(left))]
+    out = [{"file": clip_name(n, 300), "why": "only in ours"}
+           for n in sorted(set(left) - set(right))]
+    out += [{"file": clip_name(n, 300), "why": "only upstream"}
+            for n in sorted(set(right) - set(left))]
     record = None
     for name in sorted(set(left) & set(right)):
         top_level = name.count("/") == 1 and ".dist-info/" in name
