@@ -174,7 +174,7 @@ def explain(ours: Path, theirs: Path) -> list[dict[str, str]]:
             continue
         if left[name] == right[name]:
             continue
-        item = {"file": name, "why": "different bytes"}
+        item = {"file": clip_name(name, 300), "why": "different bytes"}
         if top_level and name.endswith(".dist-info/WHEEL"):
             item["detail"] = (f"Generator: ours {_generator(left[name])!r}, upstream "
                               f"{_generator(right[name])!r}")
@@ -183,7 +183,7 @@ def explain(ours: Path, theirs: Path) -> list[dict[str, str]]:
         out.append(item)
     if record is not None:
         follows = bool(out)
-        out.append({"file": record, "why": "different entries",
+        out.append({"file": clip_name(record, 300), "why": "different entries",
                     "detail": "follows the other differences (their hashes and sizes)"
                     if follows else "entries differ while every file is the same"})
     return sorted(out, key=lambda item: item["file"])[:MAX_EXPLAINED]
