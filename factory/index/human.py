@@ -88,8 +88,6 @@ upstream, what is locked and published, and how long an allowed release has wait
 s.get("advisories_problem").startswith("stale") else "NOT CHECKED" }}</span>{% endif %}</td>
 <td>{{ "%g d"|format(s.waiting_days) if s.waiting_days is not none else "" }}</td></tr>
 {% endfor %}</tbody></table>
-{% if older_more %}<p class="muted">and {{ older_more }} older file(s): the
-<a href="../../simple/{{ r.name }}/">Simple API page</a> lists every file.</p>{% endif %}
 {% endif %}
 {% endblock %}
 """
