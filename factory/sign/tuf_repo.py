@@ -38,6 +38,7 @@ metadata as expired.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,7 @@ from tuf.api.serialization.json import JSONSerializer
 from factory._internal.atomic import atomic_writer
 from factory.config import Settings
 from factory.errors import SigningError, one_line
+from factory.index.tree import NotReadable, TooLarge, read_regular
 
 PREFIX = "tuf"  # the index's directory of the repository, served at /tuf/
 TRUSTED_ROOT_TARGET = "trusted_root.json"  # the names sigstore-python's TrustUpdater asks for
@@ -123,12 +125,19 @@ class _Repository:
 
     def read(self, name: str, kind: type[_S]) -> Metadata[_S] | None:
         path = self.dir / name
-        if not path.is_file():
+        if not os.path.lexists(path):
             return None
-        data = path.read_bytes()[: MAX_METADATA_BYTES + 1]
+        try:  # never through a link, never a FIFO, bounded: the index tree is not trusted
+            data = read_regular(self.dir, name, MAX_METADATA_BYTES)
+        except TooLarge:
+            data = b""  # refused just below, as any file that is not metadata
+        except NotReadable as exc:
+            raise SigningError(f"{path}: not a regular file ({one_line(str(exc), 200)})",
+                               f"remove {path}; `factory index tuf` then re-signs what is "
+                               "needed") from None
         try:
-            if len(data) > MAX_METADATA_BYTES:
-                raise DeserializationError(f"larger than {MAX_METADATA_BYTES} bytes")
+            if not data:
+                raise DeserializationError(f"empty or larger than {MAX_METADATA_BYTES} bytes")
             found: Metadata[Any] = Metadata.from_bytes(data)
         except DeserializationError as exc:
             raise SigningError(f"{path}: not TUF metadata ({one_line(str(exc), 200)})",
@@ -148,6 +157,7 @@ class _Repository:
             raise SigningError(f"{self.dir}: root versions {versions} are not 1..N",
                                "restore the missing N.root.json files from a backup")
         trusted: Metadata[Root] | None = None
+        self.chain: list[Root] = []
         for version in versions:
             current = self.read(f"{version}.root.json", Root)
             assert current is not None
@@ -164,12 +174,44 @@ class _Repository:
                 raise SigningError(f"{self.dir}/{version}.root.json says version "
                                    f"{current.signed.version}")
             trusted = current
+            self.chain.append(current.signed)
         return trusted
+
+    def signed_by_chain(self, md: Metadata[Any], role: str) -> bool:
+        """Whether a root version of the chain (``root()`` walked it) signs ``md`` for
+        ``role``: only such a file says which versions were served."""
+        for root in getattr(self, "chain", []):
+            try:
+                root.verify_delegate(role, md.signed_bytes, md.signatures)
+                return True
+            except UnsignedMetadataError:
+                continue
+        return False
+
+    def newest(self, role: str, kind: type[_S]) -> tuple[Metadata[_S] | None, int]:
+        """(the newest ``N.<role>.json`` that parses, says version N and is signed by a
+        root of the chain; the highest N named on disk, whatever its content). The files
+        themselves, not timestamp.json's pointer: a deleted or planted timestamp never
+        makes the writer reuse a version a client may hold (a rollback it would refuse)."""
+        numbers = sorted((int(m.group(1)) for p in self.dir.glob(f"*.{role}.json")
+                          if (m := _VERSIONED.fullmatch(p.name)) and m.group(2) == role),
+                         reverse=True)
+        for number in numbers:
+            try:
+                md = self.read(f"{number}.{role}.json", kind)
+            except SigningError:
+                continue
+            if md is not None and md.signed.version == number and self.signed_by_chain(md, role):
+                return md, numbers[0]
+        return None, numbers[0] if numbers else 0
 
     def write(self, name: str, data: bytes) -> None:
         path = self.dir / name
-        if path.is_file() and path.read_bytes() == data:
-            return
+        try:
+            if read_regular(self.dir, name, len(data)) == data:
+                return
+        except NotReadable:
+            pass  # none yet, or not a regular file: replaced (the rename replaces a link)
         with atomic_writer(path, "wb", permissions=PUBLIC) as handle:
             handle.write(data)
         self.written.append(name)
@@ -183,8 +225,8 @@ class _Repository:
         return metadata.to_bytes(_SERIALIZER)
 
 
-def _next(md: Metadata[Any] | None) -> int:
-    return 1 if md is None else md.signed.version + 1
+def _next(md: Metadata[Any] | None, floor: int = 0) -> int:
+    return max(floor, 0 if md is None else md.signed.version) + 1
 
 
 def _due(signed: Signed | None, role: str, now: datetime) -> bool:
@@ -232,6 +274,7 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
         root = new
 
     online: Signer | None = None
+    floor: dict[str, int] = {"timestamp": 0}
 
     def signer() -> Signer:
         nonlocal online
@@ -249,14 +292,29 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
             return True
         return False
 
-    # The current versions, read even when they are re-signed: versions only grow.
+    # The current versions, read even when they are re-signed: versions only grow. Only
+    # files a root of the chain signs say which versions were served; each next version is
+    # above every version named on disk too (a damaged file is replaced by a newer one).
     timestamp = repo.read("timestamp.json", Timestamp)
-    snapshot = targets_md = None
+    if timestamp is not None and not repo.signed_by_chain(timestamp, "timestamp"):
+        # What was served is unknown (deleted, planted, damaged): a version above any one a
+        # client can hold (a version per second since 1970), never the planted one's.
+        floor["timestamp"] = max(int(now.timestamp()), 1)
+        timestamp = None
+    elif timestamp is None and (directory / "1.root.json").is_file() \
+            and any(directory.glob("*.snapshot.json")):
+        floor["timestamp"] = max(int(now.timestamp()), 1)  # one was served, and is gone
+    snapshot, floor["snapshot"] = repo.newest("snapshot", Snapshot)
+    targets_md, floor["targets"] = repo.newest("targets", Targets)
     if timestamp is not None:
-        snapshot = repo.read(f"{timestamp.signed.snapshot_meta.version}.snapshot.json", Snapshot)
+        floor["snapshot"] = max(floor["snapshot"], timestamp.signed.snapshot_meta.version)
     if snapshot is not None and "targets.json" in snapshot.signed.meta:
-        version = snapshot.signed.meta["targets.json"].version
-        targets_md = repo.read(f"{version}.targets.json", Targets)
+        floor["targets"] = max(floor["targets"], snapshot.signed.meta["targets.json"].version)
+    for role in ("snapshot", "targets"):
+        if floor[role] + 1 >= 10 ** 10:  # the next is beyond the names served (_VERSIONED)
+            raise SigningError(f"{directory}: a {role} version of {floor[role]} is named on disk",
+                               f"move the planted {role} files of {directory} aside and run "
+                               "`factory index tuf`")
 
     files = {name: TargetFile.from_data(name, data, ["sha256"]) for name, data in targets.items()}
     changed = stale(targets_md, "targets") or targets_md is None \
@@ -264,7 +322,8 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
     if changed:
         for name, data in sorted(targets.items()):
             repo.write(f"targets/{files[name].hashes['sha256']}.{name}", data)
-        targets_md = Metadata(Targets(version=_next(targets_md), expires=_expires("targets", now),
+        targets_md = Metadata(Targets(version=_next(targets_md, floor["targets"]),
+                                      expires=_expires("targets", now),
                                       targets=files))
         repo.write(f"{targets_md.signed.version}.targets.json", repo.sign(targets_md, signer()))
     assert targets_md is not None
@@ -272,14 +331,15 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
     changed = changed or stale(snapshot, "snapshot")
     if changed:
         meta = repo.meta(f"{targets_md.signed.version}.targets.json", targets_md.signed.version)
-        snapshot = Metadata(Snapshot(version=_next(snapshot), expires=_expires("snapshot", now),
+        snapshot = Metadata(Snapshot(version=_next(snapshot, floor["snapshot"]),
+                                     expires=_expires("snapshot", now),
                                      meta={"targets.json": meta}))
         repo.write(f"{snapshot.signed.version}.snapshot.json", repo.sign(snapshot, signer()))
     assert snapshot is not None
 
     if changed or stale(timestamp, "timestamp"):
         meta = repo.meta(f"{snapshot.signed.version}.snapshot.json", snapshot.signed.version)
-        timestamp = Metadata(Timestamp(version=_next(timestamp),
+        timestamp = Metadata(Timestamp(version=_next(timestamp, floor["timestamp"]),
                                        expires=_expires("timestamp", now), snapshot_meta=meta))
         repo.write("timestamp.json", repo.sign(timestamp, signer()))  # the commit point
     assert timestamp is not None
