@@ -911,3 +911,49 @@ def test_an_advisory_mirror_password_stays_out_of_messages(tmp_path: Path) -> No
     database, problem = open_advisories(url, tmp_path)
     assert database is None and problem is not None
     assert "s3cret" not in problem and "***@127.0.0.1" in problem
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, compresslevel=9)
+
+
+def test_a_stacked_content_encoding_is_refused_not_inflated(tmp_path: Path) -> None:
+    """Broke: httpx decodes every Content-Encoding a server lists, each read whole:
+    1 GiB of zeros sent gzip'd twice is 1,827 bytes, and was inflated in one piece
+    before any bound was checked (the advisory archive, the OSV API, verify --index,
+    log verify). Bodies are now read raw and inflated from one gzip or deflate layer
+    in bounded pieces (transport.inflated); stacked or other encodings are refused."""
+    from factory.errors import FactoryError, VerificationError
+    from factory.sign.monitor import HttpSource
+    from factory.verify.remote import Fetcher, Limits
+
+    bomb = _gzip(_gzip(b"\0" * (8 << 20)))
+    page = json.dumps({"name": "alpha", "files": []}).encode()
+
+    class Streamed(httpx.SyncByteStream):  # as a server's answer arrives: not read yet
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self.data
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/plain/"):  # one gzip layer: read as before
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"},
+                                  stream=Streamed(_gzip(page)))
+        return httpx.Response(200, headers={"Content-Encoding": "gzip, gzip"},
+                              stream=Streamed(bomb))
+
+    with pytest.raises(AdvisoriesUnavailable, match="Content-Encoding"):
+        fetch_archive("https://mirror.test/all.zip", tmp_path, client=_mock(handler))
+    fetcher = Fetcher("http://index.test/", Limits(page=1 << 20),
+                      httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(FactoryError, match="Content-Encoding"):
+        fetcher.get("simple/alpha/", 1 << 20)
+    assert fetcher.get("simple/plain/", 1 << 20) == page
+    source = HttpSource("http://index.test/", httpx.Client(transport=httpx.MockTransport(
+        handler)))
+    with pytest.raises(VerificationError, match="Content-Encoding"):
+        source.get("checkpoint", 1 << 13)

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from factory._internal.atomic import write_text
-from factory.errors import VerificationError, one_line
+from factory.errors import UpstreamError, VerificationError, one_line
 from factory.sign._authority.merkle import MerkleTree, leaf_hash
 from factory.sign.tiles import (
     CHECKPOINT,
@@ -61,7 +61,7 @@ from factory.sign.tiles import (
     tiles,
     timestamps_path,
 )
-from factory.upstream.transport import shown
+from factory.upstream.transport import inflated, shown
 
 if TYPE_CHECKING:
     import httpx
@@ -170,11 +170,13 @@ class HttpSource:
                 if declared.isdigit() and int(declared) > limit:
                     raise VerificationError(f"{name}: larger than {limit} bytes")
                 body = bytearray()
-                for chunk in response.iter_bytes():
+                for chunk in inflated(response):  # one encoding, in bounded pieces
                     body += chunk
                     if len(body) > limit:
                         raise VerificationError(f"{name}: larger than {limit} bytes")
                 return bytes(body)
+        except UpstreamError as exc:  # a stacked or corrupt Content-Encoding
+            raise VerificationError(f"{name}: {shown(url)}: {exc.message}") from None
         except httpx.HTTPError as exc:
             raise VerificationError(f"{name}: cannot fetch {shown(url)}: {exc}",
                                     "check the index URL and that the index is up") from None

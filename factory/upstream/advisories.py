@@ -258,7 +258,7 @@ class AdvisoryDatabase:
         AdvisoriesUnavailable (NOT CHECKED), never a crash or a wait without end."""
         import httpx  # the HTTP client only when a source is online (verify reads files)
 
-        from factory.upstream.transport import Deadline
+        from factory.upstream.transport import Deadline, inflated
 
         url = self.source.rstrip("/") + "/v1/query"
         body = bytearray()
@@ -271,13 +271,14 @@ class AdvisoryDatabase:
                     if response.status_code != 200:
                         raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} answered "
                                                     f"HTTP {response.status_code}")
-                    for chunk in response.iter_bytes():
+                    for chunk in inflated(response):
                         body += chunk
                         if len(body) > API_MAX_BYTES:
                             raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} sent "
                                                         f"more than {API_MAX_BYTES} bytes")
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, UpstreamError) as exc:  # UpstreamError: its encoding
                 why = f"no answer within {API_SECONDS:g} s" if deadline.expired else \
+                    exc.message if isinstance(exc, UpstreamError) else \
                     (str(exc).split("\n")[0][:200] or type(exc).__name__)
                 raise AdvisoriesUnavailable(f"the OSV API at {shown(self.source)} failed: {why}") \
                     from None
@@ -420,6 +421,10 @@ def _download(client: httpx.Client, url: str, archive: Path, headers: dict[str, 
                                extensions={"trace": deadline.trace}) as response:
                 return _answer(response, url, part, archive, max_bytes, seconds, deadline,
                                meta, cached)
+        except AdvisoriesUnavailable:
+            raise
+        except UpstreamError as exc:  # a stacked or corrupt Content-Encoding
+            raise AdvisoriesUnavailable(f"{shown(url)} unreachable ({exc.message})") from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a redirect to
             if deadline.expired:  # "javascript:x" is built, then refused
                 raise AdvisoriesUnavailable(f"{shown(url)} unreachable (slower than "
@@ -443,9 +448,11 @@ def _answer(response: httpx.Response, url: str, part: Path, archive: Path, max_b
         return {**meta, "checked": time.time(), "problem": None}
     if response.status_code != 200:
         raise AdvisoriesUnavailable(f"{shown(url)} unreachable (HTTP {response.status_code})")
+    from factory.upstream.transport import inflated
+
     size = 0
     with open(part, "wb") as out:
-        for chunk in response.iter_bytes():
+        for chunk in inflated(response):
             size += len(chunk)
             if size > max_bytes:
                 raise AdvisoriesUnavailable(f"{shown(url)} unreachable (larger than "

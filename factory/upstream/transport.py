@@ -403,6 +403,20 @@ class Inflater:
                 return
 
 
+def inflated(response: httpx.Response) -> Iterator[bytes]:
+    """``response``'s body decoded from its one Content-Encoding (gzip or deflate) in
+    pieces of at most CHUNK, for a caller that counts them. httpx's own decoding
+    (iter_bytes) inflates each read whole, and decodes stacked encodings: a 2 KiB body
+    sent as "gzip, gzip" became 1 GiB in memory before any bound was checked. Anything
+    but one gzip or deflate layer is an UpstreamError."""
+    if response.is_stream_consumed:  # read whole already (a test's in-memory answer)
+        yield response.content
+        return
+    inflater = Inflater(response.headers.get("content-encoding", ""))
+    for raw in response.iter_raw(CHUNK):
+        yield from inflater.feed(raw)
+
+
 def content_length(header: str) -> int | None:
     """A Content-Length header's value when it is plain ASCII digits (and not absurd)."""
     header = header.strip()

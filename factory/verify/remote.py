@@ -48,7 +48,7 @@ from factory.index.records import (
     is_normalized,
 )
 from factory.index.validation import Invalid, validate_record
-from factory.upstream.transport import Cutoff, shown
+from factory.upstream.transport import Cutoff, inflated, shown
 from factory.verify.view import IndexView, Published
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -159,7 +159,7 @@ class Fetcher:
         if declared.isdigit() and int(declared) > limit:
             raise FactoryError(f"GET {shown(url)}: {declared} bytes, more than {limit}")
         chunks, size = [], 0
-        for chunk in response.iter_bytes():
+        for chunk in inflated(response):  # one encoding, inflated in bounded pieces
             size += len(chunk)
             if size > limit:
                 raise FactoryError(f"GET {shown(url)}: more than {limit} bytes")
