@@ -181,11 +181,13 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     report = publish_records(settings, outcome.records, run_id) if pending \
         else release_all(settings, outcome.records, run_id=run_id)
     published = len(report.published)
-    summary = {"built": sum(r["outcome"] == "built" for r in rows),
+    summary: dict[str, Any] = {"built": sum(r["outcome"] == "built" for r in rows),
                "unchanged": sum(r["outcome"] == "unchanged" for r in rows),
                "failed": sum(r["outcome"] == "failed" for r in rows),
                "published": published, "refused": len(report.refused),
                "seconds": round(time.monotonic() - started, 2)}
+    if report.equivalence:  # the verdicts of this run's pure wheels against upstream's
+        summary["equivalence with upstream"] = report.equivalence
     _artifacts(rows, summary, [r.line() for r in report.refused])
     logger.info("rebuild: %s", summary)
     if report.equivalence:  # the pure wheels published against upstream's own
