@@ -957,3 +957,18 @@ def test_a_stacked_content_encoding_is_refused_not_inflated(tmp_path: Path) -> N
         handler)))
     with pytest.raises(VerificationError, match="Content-Encoding"):
         source.get("checkpoint", 1 << 13)
+
+
+def test_the_answers_key_fetch_is_bounded_in_all(dripping: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Broke (same classes, issue 18's fetch): `verify answer --index URL` bounded the
+    key's body in time but not its headers (dripped headers held it), and read it
+    through httpx's decoding (a 'gzip, gzip' body inflated whole). Now a deadline over
+    the whole fetch and transport.inflated."""
+    from factory.cli import verify as verify_cli
+    from factory.errors import VerificationError
+
+    monkeypatch.setattr(verify_cli, "KEY_SECONDS", 1.0)
+    started = time.monotonic()
+    with pytest.raises(VerificationError, match="took more than 1 seconds"):
+        verify_cli._answers_key(lambda: None, None, dripping)  # type: ignore[arg-type,return-value]
+    assert time.monotonic() - started < 5

@@ -287,23 +287,33 @@ def _answers_key(settings_of: Callable[[], Settings], key: Path | None,
             raise VerificationError(f"no answers key at {path}",
                                     "give --key PEM or --index URL")
         return read_regular(path, KEY_BYTES, "the key")
-    import time
-
     import httpx
 
+    from factory.errors import UpstreamError
+    from factory.upstream.transport import Deadline, inflated, shown
+
     url = index_url.rstrip("/") + "/.well-known/factory/" + KEY_FILE
-    try:
-        with httpx.stream("GET", url, timeout=10.0, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise VerificationError(f"{url} answered {response.status_code}")
-            body = b""
-            deadline = time.monotonic() + KEY_SECONDS  # a trickle is not waited on forever
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > KEY_BYTES:
-                    raise VerificationError(f"{url} sent more than {KEY_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise VerificationError(f"{url} took more than {KEY_SECONDS:g} seconds")
-            return body
-    except httpx.HTTPError as exc:
-        raise VerificationError(f"cannot fetch {url}: {type(exc).__name__}") from None
+    # A trickle is not waited on forever, headers included (the timer shuts the socket);
+    # the body is inflated from one encoding in bounded pieces, then counted.
+    with Deadline(KEY_SECONDS, shown(url)) as deadline:
+        try:
+            with httpx.Client(timeout=10.0, follow_redirects=False) as client, \
+                    client.stream("GET", url, extensions={"trace": deadline.trace}) as response:
+                if response.status_code != 200:
+                    raise VerificationError(f"{shown(url)} answered {response.status_code}")
+                body = b""
+                for chunk in inflated(response):
+                    body += chunk
+                    if len(body) > KEY_BYTES:
+                        raise VerificationError(f"{shown(url)} sent more than {KEY_BYTES} bytes")
+                    if deadline.remaining() <= 0:
+                        raise httpx.ReadTimeout("deadline")
+                return body
+        except UpstreamError as exc:  # a stacked or corrupt Content-Encoding
+            raise VerificationError(f"{shown(url)}: {exc.message}") from None
+        except httpx.HTTPError as exc:
+            if deadline.expired or deadline.remaining() <= 0:
+                raise VerificationError(f"{shown(url)} took more than {KEY_SECONDS:g} "
+                                        "seconds") from None
+            raise VerificationError(f"cannot fetch {shown(url)}: {type(exc).__name__}") \
+                from None
