@@ -972,3 +972,15 @@ def test_the_answers_key_fetch_is_bounded_in_all(dripping: str, monkeypatch) -> 
     with pytest.raises(VerificationError, match="took more than 1 seconds"):
         verify_cli._answers_key(lambda: None, None, dripping)  # type: ignore[arg-type,return-value]
     assert time.monotonic() - started < 5
+
+
+def test_a_long_chain_of_included_requirements_is_one_error(index_view, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Broke: each `-r` recursed, so 1,200 requirements files each including the next
+    raised RecursionError (a traceback). At most 64 files are included now."""
+    from factory.verify.targets import TargetError, resolve
+
+    for n in range(1200):
+        (tmp_path / f"r{n}.txt").write_text(f"-r r{n + 1}.txt\n")
+    (tmp_path / "r1200.txt").write_text("alpha==1.0.0\n")
+    with pytest.raises(TargetError, match="more than 64 requirements files"):
+        resolve(index_view, str(tmp_path / "r0.txt"))

@@ -207,10 +207,15 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
+MAX_INCLUDES = 64  # requirements files one target may include (-r/-c), in all
+
+
 def requirements_items(index: IndexView, path: Path, seen: set[Path] | None = None) -> list[Item]:
-    seen = seen or set()
+    seen = seen if seen is not None else set()
     if path.resolve() in seen:
         return []
+    if len(seen) >= MAX_INCLUDES:  # a chain of includes: bounded, not a RecursionError
+        raise TargetError(f"{path}: more than {MAX_INCLUDES} requirements files included")
     seen.add(path.resolve())
     items: list[Item] = []
     for number, line in _logical_lines(read_target(path)):
