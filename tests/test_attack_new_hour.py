@@ -18,7 +18,13 @@ from tuf.api.serialization.json import JSONSerializer
 from factory.config import Settings
 from factory.errors import SigningError
 from factory.sign.tuf_repo import PREFIX, refresh
+from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
+    PublishedIndex,
+    clone,
+    published_index,
+)
 from tests.security_fixtures import released_copy
+from tests.test_verify_equivalence import _pin_upstream_wheel, repack
 
 
 # -- the TUF repository on disk, tampered between runs -------------------------------------
@@ -131,3 +137,82 @@ def test_a_link_or_fifo_planted_in_the_repository_is_never_read_through(
     (tuf / "timestamp.json").unlink()
     refresh(settings, files, tuf, now=datetime.now(UTC) + timedelta(seconds=5))
     assert json.loads((tuf / "timestamp.json").read_bytes())["signed"]["version"] > 3
+
+
+# -- upstream's wheel, swapped after the lock (equivalence at publish and in watch) -------
+def _corrupt_crc(wheel: Path) -> Path:
+    """``wheel`` with one byte of its first member's data flipped (a bad CRC-32)."""
+    import struct
+
+    data = bytearray(wheel.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[26:30])
+    data[30 + name_len + extra_len] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    return wheel
+
+
+@pytest.fixture
+def equivalent(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
+    """A copy whose alpha 1.0 was found equivalent to the upstream wheel its lock pins."""
+    from factory.sign import open_signer
+    from factory.verify.equivalence import SUFFIX, Comparer
+
+    copy = clone(published_index, tmp_path / "copy")
+    ours = copy.wheel("alpha")
+    _pin_upstream_wheel(copy.settings, repack(ours, tmp_path / "same" / ours.name))
+    with open_signer(copy.settings) as signer, Comparer(copy.settings) as comparer:
+        assert comparer.write(signer, "alpha", "1.0", ours, copy.record("alpha").wheel_sha256,
+                              ours.with_name(ours.name + SUFFIX)) is not None
+    return copy
+
+
+def test_an_unreadable_upstream_wheel_is_a_note_in_the_watch_cycle_not_a_crash(
+        equivalent: PublishedIndex, tmp_path: Path) -> None:
+    """BROKE: upstream replaced its wheel (the lock pins the new one) with one whose member
+    fails its CRC: recheck raised zipfile.BadZipFile out of the watch cycle (a traceback,
+    and that cycle's advisories, VEX feed and TUF re-signing never ran, every cycle)."""
+    from factory.verify.equivalence import recheck
+
+    ours = equivalent.wheel("alpha")
+    bad = _corrupt_crc(repack(ours, tmp_path / "new" / ours.name, {"alpha/__init__.py": b"x"}))
+    _pin_upstream_wheel(equivalent.settings, bad)
+    notes, alarms = recheck(equivalent.settings)
+    assert alarms == [] and len(notes) == 1
+    assert "not a readable wheel" in notes[0] and "CRC" in notes[0], notes
+
+
+def test_a_swapped_wheel_with_a_huge_central_directory_is_not_parsed(
+        equivalent: PublishedIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BROKE: the member bound was checked after zipfile had parsed the whole central
+    directory: a 64 MiB wheel of 800,000 empty members cost about 0.7 GiB and 36 s per
+    open (at lock, and twice per side at each publish and watch cycle). The end record is
+    read first now (its declared count and its central directory's size)."""
+    import zipfile
+
+    from factory.lock import backend
+    from factory.verify import equivalence
+    from factory.verify.equivalence import Comparer
+
+    ours = equivalent.wheel("alpha")
+    many = repack(ours, tmp_path / "many" / ours.name, {"alpha/__init__.py": b"y"})
+    monkeypatch.setattr(equivalence, "MAX_MEMBERS", 3)
+    monkeypatch.setattr(backend, "MAX_MEMBERS", 3)
+    _pin_upstream_wheel(equivalent.settings, many)
+    opened: list[object] = []
+    real = zipfile.ZipFile
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, file: object, *args: object, **kwargs: object) -> None:
+            opened.append(getattr(file, "name", file))
+            super().__init__(file, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zipfile, "ZipFile", Counting)
+    with Comparer(equivalent.settings) as comparer:
+        assert comparer.compare("alpha", "1.0", ours, "0" * 64) is None
+    assert "declares 5 members (more than 3)" in comparer.notes[0], comparer.notes
+    assert backend.wheel_generator(many, "alpha", "1.0") is None
+    assert {str(name) for name in opened} <= {str(ours)}, opened  # upstream's never parsed
+    from factory._internal.zipcount import too_large
+
+    with many.open("rb") as handle:  # a count that lies is caught by the directory's size
+        assert "central directory" in (too_large(handle, 100, max_directory=64) or "")

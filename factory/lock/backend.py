@@ -20,13 +20,16 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from factory._internal.zipcount import too_large
+
 MAX_WHEEL_BYTES = 64 << 20  # an upstream wheel larger than this is not read for its WHEEL
 MAX_WHEEL_FILE = 16 << 10  # a WHEEL file is a few lines
+MAX_MEMBERS = 100_000  # members of upstream's wheel (its end record, before zipfile parses)
 MAX_GENERATOR = 200
 MAX_REASON = 500
 # Why a version locked before upstream's backend was matched keeps its build environment.
@@ -94,18 +97,25 @@ def wheel_generator(wheel: Path, project: str, version: str) -> str | None:
     MAX_WHEEL_FILE bytes of it. None when there is none or the file is not a zip."""
     key = canonicalize_name(project)
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            found = [i for i in archive.infolist() if i.filename.count("/") == 1
-                     and i.filename.endswith(".dist-info/WHEEL")
-                     and canonicalize_name(i.filename.split("-", 1)[0]) == key]
-            if not found:
+        with wheel.open("rb") as handle:
+            if too_large(handle, MAX_MEMBERS) is not None:
                 return None
-            info = sorted(found, key=lambda i: i.filename)[0]
-            with archive.open(info) as member:
-                return read_generator(member.read(MAX_WHEEL_FILE + 1))
+            return _generator_in(handle, key)
     except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError,
             NotImplementedError):
         return None
+
+
+def _generator_in(handle: BinaryIO, key: str) -> str | None:
+    with zipfile.ZipFile(handle) as archive:
+        found = [i for i in archive.infolist() if i.filename.count("/") == 1
+                 and i.filename.endswith(".dist-info/WHEEL")
+                 and canonicalize_name(i.filename.split("-", 1)[0]) == key]
+        if not found:
+            return None
+        info = sorted(found, key=lambda i: i.filename)[0]
+        with archive.open(info) as member:
+            return read_generator(member.read(MAX_WHEEL_FILE + 1))
 
 
 def backend_of(generator: str) -> tuple[str, str] | str:

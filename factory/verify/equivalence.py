@@ -30,6 +30,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from factory import __version__
 from factory._internal.atomic import sha256_file, write_text
+from factory._internal.zipcount import too_large
 from factory.config import Settings
 from factory.errors import FactoryError, UpstreamError, VerificationError
 from factory.lock.backend import MAX_WHEEL_FILE, Backend
@@ -104,14 +105,30 @@ def _members(archive: zipfile.ZipFile) -> dict[str, bytes]:
     return out
 
 
+def _unpacked(path: Path) -> dict[str, bytes]:
+    """``_members`` of the wheel at ``path``; a file that is not a readable zip (a bad
+    CRC, an encrypted or unsupported member, a truncated archive: upstream chose its
+    bytes) is a VerificationError in one line, never zipfile's own exception."""
+    try:
+        with path.open("rb") as handle:
+            why = too_large(handle, MAX_MEMBERS)
+            if why is not None:
+                raise VerificationError(f"{path.name}: {why}; not compared")
+            with zipfile.ZipFile(handle) as archive:
+                return _members(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, RuntimeError,
+            EOFError, NotImplementedError) as exc:
+        raise VerificationError(f"{path.name}: not a readable wheel "
+                                f"({clip_name(str(exc), 200)}); not compared") from None
+
+
 def _record_lines(data: bytes) -> set[str]:
     return {line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()}
 
 
 def compare_wheels(ours: Path, theirs: Path) -> tuple[int, list[str]]:
     """(files compared, differences); no differences means the same files and bytes."""
-    with zipfile.ZipFile(ours) as a, zipfile.ZipFile(theirs) as b:
-        left, right = _members(a), _members(b)
+    left, right = _unpacked(ours), _unpacked(theirs)
     differences = [f"{name}: only in ours" for name in sorted(set(left) - set(right))]
     differences += [f"{name}: only upstream" for name in sorted(set(right) - set(left))]
     for name in sorted(set(left) & set(right)):
@@ -159,8 +176,7 @@ def explain(ours: Path, theirs: Path) -> list[dict[str, str]]:
     """Per file, why the two wheels differ: only in ours, only upstream, different bytes
     (for WHEEL the two Generator values, for METADATA the differing field names), and
     for RECORD, whether it only follows the other differences."""
-    with zipfile.ZipFile(ours) as a, zipfile.ZipFile(theirs) as b:
-        left, right = _members(a), _members(b)
+    left, right = _unpacked(ours), _unpacked(theirs)
     out = [{"file": clip_name(n, 300), "why": "only in ours"}
            for n in sorted(set(left) - set(right))]
     out += [{"file": clip_name(n, 300), "why": "only upstream"}
@@ -506,8 +522,13 @@ class Comparer:
                                   f"{backend.wheel['filename']} could not be read "
                                   f"({exc.message})")
                 return None
-            compare(result, wheel, theirs, backend.wheel["filename"], backend.wheel["url"],
-                    backend.wheel["sha256"])
+            try:
+                compare(result, wheel, theirs, backend.wheel["filename"], backend.wheel["url"],
+                        backend.wheel["sha256"])
+            except VerificationError as exc:  # upstream's bytes: said, never raised out
+                self.notes.append(f"no equivalence statement for {wheel.name}: "
+                                  f"{exc.message}")
+                return None
         elif not locked:
             self.notes.append(f"no equivalence statement for {wheel.name}: the lock has no "
                               f"row for {component} {version}")
