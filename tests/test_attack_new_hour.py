@@ -17,6 +17,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from factory.config import Settings
 from factory.errors import SigningError
+from factory.index import Index
 from factory.sign.tuf_repo import PREFIX, refresh
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
@@ -216,3 +217,29 @@ def test_a_swapped_wheel_with_a_huge_central_directory_is_not_parsed(
 
     with many.open("rb") as handle:  # a count that lies is caught by the directory's size
         assert "central directory" in (too_large(handle, 100, max_directory=64) or "")
+
+
+# -- project pages: upstream's Requires-Dist ------------------------------------------------
+def test_a_dependency_name_longer_than_a_file_name_does_not_stop_the_publish(
+        tmp_path: Path) -> None:
+    """BROKE: PEP 508 sets no length on a name: a wheel whose METADATA required a 300
+    character name failed its publish with 'cannot write to the index ... File name too
+    long' (blaming the index's disk), as the page looked up records/<name>.json and noted
+    records/_dependents/<name>.json. Such a name is shown, never linked or looked up.
+    Held with it: a URL requirement ('javascript:') and markup are text, never a link."""
+    from factory.config import load_settings
+    from factory.index import regen
+    from tests.test_project_pages import _page, _publish
+
+    settings = load_settings(root=tmp_path / "state")
+    long = "a" * 300
+    _publish(settings, tmp_path / "h", "hostile", "1.0",
+             requires=[f"{long}>=1", "evil @ javascript:alert(1)",
+                       'ok[x"><b>]>=1; extra == "<script>"'])
+    page = _page(settings, "hostile")
+    section = page.split('id="dependencies"')[1].split("</table>")[0]
+    assert f"../../project/{long}/" not in section and long in section
+    assert 'href="javascript' not in page and "<script>" not in page and "<b>" not in page
+    assert 'href="../../project/evil/"' in section  # its name links, its URL is text
+    assert regen.dependents(Index.of(settings).layout, "evil") == ["hostile"]
+    assert Index.of(settings).check() == []

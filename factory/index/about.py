@@ -28,7 +28,7 @@ from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from factory.index.records import FileEntry, ProjectRecord, version_key
+from factory.index.records import MAX_NAME, FileEntry, ProjectRecord, is_normalized, version_key
 from factory.index.validation import clip
 
 if TYPE_CHECKING:
@@ -115,7 +115,21 @@ def reader(root: Path) -> Reader:
 def served_in(root: Path) -> Callable[[str], bool]:
     """Whether the index at ``root`` has a record of a (normalized) project name."""
     records = root / "records"
-    return lambda name: (records / f"{name}.json").is_file()
+
+    def served(name: str) -> bool:
+        try:
+            return is_record_name(name) and (records / f"{name}.json").is_file()
+        except OSError:
+            return False
+
+    return served
+
+
+def is_record_name(name: str) -> bool:
+    """Whether ``name`` (normalized) can be a project of this index: records/<name>.json
+    must fit one path component. A Requires-Dist name is upstream's text (PEP 508 sets no
+    length): a longer one is shown, never linked, looked up or noted as a file name."""
+    return len(name.encode()) <= MAX_NAME - len(".json") and is_normalized(name)
 
 
 def gather(record: ProjectRecord, read: Reader, served: Callable[[str], bool]) -> About:
@@ -176,6 +190,8 @@ def _dependency(line: str, served: Callable[[str], bool], project: str) -> Depen
     except InvalidRequirement:
         return Dependency(clip(line, MAX_REQUIREMENT), None)
     name = str(canonicalize_name(req.name))
+    if not is_record_name(name):  # no project of this index can have it
+        return Dependency(clip(line, MAX_REQUIREMENT), None)
     return Dependency(
         text=clip(line, MAX_REQUIREMENT),
         name=name,

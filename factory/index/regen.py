@@ -105,7 +105,7 @@ def dependents(layout: Layout, project: str) -> list[str]:
 
 def _note_dependent(layout: Layout, project: str, names: list[str]) -> None:
     for name in names:
-        if name == project or not is_normalized(name):
+        if name == project or not about.is_record_name(name):
             continue
         noted = dependents(layout, name)
         if project not in noted:
