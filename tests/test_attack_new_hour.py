@@ -243,3 +243,45 @@ def test_a_dependency_name_longer_than_a_file_name_does_not_stop_the_publish(
     assert 'href="../../project/evil/"' in section  # its name links, its URL is text
     assert regen.dependents(Index.of(settings).layout, "evil") == ["hostile"]
     assert Index.of(settings).check() == []
+
+
+# -- hostile HTTP clients on /tuf/ (held) ------------------------------------------------------
+def test_the_tuf_route_answers_only_repository_names_to_hostile_paths(
+        tuf_repo: tuple[Settings, Path, dict[str, bytes]]) -> None:
+    """Held: encoded dots and slashes, NULs, backslashes, leading zeros, 11-digit versions,
+    a target name with another digest shape, a directory of the tree, other methods (no
+    body, never a write), a Range (the whole file or nothing, never another file)."""
+    import httpx
+
+    from factory.index.serve import create_app
+    from tests.index_fixtures import running
+
+    settings, tuf, _files = tuf_repo
+    (tuf / "1.root.json.bak").write_text("private")
+    (settings.index_dir / "secret.json").write_text("private")
+    with running(create_app(Index.of(settings))) as url, httpx.Client(base_url=url) as client:
+        for path in ("/tuf/%2e%2e/secret.json", "/tuf/..%2fsecret.json",
+                     "/tuf/%2E%2E%2Fsecret.json",
+                     "/tuf/1.root.json%00", "/tuf/1.root.json%00.bak", "/tuf/1.root.json.bak",
+                     "/tuf/01.root.json", "/tuf/00000000001.root.json",
+                     "/tuf/99999999999.snapshot.json", "/tuf/targets/..%2f1.root.json",
+                     "/tuf/targets%2f..%2f1.root.json", "/tuf/.%2e/.%2e/keys/tuf_root.pub.pem",
+                     "/tuf/targets/" + "A" * 64 + ".trusted_root.json", "/tuf/1.ROOT.json",
+                     "/tuf/1.root.json/", "/tuf//1.root.json", "/tuf/targets",
+                     "/tuf/1.root.json\\..\\secret.json",
+                     "/tuf/timestamp.json;x", "/tuf/" + "9" * 5000 + ".root.json"):
+            answer = client.get(path)
+            assert answer.status_code in (400, 404, 414), (path, answer.status_code)
+            assert b"private" not in answer.content
+        ok = client.get("/tuf/%31.root.json")  # the same name, percent-encoded: the file
+        assert ok.status_code == 200 and ok.content == (tuf / "1.root.json").read_bytes()
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            answer = client.request(method, "/tuf/timestamp.json", content=b"{}")
+            assert answer.status_code == 405, (method, answer.status_code)
+        assert (tuf / "timestamp.json").read_bytes() != b"{}"
+        head = client.head("/tuf/timestamp.json")
+        assert head.status_code == 200 and head.content == b""
+        ranged = client.get("/tuf/timestamp.json", headers={"Range": "bytes=0-3, 5-1000000"})
+        assert ranged.status_code in (200, 206, 416)
+        assert ranged.content in (b"", (tuf / "timestamp.json").read_bytes()) or \
+            ranged.content in (tuf / "timestamp.json").read_bytes()
