@@ -86,7 +86,8 @@ def test_hostile_metadata_is_rendered_inert_and_bounded(tmp_path: Path) -> None:
     settings = load_settings(root=tmp_path / "state")
     script = "<script>alert(1)</script>"
     _publish(settings, tmp_path / "h", "hostile", "1.0", license=script + "x" * 5000,
-             requires=[f"dep{i}>=1" for i in range(about.MAX_DEPENDENCIES + 7)]
+             requires=["q" * 300 + ">=1"]  # no file may be named after it
+             + [f"dep{i}>=1" for i in range(about.MAX_DEPENDENCIES + 6)]
              + ["not a requirement !!"],
              metadata=[f"Summary: {script}\u202e\x1b[31m" + "y" * 10_000])
     page = _page(settings, "hostile")
@@ -94,6 +95,7 @@ def test_hostile_metadata_is_rendered_inert_and_bounded(tmp_path: Path) -> None:
     assert "\u202e" not in page and "\x1b" not in page
     assert "y" * (about.MAX_SUMMARY + 1) not in page and "x" * (about.MAX_LICENSE + 1) not in page
     assert "and 8 more not" in page  # 207 + 1 lines, 200 shown
+    assert 'href="../../project/qqq' not in page and "q" * 200 in page  # shown, not linked
     assert len(page) < 200_000
     _same_as_rebuild(settings)
 
