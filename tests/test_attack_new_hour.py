@@ -285,3 +285,45 @@ def test_the_tuf_route_answers_only_repository_names_to_hostile_paths(
         assert ranged.status_code in (200, 206, 416)
         assert ranged.content in (b"", (tuf / "timestamp.json").read_bytes()) or \
             ranged.content in (tuf / "timestamp.json").read_bytes()
+
+
+# -- a hostile Debian mirror: InRelease (held) ---------------------------------------------
+def test_an_inrelease_of_two_signed_texts_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held: a mirror prepends its own clear-signed Release (signed by a key the keyring
+    lacks: NO_PUBKEY, not BADSIG) to a genuine one, so that a reader of the first SHA256
+    section would take its Sources.xz pin: gpgv refuses multiple plaintexts (no GOODSIG)."""
+    import shutil
+    import subprocess
+
+    from factory.build import debian
+
+    if shutil.which("gpg") is None or shutil.which("gpgv") is None:
+        pytest.skip("gpg or gpgv is not installed")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def gpg(*args: str) -> bytes:
+        return subprocess.run(["gpg", "--batch", "--quiet", "--passphrase", "", *args],
+                              env=env, check=True, capture_output=True, timeout=60).stdout
+
+    gpg("--quick-gen-key", "Archive <archive@invalid>", "ed25519", "sign", "never")
+    gpg("--quick-gen-key", "Mirror <mirror@invalid>", "ed25519", "sign", "never")
+    keyring = tmp_path / "archive.gpg"
+    keyring.write_bytes(gpg("--export", "Archive"))
+    texts = {}
+    for who, digest in (("Mirror", "e"), ("Archive", "a")):
+        plain = tmp_path / f"{who}.txt"
+        plain.write_text(f"Codename: trixie\nSHA256:\n {digest * 64} 100 "
+                         "main/source/Sources.xz\n")
+        texts[who] = gpg("-u", who, "--clearsign", "-o", "-", str(plain))
+    monkeypatch.setattr(debian, "KEYRING", keyring)
+    assert b"a" * 64 in debian.verify_release(texts["Archive"])  # the keyring is the one used
+    with pytest.raises(debian.LookupUnavailable, match="no good signature"):
+        debian.verify_release(texts["Mirror"] + texts["Archive"])
+    with pytest.raises(debian.LookupUnavailable, match="no good signature"):
+        debian.verify_release(texts["Mirror"])
+    # Text outside the signature is never returned.
+    spliced = b"SHA256:\n " + b"e" * 64 + b" 100 main/source/Sources.xz\n" + texts["Archive"]
+    assert b"e" * 64 not in debian.verify_release(spliced)
