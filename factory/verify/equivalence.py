@@ -510,8 +510,8 @@ class Comparer:
 
     def compare(self, component: str, version: str, wheel: Path,
                 sha256: str) -> Equivalence | None:
-        """``wheel`` against upstream's wheel the lock pinned for its version; None (and a
-        note) when upstream's cannot be read or the lock has no row for it."""
+        """``wheel`` against upstream's wheel the lock pinned for its version; None when
+        the lock has no row for it, or (with a note) when upstream's cannot be read."""
         locked, backend = self.row_backend(component, version)
         result = Equivalence(wheel.name, sha256, False, "")
         if backend is not None and backend.wheel is not None:
@@ -529,9 +529,7 @@ class Comparer:
                 self.notes.append(f"no equivalence statement for {wheel.name}: "
                                   f"{exc.message}")
                 return None
-        elif not locked:
-            self.notes.append(f"no equivalence statement for {wheel.name}: the lock has no "
-                              f"row for {component} {version}")
+        elif not locked:  # nothing known of upstream's wheel (no lock): nothing to say
             return None
         else:
             result.message = (f"upstream published no pure-Python wheel of {component} "
@@ -568,10 +566,12 @@ def rate(settings: Settings, wheels: list[Path]) -> Rate:
             if not is_pure(wheel.name):
                 continue
             name, version, *_ = parse_wheel_filename(wheel.name)
+            noted = len(comparer.notes)
             result = comparer.compare(str(name), str(version), wheel, sha256_file(wheel))
             found.pure += 1
             if result is None:
-                found.others[wheel.name] = comparer.notes[-1] if comparer.notes else "?"
+                found.others[wheel.name] = (comparer.notes[-1] if len(comparer.notes) > noted
+                                            else "no lock row: not compared")
             elif result.verdict == EQUIVALENT:
                 found.equivalent += 1
             else:
