@@ -327,3 +327,31 @@ def test_an_inrelease_of_two_signed_texts_is_refused(
     # Text outside the signature is never returned.
     spliced = b"SHA256:\n " + b"e" * 64 + b" 100 main/source/Sources.xz\n" + texts["Archive"]
     assert b"e" * 64 not in debian.verify_release(spliced)
+
+
+def test_a_metadata_or_record_inflated_to_millions_of_lines_is_not_parsed(
+        published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    """BROKE: upstream's METADATA was parsed whole as headers for the per-file reasons (19
+    MiB of 'A: b' lines: 23 s and 1.2 GiB; the bound was 512 MiB, which deflate makes from
+    half a MiB of wheel), and RECORD whole into a set. Past 1 MiB (METADATA) and 32 MiB
+    (RECORD) they are compared as bytes only, and the reason says so."""
+    import time
+    import zipfile
+
+    from factory.verify.equivalence import compare_wheels, explain
+
+    ours = published_index.wheel("alpha")
+    with zipfile.ZipFile(ours) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        record = next(n for n in archive.namelist() if n.endswith(".dist-info/RECORD"))
+        metadata = archive.read(meta)
+    inflated = metadata.replace(b"\n\n", b"\n" + b"A: b\n" * 2_000_000 + b"\n", 1)
+    lines = b"".join(b"x/%d.py,sha256=,0\n" % i for i in range(2_000_000))
+    theirs = repack(ours, tmp_path / "up" / ours.name, {meta: inflated, record: lines})
+    started = time.monotonic()
+    files = {f["file"]: f for f in explain(ours, theirs)}
+    assert "not compared" in files[meta]["detail"]
+    assert files[record]["why"] == "different entries"
+    assert compare_wheels(ours, theirs)[1] == [f"{meta}: different bytes",
+                                              f"{record}: different entries"]
+    assert time.monotonic() - started < 20
