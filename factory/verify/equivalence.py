@@ -555,7 +555,9 @@ class Comparer:
         return result
 
     def summary(self) -> str:
-        """One line: the verdicts of this run's pure wheels."""
+        """One line: the verdicts of this run's pure wheels ("" when it gave none)."""
+        if not self.verdicts:
+            return ""
         counts = {v: sum(1 for x in self.verdicts.values() if x == v) for v in VERDICTS}
         return ", ".join(f"{counts[v]} {v}" for v in VERDICTS)
 
