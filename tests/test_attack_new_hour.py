@@ -355,3 +355,33 @@ def test_a_metadata_or_record_inflated_to_millions_of_lines_is_not_parsed(
     assert compare_wheels(ours, theirs)[1] == [f"{meta}: different bytes",
                                               f"{record}: different entries"]
     assert time.monotonic() - started < 20
+
+
+def test_a_tuf_directory_planted_as_a_link_is_neither_written_nor_served(
+        tuf_repo: tuple[Settings, Path, dict[str, bytes]], tmp_path: Path) -> None:
+    """BROKE: refresh wrote through index/tuf (or tuf/targets) when it was a symbolic link:
+    signed metadata and targets went into whatever directory the link named. Refused
+    now, nothing written; the route never served through it (held)."""
+    import shutil
+
+    import httpx
+
+    from factory.index.serve import create_app
+    from tests.index_fixtures import running
+
+    settings, tuf, files = tuf_repo
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(tuf, elsewhere)
+    tuf.symlink_to(elsewhere)
+    (elsewhere / "timestamp.json").unlink()
+    with pytest.raises(SigningError, match="symbolic link"):
+        refresh(settings, files, tuf)
+    assert not (elsewhere / "timestamp.json").exists()
+    with running(create_app(Index.of(settings))) as url:
+        assert httpx.get(f"{url}/tuf/1.root.json").status_code in (404, 500)
+    tuf.unlink()
+    shutil.move(elsewhere, tuf)
+    shutil.move(tuf / "targets", tmp_path / "targets")
+    (tuf / "targets").symlink_to(tmp_path / "targets")
+    with pytest.raises(SigningError, match="symbolic link"):
+        refresh(settings, {**files, "signing_config.v0.2.json": b"{\n}"}, tuf)

@@ -253,6 +253,13 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
     from factory.attest.keys import load_public_key, load_signer
 
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    for inside in (directory, directory / "targets"):  # written into: never through a link
+        if inside.is_symlink() or (os.path.lexists(inside) and not inside.is_dir()):
+            raise SigningError(f"{inside} is a symbolic link or not a directory; the TUF "
+                               "repository is not written through it",
+                               f"remove {inside}; `factory index tuf` writes the repository "
+                               "again (clients keep the root they pinned only if you restore "
+                               "its N.root.json files)")
     repo = _Repository(directory)
     root_key = load_public_key(settings, ROOT_ROLE)
     online_key = load_public_key(settings, ONLINE_ROLE)
