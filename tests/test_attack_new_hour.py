@@ -385,3 +385,52 @@ def test_a_tuf_directory_planted_as_a_link_is_neither_written_nor_served(
     (tuf / "targets").symlink_to(tmp_path / "targets")
     with pytest.raises(SigningError, match="symbolic link"):
         refresh(settings, {**files, "signing_config.v0.2.json": b"{\n}"}, tuf)
+
+
+def test_a_fifo_planted_as_a_statement_or_a_wheel_does_not_hang_the_watch_cycle(
+        equivalent: PublishedIndex, tmp_path: Path) -> None:
+    """BROKE: recheck (each watch cycle) opened the recorded statement with open(): a FIFO
+    planted there blocked the cycle for ever (and with it the TUF re-signing: clients fail
+    closed after 7 days); the compared wheels likewise. Opened without blocking now and
+    refused unless regular: the statement is unreadable, the wheel a note."""
+    import threading
+
+    from factory.verify.equivalence import SUFFIX, read_statement, recheck
+
+    ours = equivalent.wheel("alpha")
+    statement = ours.with_name(ours.name + SUFFIX)
+    _pin_upstream_wheel(equivalent.settings, repack(ours, tmp_path / "new" / ours.name,
+                                                    {"alpha/__init__.py": b"z = 1\n"}))
+    kept = statement.read_bytes()
+    statement.unlink()
+    os.mkfifo(statement)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(recheck(equivalent.settings)),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():  # unblock the thread so the test run can end
+        with open(statement, "wb"):
+            pass
+        worker.join(10)
+        pytest.fail("recheck blocked on a FIFO planted as the statement")
+    assert len(done) == 1  # (an unreadable statement is compared again, as the first ones)
+    assert read_statement(statement) is None
+    statement.unlink()
+    statement.write_bytes(kept)
+    wheel_bytes = ours.read_bytes()
+    ours.unlink()
+    os.mkfifo(ours)
+    worker = threading.Thread(target=lambda: done.append(recheck(equivalent.settings)),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    if worker.is_alive():
+        with open(ours, "wb"):
+            pass
+        worker.join(10)
+        pytest.fail("recheck blocked on a FIFO planted as the wheel")
+    notes, alarms = done[-1]  # type: ignore[misc]
+    assert alarms == [] and "not a readable wheel" in notes[0], notes
+    ours.unlink()
+    ours.write_bytes(wheel_bytes)

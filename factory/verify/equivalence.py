@@ -18,13 +18,16 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import errno
 import json
+import os
+import stat
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
@@ -109,12 +112,23 @@ def _members(archive: zipfile.ZipFile) -> dict[str, bytes]:
     return out
 
 
+def _regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading when it is a regular file: a FIFO planted in the index
+    tree or the cache would block a publish or the watch cycle for ever (opened without
+    blocking, then refused), a device would be read without end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(fd, "rb")
+
+
 def _unpacked(path: Path) -> dict[str, bytes]:
     """``_members`` of the wheel at ``path``; a file that is not a readable zip (a bad
     CRC, an encrypted or unsupported member, a truncated archive: upstream chose its
     bytes) is a VerificationError in one line, never zipfile's own exception."""
     try:
-        with path.open("rb") as handle:
+        with _regular(path) as handle:
             why = too_large(handle, MAX_MEMBERS)
             if why is not None:
                 raise VerificationError(f"{path.name}: {why}; not compared")
@@ -394,8 +408,8 @@ def read_statement(path: Path) -> dict[str, Any] | None:
     """The in-toto statement inside the equivalence bundle at ``path`` (subject and
     predicate, see ``statement``), NOT verified (``factory verify`` checks the
     signature); None when it is missing, larger than MAX_STATEMENT or not one."""
-    try:
-        with path.open("rb") as handle:
+    try:  # in the index tree: never a FIFO or a device (the watch cycle reads it)
+        with _regular(path) as handle:
             data = handle.read(MAX_STATEMENT + 1)
     except OSError:
         return None
