@@ -108,6 +108,36 @@ def test_a_deleted_newest_snapshot_or_targets_version_is_not_reused(
     assert (tuf / "4.snapshot.json").is_file()
 
 
+def test_a_replayed_old_signed_timestamp_or_a_dangling_pointer_is_re_signed_above(
+        released_base: Path, tmp_path: Path) -> None:
+    """BROKE: a copy of an older timestamp.json (validly signed, not expired) put back
+    was kept, or re-signed as its version + 1, below what clients hold; and with the
+    newest snapshot deleted (targets unchanged) the timestamp kept naming the missing
+    file. The versions this state signed last are kept outside the index (state's
+    tuf-signed.json) and are a floor; a pointer to a missing version is re-signed."""
+    settings = released_copy(released_base, tmp_path)
+    tuf = settings.index_dir / PREFIX
+    files = {"trusted_root.json": (settings.public_keys_dir / "trusted_root.json").read_bytes(),
+             "signing_config.v0.2.json": b"{}"}
+    refresh(settings, files, tuf)
+    old = (tuf / "timestamp.json").read_bytes()
+    files["signing_config.v0.2.json"] = b"{ }"
+    state = refresh(settings, files, tuf)
+    current = state.versions["timestamp"]
+    (tuf / "timestamp.json").write_bytes(old)  # a replay: signed, older
+    state = refresh(settings, files, tuf)
+    assert state.versions["timestamp"] > current
+    timestamp = _signed(tuf / "timestamp.json")
+    assert isinstance(timestamp, Timestamp) and timestamp.version > current
+    newest = state.versions["snapshot"]
+    (tuf / f"{newest}.snapshot.json").unlink()
+    state = refresh(settings, files, tuf)
+    timestamp = _signed(tuf / "timestamp.json")
+    assert isinstance(timestamp, Timestamp)
+    assert (tuf / f"{timestamp.snapshot_meta.version}.snapshot.json").is_file()
+    assert timestamp.snapshot_meta.version > newest
+
+
 def test_a_planted_huge_version_stops_refresh_in_one_line(
         tuf_repo: tuple[Settings, Path, dict[str, bytes]]) -> None:
     """A file named beyond the served names (10 digits) would make the next version one

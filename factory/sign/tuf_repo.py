@@ -317,6 +317,19 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
         floor["snapshot"] = max(floor["snapshot"], timestamp.signed.snapshot_meta.version)
     if snapshot is not None and "targets.json" in snapshot.signed.meta:
         floor["targets"] = max(floor["targets"], snapshot.signed.meta["targets.json"].version)
+    # What this state signed last for this repository (outside the index: a replayed old
+    # signed file, or newer files deleted, never make the writer sign a lower version).
+    kept = _signed_before(settings, directory)
+    for role in ("timestamp", "snapshot", "targets"):
+        floor[role] = max(floor[role], kept.get(role, 0))
+    replayed = timestamp is not None and timestamp.signed.version < kept.get("timestamp", 0)
+    # A pointer to a version that is not the newest on disk (a newer file deleted, an old
+    # one put back, a crash between two writes): re-signed, never left dangling.
+    unlinked = (timestamp is not None and snapshot is not None
+                and timestamp.signed.snapshot_meta.version != snapshot.signed.version) or (
+        snapshot is not None and targets_md is not None
+        and snapshot.signed.meta.get("targets.json") is not None
+        and snapshot.signed.meta["targets.json"].version != targets_md.signed.version)
     for role in ("snapshot", "targets"):
         if floor[role] + 1 >= 10 ** 10:  # the next is beyond the names served (_VERSIONED)
             raise SigningError(f"{directory}: a {role} version of {floor[role]} is named on disk",
@@ -325,7 +338,8 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
 
     files = {name: TargetFile.from_data(name, data, ["sha256"]) for name, data in targets.items()}
     changed = stale(targets_md, "targets") or targets_md is None \
-        or targets_md.signed.targets != files
+        or targets_md.signed.targets != files or unlinked \
+        or targets_md.signed.version < kept.get("targets", 0)
     if changed:
         for name, data in sorted(targets.items()):
             repo.write(f"targets/{files[name].hashes['sha256']}.{name}", data)
@@ -335,7 +349,8 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
         repo.write(f"{targets_md.signed.version}.targets.json", repo.sign(targets_md, signer()))
     assert targets_md is not None
 
-    changed = changed or stale(snapshot, "snapshot")
+    changed = changed or stale(snapshot, "snapshot") or (
+        snapshot is not None and snapshot.signed.version < kept.get("snapshot", 0))
     if changed:
         meta = repo.meta(f"{targets_md.signed.version}.targets.json", targets_md.signed.version)
         snapshot = Metadata(Snapshot(version=_next(snapshot, floor["snapshot"]),
@@ -344,7 +359,7 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
         repo.write(f"{snapshot.signed.version}.snapshot.json", repo.sign(snapshot, signer()))
     assert snapshot is not None
 
-    if changed or stale(timestamp, "timestamp"):
+    if changed or replayed or stale(timestamp, "timestamp"):
         meta = repo.meta(f"{snapshot.signed.version}.snapshot.json", snapshot.signed.version)
         timestamp = Metadata(Timestamp(version=_next(timestamp, floor["timestamp"]),
                                        expires=_expires("timestamp", now), snapshot_meta=meta))
@@ -355,4 +370,44 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
     for md in (root, timestamp, snapshot, targets_md):
         state.versions[md.signed.type] = md.signed.version
         state.expires[md.signed.type] = md.signed.expires
+    if repo.written:
+        _remember_signed(settings, directory, state.versions)
     return state
+
+
+MAX_KEPT = 64 << 10
+
+
+def _kept_path(settings: Settings) -> Path:
+    return settings.state_dir / "tuf-signed.json"
+
+
+def _signed_before(settings: Settings, directory: Path) -> dict[str, int]:
+    """The versions this state last signed for the repository at ``directory``."""
+    path = _kept_path(settings)
+    try:
+        with path.open("rb") as handle:
+            data = json.loads(handle.read(MAX_KEPT + 1)[:MAX_KEPT])
+        found = data.get(str(directory.resolve()), {})
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {role: value for role, value in found.items() if isinstance(role, str)
+            and isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10 ** 12}
+
+
+def _remember_signed(settings: Settings, directory: Path, versions: dict[str, int]) -> None:
+    from factory._internal.atomic import write_json
+
+    path = _kept_path(settings)
+    try:
+        with path.open("rb") as handle:
+            data = json.loads(handle.read(MAX_KEPT + 1)[:MAX_KEPT])
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError, RecursionError):
+        data = {}
+    data[str(directory.resolve())] = {role: versions[role]
+                                      for role in ("timestamp", "snapshot", "targets")}
+    write_json(path, dict(list(data.items())[-100:]))
