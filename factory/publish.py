@@ -33,7 +33,7 @@ from factory.attest.intoto import write_intoto
 from factory.attest.keys import init_keys
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.errors import FactoryError, IntegrityError, PublishError, printable
+from factory.errors import FactoryError, IntegrityError, PublishError, SigningError, printable
 from factory.index import Index, PublishedFile
 from factory.index.records import Sidecars
 from factory.index.store import publish_lock
@@ -118,6 +118,8 @@ class ReleaseReport:
     equivalence_alarms: list[str] = field(default_factory=list)
     # after a publish: why its advisories were NOT CHECKED or the VEX feed not rewritten
     advisories_problem: str | None = None
+    # why the TUF repository (/tuf/) was not re-signed by this publish (it goes on)
+    tuf_problem: str | None = None
 
     def raise_for_refusals(self) -> None:
         if self.refused:
@@ -246,7 +248,10 @@ def _release_pending(settings: Settings, index: Index, pending: list[BuildRecord
     ensure_keys(settings)
     trust = trust_files(settings)
     index.publish_trust(trust)
-    publish_tuf(settings, index, trust)  # the timestamp is re-signed here, when due
+    try:  # the timestamp is re-signed here, when due
+        publish_tuf(settings, index, trust)
+    except SigningError as exc:  # a damaged or planted tuf/ never stops the wheels
+        report.tuf_problem = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
     approvals = Approvals.load(settings)
     with open_signer(settings) as signer, Comparer(settings) as comparer:
         try:

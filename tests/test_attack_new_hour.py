@@ -464,3 +464,21 @@ def test_a_fifo_planted_as_a_statement_or_a_wheel_does_not_hang_the_watch_cycle(
     assert alarms == [] and "not a readable wheel" in notes[0], notes
     ours.unlink()
     ours.write_bytes(wheel_bytes)
+
+
+def test_a_damaged_tuf_repository_does_not_stop_the_publish(
+        released_base: Path, tmp_path: Path) -> None:
+    """BROKE: a publish re-signs the TUF repository before its first wheel; a root version
+    planted or damaged in index/tuf/ (one file an attacker of the index tree, or a bad
+    disk, can leave) raised out of it and nothing was published, every run. The wheels
+    are published now and the report says why /tuf/ was not re-signed (as the watch
+    cycle and `factory index rebuild` already did)."""
+    from factory.publish import release_all
+    from tests.security_fixtures import stage_build
+
+    site = released_copy(released_base, tmp_path)
+    tuf = site.index_dir / PREFIX
+    (tuf / "2.root.json").write_bytes((tuf / "1.snapshot.json").read_bytes())
+    report = release_all(site, [stage_build(site, "gamma")])
+    assert [p.project for p in report.published] == ["gamma"]
+    assert report.tuf_problem is not None and "2.root.json" in report.tuf_problem

@@ -3,7 +3,7 @@ orchestrated rebuild, watch and deploy."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -44,6 +44,10 @@ def prefect_stop() -> None:
 @builder_app.command("bootstrap")
 def builder_bootstrap(
     packages: Annotated[str, typer.Option(help="Extra Debian packages, comma-separated.")] = "",
+    interpreters: Annotated[bool, typer.Option(
+        "--interpreters", help="Also build the CPython interpreters [build] interpreters "
+        "names (FACTORY_BUILD_INTERPRETERS) from Debian's verified source (once per image; "
+        "kept).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Make the builder image offline (debootstrap + docker import), or reuse it; and
@@ -64,10 +68,15 @@ def builder_bootstrap(
                 tool = patchelf.for_image(current, image)
             except FactoryError as exc:
                 why = exc.message
+    built, failed = _bootstrap_interpreters(current) if interpreters else ([], {})
     if as_json:
         emit_json({"tag": image.tag, "id": image.id, "origin": image.origin,
                    "patchelf": tool.describe() if tool else None,
-                   **({"patchelf_error": why} if why else {})})
+                   **({"patchelf_error": why} if why else {}),
+                   **({"interpreters": built, "interpreter_errors": failed}
+                      if interpreters else {})})
+        if failed:
+            raise typer.Exit(1)
         return
     _app.out.print(f"{image.tag}  {image.id}  ({image.origin})", highlight=False)
     if tool is not None:
@@ -77,6 +86,52 @@ def builder_bootstrap(
     elif why:
         plain(f"warning: no patchelf built from source ({why}); wheels that need a grafted "
               "library keep their linux_* tag", _app.err)
+    for entry in built:
+        signature = entry["signature"]
+        checked = (f"OpenPGP {signature['fingerprint']} ({signature['signed']})"
+                   if signature["kind"] == "openpgp" else "no upstream OpenPGP signature")
+        how = (f"built in {entry['seconds']:.0f} s" if entry["fresh"]
+               else f"kept, checked in {entry['checked_seconds']:.1f} s")
+        plain(f"CPython {entry['version']}  {entry['prefix']}  tree sha256:"
+              f"{entry['tree_sha256']}  (from {entry['source']['filename']}, sha256:"
+              f"{entry['source']['sha256']}; {checked}; {how})", _app.out)
+    if interpreters and not built and not failed:
+        plain("no interpreter to build: [build] interpreters names only the image's own "
+              "3.11 (set it, e.g. FACTORY_BUILD_INTERPRETERS=3.11,3.13,3.14)", _app.out)
+    for version, message in failed.items():
+        plain(f"error: CPython {version}: {message}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _bootstrap_interpreters(current: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Build (or find and check) each configured interpreter; what each is, or why not."""
+    import time
+
+    from factory.build import interpreters
+    from factory.build.image import bootstrap_image
+    from factory.errors import FactoryError
+
+    pins = interpreters.select(current)
+    built: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    if not pins:
+        return built, failed
+    with _app.err.status("making the interpreter build image (once) ..."):
+        image = bootstrap_image(current, interpreters.BUILD_PACKAGES)
+    for pin in pins:
+        started = time.monotonic()
+        with _app.err.status(f"CPython {pin.version}: from Debian's verified source "
+                             "(about 5 minutes the first time per image) ..."):
+            try:
+                python = interpreters.for_image(current, image, pin)
+            except FactoryError as exc:
+                failed[pin.version] = exc.message
+                continue
+        built.append({**python.describe(), "fresh": python.fresh, "seconds": python.seconds,
+                      "checked_seconds": round(time.monotonic() - started, 2),
+                      "image_tag": image.tag})
+    return built, failed
 
 
 @app.command()
@@ -191,6 +246,7 @@ def publish(as_json: JsonOpt = False) -> None:
         emit_json({"published": [p.__dict__ for p in report.published],
                    "refused": [r.__dict__ for r in report.refused],
                    "advisories_not_checked": report.advisories_problem,
+                   "tuf_not_re_signed": report.tuf_problem,
                    "equivalence": {"verdicts": report.equivalence,
                                    "notes": report.equivalence_notes,
                                    "alarms": report.equivalence_alarms}})
@@ -202,6 +258,8 @@ def publish(as_json: JsonOpt = False) -> None:
     if report.advisories_problem and not as_json:  # the source's own words: never markup
         plain(f"warning: advisories NOT CHECKED after publishing, the VEX feed not "
               f"rewritten: {report.advisories_problem}")
+    if report.tuf_problem and not as_json:  # names files of the index tree: plain
+        plain(f"warning: TUF repository NOT re-signed: {report.tuf_problem}")
     if not as_json:  # upstream text inside: printed plain (escaped, and never markup)
         if report.equivalence:
             plain(f"equivalence with upstream: {report.equivalence}", _app.out)
