@@ -8,6 +8,7 @@ keys, the ledger). Unknown keys in factory.toml are errors, like in recipes.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ DEFAULT_LICENSES = (
     "PostgreSQL", "PSF-2.0", "Python-2.0", "Unlicense", "X11", "Zlib", "ZPL-2.1",
 )
 CONFIG_FILE = "factory.toml"
+_CPYTHON = re.compile(r"3\.[0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Settings:
     build_cpus: float = 2.0
     build_max_output: int = 1 << 30  # bytes a build may write; more is killed as suspect
     build_repair: str = "auditwheel"  # "auditwheel" | "none": native wheels to manylinux
+    # [build] interpreters: the CPython versions the builder holds. "3.11" is the image's
+    # Debian python3; others are built from Debian's verified source (factory.build.
+    # interpreters) by `factory builder bootstrap --interpreters`. The plan still builds
+    # for 3.11 only (per-interpreter builds are the next step).
+    build_interpreters: tuple[str, ...] = ("3.11",)
     index_url: str = "http://127.0.0.1:8700"
     serve_host: str = "127.0.0.1"
     serve_port: int = 8700
@@ -130,6 +137,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "cpus": "build_cpus",
         "max_output": "build_max_output",
         "repair": "build_repair",
+        "interpreters": "build_interpreters",
     },
     "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
     "ledger": {"url": "ledger_url"},
@@ -227,6 +235,8 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         repair_mode(value)
     if name == "allowed_licenses":
         value = _strings(name, raw)
+    if name == "build_interpreters":
+        value = _interpreters(name, raw)
     if name == "http_retries" and value < 0:
         raise ConfigError(f"setting {name}={raw!r} must not be negative")
     return value
@@ -250,6 +260,15 @@ def _strings(name: str, raw: Any) -> tuple[str, ...]:
         raise ConfigError(f"setting {name}={raw!r} is not a list of names",
                           'write it as a TOML list, e.g. licenses = ["MIT", "Apache-2.0"]')
     return tuple(i.strip() for i in items)
+
+
+def _interpreters(name: str, raw: Any) -> tuple[str, ...]:
+    """CPython versions as MAJOR.MINOR ("3.13"), each once, in the order given."""
+    versions = _strings(name, raw)
+    if not versions or not all(_CPYTHON.fullmatch(v) for v in versions):
+        raise ConfigError(f"setting {name}={raw!r} is not a list of CPython versions",
+                          'write it as a TOML list, e.g. interpreters = ["3.11", "3.13"]')
+    return tuple(dict.fromkeys(versions))
 
 
 def _state_dir(root: Path, raw: Any) -> Path:

@@ -23,7 +23,7 @@ import json
 import lzma
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -41,6 +41,7 @@ MAX_SOURCES_INFLATED = 512 << 20  # decompressed (trixie's: 57 MB)
 MAX_STANZA = 1 << 20  # bytes of one package's stanza
 MAX_ORIG = 512 << 20  # bytes of one orig tarball (CPython's: about 20 MB)
 MAX_NOTE = 4096  # bytes of a kept note
+MAX_SIGNATURE = 64 << 10  # bytes of upstream's detached OpenPGP signature (CPython's: 833)
 _SUITE = re.compile(r"[a-z][a-z0-9-]{1,40}")
 # Debian policy 5.6.12: [epoch:]upstream[-revision]; no "/" and no "..".
 _VERSION = re.compile(r"(?:[0-9]{1,9}:)?[0-9][A-Za-z0-9.+~-]{0,99}")
@@ -88,18 +89,27 @@ class SourceTarball:
     version: str
     suite: str
     upstream_version: str
+    # Upstream's detached OpenPGP signature of the tarball (``<filename>.asc``), when the
+    # stanza lists one and it was asked for (``fetch_orig(..., signature=True)``); its
+    # bytes are the ones the same signed stanza names. Checking it is the caller's.
+    signature: Path | None = field(default=None, compare=False)
 
     def describe(self) -> dict[str, object]:
         """What a record says of it (no local path)."""
-        return {k: v for k, v in asdict(self).items() if k != "path"}
+        return {k: v for k, v in asdict(self).items() if k not in ("path", "signature")}
 
 def directory(settings: Settings) -> Path:
     return settings.state_dir / "debian-source"
 
 def fetch_orig(settings: Settings, pin: SourcePin, *,
-               verify: debian.Verifier | None = None, mirror: str | None = None) -> SourceTarball:
-    """The orig tarball of ``pin``: kept, or fetched through the signed chain and kept."""
-    kept = kept_orig(settings, pin)
+               verify: debian.Verifier | None = None, mirror: str | None = None,
+               signature: bool = False) -> SourceTarball:
+    """The orig tarball of ``pin``: kept, or fetched through the signed chain and kept.
+
+    With ``signature``, upstream's ``.asc`` that the stanza lists beside the tarball is
+    fetched (and kept) too, checked against the stanza's sha256 like the tarball; a
+    stanza that lists none gives ``signature=None``."""
+    kept = kept_orig(settings, pin, signature=signature)
     if kept is not None:
         return kept
     if not debian.mirror_allowed():
@@ -112,35 +122,50 @@ def fetch_orig(settings: Settings, pin: SourcePin, *,
         sha, size = _pin_of(release, pin.suite)
         index = _sources(settings, base, pin.suite, sha, size)
         folder, filename, orig_sha, orig_size = find_orig(index, pin)
+        asc = find_signature(index, pin, filename) if signature else None
         where = directory(settings) / orig_sha
         with Upstream(base, retries=1, timeout=settings.http_timeout) as upstream:
             path = upstream.download(f"{base}/{folder}/{filename}", where / filename,
                                      sha256=orig_sha, size=orig_size)
+            signed = None if asc is None else upstream.download(
+                f"{base}/{folder}/{asc[1]}", where / asc[1], sha256=asc[2], size=asc[3])
     except (OSError, httpx.HTTPError) as exc:
         raise SourceUnavailable(f"{pin.package} {pin.version}: {type(exc).__name__}: "
                                 f"{one_line(str(exc), 200)}") from None
     except debian.LookupUnavailable as exc:
         raise SourceUnavailable(exc.message, exc.hint) from None
     found = SourceTarball(path, filename, orig_sha, orig_size, pin.package, pin.version,
-                          pin.suite, pin.upstream_version)
-    write_json(_note(settings, pin), found.describe())
+                          pin.suite, pin.upstream_version, signed)
+    note: dict[str, object] = found.describe()
+    if signature:  # a former note's signature entry is kept when this fetch did not ask
+        note["signature"] = None if asc is None else {"filename": asc[1], "sha256": asc[2],
+                                                      "size": asc[3]}
+    elif (former := _read_note(_note(settings, pin))) is not None and "signature" in former:
+        note["signature"] = former["signature"]
+    write_json(_note(settings, pin), note)
     return found
 
 def _note(settings: Settings, pin: SourcePin) -> Path:
     return directory(settings) / pin.suite / f"{pin.package}_{pin.version.replace(':', '%')}.json"
 
-def kept_orig(settings: Settings, pin: SourcePin) -> SourceTarball | None:
-    """The tarball a former fetch kept, when its note and bytes still agree (the mirror
-    is not asked)."""
-    pin.check()
-    note = _note(settings, pin)
+def _read_note(note: Path) -> dict[str, object] | None:
     try:
         if not note.is_file() or note.is_symlink() or note.stat().st_size > MAX_NOTE:
             return None
         data = json.loads(note.read_bytes())
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) else None
+
+
+def kept_orig(settings: Settings, pin: SourcePin, *,
+              signature: bool = False) -> SourceTarball | None:
+    """The tarball a former fetch kept, when its note and bytes still agree (the mirror
+    is not asked). With ``signature``, only when that fetch also looked for upstream's
+    signature (and kept it, if the stanza listed one)."""
+    pin.check()
+    data = _read_note(_note(settings, pin))
+    if data is None:
         return None
     filename, sha, size = data.get("filename"), data.get("sha256"), data.get("size")
     if not (isinstance(filename, str) and _FILENAME.fullmatch(filename)
@@ -150,11 +175,30 @@ def kept_orig(settings: Settings, pin: SourcePin) -> SourceTarball | None:
             == (pin.package, pin.version, pin.suite)):
         return None
     path = directory(settings) / sha / filename
-    if (not path.is_file() or path.is_symlink() or path.stat().st_size != size
-            or sha256_file(path) != sha):
+    if not _intact(path, sha, size):
         return None
+    signed = None
+    if signature:
+        if "signature" not in data:
+            return None  # fetched without looking for one
+        entry = data["signature"]
+        if entry is not None:
+            if not isinstance(entry, dict) or entry.get("filename") != f"{filename}.asc":
+                return None
+            asc_sha, asc_size = entry.get("sha256"), entry.get("size")
+            if not (isinstance(asc_sha, str) and _SHA256.fullmatch(asc_sha)
+                    and isinstance(asc_size, int) and not isinstance(asc_size, bool)):
+                return None
+            signed = path.with_name(f"{filename}.asc")
+            if not _intact(signed, asc_sha, asc_size):
+                return None
     return SourceTarball(path, filename, sha, size, pin.package, pin.version, pin.suite,
-                         pin.upstream_version)
+                         pin.upstream_version, signed)
+
+
+def _intact(path: Path, sha: str, size: int) -> bool:
+    return (path.is_file() and not path.is_symlink() and path.stat().st_size == size
+            and sha256_file(path) == sha)
 
 def _release(settings: Settings, base: str, suite: str, verify: debian.Verifier) -> bytes:
     """The signed text of the suite's InRelease (bounded, within a deadline)."""
@@ -225,8 +269,9 @@ def _stanzas(index: bytes, package: str) -> Iterator[bytes]:
         yield index[start:end]
         at = index.find(b"\n\n" + mark, end)
 
-def find_orig(index: bytes, pin: SourcePin) -> tuple[str, str, str, int]:
-    """(directory, file name, sha256, size) of ``pin``'s orig tarball in a Sources index."""
+def _stanza(index: bytes, pin: SourcePin) -> tuple[str, list[tuple[str, str, str]]]:
+    """(directory, [(sha256, size, name)]) of ``pin``'s stanza in a Sources index: every
+    file name checked to stay in its directory."""
     for raw in _stanzas(index, pin.package):
         if len(raw) > MAX_STANZA:
             raise SourceUnavailable(f"the Sources stanza of {pin.package} is over "
@@ -238,7 +283,7 @@ def find_orig(index: bytes, pin: SourcePin) -> tuple[str, str, str, int]:
         if not _DIRECTORY.fullmatch(folder) or not folder.endswith(f"/{pin.package}"):
             raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} names "
                                     f"the directory {one_line(repr(folder), 120)}; refused")
-        origs = []
+        files = []
         for line in stanza.get("Checksums-Sha256", "").splitlines():
             parts = line.split()
             if len(parts) != 3:
@@ -247,24 +292,55 @@ def find_orig(index: bytes, pin: SourcePin) -> tuple[str, str, str, int]:
             if not _NAME.fullmatch(name) or ".." in name:
                 raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} "
                                         f"names the file {one_line(repr(name), 120)}; refused")
-            if ".orig.tar." not in name or name.endswith(".asc"):
-                continue
-            if not (_FILENAME.fullmatch(name) and _SHA256.fullmatch(sha) and size.isdigit()
-                    and len(size) <= 12 and name.startswith(f"{pin.package}_")):
-                raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} "
-                                        f"names the file {one_line(repr(name), 120)}; refused")
-            if int(size) > MAX_ORIG:
-                raise SourceUnavailable(f"{name} is {size} bytes, more than the {MAX_ORIG} "
-                                        "accepted")
-            origs.append((folder, name, sha, int(size)))
-        if len(origs) != 1:
-            raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} names "
-                                    f"{len(origs)} orig tarballs, not one")
-        return origs[0]
+            files.append((sha, size, name))
+        return folder, files
     raise SourceUnavailable(f"the Debian suite {pin.suite} has no source package "
                             f"{pin.package} {pin.version}",
                             "pin the version the suite carries, or point FACTORY_DEBIAN_MIRROR "
                             "at a snapshot that has it (https://snapshot.debian.org)")
+
+
+def find_orig(index: bytes, pin: SourcePin) -> tuple[str, str, str, int]:
+    """(directory, file name, sha256, size) of ``pin``'s orig tarball in a Sources index."""
+    folder, files = _stanza(index, pin)
+    origs = []
+    for sha, size, name in files:
+        if ".orig.tar." not in name or name.endswith(".asc"):
+            continue
+        if not (_FILENAME.fullmatch(name) and _SHA256.fullmatch(sha) and size.isdigit()
+                and len(size) <= 12 and name.startswith(f"{pin.package}_")):
+            raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} "
+                                    f"names the file {one_line(repr(name), 120)}; refused")
+        if int(size) > MAX_ORIG:
+            raise SourceUnavailable(f"{name} is {size} bytes, more than the {MAX_ORIG} "
+                                    "accepted")
+        origs.append((folder, name, sha, int(size)))
+    if len(origs) != 1:
+        raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} names "
+                                f"{len(origs)} orig tarballs, not one")
+    return origs[0]
+
+
+def find_signature(index: bytes, pin: SourcePin,
+                   orig: str) -> tuple[str, str, str, int] | None:
+    """(directory, file name, sha256, size) of upstream's signature of the orig tarball
+    ``orig`` (``<orig>.asc``) in ``pin``'s stanza, or None when the stanza lists none."""
+    folder, files = _stanza(index, pin)
+    found = [(sha, size) for sha, size, name in files if name == f"{orig}.asc"]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} lists "
+                                f"{orig}.asc {len(found)} times")
+    sha, size = found[0]
+    if not (_SHA256.fullmatch(sha) and size.isdigit() and len(size) <= 12):
+        raise SourceUnavailable(f"the Sources stanza of {pin.package} {pin.version} has a "
+                                f"malformed line for {orig}.asc")
+    if int(size) > MAX_SIGNATURE:
+        raise SourceUnavailable(f"{orig}.asc is {size} bytes, more than the {MAX_SIGNATURE} "
+                                "accepted")
+    return folder, f"{orig}.asc", sha, int(size)
+
 
 def _parse_stanza(text: str) -> dict[str, str]:
     """A deb822 stanza: field -> value (continuation lines joined by newlines)."""
