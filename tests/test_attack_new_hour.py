@@ -482,3 +482,31 @@ def test_a_damaged_tuf_repository_does_not_stop_the_publish(
     report = release_all(site, [stage_build(site, "gamma")])
     assert [p.project for p in report.published] == ["gamma"]
     assert report.tuf_problem is not None and "2.root.json" in report.tuf_problem
+
+
+def test_a_member_inflating_to_many_mib_is_hashed_not_held(
+        published_index: PublishedIndex, tmp_path: Path) -> None:  # noqa: F811
+    """BROKE (memory): every member of both wheels was held in memory to compare them, up
+    to 512 MiB a side, twice per comparison (the differences, then the reasons): a half
+    MiB upstream wheel held a GiB per publish and watch cycle. Members are hashed as they
+    inflate now; only the dist-info WHEEL, METADATA and RECORD are kept (bounded)."""
+    import tracemalloc
+    import zipfile
+
+    from factory.verify.equivalence import compare_wheels, explain
+
+    ours = published_index.wheel("alpha")
+    theirs = repack(ours, tmp_path / "up" / ours.name)
+    with zipfile.ZipFile(theirs, "a", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("alpha/data.bin", "w") as member:
+            for _ in range(64):
+                member.write(bytes(1 << 20))
+    assert theirs.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        assert compare_wheels(ours, theirs)[1] == ["alpha/data.bin: only upstream"]
+        assert {f["file"] for f in explain(ours, theirs)} == {"alpha/data.bin"}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak

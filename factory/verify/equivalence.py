@@ -19,6 +19,7 @@ import base64
 import email.parser
 import email.policy
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -96,20 +97,47 @@ def is_pure(filename: str) -> bool:
 
 def _members(archive: zipfile.ZipFile) -> dict[str, bytes]:
     """Every file of ``archive``, at most MAX_MEMBERS of them and MAX_UNPACKED bytes in
-    all as read (not as the headers claim): upstream's wheel may be a zip bomb."""
+    all as read (not as the headers claim): upstream's wheel may be a zip bomb. A member
+    is kept as its bytes only when it is a top-level dist-info WHEEL, METADATA or RECORD
+    within the size it is parsed at; any other is kept as its digest (``_DIGEST``), so
+    memory stays a few MiB however much a wheel inflates to."""
     infos = [i for i in archive.infolist() if not i.is_dir()]
     if len(infos) > MAX_MEMBERS:
         raise VerificationError(f"{archive.filename}: more than {MAX_MEMBERS} members")
     out, left = {}, MAX_UNPACKED
     for info in infos:
+        keep = _kept_size(info.filename)
+        digest, head, size = hashlib.sha256(), bytearray(), 0
         with archive.open(info) as member:
-            data = member.read(left + 1)
-        if len(data) > left:
-            raise VerificationError(f"{archive.filename}: more than {MAX_UNPACKED >> 20} MiB "
-                                    "unpacked; not compared")
-        left -= len(data)
-        out[info.filename] = data
+            while block := member.read(min(1 << 20, left + 1 - size)):
+                size += len(block)
+                if size > left:
+                    raise VerificationError(f"{archive.filename}: more than "
+                                            f"{MAX_UNPACKED >> 20} MiB unpacked; not compared")
+                digest.update(block)
+                if len(head) <= keep:
+                    head += block
+        left -= size
+        out[info.filename] = bytes(head) if size <= keep else _DIGEST + digest.digest()
     return out
+
+
+_DIGEST = b"\0sha256:"  # a member kept as its digest: equal values are equal files
+
+
+def _digest_only(ours: bytes, theirs: bytes, limit: int) -> bool:
+    """Whether either side was too large to keep or to parse (kept as its digest)."""
+    return (max(len(ours), len(theirs)) > limit or ours.startswith(_DIGEST)
+            or theirs.startswith(_DIGEST))
+
+
+def _kept_size(name: str) -> int:
+    """How much of a member is kept as bytes (-1: none, its digest only)."""
+    if name.count("/") != 1 or ".dist-info/" not in name:
+        return -1
+    if name.endswith("/RECORD"):
+        return MAX_PARSED_RECORD
+    return MAX_PARSED_METADATA if name.endswith(("/WHEEL", "/METADATA")) else -1
 
 
 def _regular(path: Path) -> BinaryIO:
@@ -146,7 +174,7 @@ def _same_record(ours: bytes, theirs: bytes) -> bool:
     inflated from a small upstream wheel would fill memory as a set)."""
     if ours == theirs:
         return True
-    if max(len(ours), len(theirs)) > MAX_PARSED_RECORD:
+    if _digest_only(ours, theirs, MAX_PARSED_RECORD):
         return False
     return _record_lines(ours) == _record_lines(theirs)
 
@@ -184,7 +212,7 @@ def _headers(data: bytes) -> tuple[list[tuple[str, str]], str]:
 
 def _metadata_names(ours: bytes, theirs: bytes) -> str:
     """The core-metadata fields whose values differ (names only), and the body."""
-    if max(len(ours), len(theirs)) > MAX_PARSED_METADATA:  # millions of headers: hours, GiBs
+    if _digest_only(ours, theirs, MAX_PARSED_METADATA):  # millions of headers: hours, GiBs
         return (f"larger than {MAX_PARSED_METADATA >> 20} MiB: its fields were not compared")
     (left, left_body), (right, right_body) = _headers(ours), _headers(theirs)
     names = sorted({k for k, _ in set(left) ^ set(right)}
