@@ -9,6 +9,7 @@ run is replaced by one that lays out a small prefix, so what is tested is the ho
 from __future__ import annotations
 
 import hashlib
+import json
 import lzma
 import os
 import shutil
@@ -413,3 +414,41 @@ def test_an_image_without_the_build_headers_is_refused(built: dict[str, Any]) ->
     with pytest.raises(BuildError, match="lacks what CPython's build needs: make"):
         interpreters.for_image(built["settings"], bare, built["pin"])
     assert built["fake"].runs == 0
+
+
+# -- the command ----------------------------------------------------------------------
+
+def test_builder_bootstrap_interpreters_prints_each_and_fails_on_one_it_cannot_have(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from factory.cli import app
+    from factory.cli import build as build_cli
+
+    settings = factories.settings(tmp_path, build_repair="none",
+                                  build_interpreters=("3.11", "3.13", "3.14"))
+    monkeypatch.setattr(build_cli, "settings", lambda: settings)
+    monkeypatch.setattr("factory.build.image.bootstrap_image", lambda s, extra=(): IMAGE)
+    source = {"filename": "python3.13_3.13.5.orig.tar.xz", "sha256": "9" * 64,
+              "package": "python3.13", "version": PIN313.version, "suite": "trixie"}
+
+    def for_image(s: Any, image: ImageRef, pin: InterpreterPin) -> interpreters.Interpreter:
+        if pin.version == "3.14":
+            raise SourceUnavailable("https://deb.debian.org/debian/pool/main/p/python3.14/"
+                                    "python3.14_3.14.8.orig.tar.xz answered HTTP 404")
+        return interpreters.Interpreter(
+            "3.13.5", pin.tag, pin.prefix, tmp_path, "8" * 64, source,
+            {"kind": "openpgp", "fingerprint": FPR, "signer": "tw", "signed": "2025-06-11"},
+            image.id, "7" * 64, 480.0, fresh=True)
+
+    monkeypatch.setattr(interpreters, "for_image", for_image)
+    done = CliRunner().invoke(app, ["builder", "bootstrap", "--interpreters"])
+    assert done.exit_code == 1
+    assert ("CPython 3.13.5  /opt/python/cp313-cp313  tree sha256:" + "8" * 64) in done.output
+    assert f"sha256:{'9' * 64}; OpenPGP {FPR} (2025-06-11); built in 480 s" in done.output
+    assert "error: CPython 3.14: https://deb.debian.org" in done.output
+    done = CliRunner().invoke(app, ["builder", "bootstrap", "--interpreters", "--json"])
+    data = json.loads(done.stdout)
+    assert data["interpreters"][0]["tree_sha256"] == "8" * 64
+    assert data["interpreters"][0]["source"]["sha256"] == "9" * 64
+    assert list(data["interpreter_errors"]) == ["3.14"]
