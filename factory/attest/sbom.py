@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,13 @@ from cyclonedx.contrib.this.builders import this_component
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentScope, ComponentType
+from cyclonedx.model.component_evidence import (
+    AnalysisTechnique,
+    ComponentEvidence,
+    Identity,
+    IdentityField,
+    Method,
+)
 from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import License, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
@@ -230,7 +238,10 @@ def _grafted_by(record: BuildRecord) -> list[Property]:
 
 def _grafted_packages(record: BuildRecord) -> dict[str, dict[str, str]]:
     """Wheel path -> the Debian package a grafted library came from, as the host
-    recorded it at repair time (``repair.grafted``): name, version, purl, original file."""
+    recorded it at repair time (``repair.grafted``): name, version, purl, original file,
+    and ``verified`` (the image's file it was compared with) only when the host compared
+    the bytes (``repair.verify_grafted``); without it the package is only what the
+    grafted file's NAME says, which the build chose."""
     repair = record.builder_settings.get("repair")
     entries = repair.get("grafted") if isinstance(repair, dict) else None
     found = {}
@@ -239,7 +250,46 @@ def _grafted_packages(record: BuildRecord) -> dict[str, dict[str, str]]:
                                            ("path", "package", "version", "purl", "library")):
             found[entry["path"]] = {k: one_line(entry[k], 200) for k in
                                     ("package", "version", "purl", "library")}
+            verified = entry.get("verified")
+            if (isinstance(verified, dict) and isinstance(verified.get("image_file"), str)
+                    and isinstance(verified.get("image_file_sha256"), str)):
+                found[entry["path"]]["verified"] = one_line(verified["image_file"], 200)
+                found[entry["path"]]["verified_sha256"] = one_line(
+                    verified["image_file_sha256"], 64)
     return found
+
+
+# What the SBOM says of a grafted library's Debian identity: inferred from the file's
+# name (the build chose the name and the bytes: it ran the repair) unless the host
+# compared the bytes with the image's own file (threat model, section 15).
+INFERRED = "inferred from file name, bytes not compared with the image's file"
+LOW_CONFIDENCE = Decimal("0.25")
+
+
+def _identity(package: dict[str, str]) -> tuple[ComponentEvidence, Property]:
+    """The evidence and the ``identity`` property for a grafted library's purl."""
+    if "verified" in package:
+        image_file = package["verified"]
+        methods = [
+            Method(technique=AnalysisTechnique.HASH_COMPARISON, confidence=Decimal(1),
+                   value=f"the grafted name's 8 hex digits are the sha256 prefix of the "
+                         f"image's {image_file} (sha256 {package['verified_sha256']})"),
+            Method(technique=AnalysisTechnique.BINARY_ANALYSIS, confidence=Decimal(1),
+                   value="ELF sections equal the image's file's, but for what patchelf "
+                         "rewrites (.dynamic, .dynstr, headers)"),
+        ]
+        said = (f"verified: bytes compared with the image's {image_file} (sha256 "
+                f"{package['verified_sha256']}), ELF sections equal but for what patchelf "
+                "rewrites")
+        confidence = Decimal(1)
+    else:
+        methods = [Method(technique=AnalysisTechnique.FILENAME, confidence=LOW_CONFIDENCE,
+                          value=package["library"])]
+        said, confidence = INFERRED, LOW_CONFIDENCE
+    evidence = ComponentEvidence(identity=[Identity(
+        field=IdentityField.PURL, confidence=confidence,
+        concluded_value=package["purl"], methods=methods)])
+    return evidence, Property(name=f"{PROP}:identity", value=said)
 
 
 def _deb_purl(text: str) -> PackageURL | None:
@@ -260,26 +310,30 @@ def _library_components(wheel: Path, grafted: Sequence[Property] = (),
         if digest not in digests[path]:
             digests[path].append(digest)
     packages = packages or {}
-    return [
-        Component(
+    components = []
+    for path, found in sorted(digests.items()):
+        package = packages.get(path)
+        identity = _identity(package) if package is not None else None
+        components.append(Component(
             type=ComponentType.LIBRARY,
             name=PurePosixPath(path).name,
             bom_ref=f"bundled:{path}",
+            # The file as the wheel holds it: verified (the host hashed it).
             hashes=[_sha256(d) for d in found],
             # A grafted library is a Debian package's file, patched by auditwheel: the
-            # package by purl (what advisories name), the file by its digest as grafted.
-            version=packages[path]["version"] if path in packages else None,
-            purl=_deb_purl(packages[path]["purl"]) if path in packages else None,
+            # package by purl (what advisories name), with how that was concluded
+            # (evidence.identity: from the file name only, unless the host compared it).
+            version=package["version"] if package is not None else None,
+            purl=_deb_purl(package["purl"]) if package is not None else None,
+            evidence=identity[0] if identity is not None else None,
             properties=[Property(name=f"{PROP}:wheel-path", value=path),
                         *(grafted if _LIB_DIR.search(path) else ()),
-                        *([Property(name=f"{PROP}:debian-package",
-                                    value=packages[path]["package"]),
-                           Property(name=f"{PROP}:grafted-from",
-                                    value=packages[path]["library"])]
-                          if path in packages else [])],
-        )
-        for path, found in sorted(digests.items())
-    ]
+                        *([Property(name=f"{PROP}:debian-package", value=package["package"]),
+                           Property(name=f"{PROP}:grafted-from", value=package["library"]),
+                           identity[1]]
+                          if package is not None and identity is not None else [])],
+        ))
+    return components
 
 
 def _bom(wheel: Path, record: BuildRecord, raw: RawMetadata, pins: Pins | None = None) -> Bom:
