@@ -4,15 +4,25 @@ bytes with the image's own file (threat model, section 15). Fast: no docker."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import shutil
+import struct
+import subprocess
+import tarfile
+import zipfile
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from factory.attest.sbom import INFERRED, build_sbom, sbom_bytes, validate
+from factory.build import grafted
+from factory.build.image import ImageRef
 from tests import factories
 from tests.attest_fixtures import make_record
 
@@ -73,3 +83,114 @@ def test_a_grafted_library_the_host_compared_is_marked_verified(tmp_path: Path) 
     assert identity["confidence"] == 1 and identity["concludedValue"] == PURL
     assert sorted(m["technique"] for m in identity["methods"]) == ["binary-analysis",
                                                                    "hash-comparison"]
+
+
+# -- the host's comparison with the image's file (factory.build.grafted) -------------
+
+def _elf(tmp_path: Path, body: str = "int add(int a, int b) { return a + b; }") -> bytes:
+    """A small shared library, built with the machine's C compiler (skipped without)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc on this machine to build a small ELF shared library")
+    source = tmp_path / "lib.c"
+    source.write_text(body + "\n")
+    out = tmp_path / "libtiny.so.1.0"
+    subprocess.run([gcc, "-shared", "-fPIC", "-Wl,-soname,libtiny.so.1", "-o", str(out),
+                    str(source)], check=True, capture_output=True, timeout=60)
+    return out.read_bytes()
+
+
+def _patch_section(data: bytes, name: str) -> bytes:
+    """``data`` with one byte of section ``name`` changed (what patchelf does to .dynstr
+    when it sets a soname, in miniature)."""
+    with io.BytesIO(data) as handle:
+        handle.seek(0x28)
+        shoff, = struct.unpack("<Q", handle.read(8))
+    shnum, shstrndx = struct.unpack_from("<HH", data, 0x3C)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * 64) for i in range(shnum)]
+    names = data[headers[shstrndx][4]:headers[shstrndx][4] + headers[shstrndx][5]]
+    for header in headers:
+        if names[header[0]:names.index(b"\0", header[0])].decode() == name:
+            at = header[4] + header[5] - 2
+            return data[:at] + bytes([data[at] ^ 0x55]) + data[at + 1:]
+    raise AssertionError(f"no section {name}")
+
+
+class _Container:
+    """A fresh container of the image, as the engine's archive API shows it."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files, self.removed = files, False
+
+    def get_archive(self, path: str, chunk_size: int = 0) -> tuple[Any, dict[str, Any]]:
+        if path not in self.files:
+            raise LookupError(path)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(PurePosixPath(path).name)
+            info.size = len(self.files[path])
+            tar.addfile(info, io.BytesIO(self.files[path]))
+        return iter([buffer.getvalue()]), {"name": PurePosixPath(path).name}
+
+    def remove(self, force: bool = False) -> None:
+        self.removed = True
+
+
+class _Client:
+    def __init__(self, container: _Container) -> None:
+        self.containers = self
+        self.container = container
+
+    def create(self, image: str, command: list[str], **options: Any) -> _Container:
+        assert options.get("network_disabled") is True
+        return self.container
+
+
+def _verify(tmp_path: Path, original: bytes, shipped: bytes,
+            listed: str = "/usr/lib/x86_64-linux-gnu/libtiny.so.1.0",
+            named_after: bytes | None = None) -> dict[str, Any]:
+    """``shipped`` grafted under the name auditwheel gives ``named_after`` (default: the
+    image's ``original``), checked against an image holding ``original``."""
+    prefix = hashlib.sha256(original if named_after is None else named_after).hexdigest()[:8]
+    path = f"ext.libs/libtiny-{prefix}.so.1.0"
+    wheel = tmp_path / "ext-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(path, shipped)
+    image = ImageRef("img", "sha256:" + "d" * 64, "debootstrap", ["libtiny1=1.0-1"],
+                     {"libtiny1": "amd64"})
+    entry = {"path": path, "sha256": hashlib.sha256(shipped).hexdigest(),
+             "library": "libtiny.so.1.0", "package": "libtiny1", "version": "1.0-1",
+             "purl": "pkg:deb/debian/libtiny1@1.0-1?arch=amd64"}
+    container = _Container({"/var/lib/dpkg/info/libtiny1:amd64.list":
+                            f"/.\n/usr/lib/x86_64-linux-gnu\n{listed}\n".encode(),
+                            "/usr/lib/x86_64-linux-gnu/libtiny.so.1.0": original})
+    [done] = grafted.verify(wheel, image, [entry], _Client(container))
+    assert container.removed
+    return done
+
+
+def test_the_image_file_patched_where_patchelf_patches_is_verified(tmp_path: Path) -> None:
+    original = _elf(tmp_path)
+    done = _verify(tmp_path, original, _patch_section(original, ".dynstr"))
+    assert done["verified"] == {"image_file": "/usr/lib/x86_64-linux-gnu/libtiny.so.1.0",
+                                "image_file_sha256": hashlib.sha256(original).hexdigest()}
+
+
+def test_other_code_under_the_image_file_name_is_not_verified(tmp_path: Path) -> None:
+    original = _elf(tmp_path)
+    # The name carries the original's hash prefix, the code is changed: refused.
+    done = _verify(tmp_path, original, _patch_section(original, ".text"))
+    assert "verified" not in done and ".text" in done["not_verified"]
+    # Another library altogether (its own hash prefix in its name): not the image's.
+    (tmp_path / "other").mkdir()
+    other = _elf(tmp_path / "other", "int add(int a, int b) { return a - b; }")
+    done = _verify(tmp_path, original, other, named_after=other)
+    assert "verified" not in done and "sha256 prefix" in done["not_verified"]
+    # A file the package does not ship under that name: not verified either.
+    done = _verify(tmp_path, original, original, listed="/usr/lib/elsewhere/libother.so.1")
+    assert "ships no file" in done["not_verified"]
+
+
+def test_a_file_that_is_not_elf64_is_not_verified(tmp_path: Path) -> None:
+    done = _verify(tmp_path, b"not an ELF file", b"not an ELF file")
+    assert "verified" not in done and "ELF64" in done["not_verified"]

@@ -33,7 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file, write_bytes, write_json
-from factory.build import debian, missing, repair
+from factory.build import debian, grafted, missing, repair
 from factory.build.confined import Confined, OutputRefused, Usage, measure
 from factory.build.docker import (
     Bind,
@@ -185,18 +185,26 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
 
 def _grafted(settings: Settings, wheel: Path, image: ImageRef) -> list[dict[str, Any]]:
     """The libraries grafted into ``wheel``, mapped to the image's Debian packages by
-    the suite's Contents lookup when it can be had (else by Debian's naming rule)."""
+    the suite's Contents lookup when it can be had (else by Debian's naming rule), each
+    compared with the image's own file (``grafted.verify``: the name is the build's
+    choice; a library that cannot be shown to be the image's stays inferred)."""
     libs = repair.grafted(wheel, image)
     if not libs:
         return libs
     try:
         found = debian.lookup(settings)
     except debian.LookupUnavailable:
-        return libs
+        found = None
+    if found is not None:
+        try:
+            libs = repair.grafted(wheel, image, found.providers)
+        finally:
+            found.close()
     try:
-        return repair.grafted(wheel, image, found.providers)
-    finally:
-        found.close()
+        return grafted.verify(wheel, image, libs, connect())
+    except Exception as exc:  # noqa: BLE001 - never fails the build: stays inferred
+        reason = one_line(f"not compared ({type(exc).__name__}: {exc})", 200)
+        return [{**e, "not_verified": reason} if "package" in e else e for e in libs]
 
 
 def _what(inputs: BuildInputs) -> str:
