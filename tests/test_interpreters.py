@@ -9,11 +9,13 @@ run is replaced by one that lays out a small prefix, so what is tested is the ho
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import lzma
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -321,7 +323,7 @@ class FakeBuild:
         self.runs += 1
         assert "--disable-shared" in command and environment["SOURCE_DATE_EPOCH"] == "0"
         out: Path = binds[1].source
-        root = out / "root" / "opt/python/cp313-cp313"
+        root = out / "layout"
         (root / "bin").mkdir(parents=True)
         (root / "lib/python3.13/lib-dynload").mkdir(parents=True)
         (root / "bin/python3.13").write_bytes(b"\x7fELF the interpreter")
@@ -333,6 +335,12 @@ class FakeBuild:
             (root / "lib/python3.13/evil").symlink_to("../../../../../etc")
         if self.layout == "fifo":
             os.mkfifo(root / "lib/python3.13/pipe")
+        with tarfile.open(out / "tree.tar", "w") as archive:
+            archive.add(root, ".")
+            if self.layout == "dotdot":
+                info = tarfile.TarInfo("../../../../etc/cron.d/evil")
+                archive.addfile(info, io.BytesIO(b""))
+        shutil.rmtree(root)
         (out / "version").write_text("3.13.5\n")
         return ContainerRun(0, False, b"built\n", 1.0)
 
@@ -350,6 +358,17 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     fake = FakeBuild()
     monkeypatch.setattr(interpreters, "run_container", fake)
     return {"settings": factories.settings(tmp_path), "pin": pin, "fake": fake}
+
+
+def test_a_kept_tree_with_a_link_out_or_a_special_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/python3").symlink_to("/usr/bin/python3")
+    with pytest.raises(BuildError, match="link leaving it"):
+        interpreters.manifest(tmp_path)
+    (tmp_path / "bin/python3").unlink()
+    os.mkfifo(tmp_path / "bin/pipe")
+    with pytest.raises(BuildError, match="special file"):
+        interpreters.manifest(tmp_path)
 
 
 def test_the_tree_is_built_once_kept_with_a_manifest_and_checked_on_use(
@@ -396,8 +415,9 @@ def test_a_changed_tree_is_refused_and_built_again(built: dict[str, Any], change
     assert not (rebuilt.tree / "lib/python3.13/sitecustomize.py").exists()
 
 
-@pytest.mark.parametrize(("layout", "why"), [("escape", "link leaving it"),
-                                             ("fifo", "special file")])
+@pytest.mark.parametrize(("layout", "why"), [("escape", "tar is refused.*outside"),
+                                             ("fifo", "tar is refused.*special"),
+                                             ("dotdot", "tar is refused.*outside")])
 def test_a_tree_with_a_link_out_or_a_special_file_is_refused(
         built: dict[str, Any], layout: str, why: str) -> None:
     built["fake"].layout = layout

@@ -41,9 +41,10 @@ import posixpath
 import shutil
 import stat
 import subprocess
+import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ SYSTEM = "3.11"  # the builder image's own python3 (Debian bookworm): nothing to
 BUILD_PACKAGES = ("make", "xz-utils", "pkgconf", "zlib1g-dev", "libssl-dev", "libffi-dev",
                   "libbz2-dev", "liblzma-dev", "libsqlite3-dev", "uuid-dev", "libncurses-dev",
                   "libreadline-dev")
-BUILD_SECONDS = 3600  # one interpreter (about 5 minutes on 2 cores)
+BUILD_SECONDS = 3600  # one interpreter (about 8 minutes on 2 busy cores)
+# The build's memory limit: /build is a tmpfs holding the source, the objects and the
+# installed prefix (about 1 GB), charged to the container. The factory's own pinned
+# build, so not [build] memory (the limit of the components' builds).
+BUILD_MEMORY = "4g"
 MAX_NOTE = 16 << 10
 MAX_MANIFEST = 8 << 20  # bytes of a kept manifest (3.13's: about 0.5 MB)
 MAX_TREE_ENTRIES = 20_000  # files, links and directories of one installed prefix (~2,500)
@@ -131,7 +136,9 @@ PINS: dict[str, InterpreterPin] = {
 # The build, in one script: fixed source path, no shared library, no PGO/LTO, the
 # bundled libmpdec (bookworm has no libmpdec-dev), no ensurepip (build tools are the
 # factory's own wheels), the test suite left out of the prefix. SOURCE_DATE_EPOCH fixes
-# gcc's __DATE__/__TIME__ and makes compileall write hash-checked .pyc files.
+# gcc's __DATE__/__TIME__ and makes compileall write hash-checked .pyc files. The prefix
+# leaves the container as one tar file (the output watcher allows a build few entries;
+# a prefix has about 6,000), unpacked by the host with tarfile's "data" filter.
 CONFIGURE = ("--build=x86_64-pc-linux-gnu", "--disable-shared", "--without-ensurepip",
              "--with-system-libmpdec=no", "CFLAGS=-ffile-prefix-map=/build/src=. -g0")
 ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "TZ": "UTC",
@@ -147,13 +154,14 @@ cd /build/src
 ./configure --prefix="$prefix" "$@" > /build/configure.log 2>&1 \
     || { tail -n 40 /build/configure.log; exit 1; }
 make -j"$jobs" > /build/make.log 2>&1 || { tail -n 60 /build/make.log; exit 1; }
-make install DESTDIR=/out/root > /build/install.log 2>&1 \
+make install DESTDIR=/build/root > /build/install.log 2>&1 \
     || { tail -n 60 /build/install.log; exit 1; }
-root="/out/root$prefix"
+root="/build/root$prefix"
 rm -rf "$root/lib/python$short/test" "$root/lib/python$short/idlelib/idle_test"
 strip --strip-unneeded "$root/bin/python$short" "$root"/lib/python$short/lib-dynload/*.so
 "$root/bin/python$short" -c "import sys, $MODULES; print(sys.version.split()[0])" \
     > /out/version
+tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf /out/tree.tar .
 """
 
 
@@ -463,6 +471,39 @@ def for_image(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Inter
     return _build(settings, image, pin, tarball, signature, where)
 
 
+def _why(result: Any, settings: Settings) -> str:
+    """Why the build container ended badly, in words (the log's last line otherwise)."""
+    if result.output_refused is not None:
+        return f"killed: {result.output_refused.problem}"
+    if result.oom_killed:
+        return f"killed: out of memory (limit {BUILD_MEMORY})"
+    if result.timed_out:
+        return f"killed after the {BUILD_SECONDS} s limit"
+    if result.pids_limit_hit:
+        return f"it hit the limit of {settings.build_pids} processes"
+    tail = result.log.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+    return f"exit {result.exit_code}: {one_line(tail[0], 200)}"
+
+
+def unpack(packed: Path, target: Path) -> None:
+    """The build's tar of its prefix, unpacked into ``target`` (made here) by tarfile's
+    "data" filter (no absolute names, nothing outside ``target``, no devices or FIFOs,
+    no set-id bits), within the tree's bounds, counted before anything is written."""
+    try:
+        with tarfile.open(packed, "r:") as archive:
+            total = 0
+            for members, member in enumerate(archive, 1):
+                total += max(member.size, 0)
+                if members > MAX_TREE_ENTRIES or total > MAX_TREE_BYTES:
+                    raise BuildError(f"the interpreter's tar holds more than "
+                                     f"{MAX_TREE_ENTRIES} entries or {MAX_TREE_BYTES} bytes")
+            target.mkdir()
+            archive.extractall(target, filter="data")
+    except (tarfile.TarError, OSError, UnicodeError) as exc:
+        raise BuildError(f"the interpreter's tar is refused: {type(exc).__name__}: "
+                         f"{one_line(str(exc), 200)}") from None
+
+
 def _check_image(image: ImageRef) -> None:
     held = {split_package(p)[0] for p in image.packages}
     missing = [p for p in BUILD_PACKAGES if held and p not in held]
@@ -487,7 +528,7 @@ def _build(settings: Settings, image: ImageRef, pin: InterpreterPin, tarball: So
         prepare_output(work / "out")
         started = time.monotonic()
         result = run_container(
-            settings, image.id,
+            replace(settings, build_memory=BUILD_MEMORY), image.id,
             ["sh", "-c", _SCRIPT, f"{pin.tag}-build", tarball.filename, pin.prefix, jobs,
              pin.version, *CONFIGURE],
             [Bind(source, "/source"), Bind(work / "out", "/out", read_only=False)],
@@ -498,20 +539,18 @@ def _build(settings: Settings, image: ImageRef, pin: InterpreterPin, tarball: So
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(result.log)
         if result.exit_code != 0:
-            tail = result.log.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            raise BuildError(f"{what} did not build (exit {result.exit_code}): "
-                             f"{one_line(tail[0], 200)} (log: {log})")
+            raise BuildError(f"{what} did not build: {_why(result, settings)} (log: {log})")
         out = Confined(work / "out", what, f" (log: {log})")
         said = (out.read("version", 256) or b"").decode("ascii", "replace").strip()
         if said != tarball.upstream_version:
             raise out.refuse(f"the interpreter built says it is {one_line(repr(said), 80)}")
-        built = work / "out" / "root" / pin.prefix.lstrip("/")
-        if built.is_symlink() or not built.is_dir():
-            raise out.refuse(f"the build left no directory at {pin.prefix}")
+        packed = work / "out" / "tree.tar"
+        if packed.is_symlink() or not packed.is_file():
+            raise out.refuse("the build left no tree.tar")
         where.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=where.parent))
         try:
-            built.rename(staging / "tree")  # the same file system: nothing is copied
+            unpack(packed, staging / "tree")
             _normalise(staging / "tree")
             listed = manifest(staging / "tree")
             digest = tree_sha256(listed)
