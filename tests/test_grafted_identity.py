@@ -194,3 +194,49 @@ def test_other_code_under_the_image_file_name_is_not_verified(tmp_path: Path) ->
 def test_a_file_that_is_not_elf64_is_not_verified(tmp_path: Path) -> None:
     done = _verify(tmp_path, b"not an ELF file", b"not an ELF file")
     assert "verified" not in done and "ELF64" in done["not_verified"]
+
+
+def _renumber(data: bytes, first: str, second: str) -> bytes:
+    """``data`` with sections ``first`` and ``second`` swapped in the section header
+    table and the symbols' section indices following them (what patchelf does when it
+    moves sections), changing no section's contents but the symbol tables'."""
+    out = bytearray(data)
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", data, 0x3C)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * 64) for i in range(shnum)]
+    names = data[headers[shstrndx][4]:headers[shstrndx][4] + headers[shstrndx][5]]
+    index = {names[h[0]:names.index(b"\0", h[0])].decode(): i for i, h in enumerate(headers)}
+    a, b = index[first], index[second]
+    swap = {a: b, b: a}
+    out[shoff + a * 64:shoff + a * 64 + 64] = data[shoff + b * 64:shoff + b * 64 + 64]
+    out[shoff + b * 64:shoff + b * 64 + 64] = data[shoff + a * 64:shoff + a * 64 + 64]
+    moved = 0
+    for header in headers:
+        if header[1] in (2, 11):
+            for at in range(header[4], header[4] + header[5], 24):
+                shndx, = struct.unpack_from("<H", data, at + 6)
+                if shndx in swap:
+                    struct.pack_into("<H", out, at + 6, swap[shndx])
+                    moved += 1
+    assert moved  # the test means something: some symbol's index changed
+    return bytes(out)
+
+
+def test_symbols_are_compared_by_their_section_not_its_index(tmp_path: Path) -> None:
+    original = _elf(tmp_path)
+    renumbered = _renumber(original, ".text", ".data")
+    assert renumbered != original
+    assert "verified" in _verify(tmp_path, original, renumbered)
+    # A symbol moved to another section (its index pointing elsewhere) is caught.
+    shoff, = struct.unpack_from("<Q", original, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", original, 0x3C)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", original, shoff + i * 64)
+               for i in range(shnum)]
+    [dynsym] = [h for h in headers if h[1] == 11]
+    moved = bytearray(original)
+    at = next(a for a in range(dynsym[4] + 24, dynsym[4] + dynsym[5], 24)
+              if 0 < struct.unpack_from("<H", original, a + 6)[0] < shnum - 1)
+    shndx, = struct.unpack_from("<H", original, at + 6)
+    struct.pack_into("<H", moved, at + 6, shndx + 1)
+    done = _verify(tmp_path, original, bytes(moved))
+    assert "verified" not in done and ".dynsym" in done["not_verified"]

@@ -12,7 +12,8 @@ API, bounded:
   auditwheel puts there);
 * every ELF section of the grafted file equals the image's file's, but for what
   patchelf rewrites (.dynamic, .dynstr; the ELF, program and section headers are not
-  compared at all): the code and data are the image's.
+  compared at all, and a symbol's section is compared by name, not by the index
+  patchelf renumbers when it moves sections): the code and data are the image's.
 
 Only then is ``verified`` added to the entry; a library that cannot be checked
 (another engine, an image without the package's list, a library not ELF64) keeps the
@@ -43,6 +44,7 @@ MAX_LIST_BYTES = 4 << 20  # one package's dpkg file list
 MAX_SECTIONS = 4096
 MAX_LINKS = 8  # symbolic links followed in the image
 _SHT_NOBITS = 8
+_SYMBOLS = (2, 11)  # SHT_SYMTAB, SHT_DYNSYM: entries of 24 bytes in ELF64
 
 
 class NotVerified(Exception):
@@ -69,11 +71,16 @@ def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
     table = handle.read(shnum * 64)
     headers = [struct.unpack_from(order + "IIQQQQIIQQ", table, i * 64) for i in range(shnum)]
     names = _contents(handle, size, headers[shstrndx], MAX_LIST_BYTES)
-    found = []
-    for name_at, kind, flags, _addr, offset, length, *_ in headers[1:]:
-        if name_at >= len(names):
+    named = []
+    for header in headers:
+        if header[0] >= len(names):
             raise NotVerified("an ELF section name out of bounds")
-        name = names[name_at:names.find(b"\0", name_at)].decode("ascii", "replace")[:200]
+        end = names.find(b"\0", header[0])
+        named.append(names[header[0]:end if end >= 0 else len(names)]
+                     .decode("ascii", "replace")[:200])
+    found = []
+    for name, (_, kind, flags, _addr, offset, length, *_) in zip(named[1:], headers[1:],
+                                                                  strict=True):
         if kind == _SHT_NOBITS:
             found.append((name, kind, flags, str(length)))
             continue
@@ -81,15 +88,31 @@ def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
         if offset + length > size:
             raise NotVerified(f"ELF section {name!r} out of bounds")
         handle.seek(offset)
-        left = length
+        left, rest = length, b""
         while left:
             block = handle.read(min(left, 1 << 20))
             if not block:
                 raise NotVerified(f"ELF section {name!r} truncated")
-            digest.update(block)
             left -= len(block)
+            if kind in _SYMBOLS:
+                block, rest = _symbols(rest + block, order, named)
+            digest.update(block)
         found.append((name, kind, flags, digest.hexdigest()))
     return sorted(found)
+
+
+def _symbols(data: bytes, order: str, named: list[str]) -> tuple[bytes, bytes]:
+    """Whole symbol entries of ``data`` with each one's section index (st_shndx) as its
+    section's name: patchelf renumbers the sections when it moves some (a symbol still
+    in the same section, at the same value, is the same symbol); and the partial entry
+    left over."""
+    whole = len(data) - len(data) % 24
+    out = bytearray()
+    for at in range(0, whole, 24):
+        shndx, = struct.unpack_from(order + "H", data, at + 6)
+        section = named[shndx] if 0 < shndx < len(named) else f"#{shndx}"
+        out += data[at:at + 6] + data[at + 8:at + 24] + section.encode() + b"\0"
+    return bytes(out), data[whole:]
 
 
 def _contents(handle: IO[bytes], size: int, header: tuple[int, ...], limit: int) -> bytes:
