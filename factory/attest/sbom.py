@@ -11,7 +11,10 @@ What a scanner matches: the wheel's dependencies carry versioned purls
 range kept as a property); the wheel names its authors and supplier from its core
 metadata; the formulation holds the builder image's whole dpkg list
 (``pkg:deb/debian/NAME@VERSION?arch=...``), its operating system and interpreter;
-libraries auditwheel grafted say so. The same inputs always give the same bytes.
+libraries auditwheel grafted say so, with their Debian purl marked in
+``evidence.identity`` as compared with the builder image's file by the host, or as
+inferred from the file name only (the build chose both name and bytes). The same
+inputs always give the same bytes.
 
 Every ``bom-ref`` names one thing once in the whole document: a file the build
 record lists twice (a wheel in both the build and the repair venv), a library the
