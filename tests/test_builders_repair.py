@@ -190,6 +190,9 @@ def test_an_extension_linking_libffi_is_published_manylinux_with_libffi_grafted(
     assert graft["path"].startswith("ffiext.libs/libffi-") and graft["library"].startswith(
         "libffi.so.8")
     assert graft["package"] == "libffi8" and graft["purl"].startswith("pkg:deb/debian/libffi8@")
+    # The host compared it with the image's own libffi (not only its name): verified.
+    assert "verified" in graft, graft.get("not_verified")
+    assert graft["verified"]["image_file"].endswith("/" + graft["library"]), graft
     wheel = project.wheels_dir / ffiext.wheel_filename
     with zipfile.ZipFile(wheel) as zf:
         assert graft["path"] in zf.namelist()
@@ -210,6 +213,8 @@ def test_an_extension_linking_libffi_is_published_manylinux_with_libffi_grafted(
         "bundled:ffiext.libs/")]
     assert component["purl"] == graft["purl"] and component["version"] == graft["version"]
     assert component["hashes"] == [{"alg": "SHA-256", "content": graft["sha256"]}]
+    [identity] = component["evidence"]["identity"]
+    assert identity["confidence"] == 1 and identity["concludedValue"] == graft["purl"]
 
 
 def test_the_grafted_wheel_rebuilds_bit_for_bit(project: Settings, ffiext: BuildRecord) -> None:
