@@ -497,10 +497,10 @@ def test_a_member_inflating_to_many_mib_is_hashed_not_held(
 
     ours = published_index.wheel("alpha")
     theirs = repack(ours, tmp_path / "up" / ours.name)
-    with zipfile.ZipFile(theirs, "a", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("alpha/data.bin", "w") as member:
-            for _ in range(64):
-                member.write(bytes(1 << 20))
+    with (zipfile.ZipFile(theirs, "a", zipfile.ZIP_DEFLATED) as archive,
+          archive.open("alpha/data.bin", "w") as member):
+        for _ in range(64):
+            member.write(bytes(1 << 20))
     assert theirs.stat().st_size < 1 << 20
     tracemalloc.start()
     try:
