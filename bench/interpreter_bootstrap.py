@@ -30,8 +30,8 @@ sample's fresh state gets a copy, as a factory keeps it).
 - **cold**: `interpreters.for_image` on a fresh state: the signature check
   (gpgv, pinned key), one network-less container of the build image
   (`./configure --disable-shared`, no PGO/LTO, `make -j<build_cpus>`,
-  `make install`, the module import check), the tree moved into the state,
-  its manifest written (sha256 of every file).
+  `make install`, the module import check), the prefix's tar unpacked into
+  the state (tarfile's data filter), its manifest written (sha256 of every file).
 - **kept**: the same call again: the kept tree found and every file hashed
   again against the manifest before it may be used.
 
