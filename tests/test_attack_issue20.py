@@ -767,7 +767,8 @@ def test_an_advisory_problem_with_markup_is_printed_as_text(tmp_path: Path, monk
         published=[], refused=[], advisories_problem="'BOMB[/x][link=file:///etc]y' "
                                                      "unpacks to more than 4 bytes",
         equivalence="", equivalence_notes=["upstream's [/y] note"],
-        equivalence_alarms=["[bold]ALARM[/bold] [/z]"], raise_for_refusals=lambda: None))
+        equivalence_alarms=["[bold]ALARM[/bold] [/z]"], tuf_problem=None,
+        raise_for_refusals=lambda: None))
     result = CliRunner().invoke(app, ["publish"])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "[/x][link=file:///etc]y" in result.output

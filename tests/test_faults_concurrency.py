@@ -50,9 +50,12 @@ def test_two_releases_at_once_lose_nothing_and_duplicate_nothing(tmp_path: Path)
     assert Index.of(settings).check() == []
     report = verify(settings, everything=True, check_advisories=False)
     assert report.ok, [(a.filename, [c.message for c in a.failures()]) for a in report.artifacts]
-    # Signed once per wheel: 4 entries each (wheel, SLSA, SBOM, publish statement).
+    # Signed once per wheel: 4 entries each (wheel, SLSA, SBOM, publish statement), and
+    # one more for the equivalence statement when upstream could be asked about the wheel.
+    statements = list(settings.index_dir.rglob("*.equivalence.json"))
+    assert len(statements) in (0, len(names)), statements
     entries = (settings.authority_dir / "log" / ENTRIES_FILE).read_bytes().count(b"\n")
-    assert entries == 4 * len(names)
+    assert entries == 4 * len(names) + len(statements)
 
 
 async def _get(client: httpx.AsyncClient, url: str, stats: dict[str, int],

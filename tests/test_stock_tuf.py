@@ -86,7 +86,12 @@ def _resign(settings: Settings, name: str, change: object) -> None:
 
 
 def test_the_page_instance_commands_verify_with_stock_sigstore_and_refuse_tampering(
-        served: tuple[Settings, str], tmp_path: Path) -> None:
+        served: tuple[Settings, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from factory.cli._app import _State
+
+    # the in-process CLI below must read this project's settings, not ones an earlier test
+    # of the session left loaded (the CLI loads them once per process)
+    monkeypatch.setattr(_State, "settings", None)
     settings, url = served
     script = _instance_commands(settings, url, ALPHA)
     assert f"--instance {url}/tuf trust-instance" in script
