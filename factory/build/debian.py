@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -576,13 +576,16 @@ def verify_release(signed: bytes) -> bytes:
         return text_path.read_bytes()[:MAX_RELEASE]
 
 
-def _pins(release: bytes) -> dict[str, tuple[str, int]]:
-    """The sha256 and size the signed Release names for each Contents file we use."""
+def release_pins(release: bytes, suite: str, names: Iterable[str], limit: int,
+                 error: type[FactoryError]) -> dict[str, tuple[str, int]]:
+    """The sha256 and size the signed Release of ``suite`` names for each of ``names``
+    it lists (each at most ``limit`` bytes); anything else about it is ``error``."""
     text = release.decode("utf-8", "replace")
     fields = dict(_field(line) for line in text.splitlines() if line[:1].isalpha())
-    if SUITE not in (fields.get("Codename"), fields.get("Suite")):
-        raise LookupUnavailable(f"the mirror's InRelease is for {fields.get('Codename')!r}, "
-                                f"not {SUITE}")
+    if suite not in (fields.get("Codename"), fields.get("Suite")):
+        raise error(f"the mirror's InRelease is for "
+                    f"{one_line(repr(fields.get('Codename')), 60)}, not {suite}")
+    wanted = set(names)
     pins: dict[str, tuple[str, int]] = {}
     in_sha256 = False
     for line in text.splitlines():
@@ -590,14 +593,19 @@ def _pins(release: bytes) -> dict[str, tuple[str, int]]:
             in_sha256 = line.rstrip() == "SHA256:"
             continue
         parts = line.split()
-        if in_sha256 and len(parts) == 3 and parts[2] in CONTENTS:
+        if in_sha256 and len(parts) == 3 and parts[2] in wanted:
             sha, size, name = parts
             if not _SHA256.fullmatch(sha) or not size.isdigit() or len(size) > 12:
-                raise LookupUnavailable(f"the mirror's Release has a malformed line for {name}")
-            if int(size) > MAX_CONTENTS:
-                raise LookupUnavailable(f"{name} is {size} bytes, more than the "
-                                        f"{MAX_CONTENTS} accepted")
+                raise error(f"the mirror's Release has a malformed line for {name}")
+            if int(size) > limit:
+                raise error(f"{name} is {size} bytes, more than the {limit} accepted")
             pins[name] = (sha, int(size))
+    return pins
+
+
+def _pins(release: bytes) -> dict[str, tuple[str, int]]:
+    """The sha256 and size the signed Release names for each Contents file we use."""
+    pins = release_pins(release, SUITE, CONTENTS, MAX_CONTENTS, LookupUnavailable)
     if REQUIRED not in pins:
         raise LookupUnavailable(f"the mirror's Release names no {REQUIRED}")
     return {name: pins[name] for name in CONTENTS if name in pins}

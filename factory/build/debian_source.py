@@ -220,26 +220,10 @@ def _release(settings: Settings, base: str, suite: str, verify: debian.Verifier)
 
 def _pin_of(release: bytes, suite: str) -> tuple[str, int]:
     """The sha256 and size the signed Release names for the suite's Sources.xz."""
-    text = release.decode("utf-8", "replace")
-    fields = dict(debian._field(line) for line in text.splitlines() if line[:1].isalpha())
-    if suite not in (fields.get("Codename"), fields.get("Suite")):
-        raise SourceUnavailable(f"the mirror's InRelease is for "
-                                f"{one_line(repr(fields.get('Codename')), 60)}, not {suite}")
-    in_sha256 = False
-    for line in text.splitlines():
-        if line[:1].isalpha():
-            in_sha256 = line.rstrip() == "SHA256:"
-            continue
-        parts = line.split()
-        if in_sha256 and len(parts) == 3 and parts[2] == SOURCES:
-            sha, size, _ = parts
-            if not _SHA256.fullmatch(sha) or not size.isdigit() or len(size) > 12:
-                raise SourceUnavailable(f"the mirror's Release has a malformed line for {SOURCES}")
-            if int(size) > MAX_SOURCES:
-                raise SourceUnavailable(f"{SOURCES} is {size} bytes, more than the "
-                                        f"{MAX_SOURCES} accepted")
-            return sha, int(size)
-    raise SourceUnavailable(f"the mirror's Release for {suite} names no {SOURCES}")
+    pins = debian.release_pins(release, suite, [SOURCES], MAX_SOURCES, SourceUnavailable)
+    if SOURCES not in pins:
+        raise SourceUnavailable(f"the mirror's Release for {suite} names no {SOURCES}")
+    return pins[SOURCES]
 
 def _sources(settings: Settings, base: str, suite: str, sha: str, size: int) -> bytes:
     """The decompressed Sources index the Release pins (kept by digest; bounded)."""
