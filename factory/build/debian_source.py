@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import lzma
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,6 +98,16 @@ class SourceTarball:
     def describe(self) -> dict[str, object]:
         """What a record says of it (no local path)."""
         return {k: v for k, v in asdict(self).items() if k not in ("path", "signature")}
+
+    def stage(self, work: Path) -> Path:
+        """A copy of the tarball alone in ``work/source`` (readable by the build user),
+        the directory a build container mounts."""
+        source = work / "source"
+        source.mkdir()
+        shutil.copyfile(self.path, source / self.filename)
+        source.chmod(0o755)
+        (source / self.filename).chmod(0o644)
+        return source
 
 def directory(settings: Settings) -> Path:
     return settings.state_dir / "debian-source"

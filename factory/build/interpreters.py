@@ -520,11 +520,7 @@ def _build(settings: Settings, image: ImageRef, pin: InterpreterPin, tarball: So
     what = f"CPython {tarball.upstream_version}"
     jobs = str(max(1, int(settings.build_cpus)))
     with work_dir(settings.builds_dir, f"build-{pin.tag}-", owner_id()) as work:
-        source = work / "source"
-        source.mkdir()
-        shutil.copyfile(tarball.path, source / tarball.filename)
-        source.chmod(0o755)
-        (source / tarball.filename).chmod(0o644)
+        source = tarball.stage(work)
         prepare_output(work / "out")
         started = time.monotonic()
         result = run_container(

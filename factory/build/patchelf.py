@@ -123,11 +123,7 @@ def _build(settings: Settings, image: ImageRef, tarball: SourceTarball,
            where: Path) -> Patchelf:
     what = f"patchelf {tarball.upstream_version}"
     with work_dir(settings.builds_dir, "build-patchelf-", owner_id()) as work:
-        source = work / "source"
-        source.mkdir()
-        shutil.copyfile(tarball.path, source / tarball.filename)
-        source.chmod(0o755)
-        (source / tarball.filename).chmod(0o644)
+        source = tarball.stage(work)
         prepare_output(work / "out")
         started = time.monotonic()
         result = run_container(
