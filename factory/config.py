@@ -30,6 +30,7 @@ DEFAULT_LICENSES = (
 )
 CONFIG_FILE = "factory.toml"
 _CPYTHON = re.compile(r"3\.[0-9]{1,2}")
+_URL_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Settings:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8700
     ledger_url: str | None = None
+    # [store] url: the artifact store build workers and the publisher share
+    # (factory.artifact_store): a directory (relative to the root), file://, s3://, gs://
+    store_url: str | None = None
     signing_mode: str = "embedded"
     trust_config: str | None = None
     identity: str = "https://factory.invalid/builders/docker"
@@ -118,6 +122,11 @@ class Settings:
     def ledger(self) -> str:
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.db'}"
 
+    @property
+    def store(self) -> str:
+        """The artifact store's path or URL: [store] url, else <state_dir>/store."""
+        return self.store_url or str(self.state_dir / "store")
+
 
 # factory.toml section/key -> Settings field
 _TOML_KEYS: dict[str, dict[str, str]] = {
@@ -141,6 +150,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
     },
     "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
     "ledger": {"url": "ledger_url"},
+    "store": {"url": "store_url"},
     "signing": {
         "mode": "signing_mode",
         "trust_config": "trust_config",
@@ -292,6 +302,28 @@ def _state_dir(root: Path, raw: Any) -> Path:
     return state
 
 
+def _store_url(root: Path, raw: str) -> str:
+    """[store] url: a directory (relative to the project root) or an absolute URL."""
+    hint = ('set [store] url in factory.toml to a directory, file:///path, s3://bucket/prefix '
+            'or gs://bucket/prefix')
+    if not raw.strip() or raw != raw.strip() or not raw.isprintable():
+        raise ConfigError(f"setting store_url={raw!r} is not a path or URL", hint)
+    scheme = _URL_SCHEME.match(raw)
+    if scheme is None:
+        if "://" in raw:
+            raise ConfigError(f"setting store_url={raw!r} is not a path or URL", hint)
+        return str((root / raw).resolve())
+    authority = raw[scheme.end():].partition("/")[0]
+    if "@" in authority:
+        raise ConfigError(f"setting store_url={raw!r} carries credentials",
+                          "give the store's credentials through the environment "
+                          "(AWS_*, GOOGLE_APPLICATION_CREDENTIALS), not in the URL")
+    if scheme.group(1) == "file" and not raw[scheme.end():].startswith("/"):
+        raise ConfigError(f"setting store_url={raw!r} is not an absolute file:// URL",
+                          "write it as file:///absolute/path")
+    return raw
+
+
 def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     """Settings for the project at ``root`` (found from the cwd by default)."""
     root = (root or find_root()).resolve()
@@ -308,6 +340,8 @@ def load_settings(root: Path | None = None, **overrides: Any) -> Settings:
     for name, raw in list(values.items()):
         values[name] = _coerce(name, raw, kinds[name])
     state = _state_dir(root, values.pop("state_dir", ".factory"))
+    if values.get("store_url") is not None:
+        values["store_url"] = _store_url(root, values["store_url"])
     if "advisories" not in values:  # the shared snapshot (demo, tests), else OSV's feed
         default_db = root.parent / "shared" / "advisory-database"
         values["advisories"] = str(default_db) if default_db.is_dir() else OSV_PYPI_ARCHIVE
