@@ -486,7 +486,8 @@ class _RemoteBackend:
 
     def open_read(self, key: str) -> IO[bytes] | None:
         try:
-            stream: IO[bytes] = self.fs.open(self._path(key), "rb")
+            # reads ahead at most one chunk beyond what is asked (fsspec's default is 5 MiB)
+            stream: IO[bytes] = self.fs.open(self._path(key), "rb", block_size=CHUNK)
         except FileNotFoundError:
             return None
         return stream

@@ -11,6 +11,7 @@ import io
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -335,3 +336,15 @@ def test_a_file_changing_while_stored_is_not_stored(where: Where, tmp_path: Path
     with pytest.raises(StoreError, match="changed while it was being stored"):
         where.store.put(source)
     assert where.files() == []
+
+
+def test_file_urls_and_concurrent_puts(tmp_path: Path) -> None:
+    store = ArtifactStore.at(f"file://{tmp_path}/store")
+    assert store.where == str(tmp_path / "store")
+    with pytest.raises(StoreError, match="not an absolute file:// URL"):
+        ArtifactStore.at("file://relative/store")
+    with ThreadPoolExecutor(8) as pool:  # workers storing the same wheel at once
+        blobs = list(pool.map(lambda _: store.put_bytes(WHEEL), range(16)))
+        reads = list(pool.map(lambda b: store.read_bytes(b), blobs))
+    assert set(blobs) == {Blob.of_bytes(WHEEL)} and set(reads) == {WHEEL}
+    assert sorted(p.name for p in (tmp_path / "store" / "tmp").iterdir()) == []
