@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,15 @@ class ArtifactStore:
             raise StoreError(f"ref {name} in the artifact store {self.where} is not a valid "
                              "ref", _DAMAGED) from None
 
+    def sweep(self, older_than: float = 3600.0) -> int:
+        """Remove the temp files of puts that were killed (``kill -9``), untouched for
+        ``older_than`` seconds (a younger one may still have a writer); how many. Local
+        stores only: object storage expires them by a lifecycle rule on ``tmp/``."""
+        try:
+            return self._backend.sweep(older_than)
+        except OSError as exc:
+            raise self._os_error(exc, "sweep") from None
+
     def _os_error(self, exc: OSError, what: str) -> StoreError:
         return StoreError(f"cannot {what} the artifact store {self.where}: "
                           f"{exc.strerror or exc}")
@@ -315,6 +325,7 @@ class _Backend(Protocol):
     def size(self, key: str) -> int | None: ...
     def temp(self) -> contextlib.AbstractContextManager[_Temp]: ...
     def write_small(self, key: str, data: bytes) -> None: ...
+    def sweep(self, older_than: float) -> int: ...
 
 
 class _LocalBackend:
@@ -421,6 +432,22 @@ class _LocalBackend:
             temp.commit(key)
 
 
+    def sweep(self, older_than: float) -> int:
+        horizon = time.time() - older_than
+        removed = 0
+        with self._dir(("tmp",)) as directory:
+            if directory is None:
+                return 0
+            for name in os.listdir(directory):
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+                    if (name.startswith(TMP_PREFIX) and not stat.S_ISDIR(info.st_mode)
+                            and info.st_mtime < horizon):
+                        os.unlink(name, dir_fd=directory)
+                        removed += 1
+        return removed
+
+
 class _LocalTemp:
     """A file in the store's tmp/, named so that it is never taken for an object."""
 
@@ -510,6 +537,9 @@ class _RemoteBackend:
 
     def write_small(self, key: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(key), data)  # one put: all of it or nothing
+
+    def sweep(self, older_than: float) -> int:
+        return 0  # listing times differ between object stores: a lifecycle rule does it
 
 
 class _RemoteTemp:

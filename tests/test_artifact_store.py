@@ -348,3 +348,19 @@ def test_file_urls_and_concurrent_puts(tmp_path: Path) -> None:
         reads = list(pool.map(lambda b: store.read_bytes(b), blobs))
     assert set(blobs) == {Blob.of_bytes(WHEEL)} and set(reads) == {WHEEL}
     assert sorted(p.name for p in (tmp_path / "store" / "tmp").iterdir()) == []
+
+
+def test_sweep_removes_only_old_temp_files(tmp_path: Path) -> None:
+    store = ArtifactStore.at(str(tmp_path / "store"))
+    assert store.sweep() == 0  # nothing there yet
+    blob = store.put_bytes(WHEEL)
+    tmp = tmp_path / "store" / "tmp"
+    old, young = tmp / ".tmp-killed", tmp / ".tmp-writing"
+    old.write_bytes(b"half")
+    young.write_bytes(b"half")
+    os.utime(old, (1, 1))
+    (tmp / "keep-me").write_bytes(b"not a temp")
+    os.utime(tmp / "keep-me", (1, 1))
+    assert store.sweep(older_than=60) == 1
+    assert sorted(p.name for p in tmp.iterdir()) == [".tmp-writing", "keep-me"]
+    assert store.read_bytes(blob) == WHEEL
