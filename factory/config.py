@@ -61,6 +61,9 @@ class Settings:
     # [store] url: the artifact store build workers and the publisher share
     # (factory.artifact_store): a directory (relative to the root), file://, s3://, gs://
     store_url: str | None = None
+    # [distributed] pool: the Prefect work pool whose workers build (each build a flow run
+    # of the factory-build deployment, flows.build); unset: builds run in this process
+    build_pool: str | None = None
     signing_mode: str = "embedded"
     trust_config: str | None = None
     identity: str = "https://factory.invalid/builders/docker"
@@ -151,6 +154,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
     "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
     "ledger": {"url": "ledger_url"},
     "store": {"url": "store_url"},
+    "distributed": {"pool": "build_pool"},
     "signing": {
         "mode": "signing_mode",
         "trust_config": "trust_config",

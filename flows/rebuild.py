@@ -33,6 +33,7 @@ from factory.errors import BuildError, UpstreamError, printable
 from factory.index import Index
 from factory.plan import Node, Plan, make_plan
 from factory.publish import ReleaseReport, is_published, release_all
+from flows.build import remote_builder
 from flows.slots import BUILD_LIMIT, build_slot
 
 
@@ -169,7 +170,11 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     before = {p.name for p in settings.wheels_dir.glob("*.whl")} \
         if settings.wheels_dir.is_dir() else set()
     get_run_context()  # the executor's threads inherit this flow's context
-    outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings), refused=refused)
+    # With [distributed] pool each build is a flow run on that work pool (flows.build);
+    # attesting, signing and publishing stay here, in the one process that holds keys.
+    builder = remote_builder(settings) if settings.build_pool else None
+    outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings), refused=refused,
+                       build=builder)
     skipped = {f"{r.component}=={r.version}" for r in outcome.records
                if r.wheel_filename in before}
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)

@@ -102,7 +102,9 @@ def _acquire(client: Any, timeout: float | None) -> UUID:
                 names=[BUILD_LIMIT], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS)
             return UUID(str(response.json()["lease_id"]))
         except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != _LOCKED:
+            # Every slot taken (423), or the server's database busy (an embedded SQLite
+            # server answers 503 while builds on a work pool write to it): ask again.
+            if exc.response.status_code != _LOCKED and exc.response.status_code not in _BUSY:
                 raise
             wait = _retry_after(exc.response)
         if deadline is not None and time.monotonic() + wait > deadline:

@@ -272,10 +272,16 @@ def _call(node: Node, build: Callable[[], BuildRecord]) -> BuildRecord:
     return build()
 
 
+# What builds one node's inputs: here (factory.build.job.build, the default), or on a
+# build worker (factory.build.ticket.remote_build, which the rebuild flow hands in).
+Builder = Callable[[Settings, builder.BuildInputs], BuildRecord]
+
+
 class _Executor:
     def __init__(self, settings: Settings, plan: Plan, concurrency: int,
-                 wrap: BuildWrapper = _call) -> None:
+                 wrap: BuildWrapper = _call, build: Builder | None = None) -> None:
         self.settings, self.plan, self.wrap = settings, plan, wrap
+        self.builder: Builder = build or builder.build
         self.concurrency = max(1, concurrency)
         self.lock = load_lock(settings)
         self.session = Session(settings, self.lock)
@@ -349,7 +355,7 @@ class _Executor:
 
     def _build_fresh(self, node: Node, inputs: builder.BuildInputs) -> BuildRecord:
         try:
-            record = builder.build(self.settings, inputs)
+            record = self.builder(self.settings, inputs)
         except builder.MissingRequirementsError as exc:
             node.dynamic = exc.requires.dynamic
             remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image.id)
@@ -399,14 +405,17 @@ class Outcome:
 
 
 def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
-             wrap: BuildWrapper = _call, refused: Mapping[str, str] | None = None) -> Outcome:
+             wrap: BuildWrapper = _call, refused: Mapping[str, str] | None = None,
+             build: Builder | None = None) -> Outcome:
     """Build every node of ``plan`` (independent ones concurrently); skip up-to-date ones.
 
     A failure stops only what depends on it; everything else is built. ``refused``
     (node id -> why, from fetch: a license, an alarm, a lock row its recipe no longer
-    approves) are failed before anything runs.
+    approves) are failed before anything runs. ``build`` builds one node's inputs
+    (default: here, factory.build.job.build).
     """
-    executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap)
+    executor = _Executor(settings, plan, concurrency or settings.build_concurrency, wrap,
+                         build)
     executor.failed.update({nid: why for nid, why in (refused or {}).items()
                             if nid in plan.nodes})
     for nid, why in plan.problems.items():  # its environment cannot be planned

@@ -131,6 +131,19 @@ def bootstrap_image(settings: Settings, extra_packages: Iterable[str] = ()) -> I
     return ref
 
 
+def held_image(settings: Settings, extra_packages: Iterable[str] = ()) -> ImageRef | None:
+    """The builder image for ``extra_packages`` as this engine holds it under its tag,
+    or None; nothing is made or pulled (a build worker checks it against a pin)."""
+    client = connect()
+    if is_registry_ref(settings.builder_image):
+        try:
+            found = client.images.get(settings.builder_image)
+        except ImageNotFound:
+            return None
+        return ImageRef(tag=settings.builder_image, id=str(found.id), origin="registry")
+    return _existing(settings, client, tag_for(settings, extra_packages))
+
+
 def image_id(settings: Settings, tag: str) -> str | None:
     """The ID of an image by tag, or None when the engine does not hold it."""
     try:

@@ -179,7 +179,7 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
                 repaired["grafted"] = libs
         record = _record(settings, run, wheel, environment, requires, log_name, log_sha,
                          repaired)
-        _place(settings, wheel, record)
+        place(settings, wheel, record)
         return record
 
 
@@ -531,7 +531,7 @@ def _builder_settings(
     }
 
 
-def _place(settings: Settings, wheel: Path, record: BuildRecord) -> None:
+def place(settings: Settings, wheel: Path, record: BuildRecord) -> None:
     """Record first, then the wheel by rename: a visible wheel always has its record."""
     target_dir = settings.wheels_dir
     target_dir.mkdir(parents=True, exist_ok=True)

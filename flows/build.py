@@ -1,0 +1,150 @@
+"""Builds on a Prefect work pool: the ``factory-build`` flow a worker runs, and the
+publisher's side that submits a ticket to it and waits.
+
+Each build is its own flow run of the ``factory-build`` deployment
+(``deploy_build``), which lives on a process work pool. Any Docker host joins
+with a plain ``prefect worker start --pool <pool> --type process``, its own
+FACTORY_STATE_DIR, the project's checkout as FACTORY_ROOT and the shared
+artifact store (``[store] url``); it never holds a key. The run takes the
+ticket's digest, builds it (``factory.build.ticket.build_ticket``) and puts the
+result in the store under ``runs/<flow run id>``.
+
+The rebuild flow, with ``[distributed] pool`` set, hands ``remote_builder`` to
+the executor: each node whose dependencies stand built is submitted with
+``run_deployment`` and waited for. A run that ends Crashed (its worker was killed
+and Prefect's heartbeat automation marked it so, or the infrastructure failed)
+is submitted again, at most ``ATTEMPTS`` times; a refusal or a failed build is
+not: it is deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from factory.artifact_store import ArtifactStore, Blob
+from factory.build.executor import Builder
+from factory.build.job import BuildInputs
+from factory.build.record import BuildRecord
+from factory.build.ticket import (
+    MAX_TICKET,
+    BuildResult,
+    BuildTicket,
+    build_ticket,
+    ref_name,
+    remote_build,
+)
+from factory.config import Settings, load_settings
+from factory.errors import BuildError, ConfigError, one_line
+
+log = logging.getLogger("factory.workers")
+
+FLOW = "factory-build"
+DEPLOYMENT = "factory-build"
+ATTEMPTS = 3  # flow runs of one ticket that may crash before the build counts as failed
+POLL_SECONDS = 1.0
+CODE_ROOT = Path(__file__).resolve().parent.parent  # what a process worker loads the flow from
+
+
+def run_ref(run_id: object) -> str:
+    return f"runs/{run_id}"
+
+
+@flow(name=FLOW, log_prints=True, persist_result=False)
+def build(ticket: str, size: int) -> dict[str, str]:
+    """Build the ticket ``ticket`` (its sha256; ``size`` bytes) from the artifact store."""
+    settings = load_settings()
+    store = ArtifactStore.of(settings)
+    run_id = flow_run.get_id()
+    result = build_ticket(settings, store, Blob(ticket, size),
+                          run_ref=run_ref(run_id) if run_id else None)
+    print(f"{result.outcome} on {result.worker}: ticket {ticket[:12]}")
+    return {"outcome": result.outcome, "worker": result.worker}
+
+
+def deploy_build(pool: str, source: str | None = None, limit: int | None = None) -> Any:
+    """Create (or update) the ``factory-build`` deployment on the process work pool
+    ``pool`` (created if missing); the flow's code comes from ``source`` (a directory
+    or a git URL; default: this checkout). Returns the deployment's id."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process",
+                                               concurrency_limit=limit))
+    runnable: Any = build.from_source(source=source or str(CODE_ROOT),
+                                      entrypoint="flows/build.py:build")
+    # Flow.deploy asks the pool for its workers first, a request prefect 3.8.8's own server
+    # refuses (422: limit null); applying the deployment registers the same thing.
+    deployment = runnable.to_deployment(name=DEPLOYMENT, work_pool_name=pool)
+    return deployment.apply(work_pool_name=pool)
+
+
+def remote_builder(settings: Settings, attempts: int = ATTEMPTS) -> Builder:
+    """The executor's builder for ``[distributed] pool``: each build a flow run there."""
+    if not settings.build_pool:
+        raise ConfigError("no build pool is configured", "set [distributed] pool in factory.toml")
+    store = ArtifactStore.of(settings)
+
+    def submit(ticket: BuildTicket, blob: Blob) -> BuildResult:
+        return _submit(store, ticket, blob, attempts)
+
+    def build_remotely(settings: Settings, inputs: BuildInputs) -> BuildRecord:
+        return remote_build(settings, store, inputs, submit)
+
+    return build_remotely
+
+
+def _submit(store: ArtifactStore, ticket: BuildTicket, blob: Blob,
+            attempts: int) -> BuildResult:
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    crashed: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            run: FlowRun = run_deployment(  # type: ignore[assignment]
+                f"{FLOW}/{DEPLOYMENT}", parameters={"ticket": blob.sha256, "size": blob.size},
+                timeout=None, poll_interval=POLL_SECONDS,
+                flow_run_name=f"build {ticket.component} {ticket.version} ({attempt})")
+        except ObjectNotFound:
+            raise ConfigError(f"there is no {FLOW}/{DEPLOYMENT} deployment to build on",
+                              "run `factory deploy --pool <pool>` once against this Prefect "
+                              "server, and start workers on that pool") from None
+        state = run.state
+        if state is not None and state.is_completed():
+            done = store.ref(run_ref(run.id)) or store.ref(ref_name(blob))
+            if done is None:
+                raise BuildError(f"{ticket.what}: the build run {run.id} completed but left "
+                                 "no result in the store",
+                                 "check that workers and publisher share [store] url")
+            return BuildResult.from_bytes(store.read_bytes(_bounded(done)))
+        message = one_line((state.message if state else None) or "no state", 600)
+        name = state.name if state else "unknown"
+        if state is not None and (state.is_crashed() or state.is_cancelled()):
+            # The worker died or its infrastructure failed: the build may run elsewhere.
+            crashed.append(f"{name}: {message}")
+            log.warning("%s: build run %s ended %s (%s); submitting again (%d of %d)",
+                        ticket.what, run.id, name, message, attempt, attempts)
+            done = store.ref(ref_name(blob))  # it may have finished before it was lost
+            if done is not None:
+                return BuildResult.from_bytes(store.read_bytes(_bounded(done)))
+            continue
+        raise BuildError(f"{ticket.what}: the build run on the pool ended {name}: {message}",
+                         "a refusal names its cause; the run's logs are in the Prefect UI")
+    raise BuildError(f"{ticket.what}: {attempts} build runs were lost "
+                     f"(last: {crashed[-1] if crashed else 'none'})",
+                     "check the workers of the pool (`prefect work-pool inspect`)")
+
+
+def _bounded(blob: Blob) -> Blob:
+    if blob.size > MAX_TICKET:
+        raise BuildError(f"a build result of {blob.size} bytes is over {MAX_TICKET}")
+    return blob
