@@ -64,6 +64,12 @@ class Settings:
     # [distributed] pool: the Prefect work pool whose workers build (each build a flow run
     # of the factory-build deployment, flows.build); unset: builds run in this process
     build_pool: str | None = None
+    # [server] database: what the embedded Prefect server (flows.server) keeps its state in.
+    # "sqlite" (default): a file in its home. "postgresql": a private cluster from the
+    # system's PostgreSQL (flows.postgres) under postgres_dir, which the ledger then uses
+    # too (unless [ledger] url says otherwise).
+    server_database: str = "sqlite"
+    postgres_dir: str | None = None
     signing_mode: str = "embedded"
     trust_config: str | None = None
     identity: str = "https://factory.invalid/builders/docker"
@@ -122,7 +128,16 @@ class Settings:
         return self.state_dir / "logs"
 
     @property
+    def cluster_dir(self) -> Path:
+        """The private PostgreSQL cluster of ``[server] database = "postgresql"``."""
+        if self.postgres_dir:
+            return (self.root / self.postgres_dir).resolve()
+        return self.state_dir / "postgres"
+
+    @property
     def ledger(self) -> str:
+        """The ledger's URL as configured, or the SQLite default. With ``[server] database
+        = "postgresql"`` and no [ledger] url, factory.ledger.ledger_url finds the cluster's."""
         return self.ledger_url or f"sqlite:///{self.state_dir / 'ledger.db'}"
 
     @property
@@ -155,6 +170,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
     "ledger": {"url": "ledger_url"},
     "store": {"url": "store_url"},
     "distributed": {"pool": "build_pool"},
+    "server": {"database": "server_database", "postgres_dir": "postgres_dir"},
     "signing": {
         "mode": "signing_mode",
         "trust_config": "trust_config",
@@ -174,6 +190,8 @@ _ENV_PREFIX = "FACTORY_"
 # or none.
 REPAIR_TOOL = "auditwheel"
 REPAIR_MODES = (REPAIR_TOOL, "none")
+# [server] database
+SERVER_DATABASES = ("sqlite", "postgresql")
 
 
 def repair_mode(value: object) -> str:
@@ -247,6 +265,10 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         raise ConfigError(f"setting {name}={raw!r} must be greater than zero")
     if name == "build_repair":
         repair_mode(value)
+    if name == "server_database" and value not in SERVER_DATABASES:
+        raise ConfigError(f"server.database = {value!r} is not one of "
+                          f"{', '.join(SERVER_DATABASES)}",
+                          'set [server] database = "sqlite" (default) or "postgresql"')
     if name == "allowed_licenses":
         value = _strings(name, raw)
     if name == "build_interpreters":

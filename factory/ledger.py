@@ -2,7 +2,9 @@
 
 What was built, when, from which source, by which run, with what outcome; and
 what was decided (locked, refused, yanked, published) and why. SQLite in the
-state directory by default; any SQLAlchemy URL (e.g. PostgreSQL) in production.
+state directory by default; any SQLAlchemy URL (e.g. PostgreSQL) in production; with
+``[server] database = "postgresql"`` the ``ledger`` database of the factory's private
+cluster (flows.postgres), unless ``[ledger] url`` names another.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from factory._internal.cluster import read_address
 from factory.config import Settings
-from factory.errors import FactoryError
+from factory.errors import FactoryError, one_line
 
 
 class Base(DeclarativeBase):
@@ -85,8 +88,10 @@ class RequestEntry(Base):
 
 @cache
 def _engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    # A server's connections outlive restarts of the server: check one before use.
+    engine = create_engine(url, future=True, pool_pre_ping=not sqlite)
+    if sqlite:
         # Several processes (CLI, flows, server) share the file: wait, don't fail.
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
@@ -107,9 +112,15 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
         try:
             Base.metadata.create_all(engine)
             return
-        except OperationalError as exc:
-            if "already exists" not in str(exc.orig) or attempt == attempts - 1:
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            # SQLite: "table ... already exists"; PostgreSQL: that, or a unique violation
+            # on its catalogue when both CREATE TABLEs commit at once.
+            if not _lost_create_race(str(exc.orig)) or attempt == attempts - 1:
                 raise
+
+
+def _lost_create_race(message: str) -> bool:
+    return "already exists" in message or "pg_type_typname_nsp_index" in message
 
 
 class LedgerError(FactoryError):
@@ -117,16 +128,31 @@ class LedgerError(FactoryError):
                     "factory.toml; check that the state directory is writable")
 
 
+def ledger_url(settings: Settings) -> str:
+    """[ledger] url; else the private cluster's ``ledger`` database when the server runs
+    on PostgreSQL; else SQLite in the state directory."""
+    if settings.ledger_url or settings.server_database != "postgresql":
+        return settings.ledger
+    address = read_address(settings.cluster_dir)
+    if address is None:
+        raise LedgerError(
+            f"the ledger's PostgreSQL cluster in {settings.cluster_dir} is not running",
+            "a command that runs a flow (e.g. `factory rebuild`) starts it; or set [ledger] "
+            "url in factory.toml")
+    return address.url("ledger")
+
+
 @contextmanager
 def session(settings: Settings) -> Iterator[Session]:
-    if settings.ledger.startswith("sqlite:///"):
+    url = ledger_url(settings)
+    if url.startswith("sqlite:///"):
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with Session(_engine(settings.ledger)) as db, db.begin():
+        with Session(_engine(url)) as db, db.begin():
             yield db
     except DatabaseError as exc:  # not a database, read-only, locked, disk I/O ...
-        where = make_url(settings.ledger).render_as_string(hide_password=True)
-        cause = str(getattr(exc, "orig", None) or type(exc).__name__)
+        where = make_url(url).render_as_string(hide_password=True)
+        cause = one_line(str(getattr(exc, "orig", None) or type(exc).__name__))
         raise LedgerError(f"the ledger {where} cannot be used: {cause}") from None
 
 

@@ -33,12 +33,16 @@ app.add_typer(prefect_app, name="prefect")
 
 @prefect_app.command("stop")
 def prefect_stop() -> None:
-    """Stop the embedded Prefect server of this state directory (it outlives the demo)."""
+    """Stop the embedded Prefect server of this state directory (it outlives the demo),
+    and its PostgreSQL cluster with [server] database = "postgresql"."""
     from flows.server import stop_server
 
-    stopped = stop_server(settings())
-    _app.out.print("stopped the embedded Prefect server" if stopped
-              else "no embedded Prefect server was running", highlight=False)
+    current = settings()
+    stopped = stop_server(current)
+    what = "Prefect server" + (" and its PostgreSQL cluster"
+                               if current.server_database == "postgresql" else "")
+    _app.out.print(f"stopped the embedded {what}" if stopped
+                   else f"no embedded {what} was running", highlight=False)
 
 
 @builder_app.command("bootstrap")
