@@ -23,7 +23,9 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 log=/var/log/factory-dockerd.log
 echo "starting dockerd (log: $log) ..." >&2
-nohup dockerd >"$log" 2>&1 &
+# setsid: its own session, so the engine outlives the shell (and process group) that
+# started it; a job runner that kills its group on exit would take dockerd with it.
+setsid nohup dockerd >"$log" 2>&1 < /dev/null &
 for _ in $(seq 1 60); do
   if engine_answers; then exit 0; fi
   sleep 1

@@ -533,7 +533,7 @@ def test_an_sdist_whose_pkg_info_says_otherwise_is_not_locked(
     assert load_lock(project).primary("demo") is None
 
 
-@pytest.mark.parametrize("content", [b"not an archive at all", gzip.compress(b"x" * 600)])
+@pytest.mark.parametrize("content", [b"not an archive at all", gzip.compress(b"x" * 600, mtime=0)])
 def test_an_unreadable_sdist_is_one_clean_lock_error(
         project: Settings, upstream: LocalUpstream, tmp_path: Path, content: bytes) -> None:
     build_tool(upstream, project)
