@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYTEST_ARGS ?= --durations=60
+# Two workers (pytest-xdist), whole test files each so module fixtures are made once.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile --durations=60
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1

@@ -10,6 +10,7 @@ hashed sdists from PyPI once into pytest's cache directory.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tarfile
 import textwrap
@@ -183,7 +184,10 @@ def download(cache: Path, url: str, sha256: str) -> Path:
         data = urllib.request.urlopen(url, timeout=60).read()  # noqa: S310 (pinned https URL)
         if hashlib.sha256(data).hexdigest() != sha256:
             pytest.fail(f"{url}: sha256 mismatch")
-        target.write_bytes(data)
+        # Whole or absent: another pytest-xdist worker may read the cache meanwhile.
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        partial.write_bytes(data)
+        partial.replace(target)
     return target
 
 

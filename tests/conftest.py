@@ -3,6 +3,8 @@ test may add), a released index, and the builder image and kit of the Docker tes
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,10 +63,23 @@ def released_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> ImageRef:
-    """The builder image (made once per machine, then found by its tag): Docker tests."""
+    """The builder image (made once per machine, then found by its tag): Docker tests.
+
+    Under pytest-xdist each worker asks; a lock beside the workers' temp roots makes the
+    second wait for the first's debootstrap and then find the image by its tag."""
     from factory.build.image import bootstrap_image
 
-    return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
+    with _across_workers(tmp_path_factory, "builder-image"):
+        return bootstrap_image(factories.settings(tmp_path_factory.mktemp("image")))
+
+
+@contextlib.contextmanager
+def _across_workers(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """Held by one pytest-xdist worker at a time (and harmless without xdist)."""
+    shared = tmp_path_factory.getbasetemp().parent
+    with (shared / f"{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")
