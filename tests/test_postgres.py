@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,33 +19,11 @@ from factory._internal.cluster import ADDRESS_FILE, PASSWORD_FILE, read_address
 from factory.config import Settings, load_settings
 from factory.errors import ConfigError
 from flows.postgres import PostgresError, binaries, ensure_cluster, running, stop_cluster
+from tests.postgres_fixtures import have_postgres, postgres_project, reachable_dir
 
-try:
-    binaries()
-    HAVE_POSTGRES = True
-except PostgresError:
-    HAVE_POSTGRES = False
-
-needs_postgres = pytest.mark.skipif(not HAVE_POSTGRES,
+needs_postgres = pytest.mark.skipif(not have_postgres(),
                                     reason="no PostgreSQL server programs (Debian's postgresql)")
 ENV = ("PREFECT_API_URL", "PREFECT_HOME")
-
-
-def reachable_dir(prefix: str) -> Path:
-    """A new directory the server's user can enter (as root the server runs as postgres,
-    and pytest's own temporary directories are private to root)."""
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    base.chmod(0o711)
-    return base
-
-
-def make_project(base: Path, database: str = "postgresql") -> Settings:
-    root = base / "project"
-    (root / "recipes").mkdir(parents=True)
-    root.chmod(0o755)
-    (root / "factory.toml").write_text(
-        f'[factory]\nstate_dir = "state"\n[server]\ndatabase = "{database}"\n')
-    return load_settings(root)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +31,7 @@ def project() -> Iterator[Settings]:
     from flows.server import stop_server
 
     base = reachable_dir("factory-pg-")
-    settings = make_project(base)
+    settings = postgres_project(base)
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.pop("PREFECT_API_URL", None)  # another module's server must not answer
     os.environ["PREFECT_HOME"] = str(settings.state_dir / "prefect")
@@ -103,7 +80,7 @@ def test_server_database_setting(tmp_path: Path) -> None:
 def test_ledger_says_when_the_cluster_is_not_running(tmp_path: Path) -> None:
     from factory.ledger import LedgerError, decisions
 
-    settings = make_project(tmp_path)
+    settings = postgres_project(tmp_path)
     with pytest.raises(LedgerError, match="PostgreSQL cluster in .* is not running"):
         decisions(settings)
 
