@@ -58,6 +58,11 @@ REF_NAME_LIMIT = 512
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REF_SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://")
+_LOCAL_PROTOCOLS = ("file", "local")  # the local backend: O_NOFOLLOW, confined to its root
+# fsspec protocols over local files or archives, caches and read-only sources: not a store
+_NOT_STORES = frozenset({"dir", "simplecache", "filecache", "blockcache", "cached",
+                         "reference", "zip", "tar", "libarchive", "generic", "data", "http",
+                         "https", "asynclocal", "async_wrapper", "asyncwrapper"})
 _DAMAGED = "the store was tampered with or is damaged: remove the object and rebuild it"
 _ROOT = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # the root itself is the operator's choice
 _DIR = _ROOT | os.O_NOFOLLOW
@@ -114,22 +119,32 @@ class ArtifactStore:
         """The store at a path, ``file://``, ``memory://``, ``s3://``, ``gs://`` ...
         (any fsspec protocol whose plugin is installed)."""
         if not isinstance(url, str) or not url.strip() or not url.isprintable():
-            raise StoreError(f"artifact store {url!r} is not a path or URL",
+            raise StoreError(f"artifact store {_shown(url)!r} is not a path or URL",
                              "set [store] url to a directory, s3://bucket/prefix or "
                              "gs://bucket/prefix")
         scheme = _SCHEME.match(url)
         if scheme is None:
             if "://" in url:
-                raise StoreError(f"artifact store {url!r} is not a path or URL",
+                raise StoreError(f"artifact store {_shown(url)!r} is not a path or URL",
                                  "write the URL as scheme://..., e.g. s3://bucket/prefix")
             return cls(_LocalBackend(Path(url).absolute()))
         protocol = scheme.group(1)
-        if protocol == "file":
-            path = url[len("file://"):]
+        if protocol in _LOCAL_PROTOCOLS:  # fsspec's local files follow links: ours do not
+            path = url[scheme.end():]
             if not path.startswith("/"):
-                raise StoreError(f"artifact store {url!r} is not an absolute file:// URL",
-                                 "write it as file:///absolute/path")
+                raise StoreError(f"artifact store {_shown(url)!r} is not an absolute "
+                                 f"{protocol}:// URL", "write it as file:///absolute/path")
             return cls(_LocalBackend(Path(path)))
+        if protocol in _NOT_STORES:
+            raise StoreError(f"the artifact store {_shown(url)} uses {protocol}://, which "
+                             "wraps local files or an archive (links would be followed) or "
+                             "cannot be written", "use a directory, file://, s3:// or gs://")
+        if "@" in url[scheme.end():]:
+            # a user:secret@ would reach every message (a secret may hold '/', so the
+            # authority cannot be told from the path): fsspec is not given it anyway
+            raise StoreError(f"the artifact store {_shown(url)} carries credentials or an "
+                             "'@' in its URL", "give the store's credentials through the "
+                             "environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)")
         return cls(_RemoteBackend.open(protocol, url))
 
     # -- objects ---------------------------------------------------------------------
@@ -268,7 +283,7 @@ class ArtifactStore:
             if not isinstance(value, dict) or set(value) != {"sha256", "size"}:
                 raise ValueError("not {sha256, size}")
             return Blob(value["sha256"], value["size"])
-        except (ValueError, StoreError):
+        except (ValueError, RecursionError, StoreError):  # [[[[... nests past the parser
             raise StoreError(f"ref {name} in the artifact store {self.where} is not a valid "
                              "ref", _DAMAGED) from None
 
@@ -572,6 +587,15 @@ class _RemoteTemp:
         if not self._committed:
             with contextlib.suppress(FileNotFoundError):
                 self._backend.fs.rm(self.path)
+
+
+def _shown(url: object) -> str:
+    """``url`` for a message, any ``user:secret@`` (up to its last '@') left out."""
+    text = str(url)
+    if "@" not in text:
+        return text
+    scheme, sep, _rest = text.partition("://")
+    return f"{scheme}{sep}<credentials>@{text.rpartition('@')[2]}" if sep else "<a URL>"
 
 
 def _without_credentials(url: str) -> str:

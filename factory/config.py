@@ -332,20 +332,24 @@ def _store_url(root: Path, raw: str) -> str:
     """[store] url: a directory (relative to the project root) or an absolute URL."""
     hint = ('set [store] url in factory.toml to a directory, file:///path, s3://bucket/prefix '
             'or gs://bucket/prefix')
+    # the setting is never echoed whole: a user:secret@ in it would reach the terminal
+    shown = raw
+    if "@" in raw and "://" in raw:
+        shown = f"{raw.partition('://')[0]}://<credentials>@{raw.rpartition('@')[2]}"
     if not raw.strip() or raw != raw.strip() or not raw.isprintable():
-        raise ConfigError(f"setting store_url={raw!r} is not a path or URL", hint)
+        raise ConfigError(f"setting store_url={shown!r} is not a path or URL", hint)
     scheme = _URL_SCHEME.match(raw)
     if scheme is None:
         if "://" in raw:
-            raise ConfigError(f"setting store_url={raw!r} is not a path or URL", hint)
+            raise ConfigError(f"setting store_url={shown!r} is not a path or URL", hint)
         return str((root / raw).resolve())
-    authority = raw[scheme.end():].partition("/")[0]
-    if "@" in authority:
-        raise ConfigError(f"setting store_url={raw!r} carries credentials",
+    if "@" in raw[scheme.end():] and scheme.group(1) not in ("file", "local"):
+        # anywhere: a secret may hold '/' (AWS's do), so no authority can be told apart
+        raise ConfigError(f"setting store_url={shown!r} carries credentials or an '@'",
                           "give the store's credentials through the environment "
                           "(AWS_*, GOOGLE_APPLICATION_CREDENTIALS), not in the URL")
     if scheme.group(1) == "file" and not raw[scheme.end():].startswith("/"):
-        raise ConfigError(f"setting store_url={raw!r} is not an absolute file:// URL",
+        raise ConfigError(f"setting store_url={shown!r} is not an absolute file:// URL",
                           "write it as file:///absolute/path")
     return raw
 
