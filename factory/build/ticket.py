@@ -38,17 +38,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file
 from factory._internal.digests import sha256_of
 from factory.artifact_store import ArtifactStore, Blob
+from factory.build import docker as container
 from factory.build import job as builder
 from factory.build import patchelf as patchelf_tool
 from factory.build import repair as repairing
+from factory.build.env import KIT_TOOLS
 from factory.build.image import held_image
 from factory.build.job import BuildInputs, MissingRequirementsError, Requires
-from factory.build.record import BuildRecord
+from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, IntegrityError, one_line, printable
 from factory.lock import load_lock
@@ -63,6 +66,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}")  # a plain file or project name
 OUTCOMES = ("built", "missing", "failed")
+# bytes of a worker's log the publisher takes: what a local build keeps (head and tail of
+# the container's output) and the notes it adds
+MAX_LOG = container.LOG_HEAD + container.LOG_TAIL + (64 << 10)
+_INVOCATION = re.compile(r"[0-9a-f]{32}")  # a build's uuid4 hex, in its log's name
 
 
 class TicketRefused(BuildError):
@@ -258,8 +265,10 @@ def remote_build(settings: Settings, store: ArtifactStore, inputs: BuildInputs,
             static=r["static"], dynamic=r["dynamic"], missing=r["missing"],
             backend=r["backend"], backend_path=r["backend_path"]))
     if result.outcome == "failed":
-        raise BuildError(f"{result.message} (on worker {result.worker})",
-                         result.hint or None)
+        # The worker's words: one line each, so no line of theirs reads as the publisher's.
+        raise BuildError(f"{one_line(result.message, 2000)} (on worker "
+                         f"{one_line(result.worker, 120)})",
+                         one_line(result.hint, 600) if result.hint else None)
     return collect(settings, store, ticket, result)
 
 
@@ -268,29 +277,45 @@ def collect(settings: Settings, store: ArtifactStore, ticket: BuildTicket,
     """The worker's wheel and record, re-verified against the ticket and placed in the
     wheels directory (record first, then the wheel), the log in the logs directory."""
     assert result.wheel and result.record and result.log  # BuildResult.from_bytes checks
+    worker = one_line(result.worker, 120)
+    if result.wheel.size > container.max_output(settings) or result.log.size > MAX_LOG:
+        raise TicketRefused(f"{ticket.what}: the worker's wheel ({result.wheel.size} bytes) "
+                            f"or log ({result.log.size} bytes) is over its limit "
+                            f"({container.max_output(settings)}, {MAX_LOG})",
+                            "the result is not used; look at that worker")
     data = store.read_bytes(_bounded(result.record, MAX_RECORD))
     try:
         record = BuildRecord.from_dict(json.loads(data.decode("utf-8")))
-    except (ValueError, TypeError, KeyError) as exc:
+        _check_record_shape(record)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise TicketRefused(f"{ticket.what}: the worker's build record is malformed "
                             f"({one_line(str(exc), 200)})") from None
+    locked = load_lock(settings).get(ticket.component, ticket.version)
+    source = None if locked is None else replace(locked.sdist, name=locked.key,
+                                                 upload_time=None)
     tools = sorted([*(t.sha256 for t in ticket.tools), *(k.sha256 for k in ticket.kit)])
     wrong = [what for what, ok in (
         ("component", canonicalize_name(record.component) == ticket.component),
         ("version", record.version == ticket.version),
-        ("sdist", record.source.sha256 == ticket.sdist.sha256),
-        ("recipe", record.recipe_digest == ticket.recipe_digest),
-        ("builder image", record.builder_image_id == ticket.image_id),
+        ("sdist", record.source.sha256 == ticket.sdist.sha256
+         and replace(record.source, upload_time=None) == source),
+        ("recipe", record.recipe_digest == ticket.recipe_digest
+         and record.recipe_name == ticket.recipe_name),
+        ("builder image", record.builder_image_id == ticket.image_id
+         and record.builder_image == ticket.image_tag),
         ("build environment", repairing.build_env_shas(record) == tools),
         ("wheel", record.wheel_sha256 == result.wheel.sha256
          and record.wheel_filename == result.wheel.filename),
         ("log", record.log_sha256 == result.log.sha256
-         and record.log_filename == result.log.filename),
+         and record.log_filename == result.log.filename
+         and bool(_INVOCATION.fullmatch(record.invocation_id)) and record.log_filename
+         == f"{ticket.component}-{ticket.version}-build-{record.invocation_id}.log"),
+        ("wheel name", _names(record.wheel_filename, ticket)),
         ("patches", [(p.get("path"), p.get("sha256")) for p in record.patches]
          == list(ticket.patches)),
     ) if not ok]
     if wrong:
-        raise TicketRefused(f"{ticket.what}: the record from worker {result.worker} does not "
+        raise TicketRefused(f"{ticket.what}: the record from worker {worker} does not "
                             f"match its ticket ({', '.join(wrong)})",
                             "the result is not used; look at that worker")
     if not builder.WHEEL_NAME.fullmatch(record.wheel_filename) or not _NAME.fullmatch(
@@ -358,6 +383,11 @@ def _inputs_for(settings: Settings, store: ArtifactStore, ticket: BuildTicket) -
     lock = load_lock(settings)
     locked = lock.get(ticket.component, ticket.version)
     assert locked is not None  # _check_checkout
+    pinned = [lock.find(tool) for tool in KIT_TOOLS]
+    if sorted(k.sha256 for k in ticket.kit) != sorted(p.sdist.sha256 for p in pinned if p):
+        # before any download: a ticket does not get to fill this worker's disk
+        raise TicketRefused(f"{ticket.what}: refused: the ticket's front-end kit is not the "
+                            "one this worker's lock pins")
     for item in (ticket.sdist, *ticket.kit):
         _fetch_sdist(settings, store, item)
     session = Session(settings, lock)
@@ -432,6 +462,56 @@ def _dir(path: Path) -> Path:
     return path
 
 
+def _names(filename: str, ticket: BuildTicket) -> bool:
+    """Whether a worker's wheel file name is a wheel of the ticket's project and version
+    (another name would be placed, signed and published as another project's wheel)."""
+    try:
+        if not builder.WHEEL_NAME.fullmatch(filename):
+            return False
+        name, version, _, _ = parse_wheel_filename(filename)
+        return name == ticket.component and version == Version(ticket.version)
+    except (InvalidWheelFilename, InvalidVersion):
+        return False
+
+
+_RECORD_TEXT = ("invocation_id", "component", "version", "wheel_filename", "wheel_sha256",
+                "recipe_name", "recipe_digest", "builder_image", "builder_image_id",
+                "started_on", "finished_on", "log_filename", "log_sha256", "network_mode")
+
+
+def _check_record_shape(record: BuildRecord) -> None:
+    """A worker's record holds the types a local build writes (ValueError otherwise): the
+    publisher compares, attests and describes it field by field."""
+    def strings(value: object, *names: str) -> bool:
+        return all(isinstance(getattr(value, n), str) for n in names)
+
+    source = record.source
+    if not (strings(record, *_RECORD_TEXT)
+            and strings(source, "name", "version", "filename", "url", "sha256")
+            and type(source.size) is int
+            and isinstance(record.builder_settings, dict)
+            and isinstance(record.build_tools, list)
+            and all(isinstance(t, InstalledTool)
+                    and strings(t, "name", "version", "filename", "sha256")
+                    for t in record.build_tools)
+            and isinstance(record.patches, list)
+            and all(isinstance(p, dict) and all(isinstance(v, str) for v in p.values())
+                    for p in record.patches)
+            and all(isinstance(packages, list) and all(
+                isinstance(p, SystemPackage)
+                and strings(p, "name", "version", "architecture", "distro") for p in packages)
+                for packages in (record.system_packages, record.image_packages))
+            and (record.upstream_provenance_sha256 is None
+                 or isinstance(record.upstream_provenance_sha256, str))):
+        raise ValueError("a field of the record has the wrong type")
+    repair = record.builder_settings.get("repair")
+    if repair is not None and not (
+            isinstance(repair, dict) and isinstance(repair.get("tools", []), list)
+            and all(isinstance(t, dict) and isinstance(t.get("sha256"), str)
+                    for t in repair.get("tools", []))):
+        raise ValueError("the record's repair entry has the wrong shape")
+
+
 def _bounded(blob: Blob, limit: int) -> Blob:
     if blob.size > limit:
         raise TicketRefused(f"a store object of {blob.size} bytes was to be read as a ticket, "
@@ -443,7 +523,7 @@ def _bounded(blob: Blob, limit: int) -> Blob:
 def _object(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # [[[[... past the parser
         raise TicketRefused(f"a {what} is not JSON") from None
     if not isinstance(value, dict):
         raise TicketRefused(f"a {what} is not a JSON object")
