@@ -31,6 +31,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -210,6 +211,7 @@ def ensure_cluster(directory: Path, wait: float = 30.0, durable: bool = True) ->
     """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    _check_directory(directory)
     with _locked(directory, wait):
         address = running(directory)
         if address is not None:
@@ -237,9 +239,12 @@ def stop_cluster(directory: Path, wait: float = 30.0) -> bool:
     """Stop the server of the cluster under ``directory`` (a fast shutdown: sessions are
     ended, everything committed is kept); True when one ran."""
     directory = directory.resolve()
+    if not directory.is_dir():
+        return False
+    _check_directory(directory)
     forget_address(directory)
     found = _postmaster(directory / "data")
-    if found is None or not _alive(found.pid):
+    if found is None or not _alive(found.pid) or not _runs_on(found.pid, directory / "data"):
         return False
     for sig, seconds in ((signal.SIGINT, wait), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
@@ -251,6 +256,41 @@ def stop_cluster(directory: Path, wait: float = 30.0) -> bool:
             time.sleep(0.05)
     raise PostgresError(f"the PostgreSQL server (pid {found.pid}) did not stop",
                         f"read {directory / LOG_FILE}")
+
+
+def _check_directory(directory: Path) -> None:
+    """The cluster's directory is this user's and no one else may write it; its data
+    directory and password file are not links. Else another local user could plant a
+    password, a postmaster.pid (whose pid stop_cluster would signal) or a data link."""
+    info = directory.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise PostgresError(
+            f"the cluster's directory {directory} is owned by uid {info.st_uid} with mode "
+            f"{info.st_mode & 0o7777:o}: another user could change the cluster",
+            "use a directory of your own that only you may write ([server] postgres_dir), "
+            f"or chown/chmod go-w {directory}")
+    for name in ("data", "password", LOG_FILE):
+        path = directory / name
+        if path.is_symlink():
+            raise PostgresError(f"{path} is a symbolic link", f"remove it; the cluster keeps "
+                                f"its {name} in {directory} itself")
+    password = directory / "password"
+    with contextlib.suppress(FileNotFoundError):
+        pinfo = password.lstat()
+        if pinfo.st_uid != os.geteuid() or pinfo.st_mode & 0o077 or \
+                not stat.S_ISREG(pinfo.st_mode):
+            raise PostgresError(f"{password} is not a file only you may read (mode "
+                                f"{pinfo.st_mode & 0o7777:o}, uid {pinfo.st_uid})",
+                                f"move {directory} aside for a new cluster")
+
+
+def _runs_on(pid: int, data: Path) -> bool:
+    """Whether ``pid`` runs as the owner of ``data`` (a postmaster.pid names its server;
+    a stale or planted one may name any process)."""
+    try:
+        return Path(f"/proc/{pid}").stat().st_uid == data.stat().st_uid
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -362,8 +402,11 @@ def _databases(address: Address, timeout: float, create: bool = False) -> None:
     import psycopg
 
     try:
+        # require_auth: a process on a stale port that asks for the password in clear
+        # text (or for none) is refused by libpq before the password is sent
         with psycopg.connect(host=address.host, port=address.port, user=address.role,
                              password=address.password, dbname="postgres",
+                             require_auth="scram-sha-256",
                              connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
             have = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for name in DATABASES if create else ():

@@ -118,7 +118,8 @@ def test_ledger_round_trip_on_postgres(project: Settings) -> None:
 
     ensure_cluster(project.cluster_dir)
     url = ledger.ledger_url(project)
-    assert url.startswith("postgresql+psycopg://factory:") and url.endswith("/ledger")
+    assert url.startswith("postgresql+psycopg://factory:")
+    assert url.endswith("/ledger?require_auth=scram-sha-256")
     ledger.record_build(project, component="alpha", version="1.0", outcome="built",
                         sdist_sha256="a" * 64, wheel_filename="alpha-1.0-py3-none-any.whl",
                         wheel_sha256="b" * 64, run_id="run-1")
@@ -212,6 +213,7 @@ def test_a_broken_data_dir_is_one_clear_error() -> None:
         (data / "stray").unlink()
         (data / "PG_VERSION").write_text(binaries().parent.name + "\n")
         (directory / PASSWORD_FILE).write_text("x" * 40 + "\n")
+        (directory / PASSWORD_FILE).chmod(0o600)  # as write_password makes it
         if os.geteuid() == 0:  # owned by the server's user, as a real one is
             who = "postgres" if _has("postgres") else "nobody"
             shutil.chown(data, user=who)

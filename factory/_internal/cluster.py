@@ -35,8 +35,11 @@ class Address:
     def url(self, database: str, driver: str = "psycopg") -> str:
         """A SQLAlchemy URL: ``psycopg`` for the ledger, ``asyncpg`` for Prefect's server."""
         secret = quote(self.password, safe="")
+        # libpq sends the password only in a SCRAM exchange, never in clear text to a
+        # process that took a stale port (asyncpg has no such option)
+        query = "?require_auth=scram-sha-256" if driver == "psycopg" else ""
         return (f"postgresql+{driver}://{self.role}:{secret}@{self.host}:{self.port}/"
-                f"{database}")
+                f"{database}{query}")
 
 
 def read_password(directory: Path) -> str | None:
