@@ -15,6 +15,13 @@ the executor: each node whose dependencies stand built is submitted with
 and Prefect's heartbeat automation marked it so, or the infrastructure failed)
 is submitted again, at most ``ATTEMPTS`` times; a refusal or a failed build is
 not: it is deterministic.
+
+A worker killed with -9 (or a host that vanished) leaves its flow run Running on
+the server. Prefect's own answer is the flow-run heartbeat: the flow's process
+emits ``prefect.flow-run.heartbeat`` every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
+seconds (30 at least), and the "zombie flow runs" automation that
+``deploy_build`` creates marks a run of this deployment Crashed when neither
+another heartbeat nor a final state follows one within ``ZOMBIE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ FLOW = "factory-build"
 DEPLOYMENT = "factory-build"
 ATTEMPTS = 3  # flow runs of one ticket that may crash before the build counts as failed
 POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 30  # what workers set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to (its minimum)
+ZOMBIE_SECONDS = 90.0  # silence after a heartbeat that makes a build run Crashed
+AUTOMATION = "factory-build: crash zombie build runs"
+FINAL_EVENTS = ("prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed")
 CODE_ROOT = Path(__file__).resolve().parent.parent  # what a process worker loads the flow from
 
 
@@ -67,14 +79,21 @@ def build(ticket: str, size: int) -> dict[str, str]:
     return {"outcome": result.outcome, "worker": result.worker}
 
 
-def deploy_build(pool: str, source: str | None = None, limit: int | None = None) -> Any:
+def deploy_build(pool: str, source: str | None = None, limit: int | None = None,
+                 zombie_seconds: float = ZOMBIE_SECONDS) -> Any:
     """Create (or update) the ``factory-build`` deployment on the process work pool
-    ``pool`` (created if missing); the flow's code comes from ``source`` (a directory
-    or a git URL; default: this checkout). Returns the deployment's id."""
+    ``pool`` (created if missing), and the automation that marks its runs Crashed when
+    their heartbeats stop (``zombie_automation``); the flow's code comes from
+    ``source`` (a directory or a git URL; default: this checkout). Idempotent.
+    Returns the deployment's id."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
+    if zombie_seconds <= HEARTBEAT_SECONDS:
+        raise ConfigError(f"a build run may go {zombie_seconds:.0f} s without a heartbeat, "
+                          f"not more than the workers' {HEARTBEAT_SECONDS} s between two",
+                          f"give more than {HEARTBEAT_SECONDS} s (90 is Prefect's advice)")
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(WorkPoolCreate(name=pool, type="process",
                                                concurrency_limit=limit))
@@ -83,7 +102,49 @@ def deploy_build(pool: str, source: str | None = None, limit: int | None = None)
     # Flow.deploy asks the pool for its workers first, a request prefect 3.8.8's own server
     # refuses (422: limit null); applying the deployment registers the same thing.
     deployment = runnable.to_deployment(name=DEPLOYMENT, work_pool_name=pool)
-    return deployment.apply(work_pool_name=pool)
+    deployment_id = deployment.apply(work_pool_name=pool)
+    zombie_automation(deployment_id, zombie_seconds)
+    return deployment_id
+
+
+def zombie_automation(deployment_id: Any, within: float = ZOMBIE_SECONDS) -> Any:
+    """Create (or update, by name) the automation of Prefect's "zombie flow runs" recipe
+    for the runs of one deployment: after a ``prefect.flow-run.heartbeat``, expect
+    another heartbeat or a final state within ``within`` seconds, for each flow run;
+    else change that run's state to Crashed. Returns the automation's id.
+
+    Only this deployment's runs: every Prefect 3.8 flow run heartbeats (every 180 s by
+    default), and a publisher's long rebuild run must not be taken for a zombie."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    automation = AutomationCore(
+        name=AUTOMATION,
+        description="A factory-build run whose heartbeats stopped (its worker was killed "
+                    "or its host vanished) is Crashed; the publisher submits it again.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *FINAL_EVENTS},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            match_related={"prefect.resource.role": "deployment",
+                           "prefect.resource.id": [f"prefect.deployment.{deployment_id}"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive, threshold=1, within=timedelta(seconds=within)),
+        actions=[ChangeFlowRunState(
+            name="Crashed", state=StateType.CRASHED, force=False,
+            message=f"no heartbeat for {within:.0f} s: its worker was lost")])
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(AUTOMATION)
+        if existing:
+            client.update_automation(existing[0].id, automation)
+            for extra in existing[1:]:  # two deploys raced: keep one
+                client.delete_automation(extra.id)
+            return existing[0].id
+        return client.create_automation(automation)
 
 
 def remote_builder(settings: Settings, attempts: int = ATTEMPTS) -> Builder:
@@ -133,7 +194,8 @@ def _submit(store: ArtifactStore, ticket: BuildTicket, blob: Blob,
             crashed.append(f"{name}: {message}")
             log.warning("%s: build run %s ended %s (%s); submitting again (%d of %d)",
                         ticket.what, run.id, name, message, attempt, attempts)
-            done = store.ref(ref_name(blob))  # it may have finished before it was lost
+            # It may have finished before it was lost: its own result, or another run's.
+            done = store.ref(run_ref(run.id)) or store.ref(ref_name(blob))
             if done is not None:
                 return BuildResult.from_bytes(store.read_bytes(_bounded(done)))
             continue

@@ -16,6 +16,7 @@ the count when the embedded server starts, when no lease can exist.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import threading
@@ -57,7 +58,9 @@ def build_slot(settings: Settings, timeout: float | None = None) -> Iterator[UUI
         note = notes_dir(settings) / f"{lease}.json"
         write_json(note, {"lease": str(lease), "limit": BUILD_LIMIT, "owner": owner_id()})
         stop = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(lease, stop), daemon=True,
+        # In this thread's context: the Prefect settings (the API URL) travel in it.
+        renewer = threading.Thread(target=contextvars.copy_context().run,
+                                   args=(_renew, lease, stop), daemon=True,
                                    name="build-slot-lease")
         renewer.start()
         try:

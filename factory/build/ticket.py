@@ -339,7 +339,9 @@ def build_ticket(settings: Settings, store: ArtifactStore, ticket_blob: Blob,
     Refusals (TicketRefused, a store object that fails its digest) raise: nothing is
     built. A build that fails is a result (``failed``), as is one whose backend asked
     for requirements its environment lacks (``missing``). The result goes in the store
-    under ``run_ref`` when given, and under ``builds/<ticket>`` when built."""
+    under ``run_ref`` when given, and under ``builds/<ticket>`` when built and no result
+    stands there yet: a run that was given up for lost (its worker stopped answering)
+    and finished anyway does not replace the result the publisher collected."""
     ticket = BuildTicket.from_bytes(store.read_bytes(_bounded(ticket_blob, MAX_TICKET)))
     inputs = _inputs_for(settings, store, ticket)
     worker = worker_name()
@@ -362,7 +364,7 @@ def build_ticket(settings: Settings, store: ArtifactStore, ticket_blob: Blob,
     blob = store.put_bytes(result.to_bytes())
     if run_ref is not None:
         store.set_ref(run_ref, blob)
-    if result.outcome == "built":
+    if result.outcome == "built" and store.ref(ref_name(ticket_blob)) is None:
         store.set_ref(ref_name(ticket_blob), blob)
     return result
 
