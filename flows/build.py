@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,17 @@ def build(ticket: str, size: int) -> dict[str, str]:
 
 
 def deploy_build(pool: str, source: str | None = None, limit: int | None = None,
-                 zombie_seconds: float = ZOMBIE_SECONDS) -> Any:
+                 zombie_seconds: float = ZOMBIE_SECONDS, python: str = "python") -> Any:
     """Create (or update) the ``factory-build`` deployment on the process work pool
     ``pool`` (created if missing), and the automation that marks its runs Crashed when
     their heartbeats stop (``zombie_automation``); the flow's code comes from
     ``source`` (a directory or a git URL; default: this checkout). Idempotent.
-    Returns the deployment's id."""
+    Returns the deployment's id.
+
+    Each run is one process, ``<python> -m prefect.engine`` (``python``: the workers'
+    interpreter with prefect and the factory installed): without a command, Prefect
+    3.8's process worker starts a workspace supervisor that imports Prefect and then
+    starts the engine, which imports it again, twice the start-up per build."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
@@ -101,7 +107,9 @@ def deploy_build(pool: str, source: str | None = None, limit: int | None = None,
                                       entrypoint="flows/build.py:build")
     # Flow.deploy asks the pool for its workers first, a request prefect 3.8.8's own server
     # refuses (422: limit null); applying the deployment registers the same thing.
-    deployment = runnable.to_deployment(name=DEPLOYMENT, work_pool_name=pool)
+    deployment = runnable.to_deployment(
+        name=DEPLOYMENT, work_pool_name=pool,
+        job_variables={"command": f"{shlex.quote(python)} -m prefect.engine"})
     deployment_id = deployment.apply(work_pool_name=pool)
     zombie_automation(deployment_id, zombie_seconds)
     return deployment_id

@@ -205,7 +205,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
                 pool.api = ensure_server(settings)
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: pool.api}))
             with pool.timed("setup: lock, deployment, workers"):
-                deploy_build(name, zombie_seconds=ZOMBIE_SECONDS)
+                deploy_build(name, zombie_seconds=ZOMBIE_SECONDS, python=sys.executable)
                 locking.join(timeout=300)
                 assert (root / "recipes.lock").is_file(), "locking the set failed"
                 pool.start("worker-a")
