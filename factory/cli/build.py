@@ -333,9 +333,35 @@ def watch(
 
 
 @app.command()
-def deploy(interval: Annotated[int, typer.Option(help="Watch every N seconds.")] = 600) -> None:
-    """Serve the rebuild and watch flows as Prefect deployments (until interrupted)."""
-    _prefect()
+def deploy(
+    interval: Annotated[int, typer.Option(help="Watch every N seconds.")] = 600,
+    pool: Annotated[str | None, typer.Option(
+        help="Instead: create this process work pool, the factory-build deployment on it "
+             "and the automation that crashes build runs whose heartbeats stop; then exit.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(
+        help="With --pool: where workers load the flow's code (a directory or git URL; "
+             "default: this checkout).")] = None,
+    zombie_seconds: Annotated[float, typer.Option(
+        help="With --pool: seconds without a heartbeat before a build run is Crashed "
+             "(workers heartbeat every 30 s).")] = 90.0,
+    python: Annotated[str, typer.Option(
+        help="With --pool: the workers' Python (with prefect and the factory), which "
+             "runs each build.")] = "python",
+) -> None:
+    """Serve the rebuild and watch flows as Prefect deployments (until interrupted);
+    with --pool, set up the build pool of [distributed] pool instead (docs/distributed.md)."""
+    url = _prefect()
+    if pool is not None:
+        from flows.build import AUTOMATION, DEPLOYMENT, FLOW, deploy_build
+
+        deployment = deploy_build(pool, source=source, zombie_seconds=zombie_seconds,
+                                  python=python)
+        plain(f"work pool {pool}: deployment {FLOW}/{DEPLOYMENT} ({deployment}), "
+              f"automation {AUTOMATION!r} ({zombie_seconds:.0f} s)", _app.out)
+        plain(f"start workers with: PREFECT_API_URL={url} PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 "
+              f"prefect worker start --pool {pool} --type process", _app.out)
+        return
     from prefect import serve as serve_deployments
 
     from flows.deploy import deployments
