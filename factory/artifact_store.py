@@ -252,15 +252,18 @@ class ArtifactStore:
                              f"bytes (sha256 {digest.hexdigest()})", _DAMAGED)
 
     # -- refs ------------------------------------------------------------------------
-    def set_ref(self, name: str, blob: Blob) -> None:
-        """Point ``refs/<name>`` at ``blob``, which must be in the store already."""
+    def set_ref(self, name: str, blob: Blob, *, only_if_absent: bool = False) -> bool:
+        """Point ``refs/<name>`` at ``blob``, which must be in the store already; whether
+        it was written. With ``only_if_absent`` a ref that exists is kept, decided by the
+        store in one step (a link on a directory, a conditional put on object storage), so
+        of two writers racing for the first word exactly one wins."""
         key = _ref_key(name)
         if not self.has(blob):
             raise StoreError(f"ref {name} would point at {blob.sha256}, which is not in the "
                              f"artifact store {self.where}", "put the object before its ref")
         data = json.dumps({"sha256": blob.sha256, "size": blob.size}, sort_keys=True)
         try:
-            self._backend.write_small(key, data.encode("ascii"))
+            return self._backend.write_small(key, data.encode("ascii"), only_if_absent)
         except OSError as exc:
             raise self._os_error(exc, "write to") from None
 
@@ -330,7 +333,7 @@ def _ref_key(name: object) -> str:
 class _Temp(Protocol):
     def write(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
-    def commit(self, key: str) -> None: ...
+    def commit(self, key: str, only_if_absent: bool = False) -> bool: ...
 
 
 class _Backend(Protocol):
@@ -339,7 +342,7 @@ class _Backend(Protocol):
     def open_read(self, key: str) -> IO[bytes] | None: ...
     def size(self, key: str) -> int | None: ...
     def temp(self) -> contextlib.AbstractContextManager[_Temp]: ...
-    def write_small(self, key: str, data: bytes) -> None: ...
+    def write_small(self, key: str, data: bytes, only_if_absent: bool = False) -> bool: ...
     def sweep(self, older_than: float) -> int: ...
 
 
@@ -440,11 +443,11 @@ class _LocalBackend:
         finally:
             os.close(directory)
 
-    def write_small(self, key: str, data: bytes) -> None:
+    def write_small(self, key: str, data: bytes, only_if_absent: bool = False) -> bool:
         with self.temp() as temp:
             temp.write(data)
             temp.finish()
-            temp.commit(key)
+            return temp.commit(key, only_if_absent)
 
 
     def sweep(self, older_than: float) -> int:
@@ -484,11 +487,19 @@ class _LocalTemp:
         self._file.close()
         self._file = None
 
-    def commit(self, key: str) -> None:
+    def commit(self, key: str, only_if_absent: bool = False) -> bool:
         *parents, name = key.split("/")
         with self._backend._dir(parents, create=True) as parent:
-            os.replace(self.name, name, src_dir_fd=self._directory, dst_dir_fd=parent)
-        self._committed = True
+            if not only_if_absent:
+                os.replace(self.name, name, src_dir_fd=self._directory, dst_dir_fd=parent)
+                self._committed = True
+                return True
+            try:  # link(2) fails on an existing name: the first writer wins, whole
+                os.link(self.name, name, src_dir_fd=self._directory, dst_dir_fd=parent,
+                        follow_symlinks=False)
+            except FileExistsError:
+                return False
+            return True  # the temp name goes in discard()
 
     def discard(self) -> None:
         if self._file is not None:
@@ -550,8 +561,15 @@ class _RemoteBackend:
         finally:
             temp.discard()
 
-    def write_small(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)  # one put: all of it or nothing
+    def write_small(self, key: str, data: bytes, only_if_absent: bool = False) -> bool:
+        # One put: all of it or nothing. "create" is a conditional put where the object
+        # store has one (S3's If-None-Match, GCS's generation match).
+        try:
+            self.fs.pipe_file(self._path(key), data,
+                              mode="create" if only_if_absent else "overwrite")
+        except FileExistsError:
+            return False
+        return True
 
     def sweep(self, older_than: float) -> int:
         return 0  # listing times differ between object stores: a lifecycle rule does it
@@ -573,9 +591,12 @@ class _RemoteTemp:
         self._file.close()
         self._file = None
 
-    def commit(self, key: str) -> None:
+    def commit(self, key: str, only_if_absent: bool = False) -> bool:
+        # Objects only (refs are one conditional put in write_small): an object's bytes
+        # are its name, so a second writer of the same key writes the same bytes.
         self._backend.fs.mv(self.path, self._backend._path(key))
         self._committed = True
+        return True
 
     def discard(self) -> None:
         if self._file is not None:

@@ -284,6 +284,41 @@ def test_refs_round_trip(where: Where) -> None:
     assert where.store.ref("builds/missing") is None
 
 
+def test_a_first_word_ref_keeps_the_first_of_racing_writers(where: Where) -> None:
+    """Two runs of one build finishing together (a live run given up for lost, say):
+    the first result stands, the second is refused in one step, none is half-written."""
+    import threading
+
+    blobs = [where.store.put_bytes(bytes([n]) * 64) for n in range(16)]
+    won: list[Blob] = []
+    # A directory decides with link(2), so its writers race for real. fsspec's memory://
+    # checks and then writes (it stands in for object storage, whose conditional put is
+    # the object store's own): its writers go one at a time.
+    start = threading.Barrier(len(blobs) if where.local is not None else 1)
+
+    def race(blob: Blob) -> None:
+        start.wait()
+        if where.store.set_ref("builds/" + "a" * 64, blob, only_if_absent=True):
+            won.append(blob)
+
+    if where.local is None:
+        for blob in blobs:
+            race(blob)
+    else:
+        threads = [threading.Thread(target=race, args=(b,)) for b in blobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(won) == 1 and where.store.ref("builds/" + "a" * 64) == won[0]
+    assert not where.store.set_ref("builds/" + "a" * 64, blobs[0], only_if_absent=True) \
+        or won[0] == blobs[0]
+    assert where.store.ref("builds/" + "a" * 64) == won[0]  # kept
+    where.store.set_ref("builds/" + "a" * 64, blobs[1])  # an ordinary set still replaces
+    assert where.store.ref("builds/" + "a" * 64) == blobs[1]
+    assert not [k for k in where.files() if "tmp" in k and ".tmp-" in k]
+
+
 @pytest.mark.parametrize("name", ["../x", "/abs", "builds/../../x", "Builds/x", "a\0b", "",
                                   "a//b", "a/", ".hidden", "a/..", "x" * 600, "a b", "é"])
 def test_hostile_ref_names_are_refused(where: Where, name: str) -> None:

@@ -364,8 +364,8 @@ def build_ticket(settings: Settings, store: ArtifactStore, ticket_blob: Blob,
     blob = store.put_bytes(result.to_bytes())
     if run_ref is not None:
         store.set_ref(run_ref, blob)
-    if result.outcome == "built" and store.ref(ref_name(ticket_blob)) is None:
-        store.set_ref(ref_name(ticket_blob), blob)
+    if result.outcome == "built":  # the first built result stands; a later one is kept
+        store.set_ref(ref_name(ticket_blob), blob, only_if_absent=True)  # under run_ref only
     return result
 
 
