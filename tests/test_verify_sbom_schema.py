@@ -3,6 +3,8 @@
 Its ``uniqueItems`` is linear (hashable keys instead of jsonschema's pairwise
 ``equal``) and its ``$ref`` remembers clean verdicts: neither may change what is
 accepted, nor the first error reported, on SBOMs of the size a builder image makes.
+The compiled validator in front of it (jsonschema-rs) may only say "valid" where the
+library does: on real, tampered and randomly edited SBOMs.
 """
 
 from __future__ import annotations
@@ -156,3 +158,146 @@ def test_formulation_of_many_packages_is_not_quadratic(tmp_path: Path) -> None:
     started = time.perf_counter()
     assert fast._unique(items) and not fast._unique(items + [copy.deepcopy(items[42])])
     assert time.perf_counter() - started < 0.5
+
+
+# -- the compiled validator (jsonschema-rs): a fast "valid", never laxer than the library --------
+def _date_with_newline(d: dict[str, Any]) -> None:
+    d["metadata"]["timestamp"] = d["metadata"]["timestamp"] + "\n"
+
+
+def _hash_with_newline(d: dict[str, Any]) -> None:  # Python's `$` matches before a last \n
+    hashes = d["metadata"]["component"]["hashes"]
+    hashes[0]["content"] = hashes[0]["content"] + "\n"
+
+
+def _serial_number(d: dict[str, Any]) -> None:
+    d["serialNumber"] = "urn:uuid:not-a-uuid"
+
+
+def _big_version(d: dict[str, Any]) -> None:
+    d["version"] = 10 ** 30  # within the schema (minimum 1): both compare exactly
+
+
+def _negative_version(d: dict[str, Any]) -> None:
+    d["version"] = -(10 ** 30)
+
+
+def _unknown_top_level(d: dict[str, Any]) -> None:
+    d["surprise"] = 1
+
+
+def _bad_email(d: dict[str, Any]) -> None:
+    d["metadata"]["component"]["authors"] = [{"name": "a", "email": "no at sign"}]
+
+
+def _lone_surrogate(d: dict[str, Any]) -> None:  # the compiled validator cannot take it
+    _packages(d)[4]["name"] = "lib\ud800"
+
+
+COMPILED_CASES = [None, _duplicate_package, _bad_type, _purl_not_a_string, _bad_url,
+                  _duplicate_input, _bool_for_number, _date_with_newline, _hash_with_newline,
+                  _serial_number, _big_version, _negative_version, _unknown_top_level,
+                  _bad_email, _lone_surrogate]
+
+
+def _library_error(document: Any) -> str | None:
+    error = next(iter(_library().iter_errors(document)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:300]}"
+
+
+@pytest.mark.parametrize("tamper", COMPILED_CASES)
+def test_the_compiled_validator_never_accepts_what_the_library_refuses(
+        sbom: dict[str, Any], tamper) -> None:
+    """schema_error's verdict and message are the library's, with the compiled validator
+    in front (its "valid" is final; everything else goes to jsonschema)."""
+    document = copy.deepcopy(sbom)
+    if tamper is not None:
+        tamper(document)
+    expected = _library_error(document)
+    if fast._fast_valid(document):
+        assert expected is None
+    assert fast.schema_error(copy.deepcopy(document), integral=True) == expected
+    assert fast.schema_error(copy.deepcopy(document)) == expected
+
+
+def test_the_compiled_validator_is_in_use_and_uses_the_python_format_checks(
+        sbom: dict[str, Any]) -> None:
+    assert fast._compiled() is not None
+    assert fast._fast_valid(copy.deepcopy(sbom))  # a real SBOM: the fast path decides
+    for tamper in (_bad_url, _bad_email):  # formats the Python checks refuse
+        document = copy.deepcopy(sbom)
+        tamper(document)
+        assert not fast._fast_valid(document) and _library_error(document) is not None
+    # jsonschema's date-time check (rfc3339-validator) takes a trailing newline, which
+    # jsonschema-rs's own would refuse: the compiled validator asks the Python check.
+    document = copy.deepcopy(sbom)
+    _date_with_newline(document)
+    assert fast._fast_valid(document) and _library_error(document) is None
+
+
+def test_the_compiled_validator_fetches_nothing() -> None:
+    import jsonschema_rs
+
+    with pytest.raises(jsonschema_rs.ValidationError, match="nothing is fetched"):
+        jsonschema_rs.Draft7Validator({"$ref": "http://127.0.0.1:9/x.json"},
+                                      retriever=fast._refuse)
+
+
+# Values a tampered SBOM may hold where the two validators could read them differently:
+# line ends (Python's `$` and `.`), big integers, types standing in for others.
+TRICKY = st.sampled_from([
+    "", "a", "a\n", "\n", "\r", "x y", "library", "CycloneDX", "1.6", "MIT", "Apache-2.0",
+    "http://example.com/a", "http://example.com/a\n", "not a uri \\ x", "pkg:pypi/x@1",
+    "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z\n", "2024-13-01T00:00:00Z", "a@b.c",
+    "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
+    "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79\n", "0" * 64, "0" * 64 + "\n", "SHA-256",
+    "en", "en-US", "en\n", "CRE:1-2", "text/plain", "text/plain\n",
+]) | st.sampled_from([0, 1, -1, 2 ** 53 + 1, 10 ** 30, True, False, None, [], {}, ["a"],
+                      {"name": "n"}])
+
+
+def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [at]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, (*at, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, (*at, index))
+    return out
+
+
+@functools.cache
+def _small_sbom_paths(document_id: int, document_json: str) -> list[tuple[Any, ...]]:
+    import json
+
+    return _paths(json.loads(document_json))[1:]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_mutated_sboms_the_compiled_validator_never_laxer(sbom: dict[str, Any],
+                                                          data: st.DataObject) -> None:
+    """Random edits (one to three values replaced or removed) of a real SBOM: whenever
+    the compiled validator says valid, so does the library."""
+    import json
+
+    document = copy.deepcopy(sbom)
+    paths = _small_sbom_paths(id(sbom), json.dumps(sbom, sort_keys=True))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent: Any = document
+        try:
+            for step in path[:-1]:
+                parent = parent[step]
+            if data.draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = data.draw(TRICKY)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier edit removed or replaced what this path went through
+    if fast._fast_valid(document):  # publishing's validator: the library's verdicts, faster
+        assert next(iter(fast.strict_validator().iter_errors(document)), None) is None
