@@ -12,6 +12,7 @@ from factory.errors import ConfigError
 from tests import factories
 
 
+@pytest.mark.slow  # a CLI process against the session's Prefect server
 def test_deploy_pool_creates_pool_deployment_and_zombie_automation(
         prefect_api: str, project: Settings) -> None:
     from prefect.client.orchestration import get_client
