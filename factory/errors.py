@@ -22,8 +22,8 @@ def printable(text: str, keep: str = "\n\t") -> str:
     in ``keep`` (newline and tab) stay. The result is printable, so applying it
     again changes nothing.
     """
-    if all(c.isprintable() or c in keep for c in text):
-        return text
+    if text.isprintable() or all(c.isprintable() or c in keep for c in text):
+        return text  # (the first test is the second's, done in C, for most texts)
     return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
 
 

@@ -149,3 +149,29 @@ def test_evidence_knows_which_parsed_values_hold_floats(tmp_path: Path) -> None:
     for text in (b'{"a": 1.5}', b'[NaN]', b'{"b": [Infinity]}', b'[-Infinity]', b'[1e3]'):
         assert not ev.integral(ev.parse(text)), text
     assert not ev.integral({"a": 1})  # not a value it parsed
+
+
+def test_the_pool_is_prepared_once_and_unfreezes_the_collector(monkeypatch) -> None:
+    """_verify_all builds the SBOM validators before the workers fork (each inherits them,
+    none builds its own) and leaves the garbage collector as it found it."""
+    import gc
+
+    from factory import verify
+    from factory.verify import sbom
+
+    prepared: list[bool] = []
+
+    class Auditor:
+        def prepare(self) -> None:
+            sbom.warm_schema()
+            prepared.append(gc.get_freeze_count() == 0)
+
+        def verify(self, item: int) -> int:
+            return item * 2
+
+    monkeypatch.setattr(verify, "_PROCESSES_FROM", 2)
+    out = list(verify._verify_all(Auditor(), list(range(4)), 2))  # type: ignore[arg-type]
+    assert out == [0, 2, 4, 6] and prepared == [True]
+    assert gc.get_freeze_count() == 0
+    assert sbom._compiled.cache_info().currsize == 1
+    assert sbom._validator.cache_info().currsize >= 1

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from factory.cli import _app
@@ -20,7 +19,6 @@ from factory.cli._app import (
     settings,
 )
 from factory.errors import FactoryError
-from factory.recipes import check_recipes
 
 if TYPE_CHECKING:
     from factory.approve import AddReport
@@ -33,6 +31,8 @@ app.add_typer(recipes_app, name="recipes")
 @recipes_app.command("check")
 def recipes_check(as_json: JsonOpt = False) -> None:
     """Validate every recipe; report every error with its file and field."""
+    from factory.recipes import check_recipes  # imported by the commands that use it
+
     recipes, errors = check_recipes(settings())
     if as_json:
         emit_json({"recipes": sorted(recipes), "errors": [e.message for e in errors]})
@@ -48,6 +48,8 @@ def recipes_check(as_json: JsonOpt = False) -> None:
 @recipes_app.command("list")
 def recipes_list(as_json: JsonOpt = False) -> None:
     """List the approved components and their policy."""
+    from factory.recipes import check_recipes
+
     recipes, _ = check_recipes(settings())
     if as_json:
         emit_json([{"name": r.key, "kind": r.kind, "versions": str(r.versions),
@@ -196,6 +198,8 @@ def fetch(
     as_json: JsonOpt = False,
 ) -> None:
     """Download every locked sdist into the cache, verifying size and sha256."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
     from factory.fetch import fetch_stage
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),

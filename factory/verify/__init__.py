@@ -42,6 +42,7 @@ Its parts:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import os
@@ -163,6 +164,8 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
         yield from map(auditor.verify, items)
         return
     _AUDITOR = auditor
+    auditor.prepare()  # what every worker would load for itself, loaded once here
+    gc.freeze()  # the forked workers' collector leaves the inherited objects alone
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -172,6 +175,7 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
             yield from results
     finally:
         _AUDITOR = None
+        gc.unfreeze()
 
 
 def open_index(settings: Settings, index_dir: Path | None = None) -> IndexView:

@@ -67,7 +67,7 @@ from factory.verify.model import (
     failed,
     skipped,
 )
-from factory.verify.sbom import canonical_equals, schema_error
+from factory.verify.sbom import canonical_equals, schema_error, warm_schema
 from factory.verify.targets import Item
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView, same_version, sidecar
@@ -109,6 +109,12 @@ class Auditor:
             self._locked.setdefault((component.key, component.version), component)
         # Why advisories are not checked, when they are not (said in every artifact's row).
         self.advisories_problem = advisories_problem or "no advisory source configured"
+
+    def prepare(self) -> None:
+        """Load now what the checks would load on first use (the SBOM schema validator,
+        with jsonschema and the CycloneDX schemas): called before the workers fork, so
+        that they inherit it instead of each building its own."""
+        warm_schema()
 
     def verify(self, item: Item) -> ArtifactReport:
         """Every row of CHECKS that applies to ``item``, in order."""
