@@ -429,3 +429,22 @@ def report_runs(pool: Pool) -> None:
             wait = (run.start_time - run.created).total_seconds()
             print(f"run {run.name!r}: {run.state_name}, started {wait:.1f} s after it was "
                   f"created, ran {run.total_run_time.total_seconds():.1f} s")
+
+
+def test_a_worker_lists_the_pinned_image_once(image: Any, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build worker holds the image but did not make it: the first build asks the image
+    for its packages (a container), and the worker's state remembers them by image ID."""
+    from factory.build import image as images
+
+    settings = factories.settings(tmp_path)
+    first = images.held_image(settings)
+    assert first is not None and first.id == image.id and first.packages
+    assert json.loads(images.images_record(settings).read_text())[first.tag]["id"] == image.id
+
+    def no_container(*args: object) -> None:
+        raise AssertionError("the image was asked again")
+
+    monkeypatch.setattr(images, "_packages_in_image", no_container)
+    again = images.held_image(settings)
+    assert again == first

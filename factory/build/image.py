@@ -164,10 +164,14 @@ def _existing(settings: Settings, client: docker.DockerClient, tag: str) -> Imag
     packages = [str(p) for p in recorded] if isinstance(recorded, list) else []
     architectures = ({str(k): str(v) for k, v in arches.items()}
                      if isinstance(arches, dict) else {})
-    if not packages or not architectures:  # recorded by an older factory: ask the image
+    asked = not packages or not architectures
+    if asked:  # recorded by an older factory, or not here (a build worker): ask the image
         packages, architectures = _packages_in_image(client, str(found.id))
-    return ImageRef(tag=tag, id=str(found.id), origin="debootstrap", packages=packages,
-                    architectures=architectures)
+    ref = ImageRef(tag=tag, id=str(found.id), origin="debootstrap", packages=packages,
+                   architectures=architectures)
+    if asked and packages:  # once per image ID: a worker's every build ran dpkg-query (~1 s)
+        _remember(settings, ref)
+    return ref
 
 
 def _holds(ref: ImageRef, packages: list[str]) -> bool:
