@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,9 @@ ATTEMPTS = 3  # flow runs of one ticket that may crash before the build counts a
 POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 30  # what workers set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to (its minimum)
 ZOMBIE_SECONDS = 90.0  # silence after a heartbeat that makes a build run Crashed
+MAX_ZOMBIE_SECONDS = 86400.0  # a lost build waits at most this long to be built elsewhere
+POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # printed in a shell command
+_USER = re.compile(r"[A-Za-z0-9._-]+")  # ssh's user@host: a name, never a secret
 AUTOMATION = "factory-build: crash zombie build runs"
 FINAL_EVENTS = ("prefect.flow-run.Completed", "prefect.flow-run.Failed",
                 "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed")
@@ -96,15 +101,24 @@ def deploy_build(pool: str, source: str | None = None, limit: int | None = None,
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    if zombie_seconds <= HEARTBEAT_SECONDS:
-        raise ConfigError(f"a build run may go {zombie_seconds:.0f} s without a heartbeat, "
-                          f"not more than the workers' {HEARTBEAT_SECONDS} s between two",
-                          f"give more than {HEARTBEAT_SECONDS} s (90 is Prefect's advice)")
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process",
-                                               concurrency_limit=limit))
-    runnable: Any = build.from_source(source=source or str(CODE_ROOT),
-                                      entrypoint="flows/build.py:build")
+    _check_deploy(pool, source, zombie_seconds, python)
+    try:  # before anything is created: a source that cannot be loaded leaves nothing behind
+        runnable: Any = build.from_source(source=source or str(CODE_ROOT),
+                                          entrypoint="flows/build.py:build")
+    except Exception as exc:  # noqa: BLE001 - Prefect raises what its storage raised
+        raise ConfigError(f"cannot load the factory-build flow from --source: "
+                          f"{type(exc).__name__}: {one_line(str(exc), 300)}",
+                          "give this checkout's directory, or a git URL of it that the "
+                          "workers can clone") from None
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process",
+                                                   concurrency_limit=limit))
+        kind = client.read_work_pool(pool).type
+    if kind != "process":
+        raise ConfigError(f"the work pool {pool} exists and is of type {one_line(kind, 60)}, "
+                          "not process", "name another pool; factory builds run on a process "
+                          "work pool")
     # Flow.deploy asks the pool for its workers first, a request prefect 3.8.8's own server
     # refuses (422: limit null); applying the deployment registers the same thing.
     deployment = runnable.to_deployment(
@@ -113,6 +127,46 @@ def deploy_build(pool: str, source: str | None = None, limit: int | None = None,
     deployment_id = deployment.apply(work_pool_name=pool)
     zombie_automation(deployment_id, zombie_seconds)
     return deployment_id
+
+
+def _check_deploy(pool: object, source: str | None, zombie_seconds: float,
+                  python: str) -> None:
+    """Refuse, in one line and before anything is created, what would make a broken or
+    leaky deployment: a pool name Prefect refuses (or that is unsafe in the printed shell
+    command), a zombie window that is not a number of seconds between the heartbeat and a
+    day, an interpreter that is empty or holds control characters, a source URL that
+    carries credentials (they would be stored in the deployment, readable by anyone who
+    can read the Prefect server, and in every worker's logs)."""
+    if not isinstance(pool, str) or not POOL_NAME.fullmatch(pool):
+        raise ConfigError(f"{one_line(repr(pool), 120)} is not a work pool name",
+                          "use letters, digits, '.', '_' and '-' (at most 100)")
+    if not math.isfinite(zombie_seconds) or zombie_seconds <= HEARTBEAT_SECONDS:
+        raise ConfigError(f"a build run may go {zombie_seconds:.0f} s without a heartbeat, "
+                          f"not more than the workers' {HEARTBEAT_SECONDS} s between two",
+                          f"give more than {HEARTBEAT_SECONDS} s (90 is Prefect's advice)")
+    if zombie_seconds > MAX_ZOMBIE_SECONDS:
+        raise ConfigError(f"a zombie window of {zombie_seconds:.0f} s is over a day: a lost "
+                          "build would wait that long to be built elsewhere",
+                          f"give at most {MAX_ZOMBIE_SECONDS:.0f} s (90 is Prefect's advice)")
+    if not python or not python.isprintable() or python != python.strip():
+        raise ConfigError(f"--python {one_line(repr(python), 120)} is not an interpreter path",
+                          "give the workers' python, e.g. /opt/factory/.venv/bin/python")
+    if source is None:
+        return
+    if not source or not source.isprintable():
+        raise ConfigError("--source is empty or holds control characters",
+                          "give this checkout's directory or a git URL of it")
+    scheme, sep, rest = source.partition("://")
+    if not sep:
+        scheme, rest = "", source
+    if "@" in rest:
+        user = rest.split("@", 1)[0]
+        if scheme not in ("", "ssh", "git+ssh") or not _USER.fullmatch(user):
+            raise ConfigError("a --source URL with credentials in it is refused (they would "
+                              "be stored in the deployment and shown to everyone who can "
+                              "read the Prefect server)",
+                              "give workers the credentials through git's credential helper "
+                              "or an ssh key, and the URL without them")
 
 
 def zombie_automation(deployment_id: Any, within: float = ZOMBIE_SECONDS) -> Any:

@@ -19,7 +19,6 @@ before it is tagged (point FACTORY_DEBIAN_MIRROR at a snapshot that has it).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 
 from factory._internal.atomic import write_json, write_text
+from factory.build.confined import Confined, OutputRefused
 from factory.build.engine import connect
 from factory.build.record import SystemPackage
 from factory.config import Settings
@@ -362,12 +362,22 @@ def _tar(rootfs: Path, tarball: Path) -> None:
     )
 
 
+RECORD_LIMIT = 8 << 20  # bytes of images.json read back (an image's list is ~20 KB)
+
+
 def _load(settings: Settings) -> dict[str, dict[str, object]]:
+    """What images.json records, by tag; a record that is a link, not a regular file,
+    over ``RECORD_LIMIT``, not JSON or not a mapping of mappings counts as none (its
+    images are listed again and the record rewritten): it is only a cache."""
     path = images_record(settings)
-    if not path.is_file():
+    try:
+        data = Confined(path.parent, "builder image record").read_json(path.name,
+                                                                        RECORD_LIMIT)
+    except (OutputRefused, OSError):
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
 
 
 def _remember(settings: Settings, ref: ImageRef) -> None:
