@@ -119,7 +119,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files that hold slow tests run first (order kept otherwise): under pytest-xdist's
-    ``--dist loadfile`` the longest files then start early, rather than leaving one worker
-    alone with them at the end while the other has nothing left."""
+    ``--dist loadfile --no-loadscope-reorder`` (the Makefile's; xdist would otherwise
+    order files by their number of tests) the longest files then start early, rather
+    than leaving one worker alone with them at the end while the other has nothing left."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
