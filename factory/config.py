@@ -54,6 +54,11 @@ class Settings:
     # interpreters) by `factory builder bootstrap --interpreters`. The plan still builds
     # for 3.11 only (per-interpreter builds are the next step).
     build_interpreters: tuple[str, ...] = ("3.11",)
+    # [build] interpreters_dir: where built interpreters are kept (default
+    # <state_dir>/builder/interpreters). Each is checked against its manifest on every use,
+    # so a directory shared by several projects on one machine (as the tests and the demo
+    # share one) pays CPython's build once, like the builder image in Docker's store.
+    interpreters_dir: str | None = None
     index_url: str = "http://127.0.0.1:8700"
     serve_host: str = "127.0.0.1"
     serve_port: int = 8700
@@ -128,6 +133,13 @@ class Settings:
         return self.state_dir / "logs"
 
     @property
+    def interpreters_home(self) -> Path:
+        """Where built CPython interpreters are kept: [build] interpreters_dir or the state's."""
+        if self.interpreters_dir:
+            return (self.root / self.interpreters_dir).resolve()
+        return self.state_dir / "builder" / "interpreters"
+
+    @property
     def cluster_dir(self) -> Path:
         """The private PostgreSQL cluster of ``[server] database = "postgresql"``."""
         if self.postgres_dir:
@@ -165,6 +177,7 @@ _TOML_KEYS: dict[str, dict[str, str]] = {
         "max_output": "build_max_output",
         "repair": "build_repair",
         "interpreters": "build_interpreters",
+        "interpreters_dir": "interpreters_dir",
     },
     "index": {"url": "index_url", "host": "serve_host", "port": "serve_port"},
     "ledger": {"url": "ledger_url"},

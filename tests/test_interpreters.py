@@ -94,6 +94,19 @@ def test_the_configured_set_selects_pins_and_refuses_unknown_versions(tmp_path: 
             load_settings(tmp_path)
 
 
+def test_interpreters_are_kept_where_interpreters_dir_says(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pin = interpreters.PINS["3.13"]
+    default = load_settings(tmp_path)
+    assert interpreters.directory(default, pin, "a" * 64, "sha256:" + "b" * 64).parent == (
+        default.state_dir / "builder" / "interpreters")
+    (tmp_path / "factory.toml").write_text('[build]\ninterpreters_dir = "shared/pythons"\n')
+    assert load_settings(tmp_path).interpreters_home == tmp_path / "shared" / "pythons"
+    monkeypatch.setenv("FACTORY_INTERPRETERS_DIR", str(tmp_path / "cache"))
+    kept = interpreters.directory(load_settings(tmp_path), pin, "a" * 64, "sha256:" + "b" * 64)
+    assert kept.parent == tmp_path / "cache" and kept.name.startswith("cp313-aaaa")
+
+
 def test_the_flags_digest_names_how_it_is_built() -> None:
     assert len(interpreters.flags_sha256()) == 64
     assert "--disable-shared" in interpreters.CONFIGURE

@@ -220,7 +220,7 @@ def flags_sha256() -> str:
 def directory(settings: Settings, pin: InterpreterPin, source_sha256: str,
               image_id: str) -> Path:
     image = image_id.removeprefix("sha256:")[:16]
-    return (settings.state_dir / "builder" / "interpreters"
+    return (settings.interpreters_home
             / f"{pin.tag}-{source_sha256[:16]}-{image}-{flags_sha256()[:16]}")
 
 
