@@ -59,20 +59,28 @@ QUICK_COMPONENTS = 4
 
 def run(ctx: Context) -> None:
     from factory.config import Settings
-    from flows.postgres import PostgresError, ensure_cluster
-    from flows.server import ensure_server, stop_server
-    from tests.local_upstream import LocalUpstream, start, stop
+    from flows.server import own_server
+    from tests.local_upstream import LocalUpstream, start
 
     count = QUICK_COMPONENTS if ctx.quick else FULL_COMPONENTS
     ctx.work.chmod(0o711)  # as root the cluster runs as postgres, who must reach its data
     upstream = start(LocalUpstream(ctx.work / "upstream"))
-    saved = {k: os.environ.pop(k, None) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     pool = f"bench-{uuid.uuid4().hex[:8]}"
     root = tool_project(ctx, upstream.url, TOOLS, (
         f'[build]\nrepair = "none"\nconcurrency = 4\n[store]\nurl = "{ctx.work / "store"}"\n'
         f'[distributed]\npool = "{pool}"\n[server]\ndatabase = "postgresql"\n'))
     settings = Settings(root=root, state_dir=root / "state", server_database="postgresql")
     workers: dict[str, subprocess.Popen[bytes]] = {}
+    with own_server(settings):
+        _measure(ctx, settings, upstream, root, pool, count, workers)
+
+
+def _measure(ctx: Context, settings: Any, upstream: Any, root: Path, pool: str, count: int,
+             workers: dict[str, subprocess.Popen[bytes]]) -> None:
+    from flows.postgres import PostgresError, ensure_cluster
+    from flows.server import ensure_server
+    from tests.local_upstream import stop
+
     try:
         for name, path in locked_sdists(ctx, TOOLS):
             upstream.add_file(name, path)
@@ -80,7 +88,6 @@ def run(ctx: Context) -> None:
             ensure_cluster(settings.cluster_dir, durable=False)
         except PostgresError as exc:
             raise BenchSetupError(exc.message, exc.hint) from None
-        os.environ["PREFECT_HOME"] = str(settings.state_dir / "prefect")
         api = ensure_server(settings, wait=300)
         env = {**os.environ, "FACTORY_ROOT": str(root), "PREFECT_API_URL": api,
                "PREFECT_LOGGING_LEVEL": "WARNING"}
@@ -126,12 +133,6 @@ def run(ctx: Context) -> None:
         for worker in list(workers.values()):
             _stop(worker)
         stop(upstream)
-        stop_server(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _deploy(env: dict[str, str], pool: str) -> None:

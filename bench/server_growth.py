@@ -71,14 +71,13 @@ ORDER BY 2 DESC LIMIT 6
 def run(ctx: Context) -> None:
     from factory.config import Settings
     from flows.postgres import PostgresError, ensure_cluster
-    from flows.server import ensure_server, stop_server
+    from flows.server import ensure_server, own_server
 
     builds = QUICK_BUILDS if ctx.quick else FULL_BUILDS
     ctx.work.chmod(0o711)  # as root the server runs as postgres, who must reach its data
     settings = Settings(root=ctx.work, state_dir=ctx.work / "state",
                         server_database="postgresql")
-    saved = {k: os.environ.pop(k, None) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-    try:
+    with own_server(settings):
         try:
             address = ensure_cluster(settings.cluster_dir, durable=False)
         except PostgresError as exc:
@@ -100,13 +99,6 @@ def run(ctx: Context) -> None:
         ctx.describe("largest tables after the run (MB)", _tables(address))
         ctx.describe("rows after the run", _rows(address))
         ctx.note(f"measured on {builds} builds per repeat and extrapolated linearly to 1,000")
-    finally:
-        stop_server(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _record_builds(ctx: Context, api: str, settings: Any, builds: int) -> float:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -60,6 +61,30 @@ def configure_environment(settings: Settings) -> None:
         if value:
             os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(server_home(settings)))
+
+
+@contextlib.contextmanager
+def own_server(settings: Settings, also: tuple[str, ...] = ()) -> Iterator[None]:
+    """A scope in which this process talks to the embedded server of ``settings`` alone
+    (for tests and benchmarks that start several): another server's PREFECT_API_URL
+    unset and PREFECT_HOME at this one's home; at the end the server (and its cluster)
+    stopped and the environment as it was, ``also`` included -- ensure_server sets
+    PREFECT_API_URL and Prefect's quiet defaults in it."""
+    names = ("PREFECT_API_URL", "PREFECT_HOME", *QUIET, *also)
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_HOME"] = str(server_home(settings))
+    try:
+        yield
+    finally:
+        try:
+            stop_server(settings)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def ensure_server(settings: Settings, wait: float = 90.0) -> str:

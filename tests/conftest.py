@@ -93,14 +93,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One embedded Prefect server for the whole session, stopped at its end."""
-    from flows.server import ensure_server, stop_server
+    from flows.server import ensure_server, own_server
 
-    home = tmp_path_factory.mktemp("prefect")
-    settings = factories.settings(home)
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ["PREFECT_HOME"] = str(home / "state" / "prefect")
-    try:
+    settings = factories.settings(tmp_path_factory.mktemp("prefect"))
+    with own_server(settings):
         url = ensure_server(settings)
         # prefect reads its settings once, when first imported: a test module that
         # imported it at collection would otherwise start a temporary server per flow.
@@ -108,13 +104,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
-    finally:
-        stop_server(settings)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -124,3 +113,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     than leaving one worker alone with them at the end while the other has nothing left."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
+
+
+def pytest_sessionfinish() -> None:
+    """Stop any temporary Prefect server this process started. Prefect's process-wide
+    events worker starts one (a uvicorn subprocess) when it is first asked to send an
+    event while no PREFECT_API_URL is set -- after a test's server was gone -- and stops
+    it only at exit, which an xdist worker leaves through os._exit: the server outlived
+    the suite."""
+    import sys
+
+    module = sys.modules.get("prefect.server.api.server")
+    for server in list(getattr(getattr(module, "SubprocessASGIServer", None),
+                               "_instances", {}).values()):
+        server.stop()

@@ -161,14 +161,11 @@ def pool(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 
     from flows.build import deploy_build
     from flows.postgres import ensure_cluster
-    from flows.server import ensure_server, stop_server
+    from flows.server import ensure_server, own_server, stop_server
 
     tmp = tmp_path_factory.mktemp("distributed")
     cluster = reachable_dir("factory-dist-pg-")
     cache = Path(request.config.cache.mkdir("pinned-sdists"))
-    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "FACTORY_ROOT",
-                                            "PREFECT_UI_ENABLED")}
-    settings = None
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(serving(tmp / "upstream"))
         for name in TOOLS:
@@ -189,10 +186,10 @@ def pool(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
             f'concurrency = 4\n[store]\nurl = "{store}"\n[distributed]\npool = "{name}"\n'
             f'[server]\ndatabase = "postgresql"\npostgres_dir = "{cluster / "pg"}"\n')
         (tmp / "advisories").mkdir()
-        os.environ["FACTORY_ROOT"] = str(root)
-        os.environ.pop("PREFECT_API_URL", None)  # the session's SQLite server must not answer
         settings = load_settings(root)
-        os.environ["PREFECT_HOME"] = str(settings.state_dir / "prefect")
+        # the session's SQLite server must not answer
+        stack.enter_context(own_server(settings, also=("FACTORY_ROOT", "PREFECT_UI_ENABLED")))
+        os.environ["FACTORY_ROOT"] = str(root)
         pool = Pool(name, settings, store, tmp, "", upstream)
         try:
             # Locking (fetching the sdists; the ledger is on the cluster) needs no Prefect
@@ -217,12 +214,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
             for worker in list(pool.workers):
                 pool.kill(worker)
             _remove_containers("slow")
-            stop_server(settings)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            stop_server(settings)  # before its cluster's directory goes
             shutil.rmtree(cluster, ignore_errors=True)
             print(f"\ntest_distributed timings (s): {pool.seconds}")
 

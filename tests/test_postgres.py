@@ -23,30 +23,21 @@ from tests.postgres_fixtures import have_postgres, postgres_project, reachable_d
 
 needs_postgres = pytest.mark.skipif(not have_postgres(),
                                     reason="no PostgreSQL server programs (Debian's postgresql)")
-ENV = ("PREFECT_API_URL", "PREFECT_HOME")
 
 
 @pytest.fixture(scope="module")
 def project() -> Iterator[Settings]:
-    from flows.server import stop_server
+    from flows.server import own_server
 
     base = reachable_dir("factory-pg-")
     settings = postgres_project(base)
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.pop("PREFECT_API_URL", None)  # another module's server must not answer
-    os.environ["PREFECT_HOME"] = str(settings.state_dir / "prefect")
     try:
-        # without fsync: Prefect's first start migrates its schema in half the time
-        ensure_cluster(settings.cluster_dir, durable=False)
-        yield settings
+        with own_server(settings):  # another module's server must not answer
+            # without fsync: Prefect's first start migrates its schema in half the time
+            ensure_cluster(settings.cluster_dir, durable=False)
+            yield settings
     finally:
-        stop_server(settings)
         stop_cluster(settings.cluster_dir)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         shutil.rmtree(base, ignore_errors=True)
 
 
