@@ -55,8 +55,7 @@ def build_slot(settings: Settings, timeout: float | None = None) -> Iterator[UUI
     with get_client(sync_client=True) as client:
         reclaim(settings, client)
         lease = _acquire(client, timeout)
-        note = notes_dir(settings) / f"{lease}.json"
-        write_json(note, {"lease": str(lease), "limit": BUILD_LIMIT, "owner": owner_id()})
+        note = _write_note(settings, lease)
         stop = threading.Event()
         # In this thread's context: the Prefect settings (the API URL) travel in it.
         renewer = threading.Thread(target=contextvars.copy_context().run,
@@ -69,7 +68,21 @@ def build_slot(settings: Settings, timeout: float | None = None) -> Iterator[UUI
             stop.set()
             renewer.join(timeout=RENEW_SECONDS)
             _release(client, lease)
-            note.unlink(missing_ok=True)
+            if note is not None:
+                note.unlink(missing_ok=True)
+
+
+def _write_note(settings: Settings, lease: UUID) -> Path | None:
+    """The note naming this process as the lease's holder, for ``reclaim`` after a crash;
+    none (the lease then just expires) when the notes directory is a link: written
+    through it, the note would land, and later be deleted, wherever it points."""
+    notes = notes_dir(settings)
+    if notes.is_symlink():
+        log.warning("build slot notes %s is a link; not writing through it", notes)
+        return None
+    note = notes / f"{lease}.json"
+    write_json(note, {"lease": str(lease), "limit": BUILD_LIMIT, "owner": owner_id()})
+    return note
 
 
 def reclaim(settings: Settings, client: Any) -> list[UUID]:

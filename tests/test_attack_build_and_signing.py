@@ -751,6 +751,27 @@ def test_a_slot_notes_directory_replaced_by_a_link_deletes_nothing_through_it(
     assert (elsewhere / "alpha.json").read_text() == '{"name": "alpha"}'
 
 
+def test_a_slot_notes_directory_replaced_by_a_link_gets_no_note_through_it(
+        tmp_path: Path) -> None:
+    """build_slot wrote its note through the link (reclaim already refused it)."""
+    import uuid as uuids
+
+    from flows.slots import _write_note, notes_dir
+
+    settings = factories.settings(tmp_path)
+    lease = uuids.uuid4()
+    elsewhere = tmp_path / "records"
+    elsewhere.mkdir()
+    notes_dir(settings).parent.mkdir(parents=True)
+    notes_dir(settings).symlink_to(elsewhere)
+    assert _write_note(settings, lease) is None
+    assert list(elsewhere.iterdir()) == []
+    notes_dir(settings).unlink()
+    note = _write_note(settings, lease)
+    assert note is not None and note.parent == notes_dir(settings)
+    assert str(lease) in note.read_text()
+
+
 # -- kill -9 at other points ----------------------------------------------------------------------
 PAUSE_AT = """
     import os, sys, time
