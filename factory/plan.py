@@ -84,6 +84,7 @@ class Plan:
     nodes: dict[str, Node]
     order: list[str]
     cycles: list[str] = field(default_factory=list)
+    interpreters: tuple[str, ...] = ()  # [build] interpreters, when more than the image's
 
     def explain(self) -> str:
         lines = []
@@ -106,6 +107,12 @@ class Plan:
         for cycle in self.cycles:
             lines.append(f"cycle broken: {cycle}")
         lines += self._explain_repair()
+        if len(self.interpreters) > 1:
+            lines.append(f"interpreters: {', '.join(self.interpreters)}; a component whose "
+                         "first wheel is native (cp311-cp311, not abi3) is built again for "
+                         "each other one its Requires-Python admits (said in the run's "
+                         "summary when it is not), with the build tools' wheels for that "
+                         "interpreter; pure and abi3 wheels are built once")
         return "\n".join(lines)
 
     @property
@@ -270,7 +277,9 @@ def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
                                 "`factory lock`")
             graph.add(found, "asked for")
     _expand(graph)
-    return _ordered(graph)
+    plan = _ordered(graph)
+    plan.interpreters = tuple(settings.build_interpreters)
+    return plan
 
 
 def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,

@@ -128,7 +128,11 @@ def _task_wrapper(settings: Settings) -> Callable[[Node, Callable[[], BuildRecor
 
 def _outcomes(plan: Plan, built: list[BuildRecord], failed: dict[str, str],
               skipped: set[str]) -> list[dict[str, str]]:
-    by_node = {f"{r.component}=={r.version}": r for r in built}
+    """One row per wheel built or kept (a native component has one per interpreter) and
+    per failure (``name==version [cp313]`` for another interpreter's build)."""
+    by_node: dict[str, list[BuildRecord]] = {}
+    for record in built:
+        by_node.setdefault(f"{record.component}=={record.version}", []).append(record)
     rows = []
     for nid in plan.order:
         node = plan.nodes[nid]
@@ -136,20 +140,24 @@ def _outcomes(plan: Plan, built: list[BuildRecord], failed: dict[str, str],
         if nid in failed:
             rows.append({"component": node.name, "version": node.version, "outcome": "failed",
                          "detail": failed[nid]})
-        elif key in by_node:
-            outcome = "unchanged" if key in skipped else "built"
+        for record in by_node.get(key, []):
+            outcome = "unchanged" if record.wheel_filename in skipped else "built"
             rows.append({"component": node.name, "version": node.version, "outcome": outcome,
-                         "detail": by_node[key].wheel_filename})
+                         "detail": record.wheel_filename})
+        for vid, why in failed.items():  # another interpreter's build of it
+            if vid.startswith(f"{nid} ["):
+                rows.append({"component": node.name, "version": node.version,
+                             "outcome": "failed", "detail": f"{vid}: {why}"})
     return rows
 
 
 def _record_outcomes(settings: Settings, rows: list[dict[str, str]], records: list[BuildRecord],
                      run_id: str | None) -> None:
-    by_key = {(r.component, r.version): r for r in records}
+    by_wheel = {r.wheel_filename: r for r in records}
     for row in rows:
         if row["outcome"] == "unchanged":
             continue
-        record = by_key.get((row["component"], row["version"]))
+        record = by_wheel.get(row["detail"])
         ledger.record_build(
             settings, component=row["component"], version=row["version"],
             outcome=row["outcome"], sdist_sha256=record.source.sha256 if record else "",
@@ -175,8 +183,7 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
     builder = remote_builder(settings) if settings.build_pool else None
     outcome = run_plan(settings, the_plan, wrap=_task_wrapper(settings), refused=refused,
                        build=builder)
-    skipped = {f"{r.component}=={r.version}" for r in outcome.records
-               if r.wheel_filename in before}
+    skipped = {r.wheel_filename for r in outcome.records if r.wheel_filename in before}
     rows = _outcomes(the_plan, outcome.records, outcome.failed, skipped)
     _record_outcomes(settings, rows, outcome.records, run_id)
     index = Index.of(settings)
@@ -191,6 +198,8 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
                "failed": sum(r["outcome"] == "failed" for r in rows),
                "published": published, "refused": len(report.refused),
                "seconds": round(time.monotonic() - started, 2)}
+    if outcome.skipped:  # native components another interpreter is not built for
+        summary["not built for"] = dict(outcome.skipped)
     if report.equivalence:  # the verdicts of this run's pure wheels against upstream's
         summary["equivalence with upstream"] = report.equivalence
     _artifacts(rows, summary, [r.line() for r in report.refused])

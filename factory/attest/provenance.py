@@ -167,7 +167,31 @@ def resolved_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
         )
     deps.extend(system_dependencies(record))
     deps.extend(repair_dependencies(record))
+    deps.extend(interpreter_dependencies(record))
     return unique_materials(deps)
+
+
+def interpreter_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
+    """The CPython the factory built and mounted for the build (host-known), and the
+    Debian source tarball it was built from; none for the builder image's own python3
+    (the image's digest and dpkg list name it)."""
+    built = record.builder_settings.get("interpreter")
+    source = built.get("source") if isinstance(built, dict) else None
+    if not isinstance(built, dict) or not isinstance(source, dict) \
+            or not isinstance(built.get("tree_sha256"), str):
+        return []
+    package, version = str(source.get("package")), str(source.get("version"))
+    return [
+        {"uri": PackageURL(type="deb", namespace="debian", name=package, version=version,
+                           qualifiers={"arch": "source"}).to_string(),
+         "name": str(source.get("filename")), "digest": {"sha256": str(source.get("sha256"))},
+         "annotations": {"role": "interpreter-source", "suite": str(source.get("suite"))}},
+        {"name": f"cpython {built.get('version')} {built.get('prefix')}",
+         "digest": {"sha256": built["tree_sha256"]},
+         "annotations": {"role": "interpreter", "builtBy": "factory",
+                         "digestOf": "the tree's manifest (every file's path, mode and sha256)",
+                         "mountedAt": str(built.get("prefix"))}},
+    ]
 
 
 def repair_dependencies(record: BuildRecord) -> list[dict[str, Any]]:

@@ -456,7 +456,35 @@ def platform_components(record: BuildRecord) -> list[dict[str, Any]]:
             "purl": PackageURL(type="generic", name="cpython", version=upstream).to_string(),
             "properties": [{"name": f"{PROP}:debian-package", "value": package.purl()}],
         })
+    found.extend(_built_interpreter(record))
     return found
+
+
+def _built_interpreter(record: BuildRecord) -> list[dict[str, Any]]:
+    """The CPython the factory built from Debian's source and the build ran, when it was
+    not the image's own python3: version, tree digest and the tarball it came from."""
+    built = record.builder_settings.get("interpreter")
+    source = built.get("source") if isinstance(built, dict) else None
+    if not isinstance(built, dict) or not isinstance(source, dict) \
+            or not isinstance(built.get("tree_sha256"), str):
+        return []
+    version = one_line(str(built.get("version")), 40)
+    tag = one_line(str(built.get("tag")), 20)
+    deb = PackageURL(type="deb", namespace="debian", name=str(source.get("package")),
+                     version=str(source.get("version")), qualifiers={"arch": "source"})
+    return [{
+        "type": "application", "bom-ref": f"interpreter:{tag}", "name": "cpython",
+        "version": version,
+        "purl": PackageURL(type="generic", name="cpython", version=version).to_string(),
+        "properties": [
+            {"name": f"{PROP}:built-by", "value": "factory"},
+            {"name": f"{PROP}:ran-the-build", "value": "true"},
+            {"name": f"{PROP}:prefix", "value": one_line(str(built.get("prefix")), 80)},
+            {"name": f"{PROP}:tree-sha256", "value": one_line(built["tree_sha256"], 64)},
+            {"name": f"{PROP}:debian-source", "value": deb.to_string()},
+            {"name": f"{PROP}:source-tarball", "value": one_line(
+                f"{source.get('filename')} sha256:{source.get('sha256')}", 200)},
+        ]}]
 
 
 def formulation(record: BuildRecord, root_ref: str,

@@ -59,6 +59,7 @@ from factory.config import Settings
 from factory.errors import BuildError, ConfigError, one_line
 
 SYSTEM = "3.11"  # the builder image's own python3 (Debian bookworm): nothing to build
+SYSTEM_TAG = "cp311"
 # What CPython's configure needs on top of the builder image for the modules a build
 # tool uses (ssl, zlib, bz2, lzma, ctypes, sqlite3, uuid, readline, curses), plus make
 # and xz. Their runtime libraries are in the builder image already (Debian's python3
@@ -180,6 +181,11 @@ class Interpreter:
     flags_sha256: str
     seconds: float  # what building it took (paid once per image)
     fresh: bool = False  # built by this call (else found kept and checked)
+
+    @property
+    def executable(self) -> str:
+        """Its python inside a container (the tree mounted at ``prefix``)."""
+        return f"{self.prefix}/bin/python{'.'.join(self.version.split('.')[:2])}"
 
     def describe(self) -> dict[str, Any]:
         """What a record says of it (host-known: the host built and checked it)."""
@@ -422,7 +428,7 @@ def _read_json(path: Path, limit: int) -> Any:
         return None
 
 
-def _kept(where: Path, pin: InterpreterPin, tarball: SourceTarball,
+def _kept(where: Path, pin: InterpreterPin, source: dict[str, Any],
           signature: dict[str, Any], image_id: str) -> Interpreter | None:
     """The tree kept at ``where`` when its note matches and every file still matches the
     manifest (hashed again now); None otherwise."""
@@ -432,7 +438,7 @@ def _kept(where: Path, pin: InterpreterPin, tarball: SourceTarball,
     if not isinstance(note, dict) or not isinstance(listed, list):
         return None
     digest, version = note.get("tree_sha256"), note.get("version")
-    if (note.get("source") != tarball.describe() or note.get("image_id") != image_id
+    if (note.get("source") != source or note.get("image_id") != image_id
             or note.get("flags_sha256") != flags_sha256() or note.get("tag") != pin.tag
             or not isinstance(digest, str) or not isinstance(version, str)
             or tree_sha256(listed) != digest or not tree.is_dir() or tree.is_symlink()):
@@ -443,9 +449,67 @@ def _kept(where: Path, pin: InterpreterPin, tarball: SourceTarball,
     except (OSError, BuildError):
         return None
     seconds = note.get("seconds")
-    return Interpreter(version, pin.tag, pin.prefix, tree, digest, tarball.describe(),
+    return Interpreter(version, pin.tag, pin.prefix, tree, digest, dict(source),
                        signature, image_id, flags_sha256(),
                        float(seconds) if isinstance(seconds, int | float) else 0.0)
+
+
+def usable(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpreter | None:
+    """The interpreter built for ``image`` from ``pin``'s tarball and kept, checked against
+    its manifest, without the tarball itself: its note must name the pinned source (its
+    sha256, package and version), and what upstream's signature check found then is what
+    the note says. What a build uses (the tarball need not be kept in this state, so a
+    machine's shared interpreters_dir serves every state); None when there is none."""
+    note = _read_json(directory(settings, pin, pin.orig_sha256, image.id) / "interpreter.json",
+                      MAX_NOTE)
+    if not isinstance(note, dict) or not isinstance(note.get("source"), dict) \
+            or not isinstance(note.get("signature"), dict):
+        return None
+    source = note["source"]
+    if (source.get("sha256"), source.get("package"), source.get("version")) != (
+            pin.orig_sha256, pin.source.package, pin.source.version):
+        return None
+    return _kept(directory(settings, pin, pin.orig_sha256, image.id), pin, source,
+                 note["signature"], image.id)
+
+
+def for_build(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpreter:
+    """The interpreter a build uses: kept (``usable``), or fetched, verified and built now
+    (``for_image``)."""
+    return usable(settings, image, pin) or for_image(settings, image, pin)
+
+
+def find_recorded(settings: Settings, described: dict[str, Any]) -> Interpreter:
+    """The kept interpreter a build record describes (``Interpreter.describe()``): the same
+    pin, image, flags and tree digest, checked against its manifest. BuildError when this
+    machine does not keep it."""
+    version = str(described.get("version", ""))
+    line = ".".join(version.split(".")[:2])
+    pin = PINS.get(line)
+    image_id = str(described.get("image_id", ""))
+    found = None
+    if pin is not None and described.get("tag") == pin.tag and image_id.startswith("sha256:"):
+        found = usable(settings, ImageRef(tag="", id=image_id, origin=""), pin)
+    if (found is None or found.tree_sha256 != described.get("tree_sha256")
+            or found.flags_sha256 != described.get("flags_sha256")
+            or found.version != version):
+        raise BuildError(f"the recorded interpreter CPython {one_line(version, 20)} (tree "
+                         f"sha256 {one_line(str(described.get('tree_sha256')), 64)[:16]}…) is "
+                         f"not kept in {settings.interpreters_home}",
+                         "build it again on the recorded image (`factory builder bootstrap "
+                         "--interpreters`) or point build.interpreters_dir at where it is kept")
+    return found
+
+
+def system_description(image: ImageRef) -> dict[str, Any]:
+    """What a record says of the builder image's own python3 (Debian bookworm's 3.11)."""
+    package = next((p for p in image.packages if split_package(p)[0] == f"python{SYSTEM}"), "")
+    debian_version = split_package(package)[1] or ""
+    upstream = debian_version.partition(":")[2] or debian_version
+    return {"version": upstream.rsplit("-", 1)[0] or SYSTEM, "tag": SYSTEM_TAG,
+            "prefix": "/usr", "executable": "python3",
+            "debian_package": package or f"python{SYSTEM}",
+            "origin": "the builder image's Debian python3 (its dpkg list names the package)"}
 
 
 def kept(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpreter | None:
@@ -455,8 +519,8 @@ def kept(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interprete
     if tarball is None or tarball.sha256 != pin.orig_sha256:
         return None
     signature = check_signature(tarball, pin)
-    return _kept(directory(settings, pin, tarball.sha256, image.id), pin, tarball, signature,
-                 image.id)
+    return _kept(directory(settings, pin, tarball.sha256, image.id), pin, tarball.describe(),
+                 signature, image.id)
 
 
 def for_image(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpreter:
@@ -465,7 +529,7 @@ def for_image(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Inter
     SignatureRefused) or BuildError when it cannot be had."""
     tarball, signature = fetch_source(settings, pin)
     where = directory(settings, pin, tarball.sha256, image.id)
-    found = _kept(where, pin, tarball, signature, image.id)
+    found = _kept(where, pin, tarball.describe(), signature, image.id)
     if found is not None:
         return found
     return _build(settings, image, pin, tarball, signature, where)
@@ -565,7 +629,7 @@ def _build(settings: Settings, image: ImageRef, pin: InterpreterPin, tarball: So
         staging.rename(where)
     except OSError:  # another factory process on this state dir placed it first
         shutil.rmtree(staging, ignore_errors=True)
-        placed = _kept(where, pin, tarball, signature, image.id)
+        placed = _kept(where, pin, tarball.describe(), signature, image.id)
         if placed is None:
             raise
         return placed

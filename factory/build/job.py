@@ -33,7 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file, write_bytes, write_json
-from factory.build import debian, grafted, missing, repair
+from factory.build import debian, grafted, interpreters, missing, repair
 from factory.build.confined import Confined, OutputRefused, Usage, measure
 from factory.build.docker import (
     Bind,
@@ -60,6 +60,7 @@ from factory.build.env import (
     source_date_epoch,
 )
 from factory.build.image import ImageRef, image_packages, system_packages
+from factory.build.interpreters import Interpreter
 from factory.build.patchelf import MOUNT as PATCHELF_MOUNT
 from factory.build.patchelf import Patchelf
 from factory.build.record import BuildRecord, InstalledTool, SystemPackage
@@ -101,6 +102,19 @@ class BuildInputs:
     repair_note: str = ""  # why there are no repair tools, when there are none
     system_packages: tuple[str, ...] = ()  # the recipe's Debian packages (names or pins)
     patchelf: Patchelf | None = None  # built by the factory, for the repair step
+    # The CPython the driver runs (and so the wheel's tag), built by the factory and
+    # mounted read-only at its prefix; None: the builder image's own python3 (3.11).
+    interpreter: Interpreter | None = None
+
+    @property
+    def python_tag(self) -> str:
+        """cp311, cp313: the interpreter and ABI tag a native wheel of this build carries."""
+        return self.interpreter.tag if self.interpreter else interpreters.SYSTEM_TAG
+
+    def describe_interpreter(self) -> dict[str, Any]:
+        """What the record says of the interpreter the build ran."""
+        return (self.interpreter.describe() if self.interpreter
+                else interpreters.system_description(self.image))
 
 
 @dataclass(frozen=True)
@@ -254,7 +268,11 @@ def _execute(
     if inputs.source.url.startswith("git+"):
         # A git archive has no .git: tell setuptools-scm/hatch-vcs the locked version.
         environment["SETUPTOOLS_SCM_PRETEND_VERSION"] = inputs.version
-    command = ["python3", "-I", "-S", "/kit/driver.py"]
+    python = "python3"
+    if inputs.interpreter is not None:  # a factory-built CPython, read-only at its prefix
+        binds.append(Bind(inputs.interpreter.tree, inputs.interpreter.prefix))
+        python = inputs.interpreter.executable
+    command = [python, "-I", "-S", "/kit/driver.py"]
     labels = {"org.factory.component": f"{inputs.name}=={inputs.version}",
               "org.factory.invocation": run.invocation}
     result = run_container(
@@ -461,10 +479,27 @@ def _the_wheel(settings: Settings, run: _Run, out: Confined, work: Path) -> Path
             "which names another project or version",
             "the sdist's metadata disagrees with the lock; check the recipe's source",
         )
+    _check_tags(inputs, filename)
     held = work / "result"
     held.mkdir(mode=0o700)
     out.copy(filename, held / filename, max_output(settings))
     return held / filename
+
+
+def _check_tags(inputs: BuildInputs, filename: str) -> None:
+    """A wheel bound to an interpreter's ABI must be the build's interpreter's: a cp311
+    wheel from a cp313 build (a driver that ran another python, say) is refused. Pure,
+    abi3 and ``none`` wheels fit every interpreter; a build for a factory-built
+    interpreter exists only for native wheels, so it must give one of its own."""
+    wanted = inputs.python_tag
+    tags = parse_wheel_filename(filename)[3]
+    bound = [t for t in tags if t.abi not in ("none", "abi3")]
+    wrong = [str(t) for t in bound if (t.interpreter, t.abi) != (wanted, wanted)]
+    if wrong or (inputs.interpreter is not None and not bound):
+        raise BuildError(
+            f"{_what(inputs)}: the build for {wanted} produced {filename}, whose tags "
+            f"({', '.join(sorted(wrong or map(str, tags))[:3])}) are not {wanted}-{wanted}",
+            "the build ran another interpreter than the one mounted; report it")
 
 
 def _record(
@@ -528,6 +563,7 @@ def _builder_settings(
         "frontend": inputs.kit.describe(),
         "upstream_wheels": list(inputs.upstream_wheels),
         "image_origin": inputs.image.origin,
+        "interpreter": inputs.describe_interpreter(),
     }
 
 

@@ -212,6 +212,11 @@ def worker_name() -> str:
 def make_ticket(settings: Settings, store: ArtifactStore,
                 inputs: BuildInputs) -> tuple[BuildTicket, Blob]:
     """Put every input of ``inputs`` in the store; the ticket and its blob."""
+    if inputs.interpreter is not None:  # a ticket names no interpreter yet: workers run 3.11
+        raise BuildError(f"{inputs.name} {inputs.version} for {inputs.python_tag}: distributed "
+                         "builds run the builder image's own python3 only",
+                         "build other interpreters' wheels without [distributed] pool, or "
+                         "leave build.interpreters at [\"3.11\"] there")
     lock = load_lock(settings)
     locked = lock.get(inputs.name, inputs.version)
     if locked is None:

@@ -178,11 +178,15 @@ def build(
         emit_json({"built": [{"component": r.component, "version": r.version,
                               "wheel": r.wheel_filename, "sha256": r.wheel_sha256}
                              for r in records],
-                   "failed": [{"component": nid, "error": why} for nid, why in failed.items()]})
+                   "failed": [{"component": nid, "error": why} for nid, why in failed.items()],
+                   "not_built_for": [{"component": vid, "why": why}
+                                     for vid, why in outcome.skipped.items()]})
     else:
         for r in records:
             _app.out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…",
                            highlight=False)
+        for vid, why in outcome.skipped.items():  # an interpreter its Requires-Python excludes
+            plain(f"  not built: {vid}: {why}", _app.out)
         for nid, why in failed.items():  # one line each; the others were built
             plain(f"error: {nid}: {why}")
         _app.out.print(f"{len(records)} wheels built from source in {s.wheels_dir}"

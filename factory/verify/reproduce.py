@@ -24,8 +24,8 @@ from typing import Any
 from docker.errors import DockerException, ImageNotFound
 
 from factory._internal.atomic import sha256_file
+from factory.build import interpreters, patchelf, repair
 from factory.build import job as builder
-from factory.build import patchelf, repair
 from factory.build.debian_source import SourcePin
 from factory.build.engine import connect
 from factory.build.env import Kit, KitPart, import_root
@@ -131,7 +131,17 @@ def _inputs(settings: Settings, index: IndexView, record: BuildRecord,
         recipe_name=record.recipe_name, recipe_digest=record.recipe_digest,
         patches=tuple(dict(p) for p in record.patches),
         upstream_wheels=tuple(record.builder_settings.get("upstream_wheels") or ()),
+        interpreter=_interpreter(settings, record),
     )
+
+
+def _interpreter(settings: Settings, record: BuildRecord) -> interpreters.Interpreter | None:
+    """The factory-built CPython the record's build ran (kept, with the recorded tree
+    digest), or None for the image's own python3."""
+    described = record.builder_settings.get("interpreter")
+    if not isinstance(described, dict) or "tree_sha256" not in described:
+        return None
+    return interpreters.find_recorded(settings, described)
 
 
 def _patchelf(settings: Settings, image: ImageRef,

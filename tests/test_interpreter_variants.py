@@ -1,0 +1,283 @@
+"""Native wheels for every configured CPython, without containers: which nodes get a build
+per interpreter, what each such build installs, what is skipped or fails alone, the tag
+check on what a build gives back, and two interpreters' records side by side.
+
+The builds are stand-ins (the executor's ``build`` for the first wheels, the ``build``
+hook of run_plan for the other interpreters' builds): the container side is
+tests/test_interpreters_docker.py.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from factory.attest.provenance import interpreter_dependencies
+from factory.attest.sbom import PROP, platform_components
+from factory.build import executor, interpreters, job
+from factory.build import ticket as tickets
+from factory.build.debian_source import SourceUnavailable
+from factory.build.interpreters import Interpreter, InterpreterPin
+from factory.build.record import BuildRecord
+from factory.config import Settings
+from factory.errors import BuildError
+from factory.lock import Lock, save_lock
+from factory.plan import Node, Plan
+from factory.upstream.cache import Sdist
+from tests import factories
+from tests.factories import locked
+
+NATIVE = "{name}-1.0-{tag}-{tag}-manylinux_2_17_x86_64.whl"
+SOURCE = {"package": "python3.13", "version": "3.13.5-2+deb13u5", "suite": "trixie",
+          "filename": "python3.13_3.13.5.orig.tar.xz", "sha256": "9" * 64, "size": 1,
+          "upstream_version": "3.13.5"}
+
+
+def python(version: str) -> Interpreter:
+    tag = "cp" + "".join(version.split(".")[:2])
+    return Interpreter(version, tag, f"/opt/python/{tag}-{tag}", Path("/nonexistent"),
+                       tag[2:].ljust(64, "0"), dict(SOURCE), {"kind": "none"},
+                       "sha256:" + "c" * 64, "f" * 64, 0.0)
+
+
+@dataclass
+class Fake:
+    """What each stand-in build was given, and how each first build's wheel is tagged."""
+
+    settings: Settings
+    kinds: dict[str, str]  # name -> "native", "pure", "abi3", "fail-cp313" ...
+    requires_python: dict[str, str] = field(default_factory=dict)
+    first: list[str] = field(default_factory=list)
+    variants: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+
+def _wheel(directory: Path, filename: str, requires_python: str | None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    name = filename.split("-")[0]
+    with zipfile.ZipFile(directory / filename, "w") as archive:
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+        if requires_python:
+            meta += f"Requires-Python: {requires_python}\n"
+        archive.writestr(f"{name}-1.0.dist-info/METADATA", meta)
+
+
+def _record(filename: str, interpreter: dict[str, Any] | None = None) -> Any:
+    return SimpleNamespace(wheel_filename=filename, component=filename.split("-")[0],
+                           builder_settings={"interpreter": interpreter} if interpreter else {})
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fake:
+    settings = factories.settings(tmp_path, build_interpreters=("3.11", "3.13", "3.14"))
+    state = Fake(settings, {})
+
+    def first(self: executor._Executor, node: Node) -> Any:
+        state.first.append(node.name)
+        kind = state.kinds.get(node.name, "pure")
+        if kind == "fail":
+            raise BuildError(f"{node.name}: build failed")
+        filename = {"pure": f"{node.name}-1.0-py3-none-any.whl",
+                    "abi3": f"{node.name}-1.0-cp39-abi3-manylinux_2_17_x86_64.whl"}.get(
+            kind, NATIVE.format(name=node.name, tag="cp311"))
+        _wheel(settings.wheels_dir, filename, state.requires_python.get(node.name))
+        return _record(filename)
+
+    def interpreter(self: executor.Session, pin: InterpreterPin) -> Interpreter:
+        if pin.version == "3.14":
+            raise SourceUnavailable("python3.14 3.14.8-1: HTTPStatusError: 404 Not Found")
+        return python("3.13.5")
+
+    def inputs(self: executor.Session, node: Node, wheels: list[Path],
+               repair_wheels: list[Path] | None = None,
+               python: Interpreter | None = None) -> Any:
+        return SimpleNamespace(name=node.name, tools=wheels, repair_tools=(),
+                               interpreter=python, python_tag=python.tag if python else "cp311")
+
+    monkeypatch.setattr(executor._Executor, "build", first)
+    monkeypatch.setattr(executor.Session, "interpreter", interpreter)
+    monkeypatch.setattr(executor.Session, "inputs", inputs)
+    monkeypatch.setattr(executor, "_up_to_date", lambda session, inputs: None)
+    return state
+
+
+def _run(fake: Fake, edges: dict[str, list[str]]) -> executor.Outcome:
+    factories.recipe(fake.settings.root, "anything")
+    save_lock(fake.settings, Lock([locked(name, "1.0") for name in edges]))
+    nodes = {}
+    for name, needs in edges.items():
+        node = Node(name, "1.0", "runtime", locked(name, "1.0"), static=[])
+        node.env = [f"{n}==1.0" for n in needs]
+        nodes[f"{name}==1.0"] = node
+
+    def variant(settings: Settings, inputs: Any) -> Any:
+        fake.variants.append((inputs.name, inputs.python_tag, [w.name for w in inputs.tools]))
+        if fake.kinds.get(inputs.name) == f"fail-{inputs.python_tag}":
+            raise BuildError(f"{inputs.name}: build failed")
+        filename = NATIVE.format(name=inputs.name, tag=inputs.python_tag)
+        _wheel(settings.wheels_dir, filename, None)
+        return _record(filename)
+
+    return executor.run_plan(fake.settings, Plan(nodes, sorted(nodes)), concurrency=1,
+                             build=variant)
+
+
+def test_only_native_wheels_are_built_again_per_interpreter(fake: Fake) -> None:
+    fake.kinds = {"ext": "native", "lib": "pure", "stable": "abi3"}
+    outcome = _run(fake, {"ext": [], "lib": [], "stable": []})
+    assert sorted(fake.first) == ["ext", "lib", "stable"]
+    assert [(name, tag) for name, tag, _ in fake.variants] == [("ext", "cp313")]
+    assert [r.wheel_filename for r in outcome.records] == [
+        "ext-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "lib-1.0-py3-none-any.whl", "stable-1.0-cp39-abi3-manylinux_2_17_x86_64.whl",
+        "ext-1.0-cp313-cp313-manylinux_2_17_x86_64.whl"]
+    # 3.14 cannot be had here: that variant alone fails, in one line that says why
+    assert list(outcome.failed) == ["ext==1.0 [cp314]"]
+    assert "CPython 3.14 cannot be had" in outcome.failed["ext==1.0 [cp314]"]
+    assert "404" in outcome.failed["ext==1.0 [cp314]"]
+
+
+def test_an_interpreter_requires_python_excludes_is_skipped_and_said(fake: Fake) -> None:
+    fake.kinds = {"old": "native", "new": "native"}
+    fake.requires_python = {"old": ">=3.8,<3.13", "new": ">=3.9"}
+    outcome = _run(fake, {"old": [], "new": []})
+    assert [(name, tag) for name, tag, _ in fake.variants] == [("new", "cp313")]
+    assert outcome.skipped == {
+        "old==1.0 [cp313]": "Requires-Python >=3.8,<3.13 excludes CPython 3.13.5"}
+
+
+def test_a_variant_installs_shared_wheels_and_its_native_tools_own_variants(
+        fake: Fake) -> None:
+    fake.kinds = {"app": "native", "cythonish": "native", "backend": "pure"}
+    outcome = _run(fake, {"app": ["backend", "cythonish"], "backend": [], "cythonish": []})
+    assert outcome.failed == {"app==1.0 [cp314]": outcome.failed["app==1.0 [cp314]"],
+                              "cythonish==1.0 [cp314]":
+                                  outcome.failed["cythonish==1.0 [cp314]"]}
+    # the native tool's variant first (topological), then app's with it and the shared one
+    assert fake.variants == [
+        ("cythonish", "cp313", []),
+        ("app", "cp313", ["backend-1.0-py3-none-any.whl",
+                          "cythonish-1.0-cp313-cp313-manylinux_2_17_x86_64.whl"])]
+
+
+def test_a_failed_variant_fails_what_needs_it_for_that_interpreter_only(fake: Fake) -> None:
+    fake.kinds = {"app": "native", "tool": "fail-cp313"}
+    outcome = _run(fake, {"app": ["tool"], "tool": []})
+    assert [(n, t) for n, t, _ in fake.variants] == [("tool", "cp313")]
+    assert outcome.failed["tool==1.0 [cp313]"] == "tool: build failed"
+    assert "tool==1.0 [cp313] was not built" in outcome.failed["app==1.0 [cp313]"]
+    # every first wheel stands (and publishes): the cp311 builds never waited on them
+    assert [r.wheel_filename for r in outcome.records] == [
+        NATIVE.format(name="app", tag="cp311"), NATIVE.format(name="tool", tag="cp311")]
+
+
+def test_a_failed_first_build_plans_no_variant(fake: Fake) -> None:
+    fake.kinds = {"broken": "fail"}
+    outcome = _run(fake, {"broken": []})
+    assert fake.variants == [] and list(outcome.failed) == ["broken==1.0"]
+
+
+def test_the_system_interpreter_alone_plans_nothing_more(fake: Fake) -> None:
+    fake.settings = replace(fake.settings, build_interpreters=("3.11",))
+    fake.kinds = {"ext": "native"}
+    outcome = _run(fake, {"ext": []})
+    assert fake.variants == [] and outcome.failed == {} and outcome.skipped == {}
+
+
+# -- what a build gives back ---------------------------------------------------------
+
+def _inputs(interpreter: Interpreter | None) -> Any:
+    return SimpleNamespace(name="markupsafe", version="3.0.3", interpreter=interpreter,
+                           python_tag=interpreter.tag if interpreter else "cp311")
+
+
+@pytest.mark.parametrize(("interpreter", "filename", "ok"), [
+    (None, "m-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", True),
+    (None, "m-1.0-py3-none-any.whl", True),
+    (None, "m-1.0-cp39-abi3-manylinux_2_17_x86_64.whl", True),
+    (None, "m-1.0-cp313-cp313-manylinux_2_17_x86_64.whl", False),
+    ("3.13.5", "m-1.0-cp313-cp313-manylinux_2_17_x86_64.whl", True),
+    ("3.13.5", "m-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", False),  # the wrong python ran
+    ("3.13.5", "m-1.0-cp313-cp311-linux_x86_64.whl", False),
+    ("3.13.5", "m-1.0-py3-none-any.whl", False),  # a variant exists for native wheels only
+])
+def test_a_wheel_of_another_interpreter_than_the_build_is_refused(
+        interpreter: str | None, filename: str, ok: bool) -> None:
+    inputs = _inputs(python(interpreter) if interpreter else None)
+    if ok:
+        job._check_tags(inputs, filename)
+    else:
+        with pytest.raises(BuildError, match="are not cp31"):
+            job._check_tags(inputs, filename)
+
+
+def test_two_interpreters_records_stand_side_by_side(tmp_path: Path) -> None:
+    cp313 = python("3.13.5")
+    records = {}
+    for tag, described in (("cp311", interpreters.system_description(_image())),
+                           ("cp313", cp313.describe())):
+        record = _build_record(f"markupsafe-3.0.3-{tag}-{tag}-manylinux_2_17_x86_64.whl",
+                               described)
+        record.save(tmp_path)
+        records[tag] = BuildRecord.load(
+            tmp_path / f"markupsafe-3.0.3-{tag}-{tag}-manylinux_2_17_x86_64.whl.build.json")
+    assert len(list(tmp_path.glob("*.build.json"))) == 2
+    system, built = records["cp311"], records["cp313"]
+    assert system.builder_settings["interpreter"]["version"] == "3.11.2"
+    assert system.builder_settings["interpreter"]["debian_package"] == "python3.11=3.11.2-6"
+    assert built.builder_settings["interpreter"]["tree_sha256"] == cp313.tree_sha256
+    # each is up to date only for its own interpreter
+    as_system = SimpleNamespace(interpreter=None)
+    as_built = SimpleNamespace(interpreter=cp313)
+    assert executor._same_interpreter(system, as_system)  # type: ignore[arg-type]
+    assert not executor._same_interpreter(system, as_built)  # type: ignore[arg-type]
+    assert executor._same_interpreter(built, as_built)  # type: ignore[arg-type]
+    assert not executor._same_interpreter(built, as_system)  # type: ignore[arg-type]
+    other = SimpleNamespace(interpreter=replace(cp313, tree_sha256="e" * 64))
+    assert not executor._same_interpreter(built, other)  # type: ignore[arg-type]
+    # a record made before interpreters were recorded was the image's python3
+    old = replace(system, builder_settings={})
+    assert executor._same_interpreter(old, as_system)  # type: ignore[arg-type]
+    # the provenance and the SBOM name the built interpreter and its source
+    roles = [d["annotations"]["role"] for d in interpreter_dependencies(built)]
+    assert roles == ["interpreter-source", "interpreter"]
+    assert interpreter_dependencies(system) == []
+    [component] = [c for c in platform_components(built) if c["bom-ref"] == "interpreter:cp313"]
+    assert component["version"] == "3.13.5"
+    assert {"name": f"{PROP}:tree-sha256", "value": cp313.tree_sha256} in \
+        component["properties"]
+
+
+def _build_record(filename: str, interpreter: dict[str, Any]) -> BuildRecord:
+    source = Sdist("markupsafe", "3.0.3", "markupsafe-3.0.3.tar.gz",
+                   "https://files.invalid/markupsafe-3.0.3.tar.gz", "a" * 64, 1)
+    return BuildRecord("0" * 32, "markupsafe", "3.0.3", filename, "b" * 64, source,
+                       "markupsafe.toml", "sha256:" + "c" * 64, "factory-builder:bookworm",
+                       "sha256:" + "d" * 64, {"interpreter": interpreter}, [],
+                       "2026-01-02T03:04:05Z", "2026-01-02T03:04:12Z", "x.log", "e" * 64)
+
+
+def _image() -> Any:
+    return SimpleNamespace(packages=["libc6=2.36-9", "python3.11=3.11.2-6"])
+
+
+def test_requires_python_is_read_from_the_wheel(tmp_path: Path) -> None:
+    _wheel(tmp_path, "m-1.0-cp311-cp311-linux_x86_64.whl", ">=3.9, <3.14")
+    assert executor.requires_python(tmp_path / "m-1.0-cp311-cp311-linux_x86_64.whl") == \
+        ">=3.9, <3.14"
+    assert executor.admits(">=3.9, <3.14", "3.13.5") is None
+    assert executor.admits(">=3.9, <3.13", "3.13.5") is not None
+    assert "cannot be read" in str(executor.admits("~=banana", "3.13.5"))
+    assert executor.requires_python(tmp_path / "absent.whl") is None
+
+
+def test_a_distributed_build_for_another_interpreter_is_refused_in_one_line() -> None:
+    inputs = SimpleNamespace(name="markupsafe", version="3.0.3", interpreter=python("3.13.5"),
+                             python_tag="cp313")
+    with pytest.raises(BuildError) as caught:
+        tickets.make_ticket(None, None, inputs)  # type: ignore[arg-type]
+    assert "\n" not in caught.value.message and "cp313" in caught.value.message
