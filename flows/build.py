@@ -21,7 +21,9 @@ the server. Prefect's own answer is the flow-run heartbeat: the flow's process
 emits ``prefect.flow-run.heartbeat`` every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
 seconds (30 at least), and the "zombie flow runs" automation that
 ``deploy_build`` creates marks a run of this deployment Crashed when neither
-another heartbeat nor a final state follows one within ``ZOMBIE_SECONDS``.
+another heartbeat nor a final state follows one within ``ZOMBIE_SECONDS``. A run
+whose worker died before starting its process sends no heartbeat at all: the
+publisher marks a run Pending for ``PENDING_SECONDS`` Crashed itself (``_settle``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ FLOW = "factory-build"
 DEPLOYMENT = "factory-build"
 ATTEMPTS = 3  # flow runs of one ticket that may crash before the build counts as failed
 POLL_SECONDS = 1.0
+# A run a worker took but never started (the worker died between taking it and starting
+# its process) stays Pending and sends no heartbeat, so the zombie automation never sees
+# it: after this long it is marked Crashed and submitted again. Starting a run's process
+# takes a worker seconds (about 9 s on a busy 2-core host).
+PENDING_SECONDS = 300.0
 HEARTBEAT_SECONDS = 30  # what workers set PREFECT_FLOWS_HEARTBEAT_FREQUENCY to (its minimum)
 ZOMBIE_SECONDS = 90.0  # silence after a heartbeat that makes a build run Crashed
 MAX_ZOMBIE_SECONDS = 86400.0  # a lost build waits at most this long to be built elsewhere
@@ -228,19 +235,24 @@ def _submit(store: ArtifactStore, ticket: BuildTicket, blob: Blob,
             attempts: int) -> BuildResult:
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     crashed: list[str] = []
     for attempt in range(1, attempts + 1):
         try:
             run: FlowRun = run_deployment(  # type: ignore[assignment]
                 f"{FLOW}/{DEPLOYMENT}", parameters={"ticket": blob.sha256, "size": blob.size},
-                timeout=None, poll_interval=POLL_SECONDS,
+                timeout=0, poll_interval=POLL_SECONDS,  # _settle waits
                 flow_run_name=f"build {ticket.component} {ticket.version} ({attempt})")
+            run = _settle(run, ticket)
         except ObjectNotFound:
             raise ConfigError(f"there is no {FLOW}/{DEPLOYMENT} deployment to build on",
                               "run `factory deploy --pool <pool>` once against this Prefect "
                               "server, and start workers on that pool") from None
+        except PrefectHTTPStatusError as exc:
+            raise BuildError(f"{ticket.what}: the Prefect server refused the build run: "
+                             f"{one_line(str(exc), 300)}",
+                             "check the server's log and PREFECT_API_URL") from None
         state = run.state
         if state is not None and state.is_completed():
             done = store.ref(run_ref(run.id)) or store.ref(ref_name(blob))
@@ -266,6 +278,44 @@ def _submit(store: ArtifactStore, ticket: BuildTicket, blob: Blob,
     raise BuildError(f"{ticket.what}: {attempts} build runs were lost "
                      f"(last: {crashed[-1] if crashed else 'none'})",
                      "check the workers of the pool (`prefect work-pool inspect`)")
+
+
+def _settle(run: Any, ticket: BuildTicket) -> Any:
+    """The flow run once it is final. A run Pending for PENDING_SECONDS is marked Crashed
+    (the caller submits it again); a Paused one is a BuildError (no build pauses itself:
+    an operator did, and this build waits for nobody). Scheduled runs wait for a worker
+    as long as it takes, said in the log every PENDING_SECONDS."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    if run.state is not None and run.state.is_final():
+        return run
+    pending_since: float | None = None
+    waiting_since = time.monotonic()
+    with get_client(sync_client=True) as client:
+        while run.state is None or not run.state.is_final():
+            state, now = run.state, time.monotonic()
+            if state is not None and state.is_paused():
+                raise BuildError(f"{ticket.what}: the build run {run.id} was paused",
+                                 "resume or cancel it in the Prefect UI, then rebuild")
+            if state is not None and state.is_pending():
+                pending_since = pending_since or now
+                if now - pending_since > PENDING_SECONDS:
+                    client.set_flow_run_state(run.id, Crashed(
+                        message=f"Pending for {PENDING_SECONDS:.0f} s: the worker that "
+                                "took it never started it"), force=False)
+            else:
+                pending_since = None
+                if now - waiting_since > PENDING_SECONDS and state is not None \
+                        and state.is_scheduled():
+                    log.warning("%s: no worker has taken build run %s for %.0f s; start "
+                                "workers on the pool", ticket.what, run.id, now - waiting_since)
+                    waiting_since = now
+            time.sleep(POLL_SECONDS)
+            run = client.read_flow_run(run.id)
+    return run
 
 
 def _bounded(blob: Blob) -> Blob:

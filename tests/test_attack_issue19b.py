@@ -112,6 +112,76 @@ def test_forged_crashed_states_end_after_the_attempts_in_one_line(
     assert len(message) < 1000
 
 
+class ServerRuns(Runs):
+    """Like Runs, but the first runs are real flow runs on the session's Prefect server,
+    created in the states ``on_server`` gives (a run a worker left Pending, or an operator
+    Paused); the later ones are stubbed, ending in ``then``."""
+
+    def __init__(self, on_server: list[Any], then: list[Any] | None = None,
+                 work: Any = None) -> None:
+        super().__init__(then or [], work)
+        self.on_server = on_server
+
+    def __call__(self, name: str, parameters: dict[str, Any], **_: Any) -> Any:
+        from prefect import flow
+        from prefect.client.orchestration import get_client
+
+        @flow(name="factory-build-stand-in")
+        def stand_in() -> None:
+            pass
+
+        if not self.on_server:
+            return super().__call__(name, parameters)
+        state = self.on_server.pop(0)
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run(stand_in, state=state)
+        self.ids.append(run.id)
+        return run
+
+
+def test_a_run_left_pending_by_a_lost_worker_is_crashed_and_submitted_again(
+        prefect_api: str, monkeypatch: pytest.MonkeyPatch, store: ArtifactStore) -> None:
+    """Broke (issue 19 leftover): a worker that died after taking a run but before
+    starting its process sends no heartbeat, so the zombie automation never crashes it:
+    the publisher waited for ever. Now a run Pending for PENDING_SECONDS is marked
+    Crashed on the server and the ticket is submitted again."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Pending
+
+    from flows import build as flows_build
+
+    monkeypatch.setattr(flows_build, "PENDING_SECONDS", 1.0)
+    monkeypatch.setattr(flows_build, "POLL_SECONDS", 0.2)
+    blob = store.put_bytes(_ticket().to_bytes())
+
+    def worker(run_id: uuid.UUID, parameters: dict[str, Any]) -> None:
+        from flows.build import run_ref
+
+        store.set_ref(run_ref(run_id), _result(store, blob, "second"))
+
+    runs = ServerRuns([Pending()], [Completed()], worker)
+    assert _submit(monkeypatch, store, runs, blob).worker == "second"
+    with get_client(sync_client=True) as client:
+        lost = client.read_flow_run(runs.ids[0])
+    assert lost.state is not None and lost.state.is_crashed()
+    assert "never started it" in (lost.state.message or "")
+
+
+def test_a_paused_run_is_one_line_not_a_wait_for_ever(
+        prefect_api: str, monkeypatch: pytest.MonkeyPatch, store: ArtifactStore) -> None:
+    """Broke (issue 19 leftover): a run an operator paused made the publisher wait for
+    ever; no build pauses itself, so it is that component's failure, in one line."""
+    from prefect.states import Paused
+
+    from flows import build as flows_build
+
+    monkeypatch.setattr(flows_build, "POLL_SECONDS", 0.2)
+    blob = store.put_bytes(_ticket().to_bytes())
+    with pytest.raises(BuildError) as refused:
+        _submit(monkeypatch, store, ServerRuns([Paused()]), blob)
+    assert "was paused" in refused.value.message and "\n" not in refused.value.message
+
+
 def test_a_crashed_run_s_own_late_result_is_taken_not_rebuilt(
         monkeypatch: pytest.MonkeyPatch, store: ArtifactStore) -> None:
     """Held: a run that was crashed (forged, or its heartbeats late) but left its result
