@@ -507,25 +507,12 @@ class IndexApp:
         if parsed is None:
             return not_found()
         kind, _level, _n, width = parsed
-        limit = LOG_LIMITS[kind]
-        try:
-            found = await run_in_threadpool(self.tree.read, f"{self.root}/{LOG_PREFIX}/{path}",
-                                            limit)
-        except Refused as exc:
-            log.error("REFUSED %s/%s: %s", LOG_PREFIX, path, exc)
-            return PlainTextResponse("refused\n", status_code=500)
-        if found is None:
-            return not_found()
-        body, _key = found
-        tag = etag(body)
         fixed = kind == "checkpoints" or (kind in ("tile", "entries", "timestamps")
                                           and width == TILE_WIDTH)
-        headers = {"ETag": tag, "Cache-Control": FILE_CACHE if fixed else PAGE_CACHE}
-        if etag_matches(request, tag):
-            return Response(status_code=304, headers=headers)
         media = "text/plain; charset=utf-8" if kind.startswith("checkpoint") else \
             "application/jsonl" if kind == "timestamps" else "application/octet-stream"
-        return Response(body, media_type=media, headers=headers)
+        return await self._self_verifying(request, LOG_PREFIX, path, LOG_LIMITS[kind], media,
+                                          FILE_CACHE if fixed else PAGE_CACHE)
 
     # -- the TUF repository (factory.sign.tuf_repo) -----------------------------------------
     async def tuf_file(self, request: Request) -> Response:
@@ -538,21 +525,30 @@ class IndexApp:
         path = request.path_params["path"]
         if not is_repository_path(path):
             return not_found()
+        return await self._self_verifying(
+            request, TUF_PREFIX, path, TUF_MAX_BYTES, "application/json",
+            FILE_CACHE if is_target_path(path) else PAGE_CACHE)
+
+    async def _self_verifying(self, request: Request, prefix: str, path: str, limit: int,
+                              media: str, cache: str) -> Response:
+        """``prefix/path`` of the index (a name its caller validated), a regular file read
+        without following a link and bounded by ``limit``, with an ETag. No digest: what
+        /log/ and /tuf/ serve is checked by whoever reads it (signed checkpoints, signed
+        metadata)."""
         try:
-            found = await run_in_threadpool(self.tree.read, f"{self.root}/{TUF_PREFIX}/{path}",
-                                            TUF_MAX_BYTES)
+            found = await run_in_threadpool(self.tree.read, f"{self.root}/{prefix}/{path}",
+                                            limit)
         except Refused as exc:
-            log.error("REFUSED %s/%s: %s", TUF_PREFIX, path, exc)
+            log.error("REFUSED %s/%s: %s", prefix, path, exc)
             return PlainTextResponse("refused\n", status_code=500)
         if found is None:
             return not_found()
         body, _key = found
         tag = etag(body)
-        headers = {"ETag": tag, "Cache-Control": FILE_CACHE if is_target_path(path)
-                   else PAGE_CACHE}
+        headers = {"ETag": tag, "Cache-Control": cache}
         if etag_matches(request, tag):
             return Response(status_code=304, headers=headers)
-        return Response(body, media_type="application/json", headers=headers)
+        return Response(body, media_type=media, headers=headers)
 
 
 def _listing(served: dict[str, StoredFile], rel: str) -> Response:
