@@ -11,15 +11,14 @@ their rules here too.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from factory._internal.atomic import write_json
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.errors import printable
 from factory.index.records import (
     MAX_FILE_SIZE,
@@ -106,23 +105,12 @@ _MISSING = object()
 
 
 def _read_record(path: os.PathLike[str], rel: str) -> Any:
-    # No symbolic link is followed and nothing but a regular file is read (a FIFO
-    # would block, a device never end); the size is bounded before reading.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+        raw = read_plain(path, MAX_RECORD_BYTES)
+    except NotPlain as exc:
+        raise IndexCorruptError(f"{rel}: {exc.why}") from None
+    if raw is None:
         return _MISSING
-    except OSError as exc:
-        why = ("a symbolic link" if exc.errno == errno.ELOOP
-               else f"cannot be read ({exc.strerror})")
-        raise IndexCorruptError(f"{rel}: {why}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise IndexCorruptError(f"{rel}: not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        raw = handle.read(MAX_RECORD_BYTES + 1)
-    if len(raw) > MAX_RECORD_BYTES:
-        raise IndexCorruptError(f"{rel}: larger than {MAX_RECORD_BYTES >> 20} MiB")
     try:
         return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:

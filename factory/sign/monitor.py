@@ -24,8 +24,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import stat
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from factory._internal.atomic import write_text
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.errors import UpstreamError, VerificationError, one_line
 from factory.sign._authority.merkle import MerkleTree, leaf_hash
 from factory.sign.tiles import (
@@ -104,18 +103,9 @@ class DirectorySource:
 
 def _read(path: Path, limit: int, name: str) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise VerificationError(f"{name}: cannot read {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise VerificationError(f"{name}: {path} is not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise VerificationError(f"{name}: larger than {limit} bytes")
-    return data
+        return read_plain(path, limit)
+    except NotPlain as exc:
+        raise VerificationError(f"{name}: {path}: {exc.why}") from None
 
 
 def read_file(path: Path, limit: int, name: str) -> bytes | None:

@@ -1,0 +1,45 @@
+"""Reading a file that something untrusted may have replaced: the one primitive.
+
+Whoever could write a directory the factory reads (a build's output, the index tree, a
+published log, evidence beside a wheel) could put a link, a FIFO or a device where a
+file was meant, or a huge file. ``read_plain`` opens without following a link and
+without blocking, reads only a regular file, and never more than ``limit`` bytes; the
+caller decides what a refusal means to it (an error line, or "no such evidence").
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+
+class NotPlain(Exception):
+    """Why the file was not read, in words for a message ("a symbolic link", ...)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def read_plain(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The bytes of the regular file at ``path`` (at most ``limit``); None when there is
+    nothing there; NotPlain for a link, anything but a regular file, more than ``limit``
+    bytes, or a file that cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise NotPlain("a symbolic link" if exc.errno == errno.ELOOP
+                       else f"cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise NotPlain("not a regular file")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise NotPlain(f"cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise NotPlain(f"larger than {limit} bytes")
+    return data

@@ -1,0 +1,32 @@
+"""factory._internal.plainfile.read_plain: what a reader of an untrusted directory gets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from factory._internal.plainfile import NotPlain, read_plain
+
+
+def test_a_regular_file_within_the_limit_is_read(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    assert read_plain(tmp_path / "f", 5) == b"12345"
+    assert read_plain(tmp_path / "absent", 5) is None
+    assert read_plain(tmp_path / "f" / "under-a-file", 5) is None
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda p: p.symlink_to("/etc/hostname"), "a symbolic link"),
+    (lambda p: p.symlink_to(p.parent / "nowhere"), "a symbolic link"),
+    (lambda p: os.mkfifo(p), "not a regular file"),  # would block a plain open()
+    (lambda p: p.mkdir(), "not a regular file"),
+    (lambda p: p.write_bytes(b"x" * 6), "larger than 5 bytes"),
+])
+def test_anything_else_is_refused_saying_why(tmp_path: Path, make: object, why: str) -> None:
+    path = tmp_path / "f"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(NotPlain) as refused:
+        read_plain(path, 5)
+    assert refused.value.why == why
