@@ -33,9 +33,10 @@ def read_plain(path: str | os.PathLike[str], limit: int) -> bytes | None:
     except OSError as exc:
         raise NotPlain("a symbolic link" if exc.errno == errno.ELOOP
                        else f"cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise NotPlain("not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise NotPlain("not a regular file")
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
