@@ -33,6 +33,7 @@ from factory.config import Settings
 from factory.lock import LockedComponent
 from factory.upstream.cache import Sdist, cache_path
 from tests import factories
+from tests.local_upstream import LocalUpstream
 
 # An in-tree PEP 517 backend: writes a minimal wheel after running PAYLOAD.
 BACKEND = '''
@@ -189,6 +190,26 @@ def download(cache: Path, url: str, sha256: str) -> Path:
         partial.write_bytes(data)
         partial.replace(target)
     return target
+
+
+# The pure build tools an end-to-end test locks and builds from their real sdists (the
+# pinned ones above), with what their recipes must allow: the sdists ship prebuilt files
+# (packaging: ELF test fixtures; installer: Windows launchers it copies into its wheel),
+# which the admission gate signs only when allowed.
+FLIT_TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
+TOOL_ALLOWANCES = {
+    "packaging": 'allow_prebuilt = ["tests/manylinux/*", "tests/musllinux/*"]\n',
+    "installer": 'allow_prebuilt = ["src/installer/_scripts/*.exe"]\n'}
+FLIT = ["flit_core>=3.4,<5"]
+
+
+def serve_flit_tools(upstream: LocalUpstream, root: Path, cache: Path) -> None:
+    """The pinned sdists of FLIT_TOOLS on ``upstream`` (a tests.local_upstream server),
+    and the project at ``root`` approving them as build tools."""
+    for name in FLIT_TOOLS:
+        url, sha = PINNED[name]
+        upstream.add_file(name, download(cache, url, sha))
+        factories.recipe(root, name, 'kind = "build-tool"\n' + TOOL_ALLOWANCES.get(name, ""))
 
 
 def kit_from_sdists(sdists: dict[str, Path], into: Path) -> Kit:

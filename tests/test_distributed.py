@@ -42,16 +42,12 @@ import pytest
 from factory.config import Settings, load_settings
 from factory.lock import lock_stage
 from tests import factories
-from tests.builders_fixtures import BACKEND, PINNED, download
+from tests.builders_fixtures import BACKEND, FLIT, FLIT_TOOLS, serve_flit_tools
 from tests.local_upstream import LocalUpstream, serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
 
-TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
-ALLOWANCES = {"packaging": 'allow_prebuilt = ["tests/manylinux/*", "tests/musllinux/*"]\n',
-              "installer": 'allow_prebuilt = ["src/installer/_scripts/*.exe"]\n'}
 PROJECTS = ("demo",)
-FLIT = ["flit_core>=3.4,<5"]
 ZOMBIE_SECONDS = 40.0  # the workers heartbeat every 30 s (Prefect's minimum)
 SLOW_SECONDS = 8  # how long the slow project's backend sleeps in its container
 SLOW_PYPROJECT = """[build-system]
@@ -165,15 +161,10 @@ def pool(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 
     tmp = tmp_path_factory.mktemp("distributed")
     cluster = reachable_dir("factory-dist-pg-")
-    cache = Path(request.config.cache.mkdir("pinned-sdists"))
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(serving(tmp / "upstream"))
-        for name in TOOLS:
-            url, sha = PINNED[name]
-            upstream.add_file(name, download(cache, url, sha))
         root = tmp / "project"
-        for name in TOOLS:
-            factories.recipe(root, name, 'kind = "build-tool"\n' + ALLOWANCES.get(name, ""))
+        serve_flit_tools(upstream, root, Path(request.config.cache.mkdir("pinned-sdists")))
         for name in PROJECTS:
             factories.recipe(root, name, 'versions = ">=1,<2"\nlicenses = ["MIT"]\n')
             upstream.add(name, "1.0.0", build_requires=FLIT, backend="flit_core.buildapi",
@@ -248,11 +239,11 @@ def test_two_workers_build_the_set_and_one_publisher_publishes_it(pool: Pool) ->
 
     with pool.timed("rebuild: the set"):
         summary = rebuild()
-    assert summary["failed"] == 0 and summary["published"] == len(TOOLS) + len(PROJECTS)
+    assert summary["failed"] == 0 and summary["published"] == len(FLIT_TOOLS) + len(PROJECTS)
 
     a, b = built_by(pool, "worker-a"), built_by(pool, "worker-b")
     assert a and b, (a, b)  # each worker built some
-    assert a | b == set(published(pool)) and len(published(pool)) == len(TOOLS) + len(PROJECTS)
+    assert a | b == set(published(pool)) and len(published(pool)) == len(FLIT_TOOLS) + len(PROJECTS)
     for worker in ("worker-a", "worker-b"):  # build workers never hold a key
         state = pool.state(worker)
         assert not (state / "keys").exists() and not (state / "authority").exists()

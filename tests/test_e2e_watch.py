@@ -31,31 +31,20 @@ from factory.index import Index
 from factory.index.serve import create_app
 from factory.lock import lock_stage
 from tests import factories
-from tests.builders_fixtures import PINNED, download
+from tests.builders_fixtures import FLIT, serve_flit_tools
 from tests.factories import cli
 from tests.index_fixtures import running
 from tests.local_upstream import LocalUpstream
 
 pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
 
-TOOLS = ("flit-core", "pyproject-hooks", "packaging", "installer")
-# The real sdists ship prebuilt files (packaging: ELF test fixtures; installer: Windows
-# launchers it copies into its wheel): the admission gate signs them only when allowed.
-ALLOWANCES = {"packaging": 'allow_prebuilt = ["tests/manylinux/*", "tests/musllinux/*"]\n',
-              "installer": 'allow_prebuilt = ["src/installer/_scripts/*.exe"]\n'}
-FLIT = ["flit_core>=3.4,<5"]
 
 
 @pytest.fixture
 def factory_project(tmp_path: Path, upstream: LocalUpstream, request: pytest.FixtureRequest,
                     monkeypatch: pytest.MonkeyPatch) -> Settings:
-    cache = Path(request.config.cache.mkdir("pinned-sdists"))
-    for name in TOOLS:
-        url, sha = PINNED[name]
-        upstream.add_file(name, download(cache, url, sha))
     root = tmp_path / "project"
-    for name in TOOLS:
-        factories.recipe(root, name, 'kind = "build-tool"\n' + ALLOWANCES.get(name, ""))
+    serve_flit_tools(upstream, root, Path(request.config.cache.mkdir("pinned-sdists")))
     factories.recipe(root, "demo", 'versions = ">=1,<2"\ntrack = "minor"\nlicenses = ["MIT"]\n')
     (root / "factory.toml").write_text(
         f'[factory]\nupstream = "{upstream.url}"\nstate_dir = "state"\n'
