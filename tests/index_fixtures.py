@@ -15,6 +15,8 @@ import datetime as dt
 import hashlib
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -161,6 +163,31 @@ def publish_wheel(
 # alpha 1.0 and 1.1, and beta 2.0 that needs alpha: (name, version, Requires-Dist)
 RELEASES: tuple[tuple[str, str, list[str]], ...] = (
     ("alpha", "1.0", []), ("alpha", "1.1", []), ("beta", "2.0", ["alpha>=1.0"]))
+
+
+def publish_killed_at(settings: Settings, work: Path, name: str, version: str,
+                      rename_number: int) -> bool:
+    """Publish ``name`` ``version`` in a child process that SIGKILLs itself before its
+    Nth rename (every step of a publish that makes something visible is a rename); True
+    when it was killed (there were at least N renames)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        real = os.replace
+        count = [0]
+
+        def replace(src: Any, dst: Any) -> None:
+            count[0] += 1
+            if count[0] == rename_number:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(src, dst)
+
+        os.replace = replace  # type: ignore[assignment]
+        try:
+            publish_wheel(settings, work, name, version)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
 
 
 def publish_all(settings: Settings, work: Path,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from factory.index import Index, human, pages, regen, splice, validation
 from factory.index.check import UNRECORDED, inspect_index
 from factory.index.records import normalize
 from tests import factories
-from tests.index_fixtures import make_sidecars, publish_wheel
+from tests.index_fixtures import make_sidecars, publish_killed_at, publish_wheel
 
 _GENERATED = re.compile(r"page generated [^.]*\.")
 
@@ -189,28 +188,6 @@ def test_one_publish_reads_as_much_in_200_projects_as_in_3(
 
 
 # -- a killed change is completed by the next change of any project -----------------------------
-def _killed_at(settings: Settings, work: Path, rename_number: int) -> bool:
-    """Publish demo 2.0 in a child that SIGKILLs itself before its Nth rename."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        real = os.replace
-        count = [0]
-
-        def replace(src: Any, dst: Any) -> None:
-            count[0] += 1
-            if count[0] == rename_number:
-                os.kill(os.getpid(), signal.SIGKILL)
-            real(src, dst)
-
-        os.replace = replace  # type: ignore[assignment]
-        try:
-            publish_wheel(settings, work, "demo", "2.0")
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFSIGNALED(status)
-
-
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_killed_publish_is_completed_by_the_next_publish_of_another_project(
         tmp_path: Path, existing: bool) -> None:
@@ -220,7 +197,7 @@ def test_a_killed_publish_is_completed_by_the_next_publish_of_another_project(
         publish_wheel(settings, tmp_path / "base", "other", "1.0")
         if existing:
             publish_wheel(settings, tmp_path / "old", "demo", "1.0")
-        killed = _killed_at(settings, tmp_path / "in", number)
+        killed = publish_killed_at(settings, tmp_path / "in", "demo", "2.0", number)
         assert Index.of(settings).check(allow_interrupted=True) == []
         publish_wheel(settings, tmp_path / "next", "another", "1.0")  # not the rerun
         # Every page and the catalog agree with the records again; files the killed

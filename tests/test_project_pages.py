@@ -14,11 +14,8 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,7 +27,7 @@ from factory.index.records import StoredFile, normalize
 from factory.vex import ENVELOPE_FILE, VEX_FILE, check_schema, schema_errors, verify_vex
 from factory.vex import vex_document as make_vex
 from tests import factories
-from tests.index_fixtures import make_sidecars, publish_wheel
+from tests.index_fixtures import make_sidecars, publish_killed_at, publish_wheel
 from tests.security_fixtures import released_copy, stage_build
 
 _GENERATED = re.compile(r"page generated [^.]*\.")
@@ -277,27 +274,6 @@ def test_publish_refreshes_the_signed_vex_feed(released_base: Path, tmp_path: Pa
 
 
 # -- a killed first publish of a dependency -----------------------------------------------------
-def _killed_at(settings: Settings, work: Path, rename_number: int) -> bool:
-    """Publish lib 1.0 (which app names) in a child that SIGKILLs itself before its Nth
-    rename."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        real = os.replace
-        count = [0]
-
-        def replace(src: Any, dst: Any) -> None:
-            count[0] += 1
-            if count[0] == rename_number:
-                os.kill(os.getpid(), signal.SIGKILL)
-            real(src, dst)
-
-        os.replace = replace  # type: ignore[assignment]
-        try:
-            publish_wheel(settings, work, "lib", "1.0")
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFSIGNALED(status)
 
 
 def test_a_killed_first_publish_of_a_dependency_still_updates_its_dependents(
@@ -306,7 +282,7 @@ def test_a_killed_first_publish_of_a_dependency_still_updates_its_dependents(
     while True:
         settings = load_settings(root=tmp_path / f"run{number}")
         publish_wheel(settings, tmp_path / "app", "app", "1.0", requires=["lib>=1"])
-        killed = _killed_at(settings, tmp_path / "lib", number)
+        killed = publish_killed_at(settings, tmp_path / "lib", "lib", "1.0", number)
         publish_wheel(settings, tmp_path / "next", "another", "1.0")  # completes the change
         findings = inspect_index(settings.index_dir, settings.index_url)
         assert [str(f) for f in findings if f.area != UNRECORDED] == [], number
