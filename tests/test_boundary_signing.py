@@ -621,7 +621,7 @@ def test_the_rebuild_flow_publishes_the_others_and_fails_naming_the_refused_whee
     monkeypatch.setattr(flow_module, "fetch_and_plan",
                         lambda *_: (SimpleNamespace(order=[], nodes={}), {}))
     monkeypatch.setattr(flow_module, "run_plan",
-                        lambda *_, **__: SimpleNamespace(records=records, failed={}))
+                        lambda *_, **__: SimpleNamespace(records=records, failed={}, skipped={}))
     with pytest.raises(RefusedError) as caught:
         flow_module.rebuild()
     assert caught.value.message == "1 wheel(s) refused, 2 published"

@@ -281,3 +281,22 @@ def test_a_distributed_build_for_another_interpreter_is_refused_in_one_line() ->
     with pytest.raises(BuildError) as caught:
         tickets.make_ticket(None, None, inputs)  # type: ignore[arg-type]
     assert "\n" not in caught.value.message and "cp313" in caught.value.message
+
+
+def test_the_admission_gate_checks_tags_against_the_recorded_interpreter(
+        tmp_path: Path) -> None:
+    from factory.admission import built_for
+
+    settings = factories.settings(tmp_path, build_interpreters=("3.11", "3.13"))
+    approvals = SimpleNamespace(env={"python_version": "3.11"})
+    built = _build_record("m-1.0-cp313-cp313-linux_x86_64.whl", python("3.13.5").describe())
+    system = _build_record("m-1.0-cp311-cp311-linux_x86_64.whl",
+                           interpreters.system_description(_image()))
+    assert built_for(settings, built, approvals) == "3.13"  # type: ignore[arg-type]
+    assert built_for(settings, system, approvals) == "3.11"  # type: ignore[arg-type]
+    # an interpreter the settings do not configure, or a tag that is not its version's
+    alone = replace(settings, build_interpreters=("3.11",))
+    assert built_for(alone, built, approvals) == "3.11"  # type: ignore[arg-type]
+    forged = replace(built, builder_settings={"interpreter": {"version": "3.13.5",
+                                                              "tag": "cp311"}})
+    assert built_for(settings, forged, approvals) == "3.11"  # type: ignore[arg-type]

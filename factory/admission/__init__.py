@@ -123,7 +123,7 @@ def admit(settings: Settings, approvals: Approvals, record: BuildRecord, wheel: 
     _check_filename(wheel.name, entry)
     contents = read_wheel(wheel, limits)
     _check_metadata(wheel.name, contents, entry)
-    _check_tags(wheel.name, contents, approvals.env["python_version"])
+    _check_tags(wheel.name, contents, built_for(settings, record, approvals))
     check_requirements(contents.requires_dist, entry, approvals)
     hooks = startup_hooks(contents, recipe)
     prebuilt = prebuilt_files(scan_sdist(sdist, limits), contents, recipe, wheel)
@@ -277,6 +277,18 @@ def _check_claim(filename: str, what: str, name: str, version: str,
     if not _same_version(version, entry.version):
         raise AdmissionError(f"{filename}: {what} says version {version!r}, but the lock "
                              f"approved {entry.version}")
+
+
+def built_for(settings: Settings, record: BuildRecord, approvals: Approvals) -> str:
+    """The CPython (``3.13``) the build ran: the interpreter the host recorded it mounted,
+    when it is one [build] interpreters configures; else the builder image's own."""
+    recorded = record.builder_settings.get("interpreter")
+    version = recorded.get("version") if isinstance(recorded, dict) else None
+    line = ".".join(version.split(".")[:2]) if isinstance(version, str) else ""
+    if line in settings.build_interpreters and isinstance(recorded, dict) \
+            and recorded.get("tag") == "cp" + line.replace(".", ""):
+        return line
+    return approvals.env["python_version"]
 
 
 def _check_tags(filename: str, contents: WheelContents, python: str) -> None:

@@ -308,6 +308,9 @@ def collect(settings: Settings, store: ArtifactStore, ticket: BuildTicket,
          and record.recipe_name == ticket.recipe_name),
         ("builder image", record.builder_image_id == ticket.image_id
          and record.builder_image == ticket.image_tag),
+        # a ticket's build runs the image's own python3 (make_ticket): no other interpreter
+        ("interpreter", not isinstance(record.builder_settings.get("interpreter"), dict)
+         or "tree_sha256" not in record.builder_settings["interpreter"]),
         ("build environment", repairing.build_env_shas(record) == tools),
         ("wheel", record.wheel_sha256 == result.wheel.sha256
          and record.wheel_filename == result.wheel.filename),
