@@ -180,12 +180,13 @@ def test_other_code_under_the_image_file_name_is_not_verified(tmp_path: Path) ->
     original = _elf(tmp_path)
     # The name carries the original's hash prefix, the code is changed: refused.
     done = _verify(tmp_path, original, _patch_section(original, ".text"))
-    assert "verified" not in done and ".text" in done["not_verified"]
+    # Shown not to be the package's file: its Debian identity is dropped, not inferred.
+    assert "verified" not in done and "package" not in done and ".text" in done["contradicted"]
     # Another library altogether (its own hash prefix in its name): not the image's.
     (tmp_path / "other").mkdir()
     other = _elf(tmp_path / "other", "int add(int a, int b) { return a - b; }")
     done = _verify(tmp_path, original, other, named_after=other)
-    assert "verified" not in done and "sha256 prefix" in done["not_verified"]
+    assert "verified" not in done and "sha256 prefix" in done["contradicted"]
     # A file the package does not ship under that name: not verified either.
     done = _verify(tmp_path, original, original, listed="/usr/lib/elsewhere/libother.so.1")
     assert "ships no file" in done["not_verified"]
@@ -239,4 +240,4 @@ def test_symbols_are_compared_by_their_section_not_its_index(tmp_path: Path) -> 
     shndx, = struct.unpack_from("<H", original, at + 6)
     struct.pack_into("<H", moved, at + 6, shndx + 1)
     done = _verify(tmp_path, original, bytes(moved))
-    assert "verified" not in done and ".dynsym" in done["not_verified"]
+    assert "verified" not in done and ".dynsym" in done["contradicted"]

@@ -105,6 +105,11 @@ class SourceTarball:
         source = work / "source"
         source.mkdir()
         shutil.copyfile(self.path, source / self.filename)
+        # The copy is what the build reads: checked again, since the kept file may have
+        # been swapped after kept_orig hashed it (the state is writable by the factory).
+        if sha256_file(source / self.filename) != self.sha256:
+            raise SourceUnavailable(f"the kept {self.filename} changed after it was checked",
+                                    "remove it from the state's debian-source directory")
         source.chmod(0o755)
         (source / self.filename).chmod(0o644)
         return source

@@ -51,6 +51,10 @@ class NotVerified(Exception):
     """Why a grafted library could not be shown to be the image's file (one line)."""
 
 
+class Contradicted(NotVerified):
+    """The image's file was found and compared, and the grafted one is not it."""
+
+
 # -- ELF sections -------------------------------------------------------------------
 
 def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
@@ -157,6 +161,11 @@ def verify(wheel: Path, image: ImageRef, entries: list[dict[str, Any]],
                 continue
             try:
                 found = _check(zf, container, image, entry)
+            except Contradicted as exc:  # shown not to be the package's file: no identity
+                done.append({k: v for k, v in entry.items() if k in ("path", "sha256",
+                                                                     "library")}
+                            | {"contradicted": one_line(f"named as {entry['package']}'s, "
+                                                        f"but {exc}", 200)})
             except NotVerified as exc:
                 done.append({**entry, "not_verified": one_line(str(exc), 200)})
             else:
@@ -195,10 +204,16 @@ def _check(zf: zipfile.ZipFile, container: Any, image: ImageRef,
             with tempfile.TemporaryFile() as grafted, zf.open(str(entry["path"])) as member:
                 size = _copy(member, grafted, MAX_LIBRARY_BYTES)
                 original.seek(0, io.SEEK_END)
-                same_but_patched(grafted, size, original, original.tell())
+                original_size = original.tell()
+                try:
+                    same_but_patched(grafted, size, original, original_size)
+                except NotVerified as exc:
+                    if sections(original, original_size):  # the image's file reads
+                        raise Contradicted(str(exc)) from None
+                    raise
         return {"image_file": path, "image_file_sha256": sha}
-    raise NotVerified(f"the name's {prefix} is not the sha256 prefix of the image's "
-                      f"{library}")
+    raise Contradicted(f"the name's {prefix} is not the sha256 prefix of the image's "
+                       f"{library}")
 
 
 def _read(container: Any, path: str, limit: int) -> IO[bytes]:

@@ -41,7 +41,6 @@ import posixpath
 import shutil
 import stat
 import subprocess
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -56,7 +55,8 @@ from factory.build.docker import Bind, owner_id, prepare_output, run_container
 from factory.build.image import ImageRef, split_package
 from factory.build.workdir import work_dir
 from factory.config import Settings
-from factory.errors import BuildError, ConfigError, one_line
+from factory.errors import BuildError, ConfigError, UnsafeArchiveError, one_line
+from factory.upstream import archive
 
 SYSTEM = "3.11"  # the builder image's own python3 (Debian bookworm): nothing to build
 SYSTEM_TAG = "cp311"
@@ -139,7 +139,7 @@ PINS: dict[str, InterpreterPin] = {
 # factory's own wheels), the test suite left out of the prefix. SOURCE_DATE_EPOCH fixes
 # gcc's __DATE__/__TIME__ and makes compileall write hash-checked .pyc files. The prefix
 # leaves the container as one tar file (the output watcher allows a build few entries;
-# a prefix has about 6,000), unpacked by the host with tarfile's "data" filter.
+# a prefix has about 6,000), unpacked by the host with the checks an sdist gets.
 CONFIGURE = ("--build=x86_64-pc-linux-gnu", "--disable-shared", "--without-ensurepip",
              "--with-system-libmpdec=no", "CFLAGS=-ffile-prefix-map=/build/src=. -g0")
 ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "TZ": "UTC",
@@ -346,6 +346,7 @@ def manifest(root: Path) -> list[list[str]]:
     (BuildError). Modes are octal strings."""
     entries: list[list[str]] = []
     total = 0
+    top = os.path.realpath(root)
     stack = [("", 0)]
     while stack:
         rel, depth = stack.pop()
@@ -361,7 +362,11 @@ def manifest(root: Path) -> list[list[str]]:
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(root / path)
                 inside = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-                if target.startswith("/") or inside == ".." or inside.startswith("../"):
+                # Alone, then through the tree's other links (``s -> ..`` makes
+                # ``s/../x`` leave it although it reads as staying in).
+                real = os.path.realpath(root / path)
+                if (target.startswith("/") or inside == ".." or inside.startswith("../")
+                        or (real != top and not real.startswith(top + os.sep))):
                     raise BuildError(f"the interpreter tree {root} has a link leaving it: "
                                      f"{one_line(path, 120)} -> {one_line(target, 120)}")
                 entries.append([path, "l", target])
@@ -419,6 +424,26 @@ def _normalise(root: Path) -> None:
     os.chmod(root, 0o755)
 
 
+def private(where: Path) -> bool:
+    """Whether only this user (or root) can change the kept ``where``: it, the directory
+    holding it, and every entry of it owned by us or root, none writable by group or
+    others (a link's own mode means nothing), the holder unless it is sticky. The
+    manifest is checked before a tree is mounted, so whoever can write the tree could
+    change it after the check; a tree another user could write is not used at all."""
+    allowed = {os.geteuid(), 0}
+    holder = os.lstat(where.parent)
+    if holder.st_uid not in allowed or (holder.st_mode & 0o022
+                                        and not holder.st_mode & stat.S_ISVTX):
+        return False
+    for top, dirs, files in os.walk(where, followlinks=False):
+        for path in [top, *(os.path.join(top, name) for name in [*dirs, *files])]:
+            st = os.lstat(path)
+            if st.st_uid not in allowed or (not stat.S_ISLNK(st.st_mode)
+                                            and st.st_mode & 0o022):
+                return False
+    return True
+
+
 def _read_json(path: Path, limit: int) -> Any:
     try:
         if not path.is_file() or path.is_symlink() or path.stat().st_size > limit:
@@ -441,10 +466,12 @@ def _kept(where: Path, pin: InterpreterPin, source: dict[str, Any],
     if (note.get("source") != source or note.get("image_id") != image_id
             or note.get("flags_sha256") != flags_sha256() or note.get("tag") != pin.tag
             or not isinstance(digest, str) or not isinstance(version, str)
+            or version != source.get("upstream_version")
+            or not version.startswith(f"{pin.version}.")
             or tree_sha256(listed) != digest or not tree.is_dir() or tree.is_symlink()):
         return None
     try:
-        if manifest(tree) != listed:
+        if not private(where) or manifest(tree) != listed:
             return None
     except (OSError, BuildError):
         return None
@@ -550,22 +577,19 @@ def _why(result: Any, settings: Settings) -> str:
 
 
 def unpack(packed: Path, target: Path) -> None:
-    """The build's tar of its prefix, unpacked into ``target`` (made here) by tarfile's
-    "data" filter (no absolute names, nothing outside ``target``, no devices or FIFOs,
-    no set-id bits), within the tree's bounds, counted before anything is written."""
+    """The build's tar of its prefix, unpacked into ``target`` (made here) with the checks
+    an sdist gets (``factory.upstream.archive.unpack_tar``: no absolute names or "..",
+    nothing under a link, hard links only to regular files, no devices, FIFOs or set-id
+    bits, links that stay inside even through other links), within the tree's bounds,
+    counted before anything is written. Not tarfile's "data" filter alone: before Python
+    3.11.13 a chain of links past PATH_MAX slipped by it and wrote outside ``target``."""
+    limits = archive.Limits(max_members=MAX_TREE_ENTRIES, max_member_bytes=MAX_TREE_BYTES,
+                            max_total_bytes=MAX_TREE_BYTES, max_depth=MAX_TREE_DEPTH)
     try:
-        with tarfile.open(packed, "r:") as archive:
-            total = 0
-            for members, member in enumerate(archive, 1):
-                total += max(member.size, 0)
-                if members > MAX_TREE_ENTRIES or total > MAX_TREE_BYTES:
-                    raise BuildError(f"the interpreter's tar holds more than "
-                                     f"{MAX_TREE_ENTRIES} entries or {MAX_TREE_BYTES} bytes")
-            target.mkdir()
-            archive.extractall(target, filter="data")
-    except (tarfile.TarError, OSError, UnicodeError) as exc:
-        raise BuildError(f"the interpreter's tar is refused: {type(exc).__name__}: "
-                         f"{one_line(str(exc), 200)}") from None
+        archive.unpack_tar(packed, target, limits)
+    except (UnsafeArchiveError, OSError) as exc:
+        message = exc.message if isinstance(exc, UnsafeArchiveError) else str(exc)
+        raise BuildError(f"the interpreter's tar is refused: {one_line(message, 240)}") from None
 
 
 def _check_image(image: ImageRef) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from factory._internal.atomic import sha256_file, write_json
 from factory.build import debian_source
 from factory.build.confined import Confined
-from factory.build.debian_source import SourcePin, SourceTarball
+from factory.build.debian_source import SourcePin, SourceTarball, SourceUnavailable
 from factory.build.docker import Bind, owner_id, prepare_output, run_container
 from factory.build.image import ImageRef
 from factory.build.workdir import work_dir
@@ -40,6 +40,9 @@ from factory.errors import BuildError, one_line
 
 # Debian trixie's patchelf (bookworm-backports has none); upstream's 0.18.0 release.
 PIN = SourcePin("patchelf", "0.18.0-1.4", "trixie")
+# The tarball meant (as CPython's pins have theirs): a signed index naming other bytes
+# for this version (a replayed or other suite's, or a lie Debian signed) is refused.
+ORIG_SHA256 = {PIN: "1451d01ee3a21100340aed867d0b799f46f0b1749680028d38c3f5d0128fb8a7"}
 MOUNT = "/kit/patchelf"
 BUILD_SECONDS = 900
 MAX_BINARY = 16 << 20  # bytes of the built program (about 2 MB)
@@ -86,7 +89,7 @@ def directory(settings: Settings, source_sha256: str, image_id: str) -> Path:
 def for_image(settings: Settings, image: ImageRef, pin: SourcePin = PIN) -> Patchelf:
     """The patchelf for ``image``: kept, or built now (the source fetched and verified
     first when it is not kept). SourceUnavailable or BuildError when it cannot be had."""
-    tarball = debian_source.fetch_orig(settings, pin)
+    tarball = _pinned(debian_source.fetch_orig(settings, pin), pin)
     where = directory(settings, tarball.sha256, image.id)
     kept = _kept(where, tarball, image.id)
     if kept is not None:
@@ -97,9 +100,18 @@ def for_image(settings: Settings, image: ImageRef, pin: SourcePin = PIN) -> Patc
 def kept(settings: Settings, image: ImageRef, pin: SourcePin = PIN) -> Patchelf | None:
     """The patchelf already built for ``image``, or None (nothing is fetched or built)."""
     tarball = debian_source.kept_orig(settings, pin)
-    if tarball is None:
+    if tarball is None or tarball.sha256 != ORIG_SHA256.get(pin, tarball.sha256):
         return None
     return _kept(directory(settings, tarball.sha256, image.id), tarball, image.id)
+
+
+def _pinned(tarball: SourceTarball, pin: SourcePin) -> SourceTarball:
+    pinned = ORIG_SHA256.get(pin, tarball.sha256)
+    if tarball.sha256 != pinned:
+        raise SourceUnavailable(f"Debian's signed index names {tarball.filename} with sha256 "
+                                f"{tarball.sha256}, not the pinned {pinned}",
+                                "the pin and the archive disagree; check the pin")
+    return tarball
 
 
 def _kept(where: Path, tarball: SourceTarball, image_id: str) -> Patchelf | None:

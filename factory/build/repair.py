@@ -99,6 +99,9 @@ def outcome(settings: Settings, out: Path, tools: list[InstalledTool], note: str
 # A library auditwheel grafted: <wheel's package>.libs/<file stem>-<8 hex>.so[.N...]
 _GRAFTED = re.compile(r"[^/]{1,200}\.libs/(lib[A-Za-z0-9_+.-]{1,200}?)-[0-9a-f]{8}"
                       r"(\.so(?:\.[0-9][A-Za-z0-9.]{0,40})?)")
+# auditwheel's directory of grafted libraries, at the wheel's top: nothing else goes there
+# (a file the pattern does not name would be loaded by the extension, yet listed nowhere).
+_LIBS_DIR = re.compile(r"[^/]{1,200}\.libs/")
 MAX_GRAFTED = 256  # grafted libraries one wheel may hold
 MAX_GRAFTED_BYTES = 1 << 30  # inflated bytes of one (libLLVM is about 120 MB)
 # (kind, file name) -> the Debian packages that ship it (debian.Lookup.providers).
@@ -118,7 +121,13 @@ def grafted(wheel: Path, image: ImageRef, providers: Providers | None = None,
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
             match = _GRAFTED.fullmatch(info.filename)
-            if match is None or info.is_dir():
+            if info.is_dir():
+                continue
+            if match is None:
+                if _LIBS_DIR.match(info.filename):  # what auditwheel did not put there
+                    raise BuildError(f"{wheel.name}: {info.filename[:200]!r} is in a .libs "
+                                     "directory but not named as a grafted library "
+                                     "(<name>-<8 hex>.so...); refused")
                 continue
             if len(found) >= MAX_GRAFTED:
                 raise BuildError(f"{wheel.name} holds more than {MAX_GRAFTED} grafted "

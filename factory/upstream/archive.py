@@ -92,14 +92,15 @@ def _link_stays_inside(member: PurePosixPath, target: str) -> bool:
     return True
 
 
-def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> None:
+def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str],
+                      setid_ok: bool = False) -> None:
     path = _check_name(archive, info.name)
     if info.isdev() or info.isfifo() or not (info.isfile() or info.isdir() or info.issym()
                                              or info.islnk()):
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} is a device or special file")
     # A setgid directory is how many hosts pack (protobuf's sdist has one) and its mode
     # is normalised away on unpack; a setuid/setgid file has no business in a source.
-    if info.mode & (stat.S_ISUID | stat.S_ISGID) and not info.isdir():
+    if info.mode & (stat.S_ISUID | stat.S_ISGID) and not info.isdir() and not setid_ok:
         raise UnsafeArchiveError(f"{archive}: member {info.name!r} has a setuid/setgid bit")
     if (info.issym() or info.islnk()) and not info.linkname:
         raise UnsafeArchiveError(f"{archive}: link {info.name!r} has no target")
@@ -111,6 +112,40 @@ def _check_tar_member(archive: str, info: tarfile.TarInfo, seen: set[str]) -> No
         if info.linkname not in seen:
             raise UnsafeArchiveError(
                 f"{archive}: hardlink {info.name!r} -> {info.linkname!r} has no target in the tree")
+
+
+def _check_layout(archive: str, members: list[tarfile.TarInfo]) -> None:
+    """Nothing is unpacked through a link, whatever tarfile's filter concludes.
+
+    tarfile's "data" filter judges each member by ``os.path.realpath`` of where it
+    would land; before Python 3.11.13 (CVE-2025-4517, -4138, -4330) a chain of links
+    whose resolved path passes PATH_MAX makes realpath stop resolving, and a member
+    named through the chain was written anywhere on the host. So, on the names alone
+    (normalised as the kernel reads them): no member lies under a link or a file of
+    the archive, no name is both a directory and something else (a directory member
+    over a link would chmod the link's target), and a hard link names a regular file
+    of the archive (``os.link`` follows a symbolic link)."""
+    kinds: dict[tuple[str, ...], tarfile.TarInfo] = {}
+    for info in members:
+        key = PurePosixPath(info.name).parts
+        former = kinds.get(key)
+        if former is not None and not (former.isdir() and info.isdir()):
+            raise UnsafeArchiveError(f"{archive}: member {info.name!r} appears twice")
+        kinds[key] = info
+    for info in members:
+        key = PurePosixPath(info.name).parts
+        for end in range(1, len(key)):
+            above = kinds.get(key[:end])
+            if above is not None and not above.isdir():
+                raise UnsafeArchiveError(
+                    f"{archive}: member {info.name[:200]!r} lies under the "
+                    f"{'link' if above.issym() or above.islnk() else 'file'} "
+                    f"{'/'.join(key[:end])[:200]!r}")
+        if info.islnk():
+            target = kinds.get(PurePosixPath(info.linkname).parts)
+            if target is None or not target.isreg() or target is info:
+                raise UnsafeArchiveError(f"{archive}: hardlink {info.name[:200]!r} -> "
+                                         f"{info.linkname[:200]!r} names no regular file")
 
 
 def _check_depth(archive: str, name: str, limits: Limits) -> None:
@@ -130,7 +165,7 @@ def _check_totals(archive: str, count: int, total: int, compressed: int, limits:
         raise UnsafeArchiveError(f"{archive}: expands {total // compressed}x; a decompression bomb")
 
 
-def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
+def _extract_tar(archive: Path, into: Path, limits: Limits, setid_ok: bool = False) -> None:
     name = archive.name
     try:
         with tarfile.open(archive) as tar:
@@ -139,7 +174,7 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
             files: set[str] = set()
             total = 0
             for info in tar:  # streaming: a huge member count is caught before it is all read
-                _check_tar_member(name, info, seen)
+                _check_tar_member(name, info, seen, setid_ok)
                 _check_depth(name, info.name, limits)
                 _check_unique(name, info.name, info.isdir(), files)
                 if info.size > limits.max_member_bytes:
@@ -149,6 +184,7 @@ def _extract_tar(archive: Path, into: Path, limits: Limits) -> None:
                 seen.add(info.name)
                 members.append(info)
                 _check_totals(name, len(members), total, archive.stat().st_size, limits)
+            _check_layout(name, members)
             tar.extractall(into, members=members, filter=_tar_filter)
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"{name}: {exc}") from None
@@ -283,6 +319,22 @@ def extract(sdist: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return _tree_root(dest)
+
+
+def unpack_tar(archive: Path, into: Path, limits: Limits) -> None:
+    """An uncompressed or compressed tar that a build made (not an sdist: no top
+    directory is expected) unpacked into ``into`` (made here) with every check an sdist
+    gets: names, kinds, links, layout, bounds, links resolved, modes normalised (a
+    set-id bit is cleared rather than refused). UnsafeArchiveError otherwise (``into``
+    may then hold part of it)."""
+    into.mkdir()
+    _extract_tar(archive, into, limits, setid_ok=True)
+    try:
+        _check_links_resolve_inside(archive.name, into)
+        normalise_modes(into)
+    except OSError as exc:
+        raise UnsafeArchiveError(f"{archive.name}: {type(exc).__name__}: "
+                                 f"{str(exc)[:200]}") from None
 
 
 def _check_links_resolve_inside(archive: str, tree: Path) -> None:
