@@ -197,7 +197,11 @@ PUBLISHED = "published"
 
 def open_refusals(settings: Settings,
                   component: str | None = None) -> dict[tuple[str, str | None], dict[str, Any]]:
-    """(component, version) -> the newest refusal that no later publication closed."""
+    """(component, version) -> the newest refusal that no later publication closed.
+
+    A version may have several files (a native wheel per interpreter): publishing one
+    closes only a refusal of that same file (a refusal's reason starts with its file
+    name, a publication's is the file name)."""
     found: dict[tuple[str, str | None], dict[str, Any]] = {}
     with session(settings) as db:
         query = (select(Decision).where(Decision.action.in_((REFUSED, PUBLISHED)))
@@ -205,11 +209,20 @@ def open_refusals(settings: Settings,
         if component:
             query = query.where(Decision.component == component)
         for row in db.scalars(query):
+            key = (row.component, row.version)
             if row.action == REFUSED:
-                found[(row.component, row.version)] = _row(row)
-            else:
-                found.pop((row.component, row.version), None)
+                found[key] = _row(row)
+            elif key in found and closes(row.reason, found[key]["reason"]):
+                del found[key]
     return found
+
+
+def closes(published: str, refused: str) -> bool:
+    """True when publishing the file ``published`` closes the refusal ``refused`` (its
+    reason): the same file, or either names no wheel file (rows made before)."""
+    refused_file = refused.partition(": ")[0]
+    return (not published.endswith(".whl") or not refused_file.endswith(".whl")
+            or refused_file == published)
 
 
 # Upstream equivalence (factory.verify.equivalence): each verdict on a published pure

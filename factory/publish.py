@@ -300,7 +300,8 @@ def _close_refusals(settings: Settings, served: list[BuildRecord],
     """A served wheel whose version the ledger still calls refused: a run killed
     between publishing it and recording that. Record the publication now."""
     for record in served:
-        if (record.component, record.version) in refusals:
+        refusal = refusals.get((record.component, record.version))
+        if refusal is not None and ledger.closes(record.wheel_filename, refusal["reason"]):
             ledger.record_decision(settings, record.component, ledger.PUBLISHED,
                                    record.wheel_filename, version=record.version, run_id=run_id)
 

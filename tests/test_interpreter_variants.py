@@ -300,3 +300,16 @@ def test_the_admission_gate_checks_tags_against_the_recorded_interpreter(
     forged = replace(built, builder_settings={"interpreter": {"version": "3.13.5",
                                                               "tag": "cp311"}})
     assert built_for(settings, forged, approvals) == "3.11"  # type: ignore[arg-type]
+
+
+def test_publishing_one_interpreters_wheel_closes_only_its_own_refusal(tmp_path: Path) -> None:
+    from factory import ledger
+
+    settings = factories.settings(tmp_path)
+    cp311, cp313 = (NATIVE.format(name="m", tag=tag) for tag in ("cp311", "cp313"))
+    ledger.record_decision(settings, "m", ledger.REFUSED, f"{cp313}: unsigned (hint: x)",
+                           version="1.0")
+    ledger.record_decision(settings, "m", ledger.PUBLISHED, cp311, version="1.0")
+    assert list(ledger.open_refusals(settings)) == [("m", "1.0")]  # still refused
+    ledger.record_decision(settings, "m", ledger.PUBLISHED, cp313, version="1.0")
+    assert ledger.open_refusals(settings) == {}
