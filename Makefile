@@ -29,7 +29,15 @@ venv: $(STAMP)
 system:
 	scripts/setup-system.sh
 
+# The demo builds native wheels for CPython 3.11 (the builder image's) and 3.13 (built from
+# Debian's verified source once per machine and kept in the user's cache, like the builder
+# image in Docker's store); FACTORY_BUILD_INTERPRETERS / FACTORY_INTERPRETERS_DIR win.
+DEMO_INTERPRETERS ?= 3.11,3.13
+INTERPRETERS_DIR  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/factory/interpreters
+
 demo: venv system
+	FACTORY_BUILD_INTERPRETERS="$${FACTORY_BUILD_INTERPRETERS:-$(DEMO_INTERPRETERS)}" \
+	FACTORY_INTERPRETERS_DIR="$${FACTORY_INTERPRETERS_DIR:-$(INTERPRETERS_DIR)}" \
 	$(BIN)/python -m flows.demo
 
 test: venv system

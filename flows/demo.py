@@ -1,16 +1,20 @@
 """`make demo`: the main job on the embedded default, end to end.
 
-Lock (when the lock is stale), make the builder image, create the keys and the
-embedded Sigstore authority, start the embedded Prefect server, run the rebuild
+Lock (when the lock is stale), make the builder image, find or build the CPython
+interpreters besides the image's 3.11 (``make demo`` asks for 3.13, kept once per
+machine in ~/.cache/factory/interpreters), create the keys and the embedded Sigstore
+authority, start the embedded Prefect server, run the rebuild
 flow (fetch, build from source in network-less containers, attest, sign,
-publish), serve the index, install requests and flask from it with pip into a
-fresh venv, and verify what was published. Then keep serving until Ctrl-C (when
+publish; markupsafe, the one native component, once per interpreter), serve the index,
+install requests and flask from it with pip into a fresh venv, and verify what was
+published. Then keep serving until Ctrl-C (when
 run from a terminal) or for ``--serve-for`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -84,6 +88,7 @@ def run(serve_for: float | None) -> int:
 
     image = bootstrap_image(settings)
     console.print(f"    {image.tag} {image.id}", highlight=False)
+    settings = _interpreters(settings)
     step("keys and the embedded Sigstore authority")
     from factory.publish import ensure_keys
 
@@ -101,6 +106,7 @@ def run(serve_for: float | None) -> int:
     index = f"http://{settings.serve_host}:{settings.serve_port}/simple/"
     step("installing requests and flask from the factory with pip, in a fresh venv")
     console.print(f"    installed requests, flask: {_smoke_install(index)}", highlight=False)
+    _native_wheels(settings)
     _verify(settings)
     console.print(f"\n[bold green]done.[/] Index: {index}   Human pages: "
                   f"http://{settings.serve_host}:{settings.serve_port}/   "
@@ -109,6 +115,47 @@ def run(serve_for: float | None) -> int:
                   "(use --index-url, never --extra-index-url)", highlight=False)
     _keep_serving(server, serve_for)
     return 0
+
+
+def _interpreters(settings: Settings) -> Settings:
+    """Find (checked against its manifest) or build each interpreter besides the image's
+    3.11; one that cannot be had is left out of this run, said so (the rest goes on)."""
+    from factory.build import interpreters
+    from factory.build.image import bootstrap_image
+
+    pins = interpreters.select(settings)
+    if not pins:
+        return settings
+    step(f"CPython {', '.join(p.version for p in pins)} from Debian's verified source "
+         f"(built once per machine, about 5 to 10 minutes; kept in {settings.interpreters_home})")
+    image = bootstrap_image(settings, interpreters.BUILD_PACKAGES)
+    kept = [interpreters.SYSTEM] if interpreters.SYSTEM in settings.build_interpreters else []
+    for pin in pins:
+        try:
+            python = interpreters.for_build(settings, image, pin)
+        except FactoryError as exc:
+            console.print(f"    CPython {pin.version} left out: {exc.message}", markup=False,
+                          highlight=False)
+            continue
+        kept.append(pin.version)
+        how = f"built in {python.seconds:.0f} s" if python.fresh else "kept, checked"
+        console.print(f"    CPython {python.version} {python.prefix} ({how}; tree sha256 "
+                      f"{python.tree_sha256[:16]}…)", highlight=False)
+    if len(kept) < len(settings.build_interpreters):  # the flow reads the environment
+        os.environ["FACTORY_BUILD_INTERPRETERS"] = ",".join(kept)
+        return load_settings()
+    return settings
+
+
+def _native_wheels(settings: Settings) -> None:
+    """Say which interpreters markupsafe (the native component) was published for."""
+    from factory.verify.view import IndexView
+
+    record = IndexView(settings.index_dir).record("markupsafe")
+    files = sorted(f.filename for f in record.files) if record else []
+    tags = sorted({name.split("-")[2] for name in files if name.count("-") >= 4})
+    console.print(f"    markupsafe wheels: {', '.join(tags) or 'none'} ({len(files)} files)",
+                  highlight=False)
 
 
 def _verify(settings: Settings) -> None:

@@ -128,7 +128,7 @@ def _bootstrap_interpreters(current: Any) -> tuple[list[dict[str, Any]], dict[st
         with _app.err.status(f"CPython {pin.version}: from Debian's verified source "
                              "(about 5 minutes the first time per image) ..."):
             try:
-                python = interpreters.for_image(current, image, pin)
+                python = interpreters.for_build(current, image, pin)
             except FactoryError as exc:
                 failed[pin.version] = exc.message
                 continue
