@@ -9,6 +9,7 @@ tests/test_interpreters_docker.py.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -275,12 +276,41 @@ def test_requires_python_is_read_from_the_wheel(tmp_path: Path) -> None:
     assert executor.requires_python(tmp_path / "absent.whl") is None
 
 
-def test_a_distributed_build_for_another_interpreter_is_refused_in_one_line() -> None:
-    inputs = SimpleNamespace(name="markupsafe", version="3.0.3", interpreter=python("3.13.5"),
-                             python_tag="cp313")
-    with pytest.raises(BuildError) as caught:
-        tickets.make_ticket(None, None, inputs)  # type: ignore[arg-type]
-    assert "\n" not in caught.value.message and "cp313" in caught.value.message
+def _ticket(**fields: Any) -> tickets.BuildTicket:
+    blob = tickets.Input("m-1.0.tar.gz", "a" * 64, 1)
+    return tickets.BuildTicket("m", "1.0", "b" * 64, "m.toml", "sha256:" + "c" * 64, blob, (),
+                               (), "factory-builder:bookworm", "sha256:" + "d" * 64, **fields)
+
+
+def test_a_ticket_names_its_interpreter_and_a_worker_without_it_refuses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _ticket()
+    assert b"interpreter" not in plain.to_bytes()  # a 3.11 ticket is what it was
+    assert tickets.BuildTicket.from_bytes(plain.to_bytes()) == plain
+    cp313 = python("3.13.5")
+    named = _ticket(interpreter_tag="cp313", interpreter_tree_sha256=cp313.tree_sha256)
+    assert tickets.BuildTicket.from_bytes(named.to_bytes()) == named
+    for forged in ({"interpreter_tag": "cp313;rm"}, {"interpreter_tree_sha256": None}):
+        raw = json.loads(named.to_bytes())
+        raw.update(forged)
+        with pytest.raises(tickets.TicketRefused, match="malformed"):
+            tickets.BuildTicket.from_bytes(json.dumps(raw).encode())
+    settings = factories.settings(tmp_path)
+    monkeypatch.setattr(tickets, "held_image", lambda *a: SimpleNamespace(id="sha256:x"))
+    assert tickets.ticket_interpreter(settings, plain) is None
+    for kept, held in ((None, "keeps none"), (replace(cp313, tree_sha256="e" * 64),
+                                              "keeps tree eeeeeeeeeeee")):
+        monkeypatch.setattr(interpreters, "usable", lambda *a, kept=kept: kept)
+        with pytest.raises(tickets.TicketRefused) as caught:
+            tickets.ticket_interpreter(settings, named)
+        assert "\n" not in caught.value.message and held in caught.value.message
+        assert caught.value.message.startswith("m 1.0 [cp313]: refused: the ticket pins")
+    monkeypatch.setattr(interpreters, "usable", lambda *a: cp313)
+    assert tickets.ticket_interpreter(settings, named) is cp313
+    # the publisher compares the worker's record with the ticket's interpreter
+    record = _build_record("m-1.0-cp313-cp313-linux_x86_64.whl", cp313.describe())
+    assert tickets._recorded_tree(record) == cp313.tree_sha256
+    assert tickets._recorded_tree(replace(record, builder_settings={})) is None
 
 
 def test_the_admission_gate_checks_tags_against_the_recorded_interpreter(

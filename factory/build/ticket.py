@@ -45,11 +45,13 @@ from factory._internal.atomic import sha256_file
 from factory._internal.digests import sha256_of
 from factory.artifact_store import ArtifactStore, Blob
 from factory.build import docker as container
+from factory.build import interpreters
 from factory.build import job as builder
 from factory.build import patchelf as patchelf_tool
 from factory.build import repair as repairing
 from factory.build.env import KIT_TOOLS
 from factory.build.image import held_image
+from factory.build.interpreters import Interpreter
 from factory.build.job import BuildInputs, MissingRequirementsError, Requires
 from factory.build.record import BuildRecord, InstalledTool, SystemPackage
 from factory.config import Settings
@@ -113,13 +115,22 @@ class BuildTicket:
     repair_note: str = ""
     upstream_wheels: tuple[str, ...] = ()
     patchelf_sha256: str | None = None
+    # A factory-built CPython the build runs (its tag and tree digest); None: the image's
+    # own python3. Left out of the bytes when None, so a 3.11 ticket is what it was.
+    interpreter_tag: str | None = None
+    interpreter_tree_sha256: str | None = None
 
     @property
     def what(self) -> str:
+        if self.interpreter_tag:
+            return f"{self.component} {self.version} [{self.interpreter_tag}]"
         return f"{self.component} {self.version}"
 
     def to_bytes(self) -> bytes:
-        return canonical({"format": VERSION, **asdict(self)})
+        fields = asdict(self)
+        if self.interpreter_tag is None:
+            del fields["interpreter_tag"], fields["interpreter_tree_sha256"]
+        return canonical({"format": VERSION, **fields})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BuildTicket:
@@ -141,7 +152,13 @@ class BuildTicket:
                 repair_tools=_inputs(raw.pop("repair_tools")),
                 repair_note=_text(raw.pop("repair_note")),
                 upstream_wheels=tuple(_name(n) for n in _list(raw.pop("upstream_wheels"))),
-                patchelf_sha256=None if (p := raw.pop("patchelf_sha256")) is None else _sha(p))
+                patchelf_sha256=None if (p := raw.pop("patchelf_sha256")) is None else _sha(p),
+                interpreter_tag=None if (t := raw.pop("interpreter_tag", None)) is None
+                else _tag(t),
+                interpreter_tree_sha256=None if (d := raw.pop("interpreter_tree_sha256", None))
+                is None else _sha(d))
+            if (ticket.interpreter_tag is None) != (ticket.interpreter_tree_sha256 is None):
+                raise ValueError("an interpreter tag without its tree digest, or the reverse")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise TicketRefused(f"a build ticket is malformed: {one_line(str(exc), 200)}",
                                 "only the rebuild flow makes tickets; do not hand-write one"
@@ -212,11 +229,6 @@ def worker_name() -> str:
 def make_ticket(settings: Settings, store: ArtifactStore,
                 inputs: BuildInputs) -> tuple[BuildTicket, Blob]:
     """Put every input of ``inputs`` in the store; the ticket and its blob."""
-    if inputs.interpreter is not None:  # a ticket names no interpreter yet: workers run 3.11
-        raise BuildError(f"{inputs.name} {inputs.version} for {inputs.python_tag}: distributed "
-                         "builds run the builder image's own python3 only",
-                         "build other interpreters' wheels without [distributed] pool, or "
-                         "leave build.interpreters at [\"3.11\"] there")
     lock = load_lock(settings)
     locked = lock.get(inputs.name, inputs.version)
     if locked is None:
@@ -239,7 +251,9 @@ def make_ticket(settings: Settings, store: ArtifactStore,
         patches=tuple((p["path"], p["sha256"]) for p in inputs.patches),
         repair_tools=tuple(put(w) for w in inputs.repair_tools),
         repair_note=inputs.repair_note, upstream_wheels=tuple(inputs.upstream_wheels),
-        patchelf_sha256=inputs.patchelf.sha256 if inputs.patchelf else None)
+        patchelf_sha256=inputs.patchelf.sha256 if inputs.patchelf else None,
+        interpreter_tag=inputs.interpreter.tag if inputs.interpreter else None,
+        interpreter_tree_sha256=inputs.interpreter.tree_sha256 if inputs.interpreter else None)
     if ticket.sdist.sha256 != locked.sdist.sha256:
         raise IntegrityError(f"{ticket.what}: the sdist to hand out is not the locked one")
     return ticket, store.put_bytes(ticket.to_bytes())
@@ -308,9 +322,7 @@ def collect(settings: Settings, store: ArtifactStore, ticket: BuildTicket,
          and record.recipe_name == ticket.recipe_name),
         ("builder image", record.builder_image_id == ticket.image_id
          and record.builder_image == ticket.image_tag),
-        # a ticket's build runs the image's own python3 (make_ticket): no other interpreter
-        ("interpreter", not isinstance(record.builder_settings.get("interpreter"), dict)
-         or "tree_sha256" not in record.builder_settings["interpreter"]),
+        ("interpreter", _recorded_tree(record) == ticket.interpreter_tree_sha256),
         ("build environment", repairing.build_env_shas(record) == tools),
         ("wheel", record.wheel_sha256 == result.wheel.sha256
          and record.wheel_filename == result.wheel.filename),
@@ -410,6 +422,7 @@ def _inputs_for(settings: Settings, store: ArtifactStore, ticket: BuildTicket) -
     if tuple((p["path"], p["sha256"]) for p in patches) != ticket.patches:
         raise TicketRefused(f"{ticket.what}: refused: this worker's patches of "
                             f"{ticket.recipe_name} are not the ticket's")
+    python = ticket_interpreter(settings, ticket)
     patchelf = None
     if ticket.patchelf_sha256 is not None:
         patchelf = patchelf_tool.for_image(settings, image)
@@ -426,7 +439,7 @@ def _inputs_for(settings: Settings, store: ArtifactStore, ticket: BuildTicket) -
         upstream_wheels=ticket.upstream_wheels,
         repair_tools=tuple(_fetch_wheel(settings, store, w) for w in ticket.repair_tools),
         repair_note=ticket.repair_note, system_packages=ticket.system_packages,
-        patchelf=patchelf)
+        patchelf=patchelf, interpreter=python)
 
 
 def _check_checkout(settings: Settings, ticket: BuildTicket) -> None:
@@ -487,6 +500,32 @@ def _names(filename: str, ticket: BuildTicket) -> bool:
 _RECORD_TEXT = ("invocation_id", "component", "version", "wheel_filename", "wheel_sha256",
                 "recipe_name", "recipe_digest", "builder_image", "builder_image_id",
                 "started_on", "finished_on", "log_filename", "log_sha256", "network_mode")
+
+
+def _recorded_tree(record: BuildRecord) -> str | None:
+    """The tree digest of the built interpreter a record names; None: the image's own."""
+    described = record.builder_settings.get("interpreter")
+    found = described.get("tree_sha256") if isinstance(described, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def ticket_interpreter(settings: Settings, ticket: BuildTicket) -> Interpreter | None:
+    """The interpreter the ticket names, as this worker keeps it (found and checked,
+    never built here): TicketRefused, in one line, when it keeps none or another."""
+    if ticket.interpreter_tag is None:
+        return None
+    pin = next((p for p in interpreters.PINS.values() if p.tag == ticket.interpreter_tag),
+               None)
+    image = held_image(settings, interpreters.BUILD_PACKAGES) if pin else None
+    found = interpreters.usable(settings, image, pin) if pin and image else None
+    if found is None or found.tree_sha256 != ticket.interpreter_tree_sha256:
+        held = f"keeps tree {found.tree_sha256[:12]}" if found else "keeps none"
+        raise TicketRefused(
+            f"{ticket.what}: refused: the ticket pins interpreter {ticket.interpreter_tag} "
+            f"tree {str(ticket.interpreter_tree_sha256)[:12]}; this worker {held}",
+            "give every worker the same interpreters_dir, or build it there with "
+            "`factory builder bootstrap --interpreters` on the same image")
+    return found
 
 
 def _check_record_shape(record: BuildRecord) -> None:
@@ -555,6 +594,12 @@ def _name(value: object) -> str:
 def _sha(value: object) -> str:
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
         raise ValueError("a digest is not 64 lowercase hex digits")
+    return value
+
+
+def _tag(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"cp3[0-9]{1,2}", value):
+        raise ValueError(f"{printable(repr(value))[:40]} is not an interpreter tag (cp313)")
     return value
 
 
