@@ -16,6 +16,8 @@ import io
 import json
 import lzma
 import os
+import re
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -415,3 +417,97 @@ def test_a_pin_the_factory_does_not_carry_is_a_config_error() -> None:
     assert set(interpreters.PINS) == {"3.13", "3.14"}
     assert all(isinstance(p, InterpreterPin) and len(p.orig_sha256) == 64
                for p in interpreters.PINS.values())
+
+
+def _dynamic(data: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """(file offset, [(tag, value)]) of the PT_DYNAMIC array of an ELF64 little-endian."""
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phnum, = struct.unpack_from("<H", data, 0x38)
+    for i in range(phnum):
+        kind, _, offset, _, _, filesz, _, _ = struct.unpack_from("<IIQQQQQQ", data,
+                                                                 phoff + i * 56)
+        if kind == 2:
+            return offset, [struct.unpack_from("<qQ", data, offset + at)
+                            for at in range(0, filesz, 16)]
+    raise AssertionError("no PT_DYNAMIC")
+
+
+def _set_entry(data: bytes, tag: int, new_tag: int, value: Any) -> bytes:
+    """``data`` with its first dynamic entry of ``tag`` made (new_tag, value(old))."""
+    offset, entries = _dynamic(data)
+    index = next(i for i, (t, _) in enumerate(entries) if t == tag)
+    out = bytearray(data)
+    struct.pack_into("<qQ", out, offset + index * 16, new_tag, value(entries[index][1]))
+    return bytes(out)
+
+
+def _soname_offset(data: bytes) -> int:
+    return next(v for t, v in _dynamic(data)[1] if t == 14)
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    # the initialiser pointed elsewhere in the (unchanged) code: other code runs at load
+    (lambda d: _set_entry(d, 12, 12, lambda v: v + 16), "dynamic entries differ"),
+    # one more library loaded with it (what `patchelf --add-needed` writes)
+    (lambda d: _set_entry(d, 0x6FFFFFF9 if 0x6FFFFFF9 in dict(_dynamic(d)[1]) else 0x6FFFFEF5,
+                          1, lambda v: _soname_offset(d)), "dynamic entries differ"),
+    # its dependencies searched for in a directory other users can write
+    (lambda d: _set_entry(d, 14, 15, lambda v: v), "leaves \\$ORIGIN"),
+])
+def test_a_graft_whose_dynamic_entries_the_build_changed_is_not_verified(
+        tmp_path: Path, change: Any, why: str) -> None:
+    """Broke: grafted.verify compared every section but .dynamic and .dynstr (what
+    patchelf rewrites) and nothing of what the loader reads from them, so a graft whose
+    DT_INIT pointed elsewhere, that loaded one more library, or whose rpath left
+    $ORIGIN was "verified: bytes compared with the image's file" in the SBOM (confidence
+    1). Held (fixed): the dynamic entries (read through PT_DYNAMIC, as the loader does)
+    must be the image's file's but for SONAME, the string table's place and size and
+    the grafted names of needed libraries; an rpath must stay under $ORIGIN; executable
+    segments must be the same bytes. Such a graft is contradicted: no Debian identity."""
+    from tests.test_grafted_identity import _elf, _patch_section, _verify
+
+    original = _elf(tmp_path)
+    assert "verified" in _verify(tmp_path, original, _patch_section(original, ".dynstr"))
+    done = _verify(tmp_path, original, change(original))
+    assert "verified" not in done and "package" not in done
+    assert re.search(why, done["contradicted"]), done
+
+
+def test_a_graft_with_more_executable_bytes_is_not_verified(tmp_path: Path) -> None:
+    """Broke (as above): program headers were not compared, so code mapped executable
+    outside every section (a segment grown over appended bytes) went unseen. Held
+    (fixed): the executable PT_LOAD segments must be the image's file's, byte for byte."""
+    from tests.test_grafted_identity import _elf, _verify
+
+    original = _elf(tmp_path)
+    phoff, = struct.unpack_from("<Q", original, 0x20)
+    phnum, = struct.unpack_from("<H", original, 0x38)
+    out = bytearray(original)
+    for i in range(phnum):
+        kind, flags, *_ = struct.unpack_from("<IIQQQQQQ", original, phoff + i * 56)
+        if kind == 1 and flags & 1:
+            filesz, = struct.unpack_from("<Q", original, phoff + i * 56 + 32)
+            struct.pack_into("<QQ", out, phoff + i * 56 + 32, filesz + 16, filesz + 16)
+    done = _verify(tmp_path, original, bytes(out))
+    assert "executable segments" in done["contradicted"]
+
+
+def test_a_graft_whose_segments_map_other_bytes_than_its_sections_is_not_verified(
+        tmp_path: Path) -> None:
+    """Broke (as above): the loader maps segments, not sections; a read-only segment
+    whose file offset was moved maps other bytes of the file at the relocations' or the
+    symbols' address while every section compares equal. Held (fixed): each allocated
+    section a segment covers must be mapped from its own bytes, and no two segments
+    may overlap."""
+    from tests.test_grafted_identity import _elf, _verify
+
+    original = _elf(tmp_path)
+    phoff, = struct.unpack_from("<Q", original, 0x20)
+    phnum, = struct.unpack_from("<H", original, 0x38)
+    out = bytearray(original)
+    first = next(i for i in range(phnum)
+                 if struct.unpack_from("<II", original, phoff + i * 56) == (1, 4))  # LOAD, R
+    offset, = struct.unpack_from("<Q", original, phoff + first * 56 + 8)
+    struct.pack_into("<Q", out, phoff + first * 56 + 8, offset + 0x40)
+    done = _verify(tmp_path, original, bytes(out))
+    assert "maps other bytes" in done["contradicted"]

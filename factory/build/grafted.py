@@ -11,11 +11,16 @@ API, bounded:
 * the 8 hex digits of the grafted name are the first 8 of that file's sha256 (what
   auditwheel puts there);
 * every ELF section of the grafted file equals the image's file's, but for what
-  patchelf rewrites (.dynamic, .dynstr; the ELF, program and section headers are not
-  compared at all, and a symbol's section is compared by name, not by the index
-  patchelf renumbers when it moves sections): the code and data are the image's.
+  patchelf rewrites (.dynamic, .dynstr; a symbol's section index is compared as the
+  loader reads it, undefined, absolute, common or defined, since patchelf moves
+  sections): the code and data are the image's;
+* what the loader acts on is the image's file's too: the dynamic entries (through
+  PT_DYNAMIC) but for SONAME, the string table's place and size and the grafted
+  names of needed libraries, an rpath under $ORIGIN, the executable segments byte
+  for byte, and segments that map each section from its own bytes.
 
-Only then is ``verified`` added to the entry; a library that cannot be checked
+Only then is ``verified`` added to the entry. A library shown not to be that file
+is ``contradicted`` and loses the package's identity; one that cannot be checked
 (another engine, an image without the package's list, a library not ELF64) keeps the
 identity its name gives, marked as inferred in the SBOM. The build never fails here.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import struct
 import tarfile
 import tempfile
@@ -106,17 +112,21 @@ def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
 
 
 def _symbols(data: bytes, order: str, named: list[str]) -> tuple[bytes, bytes]:
-    """Whole symbol entries of ``data`` with each one's section index (st_shndx) as its
-    section's name: patchelf renumbers the sections when it moves some (a symbol still
-    in the same section, at the same value, is the same symbol); and the partial entry
-    left over."""
+    """Whole symbol entries of ``data`` with each one's section index (st_shndx) reduced
+    to what the loader reads of it: undefined, absolute, common, or defined (patchelf
+    moves sections and may or may not renumber the indices; the symbol's value, compared
+    as it is, says where it is); and the partial entry left over."""
     whole = len(data) - len(data) % 24
     out = bytearray()
     for at in range(0, whole, 24):
         shndx, = struct.unpack_from(order + "H", data, at + 6)
-        section = named[shndx] if 0 < shndx < len(named) else f"#{shndx}"
+        section = (_SPECIAL.get(shndx, f"#{shndx}") if shndx == 0 or shndx >= 0xFF00
+                   else "defined")
         out += data[at:at + 6] + data[at + 8:at + 24] + section.encode() + b"\0"
     return bytes(out), data[whole:]
+
+
+_SPECIAL = {0: "undefined", 0xFFF1: "absolute", 0xFFF2: "common"}
 
 
 def _contents(handle: IO[bytes], size: int, header: tuple[int, ...], limit: int) -> bytes:
@@ -130,13 +140,168 @@ def _contents(handle: IO[bytes], size: int, header: tuple[int, ...], limit: int)
 def same_but_patched(grafted: IO[bytes], grafted_size: int, original: IO[bytes],
                      original_size: int) -> None:
     """Return if ``grafted`` holds exactly ``original``'s sections but for the ones
-    patchelf rewrites; else raise NotVerified naming the first that differs."""
+    patchelf rewrites, the same dynamic entries but for what patchelf sets, and the same
+    executable segments; else raise Contradicted (NotVerified when either is not an
+    ELF64 file) naming the first that differs."""
     ours = [s for s in sections(grafted, grafted_size) if s[0] not in REWRITTEN]
     theirs = [s for s in sections(original, original_size) if s[0] not in REWRITTEN]
     if ours != theirs:
         differ = sorted({s[0] for s in set(ours) ^ set(theirs)})
-        raise NotVerified(f"ELF sections differ from the image's file: "
-                          f"{', '.join(differ[:5]) or 'their number'}")
+        raise Contradicted(f"ELF sections differ from the image's file: "
+                           f"{', '.join(differ[:5]) or 'their number'}")
+    mine, image = loaded(grafted, grafted_size), loaded(original, original_size)
+    if mine[1] != image[1]:
+        raise Contradicted("its executable segments are not the image's file's")
+    if mine[0] != image[0]:
+        differ = sorted({str(e[0]) for e in set(mine[0]) ^ set(image[0])})
+        raise Contradicted(f"its dynamic entries differ from the image's file: "
+                           f"{', '.join(differ[:5])}")
+
+
+# -- what the loader reads: the dynamic array (PT_DYNAMIC) and executable segments ------
+
+_PT_LOAD, _PT_DYNAMIC, _PF_X = 1, 2, 1
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
+# Tags whose value is an address: compared as (the section it falls in, offset into it).
+_ADDRESSES = frozenset({3, 4, 5, 6, 7, 12, 13, 17, 21, 23, 25, 26, 32, 36, 0x6FFFFEF5,
+                        0x6FFFFEF9, 0x6FFFFFFC, 0x6FFFFFFE, 0x6FFFFFF0})
+MAX_DYNAMIC = 1 << 16  # bytes of the dynamic array
+MAX_STRING = 4096
+_GRAFTED_NAME = re.compile(r"-[0-9a-f]{8}(?=\.so)")
+
+
+def loaded(handle: IO[bytes], size: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What the dynamic loader acts on, comparable between a library and its graft:
+    (the dynamic entries, sorted, with addresses as (section, offset) and the needed
+    libraries by their ungrafted names, leaving out what patchelf sets: SONAME, the
+    string table's place and size; an RPATH/RUNPATH must be under $ORIGIN), and (the
+    executable PT_LOAD segments: address, sizes, sha256 of their bytes). Contradicted
+    for an rpath elsewhere; NotVerified for what is not ELF64."""
+    handle.seek(0)
+    ident = handle.read(64)
+    if len(ident) < 64 or ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] not in (1, 2):
+        raise NotVerified("not an ELF64 file")
+    order = "<" if ident[5] == 1 else ">"
+    phoff, = struct.unpack_from(order + "Q", ident, 0x20)
+    phentsize, phnum = struct.unpack_from(order + "HH", ident, 0x36)
+    if phentsize != 56 or not 0 < phnum <= MAX_SECTIONS or phoff + phnum * 56 > size:
+        raise NotVerified("an ELF program header table out of bounds")
+    handle.seek(phoff)
+    table = handle.read(phnum * 56)
+    programs = [struct.unpack_from(order + "IIQQQQQQ", table, i * 56) for i in range(phnum)]
+    loads = [p for p in programs if p[0] == _PT_LOAD]
+    executable = []
+    for _, flags, offset, vaddr, _paddr, filesz, memsz, _align in loads:
+        if flags & _PF_X:
+            if offset + filesz > size:
+                raise NotVerified("an ELF segment out of bounds")
+            handle.seek(offset)
+            executable.append((vaddr, filesz, memsz, _digest(handle, filesz)))
+    dynamics = [p for p in programs if p[0] == _PT_DYNAMIC]
+    if len(dynamics) != 1 or dynamics[0][5] > MAX_DYNAMIC or \
+            dynamics[0][2] + dynamics[0][5] > size:
+        raise NotVerified("no single readable dynamic segment")
+    handle.seek(dynamics[0][2])
+    raw = handle.read(dynamics[0][5])
+    pairs = []
+    for at in range(0, len(raw) - len(raw) % 16, 16):
+        tag, value = struct.unpack_from(order + "qQ", raw, at)
+        if tag == DT_NULL:
+            break
+        pairs.append((tag, value))
+    places = _places(handle, size, order)
+    _check_mapping(loads, places)
+    strtab = next((v for t, v in pairs if t == DT_STRTAB), None)
+    entries: list[tuple[Any, ...]] = []
+    for tag, value in pairs:
+        if tag in (DT_SONAME, DT_STRTAB, DT_STRSZ):
+            continue
+        if tag in (DT_NEEDED, DT_RPATH, DT_RUNPATH):
+            text = _string(handle, size, loads, strtab, value, order)
+            if tag == DT_NEEDED:
+                entries.append(("needed", _GRAFTED_NAME.sub("", text)))
+            elif any(not part.startswith(("$ORIGIN", "${ORIGIN}")) for part in text.split(":")):
+                raise Contradicted(f"its rpath {text[:100]!r} leaves $ORIGIN")
+            continue
+        if tag in _ADDRESSES:
+            entries.append((tag, *_place(places, value)))
+        else:
+            entries.append((tag, value))
+    return sorted(entries, key=repr), sorted(executable)
+
+
+def _digest(handle: IO[bytes], length: int) -> str:
+    digest = hashlib.sha256()
+    while length > 0:
+        block = handle.read(min(length, 1 << 20))
+        if not block:
+            raise NotVerified("an ELF segment truncated")
+        digest.update(block)
+        length -= len(block)
+    return digest.hexdigest()
+
+
+def _places(handle: IO[bytes], size: int, order: str) -> list[tuple[int, int, int, str]]:
+    """(address, size, file offset, name) of every allocated section with bytes in the
+    file (not NOBITS)."""
+    handle.seek(0)
+    ident = handle.read(64)
+    shoff, = struct.unpack_from(order + "Q", ident, 0x28)
+    _, shnum, shstrndx = struct.unpack_from(order + "HHH", ident, 0x3A)
+    handle.seek(shoff)
+    table = handle.read(shnum * 64)
+    headers = [struct.unpack_from(order + "IIQQQQIIQQ", table, i * 64) for i in range(shnum)]
+    names = _contents(handle, size, headers[shstrndx], MAX_LIST_BYTES)
+    found = []
+    for header in headers[1:]:
+        if header[2] & 2 and header[1] != _SHT_NOBITS:  # SHF_ALLOC, with file bytes
+            end = names.find(b"\0", header[0])
+            found.append((header[3], header[5], header[4],
+                          names[header[0]:end].decode("ascii", "replace")))
+    return found
+
+
+def _check_mapping(loads: list[tuple[int, ...]], places: list[tuple[int, int, int, str]]) -> None:
+    """The loader maps what the sections say: no two PT_LOAD segments share an address,
+    and every allocated section a segment covers is mapped from the section's own bytes
+    (else the compared sections are not what the loader reads: a segment could map other
+    bytes of the file at, say, the relocations' address)."""
+    spans = sorted((vaddr, vaddr + memsz, offset) for _, _, offset, vaddr, _, _, memsz, _
+                   in loads)
+    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise Contradicted("two of its loaded segments overlap")
+    for address, length, offset, name in places:
+        for start, end, seg_offset in spans:
+            if start <= address < end and offset != seg_offset + address - start \
+                    and length:
+                raise Contradicted(f"its segment maps other bytes than its section {name}")
+
+
+def _place(places: list[tuple[int, int, int, str]], address: int) -> tuple[str, int]:
+    for start, length, _offset, name in places:
+        if start <= address < start + max(length, 1):
+            return name, address - start
+    return "#none", address
+
+
+def _string(handle: IO[bytes], size: int, loads: list[tuple[int, ...]], strtab: int | None,
+            offset: int, order: str) -> str:
+    """The string at ``offset`` of the dynamic string table (found as the loader finds
+    it: DT_STRTAB's address through the PT_LOAD segments)."""
+    if strtab is None:
+        raise NotVerified("no dynamic string table")
+    address = strtab + offset
+    for _, _, seg_offset, vaddr, _, filesz, _, _ in loads:
+        if vaddr <= address < vaddr + filesz:
+            at = seg_offset + address - vaddr
+            if at >= size:
+                break
+            handle.seek(at)
+            data = handle.read(MAX_STRING)
+            end = data.find(b"\0")
+            return data[:end if end >= 0 else len(data)].decode("utf-8", "replace")
+    raise NotVerified("a dynamic string outside the loaded segments")
 
 
 # -- the image's file -----------------------------------------------------------------
@@ -205,12 +370,7 @@ def _check(zf: zipfile.ZipFile, container: Any, image: ImageRef,
                 size = _copy(member, grafted, MAX_LIBRARY_BYTES)
                 original.seek(0, io.SEEK_END)
                 original_size = original.tell()
-                try:
-                    same_but_patched(grafted, size, original, original_size)
-                except NotVerified as exc:
-                    if sections(original, original_size):  # the image's file reads
-                        raise Contradicted(str(exc)) from None
-                    raise
+                same_but_patched(grafted, size, original, original_size)
         return {"image_file": path, "image_file_sha256": sha}
     raise Contradicted(f"the name's {prefix} is not the sha256 prefix of the image's "
                        f"{library}")
