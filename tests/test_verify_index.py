@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -353,3 +354,135 @@ def test_run_prints_and_returns_the_exit_code(copy: PublishedIndex, tmp_path: Pa
         run(copy.settings, "beta==2.0", everything=True, console=console)
     with pytest.raises(TargetError):
         run(copy.settings, console=console)
+
+
+# -- the child verify --all forks before its imports (factory.verify.early) ------------------
+_EARLY = """
+import json, os, pickle, sys
+from factory.verify import early as child, verify, wholeindex
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+index = wholeindex.open_index(settings)
+rows = lambda checks: [[c.name, c.status, c.message] for c in checks]
+def report_rows(report):
+    return [[a.label, c.name, c.status, c.message] for a in report.artifacts for c in a.checks]
+out = {"here": rows(wholeindex.index_checks(index))}
+started = child.start(settings, None)
+import time; time.sleep(float(sys.argv[2]))  # the parent's imports, as it were
+facts = started.facts()
+out["facts"] = [sorted(facts.wheels), facts.zip_ok, facts.sbom_error]
+out["child"] = rows(started.index_checks())
+out["again"] = rows(started.index_checks())
+report = verify(settings, everything=True)  # forks its own child
+out["report"] = rows(report.index)
+out["artifacts"] = report_rows(report)
+real_start = child.start
+child.start = lambda *a, **k: None  # the same run without the child
+alone = verify(settings, everything=True)
+out["alone"] = [rows(alone.index), report_rows(alone)]
+unread = real_start(settings, None)
+unread.close()  # a run that ended early: the child is gone, reaped
+try:
+    os.waitpid(unread._pid, 0)
+    out["reaped"] = False
+except ChildProcessError:
+    out["reaped"] = True
+def broken(index):
+    raise RuntimeError("the child fails")
+child.index_checks = broken
+failing = real_start(settings, None)
+failing.facts()
+out["failed child"] = failing.index_checks()
+print(json.dumps(out))
+"""
+
+
+def _early(settings: object, tmp_path: Path, wait: float = 3.0) -> dict[str, Any]:
+    """Run _EARLY in a fresh interpreter (no thread running, so the run forks its child)."""
+    import pickle
+    import subprocess
+    import sys
+
+    state = tmp_path / "settings.pickle"
+    state.write_bytes(pickle.dumps(settings))
+    done = subprocess.run([sys.executable, "-c", _EARLY, str(state), str(wait)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_early_child_finds_what_the_run_finds(copy: PublishedIndex, tmp_path: Path) -> None:
+    out = _early(copy.settings, tmp_path)
+    wheels, zip_ok, sbom_error = out["facts"]
+    assert len(wheels) == 3 and set(zip_ok.values()) == {True}
+    assert set(sbom_error.values()) == {None}
+    assert out["here"] == out["child"] == out["again"] == out["report"] == out["alone"][0]
+    assert [row[1] for row in out["here"]] == [PASS] * 4
+    assert out["artifacts"] == out["alone"][1]
+    assert out["reaped"] and out["failed child"] is None
+    # A page, an SBOM and a wheel changed after publishing: the child's facts and checks
+    # find what the run alone finds, word for word.
+    page = next((copy.index_dir / "simple").glob("*/index.html"))
+    page.write_text(page.read_text() + "<!-- changed -->")
+    sbom = copy.wheel("alpha").with_name(copy.wheel("alpha").name + ".cdx.json")
+    document = json.loads(sbom.read_text())
+    document["bomFormat"] = "SPDX"
+    sbom.write_text(json.dumps(document))
+    wheel = copy.wheel("beta")
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside a member's compressed bytes
+    wheel.write_bytes(bytes(data))
+    out = _early(copy.settings, tmp_path)
+    wheels, zip_ok, sbom_error = out["facts"]
+    assert False in zip_ok.values() and any(sbom_error.values())
+    assert out["here"] == out["child"] == out["report"] == out["alone"][0]
+    assert any(row[0] == "pages" and row[1] == FAIL for row in out["child"])
+    assert out["artifacts"] == out["alone"][1]
+    failures = {(row[0], row[1]) for row in out["artifacts"] if row[2] == FAIL}
+    assert any(check == "sbom" for _, check in failures)
+    assert any(check == "in-toto" for _, check in failures)
+
+
+def test_a_child_stopped_at_once_leaves_the_work_to_the_run(copy: PublishedIndex,
+                                                            tmp_path: Path) -> None:
+    out = _early(copy.settings, tmp_path, wait=0.0)  # however far it got, the same report
+    assert out["artifacts"] == out["alone"][1]
+    assert out["child"] == out["here"]
+
+
+def test_facts_about_other_bytes_are_not_used(copy: PublishedIndex) -> None:
+    """The run uses a fact only for the bytes it was found for (their sha256): facts about
+    the published bytes say nothing of a wheel and an SBOM changed since."""
+    import hashlib
+
+    from factory.verify import early, run
+    from factory.verify.trust import Trust
+    from factory.verify.wholeindex import open_index
+
+    wheel = copy.wheel("beta")
+    sbom = wheel.with_name(wheel.name + ".cdx.json")
+    facts = early.Facts(zip_ok={hashlib.sha256(wheel.read_bytes()).hexdigest(): True},
+                        sbom_error={hashlib.sha256(sbom.read_bytes()).hexdigest(): None},
+                        wheels={str(wheel)})
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    document = json.loads(sbom.read_text())
+    document["bomFormat"] = "SPDX"
+    sbom.write_text(json.dumps(document))
+
+    class Told:
+        root = copy.index_dir
+
+        def facts(self) -> early.Facts:
+            return facts
+
+        def index_checks(self) -> None:
+            return None
+
+    index = open_index(copy.settings)
+    report = run.audit(index, Trust.load(copy.settings, index.root), "beta==2.0",
+                       early=Told())  # type: ignore[arg-type]
+    checks = {c.name: c for c in report.artifacts[0].checks}
+    assert checks["sbom"].status == FAIL and "bomFormat" in checks["sbom"].message
+    assert checks["in-toto"].status == FAIL and "intact zip" in checks["in-toto"].message

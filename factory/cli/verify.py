@@ -118,9 +118,9 @@ def run(
     Raises TargetError (exit 2) for a usage error or an unusable target or index,
     TrustError when the pinned trust cannot be loaded.
     """
-    # Imported here: every other command starts without the verifier's dependencies.
+    # Imported here: every other command starts without the verifier's dependencies
+    # (and `verify --all` imports them only once its index checks have started).
     from factory.verify import TargetError, exit_code, verify
-    from factory.verify.render import print_report, report_json, write_html
 
     console = console or Console()
     modes = [bool(target) or everything, bool(rebuild), bool(upstream)]
@@ -135,6 +135,8 @@ def run(
     with _progress(console, quiet=json_output) as on_result:
         report = verify(settings, target, everything=everything, index_dir=index_dir,
                         on_result=on_result, **audit)
+    from factory.verify.render import print_report, report_json, write_html
+
     if html is not None:
         write_html(report, html)
     if json_output:

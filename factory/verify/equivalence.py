@@ -35,11 +35,10 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from factory import __version__
 from factory._internal.atomic import sha256_file, write_text
 from factory._internal.zipcount import too_large
+from factory.attest.types import STATEMENT_TYPE
 from factory.config import Settings
 from factory.errors import FactoryError, UpstreamError, VerificationError
 from factory.lock.backend import MAX_WHEEL_FILE, Backend
-from factory.sign import open_signer
-from factory.sign.bundles import STATEMENT_TYPE
 from factory.upstream.listing import UpstreamFile
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, same_version
@@ -424,6 +423,8 @@ def write_statement(signer: Signer, result: Equivalence, target: Path) -> Path:
 def _record(settings: Settings, results: list[Equivalence], published: list[Published],
             out_dir: Path | None) -> None:
     paths = {p.filename: p.path for p in published}
+    from factory.sign import open_signer  # and Sigstore: only to sign (the pages read this)
+
     with open_signer(settings) as signer:
         for result in results:
             wheel = paths[result.filename]

@@ -16,15 +16,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sigstore.errors import Error as SigstoreError
-from sigstore.models import Bundle
+from typing import TYPE_CHECKING, Any
 
 from factory.errors import VerificationError
-from factory.sign.bundles import check_subject
+from factory.verify.sbom import read_json
 from factory.verify.targets import Item
 from factory.verify.view import sidecar
+
+if TYPE_CHECKING:
+    from sigstore.models import Bundle
 
 _CHUNK = 1 << 20
 _SIDECAR_LIMIT = 256 << 20  # a sidecar larger than this is not one the factory wrote
@@ -75,15 +75,9 @@ class Evidence:
         """``data`` (UTF-8 JSON) parsed, once per distinct bytes: readers never change what
         they get (the value is shared by every check of this wheel)."""
         if data not in self._parsed:
-            inexact: list[str] = []
-
-            def number(text: str) -> float:
-                inexact.append(text)
-                return float(text)  # what json.loads does for a float, NaN or Infinity
-
-            value = json.loads(data.decode("utf-8"), parse_float=number, parse_constant=number)
+            value, integral = read_json(data)
             self._parsed[data] = value
-            if not inexact:
+            if integral:
                 self._integral.add(id(value))
         return self._parsed[data]
 
@@ -153,6 +147,11 @@ def _plain_bytes(path: Path) -> bytes | None:
 
 # -- reading signed evidence -----------------------------------------------------------------
 def parse_bundle(text: str, what: str) -> Bundle:
+    # Sigstore is imported on first use: the early child (factory.verify.early) reads
+    # evidence without it.
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.models import Bundle
+
     try:
         return Bundle.from_json(text)
     except (SigstoreError, ValueError) as exc:
@@ -163,6 +162,8 @@ def bind(statement: dict[str, Any] | None, ev: Evidence, what: str) -> None:
     """The statement's subject is this wheel (name and sha256), or VerificationError."""
     if statement is None:
         raise VerificationError(f"{what} has no readable in-toto statement")
+    from factory.sign.bundles import check_subject
+
     try:
         check_subject(statement, ev.filename, ev.sha256)
     except VerificationError as exc:

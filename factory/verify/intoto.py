@@ -12,12 +12,16 @@ Any other inspection falls back to the stock CLI (factory.attest.intoto).
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import types
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from in_toto import verifylib
+from in_toto.models.common import ValidationMixin
 from in_toto.models.link import Link
 from in_toto.models.metadata import Metadata
 
@@ -25,6 +29,69 @@ from factory.attest import intoto as factory_intoto
 from factory.errors import VerificationError
 
 LAYOUT_NAME = factory_intoto.LAYOUT_NAME
+
+
+# -- in-toto's self-validation, without its inspection of every attribute ----------------------
+# Every Link, Layout, Step and Inspection validates itself when made: ValidationMixin.validate
+# asks inspect.getmembers(self, inspect.ismethod) for its members, which reads every
+# attribute of the object (its properties evaluated) and then calls the ``_validate_*``
+# methods by name. Which attributes those are is a property of the class, so here it is
+# worked out once per class: the same properties are still read (a property that raises
+# still fails validation as before: Signable.signable_bytes refuses a float) in the same
+# order, then the same ``_validate_*`` methods are called in the same (sorted) order. A
+# class this does not recognise (a ``_validate_`` name that is no plain function, an
+# attribute of a kind not listed below, a __getattr__) and an instance that shadows a
+# ``_validate_`` name are left to the library's own walk.
+_LIBRARY_VALIDATE = ValidationMixin.validate
+_INERT = (types.FunctionType, staticmethod, classmethod, types.GetSetDescriptorType,
+          types.MemberDescriptorType, types.WrapperDescriptorType,
+          types.MethodDescriptorType, types.BuiltinFunctionType,
+          types.ClassMethodDescriptorType)
+
+
+_Plan = tuple[tuple[str, ...], tuple[str, ...]] | None
+_PLANS: dict[type, _Plan] = {}
+
+
+def _validation_plan(cls: type) -> _Plan:
+    if cls not in _PLANS:
+        _PLANS[cls] = _plan_of(cls)
+    return _PLANS[cls]
+
+
+def _plan_of(cls: type) -> _Plan:
+    """(properties getmembers would read, ``_validate_*`` methods) of ``cls``, in dir
+    order, or None for a class left to the library."""
+    if "__getattr__" in dir(cls):
+        return None
+    properties, methods = [], []
+    for name in dir(cls):  # sorted, as getmembers walks them
+        raw = inspect.getattr_static(cls, name)
+        if name.startswith("_validate_"):
+            if not isinstance(raw, types.FunctionType):
+                return None
+            methods.append(name)
+        elif isinstance(raw, property):
+            properties.append(name)
+        elif hasattr(type(raw), "__get__") and not isinstance(raw, _INERT):
+            return None  # another descriptor: reading it might do anything
+    return tuple(properties), tuple(methods)
+
+
+def _validate(self: ValidationMixin) -> None:
+    plan = _validation_plan(type(self))
+    if plan is None or any(k.startswith("_validate_") for k in getattr(self, "__dict__", ())):
+        _LIBRARY_VALIDATE(self)
+        return
+    properties, methods = plan
+    for name in properties:  # what getmembers reads before any method runs
+        with contextlib.suppress(AttributeError):  # getmembers skips what it cannot read
+            getattr(self, name)
+    for name in methods:
+        getattr(self, name)()
+
+
+ValidationMixin.validate = _validate  # type: ignore[method-assign]
 
 
 def _known_inspection(run: list[str], wheel: str) -> bool:
@@ -40,13 +107,14 @@ def _zip_ok(path: Path) -> bool:
         return False
 
 
-def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str]) -> dict[str, Link]:
+def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str],
+                      zip_ok: bool | None = None) -> dict[str, Link]:
     artifacts = {name: {"sha256": digest} for name, digest in held.items()}
     links = {}
     for inspection in layout.inspect:
         if not _known_inspection(list(inspection.run), wheel.name):
             raise _NeedsStock(inspection.name)
-        code = 0 if _zip_ok(wheel) else 1
+        code = 0 if (_zip_ok(wheel) if zip_ok is None else zip_ok) else 1
         if code != 0:
             raise VerificationError(f"inspection {inspection.name!r} failed: {wheel.name} "
                                     "is not an intact zip archive")
@@ -62,13 +130,15 @@ class _NeedsStock(Exception):
 
 
 def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
-           owner_key_path: Path, held: Mapping[str, str]) -> str:
+           owner_key_path: Path, held: Mapping[str, str], *, zip_ok: bool | None = None) -> str:
     """Verify ``layout_dir`` for ``wheel``; ``held``: file name -> sha256 of the files at hand.
+    ``zip_ok``: whether the wheel's bytes (those ``held`` names) are an intact zip, when
+    already known (factory.verify.early); else the wheel is read and tested here.
 
     Returns a one-line summary; raises VerificationError naming what failed.
     """
     try:
-        return _verify(layout_dir, wheel, owner_key, held)
+        return _verify(layout_dir, wheel, owner_key, held, zip_ok)
     except _NeedsStock:
         factory_intoto.verify_intoto(layout_dir, wheel, owner_key_path,
                                      [wheel.with_name(n) for n in held if n != wheel.name])
@@ -82,7 +152,7 @@ def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
 
 
 def _verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
-            held: Mapping[str, str]) -> str:
+            held: Mapping[str, str], zip_ok: bool | None = None) -> str:
     layout_path = layout_dir / LAYOUT_NAME
     if not layout_path.is_file():
         raise VerificationError(f"no in-toto layout at {layout_path}")
@@ -98,7 +168,7 @@ def _verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
     reduced = verifylib.reduce_chain_links(chain)
     verifylib.verify_all_item_rules(layout.steps, reduced)
     combined = dict(reduced)
-    combined.update(_inspection_links(layout, wheel, held))
+    combined.update(_inspection_links(layout, wheel, held, zip_ok))
     verifylib.verify_all_item_rules(layout.inspect, combined)
     names = ", ".join(s.name for s in layout.steps)
     return f"layout signed by the owner key (expires {layout.expires}); links {names} verify"

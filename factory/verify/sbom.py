@@ -322,6 +322,26 @@ def schema_error(document: Any, *, integral: bool = False) -> str | None:
     return f"{where}: {error.message[:300]}"
 
 
+def read_json(data: bytes) -> tuple[Any, bool]:
+    """``data`` (UTF-8 JSON) as ``json.loads`` reads it, and whether its text held no
+    float, NaN or Infinity (``schema_error``'s and ``canonical_equals``' ``integral``)."""
+    inexact: list[str] = []
+
+    def number(text: str) -> float:
+        inexact.append(text)
+        return float(text)  # what json.loads does for a float, NaN or Infinity
+
+    value = json.loads(data.decode("utf-8"), parse_float=number, parse_constant=number)
+    return value, not inexact
+
+
+def sbom_error(raw: bytes) -> str | None:
+    """What the SBOM check finds of the document ``raw`` against the schema: None (valid)
+    or the first error. A function of the bytes alone (raises as json.loads does)."""
+    document, integral = read_json(raw)
+    return schema_error(document, integral=integral)
+
+
 def warm_schema() -> None:
     """Build the validator ``schema_error`` uses (imports jsonschema and loads the CycloneDX
     schemas): a process that forks workers calls it first, so that they share it."""

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import Certificate
 from securesystemslib.signer import SSlibKey
+from sigstore._internal.trust import CTKeyring, Keyring, KeyringPurpose, RekorKeyring
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
@@ -143,7 +144,7 @@ class ChainMemoVerifier(Verifier):
     _LIMIT = 1024  # distinct signing certificates remembered per run
 
     def __init__(self, *, trusted_root: TrustedRoot) -> None:
-        super().__init__(trusted_root=trusted_root)
+        super().__init__(trusted_root=MemoTrustedRoot(trusted_root))
         self._chains: dict[bytes, tuple[list[Certificate], Any, Any]] = {}
 
     def _verify_chain_at_time(self, certificate: Certificate,
@@ -159,6 +160,70 @@ class ChainMemoVerifier(Verifier):
             self._chains[der] = (list(chain), max(c.not_valid_before_utc for c in path),
                                  min(c.not_valid_after_utc for c in path))
         return chain
+
+
+class MemoKeyring(Keyring):
+    """A keyring of the pinned root (the CT log's or the transparency log's keys) that
+    remembers, within one run, which exact (key id, signature, data) verified.
+
+    Whether a signature verifies is a function of those bytes and the keys alone, so a
+    triple that verified once verifies again: the SCT of a signing certificate (the same
+    bytes in every bundle of one signing session) and a checkpoint's note signed once
+    are checked by ECDSA once. Only successes are kept, keyed by the exact bytes (no
+    digest of them), so a signature, note or certificate that differs in one bit is a
+    new triple and is verified by the library; past LIMIT triples nothing more is kept
+    (and everything is still verified)."""
+
+    LIMIT = 1 << 14
+
+    def __init__(self, inner: Keyring) -> None:
+        # The library's keys, parsed once (it parses them again for every bundle).
+        self._keyring = inner._keyring
+        self._good: set[tuple[bytes, bytes, bytes]] = set()
+
+    def verify(self, *, key_id: bytes, signature: bytes, data: bytes) -> None:
+        triple = (bytes(key_id), bytes(signature), bytes(data))
+        if triple in self._good:
+            return
+        super().verify(key_id=key_id, signature=signature, data=data)  # type: ignore[arg-type]
+        if len(self._good) < self.LIMIT:
+            self._good.add(triple)
+
+
+class MemoTrustedRoot(TrustedRoot):
+    """The pinned trusted root, whose keyrings are MemoKeyrings.
+
+    The library builds a new keyring (parsing every key) for each bundle from the keys
+    valid for the purpose at that moment; here the keys are still selected every time
+    the same way (the library's own selection), and the keyring of one selection (the
+    keys' exact bytes and kinds) is built once and reused."""
+
+    def __init__(self, root: TrustedRoot) -> None:
+        super().__init__(root._inner)
+        self._rings: dict[tuple[str, KeyringPurpose, tuple[tuple[bytes, Any], ...]],
+                          MemoKeyring] = {}
+
+    def _ring(self, kind: str, purpose: KeyringPurpose, made: Keyring,
+              keys: tuple[tuple[bytes, Any], ...]) -> MemoKeyring:
+        ring = self._rings.get((kind, purpose, keys))
+        if ring is None:
+            ring = self._rings[(kind, purpose, keys)] = MemoKeyring(made)
+        return ring
+
+    def rekor_keyring(self, purpose: KeyringPurpose) -> RekorKeyring:
+        keys = _selection(self._get_tlog_keys(self._inner.tlogs, purpose))
+        ring = self._rings.get(("rekor", purpose, keys))
+        return RekorKeyring(ring or self._ring("rekor", purpose,
+                                               super().rekor_keyring(purpose), keys))
+
+    def ct_keyring(self, purpose: KeyringPurpose) -> CTKeyring:
+        keys = _selection(self._get_tlog_keys(self._inner.ctlogs, purpose))
+        ring = self._rings.get(("ct", purpose, keys))
+        return CTKeyring(ring or self._ring("ct", purpose, super().ct_keyring(purpose), keys))
+
+
+def _selection(keys: Any) -> tuple[tuple[bytes, Any], ...]:
+    return tuple((bytes(k.raw_bytes or b""), k.key_details) for k in keys)
 
 
 def _in_toto_key(path: Path) -> dict[str, Any]:

@@ -1,0 +1,241 @@
+"""Work a whole-index run starts in a forked child before it imports the verifier.
+
+`verify --all` spends about a second importing Sigstore, in-toto and jsonschema
+on one core before any artifact is checked. Before those imports it forks a
+child (``start``), which needs none of them, to use the other core meanwhile:
+
+1. pre-checks, per published wheel, of two checks that are functions of bytes
+   alone: whether the wheel's bytes are an intact zip (the in-toto layout's
+   ``receive`` inspection, factory.verify.intoto) and what the CycloneDX schema
+   check finds of its SBOM's bytes (factory.verify.sbom.sbom_error). Each fact
+   is keyed by the sha256 of the exact bytes it was found for; a worker uses
+   it only for bytes with that sha256 (the bytes it gathered as evidence), so
+   the verdict is the one it would have computed. It stops when the parent
+   is ready to fork its workers (``Early.facts``): what is not pre-checked by
+   then, the workers check themselves, as they do without a child;
+2. the index checks (factory.verify.wholeindex.index_checks), collected at the
+   end of the run (``Early.index_checks``).
+
+The child answers on a pipe, one JSON line per fact. Nothing it says is a
+verdict on its own: a missing, failed or garbled answer only means the run does
+that work itself. It is started only from a process with no other thread (a
+fork copies only the calling thread), and killed and reaped if the run ends
+without collecting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import signal
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import IO, Any
+
+from factory.config import Settings
+from factory.verify.model import Check
+from factory.verify.targets import TargetError, resolve
+from factory.verify.view import IndexView, sidecar
+from factory.verify.wholeindex import index_checks, open_index
+
+# Wheels larger than this are not read whole into the child's memory (the worker checks).
+_WHEEL_LIMIT = 64 << 20
+_PRE_DONE = "pre-checks done"
+
+
+@dataclass
+class Facts:
+    """What the child found, by the sha256 of the bytes it found it for."""
+
+    zip_ok: dict[str, bool] = field(default_factory=dict)  # wheel sha256 -> intact zip
+    sbom_error: dict[str, str | None] = field(default_factory=dict)  # SBOM sha256 -> error
+    wheels: set[str] = field(default_factory=set)  # wheel paths both facts were found for
+
+
+def zip_intact(data: bytes) -> bool:
+    """Whether ``data`` is a zip archive whose every member's CRC checks (ZipFile.testzip),
+    as factory.verify.intoto._zip_ok finds for a file holding these bytes (raising what
+    it raises: a member that does not inflate raises zlib.error)."""
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def _plain(path: Path, limit: int) -> bytes | None:
+    from factory.verify.evidence import _plain_bytes  # regular files only, never a link
+
+    try:
+        if path.stat().st_size > limit:
+            return None
+    except OSError:
+        return None
+    return _plain_bytes(path)
+
+
+def _pre_check(item_wheel: Path, base: Path) -> list[dict[str, Any]]:
+    from factory.verify.sbom import sbom_error
+
+    out: list[dict[str, Any]] = []
+    data = _plain(item_wheel, _WHEEL_LIMIT)
+    if data is None:
+        return out
+    try:
+        intact = zip_intact(data)
+    except Exception:  # (zlib.error): the worker meets it too and reports it in its words
+        intact = None
+    if intact is not None:
+        out.append({"zip": [hashlib.sha256(data).hexdigest(), intact]})
+    raw = _plain(sidecar(base, "sbom"), 256 << 20)
+    if raw is not None:
+        try:
+            error = sbom_error(raw)
+        except Exception:  # the worker's check reports a malformed SBOM in its own words
+            return out
+        out.append({"sbom": [hashlib.sha256(raw).hexdigest(), error]})
+        out.append({"wheel": str(item_wheel)})
+    return out
+
+
+def _child(index: IndexView, stop: int, answer: int) -> None:
+    def say(record: dict[str, Any]) -> None:
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        while line:
+            line = line[os.write(answer, line):]
+
+    try:
+        items = resolve(index, None, True, ())
+    except Exception:
+        items = []
+    for item in items:
+        if select.select([stop], [], [], 0)[0]:  # the parent is ready (or gone)
+            break
+        if item.wheel is None or item.published is None or item.problem:
+            continue
+        for record in _pre_check(item.wheel, item.published.path):
+            say(record)
+    say({"done": _PRE_DONE})
+    say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
+
+
+class Early:
+    """The child of one run: ``facts()`` once the parent is ready to fork its workers,
+    ``index_checks()`` at the end, ``close()`` always."""
+
+    def __init__(self, root: Path, pid: int, stop: int, answer: int) -> None:
+        self.root = root  # the index directory the child reads
+        self._pid, self._stop = pid, stop
+        self._answer: IO[bytes] | None = os.fdopen(answer, "rb")
+        self._facts: Facts | None = None
+        self._index: list[Check] | None = None
+        self._finished = False
+
+    def _lines(self) -> Any:
+        while self._answer is not None:
+            try:
+                line = self._answer.readline()
+            except OSError:
+                line = b""
+            if not line:
+                return
+            try:
+                yield json.loads(line)
+            except ValueError:
+                return
+
+    def facts(self) -> Facts:
+        """Stop the pre-checks and collect them (waits for the wheel at hand)."""
+        if self._facts is not None:
+            return self._facts
+        facts = self._facts = Facts()
+        if self._stop >= 0:
+            os.close(self._stop)  # readable at the child's end: stop
+            self._stop = -1
+        for record in self._lines():
+            if not isinstance(record, dict) or record.get("done") == _PRE_DONE:
+                break
+            if "zip" in record:
+                sha, ok = record["zip"]
+                facts.zip_ok[str(sha)] = ok is True
+            elif "sbom" in record:
+                sha, error = record["sbom"]
+                facts.sbom_error[str(sha)] = None if error is None else str(error)
+            elif "wheel" in record:
+                facts.wheels.add(str(record["wheel"]))
+        return facts
+
+    def index_checks(self) -> list[Check] | None:
+        """The child's index checks (waits for it), or None when it did not give them:
+        the caller then checks the index itself."""
+        if self._finished:
+            return self._index
+        self.facts()
+        for record in self._lines():
+            if isinstance(record, dict) and isinstance(record.get("index"), list):
+                try:
+                    self._index = [Check(str(n), str(s), str(m)) for n, s, m in record["index"]]
+                except (TypeError, ValueError):
+                    self._index = None
+        status = self._reap(kill=False)
+        if status != 0:
+            self._index = None
+        return self._index
+
+    def _reap(self, kill: bool) -> int:
+        self._finished = True
+        if self._answer is not None:
+            self._answer.close()
+            self._answer = None
+        if self._stop >= 0:
+            os.close(self._stop)
+            self._stop = -1
+        try:
+            if kill:
+                os.kill(self._pid, signal.SIGKILL)
+            return os.waitpid(self._pid, 0)[1]
+        except (ProcessLookupError, ChildProcessError):
+            return -1
+
+    def close(self) -> None:
+        """Stop and reap the child if the run did not collect it (a run that ended early)."""
+        if not self._finished:
+            self._reap(kill=True)
+
+
+def start(settings: Settings, index_dir: Path | None) -> Early | None:
+    """Fork the child for the index at ``index_dir`` (the settings' when None); None when
+    there is no index here (the run reports it), when processes cannot be forked, or
+    when another thread runs."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return None
+    try:
+        index = open_index(settings, index_dir)
+    except TargetError:
+        return None
+    stop_read, stop_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (stop_read, stop_write, answer_read, answer_write):
+            os.close(fd)
+        return None
+    if pid == 0:  # the child: answer, then leave without the parent's exit handlers
+        code = 1
+        try:
+            os.close(stop_write)
+            os.close(answer_read)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _child(index, stop_read, answer_write)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(stop_read)
+    os.close(answer_write)
+    return Early(index.root, pid, stop_write, answer_read)

@@ -1,0 +1,75 @@
+"""The index as a whole (records, pages, files, what no record names), and the published
+index a run verifies against.
+
+``index_checks`` runs factory.index.check over a published index directory. It needs
+neither Sigstore nor in-toto: `verify --all` runs it in the child it forks before
+importing them (factory.verify.early).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factory.config import Settings
+from factory.index.check import inspect_index
+from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
+from factory.verify.model import (
+    FILES,
+    PAGES,
+    RECORDS,
+    UNRECORDED,
+    Check,
+    failed,
+    passed,
+)
+from factory.verify.targets import TargetError
+from factory.verify.view import IndexView
+
+
+def open_index(settings: Settings, index_dir: Path | None = None) -> IndexView:
+    """The published index to verify against: ``index_dir`` (an auditor's copy) or the
+    settings' own, whose pages were rendered with the settings' URL. TargetError if none.
+    (An index URL: ``verify`` fetches it, factory.verify.remote.)"""
+    root = index_dir or settings.index_dir
+    try:
+        same = root.resolve() == settings.index_dir.resolve()
+    except OSError:
+        same = False
+    index = IndexView(root, settings.index_url if same else None)
+    if not index.exists():
+        raise TargetError(f"no published index at {index.root}",
+                          "pass --index PATH (the directory holding records/ and files/)")
+    return index
+
+
+
+def index_checks(index: IndexView) -> list[Check]:
+    """The index as a whole: one failed Check per problem, else one passed Check per kind.
+
+    Files are checked for type and size here; their bytes by each artifact's checks
+    (the wheel and every sidecar beside it against the record in `digest`, the
+    .metadata against the wheel in `metadata`, the rest by their signatures).
+    """
+    def load(project: str) -> ProjectRecord | None:
+        record = index.record(project)
+        if record is None and project in index.corrupt:
+            raise IndexCorruptError(index.corrupt[project])
+        return record
+
+    findings = inspect_index(index.root, index.base_url, deep=False, wheels=False, load=load)
+    projects = len(list_projects(index.layout)) if index.exists() else 0
+    checks: list[Check] = []
+    for name in (RECORDS, PAGES, FILES, UNRECORDED):
+        found = [f for f in findings if f.area == name]
+        checks += [failed(name, str(f)) for f in found] or [passed(name, _INDEX_PASSED[name]
+                                                                   .format(projects))]
+    return checks
+
+
+_INDEX_PASSED = {
+    RECORDS: "all {} project records load, every path inside the index",
+    PAGES: "every page of the {} projects is what the records render",
+    FILES: "every recorded file is a regular file of the recorded size and sha256, with its "
+           "sidecars",
+    UNRECORDED: "no file in a served area that no record names",
+}
