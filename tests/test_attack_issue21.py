@@ -19,6 +19,7 @@ import os
 import re
 import struct
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from factory.build import debian, debian_source, interpreters, patchelf, repair
 from factory.build.debian_source import SourcePin, SourceTarball, SourceUnavailable
 from factory.build.image import ImageRef
 from factory.build.interpreters import InterpreterPin
-from factory.errors import BuildError, UnsafeArchiveError
+from factory.errors import BuildError, FactoryError, UnsafeArchiveError
 from factory.upstream import archive
 from tests import factories
 from tests.test_interpreters import IMAGE, PIN313, TARBALL, built  # noqa: F401 (fixture)
@@ -511,3 +512,54 @@ def test_a_graft_whose_segments_map_other_bytes_than_its_sections_is_not_verifie
     struct.pack_into("<Q", out, phoff + first * 56 + 8, offset + 0x40)
     done = _verify(tmp_path, original, bytes(out))
     assert "maps other bytes" in done["contradicted"]
+
+
+# -- the mirror's HTTP answers ------------------------------------------------------------
+
+class _Redirecting:
+    """A mirror that answers every request with a redirect to ``to`` + the path."""
+
+    def __init__(self, to: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        target = to
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/debian"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_mirror_that_redirects_elsewhere_or_answers_without_end_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held: InRelease is read from the mirror's own origin only (a redirect to another
+    origin, even on loopback, is refused before it is followed) and at most 4 MiB of it
+    is read, whatever the mirror sends; nothing is kept."""
+    from tests.test_catalogue_debian import Mirror, trusted
+
+    served = Mirror()
+    redirecting = _Redirecting("http://127.0.0.1:9")
+    try:
+        monkeypatch.setenv(debian.SWITCH, "on")
+        settings = factories.settings(tmp_path)
+        with pytest.raises(FactoryError, match="not the index's origin|redirect") as caught:
+            debian_source.fetch_orig(settings, patchelf.PIN, verify=trusted,
+                                     mirror=redirecting.url)
+        assert "\n" not in caught.value.message
+        served.files["/debian/dists/trixie/InRelease"] = b"Codename: trixie\n" * (1 << 18) * 2
+        with pytest.raises(SourceUnavailable, match="larger than"):
+            debian_source.fetch_orig(settings, patchelf.PIN, verify=trusted, mirror=served.url)
+        assert not list(debian_source.directory(settings).rglob("*.orig.tar.*"))
+    finally:
+        for server in (served.server, redirecting.server):
+            server.shutdown()
+            server.server_close()
