@@ -343,3 +343,16 @@ def test_publishing_one_interpreters_wheel_closes_only_its_own_refusal(tmp_path:
     assert list(ledger.open_refusals(settings)) == [("m", "1.0")]  # still refused
     ledger.record_decision(settings, "m", ledger.PUBLISHED, cp313, version="1.0")
     assert ledger.open_refusals(settings) == {}
+
+
+def test_verify_rebuild_takes_one_published_wheel_by_its_file_name(tmp_path: Path) -> None:
+    from factory.verify import rebuild_and_compare
+    from factory.verify.targets import TargetError
+
+    settings = factories.settings(tmp_path)
+    with pytest.raises(TargetError, match="publishes no file m-1.0-cp313"):
+        rebuild_and_compare(settings, NATIVE.format(name="m", tag="cp313"))
+    with pytest.raises(TargetError, match="is not a wheel file name"):
+        rebuild_and_compare(settings, "m.whl")
+    with pytest.raises(TargetError, match="NAME==VERSION or a published wheel"):
+        rebuild_and_compare(settings, "m")

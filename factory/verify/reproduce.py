@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from docker.errors import DockerException, ImageNotFound
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
 
 from factory._internal.atomic import sha256_file
 from factory.build import interpreters, patchelf, repair
@@ -56,11 +58,22 @@ class Rebuild:
 
 def rebuild_and_compare(settings: Settings, spec: str, *,
                         index_dir: Path | None = None) -> list[Rebuild]:
-    """Rebuild every published wheel of ``spec`` (name==version) and compare it."""
+    """Rebuild every published wheel of ``spec`` (name==version; a version has one wheel
+    per interpreter when it is native), or the one published wheel ``spec`` names by
+    its file name, and compare it."""
+    index = IndexView(index_dir or settings.index_dir)
+    if spec.endswith(".whl") and "/" not in spec:
+        try:
+            name = str(parse_wheel_filename(spec)[0])
+        except (InvalidWheelFilename, InvalidVersion):
+            raise TargetError(f"{spec!r} is not a wheel file name") from None
+        one = index.by_filename(name, spec)
+        if one is None:
+            raise TargetError(f"the index publishes no file {spec}")
+        return [_rebuild_one(settings, index, one)]
     match = PIN.match(spec)
     if not match:
-        raise TargetError(f"{spec!r} is not NAME==VERSION")
-    index = IndexView(index_dir or settings.index_dir)
+        raise TargetError(f"{spec!r} is not NAME==VERSION or a published wheel's file name")
     published = index.by_version(*match.groups())
     if not published:
         raise TargetError(f"the index publishes no file of {spec}")
