@@ -14,7 +14,9 @@ def test_a_regular_file_within_the_limit_is_read(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"12345")
     assert read_plain(tmp_path / "f", 5) == b"12345"
     assert read_plain(tmp_path / "absent", 5) is None
-    assert read_plain(tmp_path / "f" / "under-a-file", 5) is None
+    with pytest.raises(NotPlain) as refused:  # a part of the path is a file: not absent
+        read_plain(tmp_path / "f" / "under-a-file", 5)
+    assert refused.value.why == "cannot be read (Not a directory)"
 
 
 @pytest.mark.parametrize(("make", "why"), [

@@ -17,22 +17,24 @@ import stat
 class NotPlain(Exception):
     """Why the file was not read, in words for a message ("a symbolic link", ...)."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, code: int | None = None) -> None:
         super().__init__(why)
         self.why = why
+        self.errno = code  # the OSError's, when it was one (ENOTDIR: a part is a file)
 
 
 def read_plain(path: str | os.PathLike[str], limit: int) -> bytes | None:
     """The bytes of the regular file at ``path`` (at most ``limit``); None when there is
-    nothing there; NotPlain for a link, anything but a regular file, more than ``limit``
+    nothing there (a part of the path that is a file is NotPlain: something is wrong);
+    NotPlain for a link, anything but a regular file, more than ``limit``
     bytes, or a file that cannot be read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return None
     except OSError as exc:
         raise NotPlain("a symbolic link" if exc.errno == errno.ELOOP
-                       else f"cannot be read ({exc.strerror})") from None
+                       else f"cannot be read ({exc.strerror})", exc.errno) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
         os.close(fd)
         raise NotPlain("not a regular file")
