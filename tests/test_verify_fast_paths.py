@@ -311,7 +311,7 @@ def test_the_pool_is_prepared_once_and_unfreezes_the_collector(monkeypatch) -> N
     prepared: list[bool] = []
 
     class Auditor:
-        def prepare(self, items: list[int]) -> None:
+        def prepare(self) -> None:
             sbom.warm_schema()
             prepared.append(gc.get_freeze_count() == 0)
 

@@ -142,7 +142,7 @@ def verify(
     (factory.verify.run.verify).
 
     With ``everything`` and an index directory, a forked child starts first
-    (factory.verify.early: pre-checks of bytes, then the index checks), and only then are
+    (factory.verify.early: zip checks of wheels' bytes, then the index checks), and only then are
     the verifier's libraries imported: the two overlap on two cores.
 
     Raises TargetError (exit 2) for an unusable target or index, TrustError when

@@ -110,18 +110,14 @@ class Auditor:
             self._locked.setdefault((component.key, component.version), component)
         # Why advisories are not checked, when they are not (said in every artifact's row).
         self.advisories_problem = advisories_problem or "no advisory source configured"
-        # Verdicts found before, by the sha256 of the bytes they are about (early.Facts).
+        # What the early child found, by the sha256 of the bytes it is about (early.Facts).
         self.facts = Facts()
 
-    def prepare(self, items: list[Item]) -> None:
+    def prepare(self) -> None:
         """Load now what the checks would load on first use (the SBOM schema validator,
         with jsonschema and the CycloneDX schemas): called before the workers fork, so
-        that they inherit it instead of each building its own; not when the early child
-        already checked the SBOM of every wheel (a worker that meets other bytes builds
-        it then)."""
-        if not all(item.wheel is not None and str(item.wheel) in self.facts.wheels
-                   for item in items):
-            warm_schema()
+        that they inherit it instead of each building its own."""
+        warm_schema()
 
     def verify(self, item: Item) -> ArtifactReport:
         """Every row of CHECKS that applies to ``item``, in order."""
@@ -351,11 +347,7 @@ class Auditor:
         if raw is None:
             return fail(f"no {sidecar(ev.base, 'sbom').name} next to the wheel")
         document = ev.parse(raw)  # read only: the checks share what Evidence parsed
-        known = self.facts.sbom_error
-        digest = hashlib.sha256(raw).hexdigest() if known else ""
-        # What the schema check finds is a function of the bytes: found once, for these.
-        error = known[digest] if digest in known else schema_error(
-            document, integral=ev.integral(document))
+        error = schema_error(document, integral=ev.integral(document))
         if error:
             return fail(f"not valid CycloneDX 1.6: {error}")
         component = document["metadata"]["component"]

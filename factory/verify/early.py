@@ -4,15 +4,17 @@
 on one core before any artifact is checked. Before those imports it forks a
 child (``start``), which needs none of them, to use the other core meanwhile:
 
-1. pre-checks, per published wheel, of two checks that are functions of bytes
-   alone: whether the wheel's bytes are an intact zip (the in-toto layout's
-   ``receive`` inspection, factory.verify.intoto) and what the CycloneDX schema
-   check finds of its SBOM's bytes (factory.verify.sbom.sbom_error). Each fact
-   is keyed by the sha256 of the exact bytes it was found for; a worker uses
-   it only for bytes with that sha256 (the bytes it gathered as evidence), so
-   the verdict is the one it would have computed. It stops when the parent
-   is ready to fork its workers (``Early.facts``): what is not pre-checked by
-   then, the workers check themselves, as they do without a child;
+1. pre-checks, per published wheel, of a check that is a function of the
+   wheel's bytes alone and needs only the standard library: whether they are
+   an intact zip (the in-toto layout's ``receive`` inspection,
+   factory.verify.intoto). Each answer is keyed by the sha256 of the exact
+   bytes it was found for; a worker uses it only for bytes with that sha256
+   (the bytes it gathered as evidence), so the verdict is the one it would
+   have computed. It stops when the parent is ready to fork its workers
+   (``Early.facts``): what is not pre-checked by then, the workers check
+   themselves, as they do without a child. (The SBOM schema check is left to
+   the workers: in the child it would need jsonschema and the schemas, which
+   the parent loads anyway whenever the child has not covered every wheel.)
 2. the index checks (factory.verify.wholeindex.index_checks), collected at the
    end of the run (``Early.index_checks``).
 
@@ -40,7 +42,7 @@ from typing import IO, Any
 from factory.config import Settings
 from factory.verify.model import Check
 from factory.verify.targets import TargetError, resolve
-from factory.verify.view import IndexView, sidecar
+from factory.verify.view import IndexView
 from factory.verify.wholeindex import index_checks, open_index
 
 # Wheels larger than this are not read whole into the child's memory (the worker checks).
@@ -53,8 +55,6 @@ class Facts:
     """What the child found, by the sha256 of the bytes it found it for."""
 
     zip_ok: dict[str, bool] = field(default_factory=dict)  # wheel sha256 -> intact zip
-    sbom_error: dict[str, str | None] = field(default_factory=dict)  # SBOM sha256 -> error
-    wheels: set[str] = field(default_factory=set)  # wheel paths both facts were found for
 
 
 def zip_intact(data: bytes) -> bool:
@@ -79,28 +79,15 @@ def _plain(path: Path, limit: int) -> bytes | None:
     return _plain_bytes(path)
 
 
-def _pre_check(item_wheel: Path, base: Path) -> list[dict[str, Any]]:
-    from factory.verify.sbom import sbom_error
-
-    out: list[dict[str, Any]] = []
-    data = _plain(item_wheel, _WHEEL_LIMIT)
+def _pre_check(wheel: Path) -> list[dict[str, Any]]:
+    data = _plain(wheel, _WHEEL_LIMIT)
     if data is None:
-        return out
+        return []
     try:
         intact = zip_intact(data)
     except Exception:  # (zlib.error): the worker meets it too and reports it in its words
-        intact = None
-    if intact is not None:
-        out.append({"zip": [hashlib.sha256(data).hexdigest(), intact]})
-    raw = _plain(sidecar(base, "sbom"), 256 << 20)
-    if raw is not None:
-        try:
-            error = sbom_error(raw)
-        except Exception:  # the worker's check reports a malformed SBOM in its own words
-            return out
-        out.append({"sbom": [hashlib.sha256(raw).hexdigest(), error]})
-        out.append({"wheel": str(item_wheel)})
-    return out
+        return []
+    return [{"zip": [hashlib.sha256(data).hexdigest(), intact]}]
 
 
 def _child(index: IndexView, stop: int, answer: int) -> None:
@@ -118,7 +105,7 @@ def _child(index: IndexView, stop: int, answer: int) -> None:
             break
         if item.wheel is None or item.published is None or item.problem:
             continue
-        for record in _pre_check(item.wheel, item.published.path):
+        for record in _pre_check(item.wheel):
             say(record)
     say({"done": _PRE_DONE})
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
@@ -163,11 +150,6 @@ class Early:
             if "zip" in record:
                 sha, ok = record["zip"]
                 facts.zip_ok[str(sha)] = ok is True
-            elif "sbom" in record:
-                sha, error = record["sbom"]
-                facts.sbom_error[str(sha)] = None if error is None else str(error)
-            elif "wheel" in record:
-                facts.wheels.add(str(record["wheel"]))
         return facts
 
     def index_checks(self) -> list[Check] | None:

@@ -70,7 +70,7 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
         yield from map(auditor.verify, items)
         return
     _AUDITOR = auditor
-    auditor.prepare(items)  # what every worker would load for itself, loaded once here
+    auditor.prepare()  # what every worker would load for itself, loaded once here
     gc.freeze()  # the forked workers' collector leaves the inherited objects alone
     try:
         context = multiprocessing.get_context("fork")

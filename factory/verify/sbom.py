@@ -335,13 +335,6 @@ def read_json(data: bytes) -> tuple[Any, bool]:
     return value, not inexact
 
 
-def sbom_error(raw: bytes) -> str | None:
-    """What the SBOM check finds of the document ``raw`` against the schema: None (valid)
-    or the first error. A function of the bytes alone (raises as json.loads does)."""
-    document, integral = read_json(raw)
-    return schema_error(document, integral=integral)
-
-
 def warm_schema() -> None:
     """Build the validator ``schema_error`` uses (imports jsonschema and loads the CycloneDX
     schemas): a process that forks workers calls it first, so that they share it."""
