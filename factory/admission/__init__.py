@@ -55,6 +55,8 @@ docs/admission.md for what this does not catch.
 from __future__ import annotations
 
 import json
+import platform
+import re
 import tarfile
 import zipfile
 import zlib
@@ -285,10 +287,22 @@ def built_for(settings: Settings, record: BuildRecord, approvals: Approvals) -> 
     recorded = record.builder_settings.get("interpreter")
     version = recorded.get("version") if isinstance(recorded, dict) else None
     line = ".".join(version.split(".")[:2]) if isinstance(version, str) else ""
+    # a built interpreter is named with its tree (a record of the image's own python3
+    # has none): a tag and version alone do not make a build another interpreter's
     if line in settings.build_interpreters and isinstance(recorded, dict) \
-            and recorded.get("tag") == "cp" + line.replace(".", ""):
+            and recorded.get("tag") == "cp" + line.replace(".", "") \
+            and (line == approvals.env["python_version"]
+                 or isinstance(recorded.get("tree_sha256"), str)):
         return line
     return approvals.env["python_version"]
+
+
+# The builder's platform: a Linux container of this machine's architecture (glibc), so a
+# wheel is for any platform, plain Linux or a manylinux policy of that architecture.
+_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
+                                                       platform.machine().lower())
+_PLATFORM = re.compile(r"any|(?:linux|manylinux1|manylinux2010|manylinux2014|"
+                       rf"manylinux_[0-9]{{1,3}}_[0-9]{{1,3}})_{re.escape(_MACHINE)}")
 
 
 def _check_tags(filename: str, contents: WheelContents, python: str) -> None:
@@ -307,11 +321,18 @@ def _check_tags(filename: str, contents: WheelContents, python: str) -> None:
                              "an index serves a wheel by its file name's tags; the build "
                              "produced a wheel that says two things")
     for tag in named:
+        if not _PLATFORM.fullmatch(tag.platform):
+            raise AdmissionError(f"{filename}: tag {tag} names a platform the builder "
+                                 f"(Linux {_MACHINE}) could not have built it for",
+                                 "the build claims a tag it could not have checked")
+        if tag.abi not in ("none", "abi3") and (tag.interpreter, tag.abi) != (ours, ours):
+            raise AdmissionError(f"{filename}: tag {tag} names an ABI the builder "
+                                 f"({ours}) could not have built it for",
+                                 "the build claims a tag it could not have checked")
         version = tag.interpreter[2:]
         if not tag.interpreter.startswith("cp") or not version.isdigit():
             continue
-        newer = (int(version[0]), int(version[1:] or 0)) > builder
-        if newer or (tag.abi not in ("none", "abi3") and tag.interpreter != ours):
+        if (int(version[0]), int(version[1:] or 0)) > builder:
             raise AdmissionError(f"{filename}: tag {tag} names a Python the builder "
                                  f"({ours}) could not have built it for",
                                  "the build claims a tag it could not have checked")

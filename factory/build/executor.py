@@ -37,7 +37,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from factory._internal.atomic import sha256_file
 from factory._internal.digests import file_state, sha256_of
@@ -285,18 +285,34 @@ MAX_METADATA = 1 << 20  # bytes of a wheel's METADATA read for its Requires-Pyth
 
 
 def requires_python(wheel: Path) -> str | None:
-    """The wheel's Requires-Python (None when it says none or cannot be read)."""
+    """The wheel's Requires-Python (None when it says none or cannot be read): from its
+    own ``<name>-<version>.dist-info/METADATA`` (the file name's), not another
+    dist-info a build put first to steer which interpreters get a build."""
     try:
+        project, version = parse_wheel_filename(wheel.name)[:2]
         with zipfile.ZipFile(wheel) as archive:
-            name = next((i for i in archive.infolist() if i.filename.count("/") == 1
-                         and i.filename.endswith(".dist-info/METADATA")), None)
+            name = next((i for i in archive.infolist()
+                         if _own_metadata(i.filename, project, version)), None)
             if name is None or name.file_size > MAX_METADATA:
                 return None
             text = archive.read(name).decode("utf-8", "replace")
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         return None
     found = email.parser.HeaderParser().parsestr(text).get("Requires-Python")
     return str(found).strip() if found else None
+
+
+def _own_metadata(member: str, project: str, version: Version) -> bool:
+    """Whether ``member`` is ``<project>-<version>.dist-info/METADATA`` (either spelled as
+    its backend wrote it: MarkupSafe-3.0.3 for markupsafe 3.0.3)."""
+    directory, slash, leaf = member.partition("/")
+    if leaf != "METADATA" or not slash or not directory.endswith(".dist-info"):
+        return False
+    name, _, text = directory.removesuffix(".dist-info").rpartition("-")
+    try:
+        return canonicalize_name(name) == project and Version(text) == version
+    except InvalidVersion:
+        return False
 
 
 def admits(requires: str | None, version: str) -> str | None:

@@ -492,14 +492,25 @@ def _check_tags(inputs: BuildInputs, filename: str) -> None:
     abi3 and ``none`` wheels fit every interpreter; a build for a factory-built
     interpreter exists only for native wheels, so it must give one of its own."""
     wanted = inputs.python_tag
-    tags = parse_wheel_filename(filename)[3]
-    bound = [t for t in tags if t.abi not in ("none", "abi3")]
-    wrong = [str(t) for t in bound if (t.interpreter, t.abi) != (wanted, wanted)]
-    if wrong or (inputs.interpreter is not None and not bound):
+    wrong = wrong_tags(filename, wanted, built=inputs.interpreter is not None)
+    if wrong:
         raise BuildError(
             f"{_what(inputs)}: the build for {wanted} produced {filename}, whose tags "
-            f"({', '.join(sorted(wrong or map(str, tags))[:3])}) are not {wanted}-{wanted}",
+            f"({', '.join(wrong[:3])}) are not {wanted}-{wanted}",
             "the build ran another interpreter than the one mounted; report it")
+
+
+def wrong_tags(filename: str, wanted: str, *, built: bool) -> list[str]:
+    """The tags of ``filename`` a build for ``wanted`` (cp313) could not have given: one
+    bound to another interpreter's ABI; for a factory-built interpreter (``built``), every
+    tag when none is bound (such a build exists only for a native wheel). Empty: fine. The
+    host's check of its own builds and the publisher's of a worker's result."""
+    tags = parse_wheel_filename(filename)[3]
+    bound = [t for t in tags if t.abi not in ("none", "abi3")]
+    wrong = sorted(str(t) for t in bound if (t.interpreter, t.abi) != (wanted, wanted))
+    if not wrong and built and not bound:
+        return sorted(map(str, tags))
+    return wrong
 
 
 def _record(

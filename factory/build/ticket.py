@@ -322,7 +322,9 @@ def collect(settings: Settings, store: ArtifactStore, ticket: BuildTicket,
          and record.recipe_name == ticket.recipe_name),
         ("builder image", record.builder_image_id == ticket.image_id
          and record.builder_image == ticket.image_tag),
-        ("interpreter", _recorded_tree(record) == ticket.interpreter_tree_sha256),
+        ("interpreter", _recorded_tree(record) == ticket.interpreter_tree_sha256
+         and _recorded_tag(record) == (ticket.interpreter_tag or interpreters.SYSTEM_TAG)),
+        ("wheel tags", _tags_fit(record.wheel_filename, ticket)),
         ("build environment", repairing.build_env_shas(record) == tools),
         ("wheel", record.wheel_sha256 == result.wheel.sha256
          and record.wheel_filename == result.wheel.filename),
@@ -507,6 +509,31 @@ def _recorded_tree(record: BuildRecord) -> str | None:
     described = record.builder_settings.get("interpreter")
     found = described.get("tree_sha256") if isinstance(described, dict) else None
     return found if isinstance(found, str) else None
+
+
+def _recorded_tag(record: BuildRecord) -> str | None:
+    """The interpreter tag a record names, its version's (cp313 for 3.13.5); a record that
+    names none ran the image's own python3; None when the tag and version disagree."""
+    described = record.builder_settings.get("interpreter")
+    if described is None:
+        return interpreters.SYSTEM_TAG
+    if not isinstance(described, dict):
+        return None
+    tag, version = described.get("tag"), described.get("version")
+    if not isinstance(tag, str) or not isinstance(version, str):
+        return None
+    return tag if tag == "cp" + "".join(version.split(".")[:2]) else None
+
+
+def _tags_fit(filename: str, ticket: BuildTicket) -> bool:
+    """A worker's wheel carries only tags the ticket's interpreter gives (the check the
+    host makes of its own builds, which the worker's host made or did not)."""
+    try:
+        return not builder.wrong_tags(filename, ticket.interpreter_tag
+                                      or interpreters.SYSTEM_TAG,
+                                      built=ticket.interpreter_tag is not None)
+    except (InvalidWheelFilename, InvalidVersion):
+        return False
 
 
 def ticket_interpreter(settings: Settings, ticket: BuildTicket) -> Interpreter | None:
