@@ -4,7 +4,10 @@
 taking the build tools from the wheels the loop has already built (/out is
 both the output and the only --find-links). The order and the concurrency are
 the factory's, handed in /bare/plan.json, so the two sides do the same work in
-the same order and differ only in what the factory adds around each build.
+the same order and differ only in what the factory adds around each build. The
+plan may name another interpreter (``"python"``): the loop then makes a venv of it
+in /tmp first (its ensurepip installs the interpreter's bundled pip wheel, compiled
+once) and runs that venv's pip.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ OUT = "/out"
 SDISTS = "/sdists"
 
 
+PIP = [sys.executable, "-m", "pip"]
+VENV = "/tmp/bare-venv"
+
+
 def build(node: dict[str, object]) -> str | None:
     """Build one sdist; the wheel appears in /out only once complete. Returns an error."""
     staging = os.path.join(OUT, ".tmp-" + str(node["id"]).replace("=", "-"))
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-cache-dir",
+    command = [*PIP, "wheel", "--no-deps", "--no-index", "--no-cache-dir",
                "--disable-pip-version-check", "--quiet", "--find-links", OUT,
                "--wheel-dir", staging, os.path.join(SDISTS, str(node["sdist"]))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -37,6 +44,9 @@ def build(node: dict[str, object]) -> str | None:
 def main() -> int:
     with open("/bare/plan.json", encoding="utf-8") as handle:
         plan = json.load(handle)
+    if plan.get("python"):
+        subprocess.run([str(plan["python"]), "-m", "venv", VENV], check=True)
+        PIP[:] = [os.path.join(VENV, "bin", "python"), "-m", "pip"]
     nodes = {n["id"]: n for n in plan["nodes"]}
     limit = int(plan["concurrency"])
     done: set[str] = set()

@@ -107,8 +107,9 @@ def _patchelf(ctx: Context) -> Settings:
 
 
 def _fresh_state(ctx: Context, tag: str, sdists: dict[str, Path],
-                 seed: Settings | None = None) -> Settings:
-    settings = load_settings(ctx.settings.root, state_dir=str(ctx.work / tag / "state"))
+                 seed: Settings | None = None, **overrides: object) -> Settings:
+    settings = load_settings(ctx.settings.root, state_dir=str(ctx.work / tag / "state"),
+                             **overrides)
     for comp in _locked(settings):
         path = sdists[node_id(comp.name, comp.version)]
         dest = cache.cache_path(settings, comp.sdist.sha256, comp.sdist.filename)

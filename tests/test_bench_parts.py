@@ -198,3 +198,35 @@ def test_every_factory_import_in_a_bench_child_script_resolves() -> None:
         for name in (n.strip() for n in names.split(",")):
             assert hasattr(loaded, name) or importlib.util.find_spec(f"{module}.{name}"), \
                 f"bench: from {module} import {name}"
+
+
+def _built(component: str, version: str, wheel: str) -> object:
+    from types import SimpleNamespace
+    return SimpleNamespace(component=component, version=version, wheel_filename=wheel)
+
+
+def test_interpreters_cold_names_what_was_built_twice(tmp_path: Path) -> None:
+    from bench import interpreters_cold
+    from bench.harness import Comparison, Context, Options, Outcome
+    from factory.build.executor import Outcome as Built
+
+    def context() -> Context:
+        comparison = Comparison(16, "interpreters_cold", "t", run=lambda c: None)
+        return Context(load_settings(tmp_path), Options(), 1, tmp_path, tmp_path,
+                       Outcome(comparison), log=lambda m: None)
+
+    records = [_built("flit-core", "3.12.0", "flit_core-3.12.0-py3-none-any.whl"),
+               _built("markupsafe", "3.0.4", "markupsafe-3.0.4-cp311-cp311-manylinux_2_17.whl"),
+               _built("markupsafe", "3.0.4", "markupsafe-3.0.4-cp313-cp313-manylinux_2_17.whl")]
+    ctx = context()
+    interpreters_cold.describe_factory(ctx, interpreters_cold.TWO,
+                                       Built(records, {}, {}))  # type: ignore[arg-type]
+    info = ctx.outcome.info
+    assert info["factory 3.11+3.13: builds"] == "3 (2 components)"
+    assert info["factory 3.11+3.13: components built twice"] == "markupsafe==3.0.4 (cp311, cp313)"
+    assert ctx.outcome.notes == []
+    records.append(_built("flit-core", "3.12.0", "flit_core-3.12.0-cp313-none-any.whl"))
+    ctx = context()
+    interpreters_cold.describe_factory(ctx, interpreters_cold.TWO,
+                                       Built(records, {}, {}))  # type: ignore[arg-type]
+    assert ctx.outcome.notes == ["factory built a pure wheel's component twice: flit-core==3.12.0"]
