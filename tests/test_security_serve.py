@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,8 +84,8 @@ def test_hostile_requests_never_crash_or_leak(client: httpx.Client, prefix: str,
     assert b"outside the index" not in response.content
 
 
-async def _client_loop(client: httpx.AsyncClient, stop_at: float, stats: dict[str, int]) -> None:
-    while time.monotonic() < stop_at:
+async def _client_loop(client: httpx.AsyncClient, rounds: int, stats: dict[str, int]) -> None:
+    for _ in range(rounds):
         try:
             page = await client.get("/simple/alpha/", headers={"Accept": JSON})
             page.raise_for_status()
@@ -100,15 +99,16 @@ async def _client_loop(client: httpx.AsyncClient, stop_at: float, stats: dict[st
             stats["errors"] += 1
 
 
-async def _load(base: str, connections: int, seconds: float, stats: dict[str, int]) -> None:
+async def _load(base: str, connections: int, rounds: int, stats: dict[str, int]) -> None:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
-        stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(_client_loop(client, stop_at, stats) for _ in range(connections)))
+    # A count of requests, not a time: a busy machine must not turn "no errors" into
+    # "fast enough" (the test once asked for 100 answers in 3 s, and a loaded CI had 100).
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        await asyncio.gather(*(_client_loop(client, rounds, stats) for _ in range(connections)))
 
 
 @pytest.mark.slow
-def test_fifty_connections_for_three_seconds_serve_no_errors(published: Settings) -> None:
+def test_fifty_connections_at_once_serve_no_errors(published: Settings) -> None:
     port = free_port()
     code = ("import sys, uvicorn; from factory.config import load_settings; "
             "from factory.index import Index; from factory.index.serve import create_app; "
@@ -121,12 +121,12 @@ def test_fifty_connections_for_three_seconds_serve_no_errors(published: Settings
     try:
         wait_for(lambda: _answers(base), 20, "uvicorn to answer")
         stats = {"ok": 0, "errors": 0, "bad_hash": 0}
-        asyncio.run(_load(base, 50, 3.0, stats))
+        asyncio.run(_load(base, 50, 3, stats))
     finally:
         server.terminate()
         _, err = server.communicate(timeout=20)
     assert stats["errors"] == 0 and stats["bad_hash"] == 0, (stats, err[-2000:])
-    assert stats["ok"] > 100
+    assert stats["ok"] == 50 * 3 * 2  # every page and wheel of every round answered
     assert b"Traceback" not in err
 
 
