@@ -202,19 +202,33 @@ def open_refusals(settings: Settings,
     A version may have several files (a native wheel per interpreter): publishing one
     closes only a refusal of that same file (a refusal's reason starts with its file
     name, a publication's is the file name)."""
-    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    # each refused file stays open on its own (a later refusal of another file of the
+    # version, then that file's publication, must not take this one's with it)
+    open_: dict[tuple[str, str | None, str], tuple[int, dict[str, Any]]] = {}
     with session(settings) as db:
         query = (select(Decision).where(Decision.action.in_((REFUSED, PUBLISHED)))
                  .order_by(Decision.id))
         if component:
             query = query.where(Decision.component == component)
         for row in db.scalars(query):
-            key = (row.component, row.version)
             if row.action == REFUSED:
-                found[key] = _row(row)
-            elif key in found and closes(row.reason, found[key]["reason"]):
-                del found[key]
+                open_[(row.component, row.version, _refused_file(row.reason))] = (
+                    row.id, _row(row))
+                continue
+            for key in [k for k, (_, refusal) in open_.items()
+                        if k[:2] == (row.component, row.version)
+                        and closes(row.reason, refusal["reason"])]:
+                del open_[key]
+    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for (name, version, _), (_, refusal) in sorted(open_.items(), key=lambda i: i[1][0]):
+        found[(name, version)] = refusal  # the newest open one per version
     return found
+
+
+def _refused_file(reason: str) -> str:
+    """The wheel file a refusal names ("" when it names none)."""
+    named = reason.partition(": ")[0]
+    return named if named.endswith(".whl") else ""
 
 
 def closes(published: str, refused: str) -> bool:

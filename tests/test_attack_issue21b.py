@@ -251,3 +251,27 @@ def test_odd_interpreter_settings_are_one_line_errors_or_harmless(tmp_path: Path
     assert "\n" not in caught.value.message
     only = factories.settings(tmp_path, build_interpreters=("3.13",))
     assert [p.tag for p in interpreters.select(only)] == ["cp313"]
+
+
+# -- the ledger: one refusal per file -----------------------------------------------------------
+
+def test_a_later_refusal_of_another_file_does_not_hide_an_open_one(tmp_path: Path) -> None:
+    """Broke: open_refusals kept only the newest refusal per version, so cp313 refused,
+    then cp311 refused and published, left no open refusal: status called the version
+    fine while its cp313 wheel was never published. Held now: each file's refusal stays
+    open until that file (or a publication that names no file) closes it."""
+    from factory import ledger
+
+    settings = factories.settings(tmp_path)
+    cp311, cp313 = (f"m-1.0-{t}-{t}-manylinux_2_17_x86_64.whl" for t in ("cp311", "cp313"))
+    ledger.record_decision(settings, "m", ledger.REFUSED, f"{cp313}: unsigned", version="1.0")
+    ledger.record_decision(settings, "m", ledger.REFUSED, f"{cp311}: unsigned", version="1.0")
+    assert ledger.open_refusals(settings)[("m", "1.0")]["reason"].startswith(cp311)
+    ledger.record_decision(settings, "m", ledger.PUBLISHED, cp311, version="1.0")
+    assert ledger.open_refusals(settings)[("m", "1.0")]["reason"].startswith(cp313)
+    ledger.record_decision(settings, "m", ledger.PUBLISHED, cp313, version="1.0")
+    assert ledger.open_refusals(settings) == {}
+    # a refusal naming no file is closed by any publication of its version, as before
+    ledger.record_decision(settings, "m", ledger.REFUSED, "licence refused", version="1.0")
+    ledger.record_decision(settings, "m", ledger.PUBLISHED, cp313, version="1.0")
+    assert ledger.open_refusals(settings) == {}
