@@ -260,6 +260,8 @@ COMPARISON = Comparison(
     ratios=(RatioSpec("seconds", F2, F1), RatioSpec("seconds", B2, B1),
             RatioSpec("seconds", F2, B2, goal=1.15), RatioSpec("seconds", F1, B1, goal=1.15)),
     method=METHOD,
-    repeats=1,
+    # About 4 to 5 minutes a repeat on 2 cores; one extra native build is within one
+    # sample's noise, so a full run takes three (rotated: each side first once).
+    repeats=3,
     quick_repeats=1,
 )
