@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.errors import VerificationError
 from factory.verify.sbom import read_json
 from factory.verify.targets import Item
@@ -131,18 +130,13 @@ def gather(item: Item) -> Evidence:
 
 
 def _plain_bytes(path: Path) -> bytes | None:
-    """The bytes of a regular file; None for a link, FIFO, device, directory or absence
-    (evidence is never read through a link, and a FIFO never blocks the verifier)."""
+    """The bytes of a regular file; None for a link, FIFO, device, directory, a file over
+    the limit, or absence (evidence is never read through a link, and a FIFO never
+    blocks the verifier)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        return read_plain(path, _SIDECAR_LIMIT)
+    except NotPlain:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(_SIDECAR_LIMIT + 1)
-    return data if len(data) <= _SIDECAR_LIMIT else None
 
 
 # -- reading signed evidence -----------------------------------------------------------------
