@@ -180,18 +180,23 @@ def interpreter_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     if not isinstance(built, dict) or not isinstance(source, dict) \
             or not isinstance(built.get("tree_sha256"), str):
         return []
-    package, version = str(source.get("package")), str(source.get("version"))
     return [
-        {"uri": PackageURL(type="deb", namespace="debian", name=package, version=version,
-                           qualifiers={"arch": "source"}).to_string(),
-         "name": str(source.get("filename")), "digest": {"sha256": str(source.get("sha256"))},
-         "annotations": {"role": "interpreter-source", "suite": str(source.get("suite"))}},
+        _debian_source(source, "interpreter-source"),
         {"name": f"cpython {built.get('version')} {built.get('prefix')}",
          "digest": {"sha256": built["tree_sha256"]},
          "annotations": {"role": "interpreter", "builtBy": "factory",
                          "digestOf": "the tree's manifest (every file's path, mode and sha256)",
                          "mountedAt": str(built.get("prefix"))}},
     ]
+
+
+def _debian_source(source: dict[str, Any], role: str) -> dict[str, Any]:
+    """The material of a Debian source tarball a tool the factory built came from."""
+    package, version = str(source.get("package")), str(source.get("version"))
+    return {"uri": PackageURL(type="deb", namespace="debian", name=package, version=version,
+                              qualifiers={"arch": "source"}).to_string(),
+            "name": str(source.get("filename")), "digest": {"sha256": str(source.get("sha256"))},
+            "annotations": {"role": role, "suite": str(source.get("suite"))}}
 
 
 def repair_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
@@ -202,12 +207,8 @@ def repair_dependencies(record: BuildRecord) -> list[dict[str, Any]]:
     source = built.get("source") if isinstance(built, dict) else None
     if not isinstance(built, dict) or not isinstance(source, dict):
         return []
-    package, version = str(source.get("package")), str(source.get("version"))
     return [
-        {"uri": PackageURL(type="deb", namespace="debian", name=package, version=version,
-                           qualifiers={"arch": "source"}).to_string(),
-         "name": str(source.get("filename")), "digest": {"sha256": str(source.get("sha256"))},
-         "annotations": {"role": "repair-tool-source", "suite": str(source.get("suite"))}},
+        _debian_source(source, "repair-tool-source"),
         {"name": f"patchelf {built.get('version')}",
          "digest": {"sha256": str(built.get("sha256"))},
          "annotations": {"role": "repair-tool", "builtBy": "factory",
