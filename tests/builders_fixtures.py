@@ -212,6 +212,18 @@ def serve_flit_tools(upstream: LocalUpstream, root: Path, cache: Path) -> None:
         factories.recipe(root, name, 'kind = "build-tool"\n' + TOOL_ALLOWANCES.get(name, ""))
 
 
+def seed_sdists(settings: Settings, components: list[LockedComponent], wanted: set[str],
+                cache: Path) -> None:
+    """The locked sdists of ``wanted`` (plan node ids or keys) in the project's source
+    cache, downloaded once per machine into ``cache`` (pytest's), verified by sha256."""
+    for comp in components:
+        if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
+            got = download(cache, comp.sdist.url, comp.sdist.sha256)
+            target = cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(got, target)
+
+
 def kit_from_sdists(sdists: dict[str, Path], into: Path) -> Kit:
     """The honest kit: the locked front-end sdists, unpacked."""
     parts = []

@@ -30,11 +30,10 @@ from factory.config import Settings
 from factory.lock import Lock, load_lock, save_lock
 from factory.plan import make_plan
 from factory.publish import release
-from factory.upstream.cache import cache_path
 from factory.verify import rebuild_and_compare
 from tests import factories
 from tests.approval_fixtures import approve
-from tests.builders_fixtures import backend_sdist, download, lock_entry
+from tests.builders_fixtures import backend_sdist, lock_entry, seed_sdists
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -87,12 +86,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     save_lock(settings, Lock([*lock.components, tiny, ffi]))
     cache = Path(request.config.cache.mkdir("factory-sdists"))  # type: ignore[union-attr]
     wanted = {*make_plan(settings, ["markupsafe", "puretiny", "ffiext"]).nodes, *KIT_TOOLS}
-    for comp in lock.components:
-        if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
-            got = download(cache, comp.sdist.url, comp.sdist.sha256)
-            target = cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(got, target)
+    seed_sdists(settings, list(lock.components), wanted, cache)
     return settings
 
 

@@ -38,11 +38,10 @@ from factory.index.serve import create_app
 from factory.lock import Lock, load_lock, save_lock
 from factory.plan import make_plan
 from factory.publish import release_all
-from factory.upstream.cache import cache_path
 from factory.verify import rebuild_and_compare, verify
 from factory.verify.view import IndexView
 from tests import factories
-from tests.builders_fixtures import download
+from tests.builders_fixtures import seed_sdists
 from tests.index_fixtures import running
 
 pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
@@ -72,12 +71,7 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     save_lock(settings, Lock(lock.components))
     cache = Path(request.config.cache.mkdir("factory-sdists"))  # type: ignore[union-attr]
     wanted = {*make_plan(settings, FLASK).nodes, *KIT_TOOLS}
-    for comp in lock.components:
-        if comp.key in wanted or f"{comp.key}=={comp.version}" in wanted:
-            got = download(cache, comp.sdist.url, comp.sdist.sha256)
-            target = cache_path(settings, comp.sdist.sha256, comp.sdist.filename)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(got, target)
+    seed_sdists(settings, list(lock.components), wanted, cache)
     return settings
 
 
