@@ -63,15 +63,21 @@ class Contradicted(NotVerified):
 
 # -- ELF sections -------------------------------------------------------------------
 
-def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
-    """The sections of the ELF64 file open in ``handle`` (``size`` bytes), each as
-    (name, type, flags, sha256 of its contents; its size for a NOBITS section), sorted:
-    what two builds of one library must agree on. NotVerified for anything else."""
+def _elf64_header(handle: IO[bytes]) -> tuple[bytes, str]:
+    """The ELF64 file header of ``handle`` and its byte order for struct; NotVerified for
+    anything else."""
     handle.seek(0)
     ident = handle.read(64)
     if len(ident) < 64 or ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] not in (1, 2):
         raise NotVerified("not an ELF64 file")
-    order = "<" if ident[5] == 1 else ">"
+    return ident, "<" if ident[5] == 1 else ">"
+
+
+def sections(handle: IO[bytes], size: int) -> list[tuple[str, int, int, str]]:
+    """The sections of the ELF64 file open in ``handle`` (``size`` bytes), each as
+    (name, type, flags, sha256 of its contents; its size for a NOBITS section), sorted:
+    what two builds of one library must agree on. NotVerified for anything else."""
+    ident, order = _elf64_header(handle)
     shoff, = struct.unpack_from(order + "Q", ident, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from(order + "HHH", ident, 0x3A)
     if shentsize != 64 or not 0 < shnum <= MAX_SECTIONS or shstrndx >= shnum \
@@ -177,11 +183,7 @@ def loaded(handle: IO[bytes], size: int) -> tuple[list[tuple[Any, ...]], list[tu
     string table's place and size; an RPATH/RUNPATH must be under $ORIGIN), and (the
     executable PT_LOAD segments: address, sizes, sha256 of their bytes). Contradicted
     for an rpath elsewhere; NotVerified for what is not ELF64."""
-    handle.seek(0)
-    ident = handle.read(64)
-    if len(ident) < 64 or ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] not in (1, 2):
-        raise NotVerified("not an ELF64 file")
-    order = "<" if ident[5] == 1 else ">"
+    ident, order = _elf64_header(handle)
     phoff, = struct.unpack_from(order + "Q", ident, 0x20)
     phentsize, phnum = struct.unpack_from(order + "HH", ident, 0x36)
     if phentsize != 56 or not 0 < phnum <= MAX_SECTIONS or phoff + phnum * 56 > size:
