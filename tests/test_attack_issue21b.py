@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from factory.admission import AdmissionError, _check_tags, built_for
-from factory.build import executor, interpreters
+from factory.build import interpreters, variants
 from factory.build import ticket as tickets
 from factory.build.record import BuildRecord
 from factory.build.ticket import TicketRefused
@@ -196,22 +196,22 @@ def test_requires_python_comes_from_the_wheels_own_dist_info(tmp_path: Path) -> 
     wheel = _wheel(tmp_path / "markupsafe-3.0.3-cp311-cp311-linux_x86_64.whl", {
         "aaa-0.dist-info/METADATA": meta.format("<3.12"),
         "MarkupSafe-3.0.3.dist-info/METADATA": meta.format(">=3.9")})
-    assert executor.requires_python(wheel) == ">=3.9"
-    assert executor.admits(executor.requires_python(wheel), "3.13.5") is None
+    assert variants.requires_python(wheel) == ">=3.9"
+    assert variants.admits(variants.requires_python(wheel), "3.13.5") is None
     alone = _wheel(tmp_path / "m-1.0-cp311-cp311-linux_x86_64.whl",
                    {"n-1.0.dist-info/METADATA": meta.format("<3.12")})
-    assert executor.requires_python(alone) is None  # none of its own: every one is built
+    assert variants.requires_python(alone) is None  # none of its own: every one is built
 
 
 def test_a_giant_or_unreadable_requires_python_stays_one_line(tmp_path: Path) -> None:
     """Held: a Requires-Python of 200,000 characters that is no specifier is a one-line
     skip reason (bounded); one over 1 MiB of METADATA is not read (every variant built,
     the gate judges the wheel)."""
-    why = executor.admits(">=3.9," + "x" * 200_000, "3.13.5")
+    why = variants.admits(">=3.9," + "x" * 200_000, "3.13.5")
     assert why is not None and len(why) < 200 and "\n" not in why
     huge = _wheel(tmp_path / "m-1.0-cp311-cp311-linux_x86_64.whl",
                   {"m-1.0.dist-info/METADATA": "Requires-Python: <3\n" + "x" * (1 << 21)})
-    assert executor.requires_python(huge) is None
+    assert variants.requires_python(huge) is None
 
 
 # -- records replayed for another interpreter -------------------------------------------------
@@ -228,7 +228,7 @@ def test_a_record_is_up_to_date_only_for_its_own_interpreter() -> None:
              (CP313.describe(), CP313, True), (cp311, None, True)]
     for described, wanted, same in cases:
         inputs: Any = SimpleNamespace(interpreter=wanted)
-        assert executor._same_interpreter(_record(described), inputs) is same
+        assert variants.same_interpreter(_record(described), inputs) is same
 
 
 # -- odd configuration --------------------------------------------------------------------------

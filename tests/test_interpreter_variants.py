@@ -20,7 +20,7 @@ import pytest
 
 from factory.attest.provenance import interpreter_dependencies
 from factory.attest.sbom import PROP, platform_components
-from factory.build import executor, interpreters, job
+from factory.build import executor, interpreters, job, variants
 from factory.build import ticket as tickets
 from factory.build.debian_source import SourceUnavailable
 from factory.build.interpreters import Interpreter, InterpreterPin
@@ -234,15 +234,15 @@ def test_two_interpreters_records_stand_side_by_side(tmp_path: Path) -> None:
     # each is up to date only for its own interpreter
     as_system = SimpleNamespace(interpreter=None)
     as_built = SimpleNamespace(interpreter=cp313)
-    assert executor._same_interpreter(system, as_system)  # type: ignore[arg-type]
-    assert not executor._same_interpreter(system, as_built)  # type: ignore[arg-type]
-    assert executor._same_interpreter(built, as_built)  # type: ignore[arg-type]
-    assert not executor._same_interpreter(built, as_system)  # type: ignore[arg-type]
+    assert variants.same_interpreter(system, as_system)  # type: ignore[arg-type]
+    assert not variants.same_interpreter(system, as_built)  # type: ignore[arg-type]
+    assert variants.same_interpreter(built, as_built)  # type: ignore[arg-type]
+    assert not variants.same_interpreter(built, as_system)  # type: ignore[arg-type]
     other = SimpleNamespace(interpreter=replace(cp313, tree_sha256="e" * 64))
-    assert not executor._same_interpreter(built, other)  # type: ignore[arg-type]
+    assert not variants.same_interpreter(built, other)  # type: ignore[arg-type]
     # a record made before interpreters were recorded was the image's python3
     old = replace(system, builder_settings={})
-    assert executor._same_interpreter(old, as_system)  # type: ignore[arg-type]
+    assert variants.same_interpreter(old, as_system)  # type: ignore[arg-type]
     # the provenance and the SBOM name the built interpreter and its source
     roles = [d["annotations"]["role"] for d in interpreter_dependencies(built)]
     assert roles == ["interpreter-source", "interpreter"]
@@ -268,12 +268,12 @@ def _image() -> Any:
 
 def test_requires_python_is_read_from_the_wheel(tmp_path: Path) -> None:
     _wheel(tmp_path, "m-1.0-cp311-cp311-linux_x86_64.whl", ">=3.9, <3.14")
-    assert executor.requires_python(tmp_path / "m-1.0-cp311-cp311-linux_x86_64.whl") == \
+    assert variants.requires_python(tmp_path / "m-1.0-cp311-cp311-linux_x86_64.whl") == \
         ">=3.9, <3.14"
-    assert executor.admits(">=3.9, <3.14", "3.13.5") is None
-    assert executor.admits(">=3.9, <3.13", "3.13.5") is not None
-    assert "cannot be read" in str(executor.admits("~=banana", "3.13.5"))
-    assert executor.requires_python(tmp_path / "absent.whl") is None
+    assert variants.admits(">=3.9, <3.14", "3.13.5") is None
+    assert variants.admits(">=3.9, <3.13", "3.13.5") is not None
+    assert "cannot be read" in str(variants.admits("~=banana", "3.13.5"))
+    assert variants.requires_python(tmp_path / "absent.whl") is None
 
 
 def _ticket(**fields: Any) -> tickets.BuildTicket:

@@ -4,14 +4,14 @@ A node is built once every node it depends on stands built; a failure stops only
 what depends on it. With more interpreters than the builder image's own 3.11
 (``[build] interpreters``), a node whose first (3.11) wheel is bound to its ABI
 (``cp311-cp311``: native, not abi3) is built again for each other interpreter whose
-Requires-Python admits it (a ``Variant``), once every build tool of its environment
-stands built for that interpreter too (pure and abi3 wheels are shared; a native tool's
-own variant is used). A variant that fails, or an interpreter that cannot be had,
-fails that variant alone. The inputs of a node (its verified and patched source tree,
-the wheels of its environment, the kit, the builder image) are made once per run
-and shared by the builds running in threads. A build whose backend asks for
-requirements its environment lacks makes the plan grow (``plan.regrow``) and is
-built again once they are built.
+Requires-Python admits it (a ``Variant``, scheduled by factory/build/variants.py),
+once every build tool of its environment stands built for that interpreter too (pure
+and abi3 wheels are shared; a native tool's own variant is used). A variant that
+fails, or an interpreter that cannot be had, fails that variant alone. The inputs of
+a node (its verified and patched source tree, the wheels of its environment, the kit,
+the builder image) are made once per run and shared by the builds running in
+threads. A build whose backend asks for requirements its environment lacks makes the
+plan grow (``plan.regrow``) and is built again once they are built.
 
     the_plan = make_plan(settings, ["requests"])
     outcome = run_plan(settings, the_plan)
@@ -20,7 +20,6 @@ built again once they are built.
 
 from __future__ import annotations
 
-import email.parser
 import functools
 import logging
 import os
@@ -28,16 +27,14 @@ import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
 from factory._internal.digests import file_state, sha256_of
@@ -50,6 +47,7 @@ from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
 from factory.build.interpreters import Interpreter, InterpreterPin
 from factory.build.record import RECORD_SUFFIX, BuildRecord
+from factory.build.variants import Variant, Variants, same_interpreter
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, one_line
 from factory.lock import Lock, LockedComponent, load_lock
@@ -275,87 +273,6 @@ class Session:
         )
 
 
-def interpreter_bound(filename: str) -> bool:
-    """True when a wheel is bound to one interpreter's ABI (cp311-cp311): built again per
-    interpreter. Pure (py3-none-any), abi3 and ``none`` wheels fit them all: built once."""
-    return any(tag.abi not in ("none", "abi3") for tag in parse_wheel_filename(filename)[3])
-
-
-MAX_METADATA = 1 << 20  # bytes of a wheel's METADATA read for its Requires-Python
-
-
-def requires_python(wheel: Path) -> str | None:
-    """The wheel's Requires-Python (None when it says none or cannot be read): from its
-    own ``<name>-<version>.dist-info/METADATA`` (the file name's), not another
-    dist-info a build put first to steer which interpreters get a build."""
-    try:
-        project, version = parse_wheel_filename(wheel.name)[:2]
-        with zipfile.ZipFile(wheel) as archive:
-            name = next((i for i in archive.infolist()
-                         if _own_metadata(i.filename, project, version)), None)
-            if name is None or name.file_size > MAX_METADATA:
-                return None
-            text = archive.read(name).decode("utf-8", "replace")
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
-        return None
-    found = email.parser.HeaderParser().parsestr(text).get("Requires-Python")
-    return str(found).strip() if found else None
-
-
-def _own_metadata(member: str, project: str, version: Version) -> bool:
-    """Whether ``member`` is ``<project>-<version>.dist-info/METADATA`` (either spelled as
-    its backend wrote it: MarkupSafe-3.0.3 for markupsafe 3.0.3)."""
-    directory, slash, leaf = member.partition("/")
-    if leaf != "METADATA" or not slash or not directory.endswith(".dist-info"):
-        return False
-    name, _, text = directory.removesuffix(".dist-info").rpartition("-")
-    try:
-        return canonicalize_name(name) == project and Version(text) == version
-    except InvalidVersion:
-        return False
-
-
-def admits(requires: str | None, version: str) -> str | None:
-    """Why ``requires`` (a Requires-Python) excludes CPython ``version``; None: admitted."""
-    if not requires:
-        return None
-    try:
-        if SpecifierSet(requires).contains(version, prereleases=True):
-            return None
-    except InvalidSpecifier:
-        return f"its Requires-Python {one_line(requires, 80)!r} cannot be read"
-    return f"Requires-Python {one_line(requires, 80)} excludes CPython {version}"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A native node built again for another interpreter."""
-
-    node: Node
-    python: Interpreter
-
-    @property
-    def id(self) -> str:
-        return variant_id(self.node.id, self.python.tag)
-
-
-def variant_id(nid: str, tag: str) -> str:
-    """``markupsafe==3.0.3 [cp313]``: how outcomes, failures and skips name a variant."""
-    return f"{nid} [{tag}]"
-
-
-def _same_interpreter(record: BuildRecord, inputs: builder.BuildInputs) -> bool:
-    """The record's build ran the interpreter ``inputs`` names (a record that names none
-    was made before interpreters were recorded: the image's own python3)."""
-    recorded = record.builder_settings.get("interpreter")
-    if not isinstance(recorded, dict):
-        return inputs.interpreter is None
-    if inputs.interpreter is None:
-        return recorded.get("tag") == interpreters.SYSTEM_TAG and "tree_sha256" not in recorded
-    return (recorded.get("tag") == inputs.interpreter.tag
-            and recorded.get("tree_sha256") == inputs.interpreter.tree_sha256)
-
-
 def _up_to_date(session: Session, inputs: builder.BuildInputs) -> BuildRecord | None:
     """The existing record when a wheel was built from the very same inputs."""
     wanted_tools = sorted([*(sha256_of(w) for w in inputs.tools),
@@ -366,7 +283,7 @@ def _up_to_date(session: Session, inputs: builder.BuildInputs) -> BuildRecord | 
                 and record.source.sha256 == inputs.source.sha256
                 and record.recipe_digest == inputs.recipe_digest
                 and record.builder_image_id == inputs.image.id
-                and _same_interpreter(record, inputs)
+                and same_interpreter(record, inputs)
                 and repairing.build_env_shas(record) == wanted_tools
                 and repairing.up_to_date(record, session.settings, repair_tools,
                                          inputs.patchelf.sha256 if inputs.patchelf else None)
@@ -403,10 +320,10 @@ class _Executor:
         self.failed: dict[str, str] = {}
         self.built_with: dict[str, list[str]] = {}  # node id -> the env its last build had
         self.blockers: dict[str, str] = {}  # node id -> a dependency it waits for
-        self.pins = interpreters.select(settings)  # the interpreters besides the image's
-        self.variants: dict[str, Variant] = {}  # variant id -> it, once planned
-        self.variants_done: dict[str, BuildRecord] = {}
-        self.skipped: dict[str, str] = {}  # variant id -> why it is not built
+        # the other interpreters' builds of native nodes
+        self.variants = Variants(settings, interpreters.select(settings),
+                                 self.session.interpreter, self.done, self.taken, self.failed,
+                                 reason)
 
     def ready(self, running: set[str]) -> list[Node]:
         """The nodes whose dependencies are all built; what needs a failed node is failed.
@@ -484,62 +401,10 @@ class _Executor:
 
     # -- variants: a native node again for each other interpreter --------------------
 
-    def plan_variants(self, node: Node, record: BuildRecord) -> None:
-        """After ``node``'s first wheel: its variants, when that wheel is native."""
-        if not self.pins or not interpreter_bound(record.wheel_filename):
-            return
-        requires = requires_python(self.settings.wheels_dir / record.wheel_filename)
-        for pin in self.pins:
-            vid = variant_id(node.id, pin.tag)
-            try:
-                python = self.session.interpreter(pin)
-            except FactoryError as exc:
-                self.failed[vid] = f"CPython {pin.version} cannot be had: {reason(exc)}"
-                continue
-            why = admits(requires, python.version)
-            if why is not None:
-                self.skipped[vid] = why
-            else:
-                self.variants[vid] = Variant(node, python)
-
-    def _variant_wheel(self, nid: str, tag: str) -> Path | str | None:
-        """The wheel of ``nid`` a variant for ``tag`` installs: the shared one (pure,
-        abi3), its own variant's; None while that one is not built; a str: why none."""
-        if nid in self.taken:
-            wheel = self.taken[nid]
-            return (f"the pinned upstream wheel {wheel.name} is not for {tag}"
-                    if interpreter_bound(wheel.name) else wheel)
-        if nid not in self.done:
-            return None
-        record = self.done[nid]
-        if not interpreter_bound(record.wheel_filename):
-            return self.settings.wheels_dir / record.wheel_filename
-        vid = variant_id(nid, tag)
-        if vid in self.variants_done:
-            return self.settings.wheels_dir / self.variants_done[vid].wheel_filename
-        if vid in self.failed or vid in self.skipped:
-            return f"{vid} was not built"
-        return None if vid in self.variants else f"{vid} is not planned"
-
-    def ready_variants(self, running: set[str]) -> list[Variant]:
-        """The variants whose tools all stand built for their interpreter; a variant whose
-        tool's variant failed fails."""
-        out = []
-        for vid, variant in sorted(self.variants.items()):
-            if vid in self.variants_done or vid in self.failed or vid in running:
-                continue
-            found = [self._variant_wheel(d, variant.python.tag) for d in variant.node.deps]
-            bad = [w for w in found if isinstance(w, str)]
-            if bad:
-                self.failed[vid] = "a build requirement for this interpreter: " + bad[0]
-            elif all(w is not None for w in found):
-                out.append(variant)
-        return out
-
     def build_variant(self, variant: Variant) -> BuildRecord:
         node, tag = variant.node, variant.python.tag
-        wheels = [self._variant_wheel(d, tag) for d in node.env if d != node.id]
-        tools = [self._variant_wheel(d, tag) for d in node.repair]
+        wheels = [self.variants.wheel(d, tag) for d in node.env if d != node.id]
+        tools = [self.variants.wheel(d, tag) for d in node.repair]
         inputs = self.session.inputs(node, [w for w in wheels if isinstance(w, Path)],
                                      [w for w in tools if isinstance(w, Path)],
                                      python=variant.python)
@@ -568,7 +433,7 @@ class _Executor:
             running: dict[Future[BuildRecord], Node | Variant] = {}
             while True:
                 ids = {n.id for n in running.values()}
-                jobs: list[Node | Variant] = [*self.ready(ids), *self.ready_variants(ids)]
+                jobs: list[Node | Variant] = [*self.ready(ids), *self.variants.ready(ids)]
                 for job in jobs:
                     if len(running) >= self.concurrency:
                         break
@@ -585,20 +450,18 @@ class _Executor:
                     else:
                         self.collect(was, done)
         records = [self.done[n] for n in self.plan.order if n in self.done]
-        return records + [self.variants_done[v] for n in self.plan.order for v in
-                          (variant_id(n, pin.tag) for pin in self.pins)
-                          if v in self.variants_done]
+        return records + self.variants.records(self.plan.order)
 
     def collect_variant(self, variant: Variant, future: Future[BuildRecord]) -> None:
         try:
-            self.variants_done[variant.id] = future.result()
+            self.variants.built[variant.id] = future.result()
         except FactoryError as exc:
             self.failed[variant.id] = reason(exc)
 
     def collect(self, node: Node, future: Future[BuildRecord]) -> None:
         try:
             self.done[node.id] = future.result()
-            self.plan_variants(node, self.done[node.id])
+            self.variants.plan(node, self.done[node.id])
         except builder.MissingRequirementsError:
             try:
                 self.grow(node)
@@ -636,7 +499,8 @@ def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
     for nid, why in plan.problems.items():  # its environment cannot be planned
         executor.failed.setdefault(nid, one_line(why, REASON_LIMIT + HINT_LIMIT))
     records = executor.run()
-    return Outcome(records, dict(sorted(executor.failed.items())), dict(executor.skipped))
+    return Outcome(records, dict(sorted(executor.failed.items())),
+                   dict(executor.variants.skipped))
 
 
 REASON_LIMIT = 400  # characters of one node's failure reason (its log path survives)
