@@ -44,7 +44,7 @@ from factory.admission.model import AdmissionError
 from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import FactoryError, PolicyError, RecipeError, UpstreamError, printable
 from factory.license import allowed_ids, judge
-from factory.lock import lock_report, marker_environment, parse_requirements
+from factory.lock import lock_report, marker_environments, parse_requirements
 from factory.lock.model import Problem as LockProblem
 from factory.lock.policy import MAX_PASSED, Context, Skipped, select_version, why_passed, without
 from factory.lock.resolve import sdist_requirements
@@ -182,7 +182,7 @@ class _Walk:
                  ) -> None:
         self.settings, self.recipes, self.upstream = settings, recipes, upstream
         self.reviewed = reviewed or {}
-        self.env = marker_environment(settings)
+        self.envs = marker_environments(settings)
         self.asked: dict[str, SpecifierSet] = {}
         self.wanted: dict[str, list[Requirement]] = {}
         self.extras: dict[str, set[str]] = {}
@@ -310,8 +310,8 @@ class _Walk:
 
     def _context(self, spec: SpecifierSet) -> Context:
         return Context(now=datetime.now(UTC), cooldown_days=self.settings.cooldown_days,
-                       python_version=self.settings.python_version,
-                       advisories=self.advisories, extra=spec)
+                       pythons=self.settings.pythons, advisories=self.advisories,
+                       extra=spec)
 
     def _read(self, key: str, file: UpstreamFile, version: Version) -> Proposed:
         size = file.size if file.size is not None else self.upstream.size_of(file.url)
@@ -361,9 +361,9 @@ class _Walk:
     def _parsed(self, key: str, version: str) -> list[tuple[Requirement, str]]:
         build, runtime = self.requirements[(key, version)]
         origin = f"{key} {version}"
-        found = [(r, "build") for r in parse_requirements(build, self.env, origin)]
+        found = [(r, "build") for r in parse_requirements(build, self.envs, origin)]
         found += [(r, "runtime") for r in parse_requirements(
-            runtime, self.env, origin, self.extras.get(key, ()))]
+            runtime, self.envs, origin, self.extras.get(key, ()))]
         return found
 
     def _unmet(self, key: str, version: str) -> str | None:

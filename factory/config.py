@@ -51,8 +51,8 @@ class Settings:
     build_repair: str = "auditwheel"  # "auditwheel" | "none": native wheels to manylinux
     # [build] interpreters: the CPython versions the builder holds. "3.11" is the image's
     # Debian python3; others are built from Debian's verified source (factory.build.
-    # interpreters) by `factory builder bootstrap --interpreters`. The plan still builds
-    # for 3.11 only (per-interpreter builds are the next step).
+    # interpreters) by `factory builder bootstrap --interpreters`. A native component is
+    # built once per interpreter its Requires-Python admits (factory.build.variants).
     build_interpreters: tuple[str, ...] = ("3.11",)
     # [build] interpreters_dir: where built interpreters are kept (default
     # <state_dir>/builder/interpreters). Each is checked against its manifest on every use,
@@ -138,6 +138,13 @@ class Settings:
         if self.interpreters_dir:
             return (self.root / self.interpreters_dir).resolve()
         return self.state_dir / "builder" / "interpreters"
+
+    @property
+    def pythons(self) -> tuple[str, ...]:
+        """The CPython versions (``3.11``) the lock judges Requires-Python and markers for:
+        the builder image's own (python_version), which every run builds with, then the
+        other [build] interpreters."""
+        return tuple(dict.fromkeys((self.python_version, *self.build_interpreters)))
 
     @property
     def cluster_dir(self) -> Path:

@@ -15,7 +15,8 @@ with a one-line reason (``AdmissionError``) when broken:
    (canonical names) and version (PEP 440 equal).
 3. **Approved requirements.** Every ``Requires-Dist`` is a valid requirement
    without a direct URL. One that applies on the factory's target environment
-   with no extra requested must be satisfied by a locked version. One that
+   (any of the CPythons it builds with: the lock follows the union) with no extra
+   requested must be satisfied by a locked version. One that
    applies only under an extra or a marker that is false on the target is
    allowed when its project has a recipe, or when the sdist's own metadata
    declares the same requirement (the lock entry's ``requires_dist``: PKG-INFO's,
@@ -84,7 +85,7 @@ from factory.admission.prebuilt import SdistScan, prebuilt_files, scan_sdist, sd
 from factory.admission.wheel import WheelContents, read_wheel, startup_hooks
 from factory.config import Settings
 from factory.errors import LockError, RecipeError
-from factory.lock import Lock, LockedComponent, load_lock, marker_environment
+from factory.lock import Lock, LockedComponent, load_lock, marker_environment, marker_environments
 from factory.recipes import Recipe, check_recipes
 from factory.upstream.cache import cache_path, is_cached, read_member, read_metadata
 
@@ -101,19 +102,27 @@ class Approvals:
 
     recipes: dict[str, Recipe]
     lock: Lock
-    env: dict[str, str]
+    env: dict[str, str]  # the builder image's (its python_version names its CPython)
     problem: str | None = None  # set when nothing can be admitted (no lock, no recipes)
+    # one per CPython the factory builds with; empty: ``env`` alone
+    envs: tuple[dict[str, str], ...] = ()
 
     @classmethod
     def load(cls, settings: Settings) -> Approvals:
         """Never raises: a missing lock or recipes directory refuses every wheel."""
-        env = marker_environment(settings)
+        env, envs = marker_environment(settings), marker_environments(settings)
         try:
             recipes, _errors = check_recipes(settings)  # one broken recipe refuses only its own
             lock = load_lock(settings)
         except (LockError, RecipeError) as exc:
-            return cls({}, Lock(), env, f"nothing is approved: {exc.message}")
-        return cls(recipes, lock, env)
+            return cls({}, Lock(), env, f"nothing is approved: {exc.message}", envs)
+        return cls(recipes, lock, env, envs=envs)
+
+    @property
+    def targets(self) -> tuple[dict[str, str], ...]:
+        """The marker environments a requirement is judged under (it applies when it
+        applies under one of them)."""
+        return self.envs or (self.env,)
 
 
 def admit(settings: Settings, approvals: Approvals, record: BuildRecord, wheel: Path,
@@ -348,7 +357,7 @@ def check_requirements(lines: list[str], entry: LockedComponent, approvals: Appr
         if req.url:
             raise AdmissionError(f"{entry.key} {entry.version} requires {line!r}, a direct URL "
                                  "outside the index", "dependencies come from the index only")
-        if _applies(req, approvals.env, line):
+        if any(_applies(req, env, line) for env in approvals.targets):
             if approvals.lock.find(key, req.specifier) is None:
                 raise AdmissionError(
                     f"{entry.key} {entry.version} requires {req}, which no locked version "
@@ -373,7 +382,8 @@ def _check_extras(req: Requirement, entry: LockedComponent, approvals: Approvals
         seen.add((dep.key, extra))
         for line in dep.requires_dist:
             needed = _parse(line, f"{dep.key} {dep.version}: Requires-Dist {line!r}")
-            if not _applies_with(needed, {**approvals.env, "extra": extra}, line):
+            if not any(_applies_with(needed, {**env, "extra": extra}, line)
+                       for env in approvals.targets):
                 continue
             if approvals.lock.find(needed.name, needed.specifier) is None:
                 raise AdmissionError(

@@ -33,14 +33,20 @@ from factory.lock.model import (
     problems_error,
     save_lock,
 )
-from factory.lock.resolve import marker_environment, parse_requirements, resolve_report
+from factory.lock.resolve import (
+    marker_environment,
+    marker_environments,
+    parse_requirements,
+    resolve_report,
+)
 from factory.recipes import load_recipes
 
 __all__ = [
     "APPROVED", "Alarm", "Change", "Lock", "LockedComponent", "Problem", "Resolution",
     "alarm_error", "check_lock", "check_stage", "load_lock", "lock_mismatches", "lock_report",
     "lock_stage",
-    "marker_environment", "parse_requirements", "problems_error", "record_alarm", "save_lock",
+    "marker_environment", "marker_environments", "parse_requirements", "problems_error",
+    "record_alarm", "save_lock",
 ]
 
 

@@ -2,8 +2,9 @@
 
 Version selection walks the upstream sdists newest first and takes the first
 that is a final release, not yanked, inside the recipe's range and update
-track, past its cooldown, buildable by the builder's Python, and not affected
-by a known advisory. Every newer version passed over is reported with why.
+track, past its cooldown, buildable by at least one of the builder's Pythons (its
+Requires-Python admits one of them), and not affected by a known advisory. Every
+newer version passed over is reported with why.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Context:
 
     now: datetime
     cooldown_days: float
-    python_version: str
+    pythons: tuple[str, ...]  # the builder's CPythons (Settings.pythons): one must be admitted
     advisories: AdvisoryDatabase | None
     current: Version | None = None
     extra: SpecifierSet | None = None  # e.g. a build requirement's own specifier
@@ -96,11 +97,9 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     if not in_track(recipe.track, ctx.current, version):
         return f"outside track {recipe.track} (locked {ctx.current})"
     if file.requires_python:
-        try:
-            if not SpecifierSet(file.requires_python).contains(ctx.python_version):
-                return f"requires-python {file.requires_python}"
-        except InvalidSpecifier:
-            return f"invalid requires-python {file.requires_python!r}"
+        why = _python_refusal(file.requires_python, ctx.pythons)
+        if why is not None:
+            return why
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
     if cooldown > 0 and not ctx.urgent:
         uploaded = parse_time(file.upload_time) if file.upload_time else None
@@ -113,6 +112,21 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
         if hits:
             return "advisory " + ", ".join(sorted(a.id for a in hits))
     return None
+
+
+def _python_refusal(requires: str, pythons: tuple[str, ...]) -> str | None:
+    """Why a Requires-Python admits none of ``pythons``; None when it admits one (that
+    one builds it, the others are said not to). With one Python the reason reads as it
+    always did: it is written into recipes.lock."""
+    try:
+        spec = SpecifierSet(requires)
+    except InvalidSpecifier:
+        return f"invalid requires-python {requires!r}"
+    if any(spec.contains(python) for python in pythons):
+        return None
+    if len(pythons) == 1:
+        return f"requires-python {requires}"
+    return f"requires-python {requires} admits none of {', '.join(pythons)}"
 
 
 def _newest_sdist_per_version(files: Iterable[UpstreamFile]) -> list[tuple[Version, UpstreamFile]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,19 +69,28 @@ if TYPE_CHECKING:  # the HTTP client is loaded by the first resolution that need
     from factory.upstream.client import Upstream
 
 
-def marker_environment(settings: Settings) -> dict[str, str]:
+def marker_environment(settings: Settings, python: str | None = None) -> dict[str, str]:
+    """The PEP 508 marker environment of a build with CPython ``python`` (``3.13``;
+    default: the builder image's python_version) on the builder's Linux."""
+    version = python or settings.python_version
     env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-    env.update(python_version=settings.python_version,
-               python_full_version=settings.python_version + ".0",
+    env.update(python_version=version, python_full_version=version + ".0",
                sys_platform="linux", platform_system="Linux", os_name="posix",
                implementation_name="cpython", platform_python_implementation="CPython")
     return env
 
 
-def parse_requirements(lines: Iterable[str], env: dict[str, str], origin: str,
+def marker_environments(settings: Settings) -> tuple[dict[str, str], ...]:
+    """One marker environment per CPython the builder builds with (Settings.pythons): a
+    requirement is followed when it applies under any of them."""
+    return tuple(marker_environment(settings, python) for python in settings.pythons)
+
+
+def parse_requirements(lines: Iterable[str], envs: Sequence[Mapping[str, str]], origin: str,
                        extras: Iterable[str] = ()) -> list[Requirement]:
-    """Requirements that apply on the builder: markers evaluated with no extra and with
-    each of ``extras`` (those a requirement on this project asked for)."""
+    """Requirements that apply on the builder under any of ``envs`` (one per interpreter):
+    markers evaluated with no extra and with each of ``extras`` (those a requirement on
+    this project asked for)."""
     wanted = ("", *sorted(canonicalize_name(e) for e in extras))
     found = []
     for line in lines:
@@ -91,7 +100,7 @@ def parse_requirements(lines: Iterable[str], env: dict[str, str], origin: str,
             raise LockError(f"{origin}: invalid requirement {line!r}") from None
         try:
             applies = req.marker is None or any(
-                req.marker.evaluate({**env, "extra": extra}) for extra in wanted)
+                req.marker.evaluate({**env, "extra": extra}) for env in envs for extra in wanted)
         except (KeyError, ValueError, TypeError):  # a marker variable no environment has
             raise LockError(f"{origin}: requirement {line!r} has a marker that cannot be "
                             "evaluated", "report it upstream or pin another version") from None
@@ -119,7 +128,7 @@ class Resolver:
         # An unreachable source is said (advisories_problem), not fatal: the lock goes on
         # and the watch cycle yanks what an advisory hits once the source answers again.
         self.advisories, self.advisories_problem = for_settings(settings)
-        self.env = marker_environment(settings)
+        self.envs = marker_environments(settings)
         self._upstreams: dict[str, Upstream] = {}
         self._listings: dict[str, ProjectListing] = {}
         self._unapproved: dict[str, ProjectListing] = {}  # listings of projects with no recipe
@@ -150,7 +159,7 @@ class Resolver:
 
     def context(self, current: Version | None, extra: SpecifierSet | None = None) -> Context:
         return Context(now=self.now, cooldown_days=self.settings.cooldown_days,
-                       python_version=self.settings.python_version,
+                       pythons=self.settings.pythons,
                        advisories=self.advisories, current=current, extra=extra)
 
     def _wants_update(self, key: str) -> bool:
@@ -352,7 +361,7 @@ class Resolver:
         if project == entry.key:
             return Backend(generator, None, f"{said}; the project builds itself")
         origin = f"{entry.name} {entry.version}"
-        named = [r for r in parse_requirements(entry.build_requires, self.env, origin)
+        named = [r for r in parse_requirements(entry.build_requires, self.envs, origin)
                  if canonicalize_name(r.name) == project]
         if not named:
             return refused(f"the sdist's [build-system] requires does not name {project}")
@@ -506,9 +515,9 @@ class Resolver:
                         ) -> list[tuple[Requirement, str]]:
         origin = f"{entry.name} {entry.version}"
         reqs = [(r, "build") for r in parse_requirements(
-            (*entry.build_requires, *entry.build_pins), self.env, origin)]
-        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.env, origin,
-                                                            extras)]
+            (*entry.build_requires, *entry.build_pins), self.envs, origin)]
+        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.envs,
+                                                            origin, extras)]
         return reqs
 
 
