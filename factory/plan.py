@@ -108,11 +108,13 @@ class Plan:
             lines.append(f"cycle broken: {cycle}")
         lines += self._explain_repair()
         if len(self.interpreters) > 1:
-            lines.append(f"interpreters: {', '.join(self.interpreters)}; a component whose "
-                         "first wheel is native (cp311-cp311, not abi3) is built again for "
-                         "each other one its Requires-Python admits (said in the run's "
-                         "summary when it is not), with the build tools' wheels for that "
-                         "interpreter; pure and abi3 wheels are built once")
+            lines.append(f"interpreters: {', '.join(self.interpreters)}; a component is "
+                         "built first with 3.11, or with the first other one its sdist's "
+                         "Requires-Python admits when it excludes 3.11; one whose first wheel "
+                         "is native (cp311-cp311, not abi3) is built again for each other one "
+                         "its Requires-Python admits (said in the run's summary when it is "
+                         "not), with the build tools' wheels for that interpreter; pure and "
+                         "abi3 wheels are built once")
         return "\n".join(lines)
 
     @property

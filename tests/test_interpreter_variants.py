@@ -52,8 +52,10 @@ class Fake:
 
     settings: Settings
     kinds: dict[str, str]  # name -> "native", "pure", "abi3", "fail-cp313" ...
-    requires_python: dict[str, str] = field(default_factory=dict)
+    requires_python: dict[str, str] = field(default_factory=dict)  # the wheels' METADATA
+    sdist_requires: dict[str, str] = field(default_factory=dict)  # the sdists' PKG-INFO
     first: list[str] = field(default_factory=list)
+    first_tools: dict[str, list[str]] = field(default_factory=dict)  # name -> wheels it had
     variants: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
 
@@ -79,12 +81,17 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fake:
 
     def first(self: executor._Executor, node: Node) -> Any:
         state.first.append(node.name)
+        python = self.variants.firsts.get(node.id)
+        tag = python.tag if python else "cp311"
+        state.first_tools[node.name] = [
+            (self._wheel(d) if python is None else self._wheel_for(d, tag)).name
+            for d in node.env]
         kind = state.kinds.get(node.name, "pure")
         if kind == "fail":
             raise BuildError(f"{node.name}: build failed")
         filename = {"pure": f"{node.name}-1.0-py3-none-any.whl",
                     "abi3": f"{node.name}-1.0-cp39-abi3-manylinux_2_17_x86_64.whl"}.get(
-            kind, NATIVE.format(name=node.name, tag="cp311"))
+            kind, NATIVE.format(name=node.name, tag=tag))
         _wheel(settings.wheels_dir, filename, state.requires_python.get(node.name))
         return _record(filename)
 
@@ -95,11 +102,16 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fake:
 
     def inputs(self: executor.Session, node: Node, wheels: list[Path],
                repair_wheels: list[Path] | None = None,
-               python: Interpreter | None = None) -> Any:
+               python: Interpreter | None = None, variant: bool = False) -> Any:
         return SimpleNamespace(name=node.name, tools=wheels, repair_tools=(),
-                               interpreter=python, python_tag=python.tag if python else "cp311")
+                               interpreter=python, python_tag=python.tag if python else "cp311",
+                               variant=variant)
+
+    def sdist_requires(self: executor.Session, locked: Any) -> str | None:
+        return state.sdist_requires.get(locked.key)
 
     monkeypatch.setattr(executor._Executor, "build", first)
+    monkeypatch.setattr(executor.Session, "requires_python", sdist_requires)
     monkeypatch.setattr(executor.Session, "interpreter", interpreter)
     monkeypatch.setattr(executor.Session, "inputs", inputs)
     monkeypatch.setattr(executor, "_up_to_date", lambda session, inputs: None)
@@ -191,9 +203,10 @@ def test_the_system_interpreter_alone_plans_nothing_more(fake: Fake) -> None:
 
 # -- what a build gives back ---------------------------------------------------------
 
-def _inputs(interpreter: Interpreter | None) -> Any:
+def _inputs(interpreter: Interpreter | None, variant: bool = True) -> Any:
     return SimpleNamespace(name="markupsafe", version="3.0.3", interpreter=interpreter,
-                           python_tag=interpreter.tag if interpreter else "cp311")
+                           python_tag=interpreter.tag if interpreter else "cp311",
+                           variant=interpreter is not None and variant)
 
 
 @pytest.mark.parametrize(("interpreter", "filename", "ok"), [
@@ -356,3 +369,92 @@ def test_verify_rebuild_takes_one_published_wheel_by_its_file_name(tmp_path: Pat
         rebuild_and_compare(settings, "m.whl")
     with pytest.raises(TargetError, match="NAME==VERSION or a published wheel"):
         rebuild_and_compare(settings, "m")
+
+
+# -- a version only some interpreters admit --------------------------------------------------
+
+def test_a_version_3_11_cannot_build_is_built_first_by_one_that_admits_it(fake: Fake) -> None:
+    fake.kinds = {"new": "native", "ext": "native"}
+    fake.sdist_requires = {"new": ">=3.12"}
+    outcome = _run(fake, {"new": [], "ext": []})
+    # its first (and only) wheel is cp313's; 3.11 is said not to build it, and why
+    assert [r.wheel_filename for r in outcome.records] == [
+        NATIVE.format(name="ext", tag="cp311"), NATIVE.format(name="new", tag="cp313"),
+        NATIVE.format(name="ext", tag="cp313")]
+    assert outcome.skipped == {"new==1.0 [cp311]": "Requires-Python >=3.12 excludes CPython 3.11"}
+    assert [(n, t) for n, t, _ in fake.variants] == [("ext", "cp313")]
+    # 3.14, which it also admits, cannot be had here: that alone fails, as for ext
+    assert sorted(outcome.failed) == ["ext==1.0 [cp314]", "new==1.0 [cp314]"]
+
+
+def test_a_pure_wheel_built_that_way_is_shared_but_not_with_3_11(fake: Fake) -> None:
+    fake.kinds = {"backend": "pure", "app": "native", "old": "native"}
+    fake.sdist_requires = {"backend": ">=3.12"}
+    outcome = _run(fake, {"backend": [], "app": ["backend"], "old": ["backend"]})
+    assert "backend-1.0-py3-none-any.whl" in [r.wheel_filename for r in outcome.records]
+    assert outcome.skipped == {
+        "backend==1.0 [cp311]": "Requires-Python >=3.12 excludes CPython 3.11"}
+    # app and old need it to build on 3.11: they fail, saying why, and build nothing
+    assert outcome.failed["app==1.0"].startswith(
+        "a build requirement for cp311: backend==1.0 [cp311] was not built (Requires-Python")
+    assert "old==1.0" in outcome.failed and sorted(fake.first) == ["backend"]
+
+
+def test_a_first_build_for_3_13_installs_its_tools_wheels_for_3_13(fake: Fake) -> None:
+    fake.kinds = {"app": "native", "cythonish": "native", "backend": "pure"}
+    fake.sdist_requires = {"app": ">=3.12"}
+    outcome = _run(fake, {"app": ["backend", "cythonish"], "backend": [], "cythonish": []})
+    # app waited for cythonish's cp313 variant, not its cp311 first wheel
+    assert fake.first_tools["app"] == ["backend-1.0-py3-none-any.whl",
+                                       NATIVE.format(name="cythonish", tag="cp313")]
+    assert NATIVE.format(name="app", tag="cp313") in [r.wheel_filename for r in outcome.records]
+    assert "app==1.0" not in outcome.failed
+
+
+def test_no_interpreter_that_can_be_had_admits_it(fake: Fake) -> None:
+    fake.kinds = {"future": "native"}
+    fake.sdist_requires = {"future": ">=3.14"}
+    outcome = _run(fake, {"future": []})
+    assert fake.first == [] and outcome.records == []
+    assert "CPython 3.14 cannot be had" in outcome.failed["future==1.0 [cp314]"]
+    assert outcome.failed["future==1.0"].startswith(
+        "future 1.0: no configured interpreter that can be had admits its Requires-Python "
+        ">=3.14")
+    assert set(outcome.skipped) == {"future==1.0 [cp311]", "future==1.0 [cp313]"}
+
+
+def test_the_image_python_alone_reads_no_requires_python(fake: Fake) -> None:
+    fake.settings = replace(fake.settings, build_interpreters=("3.11",))
+    fake.kinds = {"new": "native"}
+    fake.sdist_requires = {"new": ">=3.12"}  # the lock would not have taken it; as before
+    outcome = _run(fake, {"new": []})
+    assert [r.wheel_filename for r in outcome.records] == [NATIVE.format(name="new",
+                                                                         tag="cp311")]
+    assert outcome.skipped == {}
+
+
+@pytest.mark.parametrize(("filename", "ok"), [
+    ("m-1.0-cp313-cp313-manylinux_2_17_x86_64.whl", True),
+    ("m-1.0-py3-none-any.whl", True),  # a first build may give a pure or abi3 wheel
+    ("m-1.0-cp39-abi3-manylinux_2_17_x86_64.whl", True),
+    ("m-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", False),
+])
+def test_a_first_build_with_a_built_interpreter_may_give_any_wheel_of_it(
+        filename: str, ok: bool) -> None:
+    inputs = _inputs(python("3.13.5"), variant=False)
+    if ok:
+        job._check_tags(inputs, filename)
+    else:
+        with pytest.raises(BuildError, match="are not cp313"):
+            job._check_tags(inputs, filename)
+
+
+def test_the_sdist_requires_python_is_read_from_pkg_info_or_pyproject(tmp_path: Path) -> None:
+    with_pkg_info = factories.sdist(tmp_path / "a", "m", "1.0", files={
+        "PKG-INFO": "Metadata-Version: 2.1\nName: m\nVersion: 1.0\nRequires-Python: >=3.12\n"})
+    assert variants.sdist_requires_python(with_pkg_info) == ">=3.12"
+    archive = factories.sdist(tmp_path / "b", "m", "1.0", files={
+        "PKG-INFO": None, "pyproject.toml": '[project]\nname = "m"\nrequires-python = ">=3.13"\n'})
+    assert variants.sdist_requires_python(archive) == ">=3.13"
+    plain = factories.sdist(tmp_path / "c", "m", "1.0")
+    assert variants.sdist_requires_python(plain) is None

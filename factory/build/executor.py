@@ -2,11 +2,13 @@
 
 A node is built once every node it depends on stands built; a failure stops only
 what depends on it. With more interpreters than the builder image's own 3.11
-(``[build] interpreters``), a node whose first (3.11) wheel is bound to its ABI
-(``cp311-cp311``: native, not abi3) is built again for each other interpreter whose
-Requires-Python admits it (a ``Variant``, scheduled by factory/build/variants.py),
-once every build tool of its environment stands built for that interpreter too (pure
-and abi3 wheels are shared; a native tool's own variant is used). A variant that
+(``[build] interpreters``), a node's first build runs the first of them its sdist's
+Requires-Python admits (3.11 unless it excludes 3.11), and a node whose first wheel
+is bound to its ABI (``cp311-cp311``: native, not abi3) is built again for each other
+interpreter whose Requires-Python admits it (a ``Variant``; both decided by
+factory/build/variants.py), once every build tool of its environment stands built for
+that interpreter too (pure and abi3 wheels are shared; a native tool's own build for
+that interpreter is used). A variant that
 fails, or an interpreter that cannot be had, fails that variant alone. The inputs of
 a node (its verified and patched source tree, the wheels of its environment, the kit,
 the builder image) are made once per run and shared by the builds running in
@@ -47,7 +49,7 @@ from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
 from factory.build.interpreters import Interpreter, InterpreterPin
 from factory.build.record import RECORD_SUFFIX, BuildRecord
-from factory.build.variants import Variant, Variants, same_interpreter
+from factory.build.variants import Variant, Variants, same_interpreter, sdist_requires_python
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, one_line
 from factory.lock import Lock, LockedComponent, load_lock
@@ -90,6 +92,13 @@ class Session:
         if isinstance(found, FactoryError):
             raise found
         return found
+
+    def requires_python(self, locked: LockedComponent) -> str | None:
+        """The Requires-Python of ``locked``'s sdist, when it is cached (the fetch stage
+        puts it there before a build; one not cached yet is taken to admit every
+        interpreter, as its build would have before)."""
+        path = cache.cache_path(self.settings, locked.sdist.sha256, locked.sdist.filename)
+        return sdist_requires_python(path) if path.is_file() else None
 
     def kit(self) -> Kit:
         with self._mutex:
@@ -250,7 +259,8 @@ class Session:
             return upstream.download(offered.url, target, sha256=sha256, size=offered.size)
 
     def inputs(self, node: Node, wheels: list[Path], repair_wheels: list[Path] | None = None,
-               python: Interpreter | None = None) -> builder.BuildInputs:
+               python: Interpreter | None = None, variant: bool = False,
+               ) -> builder.BuildInputs:
         locked = node.locked
         sdist, tree = self.tree(locked)
         patches = tuple({"path": str(p.name), "sha256": sha256_of(p)}
@@ -269,7 +279,7 @@ class Session:
             repair_tools=tuple(repair_wheels or ()), repair_note=node.repair_note,
             system_packages=tuple(recipe.system_packages) if recipe else (),
             patchelf=self.kept_patchelf(image) if repair_wheels else None,
-            interpreter=python,
+            interpreter=python, variant=variant,
         )
 
 
@@ -362,7 +372,25 @@ class _Executor:
                     out.append(node)
                 else:
                     self.blockers[nid] = waiting
-        return out
+        return [node for node in out if self._tools_for_first(node)] if self.variants.pins \
+            else out
+
+    def _tools_for_first(self, node: Node) -> bool:
+        """With several interpreters: whether every tool of ``node`` stands built for the
+        interpreter its first build runs (a native tool built only for another fails it;
+        one whose build for it is still to come makes it wait)."""
+        try:
+            python = (self.variants.firsts[node.id] if node.id in self.variants.firsts else
+                      self.variants.first(node, self.session.requires_python(node.locked)))
+        except FactoryError as exc:
+            self.failed[node.id] = reason(exc)
+            return False
+        tag = python.tag if python is not None else interpreters.SYSTEM_TAG
+        found = [self.variants.wheel(d, tag) for d in node.deps]
+        bad = [w for w in found if isinstance(w, str)]
+        if bad:
+            self.failed[node.id] = f"a build requirement for {tag}: {bad[0]}"
+        return not bad and all(w is not None for w in found)
 
     def _take(self, node: Node) -> None:
         try:
@@ -375,10 +403,21 @@ class _Executor:
             return self.taken[nid]
         return self.settings.wheels_dir / self.done[nid].wheel_filename
 
+    def _wheel_for(self, nid: str, tag: str) -> Path:
+        """``nid``'s wheel for interpreter ``tag`` (ready() saw that it stands built)."""
+        found = self.variants.wheel(nid, tag)
+        if not isinstance(found, Path):
+            raise BuildError(f"{nid} has no wheel for {tag}: {found or 'not built yet'}")
+        return found
+
     def build(self, node: Node) -> BuildRecord:
         env = self.built_with[node.id] = list(node.env)
-        wheels = [self._wheel(d) for d in env if d != node.id]
-        inputs = self.session.inputs(node, wheels, [self._wheel(d) for d in node.repair])
+        python = self.variants.firsts.get(node.id)  # None: the image's own python3
+        wheel = self._wheel if python is None else functools.partial(self._wheel_for,
+                                                                     tag=python.tag)
+        wheels = [wheel(d) for d in env if d != node.id]
+        inputs = self.session.inputs(node, wheels, [wheel(d) for d in node.repair],
+                                     python=python)
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing
@@ -407,7 +446,7 @@ class _Executor:
         tools = [self.variants.wheel(d, tag) for d in node.repair]
         inputs = self.session.inputs(node, [w for w in wheels if isinstance(w, Path)],
                                      [w for w in tools if isinstance(w, Path)],
-                                     python=variant.python)
+                                     python=variant.python, variant=True)
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing

@@ -105,6 +105,9 @@ class BuildInputs:
     # The CPython the driver runs (and so the wheel's tag), built by the factory and
     # mounted read-only at its prefix; None: the builder image's own python3 (3.11).
     interpreter: Interpreter | None = None
+    # A component's build again for another interpreter after a native first wheel
+    # (factory.build.variants): it must give a native wheel of its own interpreter.
+    variant: bool = False
 
     @property
     def python_tag(self) -> str:
@@ -489,10 +492,12 @@ def _the_wheel(settings: Settings, run: _Run, out: Confined, work: Path) -> Path
 def _check_tags(inputs: BuildInputs, filename: str) -> None:
     """A wheel bound to an interpreter's ABI must be the build's interpreter's: a cp311
     wheel from a cp313 build (a driver that ran another python, say) is refused. Pure,
-    abi3 and ``none`` wheels fit every interpreter; a build for a factory-built
-    interpreter exists only for native wheels, so it must give one of its own."""
+    abi3 and ``none`` wheels fit every interpreter; a variant build exists only for
+    native wheels, so it must give one of its own (a component's first build with a
+    factory-built interpreter, one whose Requires-Python excludes 3.11, may give any)."""
     wanted = inputs.python_tag
-    wrong = wrong_tags(filename, wanted, built=inputs.interpreter is not None)
+    wrong = wrong_tags(filename, wanted, built=inputs.interpreter is not None
+                       and inputs.variant)
     if wrong:
         raise BuildError(
             f"{_what(inputs)}: the build for {wanted} produced {filename}, whose tags "

@@ -1,14 +1,17 @@
 """Builds per interpreter: which wheels are bound to one CPython, which CPythons a
 Requires-Python admits, and the variants of a native node the executor schedules.
 
-A node's first wheel is built with the builder image's 3.11. When that wheel is bound
-to its interpreter's ABI (``cp311-cp311``: native, not abi3), the node is built again
-for each other configured interpreter its Requires-Python admits: a ``Variant``. A
-variant is ready once every build tool of its environment stands built for that
-interpreter too: the shared wheel of a pure or abi3 tool, a native tool's own variant.
+A node's first wheel is built with the builder image's 3.11, or, when its sdist's
+Requires-Python excludes 3.11, with the first configured interpreter that admits it
+(``Variants.first``; 3.11 is then skipped, and said). When that wheel is bound to its
+interpreter's ABI (``cp311-cp311``: native, not abi3), the node is built again for
+each other configured interpreter its Requires-Python admits: a ``Variant``. A build
+is ready once every build tool of its environment stands built for its interpreter
+too: the shared wheel of a pure or abi3 tool, a native tool's own build for it.
 
     variants = Variants(settings, interpreters.select(settings), session.interpreter,
                         done, taken, failed, reason)
+    python = variants.first(node, sdist_requires_python(sdist))  # None: the image's
     variants.plan(node, record)         # after the node's first wheel
     for variant in variants.ready(running): ...
 """
@@ -16,6 +19,7 @@ interpreter too: the shared wheel of a pure or abi3 tool, a native tool's own va
 from __future__ import annotations
 
 import email.parser
+import tomllib
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,8 +34,9 @@ from factory.build.interpreters import Interpreter, InterpreterPin
 from factory.build.job import BuildInputs
 from factory.build.record import BuildRecord
 from factory.config import Settings
-from factory.errors import FactoryError, one_line
+from factory.errors import BuildError, FactoryError, one_line
 from factory.plan import Node
+from factory.upstream import cache
 
 
 def interpreter_bound(filename: str) -> bool:
@@ -59,6 +64,24 @@ def requires_python(wheel: Path) -> str | None:
         return None
     found = email.parser.HeaderParser().parsestr(text).get("Requires-Python")
     return str(found).strip() if found else None
+
+
+def sdist_requires_python(sdist: Path) -> str | None:
+    """A cached sdist's Requires-Python: its PKG-INFO's, or (a git archive has none) its
+    pyproject's ``[project] requires-python``; None when it says none or cannot be read
+    (every interpreter is then taken to admit it, the image's python3 first)."""
+    raw = cache.read_member(sdist, "PKG-INFO")
+    if raw is not None:
+        found = email.parser.HeaderParser().parsestr(raw.decode("utf-8", "replace")).get(
+            "Requires-Python")
+        return str(found).strip() if found else None
+    raw = cache.read_member(sdist, "pyproject.toml")
+    try:
+        project = tomllib.loads(raw.decode("utf-8")).get("project") if raw else None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    found = project.get("requires-python") if isinstance(project, dict) else None
+    return found.strip() if isinstance(found, str) and found.strip() else None
 
 
 def _own_metadata(member: str, project: str, version: Version) -> bool:
@@ -127,26 +150,64 @@ class Variants:
                  failed: dict[str, str], reason: Callable[[FactoryError], str]) -> None:
         self.settings, self.pins, self.interpreter = settings, pins, interpreter
         self.done, self.taken, self.failed, self.reason = done, taken, failed, reason
+        self.firsts: dict[str, Interpreter | None] = {}  # node id -> its first build's
         self.planned: dict[str, Variant] = {}  # variant id -> it
         self.built: dict[str, BuildRecord] = {}
         self.skipped: dict[str, str] = {}  # variant id -> why it is not built
 
+    def first(self, node: Node, requires: str | None) -> Interpreter | None:
+        """The interpreter of ``node``'s first build: the image's python3 (None) when its
+        sdist's Requires-Python admits the image's python_version, else the first
+        configured one that admits it (3.11 and those before it are skipped or failed, as
+        variants are). BuildError when none that can be had admits it."""
+        if node.id in self.firsts:
+            return self.firsts[node.id]
+        found = None
+        why = admits(requires, self.settings.python_version) if self.pins else None
+        if why is not None:
+            self.skipped[variant_id(node.id, interpreters.SYSTEM_TAG)] = why
+            found = next((p for p in (self._judge(node, pin, requires) for pin in self.pins)
+                          if p is not None), None)
+            if found is None:
+                raise BuildError(f"{node.name} {node.version}: no configured interpreter that "
+                                 f"can be had admits its Requires-Python "
+                                 f"{one_line(str(requires), 80)}",
+                                 "add one it admits to [build] interpreters")
+        self.firsts[node.id] = found
+        return found
+
+    def _judge(self, node: Node, pin: InterpreterPin, requires: str | None,
+               ) -> Interpreter | None:
+        """``pin``'s interpreter when ``requires`` admits it; else None, and why said."""
+        vid = variant_id(node.id, pin.tag)
+        try:
+            python = self.interpreter(pin)
+        except FactoryError as exc:
+            self.failed[vid] = f"CPython {pin.version} cannot be had: {self.reason(exc)}"
+            return None
+        why = admits(requires, python.version)
+        if why is not None:
+            self.skipped[vid] = why
+            return None
+        return python
+
+    def tag(self, nid: str) -> str:
+        """The interpreter tag of ``nid``'s first build (cp311: the image's python3)."""
+        python = self.firsts.get(nid)
+        return python.tag if python is not None else interpreters.SYSTEM_TAG
+
     def plan(self, node: Node, record: BuildRecord) -> None:
-        """After ``node``'s first wheel: its variants, when that wheel is native."""
+        """After ``node``'s first wheel: its variants, when that wheel is native (for
+        the interpreters its first build did not already judge)."""
         if not self.pins or not interpreter_bound(record.wheel_filename):
             return
         requires = requires_python(self.settings.wheels_dir / record.wheel_filename)
         for pin in self.pins:
             vid = variant_id(node.id, pin.tag)
-            try:
-                python = self.interpreter(pin)
-            except FactoryError as exc:
-                self.failed[vid] = f"CPython {pin.version} cannot be had: {self.reason(exc)}"
+            if pin.tag == self.tag(node.id) or vid in self.skipped or vid in self.failed:
                 continue
-            why = admits(requires, python.version)
-            if why is not None:
-                self.skipped[vid] = why
-            else:
+            python = self._judge(node, pin, requires)
+            if python is not None:
                 self.planned[vid] = Variant(node, python)
 
     def wheel(self, nid: str, tag: str) -> Path | str | None:
@@ -158,13 +219,15 @@ class Variants:
                     if interpreter_bound(wheel.name) else wheel)
         if nid not in self.done:
             return None
-        record = self.done[nid]
-        if not interpreter_bound(record.wheel_filename):
-            return self.settings.wheels_dir / record.wheel_filename
         vid = variant_id(nid, tag)
+        if vid in self.skipped:  # its Requires-Python excludes that interpreter, shared or not
+            return f"{vid} was not built ({self.skipped[vid]})"
+        record = self.done[nid]
+        if not interpreter_bound(record.wheel_filename) or self.tag(nid) == tag:
+            return self.settings.wheels_dir / record.wheel_filename
         if vid in self.built:
             return self.settings.wheels_dir / self.built[vid].wheel_filename
-        if vid in self.failed or vid in self.skipped:
+        if vid in self.failed:
             return f"{vid} was not built"
         return None if vid in self.planned else f"{vid} is not planned"
 
