@@ -68,11 +68,27 @@ class Node:
     repair: list[str] = field(default_factory=list)  # node ids of the repair tools (auditwheel)
     repair_note: str = ""  # why it has no repair tools, when repair is on
     problem: PlanError | None = None  # why its environment cannot be planned (fails alone)
+    # Another interpreter's build environment (interpreter tag, cp313 -> node ids), where
+    # its markers make it differ from ``env`` (the image's 3.11's); or why it cannot be
+    # planned (that interpreter's build fails alone).
+    envs: dict[str, list[str]] = field(default_factory=dict)
+    env_problems: dict[str, PlanError] = field(default_factory=dict)
 
     @property
     def deps(self) -> list[str]:
         """The nodes built before this one: its build environment and its repair tools."""
         return [d for d in (*self.env, *self.repair) if d != self.id]
+
+    def env_for(self, tag: str) -> list[str]:
+        """Its build environment for interpreter ``tag`` (cp313); PlanError when that
+        one cannot be planned."""
+        if tag in self.env_problems:
+            raise self.env_problems[tag]
+        return self.envs.get(tag, self.env)
+
+    def deps_for(self, tag: str) -> list[str]:
+        """``deps`` of its build for interpreter ``tag``."""
+        return [d for d in (*self.env_for(tag), *self.repair) if d != self.id]
 
     @property
     def id(self) -> str:
@@ -101,6 +117,11 @@ class Plan:
                                                                        or "none")
             lines.append(f"       build env: {', '.join(node.env) or 'empty'}; "
                          f"dynamic requires: {dynamic}")
+            for tag, env in sorted(node.envs.items()):
+                lines.append(f"       build env for {tag}: {', '.join(env) or 'empty'}")
+            for tag, problem in sorted(node.env_problems.items()):
+                lines.append(f"       cannot be built for {tag}: "
+                             + problem.diagnostics().removeprefix("error: "))
             if node.problem:
                 lines.append("       cannot be built: "
                              + node.problem.diagnostics().removeprefix("error: "))
@@ -152,6 +173,11 @@ def node_id(name: str, version: str) -> str:
     return f"{canonicalize_name(name)}=={version}"
 
 
+def python_tag(version: str) -> str:
+    """``cp313`` for CPython ``3.13``: how a build for it is named."""
+    return "cp" + version.replace(".", "")
+
+
 # -- building the graph ---------------------------------------------------------
 
 class _Graph:
@@ -161,26 +187,34 @@ class _Graph:
         self.settings, self.lock = settings, lock
         self.repair = repair and repair_mode(settings.build_repair) == REPAIR_TOOL
         self.markers = marker_environment(settings)
+        # the other interpreters' marker environments by tag (cp313): a build for one of
+        # them has its own environment where a marker says so
+        self.others = {python_tag(v): marker_environment(settings, v)
+                       for v in settings.pythons[1:]}
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
-        self._applies: dict[tuple[str, frozenset[str]], bool] = {}  # markers are fixed
+        # (line, extras, interpreter tag) -> whether it applies: markers are fixed
+        self._applies: dict[tuple[str, frozenset[str], str], bool] = {}
 
     def requirements(self, lines: list[str] | tuple[str, ...], origin: str,
-                     extras: frozenset[str] = frozenset()) -> list[Requirement]:
+                     extras: frozenset[str] = frozenset(), tag: str = "") -> list[Requirement]:
+        """The requirements of ``lines`` that apply for interpreter ``tag`` (default:
+        the image's 3.11)."""
+        markers = self.others[tag] if tag else self.markers
         found = []
         for line in lines:
             req = _requirement(line)
             if req is None:
                 raise PlanError(f"{origin}: invalid requirement {line!r}")
-            applies = self._applies.get((line, extras))
+            applies = self._applies.get((line, extras, tag))
             if applies is None:
                 try:
                     applies = req.marker is None or any(
-                        req.marker.evaluate({**self.markers, "extra": e}) for e in ("", *extras))
+                        req.marker.evaluate({**markers, "extra": e}) for e in ("", *extras))
                 except (ValueError, KeyError):  # KeyError: a name the environment lacks
                     raise PlanError(f"{origin}: requirement {line!r} has a marker that cannot "
                                     "be evaluated") from None
-                self._applies[(line, extras)] = applies
+                self._applies[(line, extras, tag)] = applies
             if applies:
                 found.append(req)
         return found
@@ -206,25 +240,28 @@ class _Graph:
             node.reasons.append(reason)
         return node
 
-    def environment(self, node: Node) -> list[LockedComponent]:
-        """The locked components of ``node``'s build environment (a fixed point)."""
-        origin = f"{node.name} {node.version}"
+    def environment(self, node: Node, tag: str = "") -> list[LockedComponent]:
+        """The locked components of ``node``'s build environment (a fixed point) for
+        interpreter ``tag`` (default: the image's 3.11)."""
+        origin = f"{node.name} {node.version}" + (f" for {tag}" if tag else "")
         wanted: dict[str, list[Requirement]] = {}
-        queue = self.requirements([*node.static, *(node.dynamic or [])], origin)
+        queue = self.requirements([*node.static, *(node.dynamic or [])], origin, tag=tag)
         chosen: dict[str, LockedComponent] = {}
         while queue:
             req = queue.pop(0)
             key = canonicalize_name(req.name)
             wanted.setdefault(key, []).append(req)
-            pick = self._pick(key, wanted[key], node)
+            pick = self._pick(key, wanted[key], node, tag)
             if chosen.get(key) is pick:
                 continue
             chosen[key] = pick
             extras = frozenset().union(*(r.extras for r in wanted[key]))
-            queue += self.requirements(pick.requires_dist, f"{pick.name} {pick.version}", extras)
+            queue += self.requirements(pick.requires_dist, f"{pick.name} {pick.version}", extras,
+                                       tag)
         return sorted(chosen.values(), key=lambda c: c.key)
 
-    def _pick(self, key: str, reqs: list[Requirement], node: Node) -> LockedComponent:
+    def _pick(self, key: str, reqs: list[Requirement], node: Node,
+              tag: str = "") -> LockedComponent:
         spec = reqs[0].specifier
         for req in reqs[1:]:
             spec &= req.specifier
@@ -232,8 +269,8 @@ class _Graph:
         if found is None:
             asked = "; ".join(str(r) for r in reqs)
             raise PlanError(
-                f"{node.name} {node.version} needs {asked} to build, and no locked version "
-                "satisfies it",
+                f"{node.name} {node.version} needs {asked} to build"
+                + (f" for {tag}" if tag else "") + ", and no locked version satisfies it",
                 f"widen versions in recipes/{key}.toml and run `factory lock`"
                 if key in self.recipes else
                 f"approve it with `factory add \"{key}{spec}\"` (it writes the recipe and locks)",
@@ -285,13 +322,14 @@ def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
 
 
 def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,
-           built_with: list[str]) -> None:
+           built_with: list[str], tag: str = "") -> None:
     """Add to ``plan`` what ``node``'s build reported it needs (its new ``dynamic``
     requirements), transitively, and order it again; ``node`` then waits for them.
 
-    ``built_with`` is the environment that build ran in. It is compared, not the node's
-    environment now: another node's regrow may already have grown this one (both
-    builds learnt at once), and that is progress, not a build that lies.
+    ``built_with`` is the environment that build ran in (for interpreter ``tag``;
+    default: the image's 3.11). It is compared, not the node's environment now:
+    another node's regrow may already have grown this one (both builds learnt at
+    once), and that is progress, not a build that lies.
 
     Raises PlanError when nothing was added: the requirements are locked, in the
     environment it was built in, and its build still said they were not met.
@@ -301,7 +339,7 @@ def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,
     _expand(graph)
     if node.problem:
         raise node.problem
-    if node.env == built_with:
+    if (node.env_for(tag) if tag else node.env) == built_with:
         raise PlanError(f"{node.name} {node.version}: its build requirements "
                         f"{node.dynamic} are locked but still not met")
     plan.order = _ordered(graph).order
@@ -325,6 +363,16 @@ def _expand_env(graph: _Graph, pending: list[Node]) -> None:
             continue
         node.problem = None
         node.env = [node_id(c.name, c.version) for c in env]
+        node.envs, node.env_problems = {}, {}
+        for tag in graph.others:
+            try:
+                other = graph.environment(node, tag)
+            except PlanError as exc:  # that interpreter's build alone fails
+                node.env_problems[tag] = exc
+                continue
+            if [node_id(c.name, c.version) for c in other] != node.env:
+                node.envs[tag] = [node_id(c.name, c.version) for c in other]
+                env += [c for c in other if c not in env]
         for comp in env:
             if node_id(comp.name, comp.version) == node.id:
                 continue  # a self-requirement is a cycle; _ordered reports it

@@ -458,3 +458,87 @@ def test_the_sdist_requires_python_is_read_from_pkg_info_or_pyproject(tmp_path: 
     assert variants.sdist_requires_python(archive) == ">=3.13"
     plain = factories.sdist(tmp_path / "c", "m", "1.0")
     assert variants.sdist_requires_python(plain) is None
+
+
+# -- each interpreter's build environment, resolved with its markers -----------------------
+
+def _marker_lock(tmp_path: Path, *versions: str) -> Settings:
+    settings = factories.settings(tmp_path, build_interpreters=versions)
+    save_lock(settings, Lock([
+        locked("app", "1.0", ["flit_core", "setuptools; python_version >= '3.12'"],
+               kind="runtime"),
+        locked("flit_core", "3.12.0"), locked("setuptools", "80.0.0"),
+        locked("wheel", "0.45.0")]))
+    return settings
+
+
+def test_a_build_environment_is_resolved_with_each_interpreters_markers(
+        tmp_path: Path) -> None:
+    from factory.plan import make_plan
+
+    plan = make_plan(_marker_lock(tmp_path, "3.11", "3.13"), ["app"])
+    app = plan.nodes["app==1.0"]
+    assert app.env == ["flit-core==3.12.0"]  # the image's 3.11
+    assert app.env_for("cp313") == ["flit-core==3.12.0", "setuptools==80.0.0"]
+    assert app.deps_for("cp313") == ["flit-core==3.12.0", "setuptools==80.0.0"]
+    # the tool only 3.13 needs is in the plan, built like any other, and said why
+    assert "setuptools==80.0.0" in plan.order
+    assert "build env for cp313: flit-core==3.12.0, setuptools==80.0.0" in plan.explain()
+    # the image's 3.11 alone: as before, nothing of it
+    alone = make_plan(_marker_lock(tmp_path / "alone", "3.11"), ["app"])
+    assert alone.order == ["flit-core==3.12.0", "app==1.0"]
+    assert alone.nodes["app==1.0"].envs == {}
+
+
+def test_an_environment_one_interpreter_cannot_have_fails_that_build_alone(
+        tmp_path: Path) -> None:
+    from factory.plan import PlanError, make_plan
+
+    settings = factories.settings(tmp_path, build_interpreters=("3.11", "3.13"))
+    save_lock(settings, Lock([locked("app", "1.0", ["flit_core", "newtool; python_version "
+                                                    ">= '3.12'"], kind="runtime"),
+                              locked("flit_core", "3.12.0")]))
+    plan = make_plan(settings, ["app"])
+    app = plan.nodes["app==1.0"]
+    assert app.problem is None and plan.problems == {}  # its 3.11 build stands
+    with pytest.raises(PlanError, match="needs newtool"):
+        app.env_for("cp313")
+    assert ("cannot be built for cp313: app 1.0 needs newtool; python_version >= \"3.12\" "
+            "to build for cp313, and no locked version satisfies it") in plan.explain()
+
+
+def test_a_variant_installs_its_own_interpreters_environment(fake: Fake) -> None:
+    fake.kinds = {"app": "native", "extra": "pure", "tool": "pure"}
+    factories.recipe(fake.settings.root, "anything")
+    save_lock(fake.settings, Lock([locked(n, "1.0") for n in ("app", "extra", "tool")]))
+    nodes = {f"{n}==1.0": Node(n, "1.0", "runtime", locked(n, "1.0"), static=[])
+             for n in ("app", "extra", "tool")}
+    nodes["app==1.0"].env = ["tool==1.0"]
+    nodes["app==1.0"].envs = {"cp313": ["extra==1.0", "tool==1.0"]}
+
+    def variant(settings: Settings, inputs: Any) -> Any:
+        fake.variants.append((inputs.name, inputs.python_tag, [w.name for w in inputs.tools]))
+        filename = NATIVE.format(name=inputs.name, tag=inputs.python_tag)
+        _wheel(settings.wheels_dir, filename, None)
+        return _record(filename)
+
+    executor.run_plan(fake.settings, Plan(nodes, sorted(nodes)), concurrency=1,
+                      build=variant)
+    assert fake.first_tools["app"] == ["tool-1.0-py3-none-any.whl"]
+    assert fake.variants == [("app", "cp313", ["extra-1.0-py3-none-any.whl",
+                                               "tool-1.0-py3-none-any.whl"])]
+
+
+def test_a_variant_whose_environment_cannot_be_planned_fails_alone(fake: Fake) -> None:
+    from factory.plan import PlanError
+
+    fake.kinds = {"app": "native"}
+    factories.recipe(fake.settings.root, "anything")
+    save_lock(fake.settings, Lock([locked("app", "1.0")]))
+    app = Node("app", "1.0", "runtime", locked("app", "1.0"), static=[])
+    app.env_problems = {"cp313": PlanError("app 1.0 needs newtool to build for cp313")}
+    outcome = executor.run_plan(fake.settings, Plan({"app==1.0": app}, ["app==1.0"]),
+                                concurrency=1, build=lambda *a: pytest.fail("built"))
+    assert [r.wheel_filename for r in outcome.records] == [NATIVE.format(name="app",
+                                                                         tag="cp311")]
+    assert outcome.failed["app==1.0 [cp313]"].startswith("app 1.0 needs newtool")

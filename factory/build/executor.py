@@ -385,8 +385,16 @@ class _Executor:
         except FactoryError as exc:
             self.failed[node.id] = reason(exc)
             return False
-        tag = python.tag if python is not None else interpreters.SYSTEM_TAG
-        found = [self.variants.wheel(d, tag) for d in node.deps]
+        if python is None:
+            tag, deps = interpreters.SYSTEM_TAG, node.deps
+        else:
+            tag = python.tag
+            try:
+                deps = node.deps_for(tag)
+            except PlanError as exc:
+                self.failed[node.id] = reason(exc)
+                return False
+        found = [self.variants.wheel(d, tag) for d in deps]
         bad = [w for w in found if isinstance(w, str)]
         if bad:
             self.failed[node.id] = f"a build requirement for {tag}: {bad[0]}"
@@ -411,8 +419,9 @@ class _Executor:
         return found
 
     def build(self, node: Node) -> BuildRecord:
-        env = self.built_with[node.id] = list(node.env)
         python = self.variants.firsts.get(node.id)  # None: the image's own python3
+        env = self.built_with[node.id] = list(node.env if python is None
+                                              else node.env_for(python.tag))
         wheel = self._wheel if python is None else functools.partial(self._wheel_for,
                                                                      tag=python.tag)
         wheels = [wheel(d) for d in env if d != node.id]
@@ -442,7 +451,7 @@ class _Executor:
 
     def build_variant(self, variant: Variant) -> BuildRecord:
         node, tag = variant.node, variant.python.tag
-        wheels = [self.variants.wheel(d, tag) for d in node.env if d != node.id]
+        wheels = [self.variants.wheel(d, tag) for d in node.env_for(tag) if d != node.id]
         tools = [self.variants.wheel(d, tag) for d in node.repair]
         inputs = self.session.inputs(node, [w for w in wheels if isinstance(w, Path)],
                                      [w for w in tools if isinstance(w, Path)],
@@ -458,14 +467,18 @@ class _Executor:
         try:
             return self.builder(self.settings, inputs)
         except builder.MissingRequirementsError as exc:
-            # The plan's environments are made for the image's 3.11; a backend that asks
-            # for more under another interpreter is not grown here.
-            raise BuildError(f"{exc.message} (for {inputs.python_tag}: the plan's build "
-                             "environments are resolved for 3.11)", exc.hint) from None
+            # Its static requirements were resolved with this interpreter's markers; its
+            # dynamic ones are what its first build's backend asked for. A backend that
+            # asks for more under another interpreter is not grown here.
+            raise BuildError(f"{exc.message} (for {inputs.python_tag}: its backend asks "
+                             "for more than its first build's did; the plan learns dynamic "
+                             "requirements from the first build only)", exc.hint) from None
 
     def grow(self, node: Node) -> None:
         """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
-        regrow(self.settings, self.lock, self.plan, node, self.built_with[node.id])
+        python = self.variants.firsts.get(node.id)
+        regrow(self.settings, self.lock, self.plan, node, self.built_with[node.id],
+               python.tag if python is not None else "")
 
     def run(self) -> list[BuildRecord]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:

@@ -217,6 +217,8 @@ class Variants:
             wheel = self.taken[nid]
             return (f"the pinned upstream wheel {wheel.name} is not for {tag}"
                     if interpreter_bound(wheel.name) else wheel)
+        if nid in self.failed:
+            return f"{nid} failed"
         if nid not in self.done:
             return None
         vid = variant_id(nid, tag)
@@ -238,7 +240,12 @@ class Variants:
         for vid, variant in sorted(self.planned.items()):
             if vid in self.built or vid in self.failed or vid in running:
                 continue
-            found = [self.wheel(d, variant.python.tag) for d in variant.node.deps]
+            try:
+                deps = variant.node.deps_for(variant.python.tag)
+            except FactoryError as exc:  # this interpreter's environment cannot be planned
+                self.failed[vid] = self.reason(exc)
+                continue
+            found = [self.wheel(d, variant.python.tag) for d in deps]
             bad = [w for w in found if isinstance(w, str)]
             if bad:
                 self.failed[vid] = "a build requirement for this interpreter: " + bad[0]
