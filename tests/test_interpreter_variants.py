@@ -10,6 +10,7 @@ tests/test_interpreters_docker.py.
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -542,3 +543,74 @@ def test_a_variant_whose_environment_cannot_be_planned_fails_alone(fake: Fake) -
     assert [r.wheel_filename for r in outcome.records] == [NATIVE.format(name="app",
                                                                          tag="cp311")]
     assert outcome.failed["app==1.0 [cp313]"].startswith("app 1.0 needs newtool")
+
+
+# -- interpreters made in the background ---------------------------------------------------
+
+def test_interpreters_are_made_while_the_first_wheels_build(
+        fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3.13 tree is made in a thread of its own from the run's start: the first
+    wheels are built meanwhile (the last of them lets the making end), and the variant
+    waits for it. A loop that made it inline, after the first native wheel, would wait
+    for a release only a later first build gives."""
+    events: list[str] = []
+    release = threading.Event()
+
+    def slow(self: executor.Session, pin: InterpreterPin) -> Interpreter:
+        if pin.version == "3.14":
+            raise SourceUnavailable("python3.14 3.14.8-1: HTTPStatusError: 404 Not Found")
+        events.append("making cp313")
+        if not release.wait(60):  # a guard against a hang, not a measure
+            raise BuildError("never released")
+        events.append("made cp313")
+        return python("3.13.5")
+
+    built_first = executor._Executor.build  # the fixture's stand-in
+
+    def first(self: executor._Executor, node: Node) -> Any:
+        events.append(f"first {node.name}")
+        record = built_first(self, node)
+        if node.name == "lib":
+            release.set()
+        return record
+
+    monkeypatch.setattr(executor.Session, "interpreter", slow)
+    monkeypatch.setattr(executor._Executor, "build", first)
+    fake.kinds = {"ext": "native", "lib": "pure"}
+    outcome = _run(fake, {"ext": [], "lib": []})
+    assert events.index("first ext") < events.index("first lib") < events.index("made cp313")
+    assert events.count("making cp313") == 1  # once per run
+    assert [(n, t) for n, t, _ in fake.variants] == [("ext", "cp313")]
+    assert NATIVE.format(name="ext", tag="cp313") in [r.wheel_filename for r in outcome.records]
+    assert list(outcome.failed) == ["ext==1.0 [cp314]"]
+
+
+def test_a_first_build_that_needs_an_interpreter_waits_for_it(
+        fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    release = threading.Event()
+
+    def slow(self: executor.Session, pin: InterpreterPin) -> Interpreter:
+        if pin.version == "3.14":
+            raise SourceUnavailable("python3.14 3.14.8-1: HTTPStatusError: 404 Not Found")
+        if not release.wait(60):
+            raise BuildError("never released")
+        events.append("made cp313")
+        return python("3.13.5")
+
+    built_first = executor._Executor.build
+
+    def first(self: executor._Executor, node: Node) -> Any:
+        events.append(f"first {node.name}")
+        if node.name == "old":
+            release.set()
+        return built_first(self, node)
+
+    monkeypatch.setattr(executor.Session, "interpreter", slow)
+    monkeypatch.setattr(executor._Executor, "build", first)
+    fake.kinds = {"new": "native", "old": "pure"}
+    fake.sdist_requires = {"new": ">=3.12"}
+    outcome = _run(fake, {"new": [], "old": []})
+    # new, first in name order, waited; old was built meanwhile
+    assert events == ["first old", "made cp313", "first new"]
+    assert NATIVE.format(name="new", tag="cp313") in [r.wheel_filename for r in outcome.records]

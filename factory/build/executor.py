@@ -49,7 +49,13 @@ from factory.build.env import KIT_TOOLS, Kit, KitPart, import_root
 from factory.build.image import ImageRef, bootstrap_image
 from factory.build.interpreters import Interpreter, InterpreterPin
 from factory.build.record import RECORD_SUFFIX, BuildRecord
-from factory.build.variants import Variant, Variants, same_interpreter, sdist_requires_python
+from factory.build.variants import (
+    NotReady,
+    Variant,
+    Variants,
+    same_interpreter,
+    sdist_requires_python,
+)
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, one_line
 from factory.lock import Lock, LockedComponent, load_lock
@@ -75,6 +81,8 @@ class Session:
         self._listing: tuple[tuple[int, int], dict[str, list[str]]] | None = None
         self._pythons: dict[str, Interpreter | FactoryError] = {}  # version -> it, or why not
         self._pythons_lock = threading.Lock()  # held while one is built (minutes, once)
+        self._preparing: Future[None] | None = None  # the interpreters made in the background
+        self._prepared: dict[str, Interpreter | FactoryError] = {}  # what it made, so far
 
     def interpreter(self, pin: InterpreterPin) -> Interpreter:
         """The factory-built CPython of ``pin``: kept and checked, or built now (once per
@@ -89,6 +97,44 @@ class Session:
                 except FactoryError as exc:
                     self._pythons[pin.version] = exc
             found = self._pythons[pin.version]
+        if isinstance(found, FactoryError):
+            raise found
+        return found
+
+    def prepare(self, pins: list[InterpreterPin]) -> Future[None] | None:
+        """Start making ``pins``' interpreters in a thread of their own (once per run):
+        one not kept is built (minutes, once per machine) while the image's builds go
+        on. None when there are none to make."""
+        if not pins:
+            return None
+        with self._mutex:
+            if self._preparing is None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interpreters")
+                self._preparing = pool.submit(self._prepare, list(pins))
+                pool.shutdown(wait=False)  # its one job still runs to its end
+            return self._preparing
+
+    def _prepare(self, pins: list[InterpreterPin]) -> None:
+        for pin in pins:
+            try:
+                found: Interpreter | FactoryError = self.interpreter(pin)
+            except FactoryError as exc:
+                found = exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not leave builds waiting
+                found = BuildError(f"CPython {pin.version} could not be prepared: "
+                                   f"{one_line(repr(exc), 200)}")
+            self._prepared[pin.version] = found
+
+    def prepared(self, pin: InterpreterPin) -> Interpreter:
+        """``pin``'s interpreter as the background preparation made it: NotReady while it
+        is being made, its error when it cannot be had. Without a preparation: made now."""
+        if self._preparing is None:
+            return self.interpreter(pin)
+        found = self._prepared.get(pin.version)
+        if found is None:
+            if self._preparing.done() and self._preparing.exception() is not None:
+                raise BuildError(f"CPython {pin.version} could not be prepared")
+            raise NotReady(pin.version)
         if isinstance(found, FactoryError):
             raise found
         return found
@@ -332,7 +378,7 @@ class _Executor:
         self.blockers: dict[str, str] = {}  # node id -> a dependency it waits for
         # the other interpreters' builds of native nodes
         self.variants = Variants(settings, interpreters.select(settings),
-                                 self.session.interpreter, self.done, self.taken, self.failed,
+                                 self.session.prepared, self.done, self.taken, self.failed,
                                  reason)
 
     def ready(self, running: set[str]) -> list[Node]:
@@ -382,6 +428,8 @@ class _Executor:
         try:
             python = (self.variants.firsts[node.id] if node.id in self.variants.firsts else
                       self.variants.first(node, self.session.requires_python(node.locked)))
+        except NotReady:  # an interpreter it must judge is still being made
+            return False
         except FactoryError as exc:
             self.failed[node.id] = reason(exc)
             return False
@@ -481,6 +529,9 @@ class _Executor:
                python.tag if python is not None else "")
 
     def run(self) -> list[BuildRecord]:
+        # the other interpreters are made meanwhile: the loop never waits for one while
+        # anything else can be built
+        preparing = self.session.prepare(self.variants.pins)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             running: dict[Future[BuildRecord], Node | Variant] = {}
             while True:
@@ -492,10 +543,16 @@ class _Executor:
                     future = (pool.submit(self.build_variant, job) if isinstance(job, Variant)
                               else pool.submit(self.build, job))
                     running[future] = job
-                if not running:
+                made = preparing is None or preparing.done()
+                if not running and made:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                awaited: list[Future[Any]] = list(running)
+                if preparing is not None and not made:  # it may free what waits for it
+                    awaited.append(preparing)
+                finished, _ = wait(awaited, return_when=FIRST_COMPLETED)
                 for done in finished:
+                    if done is preparing:
+                        continue  # what waited for an interpreter is looked at again
                     was = running.pop(done)
                     if isinstance(was, Variant):
                         self.collect_variant(was, done)

@@ -138,11 +138,18 @@ def same_interpreter(record: BuildRecord, inputs: BuildInputs) -> bool:
             and recorded.get("tree_sha256") == inputs.interpreter.tree_sha256)
 
 
+class NotReady(Exception):
+    """The interpreter is still being prepared (built in the background): what needs it
+    waits, and is looked at again once it is ready."""
+
+
 class Variants:
     """The variants of one run. ``done``, ``taken`` and ``failed`` are the executor's own
     (first wheels built, upstream wheels taken, node or variant id -> why it failed):
     read to decide what a variant installs, and ``failed`` written for a variant that
-    cannot be built (``reason`` makes an error that one line)."""
+    cannot be built (``reason`` makes an error that one line). ``interpreter`` gives a
+    pin's interpreter, raises the FactoryError of one that cannot be had, or NotReady
+    while it is being prepared."""
 
     def __init__(self, settings: Settings, pins: list[InterpreterPin],
                  interpreter: Callable[[InterpreterPin], Interpreter],
@@ -151,6 +158,9 @@ class Variants:
         self.settings, self.pins, self.interpreter = settings, pins, interpreter
         self.done, self.taken, self.failed, self.reason = done, taken, failed, reason
         self.firsts: dict[str, Interpreter | None] = {}  # node id -> its first build's
+        # native first wheels whose variants are still to be judged (an interpreter was
+        # not ready): node id -> (it, its wheel's Requires-Python)
+        self.pending: dict[str, tuple[Node, str | None]] = {}
         self.planned: dict[str, Variant] = {}  # variant id -> it
         self.built: dict[str, BuildRecord] = {}
         self.skipped: dict[str, str] = {}  # variant id -> why it is not built
@@ -159,7 +169,8 @@ class Variants:
         """The interpreter of ``node``'s first build: the image's python3 (None) when its
         sdist's Requires-Python admits the image's python_version, else the first
         configured one that admits it (3.11 and those before it are skipped or failed, as
-        variants are). BuildError when none that can be had admits it."""
+        variants are). BuildError when none that can be had admits it; NotReady while
+        one it must judge is being prepared (asked again later)."""
         if node.id in self.firsts:
             return self.firsts[node.id]
         found = None
@@ -180,6 +191,8 @@ class Variants:
                ) -> Interpreter | None:
         """``pin``'s interpreter when ``requires`` admits it; else None, and why said."""
         vid = variant_id(node.id, pin.tag)
+        if vid in self.skipped or vid in self.failed:  # judged before it waited
+            return None
         try:
             python = self.interpreter(pin)
         except FactoryError as exc:
@@ -201,14 +214,24 @@ class Variants:
         the interpreters its first build did not already judge)."""
         if not self.pins or not interpreter_bound(record.wheel_filename):
             return
-        requires = requires_python(self.settings.wheels_dir / record.wheel_filename)
-        for pin in self.pins:
-            vid = variant_id(node.id, pin.tag)
-            if pin.tag == self.tag(node.id) or vid in self.skipped or vid in self.failed:
+        self.pending[node.id] = (node, requires_python(self.settings.wheels_dir
+                                                       / record.wheel_filename))
+        self._plan_pending()
+
+    def _plan_pending(self) -> None:
+        """Judge the variants still pending, up to an interpreter not ready yet."""
+        for nid, (node, requires) in list(self.pending.items()):
+            try:
+                for pin in self.pins:
+                    vid = variant_id(nid, pin.tag)
+                    if pin.tag == self.tag(nid) or vid in self.planned:
+                        continue
+                    python = self._judge(node, pin, requires)
+                    if python is not None:
+                        self.planned[vid] = Variant(node, python)
+            except NotReady:
                 continue
-            python = self._judge(node, pin, requires)
-            if python is not None:
-                self.planned[vid] = Variant(node, python)
+            del self.pending[nid]
 
     def wheel(self, nid: str, tag: str) -> Path | str | None:
         """The wheel of ``nid`` a variant for ``tag`` installs: the shared one (pure,
@@ -236,6 +259,7 @@ class Variants:
     def ready(self, running: set[str]) -> list[Variant]:
         """The variants whose tools all stand built for their interpreter; a variant whose
         tool's variant failed fails."""
+        self._plan_pending()
         out = []
         for vid, variant in sorted(self.planned.items()):
             if vid in self.built or vid in self.failed or vid in running:
