@@ -28,6 +28,7 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 from sigstore_models.common.v1 import HashAlgorithm
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.attest.types import BUILD_TYPE
 from factory.attest.types import SBOM_PREDICATE_TYPE as SBOM_PREDICATE
 from factory.attest.types import SLSA_PREDICATE_TYPE as SLSA_PREDICATE
@@ -73,6 +74,7 @@ from factory.verify.targets import Item
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView, same_version, sidecar
 
+_STATEMENT_LIMIT = 16 << 20  # bytes of an equivalence statement (a few KiB when written)
 _SHORT = {PUBLISH_PREDICATE: "publish", SLSA_PREDICATE: "SLSA provenance",
           SBOM_PREDICATE: "CycloneDX SBOM"}
 
@@ -129,8 +131,12 @@ class Auditor:
             return report
         evidence = None
         if item.wheel is not None and item.wheel.is_file():
-            evidence = gather(item)
-            report.sha256 = evidence.sha256
+            try:
+                evidence = gather(item)
+            except OSError as exc:  # not one regular file (evidence.sha256_and_size)
+                item.problem = f"{item.wheel.name} cannot be read ({exc.strerror or exc})"
+            else:
+                report.sha256 = evidence.sha256
         elif item.wheel is not None and not item.problem:
             item.problem = f"{item.wheel} does not exist"
         for spec in CHECKS:
@@ -391,7 +397,13 @@ class Auditor:
     # -- equivalence with upstream ------------------------------------------------------------
     def upstream(self, item: Item, ev: Evidence) -> Verdict:
         path = _equivalence_path(ev)
-        statement = self._dsse(parse_bundle(path.read_text(encoding="utf-8"), path.name))
+        try:  # as every sidecar: a regular file, never through a link, bounded
+            raw = read_plain(path, _STATEMENT_LIMIT)
+        except NotPlain as exc:
+            return fail(f"{path.name} cannot be read ({exc.why})")
+        if raw is None:
+            return fail(f"{path.name} is missing")
+        statement = self._dsse(parse_bundle(raw.decode("utf-8"), path.name))
         bind(statement, ev, path.name)
         if statement.get("predicateType") != EQUIVALENCE_PREDICATE:
             return fail(f"{path.name} is not an upstream-equivalence statement")

@@ -21,8 +21,10 @@ child (``start``), which needs none of them, to use the other core meanwhile:
 The child answers on a pipe, one JSON line per fact. Nothing it says is a
 verdict on its own: a missing, failed or garbled answer only means the run does
 that work itself. It is started only from a process with no other thread (a
-fork copies only the calling thread), and killed and reaped if the run ends
-without collecting it.
+fork copies only the calling thread), killed and reaped if the run ends
+without collecting it, and killed by the kernel if the run dies. It reads the
+directory the index path resolved to when it started; the run uses its answers
+only when it verifies that directory.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ import os
 import select
 import signal
 import threading
-import zipfile
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
 
 from factory.config import Settings
+from factory.verify import zipcheck
 from factory.verify.model import Check
 from factory.verify.targets import TargetError, resolve
 from factory.verify.view import IndexView
@@ -58,14 +60,11 @@ class Facts:
 
 
 def zip_intact(data: bytes) -> bool:
-    """Whether ``data`` is a zip archive whose every member's CRC checks (ZipFile.testzip),
-    as factory.verify.intoto._zip_ok finds for a file holding these bytes (raising what
-    it raises: a member that does not inflate raises zlib.error)."""
-    try:
-        with zipfile.ZipFile(BytesIO(data)) as archive:
-            return archive.testzip() is None
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return False
+    """Whether ``data`` is an intact zip (factory.verify.zipcheck.intact: members in
+    disjoint ranges, bounded in all, every CRC checks), as factory.verify.intoto._zip_ok
+    finds for a file holding these bytes (raising what it raises: a member that does not
+    inflate raises zlib.error)."""
+    return zipcheck.intact(BytesIO(data))
 
 
 def _plain(path: Path, limit: int) -> bytes | None:
@@ -190,6 +189,19 @@ class Early:
             self._reap(kill=True)
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this child when the run that forked it dies (PR_SET_PDEATHSIG;
+    a run killed outright runs no cleanup), and leave if it is already gone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe still stops it
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def start(settings: Settings, index_dir: Path | None) -> Early | None:
     """Fork the child for the index at ``index_dir`` (the settings' when None); None when
     there is no index here (the run reports it), when processes cannot be forked, or
@@ -197,9 +209,14 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return None
     try:
-        index = open_index(settings, index_dir)
-    except TargetError:
+        opened = open_index(settings, index_dir)
+        # The directory the path names now: the child reads it and nothing else, and the
+        # run uses its answers only if it verifies that same directory (a link flipped
+        # between the two would give one tree's index checks for another's artifacts).
+        index = IndexView(opened.root.resolve(), opened.base_url)
+    except (TargetError, OSError, RuntimeError):
         return None
+    parent = os.getpid()
     stop_read, stop_write = os.pipe()
     answer_read, answer_write = os.pipe()
     try:
@@ -211,6 +228,7 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
     if pid == 0:  # the child: answer, then leave without the parent's exit handlers
         code = 1
         try:
+            _die_with(parent)
             os.close(stop_write)
             os.close(answer_read)
             signal.signal(signal.SIGINT, signal.SIG_DFL)

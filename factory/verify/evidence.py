@@ -10,8 +10,11 @@ statements bound to the wheel, raising VerificationError on any mismatch.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +34,24 @@ _SIDECAR_KINDS = ("sigstore", "intoto", "provenance", "sbom", "build")
 
 
 def sha256_and_size(path: Path) -> tuple[str, int]:
+    """The sha256 and size of the regular file at ``path``; OSError for anything else.
+    Opened without blocking (a FIFO swapped in after a check), and never more bytes than
+    its size when opened: a file of /proc says size 0 and reads without end (pagemap: 256
+    GiB of zeros) or fails (mem: EIO), and a file that grows while read is not one file.
+    A link is followed (an auditor's own wheel may be one; the index's files are checked
+    for links by the index checks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
+    with os.fdopen(fd, "rb") as handle:
+        while block := handle.read(min(_CHUNK, status.st_size - size + 1)):
             size += len(block)
+            if size > status.st_size:
+                raise OSError(errno.EFBIG, f"more bytes than its size ({status.st_size})")
+            digest.update(block)
     return digest.hexdigest(), size
 
 

@@ -127,8 +127,8 @@ def audit(
     requested = dict(requested or {})
     database, problem = open_advisories(advisories, advisories_cache or _cache(advisories))
     auditor = Auditor(index, trust, database, lock, requested.get("advisories", problem))
-    if early is not None and early.root != index.root:
-        early = None  # started for another index: not this run's
+    if early is not None and early.root != _resolved(index.root):
+        early = None  # started for another index (or directory): not this run's
     if early is not None:
         auditor.facts = early.facts()  # the child stops its pre-checks here
     whole: list[Check] = []
@@ -143,8 +143,7 @@ def audit(
 
     info = trust.info(index.root if index.local else str(index.base_url),
                       shown(advisories) if advisories else None)  # no user:password@
-    served = Layout(index.root).trust.resolve()
-    info.from_index = any(path.resolve().is_relative_to(served)
+    info.from_index = any(_served(path, Layout(index.root).trust)
                           for path in (trust.trusted_root_path, trust.owner_key_path))
     results = []
     for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
@@ -162,6 +161,24 @@ def audit(
         index=whole,
         requested=requested,
     )
+
+
+def _served(path: Path, trust_dir: Path) -> bool:
+    """Whether ``path`` is the index's own: named under its trust/ (a link there to a file
+    elsewhere is still what the index serves) or resolving into it."""
+    if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(trust_dir)):
+        return True
+    try:
+        return path.resolve().is_relative_to(trust_dir.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _resolved(root: Path) -> Path | None:
+    try:
+        return root.resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _cache(source: str | None) -> Path:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
+from sigstore_models.trustroot import v1 as trustroot_v1
 
 if TYPE_CHECKING:
     from sigstore._internal.timestamp import TimestampVerificationResult
@@ -37,6 +40,7 @@ from factory.verify.model import TrustInfo
 
 TRUSTED_ROOT = "trusted_root.json"
 OWNER_KEY = "owner.pub.pem"
+_TRUST_LIMIT = 16 << 20  # bytes of a trusted root or key file (Sigstore's public root: 7 KiB)
 
 
 class TrustError(VerificationError):
@@ -77,12 +81,16 @@ class Trust:
         self.trusted_root_path = trusted_root
         self.owner_key_path = owner_key
         self.policy = policy
+        # Each file is read once: what verifies is what the report fingerprints (a file
+        # swapped after loading would otherwise be described in place of the one used).
+        self._root_bytes = _read_once(trusted_root, "trusted root")
+        self._owner_bytes = _read_once(owner_key, "in-toto owner key")
         try:
-            self.verifier = ChainMemoVerifier(
-                trusted_root=TrustedRoot.from_file(str(trusted_root)))
-        except (OSError, ValueError, SigstoreError) as exc:
+            self.verifier = ChainMemoVerifier(trusted_root=TrustedRoot(
+                trustroot_v1.TrustedRoot.from_json(self._root_bytes)))
+        except (ValueError, SigstoreError) as exc:
             raise TrustError(f"cannot load the trusted root {trusted_root}: {exc}") from None
-        self.owner_key = _in_toto_key(owner_key)
+        self.owner_key = _in_toto_key(self._owner_bytes, owner_key)
 
     @classmethod
     def load(cls, settings: Settings, index_root: Path, *, trusted_root: Path | None = None,
@@ -101,7 +109,7 @@ class Trust:
         return cls(root, owner, policy)
 
     def info(self, index: Path | str, advisories: str | None) -> TrustInfo:
-        raw = self.trusted_root_path.read_bytes()
+        raw = self._root_bytes
         try:
             root: dict[str, Any] = json.loads(raw)
         except ValueError:
@@ -113,7 +121,7 @@ class Trust:
             transparency_logs=[_log_id(t) for t in root.get("tlogs", [])],
             ct_logs=[_log_id(t) for t in root.get("ctlogs", [])],
             owner_key=str(self.owner_key_path),
-            owner_key_spki_sha256=_spki_sha256(self.owner_key_path),
+            owner_key_spki_sha256=_spki_sha256(self._owner_bytes),
             identity=self.policy.identity,
             issuer=self.policy.issuer,
             builder_ids=sorted(self.policy.builder_ids),
@@ -226,22 +234,42 @@ def _selection(keys: Any) -> tuple[tuple[bytes, Any], ...]:
     return tuple((bytes(k.raw_bytes or b""), k.key_details) for k in keys)
 
 
-def _in_toto_key(path: Path) -> dict[str, Any]:
+def _read_once(path: Path, what: str) -> bytes:
+    """The bytes of the regular file at ``path`` (a link the auditor made is followed),
+    opened without blocking (a FIFO swapped in after ``pick``), at most _TRUST_LIMIT."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TrustError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise TrustError(f"the {what} {path} is not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(_TRUST_LIMIT + 1)
+        except OSError as exc:
+            raise TrustError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if len(data) > _TRUST_LIMIT:
+        raise TrustError(f"the {what} {path} is larger than {_TRUST_LIMIT >> 20} MiB")
+    return data
+
+
+def _in_toto_key(pem: bytes, path: Path) -> dict[str, Any]:
     """The owner key in the dict form in-toto's verifylib expects."""
     try:
-        public = serialization.load_pem_public_key(path.read_bytes())
+        public = serialization.load_pem_public_key(pem)
         key = SSlibKey.from_crypto(public, scheme=SCHEME)  # type: ignore[arg-type]
-    except (OSError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise TrustError(f"cannot load the in-toto owner key {path}: {exc}") from None
     data: dict[str, Any] = key.to_dict()
     data["keyid"] = key.keyid
     return data
 
 
-def _spki_sha256(path: Path) -> str | None:
+def _spki_sha256(pem: bytes) -> str | None:
     try:
-        public = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError):
+        public = serialization.load_pem_public_key(pem)
+    except ValueError:
         return None
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
