@@ -614,3 +614,25 @@ def test_a_first_build_that_needs_an_interpreter_waits_for_it(
     # new, first in name order, waited; old was built meanwhile
     assert events == ["first old", "made cp313", "first new"]
     assert NATIVE.format(name="new", tag="cp313") in [r.wheel_filename for r in outcome.records]
+
+
+def test_a_pinned_native_upstream_wheel_serves_its_own_interpreter_only(
+        fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = NATIVE.format(name="tool", tag="cp311")
+    _wheel(fake.settings.wheels_dir, pinned, None)
+    monkeypatch.setattr(executor.Session, "upstream_wheel",
+                        lambda self, node: fake.settings.wheels_dir / pinned)
+    fake.kinds = {"app": "native"}
+    factories.recipe(fake.settings.root, "anything")
+    save_lock(fake.settings, Lock([locked(n, "1.0") for n in ("app", "tool")]))
+    tool = Node("tool", "1.0", "build-tool", locked("tool", "1.0"), static=[])
+    tool.upstream_wheel = (pinned, "0" * 64)
+    app = Node("app", "1.0", "runtime", locked("app", "1.0"), static=[])
+    app.env = ["tool==1.0"]
+    outcome = executor.run_plan(fake.settings, Plan({"app==1.0": app, "tool==1.0": tool},
+                                                    ["tool==1.0", "app==1.0"]),
+                                concurrency=1, build=lambda *a: pytest.fail("built"))
+    assert fake.first_tools["app"] == [pinned]  # 3.11's build takes it
+    assert outcome.failed["app==1.0 [cp313]"] == (
+        f"a build requirement for this interpreter: the pinned upstream wheel {pinned} is "
+        "not for cp313")

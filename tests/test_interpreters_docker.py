@@ -41,7 +41,7 @@ from factory.publish import release_all
 from factory.verify import rebuild_and_compare, verify
 from factory.verify.view import IndexView
 from tests import factories
-from tests.builders_fixtures import seed_sdists
+from tests.builders_fixtures import lock_entry, seed_sdists
 from tests.index_fixtures import running
 
 pytestmark = [pytest.mark.docker, pytest.mark.network, pytest.mark.slow]
@@ -175,3 +175,43 @@ def test_verify_rebuild_reproduces_the_cp313_wheel(published: Settings, built: O
     wheel = _markupsafe(built)["cp313"].wheel_filename
     (result,) = rebuild_and_compare(published, wheel)  # with the recorded 3.13 tree
     assert result.filename == wheel and result.reproducible, result
+
+
+NEWER = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "onlynew"
+version = "1.0"
+description = "A test package only 3.12 and later can have"
+requires-python = ">=3.12"
+
+[tool.setuptools]
+packages = ["onlynew"]
+"""
+
+
+def test_a_version_3_11_cannot_build_is_built_first_with_313(
+        project: Settings, cp313: Interpreter, tmp_path: Path) -> None:
+    """A pure component whose sdist's Requires-Python excludes 3.11 is built once, by
+    3.13: its wheel is the shared pure one, says its Requires-Python (so pip on 3.11
+    passes it over), and the run says 3.11 did not build it, and why."""
+    sdist = factories.sdist(tmp_path, "onlynew", "1.0", files={
+        "pyproject.toml": NEWER,
+        "PKG-INFO": "Metadata-Version: 2.4\nName: onlynew\nVersion: 1.0\n"
+                    "License-Expression: MIT\nRequires-Python: >=3.12\n"})
+    row = lock_entry(project, sdist, "runtime", "approved", ("setuptools>=61",))
+    save_lock(project, Lock([*load_lock(project).components, row]))
+    outcome = run_plan(project, make_plan(project, ["onlynew"]))
+    assert outcome.failed == {}
+    assert outcome.skipped == {
+        "onlynew==1.0 [cp311]": "Requires-Python >=3.12 excludes CPython 3.11"}
+    (record,) = [r for r in outcome.records if r.component == "onlynew"]
+    assert record.wheel_filename == "onlynew-1.0-py3-none-any.whl"
+    described = record.builder_settings["interpreter"]
+    assert described["tag"] == "cp313" and described["tree_sha256"] == cp313.tree_sha256
+    with zipfile.ZipFile(project.wheels_dir / record.wheel_filename) as archive:
+        assert "Requires-Python: >=3.12" in archive.read(
+            "onlynew-1.0.dist-info/METADATA").decode()

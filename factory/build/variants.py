@@ -238,8 +238,9 @@ class Variants:
         abi3), its own variant's; None while that one is not built; a str: why none."""
         if nid in self.taken:
             wheel = self.taken[nid]
+            fits = {t.interpreter for t in parse_wheel_filename(wheel.name)[3]}
             return (f"the pinned upstream wheel {wheel.name} is not for {tag}"
-                    if interpreter_bound(wheel.name) else wheel)
+                    if interpreter_bound(wheel.name) and tag not in fits else wheel)
         if nid in self.failed:
             return f"{nid} failed"
         if nid not in self.done:
