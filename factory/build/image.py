@@ -31,6 +31,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 
 from factory._internal.atomic import write_json, write_text
+from factory._internal.hostlock import host_lock
 from factory.build.confined import Confined, OutputRefused
 from factory.build.engine import connect
 from factory.build.record import SystemPackage
@@ -122,13 +123,22 @@ def bootstrap_image(settings: Settings, extra_packages: Iterable[str] = ()) -> I
             )
         return _registry_image(settings, client)
     tag = tag_for(settings, extra)
-    ref = _existing(settings, client, tag)
-    if ref is not None and not _holds(ref, wanted):
-        ref = None  # made before a package joined the list: make it again, same tag
+    ref = _current(settings, client, tag, wanted)
     if ref is None:
-        ref = _debootstrap_image(settings, client, tag, wanted)
+        # Another factory on this host may be making it now: wait, then look again.
+        with host_lock(f"builder-image-{tag}"):
+            ref = _current(settings, client, tag, wanted) \
+                or _debootstrap_image(settings, client, tag, wanted)
     _remember(settings, ref)
     return ref
+
+
+def _current(settings: Settings, client: docker.DockerClient, tag: str,
+             wanted: list[str]) -> ImageRef | None:
+    """The image under ``tag`` when it holds ``wanted``; None when it must be made (again:
+    made before a package joined the list, it is made again under the same tag)."""
+    ref = _existing(settings, client, tag)
+    return ref if ref is not None and _holds(ref, wanted) else None
 
 
 def held_image(settings: Settings, extra_packages: Iterable[str] = ()) -> ImageRef | None:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from factory._internal.atomic import canonical_json, write_json
+from factory._internal.hostlock import host_lock
 from factory.build import debian_source
 from factory.build.confined import Confined
 from factory.build.debian_source import SourcePin, SourceTarball, SourceUnavailable
@@ -502,8 +503,13 @@ def usable(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpre
 
 def for_build(settings: Settings, image: ImageRef, pin: InterpreterPin) -> Interpreter:
     """The interpreter a build uses: kept (``usable``), or fetched, verified and built now
-    (``for_image``)."""
-    return usable(settings, image, pin) or for_image(settings, image, pin)
+    (``for_image``). A build of the same interpreter for the same image by another run on
+    this host (minutes, into a shared interpreters_dir) is waited for, then used."""
+    found = usable(settings, image, pin)
+    if found is None:
+        with host_lock(f"interpreter-{pin.version}-{image.id.removeprefix('sha256:')[:32]}"):
+            found = usable(settings, image, pin) or for_image(settings, image, pin)
+    return found
 
 
 def find_recorded(settings: Settings, described: dict[str, Any]) -> Interpreter:
