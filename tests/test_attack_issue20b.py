@@ -451,6 +451,38 @@ def test_an_equivalence_statement_linked_elsewhere_is_not_read(copy: PublishedIn
     assert checks["upstream"].status == FAIL
 
 
+def test_a_wheel_name_at_the_bound_fails_its_rows_not_the_run(copy: PublishedIndex) -> None:
+    """Broke: a record may name a wheel of up to 255 bytes (one path component), but a
+    sidecar's name adds its suffix: for a 240-byte wheel name, W.equivalence.json is
+    past the file system's bound and Path.is_file() raises ENAMETOOLONG (it is not one
+    of the errors pathlib swallows). That was asked outside the rows' error handling
+    (whether the equivalence row applies), so verify crashed with a traceback; above
+    241 bytes gathering the wheel's sidecars did the same. Whether a row applies and
+    gathering the evidence now fail that artifact's rows at worst."""
+    from factory.verify import verify
+
+    path = copy.index_dir / "records" / "alpha.json"
+    record = json.loads(path.read_text())
+    entry = record["files"][0]
+    old = entry["filename"]
+    entry["sidecars"].pop("equivalence", None)
+    for size in (240, 250):
+        new = "alpha-1.0-py3-none-" + "x" * (size - 23) + ".whl"
+        assert len(new) == size
+        path.write_text(json.dumps(record).replace(old, new))
+        files = copy.index_dir / "files" / "alpha"
+        for found in sorted(files.iterdir()):
+            if found.name.startswith(old):
+                try:
+                    found.rename(files / (new + found.name[len(old):]))
+                except OSError:  # past the bound: cannot exist
+                    shutil.rmtree(found) if found.is_dir() else found.unlink()
+        report = verify(copy.settings, "alpha==1.0", workers=1)
+        assert not report.ok and report.artifacts[0].check("digest") is not None
+        old = new
+        record = json.loads(path.read_text())
+
+
 # -- in-toto's validation planned once per class ----------------------------------------------
 def test_held_a_link_with_extra_or_validator_named_fields_fails_as_the_library(
         tmp_path: Path) -> None:

@@ -130,17 +130,22 @@ class Auditor:
             report.checks.append(skipped(CHECKS[0].name, f"{IGNORED} (--ignore)"))
             return report
         evidence = None
-        if item.wheel is not None and item.wheel.is_file():
-            try:
+        try:
+            if item.wheel is not None and item.wheel.is_file():
                 evidence = gather(item)
-            except OSError as exc:  # not one regular file (evidence.sha256_and_size)
-                item.problem = f"{item.wheel.name} cannot be read ({exc.strerror or exc})"
-            else:
                 report.sha256 = evidence.sha256
-        elif item.wheel is not None and not item.problem:
-            item.problem = f"{item.wheel} does not exist"
+            elif item.wheel is not None and not item.problem:
+                item.problem = f"{item.wheel} does not exist"
+        except OSError as exc:  # not one regular file (sha256_and_size), a name too long
+            assert item.wheel is not None
+            item.problem = f"{item.wheel.name} cannot be read ({exc.strerror or exc})"
         for spec in CHECKS:
-            applies = spec.applies(item, evidence)
+            try:  # nothing an artifact's files do stops the run: a failed row at worst
+                applies = spec.applies(item, evidence)
+            except Exception as exc:
+                report.checks.append(failed(spec.name, f"malformed evidence: "
+                                            f"{type(exc).__name__}: {exc}"[:400]))
+                continue
             if applies is True:
                 report.checks.append(self._run(spec, item, evidence))
             elif applies:
@@ -465,7 +470,10 @@ def with_evidence(item: Item, ev: Evidence | None) -> bool | str:
 
 def with_equivalence(item: Item, ev: Evidence | None) -> bool | str:
     """Only a wheel someone compared with upstream carries a signed equivalence statement."""
-    return ev is not None and _equivalence_path(ev).is_file()
+    try:
+        return ev is not None and _equivalence_path(ev).is_file()
+    except OSError:  # a name past the file system's bound: no statement can be there
+        return False
 
 
 def when_installed(item: Item, ev: Evidence | None) -> bool | str:
