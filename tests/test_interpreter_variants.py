@@ -389,16 +389,33 @@ def test_a_version_3_11_cannot_build_is_built_first_by_one_that_admits_it(fake: 
 
 
 def test_a_pure_wheel_built_that_way_is_shared_but_not_with_3_11(fake: Fake) -> None:
-    fake.kinds = {"backend": "pure", "app": "native", "old": "native"}
+    fake.kinds = {"backend": "pure", "app": "native", "lib": "pure"}
     fake.sdist_requires = {"backend": ">=3.12"}
-    outcome = _run(fake, {"backend": [], "app": ["backend"], "old": ["backend"]})
-    assert "backend-1.0-py3-none-any.whl" in [r.wheel_filename for r in outcome.records]
+    outcome = _run(fake, {"backend": [], "app": ["backend"], "lib": ["backend"]})
+    # what needs it to build is built by the interpreters that have it, not by 3.11
+    why = ("its build requirement backend==1.0 is not built for cp311 (Requires-Python "
+           ">=3.12 excludes CPython 3.11)")
     assert outcome.skipped == {
-        "backend==1.0 [cp311]": "Requires-Python >=3.12 excludes CPython 3.11"}
-    # app and old need it to build on 3.11: they fail, saying why, and build nothing
-    assert outcome.failed["app==1.0"].startswith(
-        "a build requirement for cp311: backend==1.0 [cp311] was not built (Requires-Python")
-    assert "old==1.0" in outcome.failed and sorted(fake.first) == ["backend"]
+        "backend==1.0 [cp311]": "Requires-Python >=3.12 excludes CPython 3.11",
+        "app==1.0 [cp311]": why, "lib==1.0 [cp311]": why}
+    assert [r.wheel_filename for r in outcome.records] == [
+        NATIVE.format(name="app", tag="cp313"), "backend-1.0-py3-none-any.whl",
+        "lib-1.0-py3-none-any.whl"]
+    assert fake.first_tools["app"] == fake.first_tools["lib"] == [
+        "backend-1.0-py3-none-any.whl"]
+    # only app's variants are judged past 3.13 (3.14 cannot be had here); pure ones stop
+    assert list(outcome.failed) == ["app==1.0 [cp314]"]
+
+
+def test_a_native_tool_built_only_for_another_interpreter_fails_what_needs_it(
+        fake: Fake) -> None:
+    """Its own interpreter's build failed: 3.11 was not skipped, so a 3.11 build that needs
+    it fails, saying so (it is not moved)."""
+    fake.kinds = {"tool": "fail-cp313", "app": "native"}
+    fake.sdist_requires = {"app": ">=3.12"}
+    outcome = _run(fake, {"tool": [], "app": ["tool"]})
+    assert outcome.failed["app==1.0"] == ("a build requirement for cp313: tool==1.0 [cp313] "
+                                          "was not built")
 
 
 def test_a_first_build_for_3_13_installs_its_tools_wheels_for_3_13(fake: Fake) -> None:

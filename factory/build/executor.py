@@ -55,6 +55,7 @@ from factory.build.variants import (
     Variants,
     same_interpreter,
     sdist_requires_python,
+    variant_id,
 )
 from factory.config import Settings
 from factory.errors import BuildError, FactoryError, one_line
@@ -423,8 +424,9 @@ class _Executor:
 
     def _tools_for_first(self, node: Node) -> bool:
         """With several interpreters: whether every tool of ``node`` stands built for the
-        interpreter its first build runs (a native tool built only for another fails it;
-        one whose build for it is still to come makes it wait)."""
+        interpreter its first build runs (one whose build for it is still to come makes
+        it wait; a native tool built only for another fails it). A tool 3.11 was skipped
+        for moves the node's first build to the other interpreters."""
         try:
             python = (self.variants.firsts[node.id] if node.id in self.variants.firsts else
                       self.variants.first(node, self.session.requires_python(node.locked)))
@@ -444,6 +446,13 @@ class _Executor:
                 return False
         found = [self.variants.wheel(d, tag) for d in deps]
         bad = [w for w in found if isinstance(w, str)]
+        excluded = next((d for d in deps if variant_id(d, tag) in self.variants.skipped), None)
+        if bad and python is None and excluded is not None:
+            # a tool only other interpreters build: so is this one, by them
+            self.variants.move_off_system(node, f"its build requirement {excluded} is not "
+                                          f"built for {tag} ("
+                                          f"{self.variants.skipped[variant_id(excluded, tag)]})")
+            return self._tools_for_first(node)
         if bad:
             self.failed[node.id] = f"a build requirement for {tag}: {bad[0]}"
         return not bad and all(w is not None for w in found)

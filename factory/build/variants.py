@@ -2,7 +2,8 @@
 Requires-Python admits, and the variants of a native node the executor schedules.
 
 A node's first wheel is built with the builder image's 3.11, or, when its sdist's
-Requires-Python excludes 3.11, with the first configured interpreter that admits it
+Requires-Python excludes 3.11 (or a build requirement is not built for 3.11, its own
+Requires-Python excluding it), with the first configured interpreter that admits it
 (``Variants.first``; 3.11 is then skipped, and said). When that wheel is bound to its
 interpreter's ABI (``cp311-cp311``: native, not abi3), the node is built again for
 each other configured interpreter its Requires-Python admits: a ``Variant``. A build
@@ -158,6 +159,9 @@ class Variants:
         self.settings, self.pins, self.interpreter = settings, pins, interpreter
         self.done, self.taken, self.failed, self.reason = done, taken, failed, reason
         self.firsts: dict[str, Interpreter | None] = {}  # node id -> its first build's
+        # node id -> why the image's python3 cannot build it although its Requires-Python
+        # admits it (a build requirement that is not built for it)
+        self.off_system: dict[str, str] = {}
         # native first wheels whose variants are still to be judged (an interpreter was
         # not ready): node id -> (it, its wheel's Requires-Python)
         self.pending: dict[str, tuple[Node, str | None]] = {}
@@ -174,7 +178,8 @@ class Variants:
         if node.id in self.firsts:
             return self.firsts[node.id]
         found = None
-        why = admits(requires, self.settings.python_version) if self.pins else None
+        why = self.off_system.get(node.id) or (
+            admits(requires, self.settings.python_version) if self.pins else None)
         if why is not None:
             self.skipped[variant_id(node.id, interpreters.SYSTEM_TAG)] = why
             found = next((p for p in (self._judge(node, pin, requires) for pin in self.pins)
@@ -186,6 +191,12 @@ class Variants:
                                  "add one it admits to [build] interpreters")
         self.firsts[node.id] = found
         return found
+
+    def move_off_system(self, node: Node, why: str) -> None:
+        """The image's python3 cannot build ``node`` after all (``why``): its first
+        build is decided again (``first``), among the other interpreters."""
+        self.off_system[node.id] = why
+        self.firsts.pop(node.id, None)
 
     def _judge(self, node: Node, pin: InterpreterPin, requires: str | None,
                ) -> Interpreter | None:
