@@ -10,6 +10,7 @@ a case that held. No network, no containers.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -103,6 +104,56 @@ def test_held_no_memo_crosses_from_one_trusted_root_to_another(signed: Signed,
     rings = [v._trusted_root.ct_keyring(KeyringPurpose.VERIFY) for v in (genuine, other)]
     assert rings[0] is not rings[1] and rings[0]._good and rings[1]._good
     assert not rings[0]._good & rings[1]._good
+
+
+def _reissued(signed: Signed, edit: str) -> str:
+    """The wheel's bundle, its certificate re-issued by the same CA (the embedded SCT
+    copied as it is) with another serial or one more extension: it chains; only the SCT
+    can tell."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    data = json.loads(signed.bundle)
+    material = data["verificationMaterial"]["certificate"]
+    leaf = x509.load_der_x509_certificate(base64.b64decode(material["rawBytes"]))
+    ca_key = serialization.load_pem_private_key(
+        (signed.settings.authority_dir / "ca-key.pem").read_bytes(), password=None)
+    builder = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(leaf.issuer)
+               .public_key(leaf.public_key())
+               .serial_number(x509.random_serial_number() if edit == "serial"
+                              else leaf.serial_number)
+               .not_valid_before(leaf.not_valid_before_utc)
+               .not_valid_after(leaf.not_valid_after_utc))
+    for extension in leaf.extensions:
+        builder = builder.add_extension(extension.value, critical=extension.critical)
+    if edit == "extension":
+        builder = builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.99"), b"\x0c\x01x"), critical=False)
+    forged = builder.sign(ca_key, hashes.SHA384())  # type: ignore[arg-type]
+    material["rawBytes"] = base64.b64encode(forged.public_bytes(
+        serialization.Encoding.DER)).decode()
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("edit", ["serial", "extension"])
+def test_held_a_reissued_certificate_with_the_good_sct_fails_warm(signed: Signed,
+                                                                 edit: str) -> None:
+    """Held: the CA re-issues the signing certificate with another serial or one more
+    extension and the good certificate's SCT copied in: with the good certificate's chain
+    and SCT remembered, the new one's SCT is checked against its own bytes and fails, with
+    the library's message."""
+    from sigstore.verify import Verifier
+
+    forged = _reissued(signed, edit)
+    data = signed.wheel.read_bytes()
+    fresh = Verifier(trusted_root=TrustedRoot.from_file(str(signed.trusted_root)))
+    with pytest.raises(SigstoreError) as alone:
+        fresh.verify_artifact(_hashed(data), Bundle.from_json(forged), POLICY)
+    warm = _memo_verifier(signed.trusted_root)
+    warm.verify_artifact(_hashed(data), Bundle.from_json(signed.bundle), POLICY)
+    with pytest.raises(SigstoreError) as memo:
+        warm.verify_artifact(_hashed(data), Bundle.from_json(forged), POLICY)
+    assert str(memo.value) == str(alone.value) and "SCT" in str(memo.value)
 
 
 # -- the trusted root and owner key, read once ----------------------------------------------
@@ -290,6 +341,35 @@ def test_held_an_honest_wheel_is_still_intact_both_ways(copy: PublishedIndex,
     for name in ("alpha", "beta", "gamma"):
         wheel = copy.wheel(name)
         assert zip_intact(wheel.read_bytes()) is True and _zip_ok(wheel) is True
+
+
+def test_held_a_fact_about_corrupt_bytes_does_not_fail_the_genuine_wheel(
+        copy: PublishedIndex) -> None:
+    """Held (the reverse of test_verify_index's case): the child read a corrupt wheel that
+    was then put back; its 'not intact' is about those bytes only, and the genuine wheel
+    the worker gathers passes in-toto."""
+    from factory.verify import early, run
+    from factory.verify.trust import Trust
+    from factory.verify.wholeindex import open_index
+
+    wheel = copy.wheel("beta")
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    facts = early.Facts(zip_ok={hashlib.sha256(bytes(data)).hexdigest(): False})
+
+    class Told:
+        root = copy.index_dir.resolve()
+
+        def facts(self) -> early.Facts:
+            return facts
+
+        def index_checks(self) -> None:
+            return None
+
+    index = open_index(copy.settings)
+    report = run.audit(index, Trust.load(copy.settings, index.root), "beta==2.0",
+                       early=Told())  # type: ignore[arg-type]
+    assert report.artifacts[0].check("in-toto").status == PASS  # type: ignore[union-attr]
 
 
 # -- the early child -------------------------------------------------------------------------
