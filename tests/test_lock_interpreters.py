@@ -96,3 +96,26 @@ def test_the_gate_judges_requirements_under_every_configured_interpreter(
     # an Approvals made with one environment judges under that one, as before
     one = Approvals({}, Lock(), {"python_version": "3.11"})
     assert one.targets == ({"python_version": "3.11"},)
+
+
+def test_a_build_tool_keeps_the_version_every_interpreter_admits(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """A build tool's one locked version goes into every interpreter's builds: a newer
+    one only 3.12 admits would take 3.11's builds of everything using it away."""
+    upstream.add("setuptools", "80.0.0", build_requires=[], backend="x")
+    upstream.add("setuptools", "90.0.0", build_requires=[], backend="x",
+                 requires_python=">=3.12")
+    factories.recipe(project.root, "setuptools", 'kind = "build-tool"\ntrack = "any"\n')
+    upstream.add("demo", "1.0.0")
+    factories.recipe(project.root, "demo")
+    lock, _ = lock_stage(_with(project, "3.11", "3.13"))
+    tool = lock.primary("setuptools")
+    assert tool is not None and tool.version == "80.0.0"
+    assert {s.version: s.reason for s in tool.skipped} == {
+        "90.0.0": "requires-python >=3.12 excludes 3.11 (a build tool serves every "
+                  "configured interpreter)"}
+    # with 3.13 alone it is taken: the rule is "every configured one", not "3.11"
+    project.lock_path.unlink()
+    lock, _ = lock_stage(replace(project, python_version="3.13", build_interpreters=("3.13",)))
+    tool = lock.primary("setuptools")
+    assert tool is not None and tool.version == "90.0.0"

@@ -97,7 +97,8 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     if not in_track(recipe.track, ctx.current, version):
         return f"outside track {recipe.track} (locked {ctx.current})"
     if file.requires_python:
-        why = _python_refusal(file.requires_python, ctx.pythons)
+        why = _python_refusal(file.requires_python, ctx.pythons,
+                              every=recipe.kind == "build-tool")
         if why is not None:
             return why
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
@@ -114,14 +115,22 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     return None
 
 
-def _python_refusal(requires: str, pythons: tuple[str, ...]) -> str | None:
+def _python_refusal(requires: str, pythons: tuple[str, ...], every: bool = False) -> str | None:
     """Why a Requires-Python admits none of ``pythons``; None when it admits one (that
     one builds it, the others are said not to). With one Python the reason reads as it
-    always did: it is written into recipes.lock."""
+    always did: it is written into recipes.lock.
+
+    A build tool (``every``) must admit them all: its one locked version is installed
+    into the builds of every interpreter, so a newer one only 3.12 admits would take the
+    3.11 builds of everything that uses it away; the version before it is kept instead."""
     try:
         spec = SpecifierSet(requires)
     except InvalidSpecifier:
         return f"invalid requires-python {requires!r}"
+    if every and len(pythons) > 1:
+        left_out = [python for python in pythons if not spec.contains(python)]
+        return (f"requires-python {requires} excludes {', '.join(left_out)} (a build tool "
+                "serves every configured interpreter)") if left_out else None
     if any(spec.contains(python) for python in pythons):
         return None
     if len(pythons) == 1:
