@@ -34,10 +34,11 @@ def honest(tmp_path: Path) -> Honest:
     return Honest(tmp_path)
 
 
-def _for_cp313(honest: Honest) -> Honest:
-    """The same worker, handed a ticket for CPython 3.13 (the kept tree ``TREE``)."""
+def _for_cp313(honest: Honest, variant: bool = True) -> Honest:
+    """The same worker, handed a ticket for CPython 3.13 (the kept tree ``TREE``): a
+    variant of a native component, or (``variant`` False) a component's first build."""
     honest.ticket = replace(honest.ticket, interpreter_tag="cp313",
-                            interpreter_tree_sha256=TREE)
+                            interpreter_tree_sha256=TREE, variant=variant)
     honest.ticket_blob = honest.store.put_bytes(honest.ticket.to_bytes())
     return honest
 
@@ -103,6 +104,31 @@ def test_a_cp313_tickets_wheel_of_other_tags_is_refused_before_placing(
     worker), so a cp311 file from a cp313 ticket replaced the cp311 wheel in the wheels
     directory before the gate refused it. Held now: the same rule as a local build."""
     _for_cp313(honest)
+    with pytest.raises(TicketRefused, match="wheel tags"):
+        honest.collect(honest.result(wheel_name=name,
+                                     builder_settings={"interpreter": CP313.describe()}))
+    assert _placed(honest) == []
+
+
+@pytest.mark.parametrize("name", [
+    "alpha-1.0-py3-none-any.whl", "alpha-1.0-cp313-abi3-manylinux_2_17_x86_64.whl",
+    "alpha-1.0-cp313-cp313-manylinux_2_17_x86_64.whl"])
+def test_a_first_build_on_cp313_may_give_a_pure_or_abi3_wheel(honest: Honest,
+                                                              name: str) -> None:
+    """A component whose Requires-Python excludes 3.11 is first built by 3.13 on a worker:
+    its wheel may be pure or abi3 (shared by every interpreter), as a local first build's."""
+    _for_cp313(honest, variant=False)
+    honest.collect(honest.result(wheel_name=name,
+                                 builder_settings={"interpreter": CP313.describe()}))
+    assert name in _placed(honest)
+
+
+@pytest.mark.parametrize("name", [
+    "alpha-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+    "alpha-1.0-cp313-cp313t-manylinux_2_17_x86_64.whl"])
+def test_a_first_build_on_cp313_is_still_refused_another_abi(honest: Honest,
+                                                            name: str) -> None:
+    _for_cp313(honest, variant=False)
     with pytest.raises(TicketRefused, match="wheel tags"):
         honest.collect(honest.result(wheel_name=name,
                                      builder_settings={"interpreter": CP313.describe()}))

@@ -304,11 +304,18 @@ def test_a_ticket_names_its_interpreter_and_a_worker_without_it_refuses(
     cp313 = python("3.13.5")
     named = _ticket(interpreter_tag="cp313", interpreter_tree_sha256=cp313.tree_sha256)
     assert tickets.BuildTicket.from_bytes(named.to_bytes()) == named
-    for forged in ({"interpreter_tag": "cp313;rm"}, {"interpreter_tree_sha256": None}):
-        raw = json.loads(named.to_bytes())
+    assert b"variant" not in named.to_bytes()  # a first build on 3.13
+    variant = replace(named, variant=True)
+    assert tickets.BuildTicket.from_bytes(variant.to_bytes()) == variant
+    for forged in ({"interpreter_tag": "cp313;rm"}, {"interpreter_tree_sha256": None},
+                   {"variant": 1}, {"variant": "yes"}, {"variant": None}):
+        raw = json.loads(variant.to_bytes())
         raw.update(forged)
         with pytest.raises(tickets.TicketRefused, match="malformed"):
             tickets.BuildTicket.from_bytes(json.dumps(raw).encode())
+    with pytest.raises(tickets.TicketRefused, match="a variant without the interpreter"):
+        tickets.BuildTicket.from_bytes(
+            json.dumps({**json.loads(plain.to_bytes()), "variant": True}).encode())
     settings = factories.settings(tmp_path)
     monkeypatch.setattr(tickets, "held_image", lambda *a: SimpleNamespace(id="sha256:x"))
     assert tickets.ticket_interpreter(settings, plain) is None

@@ -119,6 +119,10 @@ class BuildTicket:
     # own python3. Left out of the bytes when None, so a 3.11 ticket is what it was.
     interpreter_tag: str | None = None
     interpreter_tree_sha256: str | None = None
+    # Another interpreter's build of a native component (factory.build.variants): it must
+    # give a native wheel of its own interpreter. False (left out of the bytes): a first
+    # build, which may give a pure or abi3 wheel whichever interpreter runs it.
+    variant: bool = False
 
     @property
     def what(self) -> str:
@@ -130,6 +134,8 @@ class BuildTicket:
         fields = asdict(self)
         if self.interpreter_tag is None:
             del fields["interpreter_tag"], fields["interpreter_tree_sha256"]
+        if not self.variant:
+            del fields["variant"]
         return canonical({"format": VERSION, **fields})
 
     @classmethod
@@ -156,9 +162,12 @@ class BuildTicket:
                 interpreter_tag=None if (t := raw.pop("interpreter_tag", None)) is None
                 else _tag(t),
                 interpreter_tree_sha256=None if (d := raw.pop("interpreter_tree_sha256", None))
-                is None else _sha(d))
+                is None else _sha(d),
+                variant=_true(raw.pop("variant", False)))
             if (ticket.interpreter_tag is None) != (ticket.interpreter_tree_sha256 is None):
                 raise ValueError("an interpreter tag without its tree digest, or the reverse")
+            if ticket.variant and ticket.interpreter_tag is None:
+                raise ValueError("a variant without the interpreter it is for")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise TicketRefused(f"a build ticket is malformed: {one_line(str(exc), 200)}",
                                 "only the rebuild flow makes tickets; do not hand-write one"
@@ -253,7 +262,8 @@ def make_ticket(settings: Settings, store: ArtifactStore,
         repair_note=inputs.repair_note, upstream_wheels=tuple(inputs.upstream_wheels),
         patchelf_sha256=inputs.patchelf.sha256 if inputs.patchelf else None,
         interpreter_tag=inputs.interpreter.tag if inputs.interpreter else None,
-        interpreter_tree_sha256=inputs.interpreter.tree_sha256 if inputs.interpreter else None)
+        interpreter_tree_sha256=inputs.interpreter.tree_sha256 if inputs.interpreter else None,
+        variant=inputs.variant)
     if ticket.sdist.sha256 != locked.sdist.sha256:
         raise IntegrityError(f"{ticket.what}: the sdist to hand out is not the locked one")
     return ticket, store.put_bytes(ticket.to_bytes())
@@ -441,7 +451,7 @@ def _inputs_for(settings: Settings, store: ArtifactStore, ticket: BuildTicket) -
         upstream_wheels=ticket.upstream_wheels,
         repair_tools=tuple(_fetch_wheel(settings, store, w) for w in ticket.repair_tools),
         repair_note=ticket.repair_note, system_packages=ticket.system_packages,
-        patchelf=patchelf, interpreter=python)
+        patchelf=patchelf, interpreter=python, variant=ticket.variant)
 
 
 def _check_checkout(settings: Settings, ticket: BuildTicket) -> None:
@@ -531,7 +541,8 @@ def _tags_fit(filename: str, ticket: BuildTicket) -> bool:
     try:
         return not builder.wrong_tags(filename, ticket.interpreter_tag
                                       or interpreters.SYSTEM_TAG,
-                                      built=ticket.interpreter_tag is not None)
+                                      built=ticket.interpreter_tag is not None
+                                      and ticket.variant)
     except (InvalidWheelFilename, InvalidVersion):
         return False
 
@@ -627,6 +638,13 @@ def _sha(value: object) -> str:
 def _tag(value: object) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"cp3[0-9]{1,2}", value):
         raise ValueError(f"{printable(repr(value))[:40]} is not an interpreter tag (cp313)")
+    return value
+
+
+def _true(value: object) -> bool:
+    """A flag written only when set: present, it is JSON true, nothing else."""
+    if value is not False and value is not True:
+        raise ValueError(f"{printable(repr(value))[:40]} is not true or false")
     return value
 
 
