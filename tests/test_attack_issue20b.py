@@ -563,6 +563,59 @@ def test_a_wheel_name_at_the_bound_fails_its_rows_not_the_run(copy: PublishedInd
         record = json.loads(path.read_text())
 
 
+_IN_TOTO_ROW = """
+import json, pickle, sys
+from factory.verify import verify
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+report = verify(settings, "beta==2.0", workers=1)
+row = report.artifacts[0].check("in-toto")
+print(json.dumps([row.status, row.message]))
+"""
+
+
+@pytest.mark.parametrize("plant", ["fifo", "link", "layout-link", "directory-link"])
+def test_in_toto_files_are_read_as_evidence_is(copy: PublishedIndex, tmp_path: Path,
+                                               plant: str) -> None:
+    """Broke: the layout and links under W.in-toto/ were read by in-toto's Metadata.load,
+    open() and json.load: a FIFO planted as the build step's link blocked the worker for
+    ever (verify never finished); a link to /dev/zero or /proc/self/pagemap would read
+    until memory ran out; a link to a genuine file elsewhere was followed. They are read
+    as every other piece of evidence now (a regular file, no link, bounded): the in-toto
+    row fails in one line naming the file. (A subprocess with a deadline, so that the old
+    behaviour fails the test instead of hanging it.)"""
+    import pickle
+
+    layout_dir = copy.wheel("beta").with_name(copy.wheel("beta").name + ".in-toto")
+    build = next(layout_dir.glob("build.*.link"))
+    if plant == "fifo":
+        build.unlink()
+        os.mkfifo(build)
+    elif plant == "link":
+        moved = tmp_path / build.name
+        shutil.move(build, moved)
+        build.symlink_to(moved)  # the genuine bytes, through a link
+    elif plant == "layout-link":
+        layout = layout_dir / "root.layout"
+        moved = tmp_path / "root.layout"
+        shutil.move(layout, moved)
+        layout.symlink_to(moved)
+    else:
+        moved = tmp_path / "elsewhere"
+        shutil.move(layout_dir, moved)
+        layout_dir.symlink_to(moved)
+    state = tmp_path / "settings.pickle"
+    state.write_bytes(pickle.dumps(copy.settings))
+    try:
+        done = subprocess.run([sys.executable, "-c", _IN_TOTO_ROW, str(state)],
+                              capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("verify hung reading the in-toto directory")
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, message = json.loads(done.stdout)
+    assert status == FAIL
+    assert "symbolic link" in message or "not a regular file" in message, message
+
+
 # -- in-toto's validation planned once per class ----------------------------------------------
 def test_held_a_link_with_extra_or_validator_named_fields_fails_as_the_library(
         tmp_path: Path) -> None:

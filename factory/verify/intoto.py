@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import stat
 import types
@@ -22,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from in_toto import verifylib
+from in_toto.exceptions import LinkNotFoundError
 from in_toto.models.common import ValidationMixin
+from in_toto.models.link import FILENAME_FORMAT as LINK_FILENAME
 from in_toto.models.link import Link
 from in_toto.models.metadata import Metadata
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.attest import intoto as factory_intoto
 from factory.errors import VerificationError
 from factory.verify import zipcheck
@@ -133,6 +137,46 @@ def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str],
     return links
 
 
+# -- reading the layout and links as evidence is read ------------------------------------------
+# in-toto's Metadata.load is open() and json.load: a FIFO planted as a link file blocked the
+# worker for ever, a link to /proc/self/pagemap or /dev/zero read until memory ran out.
+_METADATA_LIMIT = 64 << 20  # bytes of one layout or link file (the factory's: a few KiB)
+
+
+def _load(path: Path) -> Metadata | None:
+    """Metadata.load of ``path`` read as a regular file, never through a link, bounded;
+    None when absent (NotPlain is a VerificationError naming the file)."""
+    try:
+        data = read_plain(path, _METADATA_LIMIT)
+    except NotPlain as exc:
+        raise VerificationError(f"{path.parent.name}/{path.name} is {exc.why}"
+                                if exc.why.startswith(("a ", "not ", "larger"))
+                                else f"{path.parent.name}/{path.name} {exc.why}") from None
+    if data is None:
+        return None
+    return Metadata.from_dict(json.loads(data.decode("utf-8")))
+
+
+def _load_links(layout: Any, layout_dir: Path) -> dict[str, dict[str, Metadata]]:
+    """verifylib.load_links_for_layout with each file read by _load: the same file names,
+    an absent one skipped, the same preliminary threshold check and message."""
+    steps: dict[str, dict[str, Metadata]] = {}
+    for step in layout.steps:
+        found: dict[str, Metadata] = {}
+        for authorized in step.pubkeys:
+            subkeys = layout.keys.get(authorized, {}).get("subkeys", {})
+            for keyid in [authorized, *subkeys.keys()]:
+                name = LINK_FILENAME.format(step_name=step.name, keyid=keyid)
+                metadata = _load(layout_dir / name)
+                if metadata is not None:
+                    found[keyid] = metadata
+        if len(found) < step.threshold:
+            raise LinkNotFoundError(f"Step '{step.name}' requires '{step.threshold}' link "
+                                    f"metadata file(s), found '{len(found)}'.")
+        steps[step.name] = found
+    return steps
+
+
 class _NeedsStock(Exception):
     """The layout asks for an inspection this module does not run in process."""
 
@@ -162,13 +206,15 @@ def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
 def _verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
             held: Mapping[str, str], zip_ok: bool | None = None) -> str:
     layout_path = layout_dir / LAYOUT_NAME
-    if not layout_path.is_file():
+    if layout_dir.is_symlink():
+        raise VerificationError(f"{layout_dir.name} is a symbolic link, not the directory")
+    metadata = _load(layout_path)
+    if metadata is None:
         raise VerificationError(f"no in-toto layout at {layout_path}")
-    metadata = Metadata.load(str(layout_path))
     verifylib.verify_metadata_signatures(metadata, {owner_key["keyid"]: owner_key})
     layout = metadata.get_payload()
     verifylib.verify_layout_expiration(layout)
-    steps = verifylib.load_links_for_layout(layout, str(layout_dir))
+    steps = _load_links(layout, layout_dir)
     steps = verifylib.verify_link_signature_thresholds(layout, steps)
     chain = verifylib.verify_sublayouts(layout, steps, str(layout_dir), 60)
     verifylib.verify_all_steps_command_alignment(layout, chain)
