@@ -616,6 +616,95 @@ def test_in_toto_files_are_read_as_evidence_is(copy: PublishedIndex, tmp_path: P
     assert "symbolic link" in message or "not a regular file" in message, message
 
 
+class _Blocked(Exception):
+    """Raised by _Deadline (not an OSError: the code under test may catch those)."""
+
+
+class _Deadline:
+    """SIGALRM after ``seconds``: a read that blocks fails the test instead of hanging it."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        import signal
+
+        def expired(*_: Any) -> None:
+            raise _Blocked("blocked reading a planted file")
+
+        self._old = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *_: Any) -> None:
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self._old)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "link"])
+def test_pylock_identities_read_the_provenance_as_evidence(copy: PublishedIndex,
+                                                           tmp_path: Path, plant: str) -> None:
+    """Broke: `verify pylock.toml` with attestation-identities read the served
+    W.provenance with stat() and read_bytes(): a FIFO there blocked verify for ever (a
+    link to /proc/self/pagemap stats as 0 bytes and read 256 GiB into memory), and a
+    link to a genuine provenance elsewhere was followed. Read as evidence now: the item
+    says the provenance is unreadable."""
+    from factory.verify.targets import identity_problem, published_item
+    from factory.verify.wholeindex import open_index
+
+    index = open_index(copy.settings)
+    published = index.by_version("alpha", "1.0")[0]
+    item = published_item(published, published.filename)
+    provenance = published.path.with_name(published.path.name + ".provenance")
+    identities = [json.loads(provenance.read_text())["attestation_bundles"][0]["publisher"]]
+    assert identity_problem(item, identities) is None  # as served: it matches
+    if plant == "fifo":
+        provenance.unlink()
+        os.mkfifo(provenance)
+    else:
+        moved = tmp_path / provenance.name
+        shutil.move(provenance, moved)
+        provenance.symlink_to(moved)
+    with _Deadline(20):
+        problem = identity_problem(item, identities)
+    assert problem is not None and "unreadable" in problem
+
+
+def test_rebuild_reads_the_build_record_as_evidence(copy: PublishedIndex) -> None:
+    """Broke: `verify --rebuild` read the served W.build.json with read_text(): a FIFO
+    there blocked it for ever. Read as evidence now: one VerificationError line, before
+    any container is started."""
+    from factory.errors import VerificationError
+    from factory.verify.reproduce import _rebuild_one
+    from factory.verify.wholeindex import open_index
+
+    index = open_index(copy.settings)
+    published = index.by_version("alpha", "1.0")[0]
+    record = published.path.with_name(published.path.name + ".build.json")
+    record.unlink()
+    os.mkfifo(record)
+    with _Deadline(20), pytest.raises(VerificationError, match="cannot be read"):
+        _rebuild_one(copy.settings, index, published)
+
+
+def test_a_wheel_name_with_glob_characters_gathers_only_its_own_files(tmp_path: Path) -> None:
+    """Broke: a wheel's sidecars were gathered with glob(name + '.*'), and a wheel file name
+    may hold '*', '?' or '[' in a tag (packaging accepts them; a record may name one): for
+    x-1.0-py3-none-a*.whl the pattern took x-1.0-py3-none-any.whl's sidecars as its own
+    (their digests went into the in-toto inspection's materials). The name is literal now."""
+    from factory.verify.evidence import gather
+    from factory.verify.targets import Item
+
+    mine = tmp_path / "x-1.0-py3-none-a*.whl"
+    mine.write_bytes(b"wheel")
+    (tmp_path / "x-1.0-py3-none-a*.whl.sigstore.json").write_text("{}")
+    (tmp_path / "x-1.0-py3-none-any.whl").write_bytes(b"other")
+    (tmp_path / "x-1.0-py3-none-any.whl.sigstore.json").write_text("{}")
+    evidence = gather(Item(label="x", wheel=mine))
+    assert sorted(evidence.held) == ["x-1.0-py3-none-a*.whl", "x-1.0-py3-none-a*.whl.sigstore.json"]
+
+
 # -- in-toto's validation planned once per class ----------------------------------------------
 def test_held_a_link_with_extra_or_validator_named_fields_fails_as_the_library(
         tmp_path: Path) -> None:

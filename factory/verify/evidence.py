@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -138,7 +139,9 @@ def gather(item: Item) -> Evidence:
     for kind in _SIDECAR_KINDS:
         evidence.sidecars[kind] = _plain_bytes(sidecar(base, kind))
     evidence.held[wheel.name] = sha
-    for path in base.parent.glob(base.name + ".*"):
+    # The files named after this wheel: its name taken literally (a tag may hold '*', '?'
+    # or '[', and a pattern would gather another wheel's sidecars as this one's).
+    for path in base.parent.glob(glob.escape(base.name) + ".*"):
         data = _plain_bytes(path)
         if data is not None:
             evidence.held[path.name] = hashlib.sha256(data).hexdigest()

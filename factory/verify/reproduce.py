@@ -26,6 +26,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
 from factory._internal.atomic import sha256_file
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.build import interpreters, patchelf, repair
 from factory.build import job as builder
 from factory.build.debian_source import SourcePin
@@ -40,6 +41,8 @@ from factory.upstream.cache import cache_path
 from factory.verify.equivalence import compare_wheels
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, sidecar
+
+_RECORD_LIMIT = 16 << 20  # bytes of a build record (a few KiB when written)
 
 
 @dataclass
@@ -81,7 +84,14 @@ def rebuild_and_compare(settings: Settings, spec: str, *,
 
 
 def _rebuild_one(settings: Settings, index: IndexView, item: Published) -> Rebuild:
-    record = BuildRecord.from_dict(json.loads(sidecar(item.path, "build").read_text("utf-8")))
+    path = sidecar(item.path, "build")
+    try:  # as evidence is read: a regular file, never through a link, bounded
+        raw = read_plain(path, _RECORD_LIMIT)
+    except NotPlain as exc:
+        raise VerificationError(f"{path.name} cannot be read ({exc.why})") from None
+    if raw is None:
+        raise VerificationError(f"{item.filename}: no build record beside it ({path.name})")
+    record = BuildRecord.from_dict(json.loads(raw.decode("utf-8")))
     if record.wheel_sha256 != item.entry.sha256 or record.wheel_filename != item.filename:
         raise VerificationError(f"{item.filename}: its build record describes another file")
     scratch = Path(tempfile.mkdtemp(prefix="factory-rebuild-"))

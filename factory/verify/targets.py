@@ -28,6 +28,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.errors import FactoryError
 from factory.verify.installed import InstalledDist, find_distributions, pick_wheel
 from factory.verify.view import IndexView, Published
@@ -317,12 +318,13 @@ def identity_problem(item: Item, identities: Any) -> str | None:
             isinstance(i, dict) and isinstance(i.get("kind"), str) for i in identities):
         return f"{what}: attestation-identities is not a list of tables with a kind"
     path = item.wheel.with_name(item.wheel.name + ".provenance") if item.wheel else None
-    try:
-        if path is None or path.stat().st_size > MAX_PROVENANCE:
+    try:  # as evidence is read: a regular file, never through a link (a FIFO, /dev/zero)
+        raw = read_plain(path, MAX_PROVENANCE) if path is not None else None
+        if raw is None:
             return f"{what}: the index serves no provenance to match attestation-identities"
-        provenance = json.loads(path.read_bytes())
+        provenance = json.loads(raw)
         publishers = [b.get("publisher") for b in provenance.get("attestation_bundles", [])]
-    except (OSError, ValueError, AttributeError):
+    except (NotPlain, OSError, ValueError, AttributeError):
         return f"{what}: the provenance the index serves is unreadable"
     if any(identity == publisher for identity in identities for publisher in publishers):
         return None
