@@ -398,6 +398,7 @@ def test_a_version_3_11_cannot_build_is_built_first_by_one_that_admits_it(fake: 
 def test_a_pure_wheel_built_that_way_is_shared_but_not_with_3_11(fake: Fake) -> None:
     fake.kinds = {"backend": "pure", "app": "native", "lib": "pure"}
     fake.sdist_requires = {"backend": ">=3.12"}
+    fake.requires_python = {"backend": ">=3.12"}  # its wheel says what its sdist says
     outcome = _run(fake, {"backend": [], "app": ["backend"], "lib": ["backend"]})
     # what needs it to build is built by the interpreters that have it, not by 3.11
     why = ("its build requirement backend==1.0 is not built for cp311 (Requires-Python "

@@ -578,8 +578,9 @@ class _Executor:
 
     def collect(self, node: Node, future: Future[BuildRecord]) -> None:
         try:
-            self.done[node.id] = future.result()
-            self.variants.plan(node, self.done[node.id])
+            record = future.result()
+            self.variants.plan(node, record)  # may refuse the wheel: then it is not done
+            self.done[node.id] = record
         except builder.MissingRequirementsError:
             try:
                 self.grow(node)

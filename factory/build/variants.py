@@ -159,12 +159,15 @@ class Variants:
         self.settings, self.pins, self.interpreter = settings, pins, interpreter
         self.done, self.taken, self.failed, self.reason = done, taken, failed, reason
         self.firsts: dict[str, Interpreter | None] = {}  # node id -> its first build's
+        # node id -> its sdist's Requires-Python (what first() judged): its wheels are held
+        # to it too, so a wheel that claims more cannot reach an interpreter it excludes
+        self.sdist_requires: dict[str, str | None] = {}
         # node id -> why the image's python3 cannot build it although its Requires-Python
         # admits it (a build requirement that is not built for it)
         self.off_system: dict[str, str] = {}
         # native first wheels whose variants are still to be judged (an interpreter was
-        # not ready): node id -> (it, its wheel's Requires-Python)
-        self.pending: dict[str, tuple[Node, str | None]] = {}
+        # not ready): node id -> (it, its wheel's and its sdist's Requires-Python)
+        self.pending: dict[str, tuple[Node, tuple[str | None, ...]]] = {}
         self.planned: dict[str, Variant] = {}  # variant id -> it
         self.built: dict[str, BuildRecord] = {}
         self.skipped: dict[str, str] = {}  # variant id -> why it is not built
@@ -177,6 +180,7 @@ class Variants:
         one it must judge is being prepared (asked again later)."""
         if node.id in self.firsts:
             return self.firsts[node.id]
+        self.sdist_requires[node.id] = requires
         found = None
         why = self.off_system.get(node.id) or (
             admits(requires, self.settings.python_version) if self.pins else None)
@@ -185,9 +189,16 @@ class Variants:
             found = next((p for p in (self._judge(node, pin, requires) for pin in self.pins)
                           if p is not None), None)
             if found is None:
+                # one that could not be had is the likelier cause: said, not guessed at
+                lost = next((self.failed[v] for v in (variant_id(node.id, p.tag)
+                                                      for p in self.pins)
+                             if v in self.failed), None)
                 raise BuildError(f"{node.name} {node.version}: no configured interpreter that "
                                  f"can be had admits its Requires-Python "
-                                 f"{one_line(str(requires), 80)}",
+                                 f"{one_line(str(requires), 80)}"
+                                 + (f" ({one_line(lost, 200)})" if lost else ""),
+                                 "make that interpreter available, or add one it admits to "
+                                 "[build] interpreters" if lost else
                                  "add one it admits to [build] interpreters")
         self.firsts[node.id] = found
         return found
@@ -198,9 +209,10 @@ class Variants:
         self.off_system[node.id] = why
         self.firsts.pop(node.id, None)
 
-    def _judge(self, node: Node, pin: InterpreterPin, requires: str | None,
+    def _judge(self, node: Node, pin: InterpreterPin, *requires: str | None,
                ) -> Interpreter | None:
-        """``pin``'s interpreter when ``requires`` admits it; else None, and why said."""
+        """``pin``'s interpreter when every one of ``requires`` admits it; else None, and
+        why said."""
         vid = variant_id(node.id, pin.tag)
         if vid in self.skipped or vid in self.failed:  # judged before it waited
             return None
@@ -209,7 +221,7 @@ class Variants:
         except FactoryError as exc:
             self.failed[vid] = f"CPython {pin.version} cannot be had: {self.reason(exc)}"
             return None
-        why = admits(requires, python.version)
+        why = next((w for w in (admits(r, python.version) for r in requires) if w), None)
         if why is not None:
             self.skipped[vid] = why
             return None
@@ -222,12 +234,34 @@ class Variants:
 
     def plan(self, node: Node, record: BuildRecord) -> None:
         """After ``node``'s first wheel: its variants, when that wheel is native (for
-        the interpreters its first build did not already judge)."""
-        if not self.pins or not interpreter_bound(record.wheel_filename):
+        the interpreters its first build did not already judge, and that both its
+        wheel's and its sdist's Requires-Python admit). BuildError when a shared (pure
+        or abi3) wheel claims an interpreter its sdist excludes."""
+        if not self.pins:
             return
-        self.pending[node.id] = (node, requires_python(self.settings.wheels_dir
-                                                       / record.wheel_filename))
+        wheel = requires_python(self.settings.wheels_dir / record.wheel_filename)
+        sdist = self.sdist_requires.get(node.id)
+        if not interpreter_bound(record.wheel_filename):
+            self._check_shared(node, record.wheel_filename, wheel, sdist)
+            return
+        self.pending[node.id] = (node, (wheel, sdist))
         self._plan_pending()
+
+    def _check_shared(self, node: Node, filename: str, wheel: str | None,
+                      sdist: str | None) -> None:
+        """A pure or abi3 wheel is offered to every interpreter its own Requires-Python
+        admits: one its sdist's excludes (3.11 skipped, a wheel that says nothing) would
+        be served a wheel no build of it made, so the wheel is refused (the index reads
+        the wheel's, the lock and the build the sdist's)."""
+        claimed = [p for p in self.settings.pythons
+                   if admits(sdist, p) is not None and admits(wheel, p) is None]
+        if claimed:
+            raise BuildError(
+                f"{node.name} {node.version}: its wheel {one_line(filename, 120)} says "
+                f"Requires-Python {one_line(wheel or 'nothing', 80)}, which admits CPython "
+                f"{', '.join(claimed)}; its sdist's {one_line(str(sdist), 80)} excludes it",
+                "the index would offer that wheel to an interpreter no build of it ran; "
+                "report the mismatched metadata upstream or pin another version")
 
     def _plan_pending(self) -> None:
         """Judge the variants still pending, up to an interpreter not ready yet."""
@@ -237,7 +271,7 @@ class Variants:
                     vid = variant_id(nid, pin.tag)
                     if pin.tag == self.tag(nid) or vid in self.planned:
                         continue
-                    python = self._judge(node, pin, requires)
+                    python = self._judge(node, pin, *requires)
                     if python is not None:
                         self.planned[vid] = Variant(node, python)
             except NotReady:
