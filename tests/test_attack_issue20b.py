@@ -156,6 +156,26 @@ def test_held_a_reissued_certificate_with_the_good_sct_fails_warm(signed: Signed
     assert str(memo.value) == str(alone.value) and "SCT" in str(memo.value)
 
 
+def test_the_signing_side_verifier_follows_the_roots_bytes(signed: Signed,
+                                                            tmp_path: Path) -> None:
+    """Broke: factory.sign.bundles kept one parsed Verifier per (path, mtime_ns) of the
+    trusted root: a root replaced in place with its modification time set back (utime,
+    or two writes in one tick of a coarse clock) kept verifying with the root the file
+    no longer holds, in any long-lived process (watch, serve, publish). The Verifier is
+    kept by the sha256 of the root's bytes now."""
+    from factory.errors import VerificationError
+    from factory.sign.bundles import verify_artifact
+
+    root = tmp_path / "root.json"
+    shutil.copyfile(signed.trusted_root, root)
+    verify_artifact(signed.wheel, signed.bundle, root, IDENTITY, ISSUER)
+    stamp = root.stat()
+    shutil.copyfile(_rogue_root(tmp_path), root)  # another root, the same path and mtime
+    os.utime(root, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    with pytest.raises(VerificationError, match="signature check failed"):
+        verify_artifact(signed.wheel, signed.bundle, root, IDENTITY, ISSUER)
+
+
 # -- the trusted root and owner key, read once ----------------------------------------------
 def _rogue_root(tmp_path: Path) -> Path:
     rogue = factories.settings(tmp_path / "rogue", project="project")

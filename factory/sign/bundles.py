@@ -10,8 +10,10 @@ does, and callers must use it to tie a statement to their file.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from functools import lru_cache
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import Identity
 from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.trustroot import v1 as trustroot_v1
 
 from factory._internal.atomic import sha256_file
 from factory.attest.types import STATEMENT_TYPE
@@ -29,24 +32,42 @@ from factory.errors import VerificationError
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 
-@lru_cache(maxsize=8)
-def _verifier(trusted_root: Path, mtime_ns: int) -> Verifier:
-    try:
-        return Verifier(trusted_root=TrustedRoot.from_file(str(trusted_root)))
-    except (OSError, ValueError, SigstoreError) as exc:
-        raise VerificationError(
-            f"cannot load the trusted root {trusted_root}: {exc}",
-            "pass the trusted_root.json the index publishes (keys/trusted_root.json)",
-        ) from None
+# Parsed trusted roots by the sha256 of their bytes: a root is parsed once per process,
+# and a file that now holds other bytes (replaced in place, its mtime set back) is
+# another root. At most _VERIFIERS_KEPT are kept (the oldest is dropped).
+_VERIFIERS: dict[bytes, Verifier] = {}
+_VERIFIERS_KEPT = 8
+_ROOT_LIMIT = 16 << 20  # bytes of a trusted root file (Sigstore's public one: 7 KiB)
 
 
 def verifier_for(trusted_root: Path) -> Verifier:
     path = Path(trusted_root).resolve()
-    try:
-        stamp = path.stat().st_mtime_ns
+    try:  # without blocking (a FIFO), a regular file only
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+            os.close(fd)
+            raise OSError("not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(_ROOT_LIMIT + 1)
     except OSError as exc:
         raise VerificationError(f"cannot read the trusted root {path}: {exc}") from None
-    return _verifier(path, stamp)
+    key = hashlib.sha256(raw).digest()
+    known = _VERIFIERS.get(key)
+    if known is not None:
+        return known
+    try:
+        if len(raw) > _ROOT_LIMIT:
+            raise ValueError(f"larger than {_ROOT_LIMIT >> 20} MiB")
+        made = Verifier(trusted_root=TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw)))
+    except (ValueError, SigstoreError) as exc:
+        raise VerificationError(
+            f"cannot load the trusted root {path}: {exc}",
+            "pass the trusted_root.json the index publishes (keys/trusted_root.json)",
+        ) from None
+    if len(_VERIFIERS) >= _VERIFIERS_KEPT:
+        del _VERIFIERS[next(iter(_VERIFIERS))]
+    _VERIFIERS[key] = made
+    return made
 
 
 def load_bundle(bundle_json: str, what: str = "bundle") -> Bundle:
