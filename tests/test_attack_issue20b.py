@@ -420,6 +420,21 @@ elif mode == "bomb":
     time.sleep(3)  # the parent's imports, as it were (the child may get anywhere by then)
     out["facts"] = started.facts().zip_ok
     out["index"] = rows(started.index_checks())
+elif mode == "worker-dies":
+    from factory.verify import run
+    run._PROCESSES_FROM = 2
+    real = run._verify_in_child
+    def dying(item):
+        if item.project == "beta":
+            os._exit(9)  # as the kernel's OOM killer would end it
+        return real(item)
+    run._verify_in_child = dying
+    child.start = lambda *a, **k: None
+    report = verify(settings, everything=True, workers=2)
+    out["started"] = True
+    out["rows"] = [[a.label, c.name, c.status, c.message] for a in report.artifacts
+                   for c in a.checks]
+    out["index"] = rows(report.index)
 elif mode == "orphan":
     def forever(index):
         time.sleep(600)
@@ -509,6 +524,23 @@ def test_the_child_does_not_outlive_a_killed_run(copy: PublishedIndex, tmp_path:
     else:
         os.kill(pid, 9)
         pytest.fail("the early child outlived the run")
+
+
+def test_a_worker_that_dies_fails_its_artifacts_not_the_run(copy: PublishedIndex,
+                                                            tmp_path: Path) -> None:
+    """Broke: a forked worker that died (the OOM killer on a huge sidecar parsed whole, a
+    crash in compiled code) raised BrokenProcessPool out of verify --all: a traceback,
+    and every result already verified was lost. The artifacts the dead pool did not
+    answer for now each fail in one line (never pass), the others and the index checks
+    are reported."""
+    out = _out(_run(copy.settings, tmp_path, "worker-dies"))
+    by_label: dict[str, list[list[str]]] = {}
+    for label, name, status, message in out["rows"]:
+        by_label.setdefault(label, []).append([name, status, message])
+    assert len(by_label) == 3
+    beta = next(rows for label, rows in by_label.items() if label.startswith("beta"))
+    assert beta[0][1] == FAIL and "verifier process died" in beta[0][2]
+    assert all(row[0] != "pages" or row[1] == PASS for row in out["index"])
 
 
 # -- evidence read through links ----------------------------------------------------------------

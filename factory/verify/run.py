@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from factory.index.records import Layout
 from factory.lock import Lock, load_lock
 from factory.upstream.advisories import open_advisories
 from factory.upstream.transport import shown
-from factory.verify.checks import CHECK_TITLES, Auditor
+from factory.verify.checks import CHECK_TITLES, CHECKS, Auditor
 from factory.verify.early import Early
-from factory.verify.model import INDEX_CHECKS, ArtifactReport, Check, Report, skipped
+from factory.verify.model import INDEX_CHECKS, ArtifactReport, Check, Report, failed, skipped
 from factory.verify.targets import Item, resolve
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView
@@ -78,10 +79,27 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
             results = pool.map(_verify_in_child, items,
                                chunksize=max(1, len(items) // (workers * 4)))
             meanwhile()
-            yield from results
+            answered = 0
+            try:
+                for result in results:
+                    answered += 1
+                    yield result
+            except BrokenProcessPool:  # a worker killed (out of memory?) or crashed
+                yield from (_unanswered(item) for item in items[answered:])
     finally:
         _AUDITOR = None
         gc.unfreeze()
+
+
+def _unanswered(item: Item) -> ArtifactReport:
+    """An artifact whose worker died before answering: failed, never passed (which of the
+    unanswered ones killed it is not known)."""
+    return ArtifactReport(
+        label=item.label, filename=item.filename, project=item.project,
+        version=item.version, sha256=None,
+        checks=[failed(CHECKS[0].name, "not verified: a verifier process died while "
+                       "checking this or a nearby artifact (killed, out of memory?); "
+                       "--workers 1 checks them one by one")])
 
 
 def local_lock(settings: Settings) -> Lock | None:
