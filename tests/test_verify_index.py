@@ -477,3 +477,43 @@ def test_facts_about_other_bytes_are_not_used(copy: PublishedIndex) -> None:
     checks = {c.name: c for c in report.artifacts[0].checks}
     # Computed for these bytes: the inspection fails (with the fact, the rules would).
     assert checks["in-toto"].status == FAIL and "intact zip" in checks["in-toto"].message
+
+
+_ON_A_TERMINAL = r"""
+import io, json, pickle, sys, threading
+from rich.console import Console
+from factory.cli.verify import run
+from factory.verify import early
+
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+seen = {}
+real = early.start
+def start(*args, **kwargs):
+    seen["threads"] = threading.active_count()
+    seen["child"] = (child := real(*args, **kwargs)) is not None
+    return child
+early.start = start
+screen = io.StringIO()
+code = run(settings, everything=True, console=Console(file=screen, force_terminal=True,
+                                                       width=200), check_advisories=False)
+seen["code"], seen["threads after"] = code, threading.active_count()
+print(json.dumps(seen))
+"""
+
+
+def test_on_a_terminal_verify_all_still_forks_its_early_child(copy: PublishedIndex,
+                                                               tmp_path: Path) -> None:
+    """The progress line is drawn by each result, not by Rich's refresh thread: that thread
+    ran before verify was called, so on a terminal (where users run it) the early child was
+    never forked and the worker pool forked with a thread running."""
+    import pickle
+    import subprocess
+    import sys
+
+    state = tmp_path / "settings.pickle"
+    state.write_bytes(pickle.dumps(copy.settings))
+    done = subprocess.run([sys.executable, "-c", _ON_A_TERMINAL, str(state)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"threads": 1, "child": True, "code": 0, "threads after": 1}

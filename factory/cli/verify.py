@@ -160,11 +160,14 @@ def _progress(console: Console,
     from factory.errors import printable
 
     # The label quotes the target (a dist-info's Name, a lock's package): text, not markup.
+    # Redrawn on each result, never by Rich's refresh thread: `verify --all` forks (its
+    # early child, its workers) only while this process runs a single thread.
     with Progress(SpinnerColumn(), TextColumn("verifying"), MofNCompleteColumn(),
                   TextColumn("{task.description}", markup=False), console=console,
-                  transient=True) as bar:
+                  transient=True, auto_refresh=False) as bar:
         task = bar.add_task("", total=None)
-        yield lambda a: bar.update(task, advance=1, description=printable(a.label, keep=""))
+        yield lambda a: bar.update(task, advance=1, description=printable(a.label, keep=""),
+                                   refresh=True)
 
 
 def _compare(settings: Settings, rebuild: str | None, upstream: str | None,
