@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -376,3 +377,62 @@ def test_a_private_cache_behind_a_link_still_works(tmp_path: Path,
     with hostlock.host_lock("../../evil/x"):
         pass
     assert [p.name for p in (real / "factory" / "locks").iterdir()] == [".._.._evil_x.lock"]
+
+
+def test_an_interpreter_ready_just_after_the_loop_looked_leaves_nothing_unbuilt(
+        fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broke: the loop asked what is ready (a component only 3.13 admits waited: its
+    interpreter was still being made), then whether the preparation was done; when it
+    finished in between, nothing was running and it was done, so the run ended with that
+    component neither built nor failed (a green run missing a component, and the
+    variants of native wheels never judged). Forced here without timing: the stand-in
+    preparation is released by the first ready() that finds nothing to do, which then
+    waits for it to finish. Fixed: whether it is done is read before what is ready, and
+    whatever is left unbuilt at the end fails in one line."""
+    release = threading.Event()
+
+    def interpreter(self: executor.Session, pin: InterpreterPin) -> Interpreter:
+        release.wait(60)
+        return python({"3.13": "3.13.5"}.get(pin.version, pin.version + ".0"))
+
+    original = executor._Executor.ready
+
+    def ready(self: executor._Executor, running: set[str]) -> list[Node]:
+        found = original(self, running)
+        if not found and not running and not release.is_set():
+            release.set()
+            preparing = self.session._preparing
+            assert preparing is not None
+            preparing.result(60)  # it finishes before the loop looks at it
+        return found
+
+    monkeypatch.setattr(executor.Session, "interpreter", interpreter)
+    monkeypatch.setattr(executor._Executor, "ready", ready)
+    fake.kinds = {"new": "native"}
+    fake.sdist_requires = {"new": ">=3.12,<3.14"}
+    fake.requires_python = {"new": ">=3.12,<3.14"}
+    outcome = _run(fake, {"new": []})
+    assert release.is_set()
+    built = {r.wheel_filename for r in outcome.records}
+    assert NATIVE.format(name="new", tag="cp313") in built or "new==1.0" in outcome.failed
+    assert NATIVE.format(name="new", tag="cp313") in built
+
+
+def test_whatever_a_run_ends_without_building_fails_in_one_line(
+        fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broke (the class of the above): a node or variant left waiting when the loop ends
+    (whatever kept it waiting) was in neither the records nor the failures, so the run
+    looked complete. Now each such one fails, saying what it waited for."""
+    original = executor._Executor._tools_for_first
+
+    def stuck(self: executor._Executor, node: Node) -> bool:
+        return False if node.name == "stuck" else original(self, node)
+
+    monkeypatch.setattr(executor._Executor, "_tools_for_first", stuck)
+    fake.kinds = {"stuck": "pure", "app": "pure"}
+    outcome = _run(fake, {"stuck": [], "app": ["stuck"], "free": []})
+    assert [r.wheel_filename for r in outcome.records] == ["free-1.0-py3-none-any.whl"]
+    assert outcome.failed == {
+        "app==1.0": "not built: the run ended while it waited for stuck==1.0",
+        "stuck==1.0": "not built: the run ended while it waited for an interpreter or a "
+                      "build requirement"}

@@ -544,6 +544,9 @@ class _Executor:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             running: dict[Future[BuildRecord], Node | Variant] = {}
             while True:
+                # read before what is ready: an interpreter made after that look must
+                # get one more look, not end the run with what waited for it unbuilt
+                made = preparing is None or preparing.done()
                 ids = {n.id for n in running.values()}
                 jobs: list[Node | Variant] = [*self.ready(ids), *self.variants.ready(ids)]
                 for job in jobs:
@@ -552,7 +555,6 @@ class _Executor:
                     future = (pool.submit(self.build_variant, job) if isinstance(job, Variant)
                               else pool.submit(self.build, job))
                     running[future] = job
-                made = preparing is None or preparing.done()
                 if not running and made:
                     break
                 awaited: list[Future[Any]] = list(running)
@@ -567,8 +569,30 @@ class _Executor:
                         self.collect_variant(was, done)
                     else:
                         self.collect(was, done)
+        self._unfinished()
         records = [self.done[n] for n in self.plan.order if n in self.done]
         return records + self.variants.records(self.plan.order)
+
+    def _unfinished(self) -> None:
+        """Whatever the run ends with neither built nor failed fails, saying what it
+        waited for: a run must never look complete with a component (or an interpreter's
+        build of one) silently missing."""
+        finished = self.done.keys() | self.taken.keys() | self.failed.keys()
+        for nid in self.plan.order:
+            if nid not in finished:
+                waited = self.blockers.get(nid) or "an interpreter or a build requirement"
+                self.failed[nid] = f"not built: the run ended while it waited for {waited}"
+        for nid in self.variants.pending:  # a native wheel whose variants were not judged
+            for pin in self.variants.pins:
+                vid = variant_id(nid, pin.tag)
+                if pin.tag != self.variants.tag(nid) and not (
+                        vid in self.variants.planned or vid in self.variants.skipped
+                        or vid in self.failed):
+                    self.failed[vid] = ("not built: the run ended before CPython "
+                                        f"{pin.version} was judged for it")
+        for vid in self.variants.planned:
+            if vid not in self.variants.built and vid not in self.failed:
+                self.failed[vid] = "not built: the run ended while it waited for its tools"
 
     def collect_variant(self, variant: Variant, future: Future[BuildRecord]) -> None:
         try:
