@@ -21,7 +21,7 @@ from factory._internal import hostlock
 from factory.build import executor, interpreters, variants
 from factory.build.interpreters import Interpreter, InterpreterPin
 from factory.errors import BuildError, FileSystemError, LockError, one_line
-from factory.lock import lock_stage, marker_environments, parse_requirements
+from factory.lock import Lock, lock_stage, marker_environments, parse_requirements
 from factory.lock.policy import _python_refusal
 from factory.plan import Node
 from tests import factories
@@ -436,3 +436,27 @@ def test_whatever_a_run_ends_without_building_fails_in_one_line(
         "app==1.0": "not built: the run ended while it waited for stuck==1.0",
         "stuck==1.0": "not built: the run ended while it waited for an interpreter or a "
                       "build requirement"}
+
+
+def test_the_first_builds_interpreter_is_read_from_a_sdist_not_cached_yet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broke: a sdist the fetch stage had not put in the cache (a build tool a named
+    build lacks, a cache cleared meanwhile) was taken to admit every interpreter: 3.11
+    built a version whose PKG-INFO excludes it, and its wheel was held to no sdist
+    Requires-Python. Now the verified sdist is fetched (as the build fetches it) and
+    read."""
+    settings = factories.settings(tmp_path, build_interpreters=("3.11", "3.13"))
+    made = factories.sdist(tmp_path / "upstream", "late", "1.0", files={
+        "PKG-INFO": "Metadata-Version: 2.1\nName: late\nVersion: 1.0\n"
+                    "Requires-Python: >=3.12\n"})
+    fetched: list[str] = []
+
+    def fetch(settings: Any, sdist: Any, *args: Any, **kwargs: Any) -> Path:
+        fetched.append(sdist.filename)
+        return made
+
+    monkeypatch.setattr(executor.cache, "fetch", fetch)
+    factories.recipe(settings.root, "late")
+    session = executor.Session(settings, Lock([]))
+    assert session.requires_python(locked("late", "1.0")) == ">=3.12"
+    assert fetched == ["late-1.0.tar.gz"]

@@ -141,11 +141,11 @@ class Session:
         return found
 
     def requires_python(self, locked: LockedComponent) -> str | None:
-        """The Requires-Python of ``locked``'s sdist, when it is cached (the fetch stage
-        puts it there before a build; one not cached yet is taken to admit every
-        interpreter, as its build would have before)."""
-        path = cache.cache_path(self.settings, locked.sdist.sha256, locked.sdist.filename)
-        return sdist_requires_python(path) if path.is_file() else None
+        """The Requires-Python of ``locked``'s verified sdist (fetched now when the fetch
+        stage did not: one taken to admit every interpreter was built by 3.11 although
+        its PKG-INFO excludes it, and its wheel was held to nothing)."""
+        with self._mutex:  # as tree(): one download of it, verified
+            return sdist_requires_python(cache.fetch(self.settings, locked.sdist))
 
     def kit(self) -> Kit:
         with self._mutex:
