@@ -460,3 +460,24 @@ def test_the_first_builds_interpreter_is_read_from_a_sdist_not_cached_yet(
     session = executor.Session(settings, Lock([]))
     assert session.requires_python(locked("late", "1.0")) == ">=3.12"
     assert fetched == ["late-1.0.tar.gz"]
+
+
+@pytest.mark.xfail(strict=True, reason="open: the lock's every-interpreter rule is keyed on "
+                   "the recipe's kind, not on use in a build environment (see the report)")
+def test_a_build_tools_own_dependency_keeps_a_version_every_interpreter_admits(
+        project: Any, upstream: LocalUpstream) -> None:
+    """Broke, not fixed in this pass: a build tool must admit every configured
+    interpreter (its one version serves every interpreter's builds), but a runtime recipe
+    it requires is installed into those builds too, and takes the newest version any
+    interpreter admits: helper 2.0 (>=3.12) is locked, so with 3.13 configured 3.11 no
+    longer builds anything whose backend needs helper (with 3.11 alone, helper 1.0 is
+    locked and 3.11 builds it). A hostile helper release takes 3.11's wheels away."""
+    upstream.add("backend", "1.0.0", build_requires=[], backend="x", requires=["helper"])
+    factories.recipe(project.root, "backend", 'kind = "build-tool"\n')
+    upstream.add("helper", "1.0.0", build_requires=[], backend="x")
+    upstream.add("helper", "2.0.0", build_requires=[], backend="x", requires_python=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    upstream.add("demo", "1.0.0", build_requires=["backend"], backend="backend")
+    factories.recipe(project.root, "demo")
+    lock, _ = lock_stage(replace(project, build_interpreters=("3.11", "3.13")))
+    assert "1.0.0" in [c.version for c in lock.components if c.key == "helper"]
