@@ -481,3 +481,24 @@ def test_a_build_tools_own_dependency_keeps_a_version_every_interpreter_admits(
     factories.recipe(project.root, "demo")
     lock, _ = lock_stage(replace(project, build_interpreters=("3.11", "3.13")))
     assert "1.0.0" in [c.version for c in lock.components if c.key == "helper"]
+
+
+def test_a_variant_ticket_for_the_image_python_is_refused_by_the_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held: a ticket that says variant for cp311 (the image's own python3, which no pin
+    carries, with some tree's digest) is refused in one line; the worker never builds
+    with a tree the ticket names for an interpreter it has no pin of."""
+    from types import SimpleNamespace
+
+    from factory.build import ticket as tickets
+    from tests.test_attack_issue21b import CP313, TREE
+
+    settings = factories.settings(tmp_path)
+    monkeypatch.setattr(tickets, "held_image", lambda *a: SimpleNamespace(id="sha256:x"))
+    monkeypatch.setattr(interpreters, "usable", lambda *a: CP313)
+    base = Honest(tmp_path / "w").ticket
+    with pytest.raises(tickets.TicketRefused) as caught:
+        tickets.ticket_interpreter(settings, replace(base, interpreter_tag="cp311",
+                                                     interpreter_tree_sha256=TREE,
+                                                     variant=True))
+    assert "\n" not in caught.value.message
