@@ -36,12 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from factory._internal.atomic import write_json
 from factory.config import REPAIR_TOOL, Settings, repair_mode
 from factory.errors import FactoryError
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
+from factory.lock.resolve import dynamic_requires_path, recorded_dynamic
 from factory.recipes import load_recipes
 from factory.upstream import cache
 
@@ -191,6 +194,9 @@ class _Graph:
         # them has its own environment where a marker says so
         self.others = {python_tag(v): marker_environment(settings, v)
                        for v in settings.pythons[1:]}
+        self.versions = {python_tag(v): v for v in settings.pythons[1:]}  # cp313 -> 3.13
+        # a locked row's sdist Requires-Python, read once per plan (node id -> text)
+        self._requires_python: dict[str, str | None] = {}
         self.nodes: dict[str, Node] = {}
         self.recipes = load_recipes(settings) if settings.recipes_dir.is_dir() else {}
         # (line, extras, interpreter tag) -> whether it applies: markers are fixed
@@ -265,7 +271,7 @@ class _Graph:
         spec = reqs[0].specifier
         for req in reqs[1:]:
             spec &= req.specifier
-        found = self.lock.find(key, spec)
+        found = self._newest_admitted(key, spec, tag)
         if found is None:
             asked = "; ".join(str(r) for r in reqs)
             raise PlanError(
@@ -276,6 +282,42 @@ class _Graph:
                 f"approve it with `factory add \"{key}{spec}\"` (it writes the recipe and locks)",
             )
         return found
+
+
+    def _newest_admitted(self, key: str, spec: SpecifierSet, tag: str) -> LockedComponent | None:
+        """The newest locked row of ``key`` satisfying ``spec`` whose sdist's
+        Requires-Python admits interpreter ``tag``; the newest satisfying it when none
+        does (that build then fails and says why). The lock keeps an older row every
+        interpreter admits beside a newer one for build environments
+        (factory.lock.resolve.serve_every_interpreter)."""
+        newest = self.lock.find(key, spec)
+        if newest is None or len(self.settings.pythons) < 2:
+            return newest
+        python = self.versions.get(tag, self.settings.python_version)
+        if self._admits(newest, python):
+            return newest
+        older = [c for c in self.lock.components if c.key == key and c is not newest
+                 and spec.contains(c.version, prereleases=True) and self._admits(c, python)]
+        return max(older, key=lambda c: Version(c.version), default=newest)
+
+    def _admits(self, locked: LockedComponent, python: str) -> bool:
+        nid = node_id(locked.name, locked.version)
+        if nid not in self._requires_python:
+            self._requires_python[nid] = _sdist_requires_python(self.settings, locked)
+        requires = self._requires_python[nid]
+        try:
+            return not requires or SpecifierSet(requires).contains(python, prereleases=True)
+        except InvalidSpecifier:
+            return False
+
+
+def _sdist_requires_python(settings: Settings, locked: LockedComponent) -> str | None:
+    """The cached sdist's Requires-Python (bounded reads of PKG-INFO or pyproject); None
+    when it says none or is not cached (every interpreter is then taken to admit it)."""
+    from factory.build.variants import sdist_requires_python  # it imports this module
+
+    path = cache.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
+    return sdist_requires_python(path) if path.is_file() else None
 
 
 def _backend_path(settings: Settings, locked: LockedComponent) -> str:
@@ -450,21 +492,14 @@ def _ordered(graph: _Graph) -> Plan:
 
 # -- dynamic requirements ---------------------------------------------------------
 
-def _requires_cache(settings: Settings, locked: LockedComponent) -> Path:
-    return settings.builds_dir / "requires" / f"{locked.sdist.sha256}.json"
-
-
 def _cached_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | None:
-    path = _requires_cache(settings, locked)
-    if not path.is_file():
-        return None
-    return list(json.loads(path.read_text(encoding="utf-8"))["dynamic"])
+    return recorded_dynamic(settings, locked)  # the lock reads them too
 
 
 def remember_dynamic(settings: Settings, locked: LockedComponent, dynamic: list[str],
                      image_id: str) -> None:
     """Cache what a build of ``locked`` reported its backend asked for."""
-    write_json(_requires_cache(settings, locked), {
+    write_json(dynamic_requires_path(settings, locked), {
         "component": node_id(locked.name, locked.version), "dynamic": dynamic,
         "builder_image_id": image_id,
     })

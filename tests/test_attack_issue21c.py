@@ -84,7 +84,7 @@ def test_a_requires_python_only_3_13_0_admits_fails_its_build_in_one_line(
 def test_a_build_tool_must_admit_every_configured_interpreter(requires: str) -> None:
     """Held: a build tool version one configured interpreter is left out of is passed over
     (its one locked version serves every interpreter's builds)."""
-    why = _python_refusal(requires, ("3.11", "3.13"), every=True)
+    why = _python_refusal(requires, ("3.11", "3.13"), every="a build tool")
     assert why is not None and "a build tool serves every configured interpreter" in why
 
 
@@ -462,16 +462,15 @@ def test_the_first_builds_interpreter_is_read_from_a_sdist_not_cached_yet(
     assert fetched == ["late-1.0.tar.gz"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: the lock's every-interpreter rule is keyed on "
-                   "the recipe's kind, not on use in a build environment (see the report)")
 def test_a_build_tools_own_dependency_keeps_a_version_every_interpreter_admits(
         project: Any, upstream: LocalUpstream) -> None:
-    """Broke, not fixed in this pass: a build tool must admit every configured
-    interpreter (its one version serves every interpreter's builds), but a runtime recipe
-    it requires is installed into those builds too, and takes the newest version any
-    interpreter admits: helper 2.0 (>=3.12) is locked, so with 3.13 configured 3.11 no
-    longer builds anything whose backend needs helper (with 3.11 alone, helper 1.0 is
-    locked and 3.11 builds it). A hostile helper release takes 3.11's wheels away."""
+    """Broke, fixed since (factory.lock.resolve.serve_every_interpreter): a build tool
+    must admit every configured interpreter (its one version serves every interpreter's
+    builds), but a runtime recipe it requires is installed into those builds too, and took
+    the newest version any interpreter admits: helper 2.0 (>=3.12) alone was locked, so
+    with 3.13 configured 3.11 no longer built anything whose backend needs helper (with
+    3.11 alone, helper 1.0 is locked). A hostile helper release took 3.11's wheels away.
+    Now helper 1.0 is locked beside it for the build environments."""
     upstream.add("backend", "1.0.0", build_requires=[], backend="x", requires=["helper"])
     factories.recipe(project.root, "backend", 'kind = "build-tool"\n')
     upstream.add("helper", "1.0.0", build_requires=[], backend="x")

@@ -64,6 +64,9 @@ class Context:
     current: Version | None = None
     extra: SpecifierSet | None = None  # e.g. a build requirement's own specifier
     urgent: bool = False  # the current pin is affected by an advisory: skip the cooldown
+    # Taken into a build environment: like a build tool, it must admit every interpreter
+    # (factory.lock.resolve.serve_every_interpreter locks such a row beside a newer one).
+    build_environment: bool = False
 
 
 def in_track(track: str, current: Version | None, candidate: Version) -> bool:
@@ -97,8 +100,9 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     if not in_track(recipe.track, ctx.current, version):
         return f"outside track {recipe.track} (locked {ctx.current})"
     if file.requires_python:
-        why = _python_refusal(file.requires_python, ctx.pythons,
-                              every=recipe.kind == "build-tool")
+        role = ("a build tool" if recipe.kind == "build-tool" else
+                "a build environment" if ctx.build_environment else "")
+        why = _python_refusal(file.requires_python, ctx.pythons, every=role)
         if why is not None:
             return why
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
@@ -115,21 +119,22 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     return None
 
 
-def _python_refusal(requires: str, pythons: tuple[str, ...], every: bool = False) -> str | None:
+def _python_refusal(requires: str, pythons: tuple[str, ...], every: str = "") -> str | None:
     """Why a Requires-Python admits none of ``pythons``; None when it admits one (that
     one builds it, the others are said not to). With one Python the reason reads as it
     always did: it is written into recipes.lock.
 
-    A build tool (``every``) must admit them all: its one locked version is installed
-    into the builds of every interpreter, so a newer one only 3.12 admits would take the
-    3.11 builds of everything that uses it away; the version before it is kept instead."""
+    A build tool (``every`` names the role: "a build tool") must admit them all: its one
+    locked version is installed into the builds of every interpreter, so a newer one only
+    3.12 admits would take the 3.11 builds of everything that uses it away; the version
+    before it is kept instead."""
     try:
         spec = SpecifierSet(requires)
     except InvalidSpecifier:
         return f"invalid requires-python {requires!r}"
     if every and len(pythons) > 1:
         left_out = [python for python in pythons if not spec.contains(python)]
-        return (f"requires-python {requires} excludes {', '.join(left_out)} (a build tool "
+        return (f"requires-python {requires} excludes {', '.join(left_out)} ({every} "
                 "serves every configured interpreter)") if left_out else None
     if any(spec.contains(python) for python in pythons):
         return None
@@ -185,3 +190,10 @@ def check_license(recipe: Recipe, expression: str | None, license_text: str | No
             f"{recipe.name}: license {verdict.expression} is not in the recipe's allowlist "
             f"({', '.join(recipe.licenses)})",
             f"add it to licenses in {recipe.path.name} if it is approved")
+
+
+def every_refusal(requires: str | None, pythons: tuple[str, ...],
+                  role: str = "a build environment") -> str | None:
+    """Why a Requires-Python (None: says none) leaves out one of ``pythons``, in the
+    words the lock records; None when it admits every one."""
+    return _python_refusal(requires, pythons, every=role) if requires else None

@@ -9,6 +9,7 @@ operator accepts the change.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -55,6 +56,7 @@ from factory.lock.policy import (
     Skipped,
     allowed_version,
     check_license,
+    every_refusal,
     select_version,
     why_passed,
     without,
@@ -161,6 +163,28 @@ class Resolver:
         return Context(now=self.now, cooldown_days=self.settings.cooldown_days,
                        pythons=self.settings.pythons,
                        advisories=self.advisories, current=current, extra=extra)
+
+    def every_refusal(self, entry: LockedComponent) -> str | None:
+        """Why not every configured interpreter may build ``entry``, or None: its cached
+        sdist's own Requires-Python (PKG-INFO, read bounded: what its builds judge by)
+        and the one upstream's listing gives must both admit them all."""
+        from factory.build.variants import sdist_requires_python  # it imports the lock
+
+        pythons = self.settings.pythons
+        path = cache.cache_path(self.settings, entry.sdist.sha256, entry.sdist.filename)
+        why = every_refusal(sdist_requires_python(path), pythons) if path.is_file() else None
+        recipe = self.recipes.get(entry.key)
+        if why is not None or recipe is None or entry.sdist.from_git:
+            return why
+        try:
+            files = self.listing(recipe).sdists()
+        except FactoryError:
+            return None
+        found = next((f for f in files if f.filename == entry.sdist.filename), None)
+        return every_refusal(found.requires_python, pythons) if found is not None else None
+
+    def wants_update(self, key: str) -> bool:
+        return self._wants_update(key)
 
     def _wants_update(self, key: str) -> bool:
         return self.update is True or (isinstance(self.update, set) and key in self.update)
@@ -638,6 +662,7 @@ def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Loc
                 changes.append(Change(key, old.version if old else None, entry.version, why))
         _close_requirements(resolver, lock, changes, broken)
         problems = resolver.problems + broken.prune(lock)
+        serve_every_interpreter(resolver, lock, changes)
         changes = [c for c in changes if lock.find(c.name, f"=={c.new}" if c.new else "")]
         return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted, problems,
                           resolver.advisories_problem)
@@ -679,12 +704,13 @@ class _Broken:
 
 
 def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
-                        broken: _Broken) -> None:
-    """Lock what the locked components require, transitively; a requirement with extras
-    (``requests[socks]``) also locks what those extras of its project require. What
-    cannot be locked is recorded in ``broken``; the walk goes on with the rest."""
+                        broken: _Broken, start: list[LockedComponent] | None = None) -> None:
+    """Lock what the locked components (or ``start``) require, transitively; a
+    requirement with extras (``requests[socks]``) also locks what those extras of its
+    project require. What cannot be locked is recorded in ``broken``; the walk goes on
+    with the rest."""
     pending: list[tuple[LockedComponent, frozenset[str]]] = [
-        (c, frozenset()) for c in lock.components]
+        (c, frozenset()) for c in (lock.components if start is None else start)]
     extras_seen: dict[tuple[str, str], frozenset[str]] = {}
     while pending:
         entry, extras = pending.pop(0)
@@ -729,3 +755,155 @@ def _lock_requirement(resolver: Resolver, lock: Lock, changes: list[Change],
     elif why != ALARMED and not resolver.previous.get(key, extra.version):
         changes.append(Change(key, None, extra.version, reason))
     return extra
+
+
+# -- build environments serve every interpreter ---------------------------------------
+
+def dynamic_requires_path(settings: Settings, locked: LockedComponent) -> Path:
+    """Where a build of ``locked`` recorded what its backend asked for (factory.plan)."""
+    return settings.builds_dir / "requires" / f"{locked.sdist.sha256}.json"
+
+
+def recorded_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | None:
+    """The dynamic build requirements a build of ``locked`` recorded; None: none yet."""
+    path = dynamic_requires_path(settings, locked)
+    if not path.is_file():
+        return None
+    return list(json.loads(path.read_text(encoding="utf-8"))["dynamic"])
+
+
+def serve_every_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]) -> None:
+    """Give every requirement of a build environment a locked row every configured
+    interpreter admits, when policy allows one.
+
+    One build environment serves the builds of every interpreter, so a runtime component
+    a build tool requires (or any other member of the build closure) taking the newest
+    version only 3.12 admits would take away 3.11's builds of everything whose backend
+    needs it. The newer row stays for runtime users; the older one is locked beside it
+    and the plan gives each interpreter the newest its Requires-Python admits. When no
+    version admits them all, the lock stays as it is (the builds say which interpreters
+    cannot build). With one interpreter nothing changes (recipes.lock keeps its bytes).
+    """
+    if len(resolver.settings.pythons) < 2:
+        return
+    tried: set[tuple[str, str]] = set()  # (key, specifier) no every-row could be locked for
+    while True:
+        added = _every_rows(resolver, lock, changes, tried)
+        if not added:
+            return
+        # What the new rows require is locked as any row's is; a row whose closure cannot
+        # be locked is left out again, silently: the newer row still serves the builds.
+        broken = _Broken()
+        _close_requirements(resolver, lock, changes, broken, added)
+        broken.prune(lock)
+
+
+def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
+                tried: set[tuple[str, str]]) -> list[LockedComponent]:
+    """Walk the build closure (build requirements of every row, recorded dynamic ones
+    included, then through Requires-Dist under the union of the interpreters' markers);
+    lock a row every interpreter admits where the one the closure took is not; the new
+    rows."""
+    rows: dict[str, list[LockedComponent]] = {}
+    for c in lock.components:
+        rows.setdefault(c.key, []).append(c)
+    queue: list[tuple[LockedComponent, Requirement, str]] = []
+    for c in lock.components:
+        lines = (*c.build_requires, *c.build_pins, *(recorded_dynamic(resolver.settings, c) or ()))
+        try:
+            queue += [(c, r, "build") for r in parse_requirements(
+                lines, resolver.envs, f"{c.name} {c.version}")]
+        except FactoryError:  # the closure walk reported it
+            continue
+    added: list[LockedComponent] = []
+    walked: set[tuple[str, str, frozenset[str]]] = set()
+    while queue:
+        parent, req, kind = queue.pop(0)
+        key = canonicalize_name(req.name)
+        matching = sorted((c for c in rows.get(key, ())
+                           if req.specifier.contains(c.version, prereleases=True)),
+                          key=lambda c: Version(c.version), reverse=True)
+        if not matching:
+            continue  # not locked: the closure said why
+        row = next((c for c in matching
+                    if resolver.every_refusal(c) is None), None)
+        if row is None and (key, str(req.specifier)) not in tried:
+            tried.add((key, str(req.specifier)))
+            row = _lock_every(resolver, lock, changes, parent, req, kind)
+            if row is not None:
+                added.append(row)
+                rows[key].append(row)
+        row = row or matching[0]
+        if (row.key, row.version, frozenset(req.extras)) in walked:
+            continue
+        walked.add((row.key, row.version, frozenset(req.extras)))
+        try:
+            queue += [(row, r, "runtime") for r in parse_requirements(
+                row.requires_dist, resolver.envs, f"{row.name} {row.version}", req.extras)]
+        except FactoryError:
+            continue
+    return added
+
+
+def _lock_every(resolver: Resolver, lock: Lock, changes: list[Change], parent: LockedComponent,
+                req: Requirement, kind: str) -> LockedComponent | None:
+    """Lock the version of ``req`` every interpreter admits (the previous lock's when
+    it still stands, else policy's newest); None when there is none."""
+    key = canonicalize_name(req.name)
+    recipe = resolver.recipes.get(key)
+    if recipe is None:
+        return None
+    # versions whose sdist leaves an interpreter out (the listing may not say so)
+    refused = {c.version: why for c in lock.components if c.key == key
+               and (why := resolver.every_refusal(c)) is not None}
+    olds = [] if resolver.wants_update(key) else [  # a re-lock keeps the row it took before
+        c.version for c in resolver.previous.components if c.key == key
+        and req.specifier.contains(c.version, prereleases=True)
+        and resolver.every_refusal(c) is None]
+    reason = (f"{kind} requirement of {parent.name} {parent.version} ({req}) in a build "
+              "environment, a version every configured interpreter admits")
+    for _ in range(MAX_PASSED):
+        ctx = replace(resolver.context(None, without(req.specifier or None, [
+            Skipped(v, why) for v, why in refused.items()])), build_environment=True)
+        try:
+            selection = select_version(recipe, resolver.listing(recipe).sdists(), ctx)
+        except FactoryError:
+            return None  # none admits every interpreter: the builds say which cannot build
+        versions = [str(selection.version)]
+        versions[:0] = sorted(set(olds) - set(versions) - set(refused), key=Version,
+                              reverse=True)[:1]
+        entry, why = _pin_first(resolver, recipe, reason, versions)
+        if entry is None:
+            return None
+        refusal = resolver.every_refusal(entry) if why != ALARMED else None
+        if refusal is None:
+            break
+        refused[entry.version] = refusal
+    else:
+        return None
+    if why != ALARMED:  # the versions passed over, and why (not "outside !=2.0")
+        skipped = [Skipped(s.version, refused.get(s.version, s.reason))
+                   for s in selection.skipped]
+        entry = replace(entry, skipped=tuple(s for s in skipped
+                                             if Version(s.version) > Version(entry.version)))
+    if lock.get(key, entry.version) is not None:
+        return None
+    lock.components.append(entry)
+    if why.startswith(ACCEPTED):
+        changes.append(Change(key, entry.version, entry.version, why))
+    elif why != ALARMED and not resolver.previous.get(key, entry.version):
+        changes.append(Change(key, None, entry.version, reason))
+    return entry
+
+
+def _pin_first(resolver: Resolver, recipe: Recipe, reason: str,
+               versions: list[str]) -> tuple[LockedComponent | None, str]:
+    """The first of ``versions`` that pins (the lock's rules), or None."""
+    for version in versions:
+        try:
+            return resolver.pin(recipe, reason, SpecifierSet(f"=={version}"))
+        except AlarmError:
+            raise
+        except FactoryError:
+            continue
+    return None, ""
