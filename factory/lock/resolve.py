@@ -135,6 +135,7 @@ class Resolver:
         self._listings: dict[str, ProjectListing] = {}
         self._unapproved: dict[str, ProjectListing] = {}  # listings of projects with no recipe
         self._matching: set[str] = set()  # components whose backend is being matched
+        self._every: dict[tuple[str, str], str | None] = {}  # (key, sdist sha256) -> why
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
@@ -168,6 +169,12 @@ class Resolver:
         """Why not every configured interpreter may build ``entry``, or None: its cached
         sdist's own Requires-Python (PKG-INFO, read bounded: what its builds judge by)
         and the one upstream's listing gives must both admit them all."""
+        known = (entry.key, entry.sdist.sha256)  # asked once per edge of the build closure
+        if known not in self._every:
+            self._every[known] = self._every_refusal(entry)
+        return self._every[known]
+
+    def _every_refusal(self, entry: LockedComponent) -> str | None:
         from factory.build.variants import sdist_requires_python  # it imports the lock
 
         pythons = self.settings.pythons
