@@ -103,3 +103,26 @@ def test_a_listing_silent_on_requires_python_does_not_hide_the_sdists(
     assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
     plan = make_plan(settings, ["demo"])
     assert "helper==1.0.0" in plan.nodes["demo==1.0.0"].env
+
+
+def test_a_recorded_dynamic_build_requirement_is_in_the_build_closure(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """What a backend asked for at build time (get_requires_for_build_wheel, recorded by
+    an earlier build) is part of the build environment too."""
+    from factory.plan import remember_dynamic
+
+    upstream.add("helper", "1.0.0", build_requires=[], backend="x")
+    upstream.add("helper", "2.0.0", build_requires=[], backend="x", requires_python=">=3.12",
+                 files={"PKG-INFO": "Metadata-Version: 2.4\nName: helper\nVersion: 2.0.0\n"
+                                    "License-Expression: MIT\nRequires-Python: >=3.12\n"})
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    upstream.add("dyn", "1.0.0", build_requires=[], backend="x")
+    factories.recipe(project.root, "dyn")
+    settings = replace(project, build_interpreters=("3.11", "3.13"))
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["2.0.0"]  # nothing builds with it yet
+    dyn = lock.primary("dyn")
+    assert dyn is not None
+    remember_dynamic(settings, dyn, ["helper"], "sha256:image")
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
