@@ -25,6 +25,7 @@ from packaging.version import Version
 
 from factory._internal.atomic import sha256_file
 from factory._internal.graphs import held_back
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.config import Settings
 from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
 from factory.lock.backend import (
@@ -711,13 +712,15 @@ class _Broken:
 
 
 def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
-                        broken: _Broken, start: list[LockedComponent] | None = None) -> None:
-    """Lock what the locked components (or ``start``) require, transitively; a
-    requirement with extras (``requests[socks]``) also locks what those extras of its
-    project require. What cannot be locked is recorded in ``broken``; the walk goes on
-    with the rest."""
-    pending: list[tuple[LockedComponent, frozenset[str]]] = [
-        (c, frozenset()) for c in (lock.components if start is None else start)]
+                        broken: _Broken,
+                        start: list[tuple[LockedComponent, frozenset[str]]] | None = None,
+                        ) -> None:
+    """Lock what the locked components (or ``start``, each with the extras asked of it)
+    require, transitively; a requirement with extras (``requests[socks]``) also locks
+    what those extras of its project require. What cannot be locked is recorded in
+    ``broken``; the walk goes on with the rest."""
+    pending: list[tuple[LockedComponent, frozenset[str]]] = (
+        [(c, frozenset()) for c in lock.components] if start is None else list(start))
     extras_seen: dict[tuple[str, str], frozenset[str]] = {}
     while pending:
         entry, extras = pending.pop(0)
@@ -766,17 +769,26 @@ def _lock_requirement(resolver: Resolver, lock: Lock, changes: list[Change],
 
 # -- build environments serve every interpreter ---------------------------------------
 
+_RECORD_LIMIT = 1 << 20  # a record of what a backend asked for: a few lines
+
+
 def dynamic_requires_path(settings: Settings, locked: LockedComponent) -> Path:
     """Where a build of ``locked`` recorded what its backend asked for (factory.plan)."""
     return settings.builds_dir / "requires" / f"{locked.sdist.sha256}.json"
 
 
 def recorded_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | None:
-    """The dynamic build requirements a build of ``locked`` recorded; None: none yet."""
-    path = dynamic_requires_path(settings, locked)
-    if not path.is_file():
+    """The dynamic build requirements a build of ``locked`` recorded; None: none yet, or
+    a record that is not one (not JSON, not a list of lines, a link, a FIFO, huge): the
+    next build records them again, where a traceback would stop every lock and plan."""
+    try:
+        raw = read_plain(dynamic_requires_path(settings, locked), _RECORD_LIMIT)
+        found = json.loads(raw)["dynamic"] if raw is not None else None
+    except (NotPlain, ValueError, TypeError, KeyError):
         return None
-    return list(json.loads(path.read_text(encoding="utf-8"))["dynamic"])
+    if not isinstance(found, list) or not all(isinstance(line, str) for line in found):
+        return None
+    return list(found)
 
 
 def serve_every_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]) -> None:
@@ -794,23 +806,34 @@ def serve_every_interpreter(resolver: Resolver, lock: Lock, changes: list[Change
     if len(resolver.settings.pythons) < 2:
         return
     tried: set[tuple[str, str]] = set()  # (key, specifier) no every-row could be locked for
+    closed: set[tuple[str, str, frozenset[str]]] = set()  # (key, version, extras) closed
     while True:
-        added = _every_rows(resolver, lock, changes, tried)
+        before = {id(c) for c in lock.components}  # what this round may not leave out
+        added = _every_rows(resolver, lock, changes, tried, closed)
         if not added:
             return
-        # What the new rows require is locked as any row's is; a row whose closure cannot
-        # be locked is left out again, silently: the newer row still serves the builds.
+        # What the new rows require (with the extras the build closure asks of them) is
+        # locked as any row's is; a row whose closure cannot be locked is left out again,
+        # silently: the newer row still serves the builds.
         broken = _Broken()
         _close_requirements(resolver, lock, changes, broken, added)
+        closing = list(lock.components)
         broken.prune(lock)
+        # only what this pass locked is left out: a row the lock already had (another
+        # user's, reached here with an extra that cannot be met) stays for that user
+        kept = {id(c) for c in lock.components}
+        lock.components = [c for c in closing if id(c) in kept or id(c) in before]
 
 
 def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
-                tried: set[tuple[str, str]]) -> list[LockedComponent]:
+                tried: set[tuple[str, str]], closed: set[tuple[str, str, frozenset[str]]],
+                ) -> list[tuple[LockedComponent, frozenset[str]]]:
     """Walk the build closure (build requirements of every row, recorded dynamic ones
     included, then through Requires-Dist under the union of the interpreters' markers);
-    lock a row every interpreter admits where the one the closure took is not; the new
-    rows."""
+    lock a row every interpreter admits where the one the closure took is not. What to
+    close now: the new rows, and a row the walk reached with extras (``helper[fast]``)
+    not closed with them yet (the main closure locks an extra's requirements only for
+    the row it took, and an older row's extra may ask for other versions)."""
     rows: dict[str, list[LockedComponent]] = {}
     for c in lock.components:
         rows.setdefault(c.key, []).append(c)
@@ -822,7 +845,7 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
                 lines, resolver.envs, f"{c.name} {c.version}")]
         except FactoryError:  # the closure walk reported it
             continue
-    added: list[LockedComponent] = []
+    added: list[tuple[LockedComponent, frozenset[str]]] = []
     walked: set[tuple[str, str, frozenset[str]]] = set()
     while queue:
         parent, req, kind = queue.pop(0)
@@ -838,12 +861,17 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
             tried.add((key, str(req.specifier)))
             row = _lock_every(resolver, lock, changes, parent, req, kind)
             if row is not None:
-                added.append(row)
                 rows[key].append(row)
+                closed.add((row.key, row.version, frozenset()))
+                added.append((row, frozenset()))
         row = row or matching[0]
-        if (row.key, row.version, frozenset(req.extras)) in walked:
+        extras = frozenset(req.extras)
+        if (row.key, row.version, extras) in walked:
             continue
-        walked.add((row.key, row.version, frozenset(req.extras)))
+        walked.add((row.key, row.version, extras))
+        if extras and (row.key, row.version, extras) not in closed:
+            closed.add((row.key, row.version, extras))
+            added.append((row, extras))
         try:
             queue += [(row, r, "runtime") for r in parse_requirements(
                 row.requires_dist, resolver.envs, f"{row.name} {row.version}", req.extras)]
