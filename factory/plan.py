@@ -289,15 +289,19 @@ class _Graph:
         Requires-Python admits interpreter ``tag``; the newest satisfying it when none
         does (that build then fails and says why). The lock keeps an older row every
         interpreter admits beside a newer one for build environments
-        (factory.lock.resolve.serve_every_interpreter)."""
+        (factory.lock.resolve.serve_every_interpreter). Only where there is such a
+        choice is an sdist read (and fetched when it is not cached)."""
         newest = self.lock.find(key, spec)
         if newest is None or len(self.settings.pythons) < 2:
+            return newest
+        others = [c for c in self.lock.components if c.key == key and c is not newest
+                  and spec.contains(c.version, prereleases=True)]
+        if not others:
             return newest
         python = self.versions.get(tag, self.settings.python_version)
         if self._admits(newest, python):
             return newest
-        older = [c for c in self.lock.components if c.key == key and c is not newest
-                 and spec.contains(c.version, prereleases=True) and self._admits(c, python)]
+        older = [c for c in others if self._admits(c, python)]
         return max(older, key=lambda c: Version(c.version), default=newest)
 
     def _admits(self, locked: LockedComponent, python: str) -> bool:
@@ -305,19 +309,29 @@ class _Graph:
         if nid not in self._requires_python:
             self._requires_python[nid] = _sdist_requires_python(self.settings, locked)
         requires = self._requires_python[nid]
+        if requires is _UNFETCHABLE:
+            return False  # its own build cannot fetch it either: an older row serves
         try:
             return not requires or SpecifierSet(requires).contains(python, prereleases=True)
         except InvalidSpecifier:
             return False
 
 
+_UNFETCHABLE = "\0unfetchable"  # no Requires-Python reads so: not a specifier
+
+
 def _sdist_requires_python(settings: Settings, locked: LockedComponent) -> str | None:
-    """The cached sdist's Requires-Python (bounded reads of PKG-INFO or pyproject); None
-    when it says none or is not cached (every interpreter is then taken to admit it)."""
+    """The verified sdist's Requires-Python (bounded reads of PKG-INFO or pyproject),
+    fetched when it is not cached yet: one not cached (another machine, a cleared cache,
+    an intake run that fetched only what it names) was taken to admit every interpreter,
+    and 3.11's environment got a row whose build then refuses 3.11. None: it says none;
+    _UNFETCHABLE: it cannot be had (the executor's fetch of it fails the same way)."""
     from factory.build.variants import sdist_requires_python  # it imports this module
 
-    path = cache.cache_path(settings, locked.sdist.sha256, locked.sdist.filename)
-    return sdist_requires_python(path) if path.is_file() else None
+    try:
+        return sdist_requires_python(cache.fetch(settings, locked.sdist))
+    except FactoryError:
+        return _UNFETCHABLE
 
 
 def _backend_path(settings: Settings, locked: LockedComponent) -> str:

@@ -417,3 +417,53 @@ def test_a_corrupt_dynamic_record_does_not_break_the_plan(
     remember_dynamic(project, demo, ["helper"], "sha256:image")
     assert make_plan(project, ["demo"]).nodes["demo==1.0.0"].dynamic == ["helper"]
     assert json.loads(path.read_text())["dynamic"] == ["helper"]
+
+
+# -- the plan's pick on a cold cache ----------------------------------------------------------
+
+def _cold(settings: Settings, lock: Any, key: str, version: str) -> None:
+    """Take ``key`` ``version``'s sdist out of the cache (another machine, a cleared cache,
+    an intake run that fetched only the names it builds)."""
+    from factory.upstream import cache
+
+    row = lock.get(key, version)
+    assert row is not None
+    path = cache.cache_path(settings, row.sdist.sha256, row.sdist.filename)
+    assert path.is_file()
+    path.unlink()
+
+
+def test_a_newer_row_not_yet_cached_is_judged_by_its_sdist_not_taken_to_admit_all(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """helper 2.0's sdist is not cached when the plan picks: it was taken to admit every
+    interpreter, so 3.11's environment got 2.0 (its build then refused) though 1.0 is
+    locked for it. The plan fetches the verified sdist to judge, as the executor does."""
+    _tooled(project, upstream)
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    _cold(settings, lock, "helper", "2.0.0")
+    demo = make_plan(settings, ["demo"]).nodes["demo==1.0.0"]
+    assert "helper==1.0.0" in demo.env_for("cp311")
+    assert "helper==2.0.0" in demo.env_for("cp313")
+
+
+def test_a_newer_row_upstream_no_longer_serves_leaves_the_older_one_to_every_interpreter(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """helper 2.0 cannot be fetched at all (upstream took it down): its own build would
+    fail, so each environment takes the row every interpreter admits."""
+    _tooled(project, upstream)
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    _cold(settings, lock, "helper", "2.0.0")
+    upstream.projects["helper"] = [r for r in upstream.projects["helper"]
+                                   if "2.0.0" not in r.path.name]
+    plan = make_plan(settings, ["demo"])
+    demo = plan.nodes["demo==1.0.0"]
+    assert "helper==1.0.0" in demo.env_for("cp311")
+    assert "helper==1.0.0" in demo.env_for("cp313")
