@@ -60,6 +60,7 @@ never judged); each pass walked upstream for every request left to a human.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -594,7 +595,12 @@ def _damage(settings: Settings, how: str) -> None:
     for journal in ("-wal", "-shm"):  # SQLite would read the pages back from its WAL
         Path(f"{path}{journal}").unlink(missing_ok=True)
     if how == "garbage":
-        path.write_bytes(b"this is not a database\x00" * 100)
+        # A new file, not the old one overwritten: a connection of the dropped engine,
+        # closed when it is collected, checkpoints its WAL into the file it has open and
+        # wrote a valid database back over the garbage (the CI runs that answered 200).
+        garbage = path.with_name(path.name + ".garbage")
+        garbage.write_bytes(b"this is not a database\x00" * 100)
+        os.replace(garbage, path)
     elif how == "directory":
         path.mkdir()
 
