@@ -467,3 +467,59 @@ def test_a_newer_row_upstream_no_longer_serves_leaves_the_older_one_to_every_int
     demo = plan.nodes["demo==1.0.0"]
     assert "helper==1.0.0" in demo.env_for("cp311")
     assert "helper==1.0.0" in demo.env_for("cp313")
+
+
+def test_a_re_lock_on_a_cold_cache_keeps_the_every_row(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """The listing says nothing of helper 2.0's Requires-Python, its PKG-INFO >=3.12;
+    a re-lock where the sdists are not cached (another machine, a cleared cache) must
+    write the same lock: 3.11's row stays."""
+    _tooled(project, upstream)
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12", listed=None)
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+    first = settings.lock_path.read_bytes()
+    for row in lock.components:
+        _cold(settings, lock, row.key, row.version)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+    assert settings.lock_path.read_bytes() == first
+
+
+def test_a_kept_every_row_upstream_yanks_moves_on_a_re_lock(
+        project: Settings, upstream: LocalUpstream) -> None:
+    _tooled(project, upstream)
+    first = upstream.add("helper", "1.0.0", build_requires=[], backend="x")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+    _release(upstream, "helper", "1.0.1")
+    first.yanked = "broken"
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.1", "2.0.0"]
+
+
+def test_a_bad_line_a_backend_recorded_does_not_hide_the_static_build_closure(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """demo's backend reported, at build time, a line that is no requirement: the lock's
+    walk dropped all of demo's build requirements with it (backend, so helper), and 3.11
+    lost its row. Only the bad line is left out."""
+    from factory.plan import remember_dynamic
+
+    _tooled(project, upstream)
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+    demo = lock.primary("demo")
+    assert demo is not None
+    remember_dynamic(settings, demo, ["not a requirement!!"], "sha256:image")
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]

@@ -840,11 +840,8 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
     queue: list[tuple[LockedComponent, Requirement, str]] = []
     for c in lock.components:
         lines = (*c.build_requires, *c.build_pins, *(recorded_dynamic(resolver.settings, c) or ()))
-        try:
-            queue += [(c, r, "build") for r in parse_requirements(
-                lines, resolver.envs, f"{c.name} {c.version}")]
-        except FactoryError:  # the closure walk reported it
-            continue
+        queue += [(c, r, "build") for r in _each_requirement(
+            lines, resolver.envs, f"{c.name} {c.version}")]
     added: list[tuple[LockedComponent, frozenset[str]]] = []
     walked: set[tuple[str, str, frozenset[str]]] = set()
     while queue:
@@ -872,12 +869,24 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
         if extras and (row.key, row.version, extras) not in closed:
             closed.add((row.key, row.version, extras))
             added.append((row, extras))
-        try:
-            queue += [(row, r, "runtime") for r in parse_requirements(
-                row.requires_dist, resolver.envs, f"{row.name} {row.version}", req.extras)]
-        except FactoryError:
-            continue
+        queue += [(row, r, "runtime") for r in _each_requirement(
+            row.requires_dist, resolver.envs, f"{row.name} {row.version}", req.extras)]
     return added
+
+
+def _each_requirement(lines: Iterable[str], envs: Sequence[Mapping[str, str]], origin: str,
+                      extras: Iterable[str] = ()) -> list[Requirement]:
+    """``parse_requirements`` line by line, a line that cannot be read left out alone:
+    the main closure vetted the locked rows' own lines, but not what a backend recorded
+    at build time, and one bad recorded line hid every static build requirement of its
+    component from this walk (3.11 lost its row)."""
+    found: list[Requirement] = []
+    for line in lines:
+        try:
+            found += parse_requirements([line], envs, origin, extras)
+        except FactoryError:  # the closure or the build that recorded it says why
+            continue
+    return found
 
 
 def _lock_every(resolver: Resolver, lock: Lock, changes: list[Change], parent: LockedComponent,
