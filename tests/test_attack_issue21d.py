@@ -523,3 +523,40 @@ def test_a_bad_line_a_backend_recorded_does_not_hide_the_static_build_closure(
     remember_dynamic(settings, demo, ["not a requirement!!"], "sha256:image")
     lock, _ = lock_stage(settings)
     assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+
+
+def test_a_row_another_build_tool_locked_serves_without_a_second_one(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """backend wants helper<2 (1.0 locked by the closure), backend2 any helper (2.0):
+    1.0 already serves every interpreter, so no other row is added, and 3.11's
+    environment of demo2 takes it."""
+    _tooled(project, upstream, "helper<2")
+    upstream.add("backend2", "1.0.0", build_requires=[], backend="x", requires=["helper"])
+    factories.recipe(project.root, "backend2", 'kind = "build-tool"\n')
+    upstream.add("demo2", "1.0.0", build_requires=["backend2"], backend="backend2")
+    factories.recipe(project.root, "demo2")
+    _release(upstream, "helper", "0.9.0")
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "helper") == ["1.0.0", "2.0.0"]
+    plan = make_plan(settings, ["demo", "demo2"])
+    assert "helper==1.0.0" in plan.nodes["demo2==1.0.0"].env_for("cp311")
+    assert "helper==2.0.0" in plan.nodes["demo2==1.0.0"].env_for("cp313")
+    assert "helper==1.0.0" in plan.nodes["demo==1.0.0"].env_for("cp313")
+
+
+def test_a_requirement_only_3_11_has_gets_the_row_3_11_admits(
+        project: Settings, upstream: LocalUpstream) -> None:
+    _tooled(project, upstream, 'helper; python_version < "3.12"')
+    _release(upstream, "helper", "1.0.0")
+    _release(upstream, "helper", "2.0.0", sdist=">=3.12")
+    factories.recipe(project.root, "helper", 'track = "any"\n')
+    settings = _both(project)
+    lock, _ = lock_stage(settings)
+    assert "1.0.0" in _versions(lock, "helper")
+    demo = make_plan(settings, ["demo"]).nodes["demo==1.0.0"]
+    assert "helper==1.0.0" in demo.env_for("cp311")
+    assert not any(e.startswith("helper==") for e in demo.env_for("cp313"))
