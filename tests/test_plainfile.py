@@ -32,3 +32,19 @@ def test_anything_else_is_refused_saying_why(tmp_path: Path, make: object, why: 
     with pytest.raises(NotPlain) as refused:
         read_plain(path, 5)
     assert refused.value.why == why
+
+
+def test_a_link_the_operator_chose_is_followed_only_when_asked(tmp_path: Path) -> None:
+    """A pinned trust file may be a link the auditor made; what it names must still be a
+    regular file within the limit (a FIFO behind the link never blocks the reader)."""
+    (tmp_path / "root.json").write_bytes(b"{}")
+    (tmp_path / "link").symlink_to(tmp_path / "root.json")
+    with pytest.raises(NotPlain, match="symbolic link"):
+        read_plain(tmp_path / "link", 10)
+    assert read_plain(tmp_path / "link", 10, follow_links=True) == b"{}"
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "to-fifo").symlink_to(tmp_path / "fifo")
+    with pytest.raises(NotPlain, match="not a regular file"):
+        read_plain(tmp_path / "to-fifo", 10, follow_links=True)
+    (tmp_path / "dangling").symlink_to(tmp_path / "absent")
+    assert read_plain(tmp_path / "dangling", 10, follow_links=True) is None

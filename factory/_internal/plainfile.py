@@ -23,13 +23,16 @@ class NotPlain(Exception):
         self.errno = code  # the OSError's, when it was one (ENOTDIR: a part is a file)
 
 
-def read_plain(path: str | os.PathLike[str], limit: int) -> bytes | None:
+def read_plain(path: str | os.PathLike[str], limit: int, *,
+               follow_links: bool = False) -> bytes | None:
     """The bytes of the regular file at ``path`` (at most ``limit``); None when there is
     nothing there (a part of the path that is a file is NotPlain: something is wrong);
     NotPlain for a link, anything but a regular file, more than ``limit``
-    bytes, or a file that cannot be read."""
+    bytes, or a file that cannot be read. ``follow_links``: a link is followed (a path
+    the operator chose, e.g. a pinned trust file), the rest holds for what it names."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:

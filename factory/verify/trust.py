@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,7 @@ from sigstore_models.trustroot import v1 as trustroot_v1
 if TYPE_CHECKING:
     from sigstore._internal.timestamp import TimestampVerificationResult
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.attest.keys import SCHEME
 from factory.config import Settings
 from factory.errors import VerificationError
@@ -238,19 +237,11 @@ def _read_once(path: Path, what: str) -> bytes:
     """The bytes of the regular file at ``path`` (a link the auditor made is followed),
     opened without blocking (a FIFO swapped in after ``pick``), at most _TRUST_LIMIT."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise TrustError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
-        os.close(fd)
-        raise TrustError(f"the {what} {path} is not a regular file")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(_TRUST_LIMIT + 1)
-        except OSError as exc:
-            raise TrustError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if len(data) > _TRUST_LIMIT:
-        raise TrustError(f"the {what} {path} is larger than {_TRUST_LIMIT >> 20} MiB")
+        data = read_plain(path, _TRUST_LIMIT, follow_links=True)
+    except NotPlain as exc:
+        raise TrustError(f"the {what} {path}: {exc.why}") from None
+    if data is None:
+        raise TrustError(f"the {what} {path} does not exist")
     return data
 
 
