@@ -760,11 +760,18 @@ def _lock_requirement(resolver: Resolver, lock: Lock, changes: list[Change],
     reason = f"{kind} requirement of {entry.name} {entry.version} ({req})"
     extra, why = resolver.pin(found, reason, req.specifier or None)
     lock.components.append(extra)
-    if why.startswith(ACCEPTED):
-        changes.append(Change(key, extra.version, extra.version, why))
-    elif why != ALARMED and not resolver.previous.get(key, extra.version):
-        changes.append(Change(key, None, extra.version, reason))
+    _note_change(resolver, changes, extra, why, reason)
     return extra
+
+
+def _note_change(resolver: Resolver, changes: list[Change], entry: LockedComponent,
+                 why: str, reason: str) -> None:
+    """What a newly locked row changed, for the lock's report: an upstream change the
+    operator accepted, or a row the previous lock did not hold."""
+    if why.startswith(ACCEPTED):
+        changes.append(Change(entry.key, entry.version, entry.version, why))
+    elif why != ALARMED and not resolver.previous.get(entry.key, entry.version):
+        changes.append(Change(entry.key, None, entry.version, reason))
 
 
 # -- build environments serve every interpreter ---------------------------------------
@@ -933,10 +940,7 @@ def _lock_every(resolver: Resolver, lock: Lock, changes: list[Change], parent: L
     if lock.get(key, entry.version) is not None:
         return None
     lock.components.append(entry)
-    if why.startswith(ACCEPTED):
-        changes.append(Change(key, entry.version, entry.version, why))
-    elif why != ALARMED and not resolver.previous.get(key, entry.version):
-        changes.append(Change(key, None, entry.version, reason))
+    _note_change(resolver, changes, entry, why, reason)
     return entry
 
 
