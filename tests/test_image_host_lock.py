@@ -125,3 +125,33 @@ def test_two_runs_build_one_interpreter_once(tmp_path: Path,
     second.join(60)
     assert built == ["tree 1"]
     assert got == {"first": "tree 1", "second": "tree 1"}
+
+
+def test_a_run_waiting_for_another_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Making the image or a CPython takes minutes: the run that waits says why, once."""
+    from factory._internal.hostlock import host_lock
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    entered = threading.Event()
+
+    def second() -> None:
+        with host_lock("interpreter-3.13-abc"):
+            entered.set()
+
+    with caplog.at_level("WARNING", logger="factory._internal.hostlock"):
+        with host_lock("interpreter-3.13-abc"):
+            waiting = threading.Thread(target=second)
+            waiting.start()
+            for _ in range(6000):  # until the second run has said it waits
+                if caplog.records:
+                    break
+                threading.Event().wait(0.01)
+            assert not entered.is_set()
+        waiting.join(60)
+    assert entered.is_set()
+    assert [r.getMessage() for r in caplog.records] == [
+        "waiting for another run on this host that is making interpreter-3.13-abc"]
+    with host_lock("interpreter-3.13-abc"):  # free: taken without a word
+        pass
+    assert len(caplog.records) == 1

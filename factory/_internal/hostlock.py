@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import stat
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from factory.errors import FileSystemError, one_line
+
+_log = logging.getLogger(__name__)
 
 _HINT = ("point XDG_CACHE_HOME at a directory of your own (or remove the odd entry); "
          "the factory keeps its host locks in <cache>/factory/locks")
@@ -80,7 +83,11 @@ def host_lock(name: str) -> Iterator[None]:
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             raise FileSystemError(f"the host lock {one_line(str(path), 200)} is not a "
                                   "regular file of this user", _HINT)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # say why the run stands still (it may be minutes)
+            _log.warning("waiting for another run on this host that is making %s", name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
