@@ -4,8 +4,11 @@ release whose requirements can be met (issue 17), against the local upstream."""
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import json
 import tomllib
+import zipfile
 
 import pytest
 
@@ -308,6 +311,34 @@ def test_an_sdist_shipping_prebuilt_files_needs_a_human_with_the_line_to_add(
     assert need.key == "bins" and "ships prebuilt" in need.problem
     assert 'allow_prebuilt = ["src/_speed.so", "tests/data/*"]' in need.hint
     assert not (project.recipes_dir / "bins.toml").exists()
+
+
+def test_following_the_prebuilt_hint_admits_every_file_it_named(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """Twelve prebuilt files in nine directories (Django's test eggs and zips): the hint
+    once named only its first eight entries, so a user who pasted it met the next file.
+    It now covers them all, with directories nearer the top past eight entries."""
+    build_tools(upstream, project)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("module.py", "VALUE = 1\n")
+    egg = packed.getvalue()
+    names = ["tests/app_loading/eggs/a.egg", "tests/app_loading/eggs/b.egg",
+             "tests/app_loading/eggs/c.egg", "tests/fixtures/fixtures/f4.json.zip",
+             "tests/fixtures/fixtures/f5.json.zip", "tests/template_tests/eggs/t.egg",
+             "tests/user_commands/eggs/basic.egg", "tests/utils_tests/archives/foo.zip",
+             "tests/utils_tests/archives/lead.zip", "tests/utils_tests/eggs/test_egg.egg",
+             "tests/utils_tests/traversal_archives/win.zip", "docs/_static/x.zip"]
+    upstream.add("many", "1.0.0", files={n: egg for n in names})
+    (need,) = add(project, ["many"]).needs_human
+    line = need.hint.split(": ", 1)[1]
+    assert line.startswith("allow_prebuilt = ")
+    globs = json.loads(line.removeprefix("allow_prebuilt = "))
+    assert len(globs) <= 8 and "*" not in globs
+    assert all(any(fnmatch.fnmatchcase(n, g) for g in globs) for n in names), globs
+    factories.recipe(project.root, "many", f"{line}\n")
+    report = add(project, ["many"])
+    assert report.ok and not report.needs_human, report
 
 
 def test_the_licenses_of_every_release_taken_are_approved(project: Settings,

@@ -176,16 +176,31 @@ def prebuilt_files(scan: SdistScan, contents: WheelContents, recipe: Recipe,
 
 
 def _globs(paths: list[str], limit: int = 8) -> list[str]:
-    """Paths to allow, as few globs as say exactly them: a directory's files as
-    ``dir/*`` when it holds several, at most ``limit`` entries."""
+    """Paths to allow, as few globs as cover every one of them: a directory's files as
+    ``dir/*`` when it holds several; past ``limit`` entries, directories nearer the top
+    (fnmatch's ``*`` spans ``/``), so that following the hint admits the whole sdist
+    rather than the first few (a file at the top level stays a name of its own)."""
+    globs = _grouped(paths, depth=None)
+    for depth in (3, 2, 1):
+        if len(globs) <= limit:
+            break
+        globs = _grouped(paths, depth)
+    return globs
+
+
+def _grouped(paths: list[str], depth: int | None) -> list[str]:
+    """One entry per directory (its first ``depth`` parts; None: the whole directory)."""
     by_dir: dict[str, list[str]] = {}
     for path in paths:
-        by_dir.setdefault(path.rsplit("/", 1)[0] if "/" in path else "", []).append(path)
+        parts = path.split("/")[:-1]
+        by_dir.setdefault("/".join(parts if depth is None else parts[:depth]), []).append(path)
     globs = []
     for directory, found in sorted(by_dir.items()):  # names with * ? [ stay literal
-        globs += ([f"{literal(directory)}/*"] if directory and len(found) > 2
+        coarse = depth is not None and any(f.count("/") > directory.count("/") + 1
+                                           for f in found)
+        globs += ([f"{literal(directory)}/*"] if directory and (len(found) > 2 or coarse)
                   else [literal(f) for f in found])
-    return globs[:limit]
+    return globs
 
 
 def sdist_allowances(scan: SdistScan, recipe: Recipe) -> list[Allowance]:
