@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 
 class NotPlain(Exception):
@@ -23,6 +24,26 @@ class NotPlain(Exception):
         self.errno = code  # the OSError's, when it was one (ENOTDIR: a part is a file)
 
 
+class NotRegular(OSError):
+    """What ``open_plain`` found is not a regular file (a FIFO, device, directory)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EINVAL, "not a regular file")
+
+
+def open_plain(path: str | os.PathLike[str], *, follow_links: bool = False) -> BinaryIO:
+    """The regular file at ``path``, open for reading: without blocking (a FIFO swapped
+    in) and, unless ``follow_links``, never through a link (ELOOP). OSError otherwise;
+    NotRegular for anything but a regular file. For a reader that streams; ``read_plain``
+    reads a bounded whole."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
+        os.close(fd)
+        raise NotRegular()
+    return os.fdopen(fd, "rb")
+
+
 def read_plain(path: str | os.PathLike[str], limit: int, *,
                follow_links: bool = False) -> bytes | None:
     """The bytes of the regular file at ``path`` (at most ``limit``); None when there is
@@ -30,18 +51,16 @@ def read_plain(path: str | os.PathLike[str], limit: int, *,
     NotPlain for a link, anything but a regular file, more than ``limit``
     bytes, or a file that cannot be read. ``follow_links``: a link is followed (a path
     the operator chose, e.g. a pinned trust file), the rest holds for what it names."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, flags)
+        handle = open_plain(path, follow_links=follow_links)
     except FileNotFoundError:
         return None
+    except NotRegular:
+        raise NotPlain("not a regular file") from None
     except OSError as exc:
         raise NotPlain("a symbolic link" if exc.errno == errno.ELOOP
                        else f"cannot be read ({exc.strerror})", exc.errno) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
-        os.close(fd)
-        raise NotPlain("not a regular file")
-    with os.fdopen(fd, "rb") as handle:
+    with handle:
         try:
             data = handle.read(limit + 1)
         except OSError as exc:

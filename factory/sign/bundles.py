@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from sigstore_models.common.v1 import HashAlgorithm
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from factory._internal.atomic import sha256_file
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.attest.types import STATEMENT_TYPE
 from factory.errors import VerificationError
 
@@ -42,28 +41,22 @@ _ROOT_LIMIT = 16 << 20  # bytes of a trusted root file (Sigstore's public one: 7
 
 def verifier_for(trusted_root: Path) -> Verifier:
     path = Path(trusted_root).resolve()
-    try:  # without blocking (a FIFO), a regular file only
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory
-            os.close(fd)
-            raise OSError("not a regular file")
-        with os.fdopen(fd, "rb") as handle:
-            raw = handle.read(_ROOT_LIMIT + 1)
-    except OSError as exc:
-        raise VerificationError(f"cannot read the trusted root {path}: {exc}") from None
+    hint = "pass the trusted_root.json the index publishes (keys/trusted_root.json)"
+    try:  # without blocking (a FIFO), a regular file only, bounded
+        raw = read_plain(path, _ROOT_LIMIT, follow_links=True)
+    except NotPlain as exc:
+        raise VerificationError(f"cannot read the trusted root {path}: {exc.why}",
+                                hint) from None
+    if raw is None:
+        raise VerificationError(f"cannot read the trusted root {path}: no such file", hint)
     key = hashlib.sha256(raw).digest()
     known = _VERIFIERS.get(key)
     if known is not None:
         return known
     try:
-        if len(raw) > _ROOT_LIMIT:
-            raise ValueError(f"larger than {_ROOT_LIMIT >> 20} MiB")
         made = Verifier(trusted_root=TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw)))
     except (ValueError, SigstoreError) as exc:
-        raise VerificationError(
-            f"cannot load the trusted root {path}: {exc}",
-            "pass the trusted_root.json the index publishes (keys/trusted_root.json)",
-        ) from None
+        raise VerificationError(f"cannot load the trusted root {path}: {exc}", hint) from None
     if len(_VERIFIERS) >= _VERIFIERS_KEPT:
         del _VERIFIERS[next(iter(_VERIFIERS))]
     _VERIFIERS[key] = made

@@ -15,12 +15,11 @@ import glob
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from factory._internal.plainfile import NotPlain, read_plain
+from factory._internal.plainfile import NotPlain, open_plain, read_plain
 from factory.errors import VerificationError
 from factory.verify.sbom import read_json
 from factory.verify.targets import Item
@@ -41,13 +40,9 @@ def sha256_and_size(path: Path) -> tuple[str, int]:
     GiB of zeros) or fails (mem: EIO), and a file that grows while read is not one file.
     A link is followed (an auditor's own wheel may be one; the index's files are checked
     for links by the index checks)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    status = os.fstat(fd)
-    if not stat.S_ISREG(status.st_mode):  # before fdopen, which refuses a directory
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
     digest, size = hashlib.sha256(), 0
-    with os.fdopen(fd, "rb") as handle:
+    with open_plain(path, follow_links=True) as handle:
+        status = os.fstat(handle.fileno())
         while block := handle.read(min(_CHUNK, status.st_size - size + 1)):
             size += len(block)
             if size > status.st_size:

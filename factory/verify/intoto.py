@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import os
-import stat
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +27,7 @@ from in_toto.models.link import FILENAME_FORMAT as LINK_FILENAME
 from in_toto.models.link import Link
 from in_toto.models.metadata import Metadata
 
-from factory._internal.plainfile import NotPlain, read_plain
+from factory._internal.plainfile import NotPlain, open_plain, read_plain
 from factory.attest import intoto as factory_intoto
 from factory.errors import VerificationError
 from factory.verify import zipcheck
@@ -109,13 +107,10 @@ def _zip_ok(path: Path) -> bool:
     """The inspection, bounded (factory.verify.zipcheck), of the file at ``path``: opened
     without blocking (a FIFO swapped in), a regular file only."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle = open_plain(path, follow_links=True)
     except OSError:
         return False
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return False
-    with os.fdopen(fd, "rb") as handle:
+    with handle:
         return zipcheck.intact(handle)
 
 
