@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -333,3 +335,41 @@ def test_signer_is_usable_from_worker_threads(authority: Settings, tmp_path: Pat
     for path, bundle in zip(files, bundles, strict=True):
         verify_artifact(path, bundle, root, IDENTITY, ISSUER)
     assert _log(authority).size == 8
+
+
+def _raw(url: str, data: bytes, wait: float = 20.0) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as conn:
+        conn.sendall(data)
+        return conn.recv(4096)
+
+
+def test_hostile_requests_get_an_answer_and_no_traceback(
+        signed: Signed, capfd: pytest.CaptureFixture[str]) -> None:
+    """A non-numeric Content-Length was a ValueError: socketserver's traceback on the
+    operator's terminal and the connection dropped unanswered."""
+    with serve(Authority(signed.settings.authority_dir)) as url:
+        for length in (b"abc", b"-5", b"1e3", b"+2", b"0x2", b"9" * 40):
+            answer = _raw(url, b"POST /api/v1/log/entries HTTP/1.1\r\nContent-Length: "
+                          + length + b"\r\n\r\n{}")
+            assert answer.startswith(b"HTTP/1.1 400 "), (length, answer[:80])
+        for _ in range(5):  # gone before its answer: a broken pipe, which is routine
+            host, port = url.removeprefix("http://").split(":")
+            conn = socket.create_connection((host, int(port)), timeout=10)
+            conn.sendall(b"GET /api/v1/log/entries/%ff HTTP/1.1\r\n\r\n")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset, not a polite close
+        assert requests.get(f"{url}/api/v1/log", timeout=10).status_code == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err[:400]
+
+
+def test_a_silent_connection_is_closed_at_the_idle_limit(
+        signed: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    import factory.sign._authority.server as server
+
+    monkeypatch.setattr(server, "IDLE_SECONDS", 0.5)
+    with serve(Authority(signed.settings.authority_dir)) as url:
+        # half a request, then silence: the server hangs up rather than keep a thread
+        assert _raw(url, b"POST /api/v1/log/entries HTTP/1.1\r\nContent-Length: 5\r\n\r\n[1,",
+                    wait=60) == b""

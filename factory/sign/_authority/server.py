@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 from factory.sign._authority.service import Authority, RequestError
 
 MAX_BODY = 64 * 1024 * 1024  # DSSE envelopes carry whole SBOMs
+IDLE_SECONDS = 30  # a connection that sends nothing for this long is closed, not kept
+_log = logging.getLogger(__name__)
 
 
 def _handler(authority: Authority) -> type[BaseHTTPRequestHandler]:
@@ -28,6 +32,7 @@ def _handler(authority: Authority) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         server_version = "factory-authority"
         disable_nagle_algorithm = True  # headers and body go out as separate writes
+        timeout = IDLE_SECONDS  # a slow or silent client must not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # keep the test and CLI output clean; never log tokens
@@ -44,7 +49,8 @@ def _handler(authority: Authority) -> type[BaseHTTPRequestHandler]:
             self._send(status, {"code": status, "message": message})
 
         def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
+            text = self.headers.get("Content-Length") or "0"
+            length = int(text) if text.isdigit() and len(text) <= 12 else -1
             if not 0 < length <= MAX_BODY:
                 raise RequestError("request body missing or too large")
             try:
@@ -107,11 +113,27 @@ def _handler(authority: Authority) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket],
+                     client_address: Any) -> None:
+        """One log line, never socketserver's traceback on stderr: a client that went away
+        or went silent is routine, and anything else is the server's bug to report."""
+        # the exception being handled is the request's (socketserver calls this in except)
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # reset, broken pipe, the idle timeout
+            return
+        _log.error("the authority could not answer a request: %s: %s",
+                   type(exc).__name__, exc)
+
+
 @contextmanager
 def serve(authority: Authority, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run the authority on ``host:port`` (0 = a free port) for the block; yield its URL."""
-    server = ThreadingHTTPServer((host, port), _handler(authority))
-    server.daemon_threads = True
+    server = _Server((host, port), _handler(authority))
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="factory-authority", daemon=True
     )
