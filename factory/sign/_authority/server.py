@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,8 +122,6 @@ class _Server(ThreadingHTTPServer):
         """One log line, never socketserver's traceback on stderr: a client that went away
         or went silent is routine, and anything else is the server's bug to report."""
         # the exception being handled is the request's (socketserver calls this in except)
-        import sys
-
         exc = sys.exc_info()[1]
         if isinstance(exc, OSError):  # reset, broken pipe, the idle timeout
             return
