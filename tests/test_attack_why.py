@@ -18,7 +18,6 @@ import string
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,11 @@ from urllib.parse import quote, unquote
 
 import pytest
 
+from factory import why as why_module
 from factory.config import Settings, load_settings
 from factory.index import Index
 from factory.index.serve import create_app
+from factory.index.serve import files as serve_files
 from factory.index.serve.app import IndexApp
 from factory.index.serve.explain import ANSWERS
 from factory.similar import LONGEST, Matcher, Pattern, fold
@@ -194,9 +195,9 @@ def test_queries_choose_the_format_and_are_never_echoed(published: Server) -> No
 ])
 def test_odd_and_huge_accept_headers_never_500(published: Server, accept: str,
                                                json_: bool) -> None:
-    started = time.perf_counter()
+    # A hang guard, not a timing claim: the request's own 30 s socket timeout fails the
+    # test if the server never answers (media_ranges is one split per header).
     found = published.get("/simple/reqests/", accept)
-    assert time.perf_counter() - started < 5
     assert found.status in (404, 431), found.status
     if found.status == 404:
         assert found.headers["content-type"].startswith(
@@ -299,30 +300,42 @@ def _hostile_names(approved: list[str], count: int) -> list[str]:
     return names
 
 
-def test_a_flood_of_distinct_names_against_10000_approved_is_bounded(tmp_path: Path) -> None:
+def test_a_flood_of_distinct_names_against_10000_approved_is_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     approved = _random_names(10_000)
     index = Index.of(load_settings(root=tmp_path))
     _write_json(index.layout.records / "_status.json",
                 [{"name": n, "published": "1.0"} for n in approved])
     explain = IndexApp(index).explain
-    started = time.perf_counter()
     explain.knowledge()
-    built = time.perf_counter() - started
     hostile = _hostile_names(approved, 2000)
-    times = []
+    # The work of each answer, counted rather than timed: the approved names the index
+    # offers as candidates and the exact distances measured. A scan of the names (or an
+    # index that offers too much) shows here as thousands per name; seen: at most 3.
+    work = {"candidates": 0, "distances": 0}
+    real_candidates, real_distance = Matcher._candidates, Pattern.distance
+
+    def candidates(self: Matcher, key: str, bound: int) -> set[str]:
+        found = real_candidates(self, key, bound)
+        work["candidates"] += len(found)
+        return found
+
+    def distance(self: Pattern, other: str) -> int:
+        work["distances"] += 1
+        return real_distance(self, other)
+
+    monkeypatch.setattr(Matcher, "_candidates", candidates)
+    monkeypatch.setattr(Pattern, "distance", distance)
+    most = {"candidates": 0, "distances": 0}
     for name in hostile:
-        started = time.perf_counter()
+        work.update(candidates=0, distances=0)
         found = explain.answer(name)
-        times.append(time.perf_counter() - started)
+        most = {k: max(most[k], work[k]) for k in most}
         assert set(found.suggestions) <= set(approved)
         assert len(found.name) <= 201 and found.message().isprintable()
-    times.sort()
-    total, median, p99 = sum(times), times[len(times) // 2], times[int(len(times) * 0.99)]
-    print(f"\nknowledge of 10,000 names built in {built * 1e3:.0f} ms; 2,000 distinct "
-          f"hostile names: {total:.2f} s, median {median * 1e3:.2f} ms, "
-          f"p99 {p99 * 1e3:.2f} ms, max {times[-1] * 1e3:.1f} ms")
-    # Generous bounds for a loaded CI machine (measured: ~1-2 ms median, ~5 s in all).
-    assert median < 0.02 and total < 60
+    print(f"\n2,000 distinct hostile names against 10,000 approved: at most "
+          f"{most['candidates']} candidates and {most['distances']} distances a name")
+    assert most["candidates"] <= 20 and most["distances"] <= 20, most
     cached = explain._current()[1]
     assert cached.cache_info().currsize <= ANSWERS  # type: ignore[attr-defined]
 
@@ -370,7 +383,7 @@ def test_nfkc_bombs_and_unmatchable_names_do_no_distance_work(
         == ("requests",)  # one unmatchable character is still one edit
 
 
-def test_concurrent_flood_over_http_stays_404_and_fast(server: Server) -> None:
+def test_concurrent_flood_over_http_stays_404_and_ends(server: Server) -> None:
     approved = _random_names(10_000)
     server.status([{"name": n} for n in approved])
     hostile = _hostile_names(approved, 300)
@@ -382,15 +395,14 @@ def test_concurrent_flood_over_http_stays_404_and_fast(server: Server) -> None:
             if found.status not in (404, 414) or "location" in found.headers:
                 failures.append(f"{name!r}: {found.status}")
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(hostile[i::4],)) for i in range(4)]
+    threads = [threading.Thread(target=client, args=(hostile[i::4],), daemon=True)
+               for i in range(4)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    elapsed = time.perf_counter() - started
-    print(f"\n300 hostile names over HTTP, 4 clients, 10,000 approved: {elapsed:.2f} s")
-    assert not failures and elapsed < 60
+    for thread in threads:  # a hang guard (the cost per name is counted in the test above)
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads), "the flood did not end in 300 s"
+    assert not failures, failures[:5]
 
 
 # -- a hostile or damaged index directory ------------------------------------------------
@@ -463,9 +475,10 @@ def test_a_link_in_place_of_a_record_is_not_followed(server: Server, tmp_path: P
 def test_a_fifo_or_directory_in_place_of_a_record_never_hangs(server: Server,
                                                               which: str) -> None:
     os.mkfifo(server.records / which)
-    started = time.perf_counter()
+    # A hang guard: a FIFO opened for reading blocks for ever, and the request's 30 s
+    # socket timeout fails the test if the server waits on it.
     found = server.get("/simple/reqests/")
-    assert found.status == 404 and time.perf_counter() - started < 5
+    assert found.status == 404
     assert server.get("/").status in (200, 503)  # the server is still answering
     (server.records / which).unlink()
     (server.records / which).mkdir()
@@ -534,14 +547,45 @@ def test_duplicate_names_and_keys_give_one_answer(server: Server) -> None:
     assert json.loads(server.get("/simple/sux/").body)["suggestions"] == ["six"]
 
 
-def test_a_huge_status_record_is_refused_unread(server: Server) -> None:
+def test_a_huge_status_record_is_refused_unread(server: Server,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
     path = server.records / "_status.json"
     with path.open("wb") as handle:  # sparse: 65 MiB of nothing, over the 64 MiB bound
         handle.truncate(65 << 20)
-    started = time.perf_counter()
-    found = server.get("/simple/reqests/")
-    assert found.status == 404 and time.perf_counter() - started < 5
+    # "Unread" is counted, not timed: every byte the server reads from the records (it
+    # runs in this process) goes through the handles counted here.
+    read: list[int] = []
+
+    class Counted:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> Counted:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def read(self, size: int = -1) -> bytes:
+            data = self.handle.read(size)
+            read.append(len(data))
+            return data
+
+    class CountingOs:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        def fdopen(self, fd: int, *args: Any, **kwargs: Any) -> Counted:
+            return Counted(os.fdopen(fd, *args, **kwargs))
+
+    monkeypatch.setattr(serve_files, "os", CountingOs())
+    with caplog.at_level(logging.ERROR, logger="factory.index.serve"):
+        found = server.get("/simple/reqests/")
+    assert found.status == 404
     assert json.loads(found.body)["suggestions"] == []
+    assert sum(read) == 0, sum(read)
+    assert "REFUSED record _status.json: larger than" in caplog.text
 
 
 def test_the_404_reveals_nothing_the_records_do_not_say(server: Server) -> None:
@@ -716,14 +760,17 @@ def test_a_damaged_catalog_gives_one_line_never_a_traceback_or_a_hang(
     assert "_catalog.json" in err and "factory index check" in err
 
 
-def test_parse_request_bounds_the_work_before_parsing() -> None:
+def test_parse_request_bounds_the_work_before_parsing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # Broke: a 100,000-digit version reached Version() first and failed on Python's
     # integer-digit limit ("Exceeds the limit (4300 digits)...").
-    started = time.perf_counter()
+    parsed: list[str] = []  # the versions that reach Version(), counted, not timed
+    real = why_module.Version
+    monkeypatch.setattr(why_module, "Version", lambda text: parsed.append(text) or real(text))
     for text in ("requests==" + "1" * 100_000, "requests==" + "1." * 50_000,
                  "requests==1" + "0" * 64):
         with pytest.raises(ValueError, match="longer than 64"):
             parse_request(text)
-    assert time.perf_counter() - started < 0.5
+    assert parsed == []
     assert parse_request("requests==1!2.0.post1.dev2+local.7") == (
         "requests", "1!2.0.post1.dev2+local.7")
