@@ -148,6 +148,12 @@ def test_a_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "archive.zip").exists()
 
 
+# Seconds a fetch cut at its 1 s bound may take: a hang guard, not a timing claim (30 x
+# the bound; the dripping server never ends, so a fetch it holds would never return). The
+# error each test expects names the limit that cut it: that is the mechanism asserted.
+HANG_GUARD = 30
+
+
 @pytest.fixture
 def dripping() -> Iterator[str]:
     """A server that sends its status line, then one header byte every 0.1 s, forever;
@@ -198,7 +204,7 @@ def test_a_mirror_dripping_its_headers_is_cut_at_the_deadline(
     started = time.monotonic()
     with pytest.raises(AdvisoriesUnavailable, match="slower than 1 s"):
         fetch_archive(f"{dripping}/all.zip", tmp_path, seconds=1)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD
 
 
 def test_a_source_kept_unreachable_cannot_freeze_a_pass(tmp_path: Path) -> None:
@@ -310,7 +316,7 @@ def test_an_index_dripping_its_answer_is_cut_at_the_bound(
             fetcher.get(where, 1 << 20)
     finally:
         fetcher.close()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD
 
 
 def test_a_lying_content_length_is_a_failed_fetch(dripping: str) -> None:
@@ -489,7 +495,7 @@ def test_a_log_server_dripping_is_cut(dripping: str, where: str, monkeypatch) ->
     started = time.monotonic()
     with pytest.raises(VerificationError, match="no complete answer within 1"):
         source._get(f"{dripping}/{where}", 1 << 20, where)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD
 
 
 # -- hostile inputs of verify: locks, requirements files, venvs ------------------------------
@@ -709,7 +715,7 @@ def test_a_dripping_osv_api_is_cut(dripping: str, monkeypatch) -> None:  # type:
     started = time.monotonic()
     with pytest.raises(AdvisoriesUnavailable, match="no answer within 1 s"):
         advisories.AdvisoryDatabase(dripping).affecting("alpha", "1.0.0")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD
 
 
 def test_verify_says_not_checked_when_the_osv_api_fails(dripping: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -972,7 +978,7 @@ def test_the_answers_key_fetch_is_bounded_in_all(dripping: str, monkeypatch) -> 
     started = time.monotonic()
     with pytest.raises(VerificationError, match="took more than 1 seconds"):
         verify_cli._answers_key(lambda: None, None, dripping)  # type: ignore[arg-type,return-value]
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG_GUARD
 
 
 def test_a_long_chain_of_included_requirements_is_one_error(index_view, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
