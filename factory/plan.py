@@ -21,7 +21,11 @@ it (``Node.repair``); those inside that closure are built without it.
 Dynamic requirements (``get_requires_for_build_wheel``) are learnt from builds:
 a build reports what its backend asked for, the executor (factory/build/executor.py)
 adds what is missing with ``regrow`` and builds again, and the answer is cached
-per sdist (``remember_dynamic``) for the next plan.
+per sdist (``remember_dynamic``) for the next plan. A backend may answer otherwise
+under another interpreter (``cffi`` only under 3.13): a build for another interpreter
+records its own answer beside the first build's, and that interpreter's build
+environment is planned with it (``Node.dynamic_for``). The repair tools are planned
+per interpreter too (``Node.repair_for``): their markers may differ.
 
     plan = make_plan(settings, ["requests"])
     print(plan.explain())          # every node, why it is there, its build environment
@@ -64,12 +68,19 @@ class Node:
     locked: LockedComponent
     static: list[str]
     dynamic: list[str] | None = None  # None: not probed yet
+    # what another interpreter's build (tag, cp313) recorded its backend asked for, where
+    # it recorded it: that interpreter's environment is planned with it, not ``dynamic``
+    dynamics: dict[str, list[str]] = field(default_factory=dict)
     env: list[str] = field(default_factory=list)  # node ids of its build environment
     reasons: list[str] = field(default_factory=list)
     self_bootstrap: str = ""  # the backend-path, when the backend builds itself
     upstream_wheel: tuple[str, str] | None = None  # (filename, sha256) a recipe allows
     repair: list[str] = field(default_factory=list)  # node ids of the repair tools (auditwheel)
     repair_note: str = ""  # why it has no repair tools, when repair is on
+    # another interpreter's repair tools (cp313 -> node ids) where its markers make them
+    # differ from ``repair``; or why they cannot be planned (its builds fail alone)
+    repairs: dict[str, list[str]] = field(default_factory=dict)
+    repair_problems: dict[str, PlanError] = field(default_factory=dict)
     problem: PlanError | None = None  # why its environment cannot be planned (fails alone)
     # Another interpreter's build environment (interpreter tag, cp313 -> node ids), where
     # its markers make it differ from ``env`` (the image's 3.11's); or why it cannot be
@@ -91,7 +102,19 @@ class Node:
 
     def deps_for(self, tag: str) -> list[str]:
         """``deps`` of its build for interpreter ``tag``."""
-        return [d for d in (*self.env_for(tag), *self.repair) if d != self.id]
+        return [d for d in (*self.env_for(tag), *self.repair_for(tag)) if d != self.id]
+
+    def repair_for(self, tag: str) -> list[str]:
+        """The repair tools of its build for interpreter ``tag``; PlanError when that
+        interpreter's cannot be planned."""
+        if tag in self.repair_problems:
+            raise self.repair_problems[tag]
+        return self.repairs.get(tag, self.repair)
+
+    def dynamic_for(self, tag: str) -> list[str] | None:
+        """What its backend asks for under interpreter ``tag`` ("": the first build's):
+        that interpreter's own recorded answer, else the first build's."""
+        return self.dynamics.get(tag, self.dynamic) if tag else self.dynamic
 
     @property
     def id(self) -> str:
@@ -120,6 +143,10 @@ class Plan:
                                                                        or "none")
             lines.append(f"       build env: {', '.join(node.env) or 'empty'}; "
                          f"dynamic requires: {dynamic}")
+            for tag, asked in sorted(node.dynamics.items()):
+                if asked != node.dynamic:
+                    lines.append(f"       dynamic requires for {tag}: "
+                                 f"{', '.join(asked) or 'none'}")
             for tag, env in sorted(node.envs.items()):
                 lines.append(f"       build env for {tag}: {', '.join(env) or 'empty'}")
             for tag, problem in sorted(node.env_problems.items()):
@@ -148,7 +175,8 @@ class Plan:
                 for nid, node in self.nodes.items() if node.problem}
 
     def _explain_repair(self) -> list[str]:
-        tools = next((n.repair for n in self.nodes.values() if n.repair), [])
+        found = next((n for n in self.nodes.values() if n.repair), None)
+        tools = found.repair if found else []
         notes: dict[str, list[str]] = {}
         for nid in self.order:
             if self.nodes[nid].repair_note:
@@ -157,6 +185,11 @@ class Plan:
         if tools:
             lines.append("native wheels are repaired to a manylinux tag after their build with "
                          + ", ".join(tools))
+        for tag, other in sorted(found.repairs.items()) if found else ():
+            lines.append(f"  for {tag} with {', '.join(other) or 'nothing'}")
+        for tag, problem in sorted(found.repair_problems.items()) if found else ():
+            lines.append(f"  not repaired for {tag}: "
+                         + problem.diagnostics().removeprefix("error: "))
         lines += [f"not repaired ({note}): {', '.join(ids)}" for note, ids in notes.items()]
         return lines
 
@@ -241,6 +274,8 @@ class _Graph:
             else:
                 node.self_bootstrap = _backend_path(self.settings, locked)
                 node.dynamic = _cached_dynamic(self.settings, locked)
+                node.dynamics = {tag: found for tag in self.others if (
+                    found := recorded_dynamic(self.settings, locked, tag)) is not None}
             self.nodes[nid] = node
         if reason not in node.reasons:
             node.reasons.append(reason)
@@ -251,7 +286,8 @@ class _Graph:
         interpreter ``tag`` (default: the image's 3.11)."""
         origin = f"{node.name} {node.version}" + (f" for {tag}" if tag else "")
         wanted: dict[str, list[Requirement]] = {}
-        queue = self.requirements([*node.static, *(node.dynamic or [])], origin, tag=tag)
+        queue = self.requirements([*node.static, *(node.dynamic_for(tag) or [])], origin,
+                                  tag=tag)
         chosen: dict[str, LockedComponent] = {}
         while queue:
             req = queue.pop(0)
@@ -438,8 +474,19 @@ def _expand_env(graph: _Graph, pending: list[Node]) -> None:
                 pending.append(child)
 
 
-def _repair_closure(graph: _Graph) -> tuple[list[LockedComponent], set[str]] | None:
-    """auditwheel's run-time closure, and the ids of every node needed to build it."""
+@dataclass
+class _RepairClosure:
+    """auditwheel's run-time closure per interpreter ("": the image's 3.11; another tag
+    where its markers make it differ, or why it cannot be planned), and the ids of every
+    node needed to build any of them."""
+
+    closure: list[LockedComponent]
+    others: dict[str, list[LockedComponent]]
+    problems: dict[str, PlanError]
+    builders: set[str]
+
+
+def _repair_closure(graph: _Graph) -> _RepairClosure | None:
     tool = graph.lock.find(REPAIR_TOOL)
     if tool is None:
         return None
@@ -447,10 +494,20 @@ def _repair_closure(graph: _Graph) -> tuple[list[LockedComponent], set[str]] | N
     wanted = Node(tool.name, tool.version, tool.kind, tool, static=[f"{tool.key}=={tool.version}"],
                   dynamic=[])
     closure = graph.environment(wanted)
-    for comp in closure:
+    others: dict[str, list[LockedComponent]] = {}
+    problems: dict[str, PlanError] = {}
+    for tag in graph.others:  # a tool's dependency may be marked for 3.12+ only
+        try:
+            other = graph.environment(wanted, tag)
+        except PlanError as exc:  # that interpreter's native builds alone fail
+            problems[tag] = exc
+            continue
+        if other != closure:
+            others[tag] = other
+    for comp in [*closure, *(c for other in others.values() for c in other)]:
         scratch.add(comp, "")
     _expand(scratch)
-    return closure, set(scratch.nodes)
+    return _RepairClosure(closure, others, problems, set(scratch.nodes))
 
 
 def _attach_repair(graph: _Graph) -> list[Node]:
@@ -461,18 +518,25 @@ def _attach_repair(graph: _Graph) -> list[Node]:
     if found is None:
         for node in graph.nodes.values():
             node.repair, node.repair_note = [], REPAIR_NOT_LOCKED
+            node.repairs, node.repair_problems = {}, {}
         return []
-    closure, builders = found
-    tools = [node_id(c.name, c.version) for c in closure]
+    builders = found.builders
+    tools = [node_id(c.name, c.version) for c in found.closure]
+    others = {tag: [node_id(c.name, c.version) for c in other]
+              for tag, other in found.others.items()}
     users = [n for n in graph.nodes.values() if n.id not in builders and n.upstream_wheel is None]
     for node in graph.nodes.values():
-        node.repair, node.repair_note = [], ""
+        node.repair, node.repair_note, node.repairs, node.repair_problems = [], "", {}, {}
         if node.id in builders and node.upstream_wheel is None:
             node.repair_note = f"built before {REPAIR_TOOL}, whose own build needs it"
     for node in users:
         node.repair = list(tools)
+        node.repairs = {tag: list(ids) for tag, ids in others.items()}
+        node.repair_problems = dict(found.problems)
     added = []
-    for comp in closure if users else []:
+    every = [*found.closure, *(c for other in found.others.values() for c in other
+                               if c not in found.closure)]
+    for comp in every if users else []:
         known = node_id(comp.name, comp.version) in graph.nodes
         child = graph.add(comp, f"repairs native wheels after their build ({REPAIR_TOOL})")
         if not known:
@@ -511,9 +575,14 @@ def _cached_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | 
 
 
 def remember_dynamic(settings: Settings, locked: LockedComponent, dynamic: list[str],
-                     image_id: str) -> None:
-    """Cache what a build of ``locked`` reported its backend asked for."""
-    write_json(dynamic_requires_path(settings, locked), {
+                     image_id: str, tag: str = "") -> None:
+    """Cache what a build of ``locked`` reported its backend asked for: its first
+    build's (``tag`` ""; the record as it has always been), or a build's for interpreter
+    ``tag`` (cp313), in a record of its own beside it."""
+    record: dict[str, object] = {
         "component": node_id(locked.name, locked.version), "dynamic": dynamic,
         "builder_image_id": image_id,
-    })
+    }
+    if tag:
+        record["interpreter"] = tag
+    write_json(dynamic_requires_path(settings, locked, tag), record)

@@ -13,7 +13,10 @@ fails, or an interpreter that cannot be had, fails that variant alone. The input
 a node (its verified and patched source tree, the wheels of its environment, the kit,
 the builder image) are made once per run and shared by the builds running in
 threads. A build whose backend asks for requirements its environment lacks makes the
-plan grow (``plan.regrow``) and is built again once they are built.
+plan grow (``plan.regrow``) and is built again once they are built; a variant too (a
+backend may ask for more under 3.13): its answer is recorded for its interpreter, what
+it names is added to that interpreter's build environment, built, and the variant
+built again.
 
     the_plan = make_plan(settings, ["requests"])
     outcome = run_plan(settings, the_plan)
@@ -482,8 +485,8 @@ class _Executor:
         wheel = self._wheel if python is None else functools.partial(self._wheel_for,
                                                                      tag=python.tag)
         wheels = [wheel(d) for d in env if d != node.id]
-        inputs = self.session.inputs(node, wheels, [wheel(d) for d in node.repair],
-                                     python=python)
+        repair = node.repair if python is None else node.repair_for(python.tag)
+        inputs = self.session.inputs(node, wheels, [wheel(d) for d in repair], python=python)
         existing = _up_to_date(self.session, inputs)
         if existing is not None:
             return existing
@@ -493,23 +496,41 @@ class _Executor:
         return self.wrap(node, functools.partial(self._build_fresh, node, inputs))
 
     def _build_fresh(self, node: Node, inputs: builder.BuildInputs) -> BuildRecord:
+        # a first build by another interpreter (3.11 excluded) records its answer for
+        # that one too, so a record an earlier build left for it is not planned with
+        tag = inputs.interpreter.tag if inputs.interpreter is not None else ""
         try:
             record = self.builder(self.settings, inputs)
         except builder.MissingRequirementsError as exc:
             node.dynamic = exc.requires.dynamic
             remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image.id)
+            if tag:
+                self._learn(node, tag, exc.requires.dynamic, inputs)
             raise
         if node.dynamic is None:
             node.dynamic = list(record.builder_settings["build_requires"]["dynamic"])
             remember_dynamic(self.settings, node.locked, node.dynamic, inputs.image.id)
+        if tag:
+            self._learn(node, tag, _asked(record), inputs)
         return record
+
+    def _learn(self, node: Node, tag: str, dynamic: list[str] | None,
+               inputs: builder.BuildInputs) -> None:
+        """What ``node``'s backend asked for under interpreter ``tag`` (its build of
+        ``inputs``), recorded for it when it is not what that interpreter's environment
+        was planned with."""
+        if dynamic is not None and dynamic != node.dynamic_for(tag):
+            node.dynamics[tag] = list(dynamic)
+            remember_dynamic(self.settings, node.locked, node.dynamics[tag], inputs.image.id,
+                             tag)
 
     # -- variants: a native node again for each other interpreter --------------------
 
     def build_variant(self, variant: Variant) -> BuildRecord:
         node, tag = variant.node, variant.python.tag
-        wheels = [self.variants.wheel(d, tag) for d in node.env_for(tag) if d != node.id]
-        tools = [self.variants.wheel(d, tag) for d in node.repair]
+        env = self.built_with[variant.id] = list(node.env_for(tag))
+        wheels = [self.variants.wheel(d, tag) for d in env if d != node.id]
+        tools = [self.variants.wheel(d, tag) for d in node.repair_for(tag)]
         inputs = self.session.inputs(node, [w for w in wheels if isinstance(w, Path)],
                                      [w for w in tools if isinstance(w, Path)],
                                      python=variant.python, variant=True)
@@ -518,24 +539,33 @@ class _Executor:
             return existing
         if inputs.repair_tools:
             inputs = replace(inputs, patchelf=self.session.patchelf(inputs.image))
-        return self.wrap(node, functools.partial(self._build_variant, inputs))
+        return self.wrap(node, functools.partial(self._build_variant, node, tag, inputs))
 
-    def _build_variant(self, inputs: builder.BuildInputs) -> BuildRecord:
+    def _build_variant(self, node: Node, tag: str, inputs: builder.BuildInputs) -> BuildRecord:
+        # Its environment was planned with this interpreter's markers and with what its
+        # backend asked for under it (recorded by an earlier build for it), else under
+        # its first build's interpreter: a backend that asks for more here is grown as
+        # a first build is (collect_variant).
         try:
-            return self.builder(self.settings, inputs)
+            record = self.builder(self.settings, inputs)
         except builder.MissingRequirementsError as exc:
-            # Its static requirements were resolved with this interpreter's markers; its
-            # dynamic ones are what its first build's backend asked for. A backend that
-            # asks for more under another interpreter is not grown here.
-            raise BuildError(f"{exc.message} (for {inputs.python_tag}: its backend asks "
-                             "for more than its first build's did; the plan learns dynamic "
-                             "requirements from the first build only)", exc.hint) from None
+            self._learn(node, tag, exc.requires.dynamic, inputs)
+            raise
+        self._learn(node, tag, _asked(record), inputs)
+        return record
 
     def grow(self, node: Node) -> None:
         """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
         python = self.variants.firsts.get(node.id)
         regrow(self.settings, self.lock, self.plan, node, self.built_with[node.id],
                python.tag if python is not None else "")
+
+    def grow_variant(self, variant: Variant) -> None:
+        """A variant's backend asked for more under its interpreter: add the nodes of
+        that interpreter's new environment (built as any node is, and for it), and the
+        variant waits for them (Variants.ready). PlanError when they are not locked."""
+        regrow(self.settings, self.lock, self.plan, variant.node,
+               self.built_with[variant.id], variant.python.tag)
 
     def run(self) -> list[BuildRecord]:
         # the other interpreters are made meanwhile: the loop never waits for one while
@@ -597,6 +627,11 @@ class _Executor:
     def collect_variant(self, variant: Variant, future: Future[BuildRecord]) -> None:
         try:
             self.variants.built[variant.id] = future.result()
+        except builder.MissingRequirementsError:
+            try:
+                self.grow_variant(variant)
+            except FactoryError as exc:
+                self.failed[variant.id] = reason(exc)
         except FactoryError as exc:
             self.failed[variant.id] = reason(exc)
 
@@ -612,6 +647,14 @@ class _Executor:
                 self.failed[node.id] = reason(exc)
         except FactoryError as exc:
             self.failed[node.id] = reason(exc)
+
+
+def _asked(record: BuildRecord) -> list[str] | None:
+    """What a build's record says its backend asked for; None where it says nothing (a
+    stand-in's record): nothing is learnt from it."""
+    found = record.builder_settings.get("build_requires")
+    asked = found.get("dynamic") if isinstance(found, dict) else None
+    return list(asked) if isinstance(asked, list) else None
 
 
 @dataclass

@@ -779,23 +779,41 @@ def _note_change(resolver: Resolver, changes: list[Change], entry: LockedCompone
 _RECORD_LIMIT = 1 << 20  # a record of what a backend asked for: a few lines
 
 
-def dynamic_requires_path(settings: Settings, locked: LockedComponent) -> Path:
-    """Where a build of ``locked`` recorded what its backend asked for (factory.plan)."""
-    return settings.builds_dir / "requires" / f"{locked.sdist.sha256}.json"
+def dynamic_requires_path(settings: Settings, locked: LockedComponent, tag: str = "") -> Path:
+    """Where a build of ``locked`` recorded what its backend asked for (factory.plan):
+    its first build's answer at ``<sha256>.json`` (as ever: a project with one
+    interpreter keeps its state), a build for another interpreter ``tag`` (cp313),
+    whose backend may answer otherwise, beside it at ``<sha256>.cp313.json``."""
+    leaf = f"{locked.sdist.sha256}.{tag}.json" if tag else f"{locked.sdist.sha256}.json"
+    return settings.builds_dir / "requires" / leaf
 
 
-def recorded_dynamic(settings: Settings, locked: LockedComponent) -> list[str] | None:
-    """The dynamic build requirements a build of ``locked`` recorded; None: none yet, or
-    a record that is not one (not JSON, not a list of lines, a link, a FIFO, huge): the
-    next build records them again, where a traceback would stop every lock and plan."""
+def recorded_dynamic(settings: Settings, locked: LockedComponent,
+                     tag: str = "") -> list[str] | None:
+    """The dynamic build requirements a build of ``locked`` recorded (for interpreter
+    ``tag``; default: its first build's); None: none yet, or a record that is not one
+    (not JSON, not a list of lines, a link, a FIFO, huge): the next build records them
+    again, where a traceback would stop every lock and plan."""
     try:
-        raw = read_plain(dynamic_requires_path(settings, locked), _RECORD_LIMIT)
+        raw = read_plain(dynamic_requires_path(settings, locked, tag), _RECORD_LIMIT)
         found = json.loads(raw)["dynamic"] if raw is not None else None
     except (NotPlain, ValueError, TypeError, KeyError):
         return None
     if not isinstance(found, list) or not all(isinstance(line, str) for line in found):
         return None
     return list(found)
+
+
+def every_recorded_dynamic(settings: Settings, locked: LockedComponent) -> list[str]:
+    """Every line any build of ``locked`` recorded: its first build's, then each other
+    configured interpreter's (a backend may ask for more under 3.13), each once."""
+    from factory.plan import python_tag  # factory.plan imports this module
+
+    found = list(recorded_dynamic(settings, locked) or ())
+    for version in settings.pythons[1:]:
+        other = recorded_dynamic(settings, locked, python_tag(version)) or []
+        found += [line for line in other if line not in found]
+    return found
 
 
 def serve_every_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]) -> None:
@@ -846,7 +864,7 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
         rows.setdefault(c.key, []).append(c)
     queue: list[tuple[LockedComponent, Requirement, str]] = []
     for c in lock.components:
-        lines = (*c.build_requires, *c.build_pins, *(recorded_dynamic(resolver.settings, c) or ()))
+        lines = (*c.build_requires, *c.build_pins, *every_recorded_dynamic(resolver.settings, c))
         queue += [(c, r, "build") for r in _each_requirement(
             lines, resolver.envs, f"{c.name} {c.version}")]
     added: list[tuple[LockedComponent, frozenset[str]]] = []
