@@ -24,7 +24,7 @@ from sigstore.models import Bundle, ClientTrustConfig, TrustedRoot
 from factory.config import Settings
 from factory.errors import VerificationError
 from factory.sign import init_authority, open_signer
-from factory.sign._authority import Authority, serve
+from factory.sign._authority import Authority, serve, service
 from factory.sign._authority.ca import OIDC_ISSUER_OID, OIDC_ISSUER_V2_OID
 from factory.sign._authority.log import ENTRIES_FILE, TransparencyLog
 from factory.sign._authority.merkle import (
@@ -285,18 +285,25 @@ def test_log_refuses_entries_it_cannot_verify(signed: Signed) -> None:
     assert _log(signed.settings).size == 5
 
 
-def test_signing_many_files_reuses_one_certificate(authority: Settings, tmp_path: Path) -> None:
+def test_signing_many_files_reuses_one_certificate(authority: Settings, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     files = []
     for n in range(10):
         files.append(tmp_path / f"f{n}")
         files[-1].write_bytes(b"%d" % n)
-    started = time.monotonic()
+    # The cost of a signature past the first, counted rather than timed: no new token and
+    # no new certificate (the embedded authority runs in this process).
+    issued: list[str] = []
+    real_leaf, real_token = service.issue_leaf, Authority.issue_token
+    monkeypatch.setattr(service, "issue_leaf",
+                        lambda *a, **k: issued.append("certificate") or real_leaf(*a, **k))
+    monkeypatch.setattr(Authority, "issue_token",
+                        lambda self, *a: issued.append("token") or real_token(self, *a))
     with open_signer(authority) as signer:
         bundles = [Bundle.from_json(signer.sign_artifact(f)) for f in files]
-    elapsed = time.monotonic() - started
+    assert issued == ["token", "certificate"]
     assert len({b.signing_certificate.serial_number for b in bundles}) == 1
     assert [b.log_entry._inner.log_index for b in bundles] == list(range(10))
-    assert elapsed < 10
 
 
 def test_serve_authority_runs_until_stopped(authority: Settings) -> None:
@@ -310,13 +317,14 @@ def test_serve_authority_runs_until_stopped(authority: Settings) -> None:
         target=serve_authority, args=(authority, 0, urls.append, stop), daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a generous wait for the server to start
     while not urls and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert urls, "the authority did not start in 60 s"
     bundle = requests.get(f"{urls[0]}/api/v2/trustBundle", timeout=10).json()
     assert "BEGIN CERTIFICATE" in bundle["chains"][0]["certificates"][0]
     stop.set()
-    thread.join(timeout=10)
+    thread.join(timeout=60)  # a hang guard: it stops when told
     assert not thread.is_alive()
 
 
