@@ -235,7 +235,7 @@ def running(app: Any) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: a loaded CI machine
     while not server.started:
         if time.monotonic() > deadline:
             raise RuntimeError("test server did not start")

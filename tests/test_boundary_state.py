@@ -154,7 +154,7 @@ def test_a_slot_held_by_a_killed_build_comes_back_at_once(tmp_path: Path,
         assert child.poll() is None, child.communicate()[1].decode()[-2000:]
         kill9(child)
         # Prefect alone would keep it for the whole lease; the note gives it back now.
-        with build_slot(settings, timeout=10):
+        with build_slot(settings, timeout=60):
             with get_client(sync_client=True) as client:
                 held = client.read_global_concurrency_limit_by_name(BUILD_LIMIT).active_slots
             assert held == 1
@@ -180,7 +180,7 @@ def test_slots_a_restarted_server_forgot_are_not_held_for_ever(tmp_path: Path,
         assert client.read_global_concurrency_limit_by_name(BUILD_LIMIT).active_slots == 1
     reset_slots(api)  # what a fresh embedded server does first
     settings = factories.settings(tmp_path)
-    with build_slot(settings, timeout=10):
+    with build_slot(settings, timeout=60):
         pass
 
 
@@ -194,6 +194,6 @@ def test_waiting_for_a_slot_has_a_deadline_and_a_clear_error(tmp_path: Path,
     ensure_build_limit(1)
     settings = factories.settings(tmp_path)
     other = factories.settings(tmp_path, state_dir=tmp_path / "other")
-    with build_slot(settings, timeout=10), pytest.raises(BuildError, match="no build slot"), \
+    with build_slot(settings, timeout=60), pytest.raises(BuildError, match="no build slot"), \
             build_slot(other, timeout=1):
         pass

@@ -97,7 +97,7 @@ def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         yield url, packages
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
 
 
 def test_upload_mirrors_live_wheels_and_resumes(pypiserver, tmp_path: Path):

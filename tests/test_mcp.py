@@ -72,7 +72,7 @@ def http_server(approved: Settings) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
 
 
 def _result(result: Any) -> dict[str, Any]:
