@@ -19,7 +19,7 @@ from factory.attest.keys import public_key_path
 from factory.errors import VerificationError
 from factory.sign import init_authority
 from factory.verify import Report, TargetError, exit_code, report_json, verify, write_html
-from factory.verify.model import FAIL, PASS
+from factory.verify.model import FAIL, PASS, Check
 from tests import factories
 from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
     PublishedIndex,
@@ -370,6 +370,7 @@ started = child.start(settings, None)
 import time; time.sleep(float(sys.argv[2]))  # the parent's imports, as it were
 facts = started.facts()
 out["facts"] = facts.zip_ok
+out["sbom facts"], out["sboms done"] = facts.sbom_error, facts.sboms_done
 out["child"] = rows(started.index_checks())
 out["again"] = rows(started.index_checks())
 report = verify(settings, everything=True)  # forks its own child
@@ -414,6 +415,7 @@ def _early(settings: object, tmp_path: Path, wait: float = 3.0) -> dict[str, Any
 def test_the_early_child_finds_what_the_run_finds(copy: PublishedIndex, tmp_path: Path) -> None:
     out = _early(copy.settings, tmp_path)
     assert len(out["facts"]) == 3 and set(out["facts"].values()) == {True}
+    assert out["sboms done"] and list(out["sbom facts"].values()) == [None] * 3  # valid
     assert out["here"] == out["child"] == out["again"] == out["report"] == out["alone"][0]
     assert [row[1] for row in out["here"]] == [PASS] * 4
     assert out["artifacts"] == out["alone"][1]
@@ -432,6 +434,7 @@ def test_the_early_child_finds_what_the_run_finds(copy: PublishedIndex, tmp_path
     wheel.write_bytes(bytes(data))
     out = _early(copy.settings, tmp_path)
     assert False in out["facts"].values() or len(out["facts"]) < 3  # (zlib.error: no fact)
+    assert any(error and "SPDX" in error for error in out["sbom facts"].values())
     assert out["here"] == out["child"] == out["report"] == out["alone"][0]
     assert any(row[0] == "pages" and row[1] == FAIL for row in out["child"])
     assert out["artifacts"] == out["alone"][1]
@@ -477,6 +480,90 @@ def test_facts_about_other_bytes_are_not_used(copy: PublishedIndex) -> None:
     checks = {c.name: c for c in report.artifacts[0].checks}
     # Computed for these bytes: the inspection fails (with the fact, the rules would).
     assert checks["in-toto"].status == FAIL and "intact zip" in checks["in-toto"].message
+
+
+def test_the_childs_sbom_answer_is_used_for_those_bytes_only(copy: PublishedIndex) -> None:
+    """The ``sbom`` check takes the child's schema answer for the SBOM bytes it gathered
+    (the run then never loads the schema validator); an answer about other bytes (the
+    SBOM as published, changed since) is not used: the check validates the bytes it has."""
+    import hashlib
+
+    from factory.verify import early, run
+    from factory.verify.trust import Trust
+    from factory.verify.wholeindex import open_index
+
+    sbom = copy.wheel("alpha").with_name(copy.wheel("alpha").name + ".cdx.json")
+
+    def audit_with(facts: early.Facts) -> dict[str, Check]:
+        class Told:
+            root = copy.index_dir
+
+            def facts(self) -> early.Facts:
+                return facts
+
+            def index_checks(self) -> None:
+                return None
+
+        index = open_index(copy.settings)
+        report = run.audit(index, Trust.load(copy.settings, index.root), "alpha==1.0",
+                           early=Told())  # type: ignore[arg-type]
+        return {c.name: c for c in report.artifacts[0].checks}
+
+    said = early.Facts(sbom_error={hashlib.sha256(sbom.read_bytes()).hexdigest(): "told"})
+    checks = audit_with(said)  # (a child never says this of a valid SBOM: it shows use)
+    assert checks["sbom"].status == FAIL and checks["sbom"].message.endswith(": told")
+    published = hashlib.sha256(sbom.read_bytes()).hexdigest()
+    document = json.loads(sbom.read_text())
+    document["bomFormat"] = "SPDX"
+    sbom.write_text(json.dumps(document))
+    checks = audit_with(early.Facts(sbom_error={published: None}, sboms_done=True))
+    assert checks["sbom"].status == FAIL and "SPDX" in checks["sbom"].message
+
+
+_NOT_BEFORE_THE_WORK = """
+import json, pickle, sys, time
+from factory.verify import early, run, verify
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+real_start, real_verify_all = early.start, run._verify_all
+def start(*args, **kwargs):
+    started = real_start(*args, **kwargs)
+    time.sleep(3.0)  # the parent's imports, as it were: the child checks the SBOMs
+    return started
+def verify_all(auditor, items, workers, meanwhile):
+    def seen():
+        loaded[:] = sorted(m for m in WATCHED if m in sys.modules)
+        meanwhile()
+    return real_verify_all(auditor, items, workers, seen)
+WATCHED = ("jsonschema", "cyclonedx", "rfc3986_validator", "factory.index.check", "jinja2",
+           "prefect", "sqlalchemy", "starlette", "fastapi", "uvicorn")
+loaded = ["not reached"]
+early.start, run._verify_all, run._PROCESSES_FROM = start, verify_all, 1
+report = verify(settings, everything=True, workers=2)
+print(json.dumps({"loaded": loaded, "failed": report.summary["failed"],
+                  "checks": sorted({c.name for a in report.artifacts for c in a.checks})}))
+"""
+
+
+def test_verify_all_forks_its_workers_before_loading_what_the_child_did(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """When the early child has checked every SBOM and runs the index checks, the run's
+    own process forks its workers without the schema validator (jsonschema, the
+    CycloneDX schemas), the index checker (page rendering) or the server side (Prefect,
+    SQLAlchemy, Starlette) loaded: each would be paid before any wheel is verified. The
+    report still has every check."""
+    import pickle
+    import subprocess
+    import sys
+
+    state = tmp_path / "settings.pickle"
+    state.write_bytes(pickle.dumps(copy.settings))
+    done = subprocess.run([sys.executable, "-c", _NOT_BEFORE_THE_WORK, str(state)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["loaded"] == [] and seen["failed"] == 0
+    assert {"digest", "metadata", "signature", "provenance", "sbom", "pep740",
+            "in-toto"} <= set(seen["checks"])
 
 
 _ON_A_TERMINAL = r"""

@@ -118,8 +118,11 @@ class Auditor:
     def prepare(self) -> None:
         """Load now what the checks would load on first use (the SBOM schema validator,
         with jsonschema and the CycloneDX schemas): called before the workers fork, so
-        that they inherit it instead of each building its own."""
-        warm_schema()
+        that they inherit it instead of each building its own. Not when the early child
+        checked every SBOM's schema (``facts.sboms_done``): then no worker needs it
+        unless a file changed since, and that worker loads it for itself."""
+        if not self.facts.sboms_done:
+            warm_schema()
 
     def verify(self, item: Item) -> ArtifactReport:
         """Every row of CHECKS that applies to ``item``, in order."""
@@ -358,7 +361,7 @@ class Auditor:
         if raw is None:
             return fail(f"no {sidecar(ev.base, 'sbom').name} next to the wheel")
         document = ev.parse(raw)  # read only: the checks share what Evidence parsed
-        error = schema_error(document, integral=ev.integral(document))
+        error = self._schema_error(raw, document, ev.integral(document))
         if error:
             return fail(f"not valid CycloneDX 1.6: {error}")
         component = document["metadata"]["component"]
@@ -374,6 +377,16 @@ class Auditor:
         count = len(document.get("components", []))
         return ok(f"valid CycloneDX 1.6; binds to the wheel; equals the signed SBOM "
                   f"({count} components)")
+
+    def _schema_error(self, raw: bytes, document: Any, integral: bool) -> str | None:
+        """schema_error for the SBOM ``document`` parsed from ``raw``: the early child's
+        answer for these exact bytes when it gave one (it asked the same question of
+        them, factory.verify.early), else asked here."""
+        known = self.facts.sbom_error
+        digest = hashlib.sha256(raw).hexdigest() if known else ""
+        if digest in known:
+            return known[digest]
+        return schema_error(document, integral=integral)
 
     # -- PEP 740 -----------------------------------------------------------------------------
     def pep740(self, item: Item, ev: Evidence) -> Verdict:

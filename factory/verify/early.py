@@ -4,17 +4,20 @@
 on one core before any artifact is checked. Before those imports it forks a
 child (``start``), which needs none of them, to use the other core meanwhile:
 
-1. pre-checks, per published wheel, of a check that is a function of the
-   wheel's bytes alone and needs only the standard library: whether they are
-   an intact zip (the in-toto layout's ``receive`` inspection,
-   factory.verify.intoto). Each answer is keyed by the sha256 of the exact
-   bytes it was found for; a worker uses it only for bytes with that sha256
-   (the bytes it gathered as evidence), so the verdict is the one it would
-   have computed. It stops when the parent is ready to fork its workers
+1. pre-checks, per published wheel, of checks that are functions of one file's
+   bytes alone: first whether its SBOM sidecar is valid CycloneDX 1.6
+   (factory.verify.sbom.schema_error, as the ``sbom`` check asks it), then
+   whether the wheel's bytes are an intact zip (the in-toto layout's ``receive``
+   inspection, factory.verify.intoto). Each answer is keyed by the sha256 of
+   the exact bytes it was found for; a worker uses it only for bytes with that
+   sha256 (the bytes it gathered as evidence), so the verdict is the one it
+   would have computed. It stops when the parent is ready to fork its workers
    (``Early.facts``): what is not pre-checked by then, the workers check
-   themselves, as they do without a child. (The SBOM schema check is left to
-   the workers: in the child it would need jsonschema and the schemas, which
-   the parent loads anyway whenever the child has not covered every wheel.)
+   themselves, as they do without a child. The SBOM schema goes first: it needs
+   jsonschema, jsonschema-rs and the CycloneDX schemas (about 0.2 s to import
+   and build), which the parent then never loads when the child checked every
+   SBOM (``Facts.sboms_done``); when it did not, the parent loads them before
+   it forks, as it always did.
 2. the index checks (factory.verify.wholeindex.index_checks), collected at the
    end of the run (``Early.index_checks``).
 
@@ -44,7 +47,7 @@ from factory.config import Settings
 from factory.verify import zipcheck
 from factory.verify.model import Check
 from factory.verify.targets import TargetError, resolve
-from factory.verify.view import IndexView
+from factory.verify.view import IndexView, sidecar
 from factory.verify.wholeindex import index_checks, open_index
 
 # Wheels larger than this are not read whole into the child's memory (the worker checks).
@@ -57,6 +60,11 @@ class Facts:
     """What the child found, by the sha256 of the bytes it found it for."""
 
     zip_ok: dict[str, bool] = field(default_factory=dict)  # wheel sha256 -> intact zip
+    # SBOM sidecar sha256 -> schema_error's answer for those bytes (None: valid).
+    sbom_error: dict[str, str | None] = field(default_factory=dict)
+    # The child went through the SBOM of every artifact it listed (a hint for the parent:
+    # the schema validator need not be loaded before the workers fork).
+    sboms_done: bool = False
 
 
 def zip_intact(data: bytes) -> bool:
@@ -89,24 +97,50 @@ def _pre_check(wheel: Path) -> list[dict[str, Any]]:
     return [{"zip": [hashlib.sha256(data).hexdigest(), intact]}]
 
 
+def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
+    """What the ``sbom`` check's schema validation answers for the SBOM beside ``wheel``
+    (read as evidence is read, parsed as Evidence.parse parses it)."""
+    from factory.verify.evidence import _plain_bytes
+    from factory.verify.sbom import read_json, schema_error
+
+    raw = _plain_bytes(sidecar(wheel, "sbom"))
+    if raw is None:
+        return []
+    try:
+        document, integral = read_json(raw)
+        error = schema_error(document, integral=integral)
+    except Exception:  # malformed JSON, say: the worker meets it too and reports it
+        return []
+    return [{"sbom": [hashlib.sha256(raw).hexdigest(), error]}]
+
+
 def _child(index: IndexView, stop: int, answer: int) -> None:
     def say(record: dict[str, Any]) -> None:
         line = (json.dumps(record) + "\n").encode("utf-8")
         while line:
             line = line[os.write(answer, line):]
 
+    def stopped() -> bool:  # the parent is ready (or gone)
+        return bool(select.select([stop], [], [], 0)[0])
+
     try:
         items = resolve(index, None, True, ())
     except Exception:
         items = []
-    for item in items:
-        if select.select([stop], [], [], 0)[0]:  # the parent is ready (or gone)
-            break
-        if item.wheel is None or item.published is None or item.problem:
+    wheels = [item.wheel for item in items
+              if item.wheel is not None and item.published is not None and not item.problem]
+    sboms_done = False
+    for phase in (_sbom_pre_check, _pre_check):
+        for wheel in wheels:
+            if stopped():
+                break
+            for record in phase(wheel):
+                say(record)
+        else:
+            sboms_done = True  # (after the zip phase too: the SBOM phase came first)
             continue
-        for record in _pre_check(item.wheel):
-            say(record)
-    say({"done": _PRE_DONE})
+        break
+    say({"done": _PRE_DONE, "sboms": sboms_done})
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
 
 
@@ -144,11 +178,18 @@ class Early:
             os.close(self._stop)  # readable at the child's end: stop
             self._stop = -1
         for record in self._lines():
-            if not isinstance(record, dict) or record.get("done") == _PRE_DONE:
+            if not isinstance(record, dict):
+                break
+            if record.get("done") == _PRE_DONE:
+                facts.sboms_done = record.get("sboms") is True
                 break
             if "zip" in record:
                 sha, ok = record["zip"]
                 facts.zip_ok[str(sha)] = ok is True
+            if "sbom" in record:
+                sha, error = record["sbom"]
+                if error is None or isinstance(error, str):
+                    facts.sbom_error[str(sha)] = error
         return facts
 
     def index_checks(self) -> list[Check] | None:

@@ -131,13 +131,16 @@ def gather(item: Item) -> Evidence:
     if not sidecar(wheel, "sigstore").is_file() and item.published is not None:
         base = item.published.path  # a bare wheel: its evidence is in the index
     evidence = Evidence(wheel, sha, size, base)
+    read: dict[str, bytes | None] = {}  # by file name (all in base's directory)
     for kind in _SIDECAR_KINDS:
-        evidence.sidecars[kind] = _plain_bytes(sidecar(base, kind))
+        path = sidecar(base, kind)
+        evidence.sidecars[kind] = read[path.name] = _plain_bytes(path)
     evidence.held[wheel.name] = sha
     # The files named after this wheel: its name taken literally (a tag may hold '*', '?'
-    # or '[', and a pattern would gather another wheel's sidecars as this one's).
+    # or '[', and a pattern would gather another wheel's sidecars as this one's). A sidecar
+    # read above is not read again: its digest is that of the bytes the checks read.
     for path in base.parent.glob(glob.escape(base.name) + ".*"):
-        data = _plain_bytes(path)
+        data = read[path.name] if path.name in read else _plain_bytes(path)
         if data is not None:
             evidence.held[path.name] = hashlib.sha256(data).hexdigest()
     return evidence

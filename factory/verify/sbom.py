@@ -55,7 +55,6 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from rfc3986_validator import validate_rfc3986
 
 from factory._internal.atomic import canonical_json
 
@@ -71,6 +70,10 @@ _MEMO_LIMIT = 1 << 16
 @functools.lru_cache(maxsize=4096)
 def _is_iri(value: str, rule: str) -> bool:
     if value.isascii():
+        # Imported on first use (a large regular expression, about 25 ms): a run whose
+        # SBOMs the early child checked never needs it (factory.verify.early).
+        from rfc3986_validator import validate_rfc3986
+
         return bool(validate_rfc3986(value, rule="URI" if rule == "iri" else "URI_reference"))
     from factory._internal.lazy import _is_valid_syntax  # the real parser, loaded on first use
 
