@@ -431,21 +431,26 @@ LOOKS_SLOW = [  # each once made missing_in_log quadratic: ~0.27 s a line, ~9 mi
 ]
 
 
+# The regular expressions' backtracking cannot be counted from outside the re engine: these
+# bound the CPU time of the test's own thread, which neither other processes' load nor the
+# worker's leftover server threads add to (a wall clock, or process_time, would).
+
+
 @pytest.mark.parametrize("line", LOOKS_SLOW)
 def test_a_hostile_log_line_is_read_in_linear_time(line: str) -> None:
     log = (line + "\n") * 200  # 800 KB of it
-    start = time.process_time()
+    start = time.thread_time()
     found = missing.missing_in_log(log)
-    assert time.process_time() - start < 5.0  # was about 54 s
+    assert time.thread_time() - start < 5.0  # was about 54 s
     assert all(len(item.name) <= missing.MAX_NAME for item in found)
 
 
 def test_a_whole_hostile_log_is_read_in_bounded_time() -> None:
     log = "\n".join(LOOKS_SLOW * 260).encode()  # more than MAX_SCAN: only its end is read
     assert len(log) > missing.MAX_SCAN
-    start = time.process_time()
+    start = time.thread_time()
     missing.missing_in_log(log)
-    assert time.process_time() - start < 30.0
+    assert time.thread_time() - start < 30.0
 
 
 @pytest.mark.parametrize("line", [
@@ -505,9 +510,9 @@ def test_build_hint_never_raises_on_any_bytes(project: Settings) -> None:
 def test_property_any_token_soup_is_read_quickly_and_names_well_formed_things(
         parts: list[str]) -> None:
     line = "".join(parts)
-    start = time.process_time()
+    start = time.thread_time()
     found = missing.missing_in_log((line + "\n") * 5)
-    assert time.process_time() - start < 2.0
+    assert time.thread_time() - start < 2.0
     for item in found:
         assert item.name.isascii() and item.name.isprintable() and " " not in item.name
 

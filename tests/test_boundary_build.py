@@ -327,7 +327,7 @@ def test_a_factory_error_is_made_printable_wherever_it_is_shown() -> None:
 
 
 @given(st.text())
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # no per-example clock: CI is loaded
 def test_printable_leaves_nothing_a_terminal_acts_on(text: str) -> None:
     shown = printable(text)
     assert all(c.isprintable() or c in "\n\t" for c in shown)
@@ -346,6 +346,7 @@ def test_the_tail_quoted_in_an_error_is_bounded_and_marked(tmp_path: Path) -> No
 
 # -- the log keeper ------------------------------------------------------------------
 
+@settings(deadline=None)  # no per-example clock (Hypothesis's default is 200 ms)
 @given(st.lists(st.binary(max_size=300), max_size=60), st.integers(0, 500),
        st.integers(1, 500))
 def test_the_log_keeper_keeps_exactly_head_and_tail(chunks: list[bytes], head: int,
