@@ -64,9 +64,21 @@ class Context:
     current: Version | None = None
     extra: SpecifierSet | None = None  # e.g. a build requirement's own specifier
     urgent: bool = False  # the current pin is affected by an advisory: skip the cooldown
-    # Taken into a build environment: like a build tool, it must admit every interpreter
-    # (factory.lock.resolve.serve_every_interpreter locks such a row beside a newer one).
-    build_environment: bool = False
+    # Why the version must admit every one of ``pythons`` (BUILD_ENVIRONMENT, for_users):
+    # the words its refusals give. Empty: one admitted is enough (factory.lock.resolve
+    # locks such a row beside a newer one, for a build environment or one interpreter).
+    serves: str = ""
+
+
+# What a version locked for a build environment serves: every configured interpreter
+# (one installs the same locked version into every interpreter's builds).
+BUILD_ENVIRONMENT = "a build environment serves every configured interpreter"
+
+
+def for_users(python: str) -> str:
+    """What a row locked for ``python``'s users serves: pip there takes the newest
+    version whose Requires-Python admits it."""
+    return f"a user on {python} installs the newest version {python} admits"
 
 
 def in_track(track: str, current: Version | None, candidate: Version) -> bool:
@@ -100,9 +112,8 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     if not in_track(recipe.track, ctx.current, version):
         return f"outside track {recipe.track} (locked {ctx.current})"
     if file.requires_python:
-        role = ("a build tool" if recipe.kind == "build-tool" else
-                "a build environment" if ctx.build_environment else "")
-        why = _python_refusal(file.requires_python, ctx.pythons, every=role)
+        role = "a build tool" if recipe.kind == "build-tool" else ""
+        why = _python_refusal(file.requires_python, ctx.pythons, every=role, serves=ctx.serves)
         if why is not None:
             return why
     cooldown = recipe.cooldown_days if recipe.cooldown_days is not None else ctx.cooldown_days
@@ -119,7 +130,8 @@ def _refusal(recipe: Recipe, file: UpstreamFile, version: Version, ctx: Context)
     return None
 
 
-def _python_refusal(requires: str, pythons: tuple[str, ...], every: str = "") -> str | None:
+def _python_refusal(requires: str, pythons: tuple[str, ...], every: str = "",
+                    serves: str = "") -> str | None:
     """Why a Requires-Python admits none of ``pythons``; None when it admits one (that
     one builds it, the others are said not to). With one Python the reason reads as it
     always did: it is written into recipes.lock.
@@ -127,15 +139,19 @@ def _python_refusal(requires: str, pythons: tuple[str, ...], every: str = "") ->
     A build tool (``every`` names the role: "a build tool") must admit them all: its one
     locked version is installed into the builds of every interpreter, so a newer one only
     3.12 admits would take the 3.11 builds of everything that uses it away; the version
-    before it is kept instead."""
+    before it is kept instead. So must a version locked for what ``serves`` says (a
+    build environment; one interpreter's users, ``pythons`` then being that one), which
+    its refusal names."""
     try:
         spec = SpecifierSet(requires)
     except InvalidSpecifier:
         return f"invalid requires-python {requires!r}"
     if every and len(pythons) > 1:
+        serves = f"{every} serves every configured interpreter"
+    if serves:
         left_out = [python for python in pythons if not spec.contains(python)]
-        return (f"requires-python {requires} excludes {', '.join(left_out)} ({every} "
-                "serves every configured interpreter)") if left_out else None
+        return (f"requires-python {requires} excludes {', '.join(left_out)} ({serves})"
+                if left_out else None)
     if any(spec.contains(python) for python in pythons):
         return None
     if len(pythons) == 1:
@@ -155,13 +171,28 @@ def _newest_sdist_per_version(files: Iterable[UpstreamFile]) -> list[tuple[Versi
     return sorted(chosen.items(), key=lambda item: item[0], reverse=True)
 
 
-def select_version(recipe: Recipe, files: Iterable[UpstreamFile], ctx: Context) -> Selection:
+def _select(recipe: Recipe, files: Iterable[UpstreamFile], ctx: Context,
+            ) -> tuple[Selection | None, list[Skipped]]:
     skipped: list[Skipped] = []
     for version, file in _newest_sdist_per_version(files):
         reason = _refusal(recipe, file, version, ctx)
         if reason is None:
-            return Selection(file=file, version=version, skipped=tuple(skipped))
+            return Selection(file=file, version=version, skipped=tuple(skipped)), skipped
         skipped.append(Skipped(str(version), reason))
+    return None, skipped
+
+
+def passed_over(recipe: Recipe, files: Iterable[UpstreamFile], ctx: Context,
+                ) -> tuple[Skipped, ...]:
+    """Every version ``ctx`` refuses and why, newest first, down to the one it takes
+    (all of them when it takes none)."""
+    return tuple(_select(recipe, files, ctx)[1])
+
+
+def select_version(recipe: Recipe, files: Iterable[UpstreamFile], ctx: Context) -> Selection:
+    selection, skipped = _select(recipe, files, ctx)
+    if selection is not None:
+        return selection
     summary = "; ".join(f"{s.version}: {s.reason}" for s in skipped[:5]) or "no sdists upstream"
     raise PolicyError(f"no version of {recipe.name} satisfies policy ({summary})",
                       f"widen versions/track/cooldown in {recipe.path.name} if that is intended")
@@ -193,7 +224,7 @@ def check_license(recipe: Recipe, expression: str | None, license_text: str | No
 
 
 def every_refusal(requires: str | None, pythons: tuple[str, ...],
-                  role: str = "a build environment") -> str | None:
+                  serves: str = BUILD_ENVIRONMENT) -> str | None:
     """Why a Requires-Python (None: says none) leaves out one of ``pythons``, in the
     words the lock records; None when it admits every one."""
-    return _python_refusal(requires, pythons, every=role) if requires else None
+    return _python_refusal(requires, pythons, serves=serves) if requires else None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from factory.lock.model import (
     alarm_error,
 )
 from factory.lock.policy import (
+    BUILD_ENVIRONMENT,
     MAX_PASSED,
     Context,
     Selection,
@@ -58,6 +60,8 @@ from factory.lock.policy import (
     allowed_version,
     check_license,
     every_refusal,
+    for_users,
+    passed_over,
     select_version,
     why_passed,
     without,
@@ -132,11 +136,17 @@ class Resolver:
         # and the watch cycle yanks what an advisory hits once the source answers again.
         self.advisories, self.advisories_problem = for_settings(settings)
         self.envs = marker_environments(settings)
+        # What policy admits (one of these) and whose markers runtime requirements are
+        # read under: every configured interpreter, or one while its users' rows are
+        # locked (users_of)
+        self.pythons: tuple[str, ...] = settings.pythons
+        self.runtime_envs: tuple[dict[str, str], ...] = self.envs
         self._upstreams: dict[str, Upstream] = {}
         self._listings: dict[str, ProjectListing] = {}
         self._unapproved: dict[str, ProjectListing] = {}  # listings of projects with no recipe
         self._matching: set[str] = set()  # components whose backend is being matched
-        self._every: dict[tuple[str, str], str | None] = {}  # (key, sdist sha256) -> why
+        # (key, sdist sha256) -> the Requires-Python its sdist and its listing give
+        self._requires_python: dict[tuple[str, str], tuple[str | None, ...]] = {}
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
@@ -161,35 +171,58 @@ class Resolver:
                     raise AlarmError(exc.message, exc.hint, component=recipe.key) from None
         return self._listings[recipe.key]
 
+    @contextmanager
+    def users_of(self, python: str) -> Iterator[None]:
+        """Lock for the users of ``python`` alone: a version it admits, and what it
+        requires under its markers (a row pip on 3.11 installs needs nothing 3.13 asks
+        for, and the newest version 3.13 admits would not serve it)."""
+        self.pythons, self.runtime_envs = (python,), (marker_environment(self.settings,
+                                                                          python),)
+        try:
+            yield
+        finally:
+            self.pythons, self.runtime_envs = self.settings.pythons, self.envs
+
     def context(self, current: Version | None, extra: SpecifierSet | None = None) -> Context:
         return Context(now=self.now, cooldown_days=self.settings.cooldown_days,
-                       pythons=self.settings.pythons,
+                       pythons=self.pythons,
                        advisories=self.advisories, current=current, extra=extra)
 
-    def every_refusal(self, entry: LockedComponent) -> str | None:
-        """Why not every configured interpreter may build ``entry``, or None: its cached
-        sdist's own Requires-Python (PKG-INFO, read bounded: what its builds judge by)
-        and the one upstream's listing gives must both admit them all."""
-        known = (entry.key, entry.sdist.sha256)  # asked once per edge of the build closure
-        if known not in self._every:
-            self._every[known] = self._every_refusal(entry)
-        return self._every[known]
+    def every_refusal(self, entry: LockedComponent, pythons: tuple[str, ...] = (),
+                      serves: str = BUILD_ENVIRONMENT) -> str | None:
+        """Why not every one of ``pythons`` (default: every configured interpreter) may
+        take ``entry`` (``serves`` says for what), or None: its cached sdist's own
+        Requires-Python (PKG-INFO, read bounded: what its builds judge by) and the one
+        upstream's listing gives must both admit them all."""
+        for requires in self.requires_python(entry):
+            why = every_refusal(requires, pythons or self.settings.pythons, serves)
+            if why is not None:
+                return why
+        return None
 
-    def _every_refusal(self, entry: LockedComponent) -> str | None:
+    def requires_python(self, entry: LockedComponent) -> tuple[str | None, ...]:
+        """The Requires-Python of ``entry``'s cached sdist, then its listing's (None: says
+        none, or unread). Read once per (component, sdist) in a run: the walks ask it per
+        edge, and a catalogue lock has tens of thousands."""
+        known = (entry.key, entry.sdist.sha256)
+        if known not in self._requires_python:
+            self._requires_python[known] = self._read_requires_python(entry)
+        return self._requires_python[known]
+
+    def _read_requires_python(self, entry: LockedComponent) -> tuple[str | None, ...]:
         from factory.build.variants import sdist_requires_python  # it imports the lock
 
-        pythons = self.settings.pythons
         path = cache.cache_path(self.settings, entry.sdist.sha256, entry.sdist.filename)
-        why = every_refusal(sdist_requires_python(path), pythons) if path.is_file() else None
+        own = sdist_requires_python(path) if path.is_file() else None
         recipe = self.recipes.get(entry.key)
-        if why is not None or recipe is None or entry.sdist.from_git:
-            return why
+        if recipe is None or entry.sdist.from_git:
+            return (own,)
         try:
             files = self.listing(recipe).sdists()
         except FactoryError:
-            return None
+            return (own,)
         found = next((f for f in files if f.filename == entry.sdist.filename), None)
-        return every_refusal(found.requires_python, pythons) if found is not None else None
+        return (own, found.requires_python if found is not None else None)
 
     def wants_update(self, key: str) -> bool:
         return self._wants_update(key)
@@ -545,11 +578,13 @@ class Resolver:
 
     def requirements_of(self, entry: LockedComponent, extras: Iterable[str] = (),
                         ) -> list[tuple[Requirement, str]]:
+        """``entry``'s build requirements under every configured interpreter's markers
+        (one build environment serves them all), its runtime ones under runtime_envs'."""
         origin = f"{entry.name} {entry.version}"
         reqs = [(r, "build") for r in parse_requirements(
             (*entry.build_requires, *entry.build_pins), self.envs, origin)]
-        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist, self.envs,
-                                                            origin, extras)]
+        reqs += [(r, "runtime") for r in parse_requirements(entry.requires_dist,
+                                                            self.runtime_envs, origin, extras)]
         return reqs
 
 
@@ -671,6 +706,8 @@ def resolve_report(settings: Settings, recipes: dict[str, Recipe], previous: Loc
         _close_requirements(resolver, lock, changes, broken)
         problems = resolver.problems + broken.prune(lock)
         serve_every_interpreter(resolver, lock, changes)
+        if serve_each_interpreter(resolver, lock, changes):
+            serve_every_interpreter(resolver, lock, changes)  # the new rows' build closures
         changes = [c for c in changes if lock.find(c.name, f"=={c.new}" if c.new else "")]
         return Resolution(lock.sorted(), changes, resolver.alarms, resolver.accepted, problems,
                           resolver.advisories_problem)
@@ -832,14 +869,56 @@ def serve_every_interpreter(resolver: Resolver, lock: Lock, changes: list[Change
         return
     tried: set[tuple[str, str]] = set()  # (key, specifier) no every-row could be locked for
     closed: set[tuple[str, str, frozenset[str]]] = set()  # (key, version, extras) closed
+    _serve(resolver, lock, changes, lambda: _every_rows(resolver, lock, changes, tried, closed))
+
+
+def serve_each_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]) -> bool:
+    """Give a user on each configured interpreter the newest version it admits of what
+    they install: every approved project and its runtime closure under that
+    interpreter's markers, as pip there would take it from PyPI.
+
+    The closure takes the newest version any interpreter admits (django 6.1, >=3.12,
+    built by 3.13), and pip on 3.11 would find no django in the index. Where no locked
+    row a requirement reaches admits the interpreter, the newest version policy allows
+    that admits it is locked beside (django 5.2), and its own requirements under that
+    interpreter's markers are locked and walked in turn. When none does, the newest row
+    the requirement reaches records why (its skipped notes). Whether anything was added:
+    with one interpreter, or when every newest row admits every one, nothing is.
+    """
+    if len(resolver.settings.pythons) < 2:
+        return False
+    added = False
+    notes: dict[tuple[str, str], list[Skipped]] = {}  # (key, version) -> why none for one
+    for python in resolver.settings.pythons:
+        tried: set[tuple[str, str]] = set()  # (key, specifier) tried for python
+        closed: set[tuple[str, str, frozenset[str]]] = set()  # (key, version, extras) closed
+        walk = _UsersWalk(resolver, lock, changes, python, tried, closed, notes)
+        with resolver.users_of(python):
+            added |= _serve(resolver, lock, changes, walk.rows)
+    # Noted last: a row is replaced by its noted copy, which the rounds above would not
+    # know by its id.
+    for i, row in enumerate(lock.components):
+        said = {s.version for s in row.skipped}
+        new = [n for n in notes.get((row.key, row.version), ()) if n.version not in said]
+        if new:
+            lock.components[i] = replace(row, skipped=(*row.skipped, *new))
+    return added
+
+
+def _serve(resolver: Resolver, lock: Lock, changes: list[Change],
+           walk: Callable[[], list[tuple[LockedComponent, frozenset[str]]]]) -> bool:
+    """Walk, lock what the rows the walk added require, and walk again until the walk
+    adds nothing; whether it added any."""
+    added_any = False
     while True:
         before = {id(c) for c in lock.components}  # what this round may not leave out
-        added = _every_rows(resolver, lock, changes, tried, closed)
+        added = walk()
         if not added:
-            return
-        # What the new rows require (with the extras the build closure asks of them) is
-        # locked as any row's is; a row whose closure cannot be locked is left out again,
-        # silently: the newer row still serves the builds.
+            return added_any
+        added_any = True
+        # What the new rows require (with the extras the walk asks of them) is locked as
+        # any row's is; a row whose closure cannot be locked is left out again, silently:
+        # the newer row still serves.
         broken = _Broken()
         _close_requirements(resolver, lock, changes, broken, added)
         closing = list(lock.components)
@@ -881,7 +960,9 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
                     if resolver.every_refusal(c) is None), None)
         if row is None and (key, str(req.specifier)) not in tried:
             tried.add((key, str(req.specifier)))
-            row = _lock_every(resolver, lock, changes, parent, req, kind)
+            reason = (f"{kind} requirement of {parent.name} {parent.version} ({req}) in a "
+                      "build environment, a version every configured interpreter admits")
+            row = _lock_admitted(resolver, lock, changes, req, reason)
             if row is not None:
                 rows[key].append(row)
                 closed.add((row.key, row.version, frozenset()))
@@ -899,6 +980,92 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
     return added
 
 
+class _UsersWalk:
+    """What a user on ``python`` installs: each approved project, then through
+    Requires-Dist under ``python``'s markers, taking at each requirement the newest locked
+    row whose Requires-Python admits ``python`` (as pip there takes from the index)."""
+
+    def __init__(self, resolver: Resolver, lock: Lock, changes: list[Change], python: str,
+                 tried: set[tuple[str, str]], closed: set[tuple[str, str, frozenset[str]]],
+                 notes: dict[tuple[str, str], list[Skipped]]) -> None:
+        self.resolver, self.lock, self.changes, self.python = resolver, lock, changes, python
+        self.tried, self.closed, self.notes = tried, closed, notes
+        self.envs = (marker_environment(resolver.settings, python),)
+        self.serves = for_users(python)
+
+    def rows(self) -> list[tuple[LockedComponent, frozenset[str]]]:
+        """Walk; lock a row ``python`` admits where none the walk reaches does (or note
+        why none can be). What to close now: the new rows, and a row reached with extras
+        not closed with them yet, as ``_every_rows``."""
+        resolver, python = self.resolver, self.python
+        rows: dict[str, list[LockedComponent]] = {}
+        for c in self.lock.components:
+            rows.setdefault(c.key, []).append(c)
+        queue: list[tuple[LockedComponent | None, Requirement]] = [
+            (None, Requirement(key)) for key in sorted(resolver.recipes) if key in rows]
+        added: list[tuple[LockedComponent, frozenset[str]]] = []
+        walked: set[tuple[str, str, frozenset[str]]] = set()
+        while queue:
+            parent, req = queue.pop(0)
+            key = canonicalize_name(req.name)
+            matching = sorted((c for c in rows.get(key, ())
+                               if req.specifier.contains(c.version, prereleases=True)),
+                              key=lambda c: Version(c.version), reverse=True)
+            if not matching:
+                continue  # not locked: the closure said why
+            row = next((c for c in matching
+                        if resolver.every_refusal(c, (python,), self.serves) is None), None)
+            if row is None and (key, str(req.specifier)) not in self.tried:
+                self.tried.add((key, str(req.specifier)))
+                reason = (f"approved, the newest version {python} admits" if parent is None
+                          else f"runtime requirement of {parent.name} {parent.version} "
+                               f"({req}), the newest version {python} admits")
+                row = _lock_admitted(resolver, self.lock, self.changes, req, reason,
+                                     (python,), self.serves)
+                if row is None:
+                    self._note_none(matching[0], req)
+                else:
+                    rows[key].append(row)
+                    self.closed.add((row.key, row.version, frozenset()))
+                    added.append((row, frozenset()))
+            if row is None:
+                continue  # python's users get none of it: the newest row says why
+            extras = frozenset(req.extras)
+            if (row.key, row.version, extras) in walked:
+                continue
+            walked.add((row.key, row.version, extras))
+            if extras and (row.key, row.version, extras) not in self.closed:
+                self.closed.add((row.key, row.version, extras))
+                added.append((row, extras))
+            queue += [(row, r) for r in _each_requirement(
+                row.requires_dist, self.envs, f"{row.name} {row.version}", req.extras)]
+        return added
+
+    def _note_none(self, newest: LockedComponent, req: Requirement) -> None:
+        """Record on ``newest`` why ``python``'s users get no version ``req`` allows: the
+        older versions policy refused for it, and why (or that there is none)."""
+        recipe = self.resolver.recipes.get(newest.key)
+        if recipe is None:
+            return
+        ctx = replace(self.resolver.context(None, req.specifier or None),
+                      pythons=(self.python,), serves=self.serves)
+        try:
+            files = self.resolver.listing(recipe).sdists()
+        except FactoryError:
+            return
+        older = [s for s in passed_over(recipe, files, ctx)
+                 if Version(s.version) < Version(newest.version)
+                 and req.specifier.contains(s.version, prereleases=True)]
+        said = (f"for {self.python}, which {newest.version} excludes: none is locked")
+        found = [Skipped(s.version, f"{s.reason} ({said})") for s in older[:MAX_PASSED]]
+        if not found:
+            why = self.resolver.every_refusal(newest, (self.python,), self.serves)
+            found = [Skipped(newest.version,
+                             f"{why}; no older version could be locked for {self.python}")]
+        noted = self.notes.setdefault((newest.key, newest.version), [])
+        noted += [n for n in found if n not in noted]
+
+
 def _each_requirement(lines: Iterable[str], envs: Sequence[Mapping[str, str]], origin: str,
                       extras: Iterable[str] = ()) -> list[Requirement]:
     """``parse_requirements`` line by line, a line that cannot be read left out alone:
@@ -914,26 +1081,27 @@ def _each_requirement(lines: Iterable[str], envs: Sequence[Mapping[str, str]], o
     return found
 
 
-def _lock_every(resolver: Resolver, lock: Lock, changes: list[Change], parent: LockedComponent,
-                req: Requirement, kind: str) -> LockedComponent | None:
-    """Lock the version of ``req`` every interpreter admits (the previous lock's when
-    it still stands, else policy's newest); None when there is none."""
+def _lock_admitted(resolver: Resolver, lock: Lock, changes: list[Change], req: Requirement,
+                   reason: str, pythons: tuple[str, ...] = (),
+                   serves: str = BUILD_ENVIRONMENT) -> LockedComponent | None:
+    """Lock the version of ``req`` every one of ``pythons`` (default: every configured
+    interpreter) admits, for what ``serves`` says: the previous lock's when it still
+    stands, else policy's newest; None when there is none."""
     key = canonicalize_name(req.name)
     recipe = resolver.recipes.get(key)
     if recipe is None:
         return None
+    pythons = pythons or resolver.settings.pythons
     # versions whose sdist leaves an interpreter out (the listing may not say so)
     refused = {c.version: why for c in lock.components if c.key == key
-               and (why := resolver.every_refusal(c)) is not None}
+               and (why := resolver.every_refusal(c, pythons, serves)) is not None}
     olds = [] if resolver.wants_update(key) else [  # a re-lock keeps the row it took before
         c.version for c in resolver.previous.components if c.key == key
         and req.specifier.contains(c.version, prereleases=True)
-        and resolver.every_refusal(c) is None]
-    reason = (f"{kind} requirement of {parent.name} {parent.version} ({req}) in a build "
-              "environment, a version every configured interpreter admits")
+        and resolver.every_refusal(c, pythons, serves) is None]
     for _ in range(MAX_PASSED):
         ctx = replace(resolver.context(None, without(req.specifier or None, [
-            Skipped(v, why) for v, why in refused.items()])), build_environment=True)
+            Skipped(v, why) for v, why in refused.items()])), pythons=pythons, serves=serves)
         try:
             selection = select_version(recipe, resolver.listing(recipe).sdists(), ctx)
         except FactoryError:
@@ -944,7 +1112,7 @@ def _lock_every(resolver: Resolver, lock: Lock, changes: list[Change], parent: L
         entry, why = _pin_first(resolver, recipe, reason, versions)
         if entry is None:
             return None
-        refusal = resolver.every_refusal(entry) if why != ALARMED else None
+        refusal = resolver.every_refusal(entry, pythons, serves) if why != ALARMED else None
         if refusal is None:
             break
         refused[entry.version] = refusal
