@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from packaging.version import Version
 
 from factory._internal.atomic import write_json
 from factory.config import REPAIR_TOOL, Settings, repair_mode
-from factory.errors import FactoryError
+from factory.errors import FactoryError, one_line
 from factory.lock import Lock, LockedComponent, load_lock, marker_environment
 from factory.lock.resolve import dynamic_requires_path, recorded_dynamic
 from factory.recipes import load_recipes
@@ -407,33 +408,83 @@ def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
                                 f"approve it in recipes/{canonicalize_name(name)}.toml and run "
                                 "`factory lock`")
             graph.add(found, "asked for")
+    _add_users_rows(graph, names)
     _expand(graph)
     plan = _ordered(graph)
     plan.interpreters = tuple(settings.build_interpreters)
     return plan
 
 
+def _add_users_rows(graph: _Graph, names: list[str] | None) -> None:
+    """Add the locked rows a user on each configured interpreter installs that the
+    approved rows are not: where the newest version excludes an interpreter, the lock
+    keeps the newest one it admits beside it (django 5.2 for 3.11 beside 6.1), and
+    that row's own runtime requirements (factory.lock.resolve.serve_each_interpreter).
+    Walked as pip there walks the index: from each approved project (or each of
+    ``names``), through Requires-Dist under that interpreter's markers, taking the
+    newest locked row it admits. One interpreter: nothing to add."""
+    if len(graph.settings.pythons) < 2:
+        return
+    by_key: dict[str, list[LockedComponent]] = {}
+    for c in graph.lock.components:
+        by_key.setdefault(c.key, []).append(c)
+    roots = ([c.key for c in graph.lock.components if c.is_primary] if names is None
+             else [canonicalize_name(n) for n in names])
+    for tag in ("", *graph.others):
+        who = f"a user on {graph.versions.get(tag, graph.settings.python_version)}"
+        queue = [(key, SpecifierSet(), frozenset[str](), "approved") for key in roots]
+        seen: set[tuple[str, frozenset[str]]] = set()
+        while queue:
+            key, spec, extras, origin = queue.pop()
+            rows = by_key.get(key)
+            if not rows:
+                continue  # not locked: not approved, nothing of it to build
+            row = rows[0] if len(rows) == 1 else graph._newest_admitted(key, spec, tag)
+            if row is None or (node_id(row.name, row.version), extras) in seen:
+                continue
+            seen.add((node_id(row.name, row.version), extras))
+            if not row.is_primary:  # approved rows are planned when asked for
+                graph.add(row, f"{origin}, for {who}")
+            here = f"{row.name} {row.version}"
+            for req in graph.requirements(row.requires_dist, here, extras, tag):
+                queue.append((canonicalize_name(req.name), req.specifier,
+                              frozenset(req.extras), f"runtime requirement of {here}"))
+
+
 def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,
-           built_with: list[str], tag: str = "") -> None:
+           built_with: list[str], tag: str = "", tried: Sequence[list[str]] = ()) -> None:
     """Add to ``plan`` what ``node``'s build reported it needs (its new ``dynamic``
     requirements), transitively, and order it again; ``node`` then waits for them.
 
     ``built_with`` is the environment that build ran in (for interpreter ``tag``;
     default: the image's 3.11). It is compared, not the node's environment now:
     another node's regrow may already have grown this one (both builds learnt at
-    once), and that is progress, not a build that lies.
+    once), and that is progress, not a build that lies. ``tried``: the environments
+    its earlier builds in this run ran in and asked more of.
 
     Raises PlanError when nothing was added: the requirements are locked, in the
-    environment it was built in, and its build still said they were not met.
+    environment it was built in, and its build still said they were not met; or when
+    the new environment is one an earlier build already ran in (a backend whose answer
+    flips between builds would otherwise be built again for ever).
     """
     graph = _Graph(settings, lock)
     graph.nodes = plan.nodes
     _expand(graph)
     if node.problem:
         raise node.problem
-    if (node.env_for(tag) if tag else node.env) == built_with:
-        raise PlanError(f"{node.name} {node.version}: its build requirements "
-                        f"{node.dynamic} are locked but still not met")
+    now = node.env_for(tag) if tag else node.env
+    asked = ", ".join(node.dynamic_for(tag) or ()) or "nothing"
+    where = f" for {tag}" if tag else ""
+    if now == built_with:
+        raise PlanError(f"{node.name} {node.version}: its build requirements{where} "
+                        f"({one_line(asked, 400)}) are locked but still not met")
+    if now in tried:
+        raise PlanError(
+            f"{node.name} {node.version}: its backend's answer to get_requires_for_build_wheel"
+            f"{where} changes from build to build (now {one_line(asked, 400)}), back to an "
+            "environment an earlier build of this run already ran in",
+            "the backend is not deterministic: name what it needs in its recipe's build "
+            "requirements, or report it upstream")
     plan.order = _ordered(graph).order
 
 

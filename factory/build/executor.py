@@ -379,6 +379,9 @@ class _Executor:
         self.taken: dict[str, Path] = {}  # allowed upstream wheels, by node id
         self.failed: dict[str, str] = {}
         self.built_with: dict[str, list[str]] = {}  # node id -> the env its last build had
+        # node or variant id -> the envs its earlier builds in this run ran in and asked
+        # more of: a backend whose answer flips must not be built again for ever
+        self.tried: dict[str, list[list[str]]] = {}
         self.blockers: dict[str, str] = {}  # node id -> a dependency it waits for
         # the other interpreters' builds of native nodes
         self.variants = Variants(settings, interpreters.select(settings),
@@ -557,15 +560,19 @@ class _Executor:
     def grow(self, node: Node) -> None:
         """New dynamic requirements: add their nodes, and make ``node`` wait for them."""
         python = self.variants.firsts.get(node.id)
+        tried = self.tried.setdefault(node.id, [])
         regrow(self.settings, self.lock, self.plan, node, self.built_with[node.id],
-               python.tag if python is not None else "")
+               python.tag if python is not None else "", tried)
+        tried.append(self.built_with[node.id])
 
     def grow_variant(self, variant: Variant) -> None:
         """A variant's backend asked for more under its interpreter: add the nodes of
         that interpreter's new environment (built as any node is, and for it), and the
         variant waits for them (Variants.ready). PlanError when they are not locked."""
+        tried = self.tried.setdefault(variant.id, [])
         regrow(self.settings, self.lock, self.plan, variant.node,
-               self.built_with[variant.id], variant.python.tag)
+               self.built_with[variant.id], variant.python.tag, tried)
+        tried.append(self.built_with[variant.id])
 
     def run(self) -> list[BuildRecord]:
         # the other interpreters are made meanwhile: the loop never waits for one while
