@@ -9,6 +9,7 @@ by wrapping builder.build (the only place a build container is started).
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tests.builders_fixtures import backend_sdist, lock_entry, module_sdist
 
 pytestmark = pytest.mark.docker
 
-SLOW = "import time; time.sleep(2)"  # long enough to see overlap at one-second resolution
+SLOW = "import time; time.sleep(2)"  # serial builds: records a second or more apart
 
 
 @pytest.fixture(scope="session")
@@ -90,15 +91,41 @@ def _overlap(one: BuildRecord, two: BuildRecord) -> bool:
 def test_independent_nodes_build_concurrently_up_to_the_limit(
         tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
         builds: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Concurrency counted, not timed: the builds in flight at once. At limit 2 each build
+    # waits (up to 60 s) for the other to start, so two in flight is certain when the
+    # executor runs them together, whatever the load (a second container started late
+    # could miss a 2 s overlap of the records' times).
+    wrapped = builder.build  # the `builds` fixture's counter
+    in_flight, limit_now = [0], [1]
+    peak: dict[int, int] = {}
+    lock, both_in = threading.Lock(), threading.Event()
+
+    def tracked(settings: Settings, inputs: builder.BuildInputs) -> BuildRecord:
+        with lock:
+            in_flight[0] += 1
+            peak[limit_now[0]] = max(peak.get(limit_now[0], 0), in_flight[0])
+            if in_flight[0] == 2:
+                both_in.set()
+        try:
+            if limit_now[0] == 2:
+                both_in.wait(60)
+            return wrapped(settings, inputs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(builder, "build", tracked)
     overlapped = {}
     for limit in (1, 2):
+        limit_now[0] = limit
         settings = project(tmp_path / f"limit{limit}", image, kit_sdists,
                            {"alpha": (SLOW, "approved", ()), "beta": (SLOW, "approved", ())})
         outcome = run_plan(settings, make_plan(settings), concurrency=limit)
         assert outcome.failed == {}
         first, second = outcome.records
         overlapped[limit] = _overlap(first, second)
-    assert overlapped == {1: False, 2: True}
+    assert peak == {1: 1, 2: 2}
+    assert overlapped[1] is False  # one at a time: the second starts after the first ends
     assert sorted(builds) == ["alpha", "alpha", "beta", "beta"]
 
     # The same lock again: both are up to date, and no container is started.
