@@ -417,14 +417,14 @@ def make_plan(settings: Settings, names: list[str] | None = None) -> Plan:
 
 def _add_users_rows(graph: _Graph, names: list[str] | None) -> None:
     """Add the locked rows a user on each configured interpreter installs that the
-    approved rows are not: where the newest version excludes an interpreter, the lock
+    approved rows are not: a version a requirement pins below the approved one, and,
+    where the newest version excludes an interpreter, the lock
     keeps the newest one it admits beside it (django 5.2 for 3.11 beside 6.1), and
     that row's own runtime requirements (factory.lock.resolve.serve_each_interpreter).
     Walked as pip there walks the index: from each approved project (or each of
     ``names``), through Requires-Dist under that interpreter's markers, taking the
-    newest locked row it admits. One interpreter: nothing to add."""
-    if len(graph.settings.pythons) < 2:
-        return
+    newest locked row it admits. With one interpreter too: a requirement the approved
+    row does not satisfy (``newhelper<1`` beside an approved 1.0) has its own row."""
     by_key: dict[str, list[LockedComponent]] = {}
     for c in graph.lock.components:
         by_key.setdefault(c.key, []).append(c)

@@ -85,9 +85,6 @@ def test_each_interpreter_gets_the_newest_version_it_admits(
     assert ("app", "1.5.0") in {(c.name, c.new) for c in changes}
 
 
-@pytest.mark.xfail(strict=True, reason="the plan builds the approved (primary) rows and "
-                   "build environments only: a locked row only a runtime requirement or one "
-                   "interpreter's users reach is not planned (factory/plan.py make_plan)")
 def test_the_plan_builds_the_older_row_with_an_interpreter_that_admits_it(
         project: Settings, upstream: LocalUpstream) -> None:
     settings = _apps(project, upstream)
@@ -244,3 +241,49 @@ def test_django_with_3_11_and_3_13_locks_a_row_for_each(tmp_path: Any) -> None:
         pytest.skip("django did not lock: " + "; ".join(p.describe() for p in result.problems))
     assert [v.major for v in sorted(versions)] == [5, 6]
     assert sorted(versions)[0].release[:2] == (5, 2)
+
+
+def _apps_with_older_dependency(project: Settings, upstream: LocalUpstream) -> Settings:
+    """As _apps, but app 1.5 needs newhelper<1: newhelper 0.9 is locked for 3.11's users
+    only (a row nobody approved by name), and only the walk of 3.11's users reaches it."""
+    _release(upstream, "app", "1.5.0", ">=3.9", requires=("newhelper<1",))
+    _release(upstream, "app", "2.0.0", ">=3.12", requires=("newhelper",))
+    _release(upstream, "newhelper", "0.9.0")
+    _release(upstream, "newhelper", "1.0.0")
+    _release(upstream, "other", "1.0.0")
+    for name in ("app", "newhelper", "other"):
+        factories.recipe(project.root, name, 'track = "any"\n')
+    return replace(project, build_interpreters=BOTH)
+
+
+def test_the_plan_builds_what_each_interpreters_users_reach_and_says_for_whom(
+        project: Settings, upstream: LocalUpstream) -> None:
+    settings = _apps_with_older_dependency(project, upstream)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "newhelper") == ["0.9.0", "1.0.0"]
+    plan = make_plan(settings)
+    assert {"app==1.5.0", "app==2.0.0", "newhelper==0.9.0", "newhelper==1.0.0",
+            "other==1.0.0"} <= set(plan.nodes)
+    assert plan.nodes["app==1.5.0"].reasons == ["approved, for a user on 3.11"]
+    assert plan.nodes["newhelper==0.9.0"].reasons == [
+        "runtime requirement of app 1.5.0, for a user on 3.11"]
+    # asked for by name: that project's rows for every interpreter's users, and what
+    # only those rows need, not the other approved projects
+    named = make_plan(settings, ["app"])
+    assert {"app==1.5.0", "app==2.0.0", "newhelper==0.9.0"} <= set(named.nodes)
+    assert "other==1.0.0" not in named.nodes and "newhelper==1.0.0" not in named.nodes
+
+
+def test_with_one_interpreter_a_pinned_older_dependency_is_planned_too(
+        project: Settings, upstream: LocalUpstream) -> None:
+    settings = replace(_apps_with_older_dependency(project, upstream),
+                       build_interpreters=("3.11",))
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "app") == ["1.5.0"]
+    # app 1.5 needs newhelper<1 beside the approved 1.0: without its row in the plan, pip
+    # cannot install app from the index (this was so before interpreters had rows)
+    plan = make_plan(settings)
+    assert set(plan.nodes) == {
+        "app==1.5.0", "newhelper==0.9.0", "newhelper==1.0.0", "other==1.0.0"}
+    assert plan.nodes["newhelper==0.9.0"].reasons == [
+        "runtime requirement of app 1.5.0, for a user on 3.11"]
