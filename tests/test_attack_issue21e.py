@@ -28,14 +28,45 @@ A. Variants (stand-in builds, as tests/test_variant_dynamic.py)     outcome
   TestRepairTools
     a native tool in auditwheel's closure: its own cp313 variant    held
     a repair tool's marker that raises                              held: one-line PlanError
+
+B. The authority's HTTP server (raw sockets on loopback; server.py)
+  TestAuthorityHttp
+    Content-Length of superscript digits (isdigit, int() refuses)  BROKE: no answer, an
+                                                                    error logged -> 400
+    a JSON nesting bomb (100,000 '[')                               BROKE: RecursionError, no
+                                                                    answer, logged -> 400
+    300,000 '{},' in one body                                       BROKE: parsed (a dict
+                                                                    each) -> 400 unparsed
+    two Content-Lengths; Transfer-Encoding with or without one     BROKE: the first believed,
+                                                                    the rest answered as a
+                                                                    request of its own -> 400
+                                                                    and closed
+    a body refused unread (too large, '1e3'); a GET with a body    BROKE: the body answered
+                                                                    as the next request ->
+                                                                    closed after the answer
+    a body or a request line dripped a byte every 0.05 s            BROKE: held its thread
+                                                                    past the idle limit ->
+                                                                    the request as a whole
+                                                                    is held to it
+    connections past MAX_CONNECTIONS                                BROKE: a thread each, no
+                                                                    cap -> closed at once
+    pipelined requests                                              held: each answered
+    a 70,000-byte header, 200 headers                               held: 431
+    a body of exactly MAX_BODY / one byte more                      held: read / 400 unread
+    invalid UTF-8; logIndex, firstSize, lastSize extremes           held: 400 / 404
+    a bearer token in a refused request                             held: in no log line
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import select
+import socket
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,7 +82,9 @@ from factory.errors import BuildError
 from factory.lock import Lock, LockedComponent, save_lock
 from factory.lock.resolve import dynamic_requires_path, every_recorded_dynamic
 from factory.plan import PlanError, make_plan, remember_dynamic
+from factory.sign._authority import Authority, serve, server
 from tests import factories
+from tests.signing_fixtures import authority_fixture  # noqa: F401 - fixture
 from tests.test_variant_dynamic import (  # noqa: F401 (backend: the fixture)
     NATIVE,
     Backend,
@@ -356,3 +389,186 @@ class TestRepairTools:
                            ) as caught:
             make_plan(settings, ["app"])
         _one_line(str(caught.value))
+
+
+# -- B: the authority's HTTP server ----------------------------------------------------------
+
+def _connect(url: str, wait: float = 30.0) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=wait)
+
+
+def _exchange(url: str, data: bytes) -> bytes:
+    """Send ``data``, say nothing more, and read until the server closes (30 s guard)."""
+    with _connect(url) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := conn.recv(65536):
+            out += chunk
+        return out
+
+
+def _statuses(answer: bytes) -> list[int]:
+    """The status of each response in ``answer``, read by its framing (Content-Length):
+    a body that mentions HTTP/1.1 is not taken for a response."""
+    found = []
+    while answer:
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        match = re.match(rb"HTTP/1\.[01] (\d{3}) ", head)
+        assert match, answer[:200]
+        found.append(int(match.group(1)))
+        length = re.search(rb"\r\nContent-Length: (\d+)", head, re.IGNORECASE)
+        answer = rest[int(length.group(1)) if length else len(rest):]
+    return found
+
+
+SMUGGLED = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\n\r\n"
+ENTRIES = b"POST /api/v1/log/entries HTTP/1.1\r\nHost: x\r\n"
+
+
+@pytest.fixture
+def url(authority: Settings, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> Iterator[str]:
+    """The authority served; afterwards nothing on stderr, no error logged."""
+    caplog.set_level(logging.INFO, logger="factory.sign._authority")
+    with serve(Authority(authority.authority_dir)) as found:
+        yield found
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err[:400]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+class TestAuthorityHttp:
+    @pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b2", "\u00b3"])
+    def test_a_content_length_of_other_digits_is_a_400(self, url: str, length: str) -> None:
+        """'²'.isdigit() is True and int('²') a ValueError: no answer, an error logged."""
+        answer = _exchange(url, ENTRIES + f"Content-Length: {length}\r\n\r\n{{}}".encode(
+            "latin-1"))
+        assert _statuses(answer) == [400], answer[:200]
+
+    def test_a_json_nesting_bomb_is_a_400(self, url: str) -> None:
+        bomb = b"[" * 100_000
+        answer = _exchange(url, ENTRIES + b"Content-Length: %d\r\n\r\n" % len(bomb) + bomb)
+        assert _statuses(answer) == [400] and b"not JSON" in answer, answer[:200]
+
+    def test_a_body_of_too_many_values_is_refused_unparsed(self, url: str) -> None:
+        width = b"[" + b"{}," * 300_000 + b"{}]"
+        answer = _exchange(url, ENTRIES + b"Content-Length: %d\r\n\r\n" % len(width) + width)
+        assert _statuses(answer) == [400] and b"too many" in answer, answer[:200]
+
+    @pytest.mark.parametrize("framing", [
+        b"Content-Length: 2\r\nContent-Length: %d\r\n\r\n{}" % (len(SMUGGLED) + 2),
+        b"Content-Length: %d\r\nContent-Length: 2\r\n\r\n{}" % (len(SMUGGLED) + 2),
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+        b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+        b"Content-Length: 99999999999\r\n\r\n",
+        b"Content-Length: 1e3\r\n\r\n",
+    ])
+    def test_a_body_framed_two_ways_is_refused_and_the_rest_not_read(
+            self, url: str, framing: bytes) -> None:
+        """What follows a request whose body is framed ambiguously, or refused unread,
+        is not taken for a request of its own: one answer, then the connection closes."""
+        answer = _exchange(url, ENTRIES + framing + SMUGGLED)
+        assert _statuses(answer) == [400], answer[:400]
+
+    def test_a_get_with_a_body_is_answered_once(self, url: str) -> None:
+        get = b"GET /api/v1/log HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(
+            SMUGGLED)
+        assert _statuses(_exchange(url, get + SMUGGLED)) == [200]
+
+    def test_pipelined_requests_are_each_answered(self, url: str) -> None:
+        body = b"{}"
+        post = ENTRIES + b"Content-Length: 2\r\n\r\n" + body
+        answer = _exchange(url, SMUGGLED + post + SMUGGLED + SMUGGLED)
+        assert _statuses(answer) == [200, 400, 200, 200], answer[:400]
+
+    @pytest.mark.parametrize("headers", [
+        b"X-Big: " + b"a" * 70_000 + b"\r\n",
+        b"".join(b"X-%d: 1\r\n" % n for n in range(200)),
+    ])
+    def test_huge_headers_get_an_answer(self, url: str, headers: bytes) -> None:
+        answer = _exchange(url, b"GET /api/v1/log HTTP/1.1\r\n" + headers + b"\r\n")
+        assert _statuses(answer) == [431], answer[:200]
+
+    def test_a_body_of_exactly_max_body_is_read_and_one_more_byte_refused(
+            self, url: str) -> None:
+        body = b" " * (server.MAX_BODY - 2) + b"{}"
+        answer = _exchange(url, ENTRIES + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert _statuses(answer) == [400] and b"too large" not in answer, answer[:300]
+        # refused before a byte of it is read (the connection closes: not sent here)
+        answer = _exchange(url, ENTRIES + b"Content-Length: %d\r\n\r\n" % (len(body) + 1))
+        assert _statuses(answer) == [400] and b"too large" in answer, answer[:300]
+
+    @pytest.mark.parametrize(("query", "status"), [
+        ("entries?logIndex=-1", 404), ("entries?logIndex=0", 404),
+        ("entries?logIndex=" + "9" * 5000, 400), ("entries?logIndex=1_0", 404),
+        ("entries?logIndex=%00", 400), ("entries?logIndex=nan", 400),
+        ("proof?firstSize=0&lastSize=0", 400), ("proof?firstSize=1&lastSize=-1", 400),
+        ("proof?firstSize=" + "9" * 30 + "&lastSize=" + "9" * 31, 400),
+        ("proof?firstSize=-5&lastSize=0", 400), ("entries/%ff", 400),
+        ("entries/" + "0" * 10_000, 404),
+    ])
+    def test_index_and_size_extremes(self, url: str, query: str, status: int) -> None:
+        answer = _exchange(url, f"GET /api/v1/log/{query} HTTP/1.1\r\nHost: x\r\n\r\n"
+                           .encode())
+        assert _statuses(answer) == [status], answer[:300]
+
+    def test_invalid_utf8_is_a_400(self, url: str) -> None:
+        body = b'{"a": "\xff\xfe"}'
+        answer = _exchange(url, ENTRIES + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert _statuses(answer) == [400], answer[:300]
+
+    def test_a_bearer_token_reaches_no_log_line(self, url: str,
+                                                caplog: pytest.LogCaptureFixture,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+        token = "SECRET-TOKEN-4f1e"
+        for body in (b"[" * 100_000, b"{}", b'{"certificateSigningRequest": "x"}', b"\xff"):
+            head = (b"POST /api/v2/signingCert HTTP/1.1\r\nAuthorization: Bearer "
+                    + token.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+            assert _statuses(_exchange(url, head + body)) in ([400], [401])
+        logged = caplog.text + capfd.readouterr().err
+        assert token not in logged
+
+    def test_a_dripping_body_is_cut_at_the_idle_limit(
+            self, authority: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A byte every 0.05 s never leaves the connection silent for the 1 s idle
+        limit: the request as a whole is held to it, not each read."""
+        monkeypatch.setattr(server, "IDLE_SECONDS", 1)
+        with serve(Authority(authority.authority_dir)) as found:
+            for head in (ENTRIES + b"Content-Length: 400\r\n\r\n", b"GET /api/v1/log HT"):
+                with _connect(found) as conn:
+                    conn.sendall(head)
+                    sent = 0
+                    for _ in range(400):  # 20 s of dripping at most
+                        if select.select([conn], [], [], 0.05)[0]:
+                            break  # answered or closed
+                        try:
+                            conn.sendall(b" ")
+                        except OSError:
+                            break
+                        sent += 1
+                    assert sent < 400, "the connection was held for the whole drip"
+
+    def test_connections_past_the_cap_are_closed_at_once(
+            self, authority: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(server, "MAX_CONNECTIONS", 4)
+        with serve(Authority(authority.authority_dir)) as found:
+            held = [_connect(found) for _ in range(4)]
+            for conn in held:  # each is being handled (a thread each) once it answers
+                conn.sendall(SMUGGLED)
+                assert _statuses(conn.recv(65536)) == [200]
+            with _connect(found) as extra:
+                assert extra.recv(1) == b""  # closed, no thread for it
+            for conn in held:
+                conn.close()
+            for _ in range(200):  # their threads see the close and give their slots back
+                with _connect(found) as conn:
+                    conn.sendall(SMUGGLED)
+                    conn.shutdown(socket.SHUT_WR)
+                    if _statuses(conn.recv(65536)) == [200]:
+                        break
+                select.select([], [], [], 0.05)  # a moment for their threads to end
+            else:
+                pytest.fail("no slot came back after the held connections closed")
