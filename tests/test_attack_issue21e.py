@@ -17,6 +17,8 @@ A. Variants (stand-in builds, as tests/test_variant_dynamic.py)     outcome
     URL / file:// / 100,000-char / newline / empty lines, a marker
       that raises, extras, a name spelled otherwise                 held
     a variant's failure leaves its first build and cp314's          held
+    cp313 and cp314 learning at once (two builds at a time)         held: each its own record,
+                                                                    rebuilt once, then nothing
   TestRecords
     .cp39 / .cp313.json.tmp / ..cp313 / .. / cp314 not configured  held: not read
     a record written, then a crash before the build                 held: planned up front,
@@ -268,6 +270,29 @@ class TestHostileBackend:
         # nothing fetched or built from the URL: only the locked rows stand built
         assert {b[0] for b in hostile.builds} <= {"demo", "extra"}
         make_plan(settings, ["demo"])  # the next plan reads the record without a traceback
+
+    def test_two_variants_learning_at_once(self, hostile: Hostile) -> None:
+        """cp313 and cp314 each ask for more, built two at a time: each learns its own
+        answer, each is built again once, and a second run builds nothing."""
+        hostile.settings = factories.settings(hostile.settings.root,
+                                              build_interpreters=("3.11", "3.13", "3.14"),
+                                              build_repair="none")
+        settings = _lock(hostile.settings)
+        wants = {"cp311": [], "cp313": ["extra"], "cp314": ["helper", "extra"]}
+        hostile.asks = lambda n, t, c: wants[t] if n == "demo" else []
+        outcome = executor.run_plan(settings, make_plan(settings, ["demo"]), concurrency=2,
+                                    build=hostile)
+        assert outcome.failed == {}
+        assert Counter(b[1] for b in hostile.builds if b[0] == "demo") == {
+            "cp311": 1, "cp313": 2, "cp314": 2}
+        demo = _demo_row(settings)
+        for tag in ("cp313", "cp314"):
+            record = json.loads(dynamic_requires_path(settings, demo, tag).read_text())
+            assert record["dynamic"] == wants[tag] and record["interpreter"] == tag
+        before = len(hostile.builds)
+        again = executor.run_plan(settings, make_plan(settings, ["demo"]), concurrency=2,
+                                  build=hostile)
+        assert again.failed == {} and hostile.builds[before:] == []
 
     def test_a_failed_variant_leaves_the_others(self, hostile: Hostile) -> None:
         hostile.settings = factories.settings(hostile.settings.root,
