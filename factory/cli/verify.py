@@ -7,6 +7,9 @@ a table or JSON, and an HTML file on request. The library never prints.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import gc
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,6 +81,7 @@ def verify(
     with the answers key (the state's, --key PEM, or --index URL's served one)."""
     if target == "answer":
         raise typer.Exit(verify_answer_file(settings, answer_file, key, index))
+    _freeze_at_exit()
     code = run(settings(), target, everything=everything, rebuild=rebuild_spec,
                upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
                console=_app.out, index_dir=_index_place(index),
@@ -87,6 +91,18 @@ def verify(
                check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers,
                allow_skipped=allow_skipped)
     raise typer.Exit(code)
+
+
+@functools.cache  # registered once per process
+def _freeze_at_exit() -> None:
+    """At exit, put every object out of the collector's reach (gc.freeze, once): the
+    interpreter's last collections would otherwise walk the hundreds of thousands of
+    objects Sigstore, pydantic, in-toto and the report leave behind, about 0.1 s of a
+    1.5 s `verify --all`, only to free memory the exit frees anyway. Nothing is lost:
+    the report is printed and its HTML file written by then (the interpreter still
+    flushes stdout and stderr), and a caller that goes on running (a test, say) is not
+    affected until its own exit."""
+    atexit.register(gc.freeze)
 
 
 def _index_place(index: str | None) -> Path | str | None:
