@@ -38,6 +38,7 @@ import os
 import select
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -129,17 +130,18 @@ def _child(index: IndexView, stop: int, answer: int) -> None:
         items = []
     wheels = [item.wheel for item in items
               if item.wheel is not None and item.published is not None and not item.problem]
-    sboms_done = False
-    for phase in (_sbom_pre_check, _pre_check):
+    def each(check: Callable[[Path], list[dict[str, Any]]]) -> bool:
+        """``check`` over every wheel; False when the parent stopped it first."""
         for wheel in wheels:
             if stopped():
-                break
-            for record in phase(wheel):
+                return False
+            for record in check(wheel):
                 say(record)
-        else:
-            sboms_done = True  # (after the zip phase too: the SBOM phase came first)
-            continue
-        break
+        return True
+
+    sboms_done = each(_sbom_pre_check)  # first: a missed SBOM costs the parent most
+    if sboms_done:
+        each(_pre_check)
     say({"done": _PRE_DONE, "sboms": sboms_done})
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
 
