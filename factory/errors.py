@@ -62,6 +62,15 @@ class FactoryError(Exception):
         """One line: the cause, then what to do about it."""
         return f"error: {self.message} (hint: {self.hint})"
 
+    def reason(self, limit: int = 400, hint_limit: int = 600) -> str:
+        """Why something failed, as one bounded line (the middle goes first), with the
+        error's own hint when it has one: a hint is often the line to paste (the
+        `factory add` to run, a recipe's allow_prebuilt), so it gets room of its own."""
+        line = one_line(self.message, limit)
+        if self.hint and self.hint != type(self).default_hint:
+            line += f" (hint: {one_line(self.hint, hint_limit)})"
+        return line
+
 
 class ConfigError(FactoryError):
     default_hint = "check factory.toml and the FACTORY_* environment variables"

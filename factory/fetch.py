@@ -61,7 +61,7 @@ def fetch_stage(settings: Settings, names: set[str] | None = None,
             except FactoryError as exc:
                 errors.append(exc)
                 if failed is not None:
-                    failed[f"{entry.key}=={entry.version}"] = exc.message
+                    failed[f"{entry.key}=={entry.version}"] = exc.reason()
     finally:
         for upstream in upstreams.values():
             upstream.close()

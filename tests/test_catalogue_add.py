@@ -341,6 +341,36 @@ def test_following_the_prebuilt_hint_admits_every_file_it_named(
     assert report.ok and not report.needs_human, report
 
 
+def test_a_build_refusing_prebuilt_files_keeps_the_line_to_paste(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """The lock may add a row `add` never scanned (an older version for 3.11's users
+    ships other prebuilt files): `factory build` refuses it at fetch, and said only the
+    cause; the failure now carries the hint, whole, and pasting it admits the sdist."""
+    from factory.fetch import fetch_stage
+
+    build_tools(upstream, project)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("module.py", "VALUE = 1\n")
+    # seven files in seven directories: a hint of over 400 characters, past the 240 a
+    # failure's hint was cut to
+    names = [f"integration-suite-number-{i}/fixtures/prebuilt-plugin-{i}.egg"
+             for i in range(7)]
+    upstream.add("many", "1.0.0", files=dict.fromkeys(names, packed.getvalue()))
+    factories.recipe(project.root, "many")
+    lock_stage(project)
+    refused: dict[str, str] = {}
+    fetch_stage(project, names={"many"}, failed=refused)
+    why = refused["many==1.0.0"]
+    assert "ships prebuilt" in why and "allow_prebuilt = " in why
+    line = "allow_prebuilt = " + why.split("allow_prebuilt = ", 1)[1].removesuffix(")")
+    factories.recipe(project.root, "many", f"{line}\n")
+    refused.clear()
+    lock_stage(project)
+    assert [f.component.key for f in fetch_stage(project, names={"many"}, failed=refused)] == [
+        "many"] and not refused
+
+
 def test_the_licenses_of_every_release_taken_are_approved(project: Settings,
                                                           upstream: LocalUpstream) -> None:
     build_tools(upstream, project)

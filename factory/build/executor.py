@@ -697,7 +697,7 @@ def run_plan(settings: Settings, plan: Plan, concurrency: int | None = None,
 
 
 REASON_LIMIT = 400  # characters of one node's failure reason (its log path survives)
-HINT_LIMIT = 240
+HINT_LIMIT = 600  # a hint is often a line to paste: cut, it would not work
 SHOWN_FAILURES = 3  # failures named in the one-line summary; ``diagnostics`` lists all
 
 
@@ -705,10 +705,7 @@ def reason(exc: FactoryError) -> str:
     """Why a node failed, as one bounded line (the middle goes first, so the log path
     at the end of a build failure stays), with the failure's own hint when it has one
     (the Debian package a missing header needs, the `factory add` line to run)."""
-    line = one_line(exc.message, REASON_LIMIT)
-    if exc.hint and exc.hint != type(exc).default_hint:
-        line += f" (hint: {one_line(exc.hint, HINT_LIMIT)})"
-    return line
+    return exc.reason(REASON_LIMIT, HINT_LIMIT)
 
 
 def summarise(failed: dict[str, str], what: str = "build(s) failed") -> str:
