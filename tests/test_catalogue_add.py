@@ -364,6 +364,13 @@ def test_a_build_refusing_prebuilt_files_keeps_the_line_to_paste(
     why = refused["many==1.0.0"]
     assert "ships prebuilt" in why and "allow_prebuilt = " in why
     line = "allow_prebuilt = " + why.split("allow_prebuilt = ", 1)[1].removesuffix(")")
+    factories.recipe(project.root, "many", 'allow_prebuilt = ["docs/*"]\n')
+    lock_stage(project)
+    refused.clear()
+    fetch_stage(project, names={"many"}, failed=refused)
+    # what the recipe allowed already is kept in the line to paste
+    kept = "allow_prebuilt = " + refused["many==1.0.0"].split("allow_prebuilt = ", 1)[1]
+    assert kept.removesuffix(")") == line.replace('= [', '= ["docs/*", ', 1)
     factories.recipe(project.root, "many", f"{line}\n")
     refused.clear()
     lock_stage(project)

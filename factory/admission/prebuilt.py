@@ -217,10 +217,14 @@ def sdist_allowances(scan: SdistScan, recipe: Recipe) -> list[Allowance]:
                                what))
     if refused:
         more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        # what the recipe allows already stays in the line: another version of it (an
+        # older row the lock keeps for one interpreter's users) ships other files
+        allowed = [*recipe.allow_prebuilt,
+                   *(g for g in _globs(paths) if g not in recipe.allow_prebuilt)]
         raise AdmissionError(
             f"{recipe.key}: the sdist ships prebuilt {refused[0]}{more}, not built from source",
             f"review them; if the build does not use them, allow them in {recipe.path.name}: "
-            f"allow_prebuilt = {json.dumps(_globs(paths))}")
+            f"allow_prebuilt = {json.dumps(allowed)}")
     return found
 
 
