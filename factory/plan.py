@@ -439,16 +439,41 @@ def _add_users_rows(graph: _Graph, names: list[str] | None) -> None:
             rows = by_key.get(key)
             if not rows:
                 continue  # not locked: not approved, nothing of it to build
-            row = rows[0] if len(rows) == 1 else graph._newest_admitted(key, spec, tag)
-            if row is None or (node_id(row.name, row.version), extras) in seen:
-                continue
-            seen.add((node_id(row.name, row.version), extras))
-            if not row.is_primary:  # approved rows are planned when asked for
-                graph.add(row, f"{origin}, for {who}")
-            here = f"{row.name} {row.version}"
-            for req in graph.requirements(row.requires_dist, here, extras, tag):
-                queue.append((canonicalize_name(req.name), req.specifier,
-                              frozenset(req.extras), f"runtime requirement of {here}"))
+            for row in rows[:1] if len(rows) == 1 else _users_pick(graph, rows, spec, tag):
+                if (node_id(row.name, row.version), extras) in seen:
+                    continue
+                seen.add((node_id(row.name, row.version), extras))
+                if not row.is_primary:  # approved rows are planned when asked for
+                    graph.add(row, f"{origin}, for {who}")
+                here = f"{row.name} {row.version}"
+                for line in row.requires_dist:
+                    try:
+                        found = graph.requirements([line], here, extras, tag)
+                    except PlanError:  # pip cannot read it either; the lock left it out
+                        continue
+                    queue += [(canonicalize_name(req.name), req.specifier, frozenset(req.extras),
+                               f"runtime requirement of {here}") for req in found]
+
+
+def _users_pick(graph: _Graph, rows: list[LockedComponent], spec: SpecifierSet,
+                tag: str) -> list[LockedComponent]:
+    """The rows of one project pip on interpreter ``tag`` may take for ``spec``: the
+    newest it admits (the newest when none does), and any newer one whose sdist cannot be
+    had. That one is planned so that its build says why in one line: taken to admit
+    nothing, it left the row the lock kept for this interpreter out of the plan unseen."""
+    if len(graph.settings.pythons) < 2:
+        newest = graph.lock.find(rows[0].key, spec)
+        return [newest] if newest is not None else []
+    python = graph.versions.get(tag, graph.settings.python_version)
+    unread: list[LockedComponent] = []
+    for row in sorted((c for c in rows if spec.contains(c.version, prereleases=True)),
+                      key=lambda c: Version(c.version), reverse=True):
+        if graph._admits(row, python):
+            return [*unread, row]
+        if graph._requires_python.get(node_id(row.name, row.version)) == _UNFETCHABLE:
+            unread.append(row)
+    newest = graph.lock.find(rows[0].key, spec)
+    return [*unread, *([newest] if newest is not None and newest not in unread else [])]
 
 
 def regrow(settings: Settings, lock: Lock, plan: Plan, node: Node,

@@ -147,6 +147,7 @@ class Resolver:
         self._matching: set[str] = set()  # components whose backend is being matched
         # (key, sdist sha256) -> the Requires-Python its sdist and its listing give
         self._requires_python: dict[tuple[str, str], tuple[str | None, ...]] = {}
+        self._sdist_read: set[tuple[str, str]] = set()  # of those, whose sdist was read
 
     def close(self) -> None:
         for upstream in self._upstreams.values():
@@ -193,8 +194,16 @@ class Resolver:
         """Why not every one of ``pythons`` (default: every configured interpreter) may
         take ``entry`` (``serves`` says for what), or None: its cached sdist's own
         Requires-Python (PKG-INFO, read bounded: what its builds judge by) and the one
-        upstream's listing gives must both admit them all."""
-        for requires in self.requires_python(entry):
+        upstream's listing gives must both admit them all.
+
+        For users (``serves`` is not BUILD_ENVIRONMENT) the sdist's own alone, once read:
+        pip on our index judges by what the built wheel states, which is the sdist's. A
+        listing saying >=3.12 of an sdist that admits 3.11 locked a row for 3.11 that pip
+        there never takes and the plan (which reads the sdist) never built."""
+        said = self.requires_python(entry)
+        if serves != BUILD_ENVIRONMENT and (entry.key, entry.sdist.sha256) in self._sdist_read:
+            said = said[:1]
+        for requires in said:
             why = every_refusal(requires, pythons or self.settings.pythons, serves)
             if why is not None:
                 return why
@@ -214,6 +223,8 @@ class Resolver:
 
         path = cache.cache_path(self.settings, entry.sdist.sha256, entry.sdist.filename)
         own = sdist_requires_python(path) if path.is_file() else None
+        if path.is_file():
+            self._sdist_read.add((entry.key, entry.sdist.sha256))
         recipe = self.recipes.get(entry.key)
         if recipe is None or entry.sdist.from_git:
             return (own,)
@@ -894,7 +905,7 @@ def serve_each_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]
         closed: set[tuple[str, str, frozenset[str]]] = set()  # (key, version, extras) closed
         walk = _UsersWalk(resolver, lock, changes, python, tried, closed, notes)
         with resolver.users_of(python):
-            added |= _serve(resolver, lock, changes, walk.rows)
+            added |= _serve(resolver, lock, changes, walk.rows, walk.left_out)
     # Noted last: a row is replaced by its noted copy, which the rounds above would not
     # know by its id.
     for i, row in enumerate(lock.components):
@@ -906,9 +917,11 @@ def serve_each_interpreter(resolver: Resolver, lock: Lock, changes: list[Change]
 
 
 def _serve(resolver: Resolver, lock: Lock, changes: list[Change],
-           walk: Callable[[], list[tuple[LockedComponent, frozenset[str]]]]) -> bool:
+           walk: Callable[[], list[tuple[LockedComponent, frozenset[str]]]],
+           left_out: Callable[[LockedComponent, str], None] | None = None) -> bool:
     """Walk, lock what the rows the walk added require, and walk again until the walk
-    adds nothing; whether it added any."""
+    adds nothing; whether it added any. ``left_out`` is told of each new row left out
+    again, and why (what of its closure could not be locked)."""
     added_any = False
     while True:
         before = {id(c) for c in lock.components}  # what this round may not leave out
@@ -922,11 +935,16 @@ def _serve(resolver: Resolver, lock: Lock, changes: list[Change],
         broken = _Broken()
         _close_requirements(resolver, lock, changes, broken, added)
         closing = list(lock.components)
-        broken.prune(lock)
+        problems = broken.prune(lock)
         # only what this pass locked is left out: a row the lock already had (another
         # user's, reached here with an extra that cannot be met) stays for that user
         kept = {id(c) for c in lock.components}
         lock.components = [c for c in closing if id(c) in kept or id(c) in before]
+        if left_out is not None and problems:
+            why = "; ".join(p.message for p in problems[:3])
+            for row, _ in added:
+                if id(row) not in kept and id(row) not in before:
+                    left_out(row, why)
 
 
 def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
@@ -992,6 +1010,8 @@ class _UsersWalk:
         self.tried, self.closed, self.notes = tried, closed, notes
         self.envs = (marker_environment(resolver.settings, python),)
         self.serves = for_users(python)
+        # id of a row this walk locked -> the newest row of its project it stands beside
+        self.beside: dict[int, LockedComponent] = {}
 
     def rows(self) -> list[tuple[LockedComponent, frozenset[str]]]:
         """Walk; lock a row ``python`` admits where none the walk reaches does (or note
@@ -1015,19 +1035,30 @@ class _UsersWalk:
                 continue  # not locked: the closure said why
             row = next((c for c in matching
                         if resolver.every_refusal(c, (python,), self.serves) is None), None)
-            if row is None and (key, str(req.specifier)) not in self.tried:
+            # The newest excludes python. An older locked row it admits (a build
+            # environment's, another requirement's pin) may not be the newest policy
+            # allows: pip there would take a newer one from PyPI. What the previous lock
+            # gave python's users stands until an update, as every pin does.
+            sticky = row is not None and not resolver.wants_update(key) and any(
+                Version(c.version) <= Version(row.version) for c in self._served_before(req))
+            if row is not matching[0] and not sticky \
+                    and (key, str(req.specifier)) not in self.tried:
                 self.tried.add((key, str(req.specifier)))
                 reason = (f"approved, the newest version {python} admits" if parent is None
                           else f"runtime requirement of {parent.name} {parent.version} "
                                f"({req}), the newest version {python} admits")
-                row = _lock_admitted(resolver, self.lock, self.changes, req, reason,
-                                     (python,), self.serves)
-                if row is None:
-                    self._note_none(matching[0], req)
-                else:
+                failures: list[Skipped] = []
+                newer = _lock_admitted(resolver, self.lock, self.changes,
+                                       _above(req, row), reason, (python,), self.serves,
+                                       failures)
+                if newer is not None:
+                    row = newer
+                    self.beside[id(row)] = matching[0]
                     rows[key].append(row)
                     self.closed.add((row.key, row.version, frozenset()))
                     added.append((row, frozenset()))
+                elif row is None:
+                    self._note_none(matching[0], req, failures)
             if row is None:
                 continue  # python's users get none of it: the newest row says why
             extras = frozenset(req.extras)
@@ -1041,9 +1072,29 @@ class _UsersWalk:
                 row.requires_dist, self.envs, f"{row.name} {row.version}", req.extras)]
         return added
 
-    def _note_none(self, newest: LockedComponent, req: Requirement) -> None:
+    def _served_before(self, req: Requirement) -> list[LockedComponent]:
+        """The newest row of the previous lock ``req`` allows that ``python`` admits
+        (none, or one)."""
+        older = sorted((c for c in self.resolver.previous.components
+                        if c.key == canonicalize_name(req.name)
+                        and req.specifier.contains(c.version, prereleases=True)),
+                       key=lambda c: Version(c.version), reverse=True)
+        return next(([c] for c in older if self.resolver.every_refusal(
+            c, (self.python,), self.serves) is None), [])
+
+    def left_out(self, row: LockedComponent, why: str) -> None:
+        """``row``, locked by this walk, was left out again (``why``: what of its closure
+        could not be locked): the newest row it stood beside says so."""
+        newest = self.beside.get(id(row))
+        if newest is not None:
+            self._note(newest, [Skipped(row.version, why)])
+
+    def _note_none(self, newest: LockedComponent, req: Requirement,
+                   failures: Sequence[Skipped] = ()) -> None:
         """Record on ``newest`` why ``python``'s users get no version ``req`` allows: the
-        older versions policy refused for it, and why (or that there is none)."""
+        versions that could not be pinned (``failures``: their requirements cannot be
+        met...), the older versions policy refused for it, and why (or that there is
+        none)."""
         recipe = self.resolver.recipes.get(newest.key)
         if recipe is None:
             return
@@ -1053,17 +1104,32 @@ class _UsersWalk:
             files = self.resolver.listing(recipe).sdists()
         except FactoryError:
             return
-        older = [s for s in passed_over(recipe, files, ctx)
-                 if Version(s.version) < Version(newest.version)
-                 and req.specifier.contains(s.version, prereleases=True)]
-        said = (f"for {self.python}, which {newest.version} excludes: none is locked")
-        found = [Skipped(s.version, f"{s.reason} ({said})") for s in older[:MAX_PASSED]]
-        if not found:
+        older = [*failures, *(s for s in passed_over(recipe, files, ctx)
+                              if Version(s.version) < Version(newest.version)
+                              and req.specifier.contains(s.version, prereleases=True))]
+        if not older:
             why = self.resolver.every_refusal(newest, (self.python,), self.serves)
-            found = [Skipped(newest.version,
+            older = [Skipped(newest.version,
                              f"{why}; no older version could be locked for {self.python}")]
+        self._note(newest, older[:MAX_PASSED])
+
+    def _note(self, newest: LockedComponent, found: Sequence[Skipped]) -> None:
+        said = f"for {self.python}, which {newest.version} excludes: none is locked"
         noted = self.notes.setdefault((newest.key, newest.version), [])
-        noted += [n for n in found if n not in noted]
+        for skip in found:
+            note = skip if skip.version == newest.version else Skipped(
+                skip.version, f"{skip.reason} ({said})")
+            if all(n.version != note.version for n in noted):
+                noted.append(note)
+
+
+def _above(req: Requirement, row: LockedComponent | None) -> Requirement:
+    """``req`` narrowed to versions newer than ``row`` (None: as it is)."""
+    if row is None:
+        return req
+    narrowed = Requirement(str(req))
+    narrowed.specifier = req.specifier & SpecifierSet(f">{row.version}")
+    return narrowed
 
 
 def _each_requirement(lines: Iterable[str], envs: Sequence[Mapping[str, str]], origin: str,
@@ -1083,10 +1149,12 @@ def _each_requirement(lines: Iterable[str], envs: Sequence[Mapping[str, str]], o
 
 def _lock_admitted(resolver: Resolver, lock: Lock, changes: list[Change], req: Requirement,
                    reason: str, pythons: tuple[str, ...] = (),
-                   serves: str = BUILD_ENVIRONMENT) -> LockedComponent | None:
+                   serves: str = BUILD_ENVIRONMENT,
+                   failures: list[Skipped] | None = None) -> LockedComponent | None:
     """Lock the version of ``req`` every one of ``pythons`` (default: every configured
     interpreter) admits, for what ``serves`` says: the previous lock's when it still
-    stands, else policy's newest; None when there is none."""
+    stands, else policy's newest; None when there is none (``failures`` is told of the
+    versions policy allowed that could not be pinned, and why)."""
     key = canonicalize_name(req.name)
     recipe = resolver.recipes.get(key)
     if recipe is None:
@@ -1109,7 +1177,7 @@ def _lock_admitted(resolver: Resolver, lock: Lock, changes: list[Change], req: R
         versions = [str(selection.version)]
         versions[:0] = sorted(set(olds) - set(versions) - set(refused), key=Version,
                               reverse=True)[:1]
-        entry, why = _pin_first(resolver, recipe, reason, versions)
+        entry, why = _pin_first(resolver, recipe, reason, versions, failures)
         if entry is None:
             return None
         refusal = resolver.every_refusal(entry, pythons, serves) if why != ALARMED else None
@@ -1130,14 +1198,17 @@ def _lock_admitted(resolver: Resolver, lock: Lock, changes: list[Change], req: R
     return entry
 
 
-def _pin_first(resolver: Resolver, recipe: Recipe, reason: str,
-               versions: list[str]) -> tuple[LockedComponent | None, str]:
-    """The first of ``versions`` that pins (the lock's rules), or None."""
+def _pin_first(resolver: Resolver, recipe: Recipe, reason: str, versions: list[str],
+               failures: list[Skipped] | None = None) -> tuple[LockedComponent | None, str]:
+    """The first of ``versions`` that pins (the lock's rules), or None; ``failures`` is
+    told why each before it did not."""
     for version in versions:
         try:
             return resolver.pin(recipe, reason, SpecifierSet(f"=={version}"))
         except AlarmError:
             raise
-        except FactoryError:
+        except FactoryError as exc:
+            if failures is not None:
+                failures.append(Skipped(version, exc.message))
             continue
     return None, ""
