@@ -25,6 +25,8 @@ this file), each fixed in the commit that added the case.
 |                   | older row whose closure breaks deeper (mid<2 -> lib<1 under   | yes   |
 |                   | an advisory): left out again silently; now said on 2.0        |       |
 |                   | one row reached by both interpreters; named plan (any case)   | no    |
+|                   | three interpreters (3.11/3.12/3.13): three rows, each its own | no    |
+|                   | the users' row is the build environment's: one row, one node | no    |
 | stability         | --update drops the row; removing 3.13 gives one's bytes       | no    |
 |                   | a crash inside the users walk leaves the old lock            | no    |
 | the plan          | older row whose sdist cannot be fetched at plan time: left    | yes   |
@@ -463,3 +465,44 @@ def test_ten_thousand_releases_the_walk_fetches_a_bounded_number(
     app = lock.primary("app")
     assert app is not None and 1 <= len(app.skipped) <= MAX_PASSED
     assert app.skipped[-1].reason.endswith("no older version could be locked for 3.11")
+
+
+def test_three_interpreters_each_get_their_own(project: Settings,
+                                               upstream: LocalUpstream) -> None:
+    _release(upstream, "app", "1.0.0", ">=3.9")
+    _release(upstream, "app", "2.0.0", ">=3.12")
+    _release(upstream, "app", "3.0.0", ">=3.13")
+    _approve(project, "app")
+    settings = replace(project, build_interpreters=("3.11", "3.12", "3.13"))
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "app") == ["1.0.0", "2.0.0", "3.0.0"]
+    plan = make_plan(settings)
+    assert [_served_choice(settings, plan, "app", p) for p in ("3.11", "3.12", "3.13")] == [
+        "1.0.0", "2.0.0", "3.0.0"]
+    first = settings.lock_path.read_bytes()
+    lock_stage(settings)
+    assert settings.lock_path.read_bytes() == first
+
+
+def test_the_users_row_is_the_build_environments_row(project: Settings,
+                                                     upstream: LocalUpstream) -> None:
+    """lib 1.0, locked for a build environment, is also the newest 3.11 admits: one row
+    (its build-environment reason), one node saying both."""
+    _release(upstream, "tool", "1.0.0", requires=("lib==1.0.0",))
+    _release(upstream, "lib", "1.0.0", ">=3.9")
+    _release(upstream, "lib", "2.0.0", ">=3.12")
+    upstream.add("app", "1.0.0", build_requires=["tool"], backend="x", requires=[],
+                 files={"PKG-INFO": _pkg_info("app", "1.0.0", None, ())})
+    _approve(project, "app", "lib")
+    _approve(project, "tool", body='kind = "build-tool"\ntrack = "any"\n')
+    settings = replace(project, build_interpreters=BOTH)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "lib") == ["1.0.0", "2.0.0"]
+    row = lock.get("lib", "1.0.0")
+    assert row is not None and row.reason == "runtime requirement of tool 1.0.0 (lib==1.0.0)"
+    lib = lock.primary("lib")
+    assert lib is not None and lib.skipped == ()
+    plan = make_plan(settings)
+    reasons = plan.nodes["lib==1.0.0"].reasons
+    assert any(r.endswith("for a user on 3.11") for r in reasons), reasons
+    assert "in the build environment of app 1.0.0" in reasons, reasons

@@ -1012,6 +1012,7 @@ class _UsersWalk:
         self.serves = for_users(python)
         # id of a row this walk locked -> the newest row of its project it stands beside
         self.beside: dict[int, LockedComponent] = {}
+        self._previous: dict[str, list[LockedComponent]] | None = None
 
     def rows(self) -> list[tuple[LockedComponent, frozenset[str]]]:
         """Walk; lock a row ``python`` admits where none the walk reaches does (or note
@@ -1039,10 +1040,10 @@ class _UsersWalk:
             # environment's, another requirement's pin) may not be the newest policy
             # allows: pip there would take a newer one from PyPI. What the previous lock
             # gave python's users stands until an update, as every pin does.
-            sticky = row is not None and not resolver.wants_update(key) and any(
-                Version(c.version) <= Version(row.version) for c in self._served_before(req))
-            if row is not matching[0] and not sticky \
-                    and (key, str(req.specifier)) not in self.tried:
+            if row is not matching[0] and (key, str(req.specifier)) not in self.tried \
+                    and not (row is not None and not resolver.wants_update(key) and any(
+                        Version(c.version) <= Version(row.version)
+                        for c in self._served_before(req))):
                 self.tried.add((key, str(req.specifier)))
                 reason = (f"approved, the newest version {python} admits" if parent is None
                           else f"runtime requirement of {parent.name} {parent.version} "
@@ -1075,9 +1076,12 @@ class _UsersWalk:
     def _served_before(self, req: Requirement) -> list[LockedComponent]:
         """The newest row of the previous lock ``req`` allows that ``python`` admits
         (none, or one)."""
-        older = sorted((c for c in self.resolver.previous.components
-                        if c.key == canonicalize_name(req.name)
-                        and req.specifier.contains(c.version, prereleases=True)),
+        if self._previous is None:  # asked per edge: the previous lock by key, once
+            self._previous = {}
+            for c in self.resolver.previous.components:
+                self._previous.setdefault(c.key, []).append(c)
+        older = sorted((c for c in self._previous.get(canonicalize_name(req.name), ())
+                        if req.specifier.contains(c.version, prereleases=True)),
                        key=lambda c: Version(c.version), reverse=True)
         return next(([c] for c in older if self.resolver.every_refusal(
             c, (self.python,), self.serves) is None), [])
