@@ -568,3 +568,20 @@ def test_a_runtime_requirement_does_not_take_a_build_pin_below_what_policy_allow
     _approve(project, "tool", body='kind = "build-tool"\ntrack = "any"\n')
     lock, _ = lock_stage(project)
     assert "1.5.0" in _versions(lock, "lib")
+
+
+def test_an_advisory_on_the_kept_users_row_moves_it_on_a_re_lock(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """The previous lock's 3.11 row is sticky, but not past an advisory: the next version
+    3.11 admits is taken without --update."""
+    settings = replace(project, build_interpreters=BOTH)
+    _release(upstream, "app", "1.5.0", ">=3.9")
+    _release(upstream, "app", "2.0.0", ">=3.12")
+    _approve(project, "app")
+    lock_stage(settings)
+    _release(upstream, "app", "1.5.1", ">=3.9")
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "app") == ["1.5.0", "2.0.0"]  # sticky
+    _advisory(project, "app", "1.5.0", "1.5.1")
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "app") == ["1.5.1", "2.0.0"]
