@@ -585,3 +585,27 @@ def test_an_advisory_on_the_kept_users_row_moves_it_on_a_re_lock(
     _advisory(project, "app", "1.5.0", "1.5.1")
     lock, _ = lock_stage(settings)
     assert _versions(lock, "app") == ["1.5.1", "2.0.0"]
+
+
+def test_each_planned_row_is_built_first_by_an_interpreter_that_admits_it(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """Variants.first over the planned app rows: 1.5 (for 3.11) by the image's python3
+    (3.11), 2.0 (>=3.12) by 3.13; neither by one its sdist excludes."""
+    from factory.build.variants import sdist_requires_python
+    from factory.upstream import cache
+    from tests.test_attack_issue21c import _variants
+    from tests.test_interpreter_variants import python
+
+    _release(upstream, "app", "1.5.0", ">=3.9")
+    _release(upstream, "app", "2.0.0", ">=3.12")
+    _approve(project, "app")
+    settings = replace(project, build_interpreters=BOTH)
+    lock_stage(settings)
+    plan = make_plan(settings)
+    found = _variants(settings, {"3.13": python("3.13.5")})
+    first = {nid: found.first(node, sdist_requires_python(cache.fetch(settings,
+                                                                       node.locked.sdist)))
+             for nid, node in plan.nodes.items() if node.locked.key == "app"}
+    assert first["app==1.5.0"] is None  # the image's python3
+    cp313 = first["app==2.0.0"]
+    assert cp313 is not None and cp313.tag == "cp313"
