@@ -33,10 +33,14 @@ this file), each fixed in the commit that added the case.
 |                   | one interpreter too): left for the closure's owner            |       |
 |                   | the users' row is the build environment's: one row, one node | no    |
 | stability         | --update drops the row; removing 3.13 gives one's bytes       | no    |
+|                   | upstream down on a re-lock: the approved row was kept, the    | yes   |
+|                   | 3.11 row dropped (3.11's users lost app); now kept, same bytes|       |
+|                   | an advisory on the kept 3.11 row moves it without --update    | no    |
 |                   | a crash inside the users walk leaves the old lock            | no    |
 | the plan          | older row whose sdist cannot be fetched at plan time: left    | yes   |
 |                   | out of the plan unseen (taken to admit nothing); now planned |       |
 |                   | (its build says why in one line)                             |       |
+|                   | Variants.first: 1.5 by the image's 3.11, 2.0 by cp313         | no    |
 |                   | a lock row with an unreadable Requires-Dist line (packaging  | yes   |
 |                   | upgrade, hand edit): the whole plan failed, also with one    |       |
 |                   | interpreter since 6ffdac0; the line is skipped there now     |       |
@@ -609,3 +613,27 @@ def test_each_planned_row_is_built_first_by_an_interpreter_that_admits_it(
     assert first["app==1.5.0"] is None  # the image's python3
     cp313 = first["app==2.0.0"]
     assert cp313 is not None and cp313.tag == "cp313"
+
+
+def test_upstream_down_on_a_re_lock_keeps_the_users_row(
+        project: Settings, upstream: LocalUpstream, hooks: dict[str, Any]) -> None:
+    """The last good pin stands while upstream cannot be read, the 3.11 row with it."""
+    from factory.lock import lock_report
+
+    settings = replace(project, build_interpreters=BOTH)
+    _release(upstream, "app", "1.5.0", ">=3.9")
+    _release(upstream, "app", "2.0.0", ">=3.12")
+    _approve(project, "app")
+    lock_stage(settings)
+    before = settings.lock_path.read_bytes()
+
+    def down(handler: Any) -> None:
+        handler.send_response(503)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    hooks["/simple/app/"] = down
+    result = lock_report(settings)
+    assert [p.name for p in result.problems] == ["app"]
+    assert _versions(result.lock, "app") == ["1.5.0", "2.0.0"]
+    assert settings.lock_path.read_bytes() == before

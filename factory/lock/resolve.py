@@ -1167,15 +1167,27 @@ def _lock_admitted(resolver: Resolver, lock: Lock, changes: list[Change], req: R
     # versions whose sdist leaves an interpreter out (the listing may not say so)
     refused = {c.version: why for c in lock.components if c.key == key
                and (why := resolver.every_refusal(c, pythons, serves)) is not None}
-    olds = [] if resolver.wants_update(key) else [  # a re-lock keeps the row it took before
-        c.version for c in resolver.previous.components if c.key == key
-        and req.specifier.contains(c.version, prereleases=True)
-        and resolver.every_refusal(c, pythons, serves) is None]
+    previous = [c for c in resolver.previous.components if c.key == key
+                and req.specifier.contains(c.version, prereleases=True)
+                and resolver.every_refusal(c, pythons, serves) is None]
+    # a re-lock keeps the row it took before
+    olds = [] if resolver.wants_update(key) else [c.version for c in previous]
+    try:
+        files = resolver.listing(recipe).sdists()
+    except FactoryError:
+        # Upstream cannot be read: its approved row is kept as it was (the lock says
+        # why), and so is the row the previous lock had beside it; dropped, the users of
+        # that interpreter lost the project until upstream answered again.
+        old = max(previous, key=lambda c: Version(c.version), default=None)
+        if old is None or lock.get(key, old.version) is not None:
+            return None
+        lock.components.append(old)
+        return old
     for _ in range(MAX_PASSED):
         ctx = replace(resolver.context(None, without(req.specifier or None, [
             Skipped(v, why) for v, why in refused.items()])), pythons=pythons, serves=serves)
         try:
-            selection = select_version(recipe, resolver.listing(recipe).sdists(), ctx)
+            selection = select_version(recipe, files, ctx)
         except FactoryError:
             return None  # none admits every interpreter: the builds say which cannot build
         versions = [str(selection.version)]
