@@ -19,6 +19,9 @@ this file), each fixed in the commit that added the case.
 | graph shape       | a build environment's lib 1.0 stood in for 3.11's users where | yes   |
 |                   | policy allows lib 1.5: pip on 3.11 got 1.0, PyPI gives 1.5    |       |
 |                   | extras spelt otherwise (Fast_Mode / fast-mode) under markers  | no    |
+|                   | an older row 1.0.0+local (hostile index): '>1.0.0+local' is   | yes*  |
+|                   | no specifier, the lock failed with a traceback (* broke the   |       |
+|                   | walk of f16858e, this pass's own; fixed in the same pass)     |       |
 |                   | a cycle among older rows; a diamond needing two old rows      | no    |
 |                   | older row needing an unapproved project: said "no older       | yes   |
 |                   | version could be locked", not why; now names the requirement |       |
@@ -637,3 +640,22 @@ def test_upstream_down_on_a_re_lock_keeps_the_users_row(
     assert [p.name for p in result.problems] == ["app"]
     assert _versions(result.lock, "app") == ["1.5.0", "2.0.0"]
     assert settings.lock_path.read_bytes() == before
+
+
+def test_an_older_row_with_a_local_version(project: Settings, upstream: LocalUpstream) -> None:
+    """A hostile index offers lib 1.0.0+local (PyPI refuses local versions; another
+    index need not), locked for a build environment: the users walk compares it as a
+    version, not through a '>1.0.0+local' specifier PEP 440 does not allow."""
+    _release(upstream, "tool", "1.0.0", requires=("lib==1.0.0+local",))
+    _release(upstream, "lib", "1.0.0+local", ">=3.9")
+    _release(upstream, "lib", "1.5.0", ">=3.9")
+    _release(upstream, "lib", "2.0.0", ">=3.12")
+    upstream.add("app", "1.0.0", build_requires=["tool"], backend="x", requires=[],
+                 files={"PKG-INFO": _pkg_info("app", "1.0.0", None, ())})
+    _approve(project, "app", "lib")
+    _approve(project, "tool", body='kind = "build-tool"\ntrack = "any"\n')
+    settings = replace(project, build_interpreters=BOTH)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "lib") == ["1.0.0+local", "1.5.0", "2.0.0"]
+    plan = make_plan(settings)
+    assert _served_choice(settings, plan, "lib", "3.11") == "1.5.0"

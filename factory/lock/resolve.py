@@ -1128,11 +1128,13 @@ class _UsersWalk:
 
 
 def _above(req: Requirement, row: LockedComponent | None) -> Requirement:
-    """``req`` narrowed to versions newer than ``row`` (None: as it is)."""
+    """``req`` narrowed to versions newer than ``row`` (None: as it is). By its public
+    version: PEP 440 allows no local label after '>' (a hostile index's 1.0+local made
+    the specifier, and the lock, fail), and '>1.0' leaves out 1.0's local versions."""
     if row is None:
         return req
     narrowed = Requirement(str(req))
-    narrowed.specifier = req.specifier & SpecifierSet(f">{row.version}")
+    narrowed.specifier = req.specifier & SpecifierSet(f">{Version(row.version).public}")
     return narrowed
 
 
