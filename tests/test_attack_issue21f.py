@@ -25,6 +25,9 @@ this file), each fixed in the commit that added the case.
 |                   | a cycle among older rows; a diamond needing two old rows      | no    |
 |                   | older row needing an unapproved project: said "no older       | yes   |
 |                   | version could be locked", not why; now names the requirement |       |
+|                   | older version whose sdist is unreadable at lock time: the     | yes*  |
+|                   | note was the multi-line tar error (* f16858e's new note;      |       |
+|                   | before, nothing said why); one bounded line now               |       |
 |                   | older row whose closure breaks deeper (mid<2 -> lib<1 under   | yes   |
 |                   | an advisory): left out again silently; now said on 2.0        |       |
 |                   | one row reached by both interpreters; named plan (any case)   | no    |
@@ -659,3 +662,23 @@ def test_an_older_row_with_a_local_version(project: Settings, upstream: LocalUps
     assert _versions(lock, "lib") == ["1.0.0+local", "1.5.0", "2.0.0"]
     plan = make_plan(settings)
     assert _served_choice(settings, plan, "lib", "3.11") == "1.5.0"
+
+
+def test_an_older_version_whose_sdist_cannot_be_fetched_at_lock_time(
+        project: Settings, upstream: LocalUpstream) -> None:
+    """1.5's file is listed but gone: the lock stands, and 2.0 says in one line why
+    3.11's users get no app."""
+    _release(upstream, "app", "1.5.0", ">=3.9")
+    _release(upstream, "app", "2.0.0", ">=3.12")
+    _release(upstream, "other", "1.0.0")
+    _approve(project, "app", "other")
+    gone = upstream.find("app-1.5.0.tar.gz")
+    assert gone is not None
+    gone.path.write_bytes(b"")  # listed with the old sha256; served empty
+    lock, _ = lock_stage(replace(project, build_interpreters=BOTH))
+    assert _versions(lock, "app") == ["2.0.0"] and _versions(lock, "other") == ["1.0.0"]
+    app = lock.primary("app")
+    assert app is not None and [s.version for s in app.skipped] == ["1.5.0"]
+    reason = app.skipped[0].reason
+    assert "\n" not in reason and len(reason) < 400, reason
+    assert reason.endswith("(for 3.11, which 2.0.0 excludes: none is locked)"), reason

@@ -28,7 +28,14 @@ from factory._internal.atomic import sha256_file
 from factory._internal.graphs import held_back
 from factory._internal.plainfile import NotPlain, read_plain
 from factory.config import Settings
-from factory.errors import AlarmError, FactoryError, LockError, PolicyError, UpstreamError
+from factory.errors import (
+    AlarmError,
+    FactoryError,
+    LockError,
+    PolicyError,
+    UpstreamError,
+    one_line,
+)
 from factory.lock.backend import (
     LOCKED_BEFORE,
     MAX_REASON,
@@ -941,7 +948,7 @@ def _serve(resolver: Resolver, lock: Lock, changes: list[Change],
         kept = {id(c) for c in lock.components}
         lock.components = [c for c in closing if id(c) in kept or id(c) in before]
         if left_out is not None and problems:
-            why = "; ".join(p.message for p in problems[:3])
+            why = one_line("; ".join(p.message for p in problems[:3]), 300)
             for row, _ in added:
                 if id(row) not in kept and id(row) not in before:
                     left_out(row, why)
@@ -1226,7 +1233,7 @@ def _pin_first(resolver: Resolver, recipe: Recipe, reason: str, versions: list[s
         except AlarmError:
             raise
         except FactoryError as exc:
-            if failures is not None:
-                failures.append(Skipped(version, exc.message))
+            if failures is not None:  # a line of the lock: one line, bounded
+                failures.append(Skipped(version, one_line(exc.message, 300)))
             continue
     return None, ""
