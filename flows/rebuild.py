@@ -202,8 +202,15 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
         summary["not built for"] = dict(outcome.skipped)
     if report.equivalence:  # the verdicts of this run's pure wheels against upstream's
         summary["equivalence with upstream"] = report.equivalence
+    # Builds that went without their C extension (factory.build.missing.skipped): the
+    # wheels that stand, so a kept one is said again until its recipe is fixed.
+    warnings = list(dict.fromkeys(w for r in outcome.records for w in r.warnings))
+    if warnings:
+        summary["warnings"] = warnings
     _artifacts(rows, summary, [r.line() for r in report.refused])
     logger.info("rebuild: %s", summary)
+    for warning in warnings:
+        logger.warning("%s", printable(warning))
     if report.equivalence:  # the pure wheels published against upstream's own
         logger.info("equivalence with upstream: %s", report.equivalence)
     for note in report.equivalence_notes:  # an unreachable upstream leaves no statement
@@ -235,6 +242,8 @@ def _artifacts(rows: list[dict[str, str]], summary: dict[str, Any],
             f"- **{r['component']} {r['version']}**\n\n{_fenced(r['detail'])}" for r in failed]
     if refused:  # not signed, not published: recorded in the ledger with the reason
         lines += ["", "## Refused", "", _fenced("\n".join(refused))]
+    if summary.get("warnings"):  # built, but without what the log says was missing
+        lines += ["", "## Warnings", "", _fenced("\n".join(summary["warnings"]))]
     create_markdown_artifact(key="rebuild-summary", markdown="\n".join(lines))
 
 

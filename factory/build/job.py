@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,9 +196,48 @@ def build(settings: Settings, inputs: BuildInputs) -> BuildRecord:
             if libs:
                 repaired["grafted"] = libs
         record = _record(settings, run, wheel, environment, requires, log_name, log_sha,
-                         repaired)
+                         repaired, build_warnings(settings, inputs, result.log, wheel))
         place(settings, wheel, record)
         return record
+
+
+def build_warnings(settings: Settings, inputs: BuildInputs, log: bytes, wheel: Path
+                   ) -> list[str]:
+    """What the user should know of a build that succeeded: what its log says it went
+    without (an optional C extension that fell back to pure Python for want of a
+    header), with the Debian package and the recipe line that bring it, and whether
+    its wheel, tagged for a platform, holds no compiled code at all. Never raises."""
+    try:
+        no_code = not repair.is_pure(wheel.name) and holds_compiled_code(wheel) is False
+        found = missing.skipped_warning(settings, log, _what(inputs), inputs.recipe_name,
+                                        inputs.system_packages, inputs.image.packages,
+                                        no_code=no_code)
+    except Exception:  # noqa: BLE001 - a warning never fails the build it is about
+        return []
+    return [found] if found else []
+
+
+ELF_MAGIC = b"\x7fELF"
+MAX_MEMBERS = 100_000  # files of a wheel looked at for compiled code
+
+
+def holds_compiled_code(wheel: Path) -> bool | None:
+    """Whether some file of ``wheel`` is an ELF object (an extension module, a library:
+    what auditwheel looks for); None when that cannot be told. The host reads the copy
+    it took, four bytes of each file, so a hostile wheel costs little."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            files = [i for i in zf.infolist() if not i.is_dir() and i.file_size >= 4]
+            if len(files) > MAX_MEMBERS:
+                return None
+            for info in files:
+                with zf.open(info) as member:
+                    if member.read(4) == ELF_MAGIC:
+                        return True
+    except (OSError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            EOFError):
+        return None
+    return False
 
 
 def _grafted(settings: Settings, wheel: Path, image: ImageRef) -> list[dict[str, Any]]:
@@ -527,6 +567,7 @@ def _record(
     log_name: str,
     log_sha: str,
     repaired: dict[str, Any],
+    warnings: list[str] | None = None,
 ) -> BuildRecord:
     inputs = run.inputs
     frontend = [p.as_tool() for p in inputs.kit.parts]
@@ -554,6 +595,7 @@ def _record(
         patches=[dict(p) for p in inputs.patches],
         system_packages=list(run.system),
         image_packages=image_packages(inputs.image),
+        warnings=list(warnings or []),
     )
 
 

@@ -15,6 +15,12 @@ The log is the build's own words, written by whoever wrote the sdist: what is
 taken from it is bounded and checked against a narrow charset, and it is only
 ever looked up, never run. The hint names packages found in the signed Contents
 index only; a human still adds them to the recipe.
+
+A build that succeeded is read the same way (``skipped_warning``): many sdists
+treat their C extension as optional (PyYAML, MarkupSafe, msgpack...) and fall
+back to pure Python when a header is missing, so the log of a good build can
+say what it went without. That becomes a warning kept with the build, never a
+failure.
 """
 
 from __future__ import annotations
@@ -282,11 +288,15 @@ def find_providers(items: Iterable[Missing], providers: Callable[[str, str], lis
 
 
 def diagnose(settings: Settings, log: bytes | str,
-             lookup: Callable[[Settings], debian.Lookup] | None = None) -> Diagnosis | None:
+             lookup: Callable[[Settings], debian.Lookup] | None = None, *,
+             certain_only: bool = False) -> Diagnosis | None:
     """What the log says was missing, with the packages that provide it; None when the
-    log names nothing missing. Never raises for an index that cannot be had: the
-    diagnosis then says why."""
+    log names nothing missing. ``certain_only``: weak signs are left out before the
+    index is opened (a good build's log has many: optional dependencies it probed).
+    Never raises for an index that cannot be had: the diagnosis then says why."""
     items = missing_in_log(log)
+    if certain_only:
+        items = [i for i in items if i.certain]
     certain = tuple(Finding(i, ()) for i in items if i.certain)
     if not items:
         return None
@@ -323,9 +333,8 @@ def hint(diagnosis: Diagnosis, recipe: str, listed: Iterable[str] = (),
         what = f"{verb} {'; '.join(_described(f, held_names) for f in diagnosis.findings)}"
     known = held_names | {p.partition("=")[0] for p in listed}
     needed = [p for p in diagnosis.packages() if p not in known]
-    if needed:  # the recipe's line as it must read: what it lists (pins kept), then these
-        line = ", ".join(f'"{p}"' for p in dict.fromkeys([*listed, *needed]))
-        return f"{what}: add system_packages = [{line}] to {recipe}"
+    if needed:
+        return f"{what}: {_add_line(listed, needed, recipe)}"
     if diagnosis.unavailable:
         return (f"{what}: find the Debian {SUITE} package that provides it "
                 f"(https://packages.debian.org/{SUITE}/) and add it to system_packages in "
@@ -334,6 +343,12 @@ def hint(diagnosis: Diagnosis, recipe: str, listed: Iterable[str] = (),
         return (f"{what}, already in the builder image: the build does not look where "
                 "Debian puts it (check its include and library paths)")
     return f"{what}: the build must get it another way (a patch, or a build requirement)"
+
+
+def _add_line(listed: list[str], needed: list[str], recipe: str) -> str:
+    """The recipe's line as it must read: what it lists (pins kept), then ``needed``."""
+    line = ", ".join(f'"{p}"' for p in dict.fromkeys([*listed, *needed]))
+    return f"add system_packages = [{line}] to {recipe}"
 
 
 def _described(finding: Finding, held: set[str]) -> str:
@@ -357,4 +372,57 @@ def build_hint(settings: Settings, log: bytes | str, recipe_name: str,
             return None
         return hint(diagnosis, f"recipes/{PurePosixPath(recipe_name).name}", listed, held)
     except Exception:  # the hint is best effort: the build's own error must stand
+        return None
+
+
+# -- a build that succeeded without something ----------------------------------------------
+
+MAX_WARNING = 1000  # characters of one warning (a safety net: it is bounded by making)
+SHOWN_SKIPPED = 3  # missing things a warning describes (its recipe line names all)
+NO_CODE = "its wheel holds no compiled code"
+
+
+def skipped(diagnosis: Diagnosis | None, what: str, recipe: str, listed: Iterable[str] = (),
+            held: Iterable[str] = (), *, no_code: bool = False) -> str | None:
+    """One line for a build that succeeded though its log says something was missing:
+    what (each certain sign a Debian package provides that neither the image nor the
+    recipe has), and the recipe line that brings it; ``no_code``: the wheel is tagged
+    for a platform but holds no ELF file, which is said too. None: nothing to say.
+
+    ``what`` is the build (pyyaml 6.0.4), ``recipe`` the recipe's path as shown."""
+    held_names = {p.partition("=")[0] for p in held}
+    listed = list(listed)
+    known = held_names | {p.partition("=")[0] for p in listed}
+    found = [f for f in (diagnosis.findings if diagnosis and not diagnosis.unavailable
+                         else ()) if f.missing.certain and f.packages
+             and f.packages[0] not in known]
+    if found:
+        shown = "; ".join(_described(f, held_names) for f in found[:SHOWN_SKIPPED])
+        more = (f" and {len(found) - SHOWN_SKIPPED} more" if len(found) > SHOWN_SKIPPED
+                else "")
+        also = f" and {NO_CODE}" if no_code else ""
+        needed = list(dict.fromkeys(f.packages[0] for f in found))
+        text = (f"{what} built without {shown}{more}: the build skipped what needed "
+                f"it{also}; {_add_line(listed, needed, recipe)}")
+    elif no_code:
+        text = (f"{what}: {NO_CODE} though it is tagged for a platform: the build skipped "
+                "its C code (its log says why)")
+    else:
+        return None
+    return one_line(text, MAX_WARNING)
+
+
+def skipped_warning(settings: Settings, log: bytes | str, what: str, recipe_name: str,
+                    listed: Iterable[str] = (), held: Iterable[str] = (), *,
+                    no_code: bool = False,
+                    lookup: Callable[[Settings], debian.Lookup] | None = None) -> str | None:
+    """The warning for a build that succeeded with ``log`` (``skipped``), or None. The
+    Contents index is opened only when the log has a certain sign. Never raises: a
+    good build must not fail for its warning."""
+    try:
+        diagnosis = diagnose(settings, log, lookup, certain_only=True)
+        return skipped(diagnosis, one_line(what, 200),
+                       f"recipes/{PurePosixPath(recipe_name).name}", listed, held,
+                       no_code=no_code)
+    except Exception:  # best effort, as build_hint
         return None

@@ -76,9 +76,15 @@ class BuildRecord:
     # every Debian package the builder image held (its dpkg list: compiler, libc, Python),
     # for the SBOM's formulation; empty for a registry image or a record made before
     image_packages: list[SystemPackage] = field(default_factory=list)
+    # what the user should know of a build that succeeded (factory.build.missing.skipped:
+    # a C extension it went without); written only when there is one, so a record
+    # without warnings has the bytes it had before the field existed
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if not data["warnings"]:
+            del data["warnings"]
         # The record's "source" is the sdist without its upload time (the lock's
         # business) and with upstream's provenance digest: the file's format since v1.
         data["source"] = {key: value for key, value in data["source"].items()
@@ -95,6 +101,7 @@ class BuildRecord:
         data["build_tools"] = [InstalledTool(**t) for t in data["build_tools"]]
         data["system_packages"] = [SystemPackage(**p) for p in data.get("system_packages", [])]
         data["image_packages"] = [SystemPackage(**p) for p in data.get("image_packages", [])]
+        data["warnings"] = _warnings(data.get("warnings", []))
         return cls(**data)
 
     def save(self, directory: Path) -> Path:
@@ -105,6 +112,20 @@ class BuildRecord:
     @classmethod
     def load(cls, path: Path) -> BuildRecord:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+MAX_WARNINGS = 8
+MAX_WARNING = 2000
+
+
+def _warnings(value: object) -> list[str]:
+    """A record's warnings: a short list of one-line texts (a worker's record is read
+    with this too); ValueError otherwise. The CLI still prints them escaped."""
+    if not (isinstance(value, list) and len(value) <= MAX_WARNINGS
+            and all(isinstance(w, str) and len(w) <= MAX_WARNING and "\n" not in w
+                    for w in value)):
+        raise ValueError("the record's warnings are not a short list of one-line texts")
+    return list(value)
 
 
 def record_path_for(wheel: Path) -> Path:

@@ -180,13 +180,21 @@ def build(
                              for r in records],
                    "failed": [{"component": nid, "error": why} for nid, why in failed.items()],
                    "not_built_for": [{"component": vid, "why": why}
-                                     for vid, why in outcome.skipped.items()]})
+                                     for vid, why in outcome.skipped.items()],
+                   "warnings": [{"component": r.component, "version": r.version,
+                                 "wheel": r.wheel_filename, "warning": w}
+                                for r in records for w in r.warnings]})
     else:
         for r in records:
             _app.out.print(f"  {r.wheel_filename}  sha256:{r.wheel_sha256[:16]}…",
                            highlight=False)
         for vid, why in outcome.skipped.items():  # an interpreter its Requires-Python excludes
             plain(f"  not built: {vid}: {why}", _app.out)
+        # A build that went without its C extension (a header it lacked): built, but the
+        # user is told which package the recipe needs. One line each, the build's words
+        # escaped; a component's builds for several interpreters say it once.
+        for warning in dict.fromkeys(w for r in records for w in r.warnings):
+            plain(f"  warning: {warning}", _app.out)
         for nid, why in failed.items():  # one line each; the others were built
             plain(f"error: {nid}: {why}")
         _app.out.print(f"{len(records)} wheels built from source in {s.wheels_dir}"
@@ -303,7 +311,10 @@ def rebuild(
     if as_json:
         emit_json(summary)
     else:
+        warnings = summary.pop("warnings", [])
         _app.out.print(", ".join(f"{k} {v}" for k, v in summary.items()), highlight=False)
+        for warning in warnings:  # a build that went without its C extension
+            plain(f"  warning: {warning}", _app.out)
 
 
 @app.command()
