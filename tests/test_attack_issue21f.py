@@ -32,6 +32,7 @@ this file), each fixed in the commit that added the case.
 |                   | an advisory): left out again silently; now said on 2.0        |       |
 |                   | one row reached by both interpreters; named plan (any case)   | no    |
 |                   | three interpreters (3.11/3.12/3.13): three rows, each its own | no    |
+|                   | the newest says <3.13: 3.13's users get 1.9 and its lib<2     | no    |
 |                   | python_full_version marker followed, PyPy-only not followed   | no    |
 |                   | one interpreter, named plan: no build-environment-only row    | no    |
 |                   | a runtime lib<2 reuses a build tool's lib==1.0 pin where      | xfail |
@@ -53,7 +54,8 @@ this file), each fixed in the commit that added the case.
 
 The shipped recipes.lock (checked by hand, not here: it needs PyPI): make_plan(None) and
 make_plan([name]) for each of its 29 approved projects give the same node sets and
-reasons at 52243c0 as at 31870a9 (before the users walk), with 3.11 and with 3.11+3.13.
+reasons at 52243c0, and with this pass's fixes, as at 31870a9 (before the users walk),
+with 3.11 and with 3.11+3.13 (39 nodes); it re-locks byte-identical with 3.11+3.13.
 """
 
 from __future__ import annotations
@@ -682,3 +684,26 @@ def test_an_older_version_whose_sdist_cannot_be_fetched_at_lock_time(
     reason = app.skipped[0].reason
     assert "\n" not in reason and len(reason) < 400, reason
     assert reason.endswith("(for 3.11, which 2.0.0 excludes: none is locked)"), reason
+
+
+def test_the_newest_excludes_the_newer_interpreter(project: Settings,
+                                                   upstream: LocalUpstream) -> None:
+    """app 2.0 says <3.13 (an upper bound): 3.13's users get 1.9, built and planned for
+    them, and 3.11's keep 2.0."""
+    _release(upstream, "app", "1.9.0", ">=3.9", requires=("lib<2",))
+    _release(upstream, "app", "2.0.0", ">=3.9,<3.13", requires=("lib>=2",))
+    _release(upstream, "lib", "1.0.0")
+    _release(upstream, "lib", "2.0.0")
+    _approve(project, "app", "lib")
+    settings = replace(project, build_interpreters=BOTH)
+    lock, _ = lock_stage(settings)
+    assert _versions(lock, "app") == ["1.9.0", "2.0.0"]
+    assert _versions(lock, "lib") == ["1.0.0", "2.0.0"]
+    older = lock.get("app", "1.9.0")
+    assert older is not None and older.reason == "approved, the newest version 3.13 admits"
+    plan = make_plan(settings)
+    assert plan.nodes["app==1.9.0"].reasons == ["approved, for a user on 3.13"]
+    assert plan.nodes["lib==1.0.0"].reasons == [
+        "runtime requirement of app 1.9.0, for a user on 3.13"]
+    assert _served_choice(settings, plan, "app", "3.11") == "2.0.0"
+    assert _served_choice(settings, plan, "app", "3.13") == "1.9.0"
