@@ -341,3 +341,64 @@ def test_the_rebuild_flows_summary_lists_the_warning(
     summary = flow_module.rebuild()
     assert summary["published"] == 2
     assert summary["warnings"] == ["alpha 1.0.0 built without x"]
+
+
+# -- a real build (docker): an optional extension that falls back to pure Python ------------
+
+# An in-tree backend that does what PyYAML's setup.py does: compile the extension, and
+# when the compiler fails, say so and write the wheel without it (still tagged for the
+# platform, as setuptools tags a distribution that declares ext_modules).
+OPTIONAL_EXT = r'''
+import subprocess, sys
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    done = subprocess.run(["gcc", "-fPIC", "-shared", "-o", "/tmp/_fast.so", "fast.c"],
+                          capture_output=True, text=True)
+    sys.stderr.write(done.stdout + done.stderr)
+    files = {"optdemo/__init__.py": b"FAST = False\n"}
+    if done.returncode == 0:
+        files["optdemo/_fast.so"] = open("/tmp/_fast.so", "rb").read()
+    else:
+        print("Error compiling module, falling back to pure Python", file=sys.stderr)
+    name = "optdemo-1.0-cp311-cp311-linux_x86_64.whl"
+    info = "optdemo-1.0.dist-info"
+    files[info + "/METADATA"] = b"Metadata-Version: 2.1\nName: optdemo\nVersion: 1.0\n"
+    files[info + "/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                              b"Tag: cp311-cp311-linux_x86_64\n")
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for path, data in sorted(files.items()):
+            zf.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{path},sha256={digest.decode()},{len(data)}")
+        record.append(info + "/RECORD,,")
+        zf.writestr(zipfile.ZipInfo(info + "/RECORD", (2020, 1, 1, 0, 0, 0)),
+                    "\n".join(record) + "\n")
+    return name
+'''
+
+
+@pytest.mark.docker
+def test_a_real_build_that_skips_its_extension_keeps_the_warning_in_its_record(
+        settings: Settings, image: ImageRef, kit: Kit, tmp_path: Path) -> None:
+    from factory.build.record import record_path_for
+    from tests.builders_fixtures import build_backend
+
+    fast = "#include <yaml.h>\nint fast(void) { return YAML_VERSION_MAJOR; }\n"
+    record = build_backend(settings, kit, image, "optdemo", "", OPTIONAL_EXT,
+                           files={"fast.c": fast})
+    assert record.wheel_filename == "optdemo-1.0-cp311-cp311-linux_x86_64.whl"
+    assert record.warnings == [
+        'optdemo 1.0 built without yaml.h (Debian package libyaml-dev): the build skipped '
+        'what needed it and its wheel holds no compiled code; add system_packages = '
+        '["libyaml-dev"] to recipes/optdemo.toml']
+    saved = BuildRecord.load(record_path_for(settings.wheels_dir / record.wheel_filename))
+    assert saved.warnings == record.warnings
+    # The same extension compiles with a header the image has: no warning at all.
+    other = factories.settings(tmp_path / "other")
+    _settle_lookup(other)
+    plain = "#include <stdio.h>\nint fast(void) { return 1; }\n"
+    again = build_backend(other, kit, image, "optdemo", "", OPTIONAL_EXT,
+                          files={"fast.c": plain})
+    assert again.warnings == []
+    assert builder.holds_compiled_code(other.wheels_dir / again.wheel_filename) is True
