@@ -20,8 +20,8 @@ this file), each fixed in the commit that added the case.
 |                   | policy allows lib 1.5: pip on 3.11 got 1.0, PyPI gives 1.5    |       |
 |                   | extras spelt otherwise (Fast_Mode / fast-mode) under markers  | no    |
 |                   | an older row 1.0.0+local (hostile index): '>1.0.0+local' is   | yes*  |
-|                   | no specifier, the lock failed with a traceback (* broke the   |       |
-|                   | walk of f16858e, this pass's own; fixed in the same pass)     |       |
+|                   | no specifier, the lock failed with a traceback (* the walk of |       |
+|                   | f16858e, this pass's own; 52243c0 failed it as the stand-in)  |       |
 |                   | a cycle among older rows; a diamond needing two old rows      | no    |
 |                   | older row needing an unapproved project: said "no older       | yes   |
 |                   | version could be locked", not why; now names the requirement |       |
@@ -31,7 +31,8 @@ this file), each fixed in the commit that added the case.
 |                   | older row whose closure breaks deeper (mid<2 -> lib<1 under   | yes   |
 |                   | an advisory): left out again silently; now said on 2.0        |       |
 |                   | one row reached by both interpreters; named plan (any case)   | no    |
-|                   | three interpreters (3.11/3.12/3.13): three rows, each its own | no    |
+|                   | three interpreters (3.11/3.12/3.13): 3.12's users got 1.0,    | yes   |
+|                   | the row locked for 3.11 (the stand-in above); now 2.0         |       |
 |                   | the newest says <3.13: 3.13's users get 1.9 and its lib<2     | no    |
 |                   | python_full_version marker followed, PyPy-only not followed   | no    |
 |                   | one interpreter, named plan: no build-environment-only row    | no    |
