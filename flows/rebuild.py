@@ -204,7 +204,7 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
         summary["equivalence with upstream"] = report.equivalence
     # Builds that went without their C extension (factory.build.missing.skipped): the
     # wheels that stand, so a kept one is said again until its recipe is fixed.
-    warnings = list(dict.fromkeys(w for r in outcome.records for w in r.warnings))
+    warnings = summary_warnings(outcome.records)
     if warnings:
         summary["warnings"] = warnings
     _artifacts(rows, summary, [r.line() for r in report.refused])
@@ -224,6 +224,13 @@ def rebuild(components: list[str] | None = None) -> dict[str, Any]:
         raise BuildError(summarise(outcome.failed, "component(s) failed to build") + also)
     report.raise_for_refusals()
     return summary
+
+
+def summary_warnings(records: list[BuildRecord]) -> list[str]:
+    """The records' warnings, each once, printable: the summary is returned to
+    ``factory rebuild``, whose --json prints it with Rich (ensure_ascii=False), and a
+    remote worker's record is its word (from_dict refuses controls; escaped again)."""
+    return list(dict.fromkeys(printable(w, "") for r in records for w in r.warnings))
 
 
 def _artifacts(rows: list[dict[str, str]], summary: dict[str, Any],

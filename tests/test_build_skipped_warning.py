@@ -310,7 +310,7 @@ def test_factory_build_prints_the_warning_once_and_json_has_it(
     shown = json.loads(_cli_build(monkeypatch, settings, [record], "--json"))
     assert shown["warnings"] == [{"component": "pyyaml", "version": "6.0.4",
                                   "wheel": record.wheel_filename,
-                                  "warning": WANTED + "\x1b[2J"}]
+                                  "warning": WANTED + "\\x1b[2J"}]  # escaped
     quiet = _cli_build(monkeypatch, settings, [_record(tmp_path)])
     assert "warning" not in quiet
 

@@ -207,8 +207,11 @@ def build_warnings(settings: Settings, inputs: BuildInputs, log: bytes, wheel: P
     without (an optional C extension that fell back to pure Python for want of a
     header), with the Debian package and the recipe line that bring it, and whether
     its wheel, tagged for a platform, holds no compiled code at all. Never raises."""
-    try:
+    try:  # each part on its own: a wheel that cannot be read keeps the log's warning
         no_code = not repair.is_pure(wheel.name) and holds_compiled_code(wheel) is False
+    except Exception:  # noqa: BLE001 - a warning never fails the build it is about
+        no_code = False
+    try:
         found = missing.skipped_warning(settings, log, _what(inputs), inputs.recipe_name,
                                         inputs.system_packages, inputs.image.packages,
                                         no_code=no_code)
@@ -234,8 +237,7 @@ def holds_compiled_code(wheel: Path) -> bool | None:
                 with zf.open(info) as member:
                     if member.read(4) == ELF_MAGIC:
                         return True
-    except (OSError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
-            EOFError):
+    except Exception:  # noqa: BLE001 - zlib.error, lzma.LZMAError, ... of a hostile member
         return None
     return False
 

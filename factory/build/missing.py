@@ -183,13 +183,19 @@ _FIRST_WORDS = ("fatal error", "error:", "cannot find", "unable to", "not found"
                 "development header", "development files", "development librar")
 
 
-def missing_in_log(log: bytes | str, limit: int = MAX_ITEMS) -> list[Missing]:
-    """What the log says was missing, in order of first mention, each once, at most ``limit``."""
+def missing_in_log(log: bytes | str, limit: int = MAX_ITEMS, *,
+                   certain_only: bool = False) -> list[Missing]:
+    """What the log says was missing, in order of first mention, each once, at most
+    ``limit``. ``certain_only``: weak signs are passed over before they count towards
+    ``limit`` (a good build's log may probe many optional dependencies, each a weak
+    sign, before the compiler says what it lacked)."""
     if isinstance(log, bytes):
         log = log[-MAX_SCAN:].decode("utf-8", "replace")
     found: dict[tuple[str, str], Missing] = {}
     for line in _lines(log[-MAX_SCAN:]):
         for item in _missing_in_line(line):
+            if certain_only and not item.certain:
+                continue
             key = (item.kind, item.name.lower() if item.kind == "cmake" else item.name)
             if key not in found or (item.certain and not found[key].certain):
                 found[key] = item
@@ -294,9 +300,7 @@ def diagnose(settings: Settings, log: bytes | str,
     log names nothing missing. ``certain_only``: weak signs are left out before the
     index is opened (a good build's log has many: optional dependencies it probed).
     Never raises for an index that cannot be had: the diagnosis then says why."""
-    items = missing_in_log(log)
-    if certain_only:
-        items = [i for i in items if i.certain]
+    items = missing_in_log(log, certain_only=certain_only)
     certain = tuple(Finding(i, ()) for i in items if i.certain)
     if not items:
         return None
@@ -393,9 +397,12 @@ def skipped(diagnosis: Diagnosis | None, what: str, recipe: str, listed: Iterabl
     held_names = {p.partition("=")[0] for p in held}
     listed = list(listed)
     known = held_names | {p.partition("=")[0] for p in listed}
+    # A thing any of whose providers the image or the recipe has already is not asked
+    # for again: another provider may conflict with it (libcurl4-openssl-dev and
+    # libcurl4-gnutls-dev both ship curl/curl.h), and the build had it anyway.
     found = [f for f in (diagnosis.findings if diagnosis and not diagnosis.unavailable
                          else ()) if f.missing.certain and f.packages
-             and f.packages[0] not in known]
+             and known.isdisjoint(f.packages)]
     if found:
         shown = "; ".join(_described(f, held_names) for f in found[:SHOWN_SKIPPED])
         more = (f" and {len(found) - SHOWN_SKIPPED} more" if len(found) > SHOWN_SKIPPED

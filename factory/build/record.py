@@ -120,11 +120,15 @@ MAX_WARNING = 2000
 
 def _warnings(value: object) -> list[str]:
     """A record's warnings: a short list of one-line texts (a worker's record is read
-    with this too); ValueError otherwise. The CLI still prints them escaped."""
+    with this too); ValueError otherwise. A warning the factory makes is printable
+    (``missing.skipped`` escapes what it quotes), so one holding a control, a bidi
+    override or a line separator (CR, U+2028, NEL) is a forgery: refused, as it would
+    reach a terminal raw through a JSON printer. The CLI still prints them escaped."""
     if not (isinstance(value, list) and len(value) <= MAX_WARNINGS
-            and all(isinstance(w, str) and len(w) <= MAX_WARNING and "\n" not in w
-                    for w in value)):
-        raise ValueError("the record's warnings are not a short list of one-line texts")
+            and all(isinstance(w, str) and len(w) <= MAX_WARNING and w.strip()
+                    and w.isprintable() for w in value)):
+        raise ValueError("the record's warnings are not a short list of printable "
+                         "one-line texts")
     return list(value)
 
 

@@ -17,6 +17,7 @@ from factory.cli._app import (
     plain,
     settings,
 )
+from factory.errors import printable
 
 builder_app = typer.Typer(help="The builder image the containers run.", no_args_is_help=True)
 app.add_typer(builder_app, name="builder")
@@ -181,8 +182,10 @@ def build(
                    "failed": [{"component": nid, "error": why} for nid, why in failed.items()],
                    "not_built_for": [{"component": vid, "why": why}
                                      for vid, why in outcome.skipped.items()],
+                   # escaped: Rich prints JSON with ensure_ascii=False, so a bidi
+                   # override or a C1 control in a string would reach the terminal raw
                    "warnings": [{"component": r.component, "version": r.version,
-                                 "wheel": r.wheel_filename, "warning": w}
+                                 "wheel": r.wheel_filename, "warning": printable(w, "")}
                                 for r in records for w in r.warnings]})
     else:
         for r in records:
@@ -308,8 +311,10 @@ def rebuild(
     from flows.rebuild import rebuild as flow
 
     summary = flow(components=list(map(_key, names)) if names else None)
-    if as_json:
-        emit_json(summary)
+    if as_json:  # the flow made its warnings printable; escaped again, as in `build`
+        emit_json({**summary, **({"warnings": [printable(str(w), "")
+                                               for w in summary["warnings"]]}
+                                 if "warnings" in summary else {})})
     else:
         warnings = summary.pop("warnings", [])
         _app.out.print(", ".join(f"{k} {v}" for k, v in summary.items()), highlight=False)
