@@ -9,9 +9,10 @@ It binds 127.0.0.1 by default; nothing here logs request headers (tokens).
 Each request is held to what it says: one Content-Length of plain digits and no
 Transfer-Encoding (anything else is a 400 and the connection closes, so the rest is
 never read as a request of its own), a body that is not read (refused, or sent with a
-GET) closes the connection after the answer, a request as a whole (headers and body)
-must arrive within IDLE_SECONDS however slowly it drips, and at most MAX_CONNECTIONS
-are handled at once (a connection past them is closed at once).
+GET) closes the connection after the answer, a request's line and headers must arrive
+within IDLE_SECONDS and its body within IDLE_SECONDS and a second a MiB, however slowly
+they drip, and at most MAX_CONNECTIONS are handled at once (a connection past them is
+closed at once).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from factory.sign._authority.service import Authority, RequestError
 
 MAX_BODY = 64 * 1024 * 1024  # DSSE envelopes carry whole SBOMs
 IDLE_SECONDS = 30  # a request (or the wait for one) taking longer is cut: the thread is freed
+# a body's own time: IDLE_SECONDS and a second for each MiB (64 MiB over a slow link to
+# a non-loopback authority_host), however slowly it drips
+BODY_BYTES_PER_SECOND = 1 << 20
 MAX_CONNECTIONS = 128  # handled at once: a thread each (the signers' pools hold a few)
 # commas, brackets and braces in a body: json.loads makes an object of each, and 64 MiB
 # of "{}," would be 22 million dicts (gigabytes); a real entry (base64 in a few keys) has
@@ -129,6 +133,8 @@ def _handler(authority: Authority) -> type[BaseHTTPRequestHandler]:
             length = int(text) if _LENGTH.fullmatch(text) else -1
             if not 0 < length <= MAX_BODY:
                 raise RequestError("request body missing or too large")
+            self._reader.deadline = (time.monotonic() + IDLE_SECONDS
+                                     + length / BODY_BYTES_PER_SECOND)
             raw = self.rfile.read(length)
             self._unread = len(raw) != length
             if sum(raw.count(c) for c in (b",", b"[", b"{")) > MAX_JSON_VALUES:
