@@ -15,6 +15,8 @@ Broke on d3114a4 (fixed in this pass) are marked BROKE; the rest held.
 | log    | the header is provided by two packages and the recipe lists the other | BROKE  |
 |        | (libcurl4-openssl-dev): it said add the conflicting gnutls flavour     |        |
 | log    | ... or the image holds the other provider: likewise                    | BROKE  |
+| log    | the same for a failed build's hint (missing.hint): "add                | BROKE  |
+|        | ["libcurl4-openssl-dev", "libcurl4-gnutls-dev"]", which apt refuses   |        |
 | log    | 1e6 "fatal error" lines (56 MB): lines examined bounded by MAX_SCAN    | held   |
 | log    | one 100 MB line without a newline: one clipped line examined           | held   |
 | log    | OSC 8 hyperlink, NUL, invalid UTF-8, bidi, absolute and ``..`` header  | held   |
@@ -32,6 +34,8 @@ Broke on d3114a4 (fixed in this pass) are marked BROKE; the rest held.
 | record | an empty warning accepted (printed as a bare "warning:")              | BROKE  |
 | record | 10,000 warnings, 1 MB text, non-strings, null, a dict: refused;       | held   |
 |        | a worker's record reaches the publisher as a one-line refusal          |        |
+| record | a forged warning in a record on disk (factory publish, verify          | BROKE  |
+|        | --rebuild, the executor) raised a bare ValueError: a traceback        |        |
 | record | an old record without the field loads (verify reads with from_dict)   | held   |
 | flow   | a warning with ```, a link, an <img>, CR: stays in its code block,    | held   |
 |        | the summary's warnings are printable (rebuild --json prints them)      |        |
@@ -380,3 +384,39 @@ def test_the_flow_summary_warnings_are_printable(monkeypatch: pytest.MonkeyPatch
     records: Any = [SimpleNamespace(warnings=["a\u202eb", "c"]),
                     SimpleNamespace(warnings=["c", "d\x9b"])]
     assert flow_module.summary_warnings(records) == ["a\\u202eb", "c", "d\\x9b"]
+
+
+def test_a_failed_builds_hint_asks_for_no_conflicting_provider_either(
+        settings: Settings) -> None:
+    """The same lookup for a build that failed (missing.build_hint): the recipe lists
+    libcurl4-openssl-dev, the build still says curl/curl.h is missing; the hint must
+    not ask for libcurl4-gnutls-dev beside it (the two conflict: apt would refuse)."""
+    found = missing.build_hint(settings, CURL_LOG, "x.toml", ["libcurl4-openssl-dev"])
+    assert found is not None and "gnutls-dev\"" not in found
+    assert "add system_packages" not in found
+    alone = missing.build_hint(settings, CURL_LOG, "x.toml")
+    assert alone is not None and alone.endswith(
+        'add system_packages = ["libcurl4-gnutls-dev"] to recipes/x.toml')
+
+
+def test_a_malformed_record_on_disk_is_one_line_for_the_cli(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`factory publish` (and verify --rebuild, the executor) load records with from_dict:
+    a forged warning is a FactoryError (one line, no traceback) that is still the
+    ValueError ticket.collect refuses a worker's record by."""
+    from typer.testing import CliRunner
+
+    from factory.build.record import RECORD_SUFFIX
+    from factory.cli import app
+    from factory.cli._app import _State
+    from factory.errors import FactoryError
+
+    settings = factories.settings(tmp_path / "p")
+    monkeypatch.setattr(_State, "settings", settings)
+    data = _record(tmp_path).to_dict()
+    settings.wheels_dir.mkdir(parents=True, exist_ok=True)
+    (settings.wheels_dir / ("x" + RECORD_SUFFIX)).write_text(
+        json.dumps({**data, "warnings": ["\x1b]0;pwned\x07"]}))
+    done = CliRunner().invoke(app, ["publish"])
+    assert isinstance(done.exception, FactoryError) and isinstance(done.exception, ValueError)
+    assert "\n" not in done.exception.reason() and "pwned" not in done.exception.reason()

@@ -336,7 +336,10 @@ def hint(diagnosis: Diagnosis, recipe: str, listed: Iterable[str] = (),
     else:
         what = f"{verb} {'; '.join(_described(f, held_names) for f in diagnosis.findings)}"
     known = held_names | {p.partition("=")[0] for p in listed}
-    needed = [p for p in diagnosis.packages() if p not in known]
+    # a thing one of whose providers is held or listed asks for none of the others
+    # (they may conflict: libcurl4-openssl-dev and libcurl4-gnutls-dev)
+    needed = [f.packages[0] for f in diagnosis.findings
+              if f.packages and known.isdisjoint(f.packages)]
     if needed:
         return f"{what}: {_add_line(listed, needed, recipe)}"
     if diagnosis.unavailable:

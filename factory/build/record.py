@@ -15,6 +15,7 @@ from typing import Any
 from packageurl import PackageURL
 
 from factory._internal.atomic import write_json
+from factory.errors import FactoryError
 from factory.index.records import Sidecars
 from factory.upstream.cache import Sdist
 
@@ -118,6 +119,15 @@ MAX_WARNINGS = 8
 MAX_WARNING = 2000
 
 
+class MalformedRecord(FactoryError, ValueError):
+    """A build record this factory's builder did not write as it reads (a worker's, one
+    on disk, one published in an index being verified): one line for the CLI, and a
+    ValueError to the callers that refuse a malformed record as such (ticket.collect)."""
+
+    default_hint = ("the record was not written by this factory's builder, or was changed "
+                    "since: rebuild the wheel, or look at the worker that sent it")
+
+
 def _warnings(value: object) -> list[str]:
     """A record's warnings: a short list of one-line texts (a worker's record is read
     with this too); ValueError otherwise. A warning the factory makes is printable
@@ -127,8 +137,8 @@ def _warnings(value: object) -> list[str]:
     if not (isinstance(value, list) and len(value) <= MAX_WARNINGS
             and all(isinstance(w, str) and len(w) <= MAX_WARNING and w.strip()
                     and w.isprintable() for w in value)):
-        raise ValueError("the record's warnings are not a short list of printable "
-                         "one-line texts")
+        raise MalformedRecord("the build record's warnings are not a short list of "
+                              "printable one-line texts")
     return list(value)
 
 
