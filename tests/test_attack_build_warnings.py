@@ -36,6 +36,8 @@ Broke on d3114a4 (fixed in this pass) are marked BROKE; the rest held.
 |        | a worker's record reaches the publisher as a one-line refusal          |        |
 | record | a forged warning in a record on disk (factory publish, verify          | BROKE  |
 |        | --rebuild, the executor) raised a bare ValueError: a traceback        |        |
+| record | a worker's record for pyyaml warning about numpy: listed in the flow | BROKE  |
+|        | summary and by factory build (no component shown) as numpy's           |        |
 | record | an old record without the field loads (verify reads with from_dict)   | held   |
 | flow   | a warning with ```, a link, an <img>, CR: stays in its code block,    | held   |
 |        | the summary's warnings are printable (rebuild --json prints them)      |        |
@@ -310,6 +312,23 @@ def test_a_record_with_warnings_out_of_shape_is_refused_at_load(tmp_path: Path,
     data = _record(tmp_path).to_dict()
     with pytest.raises(ValueError, match="warnings"):
         BuildRecord.from_dict({**data, "warnings": bad})
+
+
+@pytest.mark.parametrize("other", [
+    'numpy 2.0 built without cblas.h (Debian package libopenblas-dev): the build skipped '
+    'what needed it; add system_packages = ["libopenblas-dev"] to recipes/numpy.toml',
+    "pyyaml 6.0.45 built without yaml.h", "pyyaml6.0.4 built without yaml.h",
+    "6.0.4 pyyaml built without yaml.h", "pyyaml 6.0.4",
+])
+def test_a_warning_about_another_build_is_refused_at_load(tmp_path: Path,
+                                                          other: str) -> None:
+    """The CLI and the flow's summary list warnings without their record's name: a
+    worker's record for pyyaml 6.0.4 may only warn about pyyaml 6.0.4."""
+    data = _record(tmp_path).to_dict()
+    with pytest.raises(ValueError, match="another build"):
+        BuildRecord.from_dict({**data, "warnings": [WANTED, other]})
+    for own in (WANTED, "PyYAML 6.0.4: its wheel holds no compiled code"):
+        assert BuildRecord.from_dict({**data, "warnings": [own]}).warnings == [own]
 
 
 def test_a_workers_record_with_hostile_warnings_is_a_one_line_refusal(

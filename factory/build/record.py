@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from packageurl import PackageURL
+from packaging.utils import canonicalize_name
 
 from factory._internal.atomic import write_json
 from factory.errors import FactoryError
@@ -102,7 +103,8 @@ class BuildRecord:
         data["build_tools"] = [InstalledTool(**t) for t in data["build_tools"]]
         data["system_packages"] = [SystemPackage(**p) for p in data.get("system_packages", [])]
         data["image_packages"] = [SystemPackage(**p) for p in data.get("image_packages", [])]
-        data["warnings"] = _warnings(data.get("warnings", []))
+        data["warnings"] = _warnings(data.get("warnings", []), data.get("component"),
+                                     data.get("version"))
         return cls(**data)
 
     def save(self, directory: Path) -> Path:
@@ -128,7 +130,8 @@ class MalformedRecord(FactoryError, ValueError):
                     "since: rebuild the wheel, or look at the worker that sent it")
 
 
-def _warnings(value: object) -> list[str]:
+def _warnings(value: object, component: object = None, version: object = None
+              ) -> list[str]:
     """A record's warnings: a short list of one-line texts (a worker's record is read
     with this too); ValueError otherwise. A warning the factory makes is printable
     (``missing.skipped`` escapes what it quotes), so one holding a control, a bidi
@@ -139,7 +142,19 @@ def _warnings(value: object) -> list[str]:
                     and w.isprintable() for w in value)):
         raise MalformedRecord("the build record's warnings are not a short list of "
                               "printable one-line texts")
+    # Each is about its own build ("pyyaml 6.0.4 built without ..."): the CLI and the
+    # flow's summary list them without the record's name, so a worker's warning about
+    # another project would pass for that project's.
+    if not all(_about(w, component, version) for w in value):
+        raise MalformedRecord("a warning of the build record is about another build")
     return list(value)
+
+
+def _about(warning: str, component: object, version: object) -> bool:
+    name, _, rest = warning.partition(" ")
+    return (isinstance(component, str) and isinstance(version, str)
+            and canonicalize_name(name) == component
+            and rest.startswith(version) and rest[len(version):len(version) + 1] in (" ", ":"))
 
 
 def record_path_for(wheel: Path) -> Path:
