@@ -46,13 +46,22 @@ from typing import IO, Any
 
 from factory.config import Settings
 from factory.verify import zipcheck
-from factory.verify.model import Check
+from factory.verify.model import FAIL, PASS, SKIP, Check
 from factory.verify.targets import TargetError, resolve
 from factory.verify.view import IndexView, sidecar
 from factory.verify.wholeindex import index_checks, open_index
 
 # Wheels larger than this are not read whole into the child's memory (the worker checks).
 _WHEEL_LIMIT = 64 << 20
+# SBOMs larger than this are left to the worker (the factory's are under 1 MiB): parsed
+# and validated whole, a 28 MiB SBOM of a million tiny components took the child 4.3 GB
+# and 28 s, while the parent waited for it before forking its workers.
+_SBOM_LIMIT = 4 << 20
+# What the parent reads of the child's answers, at most: a line (an SBOM error's path and
+# message, the index checks' rows) and all of them. A child that says more (a runaway
+# loop) is not listened to further: the run does the rest itself.
+_LINE_LIMIT = 1 << 20
+_ANSWER_LIMIT = 64 << 20
 _PRE_DONE = "pre-checks done"
 
 
@@ -101,10 +110,13 @@ def _pre_check(wheel: Path) -> list[dict[str, Any]]:
 def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
     """What the ``sbom`` check's schema validation answers for the SBOM beside ``wheel``
     (read as evidence is read, parsed as Evidence.parse parses it)."""
-    from factory.verify.evidence import _plain_bytes
+    from factory._internal.plainfile import NotPlain, read_plain
     from factory.verify.sbom import read_json, schema_error
 
-    raw = _plain_bytes(sidecar(wheel, "sbom"))
+    try:  # as evidence reads it (a regular file, never through a link), bounded lower
+        raw = read_plain(sidecar(wheel, "sbom"), _SBOM_LIMIT)
+    except NotPlain:
+        return []
     if raw is None:
         return []
     try:
@@ -146,6 +158,15 @@ def _child(index: IndexView, stop: int, answer: int) -> None:
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
 
 
+def _shaped(fact: Any, kind: Any) -> tuple[str, Any] | None:
+    """(sha256, value) when ``fact`` is [a sha256 hex digest, a value of ``kind``], as the
+    child says a fact; else None."""
+    if (isinstance(fact, list) and len(fact) == 2 and isinstance(fact[0], str)
+            and len(fact[0]) == 64 and isinstance(fact[1], kind)):
+        return fact[0], fact[1]
+    return None
+
+
 class Early:
     """The child of one run: ``facts()`` once the parent is ready to fork its workers,
     ``index_checks()`` at the end, ``close()`` always."""
@@ -157,14 +178,21 @@ class Early:
         self._facts: Facts | None = None
         self._index: list[Check] | None = None
         self._finished = False
+        self._budget = _ANSWER_LIMIT  # bytes of answers still read (_lines)
+        self._heard_out = False  # the child's answers were read to their end
 
     def _lines(self) -> Any:
-        while self._answer is not None:
+        """The child's answers, one per line, until it ends, garbles one (a line cut by
+        its death, not JSON) or says more than a child says (_LINE_LIMIT, _ANSWER_LIMIT):
+        what follows is not read, and the run does that work itself."""
+        while self._answer is not None and self._budget > 0:
             try:
-                line = self._answer.readline()
+                line = self._answer.readline(min(_LINE_LIMIT, self._budget) + 1)
             except OSError:
                 line = b""
-            if not line:
+            self._budget -= len(line)
+            if not line.endswith(b"\n"):  # the end, a cut line, or one over the bound
+                self._heard_out = not line
                 return
             try:
                 yield json.loads(line)
@@ -185,13 +213,12 @@ class Early:
             if record.get("done") == _PRE_DONE:
                 facts.sboms_done = record.get("sboms") is True
                 break
-            if "zip" in record:
-                sha, ok = record["zip"]
-                facts.zip_ok[str(sha)] = ok is True
-            if "sbom" in record:
-                sha, error = record["sbom"]
-                if error is None or isinstance(error, str):
-                    facts.sbom_error[str(sha)] = error
+            # Only a fact in the shape the child writes is taken (a sha256 and a boolean,
+            # or a sha256 and an error text or null); anything else is not a fact.
+            if (zipped := _shaped(record.get("zip"), bool)) is not None:
+                facts.zip_ok[zipped[0]] = zipped[1]
+            if (sbom := _shaped(record.get("sbom"), str | None)) is not None:
+                facts.sbom_error[sbom[0]] = sbom[1]
         return facts
 
     def index_checks(self) -> list[Check] | None:
@@ -201,12 +228,14 @@ class Early:
             return self._index
         self.facts()
         for record in self._lines():
-            if isinstance(record, dict) and isinstance(record.get("index"), list):
-                try:
-                    self._index = [Check(str(n), str(s), str(m)) for n, s, m in record["index"]]
-                except (TypeError, ValueError):
-                    self._index = None
-        status = self._reap(kill=False)
+            if isinstance(record, dict) and "index" in record:
+                rows = record["index"]
+                # Rows as the child writes them (three texts, a known status), or none.
+                self._index = [Check(*row) for row in rows] if isinstance(rows, list) and all(
+                    isinstance(row, list) and len(row) == 3
+                    and all(isinstance(text, str) for text in row)
+                    and row[1] in (PASS, FAIL, SKIP) for row in rows) else None
+        status = self._reap(kill=not self._heard_out)  # (a child not listened to: killed)
         if status != 0:
             self._index = None
         return self._index

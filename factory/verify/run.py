@@ -74,7 +74,12 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
         return
     _AUDITOR = auditor
     auditor.prepare()  # what every worker would load for itself, loaded once here
-    gc.freeze()  # the forked workers' collector leaves the inherited objects alone
+    # The forked workers' collector leaves the inherited objects alone; not when the
+    # caller froze objects of its own (a pre-forking server, say): unfreeze below would
+    # give them back to the collector, and the workers' speed is not worth the caller's.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -89,7 +94,8 @@ def _verify_all(auditor: Auditor, items: list[Item], workers: int,
                 yield from (_unanswered(item) for item in items[answered:])
     finally:
         _AUDITOR = None
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 def _chunk(items: int, workers: int) -> int:
