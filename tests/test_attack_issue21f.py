@@ -36,9 +36,9 @@ this file), each fixed in the commit that added the case.
 |                   | the newest says <3.13: 3.13's users get 1.9 and its lib<2     | no    |
 |                   | python_full_version marker followed, PyPy-only not followed   | no    |
 |                   | one interpreter, named plan: no build-environment-only row    | no    |
-|                   | a runtime lib<2 reuses a build tool's lib==1.0 pin where      | xfail |
+|                   | a runtime lib<2 reuses a build tool's lib==1.0 pin where      | yes   |
 |                   | policy allows 1.5 (main closure's lock.find, order-dependent, |       |
-|                   | one interpreter too): left for the closure's owner            |       |
+|                   | one interpreter too): now its own row (_newer_for_users)      |       |
 |                   | the users' row is the build environment's: one row, one node | no    |
 | stability         | --update drops the row; removing 3.13 gives one's bytes       | no    |
 |                   | upstream down on a re-lock: the approved row was kept, the    | yes   |
@@ -566,10 +566,6 @@ def test_one_interpreter_a_named_plan_takes_no_build_environment_row(
     assert "in the build environment of app 1.0.0" in plan.nodes["lib==1.0.0"].reasons
 
 
-@pytest.mark.xfail(strict=True, reason="factory/lock/resolve.py _close_requirements reuses any "
-                   "locked row a requirement allows (lock.find): zapp's lib<2 takes the lib "
-                   "1.0 tool's build pins, where PyPI gives 1.5; app's (sorted before tool) "
-                   "takes 1.5. The main closure, with one interpreter too: left for its owner")
 def test_a_runtime_requirement_does_not_take_a_build_pin_below_what_policy_allows(
         project: Settings, upstream: LocalUpstream) -> None:
     _release(upstream, "tool", "1.0.0", requires=("lib==1.0.0",))
@@ -581,6 +577,11 @@ def test_a_runtime_requirement_does_not_take_a_build_pin_below_what_policy_allow
     _approve(project, "tool", body='kind = "build-tool"\ntrack = "any"\n')
     lock, _ = lock_stage(project)
     assert "1.5.0" in _versions(lock, "lib")
+    # and pip's pick is built: the users' walk takes the newest row lib<2 allows
+    assert "lib==1.5.0" in make_plan(project).nodes
+    first = project.lock_path.read_bytes()
+    lock_stage(project)
+    assert project.lock_path.read_bytes() == first
 
 
 def test_an_advisory_on_the_kept_users_row_moves_it_on_a_re_lock(

@@ -787,6 +787,11 @@ def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
         for req, kind in requirements:
             key = canonicalize_name(req.name)
             found_entry = lock.find(key, req.specifier)
+            if found_entry is not None and kind == "runtime" and not found_entry.is_primary:
+                newer = _newer_for_users(resolver, lock, changes, entry, req, found_entry)
+                if newer is not None:
+                    found_entry = newer
+                    pending.append((newer, frozenset()))
             if found_entry is None:
                 try:
                     found_entry = _lock_requirement(resolver, lock, changes, entry, req, kind)
@@ -802,6 +807,33 @@ def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
             if req.extras and not set(req.extras) <= seen:
                 extras_seen[(key, found_entry.version)] = seen | req.extras
                 pending.append((found_entry, frozenset(req.extras - seen)))
+
+
+def _newer_for_users(resolver: Resolver, lock: Lock, changes: list[Change],
+                     entry: LockedComponent, req: Requirement,
+                     found: LockedComponent) -> LockedComponent | None:
+    """A runtime requirement's own row, when the one it met was locked for something else
+    (a build tool's ``lib==1.0`` pin meeting ``lib<2``) and policy allows a newer one:
+    pip would install the newest, and which row the walk met first depended on the order
+    of the recipes. None: the row it met is the one policy chooses (or none can be)."""
+    recipe = resolver.recipes.get(found.key)
+    if recipe is None:
+        return None
+    reason = f"runtime requirement of {entry.name} {entry.version} ({req})"
+    try:
+        chosen, _ = resolver.choose(recipe, reason, req.specifier or None)
+    except FactoryError:
+        return None
+    if Version(chosen.version) <= Version(found.version):
+        return None
+    if lock.get(found.key, chosen.version) is not None:
+        return None  # met already: lock.find gave the newest satisfying row
+    try:
+        return _lock_requirement(resolver, lock, changes, entry, req, "runtime")
+    except AlarmError:
+        raise
+    except FactoryError:
+        return None  # the row it met still serves
 
 
 def _lock_requirement(resolver: Resolver, lock: Lock, changes: list[Change],
@@ -832,6 +864,7 @@ def _note_change(resolver: Resolver, changes: list[Change], entry: LockedCompone
 # -- build environments serve every interpreter ---------------------------------------
 
 _RECORD_LIMIT = 1 << 20  # a record of what a backend asked for: a few lines
+_RECORD_LINES = 256  # what a build reports at most (factory.build.env.MAX_REQUIREMENTS)
 
 
 def dynamic_requires_path(settings: Settings, locked: LockedComponent, tag: str = "") -> Path:
@@ -851,11 +884,19 @@ def recorded_dynamic(settings: Settings, locked: LockedComponent,
     again, where a traceback would stop every lock and plan."""
     try:
         raw = read_plain(dynamic_requires_path(settings, locked, tag), _RECORD_LIMIT)
-        found = json.loads(raw)["dynamic"] if raw is not None else None
-    except (NotPlain, ValueError, TypeError, KeyError):
+        record = json.loads(raw) if raw is not None else None
+        found = record["dynamic"] if record is not None else None
+        # a record copied or swapped from another component or interpreter is not its
+        # answer: the name is the sdist's digest, what it says it is must agree
+        if record is not None and (
+                record.get("component") != f"{locked.key}=={locked.version}"
+                or record.get("interpreter", "") != tag):
+            return None
+    except (NotPlain, ValueError, TypeError, KeyError, AttributeError):
         return None
-    if not isinstance(found, list) or not all(isinstance(line, str) for line in found):
-        return None
+    if not isinstance(found, list) or len(found) > _RECORD_LINES \
+            or not all(isinstance(line, str) for line in found):
+        return None  # more than a build reports: not its answer
     return list(found)
 
 
