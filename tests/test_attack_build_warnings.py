@@ -39,8 +39,9 @@ Broke on d3114a4 (fixed in this pass) are marked BROKE; the rest held.
 | record | a worker's record for pyyaml warning about numpy: listed in the flow | BROKE  |
 |        | summary and by factory build (no component shown) as numpy's           |        |
 | record | an old record without the field loads (verify reads with from_dict)   | held   |
-| flow   | a warning with ```, a link, an <img>, CR: stays in its code block,    | held   |
-|        | the summary's warnings are printable (rebuild --json prints them)      |        |
+| flow   | a warning with ```, a link, an <img>, CR: stays in its code block     | held   |
+| flow   | the summary carried a record's warnings raw to `factory rebuild        | BROKE  |
+|        | --json` (Rich, ensure_ascii=False): now escaped (summary_warnings)     |        |
 
 The log of a finished build is the bytes the executor captured (``result.log``), not
 the saved file: a log replaced by a symlink, FIFO or directory after the build is never
