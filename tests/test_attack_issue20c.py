@@ -19,6 +19,8 @@ answer channel     | a fact of the wrong shape (6 shapes)                   | BR
                    |                                                        | and taken
                    | a flood (a child that never stops saying facts)        | BROKE: read for
                    |                                                        | ever (a hang)
+                   | a child hung in a pre-check, or in the index checks    | BROKE: the run
+                   |                                                        | waited for ever
                    | killed mid-answer (a cut line)                         | held
                    | facts said after 'done' (late)                         | held
 SBOM files (child) | a FIFO, a link, a directory as the SBOM                | held
@@ -35,9 +37,11 @@ batching           | 10,000 artifacts: each verified once, in order         | he
                    | a worker dying mid-run: none lost, none passed twice   | held
 
 Fixes: factory/verify/early.py (facts and index rows taken only in the shape the
-child writes them; answers read in bounded lines and bounded in all, a child not heard
-out is killed; SBOMs over 4 MiB left to the worker), factory/verify/run.py (the workers'
-freeze skipped when the caller froze objects of its own).
+child writes them; answers read in bounded lines and bounded in all, waited for a
+bounded time (a wall clock: the tests set it to 0 s, they time nothing); a child not
+heard out is killed and the run does the rest; SBOMs over 4 MiB left to the worker),
+factory/verify/run.py (the workers' freeze skipped when the caller froze objects of
+its own).
 
 Left (by design): a fact in the right shape about the right bytes is trusted, as a memo
 is: the child is this program, forked; a lie there is a bug in it, not an attacker's
@@ -269,6 +273,20 @@ if mode == "swap":  # the child reads the SBOMs, then they change before the wor
     for path, replacement in swaps:
         shutil.copyfile(replacement, path)
     child.start = lambda *a, **k: started
+elif mode.startswith("hang"):  # a child that hangs; the run waits 0 s for it
+    def forever(*args):
+        time.sleep(3600)
+        return []
+    if mode == "hang-facts":
+        child._sbom_pre_check, child._FACTS_WAIT = forever, 0.0
+    else:
+        child.index_checks, child._INDEX_WAIT = forever, 0.0
+    pids = []
+    def start(*args, **kwargs):
+        started = real_start(*args, **kwargs)
+        pids.append(started._pid)
+        return started
+    child.start = start
 else:
     facts = []  # what the child of the run found
     def start(*args, **kwargs):
@@ -278,8 +296,14 @@ else:
         return started
     child.start = start
 with_child = verify(settings, everything=True, workers=2)
-if mode != "swap":
+if mode == "run":
     out["facts"] = facts[0]
+if mode.startswith("hang"):
+    try:
+        os.waitpid(pids[0], 0)
+        out["reaped"] = False
+    except ChildProcessError:
+        out["reaped"] = True
 child.start = lambda *a, **k: None
 alone = verify(settings, everything=True, workers=1)
 out["with child"], out["alone"] = rows(with_child), rows(alone)
@@ -355,6 +379,20 @@ def test_two_wheels_with_the_same_sbom_bytes_and_odd_files(copy: PublishedIndex,
     out = _compare(copy, tmp_path)
     assert len(out["facts"]) == 1  # alpha's bytes (beta's too); none for gamma's
     assert _sbom_rows(out, "gamma")[0][2] == FAIL
+
+
+@pytest.mark.parametrize("where", ["facts", "index"])
+def test_a_child_that_hangs_changes_only_speed(copy: PublishedIndex, tmp_path: Path,
+                                               where: str) -> None:
+    """Broke: the run waited for the child without end, for the wheel at hand when it was
+    ready to fork its workers and for the index checks after: a child hung in either (a
+    bug, simulated) hung verify --all. The run now waits a bounded time (a minute for the
+    wheel at hand, ten for the index checks while its workers run; here 0 s), then goes
+    on without the child (killed and reaped): the same rows as the run alone."""
+    out = _compare(copy, tmp_path, f"hang-{where}")
+    assert out["reaped"] is True
+    assert [row[2] for row in out["alone"] if len(row) == 4] == [PASS] * (
+        len([row for row in out["alone"] if len(row) == 4]))
 
 
 # -- an in-process caller --------------------------------------------------------------------

@@ -22,7 +22,8 @@ child (``start``), which needs none of them, to use the other core meanwhile:
    end of the run (``Early.index_checks``).
 
 The child answers on a pipe, one JSON line per fact. Nothing it says is a
-verdict on its own: a missing, failed or garbled answer only means the run does
+verdict on its own: a missing, failed, garbled, runaway or late answer (the
+parent reads a bounded amount and waits a bounded time) only means the run does
 that work itself. It is started only from a process with no other thread (a
 fork copies only the calling thread), killed and reaped if the run ends
 without collecting it, and killed by the kernel if the run dies. It reads the
@@ -38,11 +39,12 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from factory.config import Settings
 from factory.verify import zipcheck
@@ -62,6 +64,12 @@ _SBOM_LIMIT = 4 << 20
 # loop) is not listened to further: the run does the rest itself.
 _LINE_LIMIT = 1 << 20
 _ANSWER_LIMIT = 64 << 20
+# How long the parent waits for the child to say something (a wall-clock bound on a hung
+# child, never met by one that works): for the wheel at hand when the parent is ready to
+# fork its workers (4 MiB SBOMs at most: seconds), and for the index checks (it waits
+# while its workers verify the artifacts; the checks hash every file of the index).
+_FACTS_WAIT = 60.0
+_INDEX_WAIT = 600.0
 _PRE_DONE = "pre-checks done"
 
 
@@ -173,41 +181,59 @@ class Early:
 
     def __init__(self, root: Path, pid: int, stop: int, answer: int) -> None:
         self.root = root  # the index directory the child reads
-        self._pid, self._stop = pid, stop
-        self._answer: IO[bytes] | None = os.fdopen(answer, "rb")
+        self._pid, self._stop, self._answer = pid, stop, answer
         self._facts: Facts | None = None
         self._index: list[Check] | None = None
         self._finished = False
+        self._read = bytearray()  # what was read of the answers and not yet taken
         self._budget = _ANSWER_LIMIT  # bytes of answers still read (_lines)
+        self._listening = True  # False once the child is not listened to (_lines)
         self._heard_out = False  # the child's answers were read to their end
 
-    def _lines(self) -> Any:
-        """The child's answers, one per line, until it ends, garbles one (a line cut by
-        its death, not JSON) or says more than a child says (_LINE_LIMIT, _ANSWER_LIMIT):
-        what follows is not read, and the run does that work itself."""
-        while self._answer is not None and self._budget > 0:
+    def _lines(self, wait: float) -> Iterator[Any]:
+        """The child's answers, one per line, until it ends. Not listened to further (its
+        answers are not read, and the run does that work itself) when it garbles one (a
+        line cut by its death, not JSON), says more than a child says (_LINE_LIMIT,
+        _ANSWER_LIMIT), or says nothing for ``wait`` seconds (a hung child: the run
+        goes on without it)."""
+        deadline = time.monotonic() + wait
+        while self._listening and self._answer >= 0:
+            newline = self._read.find(b"\n", 0, _LINE_LIMIT + 1)
+            if newline >= 0:
+                line = bytes(self._read[:newline])
+                del self._read[:newline + 1]
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    self._listening = False
+                continue
+            if len(self._read) > _LINE_LIMIT or self._budget <= 0:
+                self._listening = False  # a line, or the answers, over the bound
+                continue
             try:
-                line = self._answer.readline(min(_LINE_LIMIT, self._budget) + 1)
+                ready = select.select([self._answer], [], [],
+                                      max(0.0, deadline - time.monotonic()))[0]
+                chunk = os.read(self._answer, min(1 << 16, self._budget)) if ready else None
             except OSError:
-                line = b""
-            self._budget -= len(line)
-            if not line.endswith(b"\n"):  # the end, a cut line, or one over the bound
-                self._heard_out = not line
-                return
-            try:
-                yield json.loads(line)
-            except ValueError:
-                return
+                chunk = b""
+            if chunk is None:  # silent for too long
+                self._listening = False
+            elif not chunk:  # the end (a cut last line is not an answer)
+                self._listening, self._heard_out = False, not self._read
+            else:
+                self._budget -= len(chunk)
+                self._read += chunk
 
     def facts(self) -> Facts:
-        """Stop the pre-checks and collect them (waits for the wheel at hand)."""
+        """Stop the pre-checks and collect them (waits for the wheel at hand, at most
+        _FACTS_WAIT seconds)."""
         if self._facts is not None:
             return self._facts
         facts = self._facts = Facts()
         if self._stop >= 0:
             os.close(self._stop)  # readable at the child's end: stop
             self._stop = -1
-        for record in self._lines():
+        for record in self._lines(_FACTS_WAIT):
             if not isinstance(record, dict):
                 break
             if record.get("done") == _PRE_DONE:
@@ -222,12 +248,12 @@ class Early:
         return facts
 
     def index_checks(self) -> list[Check] | None:
-        """The child's index checks (waits for it), or None when it did not give them:
-        the caller then checks the index itself."""
+        """The child's index checks (waits for them, at most _INDEX_WAIT seconds), or None
+        when it did not give them: the caller then checks the index itself."""
         if self._finished:
             return self._index
         self.facts()
-        for record in self._lines():
+        for record in self._lines(_INDEX_WAIT):
             if isinstance(record, dict) and "index" in record:
                 rows = record["index"]
                 # Rows as the child writes them (three texts, a known status), or none.
@@ -242,9 +268,9 @@ class Early:
 
     def _reap(self, kill: bool) -> int:
         self._finished = True
-        if self._answer is not None:
-            self._answer.close()
-            self._answer = None
+        if self._answer >= 0:
+            os.close(self._answer)
+            self._answer = -1
         if self._stop >= 0:
             os.close(self._stop)
             self._stop = -1
