@@ -21,6 +21,8 @@ answer channel     | a fact of the wrong shape (6 shapes)                   | BR
                    |                                                        | ever (a hang)
                    | a child hung in a pre-check, or in the index checks    | BROKE: the run
                    |                                                        | waited for ever
+                   | pipes numbered past 1023 (a caller holding many files) | BROKE: the child
+                   |                                                        | died (select)
                    | killed mid-answer (a cut line)                         | held
                    | facts said after 'done' (late)                         | held
 SBOM files (child) | a FIFO, a link, a directory as the SBOM                | held
@@ -265,6 +267,8 @@ rows = lambda report: [[a.label, c.name, c.status, c.message] for a in report.ar
                        for c in a.checks] + [[c.name, c.status, c.message] for c in report.index
                                              if mode != "swap"]  # (a tree changed mid-run)
 out = {}
+if mode == "many-fds":  # a caller holding many files: the run's pipes are numbered past 1023
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
 real_start = child.start
 if mode == "swap":  # the child reads the SBOMs, then they change before the workers read
     started = real_start(settings, None)
@@ -296,7 +300,7 @@ else:
         return started
     child.start = start
 with_child = verify(settings, everything=True, workers=2)
-if mode == "run":
+if mode in ("run", "many-fds"):
     out["facts"] = facts[0]
 if mode.startswith("hang"):
     try:
@@ -393,6 +397,18 @@ def test_a_child_that_hangs_changes_only_speed(copy: PublishedIndex, tmp_path: P
     assert out["reaped"] is True
     assert [row[2] for row in out["alone"] if len(row) == 4] == [PASS] * (
         len([row for row in out["alone"] if len(row) == 4]))
+
+
+def test_a_caller_holding_many_files_still_gets_the_childs_answers(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """Broke: the child asked select() whether the parent had said stop; select refuses a
+    descriptor numbered past 1023, which every new pipe is in a process holding 1,100
+    files (a server calling verify): the child died on its first wheel and the run did
+    all its work itself (this pass's first bounded reader, select() too, raised out of
+    the run). Both ends now poll: the child answers for all three SBOMs, and the rows
+    are the run's alone."""
+    out = _compare(copy, tmp_path, "many-fds")
+    assert len(out["facts"]) == 3 and set(out["facts"].values()) == {None}
 
 
 # -- an in-process caller --------------------------------------------------------------------

@@ -17,7 +17,8 @@ child (``start``), which needs none of them, to use the other core meanwhile:
    jsonschema, jsonschema-rs and the CycloneDX schemas (about 0.2 s to import
    and build), which the parent then never loads when the child checked every
    SBOM (``Facts.sboms_done``); when it did not, the parent loads them before
-   it forks, as it always did.
+   it forks, as it always did. An SBOM over _SBOM_LIMIT is left to the worker
+   (parsed and validated whole, it would hold the child's memory and the parent).
 2. the index checks (factory.verify.wholeindex.index_checks), collected at the
    end of the run (``Early.index_checks``).
 
@@ -142,7 +143,7 @@ def _child(index: IndexView, stop: int, answer: int) -> None:
             line = line[os.write(answer, line):]
 
     def stopped() -> bool:  # the parent is ready (or gone)
-        return bool(select.select([stop], [], [], 0)[0])
+        return _ready(stop, 0.0)
 
     try:
         items = resolve(index, None, True, ())
@@ -164,6 +165,15 @@ def _child(index: IndexView, stop: int, answer: int) -> None:
         each(_pre_check)
     say({"done": _PRE_DONE, "sboms": sboms_done})
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
+
+
+def _ready(fd: int, wait: float) -> bool:
+    """Whether ``fd`` can be read (or is at its end) within ``wait`` seconds. poll, not
+    select: select refuses a descriptor numbered past 1023, which a process holding many
+    files (a server calling verify) gives a new pipe."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0, int(wait * 1000))))
 
 
 def _shaped(fact: Any, kind: Any) -> tuple[str, Any] | None:
@@ -211,8 +221,7 @@ class Early:
                 self._listening = False  # a line, or the answers, over the bound
                 continue
             try:
-                ready = select.select([self._answer], [], [],
-                                      max(0.0, deadline - time.monotonic()))[0]
+                ready = _ready(self._answer, deadline - time.monotonic())
                 chunk = os.read(self._answer, min(1 << 16, self._budget)) if ready else None
             except OSError:
                 chunk = b""
