@@ -34,7 +34,9 @@ vs. alone          | two wheels with the same SBOM bytes                    | he
                    | a FIFO, then an oversized SBOM, in the index           | held (oversized:
                    |                                                        | now no fact)
 in-process caller  | a caller's frozen objects (gc.freeze) survive a run    | BROKE: unfrozen
-                   | the CLI run twice in one process                       | held
+                   | the CLI run in-process: the caller's exit finalizes    | BROKE: its cycle
+                   | its own garbage                                        | with __del__ not
+                   |                                                        | finalized
 batching           | 10,000 artifacts: each verified once, in order         | held
                    | a worker dying mid-run: none lost, none passed twice   | held
 
@@ -43,7 +45,7 @@ child writes them; answers read in bounded lines and bounded in all, waited for 
 bounded time (a wall clock: the tests set it to 0 s, they time nothing); a child not
 heard out is killed and the run does the rest; SBOMs over 4 MiB left to the worker),
 factory/verify/run.py (the workers' freeze skipped when the caller froze objects of
-its own).
+its own), factory/cli/verify.py (the at-exit freeze only in the `factory` program).
 
 Left (by design): a fact in the right shape about the right bytes is trusted, as a memo
 is: the child is this program, forked; a lie there is a bug in it, not an attacker's
@@ -440,6 +442,12 @@ codes = [runner.invoke(app, ["verify", "--all", "--json", "--no-advisories"]).ex
 out["codes"], out["registered"] = codes, registered.count("freeze")
 out["thawed after the CLI"] = thawed()
 print(json.dumps(out))
+class Temporary:  # the caller's garbage at its exit: a cycle whose finalizer cleans up
+    def __del__(self):
+        open(sys.argv[2], "w").close()
+cycle = Temporary()
+cycle.self = cycle
+del cycle
 """
 
 
@@ -448,19 +456,21 @@ def test_a_callers_frozen_objects_stay_frozen(copy: PublishedIndex, tmp_path: Pa
     and unfroze everything after: a caller that had frozen objects of its own (a
     pre-forking server calls gc.freeze() before forking its own workers) had them given
     back to the collector (all 100 of the test's were walked again after the run). The
-    run now leaves the freeze alone when the caller froze objects. Held beside it: the
-    CLI run twice in one process registers its at-exit freeze once, and freezes nothing
-    before the exit."""
-    state = tmp_path / "settings.pickle"
+    run now leaves the freeze alone when the caller froze objects. Broke too: the CLI
+    command run in-process (twice here) registered its at-exit gc.freeze in the caller's
+    process, whose exit then skipped the collection that finalizes the caller's own
+    garbage (a cycle whose __del__ cleans up never ran). The freeze is registered only
+    when the process is the `factory` program (test_verify_index checks it is there)."""
+    state, finalized = tmp_path / "settings.pickle", tmp_path / "finalized"
     state.write_bytes(pickle.dumps(copy.settings))
-    done = subprocess.run([sys.executable, "-c", _CALLER, str(state)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", _CALLER, str(state), str(finalized)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["failed"] == 0 and out["codes"] == [0, 0]
     assert out["frozen before"] > 0 and out["thawed"] == 0
-    assert out["registered"] == 1
-    assert out["thawed after the CLI"] == 0
+    assert out["registered"] == 0 and out["thawed after the CLI"] == 0
+    assert finalized.exists()
 
 
 # -- batching ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import atexit
 import functools
 import gc
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,9 +101,21 @@ def _freeze_at_exit() -> None:
     objects Sigstore, pydantic, in-toto and the report leave behind, about 0.1 s of a
     1.5 s `verify --all`, only to free memory the exit frees anyway. Nothing is lost:
     the report is printed and its HTML file written by then (the interpreter still
-    flushes stdout and stderr), and a caller that goes on running (a test, say) is not
-    affected until its own exit."""
-    atexit.register(gc.freeze)
+    flushes stdout and stderr). Only when this process is the `factory` program: in a
+    caller's process (a test, a server running the command in-process) the exit's
+    collections also finalize the caller's own garbage (a cycle whose __del__ removes
+    a temporary file, say), which a freeze would skip."""
+    if _the_program():
+        atexit.register(gc.freeze)
+
+
+def _the_program() -> bool:
+    """Whether this process runs `factory` itself (its console script, or `python -m
+    factory.cli`), not a caller that runs the command in-process."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return str(spec.name).startswith("factory.")
+    return Path(sys.argv[0]).name == "factory" if sys.argv else False
 
 
 def _index_place(index: str | None) -> Path | str | None:
