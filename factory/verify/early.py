@@ -34,6 +34,7 @@ only when it verifies that directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -215,10 +216,10 @@ class Early:
                 try:
                     yield json.loads(line)
                 except ValueError:
-                    self._listening = False
+                    self._stop_listening()
                 continue
             if len(self._read) > _LINE_LIMIT or self._budget <= 0:
-                self._listening = False  # a line, or the answers, over the bound
+                self._stop_listening()  # a line, or the answers, over the bound
                 continue
             try:
                 ready = _ready(self._answer, deadline - time.monotonic())
@@ -226,12 +227,19 @@ class Early:
             except OSError:
                 chunk = b""
             if chunk is None:  # silent for too long
-                self._listening = False
+                self._stop_listening()
             elif not chunk:  # the end (a cut last line is not an answer)
                 self._listening, self._heard_out = False, not self._read
             else:
                 self._budget -= len(chunk)
                 self._read += chunk
+
+    def _stop_listening(self) -> None:
+        """Not listened to further: killed now (a runaway or hung child takes no more of
+        the machine while the workers run), reaped by index_checks or close."""
+        self._listening = False
+        with contextlib.suppress(ProcessLookupError):  # (a zombie until reaped: never reused)
+            os.kill(self._pid, signal.SIGKILL)
 
     def facts(self) -> Facts:
         """Stop the pre-checks and collect them (waits for the wheel at hand, at most
