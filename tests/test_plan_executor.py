@@ -209,3 +209,41 @@ def test_build_one_builds_the_component_and_only_the_tools_it_lacks(
     assert builds == ["tool", "app1", "app2"]  # the tool is up to date: not built again
     assert record.component == "app2"
     assert not list(settings.wheels_dir.glob("other-*"))
+
+
+def test_ctrl_c_stops_the_builds_under_way_and_starts_no_more(
+        tmp_path: Path, image: tuple[ImageRef, Path], kit_sdists: list[Path],
+        builds: list[str]) -> None:
+    """Ctrl-C waited for every running build to end, up to its time limit (30 minutes by
+    default; seen: 150 s for cython), and then started the queued ones. Now the running
+    build's container is killed and removed, nothing queued starts, and the run ends with
+    the interrupt (the CLI: 'interrupted', exit 130; a rerun builds what is left)."""
+    import os
+    import signal
+    import time
+    from dataclasses import replace
+
+    from factory.build import docker
+    from factory.build.engine import connect
+
+    settings = replace(project(tmp_path, image, kit_sdists, {
+        "sleeper": ("import time; time.sleep(3600)", "approved", ()),
+        "waiting": ("import time; time.sleep(3600)", "approved", ())}), build_timeout=900)
+
+    def interrupt_once_a_build_runs() -> None:
+        deadline = time.monotonic() + 300
+        while docker.running_builds() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, as Ctrl-C sends
+
+    threading.Thread(target=interrupt_once_a_build_runs, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(settings, make_plan(settings), concurrency=1)
+    # a hang guard, not a speed claim: the builds sleep an hour, their limit is 900 s
+    assert time.monotonic() - started < 600
+    assert len(builds) == 1  # the queued one never started
+    assert docker.running_builds() == 0
+    left = connect().containers.list(
+        all=True, filters={"label": f"{docker.OWNER_LABEL}={docker.owner_id()}"})
+    assert left == []

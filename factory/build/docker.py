@@ -50,6 +50,12 @@ LOG_TAIL = 4 << 20  # ... and from its end; what lies between is left out, and s
 LOG_ENGINE_SIZE = "16m"  # what the engine itself keeps meanwhile (json-file, rotated)
 LOG_ENGINE_FILES = "2"
 LOG_DRAIN_SECONDS = 60  # after the exit, for the engine to hand over the rest of the log
+
+# The build containers this process has running (Ctrl-C stops them: stop_running), and
+# whether it is stopping (a build thread about to start one must not).
+_running: set[Any] = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
 LOG_TAIL_ENTRIES = 4096  # log entries (16 KiB at most each) read again for the true tail
 
 
@@ -154,6 +160,12 @@ def run_container(
     watcher = _Watcher(container, outputs, max_output(settings))
     keeper = LogKeeper()
     started = time.monotonic()
+    with _running_lock:
+        if _stopping.is_set():
+            _remove(container)
+            raise EngineError("the run was stopped: no new build container is started",
+                              "run it again to build what is left")
+        _running.add(container)
     try:
         container.start()
         keeper.follow(container)
@@ -166,8 +178,35 @@ def run_container(
                             watcher.refused, watcher.pids_hit or _forks_refused(log),
                             keeper.omitted)
     finally:
+        with _running_lock:
+            _running.discard(container)
         watcher.stop()
         _remove(container)
+
+
+def running_builds() -> int:
+    """How many build containers this process has running."""
+    with _running_lock:
+        return len(_running)
+
+
+def stop_running() -> int:
+    """Kill every build container this process has running, and return how many: on
+    Ctrl-C the builds under way are stopped, not waited for (a build may run for its
+    whole time limit); each one's thread then sees its exit and removes it."""
+    with _running_lock:
+        _stopping.set()
+        found = list(_running)
+    for container in found:
+        with contextlib.suppress(DockerException, requests.exceptions.RequestException):
+            container.kill()
+    return len(found)
+
+
+def allow_new() -> None:
+    """After a stop: this process may start build containers again (a caller that goes
+    on, such as a test or a long-lived flow worker)."""
+    _stopping.clear()
 
 
 def _wait(container: Any, timeout: float) -> tuple[int | None, bool]:

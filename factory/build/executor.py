@@ -44,7 +44,7 @@ from packaging.version import Version
 from factory._internal.atomic import sha256_file
 from factory._internal.digests import file_state, sha256_of
 from factory.admission import admit_sdist
-from factory.build import interpreters
+from factory.build import docker, interpreters
 from factory.build import job as builder
 from factory.build import patchelf as patchelf_tool
 from factory.build import repair as repairing
@@ -113,10 +113,21 @@ class Session:
             return None
         with self._mutex:
             if self._preparing is None:
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="interpreters")
-                self._preparing = pool.submit(self._prepare, list(pins))
-                pool.shutdown(wait=False)  # its one job still runs to its end
+                self._preparing = Future()
+                # a daemon: Ctrl-C must not wait minutes for a CPython build to end (its
+                # container is stopped with the builds'; a rerun makes it again)
+                threading.Thread(target=self._prepare_into, args=(self._preparing, list(pins)),
+                                 name="interpreters", daemon=True).start()
             return self._preparing
+
+    def _prepare_into(self, future: Future[None], pins: list[InterpreterPin]) -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            self._prepare(pins)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on it
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
 
     def _prepare(self, pins: list[InterpreterPin]) -> None:
         for pin in pins:
@@ -578,37 +589,49 @@ class _Executor:
         # the other interpreters are made meanwhile: the loop never waits for one while
         # anything else can be built
         preparing = self.session.prepare(self.variants.pins)
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            running: dict[Future[BuildRecord], Node | Variant] = {}
-            while True:
-                # read before what is ready: an interpreter made after that look must
-                # get one more look, not end the run with what waited for it unbuilt
-                made = preparing is None or preparing.done()
-                ids = {n.id for n in running.values()}
-                jobs: list[Node | Variant] = [*self.ready(ids), *self.variants.ready(ids)]
-                for job in jobs:
-                    if len(running) >= self.concurrency:
-                        break
-                    future = (pool.submit(self.build_variant, job) if isinstance(job, Variant)
-                              else pool.submit(self.build, job))
-                    running[future] = job
-                if not running and made:
-                    break
-                awaited: list[Future[Any]] = list(running)
-                if preparing is not None and not made:  # it may free what waits for it
-                    awaited.append(preparing)
-                finished, _ = wait(awaited, return_when=FIRST_COMPLETED)
-                for done in finished:
-                    if done is preparing:
-                        continue  # what waited for an interpreter is looked at again
-                    was = running.pop(done)
-                    if isinstance(was, Variant):
-                        self.collect_variant(was, done)
-                    else:
-                        self.collect(was, done)
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                try:
+                    self._loop(pool, preparing)
+                except BaseException:  # Ctrl-C (or a bug): stop what runs, start no more
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    docker.stop_running()
+                    raise
+        finally:
+            docker.allow_new()
         self._unfinished()
         records = [self.done[n] for n in self.plan.order if n in self.done]
         return records + self.variants.records(self.plan.order)
+
+    def _loop(self, pool: ThreadPoolExecutor, preparing: Future[None] | None) -> None:
+        """Submit what is ready, collect what finished, until nothing is left to do."""
+        running: dict[Future[BuildRecord], Node | Variant] = {}
+        while True:
+            # read before what is ready: an interpreter made after that look must
+            # get one more look, not end the run with what waited for it unbuilt
+            made = preparing is None or preparing.done()
+            ids = {n.id for n in running.values()}
+            jobs: list[Node | Variant] = [*self.ready(ids), *self.variants.ready(ids)]
+            for job in jobs:
+                if len(running) >= self.concurrency:
+                    break
+                future = (pool.submit(self.build_variant, job) if isinstance(job, Variant)
+                          else pool.submit(self.build, job))
+                running[future] = job
+            if not running and made:
+                break
+            awaited: list[Future[Any]] = list(running)
+            if preparing is not None and not made:  # it may free what waits for it
+                awaited.append(preparing)
+            finished, _ = wait(awaited, return_when=FIRST_COMPLETED)
+            for done in finished:
+                if done is preparing:
+                    continue  # what waited for an interpreter is looked at again
+                was = running.pop(done)
+                if isinstance(was, Variant):
+                    self.collect_variant(was, done)
+                else:
+                    self.collect(was, done)
 
     def _unfinished(self) -> None:
         """Whatever the run ends with neither built nor failed fails, saying what it
