@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import io
-import json
 import re
 import tarfile
 import zipfile
@@ -219,13 +218,54 @@ def sdist_allowances(scan: SdistScan, recipe: Recipe) -> list[Allowance]:
         more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
         # what the recipe allows already stays in the line: another version of it (an
         # older row the lock keeps for one interpreter's users) ships other files
-        allowed = [*recipe.allow_prebuilt,
-                   *(g for g in _globs(paths) if g not in recipe.allow_prebuilt)]
+        added = [g for g in _globs(paths) if g not in recipe.allow_prebuilt]
         raise AdmissionError(
             f"{recipe.key}: the sdist ships prebuilt {refused[0]}{more}, not built from source",
-            f"review them; if the build does not use them, allow them in {recipe.path.name}: "
-            f"allow_prebuilt = {json.dumps(allowed)}")
+            _paste_hint(recipe, added))
     return found
+
+
+HINT_LIMIT = 600  # FactoryError.reason's room for a hint: a longer one loses its middle
+
+
+def _paste_hint(recipe: Recipe, added: list[str]) -> str:
+    """The hint with a line to paste, whole or not at all: a line cut in its middle (a
+    recipe allowing hundreds of globs already) or one TOML reads otherwise than meant
+    would admit other files than these, or none."""
+    review = "review them; if the build does not use them, "
+    count = len(added)
+    if any(0xD800 <= ord(c) <= 0xDFFF for glob in added for c in glob):
+        added = []  # a name TOML cannot hold (an undecodable byte): no line admits it
+    for hint in (f"{review}allow them in {recipe.path.name}: allow_prebuilt = "
+                 f"{_toml_list([*recipe.allow_prebuilt, *added])}",
+                 f"{review}add to allow_prebuilt in {recipe.path.name}: {_toml_list(added)}"):
+        if len(hint) <= HINT_LIMIT and added:
+            return hint
+    return (f"{review}allow them in {recipe.path.name}'s allow_prebuilt ({count} globs: "
+            "the line cannot be shown whole here)")
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(_toml_string(item) for item in items) + "]"
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string of printable ASCII (json.dumps is not one: a
+    character past U+FFFF becomes a surrogate pair TOML refuses, DEL stays raw), with
+    no two spaces in a row (a hint's whitespace runs become one space when shown)."""
+    out, previous = [], ""
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 < code < 0x7F or (char == " " and previous != " "):
+            out.append(char)
+        elif code > 0xFFFF:
+            out.append(f"\\U{code:08X}")
+        else:  # a lone surrogate shows as \ud8xx: _paste_hint then gives no line
+            out.append(f"\\u{code:04x}")
+        previous = char
+    return '"' + "".join(out) + '"'
 
 
 def _refuse_returned_wheel(scan: SdistScan, contents: WheelContents, recipe: Recipe,

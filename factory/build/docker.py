@@ -168,6 +168,8 @@ def run_container(
         _running.add(container)
     try:
         container.start()
+        if _stopping.is_set():  # stopped between the registry and the start: the kill
+            _kill(container)    # found it created, not running, and could not stop it
         keeper.follow(container)
         watcher.start()
         exit_code, timed_out = _wait(container, timeout)
@@ -197,15 +199,27 @@ def stop_running() -> int:
     with _running_lock:
         _stopping.set()
         found = list(_running)
+    interrupted: BaseException | None = None
     for container in found:
-        with contextlib.suppress(DockerException, requests.exceptions.RequestException):
-            container.kill()
+        try:
+            _kill(container)
+        except BaseException as exc:  # noqa: BLE001 - Ctrl-C again: the others still die
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
     return len(found)
+
+
+def _kill(container: Any) -> None:
+    """Kill ``container``; one already gone, or an engine that does not answer, is no
+    error (the stop is best effort: its thread removes it, reap_orphans what is left)."""
+    with contextlib.suppress(DockerException, requests.exceptions.RequestException, OSError):
+        container.kill()
 
 
 def allow_new() -> None:
     """After a stop: this process may start build containers again (a caller that goes
-    on, such as a test or a long-lived flow worker)."""
+    on, such as a test or a long-lived flow worker; each executor run begins with it)."""
     _stopping.clear()
 
 

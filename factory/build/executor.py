@@ -87,6 +87,7 @@ class Session:
         self._pythons_lock = threading.Lock()  # held while one is built (minutes, once)
         self._preparing: Future[None] | None = None  # the interpreters made in the background
         self._prepared: dict[str, Interpreter | FactoryError] = {}  # what it made, so far
+        self._stopped = threading.Event()  # Ctrl-C: the preparation makes no more
 
     def interpreter(self, pin: InterpreterPin) -> Interpreter:
         """The factory-built CPython of ``pin``: kept and checked, or built now (once per
@@ -129,8 +130,17 @@ class Session:
         else:
             future.set_result(None)
 
+    def stop(self) -> None:
+        """The run was stopped: the preparation makes no more interpreters (the one being
+        built has its container killed with the builds')."""
+        self._stopped.set()
+
     def _prepare(self, pins: list[InterpreterPin]) -> None:
         for pin in pins:
+            if self._stopped.is_set():
+                self._prepared[pin.version] = BuildError(
+                    f"CPython {pin.version} was not prepared: the run was stopped")
+                continue
             try:
                 found: Interpreter | FactoryError = self.interpreter(pin)
             except FactoryError as exc:
@@ -588,6 +598,7 @@ class _Executor:
     def run(self) -> list[BuildRecord]:
         # the other interpreters are made meanwhile: the loop never waits for one while
         # anything else can be built
+        docker.allow_new()  # a run after an interrupted one (a flow worker's next) builds
         preparing = self.session.prepare(self.variants.pins)
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -595,10 +606,14 @@ class _Executor:
                     self._loop(pool, preparing)
                 except BaseException:  # Ctrl-C (or a bug): stop what runs, start no more
                     pool.shutdown(wait=False, cancel_futures=True)
+                    self.session.stop()
                     docker.stop_running()
                     raise
         finally:
-            docker.allow_new()
+            # the preparation thread is not waited for: while it may still be creating a
+            # CPython build's container, none may start (the next run allows them again)
+            if preparing is None or preparing.done():
+                docker.allow_new()
         self._unfinished()
         records = [self.done[n] for n in self.plan.order if n in self.done]
         return records + self.variants.records(self.plan.order)
