@@ -21,13 +21,22 @@ refused sdist 7e520b2/885fd8f). Fast: fake containers and clients, no engine.
 |                    |   hint is bounded and holds a whole line or none       |        |
 |                    |   (1,000: cut in its middle, not TOML)                 |        |
 |                    | an undecodable name (surrogate): no line               | broke  |
+| TestUsersRow       | lib[fast]<2: the users' row 1.5 and its extra's speed  | held   |
+|  (6bdd25a)         | lib 1.5 yanked: the tool's 1.0 pin serves              | held   |
+|                    | lib 1.5 needs unapproved evil: one-line LockError with | held   |
+|                    |   `factory add evil`, as without the tool's pin        |        |
+|                    | 40 components requiring lib<2: Resolver.choose for lib | broke  |
+|                    |   43 times (once per edge); now 5 (asked once per      |        |
+|                    |   key, specifier and row met)                          |        |
 
 Fixes: docker.stop_running kills every container whatever one kill raises (and raises
 the interrupt after), _kill ignores OSError too, run_container kills a container
 started after the stop; executor: Session.stop ends the preparation, the run allows
 new containers at its start (a flow worker's next run) and not at its end while the
 preparation thread may still create one; prebuilt: the line is TOML of printable ASCII,
-whole or absent (the new globs alone when the full line is too long).
+whole or absent (the new globs alone when the full line is too long); lock: the walk
+asks policy for the users' own row once per (key, specifier, row met).
+Re-lock stability (bytes) is test_attack_issue21f's case, not repeated here.
 """
 
 from __future__ import annotations
@@ -47,7 +56,13 @@ from docker.errors import APIError, NotFound
 from factory.admission import prebuilt
 from factory.admission.model import AdmissionError
 from factory.build import docker, executor
+from factory.config import Settings
 from factory.errors import BuildError, FactoryError
+from factory.lock import lock_stage
+from factory.lock.resolve import Resolver
+from tests import factories
+from tests.local_upstream import LocalUpstream
+from tests.test_lock_users_interpreters import _pkg_info, _release, _versions
 
 
 @pytest.fixture(autouse=True)
@@ -312,3 +327,72 @@ class TestPasteHint:
         error = _refusal(["lib/bad\udcff.so"])
         assert _pasted(error) is None
         assert "lib.toml" in error.hint
+
+
+# -- the users' own row (6bdd25a: _newer_for_users) ---------------------------------
+
+def _tool_and_users(project: Settings, upstream: LocalUpstream, requirement: str,
+                    users: int = 1, lib_15: tuple[str, ...] = (), **lib_15_options: Any,
+                    ) -> None:
+    """A build tool pins lib==1.0; ``users`` components require ``requirement``."""
+    _release(upstream, "tool", "1.0.0", requires=("lib==1.0.0",))
+    _release(upstream, "lib", "1.0.0")
+    _release(upstream, "lib", "1.5.0", requires=lib_15, **lib_15_options)
+    _release(upstream, "lib", "2.0.0")
+    names = [f"zapp{i}" for i in range(users)]
+    for name in names:
+        upstream.add(name, "1.0.0", build_requires=["tool"], backend="x",
+                     requires=[requirement],
+                     files={"PKG-INFO": _pkg_info(name, "1.0.0", None, (requirement,))})
+    _approve(project, *names, "lib")
+    _approve(project, "tool", body='kind = "build-tool"\ntrack = "any"\n')
+
+
+def _approve(project: Settings, *names: str, body: str = 'track = "any"\n') -> None:
+    for name in names:
+        factories.recipe(project.root, name, body)
+
+
+class TestUsersRow:
+    def test_extras_on_the_requirement_are_locked_for_the_users_row(
+            self, project: Settings, upstream: LocalUpstream) -> None:
+        _tool_and_users(project, upstream, "lib[fast]<2", lib_15=("speed; extra == 'fast'",))
+        _release(upstream, "speed", "1.0.0")
+        _approve(project, "speed")
+        lock, _ = lock_stage(project)
+        assert _versions(lock, "lib") == ["1.0.0", "1.5.0", "2.0.0"]  # 2.0: lib's own
+        assert _versions(lock, "speed") == ["1.0.0"]
+
+    def test_a_yanked_newer_release_leaves_the_pin_it_met(
+            self, project: Settings, upstream: LocalUpstream) -> None:
+        _tool_and_users(project, upstream, "lib<2", yanked="broken")
+        lock, _ = lock_stage(project)
+        assert _versions(lock, "lib") == ["1.0.0", "2.0.0"]
+
+    def test_an_unapproved_requirement_of_the_newer_row(
+            self, project: Settings, upstream: LocalUpstream) -> None:
+        """lib 1.5 needs a project no recipe approves: the lock asks for it in one line,
+        as it does when no build tool pins lib 1.0 (pip installs 1.5 for zapp's users,
+        and evil with it: keeping 1.0 would lock what pip never installs)."""
+        _tool_and_users(project, upstream, "lib<2", lib_15=("evil",))
+        _release(upstream, "evil", "1.0.0")
+        with pytest.raises(FactoryError, match="evil of lib 1.5.0 is not approved") as caught:
+            lock_stage(project)
+        assert "factory add evil" in caught.value.hint
+
+    def test_many_users_choose_a_bounded_number_of_times(
+            self, project: Settings, upstream: LocalUpstream,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        calls: list[str] = []
+        real = Resolver.choose
+
+        def counted(self: Resolver, recipe: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(recipe.key)
+            return real(self, recipe, *args, **kwargs)
+
+        monkeypatch.setattr(Resolver, "choose", counted)
+        _tool_and_users(project, upstream, "lib<2", users=40)
+        lock, _ = lock_stage(project)
+        assert _versions(lock, "lib") == ["1.0.0", "1.5.0", "2.0.0"]
+        print("choose calls for lib:", calls.count("lib"), "of", len(calls))
+        assert calls.count("lib") <= 8, calls.count("lib")  # HEAD: 43; now 5

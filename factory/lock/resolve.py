@@ -777,6 +777,9 @@ def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
     pending: list[tuple[LockedComponent, frozenset[str]]] = (
         [(c, frozenset()) for c in lock.components] if start is None else list(start))
     extras_seen: dict[tuple[str, str], frozenset[str]] = {}
+    # (key, specifier, row met) -> the users' own row or None: a lib<2 many components
+    # require asks policy once, not once per component (40 users: 43 choices)
+    newer_seen: dict[tuple[str, str, str], LockedComponent | None] = {}
     while pending:
         entry, extras = pending.pop(0)
         try:
@@ -788,7 +791,13 @@ def _close_requirements(resolver: Resolver, lock: Lock, changes: list[Change],
             key = canonicalize_name(req.name)
             found_entry = lock.find(key, req.specifier)
             if found_entry is not None and kind == "runtime" and not found_entry.is_primary:
-                newer = _newer_for_users(resolver, lock, changes, entry, req, found_entry)
+                asked = (key, str(req.specifier), found_entry.version)
+                if asked not in newer_seen:
+                    newer_seen[asked] = _newer_for_users(resolver, lock, changes, entry, req,
+                                                         found_entry)
+                    newer = newer_seen[asked]
+                else:
+                    newer = None  # asked already: lock.find meets its row from now on
                 if newer is not None:
                     found_entry = newer
                     pending.append((newer, frozenset()))
