@@ -425,9 +425,7 @@ def _add_users_rows(graph: _Graph, names: list[str] | None) -> None:
     ``names``), through Requires-Dist under that interpreter's markers, taking the
     newest locked row it admits. With one interpreter too: a requirement the approved
     row does not satisfy (``newhelper<1`` beside an approved 1.0) has its own row."""
-    by_key: dict[str, list[LockedComponent]] = {}
-    for c in graph.lock.components:
-        by_key.setdefault(c.key, []).append(c)
+    by_key = graph.lock.by_key()
     roots = ([c.key for c in graph.lock.components if c.is_primary] if names is None
              else [canonicalize_name(n) for n in names])
     for tag in ("", *graph.others):

@@ -111,6 +111,13 @@ class Lock:
         key = canonicalize_name(name)
         return next((c for c in self.components if c.key == key and c.version == version), None)
 
+    def by_key(self) -> dict[str, list[LockedComponent]]:
+        """Each project's rows, by canonical name (a walk's lookup, built once)."""
+        rows: dict[str, list[LockedComponent]] = {}
+        for c in self.components:
+            rows.setdefault(c.key, []).append(c)
+        return rows
+
     def find(self, name: str, specifier: SpecifierSet | str = "") -> LockedComponent | None:
         """The newest locked version of ``name`` that satisfies ``specifier``."""
         spec = SpecifierSet(str(specifier))

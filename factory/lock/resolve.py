@@ -1013,9 +1013,7 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
     close now: the new rows, and a row the walk reached with extras (``helper[fast]``)
     not closed with them yet (the main closure locks an extra's requirements only for
     the row it took, and an older row's extra may ask for other versions)."""
-    rows: dict[str, list[LockedComponent]] = {}
-    for c in lock.components:
-        rows.setdefault(c.key, []).append(c)
+    rows = lock.by_key()
     queue: list[tuple[LockedComponent, Requirement, str]] = []
     for c in lock.components:
         lines = (*c.build_requires, *c.build_pins, *every_recorded_dynamic(resolver.settings, c))
@@ -1026,9 +1024,7 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
     while queue:
         parent, req, kind = queue.pop(0)
         key = canonicalize_name(req.name)
-        matching = sorted((c for c in rows.get(key, ())
-                           if req.specifier.contains(c.version, prereleases=True)),
-                          key=lambda c: Version(c.version), reverse=True)
+        matching = _newest_first(rows.get(key, ()), req)
         if not matching:
             continue  # not locked: the closure said why
         row = next((c for c in matching
@@ -1043,16 +1039,33 @@ def _every_rows(resolver: Resolver, lock: Lock, changes: list[Change],
                 closed.add((row.key, row.version, frozenset()))
                 added.append((row, frozenset()))
         row = row or matching[0]
-        extras = frozenset(req.extras)
-        if (row.key, row.version, extras) in walked:
+        if not _reached(row, frozenset(req.extras), walked, closed, added):
             continue
-        walked.add((row.key, row.version, extras))
-        if extras and (row.key, row.version, extras) not in closed:
-            closed.add((row.key, row.version, extras))
-            added.append((row, extras))
         queue += [(row, r, "runtime") for r in _each_requirement(
             row.requires_dist, resolver.envs, f"{row.name} {row.version}", req.extras)]
     return added
+
+
+def _reached(row: LockedComponent, extras: frozenset[str],
+             walked: set[tuple[str, str, frozenset[str]]],
+             closed: set[tuple[str, str, frozenset[str]]],
+             added: list[tuple[LockedComponent, frozenset[str]]]) -> bool:
+    """A walk reaches ``row`` with ``extras``: False when it has been there already;
+    else True, and a row reached with extras it is not closed with yet is to be closed
+    with them (``added``)."""
+    if (row.key, row.version, extras) in walked:
+        return False
+    walked.add((row.key, row.version, extras))
+    if extras and (row.key, row.version, extras) not in closed:
+        closed.add((row.key, row.version, extras))
+        added.append((row, extras))
+    return True
+
+
+def _newest_first(rows: Iterable[LockedComponent], req: Requirement) -> list[LockedComponent]:
+    """The rows ``req``'s specifier allows, newest first."""
+    return sorted((c for c in rows if req.specifier.contains(c.version, prereleases=True)),
+                  key=lambda c: Version(c.version), reverse=True)
 
 
 class _UsersWalk:
@@ -1076,9 +1089,7 @@ class _UsersWalk:
         why none can be). What to close now: the new rows, and a row reached with extras
         not closed with them yet, as ``_every_rows``."""
         resolver, python = self.resolver, self.python
-        rows: dict[str, list[LockedComponent]] = {}
-        for c in self.lock.components:
-            rows.setdefault(c.key, []).append(c)
+        rows = self.lock.by_key()
         queue: list[tuple[LockedComponent | None, Requirement]] = [
             (None, Requirement(key)) for key in sorted(resolver.recipes) if key in rows]
         added: list[tuple[LockedComponent, frozenset[str]]] = []
@@ -1086,9 +1097,7 @@ class _UsersWalk:
         while queue:
             parent, req = queue.pop(0)
             key = canonicalize_name(req.name)
-            matching = sorted((c for c in rows.get(key, ())
-                               if req.specifier.contains(c.version, prereleases=True)),
-                              key=lambda c: Version(c.version), reverse=True)
+            matching = _newest_first(rows.get(key, ()), req)
             if not matching:
                 continue  # not locked: the closure said why
             row = next((c for c in matching
@@ -1119,13 +1128,8 @@ class _UsersWalk:
                     self._note_none(matching[0], req, failures)
             if row is None:
                 continue  # python's users get none of it: the newest row says why
-            extras = frozenset(req.extras)
-            if (row.key, row.version, extras) in walked:
+            if not _reached(row, frozenset(req.extras), walked, self.closed, added):
                 continue
-            walked.add((row.key, row.version, extras))
-            if extras and (row.key, row.version, extras) not in self.closed:
-                self.closed.add((row.key, row.version, extras))
-                added.append((row, extras))
             queue += [(row, r) for r in _each_requirement(
                 row.requires_dist, self.envs, f"{row.name} {row.version}", req.extras)]
         return added
@@ -1134,12 +1138,8 @@ class _UsersWalk:
         """The newest row of the previous lock ``req`` allows that ``python`` admits
         (none, or one)."""
         if self._previous is None:  # asked per edge: the previous lock by key, once
-            self._previous = {}
-            for c in self.resolver.previous.components:
-                self._previous.setdefault(c.key, []).append(c)
-        older = sorted((c for c in self._previous.get(canonicalize_name(req.name), ())
-                        if req.specifier.contains(c.version, prereleases=True)),
-                       key=lambda c: Version(c.version), reverse=True)
+            self._previous = self.resolver.previous.by_key()
+        older = _newest_first(self._previous.get(canonicalize_name(req.name), ()), req)
         return next(([c] for c in older if self.resolver.every_refusal(
             c, (self.python,), self.serves) is None), [])
 
