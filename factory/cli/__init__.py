@@ -9,27 +9,83 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-# isort: off
-# Imported for the commands they register, in pipeline order (the order of --help).
-from factory.cli import policy, answers, build, index, verify, tlog, environment  # noqa: F401
-# isort: on
-from factory.cli import _app
-from factory.cli._app import _State, app, plain
 from factory.errors import FactoryError, FileSystemError
 
+if TYPE_CHECKING:
+    from typer import Typer
+
+    app: Typer
+
 __all__ = ["app", "main", "print_error"]
+
+
+def _commands() -> None:
+    """Import the command modules for the commands they register on ``_app.app``, in
+    pipeline order (the order of --help). Not at this package's import: `main` first
+    starts `verify --all`'s child (``_verify_child``), before Typer and the commands'
+    imports."""
+    # isort: off
+    from factory.cli import policy, answers, build, index, verify, tlog, environment  # noqa: F401
+    # isort: on
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the Typer app with every command on it
+        _commands()
+        from factory.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def print_error(exc: FactoryError) -> None:
     """The one place an error reaches the operator's terminal. Messages quote what
     attackers wrote (build logs, file names): printed as plain text (no Rich markup,
     emoji codes or highlighting) with every control character escaped."""
+    from factory.cli._app import plain
+
     plain(exc.diagnostics())
+
+
+# What makes a command line other than `verify --all` on the settings' index directory.
+_NOT_THE_INDEX = ("--index", "--help", "-h", "--rebuild", "--upstream", "answer")
+
+
+def _verify_child(argv: list[str]) -> None:
+    """For `factory verify --all` on the settings' index (not --index, not --help): start
+    the run's early child (factory.verify.early.prestart) now, before Typer and the
+    commands are imported and the command line parsed (about 0.2 s on one core, which
+    the child spends on its pre-checks), with the settings the command then uses. A
+    command line this misreads costs a child that no run takes (stopped at exit, or when
+    the run forks its own), never a verdict: a run uses a child only for the directory
+    it verifies."""
+    words = [word for word in argv if word != "--debug"]  # the one global option
+    if words[:1] != ["verify"] or "--all" not in words or any(
+            word.split("=", 1)[0] in _NOT_THE_INDEX for word in words):
+        return
+    from factory.config import load_settings
+
+    try:
+        settings = load_settings()
+    except Exception:  # the command says what is wrong with the settings, in its words
+        return
+    from factory.verify import early
+
+    early.prestart(settings)
+    from factory.cli._app import _State
+
+    _State.settings = settings
 
 
 def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
+    _verify_child(sys.argv[1:])  # `verify --all`: its child starts before the parsing
+    _commands()
+    from factory.cli import _app
+    from factory.cli._app import _State, app
+
     try:
         app()
     except FactoryError as exc:

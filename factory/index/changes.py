@@ -51,7 +51,7 @@ from factory.index.records import (
 )
 from factory.index.store import fsync_dir, place_bytes, place_file, publish_lock
 from factory.index.validation import load_record, save_record
-from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
+from factory.sign.tuf_paths import PREFIX as TUF_PREFIX
 from factory.upstream.cache import Sdist
 
 if TYPE_CHECKING:

@@ -72,8 +72,8 @@ from factory.index.tree import (
 from factory.index.validation import Invalid, clip, load_record, trust_entry
 from factory.sign.tiles import PREFIX as LOG_PREFIX
 from factory.sign.tiles import parse_path as parse_log_path
-from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
-from factory.sign.tuf_repo import is_repository_path
+from factory.sign.tuf_paths import PREFIX as TUF_PREFIX
+from factory.sign.tuf_paths import is_repository_path
 
 # What each finding is about (also the names of the index checks of `factory verify --all`).
 RECORDS, PAGES, FILES, METADATA, UNRECORDED = "records", "pages", "files", "metadata", "unrecorded"

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,11 +65,17 @@ from factory._internal.atomic import atomic_writer
 from factory.config import Settings
 from factory.errors import SigningError, one_line
 from factory.index.tree import NotReadable, TooLarge, read_regular
+from factory.sign.tuf_paths import (  # noqa: F401 (the repository's names, re-exported)
+    MAX_METADATA_BYTES,
+    PREFIX,
+    SIGNING_CONFIG_TARGET,
+    TARGET_NAMES,
+    TRUSTED_ROOT_TARGET,
+    VERSIONED,
+    is_repository_path,
+    is_target_path,
+)
 
-PREFIX = "tuf"  # the index's directory of the repository, served at /tuf/
-TRUSTED_ROOT_TARGET = "trusted_root.json"  # the names sigstore-python's TrustUpdater asks for
-SIGNING_CONFIG_TARGET = "signing_config.v0.2.json"
-TARGET_NAMES = (TRUSTED_ROOT_TARGET, SIGNING_CONFIG_TARGET)
 ROOT_ROLE, ONLINE_ROLE = "tuf_root", "tuf_online"
 
 LIFETIME = {"root": timedelta(days=365), "targets": timedelta(days=90),
@@ -78,23 +83,10 @@ LIFETIME = {"root": timedelta(days=365), "targets": timedelta(days=90),
 # Re-signed when less than this is left: a daily `factory index tuf` re-signs the timestamp.
 RENEW = {"root": timedelta(days=90), "targets": timedelta(days=45),
          "snapshot": timedelta(days=15), "timestamp": timedelta(days=6)}
-MAX_METADATA_BYTES = 512 * 1024  # what serve sends and refresh reads, per file
 PUBLIC = 0o644  # read by any web server serving the index
 
-_VERSIONED = re.compile(r"([1-9][0-9]{0,9})\.(root|snapshot|targets)\.json")
-_TARGET = re.compile(r"targets/([0-9a-f]{64})\.(trusted_root\.json|signing_config\.v0\.2\.json)")
 _SERIALIZER = JSONSerializer(compact=False)
 _S = TypeVar("_S", Root, Snapshot, Targets, Timestamp)
-
-
-def is_repository_path(path: str) -> bool:
-    """True for a path (relative to /tuf/) the repository can hold; nothing else is served."""
-    return path == "timestamp.json" or bool(_VERSIONED.fullmatch(path)) or is_target_path(path)
-
-
-def is_target_path(path: str) -> bool:
-    """True for a target named by its digest (its bytes never change under that name)."""
-    return bool(_TARGET.fullmatch(path))
 
 
 @dataclass
@@ -150,7 +142,7 @@ class _Repository:
     def root(self) -> Metadata[Root] | None:
         """The newest root version, checked to chain from version 1."""
         versions = sorted(int(m.group(1)) for p in self.dir.glob("*.root.json")
-                          if (m := _VERSIONED.fullmatch(p.name)))
+                          if (m := VERSIONED.fullmatch(p.name)))
         if not versions:
             return None
         if versions != list(range(1, versions[-1] + 1)):
@@ -194,7 +186,7 @@ class _Repository:
         themselves, not timestamp.json's pointer: a deleted or planted timestamp never
         makes the writer reuse a version a client may hold (a rollback it would refuse)."""
         numbers = sorted((int(m.group(1)) for p in self.dir.glob(f"*.{role}.json")
-                          if (m := _VERSIONED.fullmatch(p.name)) and m.group(2) == role),
+                          if (m := VERSIONED.fullmatch(p.name)) and m.group(2) == role),
                          reverse=True)
         for number in numbers:
             try:
@@ -331,7 +323,7 @@ def refresh(settings: Settings, targets: dict[str, bytes], directory: Path,
         and snapshot.signed.meta.get("targets.json") is not None
         and snapshot.signed.meta["targets.json"].version != targets_md.signed.version)
     for role in ("snapshot", "targets"):
-        if floor[role] + 1 >= 10 ** 10:  # the next is beyond the names served (_VERSIONED)
+        if floor[role] + 1 >= 10 ** 10:  # the next is beyond the names served (VERSIONED)
             raise SigningError(f"{directory}: a {role} version of {floor[role]} is named on disk",
                                f"move the planted {role} files of {directory} aside and run "
                                "`factory index tuf`")

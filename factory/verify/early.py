@@ -34,6 +34,7 @@ only when it verifies that directory.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -46,14 +47,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from factory.config import Settings
-from factory.verify import zipcheck
 from factory.verify.model import FAIL, PASS, SKIP, Check
-from factory.verify.targets import TargetError, resolve
-from factory.verify.view import IndexView, sidecar
-from factory.verify.wholeindex import index_checks, open_index
+
+if TYPE_CHECKING:
+    from factory.config import Settings
+    from factory.verify.view import IndexView
+
+# What the child reads (the targets, the index view and its checks, the zip check) is
+# imported in the child, after the fork: `verify --all` forks before it parses its command
+# line (``prestart``), and the parent imports the half it needs while the child works.
 
 # Wheels larger than this are not read whole into the child's memory (the worker checks).
 _WHEEL_LIMIT = 64 << 20
@@ -92,6 +96,8 @@ def zip_intact(data: bytes) -> bool:
     disjoint ranges, bounded in all, every CRC checks), as factory.verify.intoto._zip_ok
     finds for a file holding these bytes (raising what it raises: a member that does not
     inflate raises zlib.error)."""
+    from factory.verify import zipcheck
+
     return zipcheck.intact(BytesIO(data))
 
 
@@ -122,6 +128,7 @@ def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
     (read as evidence is read, parsed as Evidence.parse parses it)."""
     from factory._internal.plainfile import NotPlain, read_plain
     from factory.verify.sbom import read_json, schema_error
+    from factory.verify.view import sidecar
 
     try:  # as evidence reads it (a regular file, never through a link), bounded lower
         raw = read_plain(sidecar(wheel, "sbom"), _SBOM_LIMIT)
@@ -137,7 +144,19 @@ def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
     return [{"sbom": [hashlib.sha256(raw).hexdigest(), error]}]
 
 
-def _child(index: IndexView, stop: int, answer: int) -> None:
+def index_checks(index: IndexView) -> list[Check]:
+    """factory.verify.wholeindex.index_checks, imported in the child (see above)."""
+    from factory.verify.wholeindex import index_checks as checks
+
+    return checks(index)
+
+
+def _child(root: Path, base_url: str | None, stop: int, answer: int) -> None:
+    from factory.verify.targets import resolve
+    from factory.verify.view import IndexView
+
+    index = IndexView(root, base_url)
+
     def say(record: dict[str, Any]) -> None:
         line = (json.dumps(record) + "\n").encode("utf-8")
         while line:
@@ -317,19 +336,59 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def start(settings: Settings, index_dir: Path | None) -> Early | None:
-    """Fork the child for the index at ``index_dir`` (the settings' when None); None when
-    there is no index here (the run reports it), when processes cannot be forked, or
-    when another thread runs."""
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        return None
+# A child started before the command line was parsed (``prestart``), until a run takes it.
+_prestarted: Early | None = None
+
+
+def prestart(settings: Settings) -> None:
+    """Start the child for the settings' index now: `factory verify --all` calls this
+    before Typer parses its command line (about 0.2 s of parsing and imports on one
+    core, which the child spends on its pre-checks instead). The run's ``start`` takes
+    it when it verifies the directory this child reads, and stops it otherwise; it is
+    stopped at exit if no run took it (a usage error, say)."""
+    global _prestarted
+    if _prestarted is None:
+        _prestarted = start(settings, None)
+        if _prestarted is not None:
+            atexit.register(_drop_prestarted)
+
+
+def _drop_prestarted() -> None:
+    global _prestarted
+    if _prestarted is not None:
+        _prestarted.close()
+        _prestarted = None
+
+
+def _where(settings: Settings, index_dir: Path | None) -> tuple[Path, str | None] | None:
+    """(the directory, its URL) as factory.verify.wholeindex.open_index finds them, without
+    its imports: the directory the path names now, resolved (the child reads it and
+    nothing else, and the run uses its answers only if it verifies that same directory: a
+    link flipped between the two would give one tree's index checks for another's
+    artifacts); None when no index is there (the run reports it)."""
     try:
-        opened = open_index(settings, index_dir)
-        # The directory the path names now: the child reads it and nothing else, and the
-        # run uses its answers only if it verifies that same directory (a link flipped
-        # between the two would give one tree's index checks for another's artifacts).
-        index = IndexView(opened.root.resolve(), opened.base_url)
-    except (TargetError, OSError, RuntimeError):
+        root = (index_dir or settings.index_dir).resolve()
+        same = root == settings.index_dir.resolve()
+        if not (root / "records").is_dir():  # (IndexView.exists)
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return root, settings.index_url if same else None
+
+
+def start(settings: Settings, index_dir: Path | None) -> Early | None:
+    """Fork the child for the index at ``index_dir`` (the settings' when None), or take
+    the one ``prestart`` forked for that same directory; None when there is no index
+    here (the run reports it), when processes cannot be forked, or when another thread
+    runs."""
+    global _prestarted
+    where = _where(settings, index_dir)
+    taken, _prestarted = _prestarted, None
+    if taken is not None:
+        if where is not None and taken.root == where[0]:
+            return taken
+        taken.close()  # started for another directory: not this run's
+    if where is None or not hasattr(os, "fork") or threading.active_count() > 1:
         return None
     parent = os.getpid()
     stop_read, stop_write = os.pipe()
@@ -347,10 +406,10 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
             os.close(stop_write)
             os.close(answer_read)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _child(index, stop_read, answer_write)
+            _child(*where, stop_read, answer_write)
             code = 0
         finally:
             os._exit(code)
     os.close(stop_read)
     os.close(answer_write)
-    return Early(index.root, pid, stop_write, answer_read)
+    return Early(where[0], pid, stop_write, answer_read)

@@ -71,9 +71,9 @@ from factory.sign.tiles import (
 )
 from factory.sign.tiles import PREFIX as LOG_PREFIX
 from factory.sign.tiles import parse_path as parse_log_path
-from factory.sign.tuf_repo import MAX_METADATA_BYTES as TUF_MAX_BYTES
-from factory.sign.tuf_repo import PREFIX as TUF_PREFIX
-from factory.sign.tuf_repo import is_repository_path, is_target_path
+from factory.sign.tuf_paths import MAX_METADATA_BYTES as TUF_MAX_BYTES
+from factory.sign.tuf_paths import PREFIX as TUF_PREFIX
+from factory.sign.tuf_paths import is_repository_path, is_target_path
 from factory.why import releases_of
 
 if TYPE_CHECKING:

@@ -1,0 +1,189 @@
+"""`factory verify --all` starts its early child before the command line is parsed.
+
+factory.cli.main forks the child (factory.verify.early.prestart) before Typer and the
+commands are imported, with the settings the command then uses; the run takes that
+child when it verifies the directory the child reads, and no other. Each script runs
+in a fresh interpreter: a process with another thread running (pytest's) never forks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factory.verify import TargetError
+from factory.verify import early as early_module
+from factory.verify.wholeindex import open_index
+from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
+    PublishedIndex,
+    clone,
+    published_index,
+)
+
+_MAIN = """
+import atexit, json, os, pickle, sys
+import factory.config
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+factory.config.load_settings = lambda *a, **k: settings  # the test's project
+out_path = sys.argv[2]
+seen = {"prestarted": None, "started": []}
+from factory.verify import early
+real_prestart, real_start = early.prestart, early.start
+def prestart(s):
+    real_prestart(s)
+    seen["prestarted"] = early._prestarted._pid if early._prestarted else None
+    seen["same settings"] = s is settings
+def start(s, d):
+    got = real_start(s, d)
+    seen["started"].append(got._pid if got else None)
+    return got
+early.prestart, early.start = prestart, start
+def at_exit():  # registered first: runs after every handler the run registers
+    seen["left"] = early._prestarted is not None
+    pid = seen["prestarted"]
+    if pid:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+            seen["reaped"] = False
+        except ChildProcessError:
+            seen["reaped"] = True
+    seen["typer before main"] = seen.get("typer before main")
+    open(out_path, "w").write(json.dumps(seen))
+atexit.register(at_exit)
+seen["typer before main"] = "typer" in sys.modules
+sys.argv = ["factory", *sys.argv[3:]]
+from factory.cli import main
+try:
+    main()
+except SystemExit as exc:
+    seen["code"] = exc.code
+"""
+
+
+def _main(settings: object, tmp_path: Path, *argv: str) -> dict[str, Any]:
+    state, out = tmp_path / "settings.pickle", tmp_path / "seen.json"
+    state.write_bytes(pickle.dumps(settings))
+    done = subprocess.run([sys.executable, "-c", _MAIN, str(state), str(out), *argv],
+                          capture_output=True, text=True, timeout=300)
+    assert out.is_file(), done.stderr[-2000:]
+    seen: dict[str, Any] = json.loads(out.read_text())
+    seen["stdout"], seen["stderr"] = done.stdout, done.stderr
+    return seen
+
+
+@pytest.fixture
+def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
+    return clone(published_index, tmp_path / "copy")
+
+
+def test_verify_all_takes_the_child_started_before_parsing(copy: PublishedIndex,
+                                                          tmp_path: Path) -> None:
+    seen = _main(copy.settings, tmp_path, "verify", "--all", "--json", "--no-advisories")
+    assert seen["code"] == 0, seen["stderr"][-2000:]
+    assert seen["typer before main"] is False  # `import factory.cli` is light
+    assert seen["prestarted"] and seen["same settings"]
+    # prestart's own fork, then the run's start took that same child: no second fork
+    assert seen["started"] == [seen["prestarted"], seen["prestarted"]]
+    assert seen["reaped"] and not seen["left"]
+    report = json.loads(seen["stdout"])
+    assert report["summary"]["ok"] and report["summary"]["artifacts"] == len(copy.records)
+    assert [row["status"] for row in report["index"]] == ["pass"] * 4
+
+
+def test_a_usage_error_after_the_prestart_leaves_no_child(copy: PublishedIndex,
+                                                        tmp_path: Path) -> None:
+    seen = _main(copy.settings, tmp_path, "verify", "--all", "--no-such-option")
+    assert seen["code"] == 2
+    assert seen["prestarted"]
+    assert seen["started"] == [seen["prestarted"]]  # no run took it
+    assert seen["reaped"] and not seen["left"]  # stopped and reaped at exit
+
+
+@pytest.mark.parametrize("argv", [
+    ("verify", "--all", "--index", "{other}", "--json", "--no-advisories"),
+    ("verify", "--all", "--index={other}", "--json", "--no-advisories"),
+    ("verify", "--help", "--all"),
+    ("--debug", "verify", "--help"),
+    ("status", "--all"),
+])
+def test_other_command_lines_start_no_child_before_parsing(
+        copy: PublishedIndex, tmp_path: Path, argv: tuple[str, ...]) -> None:
+    other = clone(copy, tmp_path / "other")
+    seen = _main(copy.settings, tmp_path,
+                 *(word.format(other=other.settings.index_dir) for word in argv))
+    assert seen["prestarted"] is None, argv
+    if any(word.startswith("--index") for word in argv):
+        assert seen["code"] == 0, seen["stderr"][-2000:]
+        assert len(seen["started"]) == 1 and seen["started"][0]  # the run's own child
+
+
+def test_a_child_started_for_another_directory_is_stopped_not_used(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """The prestarted child reads the settings' index; a run of another directory stops
+    it and forks its own (here: the settings name the copy, the run the other one)."""
+    other = clone(copy, tmp_path / "other")
+    script = """
+import json, os, pickle, sys
+from factory.verify import early
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+early.prestart(settings)
+first = early._prestarted._pid
+second = early.start(settings, __import__("pathlib").Path(sys.argv[2]))
+try:
+    os.waitpid(first, os.WNOHANG)
+    reaped = False
+except ChildProcessError:
+    reaped = True
+print(json.dumps({"first": first, "second": second._pid, "root": str(second.root),
+                  "reaped": reaped, "left": early._prestarted is not None}))
+second.close()
+"""
+    state = tmp_path / "settings.pickle"
+    state.write_bytes(pickle.dumps(copy.settings))
+    done = subprocess.run([sys.executable, "-c", script, str(state),
+                           str(other.settings.index_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout)
+    assert seen["second"] != seen["first"] and seen["reaped"] and not seen["left"]
+    assert seen["root"] == str(other.settings.index_dir.resolve())
+
+
+def test_the_child_reads_the_directory_and_url_open_index_names(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """early._where (no imports) finds what wholeindex.open_index finds: the directory
+    resolved, the settings' URL only for the settings' own index, None for no index."""
+    settings = copy.settings
+    alias = tmp_path / "alias"
+    alias.symlink_to(settings.index_dir)
+    other = clone(copy, tmp_path / "other").settings.index_dir
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for place in (None, settings.index_dir, alias, other, empty, tmp_path / "missing"):
+        try:
+            opened = open_index(settings, place)
+            expected = (opened.root.resolve(), opened.base_url)
+        except TargetError:
+            expected = None
+        assert early_module._where(settings, place) == expected, place
+    assert early_module._where(settings, alias) == (settings.index_dir.resolve(),
+                                                     settings.index_url)
+
+
+def test_the_cli_package_imports_no_command_until_asked() -> None:
+    """`import factory.cli` loads neither Typer nor a command module (main starts the
+    child first); `factory.cli.app` is the whole app, every command on it."""
+    probe = ("import sys, factory.cli; light = 'typer' not in sys.modules and "
+             "'factory.cli.verify' not in sys.modules; from factory.cli import app; "
+             "import typer.main; names = {c.name for c in typer.main.get_command(app)"
+             ".commands.values()}; print(light, 'verify' in names, 'build' in names)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr[-2000:]
