@@ -81,27 +81,50 @@ def _verify_child(argv: list[str]) -> None:
 
 def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
-    _verify_child(sys.argv[1:])  # `verify --all`: its child starts before the parsing
-    _commands()
-    from factory.cli import _app
-    from factory.cli._app import _State, app
-
     try:
+        _verify_child(sys.argv[1:])  # `verify --all`: its child starts before the parsing
+        _commands()
+        from factory.cli._app import app
+
         app()
     except FactoryError as exc:
+        from factory.cli._app import _State
+
         if _State.debug or os.environ.get("FACTORY_DEBUG"):
             raise
         print_error(exc)
         sys.exit(exc.exit_code)
     except OSError as exc:  # the machine refused a file operation: where, and why
+        from factory.cli._app import _State
+
         if _State.debug or os.environ.get("FACTORY_DEBUG"):
             raise
         error = FileSystemError.from_os_error(exc, _State.settings)
         print_error(error)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        _app.err.print("interrupted", highlight=False)
+    except KeyboardInterrupt:  # (also while the commands are imported, after the fork)
+        _interrupted()
         sys.exit(130)
+    finally:
+        _stop_child()
+
+
+def _interrupted() -> None:
+    app_module = sys.modules.get("factory.cli._app")
+    if app_module is not None and hasattr(app_module, "err"):
+        app_module.err.print("interrupted", highlight=False)
+    else:  # interrupted before the consoles exist (Typer and Rich being imported)
+        sys.stderr.write("interrupted\n")
+
+
+def _stop_child() -> None:
+    """Stop the child `_verify_child` started if no run took it (a usage error, --version,
+    an interrupt): when main() returns, not only at exit. A caller that runs main() in
+    its own process (a test, a server) goes on; the child's index checks describe the
+    index as it was when it started, and it would read the disk meanwhile."""
+    early = sys.modules.get("factory.verify.early")
+    if early is not None:
+        early.drop_prestarted()
 
 
 if __name__ == "__main__":

@@ -209,8 +209,10 @@ class Early:
     """The child of one run: ``facts()`` once the parent is ready to fork its workers,
     ``index_checks()`` at the end, ``close()`` always."""
 
-    def __init__(self, root: Path, pid: int, stop: int, answer: int) -> None:
+    def __init__(self, root: Path, pid: int, stop: int, answer: int,
+                 base_url: str | None = None) -> None:
         self.root = root  # the index directory the child reads
+        self.base_url = base_url  # the URL its pages are checked against (None: inferred)
         self._pid, self._stop, self._answer = pid, stop, answer
         self._facts: Facts | None = None
         self._index: list[Check] | None = None
@@ -344,16 +346,21 @@ def prestart(settings: Settings) -> None:
     """Start the child for the settings' index now: `factory verify --all` calls this
     before Typer parses its command line (about 0.2 s of parsing and imports on one
     core, which the child spends on its pre-checks instead). The run's ``start`` takes
-    it when it verifies the directory this child reads, and stops it otherwise; it is
-    stopped at exit if no run took it (a usage error, say)."""
+    it when it verifies the directory this child reads with the same URL, and stops it
+    otherwise. The caller stops it with ``drop_prestarted`` when no run took it (a
+    usage error, say; factory.cli.main does when it returns), and it is stopped at exit.
+    A child started earlier and not taken is stopped, not kept: its index checks
+    describe the index as it was then (a caller's second main() after a usage error)."""
     global _prestarted
-    if _prestarted is None:
-        _prestarted = start(settings, None)
-        if _prestarted is not None:
-            atexit.register(_drop_prestarted)
+    drop_prestarted()
+    _prestarted = start(settings, None)
+    if _prestarted is not None:
+        atexit.unregister(drop_prestarted)  # once, however many times main() is called
+        atexit.register(drop_prestarted)
 
 
-def _drop_prestarted() -> None:
+def drop_prestarted() -> None:
+    """Stop and reap the child ``prestart`` started if no run took it."""
     global _prestarted
     if _prestarted is not None:
         _prestarted.close()
@@ -385,9 +392,11 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
     where = _where(settings, index_dir)
     taken, _prestarted = _prestarted, None
     if taken is not None:
-        if where is not None and taken.root == where[0]:
+        # Its pages were checked against its URL: the same directory with another URL
+        # (other settings) is another verdict on the pages.
+        if where is not None and (taken.root, taken.base_url) == where:
             return taken
-        taken.close()  # started for another directory: not this run's
+        taken.close()  # started for another directory or URL: not this run's
     if where is None or not hasattr(os, "fork") or threading.active_count() > 1:
         return None
     parent = os.getpid()
@@ -412,4 +421,4 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
             os._exit(code)
     os.close(stop_read)
     os.close(answer_write)
-    return Early(where[0], pid, stop_write, answer_read)
+    return Early(where[0], pid, stop_write, answer_read, where[1])
