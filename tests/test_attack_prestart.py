@@ -292,6 +292,45 @@ OUT["left"] = early._prestarted is not None
     assert "Traceback" not in seen["stderr"]
 
 
+def test_an_index_moved_away_after_the_prestart(copy: PublishedIndex,
+                                              tmp_path: Path) -> None:
+    """The index directory goes away while the commands import: the run says there is
+    no index (one line, exit 2), as without the prestart, and the child is stopped."""
+    body = """
+import factory.cli
+real_commands = factory.cli._commands
+def move():
+    Path(ARGS[3]).rename(ARGS[3] + ".moved")
+    real_commands()
+factory.cli._commands = move
+OUT["code"] = main("verify", "--all", "--no-advisories")[0]
+OUT["forked"] = len(FORKED)
+OUT["running"] = [pid for pid in FORKED if running(pid)]
+"""
+    seen = _script(body, [copy.settings], tmp_path, str(copy.settings.index_dir))
+    assert seen["code"] == 2 and seen["forked"] == 1 and seen["running"] == []
+    assert seen["stderr"].startswith("error: no published index at ")
+    assert len(seen["stderr"].strip().splitlines()) == 1
+
+
+def test_all_as_another_options_value_verifies_the_target_alone(copy: PublishedIndex,
+                                                                tmp_path: Path) -> None:
+    """`verify alpha==1.0 --identity --all`: the line looks like `verify --all` (a child
+    is forked), the run verifies alpha alone and the child is stopped when main returns."""
+    body = """
+code, text = main("verify", "alpha==1.0", "--identity", "--all", "--json",
+                  "--no-advisories")
+report = json.loads(text)
+OUT["code"], OUT["target"], OUT["index"] = code, report["target"], report["index"]
+OUT["forked"] = len(FORKED)
+OUT["running"] = [pid for pid in FORKED if running(pid)]
+OUT["left"] = early._prestarted is not None
+"""
+    seen = _script(body, [copy.settings], tmp_path)
+    assert seen["target"] == "alpha==1.0" and seen["index"] == []
+    assert seen["forked"] == 1 and seen["running"] == [] and not seen["left"]
+
+
 # -- 3. other commands do not change ----------------------------------------------------------
 
 def test_the_console_script_and_python_m_still_list_every_command(tmp_path: Path) -> None:
