@@ -187,3 +187,26 @@ def test_the_cli_package_imports_no_command_until_asked() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert done.stdout.split() == ["True", "True", "True"], done.stderr[-2000:]
+
+
+def test_the_collector_is_paused_for_imports_and_put_back_as_it_was() -> None:
+    """factory._internal.lazy.collector_paused: off inside, back on after (also when the
+    block raises), and left off for a caller that had turned it off."""
+    import gc
+
+    from factory._internal.lazy import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ImportError), collector_paused():
+        raise ImportError("a failed import")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -15,14 +15,32 @@ function that needs it: a call between module-level imports is moved by import s
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 _NAME = "rfc3987_syntax"
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a block of heavy imports, then as it was.
+    Importing Sigstore, pydantic's models and in-toto allocates a few hundred thousand
+    objects and next to no garbage, and the collections those allocations trigger walk
+    them again and again: about a tenth of the imports' CPU (measured here: 0.64 s of
+    `verify --all`'s start-up instead of 0.71 s, medians of 8)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def lazy_attributes(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:

@@ -83,8 +83,11 @@ def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
     try:
         _verify_child(sys.argv[1:])  # `verify --all`: its child starts before the parsing
-        _commands()
-        from factory.cli._app import app
+        from factory._internal.lazy import collector_paused
+
+        with collector_paused():  # Typer, Rich and the commands' imports
+            _commands()
+            from factory.cli._app import app
 
         app()
     except FactoryError as exc:

@@ -154,8 +154,10 @@ def verify(
 
         early = child.start(settings, Path(index_dir) if index_dir else None)
     try:
-        from factory.verify import run
+        from factory._internal.lazy import collector_paused
 
+        with collector_paused():  # the verifier's imports: Sigstore, in-toto, pydantic
+            from factory.verify import run
         return run.verify(settings, target, everything=everything, index_dir=index_dir,
                           trusted_root=trusted_root, owner_key=owner_key, identity=identity,
                           issuer=issuer, builder_ids=builder_ids, advisories=advisories,

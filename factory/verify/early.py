@@ -146,14 +146,23 @@ def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
 
 def index_checks(index: IndexView) -> list[Check]:
     """factory.verify.wholeindex.index_checks, imported in the child (see above)."""
-    from factory.verify.wholeindex import index_checks as checks
+    from factory._internal.lazy import collector_paused
 
+    with collector_paused():  # the page renderer's imports (Jinja, the index checker)
+        import factory.index.check  # noqa: F401
+        from factory.verify.wholeindex import index_checks as checks
     return checks(index)
 
 
 def _child(root: Path, base_url: str | None, stop: int, answer: int) -> None:
-    from factory.verify.targets import resolve
-    from factory.verify.view import IndexView
+    from factory._internal.lazy import collector_paused
+
+    with collector_paused():  # what the child reads with; the SBOM schema validators
+        from factory.verify import sbom
+        from factory.verify.targets import resolve
+        from factory.verify.view import IndexView
+
+        sbom.warm_fast_path()
 
     index = IndexView(root, base_url)
 

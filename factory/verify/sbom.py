@@ -338,6 +338,12 @@ def read_json(data: bytes) -> tuple[Any, bool]:
     return value, not inexact
 
 
+def warm_fast_path() -> None:
+    """Build what ``schema_error`` asks first (jsonschema-rs over the CycloneDX schemas,
+    with jsonschema's format checks), not the Python validator it falls back to."""
+    _compiled()
+
+
 def warm_schema() -> None:
     """Build the validator ``schema_error`` uses (imports jsonschema and loads the CycloneDX
     schemas): a process that forks workers calls it first, so that they share it."""
