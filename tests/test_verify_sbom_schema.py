@@ -313,3 +313,60 @@ def test_mutated_sboms_the_compiled_validator_never_laxer(sbom: dict[str, Any],
             continue  # an earlier edit removed or replaced what this path went through
     if fast._fast_valid(document):  # publishing's validator: the library's verdicts, faster
         assert next(iter(fast.strict_validator().iter_errors(document)), None) is None
+
+
+# -- the compiled validator without jsonschema: the same schemas, the same format answers ------
+FORMAT_SAMPLES = [
+    "", "a", "@", "a@b", "a@b.c", "no at sign", "ü@ü.de", "a\n@b",
+    "2024-01-01T00:00:00Z", "2024-01-01t00:00:00z", "2024-01-01T00:00:00Z\n",
+    "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-01-01T24:00:00Z",
+    "2024-01-01T00:00:00.123+05:30", "2024-01-01 00:00:00Z", "2024-01-01",
+    "http://example.com/a", "http://example.com/a\n", "https://ex.com/ä", "not a uri \\ x",
+    "mailto:a@b.c", "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79", "//example.com/x",
+    "/relative/path", "#frag", "http://[::1]:80/", "http://ex.com/%zz", "pkg:pypi/x@1",
+    "https://例え.jp/パス", "x\ud800y", "\u0000", "https://ex.com/a b",
+    0, 1, 2.5, True, None, [], {}, ["a"], {"a": 1},
+]
+
+
+@pytest.mark.parametrize("name", sorted(fast._STANDALONE_FORMATS))
+@pytest.mark.parametrize("value", FORMAT_SAMPLES, ids=repr)
+def test_each_standalone_format_answers_as_the_library_checker(name: str, value: Any) -> None:
+    """The compiled validator's format answers, made without importing jsonschema, are
+    jsonschema's checker's (conforms), or raise where it raises."""
+    checker = fast._format_checker()
+    try:
+        expected: bool | type[BaseException] = checker.conforms(value, name)
+    except Exception as exc:  # noqa: BLE001 (the checker's exception, whatever it is)
+        expected = type(exc)
+    try:
+        got: bool | type[BaseException] = fast._STANDALONE_FORMATS[name](value)
+    except Exception as exc:  # noqa: BLE001
+        got = type(exc)
+    assert got == expected
+
+
+def test_the_standalone_schemas_are_the_library_ones_and_need_no_other_format() -> None:
+    """_schema_files reads what cyclonedx-python-lib's strict validator loads, under the
+    same URIs; every format they name is answered standalone (else the compiled validator
+    asks jsonschema's checker, correct but with jsonschema's import)."""
+    library = fast._library()
+    schema, resources = fast._schema_files()
+    assert schema == library.schema
+    assert dict(resources) == {uri: library._registry.contents(uri)
+                               for uri in library._registry}
+    formats: set[str] = set()
+    for contents in [schema, *dict(resources).values()]:
+        fast._formats_in(contents, formats)
+    assert formats and formats <= fast._STANDALONE_FORMATS.keys()
+
+
+def test_the_early_child_builds_the_compiled_validator_without_jsonschema() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys; from factory.verify import sbom; assert sbom._compiled() is not "
+             "None; print('jsonschema' in sys.modules, 'referencing' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr[-2000:]
