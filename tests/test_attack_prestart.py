@@ -143,13 +143,16 @@ OUT["running"] = [pid for pid in FORKED if running(pid)]
 def test_a_child_started_with_other_settings_is_not_taken(copy: PublishedIndex,
                                                           tmp_path: Path) -> None:
     """Same directory, another index URL (the settings changed between two main() calls
-    of one process): the pages are checked against the run's URL, not the child's."""
+    of one process: the CLI caches them per process, so the caller drops the cache):
+    the pages are checked against the run's URL, not the child's."""
     moved = dataclasses.replace(copy.settings, index_url="http://elsewhere.example:1")
     body = """
 main("verify", "--all", "--no-such-option")
 left = early._prestarted
 if left is not None:
     said(left._pid)
+from factory.cli import _app
+_app._State.settings = None  # the next main() loads them anew (the moved URL)
 code, text = main("verify", "--all", "--json", "--no-advisories")
 OUT["code"], OUT["rows"] = code, index_rows(text)
 from factory.verify.wholeindex import index_checks, open_index

@@ -616,14 +616,14 @@ def test_workers_are_sent_a_few_artifacts_at_a_time_whatever_the_index_size() ->
 
 
 _AT_EXIT = """
-import atexit, gc, json, pickle, sys
-from factory.cli import _app, main
+import atexit, gc, json, pickle, runpy, sys
+from factory.cli import _app
 _app._State.settings = pickle.loads(open(sys.argv[1], "rb").read())
 before = gc.get_freeze_count()
 # Registered first, so run last (atexit runs the newest first): what the exit finds.
 atexit.register(lambda: print(json.dumps({"before": before, "at exit": gc.get_freeze_count()})))
 sys.argv = ["factory", "verify", "--all", "--json", "--no-advisories"]
-main()
+runpy.run_module("factory.cli", run_name="__main__", alter_sys=True)  # the program
 """
 
 

@@ -210,3 +210,52 @@ def test_the_collector_is_paused_for_imports_and_put_back_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+_PROGRAM = """
+import atexit, pickle, runpy, sys
+import factory.config
+settings = pickle.loads(open(sys.argv[1], "rb").read())
+factory.config.load_settings = lambda *a, **k: settings
+sys.argv = ["factory", *sys.argv[2:]]
+atexit.register(lambda: sys.stderr.write("exit handlers ran\\n"))
+runpy.run_module("factory.cli", run_name="__main__", alter_sys=True)  # as `python -m`
+"""
+
+
+def _program(settings: object, tmp_path: Path, *argv: str,
+             stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    state = tmp_path / "program-settings.pickle"
+    state.write_bytes(pickle.dumps(settings))
+    return subprocess.run([sys.executable, "-c", _PROGRAM, str(state), *argv],
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def test_the_program_leaves_at_once_with_its_whole_report_and_code(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """`factory verify` as the program ends without the interpreter's teardown
+    (cli.verify._leave), and still prints its whole report and exits with its code: 0
+    for a sound index, 1 for a tampered one."""
+    done = _program(copy.settings, tmp_path, "verify", "--all", "--json", "--no-advisories")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["summary"]["ok"]
+    assert "exit handlers ran" in done.stderr  # its handlers ran before it left
+    wheel = copy.settings.index_dir / "files" / copy.records[0].component
+    target = next(wheel.glob("*.whl"))
+    target.write_bytes(target.read_bytes() + b"tampered")
+    done = _program(copy.settings, tmp_path, "verify", "--all", "--json", "--no-advisories")
+    assert done.returncode == 1, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert not report["summary"]["ok"] and report["summary"]["failed"] >= 1
+
+
+def test_the_program_with_its_output_closed_early_says_no_traceback(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # `factory verify --all --json | head -c 0`, as it were
+    try:
+        done = _program(copy.settings, tmp_path, "verify", "--all", "--json",
+                        "--no-advisories", stdout=writer)
+    finally:
+        os.close(writer)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -65,18 +65,23 @@ def _verify_child(argv: list[str]) -> None:
     if words[:1] != ["verify"] or "--all" not in words or any(
             word.split("=", 1)[0] in _NOT_THE_INDEX for word in words):
         return
-    from factory.config import load_settings
+    app_module = sys.modules.get("factory.cli._app")  # (not imported yet by the program)
+    cached = getattr(getattr(app_module, "_State", None), "settings", None)
+    settings = cached
+    if settings is None:  # none cached: load them as the command would
+        from factory.config import load_settings
 
-    try:
-        settings = load_settings()
-    except Exception:  # the command says what is wrong with the settings, in its words
-        return
+        try:
+            settings = load_settings()
+        except Exception:  # the command says what is wrong with the settings, in its words
+            return
     from factory.verify import early
 
     early.prestart(settings)
-    from factory.cli._app import _State
+    if cached is None:  # cached after the fork (the app's module imports Typer and Rich)
+        from factory.cli._app import _State
 
-    _State.settings = settings
+        _State.settings = settings
 
 
 def main() -> None:

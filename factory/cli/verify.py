@@ -8,9 +8,11 @@ a table or JSON, and an HTML file on request. The library never prints.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,7 +93,26 @@ def verify(
                builder_ids=tuple(builder_id or ()), advisories=advisories,
                check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers,
                allow_skipped=allow_skipped)
+    _leave(code)
     raise typer.Exit(code)
+
+
+def _leave(code: int) -> None:
+    """End the `factory` program here, with ``code``: the exit handlers run (the early
+    child's stop, gc.freeze, a caller's own), stdout and stderr are flushed, and then
+    the process ends without the interpreter's teardown of the modules and objects
+    Sigstore, pydantic and in-toto left, which frees memory the exit frees anyway (10
+    to 40 ms of a 1 s `verify --all` here). Only when this process is the `factory`
+    program (a caller that runs the command in-process goes on), and only where the
+    interpreter lets the handlers be run first."""
+    run_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own exit step
+    if not _the_program() or run_handlers is None:
+        return
+    run_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to flush
+            stream.flush()
+    os._exit(code)
 
 
 @functools.cache  # registered once per process
@@ -112,10 +133,13 @@ def _freeze_at_exit() -> None:
 def _the_program() -> bool:
     """Whether this process runs `factory` itself (its console script, or `python -m
     factory.cli`), not a caller that runs the command in-process."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
     if spec is not None:
         return str(spec.name).startswith("factory.")
-    return Path(sys.argv[0]).name == "factory" if sys.argv else False
+    # The console script: __main__ is its file (bin/factory); not a `python -c` caller
+    # that names itself "factory" in sys.argv.
+    return Path(getattr(main, "__file__", None) or "").name == "factory"
 
 
 def _index_place(index: str | None) -> Path | str | None:

@@ -1,8 +1,11 @@
 """Work a whole-index run starts in a forked child before it imports the verifier.
 
-`verify --all` spends about a second importing Sigstore, in-toto and jsonschema
-on one core before any artifact is checked. Before those imports it forks a
-child (``start``), which needs none of them, to use the other core meanwhile:
+`verify --all` spends most of a second parsing its command line and importing
+Sigstore, pydantic and in-toto on one core before any artifact is checked. Before
+all that it forks a child, which needs none of them, to use the other core
+meanwhile: the `factory` program forks it before Typer is even imported
+(``prestart``, from factory.cli), and the run takes it (``start``) when it verifies
+the directory and URL the child reads; a library caller's run forks its own.
 
 1. pre-checks, per published wheel, of checks that are functions of one file's
    bytes alone: first whether its SBOM sidecar is valid CycloneDX 1.6
