@@ -259,3 +259,17 @@ def test_the_program_with_its_output_closed_early_says_no_traceback(
     finally:
         os.close(writer)
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_an_index_path_that_loops_is_one_line_not_a_traceback(
+        copy: PublishedIndex, tmp_path: Path) -> None:
+    """A loop of links given as --index (or as the state's index) is a TargetError (exit
+    2, one line) for `verify --all` and a single target alike, and no early child."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(TargetError, match="does not resolve"):
+        open_index(copy.settings, tmp_path / "a")
+    assert early_module._where(copy.settings, tmp_path / "a") is None
+    seen = _main(copy.settings, tmp_path, "verify", "--all", "--index", str(tmp_path / "a"))
+    assert seen["code"] == 2 and "Traceback" not in seen["stderr"]
+    assert "does not resolve" in seen["stderr"]

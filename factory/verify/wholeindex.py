@@ -34,8 +34,10 @@ def open_index(settings: Settings, index_dir: Path | None = None) -> IndexView:
     root = index_dir or settings.index_dir
     try:
         same = root.resolve() == settings.index_dir.resolve()
-    except OSError:
-        same = False
+    except (OSError, RuntimeError) as exc:  # (a link loop: RuntimeError on Python 3.11)
+        raise TargetError(f"no published index at {root}: the path does not resolve "
+                          f"({exc})", "pass --index PATH (the directory holding records/ "
+                          "and files/, not a loop of links)") from None
     index = IndexView(root, settings.index_url if same else None)
     if not index.exists():
         raise TargetError(f"no published index at {index.root}",
