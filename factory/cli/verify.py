@@ -8,7 +8,6 @@ a table or JSON, and an HTML file on request. The library never prints.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import gc
 import json
@@ -109,10 +108,17 @@ def _leave(code: int) -> None:
     if not _the_program() or run_handlers is None:
         return
     run_handlers()
+    lost = False
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to flush
+        if stream is None:  # started with the descriptor closed: nothing was written
+            continue
+        try:
             stream.flush()
-    os._exit(code)
+        except (OSError, ValueError):  # a closed pipe, a full disk: the report is lost
+            lost = lost or stream is sys.stdout
+    # As the interpreter's own exit does (120), a report that could not be written is
+    # never a success; a failed verdict keeps its code.
+    os._exit(code or (120 if lost else 0))
 
 
 @functools.cache  # registered once per process
