@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -293,6 +294,16 @@ _STANDALONE_FORMATS: dict[str, Callable[[object], bool]] = {
 _SCHEMA_PREFIX = "http://cyclonedx.org/schema/"
 
 
+def _checker_uses_rfc3987() -> bool:
+    """Whether jsonschema would answer ``uri`` with the rfc3987 package (it prefers it
+    to rfc3986-validator when it can import it, jsonschema._format): then the
+    standalone ``uri`` is not its answer, and the compiled validator asks the checker."""
+    try:
+        return importlib.util.find_spec("rfc3987") is not None
+    except ValueError:  # a module of that name without a spec: importable all the same
+        return True
+
+
 def _schema_files() -> tuple[Any, list[tuple[str, Any]]]:
     """The strict CycloneDX 1.6 schema and the resources its $refs name, read from the
     files cyclonedx-python-lib's JsonStrictValidator reads, under the URIs it gives them
@@ -325,7 +336,7 @@ def _compiled() -> Any | None:
     formats: set[str] = set()
     for contents in [schema, *(contents for _, contents in resources)]:
         _formats_in(contents, formats)
-    if formats <= _STANDALONE_FORMATS.keys():
+    if formats <= _STANDALONE_FORMATS.keys() and not _checker_uses_rfc3987():
         answers: dict[str, Callable[[object], bool]] = {
             name: _STANDALONE_FORMATS[name] for name in sorted(formats)}
     else:  # a format this module does not answer alone: ask jsonschema's checker
