@@ -81,6 +81,16 @@ def test_the_report_to_a_file_is_whole(copy: PublishedIndex, tmp_path: Path) -> 
     assert json.loads(out.read_text())["summary"]["ok"]
 
 
+def test_the_html_report_is_whole_and_the_table_reaches_a_pipe(copy: PublishedIndex,
+                                                               tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    done = _program(copy.settings, tmp_path, "verify", "--all", "--no-advisories",
+                    "--html", str(page))  # stdout: a pipe
+    assert _code(done) == 0, done.stderr[-2000:]
+    assert page.read_text().rstrip().endswith("</html>")
+    assert done.stdout.strip(), done.stderr[-2000:]
+
+
 class _Left(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
