@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
 
 from factory._internal.atomic import TMP_PREFIX, canonical_json, write_bytes
+from factory._internal.dirlock import locked
 from factory.config import Settings
 from factory.errors import SigningError, one_line
 
@@ -204,9 +205,10 @@ def init_keys(settings: Settings) -> None:
     settings.private_keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.private_keys_dir, 0o700)
     settings.public_keys_dir.mkdir(parents=True, exist_ok=True)
-    for role in ROLES:
-        _init_role(settings, role)
-    _write_fingerprints(settings)
+    with locked(settings.private_keys_dir):  # one process makes a missing key pair
+        for role in ROLES:
+            _init_role(settings, role)
+        _write_fingerprints(settings)
 
 
 def load_signer(settings: Settings, role: str) -> Signer:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from factory._internal.atomic import write_bytes, write_json
+from factory._internal.dirlock import locked
 from factory.errors import SigningError
 from factory.sign._authority.ca import make_ca_certificate
 
@@ -93,18 +94,19 @@ def ensure_keys(directory: Path) -> AuthorityKeys:
     """Create whatever key material is missing; never replace what exists."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    meta = _ensure_meta(directory)
-    for role, name in _KEY_FILES.items():
-        if not (directory / name).is_file():
-            _write_private(directory / name, ec.generate_private_key(_curve(role)))
-    cert_path = directory / CA_CERT_FILE
-    if not cert_path.is_file():
-        created = _parse_time(str(meta["created"]))
-        cert = make_ca_certificate(
-            _load_private(directory / _KEY_FILES["ca"]), ORGANIZATION, created
-        )
-        write_bytes(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        os.chmod(cert_path, 0o644)
+    with locked(directory):  # one process makes what is missing (factory._internal.dirlock)
+        meta = _ensure_meta(directory)
+        for role, name in _KEY_FILES.items():
+            if not (directory / name).is_file():
+                _write_private(directory / name, ec.generate_private_key(_curve(role)))
+        cert_path = directory / CA_CERT_FILE
+        if not cert_path.is_file():
+            created = _parse_time(str(meta["created"]))
+            cert = make_ca_certificate(
+                _load_private(directory / _KEY_FILES["ca"]), ORGANIZATION, created
+            )
+            write_bytes(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            os.chmod(cert_path, 0o644)
     return load_keys(directory)
 
 
