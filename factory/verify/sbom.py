@@ -88,15 +88,17 @@ def _format_checker() -> FormatChecker:
     checker = FormatChecker(formats=())
     checker.checkers = dict(Draft7Validator.FORMAT_CHECKER.checkers)
 
-    @checker.checks("iri", raises=ValueError)
-    def iri(instance: object) -> bool:
-        return not isinstance(instance, str) or _is_iri(instance, "iri")
-
-    @checker.checks("iri-reference", raises=ValueError)
-    def iri_reference(instance: object) -> bool:
-        return not isinstance(instance, str) or _is_iri(instance, "iri_reference")
-
+    checker.checks("iri", raises=ValueError)(_iri)
+    checker.checks("iri-reference", raises=ValueError)(_iri_reference_rule)
     return checker
+
+
+def _iri(instance: object) -> bool:
+    return not isinstance(instance, str) or _is_iri(instance, "iri")
+
+
+def _iri_reference_rule(instance: object) -> bool:
+    return not isinstance(instance, str) or _is_iri(instance, "iri_reference")
 
 
 # Stand-ins for true and false in equality keys: equal only to themselves (never to 1 or 0).
@@ -282,8 +284,8 @@ def _uri(instance: object) -> bool:
 
 
 def _iri_reference(instance: object) -> bool:
-    try:  # (the checker's iri-reference check raises=ValueError: not conforming)
-        return not isinstance(instance, str) or _is_iri(instance, "iri_reference")
+    try:  # (the checker registers this rule with raises=ValueError: not conforming)
+        return _iri_reference_rule(instance)
     except ValueError:
         return False
 
