@@ -30,7 +30,12 @@ from factory.config import Settings
 from factory.errors import AlarmError, IntegrityError, LockError, printable
 from factory.upstream import archive, git
 from factory.upstream.archive import SdistMetadata
-from factory.upstream.listing import UpstreamFile, is_project_name, is_sha256
+from factory.upstream.listing import (
+    UpstreamFile,
+    is_plain_file_name,
+    is_project_name,
+    is_sha256,
+)
 
 if TYPE_CHECKING:  # the HTTP client is imported when a fetch needs it (verify never does)
     from factory.upstream.client import Upstream
@@ -79,7 +84,7 @@ def cache_path(settings: Settings, sha256: str, filename: str) -> Path:
     ``sources/sha256/<sha256>/``. The lock and the listings are checked long before
     this; the check here holds even if they were not (defence in depth)."""
     base = settings.sources_dir / "sha256"
-    if not is_sha256(sha256) or not _plain_file_name(filename):
+    if not is_sha256(sha256) or not is_plain_file_name(filename):
         raise IntegrityError(f"refusing to cache {printable(repr(filename))[:120]} under "
                              f"{printable(repr(sha256))[:80]}: not a sha256 and a plain file name",
                              "recipes.lock or the upstream listing is corrupt; run `factory lock`")
@@ -96,12 +101,6 @@ def _resolved(base: str) -> Path:
     """The cache root as it resolved first in this process: a root replaced by a link
     later makes every path leave it (refused), never the other way round."""
     return Path(base).resolve()
-
-
-def _plain_file_name(filename: str) -> bool:
-    return (isinstance(filename, str) and 0 < len(filename) <= 255 and filename not in (".", "..")
-            and not filename.startswith(".")
-            and all(c.isprintable() and c not in "/\\" for c in filename))
 
 
 def is_cached(sdist: Path) -> bool:

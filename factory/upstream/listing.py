@@ -52,6 +52,14 @@ def is_sha256(value: object) -> bool:
     return isinstance(value, str) and bool(_SHA256.fullmatch(value))
 
 
+def is_plain_file_name(value: object) -> bool:
+    """A file name that stays in its directory: no separator, not . or .., nothing hidden
+    or unprintable, not longer than a file system takes."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_FILENAME
+            and not value.startswith(".")
+            and all(c.isprintable() and c not in "/\\" for c in value))
+
+
 def size_problem(value: object) -> str | None:
     """Why ``value`` is not a file size we accept (a non-negative, bounded int), or None."""
     if isinstance(value, bool) or not isinstance(value, int):

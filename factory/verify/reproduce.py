@@ -46,7 +46,12 @@ from factory.config import REPAIR_MODES, Settings
 from factory.errors import BuildError, EngineError, VerificationError, one_line
 from factory.upstream.archive import apply_patches, extract
 from factory.upstream.cache import Sdist
-from factory.upstream.listing import MAX_FILE_BYTES, MAX_FILENAME, is_project_name, is_sha256
+from factory.upstream.listing import (
+    MAX_FILE_BYTES,
+    is_plain_file_name,
+    is_project_name,
+    is_sha256,
+)
 from factory.verify.equivalence import compare_wheels
 from factory.verify.targets import PIN, TargetError
 from factory.verify.view import IndexView, Published, sidecar
@@ -310,16 +315,8 @@ def _build_env(bad: _Bad, record: BuildRecord,
     return tuple(tools)
 
 
-def _plain_name(value: object) -> bool:
-    """A file name that stays in its directory: no separator, not . or .., nothing hidden
-    or unprintable, not longer than a file system takes."""
-    return (isinstance(value, str) and 0 < len(value) <= MAX_FILENAME
-            and not value.startswith(".")
-            and all(c.isprintable() and c not in "/\\" for c in value))
-
-
 def _input(bad: _Bad, field_name: str, filename: object, sha256: object) -> _Input:
-    if not _plain_name(filename):
+    if not is_plain_file_name(filename):
         raise bad(f"{field_name} file name", f"{one_line(repr(filename), 80)} is not a plain "
                                              "file name")
     if not is_sha256(sha256):
@@ -347,7 +344,7 @@ def _patch(bad: _Bad, number: int, patch: object) -> _Input:
         raise bad(where, "is not an object of texts")
     path = patch.get("path")
     if not (isinstance(path, str) and 0 < len(path) <= _PATCH_PATH
-            and all(_plain_name(part) for part in path.split("/"))):
+            and all(is_plain_file_name(part) for part in path.split("/"))):
         raise bad(f"{where}.path", f"{one_line(repr(path), 80)} is not a relative path "
                                    "of plain names")
     if not is_sha256(patch.get("sha256")):
@@ -363,7 +360,7 @@ def _frontend(bad: _Bad, parts: object) -> tuple[_KitSpec, ...]:
         where = f"builder_settings.frontend[{number}]"
         if not isinstance(part, dict):
             raise bad(where, "is not an object")
-        if not _plain_name(part.get("name")):
+        if not is_plain_file_name(part.get("name")):
             raise bad(f"{where}.name", f"{one_line(repr(part.get('name')), 80)} is not a "
                                        "plain file name")
         if not isinstance(part.get("version"), str):
