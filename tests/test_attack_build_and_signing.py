@@ -488,6 +488,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     own, so any escape on the screen came from the data)."""
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, color_system=None, width=1000)
+    cli._commands()  # read below as cli._app, cli.policy, ... (`import factory.cli` loads none)
     monkeypatch.setattr(cli._app, "out", console)
     monkeypatch.setattr(cli._app, "err", console)
     return screen

@@ -290,6 +290,7 @@ def test_escapes_and_rich_markup_in_a_build_log_reach_the_terminal_inert(
 
     # The CLI's error handler, on a real terminal ...
     terminal = io.StringIO()
+    cli._commands()  # cli._app is read below (`import factory.cli` loads no command)
     monkeypatch.setattr(cli._app, "err", Console(file=terminal, force_terminal=True,
                                             color_system="truecolor", width=200))
     cli.print_error(error)

@@ -43,6 +43,8 @@ ROLES = ("owner", "fetcher", "builder", "attestor", "answers", "tuf_root", "tuf_
 SCHEME = "ecdsa-sha2-nistp256"
 PRIVATE_SUFFIX = ".pem.key"  # matched by .gitignore as a second line of defence
 PUBLIC_SUFFIX = ".pub.pem"
+# The owner's public key as published (keys/ and the index's trust/): what verifiers pin.
+OWNER_KEY = f"owner{PUBLIC_SUFFIX}"
 URI_SUFFIX = ".uri"
 FINGERPRINTS = "fingerprints.json"
 ENV_PREFIX = "FACTORY_KEY_"
@@ -65,6 +67,16 @@ def private_key_path(settings: Settings, role: str) -> Path:
 
 def public_key_path(settings: Settings, role: str) -> Path:
     return settings.public_keys_dir / f"{role}{PUBLIC_SUFFIX}"
+
+
+def in_toto_key(pem: bytes) -> dict[str, Any]:
+    """A public key (SPKI PEM) in the dict form in-toto's verifylib expects, with its keyid;
+    ValueError or TypeError for bytes that are no such key."""
+    public = serialization.load_pem_public_key(pem)
+    key = SSlibKey.from_crypto(public, scheme=SCHEME)  # type: ignore[arg-type]
+    data: dict[str, Any] = key.to_dict()
+    data["keyid"] = key.keyid
+    return data
 
 
 def _check_role(role: str) -> None:

@@ -11,12 +11,20 @@ the directory and URL the child reads; a library caller's run forks its own.
    bytes alone: first whether its SBOM sidecar is valid CycloneDX 1.6
    (factory.verify.sbom.schema_error, as the ``sbom`` check asks it), then
    whether the wheel's bytes are an intact zip (the in-toto layout's ``receive``
-   inspection, factory.verify.intoto). Each answer is keyed by the sha256 of
-   the exact bytes it was found for; a worker uses it only for bytes with that
-   sha256 (the bytes it gathered as evidence), so the verdict is the one it
-   would have computed. It stops when the parent is ready to fork its workers
-   (``Early.facts``): what is not pre-checked by then, the workers check
-   themselves, as they do without a child. The SBOM schema goes first: it needs
+   inspection, factory.verify.intoto), and then the ``in-toto`` check's verdict on
+   the wheel. Each answer is keyed by the sha256 of the exact bytes it was found
+   for; a worker uses it only for bytes with that sha256 (the bytes it gathered as
+   evidence), so the verdict is the one it would have computed. The in-toto
+   verdict is keyed by everything it is a function of
+   (factory.verify.intoto_inputs: the layout and link files' bytes, the owner key
+   a run finds when none is named, the held files' digests, the wheel's name), and
+   is not given when it is a function of more (a link or FIFO among its files, a
+   sublayout, a custom inspection); in-toto's verifier is then never imported by a
+   parent whose child answered every wheel (``Facts.in_toto_done``). It checks the
+   layout's expiry when the child runs, a moment earlier in the same run. It
+   stops when the parent is ready to fork its workers (``Early.facts``): what is
+   not pre-checked by then, the workers check themselves, as they do without a
+   child. The SBOM schema goes first: it needs
    jsonschema-rs and the CycloneDX schemas (about 0.05 s to load and build;
    jsonschema itself only for an SBOM the compiled validator does not find valid,
    factory.verify.sbom), which the parent then never loads when the child checked
@@ -57,6 +65,7 @@ from factory.verify.model import FAIL, PASS, SKIP, Check
 
 if TYPE_CHECKING:
     from factory.config import Settings
+    from factory.verify.targets import Item
     from factory.verify.view import IndexView
 
 # What the child reads (the targets, the index view and its checks, the zip check) is
@@ -83,6 +92,18 @@ _INDEX_WAIT = 600.0
 _PRE_DONE = "pre-checks done"
 
 
+@dataclass(frozen=True)
+class InTotoFact:
+    """The ``in-toto`` check's verdict on one wheel, with what it is a function of:
+    ``key`` (factory.verify.intoto_inputs.verdict_key) over the files ``names`` in
+    the order they were read."""
+
+    key: str
+    names: tuple[str, ...]
+    passed: bool
+    message: str
+
+
 @dataclass
 class Facts:
     """What the child found, by the sha256 of the bytes it found it for."""
@@ -90,9 +111,13 @@ class Facts:
     zip_ok: dict[str, bool] = field(default_factory=dict)  # wheel sha256 -> intact zip
     # SBOM sidecar sha256 -> schema_error's answer for those bytes (None: valid).
     sbom_error: dict[str, str | None] = field(default_factory=dict)
-    # The child went through the SBOM of every artifact it listed (a hint for the parent:
-    # the schema validator need not be loaded before the workers fork).
+    # wheel sha256 -> the in-toto verdict for it, under the key of all its inputs.
+    in_toto: dict[str, InTotoFact] = field(default_factory=dict)
+    # The child went through the SBOM (in-toto) of every artifact it listed: a hint for
+    # the parent that the schema validator (in-toto) need not be loaded before the
+    # workers fork.
     sboms_done: bool = False
+    in_toto_done: bool = False
 
 
 def zip_intact(data: bytes) -> bool:
@@ -117,6 +142,7 @@ def _plain(path: Path, limit: int) -> bytes | None:
 
 
 def _pre_check(wheel: Path) -> list[dict[str, Any]]:
+    """Whether the wheel's bytes are an intact zip."""
     data = _plain(wheel, _WHEEL_LIMIT)
     if data is None:
         return []
@@ -125,6 +151,70 @@ def _pre_check(wheel: Path) -> list[dict[str, Any]]:
     except Exception:  # (zlib.error): the worker meets it too and reports it in its words
         return []
     return [{"zip": [hashlib.sha256(data).hexdigest(), intact]}]
+
+
+def _zip_and_in_toto(item: Item, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """_pre_check, then the in-toto check's verdict on the bytes it read (with ``owner``,
+    the owner key the run would verify with by default)."""
+    assert item.wheel is not None
+    found = _pre_check(item.wheel)
+    if found and owner is not None:
+        sha, intact = found[0]["zip"]
+        verdict = _in_toto_pre_check(item, sha, intact, owner)
+        if verdict is not None:
+            found.append({"intoto": [sha, verdict]})
+    return found
+
+
+def _in_toto_pre_check(item: Item, sha: str, intact: bool,
+                       owner: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``in-toto`` check's verdict on the wheel whose bytes have sha256 ``sha`` (as
+    the worker would find it, from the evidence it gathers), keyed by everything it is a
+    function of; None when it is a function of more than bytes (a link, a FIFO, a
+    sublayout's directory) or needs the stock CLI: the worker checks those itself."""
+    from factory.errors import VerificationError
+    from factory.verify import intoto
+    from factory.verify.evidence import gather
+    from factory.verify.intoto_inputs import LayoutFiles, verdict_key
+    from factory.verify.view import sidecar
+
+    try:
+        evidence = gather(item)
+    except OSError:
+        return None
+    if evidence.sha256 != sha:  # replaced since it was read: not the bytes checked above
+        return None
+    files = LayoutFiles(sidecar(evidence.base, "in-toto"))
+    try:
+        message = intoto.verify_in_process(files, evidence.wheel, owner, evidence.held,
+                                           zip_ok=intact)
+        passed = True
+    except VerificationError as exc:
+        message, passed = exc.message, False
+    except Exception:  # NeedsStock (a custom inspection), anything else: the worker's
+        return None
+    if not files.plain or files.beyond:
+        return None
+    return {"key": verdict_key(files, owner, evidence.held, evidence.filename),
+            "names": files.names(), "pass": passed, "message": message}
+
+
+def _owner_key(candidates: tuple[Path, ...]) -> dict[str, Any] | None:
+    """The in-toto owner key a run verifies with when none is named (the first of
+    ``candidates`` that is a file, as factory.verify.trust picks it), or None. A run
+    that names another key, or finds another, keys its lookups with that one: this
+    child's verdicts then match none."""
+    from factory._internal.plainfile import NotPlain, read_plain
+    from factory.attest.keys import in_toto_key
+
+    for path in candidates:
+        if path.is_file():
+            try:
+                pem = read_plain(path, 1 << 20, follow_links=True)
+                return in_toto_key(pem) if pem is not None else None
+            except (NotPlain, ValueError, TypeError):
+                return None
+    return None
 
 
 def _sbom_pre_check(wheel: Path) -> list[dict[str, Any]]:
@@ -158,10 +248,12 @@ def index_checks(index: IndexView) -> list[Check]:
     return checks(index)
 
 
-def _child(root: Path, base_url: str | None, stop: int, answer: int) -> None:
+def _child(root: Path, base_url: str | None, keys_dir: Path, stop: int, answer: int) -> None:
     from factory._internal.lazy import collector_paused
 
     with collector_paused():  # what the child reads with; the SBOM schema validators
+        from factory.attest.keys import OWNER_KEY
+        from factory.index.records import Layout
         from factory.verify import sbom
         from factory.verify.targets import resolve
         from factory.verify.view import IndexView
@@ -182,21 +274,27 @@ def _child(root: Path, base_url: str | None, stop: int, answer: int) -> None:
         items = resolve(index, None, True, ())
     except Exception:
         items = []
-    wheels = [item.wheel for item in items
+    wheels = [item for item in items
               if item.wheel is not None and item.published is not None and not item.problem]
-    def each(check: Callable[[Path], list[dict[str, Any]]]) -> bool:
+
+    def each(check: Callable[[Item], list[dict[str, Any]]]) -> bool:
         """``check`` over every wheel; False when the parent stopped it first."""
-        for wheel in wheels:
+        for item in wheels:
             if stopped():
                 return False
-            for record in check(wheel):
+            for record in check(item):
                 say(record)
         return True
 
-    sboms_done = each(_sbom_pre_check)  # first: a missed SBOM costs the parent most
+    # first: a missed SBOM costs the parent most
+    sboms_done = each(lambda item: _sbom_pre_check(item.wheel))  # type: ignore[arg-type]
+    in_toto_done = False
     if sboms_done:
-        each(_pre_check)
-    say({"done": _PRE_DONE, "sboms": sboms_done})
+        with collector_paused():
+            owner = _owner_key((keys_dir / OWNER_KEY, Layout(root).trust / OWNER_KEY))
+            from factory.verify import intoto  # noqa: F401
+        in_toto_done = each(lambda item: _zip_and_in_toto(item, owner)) and owner is not None
+    say({"done": _PRE_DONE, "sboms": sboms_done, "in_toto": in_toto_done})
     say({"index": [[c.name, c.status, c.message] for c in index_checks(index)]})
 
 
@@ -215,6 +313,17 @@ def _shaped(fact: Any, kind: Any) -> tuple[str, Any] | None:
     if (isinstance(fact, list) and len(fact) == 2 and isinstance(fact[0], str)
             and len(fact[0]) == 64 and isinstance(fact[1], kind)):
         return fact[0], fact[1]
+    return None
+
+
+def _in_toto_fact(said: dict[str, Any]) -> InTotoFact | None:
+    """The InTotoFact the child said, when said in the shape it writes."""
+    key, names = said.get("key"), said.get("names")
+    passed, message = said.get("pass"), said.get("message")
+    if (isinstance(key, str) and len(key) == 64 and isinstance(names, list)
+            and all(isinstance(name, str) for name in names)
+            and isinstance(passed, bool) and isinstance(message, str)):
+        return InTotoFact(key, tuple(names), passed, message)
     return None
 
 
@@ -289,6 +398,7 @@ class Early:
                 break
             if record.get("done") == _PRE_DONE:
                 facts.sboms_done = record.get("sboms") is True
+                facts.in_toto_done = record.get("in_toto") is True
                 break
             # Only a fact in the shape the child writes is taken (a sha256 and a boolean,
             # or a sha256 and an error text or null); anything else is not a fact.
@@ -296,6 +406,9 @@ class Early:
                 facts.zip_ok[zipped[0]] = zipped[1]
             if (sbom := _shaped(record.get("sbom"), str | None)) is not None:
                 facts.sbom_error[sbom[0]] = sbom[1]
+            if ((verdict := _shaped(record.get("intoto"), dict)) is not None
+                    and (fact := _in_toto_fact(verdict[1])) is not None):
+                facts.in_toto[verdict[0]] = fact
         return facts
 
     def index_checks(self) -> list[Check] | None:
@@ -428,7 +541,7 @@ def start(settings: Settings, index_dir: Path | None) -> Early | None:
             os.close(stop_write)
             os.close(answer_read)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            _child(*where, stop_read, answer_write)
+            _child(*where, settings.public_keys_dir, stop_read, answer_write)
             code = 0
         finally:
             os._exit(code)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import glob
 import hashlib
 import json
 import os
@@ -137,13 +136,24 @@ def gather(item: Item) -> Evidence:
         evidence.sidecars[kind] = read[path.name] = _plain_bytes(path)
     evidence.held[wheel.name] = sha
     # The files named after this wheel: its name taken literally (a tag may hold '*', '?'
-    # or '[', and a pattern would gather another wheel's sidecars as this one's). A sidecar
-    # read above is not read again: its digest is that of the bytes the checks read.
-    for path in base.parent.glob(glob.escape(base.name) + ".*"):
-        data = read[path.name] if path.name in read else _plain_bytes(path)
-        if data is not None:
-            evidence.held[path.name] = hashlib.sha256(data).hexdigest()
+    # or '[', and a pattern would gather another wheel's sidecars as this one's), as a
+    # prefix of the directory's names (pathlib's glob compiled a pattern per wheel). A
+    # sidecar read above is not read again: its digest is that of the bytes the checks read.
+    prefix = base.name + "."
+    for name in _names_in(base.parent):
+        if name.startswith(prefix):
+            data = read[name] if name in read else _plain_bytes(base.parent / name)
+            if data is not None:
+                evidence.held[name] = hashlib.sha256(data).hexdigest()
     return evidence
+
+
+def _names_in(directory: Path) -> list[str]:
+    """The names in ``directory``; none when it cannot be listed (as a glob finds none)."""
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
 
 
 def _plain_bytes(path: Path) -> bytes | None:

@@ -27,10 +27,11 @@ from in_toto.models.link import FILENAME_FORMAT as LINK_FILENAME
 from in_toto.models.link import Link
 from in_toto.models.metadata import Metadata
 
-from factory._internal.plainfile import NotPlain, open_plain, read_plain
+from factory._internal.plainfile import open_plain
 from factory.attest import intoto as factory_intoto
 from factory.errors import VerificationError
 from factory.verify import zipcheck
+from factory.verify.intoto_inputs import LayoutFiles
 
 LAYOUT_NAME = factory_intoto.LAYOUT_NAME
 
@@ -120,7 +121,7 @@ def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str],
     links = {}
     for inspection in layout.inspect:
         if not _known_inspection(list(inspection.run), wheel.name):
-            raise _NeedsStock(inspection.name)
+            raise NeedsStock(inspection.name)
         code = 0 if (_zip_ok(wheel) if zip_ok is None else zip_ok) else 1
         if code != 0:
             raise VerificationError(f"inspection {inspection.name!r} failed: {wheel.name} "
@@ -133,26 +134,16 @@ def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str],
 
 
 # -- reading the layout and links as evidence is read ------------------------------------------
-# in-toto's Metadata.load is open() and json.load: a FIFO planted as a link file blocked the
-# worker for ever, a link to /proc/self/pagemap or /dev/zero read until memory ran out.
-_METADATA_LIMIT = 64 << 20  # bytes of one layout or link file (the factory's: a few KiB)
-
-
-def _load(path: Path) -> Metadata | None:
-    """Metadata.load of ``path`` read as a regular file, never through a link, bounded;
-    None when absent (NotPlain is a VerificationError naming the file)."""
-    try:
-        data = read_plain(path, _METADATA_LIMIT)
-    except NotPlain as exc:
-        raise VerificationError(f"{path.parent.name}/{path.name} is {exc.why}"
-                                if exc.why.startswith(("a ", "not ", "larger"))
-                                else f"{path.parent.name}/{path.name} {exc.why}") from None
+def _load(files: LayoutFiles, name: str) -> Metadata | None:
+    """Metadata.load of ``name`` read by ``files`` (a regular file, never through a link,
+    bounded); None when absent."""
+    data = files.read(name)
     if data is None:
         return None
     return Metadata.from_dict(json.loads(data.decode("utf-8")))
 
 
-def _load_links(layout: Any, layout_dir: Path) -> dict[str, dict[str, Metadata]]:
+def _load_links(layout: Any, files: LayoutFiles) -> dict[str, dict[str, Metadata]]:
     """verifylib.load_links_for_layout with each file read by _load: the same file names,
     an absent one skipped, the same preliminary threshold check and message."""
     steps: dict[str, dict[str, Metadata]] = {}
@@ -161,8 +152,7 @@ def _load_links(layout: Any, layout_dir: Path) -> dict[str, dict[str, Metadata]]
         for authorized in step.pubkeys:
             subkeys = layout.keys.get(authorized, {}).get("subkeys", {})
             for keyid in [authorized, *subkeys.keys()]:
-                name = LINK_FILENAME.format(step_name=step.name, keyid=keyid)
-                metadata = _load(layout_dir / name)
+                metadata = _load(files, LINK_FILENAME.format(step_name=step.name, keyid=keyid))
                 if metadata is not None:
                     found[keyid] = metadata
         if len(found) < step.threshold:
@@ -172,25 +162,37 @@ def _load_links(layout: Any, layout_dir: Path) -> dict[str, dict[str, Metadata]]
     return steps
 
 
-class _NeedsStock(Exception):
+class NeedsStock(Exception):
     """The layout asks for an inspection this module does not run in process."""
 
 
 def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
-           owner_key_path: Path, held: Mapping[str, str], *, zip_ok: bool | None = None) -> str:
+           owner_key_path: Path, held: Mapping[str, str], *, zip_ok: bool | None = None,
+           files: LayoutFiles | None = None) -> str:
     """Verify ``layout_dir`` for ``wheel``; ``held``: file name -> sha256 of the files at hand.
     ``zip_ok``: whether the wheel's bytes (those ``held`` names) are an intact zip, when
     already known (factory.verify.early); else the wheel is read and tested here.
+    ``files``: the directory's files as already read (a file read there is not read
+    again).
 
     Returns a one-line summary; raises VerificationError naming what failed.
     """
     try:
-        return _verify(layout_dir, wheel, owner_key, held, zip_ok)
-    except _NeedsStock:
+        return verify_in_process(files or LayoutFiles(layout_dir), wheel, owner_key, held,
+                                 zip_ok)
+    except NeedsStock:
         factory_intoto.verify_intoto(layout_dir, wheel, owner_key_path,
                                      [wheel.with_name(n) for n in held if n != wheel.name])
         return "layout and links verify (stock in-toto-verify, custom inspection)"
-    except VerificationError:
+
+
+def verify_in_process(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any],
+                      held: Mapping[str, str], zip_ok: bool | None = None) -> str:
+    """``verify`` without the stock fallback: NeedsStock for a layout whose inspection is
+    not the factory's; VerificationError naming what failed."""
+    try:
+        return _verify(files, wheel, owner_key, held, zip_ok)
+    except (NeedsStock, VerificationError):
         raise
     except Exception as exc:  # in-toto and securesystemslib raise many unrelated types
         text = str(exc).strip().splitlines()
@@ -198,19 +200,22 @@ def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
             f"{type(exc).__name__}: {text[0] if text else 'failed'}"[:400]) from None
 
 
-def _verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
+def _verify(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any],
             held: Mapping[str, str], zip_ok: bool | None = None) -> str:
-    layout_path = layout_dir / LAYOUT_NAME
+    layout_dir = files.directory
     if layout_dir.is_symlink():
         raise VerificationError(f"{layout_dir.name} is a symbolic link, not the directory")
-    metadata = _load(layout_path)
+    metadata = _load(files, LAYOUT_NAME)
     if metadata is None:
-        raise VerificationError(f"no in-toto layout at {layout_path}")
+        raise VerificationError(f"no in-toto layout at {layout_dir / LAYOUT_NAME}")
     verifylib.verify_metadata_signatures(metadata, {owner_key["keyid"]: owner_key})
     layout = metadata.get_payload()
     verifylib.verify_layout_expiration(layout)
-    steps = _load_links(layout, layout_dir)
+    steps = _load_links(layout, files)
     steps = verifylib.verify_link_signature_thresholds(layout, steps)
+    if any(link.get_payload().type_ == "layout" for found in steps.values()
+           for link in found.values()):
+        files.beyond = True  # a sublayout: in-toto reads its links from a subdirectory
     chain = verifylib.verify_sublayouts(layout, steps, str(layout_dir), 60)
     verifylib.verify_all_steps_command_alignment(layout, chain)
     verifylib.verify_threshold_constraints(layout, chain)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import Certificate
-from securesystemslib.signer import SSlibKey
 from sigstore._internal.trust import CTKeyring, Keyring, KeyringPurpose, RekorKeyring
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
@@ -31,14 +30,13 @@ if TYPE_CHECKING:
     from sigstore._internal.timestamp import TimestampVerificationResult
 
 from factory._internal.plainfile import NotPlain, read_plain
-from factory.attest.keys import SCHEME
+from factory.attest.keys import OWNER_KEY, in_toto_key
 from factory.config import Settings
 from factory.errors import VerificationError
 from factory.index.records import Layout
 from factory.verify.model import TrustInfo
 
 TRUSTED_ROOT = "trusted_root.json"
-OWNER_KEY = "owner.pub.pem"
 _TRUST_LIMIT = 16 << 20  # bytes of a trusted root or key file (Sigstore's public root: 7 KiB)
 
 
@@ -248,13 +246,9 @@ def _read_once(path: Path, what: str) -> bytes:
 def _in_toto_key(pem: bytes, path: Path) -> dict[str, Any]:
     """The owner key in the dict form in-toto's verifylib expects."""
     try:
-        public = serialization.load_pem_public_key(pem)
-        key = SSlibKey.from_crypto(public, scheme=SCHEME)  # type: ignore[arg-type]
+        return in_toto_key(pem)
     except (ValueError, TypeError) as exc:
         raise TrustError(f"cannot load the in-toto owner key {path}: {exc}") from None
-    data: dict[str, Any] = key.to_dict()
-    data["keyid"] = key.keyid
-    return data
 
 
 def _spki_sha256(pem: bytes) -> str | None:
