@@ -22,8 +22,11 @@ def printable(text: str, keep: str = "\n\t") -> str:
     in ``keep`` (newline and tab) stay. The result is printable, so applying it
     again changes nothing.
     """
-    if text.isprintable() or all(c.isprintable() or c in keep for c in text):
-        return text  # (the first test is the second's, done in C, for most texts)
+    kept = text
+    for char in keep:  # what is left once the kept characters are gone, tested in C
+        kept = kept.replace(char, "")
+    if kept.isprintable():
+        return text
     return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
 
 

@@ -58,7 +58,7 @@ from factory.verify.evidence import (
     parse_bundle,
     sha256_and_size,
 )
-from factory.verify.intoto_inputs import LayoutFiles, verdict_key
+from factory.verify.intoto_inputs import LayoutFiles, still_valid, verdict_key
 from factory.verify.model import (
     FAIL,
     IGNORED,
@@ -412,9 +412,11 @@ class Auditor:
         files = LayoutFiles(sidecar(ev.base, "in-toto"))
         known = self.facts.in_toto.get(ev.sha256)
         # The early child's verdict when this would verify the very bytes it verified,
-        # with the same owner key and held files (factory.verify.intoto_inputs).
+        # with the same owner key and held files (factory.verify.intoto_inputs), while
+        # the layout it found unexpired still is.
         if known is not None and files.reread(known.names) and verdict_key(
-                files, self.trust.owner_key, ev.held, ev.filename) == known.key:
+                files, self.trust.owner_key, ev.held, ev.filename) == known.key \
+                and still_valid(known.expires):
             return Verdict(PASS if known.passed else FAIL, known.message)
         from factory.verify import intoto  # (in-toto's import: only when the child did not)
 

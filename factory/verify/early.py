@@ -102,6 +102,8 @@ class InTotoFact:
     names: tuple[str, ...]
     passed: bool
     message: str
+    # The layout's expiry when the verdict depends on it being unexpired (still_valid).
+    expires: str | None = None
 
 
 @dataclass
@@ -196,7 +198,8 @@ def _in_toto_pre_check(item: Item, sha: str, intact: bool,
     if not files.plain or files.beyond:
         return None
     return {"key": verdict_key(files, owner, evidence.held, evidence.filename),
-            "names": files.names(), "pass": passed, "message": message}
+            "names": files.names(), "pass": passed, "message": message,
+            "expires": files.expires}
 
 
 def _owner_key(candidates: tuple[Path, ...]) -> dict[str, Any] | None:
@@ -319,11 +322,12 @@ def _shaped(fact: Any, kind: Any) -> tuple[str, Any] | None:
 def _in_toto_fact(said: dict[str, Any]) -> InTotoFact | None:
     """The InTotoFact the child said, when said in the shape it writes."""
     key, names = said.get("key"), said.get("names")
-    passed, message = said.get("pass"), said.get("message")
+    passed, message, expires = said.get("pass"), said.get("message"), said.get("expires")
     if (isinstance(key, str) and len(key) == 64 and isinstance(names, list)
             and all(isinstance(name, str) for name in names)
-            and isinstance(passed, bool) and isinstance(message, str)):
-        return InTotoFact(key, tuple(names), passed, message)
+            and isinstance(passed, bool) and isinstance(message, str)
+            and isinstance(expires, str | None)):
+        return InTotoFact(key, tuple(names), passed, message, expires)
     return None
 
 

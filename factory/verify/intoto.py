@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import threading
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def verify_in_process(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any]
     """``verify`` without the stock fallback: NeedsStock for a layout whose inspection is
     not the factory's; VerificationError naming what failed."""
     try:
-        return _verify(files, wheel, owner_key, held, zip_ok)
+        return _at_fixed_depth(_verify, files, wheel, owner_key, held, zip_ok)
     except (NeedsStock, VerificationError):
         raise
     except Exception as exc:  # in-toto and securesystemslib raise many unrelated types
@@ -200,17 +201,42 @@ def verify_in_process(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any]
             f"{type(exc).__name__}: {text[0] if text else 'failed'}"[:400]) from None
 
 
+def _at_fixed_depth(function: Callable[..., str], *args: Any) -> str:
+    """``function(*args)`` in a thread of its own, joined: at the same stack depth whoever
+    calls. json's parser, deepcopy and canonical JSON recurse once per level of nesting
+    and give up at the recursion limit less the caller's stack: a link padded (outside
+    what is signed) to nest just that deep verified in one caller and failed in another,
+    so the early child's verdict on those bytes was not the worker's."""
+    result: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            result.append((True, function(*args)))
+        except BaseException as exc:  # (re-raised in the caller's thread)
+            result.append((False, exc))
+
+    thread = threading.Thread(target=run, name="in-toto verify", daemon=True)
+    thread.start()
+    thread.join()
+    done, value = result[0]
+    if not done:
+        raise value
+    return str(value)
+
+
 def _verify(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any],
             held: Mapping[str, str], zip_ok: bool | None = None) -> str:
     layout_dir = files.directory
     if layout_dir.is_symlink():
+        files.plain = False  # (a link now, whatever it was when ``files`` was made)
         raise VerificationError(f"{layout_dir.name} is a symbolic link, not the directory")
     metadata = _load(files, LAYOUT_NAME)
-    if metadata is None:
-        raise VerificationError(f"no in-toto layout at {layout_dir / LAYOUT_NAME}")
+    if metadata is None:  # (the directory's name: its path is not among the verdict's inputs)
+        raise VerificationError(f"no in-toto layout at {layout_dir.name}/{LAYOUT_NAME}")
     verifylib.verify_metadata_signatures(metadata, {owner_key["keyid"]: owner_key})
     layout = metadata.get_payload()
     verifylib.verify_layout_expiration(layout)
+    files.expires = layout.expires  # valid now; a verdict kept for later is not after this
     steps = _load_links(layout, files)
     steps = verifylib.verify_link_signature_thresholds(layout, steps)
     if any(link.get_payload().type_ == "layout" for found in steps.values()

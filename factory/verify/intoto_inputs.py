@@ -42,6 +42,9 @@ class LayoutFiles:
         self.directory = directory
         self.plain = not directory.is_symlink()
         self.beyond = False
+        # The layout's expiry once a verifier found it unexpired (verifying later may
+        # find it expired: a verdict kept for later holds only while still_valid).
+        self.expires: str | None = None
         self._read: dict[str, bytes | None | VerificationError] = {}
 
     def read(self, name: str) -> bytes | None:
@@ -82,6 +85,22 @@ class LayoutFiles:
             except VerificationError:
                 return False
         return self.plain
+
+
+def still_valid(expires: str | None) -> bool:
+    """Whether a verdict for which the layout was found unexpired, expiring at ``expires``,
+    is still what verifying now gives (in-toto's verify_layout_expiration, compared the
+    same way); None: the verdict did not depend on the time."""
+    if expires is None:
+        return True
+    import datetime
+
+    import iso8601
+
+    try:
+        return iso8601.parse_date(expires) > datetime.datetime.now(datetime.UTC)
+    except Exception:  # (parsed when the verdict was found: no verdict then)
+        return False
 
 
 def verdict_key(files: LayoutFiles, owner_key: Mapping[str, Any], held: Mapping[str, str],
