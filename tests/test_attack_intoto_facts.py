@@ -32,11 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import pickle
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -44,84 +40,20 @@ import pytest
 
 from factory.verify import early
 from factory.verify.model import FAIL, PASS
-from factory.verify.targets import resolve
 from factory.verify.view import sidecar
-from factory.verify.wholeindex import open_index
-from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
-    PublishedIndex,
-    clone,
+from tests.intoto_fixtures import (  # noqa: F401  (two fixtures)
+    copy_fixture,
+    item_of,
+    layout_dir,
+    owner_key,
     published_index,
+    run_with_and_without_child,
 )
-
-
-@pytest.fixture
-def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
-    return clone(published_index, tmp_path / "copy")
-
-
-# A run in a fresh interpreter (a process with another thread never forks the child):
-# ``prelude`` runs before the child is forked (``CHILD()`` is true in the child only, so
-# a hook can play the attacker at an exact moment of the child's work), ``between`` after
-# the child answered and before the workers read.
-_RUN = """
-import json, os, pickle, shutil, sys, time
-from pathlib import Path
-from factory.verify import early as child, verify
-settings = pickle.loads(open(sys.argv[1], "rb").read())
-prelude, between = sys.argv[2], sys.argv[3]
-PARENT = os.getpid()
-CHILD = lambda: os.getpid() != PARENT
-rows = lambda report: [[a.label, c.name, c.status, c.message] for a in report.artifacts
-                       for c in a.checks if c.name == "in-toto"]
-out = {}
-exec(prelude)
-started = child.start(settings, None)
-assert started is not None
-time.sleep(3)  # the parent's imports, as it were: the child gets through every wheel
-facts = started.facts()
-out["facts"] = {sha: [fact.passed, fact.message] for sha, fact in facts.in_toto.items()}
-out["done"] = facts.in_toto_done
-exec(between)
-child.start = lambda *a, **k: started
-with_child = verify(settings, everything=True, workers=1)
-child.start = lambda *a, **k: None
-alone = verify(settings, everything=True, workers=1)
-out["with child"], out["alone"] = rows(with_child), rows(alone)
-print(json.dumps(out))
-"""
-
-
-def _run(settings: Any, tmp_path: Path, prelude: str = "", between: str = "",
-         cwd: Path | None = None) -> dict[str, Any]:
-    state = tmp_path / "settings.pickle"
-    state.write_bytes(pickle.dumps(settings))
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, str(state), textwrap.dedent(prelude),
-         textwrap.dedent(between)],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    assert done.returncode == 0, done.stderr[-3000:]
-    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+from tests.pipeline_fixtures import PublishedIndex
 
 
 def _rows(out: dict[str, Any], name: str, which: str = "alone") -> list[Any]:
     return [row for row in out[which] if row[0].startswith(name)]
-
-
-def _layout_dir(copy: PublishedIndex, name: str) -> Path:
-    return sidecar(copy.wheel(name), "in-toto")
-
-
-def _item(copy: PublishedIndex, name: str) -> Any:
-    index = open_index(copy.settings)
-    return next(item for item in resolve(index, None, True, ()) if item.project == name)
-
-
-def _owner(copy: PublishedIndex) -> dict[str, Any]:
-    from factory.attest.keys import OWNER_KEY, in_toto_key
-
-    return in_toto_key((copy.settings.public_keys_dir / OWNER_KEY).read_bytes())
 
 
 # -- the directory's path: not in the key, in a message ------------------------------------
@@ -133,12 +65,12 @@ def test_a_state_reached_through_a_link_with_a_layout_missing(copy: PublishedInd
     and the worker reported the child's path, not its own."""
     import dataclasses
 
-    (_layout_dir(copy, "alpha") / "root.layout").unlink()
+    (layout_dir(copy, "alpha") / "root.layout").unlink()
     via = tmp_path / "via"
     via.symlink_to(copy.root)
     settings = dataclasses.replace(copy.settings, root=via / "project",
                                    state_dir=via / "state")
-    out = _run(settings, tmp_path)
+    out = run_with_and_without_child(settings, tmp_path)
     assert out["with child"] == out["alone"]
     (alpha,) = _rows(out, "alpha")
     assert alpha[2] == FAIL and alpha[3].endswith(" alpha-1.0-py3-none-any.whl.in-toto/root.layout")
@@ -149,10 +81,10 @@ def test_a_relative_state_with_a_layout_missing(copy: PublishedIndex,
     """Broke (as above): the settings name the state relative to the working directory."""
     import dataclasses
 
-    (_layout_dir(copy, "alpha") / "root.layout").unlink()
+    (layout_dir(copy, "alpha") / "root.layout").unlink()
     settings = dataclasses.replace(copy.settings, root=Path("project"),
                                    state_dir=Path("state"))
-    out = _run(settings, tmp_path, cwd=copy.root)
+    out = run_with_and_without_child(settings, tmp_path, cwd=copy.root)
     assert out["with child"] == out["alone"]
 
 
@@ -163,7 +95,7 @@ def test_the_layout_directory_a_link_between_the_childs_two_looks(copy: Publishe
     again. A link swapped in between (and swapped back before the worker reads) made the
     child fail "is a symbolic link" with no file read, a verdict keyed on no files that
     every later reader matched: the worker failed alpha while its own run passes."""
-    directory = _layout_dir(copy, "alpha")
+    directory = layout_dir(copy, "alpha")
     prelude = f"""
     from factory.verify import intoto_inputs
     made = intoto_inputs.LayoutFiles.__init__
@@ -179,7 +111,7 @@ def test_the_layout_directory_a_link_between_the_childs_two_looks(copy: Publishe
     os.rename({str(tmp_path / 'moved')!r}, {str(directory)!r})
     intoto_inputs.LayoutFiles.__init__ = made
     """
-    out = _run(copy.settings, tmp_path, prelude, between)
+    out = run_with_and_without_child(copy.settings, tmp_path, prelude, between)
     assert out["with child"] == out["alone"]
     assert {row[2] for row in out["alone"]} == {PASS}
 
@@ -216,7 +148,7 @@ def test_a_layout_expiring_between_the_child_and_the_worker(copy: PublishedIndex
     alone fails it "Layout expired"; a failure the child found further on (a spoiled
     link) was its message, not "Layout expired". The child now says the expiry of a
     layout it found unexpired, and the worker takes the verdict only while it is."""
-    beta_build = next(_layout_dir(copy, "beta").glob("build.*.link"))
+    beta_build = next(layout_dir(copy, "beta").glob("build.*.link"))
     _spoiled(beta_build, tmp_path / "spoiled.link")
     prelude = f"""
     import datetime
@@ -232,7 +164,7 @@ def test_a_layout_expiring_between_the_child_and_the_worker(copy: PublishedIndex
     between = """
     time.sleep(max(0.0, DEADLINE - time.time()) + 1)
     """
-    out = _run(copy.settings, tmp_path, prelude, between)
+    out = run_with_and_without_child(copy.settings, tmp_path, prelude, between)
     assert len(out["facts"]) == len(copy.records)
     assert sorted(passed for passed, _ in out["facts"].values()).count(False) == 1
     for name in ("alpha", "beta"):  # the child: alpha passes, beta's link fails
@@ -261,11 +193,11 @@ def test_a_link_nested_near_the_recursion_limit(copy: PublishedIndex) -> None:
     call from another depth, so the child's verdict, keyed on the same bytes, was not
     the worker's. Now in-toto verifies in a thread of its own: the same depth for every
     caller."""
-    item = _item(copy, "alpha")
+    item = item_of(copy, "alpha")
     (zipped,) = early._pre_check(item.wheel)
     sha, intact = zipped["zip"]
-    owner = _owner(copy)
-    link = next(_layout_dir(copy, "alpha").glob("attest.*.link"))
+    owner = owner_key(copy)
+    link = next(layout_dir(copy, "alpha").glob("attest.*.link"))
     original, differ = link.read_text(), []
     for depth in [*range(sys.getrecursionlimit(), sys.getrecursionlimit() - 400, -7), 30]:
         _padded(link, original, depth)
@@ -290,8 +222,8 @@ def test_files_changed_after_the_child_read_them(copy: PublishedIndex,
     comes back as the run alone has it, escaped). Every row is the run alone's; the
     child's facts were of the good bytes."""
     alpha_extra = Path(str(copy.wheel("alpha")) + ".zzz")
-    build = next(_layout_dir(copy, "beta").glob("build.*.link"))
-    attest = next(_layout_dir(copy, "gamma").glob("attest.*.link"))
+    build = next(layout_dir(copy, "beta").glob("build.*.link"))
+    attest = next(layout_dir(copy, "gamma").glob("attest.*.link"))
     envelope = json.loads(attest.read_text())
     odd = {"keyid": "\x1b]0;pwned\x07\r\ud800", "sig": envelope["signatures"][0]["sig"]}
     envelope["signatures"] = [odd, dict(odd)]
@@ -302,7 +234,7 @@ def test_files_changed_after_the_child_read_them(copy: PublishedIndex,
     os.rename({str(build)!r}, {str(build)!r} + ".away")
     shutil.copyfile({str(bad)!r}, {str(attest)!r})
     """
-    out = _run(copy.settings, tmp_path, between=between)
+    out = run_with_and_without_child(copy.settings, tmp_path, between=between)
     assert len(out["facts"]) == len(copy.records)
     assert all(passed for passed, _ in out["facts"].values())
     assert out["with child"] == out["alone"]
@@ -328,7 +260,7 @@ def test_the_owner_key_replaced_after_the_child_read_it(copy: PublishedIndex,
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     pinned = copy.settings.public_keys_dir / OWNER_KEY
     between = f"shutil.copyfile({str(other)!r}, {str(pinned)!r})"
-    out = _run(copy.settings, tmp_path, between=between)
+    out = run_with_and_without_child(copy.settings, tmp_path, between=between)
     assert all(passed for passed, _ in out["facts"].values())
     assert out["with child"] == out["alone"]
     assert {row[2] for row in out["alone"]} == {FAIL}

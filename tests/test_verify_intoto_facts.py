@@ -14,10 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pickle
 import shutil
-import subprocess
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,65 +28,28 @@ from factory.verify.model import FAIL, PASS
 from factory.verify.targets import resolve
 from factory.verify.view import IndexView, sidecar
 from factory.verify.wholeindex import open_index
-from tests.pipeline_fixtures import (  # noqa: F401  (published_index: a fixture)
-    PublishedIndex,
-    clone,
+from tests.intoto_fixtures import (  # noqa: F401  (two fixtures)
+    copy_fixture,
+    item_of,
+    layout_dir,
+    owner_key,
     published_index,
+    run_with_and_without_child,
 )
+from tests.pipeline_fixtures import PublishedIndex
 
 
-@pytest.fixture
-def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # noqa: F811
-    return clone(published_index, tmp_path / "copy")
-
-
-_RUN = """
-import json, os, pickle, shutil, sys, time
-from pathlib import Path
-from factory.verify import early as child, verify
-settings = pickle.loads(open(sys.argv[1], "rb").read())
-swaps, owner = json.loads(sys.argv[2]), sys.argv[3] or None
-rows = lambda report: [[a.label, c.name, c.status, c.message] for a in report.artifacts
-                       for c in a.checks if c.name == "in-toto"]
-out = {}
-started = child.start(settings, None)
-time.sleep(3)  # the parent's imports, as it were: the child gets through every wheel
-facts = started.facts()
-out["facts"] = {sha: [fact.passed, fact.message] for sha, fact in facts.in_toto.items()}
-out["done"] = facts.in_toto_done
-for path, replacement in swaps:  # changed after the child read them
-    shutil.copyfile(replacement, path)
-child.start = lambda *a, **k: started
-extra = {"owner_key": Path(owner)} if owner else {}
-with_child = verify(settings, everything=True, workers=1, **extra)
-out["in_toto imported"] = "in_toto" in sys.modules
-child.start = lambda *a, **k: None
-alone = verify(settings, everything=True, workers=1, **extra)
-out["with child"], out["alone"] = rows(with_child), rows(alone)
-print(json.dumps(out))
-"""
-
-
-def _run(copy: PublishedIndex, tmp_path: Path, swaps: list[tuple[Path, Path]] = (),
+def _run(copy: PublishedIndex, tmp_path: Path, swaps: Sequence[tuple[Path, Path]] = (),
          owner: Path | None = None) -> dict[str, Any]:
-    state = tmp_path / "settings.pickle"
-    state.write_bytes(pickle.dumps(copy.settings))
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN, str(state),
-         json.dumps([[str(a), str(b)] for a, b in swaps]), str(owner or "")],
-        capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Each (path, replacement) in ``swaps`` is copied over after the child read it."""
+    between = "".join(f"shutil.copyfile({str(b)!r}, {str(a)!r})\n" for a, b in swaps)
+    out = run_with_and_without_child(copy.settings, tmp_path, between=between, owner=owner)
     assert out["with child"] == out["alone"]  # the invariant, whatever else a test asks
     return out
 
 
-def _layout_dir(copy: PublishedIndex, name: str) -> Path:
-    return sidecar(copy.wheel(name), "in-toto")
-
-
 def _link(copy: PublishedIndex, name: str, step: str) -> Path:
-    return next(_layout_dir(copy, name).glob(f"{step}.*.link"))
+    return next(layout_dir(copy, name).glob(f"{step}.*.link"))
 
 
 def _spoiled(link: Path, into: Path) -> Path:
@@ -137,8 +98,8 @@ def test_a_layout_swapped_for_another_wheels_fails(copy: PublishedIndex,
                                                   tmp_path: Path) -> None:
     """A valid, signed layout: gamma's, under beta's name. Its inspection names gamma's
     wheel, so beta fails, with the child's verdicts both keyed to the old bytes."""
-    beta = _layout_dir(copy, "beta") / "root.layout"
-    out = _run(copy, tmp_path, [(beta, _layout_dir(copy, "gamma") / "root.layout")])
+    beta = layout_dir(copy, "beta") / "root.layout"
+    out = _run(copy, tmp_path, [(beta, layout_dir(copy, "gamma") / "root.layout")])
     beta_rows = [row for row in out["alone"] if row[0].startswith("beta")]
     assert beta_rows[0][2] == FAIL
 
@@ -159,32 +120,20 @@ def test_another_owner_key_is_verified_with_that_key(copy: PublishedIndex,
 
 
 # -- the key and the child's refusals, in this process -------------------------------------
-def _item(copy: PublishedIndex, name: str) -> Any:
-    index = open_index(copy.settings)
-    return next(item for item in resolve(index, None, True, ())
-                if item.project == name)
-
-
-def _owner(copy: PublishedIndex) -> dict[str, Any]:
-    from factory.attest.keys import OWNER_KEY, in_toto_key
-
-    return in_toto_key((copy.settings.public_keys_dir / OWNER_KEY).read_bytes())
-
-
 def _verdict(copy: PublishedIndex, name: str) -> dict[str, Any] | None:
-    item = _item(copy, name)
+    item = item_of(copy, name)
     (zipped,) = early._pre_check(item.wheel)
     sha, intact = zipped["zip"]
-    return early._in_toto_pre_check(item, sha, intact, _owner(copy))
+    return early._in_toto_pre_check(item, sha, intact, owner_key(copy))
 
 
 def test_the_key_changes_with_every_input(copy: PublishedIndex) -> None:
-    item = _item(copy, "alpha")
+    item = item_of(copy, "alpha")
     evidence = gather(item)
     files = LayoutFiles(sidecar(evidence.base, "in-toto"))
     for name in sorted(os.listdir(files.directory)):
         files.read(name)
-    owner = _owner(copy)
+    owner = owner_key(copy)
     key = verdict_key(files, owner, evidence.held, evidence.filename)
     assert key == verdict_key(files, dict(owner), dict(evidence.held), evidence.filename)
     held = dict(evidence.held)
@@ -204,7 +153,7 @@ def test_the_child_says_the_verdict_with_the_files_it_read(copy: PublishedIndex)
     said = _verdict(copy, "alpha")
     assert said is not None and said["pass"] is True
     assert said["names"][0] == "root.layout"
-    assert sorted(said["names"]) == sorted(os.listdir(_layout_dir(copy, "alpha")))
+    assert sorted(said["names"]) == sorted(os.listdir(layout_dir(copy, "alpha")))
 
 
 @pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
@@ -224,7 +173,7 @@ def test_a_link_file_that_is_not_a_regular_file_gets_no_verdict(
 
 def test_a_layout_directory_that_is_a_link_gets_no_verdict(copy: PublishedIndex,
                                                           tmp_path: Path) -> None:
-    directory = _layout_dir(copy, "alpha")
+    directory = layout_dir(copy, "alpha")
     moved = tmp_path / "elsewhere"
     shutil.move(directory, moved)
     directory.symlink_to(moved)
@@ -241,12 +190,12 @@ def test_a_custom_inspection_is_left_to_the_worker(copy: PublishedIndex,
 
 def test_a_wheel_changed_between_the_zip_check_and_the_evidence_gets_no_verdict(
         copy: PublishedIndex) -> None:
-    item = _item(copy, "alpha")
+    item = item_of(copy, "alpha")
     (zipped,) = early._pre_check(item.wheel)
     sha, intact = zipped["zip"]
     with item.wheel.open("ab") as handle:
         handle.write(b"\0")
-    assert early._in_toto_pre_check(item, sha, intact, _owner(copy)) is None
+    assert early._in_toto_pre_check(item, sha, intact, owner_key(copy)) is None
 
 
 @pytest.mark.parametrize("said", [
