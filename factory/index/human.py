@@ -7,14 +7,10 @@ renders the same offline, behind any web server, and under a strict CSP.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import shlex
-from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.bccache
 import markupsafe
 
 from factory.errors import printable
@@ -263,36 +259,13 @@ _LINKS = [
     ("in-toto", "in-toto layout and links"),
 ]
 
-class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
-    """Jinja's own cache of compiled templates (a directory of the user's in the temporary
-    directory, made 0700 and refused when another user owns it; written atomically),
-    that never fails a render: compiling the four templates took each process that
-    renders pages about 0.1 s of CPU (`verify --all`'s early child, `factory serve`).
-
-    Jinja keys a compiled template by its name and source only, not by the environment
-    that compiled it, and the code it makes depends on that environment: a template
-    compiled without ``finalize`` writes a record's control characters to the page
-    unescaped. So the file names carry the sha256 of this module's own source (where
-    the environment is configured) and Jinja's version: an entry another environment
-    wrote, or an older version of this one, is never read here."""
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):  # a full or read-only disk: compiled again next time
-            super().dump_bytecode(bucket)
-
-
-def _compiled_templates() -> jinja2.BytecodeCache | None:
-    try:
-        made_by = hashlib.sha256(Path(__file__).read_bytes() + jinja2.__version__.encode())
-        return _CompiledTemplates(pattern=f"factory-pages-{made_by.hexdigest()[:32]}-%s.cache")
-    except (OSError, RuntimeError):  # no usable temporary directory, or an unsafe one
-        return None
-
-
+# No bytecode cache (Jinja's FileSystemBytecodeCache): it runs marshalled code, and
+# unpickles a header, from files in a temporary directory it checks once by path, which
+# another user could swap or plant (tests/test_attack_page_template_cache.py). Compiling
+# the four templates costs a process about 30 ms, once.
 _ENV = jinja2.Environment(
     loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "home_rows": _HOME_ROWS,
                                "project": _PROJECT}),
-    bytecode_cache=_compiled_templates(),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     # Values come from records on disk: no raw control or bidi character reaches a page
