@@ -7,7 +7,6 @@ import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from factory.cli import _app
 from factory.cli._app import JsonOpt, app, cell, emit_json, plain, settings
@@ -107,6 +106,8 @@ def requests_list(
     if as_json:
         emit_json([t.to_dict() for t in tickets])
         return
+    from rich.table import Table
+
     table = Table("token", "asked", "state", "requester", "reason", "detail")
     for t in tickets:
         table.add_row(*map(cell, (t.token, t.asked, t.state, f"{t.requester} ({t.origin})"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from factory.cli import _app
 from factory.cli._app import (
@@ -237,6 +236,8 @@ def keys_show(as_json: JsonOpt = False) -> None:
         emit_json([{"role": i.role, "keyid": i.keyid, "spki_sha256": i.spki_sha256}
                    for i in infos])
         return
+    from rich.table import Table
+
     table = Table("role", "key id", "SPKI sha256")
     for i in infos:
         table.add_row(i.role, i.keyid, i.spki_sha256)

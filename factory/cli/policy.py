@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from factory.cli import _app
 from factory.cli._app import (
@@ -55,6 +54,8 @@ def recipes_list(as_json: JsonOpt = False) -> None:
         emit_json([{"name": r.key, "kind": r.kind, "versions": str(r.versions),
                     "track": r.track, "licenses": list(r.licenses)} for r in recipes.values()])
         return
+    from rich.table import Table
+
     table = Table("name", "kind", "versions", "track", "licences")
     for r in recipes.values():
         table.add_row(*map(cell, (r.key, r.kind, str(r.versions), r.track,
@@ -250,6 +251,8 @@ def status(
     if as_json:
         emit_json([r.to_dict() for r in rows])
         return
+    from rich.table import Table
+
     table = Table("component", "kind", "allowed", "upstream", "locked", "published",
                   "advisories", "waiting")
     for r in rows:

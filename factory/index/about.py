@@ -255,7 +255,7 @@ def _read_statement(data: bytes) -> dict[str, Any] | None:
     reads it, from bytes read through the index tree (never through a link, never a FIFO)."""
     import base64
 
-    from factory.verify.equivalence import PREDICATE_TYPE
+    from factory.attest.types import EQUIVALENCE_PREDICATE_TYPE as PREDICATE_TYPE
 
     try:
         bundle = json.loads(data)

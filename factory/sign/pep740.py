@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from pypi_attestations import Attestation, AttestationBundle, AttestationError, Provenance
 from sigstore.errors import Error as SigstoreError
+from sigstore.models import Bundle
 
 from factory.attest.types import STATEMENT_TYPE
 from factory.config import Settings
@@ -56,11 +57,17 @@ def to_pep740_attestation(bundle_json: str) -> dict[str, Any]:
     return attestation.model_dump(mode="json")
 
 
-def attestation_to_bundle_json(attestation: dict[str, Any]) -> str:
+def attestation_to_bundle(attestation: dict[str, Any]) -> Bundle:
+    """The Sigstore bundle a PEP 740 attestation is made from (pypi-attestations'
+    ``Attestation.to_bundle``, what its own verify checks)."""
     try:
-        return Attestation.model_validate(attestation).to_bundle().to_json()
+        return Attestation.model_validate(attestation).to_bundle()
     except (ValidationError, AttestationError, SigstoreError, ValueError) as exc:
         raise VerificationError(f"not a valid PEP 740 attestation: {exc}") from None
+
+
+def attestation_to_bundle_json(attestation: dict[str, Any]) -> str:
+    return attestation_to_bundle(attestation).to_json()
 
 
 def verify_attestation(

@@ -24,7 +24,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -38,11 +37,6 @@ from factory.upstream.transport import shown
 
 if TYPE_CHECKING:  # the HTTP client is imported only to fetch an online source
     import httpx
-
-try:  # the C loader is ~10x faster on a few thousand files
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
 
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -145,12 +139,26 @@ def _affected(entry: dict[str, Any]) -> dict[str, Any] | None:
             "versions": _texts(entry.get("versions"))}
 
 
+def _yaml(text: str) -> Any:
+    """``text`` read by PyYAML's safe loader (the C one, about ten times faster on a few
+    thousand files); ValueError for what it cannot read. PyYAML is imported here: a
+    process that reads no YAML advisory (an OSV zip, the API, the index checks of
+    `verify --all`'s early child) never loads it."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _parse(text: str, origin: str) -> Advisory | None:
     """An OSV advisory, its fields coerced to OSV's types (a mirror's malformed entry
     must not stop every lookup), or None when it is not one (no string id)."""
     try:
-        data = json.loads(text) if origin.endswith(".json") else yaml.load(text, Loader=_Loader)
-    except (ValueError, yaml.YAMLError, RecursionError):
+        data = json.loads(text) if origin.endswith(".json") else _yaml(text)
+    except (ValueError, RecursionError):  # (yaml.YAMLError is a ValueError here: _yaml)
         return None
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) \
             or not 0 < len(data["id"]) <= ID_MAX:
@@ -245,6 +253,12 @@ class AdvisoryDatabase:
                 RuntimeError) as exc:  # encrypted, an unknown method, truncated
             raise AdvisoriesUnavailable(f"{shown(self.source)} is not a readable OSV archive "
                                         f"({type(exc).__name__}: {exc})"[:300]) from None
+
+    def prepare(self) -> None:
+        """Import now what reading this source's advisories will (PyYAML, for a directory
+        of YAML files): a process about to fork workers loads it once for them."""
+        if not self.source.startswith(("http://", "https://")) and Path(self.source).is_dir():
+            import yaml  # noqa: F401
 
     def load(self) -> None:
         """Read a zip source now (open_advisories: a bad archive is a reason, not a crash)."""

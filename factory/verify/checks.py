@@ -37,7 +37,7 @@ from factory.index.records import FileEntry, StoredFile
 from factory.index.tree import NotReadable, TooLarge, metadata_in, read_regular
 from factory.lock import Lock, LockedComponent
 from factory.sign.bundles import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE
-from factory.sign.pep740 import PUBLISH_PREDICATE, attestation_to_bundle_json
+from factory.sign.pep740 import PUBLISH_PREDICATE, attestation_to_bundle
 from factory.upstream.advisories import AdvisoriesUnavailable, AdvisoryDatabase
 from factory.verify import installed as installed_files
 from factory.verify.early import Facts
@@ -116,12 +116,14 @@ class Auditor:
         self.facts = Facts()
 
     def prepare(self) -> None:
-        """Load now what the checks would load on first use (the SBOM schema validator,
-        with jsonschema and the CycloneDX schemas; in-toto): called before the workers
-        fork, so that they inherit it instead of each building its own. Not what the
-        early child answered for every wheel (``facts.sboms_done``, ``in_toto_done``):
-        then no worker needs it unless a file changed since, and that worker loads it
-        for itself."""
+        """Load now what the checks would load on first use (the advisories' YAML reader;
+        the SBOM schema validator, with jsonschema and the CycloneDX schemas; in-toto):
+        called before the workers fork, so that they inherit it instead of each building
+        its own. Not what the early child answered for every wheel (``facts.sboms_done``,
+        ``in_toto_done``): then no worker needs it unless a file changed since, and that
+        worker loads it for itself."""
+        if self.advisories is not None:
+            self.advisories.prepare()
         if not self.facts.sboms_done:
             warm_schema()
         if not self.facts.in_toto_done:
@@ -269,10 +271,14 @@ class Auditor:
         raise VerificationError(f"no signed {predicate_type} statement in "
                                 f"{sidecar(ev.base, 'intoto').name}")
 
-    def _dsse_once(self, ev: Evidence, bundle_json: str, what: str) -> dict[str, Any]:
+    def _dsse_once(self, ev: Evidence, bundle_json: str, what: str,
+                   bundle: Bundle | None = None) -> dict[str, Any]:
+        """``bundle_json``'s statement, verified once per wheel; ``bundle``: the bundle
+        that JSON was written from (not parsed again)."""
         key = _bundle_key(bundle_json)
         if key not in ev.verified:
-            ev.verified[key] = self._dsse_payload(parse_bundle(bundle_json, what), ev.parse)
+            ev.verified[key] = self._dsse_payload(bundle or parse_bundle(bundle_json, what),
+                                                  ev.parse)
         # Parsed once per wheel (Evidence.parse): the checks only read statements.
         return _statement(ev.verified[key], ev.parse)
 
@@ -398,8 +404,8 @@ class Auditor:
             return fail("not a PEP 740 provenance object (version != 1)")
         kinds = []
         for attestation in attestations(document):
-            statement = self._dsse_once(ev, attestation_to_bundle_json(attestation),
-                                        "a PEP 740 attestation")
+            bundle = attestation_to_bundle(attestation)
+            statement = self._dsse_once(ev, bundle.to_json(), "a PEP 740 attestation", bundle)
             bind(statement, ev, "a PEP 740 attestation")
             kinds.append(str(statement.get("predicateType")))
         if PUBLISH_PREDICATE not in kinds:

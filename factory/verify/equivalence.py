@@ -35,7 +35,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from factory import __version__
 from factory._internal.atomic import sha256_file, write_text
 from factory._internal.zipcount import too_large
-from factory.attest.types import STATEMENT_TYPE
+from factory.attest.types import EQUIVALENCE_PREDICATE_TYPE, STATEMENT_TYPE
 from factory.config import Settings
 from factory.errors import FactoryError, UpstreamError, VerificationError
 from factory.lock.backend import MAX_WHEEL_FILE, Backend
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # the HTTP client only when comparing (verify reads the const
     from factory.sign import Signer
     from factory.upstream.client import Upstream
 
-PREDICATE_TYPE = "https://factory.invalid/attestations/upstream-equivalence/v1"
+PREDICATE_TYPE = EQUIVALENCE_PREDICATE_TYPE
 SUFFIX = ".equivalence.json"
 SIDECAR_KIND = "equivalence"  # its kind among a wheel's recorded sidecars
 COMPARISON = ("identical file contents; zip timestamps, member order and compression and "

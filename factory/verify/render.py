@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from factory._internal.atomic import write_text
 from factory.errors import printable
 from factory.verify.model import FAIL, PASS, Report
+
+if TYPE_CHECKING:  # Rich is imported by what prints a table: not by a JSON report
+    from rich.console import Console
+    from rich.table import Table
 
 _MARKS = {PASS: ("✓", "green"), FAIL: ("✗", "bold red"), "skip": ("–", "dim")}
 
@@ -29,6 +30,9 @@ def _columns(report: Report) -> list[str]:
 
 
 def table(report: Report) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     columns = _columns(report)
     result = Table(title=Text(f"factory verify {printable(report.target)}"),
                    title_justify="left")
@@ -48,6 +52,9 @@ def table(report: Report) -> Table:
 
 def print_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
     """The table, every failure with its reason, and the verdict."""
+    from rich.console import Console
+    from rich.text import Text
+
     console = console or Console()
     console.print(table(report))
     for artifact in report.artifacts:
