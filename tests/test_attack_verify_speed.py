@@ -39,14 +39,14 @@ def copy(published_index: PublishedIndex, tmp_path: Path) -> PublishedIndex:  # 
 
 
 def _program(settings: object, tmp_path: Path, *argv: str, shell_tail: str = "",
-             ) -> subprocess.CompletedProcess[str]:
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     state = tmp_path / "program-settings.pickle"
     state.write_bytes(pickle.dumps(settings))
     script = tmp_path / "program.py"
     script.write_text(_PROGRAM)
     words = shlex.join([sys.executable, str(script), str(state), *argv])
     return subprocess.run(["sh", "-c", f"{words} {shell_tail}; echo code=$? >&2"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def _code(done: subprocess.CompletedProcess[str]) -> int:
@@ -283,3 +283,32 @@ def test_each_standalone_format_answers_these_values_as_the_checker(name: str) -
         except Exception as exc:  # noqa: BLE001
             got = type(exc)
         assert got == expected, (name, value)
+
+
+def test_no_pydantic_plugin_sees_the_evidence(copy: PublishedIndex, tmp_path: Path) -> None:
+    """A pydantic plugin is an entry point any installed distribution may declare; it is
+    called for every model and adapter pydantic builds, and may wrap their validation.
+    `factory verify` runs with plugins off: none is loaded, none sees a bundle."""
+    site = tmp_path / "site"
+    info = site / "spy_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spy-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pydantic]\nspy = spy_plugin:plugin\n")
+    marker = tmp_path / "loaded"
+    (site / "spy_plugin.py").write_text(
+        f"open({str(marker)!r}, 'a').write('loaded')\n"
+        "class Spy:\n"
+        "    def new_schema_validator(self, *args, **kwargs):\n"
+        "        return None, None, None\n"
+        "plugin = Spy()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    subprocess.run([sys.executable, "-c", "import pydantic; pydantic.TypeAdapter(int)"],
+                   check=True, env=env, timeout=60)
+    assert marker.exists()  # the plugin is found where pydantic looks
+    marker.unlink()
+    done = _program(copy.settings, tmp_path, "verify", "--all", "--json", "--no-advisories",
+                    shell_tail=">/dev/null", env=env)
+    assert _code(done) == 0, done.stderr[-2000:]
+    assert not marker.exists()
