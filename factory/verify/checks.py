@@ -147,6 +147,18 @@ class Auditor:
         except OSError as exc:  # not one regular file (sha256_and_size), a name too long
             assert item.wheel is not None
             item.problem = f"{item.wheel.name} cannot be read ({exc.strerror or exc})"
+        try:
+            self._checks(item, evidence, report)
+        finally:
+            if evidence is not None:
+                evidence.close()
+        if item.published is not None and item.published.entry.yanked:
+            reason = item.published.entry.yanked_reason or "no reason given"
+            report.notes.append(f"yanked from the index ({reason})")
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _checks(self, item: Item, evidence: Evidence | None, report: ArtifactReport) -> None:
         for spec in CHECKS:
             try:  # nothing an artifact's files do stops the run: a failed row at worst
                 applies = spec.applies(item, evidence)
@@ -158,11 +170,6 @@ class Auditor:
                 report.checks.append(self._run(spec, item, evidence))
             elif applies:
                 report.checks.append(skipped(spec.name, applies))
-        if item.published is not None and item.published.entry.yanked:
-            reason = item.published.entry.yanked_reason or "no reason given"
-            report.notes.append(f"yanked from the index ({reason})")
-        report.seconds = time.perf_counter() - start
-        return report
 
     def _run(self, spec: Spec, item: Item, evidence: Evidence | None) -> Check:
         try:
@@ -426,9 +433,13 @@ class Auditor:
             return Verdict(PASS if known.passed else FAIL, known.message)
         from factory.verify import intoto  # (in-toto's import: only when the child did not)
 
+        # The inspection of the very bytes ``held`` names (the child's answer for them, or
+        # the bytes gather read), never the path read again.
+        zip_ok = self.facts.zip_ok.get(ev.sha256)
         return ok(intoto.verify(files.directory, ev.wheel, self.trust.owner_key,
-                                self.trust.owner_key_path, ev.held,
-                                zip_ok=self.facts.zip_ok.get(ev.sha256), files=files))
+                                self.trust.owner_key_path, ev.held, files=files,
+                                zip_ok=zip_ok if zip_ok is not None else
+                                ev.zip_intact if ev.content is not None else None))
 
     # -- equivalence with upstream ------------------------------------------------------------
     def upstream(self, item: Item, ev: Evidence) -> Verdict:

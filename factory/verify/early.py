@@ -143,37 +143,49 @@ def _plain(path: Path, limit: int) -> bytes | None:
     return _plain_bytes(path)
 
 
-def _pre_check(wheel: Path) -> list[dict[str, Any]]:
-    """Whether the wheel's bytes are an intact zip."""
+def _zip_fact(wheel: Path) -> tuple[str, int, bool] | None:
+    """The sha256 and size of the wheel's bytes, and whether they are an intact zip."""
     data = _plain(wheel, _WHEEL_LIMIT)
     if data is None:
-        return []
+        return None
     try:
         intact = zip_intact(data)
     except Exception:  # (zlib.error): the worker meets it too and reports it in its words
-        return []
-    return [{"zip": [hashlib.sha256(data).hexdigest(), intact]}]
+        return None
+    return hashlib.sha256(data).hexdigest(), len(data), intact
+
+
+def _pre_check(wheel: Path) -> list[dict[str, Any]]:
+    """Whether the wheel's bytes are an intact zip."""
+    fact = _zip_fact(wheel)
+    return [] if fact is None else [{"zip": [fact[0], fact[2]]}]
 
 
 def _zip_and_in_toto(item: Item, owner: dict[str, Any] | None) -> list[dict[str, Any]]:
     """_pre_check, then the in-toto check's verdict on the bytes it read (with ``owner``,
     the owner key the run would verify with by default)."""
     assert item.wheel is not None
-    found = _pre_check(item.wheel)
-    if found and owner is not None:
-        sha, intact = found[0]["zip"]
-        verdict = _in_toto_pre_check(item, sha, intact, owner)
+    fact = _zip_fact(item.wheel)
+    if fact is None:
+        return []
+    sha, size, intact = fact
+    found: list[dict[str, Any]] = [{"zip": [sha, intact]}]
+    if owner is not None:
+        verdict = _in_toto_pre_check(item, sha, intact, owner, size)
         if verdict is not None:
             found.append({"intoto": [sha, verdict]})
     return found
 
 
-def _in_toto_pre_check(item: Item, sha: str, intact: bool,
-                       owner: dict[str, Any]) -> dict[str, Any] | None:
+def _in_toto_pre_check(item: Item, sha: str, intact: bool, owner: dict[str, Any],
+                       size: int | None = None) -> dict[str, Any] | None:
     """The ``in-toto`` check's verdict on the wheel whose bytes have sha256 ``sha`` (as
     the worker would find it, from the evidence it gathers), keyed by everything it is a
     function of; None when it is a function of more than bytes (a link, a FIFO, a
-    sublayout's directory) or needs the stock CLI: the worker checks those itself."""
+    sublayout's directory) or needs the stock CLI: the worker checks those itself.
+    ``size``: the bytes' size, when the caller read them (they are not read again: the
+    verdict is about those bytes, keyed by their sha256; a worker that reads others has
+    another key)."""
     from factory.errors import VerificationError
     from factory.verify import intoto
     from factory.verify.evidence import gather
@@ -181,7 +193,7 @@ def _in_toto_pre_check(item: Item, sha: str, intact: bool,
     from factory.verify.view import sidecar
 
     try:
-        evidence = gather(item)
+        evidence = gather(item, known=None if size is None else (sha, size))
     except OSError:
         return None
     if evidence.sha256 != sha:  # replaced since it was read: not the bytes checked above

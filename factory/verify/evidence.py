@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from factory._internal.plainfile import NotPlain, open_plain, read_plain
 from factory.errors import VerificationError
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from sigstore.models import Bundle
 
 _CHUNK = 1 << 20
+_IN_MEMORY = 64 << 20  # a wheel's bytes kept in memory up to this; past it, a private copy
 _SIDECAR_LIMIT = 256 << 20  # a sidecar larger than this is not one the factory wrote
 _SIDECAR_KINDS = ("sigstore", "intoto", "provenance", "sbom", "build")
 
@@ -39,15 +42,57 @@ def sha256_and_size(path: Path) -> tuple[str, int]:
     GiB of zeros) or fails (mem: EIO), and a file that grows while read is not one file.
     A link is followed (an auditor's own wheel may be one; the index's files are checked
     for links by the index checks)."""
+    sha, size, _ = _read(path, keep=False)
+    return sha, size
+
+
+def _read(path: Path, keep: bool) -> tuple[str, int, WheelBytes | None]:
+    """sha256_and_size, and with ``keep`` the bytes it hashed (WheelBytes)."""
     digest, size = hashlib.sha256(), 0
-    with open_plain(path, follow_links=True) as handle:
-        status = os.fstat(handle.fileno())
-        while block := handle.read(min(_CHUNK, status.st_size - size + 1)):
-            size += len(block)
-            if size > status.st_size:
-                raise OSError(errno.EFBIG, f"more bytes than its size ({status.st_size})")
-            digest.update(block)
-    return digest.hexdigest(), size
+    blocks: list[bytes] = []
+    spill: BinaryIO | None = None
+    try:
+        with open_plain(path, follow_links=True) as handle:
+            status = os.fstat(handle.fileno())
+            while block := handle.read(min(_CHUNK, status.st_size - size + 1)):
+                size += len(block)
+                if size > status.st_size:
+                    raise OSError(errno.EFBIG, f"more bytes than its size ({status.st_size})")
+                digest.update(block)
+                if keep and spill is None and size > _IN_MEMORY:
+                    spill = tempfile.TemporaryFile()  # noqa: SIM115 (kept: WheelBytes closes it)
+                    spill.writelines(blocks)
+                    blocks = []
+                if spill is not None:
+                    spill.write(block)
+                elif keep:
+                    blocks.append(block)
+    except BaseException:
+        if spill is not None:
+            spill.close()
+        raise
+    kept = WheelBytes(b"".join(blocks), spill) if keep else None
+    return digest.hexdigest(), size, kept
+
+
+class WheelBytes:
+    """The very bytes a wheel's digest was taken of, for the checks that read inside the
+    wheel (the in-toto inspection: is it an intact zip?), so that they never read the
+    path again (it may hold other bytes by then): in memory, or past _IN_MEMORY in an
+    unlinked temporary file of this process's."""
+
+    def __init__(self, data: bytes, spill: BinaryIO | None) -> None:
+        self._data, self._spill = data, spill
+
+    def open(self) -> BinaryIO:
+        if self._spill is None:
+            return io.BytesIO(self._data)
+        self._spill.seek(0)
+        return self._spill
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
 
 
 @dataclass
@@ -70,10 +115,24 @@ class Evidence:
     _parsed: dict[bytes, Any] = field(default_factory=dict, repr=False)
     # ids of the parsed values (kept alive in _parsed) that hold no float, NaN or Infinity.
     _integral: set[int] = field(default_factory=set, repr=False)
+    # The bytes ``sha256`` is the digest of, when gather read them (not when given).
+    content: WheelBytes | None = field(default=None, repr=False)
 
     @property
     def filename(self) -> str:
         return self.wheel.name
+
+    def zip_intact(self) -> bool:
+        """Whether the bytes of ``sha256`` are an intact zip (factory.verify.zipcheck;
+        raises what it raises). Only for evidence gather read itself."""
+        from factory.verify import zipcheck
+
+        assert self.content is not None
+        return zipcheck.intact(self.content.open())
+
+    def close(self) -> None:
+        if self.content is not None:
+            self.content.close()
 
     def text(self, kind: str) -> str:
         data = self.sidecars.get(kind)
@@ -122,14 +181,21 @@ class Evidence:
         return statement if isinstance(statement, dict) else None
 
 
-def gather(item: Item) -> Evidence:
+def gather(item: Item, known: tuple[str, int] | None = None) -> Evidence:
+    """The wheel's evidence, its bytes read once (kept for the zip inspection: Evidence.
+    zip_intact); ``known``: the sha256 and size of the wheel's bytes, when the caller read
+    them itself (the evidence is then about those bytes)."""
     wheel = item.wheel
     assert wheel is not None
-    sha, size = sha256_and_size(wheel)
+    content = None
+    if known is None:
+        sha, size, content = _read(wheel, keep=True)
+    else:
+        sha, size = known
     base = wheel
     if not sidecar(wheel, "sigstore").is_file() and item.published is not None:
         base = item.published.path  # a bare wheel: its evidence is in the index
-    evidence = Evidence(wheel, sha, size, base)
+    evidence = Evidence(wheel, sha, size, base, content=content)
     read: dict[str, bytes | None] = {}  # by file name (all in base's directory)
     for kind in _SIDECAR_KINDS:
         path = sidecar(base, kind)

@@ -35,6 +35,8 @@ from factory.verify import zipcheck
 from factory.verify.intoto_inputs import LayoutFiles
 
 LAYOUT_NAME = factory_intoto.LAYOUT_NAME
+# Whether the wheel is an intact zip: known, found out when asked, or (None) read here.
+ZipOk = bool | Callable[[], bool] | None
 
 
 # -- in-toto's self-validation, without its inspection of every attribute ----------------------
@@ -117,13 +119,15 @@ def _zip_ok(path: Path) -> bool:
 
 
 def _inspection_links(layout: Any, wheel: Path, held: Mapping[str, str],
-                      zip_ok: bool | None = None) -> dict[str, Link]:
+                      zip_ok: ZipOk = None) -> dict[str, Link]:
     artifacts = {name: {"sha256": digest} for name, digest in held.items()}
     links = {}
     for inspection in layout.inspect:
         if not _known_inspection(list(inspection.run), wheel.name):
             raise NeedsStock(inspection.name)
-        code = 0 if (_zip_ok(wheel) if zip_ok is None else zip_ok) else 1
+        intact = _zip_ok(wheel) if zip_ok is None else zip_ok if isinstance(zip_ok, bool) \
+            else zip_ok()
+        code = 0 if intact else 1
         if code != 0:
             raise VerificationError(f"inspection {inspection.name!r} failed: {wheel.name} "
                                     "is not an intact zip archive")
@@ -168,11 +172,13 @@ class NeedsStock(Exception):
 
 
 def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
-           owner_key_path: Path, held: Mapping[str, str], *, zip_ok: bool | None = None,
+           owner_key_path: Path, held: Mapping[str, str], *, zip_ok: ZipOk = None,
            files: LayoutFiles | None = None) -> str:
     """Verify ``layout_dir`` for ``wheel``; ``held``: file name -> sha256 of the files at hand.
     ``zip_ok``: whether the wheel's bytes (those ``held`` names) are an intact zip, when
-    already known (factory.verify.early); else the wheel is read and tested here.
+    already known (factory.verify.early), or what finds it out for those bytes, called
+    when the inspection runs (Evidence.zip_intact); else the wheel is read and tested
+    here.
     ``files``: the directory's files as already read (a file read there is not read
     again).
 
@@ -188,7 +194,7 @@ def verify(layout_dir: Path, wheel: Path, owner_key: dict[str, Any],
 
 
 def verify_in_process(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any],
-                      held: Mapping[str, str], zip_ok: bool | None = None) -> str:
+                      held: Mapping[str, str], zip_ok: ZipOk = None) -> str:
     """``verify`` without the stock fallback: NeedsStock for a layout whose inspection is
     not the factory's; VerificationError naming what failed."""
     try:
@@ -225,7 +231,7 @@ def _at_fixed_depth(function: Callable[..., str], *args: Any) -> str:
 
 
 def _verify(files: LayoutFiles, wheel: Path, owner_key: dict[str, Any],
-            held: Mapping[str, str], zip_ok: bool | None = None) -> str:
+            held: Mapping[str, str], zip_ok: ZipOk = None) -> str:
     layout_dir = files.directory
     if layout_dir.is_symlink():
         files.plain = False  # (a link now, whatever it was when ``files`` was made)
