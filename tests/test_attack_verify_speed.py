@@ -56,11 +56,15 @@ def _code(done: subprocess.CompletedProcess[str]) -> int:
 def test_a_report_that_cannot_be_written_is_not_a_success(copy: PublishedIndex,
                                                           tmp_path: Path) -> None:
     """stdout on a full disk: the report is lost when stdout is flushed at the end, so
-    the exit code must not say the index is sound (the interpreter's own exit says 120)."""
+    the exit code must not say the index is sound (the interpreter's own exit says 120).
+    The one line says why: the output could not be written (it blamed the state
+    directory, as for any other refused file operation)."""
     done = _program(copy.settings, tmp_path, "verify", "--all", "--json", "--no-advisories",
                     shell_tail=">/dev/full")
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert _code(done) != 0, done.stderr[-2000:]
+    assert "cannot write to standard output: No space left on device" in done.stderr
+    assert "state directory" not in done.stderr
 
 
 def test_a_closed_stdout_is_no_traceback(copy: PublishedIndex, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from factory import __version__
 from factory.config import Settings, load_settings
-from factory.errors import printable
+from factory.errors import FileSystemError, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -72,8 +72,25 @@ def emit_json(value: Any) -> None:
     if console.is_terminal:
         console.print_json(json.dumps(value, default=str))
         return
-    console.file.write(json.dumps(value, default=str, indent=2, ensure_ascii=False) + "\n")
-    console.file.flush()
+    write_out(json.dumps(value, default=str, indent=2, ensure_ascii=False) + "\n",
+              console.file)
+
+
+def write_out(text: str, stream: Any) -> None:
+    """``text`` on ``stream`` (standard output), written through: a write the machine
+    refuses (a full disk, a closed pipe) is said as such, not blamed on the state
+    directory as any other file error is. Nothing for a stream that is None (started
+    with the descriptor closed)."""
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError as exc:
+        raise FileSystemError(f"cannot write to standard output: "
+                              f"{exc.strerror or type(exc).__name__}",
+                              "send the output where it can be written (free space, an "
+                              "open pipe), or leave out --json") from None
 
 
 def plain(text: str, console: Console | None = None) -> None:

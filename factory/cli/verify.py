@@ -204,10 +204,8 @@ def run(
 
     if html is not None:
         write_html(report, html)
-    if json_output:
-        stream = console.file if console is not None else sys.stdout
-        if stream is not None:  # (None: started with stdout closed; the exit code says it)
-            stream.write(report_json(report))
+    if json_output:  # (no stdout at all: the exit code says it)
+        _app.write_out(report_json(report), console.file if console is not None else sys.stdout)
     else:
         assert console is not None
         print_report(report, console, verbose)
