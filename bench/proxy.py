@@ -54,11 +54,17 @@ def _handler(target_port: int, counter: Counter):  # type: ignore[no-untyped-def
         counter.connections += 1
         try:
             server_r, server_w = await asyncio.open_connection(HOST, target_port)
+            await asyncio.gather(_pipe(client_r, server_w, counter, False),
+                                 _pipe(server_r, client_w, counter, True))
         except OSError:
-            client_w.close()
-            return
-        await asyncio.gather(_pipe(client_r, server_w, counter, False),
-                             _pipe(server_r, client_w, counter, True))
+            pass
+        except asyncio.CancelledError:
+            # The proxy is stopping: the connection ends here. (A handler task that ends
+            # cancelled is logged by asyncio's stream protocol as an error.)
+            pass
+        finally:
+            with suppress(RuntimeError):
+                client_w.close()
     return handle
 
 
@@ -80,9 +86,12 @@ def counting_proxy(target_port: int) -> Iterator[Counter]:
         async with server:
             await stop
             current = asyncio.current_task()
-            for task in asyncio.all_tasks():
-                if task is not current:
-                    task.cancel()
+            handlers = [task for task in asyncio.all_tasks() if task is not current]
+            for task in handlers:
+                task.cancel()
+            # Let them finish cancelling: a task the closed loop still holds pending is
+            # destroyed later by the collector, in whatever code runs then.
+            await asyncio.gather(*handlers, return_exceptions=True)
 
     def runner() -> None:
         try:
