@@ -198,12 +198,12 @@ def test_a_link_flipped_between_prestart_and_run(copy: PublishedIndex,
     body = """
 import factory.cli
 real_commands = factory.cli._commands
-def flip():
+def flip(*argv):
     OUT["prestarted for"] = str(early._prestarted.root) if early._prestarted else None
     link = Path(ARGS[3])
     link.unlink()
     link.symlink_to(ARGS[4])
-    real_commands()
+    real_commands(*argv)
 factory.cli._commands = flip
 code, text = main("verify", "--all", "--json", "--no-advisories")
 OUT["code"], OUT["rows"] = code, index_rows(text)
@@ -245,7 +245,7 @@ def test_ctrl_c_while_the_commands_import_is_one_line_and_reaps(copy: PublishedI
     and 130 as during the run, no traceback, and the child is stopped."""
     body = """
 import factory.cli
-def interrupted():
+def interrupted(*argv):
     raise KeyboardInterrupt
 factory.cli._commands = interrupted
 try:
@@ -302,9 +302,9 @@ def test_an_index_moved_away_after_the_prestart(copy: PublishedIndex,
     body = """
 import factory.cli
 real_commands = factory.cli._commands
-def move():
+def move(*argv):
     Path(ARGS[3]).rename(ARGS[3] + ".moved")
-    real_commands()
+    real_commands(*argv)
 factory.cli._commands = move
 OUT["code"] = main("verify", "--all", "--no-advisories")[0]
 OUT["forked"] = len(FORKED)
