@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder -
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: help venv system demo test test-fast lint bench clean pages
+.PHONY: help venv system demo test test-fast lint bench clean
 
 help:
 	@echo "make demo   - build the approved set from source, sign, attest, publish, serve"
@@ -45,11 +45,6 @@ test: venv system
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not docker and not network and not slow" $(PYTEST_ARGS)
-
-# The index pages' templates compiled ahead of time (factory/index/_compiled_pages): after
-# a change to factory/index/human.py's templates or environment, or to Jinja's version.
-pages: venv
-	$(BIN)/python -c "from factory.index.human import compile_ahead; compile_ahead()"
 
 lint: venv
 	$(BIN)/ruff check factory flows tests bench fuzz

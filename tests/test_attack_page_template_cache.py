@@ -4,9 +4,8 @@ the cache is gone since, and these cases keep it gone or safe.
 The environment that renders the home and project pages (factory.index.human) kept
 Jinja's compiled code in Jinja's default directory ($TMPDIR/_jinja2-cache-<uid>,
 FileSystemBytecodeCache) under names keyed by the sha256 of human.py and Jinja's
-version. The attack found thirteen breaks in four classes; the fix was to drop the cache (the
-templates are compiled ahead of time into the package since: factory.index.
-compiled_pages). Held to now: rendering
+version. The attack found thirteen breaks in four classes; the fix was to drop the cache
+(compiling the four templates costs a process about 30 ms, once). Held to now: rendering
 a page neither reads nor writes the temporary directory, so nothing planted there, by
 this user or another, changes a page, fails a render or hangs one.
 
@@ -53,7 +52,7 @@ sys.stdout.buffer.write(human.render_home(rows, "https://i.example/", "now", [])
 _UNFINALIZED = """
 import sys, jinja2
 import factory.index.human as human
-env = jinja2.Environment(loader=jinja2.DictLoader(human.SOURCES), autoescape=True,
+env = jinja2.Environment(loader=human._ENV.loader, autoescape=True,
                          bytecode_cache=jinja2.FileSystemBytecodeCache(sys.argv[1], sys.argv[2]))
 for name in sys.argv[3:]:
     env.get_template(name)

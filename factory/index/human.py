@@ -14,7 +14,6 @@ import jinja2
 import markupsafe
 
 from factory.errors import printable
-from factory.index import compiled_pages
 from factory.index.about import About, Equivalence, is_pure
 from factory.index.records import FileEntry, ProjectRecord, Sidecars, version_key
 
@@ -260,14 +259,13 @@ _LINKS = [
     ("in-toto", "in-toto layout and links"),
 ]
 
-SOURCES = {"base": _BASE, "home": _HOME, "home_rows": _HOME_ROWS, "project": _PROJECT}
-
 # No bytecode cache (Jinja's FileSystemBytecodeCache): it runs marshalled code, and
 # unpickles a header, from files in a temporary directory it checks once by path, which
-# another user could swap or plant (tests/test_attack_page_template_cache.py). The
-# templates are compiled ahead of time into this package instead (use_compiled below).
+# another user could swap or plant (tests/test_attack_page_template_cache.py). Compiling
+# the four templates costs a process about 30 ms, once.
 _ENV = jinja2.Environment(
-    loader=jinja2.DictLoader(SOURCES),
+    loader=jinja2.DictLoader({"base": _BASE, "home": _HOME, "home_rows": _HOME_ROWS,
+                               "project": _PROJECT}),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     # Values come from records on disk: no raw control or bidi character reaches a page
@@ -276,12 +274,6 @@ _ENV = jinja2.Environment(
     finalize=lambda value: (printable(value) if isinstance(value, str)
                             and not isinstance(value, markupsafe.Markup) else value),
 )
-compiled_pages.use_compiled(_ENV, SOURCES)
-
-
-def compile_ahead() -> None:
-    """Write the templates compiled by this environment into the package (`make pages`)."""
-    compiled_pages.write(_ENV, SOURCES)
 
 
 def render_home(projects: list[dict[str, Any]], base_url: str, generated: str,
