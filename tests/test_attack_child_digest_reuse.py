@@ -205,6 +205,14 @@ def _row(out: dict[str, Any], name: str, which: str = "alone") -> list[Any]:
     return row
 
 
+def _passed_on_the_bytes_read(out: dict[str, Any], good: dict[str, bytes]) -> None:
+    """The child's verdicts are on the bytes it read, under their sha256, all passing;
+    each row with the child is the row alone."""
+    assert set(out["facts"]) == {_sha(data) for data in good.values()}
+    assert all(passed for passed, _ in out["facts"].values())
+    assert out["with child"] == out["alone"]
+
+
 def _originals(copy: PublishedIndex) -> dict[str, bytes]:
     return {name: copy.wheel(name).read_bytes() for name in NAMES}
 
@@ -228,10 +236,7 @@ def test_a_wheel_replaced_after_the_childs_zip_read_and_left(copy: PublishedInde
     }
     out = attack.run(copy, tmp_path)
     assert out["log"] == ["alpha same size", "beta longer", "gamma link"]
-    # The child's verdicts: on the bytes it read, under their sha256.
-    assert set(out["facts"]) == {_sha(data) for data in good.values()}
-    assert all(passed for passed, _ in out["facts"].values())
-    assert out["with child"] == out["alone"]
+    _passed_on_the_bytes_read(out, good)
     assert [_row(out, name)[2] for name in NAMES] == [FAIL, FAIL, FAIL]
     assert "not an intact zip" in _row(out, "gamma")[3]
 
@@ -252,9 +257,7 @@ def test_a_wheel_made_a_fifo_in_the_child_and_others_changed_after_it(
                       attack.replace(gamma, good["gamma"] + b"\0", "gamma")]
     out = attack.run(copy, tmp_path)
     assert out["log"] == ["alpha fifo", "beta", "gamma"]
-    assert set(out["facts"]) == {_sha(data) for data in good.values()}
-    assert all(passed for passed, _ in out["facts"].values())
-    assert out["with child"] == out["alone"]
+    _passed_on_the_bytes_read(out, good)
     assert [_row(out, name)[2] for name in NAMES] == [SKIP, FAIL, FAIL]
 
 

@@ -35,16 +35,17 @@ def __getattr__(name: str) -> Any:
     command that prints through it (not by `verify --all --json`, about 15 ms of its
     serial start)."""
     if name in ("out", "err"):
-        if name not in globals():
-            from rich.console import Console
-
-            globals()[name] = Console(stderr=name == "err")
-        return globals()[name]
+        return _console(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _console(name: str) -> Console:
-    console: Console = globals().get(name) or __getattr__(name)
+    """The console ``out`` or ``err``, made (and kept as the module's) the first time."""
+    if name not in globals():
+        from rich.console import Console
+
+        globals()[name] = Console(stderr=name == "err")
+    console: Console = globals()[name]
     return console
 
 

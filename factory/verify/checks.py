@@ -433,13 +433,14 @@ class Auditor:
             return Verdict(PASS if known.passed else FAIL, known.message)
         from factory.verify import intoto  # (in-toto's import: only when the child did not)
 
-        # The inspection of the very bytes ``held`` names (the child's answer for them, or
-        # the bytes gather read), never the path read again.
-        zip_ok = self.facts.zip_ok.get(ev.sha256)
+        # The inspection of the very bytes ``held`` names: the child's answer for them, or
+        # the bytes gather read (tested when the inspection runs), never the path again.
+        zip_ok: intoto.ZipOk = self.facts.zip_ok.get(ev.sha256)
+        if zip_ok is None and ev.content is not None:
+            zip_ok = ev.zip_intact
         return ok(intoto.verify(files.directory, ev.wheel, self.trust.owner_key,
                                 self.trust.owner_key_path, ev.held, files=files,
-                                zip_ok=zip_ok if zip_ok is not None else
-                                ev.zip_intact if ev.content is not None else None))
+                                zip_ok=zip_ok))
 
     # -- equivalence with upstream ------------------------------------------------------------
     def upstream(self, item: Item, ev: Evidence) -> Verdict:
