@@ -11,6 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from factory._internal.plugins import plugins_off
 from factory.errors import FactoryError, FileSystemError
 
 if TYPE_CHECKING:
@@ -108,6 +109,9 @@ def _verify_child(argv: list[str]) -> None:
 def main() -> None:
     """Entry point: user-caused errors print one line and exit non-zero, no traceback."""
     try:
+        # Before anything imports pydantic: no plugin wraps a model this program builds
+        # (factory._internal.plugins; the evidence parsers check it again).
+        plugins_off(check=False)
         _verify_child(sys.argv[1:])  # `verify --all`: its child starts before the parsing
         from factory._internal.lazy import collector_paused
 

@@ -85,9 +85,6 @@ def verify(
     if target == "answer":
         raise typer.Exit(verify_answer_file(settings, answer_file, key, index))
     _freeze_at_exit()
-    # No pydantic plugin (an entry point any installed distribution may declare) sees or
-    # changes how evidence is validated; and none is looked for (about 8 ms).
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     code = run(settings(), target, everything=everything, rebuild=rebuild_spec,
                upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
                console=None if as_json else _app.out, index_dir=_index_place(index),

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from factory._internal.atomic import write_text
 from factory._internal.plainfile import NotPlain, read_plain
+from factory._internal.plugins import plugins_off
 from factory.errors import UpstreamError, VerificationError, one_line
 from factory.sign._authority.merkle import MerkleTree, leaf_hash
 from factory.sign.tiles import (
@@ -423,6 +424,7 @@ def verify_log(source: LogSource, root: TrustedRoot, state_dir: Path | None,
                older: bytes | None = None) -> Verified:
     """``read_log``, then consistency with ``older`` (else the checkpoint kept in
     ``state_dir`` for this log); on success the new checkpoint is kept there."""
+    plugins_off()  # entries are parsed with rekor_types' models (factory._internal.plugins)
     log = read_log(source, root)
     kept = state_file(state_dir, source.location) if state_dir else None
     what = "given checkpoint"

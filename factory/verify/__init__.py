@@ -53,6 +53,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from factory._internal.plugins import plugins_off
+
 if TYPE_CHECKING:
     from factory.config import Settings
     from factory.verify.checks import ALL_CHECKS, CHECK_TITLES
@@ -148,6 +150,7 @@ def verify(
     Raises TargetError (exit 2) for an unusable target or index, TrustError when
     the pinned trust cannot be loaded; every artifact problem is a failed Check.
     """
+    plugins_off()  # before Sigstore's models are built (factory._internal.plugins)
     early = None
     if everything and not str(index_dir or "").startswith(("http://", "https://")):
         from factory.verify import early as child

@@ -17,6 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
+from factory._internal.plugins import plugins_off
 from factory.config import Settings
 from factory.errors import FactoryError
 from factory.index.records import Layout
@@ -156,6 +157,7 @@ def audit(
     Raises TargetError (exit 2) for an unusable target; every artifact problem is a
     failed Check.
     """
+    plugins_off()  # (factory._internal.plugins: the caller may not have come through verify)
     started, clock = _now(), time.perf_counter()
     items = resolve(index, target, everything, ignore)
     requested = dict(requested or {})
