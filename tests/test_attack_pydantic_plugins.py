@@ -230,8 +230,9 @@ def test_a_library_caller_with_a_plugin_loaded_is_refused(copy: PublishedIndex,
 def test_the_log_verifier_loads_no_plugin(copy: PublishedIndex, tmp_path: Path,
                                           command: str) -> None:
     """`factory log verify` / `log monitor` verify the published transparency log
-    (checkpoints, every entry against its root, who signed): evidence. Were: plugins on the trusted root is parsed with Sigstore's models and each entry with
-    rekor_types' (factory.sign._authority.entries), all wrapped by the plugin."""
+    (checkpoints, every entry against its root, who signed): evidence. Was: plugins on,
+    the trusted root parsed with Sigstore's models and each entry with rekor_types'
+    (factory.sign._authority.entries), all wrapped by the plugin."""
     env, marker = _spy(tmp_path)
     done = _program(copy.settings, tmp_path, "log", command, shell_tail=">/dev/null",
                     env=env)

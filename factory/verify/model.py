@@ -70,6 +70,13 @@ class ArtifactReport:
     def ok(self) -> bool:
         return not any(c.failed for c in self.checks)
 
+    @property
+    def ignored(self) -> bool:
+        """Left out on request (a venv's distribution named by --ignore): not verified,
+        so neither passed nor failed."""
+        return bool(self.checks) and all(
+            c.status == SKIP and c.message.startswith(IGNORED) for c in self.checks)
+
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
@@ -134,8 +141,18 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return (bool(self.artifacts) and all(a.ok for a in self.artifacts)
+        """Nothing failed, and something was verified (a run whose every artifact was
+        ignored on request verified nothing: not a PASS)."""
+        return (any(not a.ignored for a in self.artifacts) and all(a.ok for a in self.artifacts)
                 and not any(c.failed for c in self.index))
+
+    @property
+    def index_sound(self) -> bool | None:
+        """The index checks all ran and passed (True), one failed (False), or they did not
+        all run or were not asked for (None): "index sound" is said only when True."""
+        if not self.index or any(c.failed for c in self.index):
+            return False if self.index else None
+        return True if all(c.status == PASS for c in self.index) else None
 
     def index_failures(self) -> list[Check]:
         return [c for c in self.index if c.failed]
@@ -143,14 +160,18 @@ class Report:
     @property
     def summary(self) -> dict[str, Any]:
         failing = [a for a in self.artifacts if not a.ok]
+        ignored = [a.label for a in self.artifacts if a.ignored]
         per_second = len(self.artifacts) / self.seconds if self.seconds > 0 else None
         return {
             "artifacts": len(self.artifacts),
-            "passed": len(self.artifacts) - len(failing),
+            "verified": len(self.artifacts) - len(ignored),
+            "passed": len(self.artifacts) - len(failing) - len(ignored),
             "failed": len(failing),
+            "ignored": ignored,
             "ok": self.ok,
             "artifacts_per_second": round(per_second, 1) if per_second else None,
             "index_failed": len(self.index_failures()),
+            "index_sound": self.index_sound,
             "complete": not self.skipped,
             "skipped": self.skipped,
             "skipped_on_request": self.requested,

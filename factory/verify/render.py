@@ -72,9 +72,9 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
     rate = summary["artifacts_per_second"]
     word, style = verdict(report)
     console.print(Text(word, style=style), Text(printable(
-        f" {summary['passed']}/{summary['artifacts']} artifacts passed"
-        + (f", {summary['index_failed']} index problem(s)" if summary["index_failed"]
-           else ", index sound" if report.index else "")
+        f" {summary['passed']}/{summary['verified']} artifacts passed"
+        + (f", {len(summary['ignored'])} ignored on request" if summary["ignored"] else "")
+        + _index_phrase(report)
         + " in "
         f"{report.seconds:.2f} s" + (f" ({rate}/s)" if rate else "")
         + f"; trusted root {report.trust.trusted_root} "
@@ -83,6 +83,15 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
            "this index signed; pin keys/ or --trusted-root to know it is the index meant)"
            if report.trust.from_index else "")
         + skips_line(report))))
+
+
+def _index_phrase(report: Report) -> str:
+    """The index checks in the summary: sound only when every one ran and passed."""
+    if report.index_failures():
+        return f", {len(report.index_failures())} index problem(s)"
+    if report.index_sound:
+        return ", index sound"
+    return ", index not checked" if report.index else ""
 
 
 def verdict(report: Report) -> tuple[str, str]:
@@ -125,8 +134,10 @@ th{background:#f6f8fa} code{font-size:.92em;word-break:break-all}
 </style></head><body>
 <h1>Verification report</h1>
 <p class="verdict {{ 'ok' if r.ok and not r.skipped else 'bad' }}">{{ word }}:
-{{ s.passed }} of {{ s.artifacts }} artifacts passed every check that ran
-{%- if r.index %}; {{ s.index_failed or 'no' }} index problem(s){% endif %}
+{{ s.passed }} of {{ s.verified }} artifacts passed every check that ran
+{%- if s.ignored %}, {{ s.ignored|length }} ignored on request{% endif %}
+{%- if s.index_failed %}; {{ s.index_failed }} index problem(s)
+{%- elif s.index_sound %}; index sound{% elif r.index %}; index not checked{% endif %}
 {{- skips }}</p>
 <table>
 <tr><th>target</th><td><code>{{ r.target }}</code></td></tr>
