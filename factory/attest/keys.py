@@ -45,6 +45,7 @@ PRIVATE_SUFFIX = ".pem.key"  # matched by .gitignore as a second line of defence
 PUBLIC_SUFFIX = ".pub.pem"
 # The owner's public key as published (keys/ and the index's trust/): what verifiers pin.
 OWNER_KEY = f"owner{PUBLIC_SUFFIX}"
+ANSWERS_KEY = f"answers{PUBLIC_SUFFIX}"
 URI_SUFFIX = ".uri"
 FINGERPRINTS = "fingerprints.json"
 ENV_PREFIX = "FACTORY_KEY_"

@@ -18,7 +18,8 @@ IGNORED = "ignored on request"  # a venv's distribution named by --ignore
 
 # The checks of the index as a whole (`verify --all`), as factory.index.check names them.
 RECORDS, PAGES, FILES, METADATA, UNRECORDED = "records", "pages", "files", "metadata", "unrecorded"
-INDEX_CHECKS = (RECORDS, PAGES, FILES, METADATA, UNRECORDED)
+VEX = "vex"
+INDEX_CHECKS = (RECORDS, PAGES, FILES, METADATA, UNRECORDED, VEX)
 INDEX_CHECK_TITLES = {
     RECORDS: "every project record loads: JSON of the right shape, paths inside the index",
     PAGES: "every page served (Simple API HTML and JSON, human pages) is what the records "
@@ -27,6 +28,8 @@ INDEX_CHECK_TITLES = {
            "with its required sidecars",
     METADATA: "every .metadata (PEP 658) is the METADATA inside its wheel",
     UNRECORDED: "no file in a served area that no record names",
+    VEX: "the OpenVEX feed (/.well-known/factory/vex.json) is valid OpenVEX, signed by the "
+         "pinned answers key",
 }
 
 

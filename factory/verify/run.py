@@ -30,7 +30,7 @@ from factory.verify.model import INDEX_CHECKS, ArtifactReport, Check, Report, fa
 from factory.verify.targets import Item, resolve
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView
-from factory.verify.wholeindex import index_checks, open_index
+from factory.verify.wholeindex import index_checks, open_index, vex_check
 
 
 def _now() -> str:
@@ -173,6 +173,9 @@ def audit(
         if everything and index.local:
             checked = early.index_checks() if early is not None else None
             whole.extend(checked if checked is not None else index_checks(index))
+            key = trust.answers_key_path
+            whole.append(vex_check(index, key, key is None or not _served(
+                key, Layout(index.root).trust)))
         elif everything:  # records, pages and stray files are the directory's, not served
             whole.extend(skipped(name, f"{index.base_url} is verified by URL: the index "
                                  "directory is not served") for name in INDEX_CHECKS)

@@ -290,9 +290,16 @@ def _iri_reference(instance: object) -> bool:
         return False
 
 
+def _iri_standalone(instance: object) -> bool:
+    try:  # (as _iri_reference: raises=ValueError is "not conforming")
+        return _iri(instance)
+    except ValueError:
+        return False
+
+
 _STANDALONE_FORMATS: dict[str, Callable[[object], bool]] = {
     "date-time": _date_time, "idn-email": _email, "uri": _uri,
-    "iri-reference": _iri_reference}
+    "iri-reference": _iri_reference, "iri": _iri_standalone}
 _SCHEMA_PREFIX = "http://cyclonedx.org/schema/"
 
 

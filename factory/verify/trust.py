@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sigstore._internal.timestamp import TimestampVerificationResult
 
 from factory._internal.plainfile import NotPlain, read_plain
-from factory.attest.keys import OWNER_KEY, in_toto_key
+from factory.attest.keys import ANSWERS_KEY, OWNER_KEY, in_toto_key
 from factory.config import Settings
 from factory.errors import VerificationError
 from factory.index.records import Layout
@@ -77,6 +77,7 @@ class Trust:
     def __init__(self, trusted_root: Path, owner_key: Path, policy: Policy) -> None:
         self.trusted_root_path = trusted_root
         self.owner_key_path = owner_key
+        self.answers_key_path: Path | None = None
         self.policy = policy
         # Each file is read once: what verifies is what the report fingerprints (a file
         # swapped after loading would otherwise be described in place of the one used).
@@ -103,7 +104,12 @@ class Trust:
         wanted = identity or settings.identity
         # The factory's builder.id is its signing identity (docs/provenance.md).
         policy = Policy(wanted, issuer or settings.issuer, frozenset(builder_ids or (wanted,)))
-        return cls(root, owner, policy)
+        trust = cls(root, owner, policy)
+        # The key the VEX feed is checked with (factory.verify.wholeindex.vex_check), as the
+        # others: keys/ before the index's own; none found is a check that cannot run.
+        trust.answers_key_path = next((p for p in (settings.public_keys_dir / ANSWERS_KEY,
+                                                   trust_dir / ANSWERS_KEY) if p.is_file()), None)
+        return trust
 
     def info(self, index: Path | str, advisories: str | None) -> TrustInfo:
         raw = self._root_bytes

@@ -10,18 +10,23 @@ that the child pays for it after the fork, not the run before it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from factory._internal.plainfile import NotPlain, read_plain
 from factory.config import Settings
+from factory.errors import VerificationError
 from factory.index.records import IndexCorruptError, ProjectRecord, list_projects
 from factory.verify.model import (
     FILES,
     PAGES,
     RECORDS,
     UNRECORDED,
+    VEX,
     Check,
     failed,
     passed,
+    skipped,
 )
 from factory.verify.targets import TargetError
 from factory.verify.view import IndexView
@@ -78,3 +83,45 @@ _INDEX_PASSED = {
            "sidecars",
     UNRECORDED: "no file in a served area that no record names",
 }
+
+
+# The feed and its envelope are a few statements per served advisory: far below this.
+_VEX_LIMIT = 64 << 20
+_KEY_LIMIT = 1 << 16
+
+
+def vex_check(index: IndexView, key: Path | None, pinned: bool = True) -> Check:
+    """The OpenVEX feed the index serves, signed by the answers key ``key`` (factory.vex:
+    the envelope signs exactly vex.json's bytes; the document is valid OpenVEX). No feed
+    at all passes (there is one only once something was checked); half of one fails.
+    ``pinned``: ``key`` is the auditor's, not the one the index itself serves."""
+    from factory.vex import ENVELOPE_FILE, VEX_FILE, verify_vex
+
+    trust = index.layout.trust
+    try:
+        data = read_plain(trust / VEX_FILE, _VEX_LIMIT)
+        envelope = read_plain(trust / ENVELOPE_FILE, _VEX_LIMIT)
+    except NotPlain as exc:
+        return failed(VEX, f"the VEX feed cannot be read ({exc.why})")
+    if data is None and envelope is None:
+        return passed(VEX, "no OpenVEX feed served (there is one once a version was checked)")
+    if data is None or envelope is None:
+        return failed(VEX, f"{VEX_FILE if data is None else ENVELOPE_FILE} is missing: the "
+                      "feed is served unsigned or its signature alone")
+    if key is None:
+        return skipped(VEX, "no answers key to check the VEX feed with (pin keys/"
+                       "answers.pub.pem)")
+    try:
+        pem = read_plain(key, _KEY_LIMIT, follow_links=True)
+        if pem is None:
+            return skipped(VEX, f"the answers key {key} is gone")
+        document = verify_vex(data, json.loads(envelope), pem)
+    except NotPlain as exc:
+        return skipped(VEX, f"the answers key {key} cannot be read ({exc.why})")
+    except VerificationError as exc:
+        return failed(VEX, exc.message)
+    except (ValueError, RecursionError):
+        return failed(VEX, f"{ENVELOPE_FILE} is not a JSON DSSE envelope")
+    count = len(document.get("statements", []))
+    return passed(VEX, f"{count} OpenVEX statements, signed by the answers key {key}"
+                  + ("" if pinned else " (served by the index itself, not pinned)"))
