@@ -367,6 +367,10 @@ def test_trust_served_by_the_index_itself_is_said(released_base: Path, tmp_path:
                         trusted_root=settings.public_keys_dir / "trusted_root.json",
                         owner_key=settings.public_keys_dir / "owner.pub.pem",
                         identity=settings.identity, issuer=settings.issuer)
+        half = verify(factories.settings(tmp_path / "half"), "alpha==1.0.0",
+                      index_dir=url, check_advisories=False,
+                      trusted_root=settings.public_keys_dir / "trusted_root.json",
+                      identity=settings.identity, issuer=settings.issuer)
     assert report.ok and report.trust.from_index
     assert json.loads(__import__("factory.verify.render", fromlist=["x"]).report_json(
         report))["trust"]["from_index"] is True
@@ -374,6 +378,14 @@ def test_trust_served_by_the_index_itself_is_said(released_base: Path, tmp_path:
     print_report(report, console)
     assert "SERVED BY THE INDEX ITSELF" in console.export_text()
     assert pinned.ok and not pinned.trust.from_index
+    # The root pinned, the owner key not: the warning names the key and its option (it
+    # blamed --trusted-root, which was given; a helper's new-user pass).
+    assert half.trust.served == ["owner key"]
+    console = Console(record=True, width=600)
+    print_report(half, console)
+    text = console.export_text()
+    assert "not pinned: the owner key" in text and "--owner-key" in text
+    assert "--trusted-root" not in text
 
 
 # -- a hostile transparency log --------------------------------------------------------------

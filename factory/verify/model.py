@@ -112,6 +112,8 @@ class TrustInfo:
     # by it, nothing pinned): the checks then show the files are what this index
     # signed, not that the index is the one meant (trust on first use; said so).
     from_index: bool = False
+    # Which of them it was ("trusted root", "owner key"): what to pin.
+    served: list[str] = field(default_factory=list)
 
 
 @dataclass

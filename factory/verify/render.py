@@ -79,10 +79,22 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
         f"{report.seconds:.2f} s" + (f" ({rate}/s)" if rate else "")
         + f"; trusted root {report.trust.trusted_root} "
           f"(sha256 {report.trust.trusted_root_sha256[:16]}…)"
-        + ("; trust SERVED BY THE INDEX ITSELF, not pinned (it shows the files are what "
-           "this index signed; pin keys/ or --trusted-root to know it is the index meant)"
-           if report.trust.from_index else "")
+        + _served_phrase(report)
         + skips_line(report))))
+
+
+_PIN = {"trusted root": "--trusted-root", "owner key": "--owner-key"}
+
+
+def _served_phrase(report: Report) -> str:
+    """Which trust files came from the verified index itself, and the option that pins
+    each (a run that pinned the root but not the owner key is told about the key)."""
+    if not report.trust.from_index:
+        return ""
+    served = report.trust.served or list(_PIN)
+    return (f"; trust SERVED BY THE INDEX ITSELF, not pinned: the {' and the '.join(served)}"
+            " (it shows the files are what this index signed; pin keys/ or "
+            f"{' and '.join(_PIN.get(s, s) for s in served)} to know it is the index meant)")
 
 
 def _index_phrase(report: Report) -> str:

@@ -182,8 +182,10 @@ def audit(
 
     info = trust.info(index.root if index.local else str(index.base_url),
                       shown(advisories) if advisories else None)  # no user:password@
-    info.from_index = any(_served(path, Layout(index.root).trust)
-                          for path in (trust.trusted_root_path, trust.owner_key_path))
+    info.served = [what for what, path in (("trusted root", trust.trusted_root_path),
+                                           ("owner key", trust.owner_key_path))
+                   if _served(path, Layout(index.root).trust)]
+    info.from_index = bool(info.served)
     results = []
     for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
         if on_result is not None:
