@@ -131,3 +131,44 @@ def test_the_cli_takes_an_index_url(site: tuple[Settings, str], auditor: Setting
     assert code in (0, 3), console.export_text()  # 3: a check was skipped (advisories)
     assert "1/1 artifacts passed" in console.export_text()
     assert httpx.get(f"{url}/.well-known/factory/trust_config.json").status_code == 200
+
+
+def test_the_simple_api_url_is_taken_as_the_index(site: tuple[Settings, str],
+                                                   auditor: Settings) -> None:
+    """`--index URL/simple/` (what pip's --index-url takes) verifies as the index's base
+    URL does; it failed a single target as "publishes no file" (a helper's new-user
+    pass), while --all said "not an index"."""
+    settings, url = site
+    for given in (url + "/simple/", url + "/simple"):
+        report = verify(auditor, "alpha==1.0.0", index_dir=given, check_advisories=False,
+                        identity=settings.identity, issuer=settings.issuer)
+        assert report.ok, [c for a in report.artifacts for c in a.failures()]
+        assert report.trust.index == url
+
+
+def test_an_index_that_cannot_be_read_is_a_usage_error(auditor: Settings,
+                                                       tmp_path: Path) -> None:
+    """Nothing about an artifact is known when the index cannot be reached or is not a
+    factory index: exit 2 with the cause, not exit 1 ("a check failed")."""
+    from factory.verify.remote import RemoteIndexError
+
+    with pytest.raises(RemoteIndexError, match="cannot be read") as refused:
+        verify(auditor, "alpha==1.0.0", index_dir="http://127.0.0.1:9/",
+               check_advisories=False)
+    assert refused.value.exit_code == 2
+    app = Starlette(routes=[Route("/{path:path}", lambda request: Response("no", 404))])
+    with running(app) as url, pytest.raises(RemoteIndexError, match="not a factory index"):
+        verify(auditor, "alpha==1.0.0", index_dir=url, check_advisories=False)
+
+
+def test_a_trusted_root_that_is_not_one_is_refused_in_one_line(
+        site: tuple[Settings, str], auditor: Settings) -> None:
+    """A PEM key given as --trusted-root: pydantic's error ran to several lines."""
+    from factory.verify.trust import TrustError
+
+    settings, url = site
+    with pytest.raises(TrustError) as refused:
+        verify(auditor, "alpha==1.0.0", index_dir=url, check_advisories=False,
+               trusted_root=settings.public_keys_dir / "owner.pub.pem")
+    assert "\n" not in refused.value.message and "cannot load the trusted root" in \
+        refused.value.message and refused.value.exit_code == 2

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from factory._internal.plugins import plugins_off
 from factory.config import Settings
@@ -31,6 +32,9 @@ from factory.verify.targets import Item, resolve
 from factory.verify.trust import Trust
 from factory.verify.view import IndexView
 from factory.verify.wholeindex import index_checks, open_index, vex_check
+
+if TYPE_CHECKING:
+    from factory.verify.remote import RemoteIndex
 
 
 def _now() -> str:
@@ -271,10 +275,40 @@ def verify(
         return run(open_index(settings, Path(index_dir) if index_dir else None))
     from factory.verify.remote import RemoteIndex  # and its HTTP client: only for a URL
 
+    url = index_base(str(index_dir))
     with tempfile.TemporaryDirectory(prefix="factory-verify-url-") as work:
-        remote = RemoteIndex(str(index_dir), Path(work))
+        remote = RemoteIndex(url, Path(work))
         try:
-            remote.fetch_trust()
+            _reach(remote, url)
             return run(remote)
         finally:
             remote.close()
+
+
+def index_base(url: str) -> str:
+    """The index's base URL, also when given as its Simple API (``…/simple/``, what pip's
+    --index-url takes): the trust, records and files are served beside simple/."""
+    head, _, tail = url.partition("?")
+    trimmed = head.rstrip("/")
+    if trimmed.endswith("/simple"):
+        trimmed = trimmed[: -len("/simple")]
+        return trimmed + ("?" + tail if tail else "")
+    return url
+
+
+def _reach(remote: RemoteIndex, url: str) -> None:
+    """The index's trust files fetched (what pinned trust falls back to); RemoteIndexError
+    (exit 2: the index cannot be used, nothing about an artifact is known) when the URL
+    cannot be read or serves no factory index there."""
+    from factory.verify.remote import RemoteIndexError
+
+    try:
+        found = remote.fetch_trust()
+    except RemoteIndexError:
+        raise
+    except FactoryError as exc:
+        raise RemoteIndexError(f"the index at {shown(url)} cannot be read: {exc.message}",
+                               "check the URL and that the index is being served") from None
+    if not found:
+        raise RemoteIndexError(f"{shown(url)} serves no /.well-known/factory/ trust files: "
+                               "not a factory index")

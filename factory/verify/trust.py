@@ -87,7 +87,8 @@ class Trust:
             self.verifier = ChainMemoVerifier(trusted_root=TrustedRoot(
                 trustroot_v1.TrustedRoot.from_json(self._root_bytes)))
         except (ValueError, SigstoreError) as exc:
-            raise TrustError(f"cannot load the trusted root {trusted_root}: {exc}") from None
+            raise TrustError(f"cannot load the trusted root {trusted_root}: "
+                             f"{_first_line(exc)}") from None
         self.owner_key = _in_toto_key(self._owner_bytes, owner_key)
 
     @classmethod
@@ -131,6 +132,12 @@ class Trust:
             index=str(index),
             advisories=advisories,
         )
+
+
+def _first_line(exc: Exception) -> str:
+    """What a parser's error says first (pydantic's run to a line per field and a URL)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] if lines else type(exc).__name__
 
 
 class ChainMemoVerifier(Verifier):
