@@ -377,3 +377,32 @@ def test_index_check_takes_the_log_and_names_a_stray_file_in_it(copy: Settings) 
     (copy.index_dir / "log" / "tile" / "notes.txt").write_text("put there")
     (problem,) = index.check()
     assert "log/tile/notes.txt" in problem and "transparency log" in problem
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--from", "/nonexistent"], "--from: /nonexistent: no such file"),
+    (["--trusted-root", "/nonexistent"], "--trusted-root: /nonexistent: no such file"),
+    (["--from", "{readme}"], "--from {readme} is not a log checkpoint"),
+    (["--trusted-root", "{readme}"], "--trusted-root {readme}: the trusted root is malformed"),
+])
+def test_a_file_named_wrongly_is_a_usage_error(tmp_path: Path, argv: list[str],
+                                              says: str) -> None:
+    """--from and --trusted-root naming the wrong file: exit 2, the option named, a hint
+    about what to give (it said exit 1 and "do not install it"; a helper's new-user
+    pass), before the log is read."""
+    from typer.testing import CliRunner
+
+    from factory.cli._app import app
+    from factory.sign.monitor import NamedFileError
+
+    readme = tmp_path / "README"
+    readme.write_text("not a checkpoint\n")
+    argv = [a.format(readme=readme) for a in argv]
+    runner = CliRunner()
+    import factory.cli.tlog  # noqa: F401  (registers `log`)
+
+    done = runner.invoke(app, ["log", "verify", "--index", str(tmp_path / "nowhere"), *argv])
+    assert isinstance(done.exception, NamedFileError), done.output
+    assert done.exception.exit_code == 2 and says.format(readme=readme) in \
+        done.exception.message
+    assert "do not install" not in done.exception.hint

@@ -28,11 +28,13 @@ RootOpt = Annotated[Path | None, typer.Option(
 
 def _open(index: str | None, trusted_root: Path | None,
           ) -> tuple[Settings, LogSource, TrustedRoot, str]:
-    from factory.sign.monitor import open_source, trusted_root_from
+    from factory.sign.monitor import given_root, open_source, trusted_root_from
 
     s = settings()
+    given = given_root(trusted_root) if trusted_root is not None else None  # before the log
     source = open_source(index if index is not None else s.index_dir)
-    root, where = trusted_root_from(trusted_root, source, s.public_keys_dir / "trusted_root.json")
+    root, where = given or trusted_root_from(None, source, s.public_keys_dir /
+                                             "trusted_root.json")
     return s, source, root, where
 
 
@@ -61,16 +63,11 @@ def log_verify(
 ) -> None:
     """Check the published log: the checkpoint's signature, every entry against its root,
     and that it extends the checkpoint seen before (a log that rewrote history fails)."""
-    from factory.errors import VerificationError
-    from factory.sign.monitor import read_file, verify_log
-    from factory.sign.tiles import MAX_CHECKPOINT_BYTES
+    from factory.sign.monitor import given_checkpoint, verify_log
 
+    # a regular file, bounded (not a FIFO, not /dev/zero), a checkpoint: before the log
+    older = given_checkpoint(from_) if from_ is not None else None
     s, source, root, where = _open(index, trusted_root)
-    older = None
-    if from_ is not None:  # a regular file, bounded (not a FIFO, not /dev/zero)
-        older = read_file(from_, MAX_CHECKPOINT_BYTES, f"--from {from_}")
-        if older is None:
-            raise VerificationError(f"--from {from_}: no such file")
     result = verify_log(source, root, s.state_dir, older)
     log = result.log
     if as_json:

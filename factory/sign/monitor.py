@@ -112,10 +112,45 @@ def _read(path: Path, limit: int, name: str) -> bytes | None:
         raise VerificationError(f"{name}: {path}: {exc.why}") from None
 
 
-def read_file(path: Path, limit: int, name: str) -> bytes | None:
-    """A file the user named (``--from``): regular, at most ``limit`` bytes, else one
-    VerificationError line; None when it does not exist."""
-    return _read(path, limit, name)
+class NamedFileError(VerificationError):
+    """A file the user named (--from, --trusted-root) cannot be used: a usage error
+    (exit 2), nothing said about the log."""
+
+    exit_code = 2
+    default_hint = ("give --from a checkpoint kept by an earlier `factory log verify`, and "
+                    "--trusted-root the factory's keys/trusted_root.json")
+
+
+def read_file(path: Path, limit: int, name: str) -> bytes:
+    """A file the user named (``--from``, ``--trusted-root``): regular, at most ``limit``
+    bytes, else one NamedFileError line (also when it does not exist)."""
+    try:
+        data = _read(path, limit, name)
+    except VerificationError as exc:
+        raise NamedFileError(exc.message) from None
+    if data is None:
+        raise NamedFileError(f"{name}: {path}: no such file")
+    return data
+
+
+def given_root(path: Path) -> tuple[TrustedRoot, str]:
+    """The trusted root file ``path`` (``--trusted-root``); NamedFileError when it is none."""
+    data = read_file(path, MAX_TRUSTED_ROOT_BYTES, "--trusted-root")
+    try:
+        return load_trusted_root(data), str(path)
+    except VerificationError as exc:
+        raise NamedFileError(f"--trusted-root {path}: {exc.message}") from None
+
+
+def given_checkpoint(path: Path) -> bytes:
+    """The checkpoint file ``path`` (``--from``), read and parsed; NamedFileError when it
+    is none (parse errors of a file the user chose are theirs, not the log's)."""
+    data = read_file(path, MAX_CHECKPOINT_BYTES, "--from")
+    try:
+        parse_checkpoint(data)
+    except TileFormatError as exc:
+        raise NamedFileError(f"--from {path} is not a log checkpoint: {exc}") from None
+    return data
 
 
 class HttpSource:
@@ -567,10 +602,7 @@ def trusted_root_from(path: Path | None, source: LogSource,
     given, else the local public keys' copy (``local``), else the index's own copy
     (trust on first use: say so)."""
     if path is not None:
-        data = _read(path, MAX_TRUSTED_ROOT_BYTES, str(path))
-        if data is None:
-            raise VerificationError(f"{path}: no such file")
-        return load_trusted_root(data), str(path)
+        return given_root(path)
     if local is not None and local.is_file():
         data = _read(local, MAX_TRUSTED_ROOT_BYTES, str(local))
         if data is not None:
@@ -591,6 +623,9 @@ __all__ = [
     "Watch",
     "check_consistency",
     "load_trusted_root",
+    "NamedFileError",
+    "given_checkpoint",
+    "given_root",
     "monitor",
     "open_source",
     "read_file",
