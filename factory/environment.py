@@ -11,18 +11,25 @@ matched to the wheels the index publishes.
 
 Each pin is then matched to the wheels the index publishes of that version (all of
 them for a lock or requirements file, since an installer may pick any; the one
-installed for a venv). Input is bounded: a file of at most ``MAX_BYTES`` and
-``MAX_PINS`` pins; every bad line is reported, not only the first.
+installed for a venv). ``vouched`` then keeps only what the pin really names, for
+a document that claims the factory's digest and provenance: not the wheel, saying
+why, when a requirement's ``--hash`` digests are not all wheels the index serves of
+it, or when a venv's distribution is not installed from the published wheel (the
+check of ``factory verify``, factory.verify.installed.compare). Input is bounded: a
+file of at most ``MAX_BYTES`` and ``MAX_PINS`` pins; every bad line is reported, not
+only the first.
 
-    from factory.environment import read_pins, match
+    from factory.environment import match, read_pins, vouched
     pins = read_pins(Path("requirements.txt"))
-    matches = match(IndexView(settings.index_dir), pins)
+    matches = vouched(match(IndexView(settings.index_dir), pins))
 """
 
 from __future__ import annotations
 
 import re
 import stat
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +38,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from factory.errors import FactoryError, LockError, one_line
-from factory.verify.installed import InstalledDist, find_distributions, pick_wheel
+from factory.verify.installed import InstalledDist, compare, find_distributions, pick_wheel
 from factory.verify.view import IndexView, Published
 
 MAX_BYTES = 4 << 20  # a requirements file or lock read whole
 MAX_PINS = 20_000
 MAX_REPORTED = 20  # bad lines named in one error
-_HASH = re.compile(r"\s--hash[=\s]+\S+")
+MAX_SHOWN = 5  # digests or differing files named in one problem
+_HASH = re.compile(r"\s--hash[=\s]+(\S+)")
 _LOCK_NAME = re.compile(r"^(recipes|[\w.-]+)\.lock$")
 
 
@@ -58,15 +66,18 @@ class Pin:
     origin: str  # "requirements.txt:3", "recipes.lock", "venv"
     kind: str | None = None  # the lock's kind (runtime, build-tool), when a lock said
     installed: InstalledDist | None = None
+    hashes: tuple[str, ...] = ()  # a requirement's --hash values, "alg:digest" lowercased
 
 
 @dataclass
 class Match:
-    """A pin and the wheels the index publishes of it (``problem`` when none)."""
+    """A pin and the wheels the index publishes of it (``problem`` when none, or when
+    what the pin names is not only those wheels)."""
 
     pin: Pin
     files: list[Published] = field(default_factory=list)
     problem: str | None = None
+    status: str = "not served"  # what ``problem`` says of the pin, in two or three words
 
 
 def read_pins(target: Path) -> tuple[str, list[Pin]]:
@@ -121,7 +132,7 @@ def requirements_pins(text: str, origin: str) -> list[Pin]:
         if isinstance(problem, str):
             bad.append(f"{where}: {problem}")
         else:
-            pins.append(Pin(problem[0], problem[1], where))
+            pins.append(Pin(problem[0], problem[1], where, hashes=problem[2]))
         if len(pins) > MAX_PINS:
             raise TargetError(f"{origin} has more than {MAX_PINS} pins")
     if bad:
@@ -133,11 +144,13 @@ def requirements_pins(text: str, origin: str) -> list[Pin]:
     return pins
 
 
-def _requirement_problem(line: str) -> str | tuple[str, str]:
-    """The line's (name, version), or what is wrong with it in a few words."""
+def _requirement_problem(line: str) -> str | tuple[str, str, tuple[str, ...]]:
+    """The line's (name, version, --hash values), or what is wrong with it in a few
+    words."""
     shown = one_line(repr(line), 80)
     if line.startswith("-"):
         return f"{shown}: an option, not a pin (only --hash after a pin is read)"
+    hashes = tuple(h.lower() for h in _HASH.findall(f" {line}"))
     spec = _HASH.sub("", f" {line}").strip()
     try:
         req = Requirement(spec)
@@ -152,7 +165,7 @@ def _requirement_problem(line: str) -> str | tuple[str, str]:
         version = str(Version(specs[0].version))
     except InvalidVersion:
         return f"{shown} names an invalid version"
-    return str(canonicalize_name(req.name)), version
+    return str(canonicalize_name(req.name)), version, hashes
 
 
 def _venv_pins(venv: Path) -> list[Pin]:
@@ -180,3 +193,67 @@ def match(index: IndexView, pins: list[Pin]) -> list[Match]:
             or f"{pin.name}=={pin.version} ({pin.origin}): the index publishes no wheel of it")
         found.append(Match(pin, files, problem))
     return found
+
+
+def vouched(found: list[Match]) -> list[Match]:
+    """``found`` with each match held against what its pin really names, as `factory
+    verify` holds the same target: a requirement's --hash digests, a venv's installed
+    files. A match that fails keeps no wheel the pin does not name, and says why: a
+    document that lists it must not claim the factory's digest and provenance for it.
+    (An export needs only the wheels of each version: it reads the hashes itself.)"""
+    checked = []
+    for each in found:
+        if not each.files or each.problem:
+            checked.append(each)
+        elif each.pin.installed is not None:
+            checked.append(_installed_match(each.pin, each.pin.installed, each.files[0]))
+        elif each.pin.hashes:
+            checked.append(_hashed_match(each.pin, each.files))
+        else:
+            checked.append(each)
+    return checked
+
+
+def _installed_match(pin: Pin, dist: InstalledDist, chosen: Published) -> Match:
+    """The published wheel the venv holds, checked file by file as `factory verify`
+    checks it: a distribution of the same name and version installed from elsewhere
+    is not the factory's."""
+    what = f"{dist.name} {dist.version} ({pin.origin})"
+    try:
+        problems = compare(dist, chosen.path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        return Match(pin, problem=f"{what}: the published {chosen.filename} cannot be read "
+                                  f"to compare with ({one_line(str(exc), 200)})")
+    if not problems:
+        return Match(pin, [chosen])
+    more = f" (+{len(problems) - MAX_SHOWN} more)" if len(problems) > MAX_SHOWN else ""
+    return Match(pin, problem=f"{what} is not the published {chosen.filename}: "
+                              f"{'; '.join(problems[:MAX_SHOWN])}{more}",
+                 status="not the factory's")
+
+
+def _hashed_match(pin: Pin, files: list[Published]) -> Match:
+    """The served wheels a requirement's --hash digests allow (what pip would install
+    of them). As `factory verify` reads the file, each sha256 it gives must be a wheel
+    the index serves of that release: an installer may take any of them, from anywhere;
+    and without a sha256 the file names nothing the index's records can vouch for."""
+    pinned = list(dict.fromkeys(h.partition(":")[2] for h in pin.hashes
+                                if h.startswith("sha256:")))
+    served = {f.entry.sha256.lower(): f for f in files}
+    allowed = [f for digest, f in served.items() if digest in pinned]
+    unknown = [d for d in pinned if d not in served]
+    if pinned and not unknown:
+        return Match(pin, allowed)
+    shown = ", ".join(f"sha256:{d} ({f.filename})" for d, f in list(served.items())[:MAX_SHOWN])
+    given = ("--hash " + ", ".join(f"sha256:{d[:64]}" for d in unknown[:MAX_SHOWN])
+             + " names no wheel" if pinned
+             else "its --hash options give no sha256: they name no wheel")
+    return Match(pin, allowed, f"{pin.name}=={pin.version} ({pin.origin}): {given} the index "
+                               f"serves of it (it serves {shown})", status="hash not served")
+
+
+def leave_out(pins: list[Pin], names: Iterable[str]) -> tuple[list[Pin], list[Pin]]:
+    """(the pins kept, the pins ``names`` leave out: `--ignore NAME`), names compared
+    normalized, as the pins' are."""
+    ignored = {str(canonicalize_name(n)) for n in names}
+    return [p for p in pins if p.name not in ignored], [p for p in pins if p.name in ignored]
