@@ -117,6 +117,19 @@ def test_advisory_history_shows_versions_fixes_and_vex_status(tmp_path: Path) ->
     _same_as_rebuild(settings)
 
 
+def test_a_clean_project_says_none_affects_it_and_points_to_the_feed(tmp_path: Path) -> None:
+    """Every served version checked and clear: the page said "none known", while the feed
+    stated advisories fixed before the served versions (which records do not hold; a
+    helper's new-user pass). It says what it knows, and where the rest is."""
+    settings = load_settings(root=tmp_path / "state")
+    publish_wheel(settings, tmp_path / "1.0", "clean", "1.0")
+    Index.of(settings).record_advisories("clean", "1.0", [], "2026-01-01T00:00:00Z")
+    history = _page(settings, "clean").split("Advisory history")[1].split("</section>")[0]
+    assert "none affects</span> a served version" in history and "none known" not in history
+    assert 'href="../../.well-known/factory/vex.json"' in history
+    _same_as_rebuild(settings)
+
+
 # -- many versions -------------------------------------------------------------------------
 def test_a_project_with_many_versions_shows_the_newest_in_full(tmp_path: Path) -> None:
     settings = load_settings(root=tmp_path / "state")

@@ -160,7 +160,9 @@ has been checked against an advisory database.</p>
 advisories</p>{% endif %}
 <p class="muted">The same statements, signed, for every project:
 <a href="../../.well-known/factory/vex.json">OpenVEX feed</a>.</p>
-{% else %}<p><span class="badge ok">none known</span> for any served version.</p>{% endif %}
+{% else %}<p><span class="badge ok">none affects</span> a served version (each was checked).
+Advisories fixed before the served versions are stated, signed, in the
+<a href="../../.well-known/factory/vex.json">OpenVEX feed</a>.</p>{% endif %}
 </section>
 <h2>Files</h2>
 {% for f in files %}
