@@ -37,7 +37,30 @@ def serve(
                        "init`, then `factory index rebuild` to serve its public key)",
                        highlight=False, markup=False)
     _app.out.print(f"serving {s.index_dir} at http://{host}:{port}/simple/", highlight=False)
+    if (warning := _url_differs(s.index_url, host, port)) is not None:
+        _app.err.print(warning, highlight=False, markup=False)
     run(Index.of(s), host, port, signer, s)
+
+
+def _url_differs(index_url: str, host: str, port: int) -> str | None:
+    """A warning when the pages name another address than the one served here (their
+    links, stock commands, SBOM and VEX URLs use index.url): a user who copies a
+    command from a page would reach another server, or none."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(index_url)
+    if url.scheme != "http" or url.hostname is None:
+        return None  # served behind a proxy (https, another name): its address is its own
+    try:
+        named = url.port or 80
+    except ValueError:
+        return None
+    same_host = url.hostname == host or {url.hostname, host} <= {"127.0.0.1", "localhost"}
+    if same_host and named == port:
+        return None
+    return (f"warning: the pages name {index_url} (index.url), not http://{host}:{port}: "
+            "their links and commands lead there; set FACTORY_INDEX_URL (or [index] url "
+            "in factory.toml) and run `factory index rebuild` to name this address")
 
 
 index_app = typer.Typer(help="Maintain the published index.", no_args_is_help=True)
