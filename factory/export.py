@@ -27,7 +27,6 @@ An installer takes every entry whose marker holds, and refuses two of one name
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,28 +387,3 @@ def _around(release: tuple[int, ...]) -> list[str]:
         shown.append(".".join(map(str, (*release[:last], release[last] - 1, 999_999))))
     return shown
 
-
-# -- writing ---------------------------------------------------------------------------
-def write_pylock(path: Path, text: str) -> None:
-    """Write a lock meant to be committed and shared: a new file gets the mode the
-    user's umask gives (the atomic writer keeps new files private), one replaced keeps
-    its own."""
-    from factory._internal.atomic import atomic_writer
-
-    mode = None if path.is_file() and not path.is_symlink() else 0o666 & ~_umask()
-    with atomic_writer(path, "wb", permissions=mode) as handle:
-        handle.write(text.encode("utf-8"))
-
-
-def _umask() -> int:
-    """The process's umask, read from /proc where it can be: setting it to read it back
-    would race another thread creating a file."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    current = os.umask(0o022)
-    os.umask(current)
-    return current

@@ -209,3 +209,24 @@ def test_a_directory_output_is_refused_up_front(
     deeper = tmp_path / "new" / "env.cdx.json"  # as `export pylock -o`: parents are made
     assert _sbom(site, monkeypatch, str(requirements), "-o", str(deeper)).exit_code == 0
     assert deeper.is_file()
+
+
+def test_the_sbom_file_gets_the_umask_mode(site: Settings, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """A document to hand on is written as the user's other files are (it was 0600, while
+    verify --html wrote 0644); one replaced keeps its mode."""
+    import os
+    import stat
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("alpha==1.0.0\n")
+    out = tmp_path / "env.cdx.json"
+    old = os.umask(0o022)
+    try:
+        assert _sbom(site, monkeypatch, str(requirements), "-o", str(out)).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        out.chmod(0o600)
+        assert _sbom(site, monkeypatch, str(requirements), "-o", str(out)).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -66,6 +66,29 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def write_shared(path: Path, data: bytes) -> None:
+    """A file the user asked for to commit or hand on (a pylock.toml, an SBOM): a new one
+    gets the mode the user's umask gives, where the factory's own files start private;
+    one replaced keeps its own mode."""
+    mode = None if path.is_file() and not path.is_symlink() else 0o666 & ~_umask()
+    with atomic_writer(path, "wb", permissions=mode) as handle:
+        handle.write(data)
+
+
+def _umask() -> int:
+    """The process's umask, read from /proc where it can be: setting it to read it back
+    would race another thread creating a file."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, two-space indent, trailing newline."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -77,9 +77,9 @@ def _write(text: str, output: str) -> None:
     if output == "-":
         sys.stdout.write(text)
         return
-    from factory._internal.atomic import write_text
+    from factory._internal.atomic import write_shared  # (to hand on: the umask's mode)
 
-    write_text(Path(output), text)
+    write_shared(Path(output), text.encode("utf-8"))
     _app.out.print(f"wrote {output}", highlight=False, markup=False)
 
 
@@ -137,7 +137,7 @@ def export_pylock(
     requirement of one component) are left out and listed. A requirement's marker
     becomes its entry's (two versions of one name need markers that never hold
     together); its --hash options must name wheels the index serves."""
-    from factory.export import pylock_of, write_pylock
+    from factory.export import pylock_of
     from factory.sign.pep740 import factory_publisher
     from factory.verify.view import IndexView
 
@@ -145,11 +145,7 @@ def export_pylock(
     exported = pylock_of(requirements or s.lock_path, IndexView(index or s.index_dir, s.index_url),
                          index_url or s.index_url, factory_publisher(s))
     target = output or "pylock.toml"
-    if target == "-":
-        _write(exported.text, target)
-    else:  # a lock to commit and share: the umask's mode, not the private default
-        write_pylock(Path(target), exported.text)
-        _app.out.print(f"wrote {target}", highlight=False, markup=False)
+    _write(exported.text, target)
     if exported.left_out:
         plain(f"left out {len(exported.left_out)} locked row(s) that pin another version of "
               "a project the lock holds (an installer takes one entry per name):")
