@@ -172,3 +172,22 @@ def test_a_trusted_root_that_is_not_one_is_refused_in_one_line(
                trusted_root=settings.public_keys_dir / "owner.pub.pem")
     assert "\n" not in refused.value.message and "cannot load the trusted root" in \
         refused.value.message and refused.value.exit_code == 2
+
+
+def test_an_auditor_without_a_state_gets_no_state_made(site: tuple[Settings, str],
+                                                       tmp_path: Path) -> None:
+    """Verifying by URL from a directory of one's own made ./.factory/advisories there
+    (the advisory cache); it now goes to the user's cache when there is no state."""
+    from factory.verify.run import _advisories_cache
+
+    settings, url = site
+    auditor = factories.settings(tmp_path / "auditor")
+    state = auditor.state_dir
+    if state.exists():
+        __import__("shutil").rmtree(state)
+    assert _advisories_cache(auditor) is None
+    report = verify(auditor, "alpha==1.0.0", index_dir=url, check_advisories=False,
+                    identity=settings.identity, issuer=settings.issuer)
+    assert report.ok and not state.exists()
+    state.mkdir(parents=True)
+    assert _advisories_cache(auditor) == state / "advisories"

@@ -226,6 +226,13 @@ def _resolved(root: Path) -> Path | None:
         return None
 
 
+def _advisories_cache(settings: Settings) -> Path | None:
+    """The state's advisory cache, when there is a state: an auditor verifying an index
+    by URL from a directory of their own gets the user's cache (None: audit's default),
+    not a .factory/ made in that directory."""
+    return settings.state_dir / "advisories" if settings.state_dir.is_dir() else None
+
+
 def _cache(source: str | None) -> Path:
     from factory.upstream.advisories import default_cache
 
@@ -266,7 +273,7 @@ def verify(
         return audit(index, trust, target, everything=everything, ignore=ignore,
                      advisories=(advisories or settings.advisories) if check_advisories
                      else None, lock=local_lock(settings), workers=workers,
-                     on_result=on_result, advisories_cache=settings.state_dir / "advisories",
+                     on_result=on_result, advisories_cache=_advisories_cache(settings),
                      early=early if everything and index.local else None,
                      requested={} if check_advisories else {
                          "advisories": "not checked on request (--no-advisories)"})
