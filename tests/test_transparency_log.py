@@ -332,6 +332,13 @@ def test_monitor_lists_the_factory_identity_and_flags_another(copy: Settings,
     ok = factories.cli(copy, "log", "verify", "--index", str(copy.index_dir),
                        FACTORY_STATE_DIR=str(state))
     assert ok.returncode == 0 and "consistent with the earlier checkpoint" in ok.stdout
+    # An identity that matches nothing (a trailing slash): the identities the log holds
+    # are named, as it was exit 0 with "0 of N entries" and nothing to go on.
+    assert watch.seen == {IDENTITY, "mallory@attacker.invalid"}
+    none = factories.cli(copy, "log", "monitor", "--index", str(copy.index_dir),
+                         "--identity", IDENTITY + "/", FACTORY_STATE_DIR=str(state))
+    assert none.returncode == 0 and f"0 of {before + 1} entries" in none.stderr
+    assert "identities in the log" in none.stderr and IDENTITY in none.stderr
 
 
 def test_the_log_over_http(released_log: Settings, tmp_path: Path) -> None:

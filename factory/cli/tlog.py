@@ -116,6 +116,11 @@ def log_monitor(
             plain(_line(e), _app.out)
         plain(f"{len(watch.listed)} of {log.size} entries"
               + (f" signed by {identity}" if identity else ""), _app.err)
+        if (identity or issuer) and not watch.listed and watch.seen:
+            plain("  identities in the log (an identity is compared exactly): "
+                  + ", ".join(sorted(watch.seen)[:5])
+                  + (f" and {len(watch.seen) - 5} more" if len(watch.seen) > 5 else ""),
+                  _app.err)
         for e in watch.unexpected:
             plain("UNEXPECTED " + _line(e) + ("" if e.trusted_ca else
                                               " (certificate not from the trusted CA)"),

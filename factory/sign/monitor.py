@@ -574,6 +574,8 @@ class Watch:
 
     listed: list[Signature] = field(default_factory=list)
     unexpected: list[Signature] = field(default_factory=list)
+    # Every identity that signed an entry (for a user whose --identity matched none).
+    seen: set[str] = field(default_factory=set)
 
     @property
     def alarm(self) -> bool:
@@ -588,6 +590,7 @@ def monitor(log: PublishedLog, identity: str | None = None, issuer: str | None =
     allowed = set(expect)
     watch = Watch()
     for signature in signatures(log):
+        watch.seen.add(signature.identity)
         if (identity is None or signature.identity == identity) and \
                 (issuer is None or signature.issuer == issuer):
             watch.listed.append(signature)
