@@ -237,12 +237,15 @@ def _compiled() -> Any | None:
         validate_formats=True)
 
 
-def schema_errors(document: Any) -> list[str]:
+def schema_errors(document: Any, *, integral: bool = False) -> list[str]:
     """Where ``document`` breaks the OpenVEX v0.2.0 JSON schema (vendored in
-    factory._internal.openvex_schema), one line each; empty when it holds. The compiled
-    validator answers a document it finds valid; jsonschema decides everything else."""
+    factory._internal.openvex_schema), one line each; empty when it holds. ``integral``:
+    the document was read from JSON text with no float, NaN or Infinity (sbom.read_json);
+    only then does the compiled validator answer one it finds valid (it compares a float
+    and an integer of the same value as unequal, jsonschema as equal: two statements
+    differing so are unique to one, not to the other). jsonschema decides the rest."""
     data = json.loads(json.dumps(document))  # what is written: JSON types only
-    compiled = _compiled()
+    compiled = _compiled() if integral else None
     try:
         if compiled is not None and compiled.is_valid(data):
             return []
@@ -254,9 +257,9 @@ def schema_errors(document: Any) -> list[str]:
                                               key=lambda e: list(map(str, e.absolute_path)))]
 
 
-def check_schema(document: Any) -> None:
+def check_schema(document: Any, *, integral: bool = False) -> None:
     """VerificationError unless ``document`` is valid OpenVEX v0.2.0 (``schema_errors``)."""
-    errors = schema_errors(document)
+    errors = schema_errors(document, integral=integral)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise VerificationError(f"the VEX feed is not valid OpenVEX v0.2.0: {errors[0]}{more}",
@@ -284,23 +287,29 @@ def verify_vex(data: bytes, envelope: Mapping[str, Any], pem: bytes) -> dict[str
     key ``pem``; else VerificationError."""
     from securesystemslib.dsse import Envelope
 
-    from factory.advice import PAYLOAD_TYPE, public_key
+    from factory.advice import PAYLOAD_TYPE, STATEMENT_TYPE, public_key
+    from factory.verify.sbom import read_json
 
     try:
-        parsed = Envelope.from_dict(json.loads(json.dumps(dict(envelope))))
+        parsed = Envelope.from_dict(dict(envelope))
         parsed.verify([public_key(pem)], 1)
         statement = json.loads(parsed.payload)
     except VerificationError:
         raise
     except Exception:
         raise VerificationError("the VEX envelope does not verify with the answers key") from None
-    if parsed.payload_type != PAYLOAD_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
+    if (parsed.payload_type != PAYLOAD_TYPE or not isinstance(statement, dict)
+            or statement.get("_type") != STATEMENT_TYPE
+            or statement.get("predicateType") != PREDICATE_TYPE):
         raise VerificationError("the envelope does not carry an OpenVEX statement")
     digest = hashlib.sha256(data).hexdigest()
     if statement.get("subject") != [{"name": VEX_FILE, "digest": {"sha256": digest}}]:
         raise VerificationError(f"the signed statement is about another {VEX_FILE}")
-    document = json.loads(data)
-    check_schema(document)
+    try:
+        document, integral = read_json(data)
+    except (ValueError, RecursionError):
+        raise VerificationError(f"{VEX_FILE} is not JSON") from None
+    check_schema(document, integral=integral)
     return document  # type: ignore[no-any-return]
 
 

@@ -110,3 +110,32 @@ def test_verify_all_fails_on_a_changed_feed(copy: PublishedIndex) -> None:
     (trust / VEX_FILE).write_bytes(vex_bytes(_document("not_affected")))
     report = verify(copy.settings, everything=True, check_advisories=False, workers=1)
     assert not report.ok and [c.status for c in report.index if c.name == VEX] == [FAIL]
+
+
+def test_the_answers_key_can_be_pinned_by_hand(copy: PublishedIndex, tmp_path: Path) -> None:
+    """An auditor whose keys/ holds no answers key pins it (`verify --all --key PEM`);
+    without it the index's own is used and the summary names it as not pinned."""
+    _serve_feed(copy)
+    pinned = copy.settings.public_keys_dir / "answers.pub.pem"
+    mine = tmp_path / "answers.pub.pem"
+    mine.write_bytes(pinned.read_bytes())
+    pinned.unlink()
+    served = verify(copy.settings, everything=True, check_advisories=False, workers=1)
+    assert "answers key" in served.trust.served
+    by_hand = verify(copy.settings, everything=True, check_advisories=False, workers=1,
+                     answers_key=mine)
+    assert by_hand.ok and "answers key" not in by_hand.trust.served
+    other = tmp_path / "other.pub.pem"
+    other.write_bytes(_pem_of_new_key())
+    wrong = verify(copy.settings, everything=True, check_advisories=False, workers=1,
+                   answers_key=other)
+    assert [c.status for c in wrong.index if c.name == VEX] == [FAIL]
+
+
+def _pem_of_new_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -55,8 +55,9 @@ def verify(
                                                 "state's) or its URL (fetched over HTTP); "
                                                 "with `answer`: the index URL serving the "
                                                 "answers key.")] = None,
-    key: Annotated[Path | None, typer.Option(help="With `answer`: the answers public key "
-                                             "(PEM).")] = None,
+    key: Annotated[Path | None, typer.Option(help="The answers public key (PEM), pinned: "
+                                             "with `answer`, the answer's signer; with "
+                                             "--all, the VEX feed's.")] = None,
     trusted_root: Annotated[Path | None, typer.Option(help="Pinned Sigstore trusted root.")]
     = None,
     owner_key: Annotated[Path | None, typer.Option(help="Pinned in-toto layout owner key.")]
@@ -89,7 +90,7 @@ def verify(
                upstream=upstream_spec, json_output=as_json, html=html, verbose=verbose,
                console=None if as_json else _app.out, index_dir=_index_place(index),
                trusted_root=trusted_root,
-               owner_key=owner_key, identity=identity, issuer=issuer,
+               owner_key=owner_key, answers_key=key, identity=identity, issuer=issuer,
                builder_ids=tuple(builder_id or ()), advisories=advisories,
                check_advisories=not no_advisories, ignore=tuple(ignore or ()), workers=workers,
                allow_skipped=allow_skipped)

@@ -130,6 +130,7 @@ def verify(
     index_dir: Path | str | None = None,
     trusted_root: Path | None = None,
     owner_key: Path | None = None,
+    answers_key: Path | None = None,
     identity: str | None = None,
     issuer: str | None = None,
     builder_ids: tuple[str, ...] = (),
@@ -162,7 +163,8 @@ def verify(
         with collector_paused():  # the verifier's imports: Sigstore, in-toto, pydantic
             from factory.verify import run
         return run.verify(settings, target, everything=everything, index_dir=index_dir,
-                          trusted_root=trusted_root, owner_key=owner_key, identity=identity,
+                          trusted_root=trusted_root, owner_key=owner_key,
+                          answers_key=answers_key, identity=identity,
                           issuer=issuer, builder_ids=builder_ids, advisories=advisories,
                           check_advisories=check_advisories, ignore=ignore, workers=workers,
                           on_result=on_result, early=early)

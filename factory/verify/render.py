@@ -83,7 +83,7 @@ def print_report(report: Report, console: Console | None = None, verbose: bool =
         + skips_line(report))))
 
 
-_PIN = {"trusted root": "--trusted-root", "owner key": "--owner-key"}
+_PIN = {"trusted root": "--trusted-root", "owner key": "--owner-key", "answers key": "--key"}
 
 
 def _served_phrase(report: Report) -> str:

@@ -187,8 +187,10 @@ def audit(
     info = trust.info(index.root if index.local else str(index.base_url),
                       shown(advisories) if advisories else None)  # no user:password@
     info.served = [what for what, path in (("trusted root", trust.trusted_root_path),
-                                           ("owner key", trust.owner_key_path))
-                   if _served(path, Layout(index.root).trust)]
+                                           ("owner key", trust.owner_key_path),
+                                           ("answers key", trust.answers_key_path))
+                   if path is not None and _served(path, Layout(index.root).trust)
+                   and (what != "answers key" or everything)]
     info.from_index = bool(info.served)
     results = []
     for result in _verify_all(auditor, items, workers or default_workers(), check_the_index):
@@ -247,6 +249,7 @@ def verify(
     index_dir: Path | str | None = None,
     trusted_root: Path | None = None,
     owner_key: Path | None = None,
+    answers_key: Path | None = None,
     identity: str | None = None,
     issuer: str | None = None,
     builder_ids: tuple[str, ...] = (),
@@ -268,7 +271,8 @@ def verify(
     """
     def run(index: IndexView) -> Report:
         trust = Trust.load(settings, index.root, trusted_root=trusted_root,
-                           owner_key=owner_key, identity=identity, issuer=issuer,
+                           owner_key=owner_key, answers_key=answers_key,
+                           identity=identity, issuer=issuer,
                            builder_ids=builder_ids)
         return audit(index, trust, target, everything=everything, ignore=ignore,
                      advisories=(advisories or settings.advisories) if check_advisories

@@ -93,7 +93,8 @@ class Trust:
 
     @classmethod
     def load(cls, settings: Settings, index_root: Path, *, trusted_root: Path | None = None,
-             owner_key: Path | None = None, identity: str | None = None,
+             owner_key: Path | None = None, answers_key: Path | None = None,
+             identity: str | None = None,
              issuer: str | None = None, builder_ids: tuple[str, ...] = ()) -> Trust:
         """The trust named (an auditor's own files, identity, builders), else the pinned one:
         the repository's keys/ before the index's trust/, the settings' identity and issuer."""
@@ -108,8 +109,9 @@ class Trust:
         trust = cls(root, owner, policy)
         # The key the VEX feed is checked with (factory.verify.wholeindex.vex_check), as the
         # others: keys/ before the index's own; none found is a check that cannot run.
-        trust.answers_key_path = next((p for p in (settings.public_keys_dir / ANSWERS_KEY,
-                                                   trust_dir / ANSWERS_KEY) if p.is_file()), None)
+        candidates = [settings.public_keys_dir / ANSWERS_KEY, trust_dir / ANSWERS_KEY]
+        trust.answers_key_path = pick(answers_key, candidates, "answers key") if answers_key \
+            else next((p for p in candidates if p.is_file()), None)
         return trust
 
     def info(self, index: Path | str, advisories: str | None) -> TrustInfo:

@@ -85,8 +85,21 @@ _INDEX_PASSED = {
 }
 
 
-# The feed and its envelope are a few statements per served advisory: far below this.
-_VEX_LIMIT = 64 << 20
+def _trust_file(index: IndexView, name: str) -> bytes | None:
+    """trust/<name> read as the index checks read trust files (every component without
+    following a link, regular, at most TRUST_MAX_BYTES); None when it is absent;
+    NotReadable why not otherwise."""
+    from factory.index.records import TRUST_MAX_BYTES
+    from factory.index.tree import NotReadable, read_regular
+
+    try:
+        return read_regular(index.root, f"trust/{name}", TRUST_MAX_BYTES)
+    except NotReadable as exc:
+        if str(exc) == "is missing":
+            return None
+        raise
+
+
 _KEY_LIMIT = 1 << 16
 
 
@@ -95,14 +108,14 @@ def vex_check(index: IndexView, key: Path | None, pinned: bool = True) -> Check:
     the envelope signs exactly vex.json's bytes; the document is valid OpenVEX). No feed
     at all passes (there is one only once something was checked); half of one fails.
     ``pinned``: ``key`` is the auditor's, not the one the index itself serves."""
+    from factory.index.tree import NotReadable
     from factory.vex import ENVELOPE_FILE, VEX_FILE, verify_vex
 
-    trust = index.layout.trust
     try:
-        data = read_plain(trust / VEX_FILE, _VEX_LIMIT)
-        envelope = read_plain(trust / ENVELOPE_FILE, _VEX_LIMIT)
-    except NotPlain as exc:
-        return failed(VEX, f"the VEX feed cannot be read ({exc.why})")
+        data = _trust_file(index, VEX_FILE)
+        envelope = _trust_file(index, ENVELOPE_FILE)
+    except NotReadable as exc:
+        return failed(VEX, f"the VEX feed (trust/) {exc}")
     if data is None and envelope is None:
         return passed(VEX, "no OpenVEX feed served (there is one once a version was checked)")
     if data is None or envelope is None:
