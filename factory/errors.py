@@ -12,6 +12,9 @@ raw control character (see ``printable``).
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 def printable(text: str, keep: str = "\n\t") -> str:
     """``text`` with every character that could drive a terminal shown as an escape.
@@ -47,6 +50,17 @@ def _escape(char: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _inside(filename: object, directory: object) -> bool:
+    """Whether ``filename`` names something under ``directory`` (or names nothing: an
+    error with no path is blamed on the state, as before)."""
+    if not filename:
+        return True
+    try:
+        return os.path.abspath(str(filename)).startswith(os.path.abspath(str(directory)) + os.sep)
+    except (TypeError, ValueError):
+        return True
 
 
 class FactoryError(Exception):
@@ -150,8 +164,12 @@ class FileSystemError(FactoryError):
         where = f" {exc.filename}" if exc.filename else ""
         state = getattr(settings, "state_dir", None)
         hint = None
-        if state is not None:
+        if exc.errno == errno.ENXIO:  # a FIFO named as output with nobody reading it
+            hint = "start the reader of that pipe first, or name a file"
+        elif state is not None and _inside(exc.filename, state):
             hint = (f"check that the state directory {state} and what it holds are "
                     "directories and files you can read and write, with free space "
                     "(state_dir in factory.toml or FACTORY_STATE_DIR)")
+        elif exc.filename:  # a path the user named (an output, an input), not the state's
+            hint = "check the path: that it exists, is what the command expects, and is yours"
         return cls(f"cannot use{where}: {exc.strerror or type(exc).__name__}", hint)

@@ -291,7 +291,9 @@ def verify_vex(data: bytes, envelope: Mapping[str, Any], pem: bytes) -> dict[str
     from factory.verify.sbom import read_json
 
     try:
-        parsed = Envelope.from_dict(dict(envelope))
+        # a copy: from_dict takes the dict apart (the caller's stays whole); the feed
+        # and its envelope are read bounded (256 KiB, factory.verify.wholeindex)
+        parsed = Envelope.from_dict(json.loads(json.dumps(dict(envelope))))
         parsed.verify([public_key(pem)], 1)
         statement = json.loads(parsed.payload)
     except VerificationError:

@@ -7,6 +7,7 @@ on POSIX within one filesystem).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ def atomic_writer(path: Path, mode: str = "wb",
     (files a web server must read, say).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    _replaceable(path)
     if permissions is None:
         permissions = _mode_of(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
@@ -46,6 +48,18 @@ def atomic_writer(path: Path, mode: str = "wb",
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _replaceable(path: Path) -> None:
+    """OSError unless ``path`` is absent, a regular file or a link (a link is replaced,
+    never followed): renaming over a device, a FIFO or a socket would put a file in its
+    place (/dev/null, as root, for everyone), over a directory fails halfway."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+        raise OSError(errno.EEXIST, "not a regular file: it is not replaced", str(path))
 
 
 def _mode_of(path: Path) -> int | None:
@@ -67,12 +81,34 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_shared(path: Path, data: bytes) -> None:
-    """A file the user asked for to commit or hand on (a pylock.toml, an SBOM): a new one
-    gets the mode the user's umask gives, where the factory's own files start private;
-    one replaced keeps its own mode."""
+    """A file the user asked for to commit or hand on (a pylock.toml, an SBOM, a report):
+    a new one gets the mode the user's umask gives, where the factory's own files start
+    private; one replaced keeps its own mode. A character device or a FIFO the user
+    names (/dev/null, /dev/stdout, a pipe) is written into, as a shell's ">" does, never
+    replaced (a FIFO with no reader is an error, not a hang)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and (stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+        _write_into(path, data)
+        return
     mode = None if path.is_file() and not path.is_symlink() else 0o666 & ~_umask()
     with atomic_writer(path, "wb", permissions=mode) as handle:
         handle.write(data)
+
+
+def _write_into(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
+    try:
+        if not (stat.S_ISCHR(os.fstat(fd).st_mode) or stat.S_ISFIFO(os.fstat(fd).st_mode)):
+            raise OSError(errno.EEXIST, "not a device or FIFO any more", str(path))
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

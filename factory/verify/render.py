@@ -9,11 +9,10 @@ with inline CSS and no scripts, so it can be archived and opened anywhere.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from factory._internal.atomic import write_text
+from factory._internal.atomic import write_shared
 from factory.errors import printable
 from factory.verify.model import FAIL, PASS, Report
 
@@ -227,6 +226,5 @@ def html(report: Report) -> str:
 
 
 def write_html(report: Report, path: Path) -> Path:
-    write_text(path, html(report))
-    os.chmod(path, 0o644)  # a report is meant to be shared (the temp file was 0600)
+    write_shared(path, html(report).encode("utf-8"))  # to share: the umask's mode
     return path
