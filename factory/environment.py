@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -46,6 +47,14 @@ MAX_PINS = 20_000
 MAX_REPORTED = 20  # bad lines named in one error
 MAX_SHOWN = 5  # digests or differing files named in one problem
 _HASH = re.compile(r"\s--hash[=\s]+(\S+)")
+_HASH_VALUE = re.compile(r"[a-z0-9]+:[0-9a-f]+")  # pip's ALGORITHM:HEXDIGEST, lowercased
+# pip's COMMENT_RE is (^|\s+)#.*$, quadratic on a long run of spaces; cutting at the
+# same "#" and stripping after gives the same line
+_COMMENT = re.compile(r"(^|\s)#.*$")
+_COMMENT_LINE = re.compile(r"\s*#")  # a line pip never joins to the next
+MAX_LINE = 64 << 10  # characters of one logical line: a pin and all its --hash options
+MAX_DEPTH = 50  # parentheses nested in one line (packaging's parser recurses into each)
+MAX_VERSION = 64  # characters of a pinned version (each match re-reads it per wheel)
 _LOCK_NAME = re.compile(r"^(recipes|[\w.-]+)\.lock$")
 
 
@@ -118,22 +127,36 @@ def _lock_pins(text: str, origin: str) -> list[Pin]:
     return [Pin(c.key, c.version, origin, c.kind) for c in lock.sorted().components]
 
 
+@dataclass(frozen=True)
+class RequirementLine:
+    """One name==version line of a requirements file and its environment marker."""
+
+    pin: Pin  # its origin the line's first physical line, its hashes the --hash values
+    marker: Marker | None  # None: the pin applies everywhere
+
+
 def requirements_pins(text: str, origin: str) -> list[Pin]:
     """The ``name==version`` lines of a requirements file; TargetError naming every bad
     line (up to MAX_REPORTED) when any is not one."""
-    pins: list[Pin] = []
+    return [line.pin for line in requirement_lines(text, origin)]
+
+
+def requirement_lines(text: str, origin: str) -> list[RequirementLine]:
+    """Each requirement of a requirements file with its marker, read from the logical
+    lines pip reads; TargetError naming every bad line (up to MAX_REPORTED) when any is
+    not a name==version pin. The pins (read_pins) and an export's markers and hashes
+    come from this one reading, so the two can never disagree on a line."""
+    found: list[RequirementLine] = []
     bad: list[str] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line:
-            continue
+    for number, line in logical_lines(text, origin):
         where = f"{origin}:{number}"
-        problem = _requirement_problem(line)
-        if isinstance(problem, str):
-            bad.append(f"{where}: {problem}")
+        read = _requirement_problem(line)
+        if isinstance(read, str):
+            bad.append(f"{where}: {read}")
         else:
-            pins.append(Pin(problem[0], problem[1], where, hashes=problem[2]))
-        if len(pins) > MAX_PINS:
+            name, version, hashes, marker = read
+            found.append(RequirementLine(Pin(name, version, where, hashes=hashes), marker))
+        if len(found) > MAX_PINS:
             raise TargetError(f"{origin} has more than {MAX_PINS} pins")
     if bad:
         more = f" (and {len(bad) - MAX_REPORTED} more)" if len(bad) > MAX_REPORTED else ""
@@ -141,31 +164,83 @@ def requirements_pins(text: str, origin: str) -> list[Pin]:
                           + "; ".join(bad[:MAX_REPORTED]) + more,
                           "each line pins one release: name==version, optionally with "
                           "--hash=sha256:… and an environment marker")
-    return pins
+    return found
 
 
-def _requirement_problem(line: str) -> str | tuple[str, str, tuple[str, ...]]:
-    """The line's (name, version, --hash values), or what is wrong with it in a few
-    words."""
+def logical_lines(text: str, origin: str) -> list[tuple[int, str]]:
+    """(the number of its first physical line, a line) as pip reads a requirements file:
+    a line ending in a backslash joined to the next with the backslash dropped (unless
+    it starts with a comment), then comments and blank lines dropped. pip-compile puts
+    each --hash on a line of its own. TargetError when the last line is continued: the
+    file was cut short, and what it went on to say is unknown."""
+    lines: list[tuple[int, str]] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        continued = raw.endswith("\\") and not _COMMENT_LINE.match(raw)
+        if continued:
+            pending.append(raw.strip("\\"))
+            continue
+        # pip puts a space before a comment line, so its "#" still starts a comment
+        pending.append(" " + raw if _COMMENT_LINE.match(raw) else raw)
+        line = _COMMENT.sub("", "".join(pending)).strip()
+        pending = []
+        if line:
+            lines.append((start, line))
+    if pending:
+        raise TargetError(f"{origin}:{start}: the last line ends in a backslash, continued "
+                          "by nothing (the file is cut short?)",
+                          "end the file with the last pin's line, without a backslash")
+    return lines
+
+
+def _requirement_problem(line: str) -> str | tuple[str, str, tuple[str, ...], Marker | None]:
+    """The line's (name, version, --hash values, marker), or what is wrong with it in a
+    few words."""
     shown = one_line(repr(line), 80)
     if line.startswith("-"):
         return f"{shown}: an option, not a pin (only --hash after a pin is read)"
+    if len(line) > MAX_LINE:
+        return f"{shown} is {len(line)} characters long; at most {MAX_LINE} are read"
+    if line.count("(") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+        return f"{shown} nests parentheses more than {MAX_DEPTH} deep"
     hashes = tuple(h.lower() for h in _HASH.findall(f" {line}"))
+    if odd := [h for h in hashes if not _HASH_VALUE.fullmatch(h)]:
+        return f"{shown}: --hash {one_line(repr(odd[0]), 80)} is not ALGORITHM:HEXDIGEST"
     spec = _HASH.sub("", f" {line}").strip()
     try:
         req = Requirement(spec)
     except InvalidRequirement:
         return f"{shown} is not a requirement"
+    except RecursionError:  # MAX_DEPTH should keep it away; a traceback must not
+        return f"{shown} is nested too deeply to read"
     if req.url:
         return f"{shown} is a direct URL, not a release the index serves"
     specs = list(req.specifier)
     if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
         return f"{shown} is not pinned to one version with =="
+    if len(specs[0].version) > MAX_VERSION:
+        return f"{shown} names a version of more than {MAX_VERSION} characters"
     try:
         version = str(Version(specs[0].version))
     except InvalidVersion:
         return f"{shown} names an invalid version"
-    return str(canonicalize_name(req.name)), version, hashes
+    return str(canonicalize_name(req.name)), version, hashes, req.marker
+
+
+def _depth(line: str) -> int:
+    """How deep the line's parentheses nest (quoted ones counted too: no real marker
+    quotes fifty of them)."""
+    deepest = depth = 0
+    for char in line:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
 
 
 def _venv_pins(venv: Path) -> list[Pin]:
@@ -203,7 +278,11 @@ def vouched(found: list[Match]) -> list[Match]:
     (An export needs only the wheels of each version: it reads the hashes itself.)"""
     checked = []
     for each in found:
-        if not each.files or each.problem:
+        if each.pin.installed is not None and each.pin.installed.problem:
+            # installed as no wheel of the index is (an egg, a second copy, a dist-info
+            # python does not import from): whatever the index serves, not its wheel
+            checked.append(Match(each.pin, problem=each.problem, status="not the factory's"))
+        elif not each.files or each.problem:
             checked.append(each)
         elif each.pin.installed is not None:
             checked.append(_installed_match(each.pin, each.pin.installed, each.files[0]))

@@ -4,7 +4,9 @@ TARGET's pins (factory.environment: a lock, a requirements file or a venv) match
 to the wheels the index publishes; each wheel one component with a versioned purl
 (``pkg:pypi/NAME@VERSION?file_name=...``), its sha256, and external references to
 the wheel, its PEP 740 provenance, its own SBOM and its build record on the index.
-A pin the index does not serve is still listed, marked, and reported as a problem.
+A pin the index does not serve, or not as the pin names it (a --hash of another
+file, a venv's copy installed from elsewhere), is still listed, marked, without the
+factory's digest and links, and reported as a problem.
 The document has no timestamp and a serial number derived from its content, so the
 same environment and index give the same bytes.
 
@@ -23,6 +25,7 @@ from factory import __version__
 from factory.attest.provenance import pypi_purl
 from factory.attest.sbom import PROP, validate
 from factory.environment import Match
+from factory.export import index_root
 from factory.index.records import Sidecars
 
 # the sidecars each component links to, as CycloneDX external reference types
@@ -36,14 +39,17 @@ def _component(match: Match, base_url: str) -> list[dict[str, Any]]:
     props = [{"name": f"{PROP}:pinned-by", "value": pin.origin}]
     if pin.kind:
         props.append({"name": f"{PROP}:lock-kind", "value": pin.kind})
-    if not match.files:
+    if not match.files or match.problem:
+        # A problem (a --hash naming an unserved file besides the served one, say) means
+        # an installer may have taken something else: the served wheel's digest and
+        # links would vouch for what the pin does not name.
         purl = pypi_purl(pin.name, pin.version)
         return [{"type": "library", "bom-ref": purl, "name": pin.name, "version": pin.version,
                  "purl": purl, "properties": [*props, {"name": f"{PROP}:not-served",
                                                        "value": match.problem or "no wheel"}]}]
     out = []
     for item in match.files:
-        wheel = f"{base_url.rstrip('/')}/files/{item.project}/{item.filename}"
+        wheel = f"{base_url}/files/{item.project}/{item.filename}"
         links = [{"type": "distribution", "url": wheel, "comment": "the wheel the index serves"}]
         links += [{"type": kind, "url": Sidecars.name(wheel, sidecar), "comment": comment}
                   for sidecar, kind, comment in _LINKS if sidecar in item.entry.sidecars]
@@ -58,7 +64,9 @@ def _component(match: Match, base_url: str) -> list[dict[str, Any]]:
 
 
 def environment_sbom(matches: Sequence[Match], base_url: str, name: str) -> dict[str, Any]:
-    """The environment's CycloneDX 1.6 document, schema-validated; deterministic."""
+    """The environment's CycloneDX 1.6 document, schema-validated; deterministic.
+    ``base_url`` is the index's root or its simple page, as export pylock takes it."""
+    base_url = index_root(base_url)  # files and sidecars are served from the root
     components: dict[str, dict[str, Any]] = {}
     for match in matches:
         for component in _component(match, base_url):

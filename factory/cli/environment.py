@@ -135,16 +135,20 @@ def export_pylock(
     two entries of one name that both apply, so of the approved set each project's
     approved row is exported and rows pinning another version of it (a build
     requirement of one component) are left out and listed. A requirement's marker
-    becomes its entry's (two versions of one name need markers that never hold
-    together); its --hash options must name wheels the index serves."""
-    from factory.export import pylock_of
+    becomes its entry's (two entries of one name need markers that never hold
+    together, as far as the export can tell); its --hash options must name wheels the
+    index serves. Exit 1 when the index does not serve a pin as named, or two entries
+    of one name may both apply; exit 2 when the requirements file, --index-url or
+    --output cannot be used. Nothing is written on an error."""
+    from factory.export import index_root, pylock_of
     from factory.sign.pep740 import factory_publisher
     from factory.verify.view import IndexView
 
+    target = _output(output or "pylock.toml")  # before anything is read
     s = settings()
+    index_root(index_url or s.index_url)  # a bad one refused before anything is read
     exported = pylock_of(requirements or s.lock_path, IndexView(index or s.index_dir, s.index_url),
                          index_url or s.index_url, factory_publisher(s))
-    target = output or "pylock.toml"
     _write(exported.text, target)
     if exported.left_out:
         plain(f"left out {len(exported.left_out)} locked row(s) that pin another version of "
