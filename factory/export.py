@@ -218,26 +218,28 @@ def check_hashes(index: IndexView, pins: Sequence[Pin],
 
 
 # -- the document ----------------------------------------------------------------------
-def index_root(url: str) -> str:
+def index_root(url: str, option: str = "--index-url") -> str:
     """The index's root URL, given it or its simple page (what pip's --index-url takes):
     a trailing /simple or /simple/ of its path dropped. IndexUrlError for a URL a
     wheel's (root + /files/...) could leave the index from: a query or fragment (the
     path would land in it), a . or .. segment (folded away by clients and servers,
-    percent-encoded too), no http(s) host."""
+    percent-encoded too), no http(s) host. ``option``: what the user gave it as."""
     given = url.strip()
-    shown = one_line(repr(given), 200)
+    from factory.upstream.transport import shown as without_credentials
+
+    shown = f"{option} {one_line(repr(without_credentials(given)), 200)}"  # no user:password@
     try:
         parts = urlsplit(given)
         host, _ = parts.hostname, parts.port  # .port: ValueError on a bad one
     except ValueError as exc:
-        raise IndexUrlError(f"--index-url {shown} is not a URL ({one_line(str(exc), 80)})"
+        raise IndexUrlError(f"{shown} is not a URL ({one_line(str(exc), 80)})"
                             ) from None
     if parts.scheme not in ("http", "https") or not host:
-        raise IndexUrlError(f"--index-url {shown} names no http(s) host")
+        raise IndexUrlError(f"{shown} names no http(s) host")
     if parts.query or parts.fragment or "?" in given or "#" in given:
-        raise IndexUrlError(f"--index-url {shown} has a query or fragment")
+        raise IndexUrlError(f"{shown} has a query or fragment")
     if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
-        raise IndexUrlError(f"--index-url {shown} has a . or .. path segment")
+        raise IndexUrlError(f"{shown} has a . or .. path segment")
     path = parts.path.rstrip("/").removesuffix("/simple")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 

@@ -191,3 +191,15 @@ def test_an_auditor_without_a_state_gets_no_state_made(site: tuple[Settings, str
     assert report.ok and not state.exists()
     state.mkdir(parents=True)
     assert _advisories_cache(auditor) == state / "advisories"
+
+
+def test_a_refused_index_url_never_shows_its_password(auditor: Settings) -> None:
+    """verify and export share one reading of an index URL (factory.export.index_root);
+    what it refuses is said without the user:password@ it was given with."""
+    from factory.export import IndexUrlError
+
+    with pytest.raises(IndexUrlError) as refused:
+        verify(auditor, "alpha==1.0.0", index_dir="http://me:s3cret@127.0.0.1:9/simple/?x=1",
+               check_advisories=False)
+    assert "s3cret" not in refused.value.message and "--index" in refused.value.message
+    assert refused.value.exit_code == 2

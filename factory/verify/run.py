@@ -284,9 +284,10 @@ def verify(
 
     if not str(index_dir or "").startswith(("http://", "https://")):  # remote.is_url
         return run(open_index(settings, Path(index_dir) if index_dir else None))
+    from factory.export import index_root  # (the Simple API URL pip takes is accepted)
     from factory.verify.remote import RemoteIndex  # and its HTTP client: only for a URL
 
-    url = index_base(str(index_dir))
+    url = index_root(str(index_dir), "--index")
     with tempfile.TemporaryDirectory(prefix="factory-verify-url-") as work:
         remote = RemoteIndex(url, Path(work))
         try:
@@ -294,17 +295,6 @@ def verify(
             return run(remote)
         finally:
             remote.close()
-
-
-def index_base(url: str) -> str:
-    """The index's base URL, also when given as its Simple API (``…/simple/``, what pip's
-    --index-url takes): the trust, records and files are served beside simple/."""
-    head, _, tail = url.partition("?")
-    trimmed = head.rstrip("/")
-    if trimmed.endswith("/simple"):
-        trimmed = trimmed[: -len("/simple")]
-        return trimmed + ("?" + tail if tail else "")
-    return url
 
 
 def _reach(remote: RemoteIndex, url: str) -> None:
