@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 from click.testing import Result
 from packaging.markers import Marker
-from typer.testing import CliRunner
 
 from factory._internal.atomic import write_shared
 from factory.config import Settings
@@ -36,7 +35,10 @@ from factory.errors import FactoryError
 from factory.export import MarkerConflictError, index_root, pylock_of
 from factory.verify.view import IndexView
 from tests import factories
-from tests.security_fixtures import released_copy
+from tests.test_environment_sbom_fixes import (
+    _sbom,
+    site_fixture,  # noqa: F401  (fixture "site")
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHER = {"kind": "test"}
@@ -342,17 +344,19 @@ def test_write_shared_modes(tmp_path: Path, umask: int, old: int | None, new: in
 
 
 # == sbom and export against the released index ====================================================
-@pytest.fixture
-def site(released_base: Path, tmp_path: Path) -> Settings:
-    return released_copy(released_base, tmp_path)
+def _imported(target: Path) -> str:
+    """alpha.VALUE as the venv's own python imports it (what would run)."""
+    return subprocess.run([str(target / "bin" / "python"), "-c",
+                           "import alpha; print(alpha.VALUE)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _sbom(site: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
-    from factory.cli import app
-    from factory.cli._app import _State
-
-    monkeypatch.setattr(_State, "settings", site)
-    return CliRunner().invoke(app, ["sbom", *args])
+def _sbom_of(site: Settings, monkeypatch: pytest.MonkeyPatch, target: Path,
+             tmp_path: Path) -> tuple[Result, bool]:
+    """`factory sbom VENV -o FILE`: the run, and whether the document vouches for alpha."""
+    out = tmp_path / "env.cdx.json"
+    done = _sbom(site, monkeypatch, str(target), "-o", str(out))
+    return done, _vouched(out)
 
 
 def _venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
@@ -393,13 +397,9 @@ def test_sbom_checks_the_site_packages_python_imports_from(
     decoy = target / "lib" / "python3.0" / "site-packages"
     shutil.copytree(site_packages, decoy)
     (site_packages / "alpha" / "__init__.py").write_text("VALUE = 'not the factory'\n")
-    imported = subprocess.run([str(target / "bin" / "python"), "-c",
-                               "import alpha; print(alpha.VALUE)"],
-                              capture_output=True, text=True, check=True)
-    assert imported.stdout.strip() == "not the factory"
-    out = tmp_path / "env.cdx.json"
-    done = _sbom(site, monkeypatch, str(target), "-o", str(out))
-    assert done.exit_code == 1 and not _vouched(out), done.output
+    assert _imported(target) == "not the factory"
+    done, vouched = _sbom_of(site, monkeypatch, target, tmp_path)
+    assert done.exit_code == 1 and not vouched, done.output
 
 
 def test_sbom_does_not_vouch_for_planted_byte_code(
@@ -414,13 +414,9 @@ def test_sbom_does_not_vouch_for_planted_byte_code(
     py_compile.compile(str(evil), str(site_packages / "alpha" / "__pycache__"
                                       / f"__init__.{tag}.pyc"),
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    imported = subprocess.run([str(target / "bin" / "python"), "-c",
-                               "import alpha; print(alpha.VALUE)"],
-                              capture_output=True, text=True, check=True)
-    assert imported.stdout.strip() == "not the factory"
-    out = tmp_path / "env.cdx.json"
-    done = _sbom(site, monkeypatch, str(target), "-o", str(out))
-    assert done.exit_code == 1 and not _vouched(out), done.output
+    assert _imported(target) == "not the factory"
+    done, vouched = _sbom_of(site, monkeypatch, target, tmp_path)
+    assert done.exit_code == 1 and not vouched, done.output
 
 
 @pytest.mark.parametrize("record", [
@@ -500,10 +496,6 @@ def test_stale_byte_code_python_would_not_run_is_no_failure(
                                        / f"__init__.{sys.implementation.cache_tag}.pyc"),
                        invalidation_mode=invalidation)
     os.utime(source, (1_000_000_000, 1_000_000_000))  # not the mtime the pyc records
-    imported = subprocess.run([str(target / "bin" / "python"), "-c",
-                               "import alpha; print(alpha.VALUE)"],
-                              capture_output=True, text=True, check=True)
-    assert imported.stdout.strip() != "stale"  # python ran the source, not that byte code
-    out = tmp_path / "env.cdx.json"
-    done = _sbom(site, monkeypatch, str(target), "-o", str(out))
-    assert done.exit_code == 0 and _vouched(out), done.output
+    assert _imported(target) != "stale"  # python ran the source, not that byte code
+    done, vouched = _sbom_of(site, monkeypatch, target, tmp_path)
+    assert done.exit_code == 0 and vouched, done.output

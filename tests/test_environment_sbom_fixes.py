@@ -32,8 +32,9 @@ NOT_SERVED = "artifact-factory:not-served"
 ZERO = "0" * 64
 
 
-@pytest.fixture
-def site(released_base: Path, tmp_path: Path) -> Settings:
+@pytest.fixture(name="site")
+def site_fixture(released_base: Path, tmp_path: Path) -> Settings:
+    """A private copy of the released alpha/beta index (the `site` fixture)."""
     return released_copy(released_base, tmp_path)
 
 
